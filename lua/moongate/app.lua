@@ -1,0 +1,117 @@
+-- The HTTP application: one per worker thread. Dispatches requests by method
+-- and path to the front doors and the built-in endpoints.
+local core = require "moongate.core"
+local http = require "moongate.http"
+local errors = require "moongate.errors"
+local log = require "moongate.log"
+local router = require "moongate.router"
+local providers = require "moongate.providers"
+local exchange = require "moongate.exchange"
+local openai_chat = require "moongate.frontdoor.openai_chat"
+
+local M = {}
+local App = {}
+App.__index = App
+
+--- new(cfg, info) -> app; info: {worker = k, workers = n}
+function M.new(cfg, info)
+  local registry = providers.build(cfg)
+  local self = setmetatable({
+    cfg = cfg, info = info or {}, providers = registry,
+    router = router.new(cfg, registry),
+    active = setmetatable({}, { __mode = "k" }), -- request handle -> exchange
+    created = os.time(),
+  }, App)
+  self.routes = {
+    ["GET /health"] = self.health,
+    ["GET /stats"] = self.stats,
+    ["GET /v1/models"] = self.models,
+    ["POST /v1/chat/completions"] = self.chat,
+  }
+  return self
+end
+
+local function normalize(path)
+  -- clients configured with a base URL without /v1 reach the same endpoints
+  if path:sub(1, 4) ~= "/v1/" and (path == "/models" or path:find("^/chat/") or path:find("^/models/")) then
+    return "/v1" .. path
+  end
+  return path
+end
+
+function App:handle(req)
+  local path = normalize(req.path)
+  local client = errors.client_for_path(path)
+  if req.body_error == "too_large" then
+    return http.error(req, client, errors.new(413, string.format(
+      "Request body too large: the limit is %d bytes.", req.max_body_bytes),
+      { code = "request_too_large" }))
+  end
+  local fn = self.routes[req.method .. " " .. path]
+  if not fn and req.method == "GET" and path:find("^/v1/models/.") then
+    fn = self.model
+  end
+  if fn then return fn(self, req, path) end
+  for key in pairs(self.routes) do
+    if key:match("^%S+ (.*)$") == path then
+      return http.error(req, client, errors.new(405, string.format(
+        "Method %s is not allowed on %s.", req.method, path), { code = "method_not_allowed" }))
+    end
+  end
+  return http.error(req, client, errors.new(404, string.format(
+    "Unknown request URL: %s %s. Please check the URL for typos.", req.method, req.path),
+    { code = "unknown_url" }))
+end
+
+--- on_error(req, message): a Lua error escaped handle(); end the request in
+-- the client's format (the traceback is already in the log).
+function App:on_error(req, message)
+  local err = errors.new(500, "The server had an error while processing your request.")
+  local x = self.active[req.h]
+  if x then return x:fail(err) end
+  return http.error(req, errors.client_for_path(normalize(req.path)), err)
+end
+
+function App:health(req)
+  local s = core._stats()
+  return http.json(req, 200, {
+    status = "ok", version = core.version, uptime = math.floor(s.uptime * 1000) / 1000,
+    workers = s.workers,
+  })
+end
+
+function App:stats(req)
+  return http.json(req, 200, core._stats())
+end
+
+local function model_object(self, id)
+  return { id = id, object = "model", created = self.created, owned_by = "moongate" }
+end
+
+function App:models(req)
+  local data = {}
+  for i, id in ipairs(self.router:models()) do data[i] = model_object(self, id) end
+  return http.json(req, 200, { object = "list", data = data })
+end
+
+function App:model(req, path)
+  local id = path:sub(#"/v1/models/" + 1)
+  if self.router:resolve(id) then return http.json(req, 200, model_object(self, id)) end
+  return http.error(req, "openai", errors.new(404, string.format(
+    "The model `%s` does not exist or you do not have access to it.", id), { code = "model_not_found" }))
+end
+
+function App:chat(req)
+  local creq, err = openai_chat.decode(req.body, req.headers)
+  if not creq then return http.error(req, "openai", err) end
+  local route, rerr = self.router:resolve(creq.model)
+  if not route then return http.error(req, "openai", rerr) end
+  log.debug("chat model=%s provider=%s stream=%s", creq.model, route.chain[1].name, tostring(creq.stream))
+  exchange.run(req, openai_chat, creq, route, self.active)
+end
+
+function App:shutdown()
+  for _, x in pairs(self.active) do x:cancel("shutdown") end
+end
+
+return M

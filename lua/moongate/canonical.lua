@@ -1,0 +1,42 @@
+-- Helpers over the canonical request (DESIGN.md "Canonical request and
+-- events"), shared by front doors and providers.
+local M = {}
+
+--- text(blocks) -> the text blocks joined
+function M.text(blocks)
+  local out = {}
+  for _, b in ipairs(blocks or {}) do
+    if b.type == "text" then out[#out + 1] = b.text end
+  end
+  return table.concat(out)
+end
+
+--- last_user_text(creq) -> text of the last user message ("" if none)
+function M.last_user_text(creq)
+  for i = #creq.messages, 1, -1 do
+    local m = creq.messages[i]
+    if m.role == "user" then return M.text(m.content) end
+  end
+  return ""
+end
+
+--- estimate_tokens(text) -> a rough count (4 bytes a token), for upstreams
+-- and providers that report none. Documented as an estimate.
+function M.estimate_tokens(text)
+  if not text or text == "" then return 0 end
+  return math.ceil(#text / 4)
+end
+
+--- prompt_tokens(creq) -> estimate over the system prompt and all messages
+function M.prompt_tokens(creq)
+  local n = M.estimate_tokens(creq.system)
+  for _, m in ipairs(creq.messages) do
+    for _, b in ipairs(m.content) do
+      n = n + M.estimate_tokens(b.text or b.arguments or b.content)
+    end
+    n = n + 3 -- per-message framing
+  end
+  return n
+end
+
+return M

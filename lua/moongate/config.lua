@@ -1,0 +1,312 @@
+-- Configuration: defaults, the config file (a Lua chunk returning a table),
+-- MOONGATE_* environment variables and command-line flags, merged with the
+-- precedence flag > environment > file > default, then validated. Every
+-- problem names the key's path. Pure: file reading and the environment are
+-- passed in, so specs drive it without the daemon.
+local M = {}
+
+local MiB = 1024 * 1024
+
+function M.defaults()
+  return {
+    listen = "127.0.0.1:8080",
+    workers = nil, -- filled by resolve(): the number of cores
+    log_level = "info",
+    max_body_bytes = 10 * MiB,
+    max_header_bytes = 16384,
+    stream_high_water = 65536,
+    keepalive_timeout = 60,
+    providers = {},
+    routes = {},
+    aliases = {},
+  }
+end
+
+-- Schema --------------------------------------------------------------------
+-- A spec is a type name, or a table {type=..., fields=..., values=..., ...}.
+
+local function integer(min, max)
+  return { type = "integer", min = min, max = max }
+end
+
+local provider_kinds = { echo = true, openai = true, anthropic = true, ws = true }
+
+local provider_schema = {
+  type = "table",
+  fields = {
+    kind = { type = "string", enum = provider_kinds, required = true },
+    base_url = "string",
+    api_key = "string",
+    api_key_env = "string",
+    models = { type = "list", values = "string" },
+    headers = { type = "map", values = "string" },
+    chunk_delay_ms = { type = "number", min = 0 },
+    chunk_size = integer(1),
+    timeout_ms = integer(1),
+  },
+}
+
+local route_schema = {
+  type = "table",
+  fields = {
+    match = { type = "string", required = true },
+    provider = { type = "string_or_list", required = true },
+    model = "string",
+  },
+}
+
+M.schema = {
+  type = "table",
+  fields = {
+    listen = "string",
+    workers = integer(1, 256),
+    log_level = { type = "string", enum = { error = true, warn = true, info = true, debug = true } },
+    max_body_bytes = integer(1024),
+    max_header_bytes = integer(1024, 65535),
+    stream_high_water = integer(1024),
+    keepalive_timeout = integer(1),
+    lua_path = "string",
+    tls = { type = "table", fields = { cert = { type = "string", required = true },
+                                       key = { type = "string", required = true } } },
+    providers = { type = "map", values = provider_schema },
+    routes = { type = "list", values = route_schema },
+    aliases = { type = "map", values = "string" },
+  },
+}
+
+local function typename(v)
+  local t = type(v)
+  if t == "number" and v % 1 == 0 then return "integer" end
+  return t
+end
+
+local function is_list(t)
+  local n = 0
+  for k in pairs(t) do
+    if type(k) ~= "number" or k < 1 or k % 1 ~= 0 then return false end
+    n = n + 1
+  end
+  return n == #t
+end
+
+local function join(path, key)
+  if type(key) == "number" then return path .. "[" .. key .. "]" end
+  if path == "" then return key end
+  if not key:match("^[%a_][%w_]*$") then
+    return path .. "[" .. string.format("%q", key) .. "]"
+  end
+  return path .. "." .. key
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
+local check
+
+local function check_value(spec, v, path, errs)
+  if type(spec) == "string" then spec = { type = spec } end
+  local t = spec.type
+  local function bad(expected)
+    errs[#errs + 1] = string.format("%s: expected %s, got %s", path, expected, typename(v))
+  end
+  if t == "string" then
+    if type(v) ~= "string" then return bad("a string") end
+    if spec.enum and not spec.enum[v] then
+      local names = sorted_keys(spec.enum)
+      errs[#errs + 1] = string.format("%s: %q is not one of %s", path, v, table.concat(names, ", "))
+    end
+  elseif t == "integer" or t == "number" then
+    if type(v) ~= "number" or (t == "integer" and v % 1 ~= 0) then
+      return bad(t == "integer" and "an integer" or "a number")
+    end
+    if spec.min and v < spec.min then
+      errs[#errs + 1] = string.format("%s: must be at least %s, got %s", path, spec.min, v)
+    elseif spec.max and v > spec.max then
+      errs[#errs + 1] = string.format("%s: must be at most %s, got %s", path, spec.max, v)
+    end
+  elseif t == "boolean" then
+    if type(v) ~= "boolean" then return bad("a boolean") end
+  elseif t == "string_or_list" then
+    if type(v) == "string" then return end
+    if type(v) ~= "table" or not is_list(v) or #v == 0 then
+      return bad("a string or a non-empty list of strings")
+    end
+    for i, item in ipairs(v) do
+      if type(item) ~= "string" then
+        errs[#errs + 1] = string.format("%s: expected a string, got %s", join(path, i), typename(item))
+      end
+    end
+  elseif t == "list" then
+    if type(v) ~= "table" or not is_list(v) then return bad("a list") end
+    for i, item in ipairs(v) do check_value(spec.values, item, join(path, i), errs) end
+  elseif t == "map" then
+    if type(v) ~= "table" then return bad("a table") end
+    for _, k in ipairs(sorted_keys(v)) do
+      if type(k) ~= "string" then
+        errs[#errs + 1] = string.format("%s: keys must be strings, got %s", path, typename(k))
+      else
+        check_value(spec.values, v[k], join(path, k), errs)
+      end
+    end
+  elseif t == "table" then
+    if type(v) ~= "table" then return bad("a table") end
+    check(spec, v, path, errs)
+  end
+end
+
+check = function(spec, t, path, errs)
+  for _, k in ipairs(sorted_keys(t)) do
+    local field = type(k) == "string" and spec.fields[k]
+    if not field then
+      errs[#errs + 1] = string.format("%s: unknown key", join(path, type(k) == "string" and k or tostring(k)))
+    else
+      check_value(field, t[k], join(path, k), errs)
+    end
+  end
+  for _, k in ipairs(sorted_keys(spec.fields)) do
+    local field = spec.fields[k]
+    if type(field) == "table" and field.required and t[k] == nil then
+      errs[#errs + 1] = string.format("%s: required", join(path, k))
+    end
+  end
+end
+
+--- parse_listen("host:port") -> host, port | nil, message
+function M.parse_listen(s)
+  if type(s) ~= "string" then return nil, "expected HOST:PORT" end
+  local host, port = s:match("^%[([%x:]+)%]:(%d+)$")
+  if not host then host, port = s:match("^([^:]*):(%d+)$") end
+  if not host then
+    if s:match("^%d+$") then host, port = "127.0.0.1", s
+    else return nil, string.format("%q is not HOST:PORT", s) end
+  end
+  port = tonumber(port)
+  if port > 65535 then return nil, string.format("port %d is out of range", port) end
+  if host == "" or host == "*" then host = "0.0.0.0" end
+  if host == "localhost" then host = "127.0.0.1" end
+  return host, port
+end
+
+--- validate(cfg) -> true | nil, {messages}
+function M.validate(cfg)
+  local errs = {}
+  if type(cfg) ~= "table" then
+    return nil, { "config: expected a table, got " .. typename(cfg) }
+  end
+  check(M.schema, cfg, "", errs)
+  if type(cfg.listen) == "string" then
+    local ok, msg = M.parse_listen(cfg.listen)
+    if not ok then errs[#errs + 1] = "listen: " .. msg end
+  end
+  if type(cfg.routes) == "table" and type(cfg.providers) == "table" then
+    for i, route in ipairs(cfg.routes) do
+      if type(route) == "table" then
+        local names = type(route.provider) == "table" and route.provider or { route.provider }
+        for j, name in ipairs(names) do
+          if type(name) == "string" and not cfg.providers[name] and name ~= "echo" then
+            local p = type(route.provider) == "table" and string.format("routes[%d].provider[%d]", i, j)
+              or string.format("routes[%d].provider", i)
+            errs[#errs + 1] = string.format("%s: no provider named %q", p, name)
+          end
+        end
+      end
+    end
+  end
+  if #errs > 0 then return nil, errs end
+  return true
+end
+
+--- load_file(path) -> table | nil, message
+-- The file is a Lua chunk that returns a table; it runs in an environment
+-- with the safe standard functions and os.getenv, nothing else.
+function M.load_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, string.format("cannot read config %s: %s", path, err) end
+  local text = f:read("*a")
+  f:close()
+  local chunk, perr = loadstring(text, "@" .. path)
+  if not chunk then return nil, "config " .. perr end
+  local env = {
+    os = { getenv = os.getenv }, string = string, table = table, math = math,
+    tonumber = tonumber, tostring = tostring, pairs = pairs, ipairs = ipairs,
+    type = type, error = error, assert = assert, select = select,
+  }
+  setfenv(chunk, env)
+  local ok, value = pcall(chunk)
+  if not ok then return nil, "config " .. tostring(value) end
+  if type(value) ~= "table" then
+    return nil, string.format("config %s must return a table, got %s", path, typename(value))
+  end
+  return value
+end
+
+-- Environment variables: name -> {key, kind}
+M.env_vars = {
+  MOONGATE_LISTEN = { "listen", "string" },
+  MOONGATE_WORKERS = { "workers", "integer" },
+  MOONGATE_LOG_LEVEL = { "log_level", "string" },
+  MOONGATE_MAX_BODY_BYTES = { "max_body_bytes", "integer" },
+}
+
+local function from_env(getenv, errs)
+  local out = {}
+  for _, name in ipairs(sorted_keys(M.env_vars)) do
+    local key, kind = M.env_vars[name][1], M.env_vars[name][2]
+    local v = getenv(name)
+    if v and v ~= "" then
+      if kind == "integer" then
+        local n = tonumber(v)
+        if not n then
+          errs[#errs + 1] = string.format("%s: expected an integer, got %q", name, v)
+        else
+          out[key] = n
+        end
+      else
+        out[key] = v
+      end
+    end
+  end
+  return out
+end
+
+--- resolve(flags, getenv, cpu_count) -> config | nil, {messages}
+-- flags: {config = path?, listen = ?, workers = ?, verbose = bool?}
+function M.resolve(flags, getenv, cpu_count)
+  flags = flags or {}
+  getenv = getenv or os.getenv
+  local errs = {}
+  local cfg = M.defaults()
+  local path = flags.config or getenv("MOONGATE_CONFIG")
+  if path and path ~= "" then
+    local file, err = M.load_file(path)
+    if not file then return nil, { err } end
+    local ok, verrs = M.validate(file)
+    if not ok then
+      for i = 1, #verrs do verrs[i] = "config " .. verrs[i] end
+      return nil, verrs
+    end
+    for k, v in pairs(file) do cfg[k] = v end
+    cfg.config_path = path
+  end
+  for k, v in pairs(from_env(getenv, errs)) do cfg[k] = v end
+  if flags.listen then cfg.listen = flags.listen end
+  if flags.workers then cfg.workers = flags.workers end
+  if flags.verbose then cfg.log_level = "debug" end
+  cfg.workers = cfg.workers or cpu_count or 1
+  local cp = cfg.config_path
+  cfg.config_path = nil
+  local ok, verrs = M.validate(cfg)
+  cfg.config_path = cp
+  if not ok then
+    for i = 1, #verrs do errs[#errs + 1] = verrs[i] end
+  end
+  if #errs > 0 then return nil, errs end
+  cfg.host, cfg.port = M.parse_listen(cfg.listen)
+  return cfg
+end
+
+return M

@@ -1,0 +1,66 @@
+-- Errors in each client's own wire format (PROTOCOLS.md).
+local json = require "moongate.json"
+
+local M = {}
+
+local openai_types = {
+  [400] = "invalid_request_error", [401] = "authentication_error",
+  [403] = "permission_error", [404] = "invalid_request_error",
+  [405] = "invalid_request_error", [408] = "timeout_error",
+  [409] = "conflict_error", [413] = "invalid_request_error",
+  [422] = "invalid_request_error", [429] = "rate_limit_error",
+}
+
+local anthropic_types = {
+  [400] = "invalid_request_error", [401] = "authentication_error",
+  [403] = "permission_error", [404] = "not_found_error",
+  [405] = "invalid_request_error", [413] = "request_too_large",
+  [429] = "rate_limit_error", [500] = "api_error", [529] = "overloaded_error",
+}
+
+--- type_for(client, status) -> the error type string a client expects
+function M.type_for(client, status)
+  if client == "anthropic" then
+    return anthropic_types[status] or (status >= 500 and "api_error" or "invalid_request_error")
+  end
+  return openai_types[status] or (status >= 500 and "server_error" or "invalid_request_error")
+end
+
+--- new(status, message, opts) -> error value {status, message, type, param, code}
+function M.new(status, message, opts)
+  opts = opts or {}
+  return {
+    status = status, message = message,
+    type = opts.type, param = opts.param, code = opts.code,
+  }
+end
+
+--- object(client, err) -> the error as a Lua table in the client's shape
+function M.object(client, err)
+  local etype = err.type or M.type_for(client, err.status)
+  if client == "anthropic" then
+    return { type = "error", error = { type = etype, message = err.message } }
+  elseif client == "ollama" then
+    return { error = err.message }
+  end
+  local null = json.null
+  return { error = {
+    message = err.message, type = etype,
+    param = err.param == nil and null or err.param,
+    code = err.code == nil and null or err.code,
+  } }
+end
+
+--- body(client, err) -> JSON text
+function M.body(client, err)
+  return json.encode(M.object(client, err))
+end
+
+--- client_for_path(path) -> which error format a path's clients expect
+function M.client_for_path(path)
+  if path:find("^/v1/messages") then return "anthropic" end
+  if path:find("^/api/") then return "ollama" end
+  return "openai"
+end
+
+return M

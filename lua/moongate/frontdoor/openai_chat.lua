@@ -1,0 +1,358 @@
+-- Front door: OpenAI chat completions (POST /v1/chat/completions).
+-- decode: wire request -> canonical request (or an error in OpenAI's shape)
+-- stream_encoder / collector: canonical events -> OpenAI chunks / body.
+-- Pure: no host globals, tested without the daemon.
+local json = require "moongate.json"
+local errors = require "moongate.errors"
+
+local M = { client = "openai" }
+
+local null = json.null
+
+local roles = { system = true, developer = true, user = true, assistant = true, tool = true, ["function"] = true }
+local efforts = { none = true, minimal = true, low = true, medium = true, high = true, xhigh = true }
+
+local function jtype(v)
+  local t = type(v)
+  if v == null then return "null" end
+  if t == "table" then return json.is_array(v) and next(v) ~= nil and "an array" or (next(v) == nil and "an empty object" or "an object") end
+  if t == "number" then return (v % 1 == 0) and "an integer" or "a number" end
+  if t == "string" then return "a string" end
+  if t == "boolean" then return "a boolean" end
+  return t
+end
+
+local function invalid_type(param, expected, v)
+  return nil, errors.new(400, string.format("Invalid type for '%s': expected %s, but got %s instead.",
+    param, expected, jtype(v)), { param = param, code = "invalid_type" })
+end
+
+local function invalid_value(param, msg)
+  return nil, errors.new(400, string.format("Invalid '%s': %s", param, msg), { param = param, code = "invalid_value" })
+end
+
+local function missing(param)
+  return nil, errors.new(400, string.format("Missing required parameter: '%s'.", param),
+    { param = param, code = "missing_required_parameter" })
+end
+
+local function is_array(v)
+  return type(v) == "table" and json.is_array(v)
+end
+
+local function is_object(v)
+  return type(v) == "table" and v ~= null and (next(v) == nil or not json.is_array(v))
+end
+
+-- optional typed fields: name -> check(v) -> ok
+local checks = {
+  stream = { "a boolean", function(v) return type(v) == "boolean" end },
+  temperature = { "a number", function(v) return type(v) == "number" end },
+  top_p = { "a number", function(v) return type(v) == "number" end },
+  max_tokens = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end },
+  max_completion_tokens = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end },
+  n = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end },
+  seed = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end },
+  stream_options = { "an object", is_object },
+  tools = { "an array", is_array },
+  metadata = { "an object", is_object },
+  reasoning_effort = { "a string", function(v) return type(v) == "string" end },
+  parallel_tool_calls = { "a boolean", function(v) return type(v) == "boolean" end },
+  user = { "a string", function(v) return type(v) == "string" end },
+}
+
+-- content (string | parts | null) -> canonical blocks
+local function decode_content(content, param)
+  if content == nil or content == null then return {} end
+  if type(content) == "string" then
+    return { { type = "text", text = content } }
+  end
+  if not is_array(content) then
+    return invalid_type(param, "one of a string or an array", content)
+  end
+  local blocks = {}
+  for i, part in ipairs(content) do
+    local p = string.format("%s[%d]", param, i - 1)
+    if not is_object(part) then return invalid_type(p, "an object", part) end
+    if part.type == "text" or part.type == "input_text" or part.type == "output_text" then
+      if type(part.text) ~= "string" then return invalid_type(p .. ".text", "a string", part.text) end
+      blocks[#blocks + 1] = { type = "text", text = part.text }
+    elseif part.type == "image_url" then
+      local iu = part.image_url
+      local url = type(iu) == "table" and iu.url or iu
+      if type(url) ~= "string" then return invalid_type(p .. ".image_url.url", "a string", url) end
+      local mime, data = url:match("^data:([%w/%+%.%-]+);base64,(.*)$")
+      if mime then
+        blocks[#blocks + 1] = { type = "image", mime = mime, data = data }
+      else
+        blocks[#blocks + 1] = { type = "image", url = url }
+      end
+    elseif part.type == "refusal" then
+      blocks[#blocks + 1] = { type = "text", text = type(part.refusal) == "string" and part.refusal or "" }
+    else
+      return invalid_value(p .. ".type", string.format("'%s' is not a supported content part type. Supported: 'text', 'image_url'.", tostring(part.type)))
+    end
+  end
+  return blocks
+end
+
+local function text_of(blocks)
+  local out = {}
+  for _, b in ipairs(blocks) do
+    if b.type == "text" then out[#out + 1] = b.text end
+  end
+  return table.concat(out)
+end
+
+--- decode(body, headers) -> canonical request | nil, err
+function M.decode(body)
+  if body == nil or body == "" then
+    return nil, errors.new(400, "We could not parse the JSON body of your request: the body is empty. The API expects a JSON object.")
+  end
+  local req, perr = json.decode(body)
+  if req == nil then
+    return nil, errors.new(400, "We could not parse the JSON body of your request: " .. perr .. ". The API expects a JSON object.")
+  end
+  if not is_object(req) then
+    return nil, errors.new(400, "We could not parse the JSON body of your request: expected a JSON object, got " .. jtype(req) .. ".")
+  end
+  if req.model == nil or req.model == null then return missing("model") end
+  if type(req.model) ~= "string" then return invalid_type("model", "a string", req.model) end
+  if req.model == "" then return invalid_value("model", "must not be empty.") end
+  if req.messages == nil or req.messages == null then return missing("messages") end
+  if not is_array(req.messages) then
+    return invalid_type("messages", "an array", req.messages)
+  end
+  if #req.messages == 0 then
+    return nil, errors.new(400, "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+      { param = "messages", code = "empty_array" })
+  end
+  for name, c in pairs(checks) do
+    local v = req[name]
+    if v ~= nil and v ~= null and not c[2](v) then return invalid_type(name, c[1], v) end
+  end
+  if req.stop ~= nil and req.stop ~= null and type(req.stop) ~= "string" then
+    if not is_array(req.stop) then return invalid_type("stop", "one of a string or an array", req.stop) end
+    for i, s in ipairs(req.stop) do
+      if type(s) ~= "string" then return invalid_type(string.format("stop[%d]", i - 1), "a string", s) end
+    end
+  end
+  if type(req.reasoning_effort) == "string" and not efforts[req.reasoning_effort] then
+    return invalid_value("reasoning_effort", string.format("'%s' is not one of 'none', 'minimal', 'low', 'medium', 'high', 'xhigh'.", req.reasoning_effort))
+  end
+  local so = req.stream_options
+  if is_object(so) and so.include_usage ~= nil and type(so.include_usage) ~= "boolean" then
+    return invalid_type("stream_options.include_usage", "a boolean", so.include_usage)
+  end
+
+  local creq = {
+    client = "openai",
+    model = req.model,
+    stream = req.stream == true,
+    include_usage = is_object(so) and so.include_usage == true or false,
+    max_tokens = (req.max_completion_tokens ~= null and req.max_completion_tokens) or (req.max_tokens ~= null and req.max_tokens) or nil,
+    temperature = req.temperature ~= null and req.temperature or nil,
+    top_p = req.top_p ~= null and req.top_p or nil,
+    stop = type(req.stop) == "string" and { req.stop } or (is_array(req.stop) and req.stop or nil),
+    reasoning = type(req.reasoning_effort) == "string" and { effort = req.reasoning_effort } or nil,
+    metadata = is_object(req.metadata) and req.metadata or nil,
+    messages = {},
+    raw = req,
+  }
+  local system = {}
+  for i, m in ipairs(req.messages) do
+    local p = string.format("messages[%d]", i - 1)
+    if not is_object(m) then return invalid_type(p, "an object", m) end
+    if m.role == nil then return missing(p .. ".role") end
+    if type(m.role) ~= "string" or not roles[m.role] then
+      return nil, errors.new(400, string.format("Invalid value: '%s'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.", tostring(m.role)),
+        { param = p .. ".role", code = "invalid_value" })
+    end
+    if m.content == nil and m.role ~= "assistant" then return missing(p .. ".content") end
+    local blocks, err = decode_content(m.content, p .. ".content")
+    if not blocks then return nil, err end
+    if m.role == "system" or m.role == "developer" then
+      system[#system + 1] = text_of(blocks)
+    elseif m.role == "tool" or m.role == "function" then
+      if m.role == "tool" and type(m.tool_call_id) ~= "string" then
+        return missing(p .. ".tool_call_id")
+      end
+      creq.messages[#creq.messages + 1] = { role = "tool", content = {
+        { type = "tool_result", tool_call_id = m.tool_call_id or m.name, content = text_of(blocks) } } }
+    else
+      if m.role == "assistant" and m.tool_calls ~= nil and m.tool_calls ~= null then
+        if not is_array(m.tool_calls) then return invalid_type(p .. ".tool_calls", "an array", m.tool_calls) end
+        for j, tc in ipairs(m.tool_calls) do
+          local tp = string.format("%s.tool_calls[%d]", p, j - 1)
+          if not is_object(tc) or not is_object(tc["function"]) then return invalid_type(tp, "an object", tc) end
+          blocks[#blocks + 1] = { type = "tool_call", id = tc.id, name = tc["function"].name,
+            arguments = type(tc["function"].arguments) == "string" and tc["function"].arguments or "{}" }
+        end
+      end
+      creq.messages[#creq.messages + 1] = { role = m.role, content = blocks }
+    end
+  end
+  if #system > 0 then creq.system = table.concat(system, "\n\n") end
+  if is_array(req.tools) then
+    creq.tools = {}
+    for i, t in ipairs(req.tools) do
+      local fn = is_object(t) and t["function"]
+      if not is_object(fn) or type(fn.name) ~= "string" then
+        return missing(string.format("tools[%d].function.name", i - 1))
+      end
+      creq.tools[i] = { name = fn.name, description = fn.description ~= null and fn.description or nil,
+        parameters = fn.parameters ~= null and fn.parameters or nil }
+    end
+  end
+  if req.tool_choice ~= nil and req.tool_choice ~= null then
+    local tc = req.tool_choice
+    if type(tc) == "string" then
+      creq.tool_choice = { type = tc == "required" and "any" or tc }
+    elseif is_object(tc) and is_object(tc["function"]) then
+      creq.tool_choice = { type = "tool", name = tc["function"].name }
+    else
+      return invalid_type("tool_choice", "one of a string or an object", tc)
+    end
+  end
+  return creq
+end
+
+-- Encoding ------------------------------------------------------------------
+
+local finish_reasons = { stop = "stop", length = "length", tool_use = "tool_calls", content_filter = "content_filter" }
+
+local alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+local function random_id(prefix, n)
+  local out = {}
+  for i = 1, n do
+    local k = math.random(1, #alphabet)
+    out[i] = alphabet:sub(k, k)
+  end
+  return prefix .. table.concat(out)
+end
+M.random_id = random_id
+
+local function usage_object(u)
+  local p, c = u and u.input_tokens or 0, u and u.output_tokens or 0
+  return { prompt_tokens = p, completion_tokens = c, total_tokens = p + c }
+end
+
+local Encoder = {}
+Encoder.__index = Encoder
+
+--- stream_encoder(creq, meta) -> enc; enc:event(ev) -> list of SSE data strings
+-- meta: {id?, created?}
+function M.stream_encoder(creq, meta)
+  meta = meta or {}
+  local id = meta.id or random_id("chatcmpl-", 24)
+  local created = meta.created or os.time()
+  local head = string.format('{"id":%s,"object":"chat.completion.chunk","created":%d,"model":%s,"system_fingerprint":null,"choices":',
+    json.encode(id), created, json.encode(creq.model))
+  return setmetatable({
+    creq = creq, head = head,
+    pre = head .. '[{"index":0,"delta":',
+    started = false, usage = nil, tool_index = {},
+  }, Encoder)
+end
+
+function Encoder:chunk(delta, finish)
+  return self.pre .. json.encode(delta) .. ',"logprobs":null,"finish_reason":' ..
+    (finish and json.encode(finish) or "null") .. "}]}"
+end
+
+function Encoder:ensure_started(out)
+  if not self.started then
+    self.started = true
+    out[#out + 1] = self:chunk({ role = "assistant", content = "" })
+  end
+end
+
+function Encoder:event(ev)
+  local out = {}
+  local t = ev.type
+  if t == "start" then
+    self:ensure_started(out)
+  elseif t == "text_delta" then
+    self:ensure_started(out)
+    if ev.text ~= "" then out[#out + 1] = self:chunk({ content = ev.text }) end
+  elseif t == "thinking_delta" then
+    self:ensure_started(out)
+    out[#out + 1] = self:chunk({ reasoning_content = ev.text })
+  elseif t == "toolcall_start" then
+    self:ensure_started(out)
+    out[#out + 1] = self:chunk({ tool_calls = { { index = ev.index, id = ev.id, type = "function",
+      ["function"] = { name = ev.name, arguments = "" } } } })
+  elseif t == "toolcall_delta" then
+    out[#out + 1] = self:chunk({ tool_calls = { { index = ev.index, ["function"] = { arguments = ev.arguments } } } })
+  elseif t == "usage" then
+    self.usage = ev
+  elseif t == "done" then
+    self:ensure_started(out)
+    out[#out + 1] = self.pre .. '{},"logprobs":null,"finish_reason":' ..
+      json.encode(finish_reasons[ev.reason] or "stop") .. "}]}"
+    if self.creq.include_usage then
+      out[#out + 1] = self.head .. '[],"usage":' .. json.encode(usage_object(self.usage)) .. "}"
+    end
+    out[#out + 1] = "[DONE]"
+  end
+  return out
+end
+
+--- error(err) -> list of SSE data strings: an error object the SDK throws on
+function Encoder:error(err)
+  return { errors.body("openai", err) }
+end
+
+local Collector = {}
+Collector.__index = Collector
+
+--- collector(creq, meta) -> col; col:event(ev); col:result() -> response table
+function M.collector(creq, meta)
+  meta = meta or {}
+  return setmetatable({
+    creq = creq, id = meta.id or random_id("chatcmpl-", 24), created = meta.created or os.time(),
+    text = {}, reasoning = {}, calls = {}, reason = "stop",
+  }, Collector)
+end
+
+function Collector:event(ev)
+  local t = ev.type
+  if t == "text_delta" then
+    self.text[#self.text + 1] = ev.text
+  elseif t == "thinking_delta" then
+    self.reasoning[#self.reasoning + 1] = ev.text
+  elseif t == "toolcall_start" then
+    self.calls[#self.calls + 1] = { index = ev.index, id = ev.id, name = ev.name, args = {} }
+  elseif t == "toolcall_delta" then
+    for _, c in ipairs(self.calls) do
+      if c.index == ev.index then c.args[#c.args + 1] = ev.arguments end
+    end
+  elseif t == "usage" then
+    self.usage = ev
+  elseif t == "done" then
+    self.reason = ev.reason
+  end
+end
+
+function Collector:result()
+  local message = { role = "assistant", refusal = null }
+  local text = table.concat(self.text)
+  message.content = (text == "" and #self.calls > 0) and null or text
+  if #self.reasoning > 0 then message.reasoning_content = table.concat(self.reasoning) end
+  if #self.calls > 0 then
+    message.tool_calls = {}
+    for i, c in ipairs(self.calls) do
+      message.tool_calls[i] = { id = c.id, type = "function",
+        ["function"] = { name = c.name, arguments = table.concat(c.args) } }
+    end
+  end
+  return {
+    id = self.id, object = "chat.completion", created = self.created, model = self.creq.model,
+    system_fingerprint = null,
+    choices = { { index = 0, message = message, logprobs = null,
+      finish_reason = finish_reasons[self.reason] or "stop" } },
+    usage = usage_object(self.usage),
+  }
+end
+
+return M

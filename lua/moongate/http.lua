@@ -1,0 +1,67 @@
+-- Responses over the C writer: whole JSON bodies, errors in the client's
+-- format, and SSE / NDJSON streams with backpressure.
+local core = require "moongate.core"
+local json = require "moongate.json"
+local errors = require "moongate.errors"
+
+local M = {}
+
+local json_headers = { ["cache-control"] = "no-store" }
+
+--- json(req, status, value [, headers]) -> true | nil, "closed"
+function M.json(req, status, value, headers)
+  local body = type(value) == "string" and value or json.encode(value)
+  return core._respond(req.h, status, "application/json", body, headers or json_headers)
+end
+
+--- error(req, client, err) -> true | nil, "closed"
+-- err: {status, message, type?, param?, code?} (errors.new)
+function M.error(req, client, err)
+  local headers
+  if err.status == 429 or err.status == 503 then
+    headers = { ["retry-after"] = tostring(err.retry_after or 1) }
+  end
+  return M.json(req, err.status, errors.body(client, err), headers)
+end
+
+local Stream = {}
+Stream.__index = Stream
+
+local content_types = {
+  sse = "text/event-stream; charset=utf-8",
+  ndjson = "application/x-ndjson",
+}
+
+--- stream(req, kind) -> a stream; kind is "sse" or "ndjson"
+function M.stream(req, kind)
+  return setmetatable({ h = req.h, kind = kind, started = false, ended = false }, Stream)
+end
+
+function Stream:start(status, headers)
+  local h = { ["cache-control"] = "no-cache", ["x-accel-buffering"] = "no" }
+  for k, v in pairs(headers or {}) do h[k] = v end
+  local ok, err = core._stream_start(self.h, status or 200, content_types[self.kind], h)
+  self.started = ok and true or false
+  return ok, err
+end
+
+--- send(data [, event]) -> more | nil, "closed"
+-- more is false when the client is behind: wait for on_drain before sending more.
+function Stream:send(data, event)
+  if self.kind == "sse" then
+    return core._stream_sse(self.h, data, event)
+  end
+  return core._stream_ndjson(self.h, data)
+end
+
+function Stream:on_drain(fn)
+  return core._on_drain(self.h, fn)
+end
+
+function Stream:finish()
+  if self.ended then return true end
+  self.ended = true
+  return core._stream_end(self.h)
+end
+
+return M

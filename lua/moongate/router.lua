@@ -1,0 +1,67 @@
+-- Routing: model name -> provider chain. Routes match the model exactly or
+-- by glob (* and ?), may rewrite it, and name a provider or a fallback list.
+-- Pure: built from the config table and a provider registry.
+local errors = require "moongate.errors"
+
+local M = {}
+local Router = {}
+Router.__index = Router
+
+local function glob_to_pattern(glob)
+  local p = glob:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".")
+  return "^" .. p .. "$"
+end
+M.glob_to_pattern = glob_to_pattern
+
+--- new(cfg, providers) -> router; providers: name -> provider instance
+function M.new(cfg, providers)
+  local routes = { { match = "echo", pattern = "^echo$", chain = { "echo" }, exact = true } }
+  for _, r in ipairs(cfg.routes or {}) do
+    routes[#routes + 1] = {
+      match = r.match,
+      pattern = glob_to_pattern(r.match),
+      exact = not r.match:find("[%*%?]"),
+      chain = type(r.provider) == "table" and r.provider or { r.provider },
+      model = r.model,
+    }
+  end
+  return setmetatable({ routes = routes, providers = providers, aliases = cfg.aliases or {} }, Router)
+end
+
+--- resolve(model) -> {model, chain = {{name, provider}}} | nil, err
+function Router:resolve(model)
+  local name = self.aliases[model] or model
+  for _, r in ipairs(self.routes) do
+    if name:find(r.pattern) then
+      local chain = {}
+      for i, pname in ipairs(r.chain) do
+        chain[i] = { name = pname, provider = self.providers[pname] }
+      end
+      return { model = r.model or name, requested = model, chain = chain }
+    end
+  end
+  return nil, errors.new(404, string.format("The model `%s` does not exist or you do not have access to it.", model),
+    { code = "model_not_found" })
+end
+
+--- models() -> sorted list of model ids the routes serve
+function Router:models()
+  local seen, out = {}, {}
+  local function add(id)
+    if not seen[id] then seen[id] = true; out[#out + 1] = id end
+  end
+  for _, r in ipairs(self.routes) do
+    if r.exact then add(r.match) end
+    for _, pname in ipairs(r.chain) do
+      local p = self.providers[pname]
+      for _, m in ipairs(p and p.models or {}) do
+        if m:find(r.pattern) then add(m) end
+      end
+    end
+  end
+  for alias in pairs(self.aliases) do add(alias) end
+  table.sort(out)
+  return out
+end
+
+return M

@@ -1,0 +1,25 @@
+/* Growable byte buffer.
+ *
+ * Ownership: an mg_buf owns `data`; mg_buf_free() releases it and leaves an
+ * empty buffer that may be reused. No function here takes ownership of the
+ * bytes it is given: they are copied. */
+#ifndef MG_BUF_H
+#define MG_BUF_H
+
+#include <stddef.h>
+
+typedef struct mg_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+} mg_buf;
+
+/* Make room for `extra` more bytes. Returns 0, or -1 when out of memory. */
+int mg_buf_reserve(mg_buf *b, size_t extra);
+/* Append `n` bytes. Returns 0, or -1 when out of memory (b unchanged). */
+int mg_buf_append(mg_buf *b, const void *p, size_t n);
+int mg_buf_appendf(mg_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void mg_buf_free(mg_buf *b);
+
+#endif

@@ -1,0 +1,60 @@
+#include "core.h"
+#include "http.h"
+#include "log.h"
+#include "server.h"
+#include "sse.h"
+
+#include <lauxlib.h>
+#include <uv.h>
+
+#ifndef MOONGATE_VERSION
+#define MOONGATE_VERSION "0.0.0"
+#endif
+
+static uint64_t started_ns;
+
+double mg_uptime(void)
+{
+	return (double)(uv_hrtime() - started_ns) / 1e9;
+}
+
+/* _now_ms() -> monotonic milliseconds (float) */
+static int l_now_ms(lua_State *L)
+{
+	lua_pushnumber(L, (double)uv_hrtime() / 1e6);
+	return 1;
+}
+
+/* _uptime() -> seconds since start (float) */
+static int l_uptime(lua_State *L)
+{
+	lua_pushnumber(L, mg_uptime());
+	return 1;
+}
+
+/* _cpu_count() -> cores this process may use */
+static int l_cpu_count(lua_State *L)
+{
+	lua_pushinteger(L, (lua_Integer)uv_available_parallelism());
+	return 1;
+}
+
+int luaopen_moongate_core(lua_State *L)
+{
+	if (!started_ns)
+		started_ns = uv_hrtime();
+	lua_newtable(L);
+	lua_pushliteral(L, MOONGATE_VERSION);
+	lua_setfield(L, -2, "version");
+	lua_pushcfunction(L, l_now_ms);
+	lua_setfield(L, -2, "_now_ms");
+	lua_pushcfunction(L, l_uptime);
+	lua_setfield(L, -2, "_uptime");
+	lua_pushcfunction(L, l_cpu_count);
+	lua_setfield(L, -2, "_cpu_count");
+	mg_log_open(L);
+	mg_sse_open(L);
+	mg_http_open(L);
+	mg_server_open(L);
+	return 1;
+}

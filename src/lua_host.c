@@ -1,0 +1,110 @@
+#include "lua_host.h"
+#include "core.h"
+#include "log.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <lua5.1/lua-cjson.h>
+#include <lua5.1/luv/luv.h>
+#include <stdlib.h>
+
+#ifndef MOONGATE_LUA_DIR
+#define MOONGATE_LUA_DIR "lua"
+#endif
+
+const char *mg_lua_dir(void)
+{
+	const char *d = getenv("MOONGATE_LUA_DIR");
+	return d && *d ? d : MOONGATE_LUA_DIR;
+}
+
+static int traceback(lua_State *L)
+{
+	const char *msg = lua_tostring(L, 1);
+
+	if (!msg) {
+		if (luaL_callmeta(L, 1, "__tostring") && lua_isstring(L, -1))
+			msg = lua_tostring(L, -1);
+		else
+			msg = lua_pushfstring(L, "(error object is a %s value)",
+					      luaL_typename(L, 1));
+	}
+	/* LuaJIT's debug.traceback(msg, level) */
+	lua_getglobal(L, "debug");
+	lua_getfield(L, -1, "traceback");
+	lua_pushstring(L, msg);
+	lua_pushinteger(L, 2);
+	lua_call(L, 2, 1);
+	return 1;
+}
+
+int mg_pcall(lua_State *L, int nargs, int nresults, const char *what)
+{
+	int base = lua_gettop(L) - nargs, rc;
+
+	lua_pushcfunction(L, traceback);
+	lua_insert(L, base);
+	rc = lua_pcall(L, nargs, nresults, base);
+	lua_remove(L, base);
+	if (rc)
+		mg_log(MG_LOG_ERROR, "%s: %s", what ? what : "lua",
+		       lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+	return rc;
+}
+
+/* luv calls this for every callback it runs (timers, sockets, ...). The
+ * default would exit the process on an error; we log it and go on. */
+static int luv_callback_pcall(lua_State *L, int nargs, int nresults, int flags)
+{
+	int top = lua_gettop(L) - nargs - 1;
+
+	(void)flags;
+	if (mg_pcall(L, nargs, nresults, "luv callback")) {
+		lua_pop(L, 1);
+		return -1;
+	}
+	return nresults == LUA_MULTRET ? lua_gettop(L) - top : nresults;
+}
+
+static int preload(lua_State *L, const char *name, lua_CFunction f)
+{
+	lua_getglobal(L, "package");
+	lua_getfield(L, -1, "preload");
+	lua_pushcfunction(L, f);
+	lua_setfield(L, -2, name);
+	lua_pop(L, 2);
+	return 0;
+}
+
+lua_State *mg_lua_new(uv_loop_t *loop, const char *lua_dir)
+{
+	lua_State *L = luaL_newstate();
+
+	if (!L)
+		return NULL;
+	luaL_openlibs(L);
+	preload(L, "cjson", luaopen_cjson);
+	preload(L, "moongate.core", luaopen_moongate_core);
+	if (loop) {
+		luv_set_loop(L, loop);
+		luv_set_callback(L, luv_callback_pcall);
+		lua_pushcfunction(L, luaopen_luv);
+		if (mg_pcall(L, 0, 1, "luaopen_luv")) {
+			lua_close(L);
+			return NULL;
+		}
+		lua_getglobal(L, "package");
+		lua_getfield(L, -1, "loaded");
+		lua_pushvalue(L, -3);
+		lua_setfield(L, -2, "luv");
+		lua_pop(L, 3);
+	}
+	/* package.path = "<dir>/?.lua;<dir>/?/init.lua;" .. package.path */
+	lua_getglobal(L, "package");
+	lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
+	lua_getfield(L, -2, "path");
+	lua_concat(L, 2);
+	lua_setfield(L, -2, "path");
+	lua_pop(L, 1);
+	return L;
+}

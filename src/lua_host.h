@@ -1,0 +1,25 @@
+/* The Lua VM's life: creation with every preloaded module, and the one
+ * traceback-pcall wrapper through which C enters Lua.
+ *
+ * Thread ownership: a lua_State belongs to the thread that created it and is
+ * only touched from that thread's loop. */
+#ifndef MG_LUA_HOST_H
+#define MG_LUA_HOST_H
+
+#include <lua.h>
+#include <uv.h>
+
+/* A new state with the standard libraries, cjson and moongate.core preloaded,
+ * luv sharing `loop` (may be NULL for a state without a loop), and
+ * package.path led by `lua_dir`. The caller owns it: lua_close() it. */
+lua_State *mg_lua_new(uv_loop_t *loop, const char *lua_dir);
+
+/* The only way C calls Lua. Like lua_pcall, with a traceback handler. On
+ * error it logs "<what>: <message + traceback>", leaves that string on the
+ * stack in place of the results, and returns non-zero. */
+int mg_pcall(lua_State *L, int nargs, int nresults, const char *what);
+
+/* The directory holding lua/moongate: $MOONGATE_LUA_DIR or the built-in one. */
+const char *mg_lua_dir(void);
+
+#endif

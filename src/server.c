@@ -1,0 +1,494 @@
+#define _GNU_SOURCE /* accept4 */
+/* _serve: start the worker threads, wait for SIGINT / SIGTERM, stop them.
+ *
+ * Threads and what they own:
+ *   main thread   the mg_worker array, the signal handles and its own loop;
+ *                 it only touches a worker through uv_async_send(stop_async)
+ *                 and, at start-up, the mutex-guarded start_state.
+ *   worker k      its loop, lws context, Lua state and every request on them.
+ * Workers are started one after the other: lws context creation touches
+ * process-wide state (plugin loading, OpenSSL), so it is never concurrent.
+ */
+#include "server.h"
+#include "core.h"
+#include "http.h"
+#include "log.h"
+#include "lua_host.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+mg_stats mg_global_stats;
+static int served_workers;
+
+void mg_stats_add(long long *field, long long delta)
+{
+	__atomic_add_fetch(field, delta, __ATOMIC_RELAXED);
+}
+
+static const struct lws_protocols protocols[] = {
+	{ "http", mg_http_callback, sizeof(mg_http_pss), 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 } /* 4.1.6 has no LWS_PROTOCOL_LIST_TERM */
+};
+
+static void lws_log_emit(int level, const char *line)
+{
+	size_t n = strlen(line);
+	int ours = level & LLL_ERR ? MG_LOG_ERROR : level & LLL_WARN ? MG_LOG_WARN :
+		   level & (LLL_NOTICE | LLL_USER) ? MG_LOG_INFO : MG_LOG_DEBUG;
+
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	mg_log(ours, "lws: %.*s", (int)n, line);
+}
+
+static void set_start_state(mg_worker *w, int state)
+{
+	uv_mutex_lock(w->start_mutex);
+	w->start_state = state;
+	uv_cond_signal(w->start_cond);
+	uv_mutex_unlock(w->start_mutex);
+}
+
+static void report_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	mg_log(MG_LOG_WARN, "handle still open: %s%s%s",
+	       uv_handle_type_name(h->type), uv_is_closing(h) ? " (closing)" : "",
+	       uv_is_active(h) ? " (active)" : "");
+}
+
+static void on_force_stop(uv_timer_t *t)
+{
+	mg_log(MG_LOG_WARN, "handles still open 2 s after stop; leaving the loop");
+	uv_walk(t->loop, report_walk, NULL);
+	uv_stop(t->loop);
+}
+
+/* ---- listening ---------------------------------------------------------
+ * Each worker binds its own socket with SO_REUSEPORT (lws 4.1 sets it only
+ * on Windows), so the kernel spreads connections over the workers; accepted
+ * sockets are handed to the worker's lws vhost. */
+
+static int open_listener(mg_worker *w)
+{
+	mg_server_config *c = (mg_server_config *)w->cfg;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int one = 1, fd, fam;
+
+	memset(&ss, 0, sizeof ss);
+	if (strchr(c->host, ':')) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)c->port);
+		if (inet_pton(AF_INET6, c->host, &a6->sin6_addr) != 1)
+			goto bad_host;
+		sl = sizeof *a6;
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)c->port);
+		if (inet_pton(AF_INET, c->host, &a4->sin_addr) != 1)
+			goto bad_host;
+		sl = sizeof *a4;
+	}
+	fam = ss.ss_family;
+	fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 4096)) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		goto fail;
+	}
+	if (!c->port) { /* the first worker picked the port: the others share it */
+		sl = sizeof ss;
+		getsockname(fd, (struct sockaddr *)&ss, &sl);
+		c->port = ntohs(fam == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						: ((struct sockaddr_in *)&ss)->sin_port);
+	}
+	w->listen_fd = fd;
+	return 0;
+bad_host:
+	mg_log(MG_LOG_ERROR, "listen: %s is not an IPv4 or IPv6 address", c->host);
+	return -1;
+fail:
+	mg_log(MG_LOG_ERROR, "listen on %s:%d: %s", c->host, c->port, strerror(errno));
+	return -1;
+}
+
+static void on_accept(uv_poll_t *p, int status, int events)
+{
+	mg_worker *w = p->data;
+
+	(void)events;
+	if (status < 0)
+		return;
+	for (int i = 0; i < 64; i++) {
+		int one = 1, fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				mg_log(MG_LOG_WARN, "accept: %s", strerror(errno));
+			return;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (!lws_adopt_socket_vhost(w->vhost, fd)) {
+			mg_log(MG_LOG_WARN, "could not adopt a connection");
+			close(fd);
+		}
+	}
+}
+
+static void on_listen_closed(uv_handle_t *h)
+{
+	mg_worker *w = h->data;
+
+	close(w->listen_fd);
+	w->listen_fd = -1;
+}
+
+static void close_listener(mg_worker *w)
+{
+	if (w->listen_poll_open) {
+		w->listen_poll_open = 0;
+		uv_poll_stop(&w->listen_poll);
+		uv_close((uv_handle_t *)&w->listen_poll, on_listen_closed);
+	} else if (w->listen_fd >= 0) {
+		close(w->listen_fd);
+		w->listen_fd = -1;
+	}
+}
+
+static void on_stop(uv_async_t *a)
+{
+	mg_worker *w = a->data;
+
+	if (w->L && w->handler_ref != LUA_NOREF) {
+		lua_rawgeti(w->L, LUA_REGISTRYINDEX, w->handler_ref);
+		lua_getfield(w->L, -1, "shutdown");
+		if (lua_isfunction(w->L, -1)) {
+			if (mg_pcall(w->L, 0, 0, "shutdown"))
+				lua_pop(w->L, 1);
+		} else {
+			lua_pop(w->L, 1);
+		}
+		lua_pop(w->L, 1);
+	}
+	close_listener(w);
+	if (w->ctx)
+		lws_context_destroy(w->ctx);
+	uv_close((uv_handle_t *)&w->stop_async, NULL);
+	/* a leaked handle must not hang the shutdown */
+	uv_timer_init(&w->loop, &w->force_stop);
+	uv_timer_start(&w->force_stop, on_force_stop, 2000, 0);
+	uv_unref((uv_handle_t *)&w->force_stop);
+	w->force_stop_armed = 1;
+}
+
+static void worker_cleanup(mg_worker *w)
+{
+	if (w->L) {
+		lua_close(w->L); /* luv closes the handles it owns */
+		w->L = NULL;
+	}
+	if (w->force_stop_armed) {
+		uv_close((uv_handle_t *)&w->force_stop, NULL);
+		w->force_stop_armed = 0;
+	}
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	if (w->ctx) { /* finish an lws teardown that needed the loop */
+		lws_context_destroy(w->ctx);
+		uv_run(&w->loop, UV_RUN_DEFAULT);
+	}
+	if (uv_loop_close(&w->loop)) {
+		uv_walk(&w->loop, report_walk, NULL);
+		mg_log(MG_LOG_WARN, "worker %d: loop still had handles at exit", w->index);
+	}
+}
+
+static int worker_lua_init(mg_worker *w)
+{
+	lua_State *L = w->L;
+
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "moongate.worker");
+	if (mg_pcall(L, 1, 1, "loading moongate.worker"))
+		return -1;
+	lua_getfield(L, -1, "init");
+	lua_pushstring(L, w->cfg->init_json);
+	lua_pushinteger(L, w->index);
+	lua_pushinteger(L, w->cfg->workers);
+	if (mg_pcall(L, 3, 1, "moongate.worker.init"))
+		return -1;
+	if (!lua_istable(L, -1)) {
+		mg_log(MG_LOG_ERROR, "moongate.worker.init must return a table");
+		return -1;
+	}
+	w->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_pop(L, 1);
+	return 0;
+}
+
+static int worker_lws_init(mg_worker *w)
+{
+	struct lws_context_creation_info info;
+	void *loops[1] = { &w->loop };
+	const mg_server_config *c = w->cfg;
+
+	memset(&info, 0, sizeof info);
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* we listen, lws serves */
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_LIBUV;
+	info.foreign_loops = loops;
+	info.user = w;
+	info.pcontext = &w->ctx;
+	info.max_http_header_data = (unsigned short)c->max_header_bytes;
+	info.max_http_header_pool = 256;
+	info.keepalive_timeout = c->keepalive_timeout;
+	info.timeout_secs = 30;
+	info.server_string = "moongate";
+	if (c->tls_cert) {
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = c->tls_cert;
+		info.ssl_private_key_filepath = c->tls_key;
+		info.alpn = "h2,http/1.1";
+	}
+	w->ctx = lws_create_context(&info);
+	if (!w->ctx)
+		return -1;
+	w->vhost = lws_get_vhost_by_name(w->ctx, "default");
+	if (!w->vhost || open_listener(w))
+		return -1;
+	if (uv_poll_init(&w->loop, &w->listen_poll, w->listen_fd)) {
+		close(w->listen_fd);
+		w->listen_fd = -1;
+		return -1;
+	}
+	w->listen_poll.data = w;
+	w->listen_poll_open = 1;
+	uv_poll_start(&w->listen_poll, UV_READABLE, on_accept);
+	return 0;
+}
+
+static void worker_main(void *arg)
+{
+	mg_worker *w = arg;
+	char tag[16];
+
+	snprintf(tag, sizeof tag, "w%d", w->index);
+	mg_log_set_thread_tag(tag);
+	w->handler_ref = LUA_NOREF;
+	w->listen_fd = -1;
+	if (uv_loop_init(&w->loop)) {
+		set_start_state(w, -1);
+		return;
+	}
+	uv_async_init(&w->loop, &w->stop_async, on_stop);
+	w->stop_async.data = w;
+	w->L = mg_lua_new(&w->loop, mg_lua_dir());
+	if (!w->L || worker_lua_init(w) || worker_lws_init(w)) {
+		mg_log(MG_LOG_ERROR, "worker %d could not start", w->index);
+		close_listener(w);
+		if (w->ctx)
+			lws_context_destroy(w->ctx);
+		uv_close((uv_handle_t *)&w->stop_async, NULL);
+		worker_cleanup(w);
+		set_start_state(w, -1);
+		return;
+	}
+	set_start_state(w, 1);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	worker_cleanup(w);
+}
+
+/* ---- main thread ------------------------------------------------------- */
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	mg_log(MG_LOG_INFO, "signal %d: stopping", signum);
+	uv_stop(s->loop);
+}
+
+static char *opt_string(lua_State *L, int idx, const char *key)
+{
+	char *v = NULL;
+
+	lua_getfield(L, idx, key);
+	if (lua_isstring(L, -1))
+		v = strdup(lua_tostring(L, -1));
+	lua_pop(L, 1);
+	return v;
+}
+
+static double opt_number(lua_State *L, int idx, const char *key, double def)
+{
+	double v = def;
+
+	lua_getfield(L, idx, key);
+	if (lua_isnumber(L, -1))
+		v = lua_tonumber(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+static void free_config(mg_server_config *c)
+{
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->init_json);
+}
+
+/* _serve{host, port, workers, max_body_bytes, max_header_bytes,
+ *        stream_high_water, keepalive_timeout, tls_cert, tls_key, init,
+ *        verbose} -> true | nil, message
+ * Blocks until SIGINT or SIGTERM. `init` is the string every worker passes to
+ * moongate.worker.init. */
+static int l_serve(lua_State *L)
+{
+	mg_server_config c;
+	mg_worker *ws;
+	uv_loop_t loop;
+	uv_signal_t sigint, sigterm;
+	uv_mutex_t mu;
+	uv_cond_t cond;
+	char *host;
+	int started = 0, failed = 0;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	memset(&c, 0, sizeof c);
+	host = opt_string(L, 1, "host");
+	snprintf(c.host, sizeof c.host, "%s", host ? host : "127.0.0.1");
+	free(host);
+	c.port = (int)opt_number(L, 1, "port", 8080);
+	c.workers = (int)opt_number(L, 1, "workers", 1);
+	c.max_body_bytes = (size_t)opt_number(L, 1, "max_body_bytes", 10 * 1024 * 1024);
+	c.max_header_bytes = (size_t)opt_number(L, 1, "max_header_bytes", 16384);
+	c.stream_high_water = (size_t)opt_number(L, 1, "stream_high_water", 65536);
+	c.keepalive_timeout = (int)opt_number(L, 1, "keepalive_timeout", 60);
+	c.tls_cert = opt_string(L, 1, "tls_cert");
+	c.tls_key = opt_string(L, 1, "tls_key");
+	c.init_json = opt_string(L, 1, "init");
+	lua_getfield(L, 1, "verbose");
+	c.verbose = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	if (c.workers < 1 || c.workers > 256 || c.port < 0 || c.port > 65535 ||
+	    c.max_header_bytes > 65535 || !c.init_json || (!c.tls_cert != !c.tls_key)) {
+		free_config(&c);
+		return luaL_argerror(L, 1, "invalid server options");
+	}
+
+	lws_set_log_level(c.verbose ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR | LLL_WARN,
+			  lws_log_emit);
+	ws = calloc((size_t)c.workers, sizeof *ws);
+	if (!ws || uv_loop_init(&loop)) {
+		free(ws);
+		free_config(&c);
+		return luaL_error(L, "out of memory");
+	}
+	uv_mutex_init(&mu);
+	uv_cond_init(&cond);
+	served_workers = c.workers;
+
+	for (int i = 0; i < c.workers; i++) {
+		mg_worker *w = &ws[i];
+		w->index = i + 1;
+		w->cfg = &c;
+		w->start_mutex = &mu;
+		w->start_cond = &cond;
+		if (uv_thread_create(&w->thread, worker_main, w)) {
+			failed = 1;
+			break;
+		}
+		started++;
+		uv_mutex_lock(&mu);
+		while (!w->start_state)
+			uv_cond_wait(&cond, &mu);
+		uv_mutex_unlock(&mu);
+		if (w->start_state < 0) {
+			failed = 1;
+			break;
+		}
+	}
+
+	if (!failed) {
+		mg_log(MG_LOG_INFO, "moongate %s listening on %s://%s:%d with %d worker%s",
+		       MOONGATE_VERSION, c.tls_cert ? "https" : "http", c.host, c.port,
+		       c.workers, c.workers == 1 ? "" : "s");
+		uv_signal_init(&loop, &sigint);
+		uv_signal_init(&loop, &sigterm);
+		uv_signal_start(&sigint, on_signal, SIGINT);
+		uv_signal_start(&sigterm, on_signal, SIGTERM);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		uv_close((uv_handle_t *)&sigint, NULL);
+		uv_close((uv_handle_t *)&sigterm, NULL);
+		uv_run(&loop, UV_RUN_DEFAULT);
+	}
+	for (int i = 0; i < started; i++) {
+		if (ws[i].start_state > 0)
+			uv_async_send(&ws[i].stop_async);
+		uv_thread_join(&ws[i].thread);
+	}
+	uv_loop_close(&loop);
+	uv_cond_destroy(&cond);
+	uv_mutex_destroy(&mu);
+	free(ws);
+	free_config(&c);
+	if (failed) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "could not start serving on %s:%d (see the log above)",
+				c.host, c.port);
+		return 2;
+	}
+	mg_log(MG_LOG_INFO, "stopped");
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* _stats() -> table of process-wide counters */
+static int l_stats(lua_State *L)
+{
+	mg_stats s;
+
+	__atomic_load(&mg_global_stats.requests, &s.requests, __ATOMIC_RELAXED);
+	__atomic_load(&mg_global_stats.open_requests, &s.open_requests, __ATOMIC_RELAXED);
+	__atomic_load(&mg_global_stats.open_streams, &s.open_streams, __ATOMIC_RELAXED);
+	__atomic_load(&mg_global_stats.buffered_bytes, &s.buffered_bytes, __ATOMIC_RELAXED);
+	__atomic_load(&mg_global_stats.buffered_peak, &s.buffered_peak, __ATOMIC_RELAXED);
+	__atomic_load(&mg_global_stats.client_disconnects, &s.client_disconnects, __ATOMIC_RELAXED);
+	__atomic_load(&mg_global_stats.lua_errors, &s.lua_errors, __ATOMIC_RELAXED);
+	lua_createtable(L, 0, 9);
+#define F(name) lua_pushnumber(L, (lua_Number)s.name); lua_setfield(L, -2, #name)
+	F(requests);
+	F(open_requests);
+	F(open_streams);
+	F(buffered_bytes);
+	F(buffered_peak);
+	F(client_disconnects);
+	F(lua_errors);
+#undef F
+	lua_pushinteger(L, served_workers);
+	lua_setfield(L, -2, "workers");
+	lua_pushnumber(L, mg_uptime());
+	lua_setfield(L, -2, "uptime");
+	return 1;
+}
+
+int mg_server_open(lua_State *L)
+{
+	lua_pushcfunction(L, l_serve);
+	lua_setfield(L, -2, "_serve");
+	lua_pushcfunction(L, l_stats);
+	lua_setfield(L, -2, "_stats");
+	return 0;
+}

@@ -1,0 +1,64 @@
+/* Worker threads: each owns one libuv loop, one libwebsockets context and
+ * one Lua state, and serves the shared listening port (SO_REUSEPORT).
+ *
+ * Thread ownership: everything in an mg_worker belongs to its thread once the
+ * thread runs, except `stop_async`, which the main thread signals. */
+#ifndef MG_SERVER_H
+#define MG_SERVER_H
+
+#include <libwebsockets.h>
+#include <lua.h>
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct mg_server_config {
+	char host[256];
+	int port;               /* 0: pick one; the first worker fills it in */
+	int workers;
+	size_t max_body_bytes;
+	size_t max_header_bytes;
+	size_t stream_high_water; /* queued bytes per stream before pausing */
+	int keepalive_timeout;    /* seconds an idle keep-alive connection lives */
+	char *tls_cert, *tls_key; /* owned; both set or both NULL */
+	char *init_json;          /* owned; handed to moongate.worker.init */
+	int verbose;
+} mg_server_config;
+
+typedef struct mg_worker {
+	int index; /* 1-based */
+	const mg_server_config *cfg;
+	uv_thread_t thread;
+	uv_loop_t loop;
+	uv_async_t stop_async;
+	uv_timer_t force_stop; /* ends a shutdown that a leaked handle would hang */
+	int force_stop_armed;
+	struct lws_context *ctx;
+	struct lws_vhost *vhost;
+	int listen_fd;          /* our own SO_REUSEPORT socket; lws adopts accepts */
+	uv_poll_t listen_poll;
+	int listen_poll_open;
+	lua_State *L;
+	int handler_ref; /* registry ref: the table moongate.worker.init returned */
+	/* start-up handshake with the main thread */
+	uv_mutex_t *start_mutex;
+	uv_cond_t *start_cond;
+	int start_state; /* 0 starting, 1 serving, -1 failed */
+} mg_worker;
+
+/* Registers _serve(options) and _stats() on the table at -1. */
+int mg_server_open(lua_State *L);
+
+/* Process-wide counters, updated atomically from every worker. */
+typedef struct mg_stats {
+	long long requests;
+	long long open_requests;
+	long long open_streams;
+	long long buffered_bytes;
+	long long buffered_peak;
+	long long client_disconnects;
+	long long lua_errors;
+} mg_stats;
+extern mg_stats mg_global_stats;
+void mg_stats_add(long long *field, long long delta);
+
+#endif
