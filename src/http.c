@@ -1,105 +1,72 @@
-/* HTTP requests and the streaming response writer.
- *
- * Life of a request (all on the worker thread that accepted it):
- *   LWS_CALLBACK_HTTP          mg_req allocated, owned by the wsi's pss
- *   LWS_CALLBACK_HTTP_BODY     body collected up to max_body_bytes
- *   dispatch                   Lua's handle(req) runs; it gets a userdata
- *                              handle that points back at the mg_req
- *   _respond / _stream_*       bytes queued in r->out; lws asks for POLLOUT
- *   LWS_CALLBACK_HTTP_WRITEABLE queued bytes go out, one lws_write per call
- *   completion or disconnect   req_free(): the handle is detached (its
- *                              pointer set to NULL, so later calls from Lua
- *                              answer nil, "closed"), Lua refs dropped, memory
- *                              freed.
- *
- * Backpressure: r->out holds what the client has not taken yet. A write that
- * leaves more than high_water bytes queued returns false; the producer then
- * waits for the drain callback, which fires once the queue is below
- * high_water / 2. Nothing else buffers response bytes.
- */
+/* The transport-independent half of HTTP: request objects, dispatch into
+ * Lua, the response writer and its primitives. See http.h for the life of a
+ * request and who frees what. */
 #include "http.h"
-#include "buf.h"
 #include "log.h"
 #include "lua_host.h"
 #include "server.h"
 #include "sse.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define REQ_HANDLE_MT "moongate.request"
-#define MAX_WRITE (64 * 1024)
-#define H2_MAX_WRITE 16384
 
-enum { BODY_OK = 0, BODY_TOO_LARGE = 1 };
-
-typedef struct mg_req {
-	struct lws *wsi;     /* NULL once the client is gone */
-	mg_worker *w;
-	struct mg_req **handle; /* the Lua userdata's slot pointing at us */
-	int h2;
-	char method[8];      /* NUL-terminated */
-	char *path;          /* owned */
-	char *query;         /* owned, may be NULL */
-	mg_buf body;
-	int body_error;
-	int expect_body;
-	int dispatched;
-
-	/* response */
-	int started;         /* Lua called _respond or _stream_start */
-	int chunked;         /* HTTP/1.1 stream: we write chunk framing */
-	int hdr_sent;        /* HTTP/2: header frame written */
-	int finished;        /* every byte of the response is queued */
-	int close_after;     /* close the connection once the response is out */
-	mg_buf hdr;          /* HTTP/2 only: LWS_PRE + encoded header block */
-	mg_buf out;          /* LWS_PRE headroom, then pending bytes */
-	size_t out_off;      /* first unsent byte in out; always >= LWS_PRE */
-	size_t high_water;
-	int on_drain_ref, on_close_ref, handle_ref;
-} mg_req;
-
-static size_t pending(const mg_req *r)
+void mg_stats_buffered(long long delta)
 {
-	return r->out.len - r->out_off;
-}
+	long long now, peak;
 
-static void stats_buffered(long long delta)
-{
 	mg_stats_add(&mg_global_stats.buffered_bytes, delta);
-	if (delta > 0) {
-		long long now = __atomic_load_n(&mg_global_stats.buffered_bytes, __ATOMIC_RELAXED);
-		long long peak = __atomic_load_n(&mg_global_stats.buffered_peak, __ATOMIC_RELAXED);
-		while (now > peak && !__atomic_compare_exchange_n(&mg_global_stats.buffered_peak,
-				&peak, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-			;
-	}
+	if (delta <= 0)
+		return;
+	now = __atomic_load_n(&mg_global_stats.buffered_bytes, __ATOMIC_RELAXED);
+	peak = __atomic_load_n(&mg_global_stats.buffered_peak, __ATOMIC_RELAXED);
+	while (now > peak && !__atomic_compare_exchange_n(&mg_global_stats.buffered_peak,
+			&peak, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
 }
 
-static mg_req *req_new(struct lws *wsi, mg_worker *w)
+mg_req *mg_req_new(mg_worker *w, const mg_transport *t, void *conn)
 {
 	mg_req *r = calloc(1, sizeof *r);
 
 	if (!r)
 		return NULL;
-	r->wsi = wsi;
+	r->t = t;
+	r->conn = conn;
 	r->w = w;
-	r->h2 = lws_get_network_wsi(wsi) != wsi;
 	r->high_water = w->cfg->stream_high_water;
 	r->on_drain_ref = r->on_close_ref = r->handle_ref = LUA_NOREF;
-	if (mg_buf_reserve(&r->out, LWS_PRE + 1024)) {
+	if (mg_buf_reserve(&r->out, MG_OUT_HEADROOM + 512)) {
 		free(r);
 		return NULL;
 	}
-	r->out.len = r->out_off = LWS_PRE;
+	r->out.len = r->out_off = MG_OUT_HEADROOM;
 	mg_stats_add(&mg_global_stats.requests, 1);
 	mg_stats_add(&mg_global_stats.open_requests, 1);
 	return r;
 }
 
-/* Frees the request. Lua keeps its handle userdata; it now points nowhere. */
-static void req_free(mg_req *r)
+int mg_req_header(mg_req *r, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+	size_t at = r->headers.len;
+
+	if (mg_buf_reserve(&r->headers, nlen + vlen + 2))
+		return -1;
+	for (size_t i = 0; i < nlen; i++) {
+		char c = name[i];
+		r->headers.data[at + i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+	}
+	r->headers.data[at + nlen] = 0;
+	memcpy(r->headers.data + at + nlen + 1, value, vlen);
+	r->headers.data[at + nlen + 1 + vlen] = 0;
+	r->headers.len += nlen + vlen + 2;
+	return 0;
+}
+
+void mg_req_free(mg_req *r)
 {
 	lua_State *L = r->w->L;
 
@@ -108,22 +75,17 @@ static void req_free(mg_req *r)
 	luaL_unref(L, LUA_REGISTRYINDEX, r->on_drain_ref);
 	luaL_unref(L, LUA_REGISTRYINDEX, r->on_close_ref);
 	luaL_unref(L, LUA_REGISTRYINDEX, r->handle_ref);
-	stats_buffered(-(long long)pending(r));
+	mg_stats_buffered(-(long long)mg_req_pending(r));
+	if (r->streaming && !r->finished)
+		mg_stats_add(&mg_global_stats.open_streams, -1);
 	mg_stats_add(&mg_global_stats.open_requests, -1);
 	mg_buf_free(&r->out);
 	mg_buf_free(&r->hdr);
 	mg_buf_free(&r->body);
-	free(r->path);
-	free(r->query);
+	mg_buf_free(&r->path);
+	mg_buf_free(&r->query);
+	mg_buf_free(&r->headers);
 	free(r);
-}
-
-/* ---- Lua side ---------------------------------------------------------- */
-
-static mg_req *check_req(lua_State *L, int idx)
-{
-	mg_req **slot = luaL_checkudata(L, idx, REQ_HANDLE_MT);
-	return *slot;
 }
 
 /* Runs a Lua callback kept in the registry, with the handle as argument. */
@@ -141,213 +103,80 @@ static void call_ref(mg_req *r, int ref, const char *what)
 	}
 }
 
-static void push_headers(lua_State *L, struct lws *wsi)
+void mg_req_gone(mg_req *r)
 {
-	static const char *const custom[] = {
-		"x-api-key:", "anthropic-version:", "anthropic-beta:",
-		"x-request-id:", "openai-organization:", "openai-project:",
-		"openai-beta:", "x-stainless-retry-count:", "x-stainless-timeout:",
-		NULL
-	};
-	char buf[8192];
+	int ref = r->on_close_ref;
 
-	lua_createtable(L, 0, 16);
-	for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
-		const char *name = (const char *)lws_token_to_string(t);
-		size_t nlen;
-		int n;
+	r->conn = NULL;
+	if (r->finished && !mg_req_pending(r))
+		return;
+	mg_stats_add(&mg_global_stats.client_disconnects, 1);
+	r->on_close_ref = LUA_NOREF;
+	call_ref(r, ref, "close callback");
+	luaL_unref(r->w->L, LUA_REGISTRYINDEX, ref);
+}
 
-		if (!name || name[0] == ':' || t == WSI_TOKEN_HTTP_URI_ARGS)
-			continue;
-		nlen = strlen(name);
-		if (nlen < 2 || name[nlen - 1] != ':')
-			continue; /* method tokens ("get ", "post ") and the like */
-		if (lws_hdr_total_length(wsi, t) <= 0)
-			continue;
-		n = lws_hdr_copy(wsi, buf, sizeof buf, t);
-		if (n < 0)
-			continue;
-		lua_pushlstring(L, name, nlen - 1);
-		lua_pushlstring(L, buf, (size_t)n);
-		lua_rawset(L, -3);
-	}
-	for (int i = 0; custom[i]; i++) {
-		int nlen = (int)strlen(custom[i]);
-		int n = lws_hdr_custom_length(wsi, custom[i], nlen);
-		if (n <= 0 || n >= (int)sizeof buf)
-			continue;
-		if (lws_hdr_custom_copy(wsi, buf, sizeof buf, custom[i], nlen) < 0)
-			continue;
-		lua_pushlstring(L, custom[i], (size_t)nlen - 1);
-		lua_pushlstring(L, buf, (size_t)n);
-		lua_rawset(L, -3);
+void mg_req_drain_check(mg_req *r)
+{
+	if (r->on_drain_ref != LUA_NOREF && !r->finished &&
+	    mg_req_pending(r) <= r->high_water / 2) {
+		int ref = r->on_drain_ref;
+		r->on_drain_ref = LUA_NOREF;
+		call_ref(r, ref, "drain callback");
+		luaL_unref(r->w->L, LUA_REGISTRYINDEX, ref);
 	}
 }
 
-static void queue_bytes(mg_req *r, const char *p, size_t n);
-
-/* The last resort when Lua could not answer: a plain JSON 500. */
-static void fallback_500(mg_req *r);
-
-/* Builds the Lua request table and calls handle(req); an error there goes to
- * on_error(req, message) so the client gets it in its own format. */
-static void dispatch(mg_req *r)
+void mg_req_sent(mg_req *r, size_t n)
 {
-	lua_State *L = r->w->L;
-	mg_req **slot;
-	int top = lua_gettop(L);
-
-	r->dispatched = 1;
-	/* no lws timeout while Lua owns the request; streams may be long */
-	lws_set_timeout(r->wsi, NO_PENDING_TIMEOUT, 0);
-
-	lua_rawgeti(L, LUA_REGISTRYINDEX, r->w->handler_ref);
-	lua_getfield(L, -1, "handle");
-
-	lua_createtable(L, 0, 10);
-	slot = lua_newuserdata(L, sizeof *slot);
-	*slot = r;
-	r->handle = slot;
-	luaL_getmetatable(L, REQ_HANDLE_MT);
-	lua_setmetatable(L, -2);
-	lua_pushvalue(L, -1);
-	r->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	lua_setfield(L, -2, "h");
-	lua_pushstring(L, r->method);
-	lua_setfield(L, -2, "method");
-	lua_pushstring(L, r->path);
-	lua_setfield(L, -2, "path");
-	if (r->query) {
-		lua_pushstring(L, r->query);
-		lua_setfield(L, -2, "query");
-	}
-	lua_pushboolean(L, r->h2);
-	lua_setfield(L, -2, "http2");
-	if (r->body_error == BODY_TOO_LARGE) {
-		lua_pushliteral(L, "too_large");
-		lua_setfield(L, -2, "body_error");
-		lua_pushinteger(L, (lua_Integer)r->w->cfg->max_body_bytes);
-		lua_setfield(L, -2, "max_body_bytes");
-	} else {
-		lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
-		lua_setfield(L, -2, "body");
-	}
-	push_headers(L, r->wsi);
-	lua_setfield(L, -2, "headers");
-	mg_buf_free(&r->body);
-
-	lua_pushvalue(L, -1); /* keep req for on_error */
-	lua_insert(L, -3);    /* handler, req, handle, req */
-	if (mg_pcall(L, 1, 0, "request handler")) {
-		mg_stats_add(&mg_global_stats.lua_errors, 1);
-		/* stack: handler, req, message */
-		lua_getfield(L, -3, "on_error");
-		lua_pushvalue(L, -3);
-		lua_pushvalue(L, -3);
-		if (mg_pcall(L, 2, 0, "error handler"))
-			lua_pop(L, 1);
-		/* the handle may be gone if on_error failed badly: check r */
-		if (*slot == r && !r->started)
-			fallback_500(r);
-	}
-	lua_settop(L, top);
+	r->out_off += n;
+	mg_stats_buffered(-(long long)n);
+	if (r->out_off == r->out.len)
+		r->out_off = r->out.len = MG_OUT_HEADROOM;
+	mg_req_drain_check(r);
 }
 
-/* ---- writing ----------------------------------------------------------- */
+size_t mg_req_take(mg_req *r, mg_buf *dst, size_t *off)
+{
+	size_t n = mg_req_pending(r);
+	mg_buf tmp;
+
+	if (!n)
+		return 0;
+	tmp = *dst;
+	*dst = r->out;
+	*off = r->out_off;
+	r->out = tmp;
+	r->out.len = 0;
+	if (mg_buf_reserve(&r->out, MG_OUT_HEADROOM + 512)) {
+		/* keep going with what we had: give the bytes back */
+		tmp = r->out;
+		r->out = *dst;
+		*dst = tmp;
+		return 0;
+	}
+	r->out.len = r->out_off = MG_OUT_HEADROOM;
+	return n;
+}
+
+/* ---- queueing ---------------------------------------------------------- */
 
 static void queue_bytes(mg_req *r, const char *p, size_t n)
 {
 	if (!n)
 		return;
-	if (r->out_off > LWS_PRE && r->out_off > r->out.cap / 2) {
-		size_t left = pending(r);
-		memmove(r->out.data + LWS_PRE, r->out.data + r->out_off, left);
-		r->out_off = LWS_PRE;
-		r->out.len = LWS_PRE + left;
+	if (r->out_off > MG_OUT_HEADROOM && r->out_off > r->out.cap / 2) {
+		size_t left = mg_req_pending(r);
+		memmove(r->out.data + MG_OUT_HEADROOM, r->out.data + r->out_off, left);
+		r->out_off = MG_OUT_HEADROOM;
+		r->out.len = MG_OUT_HEADROOM + left;
 	}
 	if (mg_buf_append(&r->out, p, n)) {
 		mg_log(MG_LOG_ERROR, "out of memory queueing %zu bytes", n);
 		r->close_after = 1;
 		return;
 	}
-	stats_buffered((long long)n);
-}
-
-static void want_write(mg_req *r)
-{
-	if (r->wsi)
-		lws_callback_on_writable(r->wsi);
-}
-
-/* Encodes the status line and headers with lws (h1 text or h2 HPACK). */
-static int build_headers(mg_req *r, int status, const char *ctype, size_t ctlen,
-			 long long content_length, lua_State *L, int hidx)
-{
-	unsigned char tmp[LWS_PRE + 4096];
-	unsigned char *start = tmp + LWS_PRE, *p = start, *end = tmp + sizeof tmp - 1;
-	struct lws *wsi = r->wsi;
-
-	if (lws_add_http_header_status(wsi, (unsigned)status, &p, end) ||
-	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
-					 (const unsigned char *)ctype, (int)ctlen, &p, end))
-		return -1;
-	if (content_length >= 0) {
-		char cl[24];
-		int n = snprintf(cl, sizeof cl, "%lld", content_length);
-		/* by name, not lws_add_http_header_content_length(): we count bytes */
-		if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
-						 (unsigned char *)cl, n, &p, end))
-			return -1;
-	} else if (!r->h2) {
-		if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING,
-						 (unsigned char *)"chunked", 7, &p, end))
-			return -1;
-		r->chunked = 1;
-	}
-	if (!r->h2 && r->close_after &&
-	    lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
-					 (unsigned char *)"close", 5, &p, end))
-		return -1;
-	if (L && lua_istable(L, hidx)) {
-		lua_pushnil(L);
-		while (lua_next(L, hidx)) {
-			size_t nl, vl;
-			const char *name, *value;
-			char hname[128];
-			if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
-				lua_pop(L, 1);
-				continue;
-			}
-			name = lua_tolstring(L, -2, &nl);
-			value = lua_tolstring(L, -1, &vl);
-			if (nl + 2 > sizeof hname || memchr(value, '\n', vl) || memchr(value, '\r', vl)) {
-				lua_pop(L, 1);
-				continue;
-			}
-			for (size_t i = 0; i < nl; i++)
-				hname[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
-			hname[nl] = ':';
-			hname[nl + 1] = 0;
-			if (lws_add_http_header_by_name(wsi, (unsigned char *)hname,
-							(const unsigned char *)value, (int)vl, &p, end)) {
-				lua_pop(L, 2);
-				return -1;
-			}
-			lua_pop(L, 1);
-		}
-	}
-	if (lws_finalize_http_header(wsi, &p, end))
-		return -1;
-	if (r->h2) {
-		/* HTTP/2 headers go out in their own frame */
-		if (mg_buf_reserve(&r->hdr, LWS_PRE + (size_t)(p - start)))
-			return -1;
-		r->hdr.len = LWS_PRE;
-		mg_buf_append(&r->hdr, start, (size_t)(p - start));
-	} else {
-		queue_bytes(r, (const char *)start, (size_t)(p - start));
-	}
-	return 0;
+	mg_stats_buffered((long long)n);
 }
 
 /* Queues body bytes, with chunk framing on an HTTP/1.1 stream. */
@@ -367,97 +196,189 @@ static void queue_body(mg_req *r, const char *p, size_t n)
 	}
 }
 
-static void fallback_500(mg_req *r)
+static void want_write(mg_req *r)
 {
-	static const char body[] =
-		"{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\","
-		"\"param\":null,\"code\":null}}";
+	if (r->conn)
+		r->t->want_write(r);
+}
 
-	if (!r->wsi || r->started)
+static int add_header(mg_req *r, const char *name, const char *value)
+{
+	return r->t->hdr_add(r, name, strlen(name), value, strlen(value));
+}
+
+/* Status line and headers through the transport. `L`/`hidx` name an optional
+ * Lua table of extra headers. content_length < 0 means a stream. */
+static int start_headers(mg_req *r, int status, const char *ctype, size_t ctlen,
+			 long long content_length, lua_State *L, int hidx)
+{
+	char cl[24];
+
+	if (r->t->hdr_begin(r, status) ||
+	    r->t->hdr_add(r, "content-type", 12, ctype, ctlen))
+		return -1;
+	if (content_length >= 0) {
+		snprintf(cl, sizeof cl, "%lld", content_length);
+		if (add_header(r, "content-length", cl))
+			return -1;
+	} else if (!r->h2) {
+		if (r->http10) {
+			r->close_after = 1;
+		} else {
+			if (add_header(r, "transfer-encoding", "chunked"))
+				return -1;
+			r->chunked = 1;
+		}
+	}
+	if (!r->h2 && r->close_after && add_header(r, "connection", "close"))
+		return -1;
+	if (L && lua_istable(L, hidx)) {
+		lua_pushnil(L);
+		while (lua_next(L, hidx)) {
+			size_t nl, vl;
+			const char *name, *value;
+			if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
+				name = lua_tolstring(L, -2, &nl);
+				value = lua_tolstring(L, -1, &vl);
+				/* no header injection: one line, a token name */
+				if (nl && nl < 128 && !memchr(value, '\n', vl) && !memchr(value, '\r', vl) &&
+				    strcspn(name, " :\r\n\t") == nl &&
+				    r->t->hdr_add(r, name, nl, value, vl)) {
+					lua_pop(L, 2);
+					return -1;
+				}
+			}
+			lua_pop(L, 1);
+		}
+	}
+	return r->t->hdr_end(r);
+}
+
+void mg_req_fail(mg_req *r, int status, const char *message)
+{
+	char body[512];
+	int n;
+
+	if (!r->conn || r->started)
 		return;
+	n = snprintf(body, sizeof body,
+		     "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":null}}",
+		     message, status >= 500 ? "server_error" : "invalid_request_error");
 	r->started = 1;
-	if (build_headers(r, 500, "application/json", 16, sizeof body - 1, NULL, 0)) {
-		r->close_after = 1;
-		lws_set_timeout(r->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+	r->close_after = r->close_after || status >= 500 || status == 400;
+	if (start_headers(r, status, "application/json", 16, n, NULL, 0)) {
+		r->t->abort(r);
 		return;
 	}
-	queue_body(r, body, sizeof body - 1);
+	queue_body(r, body, (size_t)n);
 	r->finished = 1;
 	want_write(r);
 }
 
-/* Returns 0 to keep the connection, -1 to close it. */
-static int on_writable(struct lws *wsi, mg_http_pss *pss)
+/* ---- dispatch ---------------------------------------------------------- */
+
+static void push_headers(lua_State *L, const mg_buf *h)
 {
-	mg_req *r = pss->req;
-	size_t n, left;
-	int flags, last, m;
+	size_t i = 0;
 
-	if (!r || !r->started)
-		return 0;
-	if (r->h2 && !r->hdr_sent) {
-		flags = LWS_WRITE_HTTP_HEADERS;
-		last = r->finished && !pending(r);
-		if (last)
-			flags |= LWS_WRITE_H2_STREAM_END;
-		n = r->hdr.len - LWS_PRE;
-		if (lws_write(wsi, (unsigned char *)r->hdr.data + LWS_PRE, n, flags) != (int)n)
-			return -1;
-		r->hdr_sent = 1;
-		mg_buf_free(&r->hdr);
-		if (!last) {
-			if (pending(r) || r->finished)
-				lws_callback_on_writable(wsi);
-			return 0;
+	lua_createtable(L, 0, 16);
+	while (i < h->len) {
+		const char *name = h->data + i;
+		size_t nl = strlen(name);
+		const char *value = name + nl + 1;
+		size_t vl = strlen(value);
+		/* a repeated header joins with ", " as HTTP allows */
+		lua_pushlstring(L, name, nl);
+		lua_rawget(L, -2);
+		if (lua_isstring(L, -1)) {
+			lua_pushliteral(L, ", ");
+			lua_pushlstring(L, value, vl);
+			lua_concat(L, 3);
+		} else {
+			lua_pop(L, 1);
+			lua_pushlstring(L, value, vl);
 		}
-		goto complete;
+		lua_pushlstring(L, name, nl);
+		lua_insert(L, -2);
+		lua_rawset(L, -3);
+		i += nl + vl + 2;
 	}
+}
 
-	left = pending(r);
-	n = left > MAX_WRITE ? MAX_WRITE : left;
-	if (r->h2) {
-		lws_fileofs_t allow = lws_get_peer_write_allowance(wsi);
-		if (n > H2_MAX_WRITE)
-			n = H2_MAX_WRITE;
-		if (allow >= 0 && (lws_fileofs_t)n > allow)
-			n = (size_t)allow;
-		if (!n && left) {
-			lws_callback_on_writable(wsi);
-			return 0;
-		}
+static void set_string(lua_State *L, const char *key, const mg_buf *b)
+{
+	lua_pushlstring(L, b->data ? b->data : "", b->len);
+	lua_setfield(L, -2, key);
+}
+
+/* Builds the Lua request table and calls handle(req); an error there goes to
+ * on_error(req, message) so the client gets it in its own format. */
+void mg_req_dispatch(mg_req *r)
+{
+	lua_State *L = r->w->L;
+	mg_req **slot;
+	int top = lua_gettop(L);
+
+	r->dispatched = 1;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, r->w->handler_ref);
+	lua_getfield(L, -1, "handle");
+
+	lua_createtable(L, 0, 10);
+	slot = lua_newuserdata(L, sizeof *slot);
+	*slot = r;
+	r->handle = slot;
+	luaL_getmetatable(L, REQ_HANDLE_MT);
+	lua_setmetatable(L, -2);
+	lua_pushvalue(L, -1);
+	r->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_setfield(L, -2, "h");
+	lua_pushstring(L, r->method);
+	lua_setfield(L, -2, "method");
+	set_string(L, "path", &r->path);
+	if (r->query.len)
+		set_string(L, "query", &r->query);
+	lua_pushboolean(L, r->h2);
+	lua_setfield(L, -2, "http2");
+	if (r->body_error == MG_BODY_TOO_LARGE) {
+		lua_pushliteral(L, "too_large");
+		lua_setfield(L, -2, "body_error");
+		lua_pushinteger(L, (lua_Integer)r->w->cfg->max_body_bytes);
+		lua_setfield(L, -2, "max_body_bytes");
+	} else if (r->body_error == MG_HEADERS_TOO_LARGE) {
+		lua_pushliteral(L, "headers_too_large");
+		lua_setfield(L, -2, "body_error");
+		lua_pushinteger(L, (lua_Integer)r->w->cfg->max_header_bytes);
+		lua_setfield(L, -2, "max_header_bytes");
+	} else {
+		set_string(L, "body", &r->body);
 	}
-	last = r->finished && n == left;
-	if (n || (last && r->h2)) {
-		flags = (r->h2 && last) ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP;
-		m = lws_write(wsi, (unsigned char *)r->out.data + r->out_off, n, flags);
-		if (m < (int)n)
-			return -1;
-		r->out_off += n;
-		stats_buffered(-(long long)n);
-		if (r->out_off == r->out.len)
-			r->out_off = r->out.len = LWS_PRE;
+	push_headers(L, &r->headers);
+	lua_setfield(L, -2, "headers");
+	mg_buf_free(&r->body);
+	mg_buf_free(&r->headers);
+
+	lua_pushvalue(L, -1); /* keep req for on_error */
+	lua_insert(L, -3);    /* handler table, req, handle fn, req */
+	if (mg_pcall(L, 1, 0, "request handler")) {
+		mg_stats_add(&mg_global_stats.lua_errors, 1);
+		/* stack: handler table, req, message */
+		lua_getfield(L, -3, "on_error");
+		lua_pushvalue(L, -3);
+		lua_pushvalue(L, -3);
+		if (mg_pcall(L, 2, 0, "error handler"))
+			lua_pop(L, 1);
+		if (*slot == r && !r->started)
+			mg_req_fail(r, 500, "internal error");
 	}
-	if (!last) {
-		if (pending(r))
-			lws_callback_on_writable(wsi);
-		if (r->on_drain_ref != LUA_NOREF && pending(r) <= r->high_water / 2) {
-			int ref = r->on_drain_ref;
-			r->on_drain_ref = LUA_NOREF;
-			call_ref(r, ref, "drain callback");
-			luaL_unref(r->w->L, LUA_REGISTRYINDEX, ref);
-		}
-		return 0;
-	}
-complete:
-	m = r->close_after;
-	pss->req = NULL;
-	req_free(r);
-	if (m)
-		return -1;
-	return lws_http_transaction_completed(wsi) ? -1 : 0;
+	lua_settop(L, top);
 }
 
 /* ---- primitives -------------------------------------------------------- */
+
+static mg_req *check_req(lua_State *L, int idx)
+{
+	return *(mg_req **)luaL_checkudata(L, idx, REQ_HANDLE_MT);
+}
 
 static int closed(lua_State *L)
 {
@@ -467,24 +388,24 @@ static int closed(lua_State *L)
 	return 3;
 }
 
-static mg_req *start_response(lua_State *L, long long content_length)
+static mg_req *start_response(lua_State *L, long long content_length, int hidx)
 {
 	mg_req *r = check_req(L, 1);
 	int status = (int)luaL_checkinteger(L, 2);
 	size_t ctlen;
 	const char *ctype = luaL_checklstring(L, 3, &ctlen);
 
-	if (status < 100 || status > 599)
-		luaL_argerror(L, 2, "status must be 100..599");
-	if (!r || !r->wsi)
+	if (status < 200 || status > 599)
+		luaL_argerror(L, 2, "status must be 200..599");
+	if (!lua_isnoneornil(L, hidx))
+		luaL_checktype(L, hidx, LUA_TTABLE);
+	if (!r || !r->conn)
 		return NULL;
 	if (r->started)
 		luaL_error(L, "response already started");
 	r->started = 1;
-	if (build_headers(r, status, ctype, ctlen, content_length, L,
-			  content_length >= 0 ? 5 : 4)) {
+	if (start_headers(r, status, ctype, ctlen, content_length, L, hidx))
 		luaL_error(L, "response headers too large");
-	}
 	return r;
 }
 
@@ -492,13 +413,11 @@ static mg_req *start_response(lua_State *L, long long content_length)
 static int l_respond(lua_State *L)
 {
 	size_t blen;
-	mg_req *r;
+	const char *body = luaL_checklstring(L, 4, &blen);
+	mg_req *r = start_response(L, (long long)blen, 5);
 
-	luaL_checklstring(L, 4, &blen);
-	r = start_response(L, (long long)blen);
 	if (!r)
 		return closed(L);
-	const char *body = lua_tostring(L, 4);
 	queue_body(r, body, blen);
 	r->finished = 1;
 	want_write(r);
@@ -509,10 +428,11 @@ static int l_respond(lua_State *L)
 /* _stream_start(h, status, content_type [, headers]) -> true | nil, "closed" */
 static int l_stream_start(lua_State *L)
 {
-	mg_req *r = start_response(L, -1);
+	mg_req *r = start_response(L, -1, 4);
 
 	if (!r)
 		return closed(L);
+	r->streaming = 1;
 	mg_stats_add(&mg_global_stats.open_streams, 1);
 	want_write(r);
 	lua_pushboolean(L, 1);
@@ -523,17 +443,17 @@ static mg_req *check_stream(lua_State *L)
 {
 	mg_req *r = check_req(L, 1);
 
-	if (r && (!r->started || r->finished || !(r->chunked || r->h2) ))
+	if (r && r->conn && (!r->streaming || r->finished))
 		luaL_error(L, "no stream open on this request");
 	return r;
 }
 
-/* The answer of every stream write: more? (queue below high water), queued. */
+/* Every stream write answers: more? (queue below high water), queued bytes. */
 static int write_result(lua_State *L, mg_req *r)
 {
 	want_write(r);
-	lua_pushboolean(L, pending(r) <= r->high_water);
-	lua_pushinteger(L, (lua_Integer)pending(r));
+	lua_pushboolean(L, mg_req_pending(r) <= r->high_water);
+	lua_pushinteger(L, (lua_Integer)mg_req_pending(r));
 	return 2;
 }
 
@@ -544,7 +464,7 @@ static int l_stream_write(lua_State *L)
 	const char *p = luaL_checklstring(L, 2, &n);
 	mg_req *r = check_stream(L);
 
-	if (!r || !r->wsi)
+	if (!r || !r->conn)
 		return closed(L);
 	queue_body(r, p, n);
 	return write_result(L, r);
@@ -561,7 +481,9 @@ static int stream_framed(lua_State *L, int sse)
 	mg_buf frame = { 0 };
 	int rc;
 
-	if (!r || !r->wsi)
+	if (event && (memchr(event, '\n', elen) || memchr(event, '\r', elen)))
+		return luaL_argerror(L, 3, "event name must be one line");
+	if (!r || !r->conn)
 		return closed(L);
 	rc = sse ? mg_sse_frame(&frame, event, elen, data, dlen)
 		 : mg_ndjson_frame(&frame, data, dlen);
@@ -582,7 +504,7 @@ static int l_stream_end(lua_State *L)
 {
 	mg_req *r = check_stream(L);
 
-	if (!r || !r->wsi)
+	if (!r || !r->conn)
 		return closed(L);
 	if (r->chunked)
 		queue_bytes(r, "0\r\n\r\n", 5);
@@ -600,7 +522,7 @@ static int set_callback(lua_State *L, int which)
 
 	if (!lua_isnoneornil(L, 2))
 		luaL_checktype(L, 2, LUA_TFUNCTION);
-	if (!r || !r->wsi)
+	if (!r || !r->conn)
 		return closed(L);
 	ref = which ? &r->on_close_ref : &r->on_drain_ref;
 	luaL_unref(L, LUA_REGISTRYINDEX, *ref);
@@ -623,7 +545,7 @@ static int l_on_close(lua_State *L) { return set_callback(L, 1); }
 static int l_req_alive(lua_State *L)
 {
 	mg_req *r = check_req(L, 1);
-	lua_pushboolean(L, r && r->wsi);
+	lua_pushboolean(L, r && r->conn);
 	return 1;
 }
 
@@ -632,17 +554,15 @@ static int l_req_close(lua_State *L)
 {
 	mg_req *r = check_req(L, 1);
 
-	if (r && r->wsi) {
-		r->close_after = 1;
-		lws_set_timeout(r->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
-	}
+	if (r && r->conn)
+		r->t->abort(r);
 	return 0;
 }
 
 static int l_handle_tostring(lua_State *L)
 {
 	mg_req *r = *(mg_req **)luaL_checkudata(L, 1, REQ_HANDLE_MT);
-	lua_pushfstring(L, "moongate.request (%s)", r ? (r->wsi ? "open" : "gone") : "done");
+	lua_pushfstring(L, "moongate.request (%s)", r ? (r->conn ? "open" : "gone") : "done");
 	return 1;
 }
 
@@ -674,129 +594,4 @@ int mg_http_open(lua_State *L)
 		lua_setfield(L, -2, f->name);
 	}
 	return 0;
-}
-
-/* ---- the lws callback -------------------------------------------------- */
-
-static const struct {
-	int token;
-	const char *name;
-} methods[] = {
-	{ WSI_TOKEN_GET_URI, "GET" },       { WSI_TOKEN_POST_URI, "POST" },
-	{ WSI_TOKEN_OPTIONS_URI, "OPTIONS" }, { WSI_TOKEN_PUT_URI, "PUT" },
-	{ WSI_TOKEN_PATCH_URI, "PATCH" },   { WSI_TOKEN_DELETE_URI, "DELETE" },
-	{ WSI_TOKEN_HEAD_URI, "HEAD" },
-};
-
-static int on_request(struct lws *wsi, mg_http_pss *pss, const char *uri, size_t ulen)
-{
-	mg_worker *w = lws_context_user(lws_get_context(wsi));
-	char tmp[16];
-	mg_req *r;
-	int n;
-
-	if (pss->req) /* a request already in flight on this wsi */
-		return -1;
-	r = req_new(wsi, w);
-	if (!r)
-		return -1;
-	pss->req = r;
-	snprintf(r->method, sizeof r->method, "OTHER");
-	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-		if (lws_hdr_total_length(wsi, methods[i].token) > 0) {
-			snprintf(r->method, sizeof r->method, "%s", methods[i].name);
-			break;
-		}
-	if (!strcmp(r->method, "OTHER") &&
-	    lws_hdr_copy(wsi, tmp, sizeof r->method, WSI_TOKEN_HTTP_COLON_METHOD) > 0)
-		memcpy(r->method, tmp, sizeof r->method);
-	r->path = strndup(uri, ulen);
-	n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
-	if (n > 0) {
-		r->query = malloc((size_t)n + 1);
-		if (r->query && lws_hdr_copy(wsi, r->query, n + 1, WSI_TOKEN_HTTP_URI_ARGS) < 0)
-			r->query[0] = 0;
-	}
-	if (!r->path)
-		return -1;
-
-	if (lws_hdr_copy(wsi, tmp, sizeof tmp, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
-		char *end;
-		unsigned long long cl = strtoull(tmp, &end, 10);
-		if (cl > w->cfg->max_body_bytes) {
-			r->body_error = BODY_TOO_LARGE;
-			r->close_after = 1;
-		} else if (cl > 0) {
-			r->expect_body = 1;
-		}
-	} else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0 ||
-		   (r->h2 && strcmp(r->method, "GET") && strcmp(r->method, "HEAD") &&
-		    strcmp(r->method, "OPTIONS"))) {
-		r->expect_body = 1;
-	}
-	if (!r->expect_body)
-		dispatch(r);
-	return 0;
-}
-
-static int on_body(mg_http_pss *pss, const char *in, size_t len)
-{
-	mg_req *r = pss->req;
-
-	if (!r || r->dispatched)
-		return 0; /* the rest of a body we already refused */
-	if (r->body.len + len > r->w->cfg->max_body_bytes) {
-		r->body_error = BODY_TOO_LARGE;
-		r->close_after = 1;
-		mg_buf_free(&r->body);
-		dispatch(r);
-		return 0;
-	}
-	if (mg_buf_append(&r->body, in, len))
-		return -1;
-	return 0;
-}
-
-/* The client went away (or the stream was reset): tell Lua, free. */
-static void on_gone(mg_http_pss *pss)
-{
-	mg_req *r = pss ? pss->req : NULL;
-
-	if (!r)
-		return;
-	pss->req = NULL;
-	r->wsi = NULL;
-	if (r->started && (r->chunked || r->h2) && !r->finished)
-		mg_stats_add(&mg_global_stats.open_streams, -1);
-	if (!r->finished || pending(r)) {
-		mg_stats_add(&mg_global_stats.client_disconnects, 1);
-		call_ref(r, r->on_close_ref, "close callback");
-	}
-	req_free(r);
-}
-
-int mg_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		     void *user, void *in, size_t len)
-{
-	mg_http_pss *pss = user;
-
-	switch (reason) {
-	case LWS_CALLBACK_HTTP:
-		return on_request(wsi, pss, in, len);
-	case LWS_CALLBACK_HTTP_BODY:
-		return on_body(pss, in, len);
-	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-		if (pss->req && !pss->req->dispatched)
-			dispatch(pss->req);
-		return 0;
-	case LWS_CALLBACK_HTTP_WRITEABLE:
-		return on_writable(wsi, pss);
-	case LWS_CALLBACK_CLOSED_HTTP:
-	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-		on_gone(pss);
-		return 0;
-	default:
-		break;
-	}
-	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }

@@ -1,20 +1,115 @@
-/* The HTTP front: libwebsockets' HTTP/1.1 and HTTP/2 callback, request
- * objects handed to Lua, and the response writer (SSE / NDJSON / chunked
- * framing with backpressure). */
+/* HTTP requests handed to Lua, and the response writer (SSE / NDJSON /
+ * chunked framing with backpressure), independent of the transport.
+ *
+ * Two transports feed it, both on the worker's loop:
+ *   h1.c        cleartext HTTP/1.1 on libuv with http-parser (keep-alive,
+ *               pipelining, Expect: 100-continue, chunked request bodies)
+ *   http_lws.c  TLS listeners through libwebsockets: HTTP/1.1 and HTTP/2
+ *               negotiated by ALPN
+ *
+ * Life of a request (all on the worker thread that accepted it):
+ *   mg_req_new()     by the transport once the request line has arrived
+ *   mg_req_header()  each request header, as it is parsed
+ *   body bytes       collected in r->body up to max_body_bytes
+ *   mg_req_dispatch  Lua's handle(req) runs with a userdata handle that
+ *                    points back at the mg_req
+ *   _respond / _stream_*  bytes queued in r->out, transport told to write
+ *   mg_req_free()    by the transport when the response is out or the
+ *                    client is gone: the Lua handle is detached (its pointer
+ *                    set to NULL, so later calls from Lua answer nil,
+ *                    "closed"), Lua refs dropped, memory freed.
+ *
+ * Backpressure: r->out holds what the client has not taken yet. A write that
+ * leaves more than high_water bytes queued returns false; the producer then
+ * waits for the drain callback, which fires once the queue is below
+ * high_water / 2 (mg_req_sent() checks). Nothing else buffers response bytes.
+ */
 #ifndef MG_HTTP_H
 #define MG_HTTP_H
 
-#include <libwebsockets.h>
 #include <lua.h>
+#include <stddef.h>
+#include "buf.h"
 
+struct mg_worker;
 struct mg_req;
-/* Per-connection (per-stream for HTTP/2) data that lws allocates. */
-typedef struct mg_http_pss {
-	struct mg_req *req; /* the request in flight on this wsi, or NULL */
-} mg_http_pss;
 
-int mg_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
-		     void *user, void *in, size_t len);
+enum { MG_BODY_OK = 0, MG_BODY_TOO_LARGE, MG_HEADERS_TOO_LARGE };
+
+/* What a transport does for the writer. */
+typedef struct mg_transport {
+	/* Encode the status line and headers: begin, add each, end. */
+	int (*hdr_begin)(struct mg_req *r, int status);
+	int (*hdr_add)(struct mg_req *r, const char *name, size_t nlen,
+		       const char *value, size_t vlen);
+	int (*hdr_end)(struct mg_req *r);
+	/* Bytes were queued in r->out (or the response finished): send. */
+	void (*want_write)(struct mg_req *r);
+	/* Drop the connection at once. */
+	void (*abort)(struct mg_req *r);
+} mg_transport;
+
+typedef struct mg_req {
+	const mg_transport *t;
+	void *conn;          /* the transport's connection; NULL once gone */
+	struct mg_worker *w;
+	struct mg_req **handle; /* the Lua userdata's slot pointing at us */
+	int h2;
+	int hdr_sent;        /* lws: the header block has been written */
+	int chunked;         /* HTTP/1.1 stream: chunk framing on the body */
+	int http10;          /* HTTP/1.0 client: no chunking, close at end */
+	char method[8];      /* NUL-terminated */
+	mg_buf path;         /* NUL-terminated once mg_req_dispatch runs */
+	mg_buf query;
+	mg_buf headers;      /* "name\0value\0" pairs, names lower-case */
+	mg_buf body;
+	int body_error;
+	int dispatched;
+
+	/* response */
+	int started;         /* Lua called _respond or _stream_start */
+	int streaming;
+	int finished;        /* every byte of the response is queued */
+	int close_after;     /* close the connection once the response is out */
+	mg_buf hdr;          /* HTTP/2: the encoded header block (LWS_PRE first) */
+	mg_buf out;          /* headroom (MG_OUT_HEADROOM), then pending bytes */
+	size_t out_off;      /* first unsent byte in out */
+	size_t high_water;
+	int on_drain_ref, on_close_ref, handle_ref;
+} mg_req;
+
+/* Space kept before the bytes in r->out, for transports (lws) that write
+ * frame headers in front of what they send. */
+#define MG_OUT_HEADROOM 16
+
+mg_req *mg_req_new(struct mg_worker *w, const mg_transport *t, void *conn);
+/* Adds one request header (name is lower-cased). 0, or -1 out of memory. */
+int mg_req_header(mg_req *r, const char *name, size_t nlen, const char *value, size_t vlen);
+/* Runs Lua's handler for the request. */
+void mg_req_dispatch(mg_req *r);
+/* The transport sent `n` bytes from r->out: account, maybe fire on_drain
+ * (which runs Lua: the request may have more queued, or be finished, after). */
+void mg_req_sent(mg_req *r, size_t n);
+/* Moves every pending byte of r->out into *dst (an empty buffer), without a
+ * copy, for a transport that writes asynchronously; *off is where they start.
+ * The bytes stay counted as buffered until the transport reports them
+ * written with mg_stats_buffered(-n). Returns how many moved. */
+size_t mg_req_take(mg_req *r, mg_buf *dst, size_t *off);
+/* Fires on_drain if the producer is waiting and the queue is low enough. */
+void mg_req_drain_check(mg_req *r);
+/* Adjusts the process-wide count of response bytes held in memory. */
+void mg_stats_buffered(long long delta);
+/* The client is gone before the response completed: tell Lua (on_close). */
+void mg_req_gone(mg_req *r);
+/* Frees the request; the transport calls it once per mg_req_new. */
+void mg_req_free(mg_req *r);
+/* Queues a JSON error from C when Lua cannot answer (OpenAI's shape). */
+void mg_req_fail(mg_req *r, int status, const char *message);
+
+static inline size_t mg_req_pending(const mg_req *r)
+{
+	return r->out.len - r->out_off;
+}
 
 /* Registers the request/response primitives on the table at -1. */
 int mg_http_open(lua_State *L);

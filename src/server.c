@@ -9,9 +9,11 @@
  * Workers are started one after the other: lws context creation touches
  * process-wide state (plugin loading, OpenSSL), so it is never concurrent.
  */
+#include <libwebsockets.h>
 #include "server.h"
 #include "core.h"
-#include "http.h"
+#include "h1.h"
+#include "http_lws.h"
 #include "log.h"
 #include "lua_host.h"
 
@@ -34,7 +36,7 @@ void mg_stats_add(long long *field, long long delta)
 }
 
 static const struct lws_protocols protocols[] = {
-	{ "http", mg_http_callback, sizeof(mg_http_pss), 0, 0, NULL, 0 },
+	{ "http", mg_http_lws_callback, sizeof(mg_http_pss), 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 } /* 4.1.6 has no LWS_PROTOCOL_LIST_TERM */
 };
 
@@ -143,7 +145,10 @@ static void on_accept(uv_poll_t *p, int status, int events)
 			return;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		if (!lws_adopt_socket_vhost(w->vhost, fd)) {
+		if (!w->cfg->tls_cert) {
+			if (mg_h1_adopt(w, fd))
+				mg_log(MG_LOG_WARN, "could not take a connection");
+		} else if (!lws_adopt_socket_vhost(w->vhost, fd)) {
 			mg_log(MG_LOG_WARN, "could not adopt a connection");
 			close(fd);
 		}
@@ -399,6 +404,7 @@ static int l_serve(lua_State *L)
 	uv_mutex_init(&mu);
 	uv_cond_init(&cond);
 	served_workers = c.workers;
+	mg_h1_init();
 
 	for (int i = 0; i < c.workers; i++) {
 		mg_worker *w = &ws[i];

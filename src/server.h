@@ -6,7 +6,8 @@
 #ifndef MG_SERVER_H
 #define MG_SERVER_H
 
-#include <libwebsockets.h>
+struct lws_context;
+struct lws_vhost;
 #include <lua.h>
 #include <stddef.h>
 #include <uv.h>

@@ -1,0 +1,105 @@
+-- Starts the real moongate binary for e2e specs: on a port the kernel picks
+-- (--listen 127.0.0.1:0, read back from the log), waits until it listens,
+-- and stops it with SIGTERM, checking it exits cleanly (under
+-- AddressSanitizer a leak makes the exit code non-zero).
+package.path = "spec/?.lua;lua/?.lua;lua/?/init.lua;" .. package.path
+
+local uv = require "luv"
+local client = require "support.client"
+
+local H = {}
+
+H.bin = os.getenv("MOONGATE_BIN") or "build/moongate"
+H.client = client
+
+local tmp_count = 0
+--- tmpfile(content) -> path of a new file holding content
+function H.tmpfile(content, suffix)
+  tmp_count = tmp_count + 1
+  local path = string.format("%s/moongate-spec-%d-%d%s", os.getenv("TMPDIR") or "/tmp",
+    uv.os_getpid(), tmp_count, suffix or ".lua")
+  local f = assert(io.open(path, "wb"))
+  f:write(content)
+  f:close()
+  return path
+end
+
+local Server = {}
+Server.__index = Server
+
+--- start{config = "lua text", workers = n, args = {...}, env = {...}} -> server
+function H.start(opts)
+  opts = opts or {}
+  local args = { "serve", "--listen", opts.listen or "127.0.0.1:0", "--workers", tostring(opts.workers or 1) }
+  if opts.config then
+    args[#args + 1] = "--config"
+    args[#args + 1] = H.tmpfile(opts.config)
+  end
+  for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
+  local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"),
+    "MOONGATE_LUA_DIR=" .. (os.getenv("MOONGATE_LUA_DIR") or "lua") }
+  for _, name in ipairs { "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS" } do
+    if os.getenv(name) then env[#env + 1] = name .. "=" .. os.getenv(name) end
+  end
+  for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. v end
+
+  local s = setmetatable({ log = "", exited = false }, Server)
+  local stderr = uv.new_pipe(false)
+  local handle, pid = uv.spawn(H.bin, { args = args, env = env, stdio = { nil, nil, stderr } },
+    function(code, signal)
+      s.exited, s.code, s.signal = true, code, signal
+    end)
+  assert(handle, "cannot start " .. H.bin .. ": " .. tostring(pid))
+  s.handle, s.pid, s.stderr = handle, pid, stderr
+  stderr:read_start(function(_, data)
+    if data then s.log = s.log .. data end
+  end)
+  client.run_until(function()
+    return s.exited or s.log:match("listening on https?://[^:]+:(%d+)")
+  end, 15000)
+  local port = s.log:match("listening on https?://[^:]+:(%d+)")
+  if not port then
+    s:stop()
+    error("moongate did not start:\n" .. s.log, 2)
+  end
+  s.port = tonumber(port)
+  return s
+end
+
+--- request(method, path, body, headers) -> response
+function Server:request(method, path, body, headers, timeout)
+  return client.request(self.port, method, path, body, headers, timeout)
+end
+
+function Server:connect()
+  return assert(client.connect(self.port))
+end
+
+--- stop([signal]) -> exit code; raises if the daemon did not exit cleanly
+function Server:stop(signal)
+  if not self.exited then
+    self.handle:kill(signal or "sigterm")
+    client.run_until(function() return self.exited end, 15000)
+  end
+  if not self.exited then
+    self.handle:kill("sigkill")
+    client.run_until(function() return self.exited end, 5000)
+  end
+  client.run_until(function() return false end, 50) -- drain stderr
+  if not self.stderr:is_closing() then self.stderr:close() end
+  if not self.handle:is_closing() then self.handle:close() end
+  uv.run("nowait")
+  return self.code, self.signal
+end
+
+--- assert_clean_exit(): stop and check exit code 0 and no sanitizer report
+function Server:stop_clean()
+  local code, signal = self:stop()
+  assert(code == 0 and signal == 0, string.format("moongate exited with code %s signal %s:\n%s",
+    tostring(code), tostring(signal), self.log))
+  assert(not self.log:find("AddressSanitizer") and not self.log:find("LeakSanitizer")
+    and not self.log:find("runtime error:"), "sanitizer report:\n" .. self.log)
+  return self.log
+end
+
+return H

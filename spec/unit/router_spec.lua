@@ -1,0 +1,39 @@
+local router = require "moongate.router"
+
+describe("router", function()
+  local providers = { echo = { models = {} }, up = { models = { "gpt-4o", "o3" } }, claude = { models = {} } }
+  local r = router.new({
+    routes = {
+      { match = "claude-*", provider = "claude" },
+      { match = "fast", provider = "up", model = "gpt-4o-mini" },
+      { match = "*", provider = { "up", "echo" } },
+    },
+    aliases = { sonnet = "claude-sonnet-4" },
+  }, providers)
+
+  it("always serves the built-in echo model", function()
+    assert.equal("echo", r:resolve("echo").chain[1].name)
+  end)
+
+  it("matches globs in order, rewrites, and keeps fallback chains", function()
+    assert.equal("claude", r:resolve("claude-3-haiku").chain[1].name)
+    local route = r:resolve("fast")
+    assert.equal("gpt-4o-mini", route.model)
+    assert.equal("fast", route.requested)
+    local chain = r:resolve("anything").chain
+    assert.same({ "up", "echo" }, { chain[1].name, chain[2].name })
+    assert.equal("claude", r:resolve("sonnet").chain[1].name)
+  end)
+
+  it("answers model_not_found when nothing matches", function()
+    local r2 = router.new({ routes = {} }, providers)
+    local route, err = r2:resolve("gpt-9")
+    assert.is_nil(route)
+    assert.equal(404, err.status)
+    assert.equal("model_not_found", err.code)
+  end)
+
+  it("lists exact routes, provider models that match, and aliases", function()
+    assert.same({ "echo", "fast", "gpt-4o", "o3", "sonnet" }, r:models())
+  end)
+end)

@@ -1,0 +1,543 @@
+/* Cleartext HTTP/1.1 on libuv, parsed by http-parser.
+ *
+ * One mg_h1_conn per TCP connection, owned by the worker thread that
+ * accepted it and freed in the uv_close callback of its tcp handle (after
+ * its timer is closed too). At most one request is in flight per connection:
+ * bytes of pipelined requests wait in conn->in, and the parser stays paused,
+ * until the response in flight is out. The socket keeps being read meanwhile
+ * (up to a cap) so that a client that goes away is seen at once.
+ *
+ * Why not libwebsockets for this: lws 4.1.6 spins on a pipelined request
+ * that follows one with a body, and cannot write to a connection whose rx it
+ * flow-controls. TLS connections (HTTP/1.1 and HTTP/2) still go to lws.
+ */
+#include "h1.h"
+#include "http.h"
+#include "log.h"
+#include "server.h"
+
+#include <http_parser.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+typedef struct mg_h1_conn {
+	uv_tcp_t tcp;          /* first: the handle's address is the conn's */
+	uv_timer_t timer;      /* header/body read timeout, keep-alive idle */
+	mg_worker *w;
+	http_parser parser;
+	mg_buf in;             /* received, not yet parsed */
+	size_t in_off;
+	mg_req *req;           /* being parsed, or in flight */
+	mg_buf field;          /* the header name being parsed */
+	mg_buf value;          /* its value */
+	int last_was_value;
+	size_t header_bytes;
+	int expect_continue;
+	uv_write_t wreq;
+	mg_buf inflight;       /* bytes handed to uv_write, until its callback */
+	size_t inflight_n;
+	int writing;
+	int processing, again; /* conn_process re-entry guard */
+	int reading;
+	int closing;
+	int eof;
+	int handles_open;      /* tcp and timer: freed when both are closed */
+} mg_h1_conn;
+
+static const mg_transport h1_transport;
+static http_parser_settings settings;
+
+#define READ_TIMEOUT_MS 30000
+#define MAX_QUEUED_INPUT(c) ((c)->w->cfg->max_body_bytes + 65536)
+
+static void conn_close(mg_h1_conn *c);
+static void conn_process(mg_h1_conn *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+/* ---- life -------------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	mg_h1_conn *c = h->data;
+
+	if (--c->handles_open)
+		return;
+	mg_buf_free(&c->in);
+	mg_buf_free(&c->field);
+	mg_buf_free(&c->value);
+	mg_buf_free(&c->inflight);
+	free(c);
+}
+
+static void conn_close(mg_h1_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	if (c->req) {
+		mg_req *r = c->req;
+		c->req = NULL;
+		if (r->dispatched)
+			mg_req_gone(r);
+		mg_req_free(r);
+	}
+	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+	mg_h1_conn *c = t->data;
+
+	if (c->req && c->req->dispatched)
+		return; /* Lua owns the request now; upstream timeouts apply */
+	conn_close(c);
+}
+
+static void arm_timer(mg_h1_conn *c, uint64_t ms)
+{
+	if (!c->closing)
+		uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+static void flush(mg_h1_conn *c);
+
+static void finish_request(mg_h1_conn *c)
+{
+	mg_req *r = c->req;
+	int keep = !r->close_after && !c->eof;
+
+	c->req = NULL;
+	mg_req_free(r);
+	if (!keep) {
+		conn_close(c);
+		return;
+	}
+	/* next request: pipelined bytes first, then the socket */
+	http_parser_pause(&c->parser, 0);
+	arm_timer(c, (uint64_t)c->w->cfg->keepalive_timeout * 1000);
+	conn_process(c);
+}
+
+static void on_written(uv_write_t *wr, int status)
+{
+	mg_h1_conn *c = wr->data;
+
+	c->writing = 0;
+	mg_stats_buffered(-(long long)c->inflight_n);
+	c->inflight_n = 0;
+	c->inflight.len = 0;
+	if (c->closing)
+		return;
+	if (status < 0) {
+		conn_close(c);
+		return;
+	}
+	if (c->req)
+		mg_req_drain_check(c->req); /* may run Lua */
+	if (!c->closing)
+		flush(c);
+}
+
+static void flush(mg_h1_conn *c)
+{
+	mg_req *r = c->req;
+	size_t n, off;
+	uv_buf_t b;
+	int m;
+
+	if (c->writing || c->closing || !r)
+		return;
+	n = mg_req_pending(r);
+	if (n) {
+		b = uv_buf_init(r->out.data + r->out_off, (unsigned)n);
+		m = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		if (m < 0 && m != UV_EAGAIN) {
+			conn_close(c);
+			return;
+		}
+		if (m > 0)
+			mg_req_sent(r, (size_t)m); /* may run Lua, which may queue more */
+		if (c->closing || c->req != r || c->writing)
+			return;
+		n = mg_req_take(r, &c->inflight, &off);
+		if (n) {
+			/* the kernel is full: uv_write the rest, without a copy */
+			b = uv_buf_init(c->inflight.data + off, (unsigned)n);
+			c->wreq.data = c;
+			c->inflight_n = n;
+			c->writing = 1;
+			if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written)) {
+				c->writing = 0;
+				mg_stats_buffered(-(long long)n);
+				c->inflight_n = 0;
+				conn_close(c);
+			}
+			return;
+		}
+	}
+	if (r->finished)
+		finish_request(c);
+}
+
+static void h1_want_write(mg_req *r)
+{
+	mg_h1_conn *c = r->conn;
+
+	if (c && !c->writing)
+		flush(c);
+}
+
+static void h1_abort(mg_req *r)
+{
+	if (r->conn)
+		conn_close(r->conn);
+}
+
+static const char *reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 422: return "Unprocessable Entity";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 529: return "Overloaded";
+	default: return "Status";
+	}
+}
+
+static int h1_hdr_begin(mg_req *r, int status)
+{
+	char line[64];
+	int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nserver: moongate\r\n",
+			 status, reason(status));
+	return mg_buf_append(&r->out, line, (size_t)n);
+}
+
+static int h1_hdr_add(mg_req *r, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+	if (mg_buf_reserve(&r->out, nlen + vlen + 4))
+		return -1;
+	mg_buf_append(&r->out, name, nlen);
+	mg_buf_append(&r->out, ": ", 2);
+	mg_buf_append(&r->out, value, vlen);
+	return mg_buf_append(&r->out, "\r\n", 2);
+}
+
+static int h1_hdr_end(mg_req *r)
+{
+	return mg_buf_append(&r->out, "\r\n", 2);
+}
+
+static const mg_transport h1_transport = {
+	h1_hdr_begin, h1_hdr_add, h1_hdr_end, h1_want_write, h1_abort,
+};
+
+/* ---- parsing ----------------------------------------------------------- */
+
+static mg_h1_conn *conn_of(http_parser *p)
+{
+	return p->data;
+}
+
+static int on_message_begin(http_parser *p)
+{
+	mg_h1_conn *c = conn_of(p);
+
+	c->req = mg_req_new(c->w, &h1_transport, c);
+	if (!c->req)
+		return -1;
+	c->header_bytes = 0;
+	c->last_was_value = 0;
+	c->field.len = c->value.len = 0;
+	c->expect_continue = 0;
+	arm_timer(c, READ_TIMEOUT_MS);
+	return 0;
+}
+
+static int too_big(mg_h1_conn *c, size_t n)
+{
+	c->header_bytes += n;
+	if (c->header_bytes > c->w->cfg->max_header_bytes) {
+		c->req->body_error = MG_HEADERS_TOO_LARGE;
+		return 1;
+	}
+	return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+	mg_h1_conn *c = conn_of(p);
+
+	if (too_big(c, n))
+		return 0; /* answered 431 at headers_complete */
+	return mg_buf_append(&c->req->path, at, n);
+}
+
+static int flush_header(mg_h1_conn *c)
+{
+	mg_req *r = c->req;
+	int rc = 0;
+
+	if (!c->field.len)
+		return 0;
+	if (c->field.len == 6 && !strncasecmp(c->field.data, "expect", 6) &&
+	    c->value.len == 12 && !strncasecmp(c->value.data, "100-continue", 12))
+		c->expect_continue = 1;
+	if (!r->body_error)
+		rc = mg_req_header(r, c->field.data, c->field.len,
+				   c->value.data ? c->value.data : "", c->value.len);
+	c->field.len = c->value.len = 0;
+	return rc;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+	mg_h1_conn *c = conn_of(p);
+
+	if (c->last_was_value && flush_header(c))
+		return -1;
+	c->last_was_value = 0;
+	if (too_big(c, n))
+		return 0;
+	return mg_buf_append(&c->field, at, n);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+	mg_h1_conn *c = conn_of(p);
+
+	c->last_was_value = 1;
+	if (too_big(c, n))
+		return 0;
+	return mg_buf_append(&c->value, at, n);
+}
+
+static void split_query(mg_req *r)
+{
+	char *q = r->path.data ? memchr(r->path.data, '?', r->path.len) : NULL;
+
+	if (q) {
+		size_t at = (size_t)(q - r->path.data);
+		mg_buf_append(&r->query, q + 1, r->path.len - at - 1);
+		r->path.len = at;
+	}
+	mg_buf_append(&r->path, "", 1); /* NUL-terminate */
+	r->path.len--;
+}
+
+/* Returns 1 to skip the body (http-parser's convention) after answering. */
+static int on_headers_complete(http_parser *p)
+{
+	mg_h1_conn *c = conn_of(p);
+	mg_req *r = c->req;
+
+	if (c->last_was_value && flush_header(c))
+		return -1;
+	snprintf(r->method, sizeof r->method, "%s", http_method_str((enum http_method)p->method));
+	r->http10 = p->http_major == 1 && p->http_minor == 0;
+	if (!http_should_keep_alive(p))
+		r->close_after = 1;
+	split_query(r);
+	if (p->upgrade) {
+		/* WebSocket and h2c upgrades are not served on this listener yet */
+		r->close_after = 1;
+		r->body_error = 0;
+	}
+	if (!r->body_error && (p->flags & F_CONTENTLENGTH) &&
+	    p->content_length > c->w->cfg->max_body_bytes)
+		r->body_error = MG_BODY_TOO_LARGE;
+	if (r->body_error) {
+		/* answer now and drop the connection: the rest is not read */
+		r->close_after = 1;
+		http_parser_pause(p, 1);
+		return 0;
+	}
+	if (c->expect_continue && !(p->flags & F_CHUNKED) && p->content_length > 0) {
+		uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
+		uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	}
+	return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+	mg_h1_conn *c = conn_of(p);
+	mg_req *r = c->req;
+
+	if (r->body.len + n > c->w->cfg->max_body_bytes) {
+		r->body_error = MG_BODY_TOO_LARGE;
+		r->close_after = 1;
+		mg_buf_free(&r->body);
+		http_parser_pause(p, 1);
+		return 0;
+	}
+	return mg_buf_append(&r->body, at, n);
+}
+
+static int on_message_complete(http_parser *p)
+{
+	/* one request at a time: the parser waits until this one is answered */
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+/* Answers a request line or header block http-parser refused. */
+static void bad_request(mg_h1_conn *c, const char *why)
+{
+	mg_req *r = c->req;
+
+	if (!r) {
+		r = c->req = mg_req_new(c->w, &h1_transport, c);
+		if (!r) {
+			conn_close(c);
+			return;
+		}
+	}
+	mg_log(MG_LOG_DEBUG, "bad request: %s", why);
+	r->close_after = 1;
+	r->dispatched = 1; /* C answers; Lua never sees it */
+	mg_req_fail(r, 400, "malformed HTTP request");
+	flush(c);
+}
+
+/* Runs the parser over buffered input and dispatches each request it
+ * completes (or one that must be refused early), one at a time. */
+static void conn_process(mg_h1_conn *c)
+{
+	if (c->processing) {
+		c->again = 1;
+		return;
+	}
+	c->processing = 1;
+	do {
+		c->again = 0;
+		while (!c->closing && !(c->req && c->req->dispatched) && c->in_off < c->in.len) {
+			size_t n = http_parser_execute(&c->parser, &settings,
+						       c->in.data + c->in_off, c->in.len - c->in_off);
+			enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+
+			c->in_off += n;
+			if (err == HPE_PAUSED && c->req) {
+				uv_timer_stop(&c->timer);
+				mg_req_dispatch(c->req); /* may answer and finish at once */
+			} else if (err != HPE_OK && err != HPE_PAUSED) {
+				bad_request(c, http_errno_description(err));
+			}
+		}
+	} while (c->again && !c->closing);
+	c->processing = 0;
+	if (c->closing)
+		return;
+	if (c->in_off == c->in.len) {
+		c->in_off = c->in.len = 0;
+	} else if (c->in_off > c->in.cap / 2) {
+		memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+		c->in.len -= c->in_off;
+		c->in_off = 0;
+	}
+	/* bound what a pipelining client can make us hold */
+	if (c->in.len - c->in_off > MAX_QUEUED_INPUT(c)) {
+		if (c->reading) {
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			c->reading = 0;
+		}
+	} else if (!c->reading && !c->eof) {
+		c->reading = 1;
+		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	}
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	mg_h1_conn *c = h->data;
+
+	(void)suggested;
+	if (mg_buf_reserve(&c->in, 65536)) {
+		*b = uv_buf_init(NULL, 0);
+		return;
+	}
+	*b = uv_buf_init(c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+	mg_h1_conn *c = s->data;
+
+	(void)b;
+	if (nread > 0) {
+		c->in.len += (size_t)nread;
+		conn_process(c);
+		return;
+	}
+	if (nread == 0)
+		return;
+	/* EOF or error: whatever is in flight has lost its client */
+	c->eof = 1;
+	conn_close(c);
+}
+
+int mg_h1_adopt(mg_worker *w, int fd)
+{
+	mg_h1_conn *c = calloc(1, sizeof *c);
+
+	if (!c) {
+		close(fd);
+		return -1;
+	}
+	c->w = w;
+	if (uv_tcp_init(&w->loop, &c->tcp)) {
+		free(c);
+		close(fd);
+		return -1;
+	}
+	c->tcp.data = c;
+	c->handles_open = 1;
+	if (uv_tcp_open(&c->tcp, fd)) {
+		close(fd);
+		c->closing = 1;
+		uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+		return -1;
+	}
+	uv_timer_init(&w->loop, &c->timer);
+	c->timer.data = c;
+	c->handles_open = 2;
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	arm_timer(c, (uint64_t)w->cfg->keepalive_timeout * 1000);
+	c->reading = 1;
+	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	return 0;
+}
+
+void mg_h1_init(void)
+{
+	http_parser_settings_init(&settings);
+	settings.on_message_begin = on_message_begin;
+	settings.on_url = on_url;
+	settings.on_header_field = on_header_field;
+	settings.on_header_value = on_header_value;
+	settings.on_headers_complete = on_headers_complete;
+	settings.on_body = on_body;
+	settings.on_message_complete = on_message_complete;
+}
