@@ -24,6 +24,7 @@
 
 typedef struct mg_h1_conn {
 	uv_tcp_t tcp;          /* first: the handle's address is the conn's */
+	struct mg_h1_conn *prev, *next; /* the worker's open connections */
 	uv_timer_t timer;      /* header/body read timeout, keep-alive idle */
 	mg_worker *w;
 	http_parser parser;
@@ -42,6 +43,8 @@ typedef struct mg_h1_conn {
 	int processing, again; /* conn_process re-entry guard */
 	int reading;
 	int closing;
+	int lingering;         /* response out, FIN sent, draining input */
+	uv_shutdown_t shutdown_req;
 	int eof;
 	int handles_open;      /* tcp and timer: freed when both are closed */
 } mg_h1_conn;
@@ -77,6 +80,12 @@ static void conn_close(mg_h1_conn *c)
 	if (c->closing)
 		return;
 	c->closing = 1;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->w->h1_conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
 	if (c->req) {
 		mg_req *r = c->req;
 		c->req = NULL;
@@ -92,7 +101,7 @@ static void on_timeout(uv_timer_t *t)
 {
 	mg_h1_conn *c = t->data;
 
-	if (c->req && c->req->dispatched)
+	if (!c->lingering && c->req && c->req->dispatched)
 		return; /* Lua owns the request now; upstream timeouts apply */
 	conn_close(c);
 }
@@ -107,6 +116,29 @@ static void arm_timer(mg_h1_conn *c, uint64_t ms)
 
 static void flush(mg_h1_conn *c);
 
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+	(void)req;
+	(void)status;
+}
+
+/* Closing right after a response to a client that is still sending would
+ * reset the connection and could destroy the response in flight: send FIN,
+ * then read and drop what comes until EOF or two seconds. */
+static void linger(mg_h1_conn *c)
+{
+	c->lingering = 1;
+	if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown)) {
+		conn_close(c);
+		return;
+	}
+	arm_timer(c, 2000);
+	if (!c->reading) {
+		c->reading = 1;
+		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	}
+}
+
 static void finish_request(mg_h1_conn *c)
 {
 	mg_req *r = c->req;
@@ -115,7 +147,10 @@ static void finish_request(mg_h1_conn *c)
 	c->req = NULL;
 	mg_req_free(r);
 	if (!keep) {
-		conn_close(c);
+		if (c->eof)
+			conn_close(c);
+		else
+			linger(c);
 		return;
 	}
 	/* next request: pipelined bytes first, then the socket */
@@ -228,9 +263,11 @@ static const char *reason(int status)
 
 static int h1_hdr_begin(mg_req *r, int status)
 {
-	char line[64];
+	char line[128];
 	int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nserver: moongate\r\n",
 			 status, reason(status));
+	if (n < 0 || (size_t)n >= sizeof line)
+		return -1;
 	return mg_buf_append(&r->out, line, (size_t)n);
 }
 
@@ -403,7 +440,7 @@ static int on_message_complete(http_parser *p)
 }
 
 /* Answers a request line or header block http-parser refused. */
-static void bad_request(mg_h1_conn *c, const char *why)
+static void bad_request(mg_h1_conn *c, enum http_errno err)
 {
 	mg_req *r = c->req;
 
@@ -414,10 +451,13 @@ static void bad_request(mg_h1_conn *c, const char *why)
 			return;
 		}
 	}
-	mg_log(MG_LOG_DEBUG, "bad request: %s", why);
+	mg_log(MG_LOG_DEBUG, "bad request: %s", http_errno_description(err));
 	r->close_after = 1;
 	r->dispatched = 1; /* C answers; Lua never sees it */
-	mg_req_fail(r, 400, "malformed HTTP request");
+	if (err == HPE_HEADER_OVERFLOW)
+		mg_req_fail(r, 431, "request header fields too large");
+	else
+		mg_req_fail(r, 400, "malformed HTTP request");
 	flush(c);
 }
 
@@ -429,6 +469,8 @@ static void conn_process(mg_h1_conn *c)
 		c->again = 1;
 		return;
 	}
+	if (c->lingering)
+		return;
 	c->processing = 1;
 	do {
 		c->again = 0;
@@ -442,10 +484,12 @@ static void conn_process(mg_h1_conn *c)
 				uv_timer_stop(&c->timer);
 				mg_req_dispatch(c->req); /* may answer and finish at once */
 			} else if (err != HPE_OK && err != HPE_PAUSED) {
-				bad_request(c, http_errno_description(err));
+				bad_request(c, err);
 			}
+			if (err != HPE_OK && (c->lingering || !c->req))
+				break; /* paused with nothing to serve: wait for finish_request */
 		}
-	} while (c->again && !c->closing);
+	} while (c->again && !c->closing && !c->lingering);
 	c->processing = 0;
 	if (c->closing)
 		return;
@@ -486,6 +530,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 
 	(void)b;
 	if (nread > 0) {
+		if (c->lingering) {
+			c->in.len = c->in_off = 0;
+			return;
+		}
 		c->in.len += (size_t)nread;
 		conn_process(c);
 		return;
@@ -522,6 +570,10 @@ int mg_h1_adopt(mg_worker *w, int fd)
 	uv_timer_init(&w->loop, &c->timer);
 	c->timer.data = c;
 	c->handles_open = 2;
+	c->next = w->h1_conns;
+	if (c->next)
+		c->next->prev = c;
+	w->h1_conns = c;
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
 	arm_timer(c, (uint64_t)w->cfg->keepalive_timeout * 1000);
@@ -530,8 +582,17 @@ int mg_h1_adopt(mg_worker *w, int fd)
 	return 0;
 }
 
-void mg_h1_init(void)
+void mg_h1_close_all(mg_worker *w)
 {
+	while (w->h1_conns)
+		conn_close(w->h1_conns);
+}
+
+void mg_h1_init(size_t max_header_bytes)
+{
+	/* http-parser's own limit sits just above ours: between the two we
+	 * answer 431 from Lua, past it from C */
+	http_parser_set_max_header_size((uint32_t)max_header_bytes + 1024);
 	http_parser_settings_init(&settings);
 	settings.on_message_begin = on_message_begin;
 	settings.on_url = on_url;

@@ -2,10 +2,14 @@
 #ifndef MG_H1_H
 #define MG_H1_H
 
+#include <stddef.h>
+
 struct mg_worker;
 
-/* Process-wide set-up of the parser callbacks; call once before serving. */
-void mg_h1_init(void);
+/* Process-wide set-up of the parser; call once before serving. */
+void mg_h1_init(size_t max_header_bytes);
+/* Closes every connection of the worker (at shutdown). */
+void mg_h1_close_all(struct mg_worker *w);
 /* Takes over an accepted, non-blocking socket. Returns 0, or -1 after
  * closing fd. */
 int mg_h1_adopt(struct mg_worker *w, int fd);

@@ -209,8 +209,23 @@ static int add_header(mg_req *r, const char *name, const char *value)
 
 /* Status line and headers through the transport. `L`/`hidx` name an optional
  * Lua table of extra headers. content_length < 0 means a stream. */
+static int encode_headers(mg_req *r, int status, const char *ctype, size_t ctlen,
+			  long long content_length, lua_State *L, int hidx);
+
+/* Transports that write headers into r->out (HTTP/1.1) count them as
+ * buffered like any other byte. */
 static int start_headers(mg_req *r, int status, const char *ctype, size_t ctlen,
 			 long long content_length, lua_State *L, int hidx)
+{
+	size_t before = mg_req_pending(r);
+	int rc = encode_headers(r, status, ctype, ctlen, content_length, L, hidx);
+
+	mg_stats_buffered((long long)mg_req_pending(r) - (long long)before);
+	return rc;
+}
+
+static int encode_headers(mg_req *r, int status, const char *ctype, size_t ctlen,
+			  long long content_length, lua_State *L, int hidx)
 {
 	char cl[24];
 

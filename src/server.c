@@ -191,6 +191,7 @@ static void on_stop(uv_async_t *a)
 		lua_pop(w->L, 1);
 	}
 	close_listener(w);
+	mg_h1_close_all(w);
 	if (w->ctx)
 		lws_context_destroy(w->ctx);
 	uv_close((uv_handle_t *)&w->stop_async, NULL);
@@ -404,7 +405,7 @@ static int l_serve(lua_State *L)
 	uv_mutex_init(&mu);
 	uv_cond_init(&cond);
 	served_workers = c.workers;
-	mg_h1_init();
+	mg_h1_init(c.max_header_bytes);
 
 	for (int i = 0; i < c.workers; i++) {
 		mg_worker *w = &ws[i];

@@ -38,6 +38,7 @@ typedef struct mg_worker {
 	int listen_fd;          /* our own SO_REUSEPORT socket; lws adopts accepts */
 	uv_poll_t listen_poll;
 	int listen_poll_open;
+	void *h1_conns;         /* h1.c's list of open connections */
 	lua_State *L;
 	int handler_ref; /* registry ref: the table moongate.worker.init returned */
 	/* start-up handshake with the main thread */

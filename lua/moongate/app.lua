@@ -42,6 +42,11 @@ end
 function App:handle(req)
   local path = normalize(req.path)
   local client = errors.client_for_path(path)
+  if req.body_error == "headers_too_large" then
+    return http.error(req, client, errors.new(431, string.format(
+      "Request header fields too large: the limit is %d bytes.", req.max_header_bytes),
+      { code = "request_header_fields_too_large" }))
+  end
   if req.body_error == "too_large" then
     return http.error(req, client, errors.new(413, string.format(
       "Request body too large: the limit is %d bytes.", req.max_body_bytes),

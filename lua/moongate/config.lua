@@ -34,7 +34,7 @@ local provider_kinds = { echo = true, openai = true, anthropic = true, ws = true
 local provider_schema = {
   type = "table",
   fields = {
-    kind = { type = "string", enum = provider_kinds, required = true },
+    kind = { type = "string", required = true }, -- checked in validate()
     base_url = "string",
     api_key = "string",
     api_key_env = "string",
@@ -201,6 +201,20 @@ function M.validate(cfg)
   if type(cfg.listen) == "string" then
     local ok, msg = M.parse_listen(cfg.listen)
     if not ok then errs[#errs + 1] = "listen: " .. msg end
+  end
+  if type(cfg.providers) == "table" then
+    local path = (type(cfg.lua_path) == "string" and cfg.lua_path .. ";" or "") .. package.path
+    for _, name in ipairs(sorted_keys(cfg.providers)) do
+      local p = cfg.providers[name]
+      local kind = type(p) == "table" and p.kind
+      if type(kind) == "string" and not provider_kinds[kind] then
+        local mod = "moongate.providers." .. kind
+        if not kind:match("^[%w_]+$") or not package.searchpath(mod, path) then
+          errs[#errs + 1] = string.format("%s.kind: unknown kind %q (built in: echo, openai, anthropic, ws; or a module %s on lua_path)",
+            join("providers", name), kind, mod)
+        end
+      end
+    end
   end
   if type(cfg.routes) == "table" and type(cfg.providers) == "table" then
     for i, route in ipairs(cfg.routes) do
