@@ -30,7 +30,11 @@ Server.__index = Server
 --- start{config = "lua text", workers = n, args = {...}, env = {...}} -> server
 function H.start(opts)
   opts = opts or {}
-  local args = { "serve", "--listen", opts.listen or "127.0.0.1:0", "--workers", tostring(opts.workers or 1) }
+  local args = { "serve", "--listen", opts.listen or "127.0.0.1:0" }
+  if opts.workers ~= false then -- false: leave the worker count to env/config
+    args[#args + 1] = "--workers"
+    args[#args + 1] = tostring(opts.workers or 1)
+  end
   if opts.config then
     args[#args + 1] = "--config"
     args[#args + 1] = H.tmpfile(opts.config)

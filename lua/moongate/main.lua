@@ -36,7 +36,7 @@ end
 function commands.check(flags)
   local cfg, err = load_config(flags)
   if not cfg then return fail(err, 1) end
-  io.stdout:write(string.format("%s: ok (%d providers, %d routes)\n", flags.config,
+  io.stdout:write(string.format("%s: ok (%d provider(s), %d route(s))\n", flags.config,
     (function() local n = 0 for _ in pairs(cfg.providers) do n = n + 1 end return n end)(),
     #cfg.routes))
   return 0

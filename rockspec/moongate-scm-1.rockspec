@@ -1,0 +1,31 @@
+-- The Lua layer of moongate as a rock, for embedding it in other LuaJIT
+-- hosts (OpenResty-like setups). The C primitives it calls (moongate.core)
+-- come from the host: build/lua/moongate/core.so, or the daemon itself.
+package = "moongate"
+version = "scm-1"
+source = { url = "git+file:///moongate" }
+description = {
+  summary = "LLM gateway: routing, translation and provider adapters in Lua",
+  license = "MIT",
+}
+dependencies = { "lua == 5.1", "lua-cjson", "luv" }
+build = {
+  type = "builtin",
+  modules = {
+    ["moongate.app"] = "lua/moongate/app.lua",
+    ["moongate.canonical"] = "lua/moongate/canonical.lua",
+    ["moongate.cli"] = "lua/moongate/cli.lua",
+    ["moongate.config"] = "lua/moongate/config.lua",
+    ["moongate.errors"] = "lua/moongate/errors.lua",
+    ["moongate.exchange"] = "lua/moongate/exchange.lua",
+    ["moongate.frontdoor.openai_chat"] = "lua/moongate/frontdoor/openai_chat.lua",
+    ["moongate.http"] = "lua/moongate/http.lua",
+    ["moongate.json"] = "lua/moongate/json.lua",
+    ["moongate.log"] = "lua/moongate/log.lua",
+    ["moongate.main"] = "lua/moongate/main.lua",
+    ["moongate.providers"] = "lua/moongate/providers/init.lua",
+    ["moongate.providers.echo"] = "lua/moongate/providers/echo.lua",
+    ["moongate.router"] = "lua/moongate/router.lua",
+    ["moongate.worker"] = "lua/moongate/worker.lua",
+  },
+}

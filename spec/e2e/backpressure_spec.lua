@@ -1,0 +1,56 @@
+-- A client that reads slowly makes the gateway stop producing, instead of
+-- buffering the stream without bound.
+local helpers = require "helpers"
+local client = helpers.client
+local json = require "moongate.json"
+
+describe("streaming backpressure", function()
+  local server
+  setup(function()
+    server = helpers.start { config = "return { stream_high_water = 16384 }" }
+  end)
+  teardown(function() server:stop_clean() end)
+
+  local function stats()
+    return json.decode(assert(server:request("GET", "/stats")).body)
+  end
+
+  it("holds at most a bounded queue while the client does not read, then delivers everything", function()
+    local words = 100000
+    local c = server:connect()
+    c.count_only = true
+    c:send(client.request_bytes("POST", "/v1/chat/completions", json.encode {
+      model = "echo", stream = true, stream_options = { include_usage = true },
+      messages = { { role = "user", content = string.rep("word ", words) } } }))
+    assert.truthy(c:wait(function(cc) return (cc.received or 0) > 0 end, 5000))
+    c:pause()
+    -- let the kernel buffers fill and the gateway hit its high water mark
+    local s
+    local prev = -1
+    client.run_until(function()
+      s = stats()
+      local settled = s.buffered_bytes == prev and s.buffered_bytes > 0
+      prev = s.buffered_bytes
+      return settled
+    end, 10000)
+    s = stats()
+    assert.equal(1, s.open_streams)
+    -- two writes' worth at most: the queue (16 KiB) and one batch in flight,
+    -- plus one frame that crossed the mark
+    assert.is_true(s.buffered_bytes > 0)
+    assert.is_true(s.buffered_bytes <= 3 * 16384, "buffered " .. s.buffered_bytes)
+    local held = c.received
+    -- a whole stream is ~20 MB: most of it has not been produced yet
+    assert.is_true(held < 10 * 1024 * 1024, "received " .. held)
+
+    c:resume()
+    assert.truthy(c:wait(function(cc) return cc.buf:find("data: [DONE]", 1, true) end, 60000))
+    local usage = c.buf:match('"usage":(%b{})')
+    assert.equal(words, json.decode(usage).completion_tokens)
+    assert.is_true(c.received > 10 * 1024 * 1024)
+    c:close()
+    s = stats()
+    assert.equal(0, s.open_streams)
+    assert.is_true(s.buffered_peak <= 4 * 16384, "peak " .. s.buffered_peak)
+  end)
+end)
