@@ -40,6 +40,7 @@ typedef struct mg_h1_conn {
 	mg_buf inflight;       /* bytes handed to uv_write, until its callback */
 	size_t inflight_n;
 	int writing;
+	int flushing, flush_again; /* flush re-entry guard (Lua runs inside) */
 	int processing, again; /* conn_process re-entry guard */
 	int reading;
 	int closing;
@@ -179,7 +180,26 @@ static void on_written(uv_write_t *wr, int status)
 		flush(c);
 }
 
+static void flush_once(mg_h1_conn *c);
+
+/* Lua may run inside a flush (the drain callback) and queue or end the
+ * response: that asks for another round instead of a nested flush, so the
+ * request is only ever freed by the outermost one. */
 static void flush(mg_h1_conn *c)
+{
+	if (c->flushing) {
+		c->flush_again = 1;
+		return;
+	}
+	c->flushing = 1;
+	do {
+		c->flush_again = 0;
+		flush_once(c);
+	} while (c->flush_again && !c->closing);
+	c->flushing = 0;
+}
+
+static void flush_once(mg_h1_conn *c)
 {
 	mg_req *r = c->req;
 	size_t n, off;

@@ -113,17 +113,18 @@ void mg_req_gone(mg_req *r)
 	mg_stats_add(&mg_global_stats.client_disconnects, 1);
 	r->on_close_ref = LUA_NOREF;
 	call_ref(r, ref, "close callback");
-	luaL_unref(r->w->L, LUA_REGISTRYINDEX, ref);
+	luaL_unref(r->w->L, LUA_REGISTRYINDEX, ref); /* the transport frees r after */
 }
 
 void mg_req_drain_check(mg_req *r)
 {
 	if (r->on_drain_ref != LUA_NOREF && !r->finished &&
 	    mg_req_pending(r) <= r->high_water / 2) {
+		lua_State *L = r->w->L;
 		int ref = r->on_drain_ref;
 		r->on_drain_ref = LUA_NOREF;
-		call_ref(r, ref, "drain callback");
-		luaL_unref(r->w->L, LUA_REGISTRYINDEX, ref);
+		call_ref(r, ref, "drain callback"); /* r may be gone after this */
+		luaL_unref(L, LUA_REGISTRYINDEX, ref);
 	}
 }
 
