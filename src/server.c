@@ -406,6 +406,11 @@ static int l_serve(lua_State *L)
 	uv_cond_init(&cond);
 	served_workers = c.workers;
 	mg_h1_init(c.max_header_bytes);
+	/* before anything says "listening": a stop request from then on is ours */
+	uv_signal_init(&loop, &sigint);
+	uv_signal_init(&loop, &sigterm);
+	uv_signal_start(&sigint, on_signal, SIGINT);
+	uv_signal_start(&sigterm, on_signal, SIGTERM);
 
 	for (int i = 0; i < c.workers; i++) {
 		mg_worker *w = &ws[i];
@@ -432,15 +437,11 @@ static int l_serve(lua_State *L)
 		mg_log(MG_LOG_INFO, "moongate %s listening on %s://%s:%d with %d worker%s",
 		       MOONGATE_VERSION, c.tls_cert ? "https" : "http", c.host, c.port,
 		       c.workers, c.workers == 1 ? "" : "s");
-		uv_signal_init(&loop, &sigint);
-		uv_signal_init(&loop, &sigterm);
-		uv_signal_start(&sigint, on_signal, SIGINT);
-		uv_signal_start(&sigterm, on_signal, SIGTERM);
-		uv_run(&loop, UV_RUN_DEFAULT);
-		uv_close((uv_handle_t *)&sigint, NULL);
-		uv_close((uv_handle_t *)&sigterm, NULL);
 		uv_run(&loop, UV_RUN_DEFAULT);
 	}
+	uv_close((uv_handle_t *)&sigint, NULL);
+	uv_close((uv_handle_t *)&sigterm, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
 	for (int i = 0; i < started; i++) {
 		if (ws[i].start_state > 0)
 			uv_async_send(&ws[i].stop_async);
