@@ -118,4 +118,46 @@ function Server:stop_clean()
   return self.log
 end
 
+-- The mock upstream (spec/support/mock_upstream.lua) in its own process.
+local Mock = {}
+Mock.__index = Mock
+
+--- mock() -> a running mock upstream: :queue(list), :requests(), :reset(), :stop()
+function H.mock()
+  local json = require "moongate.json"
+  local m = setmetatable({ out = "", exited = false, json = json }, Mock)
+  local stdout = uv.new_pipe(false)
+  local handle = uv.spawn("luajit", { args = { "spec/support/mock_upstream.lua" }, stdio = { nil, stdout, 2 } },
+    function() m.exited = true end)
+  assert(handle, "cannot start the mock upstream")
+  m.handle, m.stdout = handle, stdout
+  stdout:read_start(function(_, data) if data then m.out = m.out .. data end end)
+  client.run_until(function() return m.out:match("listening on (%d+)") or m.exited end, 10000)
+  m.port = tonumber((assert(m.out:match("listening on (%d+)"), "mock did not start")))
+  m.url = "http://127.0.0.1:" .. m.port
+  return m
+end
+
+function Mock:queue(list)
+  local res = assert(client.request(self.port, "POST", "/_mock/queue", self.json.encode(list)))
+  assert(res.status == 200)
+end
+
+function Mock:requests()
+  local res = assert(client.request(self.port, "GET", "/_mock/requests"))
+  return self.json.decode(res.body)
+end
+
+function Mock:reset()
+  assert(client.request(self.port, "POST", "/_mock/reset", "{}"))
+end
+
+function Mock:stop()
+  if not self.exited then self.handle:kill("sigterm") end
+  client.run_until(function() return self.exited end, 5000)
+  if not self.stdout:is_closing() then self.stdout:close() end
+  if not self.handle:is_closing() then self.handle:close() end
+  uv.run("nowait")
+end
+
 return H

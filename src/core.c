@@ -3,6 +3,7 @@
 #include "log.h"
 #include "server.h"
 #include "sse.h"
+#include "upstream.h"
 
 #include <lauxlib.h>
 #include <uv.h>
@@ -56,5 +57,6 @@ int luaopen_moongate_core(lua_State *L)
 	mg_sse_open(L);
 	mg_http_open(L);
 	mg_server_open(L);
+	mg_upstream_open(L);
 	return 1;
 }

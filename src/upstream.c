@@ -1,0 +1,769 @@
+/* Upstream HTTP: libcurl multi driven by the Lua state's libuv loop, the way
+ * curl's docs/examples/multi-uv.c does, with incremental SSE / NDJSON
+ * parsing in C and callbacks into Lua.
+ *
+ * Ownership and threads:
+ *   mg_upstream  one per Lua state (so per worker thread), a userdata in the
+ *                registry; its __gc (at lua_close) cancels every transfer
+ *                and closes its handles. The uv handles are freed in their
+ *                close callbacks, which never touch Lua.
+ *   mg_fetch     one per transfer, malloc'd by _fetch and freed by
+ *                fetch_free() once the transfer is finished or cancelled; the
+ *                Lua handle (a userdata slot) points at it until then and at
+ *                NULL after.
+ *   mg_sock      one per socket curl asks us to watch, freed in its uv_poll
+ *                close callback.
+ * Calls into Lua happen from curl callbacks; a Lua callback may cancel the
+ * transfer, which is then only marked (curl forbids removing an easy handle
+ * from inside its own callbacks) and finished when curl reports it done.
+ */
+#include "upstream.h"
+#include "buf.h"
+#include "log.h"
+#include "lua_host.h"
+#include "sse.h"
+
+#include <curl/curl.h>
+#include <lauxlib.h>
+#include <lua5.1/luv/luv.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define UPSTREAM_KEY "moongate.upstream"
+#define FETCH_MT "moongate.fetch"
+#define MAX_BODY (64 * 1024 * 1024)
+
+enum { MODE_BODY, MODE_SSE, MODE_NDJSON, MODE_RAW };
+
+typedef struct mg_fetch mg_fetch;
+
+typedef struct mg_upstream {
+	CURLM *multi;
+	uv_loop_t *loop;
+	uv_timer_t *timer;    /* malloc'd: outlives this struct until closed */
+	lua_State *L;
+	mg_fetch *head;       /* live transfers */
+	struct mg_sock *socks; /* watched sockets */
+} mg_upstream;
+
+typedef struct mg_sock {
+	uv_poll_t poll;
+	curl_socket_t fd;
+	mg_upstream *up;
+	struct mg_sock *prev, *next;
+} mg_sock;
+
+struct mg_fetch {
+	mg_fetch *prev, *next;
+	mg_upstream *up;
+	CURL *easy;
+	struct curl_slist *req_headers;
+	int mode;
+	mg_sse_parser sse;
+	mg_buf partial;      /* NDJSON line in progress */
+	int stop;
+	mg_buf body;         /* MODE_BODY: the whole response */
+	mg_buf held;         /* received while paused: fed again on resume */
+	mg_buf resp_headers; /* "name\0value\0" of the last response */
+	long status;
+	int headers_sent;    /* on_headers has run */
+	int in_curl;         /* inside a curl callback: no removal now */
+	int cancelled;
+	int paused;
+	char errbuf[CURL_ERROR_SIZE];
+	const char *fail;    /* our own reason to end it (timeouts, Lua) */
+	uv_timer_t *gap;     /* first-byte and idle timeouts */
+	uint64_t first_byte_ms, idle_ms;
+	int got_byte;
+	int cb_ref;          /* Lua table of callbacks */
+	mg_fetch **slot;
+	int slot_ref;
+};
+
+static void check_done(mg_upstream *up);
+
+/* ---- curl <-> libuv ----------------------------------------------------- */
+
+static void on_sock_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void sock_close(mg_sock *s)
+{
+	mg_upstream *up = s->up;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		up->socks = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	uv_poll_stop(&s->poll);
+	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+	mg_sock *s = p->data;
+	mg_upstream *up = s->up;
+	int running, flags = 0;
+
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
+	if (events & UV_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (events & UV_WRITABLE)
+		flags |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(up->multi, s->fd, flags, &running);
+	check_done(up);
+}
+
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
+{
+	mg_upstream *up = userp;
+	mg_sock *s = sockp;
+	int events = 0;
+
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		if (s) {
+			curl_multi_assign(up->multi, fd, NULL);
+			sock_close(s);
+		}
+		return 0;
+	}
+	if (!s) {
+		s = calloc(1, sizeof *s);
+		if (!s)
+			return -1;
+		s->fd = fd;
+		s->up = up;
+		uv_poll_init_socket(up->loop, &s->poll, fd);
+		s->poll.data = s;
+		s->next = up->socks;
+		if (s->next)
+			s->next->prev = s;
+		up->socks = s;
+		curl_multi_assign(up->multi, fd, s);
+	}
+	if (what & CURL_POLL_IN)
+		events |= UV_READABLE;
+	if (what & CURL_POLL_OUT)
+		events |= UV_WRITABLE;
+	uv_poll_start(&s->poll, events, on_poll);
+	return 0;
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+	mg_upstream *up = t->data;
+	int running;
+
+	if (!up)
+		return;
+	curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(up);
+}
+
+static int on_timer(CURLM *m, long ms, void *userp)
+{
+	mg_upstream *up = userp;
+
+	(void)m;
+	if (ms < 0)
+		uv_timer_stop(up->timer);
+	else
+		uv_timer_start(up->timer, on_timeout, (uint64_t)(ms ? ms : 1), 0);
+	return 0;
+}
+
+/* ---- transfers ---------------------------------------------------------- */
+
+static void gap_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void fetch_free(mg_fetch *f)
+{
+	lua_State *L = f->up->L;
+
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		f->up->head = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	if (f->easy) {
+		curl_multi_remove_handle(f->up->multi, f->easy);
+		curl_easy_cleanup(f->easy);
+	}
+	curl_slist_free_all(f->req_headers);
+	if (f->gap) {
+		uv_timer_stop(f->gap);
+		uv_close((uv_handle_t *)f->gap, gap_closed);
+	}
+	if (f->slot)
+		*f->slot = NULL;
+	if (L) {
+		luaL_unref(L, LUA_REGISTRYINDEX, f->cb_ref);
+		luaL_unref(L, LUA_REGISTRYINDEX, f->slot_ref);
+	}
+	mg_sse_parser_free(&f->sse);
+	mg_buf_free(&f->partial);
+	mg_buf_free(&f->body);
+	mg_buf_free(&f->held);
+	mg_buf_free(&f->resp_headers);
+	free(f);
+}
+
+/* Pushes callback `name` of f; returns 0 if there is none (nothing pushed). */
+static int push_cb(mg_fetch *f, const char *name)
+{
+	lua_State *L = f->up->L;
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, f->cb_ref);
+	lua_getfield(L, -1, name);
+	lua_remove(L, -2);
+	if (lua_isfunction(L, -1))
+		return 1;
+	lua_pop(L, 1);
+	return 0;
+}
+
+/* Calls the callback on the stack with nargs; returns its first result as a
+ * boolean (true when it returned nothing), or -1 if it raised. */
+static int call_cb(mg_fetch *f, int nargs, const char *what)
+{
+	lua_State *L = f->up->L;
+	int r;
+
+	f->in_curl++;
+	if (mg_pcall(L, nargs, 1, what)) {
+		f->in_curl--;
+		lua_pop(L, 1);
+		f->fail = "error in a Lua callback";
+		f->cancelled = 1;
+		return -1;
+	}
+	f->in_curl--;
+	r = lua_isnil(L, -1) || lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return r;
+}
+
+static void push_resp_headers(lua_State *L, const mg_buf *h)
+{
+	size_t i = 0;
+
+	lua_newtable(L);
+	while (i < h->len) {
+		const char *name = h->data + i;
+		size_t nl = strlen(name);
+		const char *value = name + nl + 1;
+		size_t vl = strlen(value);
+		lua_pushlstring(L, name, nl);
+		lua_pushlstring(L, value, vl);
+		lua_rawset(L, -3);
+		i += nl + vl + 2;
+	}
+}
+
+static void deliver_headers(mg_fetch *f)
+{
+	lua_State *L = f->up->L;
+
+	if (f->headers_sent)
+		return;
+	f->headers_sent = 1;
+	curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->status);
+	if (!push_cb(f, "on_headers"))
+		return;
+	lua_pushinteger(L, f->status);
+	push_resp_headers(L, &f->resp_headers);
+	call_cb(f, 2, "upstream on_headers");
+}
+
+static size_t on_header(char *buf, size_t size, size_t n, void *ud)
+{
+	mg_fetch *f = ud;
+	size_t len = size * n, nl, vs, ve;
+	const char *colon;
+
+	if (len >= 5 && !strncmp(buf, "HTTP/", 5)) {
+		f->resp_headers.len = 0; /* a new response (after 100, redirects) */
+		return len;
+	}
+	colon = memchr(buf, ':', len);
+	if (!colon)
+		return len;
+	nl = (size_t)(colon - buf);
+	vs = nl + 1;
+	while (vs < len && (buf[vs] == ' ' || buf[vs] == '\t'))
+		vs++;
+	ve = len;
+	while (ve > vs && (buf[ve - 1] == '\r' || buf[ve - 1] == '\n' || buf[ve - 1] == ' '))
+		ve--;
+	if (mg_buf_reserve(&f->resp_headers, nl + (ve - vs) + 2))
+		return 0;
+	for (size_t i = 0; i < nl; i++) {
+		char c = buf[i];
+		f->resp_headers.data[f->resp_headers.len++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+	}
+	f->resp_headers.data[f->resp_headers.len++] = 0;
+	memcpy(f->resp_headers.data + f->resp_headers.len, buf + vs, ve - vs);
+	f->resp_headers.len += ve - vs;
+	f->resp_headers.data[f->resp_headers.len++] = 0;
+	return len;
+}
+
+static void sse_frame(void *ud, const char *event, size_t elen, const char *data,
+		      size_t dlen, const char *id, size_t ilen)
+{
+	mg_fetch *f = ud;
+	lua_State *L = f->up->L;
+	int r;
+
+	(void)id;
+	(void)ilen;
+	if (f->cancelled) {
+		f->sse.stop = 1;
+		return;
+	}
+	if (!push_cb(f, "on_frame"))
+		return;
+	lua_pushlstring(L, data, dlen);
+	if (elen)
+		lua_pushlstring(L, event, elen);
+	else
+		lua_pushnil(L);
+	r = call_cb(f, 2, "upstream on_frame");
+	if (r == 0)
+		f->paused = 1;
+	if (f->cancelled || f->paused)
+		f->sse.stop = 1;
+}
+
+static void ndjson_line(void *ud, const char *line, size_t len)
+{
+	mg_fetch *f = ud;
+	lua_State *L = f->up->L;
+
+	if (f->cancelled) {
+		f->stop = 1;
+		return;
+	}
+	if (!push_cb(f, "on_frame"))
+		return;
+	lua_pushlstring(L, line, len);
+	lua_pushnil(L);
+	if (call_cb(f, 2, "upstream on_frame") == 0)
+		f->paused = 1;
+	if (f->cancelled || f->paused)
+		f->stop = 1;
+}
+
+/* Parses stream bytes into frames for Lua; when a frame pauses the stream,
+ * what is left of buf waits in f->held. */
+static void feed(mg_fetch *f, const char *buf, size_t len)
+{
+	size_t used;
+
+	f->sse.stop = f->stop = 0;
+	if (f->mode == MODE_SSE)
+		used = mg_sse_parse(&f->sse, buf, len, sse_frame, f);
+	else
+		used = mg_ndjson_split(&f->partial, &f->stop, buf, len, ndjson_line, f);
+	if (used < len && !f->cancelled)
+		mg_buf_append(&f->held, buf + used, len - used);
+}
+
+static void arm_gap(mg_fetch *f);
+
+static size_t on_write(char *buf, size_t size, size_t n, void *ud)
+{
+	mg_fetch *f = ud;
+	size_t len = size * n;
+
+	if (f->cancelled)
+		return 0;
+	f->got_byte = 1;
+	arm_gap(f);
+	deliver_headers(f);
+	if (f->cancelled)
+		return 0;
+	/* an error answer is read whole, whatever the mode, for its message */
+	if (f->mode == MODE_BODY || f->status >= 400) {
+		if (f->body.len + len > MAX_BODY)
+			return 0;
+		return mg_buf_append(&f->body, buf, len) ? 0 : len;
+	}
+	if (f->held.len) { /* still paused by Lua: keep the order */
+		mg_buf_append(&f->held, buf, len);
+	} else if (f->mode == MODE_SSE || f->mode == MODE_NDJSON) {
+		feed(f, buf, len);
+	} else if (push_cb(f, "on_frame")) {
+		lua_pushlstring(f->up->L, buf, len);
+		lua_pushnil(f->up->L);
+		if (call_cb(f, 2, "upstream on_frame") == 0)
+			f->paused = 1;
+	}
+	if (f->cancelled)
+		return 0;
+	if (f->paused) {
+		if (f->gap) /* a slow client is not an idle upstream */
+			uv_timer_stop(f->gap);
+		curl_easy_pause(f->easy, CURLPAUSE_RECV);
+	}
+	return len;
+}
+
+/* Ends the transfer: on_done(err, code, body, status, headers), then free. */
+static void finish(mg_fetch *f, CURLcode rc)
+{
+	lua_State *L = f->up->L;
+	int pushed = 0;
+
+	if (!f->cancelled || f->fail) {
+		if (rc == CURLE_OK && !f->fail)
+			deliver_headers(f);
+		pushed = push_cb(f, "on_done");
+	}
+	if (pushed) {
+		const char *err = f->fail ? f->fail :
+			rc == CURLE_OK ? NULL : (f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
+		const char *code = f->fail ? "ETIMEDOUT" :
+			rc == CURLE_OK ? NULL :
+			rc == CURLE_OPERATION_TIMEDOUT ? "ETIMEDOUT" :
+			rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ? "ECONNREFUSED" :
+			"EUPSTREAM";
+		if (f->fail && !strcmp(f->fail, "error in a Lua callback"))
+			code = "ELUA";
+		if (err)
+			lua_pushstring(L, err);
+		else
+			lua_pushnil(L);
+		if (code)
+			lua_pushstring(L, code);
+		else
+			lua_pushnil(L);
+		lua_pushlstring(L, f->body.data ? f->body.data : "", f->body.len);
+		curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->status);
+		lua_pushinteger(L, f->status);
+		push_resp_headers(L, &f->resp_headers);
+		f->in_curl++;
+		if (mg_pcall(L, 5, 0, "upstream on_done"))
+			lua_pop(L, 1);
+		f->in_curl--;
+	}
+	fetch_free(f);
+}
+
+static void check_done(mg_upstream *up)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(up->multi, &left))) {
+		mg_fetch *f;
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&f);
+		finish(f, m->data.result);
+	}
+	/* transfers cancelled from Lua while curl was busy with them */
+	for (mg_fetch *f = up->head, *next; f; f = next) {
+		next = f->next;
+		if (f->cancelled && !f->in_curl)
+			finish(f, CURLE_ABORTED_BY_CALLBACK);
+	}
+}
+
+static void on_gap(uv_timer_t *t)
+{
+	mg_fetch *f = t->data;
+
+	f->fail = f->got_byte ? "upstream idle timeout: no data within the idle limit"
+			      : "upstream first-byte timeout";
+	f->cancelled = 1;
+	finish(f, CURLE_OPERATION_TIMEDOUT);
+}
+
+static void arm_gap(mg_fetch *f)
+{
+	uint64_t ms = f->got_byte ? f->idle_ms : f->first_byte_ms;
+
+	if (!f->gap || !ms)
+		return;
+	uv_timer_start(f->gap, on_gap, ms, 0);
+}
+
+/* ---- the per-state engine ----------------------------------------------- */
+
+static void timer_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static int l_upstream_gc(lua_State *L)
+{
+	mg_upstream *up = lua_touserdata(L, 1);
+
+	/* the state is going away: no callback may run any more */
+	up->L = NULL;
+	while (up->head) {
+		mg_fetch *f = up->head;
+		f->cancelled = 1;
+		fetch_free(f);
+	}
+	if (up->timer) {
+		uv_timer_stop(up->timer);
+		up->timer->data = NULL;
+		uv_close((uv_handle_t *)up->timer, timer_closed);
+		up->timer = NULL;
+	}
+	if (up->multi) {
+		curl_multi_cleanup(up->multi);
+		up->multi = NULL;
+	}
+	while (up->socks) /* any curl did not report removed */
+		sock_close(up->socks);
+	return 0;
+}
+
+static mg_upstream *get_upstream(lua_State *L)
+{
+	mg_upstream *up;
+
+	lua_getfield(L, LUA_REGISTRYINDEX, UPSTREAM_KEY);
+	up = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	if (up)
+		return up;
+	up = lua_newuserdata(L, sizeof *up);
+	memset(up, 0, sizeof *up);
+	lua_newtable(L);
+	lua_pushcfunction(L, l_upstream_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_setmetatable(L, -2);
+	lua_setfield(L, LUA_REGISTRYINDEX, UPSTREAM_KEY);
+	up->L = L;
+	up->loop = luv_loop(L);
+	up->multi = curl_multi_init();
+	up->timer = malloc(sizeof *up->timer);
+	if (!up->multi || !up->timer || !up->loop) {
+		luaL_error(L, "cannot start the upstream engine (no loop or out of memory)");
+		return NULL;
+	}
+	uv_timer_init(up->loop, up->timer);
+	up->timer->data = up;
+	curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
+	curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
+	curl_multi_setopt(up->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+	return up;
+}
+
+static long opt_ms(lua_State *L, const char *key)
+{
+	long v = 0;
+
+	lua_getfield(L, 1, key);
+	if (lua_isnumber(L, -1))
+		v = (long)lua_tonumber(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+/* _fetch(opts, callbacks) -> handle
+ * opts: url, method ("POST"), headers {name = value}, body, stream
+ *   ("sse" | "ndjson" | "raw" | nil for a whole body), connect_timeout_ms,
+ *   first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms, insecure.
+ * callbacks: on_headers(status, headers), on_frame(data, event) -> more?
+ *   (false pauses until _fetch_resume), on_done(err, code, body, status,
+ *   headers); err is nil on success. on_done never runs after _fetch_cancel. */
+static int l_fetch(lua_State *L)
+{
+	mg_upstream *up;
+	mg_fetch *f, **slot;
+	const char *url, *method = "POST", *stream = NULL;
+	size_t blen = 0;
+	const char *body = NULL;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_getfield(L, 1, "url");
+	url = luaL_checkstring(L, -1);
+	lua_getfield(L, 1, "method");
+	if (lua_isstring(L, -1))
+		method = lua_tostring(L, -1);
+	lua_getfield(L, 1, "stream");
+	if (lua_isstring(L, -1))
+		stream = lua_tostring(L, -1);
+	lua_getfield(L, 1, "body");
+	if (lua_isstring(L, -1))
+		body = lua_tolstring(L, -1, &blen);
+	up = get_upstream(L);
+
+	f = calloc(1, sizeof *f);
+	if (!f)
+		return luaL_error(L, "out of memory");
+	f->up = up;
+	f->cb_ref = f->slot_ref = LUA_NOREF;
+	f->mode = !stream ? MODE_BODY : !strcmp(stream, "sse") ? MODE_SSE :
+		  !strcmp(stream, "ndjson") ? MODE_NDJSON : MODE_RAW;
+	f->easy = curl_easy_init();
+	if (!f->easy) {
+		free(f);
+		return luaL_error(L, "out of memory");
+	}
+	curl_easy_setopt(f->easy, CURLOPT_URL, url);
+	curl_easy_setopt(f->easy, CURLOPT_PRIVATE, f);
+	curl_easy_setopt(f->easy, CURLOPT_ERRORBUFFER, f->errbuf);
+	curl_easy_setopt(f->easy, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(f->easy, CURLOPT_WRITEDATA, f);
+	curl_easy_setopt(f->easy, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(f->easy, CURLOPT_HEADERDATA, f);
+	curl_easy_setopt(f->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(f->easy, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(f->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(f->easy, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, method);
+	if (body) {
+		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDSIZE, (long)blen);
+		curl_easy_setopt(f->easy, CURLOPT_COPYPOSTFIELDS, body);
+	} else if (!strcmp(method, "GET")) {
+		curl_easy_setopt(f->easy, CURLOPT_HTTPGET, 1L);
+		curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, NULL);
+	}
+	curl_easy_setopt(f->easy, CURLOPT_CONNECTTIMEOUT_MS, opt_ms(L, "connect_timeout_ms"));
+	curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, opt_ms(L, "total_timeout_ms"));
+	lua_getfield(L, 1, "insecure");
+	if (lua_toboolean(L, -1)) {
+		curl_easy_setopt(f->easy, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(f->easy, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	lua_pop(L, 1);
+	/* no "Expect: 100-continue" round trip; curl's own Accept stays off */
+	f->req_headers = curl_slist_append(NULL, "Expect:");
+	lua_getfield(L, 1, "headers");
+	if (lua_istable(L, -1)) {
+		lua_pushnil(L);
+		while (lua_next(L, -2)) {
+			if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
+				const char *v = lua_tostring(L, -1);
+				lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), v);
+				if (!strchr(lua_tostring(L, -1), '\n') && !strchr(lua_tostring(L, -1), '\r'))
+					f->req_headers = curl_slist_append(f->req_headers, lua_tostring(L, -1));
+				lua_pop(L, 1);
+			}
+			lua_pop(L, 1);
+		}
+	}
+	lua_pop(L, 1);
+	curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->req_headers);
+	f->first_byte_ms = (uint64_t)opt_ms(L, "first_byte_timeout_ms");
+	f->idle_ms = (uint64_t)opt_ms(L, "idle_timeout_ms");
+	if (f->first_byte_ms || f->idle_ms) {
+		f->gap = malloc(sizeof *f->gap);
+		if (f->gap) {
+			uv_timer_init(up->loop, f->gap);
+			f->gap->data = f;
+		}
+	}
+
+	lua_pushvalue(L, 2);
+	f->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	slot = lua_newuserdata(L, sizeof *slot);
+	*slot = f;
+	f->slot = slot;
+	luaL_getmetatable(L, FETCH_MT);
+	lua_setmetatable(L, -2);
+	lua_pushvalue(L, -1);
+	f->slot_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+	f->next = up->head;
+	if (f->next)
+		f->next->prev = f;
+	up->head = f;
+	arm_gap(f);
+	if (curl_multi_add_handle(up->multi, f->easy)) {
+		fetch_free(f);
+		return luaL_error(L, "cannot start the transfer");
+	}
+	return 1;
+}
+
+static mg_fetch *check_fetch(lua_State *L)
+{
+	return *(mg_fetch **)luaL_checkudata(L, 1, FETCH_MT);
+}
+
+/* _fetch_cancel(h): stop now; the connection is closed, on_done never runs */
+static int l_fetch_cancel(lua_State *L)
+{
+	mg_fetch *f = check_fetch(L);
+
+	if (!f || f->cancelled)
+		return 0;
+	f->cancelled = 1;
+	if (f->slot) {
+		*f->slot = NULL;
+		f->slot = NULL;
+	}
+	if (!f->in_curl)
+		fetch_free(f); /* removing the easy handle closes its connection */
+	return 0;
+}
+
+/* _fetch_resume(h): receive again after on_frame returned false */
+static int l_fetch_resume(lua_State *L)
+{
+	mg_fetch *f = check_fetch(L);
+
+	if (f && f->paused && !f->cancelled) {
+		mg_upstream *up = f->up;
+		f->paused = 0;
+		f->in_curl++;
+		if (f->held.len) { /* frames that arrived with the one that paused */
+			mg_buf held = f->held;
+			memset(&f->held, 0, sizeof f->held);
+			feed(f, held.data, held.len);
+			mg_buf_free(&held);
+		}
+		if (!f->paused && !f->cancelled) {
+			arm_gap(f);
+			curl_easy_pause(f->easy, CURLPAUSE_CONT); /* may deliver at once */
+		}
+		f->in_curl--;
+		check_done(up);
+	}
+	return 0;
+}
+
+static uv_once_t curl_once = UV_ONCE_INIT;
+
+static void curl_init_once(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int mg_upstream_open(lua_State *L)
+{
+	uv_once(&curl_once, curl_init_once);
+	if (luaL_newmetatable(L, FETCH_MT)) {
+		lua_pushliteral(L, "moongate.fetch");
+		lua_setfield(L, -2, "__metatable");
+	}
+	lua_pop(L, 1);
+	lua_pushcfunction(L, l_fetch);
+	lua_setfield(L, -2, "_fetch");
+	lua_pushcfunction(L, l_fetch_cancel);
+	lua_setfield(L, -2, "_fetch_cancel");
+	lua_pushcfunction(L, l_fetch_resume);
+	lua_setfield(L, -2, "_fetch_resume");
+	return 0;
+}
