@@ -1,6 +1,7 @@
 -- The HTTP application: one per worker thread. Dispatches requests by method
 -- and path to the front doors and the built-in endpoints.
 local core = require "moongate.core"
+local json = require "moongate.json"
 local http = require "moongate.http"
 local errors = require "moongate.errors"
 local log = require "moongate.log"
@@ -8,6 +9,8 @@ local router = require "moongate.router"
 local providers = require "moongate.providers"
 local exchange = require "moongate.exchange"
 local openai_chat = require "moongate.frontdoor.openai_chat"
+local anthropic_messages = require "moongate.frontdoor.anthropic_messages"
+local canonical = require "moongate.canonical"
 
 local M = {}
 local App = {}
@@ -27,13 +30,16 @@ function M.new(cfg, info)
     ["GET /stats"] = self.stats,
     ["GET /v1/models"] = self.models,
     ["POST /v1/chat/completions"] = self.chat,
+    ["POST /v1/messages"] = self.messages,
+    ["POST /v1/messages/count_tokens"] = self.count_tokens,
   }
   return self
 end
 
 local function normalize(path)
   -- clients configured with a base URL without /v1 reach the same endpoints
-  if path:sub(1, 4) ~= "/v1/" and (path == "/models" or path:find("^/chat/") or path:find("^/models/")) then
+  if path:sub(1, 4) ~= "/v1/" and (path == "/models" or path:find("^/chat/") or path:find("^/models/")
+      or path:find("^/messages")) then
     return "/v1" .. path
   end
   return path
@@ -89,14 +95,17 @@ function App:stats(req)
   return http.json(req, 200, core._stats())
 end
 
+-- One shape both SDKs accept: OpenAI's keys and Anthropic's side by side.
 local function model_object(self, id)
-  return { id = id, object = "model", created = self.created, owned_by = "moongate" }
+  return { id = id, object = "model", created = self.created, owned_by = "moongate",
+    type = "model", display_name = id, created_at = os.date("!%Y-%m-%dT%H:%M:%SZ", self.created) }
 end
 
 function App:models(req)
   local data = {}
   for i, id in ipairs(self.router:models()) do data[i] = model_object(self, id) end
-  return http.json(req, 200, { object = "list", data = data })
+  return http.json(req, 200, { object = "list", data = data, has_more = false,
+    first_id = data[1] and data[1].id or json.null, last_id = data[#data] and data[#data].id or json.null })
 end
 
 function App:model(req, path)
@@ -113,6 +122,35 @@ function App:chat(req)
   if not route then return http.error(req, "openai", rerr) end
   log.debug("chat model=%s provider=%s stream=%s", creq.model, route.chain[1].name, tostring(creq.stream))
   exchange.run(req, openai_chat, creq, route, self.active)
+end
+
+function App:messages(req)
+  local creq, err = anthropic_messages.decode(req.body, req.headers)
+  if not creq then return http.error(req, "anthropic", err) end
+  local route, rerr = self.router:resolve(creq.model)
+  if not route then
+    rerr.type = "not_found_error"
+    return http.error(req, "anthropic", rerr)
+  end
+  log.debug("messages model=%s provider=%s stream=%s", creq.model, route.chain[1].name, tostring(creq.stream))
+  exchange.run(req, anthropic_messages, creq, route, self.active)
+end
+
+--- count_tokens: the first provider's own counter when it has one
+-- (count_tokens(creq, cb)), else an estimate of 4 bytes a token.
+function App:count_tokens(req)
+  local creq, err = anthropic_messages.decode(req.body, req.headers, { count_only = true })
+  if not creq then return http.error(req, "anthropic", err) end
+  local route = self.router:resolve(creq.model)
+  local p = route and route.chain[1].provider
+  if p and p.count_tokens then
+    creq.upstream_model = route.model
+    return p:count_tokens(creq, function(n, cerr)
+      if n then return http.json(req, 200, { input_tokens = n }) end
+      http.error(req, "anthropic", cerr)
+    end)
+  end
+  return http.json(req, 200, { input_tokens = canonical.prompt_tokens(creq) })
 end
 
 function App:shutdown()

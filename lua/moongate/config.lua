@@ -41,8 +41,17 @@ local provider_schema = {
     models = { type = "list", values = "string" },
     headers = { type = "map", values = "string" },
     chunk_delay_ms = { type = "number", min = 0 },
-    chunk_size = integer(1),
-    timeout_ms = integer(1),
+    timeout_ms = integer(0),             -- whole request; 0: none
+    connect_timeout_ms = integer(1),
+    first_byte_timeout_ms = integer(1),
+    idle_timeout_ms = integer(1),        -- longest gap between stream frames
+    retries = integer(0, 10),            -- per provider, before the next in the chain
+    retry_base_ms = integer(1),
+    forward_client_key = "boolean",      -- use the client's own key upstream
+    insecure = "boolean",                -- skip TLS verification (tests only)
+    default_max_tokens = integer(1),
+    max_tokens_field = { type = "string", enum = { max_tokens = true, max_completion_tokens = true } },
+    send_reasoning = "boolean",
   },
 }
 
@@ -287,6 +296,30 @@ local function from_env(getenv, errs)
   return out
 end
 
+-- Without a config file: a provider for each key in the environment, with
+-- routes by the usual model prefixes. Base URLs come from MOONGATE_<NAME>_BASE_URL.
+M.env_provider_table = {
+  { name = "openai", kind = "openai", key = "OPENAI_API_KEY", base = "https://api.openai.com/v1",
+    routes = { "gpt-*", "o1*", "o3*", "o4*", "chatgpt-*", "text-embedding-*" } },
+  { name = "anthropic", kind = "anthropic", key = "ANTHROPIC_API_KEY", base = "https://api.anthropic.com",
+    routes = { "claude-*" } },
+  { name = "xai", kind = "openai", key = "XAI_API_KEY", base = "https://api.x.ai/v1", routes = { "grok-*" } },
+  { name = "openrouter", kind = "openai", key = "OPENROUTER_API_KEY", base = "https://openrouter.ai/api/v1",
+    routes = { "*/*" } },
+}
+
+function M.env_providers(cfg, getenv)
+  for _, p in ipairs(M.env_provider_table) do
+    if (getenv(p.key) or "") ~= "" then
+      cfg.providers[p.name] = { kind = p.kind, api_key_env = p.key,
+        base_url = getenv("MOONGATE_" .. p.name:upper() .. "_BASE_URL") or p.base }
+      for _, m in ipairs(p.routes) do
+        cfg.routes[#cfg.routes + 1] = { match = m, provider = p.name }
+      end
+    end
+  end
+end
+
 --- resolve(flags, getenv, cpu_count) -> config | nil, {messages}
 -- flags: {config = path?, listen = ?, workers = ?, verbose = bool?}
 function M.resolve(flags, getenv, cpu_count)
@@ -306,6 +339,7 @@ function M.resolve(flags, getenv, cpu_count)
     for k, v in pairs(file) do cfg[k] = v end
     cfg.config_path = path
   end
+  if not cfg.config_path then M.env_providers(cfg, getenv) end
   for k, v in pairs(from_env(getenv, errs)) do cfg[k] = v end
   if flags.listen then cfg.listen = flags.listen end
   if flags.workers then cfg.workers = flags.workers end

@@ -1,7 +1,8 @@
 -- One request's way from a provider's canonical events to the client:
--- the front door's encoder, the C writer with backpressure, failures in the
--- client's format before and after the first byte, and cancellation when the
--- client goes away.
+-- the front door's encoder, the C writer with backpressure, retries with
+-- backoff and fallbacks along the route's chain while nothing has reached
+-- the client, failures in the client's format before and after the first
+-- byte, and cancellation when the client goes away.
 local core = require "moongate.core"
 local http = require "moongate.http"
 local errors = require "moongate.errors"
@@ -11,12 +12,20 @@ local M = {}
 local Exchange = {}
 Exchange.__index = Exchange
 
---- run(req, frontdoor, creq, route) -> exchange
--- route.chain[1].provider serves it (fallbacks come with the upstream issue).
+--- backoff(n, retry_after_s, base_ms) -> ms to wait before try n+1
+function M.backoff(n, retry_after, base)
+  base = base or 250
+  local d = base * 2 ^ (n - 1)
+  d = d + math.random() * d / 2 -- jitter
+  if retry_after and retry_after > 0 then d = math.max(d, retry_after * 1000) end
+  return math.min(d, 30000)
+end
+
+--- run(req, frontdoor, creq, route, registry) -> exchange
 function M.run(req, frontdoor, creq, route, registry)
   local x = setmetatable({
     req = req, fd = frontdoor, creq = creq, route = route,
-    done = false, registry = registry,
+    done = false, registry = registry, link = 1, tries = 0,
   }, Exchange)
   if creq.stream then
     x.enc = frontdoor.stream_encoder(creq)
@@ -26,30 +35,48 @@ function M.run(req, frontdoor, creq, route, registry)
   end
   if registry then registry[req.h] = x end
   core._on_close(req.h, function() x:cancel("client closed") end)
+  if route.effort and not creq.reasoning then creq.reasoning = { effort = route.effort } end
+  creq.upstream_model = route.model
+  x:attempt()
+  return x
+end
 
+function Exchange:provider_name()
+  local l = self.route.chain[self.link]
+  return l and l.name or "?"
+end
+
+function Exchange:attempt()
+  local link = self.route.chain[self.link]
+  if not link.provider then
+    return self:fail(errors.new(500, "no provider named " .. tostring(link.name)))
+  end
+  self.tries = self.tries + 1
+  local gen = {}
+  self.gen = gen
+  local x = self
   local sink = {}
-  function sink.emit(ev) return x:emit(ev) end
-  function sink.on_drain(fn) return x.stream and x.stream:on_drain(fn) end
-  function sink.closed() return x.done end
-  function sink.guard(fn)
+  local function live() return x.gen == gen and not x.done end
+  function sink.emit(ev) if not live() then return false end return x:emit(ev) end
+  function sink.closed() return not live() end
+  function sink.on_drain(fn) if live() and x.stream then return x.stream:on_drain(fn) end end
+  local function guarded(fn, keep_value)
     return function(...)
-      local ok, err = xpcall(fn, debug.traceback, ...)
-      if not ok then
-        log.error("provider %s: %s", route.chain[1].name, err)
-        x:fail(errors.new(500, "internal error in provider " .. route.chain[1].name))
-      end
+      local ok, res = xpcall(fn, debug.traceback, ...)
+      if ok then return res end
+      log.error("provider %s: %s", link.name, res)
+      if live() then x:fail(errors.new(500, "internal error in provider " .. link.name)) end
+      if keep_value then return false end
     end
   end
-  x.sink = sink
-
-  local provider = route.chain[1].provider
-  creq.upstream_model = route.model
-  x.job = provider:start(creq, sink)
-  return x
+  function sink.guard(fn) return guarded(fn, false) end
+  function sink.guard_value(fn) return guarded(fn, true) end
+  self.job = link.provider:start(self.creq, sink)
 end
 
 function Exchange:finish()
   self.done = true
+  if self.timer and not self.timer:is_closing() then self.timer:close() end
   if self.registry then self.registry[self.req.h] = nil end
 end
 
@@ -57,7 +84,7 @@ end
 function Exchange:emit(ev)
   if self.done then return false end
   if ev.type == "error" then
-    self:fail(errors.new(ev.status or 502, ev.message or "upstream error", { type = ev.error_type }))
+    self:upstream_error(ev)
     return false
   end
   if not self.stream then
@@ -69,13 +96,14 @@ function Exchange:emit(ev)
     return true
   end
   if not self.stream.started then
-    local ok = self.stream:start(200)
-    if not ok then self:cancel("client closed"); return false end
+    if not self.stream:start(200) then self:cancel("client closed"); return false end
   end
   local more = true
   local frames = self.enc:event(ev)
   for i = 1, #frames do
-    local m = self.stream:send(frames[i])
+    local f = frames[i]
+    local m
+    if type(f) == "table" then m = self.stream:send(f.data, f.event) else m = self.stream:send(f) end
     if m == nil then self:cancel("client closed"); return false end
     more = more and m
   end
@@ -87,17 +115,51 @@ function Exchange:emit(ev)
   return more
 end
 
+--- upstream_error(ev): retry, fall back, or fail
+function Exchange:upstream_error(ev)
+  local committed = self.stream and self.stream.started
+  if committed or not ev.retryable then return self:fail(ev) end
+  local link = self.route.chain[self.link]
+  local retries = link.provider and link.provider.retries or 0
+  local wait
+  if self.tries <= retries then
+    wait = M.backoff(self.tries, ev.retry_after, link.provider.conf and link.provider.conf.retry_base_ms)
+    log.warn("provider %s failed (%s %s); retry %d in %d ms", link.name, tostring(ev.status), ev.message,
+      self.tries, wait)
+  elseif self.link < #self.route.chain then
+    self.link, self.tries, wait = self.link + 1, 0, 0
+    log.warn("provider %s failed (%s %s); falling back to %s", link.name, tostring(ev.status), ev.message,
+      self:provider_name())
+  else
+    return self:fail(ev)
+  end
+  self.gen = nil -- nothing more from the failed attempt
+  local uv = require "luv"
+  self.timer = self.timer or uv.new_timer()
+  self.timer:start(math.floor(wait), 0, function()
+    if self.done then return end
+    local ok, err = xpcall(function() self:attempt() end, debug.traceback)
+    if not ok then
+      log.error("retry: %s", err)
+      self:fail(errors.new(500, "internal error while retrying"))
+    end
+  end)
+end
+
 --- fail(err): before the first byte an HTTP error, after it an in-format
 -- error event and a clean end of the stream.
 function Exchange:fail(err)
   if self.done then return end
   self:finish()
   if self.job then self.job.cancel() end
+  local e = errors.new(err.status or 502, err.message or "upstream error", { type = err.error_type })
   if self.stream and self.stream.started then
-    for _, frame in ipairs(self.enc:error(err)) do self.stream:send(frame) end
+    for _, frame in ipairs(self.enc:error(e)) do
+      if type(frame) == "table" then self.stream:send(frame.data, frame.event) else self.stream:send(frame) end
+    end
     self.stream:finish()
   else
-    http.error(self.req, self.fd.client, err)
+    http.error(self.req, self.fd.client, e)
   end
 end
 

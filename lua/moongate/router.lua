@@ -2,6 +2,7 @@
 -- by glob (* and ?), may rewrite it, and name a provider or a fallback list.
 -- Pure: built from the config table and a provider registry.
 local errors = require "moongate.errors"
+local reasoning = require "moongate.reasoning"
 
 local M = {}
 local Router = {}
@@ -28,17 +29,31 @@ function M.new(cfg, providers)
   return setmetatable({ routes = routes, providers = providers, aliases = cfg.aliases or {} }, Router)
 end
 
---- resolve(model) -> {model, chain = {{name, provider}}} | nil, err
-function Router:resolve(model)
-  local name = self.aliases[model] or model
+local function match(self, name)
   for _, r in ipairs(self.routes) do
-    if name:find(r.pattern) then
-      local chain = {}
-      for i, pname in ipairs(r.chain) do
-        chain[i] = { name = pname, provider = self.providers[pname] }
-      end
-      return { model = r.model or name, requested = model, chain = chain }
+    if name:find(r.pattern) then return r end
+  end
+end
+
+--- resolve(model) -> {model, requested, effort?, chain = {{name, provider}}} | nil, err
+-- An exact alias or route wins; otherwise an effort suffix (-low, _high, ...)
+-- is taken off into `effort` and the rest is routed.
+function Router:resolve(model)
+  local name, effort = self.aliases[model] or model, nil
+  local r = match(self, name)
+  if not self.aliases[model] and not (r and r.exact) then
+    local base, e = reasoning.split_suffix(name)
+    if e then
+      name, effort = self.aliases[base] or base, e
+      r = match(self, name)
     end
+  end
+  if r then
+    local chain = {}
+    for i, pname in ipairs(r.chain) do
+      chain[i] = { name = pname, provider = self.providers[pname] }
+    end
+    return { model = r.model or name, requested = model, effort = effort, chain = chain }
   end
   return nil, errors.new(404, string.format("The model `%s` does not exist or you do not have access to it.", model),
     { code = "model_not_found" })

@@ -105,7 +105,7 @@ local function text_of(blocks)
 end
 
 --- decode(body, headers) -> canonical request | nil, err
-function M.decode(body)
+function M.decode(body, headers)
   if body == nil or body == "" then
     return nil, errors.new(400, "We could not parse the JSON body of your request: the body is empty. The API expects a JSON object.")
   end
@@ -193,6 +193,8 @@ function M.decode(body)
     end
   end
   if #system > 0 then creq.system = table.concat(system, "\n\n") end
+  local auth = headers and headers.authorization
+  creq.client_key = auth and auth:match("^[Bb]earer%s+(.+)$") or (headers and headers["x-api-key"])
   if is_array(req.tools) then
     creq.tools = {}
     for i, t in ipairs(req.tools) do

@@ -1,0 +1,222 @@
+-- Provider adapter: Anthropic messages.
+-- Pure: canonical request -> wire request; wire frame -> canonical events.
+local json = require "moongate.json"
+local reasoning = require "moongate.reasoning"
+
+local M = { format = "anthropic" }
+local null = json.null
+
+local function image_block(b)
+  if b.url then return { type = "image", source = { type = "url", url = b.url } } end
+  return { type = "image", source = { type = "base64", media_type = b.mime or "image/png", data = b.data or "" } }
+end
+
+local function decode_args(s)
+  local v = json.decode(s or "")
+  if type(v) ~= "table" then return json.decode("{}") end
+  return v
+end
+
+--- request(creq, conf) -> wire table
+function M.request(creq, conf)
+  local msgs = {}
+  local function push(role, block)
+    local last = msgs[#msgs]
+    if last and last.role == role then
+      last.content[#last.content + 1] = block
+    else
+      msgs[#msgs + 1] = { role = role, content = { block } }
+    end
+  end
+  for _, m in ipairs(creq.messages) do
+    local role = m.role == "assistant" and "assistant" or "user"
+    if #m.content == 0 then push(role, { type = "text", text = "" }) end
+    for _, b in ipairs(m.content) do
+      if b.type == "text" then
+        push(role, { type = "text", text = b.text })
+      elseif b.type == "image" then
+        push(role, image_block(b))
+      elseif b.type == "tool_call" then
+        push("assistant", { type = "tool_use", id = b.id, name = b.name, input = decode_args(b.arguments) })
+      elseif b.type == "tool_result" then
+        push("user", { type = "tool_result", tool_use_id = b.tool_call_id,
+          content = type(b.content) == "string" and b.content or json.encode(b.content),
+          is_error = b.is_error or nil })
+      elseif b.type == "thinking" and b.signature and b.signature ~= "" then
+        push("assistant", { type = "thinking", thinking = b.text or "", signature = b.signature })
+      end
+    end
+  end
+  local req = {
+    model = creq.upstream_model or creq.model,
+    messages = msgs,
+    max_tokens = creq.max_tokens or (conf and conf.default_max_tokens) or 4096,
+    system = (creq.system and creq.system ~= "") and creq.system or nil,
+    stream = creq.stream or nil,
+    temperature = creq.temperature,
+    top_p = creq.top_p,
+    stop_sequences = creq.stop,
+    metadata = creq.metadata and creq.metadata.user_id and { user_id = creq.metadata.user_id } or nil,
+  }
+  local budget = creq.reasoning and (creq.reasoning.budget_tokens or reasoning.budget_for(creq.reasoning.effort))
+  if budget and budget > 0 then
+    req.thinking = { type = "enabled", budget_tokens = budget }
+    if req.max_tokens <= budget then req.max_tokens = budget + 4096 end
+    req.temperature, req.top_p = nil, nil -- thinking requires the defaults
+  end
+  if creq.tools and #creq.tools > 0 then
+    req.tools = {}
+    for i, t in ipairs(creq.tools) do
+      req.tools[i] = { name = t.name, description = t.description,
+        input_schema = t.parameters or { type = "object", properties = json.decode("{}") } }
+    end
+  end
+  local tc = creq.tool_choice
+  if tc and req.tools then
+    if tc.type == "none" then
+      req.tool_choice = { type = "none" }
+    else
+      req.tool_choice = { type = tc.type == "required" and "any" or tc.type, name = tc.name,
+        disable_parallel_tool_use = tc.disable_parallel or nil }
+    end
+  end
+  return req
+end
+
+M.stop_reasons = {
+  end_turn = "stop", stop_sequence = "stop", pause_turn = "stop", max_tokens = "length",
+  tool_use = "tool_use", refusal = "content_filter",
+}
+
+local error_status = {
+  invalid_request_error = 400, authentication_error = 401, permission_error = 403,
+  not_found_error = 404, request_too_large = 413, rate_limit_error = 429,
+  api_error = 500, overloaded_error = 529,
+}
+
+--- decoder() -> dec; dec:frame(data, event) -> events; dec:finish() -> events
+function M.decoder()
+  local d = { blocks = {}, ntools = 0, input = 0, output = 0, reason = nil, done = false, started = false }
+
+  function d:frame(data, event)
+    local ev = json.decode(data)
+    if type(ev) ~= "table" then
+      return { { type = "error", status = 502, message = "malformed frame from upstream: " .. tostring(data) } }
+    end
+    local t = ev.type or event
+    local out = {}
+    if t == "message_start" then
+      local msg = type(ev.message) == "table" and ev.message or {}
+      local u = type(msg.usage) == "table" and msg.usage or {}
+      self.input = tonumber(u.input_tokens) or 0
+      self.output = tonumber(u.output_tokens) or 0
+      self.started = true
+      out[1] = { type = "start", id = msg.id, model = msg.model }
+    elseif t == "content_block_start" then
+      local cb = type(ev.content_block) == "table" and ev.content_block or {}
+      local b = { kind = cb.type }
+      self.blocks[ev.index or 0] = b
+      if cb.type == "tool_use" then
+        b.tool = self.ntools
+        self.ntools = self.ntools + 1
+        out[1] = { type = "toolcall_start", index = b.tool, id = cb.id, name = cb.name }
+      elseif cb.type == "text" and type(cb.text) == "string" and cb.text ~= "" then
+        out[1] = { type = "text_delta", text = cb.text }
+      end
+    elseif t == "content_block_delta" then
+      local b = self.blocks[ev.index or 0] or {}
+      local delta = type(ev.delta) == "table" and ev.delta or {}
+      if delta.type == "text_delta" then
+        out[1] = { type = "text_delta", text = delta.text or "" }
+      elseif delta.type == "input_json_delta" then
+        if delta.partial_json and delta.partial_json ~= "" then
+          out[1] = { type = "toolcall_delta", index = b.tool or 0, arguments = delta.partial_json }
+        end
+      elseif delta.type == "thinking_delta" then
+        out[1] = { type = "thinking_delta", text = delta.thinking or "" }
+      elseif delta.type == "signature_delta" then
+        out[1] = { type = "thinking_signature", signature = delta.signature }
+      end
+    elseif t == "content_block_stop" then
+      local b = self.blocks[ev.index or 0] or {}
+      if b.kind == "tool_use" then out[1] = { type = "toolcall_end", index = b.tool } end
+    elseif t == "message_delta" then
+      local delta = type(ev.delta) == "table" and ev.delta or {}
+      if delta.stop_reason and delta.stop_reason ~= null then
+        self.reason = M.stop_reasons[delta.stop_reason] or "stop"
+      end
+      local u = type(ev.usage) == "table" and ev.usage or {}
+      if u.output_tokens then self.output = tonumber(u.output_tokens) or self.output end
+      if u.input_tokens and u.input_tokens ~= null then self.input = tonumber(u.input_tokens) or self.input end
+    elseif t == "message_stop" then
+      return self:finish()
+    elseif t == "error" then
+      local e = type(ev.error) == "table" and ev.error or {}
+      out[1] = { type = "error", status = error_status[e.type] or 502, message = tostring(e.message or "upstream error"),
+        retryable = e.type == "overloaded_error" or e.type == "api_error" }
+    end
+    return out
+  end
+
+  function d:finish()
+    if self.done then return {} end
+    self.done = true
+    if not self.reason then
+      return { { type = "error", status = 502, message = "the upstream stream ended before message_stop" } }
+    end
+    return {
+      { type = "usage", input_tokens = self.input, output_tokens = self.output },
+      { type = "done", reason = self.reason },
+    }
+  end
+
+  return d
+end
+
+--- response(body_table) -> events for a whole answer
+function M.response(body)
+  if type(body) ~= "table" or type(body.content) ~= "table" then
+    return { { type = "error", status = 502, message = "malformed answer from upstream" } }
+  end
+  local out = { { type = "start", id = body.id, model = body.model } }
+  local ntools = 0
+  for _, b in ipairs(body.content) do
+    if b.type == "text" then
+      out[#out + 1] = { type = "text_delta", text = b.text or "" }
+    elseif b.type == "thinking" then
+      out[#out + 1] = { type = "thinking_delta", text = b.thinking or "" }
+      if b.signature then out[#out + 1] = { type = "thinking_signature", signature = b.signature } end
+    elseif b.type == "tool_use" then
+      out[#out + 1] = { type = "toolcall_start", index = ntools, id = b.id, name = b.name }
+      out[#out + 1] = { type = "toolcall_delta", index = ntools, arguments = json.encode(b.input or {}) }
+      out[#out + 1] = { type = "toolcall_end", index = ntools }
+      ntools = ntools + 1
+    end
+  end
+  local u = type(body.usage) == "table" and body.usage or {}
+  out[#out + 1] = { type = "usage", input_tokens = tonumber(u.input_tokens) or 0, output_tokens = tonumber(u.output_tokens) or 0 }
+  out[#out + 1] = { type = "done", reason = M.stop_reasons[body.stop_reason] or "stop" }
+  return out
+end
+
+function M.error_message(text)
+  local body = json.decode(text or "")
+  if type(body) == "table" and type(body.error) == "table" and body.error.message then
+    return tostring(body.error.message)
+  end
+  if type(body) == "table" and type(body.error) == "string" then return body.error end
+  return text ~= "" and text or nil
+end
+
+M.path = "/v1/messages"
+M.count_path = "/v1/messages/count_tokens"
+
+function M.headers(conf, key, creq)
+  local h = { ["content-type"] = "application/json", ["anthropic-version"] = "2023-06-01",
+    accept = "application/json, text/event-stream" }
+  if key then h["x-api-key"] = key end
+  if creq and creq.anthropic_beta then h["anthropic-beta"] = creq.anthropic_beta end
+  return h
+end
+
+return M

@@ -1,0 +1,256 @@
+-- Provider adapter: OpenAI chat completions (every OpenAI-compatible
+-- upstream: OpenAI, xAI, OpenRouter, vLLM, llama.cpp, Ollama's /v1).
+-- Pure: canonical request -> wire request; wire frame -> canonical events.
+local json = require "moongate.json"
+
+local M = { format = "openai" }
+local null = json.null
+
+local function image_url(b)
+  if b.url then return b.url end
+  return "data:" .. (b.mime or "image/png") .. ";base64," .. (b.data or "")
+end
+
+local function content_parts(blocks)
+  local parts, only_text, texts = {}, true, {}
+  for _, b in ipairs(blocks) do
+    if b.type == "text" then
+      parts[#parts + 1] = { type = "text", text = b.text }
+      texts[#texts + 1] = b.text
+    elseif b.type == "image" then
+      only_text = false
+      parts[#parts + 1] = { type = "image_url", image_url = { url = image_url(b) } }
+    end
+  end
+  if only_text then return table.concat(texts) end
+  return parts
+end
+
+--- request(creq, conf) -> wire table (model is creq.upstream_model or creq.model)
+function M.request(creq, conf)
+  local msgs = {}
+  if creq.system and creq.system ~= "" then
+    msgs[1] = { role = "system", content = creq.system }
+  end
+  for _, m in ipairs(creq.messages) do
+    if m.role == "tool" then
+      for _, b in ipairs(m.content) do
+        if b.type == "tool_result" then
+          msgs[#msgs + 1] = { role = "tool", tool_call_id = b.tool_call_id,
+            content = type(b.content) == "string" and b.content or json.encode(b.content) }
+        end
+      end
+    elseif m.role == "assistant" then
+      local text, calls, reasoning = {}, {}, {}
+      for _, b in ipairs(m.content) do
+        if b.type == "text" then text[#text + 1] = b.text
+        elseif b.type == "thinking" then reasoning[#reasoning + 1] = b.text
+        elseif b.type == "tool_call" then
+          calls[#calls + 1] = { id = b.id, type = "function",
+            ["function"] = { name = b.name, arguments = b.arguments or "{}" } }
+        end
+      end
+      local msg = { role = "assistant", content = #text > 0 and table.concat(text) or (#calls > 0 and null or "") }
+      if #calls > 0 then msg.tool_calls = calls end
+      if #reasoning > 0 and conf and conf.send_reasoning then msg.reasoning_content = table.concat(reasoning) end
+      msgs[#msgs + 1] = msg
+    else
+      -- tool results inside a user turn (Anthropic style) become tool messages
+      local rest = {}
+      for _, b in ipairs(m.content) do
+        if b.type == "tool_result" then
+          msgs[#msgs + 1] = { role = "tool", tool_call_id = b.tool_call_id,
+            content = type(b.content) == "string" and b.content or json.encode(b.content) }
+        else
+          rest[#rest + 1] = b
+        end
+      end
+      if #rest > 0 or #m.content == 0 then
+        msgs[#msgs + 1] = { role = "user", content = content_parts(rest) }
+      end
+    end
+  end
+  local req = {
+    model = creq.upstream_model or creq.model,
+    messages = msgs,
+    stream = creq.stream or nil,
+    temperature = creq.temperature,
+    top_p = creq.top_p,
+    stop = creq.stop,
+  }
+  if creq.max_tokens then
+    if conf and conf.max_tokens_field == "max_completion_tokens" then
+      req.max_completion_tokens = creq.max_tokens
+    else
+      req.max_tokens = creq.max_tokens
+    end
+  end
+  if creq.stream then req.stream_options = { include_usage = true } end
+  if creq.reasoning and creq.reasoning.effort then req.reasoning_effort = creq.reasoning.effort end
+  if creq.tools and #creq.tools > 0 then
+    req.tools = {}
+    for i, t in ipairs(creq.tools) do
+      req.tools[i] = { type = "function", ["function"] = { name = t.name, description = t.description,
+        parameters = t.parameters or { type = "object", properties = {} } } }
+    end
+  end
+  local tc = creq.tool_choice
+  if tc then
+    if tc.type == "tool" then req.tool_choice = { type = "function", ["function"] = { name = tc.name } }
+    elseif tc.type == "any" then req.tool_choice = "required"
+    else req.tool_choice = tc.type end
+    if tc.disable_parallel and req.tools then req.parallel_tool_calls = false end
+  end
+  -- unknown fields of an OpenAI client's request reach an OpenAI upstream
+  if creq.client == "openai" and creq.raw then
+    for k, v in pairs(creq.raw) do
+      if req[k] == nil and k ~= "max_tokens" and k ~= "max_completion_tokens" and k ~= "stream_options"
+        and k ~= "messages" and k ~= "tools" and k ~= "tool_choice" and k ~= "reasoning_effort" then
+        req[k] = v
+      end
+    end
+  end
+  return req
+end
+
+M.stop_reasons = {
+  stop = "stop", length = "length", tool_calls = "tool_use", function_call = "tool_use",
+  content_filter = "content_filter",
+}
+
+local function reasoning_of(delta)
+  local r = delta.reasoning_content
+  if r == nil or r == null then r = delta.reasoning end
+  if r == nil or r == null then r = delta.reasoning_text end
+  if type(r) == "string" and r ~= "" then return r end
+end
+
+local function usage_event(u)
+  if type(u) ~= "table" then return nil end
+  local details = type(u.completion_tokens_details) == "table" and u.completion_tokens_details or {}
+  return { type = "usage", input_tokens = tonumber(u.prompt_tokens) or 0,
+    output_tokens = tonumber(u.completion_tokens) or 0,
+    reasoning_tokens = tonumber(details.reasoning_tokens) }
+end
+
+--- decoder() -> dec; dec:frame(data) -> events (SSE data of a stream), dec:finish() -> events
+-- Tool calls are re-numbered from 0 in order of appearance, one after another.
+function M.decoder()
+  local d = { started = false, calls = {}, ncalls = 0, open = nil, finish = nil, usage = nil, done = false }
+
+  function d:frame(data)
+    local out = {}
+    if data == "[DONE]" then
+      self.got_done = true
+      return self:finish()
+    end
+    local chunk, err = json.decode(data)
+    if type(chunk) ~= "table" then
+      return { { type = "error", status = 502, message = "malformed frame from upstream: " .. tostring(err or data) } }
+    end
+    if chunk.error then
+      local e = type(chunk.error) == "table" and chunk.error or { message = tostring(chunk.error) }
+      return { { type = "error", status = 502, message = tostring(e.message or "upstream error") } }
+    end
+    if not self.started then
+      self.started = true
+      out[#out + 1] = { type = "start", id = chunk.id, model = chunk.model }
+    end
+    local ch = type(chunk.choices) == "table" and chunk.choices[1]
+    if type(ch) == "table" then
+      local delta = type(ch.delta) == "table" and ch.delta or {}
+      local r = reasoning_of(delta)
+      if r then out[#out + 1] = { type = "thinking_delta", text = r } end
+      if type(delta.content) == "string" and delta.content ~= "" then
+        out[#out + 1] = { type = "text_delta", text = delta.content }
+      end
+      if type(delta.tool_calls) == "table" then
+        for _, tc in ipairs(delta.tool_calls) do
+          local key = tc.index or tc.id or 0
+          local c = self.calls[key]
+          if not c or (tc.id and tc.id ~= null and c.id ~= tc.id) then
+            if self.open then out[#out + 1] = { type = "toolcall_end", index = self.open.index } end
+            c = { index = self.ncalls, id = tc.id, name = tc["function"] and tc["function"].name }
+            self.ncalls = self.ncalls + 1
+            self.calls[key] = c
+            self.open = c
+            out[#out + 1] = { type = "toolcall_start", index = c.index, id = c.id ~= null and c.id or ("call_" .. c.index), name = c.name }
+          end
+          local args = tc["function"] and tc["function"].arguments
+          if type(args) == "string" and args ~= "" then
+            out[#out + 1] = { type = "toolcall_delta", index = c.index, arguments = args }
+          end
+        end
+      end
+      if ch.finish_reason and ch.finish_reason ~= null then
+        self.finish_reason = M.stop_reasons[ch.finish_reason] or "stop"
+      end
+    end
+    local u = usage_event(chunk.usage ~= null and chunk.usage)
+    if u then self.usage = u end
+    return out
+  end
+
+  function d:finish()
+    if self.done then return {} end
+    self.done = true
+    if not self.got_done and not self.finish_reason then
+      return { { type = "error", status = 502, message = "the upstream stream ended before it finished" } }
+    end
+    local out = {}
+    if not self.started then out[#out + 1] = { type = "start" } end
+    if self.open then out[#out + 1] = { type = "toolcall_end", index = self.open.index } end
+    if self.usage then out[#out + 1] = self.usage end
+    out[#out + 1] = { type = "done", reason = self.finish_reason or "stop" }
+    return out
+  end
+
+  return d
+end
+
+--- response(body_table) -> events for a whole (non-streamed) answer
+function M.response(body)
+  if type(body) ~= "table" or type(body.choices) ~= "table" then
+    return { { type = "error", status = 502, message = "malformed answer from upstream" } }
+  end
+  local out = { { type = "start", id = body.id, model = body.model } }
+  local ch = body.choices[1] or {}
+  local msg = type(ch.message) == "table" and ch.message or {}
+  local r = reasoning_of(msg)
+  if r then out[#out + 1] = { type = "thinking_delta", text = r } end
+  if type(msg.content) == "string" and msg.content ~= "" then
+    out[#out + 1] = { type = "text_delta", text = msg.content }
+  end
+  for i, tc in ipairs(type(msg.tool_calls) == "table" and msg.tool_calls or {}) do
+    local fn = tc["function"] or {}
+    out[#out + 1] = { type = "toolcall_start", index = i - 1, id = tc.id, name = fn.name }
+    out[#out + 1] = { type = "toolcall_delta", index = i - 1, arguments = type(fn.arguments) == "string" and fn.arguments or json.encode(fn.arguments or {}) }
+    out[#out + 1] = { type = "toolcall_end", index = i - 1 }
+  end
+  local u = usage_event(body.usage)
+  if u then out[#out + 1] = u end
+  out[#out + 1] = { type = "done", reason = M.stop_reasons[ch.finish_reason] or "stop" }
+  return out
+end
+
+--- error_message(body_text) -> the upstream's own message, if it has one
+function M.error_message(text)
+  local body = json.decode(text or "")
+  if type(body) == "table" then
+    if type(body.error) == "table" and body.error.message then return tostring(body.error.message) end
+    if type(body.error) == "string" then return body.error end
+    if body.message then return tostring(body.message) end
+  end
+  return text ~= "" and text or nil
+end
+
+M.path = "/chat/completions"
+
+--- headers(conf, key) -> request headers for the upstream
+function M.headers(conf, key)
+  local h = { ["content-type"] = "application/json", accept = "application/json, text/event-stream" }
+  if key then h.authorization = "Bearer " .. key end
+  return h
+end
+
+return M

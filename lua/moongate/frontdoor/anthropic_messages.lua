@@ -1,0 +1,286 @@
+-- Front door: Anthropic messages (POST /v1/messages).
+-- decode: wire request -> canonical request (or an error in Anthropic's shape)
+-- stream_encoder / collector: canonical events -> Anthropic SSE / message.
+-- Pure: no host globals.
+local json = require "moongate.json"
+local errors = require "moongate.errors"
+local reasoning = require "moongate.reasoning"
+
+local M = { client = "anthropic" }
+local null = json.null
+
+local function bad(msg)
+  return nil, errors.new(400, msg)
+end
+
+local function is_array(v) return type(v) == "table" and json.is_array(v) end
+local function is_object(v) return type(v) == "table" and v ~= null and (next(v) == nil or not json.is_array(v)) end
+
+local function text_of(content)
+  if type(content) == "string" then return content end
+  local out = {}
+  for _, b in ipairs(is_array(content) and content or {}) do
+    if type(b) == "table" and b.type == "text" then out[#out + 1] = b.text end
+  end
+  return table.concat(out)
+end
+
+local function decode_block(b, p)
+  if not is_object(b) then return bad(p .. ": Input should be an object") end
+  local t = b.type
+  if t == "text" then
+    if type(b.text) ~= "string" then return bad(p .. ".text: Input should be a valid string") end
+    return { type = "text", text = b.text }
+  elseif t == "image" then
+    local s = is_object(b.source) and b.source or {}
+    if s.type == "base64" then return { type = "image", mime = s.media_type, data = s.data } end
+    if s.type == "url" then return { type = "image", url = s.url } end
+    return bad(p .. ".source: unsupported image source")
+  elseif t == "tool_use" then
+    return { type = "tool_call", id = b.id, name = b.name, arguments = json.encode(b.input or json.decode("{}")) }
+  elseif t == "tool_result" then
+    return { type = "tool_result", tool_call_id = b.tool_use_id, content = text_of(b.content),
+      is_error = b.is_error == true or nil }
+  elseif t == "thinking" then
+    return { type = "thinking", text = b.thinking or "", signature = b.signature }
+  elseif t == "redacted_thinking" then
+    return false
+  end
+  return bad(string.format("%s.type: unsupported content block type '%s'", p, tostring(t)))
+end
+
+--- decode(body, headers) -> canonical request | nil, err
+function M.decode(body, headers, opts)
+  opts = opts or {}
+  if body == nil or body == "" then return bad("the request body is empty; expected a JSON object") end
+  local req, perr = json.decode(body)
+  if req == nil then return bad("invalid JSON in the request body: " .. perr) end
+  if not is_object(req) then return bad("the request body must be a JSON object") end
+  if type(req.model) ~= "string" or req.model == "" then return bad("model: Field required") end
+  if not opts.count_only then
+    if req.max_tokens == nil then return bad("max_tokens: Field required") end
+    if type(req.max_tokens) ~= "number" or req.max_tokens % 1 ~= 0 or req.max_tokens < 1 then
+      return bad("max_tokens: Input should be a valid integer greater than 0")
+    end
+  end
+  if not is_array(req.messages) then
+    return bad(req.messages == nil and "messages: Field required" or "messages: Input should be a valid list")
+  end
+  if #req.messages == 0 then return bad("messages: at least one message is required") end
+  if req.stream ~= nil and type(req.stream) ~= "boolean" then return bad("stream: Input should be a valid boolean") end
+  local creq = {
+    client = "anthropic", model = req.model, stream = req.stream == true,
+    max_tokens = req.max_tokens, temperature = req.temperature ~= null and req.temperature or nil,
+    top_p = req.top_p ~= null and req.top_p or nil,
+    stop = is_array(req.stop_sequences) and #req.stop_sequences > 0 and req.stop_sequences or nil,
+    metadata = is_object(req.metadata) and req.metadata or nil,
+    messages = {}, raw = req, include_usage = true,
+  }
+  if req.system ~= nil and req.system ~= null then
+    if type(req.system) ~= "string" and not is_array(req.system) then
+      return bad("system: Input should be a valid string or list of text blocks")
+    end
+    creq.system = text_of(req.system)
+  end
+  for i, m in ipairs(req.messages) do
+    local p = string.format("messages.%d", i - 1)
+    if not is_object(m) then return bad(p .. ": Input should be an object") end
+    if m.role ~= "user" and m.role ~= "assistant" then
+      return bad(p .. ".role: Input should be 'user' or 'assistant'")
+    end
+    local blocks = {}
+    if type(m.content) == "string" then
+      blocks[1] = { type = "text", text = m.content }
+    elseif is_array(m.content) then
+      for j, b in ipairs(m.content) do
+        local blk, err = decode_block(b, string.format("%s.content.%d", p, j - 1))
+        if blk == nil then return nil, err end
+        if blk then blocks[#blocks + 1] = blk end
+      end
+    else
+      return bad(p .. ".content: Input should be a valid string or list")
+    end
+    creq.messages[#creq.messages + 1] = { role = m.role, content = blocks }
+  end
+  if req.tools ~= nil then
+    if not is_array(req.tools) then return bad("tools: Input should be a valid list") end
+    creq.tools = {}
+    for i, t in ipairs(req.tools) do
+      if not is_object(t) or type(t.name) ~= "string" then
+        return bad(string.format("tools.%d.name: Field required", i - 1))
+      end
+      creq.tools[i] = { name = t.name, description = t.description, parameters = t.input_schema }
+    end
+  end
+  if is_object(req.tool_choice) then
+    local tc = req.tool_choice
+    creq.tool_choice = { type = tc.type, name = tc.name, disable_parallel = tc.disable_parallel_tool_use == true or nil }
+  end
+  if is_object(req.thinking) and req.thinking.type == "enabled" then
+    local budget = tonumber(req.thinking.budget_tokens)
+    if not budget or budget < 1 then return bad("thinking.budget_tokens: Field required") end
+    creq.reasoning = { budget_tokens = budget, effort = reasoning.effort_for(budget) }
+  end
+  headers = headers or {}
+  local auth = headers.authorization and headers.authorization:match("^[Bb]earer%s+(.+)$")
+  creq.client_key = headers["x-api-key"] or auth
+  creq.anthropic_beta = headers["anthropic-beta"]
+  return creq
+end
+
+-- Encoding ------------------------------------------------------------------
+
+local stop_reasons = { stop = "end_turn", length = "max_tokens", tool_use = "tool_use", content_filter = "refusal" }
+
+local alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+local function random_id(prefix, n)
+  local out = {}
+  for i = 1, n do
+    local k = math.random(1, #alphabet)
+    out[i] = alphabet:sub(k, k)
+  end
+  return prefix .. table.concat(out)
+end
+
+local function frame(event, value)
+  return { event = event, data = type(value) == "string" and value or json.encode(value) }
+end
+
+local Encoder = {}
+Encoder.__index = Encoder
+
+function M.stream_encoder(creq, meta)
+  meta = meta or {}
+  return setmetatable({ creq = creq, id = meta.id or random_id("msg_", 24), started = false,
+    index = -1, open = nil, usage = nil, signature = nil }, Encoder)
+end
+
+function Encoder:ensure_started(out)
+  if self.started then return end
+  self.started = true
+  -- content: [] by hand: cjson would write an empty table as {}
+  out[#out + 1] = frame("message_start", string.format(
+    '{"type":"message_start","message":{"id":%s,"type":"message","role":"assistant","model":%s,' ..
+    '"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}',
+    json.encode(self.id), json.encode(self.creq.model)))
+end
+
+function Encoder:close_block(out)
+  if not self.open then return end
+  if self.open == "thinking" and self.signature then
+    out[#out + 1] = frame("content_block_delta", { type = "content_block_delta", index = self.index,
+      delta = { type = "signature_delta", signature = self.signature } })
+    self.signature = nil
+  end
+  out[#out + 1] = frame("content_block_stop", { type = "content_block_stop", index = self.index })
+  self.open = nil
+end
+
+function Encoder:open_block(out, kind, block)
+  self:close_block(out)
+  self.index = self.index + 1
+  self.open = kind
+  out[#out + 1] = frame("content_block_start", string.format(
+    '{"type":"content_block_start","index":%d,"content_block":%s}', self.index, block))
+end
+
+function Encoder:event(ev)
+  local out = {}
+  local t = ev.type
+  if t ~= "usage" then self:ensure_started(out) end
+  if t == "text_delta" then
+    if ev.text == "" then return out end
+    if self.open ~= "text" then self:open_block(out, "text", '{"type":"text","text":""}') end
+    out[#out + 1] = frame("content_block_delta", { type = "content_block_delta", index = self.index,
+      delta = { type = "text_delta", text = ev.text } })
+  elseif t == "thinking_delta" then
+    if self.open ~= "thinking" then
+      self:open_block(out, "thinking", '{"type":"thinking","thinking":"","signature":""}')
+    end
+    out[#out + 1] = frame("content_block_delta", { type = "content_block_delta", index = self.index,
+      delta = { type = "thinking_delta", thinking = ev.text } })
+  elseif t == "thinking_signature" then
+    self.signature = ev.signature
+  elseif t == "toolcall_start" then
+    self:open_block(out, "tool", string.format('{"type":"tool_use","id":%s,"name":%s,"input":{}}',
+      json.encode(ev.id or ("toolu_" .. self.index)), json.encode(ev.name or "")))
+  elseif t == "toolcall_delta" then
+    out[#out + 1] = frame("content_block_delta", { type = "content_block_delta", index = self.index,
+      delta = { type = "input_json_delta", partial_json = ev.arguments } })
+  elseif t == "toolcall_end" then
+    self:close_block(out)
+  elseif t == "usage" then
+    self.usage = ev
+  elseif t == "done" then
+    self:close_block(out)
+    local u = self.usage or {}
+    out[#out + 1] = frame("message_delta", string.format(
+      '{"type":"message_delta","delta":{"stop_reason":%s,"stop_sequence":null},"usage":{"input_tokens":%d,"output_tokens":%d}}',
+      json.encode(stop_reasons[ev.reason] or "end_turn"), u.input_tokens or 0, u.output_tokens or 0))
+    out[#out + 1] = frame("message_stop", '{"type":"message_stop"}')
+  end
+  return out
+end
+
+function Encoder:error(err)
+  return { frame("error", errors.object("anthropic", err)) }
+end
+
+local Collector = {}
+Collector.__index = Collector
+
+function M.collector(creq, meta)
+  meta = meta or {}
+  return setmetatable({ creq = creq, id = meta.id or random_id("msg_", 24), blocks = {}, tools = {},
+    reason = "stop" }, Collector)
+end
+
+function Collector:event(ev)
+  local t, blocks = ev.type, self.blocks
+  local last = blocks[#blocks]
+  if t == "text_delta" then
+    if ev.text == "" then return end
+    if last and last.type == "text" then last.text = last.text .. ev.text
+    else blocks[#blocks + 1] = { type = "text", text = ev.text } end
+  elseif t == "thinking_delta" then
+    if last and last.type == "thinking" then last.thinking = last.thinking .. ev.text
+    else blocks[#blocks + 1] = { type = "thinking", thinking = ev.text, signature = "" } end
+  elseif t == "thinking_signature" then
+    for i = #blocks, 1, -1 do
+      if blocks[i].type == "thinking" then blocks[i].signature = ev.signature break end
+    end
+  elseif t == "toolcall_start" then
+    local b = { type = "tool_use", id = ev.id, name = ev.name, args = {} }
+    self.tools[ev.index] = b
+    blocks[#blocks + 1] = b
+  elseif t == "toolcall_delta" then
+    local b = self.tools[ev.index]
+    if b then b.args[#b.args + 1] = ev.arguments end
+  elseif t == "usage" then
+    self.usage = ev
+  elseif t == "done" then
+    self.reason = ev.reason
+  end
+end
+
+function Collector:result()
+  local content = {}
+  for i, b in ipairs(self.blocks) do
+    if b.type == "tool_use" then
+      local input = json.decode(table.concat(b.args))
+      content[i] = { type = "tool_use", id = b.id, name = b.name,
+        input = type(input) == "table" and input or json.decode("{}") }
+    else
+      content[i] = b
+    end
+  end
+  if #content == 0 then content[1] = { type = "text", text = "" } end
+  local u = self.usage or {}
+  return {
+    id = self.id, type = "message", role = "assistant", model = self.creq.model, content = content,
+    stop_reason = stop_reasons[self.reason] or "end_turn", stop_sequence = null,
+    usage = { input_tokens = u.input_tokens or 0, output_tokens = u.output_tokens or 0 },
+  }
+end
+
+return M

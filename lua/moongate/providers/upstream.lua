@@ -1,0 +1,127 @@
+-- Providers that call an HTTP upstream (kinds "openai" and "anthropic"):
+-- the adapter turns the canonical request into the wire request, C's _fetch
+-- carries it (curl multi on this worker's loop, SSE parsed in C), and the
+-- adapter turns frames back into canonical events for the sink.
+local core = require "moongate.core"
+local json = require "moongate.json"
+
+local M = {}
+
+local defaults = {
+  openai = { base_url = "https://api.openai.com/v1", key_env = "OPENAI_API_KEY" },
+  anthropic = { base_url = "https://api.anthropic.com", key_env = "ANTHROPIC_API_KEY" },
+}
+
+--- kind(adapter) -> a provider module ({new = ...}) for that wire format
+function M.kind(adapter)
+  local P = {}
+  P.__index = P
+
+  local mod = {}
+  function mod.new(name, conf)
+    local d = defaults[adapter.format] or {}
+    local self = setmetatable({
+      name = name, conf = conf, adapter = adapter,
+      base_url = (conf.base_url or d.base_url):gsub("/+$", ""),
+      key = conf.api_key or (conf.api_key_env and os.getenv(conf.api_key_env))
+        or (not conf.api_key_env and d.key_env and os.getenv(d.key_env)) or nil,
+      models = conf.models,
+      retries = conf.retries or 2,
+    }, P)
+    return self
+  end
+
+  function P:api_key(creq)
+    if self.conf.forward_client_key and creq.client_key then return creq.client_key end
+    return self.key
+  end
+
+  if adapter.count_path then
+    --- count_tokens(creq, cb): cb(n) or cb(nil, err) with the upstream's count
+    function P:count_tokens(creq, cb)
+      local wire = adapter.request(creq, self.conf)
+      wire.max_tokens, wire.stream, wire.metadata = nil, nil, nil
+      core._fetch({
+        url = self.base_url .. adapter.count_path, method = "POST", body = json.encode(wire),
+        headers = adapter.headers(self.conf, self:api_key(creq), creq),
+        connect_timeout_ms = self.conf.connect_timeout_ms or 10000, total_timeout_ms = 30000,
+        insecure = self.conf.insecure,
+      }, {
+        on_done = function(err, _, text, status)
+          local body = json.decode(text or "")
+          if not err and status == 200 and type(body) == "table" and tonumber(body.input_tokens) then
+            return cb(tonumber(body.input_tokens))
+          end
+          cb(nil, { status = (status and status >= 400) and status or 502,
+            message = err or adapter.error_message(text) or "upstream count_tokens failed" })
+        end,
+      })
+    end
+  end
+
+  function P:start(creq, sink)
+    local a = self.adapter
+    local body = json.encode(a.request(creq, self.conf))
+    local headers = a.headers(self.conf, self:api_key(creq), creq)
+    for k, v in pairs(self.conf.headers or {}) do headers[k] = v end
+    local dec = creq.stream and a.decoder() or nil
+    local status, handle
+    local job = {}
+
+    local function emit_all(events)
+      local more = true
+      for _, ev in ipairs(events) do
+        if sink.closed() then return false end
+        more = sink.emit(ev) and more
+      end
+      return more
+    end
+
+    handle = core._fetch({
+      url = self.base_url .. a.path, method = "POST", headers = headers, body = body,
+      stream = creq.stream and "sse" or nil,
+      connect_timeout_ms = self.conf.connect_timeout_ms or 10000,
+      first_byte_timeout_ms = self.conf.first_byte_timeout_ms or 120000,
+      idle_timeout_ms = self.conf.idle_timeout_ms or 120000,
+      total_timeout_ms = self.conf.timeout_ms or 0,
+      insecure = self.conf.insecure,
+    }, {
+      on_headers = function(s) status = s end,
+      on_frame = sink.guard_value(function(data, event)
+        local more = emit_all(dec:frame(data, event))
+        if not more and not sink.closed() then
+          sink.on_drain(sink.guard(function() core._fetch_resume(handle) end))
+        end
+        return more or sink.closed()
+      end),
+      on_done = sink.guard(function(err, code, text, st, hdrs)
+        if sink.closed() then return end
+        status = st ~= 0 and st or status
+        if err then
+          return sink.emit({ type = "error", status = code == "ETIMEDOUT" and 504 or 502,
+            message = string.format("upstream %s: %s", self.name, err), retryable = code ~= "ELUA" })
+        end
+        if status and status >= 400 then
+          return sink.emit({ type = "error", status = status, upstream = true,
+            message = a.error_message(text) or ("upstream answered " .. status),
+            retry_after = tonumber(hdrs and hdrs["retry-after"]),
+            retryable = status == 429 or status >= 500 })
+        end
+        if dec then
+          return emit_all(dec:finish())
+        end
+        local answer = json.decode(text)
+        emit_all(a.response(answer))
+      end),
+    })
+
+    function job.cancel()
+      if handle then core._fetch_cancel(handle) end
+    end
+    return job
+  end
+
+  return mod
+end
+
+return M
