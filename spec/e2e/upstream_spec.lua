@@ -1,0 +1,370 @@
+-- The real daemon in front of the mock upstream: every pairing of front door
+-- (OpenAI, Anthropic) and upstream (OpenAI-compatible, Anthropic), streamed
+-- and not, tool calls, reasoning, images, and each failure.
+local helpers = require "helpers"
+local client = helpers.client
+local json = require "moongate.json"
+local uv = require "luv"
+
+local function oa_chunk(delta, finish, extra)
+  local c = { id = "chatcmpl-up", object = "chat.completion.chunk", created = 1, model = "m",
+    choices = { { index = 0, delta = delta, finish_reason = finish or json.null } } }
+  for k, v in pairs(extra or {}) do c[k] = v end
+  return { json = c }
+end
+
+local function an(event, value) return { event = event, json = value } end
+
+-- scripted upstream answers ---------------------------------------------------
+
+local oa_tools_stream = { frames = {
+  oa_chunk({ role = "assistant", content = json.null }),
+  oa_chunk({ reasoning_content = "thinking it over" }),
+  oa_chunk({ tool_calls = { { index = 0, id = "call_a", type = "function", ["function"] = { name = "get_weather", arguments = "" } } } }),
+  oa_chunk({ tool_calls = { { index = 0, ["function"] = { arguments = '{"city":' } } } }),
+  oa_chunk({ tool_calls = { { index = 0, ["function"] = { arguments = '"Oslo"}' } } } }),
+  oa_chunk({ tool_calls = { { index = 1, id = "call_b", type = "function", ["function"] = { name = "get_time", arguments = '{"tz":"CET"}' } } } }),
+  oa_chunk({}, "tool_calls"),
+  { json = { id = "chatcmpl-up", object = "chat.completion.chunk", created = 1, model = "m", choices = {},
+    usage = { prompt_tokens = 11, completion_tokens = 9, total_tokens = 20 } } },
+  { data = "[DONE]" },
+} }
+
+local an_tools_stream = { frames = {
+  an("message_start", { type = "message_start", message = { id = "msg_up", type = "message", role = "assistant",
+    model = "m", content = {}, stop_reason = json.null, usage = { input_tokens = 11, output_tokens = 1 } } }),
+  an("content_block_start", { type = "content_block_start", index = 0, content_block = { type = "thinking", thinking = "", signature = "" } }),
+  an("content_block_delta", { type = "content_block_delta", index = 0, delta = { type = "thinking_delta", thinking = "thinking it over" } }),
+  an("content_block_delta", { type = "content_block_delta", index = 0, delta = { type = "signature_delta", signature = "sig123" } }),
+  an("content_block_stop", { type = "content_block_stop", index = 0 }),
+  an("ping", { type = "ping" }),
+  an("content_block_start", { type = "content_block_start", index = 1, content_block = { type = "tool_use", id = "toolu_a", name = "get_weather", input = {} } }),
+  an("content_block_delta", { type = "content_block_delta", index = 1, delta = { type = "input_json_delta", partial_json = '{"city":' } }),
+  an("content_block_delta", { type = "content_block_delta", index = 1, delta = { type = "input_json_delta", partial_json = '"Oslo"}' } }),
+  an("content_block_stop", { type = "content_block_stop", index = 1 }),
+  an("content_block_start", { type = "content_block_start", index = 2, content_block = { type = "tool_use", id = "toolu_b", name = "get_time", input = {} } }),
+  an("content_block_delta", { type = "content_block_delta", index = 2, delta = { type = "input_json_delta", partial_json = '{"tz":"CET"}' } }),
+  an("content_block_stop", { type = "content_block_stop", index = 2 }),
+  an("message_delta", { type = "message_delta", delta = { stop_reason = "tool_use", stop_sequence = json.null }, usage = { output_tokens = 9 } }),
+  an("message_stop", { type = "message_stop" }),
+} }
+
+local tools_oa = { { type = "function", ["function"] = { name = "get_weather", parameters = { type = "object", properties = { city = { type = "string" } } } } },
+  { type = "function", ["function"] = { name = "get_time", parameters = { type = "object", properties = { tz = { type = "string" } } } } } }
+local tools_an = { { name = "get_weather", input_schema = { type = "object", properties = { city = { type = "string" } } } },
+  { name = "get_time", input_schema = { type = "object", properties = { tz = { type = "string" } } } } }
+
+local function sse(res) return client.sse_data(res.body) end
+
+describe("upstream pairings", function()
+  local mock, server
+  setup(function()
+    mock = helpers.mock()
+    server = helpers.start { config = string.format([[
+return {
+  providers = {
+    up = { kind = "openai", base_url = %q, api_key = "sk-up-secret", retries = 2, retry_base_ms = 20 },
+    claude = { kind = "anthropic", base_url = %q, api_key = "sk-ant-secret", retries = 0 },
+    spare = { kind = "openai", base_url = %q, retries = 0 },
+    dead = { kind = "openai", base_url = "http://127.0.0.1:1/v1", retries = 1, retry_base_ms = 10 },
+    mine = { kind = "openai", base_url = %q, forward_client_key = true },
+    quick = { kind = "openai", base_url = %q, retries = 0, first_byte_timeout_ms = 200, idle_timeout_ms = 200 },
+  },
+  routes = {
+    { match = "claude-*", provider = "claude" },
+    { match = "chain", provider = { "dead", "spare" } },
+    { match = "byok", provider = "mine" },
+    { match = "quick", provider = "quick" },
+    { match = "*", provider = "up" },
+  },
+}]], mock.url .. "/v1", mock.url, mock.url .. "/v1", mock.url .. "/v1", mock.url .. "/v1") }
+  end)
+  teardown(function()
+    if server then server:stop_clean() end
+    if mock then mock:stop() end
+  end)
+  before_each(function() mock:reset() end)
+
+  local function chat(body, headers) return assert(server:request("POST", "/v1/chat/completions", json.encode(body), headers, 15000)) end
+  local function messages(body, headers) return assert(server:request("POST", "/v1/messages", json.encode(body), headers, 15000)) end
+
+  describe("OpenAI client", function()
+    for _, up in ipairs { { "OpenAI upstream", "gpt-test" }, { "Anthropic upstream", "claude-test" } } do
+      it("gets text from an " .. up[1] .. ", whole and streamed", function()
+        local res = chat { model = up[2], messages = { { role = "system", content = "be kind" }, { role = "user", content = "hello there" } } }
+        assert.equal(200, res.status)
+        assert.equal("hello there", json.decode(res.body).choices[1].message.content)
+        res = chat { model = up[2], stream = true, stream_options = { include_usage = true }, messages = { { role = "user", content = "one two" } } }
+        local data = sse(res)
+        assert.equal("[DONE]", data[#data])
+        local text = {}
+        for i = 1, #data - 1 do
+          local c = json.decode(data[i])
+          if c.choices[1] and c.choices[1].delta.content then text[#text + 1] = c.choices[1].delta.content end
+        end
+        assert.equal("one two", table.concat(text))
+        assert.equal(2, json.decode(data[#data - 1]).usage.completion_tokens)
+      end)
+    end
+
+    it("gets streamed tool calls and reasoning from an OpenAI upstream", function()
+      mock:queue { oa_tools_stream }
+      local res = chat { model = "gpt-test", stream = true, tools = tools_oa, messages = { { role = "user", content = "weather?" } } }
+      local data = sse(res)
+      local calls, reasoning, finish = {}, {}, nil
+      for i = 1, #data - 1 do
+        local ch = json.decode(data[i]).choices[1]
+        if ch then
+          for _, tc in ipairs(ch.delta.tool_calls or {}) do
+            calls[tc.index + 1] = calls[tc.index + 1] or { id = tc.id, name = tc["function"].name, args = "" }
+            calls[tc.index + 1].args = calls[tc.index + 1].args .. (tc["function"].arguments or "")
+          end
+          if ch.delta.reasoning_content then reasoning[#reasoning + 1] = ch.delta.reasoning_content end
+          if ch.finish_reason ~= json.null then finish = ch.finish_reason end
+        end
+      end
+      assert.same({ id = "call_a", name = "get_weather", args = '{"city":"Oslo"}' }, calls[1])
+      assert.same({ id = "call_b", name = "get_time", args = '{"tz":"CET"}' }, calls[2])
+      assert.equal("thinking it over", table.concat(reasoning))
+      assert.equal("tool_calls", finish)
+      local sent = json.decode(mock:requests()[1].body)
+      assert.equal("get_weather", sent.tools[1]["function"].name)
+      assert.equal("Bearer sk-up-secret", mock:requests()[1].headers.authorization)
+    end)
+
+    it("gets tool calls and thinking from an Anthropic upstream, whole", function()
+      mock:queue { { json = { id = "msg_up", type = "message", role = "assistant", model = "m",
+        content = { { type = "thinking", thinking = "hmm", signature = "s1" },
+          { type = "tool_use", id = "toolu_a", name = "get_weather", input = { city = "Oslo" } } },
+        stop_reason = "tool_use", usage = { input_tokens = 5, output_tokens = 3 } } } }
+      local res = chat { model = "claude-test", tools = tools_oa, tool_choice = "required", reasoning_effort = "high",
+        messages = { { role = "user", content = { { type = "text", text = "weather?" },
+          { type = "image_url", image_url = { url = "data:image/png;base64,iVBORw0K" } } } } } }
+      local body = json.decode(res.body)
+      local msg = body.choices[1].message
+      assert.equal("tool_calls", body.choices[1].finish_reason)
+      assert.equal("get_weather", msg.tool_calls[1]["function"].name)
+      assert.same({ city = "Oslo" }, json.decode(msg.tool_calls[1]["function"].arguments))
+      assert.equal("hmm", msg.reasoning_content)
+      local sent = json.decode(mock:requests()[1].body)
+      assert.same({ type = "enabled", budget_tokens = 16384 }, sent.thinking)
+      assert.is_true(sent.max_tokens > 16384)
+      assert.same({ type = "any" }, sent.tool_choice)
+      assert.equal("get_weather", sent.tools[1].name)
+      assert.same({ type = "base64", media_type = "image/png", data = "iVBORw0K" }, sent.messages[1].content[2].source)
+      assert.equal("sk-ant-secret", mock:requests()[1].headers["x-api-key"])
+      assert.equal("2023-06-01", mock:requests()[1].headers["anthropic-version"])
+    end)
+
+    it("round-trips tool results to an Anthropic upstream", function()
+      chat { model = "claude-test", messages = {
+        { role = "user", content = "weather?" },
+        { role = "assistant", content = json.null, tool_calls = { { id = "toolu_a", type = "function", ["function"] = { name = "get_weather", arguments = '{"city":"Oslo"}' } } } },
+        { role = "tool", tool_call_id = "toolu_a", content = "sunny" } } }
+      local sent = json.decode(mock:requests()[1].body)
+      assert.equal("assistant", sent.messages[2].role)
+      assert.same({ type = "tool_use", id = "toolu_a", name = "get_weather", input = { city = "Oslo" } }, sent.messages[2].content[1])
+      assert.equal("tool_result", sent.messages[3].content[1].type)
+      assert.equal("toolu_a", sent.messages[3].content[1].tool_use_id)
+    end)
+
+    it("turns an effort suffix into the reasoning effort", function()
+      chat { model = "gpt-test-high", messages = { { role = "user", content = "x" } } }
+      local sent = json.decode(mock:requests()[1].body)
+      assert.equal("gpt-test", sent.model)
+      assert.equal("high", sent.reasoning_effort)
+    end)
+  end)
+
+  describe("Anthropic client", function()
+    it("gets streamed tool calls and thinking from an Anthropic upstream", function()
+      mock:queue { an_tools_stream }
+      local res = messages { model = "claude-test", max_tokens = 100, stream = true, tools = tools_an,
+        thinking = { type = "enabled", budget_tokens = 2000 }, messages = { { role = "user", content = "weather?" } } }
+      local data, events = sse(res)
+      assert.equal("message_start", events[1])
+      assert.equal("message_stop", events[#events])
+      local blocks, deltas = {}, {}
+      for i, d in ipairs(data) do
+        local ev = json.decode(d)
+        if events[i] == "content_block_start" then blocks[ev.index + 1] = ev.content_block end
+        if events[i] == "content_block_delta" then
+          deltas[ev.index + 1] = (deltas[ev.index + 1] or "") .. (ev.delta.partial_json or ev.delta.thinking or ev.delta.text or ev.delta.signature or "")
+        end
+      end
+      assert.equal("thinking", blocks[1].type)
+      assert.equal("thinking it oversig123", deltas[1])
+      assert.equal("tool_use", blocks[2].type)
+      assert.equal("toolu_a", blocks[2].id)
+      assert.equal('{"city":"Oslo"}', deltas[2])
+      assert.equal('{"tz":"CET"}', deltas[3])
+      local md = json.decode(data[#data - 1])
+      assert.equal("tool_use", md.delta.stop_reason)
+      assert.equal(9, md.usage.output_tokens)
+      local sent = json.decode(mock:requests()[1].body)
+      assert.same({ type = "enabled", budget_tokens = 2000 }, sent.thinking)
+    end)
+
+    it("gets streamed tool calls from an OpenAI upstream as tool_use blocks", function()
+      mock:queue { oa_tools_stream }
+      local res = messages { model = "gpt-test", max_tokens = 100, stream = true, tools = tools_an,
+        messages = { { role = "user", content = "weather?" } } }
+      local data, events = sse(res)
+      local starts, json_parts = {}, {}
+      for i, d in ipairs(data) do
+        local ev = json.decode(d)
+        if events[i] == "content_block_start" then starts[#starts + 1] = ev.content_block end
+        if events[i] == "content_block_delta" and ev.delta.type == "input_json_delta" then
+          json_parts[ev.index] = (json_parts[ev.index] or "") .. ev.delta.partial_json
+        end
+      end
+      assert.equal("thinking", starts[1].type)
+      assert.equal("tool_use", starts[2].type)
+      assert.equal("get_weather", starts[2].name)
+      assert.equal("call_a", starts[2].id)
+      assert.equal('{"city":"Oslo"}', json_parts[1])
+      assert.equal("get_time", starts[3].name)
+      assert.equal("tool_use", json.decode(data[#data - 1]).delta.stop_reason)
+      local sent = json.decode(mock:requests()[1].body)
+      assert.equal("get_weather", sent.tools[1]["function"].name)
+    end)
+
+    it("sends tool results and images to an OpenAI upstream", function()
+      messages { model = "gpt-test", max_tokens = 50, system = { { type = "text", text = "sys" } }, messages = {
+        { role = "user", content = { { type = "text", text = "look" },
+          { type = "image", source = { type = "base64", media_type = "image/jpeg", data = "AAAA" } } } },
+        { role = "assistant", content = { { type = "tool_use", id = "toolu_1", name = "f", input = { a = 1 } } } },
+        { role = "user", content = { { type = "tool_result", tool_use_id = "toolu_1", content = "done" } } } } }
+      local sent = json.decode(mock:requests()[1].body)
+      assert.same({ role = "system", content = "sys" }, sent.messages[1])
+      assert.equal("data:image/jpeg;base64,AAAA", sent.messages[2].content[2].image_url.url)
+      assert.equal("toolu_1", sent.messages[3].tool_calls[1].id)
+      assert.same({ a = 1 }, json.decode(sent.messages[3].tool_calls[1]["function"].arguments))
+      assert.same({ role = "tool", tool_call_id = "toolu_1", content = "done" }, sent.messages[4])
+      assert.equal(50, sent.max_tokens)
+    end)
+
+    it("maps stop reasons", function()
+      mock:queue { { json = { id = "x", object = "chat.completion", created = 1, model = "m",
+        choices = { { index = 0, message = { role = "assistant", content = "cut" }, finish_reason = "length" } } } } }
+      local body = json.decode(messages { model = "gpt-test", max_tokens = 5, messages = { { role = "user", content = "x" } } }.body)
+      assert.equal("max_tokens", body.stop_reason)
+    end)
+
+    it("counts tokens with the upstream's counter, or estimates", function()
+      mock:queue { { json = { input_tokens = 42 } } }
+      local res = assert(server:request("POST", "/v1/messages/count_tokens",
+        json.encode { model = "claude-test", messages = { { role = "user", content = "count me" } } }))
+      assert.equal(42, json.decode(res.body).input_tokens)
+      assert.equal("/v1/messages/count_tokens", mock:requests()[1].path)
+      res = assert(server:request("POST", "/v1/messages/count_tokens",
+        json.encode { model = "gpt-test", messages = { { role = "user", content = "count me please" } } }))
+      assert.is_true(json.decode(res.body).input_tokens > 0)
+    end)
+
+    it("passes the client's own key through when the provider says so", function()
+      messages({ model = "byok", max_tokens = 5, messages = { { role = "user", content = "x" } } },
+        { ["x-api-key"] = "sk-client-own" })
+      assert.equal("Bearer sk-client-own", mock:requests()[1].headers.authorization)
+    end)
+  end)
+
+  describe("failures", function()
+    it("retries a 429 honouring Retry-After, then succeeds", function()
+      mock:queue { { status = 429, headers = { ["retry-after"] = "1" }, json = { error = { message = "slow down" } } },
+        { status = 503, json = { error = { message = "busy" } } } }
+      local t0 = uv.hrtime()
+      local res = chat { model = "gpt-test", messages = { { role = "user", content = "third time lucky" } } }
+      local waited = (uv.hrtime() - t0) / 1e6
+      assert.equal(200, res.status)
+      assert.equal("third time lucky", json.decode(res.body).choices[1].message.content)
+      assert.equal(3, #mock:requests())
+      assert.is_true(waited >= 1000, "waited " .. waited .. " ms")
+    end)
+
+    it("gives up after the configured retries with the upstream's status and message", function()
+      mock:queue { { status = 500, json = { error = { message = "down 1" } } }, { status = 500, json = { error = { message = "down 2" } } },
+        { status = 500, json = { error = { message = "down 3" } } } }
+      local res = chat { model = "gpt-test", messages = { { role = "user", content = "x" } } }
+      assert.equal(500, res.status)
+      assert.equal("down 3", json.decode(res.body).error.message)
+      assert.equal(3, #mock:requests())
+    end)
+
+    it("falls back to the next provider after connect errors", function()
+      local res = chat { model = "chain", messages = { { role = "user", content = "via the spare" } } }
+      assert.equal(200, res.status)
+      assert.equal("via the spare", json.decode(res.body).choices[1].message.content)
+      assert.matches("falling back to spare", server.log)
+    end)
+
+    it("hands an upstream 400 to each client in its own format, message kept", function()
+      mock:queue { { status = 400, json = { error = { message = "bad temperature", type = "invalid_request_error" } } } }
+      local res = messages { model = "gpt-test", max_tokens = 5, messages = { { role = "user", content = "x" } } }
+      assert.equal(400, res.status)
+      local body = json.decode(res.body)
+      assert.equal("error", body.type)
+      assert.equal("invalid_request_error", body.error.type)
+      assert.equal("bad temperature", body.error.message)
+      assert.equal(1, #mock:requests()) -- a 400 is not retried
+      mock:queue { { status = 400, json = { type = "error", error = { type = "invalid_request_error", message = "bad thinking" } } } }
+      res = chat { model = "claude-test", messages = { { role = "user", content = "x" } } }
+      assert.equal(400, res.status)
+      body = json.decode(res.body)
+      assert.equal("bad thinking", body.error.message)
+      assert.equal("invalid_request_error", body.error.type)
+    end)
+
+    it("ends a stream that drops mid-way with an error event, never silently", function()
+      mock:queue { { frames = oa_tools_stream.frames, drop_after = 4 } }
+      local res = chat { model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } }
+      local data = sse(res)
+      assert.is_table(json.decode(data[#data]).error)
+      mock:queue { { frames = an_tools_stream.frames, drop_after = 5 } }
+      res = messages { model = "claude-test", max_tokens = 5, stream = true, messages = { { role = "user", content = "x" } } }
+      local _, events = sse(res)
+      assert.equal("error", events[#events])
+    end)
+
+    it("ends a stream with a malformed frame with an error event", function()
+      mock:queue { { frames = { oa_chunk({ role = "assistant", content = "ok " }), { data = "{not json" } } } }
+      local res = chat { model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } }
+      local data = sse(res)
+      assert.matches("ok ", res.body, 1, true)
+      assert.matches("malformed", json.decode(data[#data]).error.message)
+    end)
+
+    it("times out an upstream that does not answer, and one that goes quiet", function()
+      mock:queue { { delay_ms = 2000, json = {} } }
+      local res = chat { model = "quick", messages = { { role = "user", content = "x" } } }
+      assert.equal(504, res.status)
+      mock:queue { { frames = { oa_chunk({ role = "assistant", content = "a" }), oa_chunk({ content = "b" }, nil), { data = "[DONE]", delay_ms = 2000 } } } }
+      res = chat { model = "quick", stream = true, messages = { { role = "user", content = "x" } } }
+      assert.matches("idle", json.decode(sse(res)[#sse(res)]).error.message)
+    end)
+
+    it("closes the upstream connection within 100 ms of the client going away", function()
+      mock:queue { { frames = { oa_chunk({ role = "assistant", content = "a" }), oa_chunk({ content = "b" }, nil, nil),
+        { data = "[DONE]", delay_ms = 10000 } } } }
+      local c = server:connect()
+      c:send(client.request_bytes("POST", "/v1/chat/completions", json.encode {
+        model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } }))
+      assert.truthy(c:wait(function(cc) return cc.buf:find('"content":"b"', 1, true) end, 5000))
+      local s, us = uv.gettimeofday()
+      local closed_at = s * 1000 + us / 1000
+      c:close()
+      local seen
+      assert.truthy(client.run_until(function()
+        seen = mock:requests()[1]
+        return seen and seen.closed_at_ms
+      end, 3000))
+      local gap = seen.closed_at_ms - closed_at
+      assert.is_true(gap < 100, string.format("upstream closed %.1f ms after the client", gap))
+    end)
+
+    it("never logs the keys", function()
+      assert.not_matches("sk%-up%-secret", server.log)
+      assert.not_matches("sk%-ant%-secret", server.log)
+    end)
+  end)
+end)
