@@ -13,41 +13,16 @@ local function oa_chunk(delta, finish, extra)
   return { json = c }
 end
 
-local function an(event, value) return { event = event, json = value } end
-
 -- scripted upstream answers ---------------------------------------------------
 
-local oa_tools_stream = { frames = {
-  oa_chunk({ role = "assistant", content = json.null }),
-  oa_chunk({ reasoning_content = "thinking it over" }),
-  oa_chunk({ tool_calls = { { index = 0, id = "call_a", type = "function", ["function"] = { name = "get_weather", arguments = "" } } } }),
-  oa_chunk({ tool_calls = { { index = 0, ["function"] = { arguments = '{"city":' } } } }),
-  oa_chunk({ tool_calls = { { index = 0, ["function"] = { arguments = '"Oslo"}' } } } }),
-  oa_chunk({ tool_calls = { { index = 1, id = "call_b", type = "function", ["function"] = { name = "get_time", arguments = '{"tz":"CET"}' } } } }),
-  oa_chunk({}, "tool_calls"),
-  { json = { id = "chatcmpl-up", object = "chat.completion.chunk", created = 1, model = "m", choices = {},
-    usage = { prompt_tokens = 11, completion_tokens = 9, total_tokens = 20 } } },
-  { data = "[DONE]" },
-} }
-
-local an_tools_stream = { frames = {
-  an("message_start", { type = "message_start", message = { id = "msg_up", type = "message", role = "assistant",
-    model = "m", content = {}, stop_reason = json.null, usage = { input_tokens = 11, output_tokens = 1 } } }),
-  an("content_block_start", { type = "content_block_start", index = 0, content_block = { type = "thinking", thinking = "", signature = "" } }),
-  an("content_block_delta", { type = "content_block_delta", index = 0, delta = { type = "thinking_delta", thinking = "thinking it over" } }),
-  an("content_block_delta", { type = "content_block_delta", index = 0, delta = { type = "signature_delta", signature = "sig123" } }),
-  an("content_block_stop", { type = "content_block_stop", index = 0 }),
-  an("ping", { type = "ping" }),
-  an("content_block_start", { type = "content_block_start", index = 1, content_block = { type = "tool_use", id = "toolu_a", name = "get_weather", input = {} } }),
-  an("content_block_delta", { type = "content_block_delta", index = 1, delta = { type = "input_json_delta", partial_json = '{"city":' } }),
-  an("content_block_delta", { type = "content_block_delta", index = 1, delta = { type = "input_json_delta", partial_json = '"Oslo"}' } }),
-  an("content_block_stop", { type = "content_block_stop", index = 1 }),
-  an("content_block_start", { type = "content_block_start", index = 2, content_block = { type = "tool_use", id = "toolu_b", name = "get_time", input = {} } }),
-  an("content_block_delta", { type = "content_block_delta", index = 2, delta = { type = "input_json_delta", partial_json = '{"tz":"CET"}' } }),
-  an("content_block_stop", { type = "content_block_stop", index = 2 }),
-  an("message_delta", { type = "message_delta", delta = { stop_reason = "tool_use", stop_sequence = json.null }, usage = { output_tokens = 9 } }),
-  an("message_stop", { type = "message_stop" }),
-} }
+local function fixture(name)
+  local f = assert(io.open("spec/fixtures/upstream/" .. name .. ".json", "rb"))
+  local v = json.decode(f:read("*a"))
+  f:close()
+  return v
+end
+local oa_tools_stream = fixture "openai_tools_stream"
+local an_tools_stream = fixture "anthropic_tools_stream"
 
 local tools_oa = { { type = "function", ["function"] = { name = "get_weather", parameters = { type = "object", properties = { city = { type = "string" } } } } },
   { type = "function", ["function"] = { name = "get_time", parameters = { type = "object", properties = { tz = { type = "string" } } } } } }

@@ -1,0 +1,102 @@
+-- Both official SDKs (spec/compat) through the real daemon to the mock
+-- upstream, for every pairing: create(), the streaming helpers, tool calls
+-- round-tripped, thinking seen.
+local helpers = require "helpers"
+local json = require "moongate.json"
+
+describe("official SDKs across every pairing", function()
+  local mock, server, r
+  setup(function()
+    mock = helpers.mock()
+    server = helpers.start { config = string.format([[
+return {
+  providers = {
+    up = { kind = "openai", base_url = %q, api_key = "sk-up" },
+    claude = { kind = "anthropic", base_url = %q, api_key = "sk-ant-up" },
+  },
+  routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-*", provider = "up" } },
+}]], mock.url .. "/v1", mock.url) }
+    local p = assert(io.popen(string.format("node spec/compat/pairings.mjs http://127.0.0.1:%d %s 2>&1", server.port, mock.url)))
+    local text = p:read("*a")
+    p:close()
+    r = json.decode(text:match("([^\n]*)\n?$"))
+    assert(r, "the SDK script printed no JSON:\n" .. text)
+  end)
+  teardown(function()
+    if server then server:stop_clean() end
+    if mock then mock:stop() end
+  end)
+
+  for _, model in ipairs { "gpt-test", "claude-test" } do
+    describe("to " .. model, function()
+      it("Anthropic SDK create()", function()
+        local v = r["anthropic_create_" .. model]
+        assert.is_nil(v.thrown, v.message)
+        assert.equal("message", v.type)
+        assert.equal("hello anthropic sdk", v.text)
+        assert.equal("end_turn", v.stop_reason)
+        assert.equal(3, v.usage.output_tokens)
+      end)
+
+      it("Anthropic SDK stream() / finalMessage()", function()
+        local v = r["anthropic_stream_" .. model]
+        assert.is_nil(v.thrown, v.message)
+        assert.equal("streamed words here", v.text)
+        assert.equal(3, v.deltas)
+        assert.equal("end_turn", v.stop_reason)
+        assert.equal(3, v.output_tokens)
+      end)
+
+      it("Anthropic SDK tool calls round-tripped, thinking seen", function()
+        local v = r["anthropic_tools_" .. model]
+        assert.is_nil(v.thrown, v.message)
+        assert.equal("tool_use", v.stop_reason)
+        assert.equal(2, #v.uses)
+        assert.same({ city = "Oslo" }, v.uses[1].input)
+        assert.equal("get_weather", v.uses[1].name)
+        assert.same({ tz = "CET" }, v.uses[2].input)
+        assert.equal("thinking it over", v.thinking)
+        assert.equal(v.uses[model == "claude-test" and 1 or 2].id, v.sent_tool_result_id)
+        assert.is_string(v.follow_text)
+      end)
+
+      it("OpenAI SDK create()", function()
+        local v = r["openai_create_" .. model]
+        assert.is_nil(v.thrown, v.message)
+        assert.equal("hello openai sdk", v.text)
+        assert.equal("stop", v.finish_reason)
+        assert.equal(3, v.usage.completion_tokens)
+      end)
+
+      it("OpenAI SDK stream() / finalChatCompletion()", function()
+        local v = r["openai_stream_" .. model]
+        assert.is_nil(v.thrown, v.message)
+        assert.equal("streamed words here", v.text)
+        assert.equal("stop", v.finish_reason)
+      end)
+
+      it("OpenAI SDK tool calls round-tripped, reasoning seen", function()
+        local v = r["openai_tools_" .. model]
+        assert.is_nil(v.thrown, v.message)
+        assert.equal("tool_calls", v.finish)
+        assert.equal("thinking it over", v.reasoning)
+        assert.equal("get_weather", v.calls[1].name)
+        assert.same({ city = "Oslo" }, json.decode(v.calls[1].args))
+        assert.same({ tz = "CET" }, json.decode(v.calls[2].args))
+        assert.equal(2, #v.helper_calls)
+        assert.equal("tool_calls", v.helper_finish)
+        assert.is_string(v.follow_text)
+      end)
+    end)
+  end
+
+  it("lists models for the Anthropic SDK", function()
+    assert.is_nil(r.anthropic_models.thrown, r.anthropic_models.message)
+    assert.same({ "echo" }, r.anthropic_models.ids)
+  end)
+
+  it("gives the Anthropic SDK its own error type", function()
+    assert.equal("BadRequestError", r.anthropic_bad_request.thrown)
+    assert.equal(400, r.anthropic_bad_request.status)
+  end)
+end)
