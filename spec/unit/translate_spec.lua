@@ -1,0 +1,107 @@
+-- Fixture-driven translation specs: spec/fixtures/<frontdoor>-<adapter>/<case>/
+--   request.json           what the client sends
+--   upstream_request.json  what must reach the upstream (a subset)
+--   upstream.json          the upstream's answer: {json = body} or {frames = [...]}
+--                          or {fixture = name} for spec/fixtures/upstream/<name>.json
+--   expected.json          what the client gets: a subset of the body, or the
+--                          list of stream frames ({event?, data}) in order
+-- No daemon: front door and adapter modules only.
+local json = require "moongate.json"
+local uv = require "luv"
+
+local frontdoors = {
+  openai_chat = require "moongate.frontdoor.openai_chat",
+  anthropic_messages = require "moongate.frontdoor.anthropic_messages",
+}
+local adapters = {
+  openai = require "moongate.adapters.openai",
+  anthropic = require "moongate.adapters.anthropic",
+}
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local v = assert(json.decode(f:read("*a")), "bad JSON in " .. path)
+  f:close()
+  return v
+end
+
+local function list(dir)
+  local out = {}
+  local h = uv.fs_scandir(dir)
+  while h do
+    local name, kind = uv.fs_scandir_next(h)
+    if not name then break end
+    if kind == "directory" then out[#out + 1] = name end
+  end
+  table.sort(out)
+  return out
+end
+
+-- every key of `want` is in `got` with the same value; lists match in length
+local function contains(got, want, path)
+  path = path or "$"
+  if type(want) ~= "table" then
+    assert(got == want, string.format("%s: expected %s, got %s", path, tostring(want), tostring(got)))
+    return
+  end
+  assert(type(got) == "table", string.format("%s: expected a table, got %s", path, tostring(got)))
+  if json.is_array(want) and next(want) ~= nil then
+    assert(#got == #want, string.format("%s: expected %d items, got %d", path, #want, #got))
+  end
+  for k, v in pairs(want) do contains(got[k], v, path .. "." .. tostring(k)) end
+end
+
+local function normalize(frames)
+  local out = {}
+  for _, f in ipairs(frames) do
+    local event, data = nil, f
+    if type(f) == "table" then event, data = f.event, f.data end
+    out[#out + 1] = { event = event, data = data == "[DONE]" and data or json.decode(data) }
+  end
+  return out
+end
+
+for _, pairing in ipairs(list("spec/fixtures")) do
+  local fd_name, ad_name = pairing:match("^(.-)%-(.+)$")
+  if fd_name and frontdoors[fd_name] then
+    describe("translation " .. pairing, function()
+      local fd, ad = frontdoors[fd_name], adapters[ad_name]
+      for _, case in ipairs(list("spec/fixtures/" .. pairing)) do
+        it(case, function()
+          local dir = "spec/fixtures/" .. pairing .. "/" .. case .. "/"
+          local creq = assert(fd.decode(json.encode(read(dir .. "request.json")), {}))
+          creq.upstream_model = creq.model
+          contains(ad.request(creq, {}), read(dir .. "upstream_request.json"), "upstream request")
+
+          local up = read(dir .. "upstream.json")
+          if up.fixture then up = read("spec/fixtures/upstream/" .. up.fixture .. ".json") end
+          local events = {}
+          local function add(evs) for _, e in ipairs(evs) do events[#events + 1] = e end end
+          if up.frames then
+            local dec = ad.decoder()
+            for _, f in ipairs(up.frames) do
+              add(dec:frame(f.data or json.encode(f.json), f.event))
+            end
+            add(dec:finish())
+          else
+            add(ad.response(up.json))
+          end
+          for _, e in ipairs(events) do assert(e.type ~= "error", "error event: " .. tostring(e.message)) end
+
+          local expected = read(dir .. "expected.json")
+          if creq.stream then
+            local enc, frames = fd.stream_encoder(creq, { id = "ID", created = 1 }), {}
+            for _, e in ipairs(events) do
+              for _, f in ipairs(enc:event(e)) do frames[#frames + 1] = f end
+            end
+            contains(normalize(frames), expected, "client stream")
+          else
+            local col = fd.collector(creq, { id = "ID", created = 1 })
+            for _, e in ipairs(events) do col:event(e) end
+            contains(col:result(), expected, "client body")
+          end
+        end)
+      end
+    end)
+  end
+end
