@@ -52,6 +52,7 @@ local provider_schema = {
     default_max_tokens = integer(1),
     max_tokens_field = { type = "string", enum = { max_tokens = true, max_completion_tokens = true } },
     send_reasoning = "boolean",
+    passthrough = "boolean",             -- false: always translate, even format to same format
   },
 }
 

@@ -35,7 +35,10 @@ function M.run(req, frontdoor, creq, route, registry)
   end
   if registry then registry[req.h] = x end
   core._on_close(req.h, function() x:cancel("client closed") end)
-  if route.effort and not creq.reasoning then creq.reasoning = { effort = route.effort } end
+  if route.effort and not creq.reasoning then
+    creq.reasoning = { effort = route.effort }
+    creq.effort_from_suffix = true
+  end
   creq.upstream_model = route.model
   x:attempt()
   return x
@@ -87,6 +90,11 @@ function Exchange:emit(ev)
     self:upstream_error(ev)
     return false
   end
+  if ev.type == "raw_body" then -- passthrough of a whole answer
+    self:finish()
+    http.json(self.req, 200, ev.body)
+    return true
+  end
   if not self.stream then
     self.col:event(ev)
     if ev.type == "done" then
@@ -97,6 +105,16 @@ function Exchange:emit(ev)
   end
   if not self.stream.started then
     if not self.stream:start(200) then self:cancel("client closed"); return false end
+  end
+  if ev.type == "raw" then -- passthrough: the upstream's frame as it came
+    local m = self.stream:send(ev.data, ev.event)
+    if m == nil then self:cancel("client closed"); return false end
+    return m
+  end
+  if ev.passthrough then -- the upstream's own closing frames are out already
+    self:finish()
+    self.stream:finish()
+    return false
   end
   local more = true
   local frames = self.enc:event(ev)

@@ -143,6 +143,18 @@ return {
       assert.equal("toolu_a", sent.messages[3].content[1].tool_use_id)
     end)
 
+    it("forwards frames untouched when both sides speak OpenAI (passthrough)", function()
+      mock:queue { { frames = { oa_chunk({ role = "assistant", content = "" }, nil, { x_vendor = "kept" }),
+        oa_chunk({ content = "as is" }), oa_chunk({}, "stop"), { data = "[DONE]" } } } }
+      local body = json.encode { model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } }, x_extra = 1 }
+      local res = assert(server:request("POST", "/v1/chat/completions", body))
+      local data = sse(res)
+      assert.equal("kept", json.decode(data[1]).x_vendor)
+      assert.equal("chatcmpl-up", json.decode(data[2]).id)
+      assert.equal("[DONE]", data[#data])
+      assert.equal(body, mock:requests()[1].body) -- the client's bytes, unchanged
+    end)
+
     it("turns an effort suffix into the reasoning effort", function()
       chat { model = "gpt-test-high", messages = { { role = "user", content = "x" } } }
       local sent = json.decode(mock:requests()[1].body)

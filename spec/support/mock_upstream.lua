@@ -20,6 +20,12 @@ local cjson = require "cjson"
 
 local queue, requests = {}, {}
 
+-- lua-cjson writes an empty table as {}; the fields these APIs define as
+-- lists must go out as []
+local function encode(v)
+  return (cjson.encode(v):gsub('"(content)":{}', '"%1":[]'):gsub('"(choices)":{}', '"%1":[]'))
+end
+
 local function now_ms()
   local s, us = uv.gettimeofday()
   return s * 1000 + us / 1000
@@ -124,14 +130,14 @@ local function serve_script(tcp, script, record, done)
         after(f.delay_ms, function()
           if tcp:is_closing() then return done(false) end
           local data = f.raw or ((f.event and ("event: " .. f.event .. "\n") or "") ..
-            "data: " .. (f.data or cjson.encode(f.json)) .. "\n\n")
+            "data: " .. (f.data or encode(f.json)) .. "\n\n")
           send(tcp, data)
           step()
         end)
       end
       step()
     else
-      local body = script.body or (script.json ~= nil and cjson.encode(script.json)) or ""
+      local body = script.body or (script.json ~= nil and encode(script.json)) or ""
       headers["content-type"] = headers["content-type"] or "application/json"
       headers["content-length"] = #body
       send(tcp, head(status, headers) .. body)

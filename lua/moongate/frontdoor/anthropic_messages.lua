@@ -121,6 +121,7 @@ function M.decode(body, headers, opts)
     if not budget or budget < 1 then return bad("thinking.budget_tokens: Field required") end
     creq.reasoning = { budget_tokens = budget, effort = reasoning.effort_for(budget) }
   end
+  creq.raw_body = body
   headers = headers or {}
   local auth = headers.authorization and headers.authorization:match("^[Bb]earer%s+(.+)$")
   creq.client_key = headers["x-api-key"] or auth

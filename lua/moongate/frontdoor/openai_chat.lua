@@ -193,6 +193,7 @@ function M.decode(body, headers)
     end
   end
   if #system > 0 then creq.system = table.concat(system, "\n\n") end
+  creq.raw_body = body
   local auth = headers and headers.authorization
   creq.client_key = auth and auth:match("^[Bb]earer%s+(.+)$") or (headers and headers["x-api-key"])
   if is_array(req.tools) then

@@ -12,6 +12,31 @@ local defaults = {
   anthropic = { base_url = "https://api.anthropic.com", key_env = "ANTHROPIC_API_KEY" },
 }
 
+--- passthrough(format) -> a decoder that hands frames on untouched, only
+-- watching for the end (a stream that stops before it is an error)
+function M.passthrough(format)
+  local d = { ended = false, done = false }
+  function d:frame(data, event)
+    if data == "[DONE]" then
+      self.ended = true
+    elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
+      return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200) } }
+    elseif event == "message_stop" then
+      self.ended = true
+    end
+    return { { type = "raw", data = data, event = event } }
+  end
+  function d:finish()
+    if self.done then return {} end
+    self.done = true
+    if not self.ended then
+      return { { type = "error", status = 502, message = "the upstream stream ended before it finished" } }
+    end
+    return { { type = "done", passthrough = true } }
+  end
+  return d
+end
+
 --- kind(adapter) -> a provider module ({new = ...}) for that wire format
 function M.kind(adapter)
   local P = {}
@@ -61,10 +86,14 @@ function M.kind(adapter)
 
   function P:start(creq, sink)
     local a = self.adapter
-    local body = json.encode(a.request(creq, self.conf))
+    -- same format on both sides and nothing to rewrite: forward the client's
+    -- body and the upstream's frames as they are
+    local pass = creq.raw_body and creq.client == a.format and creq.upstream_model == creq.model
+      and not creq.effort_from_suffix and self.conf.passthrough ~= false
+    local body = pass and creq.raw_body or json.encode(a.request(creq, self.conf))
     local headers = a.headers(self.conf, self:api_key(creq), creq)
     for k, v in pairs(self.conf.headers or {}) do headers[k] = v end
-    local dec = creq.stream and a.decoder() or nil
+    local dec = creq.stream and (pass and M.passthrough(a.format) or a.decoder()) or nil
     local status, handle
     local job = {}
 
@@ -110,6 +139,7 @@ function M.kind(adapter)
         if dec then
           return emit_all(dec:finish())
         end
+        if pass then return emit_all({ { type = "raw_body", body = text } }) end
         local answer = json.decode(text)
         emit_all(a.response(answer))
       end),
