@@ -2,7 +2,7 @@
 -- by glob (* and ?), may rewrite it, and name a provider or a fallback list.
 -- Pure: built from the config table and a provider registry.
 local errors = require "moongate.errors"
-local reasoning = require "moongate.reasoning"
+local models = require "moongate.models"
 
 local M = {}
 local Router = {}
@@ -36,18 +36,12 @@ local function match(self, name)
 end
 
 --- resolve(model) -> {model, requested, effort?, chain = {{name, provider}}} | nil, err
--- An exact alias or route wins; otherwise an effort suffix (-low, _high, ...)
--- is taken off into `effort` and the rest is routed.
 function Router:resolve(model)
-  local name, effort = self.aliases[model] or model, nil
+  local name, effort = models.normalize(model, self.aliases, function(n)
+    local r = match(self, n)
+    return r and r.exact
+  end)
   local r = match(self, name)
-  if not self.aliases[model] and not (r and r.exact) then
-    local base, e = reasoning.split_suffix(name)
-    if e then
-      name, effort = self.aliases[base] or base, e
-      r = match(self, name)
-    end
-  end
   if r then
     local chain = {}
     for i, pname in ipairs(r.chain) do

@@ -94,3 +94,25 @@ return {
     assert.is_nil((config.parse_listen("1.2.3.4:99999")))
   end)
 end)
+
+describe("config without a file", function()
+  it("serves the providers whose keys are in the environment", function()
+    local cfg = assert(config.resolve({}, function(k)
+      return ({ ANTHROPIC_API_KEY = "sk-ant-x", XAI_API_KEY = "xai-x",
+        MOONGATE_XAI_BASE_URL = "http://127.0.0.1:9/v1" })[k]
+    end, 1))
+    assert.equal("anthropic", cfg.providers.anthropic.kind)
+    assert.equal("ANTHROPIC_API_KEY", cfg.providers.anthropic.api_key_env)
+    assert.equal("http://127.0.0.1:9/v1", cfg.providers.xai.base_url)
+    assert.is_nil(cfg.providers.openai)
+    local r = require("moongate.router").new(cfg, { anthropic = {}, xai = {}, echo = {} })
+    assert.equal("anthropic", r:resolve("claude-opus-4").chain[1].name)
+    assert.equal("xai", r:resolve("grok-4").chain[1].name)
+  end)
+
+  it("reports an unknown provider kind", function()
+    local path = helpers.tmpfile([[return { providers = { p = { kind = "nonesuch" } } }]])
+    local _, errs = config.resolve({ config = path }, env {}, 1)
+    assert.matches('providers.p.kind: unknown kind "nonesuch"', errs[1], 1, true)
+  end)
+end)

@@ -37,3 +37,24 @@ describe("router", function()
     assert.same({ "echo", "fast", "gpt-4o", "o3", "sonnet" }, r:models())
   end)
 end)
+
+describe("models.normalize", function()
+  local models = require "moongate.models"
+  it("applies aliases, keeps exact names, and takes effort suffixes off", function()
+    local exact = function(n) return n == "o3-high" end
+    assert.same({ "claude-sonnet-4" }, { models.normalize("sonnet", { sonnet = "claude-sonnet-4" }, exact) })
+    assert.same({ "o3-high" }, { models.normalize("o3-high", {}, exact) })
+    assert.same({ "gpt-5", "low" }, { models.normalize("gpt-5_low", {}, exact) })
+    assert.same({ "claude-sonnet-4", "high" }, { models.normalize("sonnet-high", { sonnet = "claude-sonnet-4" }, exact) })
+    assert.same({ "gpt-5" }, { models.normalize("gpt-5", {}, exact) })
+  end)
+
+  it("routes a suffixed name as its base with the effort", function()
+    local router = require "moongate.router"
+    local r = router.new({ routes = { { match = "gpt-*", provider = "up" } } }, { up = { models = {} }, echo = { models = {} } })
+    local route = r:resolve("gpt-5-high")
+    assert.equal("gpt-5", route.model)
+    assert.equal("high", route.effort)
+    assert.equal("gpt-5-high", route.requested)
+  end)
+end)
