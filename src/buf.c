@@ -58,3 +58,20 @@ void mg_buf_free(mg_buf *b)
 	b->data = NULL;
 	b->len = b->cap = 0;
 }
+
+int mg_buf_append_pair(mg_buf *b, const char *name, size_t nlen,
+		       const char *value, size_t vlen)
+{
+	char *p;
+
+	if (mg_buf_reserve(b, nlen + vlen + 2))
+		return -1;
+	p = b->data + b->len;
+	for (size_t i = 0; i < nlen; i++)
+		p[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+	p[nlen] = 0;
+	memcpy(p + nlen + 1, value, vlen);
+	p[nlen + 1 + vlen] = 0;
+	b->len += nlen + vlen + 2;
+	return 0;
+}

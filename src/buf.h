@@ -21,5 +21,8 @@ int mg_buf_append(mg_buf *b, const void *p, size_t n);
 int mg_buf_appendf(mg_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void mg_buf_free(mg_buf *b);
+/* Appends a header as "name\0value\0", the name lower-cased. 0 or -1. */
+int mg_buf_append_pair(mg_buf *b, const char *name, size_t nlen,
+		       const char *value, size_t vlen);
 
 #endif

@@ -51,19 +51,7 @@ mg_req *mg_req_new(mg_worker *w, const mg_transport *t, void *conn)
 
 int mg_req_header(mg_req *r, const char *name, size_t nlen, const char *value, size_t vlen)
 {
-	size_t at = r->headers.len;
-
-	if (mg_buf_reserve(&r->headers, nlen + vlen + 2))
-		return -1;
-	for (size_t i = 0; i < nlen; i++) {
-		char c = name[i];
-		r->headers.data[at + i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-	}
-	r->headers.data[at + nlen] = 0;
-	memcpy(r->headers.data + at + nlen + 1, value, vlen);
-	r->headers.data[at + nlen + 1 + vlen] = 0;
-	r->headers.len += nlen + vlen + 2;
-	return 0;
+	return mg_buf_append_pair(&r->headers, name, nlen, value, vlen);
 }
 
 void mg_req_free(mg_req *r)
@@ -293,34 +281,6 @@ void mg_req_fail(mg_req *r, int status, const char *message)
 
 /* ---- dispatch ---------------------------------------------------------- */
 
-static void push_headers(lua_State *L, const mg_buf *h)
-{
-	size_t i = 0;
-
-	lua_createtable(L, 0, 16);
-	while (i < h->len) {
-		const char *name = h->data + i;
-		size_t nl = strlen(name);
-		const char *value = name + nl + 1;
-		size_t vl = strlen(value);
-		/* a repeated header joins with ", " as HTTP allows */
-		lua_pushlstring(L, name, nl);
-		lua_rawget(L, -2);
-		if (lua_isstring(L, -1)) {
-			lua_pushliteral(L, ", ");
-			lua_pushlstring(L, value, vl);
-			lua_concat(L, 3);
-		} else {
-			lua_pop(L, 1);
-			lua_pushlstring(L, value, vl);
-		}
-		lua_pushlstring(L, name, nl);
-		lua_insert(L, -2);
-		lua_rawset(L, -3);
-		i += nl + vl + 2;
-	}
-}
-
 static void set_string(lua_State *L, const char *key, const mg_buf *b)
 {
 	lua_pushlstring(L, b->data ? b->data : "", b->len);
@@ -368,7 +328,7 @@ void mg_req_dispatch(mg_req *r)
 	} else {
 		set_string(L, "body", &r->body);
 	}
-	push_headers(L, &r->headers);
+	mg_push_pairs(L, &r->headers);
 	lua_setfield(L, -2, "headers");
 	mg_buf_free(&r->body);
 	mg_buf_free(&r->headers);

@@ -7,6 +7,7 @@
 #include <lua5.1/lua-cjson.h>
 #include <lua5.1/luv/luv.h>
 #include <stdlib.h>
+#include <string.h>
 
 #ifndef MOONGATE_LUA_DIR
 #define MOONGATE_LUA_DIR "lua"
@@ -16,6 +17,32 @@ const char *mg_lua_dir(void)
 {
 	const char *d = getenv("MOONGATE_LUA_DIR");
 	return d && *d ? d : MOONGATE_LUA_DIR;
+}
+
+void mg_push_pairs(lua_State *L, const mg_buf *h)
+{
+	size_t i = 0;
+
+	lua_createtable(L, 0, 16);
+	while (i < h->len) {
+		const char *name = h->data + i;
+		size_t nl = strlen(name);
+		const char *value = name + nl + 1;
+		size_t vl = strlen(value);
+		lua_pushlstring(L, name, nl);
+		lua_pushlstring(L, name, nl);
+		lua_rawget(L, -3);
+		if (lua_isstring(L, -1)) {
+			lua_pushliteral(L, ", ");
+			lua_pushlstring(L, value, vl);
+			lua_concat(L, 3);
+		} else {
+			lua_pop(L, 1);
+			lua_pushlstring(L, value, vl);
+		}
+		lua_rawset(L, -3);
+		i += nl + vl + 2;
+	}
 }
 
 static int traceback(lua_State *L)

@@ -8,6 +8,7 @@
 
 #include <lua.h>
 #include <uv.h>
+#include "buf.h"
 
 /* A new state with the standard libraries, cjson and moongate.core preloaded,
  * luv sharing `loop` (may be NULL for a state without a loop), and
@@ -18,6 +19,10 @@ lua_State *mg_lua_new(uv_loop_t *loop, const char *lua_dir);
  * error it logs "<what>: <message + traceback>", leaves that string on the
  * stack in place of the results, and returns non-zero. */
 int mg_pcall(lua_State *L, int nargs, int nresults, const char *what);
+
+/* Pushes a table of the "name\0value\0" pairs in h; a repeated name gets
+ * its values joined with ", " as HTTP allows. */
+void mg_push_pairs(lua_State *L, const mg_buf *h);
 
 /* The directory holding lua/moongate: $MOONGATE_LUA_DIR or the built-in one. */
 const char *mg_lua_dir(void);

@@ -254,23 +254,6 @@ static int call_cb(mg_fetch *f, int nargs, const char *what)
 	return r;
 }
 
-static void push_resp_headers(lua_State *L, const mg_buf *h)
-{
-	size_t i = 0;
-
-	lua_newtable(L);
-	while (i < h->len) {
-		const char *name = h->data + i;
-		size_t nl = strlen(name);
-		const char *value = name + nl + 1;
-		size_t vl = strlen(value);
-		lua_pushlstring(L, name, nl);
-		lua_pushlstring(L, value, vl);
-		lua_rawset(L, -3);
-		i += nl + vl + 2;
-	}
-}
-
 static void deliver_headers(mg_fetch *f)
 {
 	lua_State *L = f->up->L;
@@ -282,7 +265,7 @@ static void deliver_headers(mg_fetch *f)
 	if (!push_cb(f, "on_headers"))
 		return;
 	lua_pushinteger(L, f->status);
-	push_resp_headers(L, &f->resp_headers);
+	mg_push_pairs(L, &f->resp_headers);
 	call_cb(f, 2, "upstream on_headers");
 }
 
@@ -306,17 +289,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	ve = len;
 	while (ve > vs && (buf[ve - 1] == '\r' || buf[ve - 1] == '\n' || buf[ve - 1] == ' '))
 		ve--;
-	if (mg_buf_reserve(&f->resp_headers, nl + (ve - vs) + 2))
-		return 0;
-	for (size_t i = 0; i < nl; i++) {
-		char c = buf[i];
-		f->resp_headers.data[f->resp_headers.len++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-	}
-	f->resp_headers.data[f->resp_headers.len++] = 0;
-	memcpy(f->resp_headers.data + f->resp_headers.len, buf + vs, ve - vs);
-	f->resp_headers.len += ve - vs;
-	f->resp_headers.data[f->resp_headers.len++] = 0;
-	return len;
+	return mg_buf_append_pair(&f->resp_headers, buf, nl, buf + vs, ve - vs) ? 0 : len;
 }
 
 static void sse_frame(void *ud, const char *event, size_t elen, const char *data,
@@ -452,7 +425,7 @@ static void finish(mg_fetch *f, CURLcode rc)
 		lua_pushlstring(L, f->body.data ? f->body.data : "", f->body.len);
 		curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->status);
 		lua_pushinteger(L, f->status);
-		push_resp_headers(L, &f->resp_headers);
+		mg_push_pairs(L, &f->resp_headers);
 		f->in_curl++;
 		if (mg_pcall(L, 5, 0, "upstream on_done"))
 			lua_pop(L, 1);

@@ -39,4 +39,23 @@ function M.prompt_tokens(creq)
   return n
 end
 
+local alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+--- random_id(prefix, n) -> prefix followed by n random letters and digits
+function M.random_id(prefix, n)
+  local out = {}
+  for i = 1, n do
+    local k = math.random(1, #alphabet)
+    out[i] = alphabet:sub(k, k)
+  end
+  return prefix .. table.concat(out)
+end
+
+--- client_key(headers) -> the key the client sent (Bearer or x-api-key)
+function M.client_key(headers)
+  if not headers then return nil end
+  local auth = headers.authorization
+  return (auth and auth:match("^[Bb]earer%s+(.+)$")) or headers["x-api-key"]
+end
+
 return M

@@ -56,6 +56,19 @@ function M.body(client, err)
   return json.encode(M.object(client, err))
 end
 
+--- upstream_message(text) -> the message inside an upstream's error body
+-- (OpenAI's {"error":{"message"}}, Anthropic's {"type":"error","error":{...}},
+-- Ollama's {"error":"..."}, or a bare {"message"}), else the text itself
+function M.upstream_message(text)
+  local body = json.decode(text or "")
+  if type(body) == "table" then
+    if type(body.error) == "table" and body.error.message then return tostring(body.error.message) end
+    if type(body.error) == "string" then return body.error end
+    if body.message then return tostring(body.message) end
+  end
+  return (text and text ~= "") and text or nil
+end
+
 --- client_for_path(path) -> which error format a path's clients expect
 function M.client_for_path(path)
   if path:find("^/v1/messages") then return "anthropic" end

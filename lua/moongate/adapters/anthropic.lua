@@ -1,6 +1,7 @@
 -- Provider adapter: Anthropic messages.
 -- Pure: canonical request -> wire request; wire frame -> canonical events.
 local json = require "moongate.json"
+local errors = require "moongate.errors"
 local reasoning = require "moongate.reasoning"
 
 local M = { format = "anthropic" }
@@ -199,14 +200,8 @@ function M.response(body)
   return out
 end
 
-function M.error_message(text)
-  local body = json.decode(text or "")
-  if type(body) == "table" and type(body.error) == "table" and body.error.message then
-    return tostring(body.error.message)
-  end
-  if type(body) == "table" and type(body.error) == "string" then return body.error end
-  return text ~= "" and text or nil
-end
+
+M.error_message = errors.upstream_message
 
 M.path = "/v1/messages"
 M.count_path = "/v1/messages/count_tokens"

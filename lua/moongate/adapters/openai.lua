@@ -2,6 +2,7 @@
 -- upstream: OpenAI, xAI, OpenRouter, vLLM, llama.cpp, Ollama's /v1).
 -- Pure: canonical request -> wire request; wire frame -> canonical events.
 local json = require "moongate.json"
+local errors = require "moongate.errors"
 
 local M = { format = "openai" }
 local null = json.null
@@ -125,6 +126,15 @@ local function reasoning_of(delta)
   if type(r) == "string" and r ~= "" then return r end
 end
 
+-- reasoning and text of a delta or a whole message, as events
+local function text_events(out, m)
+  local r = reasoning_of(m)
+  if r then out[#out + 1] = { type = "thinking_delta", text = r } end
+  if type(m.content) == "string" and m.content ~= "" then
+    out[#out + 1] = { type = "text_delta", text = m.content }
+  end
+end
+
 local function usage_event(u)
   if type(u) ~= "table" then return nil end
   local details = type(u.completion_tokens_details) == "table" and u.completion_tokens_details or {}
@@ -159,11 +169,7 @@ function M.decoder()
     local ch = type(chunk.choices) == "table" and chunk.choices[1]
     if type(ch) == "table" then
       local delta = type(ch.delta) == "table" and ch.delta or {}
-      local r = reasoning_of(delta)
-      if r then out[#out + 1] = { type = "thinking_delta", text = r } end
-      if type(delta.content) == "string" and delta.content ~= "" then
-        out[#out + 1] = { type = "text_delta", text = delta.content }
-      end
+      text_events(out, delta)
       if type(delta.tool_calls) == "table" then
         for _, tc in ipairs(delta.tool_calls) do
           local key = tc.index or tc.id or 0
@@ -216,11 +222,7 @@ function M.response(body)
   local out = { { type = "start", id = body.id, model = body.model } }
   local ch = body.choices[1] or {}
   local msg = type(ch.message) == "table" and ch.message or {}
-  local r = reasoning_of(msg)
-  if r then out[#out + 1] = { type = "thinking_delta", text = r } end
-  if type(msg.content) == "string" and msg.content ~= "" then
-    out[#out + 1] = { type = "text_delta", text = msg.content }
-  end
+  text_events(out, msg)
   for i, tc in ipairs(type(msg.tool_calls) == "table" and msg.tool_calls or {}) do
     local fn = tc["function"] or {}
     out[#out + 1] = { type = "toolcall_start", index = i - 1, id = tc.id, name = fn.name }
@@ -233,16 +235,8 @@ function M.response(body)
   return out
 end
 
---- error_message(body_text) -> the upstream's own message, if it has one
-function M.error_message(text)
-  local body = json.decode(text or "")
-  if type(body) == "table" then
-    if type(body.error) == "table" and body.error.message then return tostring(body.error.message) end
-    if type(body.error) == "string" then return body.error end
-    if body.message then return tostring(body.message) end
-  end
-  return text ~= "" and text or nil
-end
+
+M.error_message = errors.upstream_message
 
 M.path = "/chat/completions"
 

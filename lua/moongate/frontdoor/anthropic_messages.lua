@@ -5,6 +5,7 @@
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local reasoning = require "moongate.reasoning"
+local canonical = require "moongate.canonical"
 
 local M = { client = "anthropic" }
 local null = json.null
@@ -122,10 +123,8 @@ function M.decode(body, headers, opts)
     creq.reasoning = { budget_tokens = budget, effort = reasoning.effort_for(budget) }
   end
   creq.raw_body = body
-  headers = headers or {}
-  local auth = headers.authorization and headers.authorization:match("^[Bb]earer%s+(.+)$")
-  creq.client_key = headers["x-api-key"] or auth
-  creq.anthropic_beta = headers["anthropic-beta"]
+  creq.client_key = canonical.client_key(headers)
+  creq.anthropic_beta = headers and headers["anthropic-beta"]
   return creq
 end
 
@@ -133,15 +132,7 @@ end
 
 local stop_reasons = { stop = "end_turn", length = "max_tokens", tool_use = "tool_use", content_filter = "refusal" }
 
-local alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-local function random_id(prefix, n)
-  local out = {}
-  for i = 1, n do
-    local k = math.random(1, #alphabet)
-    out[i] = alphabet:sub(k, k)
-  end
-  return prefix .. table.concat(out)
-end
+local random_id = canonical.random_id
 
 local function frame(event, value)
   return { event = event, data = type(value) == "string" and value or json.encode(value) }

@@ -4,6 +4,7 @@
 -- Pure: no host globals, tested without the daemon.
 local json = require "moongate.json"
 local errors = require "moongate.errors"
+local canonical = require "moongate.canonical"
 
 local M = { client = "openai" }
 
@@ -194,8 +195,7 @@ function M.decode(body, headers)
   end
   if #system > 0 then creq.system = table.concat(system, "\n\n") end
   creq.raw_body = body
-  local auth = headers and headers.authorization
-  creq.client_key = auth and auth:match("^[Bb]earer%s+(.+)$") or (headers and headers["x-api-key"])
+  creq.client_key = canonical.client_key(headers)
   if is_array(req.tools) then
     creq.tools = {}
     for i, t in ipairs(req.tools) do
@@ -224,16 +224,7 @@ end
 
 local finish_reasons = { stop = "stop", length = "length", tool_use = "tool_calls", content_filter = "content_filter" }
 
-local alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-local function random_id(prefix, n)
-  local out = {}
-  for i = 1, n do
-    local k = math.random(1, #alphabet)
-    out[i] = alphabet:sub(k, k)
-  end
-  return prefix .. table.concat(out)
-end
-M.random_id = random_id
+local random_id = canonical.random_id
 
 local function usage_object(u)
   local p, c = u and u.input_tokens or 0, u and u.output_tokens or 0
