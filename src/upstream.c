@@ -175,7 +175,7 @@ static int on_timer(CURLM *m, long ms, void *userp)
 	if (ms < 0)
 		uv_timer_stop(up->timer);
 	else
-		uv_timer_start(up->timer, on_timeout, (uint64_t)(ms ? ms : 1), 0);
+		uv_timer_start(up->timer, on_timeout, (uint64_t)ms, 0); /* 0: next loop turn */
 	return 0;
 }
 

@@ -9,6 +9,7 @@ local Conn = {}
 Conn.__index = Conn
 
 local function run_until(pred, timeout_ms)
+  uv.update_time() -- the loop's clock is stale after anything that blocked
   local deadline = uv.now() + (timeout_ms or 5000)
   local timer = uv.new_timer()
   timer:start(50, 50, function() end) -- wakes the loop so the deadline is seen

@@ -1,0 +1,446 @@
+-- The side-by-side benchmark (run it through scripts/bench, which installs
+-- and builds what it needs). In one run, on loopback, against the same C mock
+-- upstream: the mock directly, moongate passthrough (OpenAI client, OpenAI
+-- upstream), moongate translating (Anthropic client, OpenAI upstream), nginx
+-- proxy_pass, Portkey's gateway. Every figure is a median over rounds and a
+-- ratio to the direct call or to nginx of the same round.
+--
+-- Pinning: the proxy under test runs on CPU 0; the mock, wrk and the stream
+-- clients on CPU 1 (taskset), so the gateway and the load do not share a core.
+package.path = "lua/?.lua;spec/?.lua;" .. package.path
+local uv = require "luv"
+local json = require "moongate.json"
+local client = require "support.client"
+
+local opts = { rounds = 3, duration = 3, streams = 10000, quick = false }
+for i = 1, #arg do
+  if arg[i] == "--rounds" then opts.rounds = tonumber(arg[i + 1]) end
+  if arg[i] == "--quick" then opts.quick, opts.rounds, opts.streams, opts.duration = true, 1, 1000, 2 end
+  if arg[i] == "--streams" then opts.streams = tonumber(arg[i + 1]) end
+end
+
+local ROOT = uv.cwd()
+local OUT = ROOT .. "/bench-results"
+local WORK = ROOT .. "/.bench"
+local P = { mock = 19501, moongate = 19502, nginx = 19503, portkey = 19504 }
+local function log(...) io.stderr:write(string.format(...), "\n") end
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+local function sleep(ms) client.run_until(function() return false end, ms) end
+
+-- processes ------------------------------------------------------------------
+
+local procs = {}
+local function spawn(name, cpu, cmd, args, env)
+  local full = { "-c", tostring(cpu), cmd }
+  for _, a in ipairs(args or {}) do full[#full + 1] = a end
+  local outpipe, errpipe = uv.new_pipe(false), uv.new_pipe(false)
+  local p = { name = name, log = "" }
+  p.handle, p.pid = uv.spawn("taskset", { args = full, env = env, stdio = { nil, outpipe, errpipe } },
+    function(code) p.exited, p.code = true, code end)
+  assert(p.handle, "cannot start " .. name .. ": " .. tostring(p.pid))
+  local function keep(_, d) if d then p.log = (p.log .. d):sub(-20000) end end
+  outpipe:read_start(keep)
+  errpipe:read_start(keep)
+  procs[#procs + 1] = p
+  return p
+end
+
+local function wait_port(port, what)
+  assert(client.run_until(function()
+    local c = client.connect(port)
+    if c then c:close() return true end
+  end, 20000), what .. " did not listen on " .. port)
+end
+
+local function stop_all()
+  for _, p in ipairs(procs) do
+    if not p.exited then p.handle:kill("sigterm") end
+  end
+  client.run_until(function()
+    for _, p in ipairs(procs) do if not p.exited then return false end end
+    return true
+  end, 5000)
+  for _, p in ipairs(procs) do if not p.exited then p.handle:kill("sigkill") end end
+  sleep(100)
+end
+
+local function rss_kb(pid, field)
+  local f = io.open("/proc/" .. pid .. "/status")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  return tonumber(text:match((field or "VmRSS") .. ":%s+(%d+)"))
+end
+
+-- targets ----------------------------------------------------------------------
+
+local oa_body = json.encode { model = "zero", messages = { { role = "user", content = "Say hello." } } }
+local an_body = json.encode { model = "zero", max_tokens = 64, messages = { { role = "user", content = "Say hello." } } }
+local function body_for(t, model)
+  return (t.anthropic and an_body or oa_body):gsub('"zero"', '"' .. model .. '"')
+end
+
+local targets = {
+  { key = "direct", name = "mock directly", port = P.mock, path = "/v1/chat/completions" },
+  { key = "passthrough", name = "moongate passthrough", port = P.moongate, path = "/v1/chat/completions", gateway = true },
+  { key = "translating", name = "moongate translating", port = P.moongate, path = "/v1/messages", anthropic = true, gateway = true },
+  { key = "nginx", name = "nginx proxy_pass", port = P.nginx, path = "/v1/chat/completions" },
+  { key = "portkey", name = "Portkey gateway", port = P.portkey, path = "/v1/chat/completions",
+    headers = { ["x-portkey-provider"] = "openai", ["x-portkey-custom-host"] = "http://127.0.0.1:" .. P.mock .. "/v1",
+      authorization = "Bearer sk-bench" } },
+}
+
+local function wrk(t, model, conns, seconds)
+  local lines = { "wrk.method = 'POST'", "wrk.headers['content-type'] = 'application/json'",
+    string.format("wrk.body = %q", body_for(t, model)) }
+  for k, v in pairs(t.headers or {}) do lines[#lines + 1] = string.format("wrk.headers[%q] = %q", k, v) end
+  local script = WORK .. "/wrk-" .. t.key .. ".lua"
+  write(script, table.concat(lines, "\n") .. "\n")
+  local out = sh(string.format("taskset -c 1 wrk -t1 -c%d -d%ds --latency -s %s http://127.0.0.1:%d%s",
+    conns, seconds, script, t.port, t.path))
+  local function ms(s)
+    local v, unit = s:match("([%d%.]+)(%a+)")
+    v = tonumber(v)
+    if not v then return nil end
+    return unit == "us" and v / 1000 or unit == "ms" and v or unit == "s" and v * 1000 or v
+  end
+  local errors = 0
+  for n in out:gmatch("Non%-2xx or 3xx responses: (%d+)") do errors = errors + tonumber(n) end
+  local sock = out:match("Socket errors: connect (%d+), read (%d+), write (%d+), timeout (%d+)")
+  if sock then for n in out:gmatch("(%d+)") do end end
+  local c, r, w, to = out:match("Socket errors: connect (%d+), read (%d+), write (%d+), timeout (%d+)")
+  errors = errors + (tonumber(c) or 0) + (tonumber(r) or 0) + (tonumber(w) or 0) + (tonumber(to) or 0)
+  return {
+    p50 = ms(out:match("%s50%%%s+(%S+)") or ""), p99 = ms(out:match("%s99%%%s+(%S+)") or ""),
+    rps = tonumber(out:match("Requests/sec:%s+([%d%.]+)")), errors = errors, raw = out,
+  }
+end
+
+-- streams: time to first token, gaps between tokens, many open at once ----------
+
+--- streams(t, n, model) -> list of {ttft, gaps, tokens, done, error}; runs the
+-- loop until every stream ended or `timeout_ms` passed. `on_all_started` runs
+-- once every stream has its first token.
+local function streams(t, n, model, timeout_ms, on_all_started)
+  local results, pending, started = {}, n, 0
+  local body = body_for(t, model):gsub("}$", ',"stream":true}')
+  local req = client.request_bytes("POST", t.path, body, t.headers)
+  for i = 1, n do
+    local r = { gaps = {}, tokens = 0 }
+    results[i] = r
+    local tcp = uv.new_tcp()
+    r.tcp = tcp
+    local t0, last
+    local function finish(err)
+      if r.done or r.error then return end
+      if err then r.error = err else r.done = true end
+      pending = pending - 1
+      if not tcp:is_closing() then tcp:close() end
+    end
+    tcp:connect("127.0.0.1", t.port, function(err)
+      if err then return finish("connect: " .. err) end
+      tcp:nodelay(true)
+      t0 = uv.hrtime()
+      tcp:write(req)
+      local tail = ""
+      tcp:read_start(function(rerr, data)
+        if rerr or not data then return finish(r.finished_ok and nil or "closed early") end
+        local now = uv.hrtime()
+        local text = tail .. data
+        for _ in text:gmatch("tok%d+ ") do
+          if not r.ttft then
+            r.ttft = (now - t0) / 1e6
+            started = started + 1
+            if started == n and on_all_started then on_all_started() end
+          else
+            r.gaps[#r.gaps + 1] = (now - last) / 1e6
+          end
+          last = now
+          r.tokens = r.tokens + 1
+        end
+        if text:find("[DONE]", 1, true) or text:find("message_stop", 1, true) or text:find("\r\n0\r\n\r\n", 1, true) then
+          r.finished_ok = true
+          finish(nil)
+        end
+        tail = text:sub(-16)
+      end)
+    end)
+  end
+  client.run_until(function() return pending == 0 end, timeout_ms)
+  for _, r in ipairs(results) do
+    if not r.done and not r.error then r.error = "timeout" end
+    if not r.tcp:is_closing() then r.tcp:close() end
+  end
+  uv.run("nowait")
+  return results
+end
+
+-- statistics -----------------------------------------------------------------
+
+local function median(t)
+  local s = {}
+  for _, v in pairs(t) do if type(v) == "number" then s[#s + 1] = v end end
+  if #s == 0 then return nil end
+  table.sort(s)
+  local m = math.floor((#s + 1) / 2)
+  return #s % 2 == 1 and s[m] or (s[m] + s[m + 1]) / 2
+end
+
+local function pct(t, p)
+  local s = {}
+  for _, v in ipairs(t) do s[#s + 1] = v end
+  if #s == 0 then return nil end
+  table.sort(s)
+  return s[math.max(1, math.ceil(#s * p))]
+end
+
+-- set-up -------------------------------------------------------------------------
+
+local function start_all()
+  spawn("mock", 1, WORK .. "/mock", { tostring(P.mock) })
+  write(WORK .. "/moongate.lua", string.format([[
+return {
+  listen = "127.0.0.1:%d", workers = 1, log_level = "warn",
+  providers = { up = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-bench", retries = 0 } },
+  routes = { { match = "*", provider = "up" } },
+}]], P.moongate, P.mock))
+  local mg = spawn("moongate", 0, ROOT .. "/build/moongate", { "serve", "--config", WORK .. "/moongate.lua" },
+    { "MOONGATE_LUA_DIR=" .. ROOT .. "/lua", "PATH=" .. os.getenv("PATH") })
+  write(WORK .. "/nginx.conf", string.format([[
+worker_processes 1;
+daemon off;
+pid %s/nginx.pid;
+error_log %s/nginx-error.log warn;
+events { worker_connections 65536; }
+worker_rlimit_nofile 200000;
+http {
+  access_log off;
+  client_body_temp_path %s/nginx-body;
+  proxy_temp_path %s/nginx-proxy;
+  upstream mock { server 127.0.0.1:%d; keepalive 256; }
+  server {
+    listen 127.0.0.1:%d;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}]], WORK, WORK, WORK, WORK, P.mock, P.nginx))
+  spawn("nginx", 0, "/usr/sbin/nginx", { "-c", WORK .. "/nginx.conf", "-e", WORK .. "/nginx-error.log" })
+  local pk = spawn("portkey", 0, "node", { WORK .. "/node_modules/.bin/gateway", "--port=" .. P.portkey, "--headless" },
+    { "PATH=" .. os.getenv("PATH"), "NODE_ENV=production" })
+  for k, port in pairs(P) do wait_port(port, k) end
+  return mg, pk
+end
+
+-- the run ---------------------------------------------------------------------------
+
+local function main()
+  uv.fs_mkdir(OUT, 493)
+  log("pinning: proxies on CPU 0 (taskset -c 0), mock and load generators on CPU 1 (taskset -c 1)")
+  local mg, pk = start_all()
+  sleep(500)
+  local R = { rounds = {} }
+  R.idle_rss_kb = rss_kb(mg.pid)
+  for round = 1, opts.rounds do
+    log("round %d/%d", round, opts.rounds)
+    local r = { lat = {}, rps0 = {}, rps20 = {}, stream = {} }
+    for _, t in ipairs(targets) do
+      r.lat[t.key] = wrk(t, "zero", 1, opts.duration)
+      log("  %-22s c1    p50 %.3f ms  p99 %.3f ms", t.name, r.lat[t.key].p50 or -1, r.lat[t.key].p99 or -1)
+    end
+    for _, t in ipairs(targets) do
+      r.rps0[t.key] = wrk(t, "zero", 64, opts.duration)
+      log("  %-22s c64   %8.0f req/s (errors %d)", t.name, r.rps0[t.key].rps or -1, r.rps0[t.key].errors)
+    end
+    R.load_rss_kb = math.max(R.load_rss_kb or 0, rss_kb(mg.pid) or 0)
+    for _, t in ipairs(targets) do
+      r.rps20[t.key] = wrk(t, "delay20", 64, opts.duration)
+      log("  %-22s c64 20 ms %8.0f req/s", t.name, r.rps20[t.key].rps or -1)
+    end
+    for _, t in ipairs(targets) do
+      if t.key ~= "portkey" then
+        local res = streams(t, 20, "paced", 20000)
+        local ttft, gaps, errs, stalls = {}, {}, 0, 0
+        for _, x in ipairs(res) do
+          if x.error or x.tokens ~= 64 then errs = errs + 1 end
+          ttft[#ttft + 1] = x.ttft
+          for _, g in ipairs(x.gaps) do
+            gaps[#gaps + 1] = g
+            if g > 100 then stalls = stalls + 1 end
+          end
+        end
+        r.stream[t.key] = { ttft50 = pct(ttft, 0.5), ttft99 = pct(ttft, 0.99), gap50 = pct(gaps, 0.5),
+          gap99 = pct(gaps, 0.99), errors = errs, stalls = stalls }
+        log("  %-22s paced ttft p50 %.2f p99 %.2f ms, gap p50 %.2f p99 %.2f ms, errors %d, stalls %d", t.name,
+          r.stream[t.key].ttft50 or -1, r.stream[t.key].ttft99 or -1, r.stream[t.key].gap50 or -1,
+          r.stream[t.key].gap99 or -1, errs, stalls)
+      end
+    end
+    R.rounds[round] = r
+  end
+
+  -- many open streams at once through moongate
+  log("holding %d streams open through moongate", opts.streams)
+  local before = rss_kb(mg.pid)
+  local at_peak
+  local held = streams(targets[2], opts.streams, "hold", 120000, function() at_peak = rss_kb(mg.pid) end)
+  local ok, errs = 0, {}
+  for _, x in ipairs(held) do
+    if x.done and x.tokens == 10 then ok = ok + 1 else errs[x.error or ("tokens " .. x.tokens)] = (errs[x.error or ("tokens " .. x.tokens)] or 0) + 1 end
+  end
+  R.streams = { n = opts.streams, ok = ok, errors = errs, before_kb = before, peak_kb = at_peak }
+  log("  %d/%d complete; RSS before %s KiB, with all open %s KiB", ok, opts.streams, tostring(before), tostring(at_peak))
+  R.portkey_rss_kb = rss_kb(pk.pid)
+  stop_all()
+
+  -- instructions per request on the passthrough path (valgrind counts, not time)
+  R.instructions = {}
+  for _, n in ipairs { 200, 600 } do
+    local out = WORK .. "/callgrind.out." .. n
+    os.remove(out)
+    procs = {}
+    spawn("mock", 1, WORK .. "/mock", { tostring(P.mock) })
+    local vg = spawn("valgrind", 0, "valgrind", { "--tool=callgrind", "--callgrind-out-file=" .. out,
+      ROOT .. "/build/moongate", "serve", "--config", WORK .. "/moongate.lua" },
+      { "MOONGATE_LUA_DIR=" .. ROOT .. "/lua", "PATH=" .. os.getenv("PATH") })
+    wait_port(P.mock, "mock")
+    wait_port(P.moongate, "moongate under callgrind")
+    local c = assert(client.connect(P.moongate))
+    for _ = 1, n do
+      c:send(client.request_bytes("POST", "/v1/chat/completions", oa_body))
+      assert(c:read_response(10000), "no answer under callgrind")
+    end
+    c:close()
+    stop_all()
+    local f = io.open(out)
+    local text = f and f:read("*a") or ""
+    if f then f:close() end
+    R.instructions[n] = tonumber(text:match("\ntotals:%s*(%d+)") or text:match("\nsummary:%s*(%d+)"))
+    log("  callgrind with %d requests: %s instructions", n, tostring(R.instructions[n]))
+  end
+  return R
+end
+
+-- report -------------------------------------------------------------------------
+
+local function report(R)
+  local function over(field, sub, key)
+    local vals = {}
+    for _, r in ipairs(R.rounds) do
+      local v = r[field][key]
+      vals[#vals + 1] = v and v[sub]
+    end
+    return median(vals)
+  end
+  local function ratio_rounds(field, sub, a, b, op)
+    local vals = {}
+    for _, r in ipairs(R.rounds) do
+      local x, y = r[field][a] and r[field][a][sub], r[field][b] and r[field][b][sub]
+      if x and y and y ~= 0 then vals[#vals + 1] = op == "minus" and (x - y) or x / y end
+    end
+    return median(vals)
+  end
+  local rows, checks = {}, {}
+  local function row(figure, value, unit, target, pass)
+    rows[#rows + 1] = string.format("| %s | %s%s | %s | %s |", figure,
+      value and string.format("%.3f", value) or "n/a", unit, target or "",
+      pass == nil and "" or (pass and "met" or "**missed**"))
+    if pass ~= nil then checks[#checks + 1] = pass end
+  end
+  local add_p99_pass = ratio_rounds("lat", "p99", "passthrough", "direct", "minus")
+  local add_p99_tr = ratio_rounds("lat", "p99", "translating", "direct", "minus")
+  row("added latency p50, passthrough, c1", ratio_rounds("lat", "p50", "passthrough", "direct", "minus"), " ms")
+  row("added latency p99, passthrough, c1", add_p99_pass, " ms", "<= 0.1 ms", add_p99_pass and add_p99_pass <= 0.1)
+  row("added latency p50, translating, c1", ratio_rounds("lat", "p50", "translating", "direct", "minus"), " ms")
+  row("added latency p99, translating, c1", add_p99_tr, " ms", "<= 0.25 ms", add_p99_tr and add_p99_tr <= 0.25)
+  row("added latency p99, nginx, c1", ratio_rounds("lat", "p99", "nginx", "direct", "minus"), " ms")
+  row("added latency p99, Portkey, c1", ratio_rounds("lat", "p99", "portkey", "direct", "minus"), " ms")
+  for _, t in ipairs(targets) do
+    row("req/s c64 zero delay, " .. t.name, over("rps0", "rps", t.key), "")
+  end
+  local vs_nginx = ratio_rounds("rps0", "rps", "passthrough", "nginx")
+  row("throughput passthrough / nginx", vs_nginx, "x", ">= 0.9", vs_nginx and vs_nginx >= 0.9)
+  local vs_pk = ratio_rounds("rps0", "rps", "passthrough", "portkey")
+  row("throughput passthrough / Portkey", vs_pk, "x", ">= 10", vs_pk and vs_pk >= 10)
+  for _, t in ipairs(targets) do
+    row("req/s c64 20 ms mock, " .. t.name, over("rps20", "rps", t.key), "")
+  end
+  local ttft_add = ratio_rounds("stream", "ttft99", "passthrough", "direct", "minus")
+  local stalls = 0
+  for _, r in ipairs(R.rounds) do stalls = stalls + ((r.stream.passthrough or {}).stalls or 0) end
+  row("added TTFT p50, paced, passthrough", ratio_rounds("stream", "ttft50", "passthrough", "direct", "minus"), " ms")
+  row("added TTFT p99, paced, passthrough", ttft_add, " ms", "<= 0.2 ms, no stalls", ttft_add and ttft_add <= 0.2 and stalls == 0)
+  row("added TTFT p99, paced, translating", ratio_rounds("stream", "ttft99", "translating", "direct", "minus"), " ms")
+  row("added gap p99 between chunks, passthrough", ratio_rounds("stream", "gap99", "passthrough", "direct", "minus"), " ms")
+  row("stalls (gap > 100 ms), passthrough", stalls, "")
+  local idle = R.idle_rss_kb and R.idle_rss_kb / 1024
+  row("idle resident memory", idle, " MiB", "<= 16 MiB", idle and idle <= 16)
+  row("resident memory after load", R.load_rss_kb and R.load_rss_kb / 1024, " MiB")
+  local s = R.streams
+  local per = s.peak_kb and s.before_kb and (s.peak_kb - s.before_kb) / s.n
+  row(string.format("memory per open stream (%d held)", s.n), per, " KiB", "<= 48 KiB", per and per <= 48)
+  row(string.format("streams complete of %d", s.n), s.ok, "", "all, no errors", s.ok == s.n and s.n >= 10000)
+  local ipr = R.instructions[600] and R.instructions[200] and (R.instructions[600] - R.instructions[200]) / 400
+  row("instructions per request, passthrough (callgrind)", ipr, "")
+  row("Portkey resident memory", R.portkey_rss_kb and R.portkey_rss_kb / 1024, " MiB")
+
+  local md = { "# moongate benchmark", "",
+    string.format("%s; %d round(s) of %d s per wrk run; medians over rounds; added = gateway minus the direct call in the same round.",
+      os.date("!%Y-%m-%d %H:%M UTC"), opts.rounds, opts.duration),
+    "Pinning: proxies on CPU 0, mock upstream and load generators on CPU 1 (taskset).", "",
+    "| figure | value | target | |", "|---|---|---|---|" }
+  for _, l in ipairs(rows) do md[#md + 1] = l end
+  md[#md + 1] = ""
+  md[#md + 1] = "Stream errors: " .. json.encode(s.errors)
+  write(OUT .. "/results.md", table.concat(md, "\n") .. "\n")
+  write(OUT .. "/results.json", json.encode(R))
+
+  -- chart: throughput and p99 latency per target
+  local dat = {}
+  for _, t in ipairs(targets) do
+    dat[#dat + 1] = string.format('"%s" %f %f', t.name, over("rps0", "rps", t.key) or 0, over("lat", "p99", t.key) or 0)
+  end
+  write(WORK .. "/chart.dat", table.concat(dat, "\n") .. "\n")
+  write(WORK .. "/chart.gp", string.format([[
+set terminal png size 1000,500
+set output "%s/chart.png"
+set multiplot layout 1,2 title "moongate vs direct, nginx and Portkey (loopback, 2 cores)"
+set style data histograms
+set style fill solid 0.8
+set xtics rotate by -30
+set title "requests/s, c64, zero-delay mock"
+plot "%s/chart.dat" using 2:xtic(1) notitle
+set title "p99 latency ms, c1"
+plot "%s/chart.dat" using 3:xtic(1) notitle
+unset multiplot
+]], OUT, WORK, WORK))
+  sh("gnuplot " .. WORK .. "/chart.gp")
+  io.stdout:write(table.concat(md, "\n"), "\n")
+  local met = 0
+  for _, c in ipairs(checks) do if c then met = met + 1 end end
+  io.stdout:write(string.format("\ntargets met: %d of %d; results in %s/results.md and chart.png\n", met, #checks, OUT))
+end
+
+local ok, R = xpcall(main, debug.traceback)
+if not ok then
+  stop_all()
+  for _, p in ipairs(procs) do if p.log ~= "" then log("%s: %s", p.name, p.log:sub(-2000)) end end
+  error(R, 0)
+end
+report(R)
