@@ -159,6 +159,7 @@ local function streams(t, n, model, timeout_ms, on_all_started)
       tcp:read_start(function(rerr, data)
         if rerr or not data then return finish(r.finished_ok and nil or "closed early") end
         local now = uv.hrtime()
+        if not r.head then r.head = data:sub(1, 300) end
         local text = tail .. data
         for _ in text:gmatch("tok%d+ ") do
           if not r.ttft then
@@ -214,7 +215,7 @@ local function start_all()
   write(WORK .. "/moongate.lua", string.format([[
 return {
   listen = "127.0.0.1:%d", workers = 1, log_level = "warn",
-  providers = { up = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-bench", retries = 0 } },
+  providers = { up = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-bench" } },
   routes = { { match = "*", provider = "up" } },
 }]], P.moongate, P.mock))
   local mg = spawn("moongate", 0, ROOT .. "/build/moongate", { "serve", "--config", WORK .. "/moongate.lua" },
@@ -298,11 +299,20 @@ local function main()
   -- many open streams at once through moongate
   log("holding %d streams open through moongate", opts.streams)
   local before = rss_kb(mg.pid)
-  local at_peak
-  local held = streams(targets[2], opts.streams, "hold", 120000, function() at_peak = rss_kb(mg.pid) end)
+  local at_peak = 0
+  local sampler = uv.new_timer() -- the peak while the streams are open
+  sampler:start(250, 250, function() at_peak = math.max(at_peak, rss_kb(mg.pid) or 0) end)
+  local held = streams(targets[2], opts.streams, "hold", 120000)
+  sampler:close()
   local ok, errs = 0, {}
   for _, x in ipairs(held) do
-    if x.done and x.tokens == 10 then ok = ok + 1 else errs[x.error or ("tokens " .. x.tokens)] = (errs[x.error or ("tokens " .. x.tokens)] or 0) + 1 end
+    if x.done and x.tokens == 10 then
+      ok = ok + 1
+    else
+      local why = x.error or ("tokens " .. x.tokens)
+      errs[why] = (errs[why] or 0) + 1
+      if not R.stream_error_sample then R.stream_error_sample = (x.head or ""):sub(1, 300) end
+    end
   end
   R.streams = { n = opts.streams, ok = ok, errors = errs, before_kb = before, peak_kb = at_peak }
   log("  %d/%d complete; RSS before %s KiB, with all open %s KiB", ok, opts.streams, tostring(before), tostring(at_peak))
@@ -407,7 +417,8 @@ local function report(R)
     "| figure | value | target | |", "|---|---|---|---|" }
   for _, l in ipairs(rows) do md[#md + 1] = l end
   md[#md + 1] = ""
-  md[#md + 1] = "Stream errors: " .. json.encode(s.errors)
+  md[#md + 1] = "Stream errors: " .. json.encode(s.errors) ..
+    (R.stream_error_sample and ("; first failed answer began: `" .. R.stream_error_sample:gsub("[\r\n]+", " ") .. "`") or "")
   write(OUT .. "/results.md", table.concat(md, "\n") .. "\n")
   write(OUT .. "/results.json", json.encode(R))
 

@@ -4,7 +4,7 @@
  *   "zero"    at once
  *   "delay20" after 20 ms
  *   "paced"   streamed: 64 deltas 20 ms apart (SSE, whatever "stream" says)
- *   "hold"    streamed: one delta a second for 30 s (for many open streams)
+ *   "hold"    streamed: one delta a second for 10 s (for many open streams)
  * Non-streamed answers are fixed JSON bodies; streamed ones end with the
  * format's own closing frames. Usage: mock PORT
  */
@@ -224,7 +224,7 @@ static int on_complete(http_parser *p)
 		int hold = strstr(b, "\"hold\"") != NULL;
 		c->stream = 1;
 		c->sent = 0;
-		c->total = hold ? 30 : 64;
+		c->total = hold ? 10 : 64;
 		c->interval = hold ? 1000 : 20;
 		send_bytes(c, head, sizeof head - 1);
 		send_delta(c);
