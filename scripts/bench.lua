@@ -429,7 +429,7 @@ local function report(R)
   end
   write(WORK .. "/chart.dat", table.concat(dat, "\n") .. "\n")
   write(WORK .. "/chart.gp", string.format([[
-set terminal png size 1000,500
+set terminal png size 1000,500 noenhanced
 set output "%s/chart.png"
 set multiplot layout 1,2 title "moongate vs direct, nginx and Portkey (loopback, 2 cores)"
 set style data histograms
