@@ -42,7 +42,16 @@ function M.redact(text)
   return text
 end
 
+local levels = { error = 0, warn = 1, info = 2, debug = 3 }
+local threshold = levels.info
+
+--- set_level(name): messages above it are dropped before any formatting
+function M.set_level(name)
+  threshold = levels[name] or threshold
+end
+
 local function emit(level, fmt, ...)
+  if levels[level] > threshold then return end -- no formatting, no redaction
   local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
   sink(level, M.redact(msg))
 end

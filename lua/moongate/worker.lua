@@ -14,6 +14,7 @@ function M.init(init_json, index, workers)
   if cfg.lua_path then
     package.path = cfg.lua_path .. ";" .. package.path
   end
+  log.set_level(cfg.log_level)
   for _, p in pairs(cfg.providers) do log.add_secret(p.api_key) end
   local uv = require "luv"
   math.randomseed(uv.hrtime() % 2147483647 + index)
