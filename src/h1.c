@@ -46,7 +46,6 @@ typedef struct mg_h1_conn {
 	int closing;
 	int lingering;         /* response out, FIN sent, draining input */
 	uv_shutdown_t shutdown_req;
-	int eof;
 	int handles_open;      /* tcp and timer: freed when both are closed */
 } mg_h1_conn;
 
@@ -143,15 +142,12 @@ static void linger(mg_h1_conn *c)
 static void finish_request(mg_h1_conn *c)
 {
 	mg_req *r = c->req;
-	int keep = !r->close_after && !c->eof;
+	int keep = !r->close_after;
 
 	c->req = NULL;
 	mg_req_free(r);
 	if (!keep) {
-		if (c->eof)
-			conn_close(c);
-		else
-			linger(c);
+		linger(c);
 		return;
 	}
 	/* next request: pipelined bytes first, then the socket */
@@ -526,7 +522,7 @@ static void conn_process(mg_h1_conn *c)
 			uv_read_stop((uv_stream_t *)&c->tcp);
 			c->reading = 0;
 		}
-	} else if (!c->reading && !c->eof) {
+	} else if (!c->reading) {
 		c->reading = 1;
 		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	}
@@ -561,7 +557,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 	if (nread == 0)
 		return;
 	/* EOF or error: whatever is in flight has lost its client */
-	c->eof = 1;
 	conn_close(c);
 }
 

@@ -300,13 +300,8 @@ void mg_req_dispatch(mg_req *r)
 	lua_getfield(L, -1, "handle");
 
 	lua_createtable(L, 0, 10);
-	slot = lua_newuserdata(L, sizeof *slot);
-	*slot = r;
+	slot = (mg_req **)mg_push_handle(L, r, REQ_HANDLE_MT, &r->handle_ref);
 	r->handle = slot;
-	luaL_getmetatable(L, REQ_HANDLE_MT);
-	lua_setmetatable(L, -2);
-	lua_pushvalue(L, -1);
-	r->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_setfield(L, -2, "h");
 	lua_pushstring(L, r->method);
 	lua_setfield(L, -2, "method");
@@ -433,19 +428,6 @@ static int write_result(lua_State *L, mg_req *r)
 	return 2;
 }
 
-/* _stream_write(h, bytes) -> more, queued | nil, "closed" */
-static int l_stream_write(lua_State *L)
-{
-	size_t n;
-	const char *p = luaL_checklstring(L, 2, &n);
-	mg_req *r = check_stream(L);
-
-	if (!r || !r->conn)
-		return closed(L);
-	queue_body(r, p, n);
-	return write_result(L, r);
-}
-
 /* _stream_sse(h, data [, event]) -> more, queued | nil, "closed"
  * _stream_ndjson(h, data)        -> more, queued | nil, "closed" */
 static int stream_framed(lua_State *L, int sse)
@@ -517,24 +499,6 @@ static int set_callback(lua_State *L, int which)
 static int l_on_drain(lua_State *L) { return set_callback(L, 0); }
 static int l_on_close(lua_State *L) { return set_callback(L, 1); }
 
-/* _req_alive(h) -> boolean */
-static int l_req_alive(lua_State *L)
-{
-	mg_req *r = check_req(L, 1);
-	lua_pushboolean(L, r && r->conn);
-	return 1;
-}
-
-/* _req_close(h): drop the client connection now (an unrecoverable stream). */
-static int l_req_close(lua_State *L)
-{
-	mg_req *r = check_req(L, 1);
-
-	if (r && r->conn)
-		r->t->abort(r);
-	return 0;
-}
-
 static int l_handle_tostring(lua_State *L)
 {
 	mg_req *r = *(mg_req **)luaL_checkudata(L, 1, REQ_HANDLE_MT);
@@ -547,14 +511,11 @@ int mg_http_open(lua_State *L)
 	static const luaL_Reg fns[] = {
 		{ "_respond", l_respond },
 		{ "_stream_start", l_stream_start },
-		{ "_stream_write", l_stream_write },
 		{ "_stream_sse", l_stream_sse },
 		{ "_stream_ndjson", l_stream_ndjson },
 		{ "_stream_end", l_stream_end },
 		{ "_on_drain", l_on_drain },
 		{ "_on_close", l_on_close },
-		{ "_req_alive", l_req_alive },
-		{ "_req_close", l_req_close },
 		{ NULL, NULL }
 	};
 

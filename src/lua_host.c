@@ -45,6 +45,18 @@ void mg_push_pairs(lua_State *L, const mg_buf *h)
 	}
 }
 
+void **mg_push_handle(lua_State *L, void *ptr, const char *mt, int *ref)
+{
+	void **slot = lua_newuserdata(L, sizeof *slot);
+
+	*slot = ptr;
+	luaL_getmetatable(L, mt);
+	lua_setmetatable(L, -2);
+	lua_pushvalue(L, -1);
+	*ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	return slot;
+}
+
 static int traceback(lua_State *L)
 {
 	const char *msg = lua_tostring(L, 1);

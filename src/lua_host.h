@@ -24,6 +24,12 @@ int mg_pcall(lua_State *L, int nargs, int nresults, const char *what);
  * its values joined with ", " as HTTP allows. */
 void mg_push_pairs(lua_State *L, const mg_buf *h);
 
+/* Pushes a new userdata slot holding `ptr`, with metatable `mt`, and keeps a
+ * registry reference to it in *ref (dropped by the owner with luaL_unref).
+ * The C object points back at the slot and sets it to NULL when it is freed,
+ * so Lua can hold the handle longer than the object lives. */
+void **mg_push_handle(lua_State *L, void *ptr, const char *mt, int *ref);
+
 /* The directory holding lua/moongate: $MOONGATE_LUA_DIR or the built-in one. */
 const char *mg_lua_dir(void);
 

@@ -34,7 +34,7 @@
 #define FETCH_MT "moongate.fetch"
 #define MAX_BODY (64 * 1024 * 1024)
 
-enum { MODE_BODY, MODE_SSE, MODE_NDJSON, MODE_RAW };
+enum { MODE_BODY, MODE_SSE, MODE_NDJSON };
 
 typedef struct mg_fetch mg_fetch;
 
@@ -292,29 +292,30 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	return mg_buf_append_pair(&f->resp_headers, buf, nl, buf + vs, ve - vs) ? 0 : len;
 }
 
-static void sse_frame(void *ud, const char *event, size_t elen, const char *data,
-		      size_t dlen, const char *id, size_t ilen)
+/* Hands one frame to Lua's on_frame; a false answer pauses the transfer. */
+static void deliver(mg_fetch *f, const char *data, size_t dlen, const char *event, size_t elen)
 {
-	mg_fetch *f = ud;
 	lua_State *L = f->up->L;
-	int r;
 
-	(void)id;
-	(void)ilen;
-	if (f->cancelled) {
-		f->sse.stop = 1;
-		return;
-	}
-	if (!push_cb(f, "on_frame"))
+	if (f->cancelled || !push_cb(f, "on_frame"))
 		return;
 	lua_pushlstring(L, data, dlen);
 	if (elen)
 		lua_pushlstring(L, event, elen);
 	else
 		lua_pushnil(L);
-	r = call_cb(f, 2, "upstream on_frame");
-	if (r == 0)
+	if (call_cb(f, 2, "upstream on_frame") == 0)
 		f->paused = 1;
+}
+
+static void sse_frame(void *ud, const char *event, size_t elen, const char *data,
+		      size_t dlen, const char *id, size_t ilen)
+{
+	mg_fetch *f = ud;
+
+	(void)id;
+	(void)ilen;
+	deliver(f, data, dlen, event, elen);
 	if (f->cancelled || f->paused)
 		f->sse.stop = 1;
 }
@@ -322,18 +323,8 @@ static void sse_frame(void *ud, const char *event, size_t elen, const char *data
 static void ndjson_line(void *ud, const char *line, size_t len)
 {
 	mg_fetch *f = ud;
-	lua_State *L = f->up->L;
 
-	if (f->cancelled) {
-		f->stop = 1;
-		return;
-	}
-	if (!push_cb(f, "on_frame"))
-		return;
-	lua_pushlstring(L, line, len);
-	lua_pushnil(L);
-	if (call_cb(f, 2, "upstream on_frame") == 0)
-		f->paused = 1;
+	deliver(f, line, len, NULL, 0);
 	if (f->cancelled || f->paused)
 		f->stop = 1;
 }
@@ -375,13 +366,8 @@ static size_t on_write(char *buf, size_t size, size_t n, void *ud)
 	}
 	if (f->held.len) { /* still paused by Lua: keep the order */
 		mg_buf_append(&f->held, buf, len);
-	} else if (f->mode == MODE_SSE || f->mode == MODE_NDJSON) {
+	} else {
 		feed(f, buf, len);
-	} else if (push_cb(f, "on_frame")) {
-		lua_pushlstring(f->up->L, buf, len);
-		lua_pushnil(f->up->L);
-		if (call_cb(f, 2, "upstream on_frame") == 0)
-			f->paused = 1;
 	}
 	if (f->cancelled)
 		return 0;
@@ -553,7 +539,7 @@ static long opt_ms(lua_State *L, const char *key)
 
 /* _fetch(opts, callbacks) -> handle
  * opts: url, method ("POST"), headers {name = value}, body, stream
- *   ("sse" | "ndjson" | "raw" | nil for a whole body), connect_timeout_ms,
+ *   ("sse" | "ndjson" | nil for a whole body), connect_timeout_ms,
  *   first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms, insecure.
  * callbacks: on_headers(status, headers), on_frame(data, event) -> more?
  *   (false pauses until _fetch_resume), on_done(err, code, body, status,
@@ -561,7 +547,7 @@ static long opt_ms(lua_State *L, const char *key)
 static int l_fetch(lua_State *L)
 {
 	mg_upstream *up;
-	mg_fetch *f, **slot;
+	mg_fetch *f;
 	const char *url, *method = "POST", *stream = NULL;
 	size_t blen = 0;
 	const char *body = NULL;
@@ -586,8 +572,9 @@ static int l_fetch(lua_State *L)
 		return luaL_error(L, "out of memory");
 	f->up = up;
 	f->cb_ref = f->slot_ref = LUA_NOREF;
-	f->mode = !stream ? MODE_BODY : !strcmp(stream, "sse") ? MODE_SSE :
-		  !strcmp(stream, "ndjson") ? MODE_NDJSON : MODE_RAW;
+	if (stream && strcmp(stream, "sse") && strcmp(stream, "ndjson"))
+		return luaL_argerror(L, 1, "stream must be \"sse\", \"ndjson\" or nil");
+	f->mode = !stream ? MODE_BODY : !strcmp(stream, "sse") ? MODE_SSE : MODE_NDJSON;
 	f->easy = curl_easy_init();
 	if (!f->easy) {
 		free(f);
@@ -650,13 +637,7 @@ static int l_fetch(lua_State *L)
 
 	lua_pushvalue(L, 2);
 	f->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	slot = lua_newuserdata(L, sizeof *slot);
-	*slot = f;
-	f->slot = slot;
-	luaL_getmetatable(L, FETCH_MT);
-	lua_setmetatable(L, -2);
-	lua_pushvalue(L, -1);
-	f->slot_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	f->slot = (mg_fetch **)mg_push_handle(L, f, FETCH_MT, &f->slot_ref);
 
 	f->next = up->head;
 	if (f->next)

@@ -338,18 +338,15 @@ function M.resolve(flags, getenv, cpu_count)
       return nil, verrs
     end
     for k, v in pairs(file) do cfg[k] = v end
-    cfg.config_path = path
+  else
+    M.env_providers(cfg, getenv)
   end
-  if not cfg.config_path then M.env_providers(cfg, getenv) end
   for k, v in pairs(from_env(getenv, errs)) do cfg[k] = v end
   if flags.listen then cfg.listen = flags.listen end
   if flags.workers then cfg.workers = flags.workers end
   if flags.verbose then cfg.log_level = "debug" end
   cfg.workers = cfg.workers or cpu_count or 1
-  local cp = cfg.config_path
-  cfg.config_path = nil
   local ok, verrs = M.validate(cfg)
-  cfg.config_path = cp
   if not ok then
     for i = 1, #verrs do errs[#errs + 1] = verrs[i] end
   end

@@ -77,6 +77,12 @@ function Exchange:attempt()
   self.job = link.provider:start(self.creq, sink)
 end
 
+-- a front door's frame is SSE data, or {data, event}
+function Exchange:send(frame)
+  if type(frame) == "table" then return self.stream:send(frame.data, frame.event) end
+  return self.stream:send(frame)
+end
+
 function Exchange:finish()
   self.done = true
   if self.timer and not self.timer:is_closing() then self.timer:close() end
@@ -119,9 +125,7 @@ function Exchange:emit(ev)
   local more = true
   local frames = self.enc:event(ev)
   for i = 1, #frames do
-    local f = frames[i]
-    local m
-    if type(f) == "table" then m = self.stream:send(f.data, f.event) else m = self.stream:send(f) end
+    local m = self:send(frames[i])
     if m == nil then self:cancel("client closed"); return false end
     more = more and m
   end
@@ -172,9 +176,7 @@ function Exchange:fail(err)
   if self.job then self.job.cancel() end
   local e = errors.new(err.status or 502, err.message or "upstream error", { type = err.error_type })
   if self.stream and self.stream.started then
-    for _, frame in ipairs(self.enc:error(e)) do
-      if type(frame) == "table" then self.stream:send(frame.data, frame.event) else self.stream:send(frame) end
-    end
+    for _, frame in ipairs(self.enc:error(e)) do self:send(frame) end
     self.stream:finish()
   else
     http.error(self.req, self.fd.client, e)

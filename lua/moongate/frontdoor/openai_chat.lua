@@ -97,13 +97,7 @@ local function decode_content(content, param)
   return blocks
 end
 
-local function text_of(blocks)
-  local out = {}
-  for _, b in ipairs(blocks) do
-    if b.type == "text" then out[#out + 1] = b.text end
-  end
-  return table.concat(out)
-end
+local text_of = canonical.text
 
 --- decode(body, headers) -> canonical request | nil, err
 function M.decode(body, headers)

@@ -38,6 +38,4 @@ function M.build(cfg)
   return out
 end
 
-M.unavailable = unavailable
-
 return M
