@@ -4,6 +4,8 @@
 #include "server.h"
 #include "sse.h"
 #include "upstream.h"
+#include "pool.h"
+#include "ws.h"
 
 #include <lauxlib.h>
 #include <uv.h>
@@ -58,5 +60,7 @@ int luaopen_moongate_core(lua_State *L)
 	mg_http_open(L);
 	mg_server_open(L);
 	mg_upstream_open(L);
+	mg_ws_open(L);
+	mg_pool_open(L);
 	return 1;
 }

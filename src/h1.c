@@ -7,15 +7,22 @@
  * until the response in flight is out. The socket keeps being read meanwhile
  * (up to a cap) so that a client that goes away is seen at once.
  *
+ * A WebSocket Upgrade request is handed to the worker's lws vhost: the
+ * socket (dup'ed, since our handle closes its own descriptor), with the
+ * request head rebuilt from what was parsed and any bytes read after it.
+ *
  * Why not libwebsockets for this: lws 4.1.6 spins on a pipelined request
  * that follows one with a body, and cannot write to a connection whose rx it
  * flow-controls. TLS connections (HTTP/1.1 and HTTP/2) still go to lws.
  */
+#define _GNU_SOURCE /* strcasestr */
 #include "h1.h"
 #include "http.h"
 #include "log.h"
 #include "server.h"
+#include "ws.h"
 
+#include <fcntl.h>
 #include <http_parser.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +52,7 @@ typedef struct mg_h1_conn {
 	int reading;
 	int closing;
 	int lingering;         /* response out, FIN sent, draining input */
+	int ws_upgrade;        /* the request asks for a WebSocket: hand over */
 	uv_shutdown_t shutdown_req;
 	int handles_open;      /* tcp and timer: freed when both are closed */
 } mg_h1_conn;
@@ -399,6 +407,59 @@ static void split_query(mg_req *r)
 	r->path.len--;
 }
 
+static int wants_websocket(const mg_req *r)
+{
+	size_t i = 0;
+
+	while (i < r->headers.len) {
+		const char *name = r->headers.data + i;
+		const char *value = name + strlen(name) + 1;
+		if (!strcmp(name, "upgrade") && strcasestr(value, "websocket"))
+			return 1;
+		i += strlen(name) + strlen(value) + 2;
+	}
+	return 0;
+}
+
+/* Gives the connection to lws as a WebSocket: the rebuilt head first, then
+ * whatever followed it. Our handle and its descriptor close; lws owns the
+ * duplicate. */
+static void ws_handoff(mg_h1_conn *c)
+{
+	mg_req *r = c->req;
+	mg_buf head = { 0 };
+	uv_os_fd_t fd;
+	int nfd = -1, rc;
+	size_t i = 0;
+
+	rc = mg_buf_appendf(&head, "GET %s%s", r->path.data ? r->path.data : "/",
+			    r->query.len ? "?" : "");
+	if (!rc && r->query.len)
+		rc = mg_buf_append(&head, r->query.data, r->query.len);
+	if (!rc)
+		rc = mg_buf_append(&head, " HTTP/1.1\r\n", 11);
+	while (!rc && i < r->headers.len) {
+		const char *name = r->headers.data + i;
+		const char *value = name + strlen(name) + 1;
+		rc = mg_buf_appendf(&head, "%s: %s\r\n", name, value);
+		i += strlen(name) + strlen(value) + 2;
+	}
+	if (!rc)
+		rc = mg_buf_append(&head, "\r\n", 2);
+	/* http-parser paused in on_headers_complete before the head's last LF */
+	if (c->in.len > c->in_off && c->in.data[c->in_off] == '\n')
+		c->in_off++;
+	if (!rc && c->in.len > c->in_off)
+		rc = mg_buf_append(&head, c->in.data + c->in_off, c->in.len - c->in_off);
+	if (!rc && !uv_fileno((uv_handle_t *)&c->tcp, &fd))
+		nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (nfd >= 0)
+		mg_ws_adopt(c->w, nfd, head.data, head.len);
+	mg_buf_free(&head);
+	c->in.len = c->in_off = 0;
+	conn_close(c);
+}
+
 /* Returns 1 to skip the body (http-parser's convention) after answering. */
 static int on_headers_complete(http_parser *p)
 {
@@ -413,7 +474,12 @@ static int on_headers_complete(http_parser *p)
 		r->close_after = 1;
 	split_query(r);
 	if (p->upgrade) {
-		/* WebSocket and h2c upgrades are not served on this listener yet */
+		if (!r->body_error && p->method == HTTP_GET && wants_websocket(r)) {
+			c->ws_upgrade = 1;
+			http_parser_pause(p, 1);
+			return 0;
+		}
+		/* h2c and other upgrades are not served: answer in HTTP/1.1 */
 		r->close_after = 1;
 		r->body_error = 0;
 	}
@@ -496,6 +562,11 @@ static void conn_process(mg_h1_conn *c)
 			enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
 
 			c->in_off += n;
+			if (c->ws_upgrade) {
+				c->processing = 0;
+				ws_handoff(c);
+				return;
+			}
 			if (err == HPE_PAUSED && c->req) {
 				uv_timer_stop(&c->timer);
 				mg_req_dispatch(c->req); /* may answer and finish at once */

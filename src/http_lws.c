@@ -1,4 +1,5 @@
-/* TLS connections through libwebsockets: HTTP/1.1 and HTTP/2 (ALPN).
+/* TLS connections through libwebsockets: HTTP/1.1 and HTTP/2 (ALPN); the
+ * WebSocket reasons go to ws.c.
  *
  * Each lws wsi (a connection, or an HTTP/2 stream) carries an mg_http_pss
  * that lws allocates; pss->req is the request in flight on it, owned by this
@@ -8,6 +9,7 @@
 #include "http.h"
 #include "log.h"
 #include "server.h"
+#include "ws.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -161,7 +163,7 @@ static const struct {
 	{ WSI_TOKEN_HEAD_URI, "HEAD" },
 };
 
-static void copy_headers(mg_req *r, struct lws *wsi)
+int mg_lws_copy_headers(struct lws *wsi, mg_buf *out)
 {
 	static const char *const custom[] = {
 		"x-api-key:", "anthropic-version:", "anthropic-beta:",
@@ -184,17 +186,19 @@ static void copy_headers(mg_req *r, struct lws *wsi)
 		if (lws_hdr_total_length(wsi, t) <= 0)
 			continue;
 		n = lws_hdr_copy(wsi, buf, sizeof buf, t);
-		if (n >= 0)
-			mg_req_header(r, name, nlen - 1, buf, (size_t)n);
+		if (n >= 0 && mg_buf_append_pair(out, name, nlen - 1, buf, (size_t)n))
+			return -1;
 	}
 	for (int i = 0; custom[i]; i++) {
 		int nlen = (int)strlen(custom[i]);
 		int n = lws_hdr_custom_length(wsi, custom[i], nlen);
 		if (n <= 0 || n >= (int)sizeof buf)
 			continue;
-		if (lws_hdr_custom_copy(wsi, buf, sizeof buf, custom[i], nlen) >= 0)
-			mg_req_header(r, custom[i], (size_t)nlen - 1, buf, (size_t)n);
+		if (lws_hdr_custom_copy(wsi, buf, sizeof buf, custom[i], nlen) >= 0 &&
+		    mg_buf_append_pair(out, custom[i], (size_t)nlen - 1, buf, (size_t)n))
+			return -1;
 	}
+	return 0;
 }
 
 static int on_request(struct lws *wsi, mg_http_pss *pss, const char *uri, size_t ulen)
@@ -225,7 +229,8 @@ static int on_request(struct lws *wsi, mg_http_pss *pss, const char *uri, size_t
 		int m = lws_hdr_copy(wsi, r->query.data, n + 1, WSI_TOKEN_HTTP_URI_ARGS);
 		r->query.len = m > 0 ? (size_t)m : 0;
 	}
-	copy_headers(r, wsi);
+	if (mg_lws_copy_headers(wsi, &r->headers))
+		return -1;
 
 	if (lws_hdr_copy(wsi, tmp, sizeof tmp, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
 		unsigned long long cl = strtoull(tmp, NULL, 10);
@@ -282,6 +287,17 @@ int mg_http_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	mg_http_pss *pss = user;
 
 	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+	case LWS_CALLBACK_ESTABLISHED:
+	case LWS_CALLBACK_RECEIVE:
+	case LWS_CALLBACK_RECEIVE_PONG:
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+	case LWS_CALLBACK_CLOSED:
+		return mg_ws_callback(wsi, (int)reason, pss ? &pss->ws : NULL, in, len);
+	case LWS_CALLBACK_WSI_DESTROY:
+		if (pss && pss->ws)
+			mg_ws_callback(wsi, (int)reason, &pss->ws, in, len);
+		break;
 	case LWS_CALLBACK_HTTP:
 		return on_request(wsi, pss, in, len);
 	case LWS_CALLBACK_HTTP_BODY:

@@ -6,9 +6,15 @@
 
 struct mg_req;
 /* Per-connection (per-stream for HTTP/2) data that lws allocates. */
+struct mg_ws_conn;
 typedef struct mg_http_pss {
 	struct mg_req *req; /* the request in flight on this wsi, or NULL */
+	struct mg_ws_conn *ws; /* once upgraded to a WebSocket (ws.c) */
 } mg_http_pss;
+
+struct mg_buf;
+/* Appends the request headers of wsi to out as "name\0value\0" pairs. 0 or -1. */
+int mg_lws_copy_headers(struct lws *wsi, struct mg_buf *out);
 
 int mg_http_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			 void *user, void *in, size_t len);

@@ -16,6 +16,8 @@
 #include "http_lws.h"
 #include "log.h"
 #include "lua_host.h"
+#include "pool.h"
+#include "ws.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -48,6 +50,9 @@ static void lws_log_emit(int level, const char *line)
 
 	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		n--;
+	/* lws 4.1 reports every adoption with a read buffer at error level */
+	if (strstr(line, "adopt_socket_readbuf: calling service"))
+		ours = MG_LOG_DEBUG;
 	mg_log(ours, "lws: %.*s", (int)n, line);
 }
 
@@ -175,6 +180,40 @@ static void close_listener(mg_worker *w)
 	}
 }
 
+static void on_wake(uv_async_t *a)
+{
+	mg_ws_on_wake(a->data);
+}
+
+static void on_ws_tick(uv_timer_t *t)
+{
+	mg_ws_tick(t->data);
+}
+
+/* Heartbeats and queue expiry are checked a few times per shortest period. */
+static uint64_t tick_ms(const mg_server_config *c)
+{
+	int m = c->ws_heartbeat_ms;
+
+	if (c->ws_timeout_ms < m)
+		m = c->ws_timeout_ms;
+	if (c->ws_queue_timeout_ms < m)
+		m = c->ws_queue_timeout_ms;
+	m /= 4;
+	return (uint64_t)(m < 10 ? 10 : m > 1000 ? 1000 : m);
+}
+
+static void close_pool_handles(mg_worker *w)
+{
+	mg_pool_thread_stop(w);
+	if (w->ws_tick_open) {
+		w->ws_tick_open = 0;
+		uv_close((uv_handle_t *)&w->ws_tick, NULL);
+	}
+	if (!uv_is_closing((uv_handle_t *)&w->wake))
+		uv_close((uv_handle_t *)&w->wake, NULL);
+}
+
 static void on_stop(uv_async_t *a)
 {
 	mg_worker *w = a->data;
@@ -192,8 +231,10 @@ static void on_stop(uv_async_t *a)
 	}
 	close_listener(w);
 	mg_h1_close_all(w);
+	mg_ws_close_all(w);
 	if (w->ctx)
 		lws_context_destroy(w->ctx);
+	close_pool_handles(w);
 	uv_close((uv_handle_t *)&w->stop_async, NULL);
 	/* a leaked handle must not hang the shutdown */
 	uv_timer_init(&w->loop, &w->force_stop);
@@ -302,12 +343,26 @@ static void worker_main(void *arg)
 	}
 	uv_async_init(&w->loop, &w->stop_async, on_stop);
 	w->stop_async.data = w;
+	uv_async_init(&w->loop, &w->wake, on_wake);
+	w->wake.data = w;
+	uv_timer_init(&w->loop, &w->ws_tick);
+	w->ws_tick.data = w;
+	w->ws_tick_open = 1;
+	uv_timer_start(&w->ws_tick, on_ws_tick, tick_ms(w->cfg), tick_ms(w->cfg));
+	uv_unref((uv_handle_t *)&w->ws_tick);
 	w->L = mg_lua_new(&w->loop, mg_lua_dir());
+	if (w->L) {
+		lua_pushlightuserdata(w->L, w);
+		lua_setfield(w->L, LUA_REGISTRYINDEX, MG_WORKER_KEY);
+	}
+	if (w->L)
+		mg_pool_thread_start(w);
 	if (!w->L || worker_lua_init(w) || worker_lws_init(w)) {
 		mg_log(MG_LOG_ERROR, "worker %d could not start", w->index);
 		close_listener(w);
 		if (w->ctx)
 			lws_context_destroy(w->ctx);
+		close_pool_handles(w);
 		uv_close((uv_handle_t *)&w->stop_async, NULL);
 		worker_cleanup(w);
 		set_start_state(w, -1);
@@ -357,7 +412,8 @@ static void free_config(mg_server_config *c)
 
 /* _serve{host, port, workers, max_body_bytes, max_header_bytes,
  *        stream_high_water, keepalive_timeout, tls_cert, tls_key, init,
- *        verbose} -> true | nil, message
+ *        verbose, ws_heartbeat_ms, ws_timeout_ms, ws_queue_timeout_ms,
+ *        ws_max_message} -> true | nil, message
  * Blocks until SIGINT or SIGTERM. `init` is the string every worker passes to
  * moongate.worker.init. */
 static int l_serve(lua_State *L)
@@ -382,6 +438,10 @@ static int l_serve(lua_State *L)
 	c.max_header_bytes = (size_t)opt_number(L, 1, "max_header_bytes", 16384);
 	c.stream_high_water = (size_t)opt_number(L, 1, "stream_high_water", 65536);
 	c.keepalive_timeout = (int)opt_number(L, 1, "keepalive_timeout", 60);
+	c.ws_heartbeat_ms = (int)opt_number(L, 1, "ws_heartbeat_ms", 25000);
+	c.ws_timeout_ms = (int)opt_number(L, 1, "ws_timeout_ms", 30000);
+	c.ws_queue_timeout_ms = (int)opt_number(L, 1, "ws_queue_timeout_ms", 30000);
+	c.ws_max_message = (size_t)opt_number(L, 1, "ws_max_message", 16 * 1024 * 1024);
 	c.tls_cert = opt_string(L, 1, "tls_cert");
 	c.tls_key = opt_string(L, 1, "tls_key");
 	c.init_json = opt_string(L, 1, "init");
@@ -389,12 +449,16 @@ static int l_serve(lua_State *L)
 	c.verbose = lua_toboolean(L, -1);
 	lua_pop(L, 1);
 	if (c.workers < 1 || c.workers > 256 || c.port < 0 || c.port > 65535 ||
-	    c.max_header_bytes > 65535 || !c.init_json || (!c.tls_cert != !c.tls_key)) {
+	    c.max_header_bytes > 65535 || !c.init_json || (!c.tls_cert != !c.tls_key) ||
+	    c.ws_heartbeat_ms < 1 || c.ws_timeout_ms < 1 || c.ws_queue_timeout_ms < 0 ||
+	    c.ws_max_message < 1) {
 		free_config(&c);
 		return luaL_argerror(L, 1, "invalid server options");
 	}
 
-	lws_set_log_level(c.verbose ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR | LLL_WARN,
+	/* MOONGATE_LWS_LOG=<lws log bitmask> for debugging lws itself */
+	lws_set_log_level(getenv("MOONGATE_LWS_LOG") ? atoi(getenv("MOONGATE_LWS_LOG")) :
+			  c.verbose ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR | LLL_WARN,
 			  lws_log_emit);
 	ws = calloc((size_t)c.workers, sizeof *ws);
 	if (!ws || uv_loop_init(&loop)) {

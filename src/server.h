@@ -2,7 +2,9 @@
  * one Lua state, and serves the shared listening port (SO_REUSEPORT).
  *
  * Thread ownership: everything in an mg_worker belongs to its thread once the
- * thread runs, except `stop_async`, which the main thread signals. */
+ * thread runs, except `stop_async`, which the main thread signals, and the
+ * fields marked "pool lock", which other worker threads reach through the
+ * WS worker pool (pool.h) with that lock held before they signal `wake`. */
 #ifndef MG_SERVER_H
 #define MG_SERVER_H
 
@@ -20,6 +22,10 @@ typedef struct mg_server_config {
 	size_t max_header_bytes;
 	size_t stream_high_water; /* queued bytes per stream before pausing */
 	int keepalive_timeout;    /* seconds an idle keep-alive connection lives */
+	int ws_heartbeat_ms;      /* a heartbeat to each pool worker this often */
+	int ws_timeout_ms;        /* drop a pool worker silent this long */
+	int ws_queue_timeout_ms;  /* a request waits this long for a free worker */
+	size_t ws_max_message;    /* largest WebSocket message accepted */
 	char *tls_cert, *tls_key; /* owned; both set or both NULL */
 	char *init_json;          /* owned; handed to moongate.worker.init */
 	int verbose;
@@ -39,6 +45,13 @@ typedef struct mg_worker {
 	uv_poll_t listen_poll;
 	int listen_poll_open;
 	void *h1_conns;         /* h1.c's list of open connections */
+	struct mg_ws_conn *ws_conns; /* ws.c's open WebSockets */
+	uv_timer_t ws_tick;     /* heartbeats and queue expiry */
+	int ws_tick_open;
+	uv_async_t wake;        /* other threads: "look at your inbox / outboxes" */
+	int wake_open;          /* pool lock: wake may be signalled */
+	struct mg_pool_event *inbox_head, *inbox_tail; /* pool lock */
+	struct mg_ws_conn *wake_list; /* pool lock: conns with queued output */
 	lua_State *L;
 	int handler_ref; /* registry ref: the table moongate.worker.init returned */
 	/* start-up handshake with the main thread */
@@ -46,6 +59,9 @@ typedef struct mg_worker {
 	uv_cond_t *start_cond;
 	int start_state; /* 0 starting, 1 serving, -1 failed */
 } mg_worker;
+
+/* Registry key of the lightuserdata pointing at the Lua state's mg_worker. */
+#define MG_WORKER_KEY "moongate.worker"
 
 /* Registers _serve(options) and _stats() on the table at -1. */
 int mg_server_open(lua_State *L);

@@ -11,6 +11,7 @@ local exchange = require "moongate.exchange"
 local openai_chat = require "moongate.frontdoor.openai_chat"
 local anthropic_messages = require "moongate.frontdoor.anthropic_messages"
 local canonical = require "moongate.canonical"
+local sockets = require "moongate.sockets"
 
 local M = {}
 local App = {}
@@ -21,10 +22,14 @@ function M.new(cfg, info)
   local registry = providers.build(cfg)
   local self = setmetatable({
     cfg = cfg, info = info or {}, providers = registry,
-    router = router.new(cfg, registry),
+    -- models the WS workers announce route to the built-in "workers" pool
+    router = router.new(cfg, registry, { dynamic = function(model)
+      if core._pool_serves(model) then return "workers" end
+    end, dynamic_models = core._pool_models }),
     active = setmetatable({}, { __mode = "k" }), -- request handle -> exchange
     created = os.time(),
   }, App)
+  self.sockets = sockets.new(self)
   self.routes = {
     ["GET /health"] = self.health,
     ["GET /stats"] = self.stats,
@@ -83,16 +88,28 @@ function App:on_error(req, message)
   return http.error(req, errors.client_for_path(normalize(req.path)), err)
 end
 
+-- the WS worker pool as /health and /stats show it
+local function ws_pool()
+  local p = core._pool_state()
+  for _, w in ipairs(p.workers) do
+    if #w.models == 0 then w.models = json.empty_array end
+  end
+  if #p.workers == 0 then p.workers = json.empty_array end
+  return p
+end
+
 function App:health(req)
   local s = core._stats()
-  return http.json(req, 200, {
+  return http.json(req, 200, json.encode_arrays({
     status = "ok", version = core.version, uptime = math.floor(s.uptime * 1000) / 1000,
-    workers = s.workers,
-  })
+    workers = s.workers, thread = self.info.worker, ws_pool = ws_pool(),
+  }))
 end
 
 function App:stats(req)
-  return http.json(req, 200, core._stats())
+  local s = core._stats()
+  s.ws_pool = ws_pool()
+  return http.json(req, 200, json.encode_arrays(s))
 end
 
 -- One shape both SDKs accept: OpenAI's keys and Anthropic's side by side.

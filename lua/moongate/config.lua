@@ -19,6 +19,18 @@ function M.defaults()
     providers = {},
     routes = {},
     aliases = {},
+    websocket = M.websocket_defaults(),
+  }
+end
+
+function M.websocket_defaults()
+  return {
+    heartbeat_interval_ms = 25000, -- a heartbeat to each pool worker this often
+    heartbeat_timeout_ms = 30000,  -- a worker silent this long is dropped
+    queue_timeout_ms = 30000,      -- a request waits this long for a free worker
+    max_queue = 1000,              -- requests waiting at once, then 429
+    max_message_bytes = 16 * MiB,
+    chat_model = "echo",           -- chat sockets' model when a message names none
   }
 end
 
@@ -81,6 +93,16 @@ M.schema = {
     providers = { type = "map", values = provider_schema },
     routes = { type = "list", values = route_schema },
     aliases = { type = "map", values = "string" },
+    websocket = { type = "table", fields = {
+      heartbeat_interval_ms = integer(10),
+      heartbeat_timeout_ms = integer(10),
+      queue_timeout_ms = integer(0),
+      max_queue = integer(0),
+      max_message_bytes = integer(1024),
+      worker_token = "string",                             -- workers must present it
+      allowed_origins = { type = "list", values = "string" }, -- globs; default: loopback pages
+      chat_model = "string",
+    } },
   },
 }
 
@@ -231,7 +253,7 @@ function M.validate(cfg)
       if type(route) == "table" then
         local names = type(route.provider) == "table" and route.provider or { route.provider }
         for j, name in ipairs(names) do
-          if type(name) == "string" and not cfg.providers[name] and name ~= "echo" then
+          if type(name) == "string" and not cfg.providers[name] and name ~= "echo" and name ~= "workers" then
             local p = type(route.provider) == "table" and string.format("routes[%d].provider[%d]", i, j)
               or string.format("routes[%d].provider", i)
             errs[#errs + 1] = string.format("%s: no provider named %q", p, name)
@@ -337,7 +359,13 @@ function M.resolve(flags, getenv, cpu_count)
       for i = 1, #verrs do verrs[i] = "config " .. verrs[i] end
       return nil, verrs
     end
-    for k, v in pairs(file) do cfg[k] = v end
+    for k, v in pairs(file) do
+      if k == "websocket" then -- keys the file leaves out keep their defaults
+        for wk, wv in pairs(v) do cfg.websocket[wk] = wv end
+      else
+        cfg[k] = v
+      end
+    end
   else
     M.env_providers(cfg, getenv)
   end

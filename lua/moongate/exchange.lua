@@ -21,20 +21,38 @@ function M.backoff(n, retry_after, base)
   return math.min(d, 30000)
 end
 
---- run(req, frontdoor, creq, route, registry) -> exchange
-function M.run(req, frontdoor, creq, route, registry)
+-- The client side of an exchange. An HTTP request is the usual one; a chat
+-- socket brings its own object with the same methods (sockets.lua):
+--   key        identifies the exchange in the registry
+--   stream()   -> an http.stream-like object (start, send, finish, on_drain, started)
+--   json(status, value), error(client, err), on_close(fn)
+local HttpClient = {}
+HttpClient.__index = HttpClient
+
+function M.http_client(req)
+  return setmetatable({ req = req, key = req.h }, HttpClient)
+end
+function HttpClient:stream() return http.stream(self.req, "sse") end
+function HttpClient:json(status, value) return http.json(self.req, status, value) end
+function HttpClient:error(client, err) return http.error(self.req, client, err) end
+function HttpClient:on_close(fn) return core._on_close(self.req.h, fn) end
+
+--- run(req, frontdoor, creq, route, registry [, client]) -> exchange
+-- client defaults to the HTTP request req (see HttpClient above).
+function M.run(req, frontdoor, creq, route, registry, client)
+  client = client or M.http_client(req)
   local x = setmetatable({
-    req = req, fd = frontdoor, creq = creq, route = route,
+    client = client, fd = frontdoor, creq = creq, route = route,
     done = false, registry = registry, link = 1, tries = 0,
   }, Exchange)
   if creq.stream then
     x.enc = frontdoor.stream_encoder(creq)
-    x.stream = http.stream(req, "sse")
+    x.stream = client:stream()
   else
     x.col = frontdoor.collector(creq)
   end
-  if registry then registry[req.h] = x end
-  core._on_close(req.h, function() x:cancel("client closed") end)
+  if registry then registry[client.key] = x end
+  client:on_close(function() x:cancel("client closed") end)
   if route.effort and not creq.reasoning then
     creq.reasoning = { effort = route.effort }
     creq.effort_from_suffix = true
@@ -86,7 +104,8 @@ end
 function Exchange:finish()
   self.done = true
   if self.timer and not self.timer:is_closing() then self.timer:close() end
-  if self.registry then self.registry[self.req.h] = nil end
+  if self.registry then self.registry[self.client.key] = nil end
+  if self.on_finish then self.on_finish() end
 end
 
 --- emit(ev) -> more: false asks the provider to wait for on_drain
@@ -98,14 +117,14 @@ function Exchange:emit(ev)
   end
   if ev.type == "raw_body" then -- passthrough of a whole answer
     self:finish()
-    http.json(self.req, 200, ev.body)
+    self.client:json(200, ev.body)
     return true
   end
   if not self.stream then
     self.col:event(ev)
     if ev.type == "done" then
       self:finish()
-      http.json(self.req, 200, self.col:result())
+      self.client:json(200, self.col:result())
     end
     return true
   end
@@ -175,11 +194,12 @@ function Exchange:fail(err)
   self:finish()
   if self.job then self.job.cancel() end
   local e = errors.new(err.status or 502, err.message or "upstream error", { type = err.error_type })
+  e.retry_after = err.retry_after
   if self.stream and self.stream.started then
     for _, frame in ipairs(self.enc:error(e)) do self:send(frame) end
     self.stream:finish()
   else
-    http.error(self.req, self.fd.client, e)
+    self.client:error(self.fd.client, e)
   end
 end
 

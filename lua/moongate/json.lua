@@ -30,6 +30,19 @@ function M.encode(value)
   return codec.encode(value)
 end
 
+-- Debian's lua-cjson 2.1.0 writes an empty table as {}. Where a format
+-- needs [], put M.empty_array in the value and encode it with
+-- encode_arrays(): a marker string no client can send (it holds a control
+-- character and a per-process number) is swapped for [] after encoding.
+local marker_id = tostring(math.floor(os.time() % 1e6)) .. tostring({}):match("0x(%x+)")
+M.empty_array = "\1empty-array-" .. marker_id
+local marker_json = '"\\u0001empty%-array%-' .. marker_id .. '"'
+
+--- encode_arrays(value) -> string, with M.empty_array written as []
+function M.encode_arrays(value)
+  return (codec.encode(value):gsub(marker_json, "[]"))
+end
+
 --- is_array(t): a table whose keys are exactly 1..n (an empty table counts)
 function M.is_array(t)
   if type(t) ~= "table" then return false end

@@ -52,6 +52,8 @@ function commands.serve(flags)
     stream_high_water = cfg.stream_high_water, keepalive_timeout = cfg.keepalive_timeout,
     tls_cert = cfg.tls and cfg.tls.cert, tls_key = cfg.tls and cfg.tls.key,
     verbose = cfg.log_level == "debug",
+    ws_heartbeat_ms = cfg.websocket.heartbeat_interval_ms, ws_timeout_ms = cfg.websocket.heartbeat_timeout_ms,
+    ws_queue_timeout_ms = cfg.websocket.queue_timeout_ms, ws_max_message = cfg.websocket.max_message_bytes,
     -- every worker resolves the same flags into its own config
     init = json.encode { flags = flags },
   }

@@ -14,8 +14,11 @@ local function glob_to_pattern(glob)
 end
 M.glob_to_pattern = glob_to_pattern
 
---- new(cfg, providers) -> router; providers: name -> provider instance
-function M.new(cfg, providers)
+--- new(cfg, providers [, opts]) -> router; providers: name -> provider instance
+-- opts.dynamic(model) -> a provider name for a model no exact route names
+-- (the WS workers' announced models), checked before glob routes;
+-- opts.dynamic_models() -> the names it serves, for models().
+function M.new(cfg, providers, opts)
   local routes = { { match = "echo", pattern = "^echo$", chain = { "echo" }, exact = true } }
   for _, r in ipairs(cfg.routes or {}) do
     routes[#routes + 1] = {
@@ -26,7 +29,9 @@ function M.new(cfg, providers)
       model = r.model,
     }
   end
-  return setmetatable({ routes = routes, providers = providers, aliases = cfg.aliases or {} }, Router)
+  opts = opts or {}
+  return setmetatable({ routes = routes, providers = providers, aliases = cfg.aliases or {},
+    dynamic = opts.dynamic, dynamic_models = opts.dynamic_models }, Router)
 end
 
 local function match(self, name)
@@ -42,6 +47,12 @@ function Router:resolve(model)
     return r and r.exact
   end)
   local r = match(self, name)
+  if not (r and r.exact) and self.dynamic then
+    local pname = self.dynamic(name)
+    if pname then
+      r = { chain = { pname } }
+    end
+  end
   if r then
     local chain = {}
     for i, pname in ipairs(r.chain) do
@@ -69,6 +80,7 @@ function Router:models()
     end
   end
   for alias in pairs(self.aliases) do add(alias) end
+  for _, id in ipairs(self.dynamic_models and self.dynamic_models() or {}) do add(id) end
   table.sort(out)
   return out
 end

@@ -1,6 +1,8 @@
 -- Entry point of each worker thread: resolve the config and build the app.
 -- C calls init(init_json, index, workers) and keeps the returned table:
--- handle(req), on_error(req, message), shutdown().
+-- handle(req), on_error(req, message), shutdown(); for WebSockets (ws.c)
+-- ws_open(h, path, query, headers), ws_message(h, text), ws_close(h); and
+-- pool_event(id, kind, data) for the WS worker pool (pool.c).
 local json = require "moongate.json"
 local config = require "moongate.config"
 local log = require "moongate.log"
@@ -16,13 +18,20 @@ function M.init(init_json, index, workers)
   end
   log.set_level(cfg.log_level)
   for _, p in pairs(cfg.providers) do log.add_secret(p.api_key) end
+  log.add_secret(cfg.websocket.worker_token)
   local uv = require "luv"
   math.randomseed(uv.hrtime() % 2147483647 + index)
   local app = require("moongate.app").new(cfg, { worker = index, workers = workers })
+  local sockets = app.sockets
+  local pool = require "moongate.pool"
   return {
     handle = function(req) return app:handle(req) end,
     on_error = function(req, message) return app:on_error(req, message) end,
     shutdown = function() return app:shutdown() end,
+    ws_open = function(h, path, query, headers) return sockets:open(h, path, query, headers) end,
+    ws_message = function(h, text) return sockets:message(h, text) end,
+    ws_close = function(h) return sockets:close(h) end,
+    pool_event = pool.event,
   }
 end
 

@@ -15,10 +15,11 @@ local function unavailable(name, kind, why)
   }
 end
 
---- build(cfg) -> name -> instance (always including "echo")
+--- build(cfg) -> name -> instance (always including "echo", and "workers":
+-- the WS worker pool, which serves the models its workers announce)
 function M.build(cfg)
   local out = {}
-  local confs = { echo = { kind = "echo" } }
+  local confs = { echo = { kind = "echo" }, workers = { kind = "ws" } }
   for name, conf in pairs(cfg.providers or {}) do confs[name] = conf end
   for name, conf in pairs(confs) do
     local modname = "moongate.providers." .. conf.kind
@@ -27,7 +28,7 @@ function M.build(cfg)
       error(mod, 0) -- a provider script that fails to load is the operator's to see
     end
     if ok then
-      local inst = mod.new(name, conf)
+      local inst = mod.new(name, conf, cfg)
       inst.kind = inst.kind or conf.kind
       inst.models = inst.models or conf.models or {}
       out[name] = inst

@@ -1,0 +1,188 @@
+-- The WebSocket side of the app, one per worker thread. C calls, through the
+-- worker's handler table:
+--   open(h, path, query, headers) -> "worker" | "chat" | nil, reason
+--   message(h, text), close(h)
+-- /ws is the worker pool (AIProxy protocol; the pool itself is C's, see
+-- src/pool.c), /ws/{client_id} a chat socket (AI WebSocket service
+-- protocol) whose answers come from the router like any HTTP request's.
+local core = require "moongate.core"
+local json = require "moongate.json"
+local log = require "moongate.log"
+local exchange = require "moongate.exchange"
+local ws_chat = require "moongate.frontdoor.ws_chat"
+local router_mod = require "moongate.router"
+
+local M = {}
+local Sockets = {}
+Sockets.__index = Sockets
+
+--- new(app) -> sockets; uses app.cfg.websocket, app.router, app.active
+function M.new(app)
+  local ws = app.cfg.websocket or {}
+  local origins
+  if ws.allowed_origins then
+    origins = {}
+    for i, o in ipairs(ws.allowed_origins) do origins[i] = router_mod.glob_to_pattern(o) end
+  end
+  return setmetatable({ app = app, conf = ws, origins = origins, conns = {} }, Sockets)
+end
+
+local loopback = { localhost = true, ["127.0.0.1"] = true, ["[::1]"] = true }
+
+--- origin_allowed(origin, patterns) -> bool
+-- No Origin header (not a browser): allowed. Without a configured list, only
+-- pages served from this machine (localhost, 127.0.0.1, [::1]) may connect.
+function M.origin_allowed(origin, patterns)
+  if not origin or origin == "" then return true end
+  if not patterns then
+    local host = origin:match("^https?://(%[[^%]]+%])") or origin:match("^https?://([^:/]+)")
+    return host ~= nil and loopback[host:lower()] == true
+  end
+  for _, p in ipairs(patterns) do
+    if origin:find(p) then return true end
+  end
+  return false
+end
+
+local function query_arg(query, name)
+  for k, v in (query or ""):gmatch("([^&=]+)=([^&]*)") do
+    if k == name then
+      return (v:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+    end
+  end
+end
+
+-- constant time over the expected token's length
+local function same(a, b)
+  if type(a) ~= "string" or #a ~= #b then return false end
+  local diff = 0
+  for i = 1, #b do diff = bit.bor(diff, bit.bxor(a:byte(i), b:byte(i))) end
+  return diff == 0
+end
+
+function Sockets:open(h, path, query, headers)
+  path = path:gsub("^/v1/", "/")
+  local kind, client_id
+  if path == "/ws" or path == "/ws/" then
+    kind = "worker"
+  else
+    client_id = path:match("^/ws/([%w%-_%.~]+)$")
+    if not client_id then return nil, "no WebSocket endpoint at " .. path end
+    kind = "chat"
+  end
+  if not M.origin_allowed(headers.origin, self.origins) then
+    return nil, "origin " .. tostring(headers.origin) .. " is not allowed"
+  end
+  if kind == "worker" and self.conf.worker_token then
+    local auth = headers.authorization
+    local token = (auth and auth:match("^[Bb]earer%s+(.+)$")) or query_arg(query, "token")
+    if not same(token, self.conf.worker_token) then return nil, "worker token missing or wrong" end
+  end
+  self.conns[h] = { kind = kind, client_id = client_id, answers = {} }
+  log.debug("WebSocket %s open (%s)", tostring(h), kind)
+  return kind
+end
+
+local function send(h, t, fields)
+  return core._ws_send(h, ws_chat.message(t, nil, fields))
+end
+
+-- worker pool ----------------------------------------------------------------
+
+local function string_list(v)
+  if type(v) == "string" then return { v } end
+  if type(v) ~= "table" then return nil end
+  local out = {}
+  for _, s in ipairs(v) do
+    if type(s) == "string" and s ~= "" then out[#out + 1] = s end
+  end
+  return out
+end
+
+local final = { completion_response = true, completion_error = true }
+
+function Sockets:worker_message(h, m, text)
+  local t = m.type
+  if t == "completion_chunk" or final[t] then
+    local id = m.request_id
+    if type(id) ~= "string" then
+      return send(h, "error", { message = t .. " needs a request_id string" })
+    end
+    if not core._pool_deliver(h, id, text, final[t] or false) then
+      log.warn("WS worker %s: %s for unknown or finished request %s dropped", tostring(h), t, id)
+    end
+  elseif t == "client_ready" then
+    core._pool_ready(h, {
+      models = string_list(m.models), name = type(m.name) == "string" and m.name or nil,
+      capacity = math.floor(tonumber(m.capacity) or 0),
+    })
+  elseif t == "heartbeat_response" or t == "pong" then
+    return -- C noted the time it arrived
+  elseif t == "ping" or t == "heartbeat" then
+    send(h, t == "ping" and "pong" or "heartbeat_response")
+  else
+    send(h, "error", { message = "unknown message type: " .. tostring(t) })
+  end
+end
+
+-- chat sockets ---------------------------------------------------------------
+
+local ChatClient = {}
+ChatClient.__index = ChatClient
+
+local ChatStream = {}
+ChatStream.__index = ChatStream
+
+function ChatClient:stream() return setmetatable({ h = self.h, started = false }, ChatStream) end
+function ChatClient:json() error("chat sockets always stream") end
+function ChatClient:error(_, err)
+  return core._ws_send(self.h, ws_chat.message("error", self.id, { message = err.message, status = err.status }))
+end
+function ChatClient:on_close(fn) self.conn.answers[self.key] = fn end
+
+function ChatStream:start() self.started = true; return true end
+function ChatStream:send(data) return core._ws_send(self.h, data) end
+function ChatStream:on_drain(fn) return core._ws_on_drain(self.h, fn) end
+function ChatStream:finish() return true end
+
+function Sockets:chat_message(h, conn, m)
+  local app = self.app
+  local creq, err = ws_chat.decode(m, { model = self.conf.chat_model or "echo" })
+  if not creq then
+    return core._ws_send(h, ws_chat.message("error", m.id ~= nil and tostring(m.id) or nil,
+      { message = err.message, status = err.status }))
+  end
+  local route, rerr = app.router:resolve(creq.model)
+  if not route then
+    return core._ws_send(h, ws_chat.message("error", creq.answer_id, { message = rerr.message, status = rerr.status }))
+  end
+  local key = {}
+  local client = setmetatable({ h = h, id = creq.answer_id, conn = conn, key = key }, ChatClient)
+  local x = exchange.run(nil, ws_chat, creq, route, app.active, client)
+  -- the answer is done: forget its close hook
+  if x.done then conn.answers[key] = nil else x.on_finish = function() conn.answers[key] = nil end end
+end
+
+function Sockets:message(h, text)
+  local conn = self.conns[h]
+  if not conn then return end
+  local m = json.decode(text)
+  if type(m) ~= "table" or type(m.type) ~= "string" then
+    return send(h, "error", { message = "messages are JSON objects with a \"type\"" })
+  end
+  if conn.kind == "worker" then return self:worker_message(h, m, text) end
+  if m.type == "chat_message" then return self:chat_message(h, conn, m) end
+  if m.type == "ping" then return send(h, "pong", { timestamp = m.timestamp }) end
+  send(h, "error", { message = "unknown message type: " .. m.type })
+end
+
+--- close(h): the socket is gone; a chat socket's answers are cancelled
+function Sockets:close(h)
+  local conn = self.conns[h]
+  if not conn then return end
+  self.conns[h] = nil
+  for _, cancel in pairs(conn.answers) do cancel() end
+  log.debug("WebSocket %s closed", tostring(h))
+end
+
+return M

@@ -1,0 +1,461 @@
+-- WebSockets against the real daemon with two worker threads: pool workers
+-- on /ws (the AIProxy protocol) serving OpenAI and Anthropic clients, MRU
+-- selection, heartbeats, failover, the queue, auth and origins; and chat
+-- sockets on /ws/{client_id}.
+local helpers = require "helpers"
+local client = helpers.client
+local W = require "support.ws_client"
+local json = require "moongate.json"
+
+local function body(model, content, extra)
+  local b = { model = model, messages = { { role = "user", content = content } } }
+  for k, v in pairs(extra or {}) do b[k] = v end
+  return json.encode(b)
+end
+
+-- A pool worker played by the spec. `answer(req, ws)` runs for each
+-- completion_request (nil: the worker holds it); heartbeats are answered
+-- unless `silent`. Every message received is kept in w.seen.
+local function worker(port, opts)
+  opts = opts or {}
+  local ws = assert(W.connect(port, opts.path or "/ws", opts.headers))
+  ws.seen, ws.requests, ws.cancels = {}, {}, {}
+  ws.on_message = function(text, self)
+    local m = json.decode(text)
+    self.seen[#self.seen + 1] = m
+    if m.type == "heartbeat" then
+      if not self.silent then self:send('{"type":"heartbeat_response"}') end
+      return false
+    elseif m.type == "completion_request" then
+      self.requests[#self.requests + 1] = m
+      if self.answer then self.answer(m, self) end
+      return false
+    elseif m.type == "cancel_request" then
+      self.cancels[#self.cancels + 1] = m.request_id
+      return false
+    end
+  end
+  ws.answer = opts.answer
+  ws.silent = opts.silent
+  if opts.ready ~= false then
+    ws:send(json.encode({ type = "client_ready", models = opts.models or { "browser-model", "claude-ws-1" },
+      capacity = opts.capacity, name = opts.name }))
+  end
+  return ws
+end
+
+local function reply(content, chunks)
+  return function(m, ws)
+    for _, c in ipairs(chunks or {}) do
+      ws:send(json.encode({ type = "completion_chunk", request_id = m.request_id, content = c }))
+    end
+    ws:send(json.encode({ type = "completion_response", request_id = m.request_id, content = content,
+      finish_reason = "stop" }))
+  end
+end
+
+local function pool_state(s)
+  local res = s:request("GET", "/health")
+  return json.decode(res.body).ws_pool, json.decode(res.body)
+end
+
+local function wait_workers(s, n)
+  return client.run_until(function()
+    local p = pool_state(s)
+    local ready = 0
+    for _, w in ipairs(p.workers) do if w.status ~= "connecting" then ready = ready + 1 end end
+    return ready == n
+  end, 3000)
+end
+
+describe("WS worker pool", function()
+  local s
+  setup(function()
+    s = helpers.start { workers = 2, config = [[
+return {
+  websocket = { heartbeat_interval_ms = 100, heartbeat_timeout_ms = 400, queue_timeout_ms = 600, max_queue = 3 },
+  providers = { pool = { kind = "ws" } },
+  routes = { { match = "claude-ws*", provider = "pool" } },
+}]] }
+  end)
+  teardown(function() s:stop_clean() end)
+
+  it("serves an OpenAI request and an Anthropic request, whole and streamed", function()
+    local w = worker(s.port, { answer = reply("Hello from the tab", { "Hello ", "from ", "the tab" }) })
+    assert.is_true(wait_workers(s, 1))
+
+    local res = s:request("POST", "/v1/chat/completions", body("browser-model", "hi", { temperature = 0.5, max_tokens = 20 }))
+    assert.equal(200, res.status)
+    local out = json.decode(res.body)
+    assert.equal("Hello from the tab", out.choices[1].message.content)
+    assert.equal("stop", out.choices[1].finish_reason)
+    local req = w.requests[1]
+    assert.equal("completion_request", req.type)
+    assert.equal("browser-model", req.model)
+    assert.equal(0.5, req.temperature)
+    assert.equal(20, req.max_tokens)
+    assert.is_false(req.stream)
+    assert.same({ { role = "user", content = "hi" } }, req.messages)
+    assert.matches("^wsreq_", req.request_id)
+
+    res = s:request("POST", "/v1/chat/completions", body("browser-model", "hi", { stream = true }))
+    assert.equal(200, res.status)
+    local text = {}
+    for _, d in ipairs(client.sse_data(res.body)) do
+      local c = d ~= "[DONE]" and json.decode(d)
+      if c and c.choices[1] and c.choices[1].delta.content then text[#text + 1] = c.choices[1].delta.content end
+    end
+    assert.equal("Hello from the tab", table.concat(text))
+    assert.is_true(w.requests[2].stream)
+
+    -- Anthropic client, routed by a config route to the pool, streamed
+    res = s:request("POST", "/v1/messages", body("claude-ws-1", "hey", { max_tokens = 50, stream = true }))
+    assert.equal(200, res.status)
+    assert.matches("event: message_start", res.body, 1, true)
+    assert.matches('"text":"Hello "', res.body, 1, true)
+    assert.matches("event: message_stop", res.body, 1, true)
+    assert.equal("claude-ws-1", w.requests[3].model)
+
+    -- and whole
+    res = s:request("POST", "/v1/messages", body("claude-ws-1", "hey", { max_tokens = 50 }))
+    assert.equal(200, res.status)
+    out = json.decode(res.body)
+    assert.equal("Hello from the tab", out.content[1].text)
+    assert.equal("end_turn", out.stop_reason)
+
+    -- the announced model is listed
+    res = s:request("GET", "/v1/models")
+    assert.matches('"browser-model"', res.body, 1, true)
+    w:close()
+  end)
+
+  it("gives a request to the free worker that was most recently active", function()
+    local a = worker(s.port, { name = "a", answer = reply("from a") })
+    assert.is_true(wait_workers(s, 1))
+    local b = worker(s.port, { name = "b", answer = reply("from b") })
+    assert.is_true(wait_workers(s, 2))
+    -- b said ready last
+    local res = s:request("POST", "/v1/chat/completions", body("browser-model", "x"))
+    assert.equal("from b", json.decode(res.body).choices[1].message.content)
+    -- a announces itself again: now a is the most recently active
+    a:send(json.encode({ type = "client_ready", models = { "browser-model" }, name = "a" }))
+    a:wait(function() return false end, 100)
+    res = s:request("POST", "/v1/chat/completions", body("browser-model", "x"))
+    assert.equal("from a", json.decode(res.body).choices[1].message.content)
+    -- b finished before a: b is the next choice
+    a:wait(function() return false end, 20)
+    res = s:request("POST", "/v1/chat/completions", body("browser-model", "x"))
+    assert.equal("from a", json.decode(res.body).choices[1].message.content)
+    assert.equal(1, #b.requests)
+    -- a model only b serves goes to b
+    b:send(json.encode({ type = "client_ready", models = { "only-b" }, name = "b" }))
+    b:wait(function() return false end, 100)
+    res = s:request("POST", "/v1/chat/completions", body("only-b", "x"))
+    assert.equal("from b", json.decode(res.body).choices[1].message.content)
+    a:close(); b:close()
+  end)
+
+  it("uses a worker's announced capacity, and a busy pool answers 429 after the queue time", function()
+    local held = {}
+    local w = worker(s.port, { capacity = 2, answer = function(m) held[#held + 1] = m.request_id end })
+    assert.is_true(wait_workers(s, 1))
+    local c1, c2, c3 = s:connect(), s:connect(), s:connect()
+    c1:send(client.request_bytes("POST", "/v1/chat/completions", body("browser-model", "1")))
+    c2:send(client.request_bytes("POST", "/v1/chat/completions", body("browser-model", "2")))
+    assert.is_true(w:wait(function() return #held == 2 end, 2000))
+    -- the third waits in the queue, then gets 429 in the client's format
+    c3:send(client.request_bytes("POST", "/v1/messages", body("claude-ws-1", "3", { max_tokens = 5 })))
+    local res = c3:read_response(3000)
+    assert.equal(429, res.status)
+    assert.equal("rate_limit_error", json.decode(res.body).error.type)
+    assert.equal("error", json.decode(res.body).type)
+    assert.truthy(res.headers["retry-after"])
+    -- the held ones still complete
+    for _, id in ipairs(held) do
+      w:send(json.encode({ type = "completion_response", request_id = id, content = "late", finish_reason = "stop" }))
+    end
+    assert.equal(200, c1:read_response(3000).status)
+    assert.equal(200, c2:read_response(3000).status)
+    c1:close(); c2:close(); c3:close()
+    w:close()
+  end)
+
+  it("answers 503 when no worker serves the model within the queue time", function()
+    local res = s:request("POST", "/v1/chat/completions", body("claude-ws-nobody", "x"), nil, 5000)
+    assert.equal(503, res.status)
+    assert.equal("server_error", json.decode(res.body).error.type)
+    assert.matches("no WS worker serving claude%-ws%-nobody", json.decode(res.body).error.message)
+  end)
+
+  it("hands a queued request to a worker that connects while it waits", function()
+    local conn = s:connect()
+    conn:send(client.request_bytes("POST", "/v1/chat/completions", body("claude-ws-late", "x")))
+    client.run_until(function() return false end, 150)
+    local w = worker(s.port, { models = { "claude-ws-late" }, answer = reply("just in time") })
+    local res = conn:read_response(3000)
+    assert.equal(200, res.status)
+    assert.equal("just in time", json.decode(res.body).choices[1].message.content)
+    conn:close()
+    w:close()
+  end)
+
+  it("drops a worker that stops answering heartbeats, keeps one that answers", function()
+    local alive = worker(s.port, { name = "alive" })
+    local quiet = worker(s.port, { name = "quiet", silent = true })
+    assert.is_true(wait_workers(s, 2))
+    assert.is_true(quiet:wait(function(q) return q.closed end, 3000))
+    client.run_until(function() return false end, 300)
+    local p = pool_state(s)
+    assert.equal(1, #p.workers)
+    assert.equal("alive", p.workers[1].name)
+    assert.is_false(alive.closed)
+    local beats = 0
+    for _, m in ipairs(alive.seen) do if m.type == "heartbeat" then beats = beats + 1 end end
+    assert.is_true(beats >= 3, "heartbeats seen: " .. beats)
+    alive:close()
+  end)
+
+  it("moves a request to another worker when its worker dies before the first byte", function()
+    local first = worker(s.port, { name = "first", answer = function(_, ws) ws:drop() end })
+    assert.is_true(wait_workers(s, 1))
+    local conn = s:connect()
+    conn:send(client.request_bytes("POST", "/v1/chat/completions", body("browser-model", "x", { stream = true })))
+    assert.is_true(first:wait(function(f) return f.closed end, 2000))
+    local second = worker(s.port, { name = "second", answer = reply("second answer", { "second ", "answer" }) })
+    local res = conn:read_response(3000)
+    assert.equal(200, res.status)
+    assert.matches('"content":"second "', res.body, 1, true)
+    assert.matches("[DONE]", res.body, 1, true)
+    assert.equal(1, #second.requests)
+    conn:close()
+    second:close()
+  end)
+
+  it("ends the stream with an in-format error when the worker dies after the first byte", function()
+    local w = worker(s.port, { answer = function(m, ws)
+      ws:send(json.encode({ type = "completion_chunk", request_id = m.request_id, content = "partial " }))
+      ws:wait(function() return false end, 100)
+      ws:drop()
+    end })
+    assert.is_true(wait_workers(s, 1))
+    local res = s:request("POST", "/v1/messages", body("claude-ws-1", "x", { max_tokens = 20, stream = true }), nil, 4000)
+    assert.equal(200, res.status)
+    assert.matches('"text":"partial "', res.body, 1, true)
+    assert.matches("event: error", res.body, 1, true)
+    assert.matches("went away mid%-answer", res.body)
+    assert.is_nil(res.body:find("message_stop", 1, true))
+    -- OpenAI client, same failure
+    local w2 = worker(s.port, { answer = w.answer })
+    res = s:request("POST", "/v1/chat/completions", body("browser-model", "x", { stream = true }), nil, 4000)
+    assert.equal(200, res.status)
+    assert.matches('"content":"partial "', res.body, 1, true)
+    assert.matches('"error":{', res.body, 1, true)
+    w2:drop()
+  end)
+
+  it("answers unknown message types with an error and keeps the socket", function()
+    local w = worker(s.port, { answer = reply("still here") })
+    w:send('{"type":"bogus"}')
+    w:send("not json")
+    w:send('{"type":"completion_response","request_id":"wsreq_nobody","content":"x"}')
+    assert.is_true(w:wait(function(x)
+      local n = 0
+      for _, m in ipairs(x.seen) do if m.type == "error" then n = n + 1 end end
+      return n >= 2
+    end, 2000))
+    local errors = {}
+    for _, m in ipairs(w.seen) do if m.type == "error" then errors[#errors + 1] = m.message end end
+    assert.matches("unknown message type: bogus", errors[1], 1, true)
+    assert.is_false(w.closed)
+    local res = s:request("POST", "/v1/chat/completions", body("browser-model", "x"))
+    assert.equal("still here", json.decode(res.body).choices[1].message.content)
+    assert.matches("for unknown or finished request wsreq_nobody dropped", s.log, 1, true)
+    w:close()
+  end)
+
+  it("tells the worker when the client goes away, and frees its slot", function()
+    local w = worker(s.port, {})
+    assert.is_true(wait_workers(s, 1))
+    local conn = s:connect()
+    conn:send(client.request_bytes("POST", "/v1/chat/completions", body("browser-model", "x", { stream = true })))
+    assert.is_true(w:wait(function(x) return #x.requests == 1 end, 2000))
+    conn:close()
+    assert.is_true(w:wait(function(x) return #x.cancels == 1 end, 2000))
+    assert.equal(w.requests[1].request_id, w.cancels[1])
+    local p = pool_state(s)
+    assert.equal(0, p.workers[1].in_flight)
+    assert.equal(0, p.pending)
+    w:close()
+  end)
+
+  it("serves HTTP requests on one thread from a worker on the other", function()
+    local w = worker(s.port, { answer = reply("across threads") })
+    assert.is_true(wait_workers(s, 1))
+    local wthread = pool_state(s).workers[1].thread
+    local other
+    for _ = 1, 40 do
+      local c = s:connect()
+      c:send(client.request_bytes("GET", "/health"))
+      local h = json.decode(c:read_response(2000).body)
+      if h.thread ~= wthread then other = c break end
+      c:close()
+    end
+    assert.truthy(other, "no connection landed on the other thread")
+    other:send(client.request_bytes("POST", "/v1/chat/completions", body("browser-model", "x")))
+    local res = other:read_response(3000)
+    assert.equal("across threads", json.decode(res.body).choices[1].message.content)
+    other:close()
+    w:close()
+  end)
+end)
+
+describe("WS worker auth and origins", function()
+  local s
+  setup(function()
+    s = helpers.start { workers = 2, config = [[
+return { websocket = { worker_token = "tok-secret-123", allowed_origins = { "https://app.example.com" } } }]] }
+  end)
+  teardown(function()
+    local log = s:stop_clean()
+    assert.is_nil(log:find("tok-secret-123", 1, true))
+  end)
+
+  it("refuses a worker without the shared secret and takes one with it", function()
+    local ws, status = W.connect(s.port, "/ws")
+    assert.is_nil(ws)
+    assert.are_not.equal(101, status)
+    ws = W.connect(s.port, "/ws", { Authorization = "Bearer wrong" })
+    assert.is_nil(ws)
+    ws = assert(W.connect(s.port, "/ws?token=tok-secret-123"))
+    ws:close()
+    ws = assert(W.connect(s.port, "/ws", { Authorization = "Bearer tok-secret-123" }))
+    ws:close()
+  end)
+
+  it("checks the Origin of browser sockets", function()
+    assert.is_nil(W.connect(s.port, "/ws/c1", { Origin = "https://evil.example.net" }))
+    local ok = assert(W.connect(s.port, "/ws/c1", { Origin = "https://app.example.com" }))
+    ok:close()
+    assert.is_nil(W.connect(s.port, "/ws/nested/path"))
+  end)
+end)
+
+describe("chat sockets", function()
+  local s
+  setup(function()
+    s = helpers.start { workers = 2, config = [[
+return {
+  providers = { slow = { kind = "echo", chunk_delay_ms = 30 }, pool = { kind = "ws" } },
+  routes = { { match = "slow", provider = "slow" }, { match = "tab-*", provider = "pool" } },
+}]] }
+  end)
+  teardown(function() s:stop_clean() end)
+
+  local function collect(ws)
+    local out = { chunks = {} }
+    ws:wait(function(x)
+      while #x.messages > 0 do out[#out + 1] = json.decode(table.remove(x.messages, 1)) end
+      for _, m in ipairs(out) do if m.type == "response_complete" or m.type == "error" then return true end end
+      return false
+    end, 5000)
+    return out
+  end
+
+  it("streams an answer: response_start, chunks, response_complete with the whole text", function()
+    local ws = assert(W.connect(s.port, "/ws/client-1"))
+    ws:send(json.encode({ type = "chat_message", message = { role = "user", content = "one two three" },
+      history = { { role = "user", content = "earlier" }, { role = "assistant", content = "ok" } } }))
+    local msgs = collect(ws)
+    assert.equal("response_start", msgs[1].type)
+    local text = {}
+    for i = 2, #msgs - 1 do
+      assert.equal("response_chunk", msgs[i].type)
+      assert.equal(msgs[1].id, msgs[i].id)
+      text[#text + 1] = msgs[i].content
+    end
+    assert.equal("one two three", table.concat(text))
+    assert.equal("response_complete", msgs[#msgs].type)
+    assert.equal("one two three", msgs[#msgs].content)
+    ws:send('{"type":"ping"}')
+    assert.equal("pong", json.decode(ws:next_message(2000)).type)
+    ws:send('{"type":"chat_message"}')
+    local err = json.decode(ws:next_message(2000))
+    assert.equal("error", err.type)
+    assert.matches("needs a message", err.message)
+    ws:send('{"type":"chat_message","message":"x","model":"no-such-model"}')
+    err = json.decode(ws:next_message(2000))
+    assert.equal("error", err.type)
+    assert.matches("does not exist", err.message)
+    ws:send('{"type":"whatever"}')
+    assert.matches("unknown message type", json.decode(ws:next_message(2000)).message)
+    ws:close()
+  end)
+
+  it("streams two answers on one socket at once, each tagged with its id", function()
+    local ws = assert(W.connect(s.port, "/ws/client-2"))
+    ws:send(json.encode({ type = "chat_message", id = "a", model = "slow", message = { content = "a1 a2 a3 a4 a5" } }))
+    ws:send(json.encode({ type = "chat_message", id = "b", model = "slow", message = { content = "b1 b2 b3 b4 b5" } }))
+    local order = {}
+    local done = {}
+    local texts = { a = {}, b = {} }
+    ws:wait(function(x)
+      while #x.messages > 0 do
+        local m = json.decode(table.remove(x.messages, 1))
+        order[#order + 1] = m.id
+        if m.type == "response_chunk" then table.insert(texts[m.id], m.content) end
+        if m.type == "response_complete" then done[m.id] = m.content end
+      end
+      return done.a and done.b
+    end, 5000)
+    assert.equal("a1 a2 a3 a4 a5", done.a)
+    assert.equal("b1 b2 b3 b4 b5", done.b)
+    assert.equal("a1 a2 a3 a4 a5", table.concat(texts.a))
+    -- interleaved: b started before a completed
+    local first_b, last_a
+    for i, id in ipairs(order) do
+      if id == "b" and not first_b then first_b = i end
+      if id == "a" then last_a = i end
+    end
+    assert.is_true(first_b < last_a)
+    ws:close()
+  end)
+
+  it("serves 200 sockets at once, each its own answer", function()
+    local socks = {}
+    for i = 1, 200 do
+      socks[i] = assert(W.connect(s.port, "/ws/many-" .. i))
+    end
+    for i, ws in ipairs(socks) do
+      ws:send(json.encode({ type = "chat_message", message = { content = "socket number " .. i } }))
+    end
+    local got = {}
+    client.run_until(function()
+      local n = 0
+      for i, ws in ipairs(socks) do
+        if not got[i] then
+          for _, text in ipairs(ws.messages) do
+            local m = json.decode(text)
+            if m.type == "response_complete" then got[i] = m.content end
+          end
+        end
+        if got[i] then n = n + 1 end
+      end
+      return n == 200
+    end, 15000)
+    for i = 1, 200 do assert.equal("socket number " .. i, got[i]) end
+    for _, ws in ipairs(socks) do ws:close() end
+  end)
+
+  it("cancels a socket's upstream requests when it closes", function()
+    local w = worker(s.port, { models = { "tab-model" } }) -- holds every request
+    assert.is_true(wait_workers(s, 1))
+    local ws = assert(W.connect(s.port, "/ws/client-3"))
+    ws:send(json.encode({ type = "chat_message", model = "tab-model", message = { content = "hold me" } }))
+    assert.is_true(w:wait(function(x) return #x.requests == 1 end, 2000))
+    assert.same({ { role = "user", content = "hold me" } }, w.requests[1].messages)
+    ws:drop()
+    assert.is_true(w:wait(function(x) return #x.cancels == 1 end, 2000))
+    assert.equal(w.requests[1].request_id, w.cancels[1])
+    w:close()
+  end)
+end)

@@ -1,0 +1,697 @@
+/* The WS worker pool's shared tables and the primitives over them:
+ *   _pool_submit  _pool_cancel  _pool_ready  _pool_deliver
+ *   _pool_state   _pool_serves  _pool_models
+ * Every table here is guarded by one mutex; see pool.h for the threads. */
+#include "pool.h"
+#include "log.h"
+#include "server.h"
+#include "ws.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct mg_pool_worker {
+	struct mg_pool_worker *next;
+	mg_ws_conn *conn;
+	mg_worker *thread;
+	char name[64];
+	char **models;       /* owned; nmodels == 0: any model */
+	int nmodels;
+	int capacity, inflight, ready;
+	double last_active, connected_at; /* ms, uv_hrtime clock */
+	long long served;
+} mg_pool_worker;
+
+typedef struct mg_pending {
+	struct mg_pending *hnext;        /* bucket chain */
+	struct mg_pending *qprev, *qnext; /* the queue, while queued */
+	int queued;
+	char *id, *model, *msg;          /* owned */
+	size_t msg_len;
+	mg_worker *owner;
+	mg_pool_worker *worker;          /* while assigned */
+	int delivered;                   /* messages passed to the owner */
+	int queue_timeout_ms;
+	double deadline;                 /* while queued */
+} mg_pending;
+
+#define NBUCKETS 4096
+
+static uv_once_t lock_once = UV_ONCE_INIT;
+static uv_mutex_t lock;
+static mg_pending *table[NBUCKETS];
+static mg_pending *q_head, *q_tail;
+static int q_len, n_pending;
+static mg_pool_worker *workers;
+
+static void init_lock(void)
+{
+	uv_mutex_init(&lock);
+}
+
+void mg_pool_lock(void)
+{
+	uv_once(&lock_once, init_lock);
+	uv_mutex_lock(&lock);
+}
+
+void mg_pool_unlock(void)
+{
+	uv_mutex_unlock(&lock);
+}
+
+static double now_ms(void)
+{
+	return (double)uv_hrtime() / 1e6;
+}
+
+/* ---- the rendezvous table and the queue (lock held) -------------------- */
+
+static unsigned bucket(const char *id)
+{
+	unsigned h = 2166136261u;
+
+	while (*id)
+		h = (h ^ (unsigned char)*id++) * 16777619u;
+	return h % NBUCKETS;
+}
+
+static mg_pending *find(const char *id)
+{
+	for (mg_pending *p = table[bucket(id)]; p; p = p->hnext)
+		if (!strcmp(p->id, id))
+			return p;
+	return NULL;
+}
+
+static void q_remove(mg_pending *p)
+{
+	if (!p->queued)
+		return;
+	if (p->qprev)
+		p->qprev->qnext = p->qnext;
+	else
+		q_head = p->qnext;
+	if (p->qnext)
+		p->qnext->qprev = p->qprev;
+	else
+		q_tail = p->qprev;
+	p->qprev = p->qnext = NULL;
+	p->queued = 0;
+	q_len--;
+}
+
+static void q_push(mg_pending *p, int front)
+{
+	p->queued = 1;
+	p->deadline = now_ms() + p->queue_timeout_ms;
+	q_len++;
+	if (front) {
+		p->qprev = NULL;
+		p->qnext = q_head;
+		if (q_head)
+			q_head->qprev = p;
+		else
+			q_tail = p;
+		q_head = p;
+	} else {
+		p->qnext = NULL;
+		p->qprev = q_tail;
+		if (q_tail)
+			q_tail->qnext = p;
+		else
+			q_head = p;
+		q_tail = p;
+	}
+}
+
+/* Takes p out of every table and frees it. */
+static void drop(mg_pending *p)
+{
+	mg_pending **pp = &table[bucket(p->id)];
+
+	while (*pp && *pp != p)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = p->hnext;
+	q_remove(p);
+	n_pending--;
+	free(p->id);
+	free(p->model);
+	free(p->msg);
+	free(p);
+}
+
+static int serves(const mg_pool_worker *pw, const char *model)
+{
+	if (!pw->nmodels)
+		return 1;
+	for (int i = 0; i < pw->nmodels; i++)
+		if (!strcmp(pw->models[i], model) || !strcmp(pw->models[i], "*"))
+			return 1;
+	return 0;
+}
+
+/* The free worker serving `model` that was most recently active. */
+static mg_pool_worker *pick(const char *model)
+{
+	mg_pool_worker *best = NULL;
+
+	for (mg_pool_worker *pw = workers; pw; pw = pw->next)
+		if (pw->ready && pw->inflight < pw->capacity && serves(pw, model) &&
+		    (!best || pw->last_active > best->last_active))
+			best = pw;
+	return best;
+}
+
+static int any_serves(const char *model)
+{
+	for (mg_pool_worker *pw = workers; pw; pw = pw->next)
+		if (pw->ready && serves(pw, model))
+			return 1;
+	return 0;
+}
+
+static int assign(mg_pending *p, mg_pool_worker *pw)
+{
+	if (mg_ws_queue_locked(pw->conn, p->msg, p->msg_len)) {
+		pw->ready = 0; /* closing: it takes no more */
+		return -1;
+	}
+	q_remove(p);
+	p->worker = pw;
+	pw->inflight++;
+	pw->last_active = now_ms();
+	return 0;
+}
+
+/* Hands queued requests to free workers, oldest first. */
+static void dispatch(void)
+{
+	mg_pending *p = q_head;
+
+	while (p) {
+		mg_pending *next = p->qnext;
+		mg_pool_worker *pw;
+		while ((pw = pick(p->model)) && assign(p, pw))
+			;
+		p = next;
+	}
+}
+
+/* Tells the worker to stop on a request it holds, and frees its slot. */
+static void release(mg_pending *p)
+{
+	mg_pool_worker *pw = p->worker;
+	char msg[200];
+	int n;
+
+	if (!pw)
+		return;
+	p->worker = NULL;
+	pw->inflight--;
+	n = snprintf(msg, sizeof msg, "{\"type\":\"cancel_request\",\"request_id\":\"%s\"}", p->id);
+	if (n > 0 && (size_t)n < sizeof msg)
+		mg_ws_queue_locked(pw->conn, msg, (size_t)n);
+}
+
+static void post(mg_worker *owner, int kind, int status, const char *id,
+		 const char *data, size_t len)
+{
+	size_t idlen = strlen(id);
+	mg_pool_event *ev;
+
+	if (!owner->wake_open)
+		return;
+	ev = malloc(sizeof *ev + len + idlen + 2);
+	if (!ev) {
+		mg_log(MG_LOG_ERROR, "pool: out of memory; an event for %s is lost", id);
+		return;
+	}
+	ev->next = NULL;
+	ev->kind = kind;
+	ev->status = status;
+	ev->len = len;
+	if (len)
+		memcpy(ev->data, data, len);
+	ev->data[len] = 0;
+	ev->id = ev->data + len + 1;
+	memcpy(ev->id, id, idlen + 1);
+	if (owner->inbox_tail)
+		owner->inbox_tail->next = ev;
+	else
+		owner->inbox_head = ev;
+	owner->inbox_tail = ev;
+	uv_async_send(&owner->wake);
+}
+
+/* ---- threads and connections -------------------------------------------- */
+
+void mg_pool_thread_start(mg_worker *w)
+{
+	mg_pool_lock();
+	w->wake_open = 1;
+	mg_pool_unlock();
+}
+
+void mg_pool_thread_stop(mg_worker *w)
+{
+	mg_pool_event *ev;
+
+	mg_pool_lock();
+	w->wake_open = 0;
+	ev = w->inbox_head;
+	w->inbox_head = w->inbox_tail = NULL;
+	for (int b = 0; b < NBUCKETS; b++) {
+		mg_pending *p = table[b];
+		while (p) {
+			mg_pending *next = p->hnext;
+			if (p->owner == w) {
+				release(p);
+				drop(p);
+			}
+			p = next;
+		}
+	}
+	dispatch();
+	mg_pool_unlock();
+	while (ev) {
+		mg_pool_event *next = ev->next;
+		free(ev);
+		ev = next;
+	}
+}
+
+mg_pool_event *mg_pool_take_events(mg_worker *w)
+{
+	mg_pool_event *ev;
+
+	mg_pool_lock();
+	ev = w->inbox_head;
+	w->inbox_head = w->inbox_tail = NULL;
+	mg_pool_unlock();
+	return ev;
+}
+
+int mg_pool_expire(mg_worker *w, double now)
+{
+	int n = 0;
+
+	mg_pool_lock();
+	for (mg_pending *p = q_head, *next; p; p = next) {
+		next = p->qnext;
+		if (p->owner != w || now < p->deadline)
+			continue;
+		post(w, MG_POOL_EXPIRED, any_serves(p->model) ? 429 : 503, p->id, NULL, 0);
+		drop(p);
+		n++;
+	}
+	mg_pool_unlock();
+	return n;
+}
+
+int mg_pool_join(mg_ws_conn *c)
+{
+	mg_pool_worker *pw = calloc(1, sizeof *pw);
+
+	if (!pw)
+		return -1;
+	pw->conn = c;
+	pw->thread = c->w;
+	pw->capacity = 1;
+	pw->connected_at = pw->last_active = now_ms();
+	snprintf(pw->name, sizeof pw->name, "worker-%llu", (unsigned long long)c->id);
+	mg_pool_lock();
+	c->pw = pw;
+	pw->next = workers;
+	workers = pw;
+	mg_pool_unlock();
+	return 0;
+}
+
+static void free_models(mg_pool_worker *pw)
+{
+	for (int i = 0; i < pw->nmodels; i++)
+		free(pw->models[i]);
+	free(pw->models);
+	pw->models = NULL;
+	pw->nmodels = 0;
+}
+
+void mg_pool_conn_gone(mg_ws_conn *c)
+{
+	mg_pool_worker *pw, **pp;
+	int requeued = 0, lost = 0;
+
+	mg_pool_lock();
+	pw = c->pw;
+	if (!pw) {
+		mg_pool_unlock();
+		return;
+	}
+	c->pw = NULL;
+	for (pp = &workers; *pp && *pp != pw; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = pw->next;
+	for (int b = 0; b < NBUCKETS; b++) {
+		mg_pending *p = table[b];
+		while (p) {
+			mg_pending *next = p->hnext;
+			if (p->worker == pw) {
+				p->worker = NULL;
+				if (!p->delivered) { /* nothing reached the client: another worker */
+					q_push(p, 1);
+					requeued++;
+				} else {
+					post(p->owner, MG_POOL_LOST, 502, p->id, NULL, 0);
+					drop(p);
+					lost++;
+				}
+			}
+			p = next;
+		}
+	}
+	dispatch();
+	mg_pool_unlock();
+	if (requeued || lost)
+		mg_log(MG_LOG_WARN, "WS worker %s left with %d request(s): %d requeued, %d failed",
+		       pw->name, requeued + lost, requeued, lost);
+	free_models(pw);
+	free(pw);
+}
+
+/* ---- primitives -------------------------------------------------------- */
+
+static mg_worker *owner_of(lua_State *L)
+{
+	mg_worker *w;
+
+	lua_getfield(L, LUA_REGISTRYINDEX, MG_WORKER_KEY);
+	w = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	if (!w)
+		luaL_error(L, "the WS worker pool needs a worker thread");
+	return w;
+}
+
+static const char *check_id(lua_State *L, int idx)
+{
+	size_t n;
+	const char *id = luaL_checklstring(L, idx, &n);
+
+	if (!n || n > 100 || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:") != n)
+		luaL_argerror(L, idx, "request id: 1..100 characters of [A-Za-z0-9_.:-]");
+	return id;
+}
+
+static char *dup_checked(lua_State *L, const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+
+	if (!d)
+		luaL_error(L, "out of memory");
+	memcpy(d, s, n);
+	d[n] = 0;
+	return d;
+}
+
+/* _pool_submit(id, model, message, queue_timeout_ms, max_queue)
+ *   -> "assigned" | "queued" | nil, "queue full"
+ * message is the completion_request text sent to the worker. */
+static int l_pool_submit(lua_State *L)
+{
+	mg_worker *w = owner_of(L);
+	const char *id = check_id(L, 1);
+	size_t mlen, len;
+	const char *model = luaL_checklstring(L, 2, &mlen);
+	const char *msg = luaL_checklstring(L, 3, &len);
+	int timeout = (int)luaL_checkinteger(L, 4);
+	int max_queue = (int)luaL_checkinteger(L, 5);
+	mg_pending *p = calloc(1, sizeof *p);
+	mg_pool_worker *pw;
+	const char *result = "assigned";
+
+	if (!p)
+		return luaL_error(L, "out of memory");
+	p->id = strdup(id);
+	p->model = malloc(mlen + 1);
+	p->msg = malloc(len);
+	if (!p->id || !p->model || !p->msg) {
+		free(p->id);
+		free(p->model);
+		free(p->msg);
+		free(p);
+		return luaL_error(L, "out of memory");
+	}
+	memcpy(p->model, model, mlen + 1);
+	memcpy(p->msg, msg, len);
+	p->msg_len = len;
+	p->owner = w;
+	p->queue_timeout_ms = timeout;
+
+	mg_pool_lock();
+	if (find(id)) {
+		mg_pool_unlock();
+		free(p->id);
+		free(p->model);
+		free(p->msg);
+		free(p);
+		return luaL_argerror(L, 1, "a request with this id is in flight");
+	}
+	p->hnext = table[bucket(id)];
+	table[bucket(id)] = p;
+	n_pending++;
+	while ((pw = pick(model)) && assign(p, pw))
+		;
+	if (!p->worker) {
+		if (q_len >= max_queue) {
+			drop(p);
+			mg_pool_unlock();
+			lua_pushnil(L);
+			lua_pushliteral(L, "queue full");
+			return 2;
+		}
+		q_push(p, 0);
+		result = "queued";
+	}
+	mg_pool_unlock();
+	lua_pushstring(L, result);
+	return 1;
+}
+
+/* _pool_cancel(id) -> true if the request was still pending */
+static int l_pool_cancel(lua_State *L)
+{
+	mg_worker *w = owner_of(L);
+	const char *id = check_id(L, 1);
+	mg_pending *p;
+
+	mg_pool_lock();
+	p = find(id);
+	if (p && p->owner == w) {
+		release(p);
+		drop(p);
+		dispatch();
+	} else {
+		p = NULL;
+	}
+	mg_pool_unlock();
+	lua_pushboolean(L, p != NULL);
+	return 1;
+}
+
+/* _pool_ready(h [, {models = {...}, capacity = n, name = s}]) -> true | nil, "closed"
+ * The worker on socket h takes requests, for those models (all if none). */
+static int l_pool_ready(lua_State *L)
+{
+	mg_ws_conn *c = mg_ws_check(L, 1);
+	char **models = NULL;
+	int nmodels = 0, capacity = -1;
+	const char *name = NULL;
+
+	if (!lua_isnoneornil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		lua_getfield(L, 2, "models");
+		if (lua_istable(L, -1)) {
+			int n = (int)lua_objlen(L, -1);
+			models = calloc((size_t)(n ? n : 1), sizeof *models);
+			if (!models)
+				return luaL_error(L, "out of memory");
+			for (int i = 1; i <= n; i++) {
+				size_t sl;
+				const char *s;
+				lua_rawgeti(L, -1, i);
+				s = lua_tolstring(L, -1, &sl);
+				if (s && sl && sl < 256)
+					models[nmodels++] = dup_checked(L, s, sl);
+				lua_pop(L, 1);
+			}
+		}
+		lua_pop(L, 1);
+		lua_getfield(L, 2, "capacity");
+		if (lua_isnumber(L, -1))
+			capacity = (int)lua_tointeger(L, -1);
+		lua_pop(L, 1);
+		lua_getfield(L, 2, "name");
+		name = lua_tostring(L, -1); /* stays on the stack while used */
+	}
+	mg_pool_lock();
+	if (!c || !c->pw) {
+		mg_pool_unlock();
+		for (int i = 0; i < nmodels; i++)
+			free(models[i]);
+		free(models);
+		lua_pushnil(L);
+		lua_pushliteral(L, "closed");
+		return 2;
+	}
+	if (models) {
+		free_models(c->pw);
+		c->pw->models = models;
+		c->pw->nmodels = nmodels;
+	}
+	if (capacity > 0)
+		c->pw->capacity = capacity > 1000 ? 1000 : capacity;
+	if (name && *name)
+		snprintf(c->pw->name, sizeof c->pw->name, "%s", name);
+	c->pw->ready = 1;
+	c->pw->last_active = now_ms();
+	dispatch();
+	mg_pool_unlock();
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* _pool_deliver(h, id, text, final) -> true | false
+ * A message of the worker on socket h for request id goes to the request's
+ * thread; false when no request of that worker has this id (unknown or
+ * finished). final ends the request and frees the worker's slot. */
+static int l_pool_deliver(lua_State *L)
+{
+	mg_ws_conn *c = mg_ws_check(L, 1);
+	size_t len;
+	const char *id = luaL_checkstring(L, 2);
+	const char *text = luaL_checklstring(L, 3, &len);
+	int final = lua_toboolean(L, 4);
+	mg_pending *p;
+	int ok = 0;
+
+	mg_pool_lock();
+	p = find(id);
+	if (c && c->pw && p && p->worker == c->pw) {
+		ok = 1;
+		p->delivered++;
+		post(p->owner, MG_POOL_MESSAGE, 0, id, text, len);
+		if (final) {
+			c->pw->inflight--;
+			c->pw->served++;
+			c->pw->last_active = now_ms();
+			drop(p);
+			dispatch();
+		}
+	}
+	mg_pool_unlock();
+	lua_pushboolean(L, ok);
+	return 1;
+}
+
+/* _pool_state() -> {workers = {{id, name, status, thread, models, capacity,
+ *   in_flight, served, last_seen_ms_ago, connected_s}...}, queued, pending} */
+static int l_pool_state(lua_State *L)
+{
+	double now = now_ms();
+	int i = 0;
+
+	mg_pool_lock();
+	lua_createtable(L, 0, 3);
+	lua_newtable(L);
+	for (mg_pool_worker *pw = workers; pw; pw = pw->next) {
+		uint64_t seen = __atomic_load_n(&pw->conn->last_seen_ms, __ATOMIC_RELAXED);
+		lua_createtable(L, 0, 10);
+		lua_pushnumber(L, (lua_Number)pw->conn->id);
+		lua_setfield(L, -2, "id");
+		lua_pushstring(L, pw->name);
+		lua_setfield(L, -2, "name");
+		lua_pushstring(L, !pw->ready ? "connecting" : pw->inflight >= pw->capacity ? "busy" : "idle");
+		lua_setfield(L, -2, "status");
+		lua_pushinteger(L, pw->thread->index);
+		lua_setfield(L, -2, "thread");
+		lua_createtable(L, pw->nmodels, 0);
+		for (int m = 0; m < pw->nmodels; m++) {
+			lua_pushstring(L, pw->models[m]);
+			lua_rawseti(L, -2, m + 1);
+		}
+		lua_setfield(L, -2, "models");
+		lua_pushinteger(L, pw->capacity);
+		lua_setfield(L, -2, "capacity");
+		lua_pushinteger(L, pw->inflight);
+		lua_setfield(L, -2, "in_flight");
+		lua_pushnumber(L, (lua_Number)pw->served);
+		lua_setfield(L, -2, "served");
+		lua_pushnumber(L, now > (double)seen ? (double)(uint64_t)(now - (double)seen) : 0);
+		lua_setfield(L, -2, "last_seen_ms_ago");
+		lua_pushnumber(L, (double)(uint64_t)((now - pw->connected_at) / 1000));
+		lua_setfield(L, -2, "connected_s");
+		lua_rawseti(L, -2, ++i);
+	}
+	lua_setfield(L, -2, "workers");
+	lua_pushinteger(L, q_len);
+	lua_setfield(L, -2, "queued");
+	lua_pushinteger(L, n_pending);
+	lua_setfield(L, -2, "pending");
+	mg_pool_unlock();
+	return 1;
+}
+
+/* _pool_serves(model) -> whether a ready worker announced it (or any model) */
+static int l_pool_serves(lua_State *L)
+{
+	const char *model = luaL_checkstring(L, 1);
+	int yes = 0;
+
+	mg_pool_lock();
+	for (mg_pool_worker *pw = workers; pw && !yes; pw = pw->next)
+		yes = pw->ready && pw->nmodels && serves(pw, model);
+	mg_pool_unlock();
+	lua_pushboolean(L, yes);
+	return 1;
+}
+
+/* _pool_models() -> the model names ready workers announced (may repeat) */
+static int l_pool_models(lua_State *L)
+{
+	int n = 0;
+
+	mg_pool_lock();
+	lua_newtable(L);
+	for (mg_pool_worker *pw = workers; pw; pw = pw->next)
+		for (int m = 0; pw->ready && m < pw->nmodels; m++)
+			if (strcmp(pw->models[m], "*")) {
+				lua_pushstring(L, pw->models[m]);
+				lua_rawseti(L, -2, ++n);
+			}
+	mg_pool_unlock();
+	return 1;
+}
+
+int mg_pool_open(lua_State *L)
+{
+	static const luaL_Reg fns[] = {
+		{ "_pool_submit", l_pool_submit },
+		{ "_pool_cancel", l_pool_cancel },
+		{ "_pool_ready", l_pool_ready },
+		{ "_pool_deliver", l_pool_deliver },
+		{ "_pool_state", l_pool_state },
+		{ "_pool_serves", l_pool_serves },
+		{ "_pool_models", l_pool_models },
+		{ NULL, NULL }
+	};
+
+	for (const luaL_Reg *f = fns; f->name; f++) {
+		lua_pushcfunction(L, f->func);
+		lua_setfield(L, -2, f->name);
+	}
+	return 0;
+}

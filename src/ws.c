@@ -1,0 +1,577 @@
+/* WebSocket connections on libwebsockets: opening (Lua decides), message
+ * assembly, the outbox and its writer, heartbeats to pool workers, the
+ * thread's wake handle, and the Lua primitives _ws_send, _ws_close and
+ * _ws_on_drain. See ws.h for who owns what. */
+#include <libwebsockets.h>
+#include "ws.h"
+#include "http_lws.h"
+#include "log.h"
+#include "lua_host.h"
+#include "pool.h"
+#include "server.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WS_HANDLE_MT "moongate.ws"
+#define MG_WS_CLOSE_SILENT 4000 /* our close code for a worker that went silent */
+
+static uint64_t next_conn_id;
+
+static uint64_t now_ms(void)
+{
+	return uv_hrtime() / 1000000;
+}
+
+/* Pushes the function `name` of the worker's handler table; 0 if none. */
+static int push_handler(mg_worker *w, const char *name)
+{
+	lua_State *L = w->L;
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, w->handler_ref);
+	lua_getfield(L, -1, name);
+	lua_remove(L, -2);
+	if (lua_isfunction(L, -1))
+		return 1;
+	lua_pop(L, 1);
+	return 0;
+}
+
+static void call_lua(lua_State *L, int nargs, const char *what)
+{
+	if (mg_pcall(L, nargs, 0, what)) {
+		mg_stats_add(&mg_global_stats.lua_errors, 1);
+		lua_pop(L, 1);
+	}
+}
+
+/* ---- outbox -------------------------------------------------------------- */
+
+/* Pool lock held. */
+static int queue_msg(mg_ws_conn *c, const char *text, size_t len)
+{
+	mg_ws_msg *m;
+
+	if (c->close_code)
+		return -1;
+	m = malloc(sizeof *m + LWS_PRE + len);
+	if (!m)
+		return -1;
+	m->next = NULL;
+	m->len = len;
+	memcpy(m->data + LWS_PRE, text, len);
+	if (c->out_tail)
+		c->out_tail->next = m;
+	else
+		c->out_head = m;
+	c->out_tail = m;
+	c->out_bytes += len;
+	return 0;
+}
+
+int mg_ws_queue_locked(mg_ws_conn *c, const char *text, size_t len)
+{
+	mg_worker *w = c->w;
+
+	if (queue_msg(c, text, len))
+		return -1;
+	if (!c->want_write) {
+		c->want_write = 1;
+		c->wake_next = w->wake_list;
+		w->wake_list = c;
+		if (w->wake_open)
+			uv_async_send(&w->wake);
+	}
+	return 0;
+}
+
+/* Owner thread: queue and ask lws for a writable callback. */
+static int send_text(mg_ws_conn *c, const char *text, size_t len)
+{
+	int rc;
+
+	mg_pool_lock();
+	rc = queue_msg(c, text, len);
+	mg_pool_unlock();
+	if (!rc && c->wsi)
+		lws_callback_on_writable(c->wsi);
+	return rc;
+}
+
+/* Pool lock held: frees the outbox and leaves the owner's wake list. */
+static void drop_outbox_locked(mg_ws_conn *c)
+{
+	mg_ws_msg *m = c->out_head;
+
+	while (m) {
+		mg_ws_msg *next = m->next;
+		free(m);
+		m = next;
+	}
+	c->out_head = c->out_tail = NULL;
+	c->out_bytes = 0;
+	if (c->want_write) {
+		mg_ws_conn **p = &c->w->wake_list;
+		while (*p && *p != c)
+			p = &(*p)->wake_next;
+		if (*p)
+			*p = c->wake_next;
+		c->want_write = 0;
+	}
+}
+
+static void call_ref(mg_ws_conn *c, int ref, const char *what)
+{
+	lua_State *L = c->w->L;
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, c->handle_ref);
+	call_lua(L, 1, what);
+}
+
+static void drain_check(mg_ws_conn *c, size_t queued)
+{
+	if (c->on_drain_ref != LUA_NOREF && queued <= c->w->cfg->stream_high_water / 2) {
+		int ref = c->on_drain_ref;
+		c->on_drain_ref = LUA_NOREF;
+		call_ref(c, ref, "ws drain callback");
+		luaL_unref(c->w->L, LUA_REGISTRYINDEX, ref);
+	}
+}
+
+/* One message per writable callback. Returns -1 to close. */
+static int on_writable(mg_ws_conn *c)
+{
+	mg_ws_msg *m;
+	size_t queued;
+	int more, code;
+
+	mg_pool_lock();
+	m = c->out_head;
+	if (m) {
+		c->out_head = m->next;
+		if (!c->out_head)
+			c->out_tail = NULL;
+		c->out_bytes -= m->len;
+	}
+	more = c->out_head != NULL;
+	queued = c->out_bytes;
+	code = c->close_code;
+	mg_pool_unlock();
+	if (m) {
+		int n = lws_write(c->wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
+		int short_write = n < (int)m->len;
+		free(m);
+		if (short_write)
+			return -1;
+	}
+	if (more) {
+		lws_callback_on_writable(c->wsi);
+	} else if (code) {
+		static const char silent[] = "heartbeat timeout";
+		if (code == MG_WS_CLOSE_SILENT)
+			lws_close_reason(c->wsi, (enum lws_close_status)code,
+					 (unsigned char *)silent, sizeof silent - 1);
+		else
+			lws_close_reason(c->wsi, (enum lws_close_status)code, NULL, 0);
+		return -1;
+	}
+	drain_check(c, queued);
+	return 0;
+}
+
+/* ---- life -------------------------------------------------------------- */
+
+static mg_ws_conn *conn_new(mg_worker *w, struct lws *wsi)
+{
+	mg_ws_conn *c = calloc(1, sizeof *c);
+
+	if (!c)
+		return NULL;
+	c->wsi = wsi;
+	c->w = w;
+	c->handle_ref = c->on_drain_ref = LUA_NOREF;
+	c->id = __atomic_add_fetch(&next_conn_id, 1, __ATOMIC_RELAXED);
+	c->last_seen_ms = c->last_ping_ms = now_ms();
+	c->next = w->ws_conns;
+	if (c->next)
+		c->next->prev = c;
+	w->ws_conns = c;
+	return c;
+}
+
+/* Owner thread: lws is done with the socket. Tells the pool and Lua, then
+ * frees the connection. */
+static void conn_gone(mg_ws_conn **slot)
+{
+	mg_ws_conn *c = *slot;
+	lua_State *L;
+
+	if (!c)
+		return;
+	*slot = NULL;
+	L = c->w->L;
+	c->wsi = NULL;
+	if (c->is_worker)
+		mg_pool_conn_gone(c);
+	mg_pool_lock();
+	drop_outbox_locked(c);
+	mg_pool_unlock();
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->w->ws_conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	if (c->established && push_handler(c->w, "ws_close")) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, c->handle_ref);
+		call_lua(L, 1, "ws_close");
+	}
+	if (c->handle)
+		*c->handle = NULL;
+	luaL_unref(L, LUA_REGISTRYINDEX, c->on_drain_ref);
+	luaL_unref(L, LUA_REGISTRYINDEX, c->handle_ref);
+	mg_buf_free(&c->rx);
+	free(c);
+}
+
+static int copy_token(struct lws *wsi, int token, mg_buf *b)
+{
+	int n = lws_hdr_total_length(wsi, (enum lws_token_indexes)token);
+
+	if (n <= 0)
+		return 0;
+	if (mg_buf_reserve(b, (size_t)n + 1))
+		return -1;
+	n = lws_hdr_copy(wsi, b->data, n + 1, (enum lws_token_indexes)token);
+	b->len = n > 0 ? (size_t)n : 0;
+	return 0;
+}
+
+/* Before the handshake answer: Lua accepts ("worker" or "chat") or refuses.
+ * Returns non-zero to refuse. */
+static int on_filter(struct lws *wsi, mg_ws_conn **slot)
+{
+	mg_worker *w = lws_context_user(lws_get_context(wsi));
+	lua_State *L = w->L;
+	mg_buf path = { 0 }, query = { 0 }, headers = { 0 };
+	mg_ws_conn *c;
+	int top = lua_gettop(L), ok = 0;
+
+	if (!slot || !push_handler(w, "ws_open"))
+		return 1;
+	c = conn_new(w, wsi);
+	if (!c || copy_token(wsi, WSI_TOKEN_GET_URI, &path) ||
+	    copy_token(wsi, WSI_TOKEN_HTTP_URI_ARGS, &query) ||
+	    mg_lws_copy_headers(wsi, &headers)) {
+		lua_settop(L, top);
+		goto out;
+	}
+	*slot = c;
+	c->handle = (mg_ws_conn **)mg_push_handle(L, c, WS_HANDLE_MT, &c->handle_ref);
+	lua_pushlstring(L, path.data ? path.data : "", path.len);
+	lua_pushlstring(L, query.data ? query.data : "", query.len);
+	mg_push_pairs(L, &headers);
+	if (mg_pcall(L, 4, 2, "ws_open")) {
+		mg_stats_add(&mg_global_stats.lua_errors, 1);
+	} else if (lua_isstring(L, -2)) {
+		c->is_worker = !strcmp(lua_tostring(L, -2), "worker");
+		ok = !c->is_worker || !mg_pool_join(c);
+	} else {
+		mg_log(MG_LOG_INFO, "WebSocket refused on %.*s: %s", (int)path.len,
+		       path.data ? path.data : "", lua_isstring(L, -1) ? lua_tostring(L, -1) : "no reason");
+	}
+	lua_settop(L, top);
+out:
+	mg_buf_free(&path);
+	mg_buf_free(&query);
+	mg_buf_free(&headers);
+	if (!ok && c) {
+		if (!*slot)
+			*slot = c;
+		conn_gone(slot); /* not established: Lua's ws_close is not called */
+	}
+	return !ok;
+}
+
+static int on_receive(mg_ws_conn *c, const void *in, size_t len)
+{
+	size_t max = c->w->cfg->ws_max_message;
+
+	if (!c->rx_too_big) {
+		if (c->rx.len + len > max) {
+			c->rx_too_big = 1;
+			mg_buf_free(&c->rx);
+		} else if (mg_buf_append(&c->rx, in, len)) {
+			return -1;
+		}
+	}
+	if (!lws_is_final_fragment(c->wsi) || lws_remaining_packet_payload(c->wsi))
+		return 0;
+	__atomic_store_n(&c->last_seen_ms, now_ms(), __ATOMIC_RELAXED);
+	if (c->rx_too_big) {
+		static const char reason[] = "message too big";
+		mg_log(MG_LOG_WARN, "WebSocket message over %zu bytes: closing", max);
+		lws_close_reason(c->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+				 (unsigned char *)reason, sizeof reason - 1);
+		return -1;
+	}
+	if (push_handler(c->w, "ws_message")) {
+		lua_State *L = c->w->L;
+		lua_rawgeti(L, LUA_REGISTRYINDEX, c->handle_ref);
+		lua_pushlstring(L, c->rx.data ? c->rx.data : "", c->rx.len);
+		c->rx.len = 0;
+		call_lua(L, 2, "ws_message");
+	}
+	c->rx.len = 0;
+	if (c->rx.cap > 65536)
+		mg_buf_free(&c->rx);
+	return 0;
+}
+
+int mg_ws_callback(struct lws *wsi, int reason, mg_ws_conn **slot, void *in, size_t len)
+{
+	mg_ws_conn *c = slot ? *slot : NULL;
+
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		return on_filter(wsi, slot);
+	case LWS_CALLBACK_ESTABLISHED:
+		if (!c)
+			return -1;
+		c->established = 1;
+		c->wsi = wsi;
+		return 0;
+	case LWS_CALLBACK_RECEIVE:
+		return c ? on_receive(c, in, len) : -1;
+	case LWS_CALLBACK_RECEIVE_PONG:
+		if (c)
+			__atomic_store_n(&c->last_seen_ms, now_ms(), __ATOMIC_RELAXED);
+		return 0;
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return c ? on_writable(c) : 0;
+	case LWS_CALLBACK_CLOSED:
+	case LWS_CALLBACK_WSI_DESTROY:
+		if (slot)
+			conn_gone(slot);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+void mg_ws_adopt(mg_worker *w, int fd, const char *head, size_t len)
+{
+	if (!lws_adopt_socket_vhost_readbuf(w->vhost, fd, head, len))
+		mg_log(MG_LOG_WARN, "could not hand a WebSocket to lws");
+}
+
+/* ---- the thread's wake handle and tick --------------------------------- */
+
+static const char *const event_names[] = { "", "message", "lost", "expired" };
+
+static void deliver_events(mg_worker *w, mg_pool_event *ev)
+{
+	lua_State *L = w->L;
+
+	while (ev) {
+		mg_pool_event *next = ev->next;
+		if (push_handler(w, "pool_event")) {
+			lua_pushstring(L, ev->id);
+			lua_pushstring(L, event_names[ev->kind]);
+			if (ev->kind == MG_POOL_MESSAGE)
+				lua_pushlstring(L, ev->data, ev->len);
+			else
+				lua_pushinteger(L, ev->status);
+			call_lua(L, 3, "pool_event");
+		}
+		free(ev);
+		ev = next;
+	}
+}
+
+void mg_ws_on_wake(mg_worker *w)
+{
+	mg_ws_conn *c;
+
+	mg_pool_lock();
+	c = w->wake_list;
+	w->wake_list = NULL;
+	for (mg_ws_conn *p = c; p; p = p->wake_next)
+		p->want_write = 0;
+	mg_pool_unlock();
+	/* nothing frees a connection until lws runs again: the list holds */
+	for (; c; c = c->wake_next)
+		if (c->wsi)
+			lws_callback_on_writable(c->wsi);
+	deliver_events(w, mg_pool_take_events(w));
+}
+
+void mg_ws_tick(mg_worker *w)
+{
+	const mg_server_config *cfg = w->cfg;
+	uint64_t now = now_ms();
+	static const char heartbeat[] = "{\"type\":\"heartbeat\"}";
+
+	for (mg_ws_conn *c = w->ws_conns; c; c = c->next) {
+		uint64_t seen;
+
+		if (!c->is_worker || !c->established || !c->wsi)
+			continue;
+		seen = __atomic_load_n(&c->last_seen_ms, __ATOMIC_RELAXED);
+		if (now - seen > (uint64_t)cfg->ws_timeout_ms) {
+			mg_log(MG_LOG_WARN, "WS worker %llu silent for %llu ms: dropping it",
+			       (unsigned long long)c->id, (unsigned long long)(now - seen));
+			/* its requests move on now; the socket closes at the next
+			 * writable callback, or in 2 s if the peer takes nothing */
+			mg_pool_conn_gone(c);
+			c->is_worker = 0;
+			mg_pool_lock();
+			drop_outbox_locked(c);
+			c->close_code = MG_WS_CLOSE_SILENT;
+			mg_pool_unlock();
+			lws_callback_on_writable(c->wsi);
+			lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
+			continue;
+		}
+		if (now - c->last_ping_ms >= (uint64_t)cfg->ws_heartbeat_ms) {
+			c->last_ping_ms = now;
+			send_text(c, heartbeat, sizeof heartbeat - 1);
+		}
+	}
+	if (mg_pool_expire(w, (double)now))
+		deliver_events(w, mg_pool_take_events(w));
+}
+
+void mg_ws_close_all(mg_worker *w)
+{
+	for (mg_ws_conn *c = w->ws_conns; c; c = c->next) {
+		if (!c->wsi)
+			continue;
+		mg_pool_lock();
+		if (!c->close_code)
+			c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
+		mg_pool_unlock();
+		lws_callback_on_writable(c->wsi);
+	}
+}
+
+/* ---- primitives -------------------------------------------------------- */
+
+mg_ws_conn *mg_ws_check(lua_State *L, int idx)
+{
+	return *(mg_ws_conn **)luaL_checkudata(L, idx, WS_HANDLE_MT);
+}
+
+static int closed(lua_State *L)
+{
+	lua_pushnil(L);
+	lua_pushliteral(L, "closed");
+	lua_pushliteral(L, "ECLOSED");
+	return 3;
+}
+
+/* _ws_send(h, text) -> more, queued | nil, "closed"
+ * more is false once more than stream_high_water bytes wait: wait for the
+ * drain callback before sending more. */
+static int l_ws_send(lua_State *L)
+{
+	size_t len, queued;
+	const char *text = luaL_checklstring(L, 2, &len);
+	mg_ws_conn *c = mg_ws_check(L, 1);
+
+	if (!c || !c->wsi || send_text(c, text, len))
+		return closed(L);
+	mg_pool_lock();
+	queued = c->out_bytes;
+	mg_pool_unlock();
+	lua_pushboolean(L, queued <= c->w->cfg->stream_high_water);
+	lua_pushinteger(L, (lua_Integer)queued);
+	return 2;
+}
+
+/* _ws_close(h [, code]) -> true: closes once what is queued is out */
+static int l_ws_close(lua_State *L)
+{
+	mg_ws_conn *c = mg_ws_check(L, 1);
+	int code = (int)luaL_optinteger(L, 2, LWS_CLOSE_STATUS_NORMAL);
+
+	if (code < 1000 || code > 4999)
+		return luaL_argerror(L, 2, "close code must be 1000..4999");
+	if (c && c->wsi) {
+		mg_pool_lock();
+		if (!c->close_code)
+			c->close_code = code;
+		mg_pool_unlock();
+		lws_callback_on_writable(c->wsi);
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* _ws_on_drain(h, fn | nil): fn(h) runs once, when the outbox is below half
+ * the high water mark. */
+static int l_ws_on_drain(lua_State *L)
+{
+	mg_ws_conn *c = mg_ws_check(L, 1);
+
+	if (!lua_isnoneornil(L, 2))
+		luaL_checktype(L, 2, LUA_TFUNCTION);
+	if (!c || !c->wsi)
+		return closed(L);
+	luaL_unref(L, LUA_REGISTRYINDEX, c->on_drain_ref);
+	c->on_drain_ref = LUA_NOREF;
+	if (!lua_isnoneornil(L, 2)) {
+		lua_pushvalue(L, 2);
+		c->on_drain_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int l_ws_tostring(lua_State *L)
+{
+	mg_ws_conn *c = mg_ws_check(L, 1);
+
+	if (c)
+		lua_pushfstring(L, "moongate.ws (%d)", (int)c->id);
+	else
+		lua_pushliteral(L, "moongate.ws (closed)");
+	return 1;
+}
+
+/* _ws_id(h) -> the connection's number, or nil once closed */
+static int l_ws_id(lua_State *L)
+{
+	mg_ws_conn *c = mg_ws_check(L, 1);
+
+	if (!c)
+		return 0;
+	lua_pushnumber(L, (lua_Number)c->id);
+	return 1;
+}
+
+int mg_ws_open(lua_State *L)
+{
+	static const luaL_Reg fns[] = {
+		{ "_ws_send", l_ws_send },
+		{ "_ws_close", l_ws_close },
+		{ "_ws_on_drain", l_ws_on_drain },
+		{ "_ws_id", l_ws_id },
+		{ NULL, NULL }
+	};
+
+	if (luaL_newmetatable(L, WS_HANDLE_MT)) {
+		lua_pushcfunction(L, l_ws_tostring);
+		lua_setfield(L, -2, "__tostring");
+		lua_pushliteral(L, "moongate.ws");
+		lua_setfield(L, -2, "__metatable");
+	}
+	lua_pop(L, 1);
+	for (const luaL_Reg *f = fns; f->name; f++) {
+		lua_pushcfunction(L, f->func);
+		lua_setfield(L, -2, f->name);
+	}
+	return 0;
+}
