@@ -42,7 +42,7 @@ function H.start(opts)
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
   local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"),
     "MOONGATE_LUA_DIR=" .. (os.getenv("MOONGATE_LUA_DIR") or "lua") }
-  for _, name in ipairs { "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS" } do
+  for _, name in ipairs { "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS" } do
     if os.getenv(name) then env[#env + 1] = name .. "=" .. os.getenv(name) end
   end
   for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. v end
@@ -113,6 +113,7 @@ function Server:stop_clean()
   assert(code == 0 and signal == 0, string.format("moongate exited with code %s signal %s:\n%s",
     tostring(code), tostring(signal), self.log))
   assert(not self.log:find("AddressSanitizer") and not self.log:find("LeakSanitizer")
+    and not self.log:find("ThreadSanitizer")
     and not self.log:find("runtime error:") and not self.log:find("ERROR SUMMARY: [1-9]"),
     "sanitizer or valgrind report:\n" .. self.log)
   return self.log

@@ -451,8 +451,9 @@ static void ws_handoff(mg_h1_conn *c)
 		c->in_off++;
 	if (!rc && c->in.len > c->in_off)
 		rc = mg_buf_append(&head, c->in.data + c->in_off, c->in.len - c->in_off);
-	if (!rc && !uv_fileno((uv_handle_t *)&c->tcp, &fd))
-		nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	/* dup(), not fcntl(F_DUPFD_CLOEXEC): ThreadSanitizer follows dup only */
+	if (!rc && !uv_fileno((uv_handle_t *)&c->tcp, &fd) && (nfd = dup(fd)) >= 0)
+		fcntl(nfd, F_SETFD, FD_CLOEXEC);
 	if (nfd >= 0)
 		mg_ws_adopt(c->w, nfd, head.data, head.len);
 	mg_buf_free(&head);

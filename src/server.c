@@ -425,6 +425,7 @@ static int l_serve(lua_State *L)
 	uv_mutex_t mu;
 	uv_cond_t cond;
 	char *host;
+	const char *lws_debug;
 	int started = 0, failed = 0;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -456,8 +457,14 @@ static int l_serve(lua_State *L)
 		return luaL_argerror(L, 1, "invalid server options");
 	}
 
-	/* MOONGATE_LWS_LOG=<lws log bitmask> for debugging lws itself */
-	lws_set_log_level(getenv("MOONGATE_LWS_LOG") ? atoi(getenv("MOONGATE_LWS_LOG")) :
+	/* lws 4.1 formats every log line into one static buffer, so two threads
+	 * logging at once corrupt each other's lines: lws may log while the
+	 * workers start one at a time (certificate and plugin errors), and is
+	 * silent once they all serve; failures that matter are logged by us.
+	 * MOONGATE_LWS_LOG=<lws log bitmask> keeps lws talking (for debugging
+	 * lws itself, best with --workers 1). */
+	lws_debug = getenv("MOONGATE_LWS_LOG");
+	lws_set_log_level(lws_debug ? atoi(lws_debug) :
 			  c.verbose ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR | LLL_WARN,
 			  lws_log_emit);
 	ws = calloc((size_t)c.workers, sizeof *ws);
@@ -497,6 +504,8 @@ static int l_serve(lua_State *L)
 		}
 	}
 
+	if (!lws_debug)
+		lws_set_log_level(0, lws_log_emit);
 	if (!failed) {
 		mg_log(MG_LOG_INFO, "moongate %s listening on %s://%s:%d with %d worker%s",
 		       MOONGATE_VERSION, c.tls_cert ? "https" : "http", c.host, c.port,

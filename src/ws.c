@@ -16,6 +16,7 @@
 
 #define WS_HANDLE_MT "moongate.ws"
 #define MG_WS_CLOSE_SILENT 4000 /* our close code for a worker that went silent */
+#define MG_LWS_WRITE_CLOSE 4
 
 static uint64_t next_conn_id;
 
@@ -169,12 +170,17 @@ static int on_writable(mg_ws_conn *c)
 	if (more) {
 		lws_callback_on_writable(c->wsi);
 	} else if (code) {
-		static const char silent[] = "heartbeat timeout";
-		if (code == MG_WS_CLOSE_SILENT)
-			lws_close_reason(c->wsi, (enum lws_close_status)code,
-					 (unsigned char *)silent, sizeof silent - 1);
-		else
-			lws_close_reason(c->wsi, (enum lws_close_status)code, NULL, 0);
+		/* the close frame, written here: lws 4.1 marks the socket
+		 * unusable when a writable callback returns non-zero, so what
+		 * lws_close_reason() set is never sent. Opcode 4 is lws's
+		 * (ABI-stable, unnamed in the header) LWS_WRITE_CLOSE. */
+		const char *why = code == MG_WS_CLOSE_SILENT ? "heartbeat timeout" : c->refused;
+		unsigned char frame[LWS_PRE + 125];
+		size_t n = strlen(why) > 123 ? 123 : strlen(why);
+		frame[LWS_PRE] = (unsigned char)(code >> 8);
+		frame[LWS_PRE + 1] = (unsigned char)(code & 0xff);
+		memcpy(frame + LWS_PRE + 2, why, n);
+		lws_write(c->wsi, frame + LWS_PRE, n + 2, (enum lws_write_protocol)MG_LWS_WRITE_CLOSE);
 		return -1;
 	}
 	drain_check(c, queued);
@@ -273,14 +279,24 @@ static int on_filter(struct lws *wsi, mg_ws_conn **slot)
 	lua_pushlstring(L, path.data ? path.data : "", path.len);
 	lua_pushlstring(L, query.data ? query.data : "", query.len);
 	mg_push_pairs(L, &headers);
-	if (mg_pcall(L, 4, 2, "ws_open")) {
+	if (mg_pcall(L, 4, 3, "ws_open")) {
 		mg_stats_add(&mg_global_stats.lua_errors, 1);
-	} else if (lua_isstring(L, -2)) {
-		c->is_worker = !strcmp(lua_tostring(L, -2), "worker");
+	} else if (lua_isstring(L, -3)) {
+		c->is_worker = !strcmp(lua_tostring(L, -3), "worker");
 		ok = !c->is_worker || !mg_pool_join(c);
 	} else {
+		const char *why = lua_isstring(L, -2) ? lua_tostring(L, -2) : "refused";
+		int status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 403;
 		mg_log(MG_LOG_INFO, "WebSocket refused on %.*s: %s", (int)path.len,
-		       path.data ? path.data : "", lua_isstring(L, -1) ? lua_tostring(L, -1) : "no reason");
+		       path.data ? path.data : "", why);
+		/* lws 4.1 drops the socket without an answer when the filter
+		 * refuses: accept, then close at once with 4000 + the HTTP
+		 * status and the reason, which a browser's onclose shows */
+		snprintf(c->refused, sizeof c->refused, "%s", why);
+		mg_pool_lock();
+		c->close_code = 4000 + (status >= 400 && status < 600 ? status : 403);
+		mg_pool_unlock();
+		ok = 1;
 	}
 	lua_settop(L, top);
 out:
@@ -340,10 +356,16 @@ int mg_ws_callback(struct lws *wsi, int reason, mg_ws_conn **slot, void *in, siz
 	case LWS_CALLBACK_ESTABLISHED:
 		if (!c)
 			return -1;
-		c->established = 1;
 		c->wsi = wsi;
+		if (c->refused[0]) {
+			lws_callback_on_writable(wsi);
+			return 0;
+		}
+		c->established = 1;
 		return 0;
 	case LWS_CALLBACK_RECEIVE:
+		if (c && c->refused[0])
+			return 0;
 		return c ? on_receive(c, in, len) : -1;
 	case LWS_CALLBACK_RECEIVE_PONG:
 		if (c)
@@ -363,8 +385,9 @@ int mg_ws_callback(struct lws *wsi, int reason, mg_ws_conn **slot, void *in, siz
 
 void mg_ws_adopt(mg_worker *w, int fd, const char *head, size_t len)
 {
+	/* NULL also when the handshake ended at once (a refused socket) */
 	if (!lws_adopt_socket_vhost_readbuf(w->vhost, fd, head, len))
-		mg_log(MG_LOG_WARN, "could not hand a WebSocket to lws");
+		mg_log(MG_LOG_DEBUG, "WebSocket handshake over at once");
 }
 
 /* ---- the thread's wake handle and tick --------------------------------- */

@@ -43,6 +43,7 @@ typedef struct mg_ws_conn {
 	int handle_ref, on_drain_ref;
 	int established;
 	int is_worker;           /* a pool worker: heartbeats apply */
+	char refused[100];       /* why Lua refused it: closed once open */
 	mg_buf rx;               /* the message being assembled */
 	int rx_too_big;
 	uint64_t last_ping_ms;   /* when the last heartbeat went out */

@@ -1,6 +1,6 @@
 -- The WebSocket side of the app, one per worker thread. C calls, through the
 -- worker's handler table:
---   open(h, path, query, headers) -> "worker" | "chat" | nil, reason
+--   open(h, path, query, headers) -> "worker" | "chat" | nil, reason, status
 --   message(h, text), close(h)
 -- /ws is the worker pool (AIProxy protocol; the pool itself is C's, see
 -- src/pool.c), /ws/{client_id} a chat socket (AI WebSocket service
@@ -67,16 +67,16 @@ function Sockets:open(h, path, query, headers)
     kind = "worker"
   else
     client_id = path:match("^/ws/([%w%-_%.~]+)$")
-    if not client_id then return nil, "no WebSocket endpoint at " .. path end
+    if not client_id then return nil, "no WebSocket endpoint at " .. path, 404 end
     kind = "chat"
   end
   if not M.origin_allowed(headers.origin, self.origins) then
-    return nil, "origin " .. tostring(headers.origin) .. " is not allowed"
+    return nil, "origin " .. tostring(headers.origin) .. " is not allowed", 403
   end
   if kind == "worker" and self.conf.worker_token then
     local auth = headers.authorization
     local token = (auth and auth:match("^[Bb]earer%s+(.+)$")) or query_arg(query, "token")
-    if not same(token, self.conf.worker_token) then return nil, "worker token missing or wrong" end
+    if not same(token, self.conf.worker_token) then return nil, "worker token missing or wrong", 401 end
   end
   self.conns[h] = { kind = kind, client_id = client_id, answers = {} }
   log.debug("WebSocket %s open (%s)", tostring(h), kind)

@@ -6,6 +6,7 @@ local helpers = require "helpers"
 local client = helpers.client
 local W = require "support.ws_client"
 local json = require "moongate.json"
+local uv = require "luv"
 
 local function body(model, content, extra)
   local b = { model = model, messages = { { role = "user", content = content } } }
@@ -204,6 +205,8 @@ return {
     local quiet = worker(s.port, { name = "quiet", silent = true })
     assert.is_true(wait_workers(s, 2))
     assert.is_true(quiet:wait(function(q) return q.closed end, 3000))
+    assert.equal(4000, quiet.close_code)
+    assert.equal("heartbeat timeout", quiet.close_reason)
     client.run_until(function() return false end, 300)
     local p = pool_state(s)
     assert.equal(1, #p.workers)
@@ -234,8 +237,8 @@ return {
   it("ends the stream with an in-format error when the worker dies after the first byte", function()
     local w = worker(s.port, { answer = function(m, ws)
       ws:send(json.encode({ type = "completion_chunk", request_id = m.request_id, content = "partial " }))
-      ws:wait(function() return false end, 100)
-      ws:drop()
+      local t = uv.new_timer() -- not ws:wait(): this runs inside a luv callback
+      t:start(100, 0, function() t:close(); ws:drop() end)
     end })
     assert.is_true(wait_workers(s, 1))
     local res = s:request("POST", "/v1/messages", body("claude-ws-1", "x", { max_tokens = 20, stream = true }), nil, 4000)
@@ -309,6 +312,14 @@ return {
   end)
 end)
 
+-- a refused socket opens, then closes at once with 4000 + the HTTP status
+local function refused(port, path, headers)
+  local ws = assert(W.connect(port, path, headers))
+  ws:wait(function(x) return x.closed end, 2000)
+  ws:close_tcp()
+  return { ws.close_code, ws.close_reason }
+end
+
 describe("WS worker auth and origins", function()
   local s
   setup(function()
@@ -321,22 +332,25 @@ return { websocket = { worker_token = "tok-secret-123", allowed_origins = { "htt
   end)
 
   it("refuses a worker without the shared secret and takes one with it", function()
-    local ws, status = W.connect(s.port, "/ws")
-    assert.is_nil(ws)
-    assert.are_not.equal(101, status)
-    ws = W.connect(s.port, "/ws", { Authorization = "Bearer wrong" })
-    assert.is_nil(ws)
-    ws = assert(W.connect(s.port, "/ws?token=tok-secret-123"))
-    ws:close()
-    ws = assert(W.connect(s.port, "/ws", { Authorization = "Bearer tok-secret-123" }))
-    ws:close()
+    assert.same({ 4401, "worker token missing or wrong" }, refused(s.port, "/ws"))
+    assert.same({ 4401, "worker token missing or wrong" }, refused(s.port, "/ws", { Authorization = "Bearer wrong" }))
+    for _, ws in ipairs { assert(W.connect(s.port, "/ws?token=tok-secret-123")),
+                          assert(W.connect(s.port, "/ws", { Authorization = "Bearer tok-secret-123" })) } do
+      ws:send(json.encode({ type = "client_ready" }))
+      ws:wait(function() return false end, 100)
+      assert.is_false(ws.closed)
+      ws:close()
+    end
   end)
 
   it("checks the Origin of browser sockets", function()
-    assert.is_nil(W.connect(s.port, "/ws/c1", { Origin = "https://evil.example.net" }))
+    assert.same({ 4403, "origin https://evil.example.net is not allowed" },
+      refused(s.port, "/ws/c1", { Origin = "https://evil.example.net" }))
     local ok = assert(W.connect(s.port, "/ws/c1", { Origin = "https://app.example.com" }))
+    ok:send('{"type":"ping"}')
+    assert.equal("pong", json.decode(ok:next_message(2000)).type)
     ok:close()
-    assert.is_nil(W.connect(s.port, "/ws/nested/path"))
+    assert.same({ 4404, "no WebSocket endpoint at /ws/nested/path" }, refused(s.port, "/ws/nested/path"))
   end)
 end)
 

@@ -10,6 +10,12 @@ local M = {}
 local WS = {}
 WS.__index = WS
 
+local function raw_write(self, bytes)
+  if self.closed or self.tcp:is_closing() then return false end
+  self.tcp:write(bytes)
+  return true
+end
+
 local function frame(opcode, payload)
   local len = #payload
   local head
@@ -87,7 +93,7 @@ function WS:deliver(text)
 end
 
 function WS:parse()
-  while true do
+  while not self.closed do
     local b = self.buf
     if #b < 2 then return end
     local b1, b2 = b:byte(1, 2)
@@ -108,11 +114,11 @@ function WS:parse()
     if opcode == 8 then
       self.close_code = #payload >= 2 and payload:byte(1) * 256 + payload:byte(2) or nil
       self.close_reason = payload:sub(3)
-      if not self.closed and not self.tcp:is_closing() then self.tcp:write(frame(8, payload:sub(1, 2))) end
+      raw_write(self, frame(8, payload:sub(1, 2)))
       self:close_tcp()
       return
     elseif opcode == 9 then
-      self.tcp:write(frame(10, payload))
+      raw_write(self, frame(10, payload))
     elseif opcode == 1 or opcode == 2 or opcode == 0 then
       self.frag = (opcode == 0 and self.frag or "") .. payload
       if fin then
@@ -134,12 +140,11 @@ function WS:send(text, fragment)
       local opcode = i == 1 and 1 or 0
       local f = frame(opcode, p)
       if i < #parts then f = string.char(bit.band(f:byte(1), 0x7f)) .. f:sub(2) end
-      self.tcp:write(f)
+      raw_write(self, f)
     end
-  else
-    self.tcp:write(frame(1, text))
+    return not self.closed
   end
-  return true
+  return raw_write(self, frame(1, text))
 end
 
 --- wait(pred, timeout_ms) -> pred() after running the loop
@@ -157,17 +162,17 @@ end
 function WS:close(code)
   if not self.closed then
     code = code or 1000
-    self.tcp:write(frame(8, string.char(bit.rshift(code, 8), bit.band(code, 255))))
+    raw_write(self, frame(8, string.char(bit.rshift(code, 8), bit.band(code, 255))))
     client.run_until(function() return self.closed end, 1000)
   end
   self:close_tcp()
   uv.run("nowait")
 end
 
---- drop(): the TCP connection goes away without a close frame
+--- drop(): the TCP connection goes away without a close frame (safe
+-- inside a luv callback: it does not run the loop)
 function WS:drop()
   self:close_tcp()
-  uv.run("nowait")
 end
 
 return M
