@@ -4,6 +4,7 @@
  * _ws_on_drain. See ws.h for who owns what. */
 #include <libwebsockets.h>
 #include "ws.h"
+#include "http.h"
 #include "http_lws.h"
 #include "log.h"
 #include "lua_host.h"
@@ -68,6 +69,7 @@ static int queue_msg(mg_ws_conn *c, const char *text, size_t len)
 		c->out_head = m;
 	c->out_tail = m;
 	c->out_bytes += len;
+	mg_stats_buffered((long long)len);
 	return 0;
 }
 
@@ -111,6 +113,7 @@ static void drop_outbox_locked(mg_ws_conn *c)
 		m = next;
 	}
 	c->out_head = c->out_tail = NULL;
+	mg_stats_buffered(-(long long)c->out_bytes);
 	c->out_bytes = 0;
 	if (c->want_write) {
 		mg_ws_conn **p = &c->w->wake_list;
@@ -162,6 +165,7 @@ static int on_writable(mg_ws_conn *c)
 	mg_pool_unlock();
 	if (m) {
 		int n = lws_write(c->wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
+		mg_stats_buffered(-(long long)m->len);
 		int short_write = n < (int)m->len;
 		free(m);
 		if (short_write)

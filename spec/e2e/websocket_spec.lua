@@ -359,6 +359,7 @@ describe("chat sockets", function()
   setup(function()
     s = helpers.start { workers = 2, config = [[
 return {
+  stream_high_water = 16384,
   providers = { slow = { kind = "echo", chunk_delay_ms = 30 }, pool = { kind = "ws" } },
   routes = { { match = "slow", provider = "slow" }, { match = "tab-*", provider = "pool" } },
 }]] }
@@ -458,6 +459,35 @@ return {
     end, 15000)
     for i = 1, 200 do assert.equal("socket number " .. i, got[i]) end
     for _, ws in ipairs(socks) do ws:close() end
+  end)
+
+  it("holds a bounded outbox while a chat client does not read, then delivers everything", function()
+    local words = 300000
+    local ws = assert(W.connect(s.port, "/ws/slow-reader"))
+    local chunks, complete = 0, nil
+    ws.on_message = function(text)
+      if text:find('"response_chunk"', 1, true) then chunks = chunks + 1 return false end
+      if text:find('"response_complete"', 1, true) then complete = json.decode(text) return false end
+    end
+    ws:send(json.encode({ type = "chat_message", message = { content = string.rep("word ", words) } }))
+    assert.is_true(ws:wait(function() return chunks > 0 end, 5000))
+    ws:pause()
+    local st, prev = nil, -1
+    client.run_until(function()
+      st = json.decode(s:request("GET", "/stats").body)
+      local settled = st.buffered_bytes == prev and st.buffered_bytes > 0
+      prev = st.buffered_bytes
+      return settled
+    end, 10000)
+    -- the outbox (16 KiB high water) plus one message over the mark
+    assert.is_true(st.buffered_bytes > 0)
+    assert.is_true(st.buffered_bytes <= 2 * 16384, "buffered " .. st.buffered_bytes)
+    assert.is_true(ws.received < 10 * 1024 * 1024, "received " .. ws.received)
+    ws:resume()
+    assert.is_true(ws:wait(function() return complete ~= nil end, 60000))
+    assert.equal(words, chunks)
+    assert.equal(string.rep("word ", words), complete.content)
+    ws:close()
   end)
 
   it("cancels a socket's upstream requests when it closes", function()

@@ -51,7 +51,7 @@ function M.connect(port, path, headers)
     "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13" }
   for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
   local head
-  tcp:read_start(function(e, data)
+  ws.reader = function(e, data)
     if e or not data then
       ws.closed = true
       return
@@ -67,9 +67,11 @@ function M.connect(port, path, headers)
       if ws.open then ws:parse() end
       return
     end
+    ws.received = (ws.received or 0) + #data
     ws.buf = ws.buf .. data
     ws:parse()
-  end)
+  end
+  tcp:read_start(ws.reader)
   tcp:write(table.concat(lines, "\r\n") .. "\r\n\r\n")
   client.run_until(function() return head or ws.closed end, 5000)
   if not ws.open then
@@ -145,6 +147,15 @@ function WS:send(text, fragment)
     return not self.closed
   end
   return raw_write(self, frame(1, text))
+end
+
+--- pause() / resume(): stop and restart reading, so the server must wait
+function WS:pause()
+  if not self.closed then self.tcp:read_stop() end
+end
+
+function WS:resume()
+  if not self.closed then self.tcp:read_start(self.reader) end
 end
 
 --- wait(pred, timeout_ms) -> pred() after running the loop
