@@ -24,6 +24,17 @@ function H.tmpfile(content, suffix)
   return path
 end
 
+--- self_signed() -> dir holding cert.pem and key.pem for localhost (openssl)
+function H.self_signed()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir) == 0)
+  assert(os.execute(string.format(
+    "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/key.pem -out %s/cert.pem -days 2 -subj /CN=localhost >/dev/null 2>&1",
+    dir, dir)) == 0)
+  return dir
+end
+
 local Server = {}
 Server.__index = Server
 

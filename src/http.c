@@ -351,14 +351,6 @@ static mg_req *check_req(lua_State *L, int idx)
 	return *(mg_req **)luaL_checkudata(L, idx, REQ_HANDLE_MT);
 }
 
-static int closed(lua_State *L)
-{
-	lua_pushnil(L);
-	lua_pushliteral(L, "closed");
-	lua_pushliteral(L, "ECLOSED");
-	return 3;
-}
-
 static mg_req *start_response(lua_State *L, long long content_length, int hidx)
 {
 	mg_req *r = check_req(L, 1);
@@ -388,7 +380,7 @@ static int l_respond(lua_State *L)
 	mg_req *r = start_response(L, (long long)blen, 5);
 
 	if (!r)
-		return closed(L);
+		return mg_push_closed(L);
 	queue_body(r, body, blen);
 	r->finished = 1;
 	want_write(r);
@@ -402,7 +394,7 @@ static int l_stream_start(lua_State *L)
 	mg_req *r = start_response(L, -1, 4);
 
 	if (!r)
-		return closed(L);
+		return mg_push_closed(L);
 	r->streaming = 1;
 	mg_stats_add(&mg_global_stats.open_streams, 1);
 	want_write(r);
@@ -442,7 +434,7 @@ static int stream_framed(lua_State *L, int sse)
 	if (event && (memchr(event, '\n', elen) || memchr(event, '\r', elen)))
 		return luaL_argerror(L, 3, "event name must be one line");
 	if (!r || !r->conn)
-		return closed(L);
+		return mg_push_closed(L);
 	rc = sse ? mg_sse_frame(&frame, event, elen, data, dlen)
 		 : mg_ndjson_frame(&frame, data, dlen);
 	if (rc) {
@@ -463,7 +455,7 @@ static int l_stream_end(lua_State *L)
 	mg_req *r = check_stream(L);
 
 	if (!r || !r->conn)
-		return closed(L);
+		return mg_push_closed(L);
 	if (r->chunked)
 		queue_bytes(r, "0\r\n\r\n", 5);
 	r->finished = 1;
@@ -481,7 +473,7 @@ static int set_callback(lua_State *L, int which)
 	if (!lua_isnoneornil(L, 2))
 		luaL_checktype(L, 2, LUA_TFUNCTION);
 	if (!r || !r->conn)
-		return closed(L);
+		return mg_push_closed(L);
 	ref = which ? &r->on_close_ref : &r->on_drain_ref;
 	luaL_unref(L, LUA_REGISTRYINDEX, *ref);
 	*ref = LUA_NOREF;
@@ -519,16 +511,7 @@ int mg_http_open(lua_State *L)
 		{ NULL, NULL }
 	};
 
-	if (luaL_newmetatable(L, REQ_HANDLE_MT)) {
-		lua_pushcfunction(L, l_handle_tostring);
-		lua_setfield(L, -2, "__tostring");
-		lua_pushliteral(L, "moongate.request");
-		lua_setfield(L, -2, "__metatable");
-	}
-	lua_pop(L, 1);
-	for (const luaL_Reg *f = fns; f->name; f++) {
-		lua_pushcfunction(L, f->func);
-		lua_setfield(L, -2, f->name);
-	}
+	mg_handle_mt(L, REQ_HANDLE_MT, l_handle_tostring);
+	mg_set_funcs(L, fns);
 	return 0;
 }

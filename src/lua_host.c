@@ -57,6 +57,46 @@ void **mg_push_handle(lua_State *L, void *ptr, const char *mt, int *ref)
 	return slot;
 }
 
+int mg_push_closed(lua_State *L)
+{
+	lua_pushnil(L);
+	lua_pushliteral(L, "closed");
+	lua_pushliteral(L, "ECLOSED");
+	return 3;
+}
+
+void mg_set_funcs(lua_State *L, const luaL_Reg *fns)
+{
+	for (; fns->name; fns++) {
+		lua_pushcfunction(L, fns->func);
+		lua_setfield(L, -2, fns->name);
+	}
+}
+
+void mg_handle_mt(lua_State *L, const char *mt, lua_CFunction tostring)
+{
+	if (luaL_newmetatable(L, mt)) {
+		if (tostring) {
+			lua_pushcfunction(L, tostring);
+			lua_setfield(L, -2, "__tostring");
+		}
+		lua_pushstring(L, mt);
+		lua_setfield(L, -2, "__metatable");
+	}
+	lua_pop(L, 1);
+}
+
+int mg_push_ref_fn(lua_State *L, int ref, const char *name)
+{
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+	lua_getfield(L, -1, name);
+	lua_remove(L, -2);
+	if (lua_isfunction(L, -1))
+		return 1;
+	lua_pop(L, 1);
+	return 0;
+}
+
 static int traceback(lua_State *L)
 {
 	const char *msg = lua_tostring(L, 1);

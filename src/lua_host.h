@@ -6,6 +6,7 @@
 #ifndef MG_LUA_HOST_H
 #define MG_LUA_HOST_H
 
+#include <lauxlib.h>
 #include <lua.h>
 #include <uv.h>
 #include "buf.h"
@@ -29,6 +30,20 @@ void mg_push_pairs(lua_State *L, const mg_buf *h);
  * The C object points back at the slot and sets it to NULL when it is freed,
  * so Lua can hold the handle longer than the object lives. */
 void **mg_push_handle(lua_State *L, void *ptr, const char *mt, int *ref);
+
+/* Pushes nil, "closed", "ECLOSED" (a handle whose object is gone): 3. */
+int mg_push_closed(lua_State *L);
+
+/* Sets each function of fns (ended by a NULL name) on the table at -1. */
+void mg_set_funcs(lua_State *L, const luaL_Reg *fns);
+
+/* Creates the metatable of handles named `mt` (once per state): its
+ * __metatable is mt, its __tostring the given function (may be NULL). */
+void mg_handle_mt(lua_State *L, const char *mt, lua_CFunction tostring);
+
+/* Pushes field `name` of the table that registry ref holds, if that field
+ * is a function: returns 1. Otherwise pushes nothing and returns 0. */
+int mg_push_ref_fn(lua_State *L, int ref, const char *name);
 
 /* The directory holding lua/moongate: $MOONGATE_LUA_DIR or the built-in one. */
 const char *mg_lua_dir(void);

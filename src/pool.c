@@ -4,6 +4,7 @@
  * Every table here is guarded by one mutex; see pool.h for the threads. */
 #include "pool.h"
 #include "log.h"
+#include "lua_host.h"
 #include "server.h"
 #include "ws.h"
 
@@ -689,9 +690,6 @@ int mg_pool_open(lua_State *L)
 		{ NULL, NULL }
 	};
 
-	for (const luaL_Reg *f = fns; f->name; f++) {
-		lua_pushcfunction(L, f->func);
-		lua_setfield(L, -2, f->name);
-	}
+	mg_set_funcs(L, fns);
 	return 0;
 }

@@ -10,6 +10,7 @@
  * process-wide state (plugin loading, OpenSSL), so it is never concurrent.
  */
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 #include "server.h"
 #include "core.h"
 #include "h1.h"
@@ -62,6 +63,26 @@ static void set_start_state(mg_worker *w, int state)
 	w->start_state = state;
 	uv_cond_signal(w->start_cond);
 	uv_mutex_unlock(w->start_mutex);
+}
+
+/* lws context creation and teardown touch OpenSSL's process-wide state:
+ * creation happens one worker at a time (see the top of this file), and
+ * teardown takes this lock, since workers stop together. Two at once leaked
+ * an SSL_CTX. */
+static uv_mutex_t lws_teardown_lock;
+static uv_once_t lws_teardown_once = UV_ONCE_INIT;
+
+static void init_teardown_lock(void)
+{
+	uv_mutex_init(&lws_teardown_lock);
+}
+
+static void destroy_lws(mg_worker *w)
+{
+	uv_once(&lws_teardown_once, init_teardown_lock);
+	uv_mutex_lock(&lws_teardown_lock);
+	lws_context_destroy(w->ctx);
+	uv_mutex_unlock(&lws_teardown_lock);
 }
 
 static void report_walk(uv_handle_t *h, void *arg)
@@ -218,22 +239,14 @@ static void on_stop(uv_async_t *a)
 {
 	mg_worker *w = a->data;
 
-	if (w->L && w->handler_ref != LUA_NOREF) {
-		lua_rawgeti(w->L, LUA_REGISTRYINDEX, w->handler_ref);
-		lua_getfield(w->L, -1, "shutdown");
-		if (lua_isfunction(w->L, -1)) {
-			if (mg_pcall(w->L, 0, 0, "shutdown"))
-				lua_pop(w->L, 1);
-		} else {
-			lua_pop(w->L, 1);
-		}
+	if (w->L && w->handler_ref != LUA_NOREF && mg_push_ref_fn(w->L, w->handler_ref, "shutdown") &&
+	    mg_pcall(w->L, 0, 0, "shutdown"))
 		lua_pop(w->L, 1);
-	}
 	close_listener(w);
 	mg_h1_close_all(w);
 	mg_ws_close_all(w);
 	if (w->ctx)
-		lws_context_destroy(w->ctx);
+		destroy_lws(w);
 	close_pool_handles(w);
 	uv_close((uv_handle_t *)&w->stop_async, NULL);
 	/* a leaked handle must not hang the shutdown */
@@ -255,7 +268,7 @@ static void worker_cleanup(mg_worker *w)
 	}
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	if (w->ctx) { /* finish an lws teardown that needed the loop */
-		lws_context_destroy(w->ctx);
+		destroy_lws(w);
 		uv_run(&w->loop, UV_RUN_DEFAULT);
 	}
 	if (uv_loop_close(&w->loop)) {
@@ -306,7 +319,13 @@ static int worker_lws_init(mg_worker *w)
 	info.timeout_secs = 30;
 	info.server_string = "moongate";
 	if (c->tls_cert) {
-		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		/* lws is never a TLS client here (libcurl is), yet it makes a
+		 * client SSL_CTX per vhost and tags it with a process-wide
+		 * ex_data index that each context's init replaces: with two
+		 * workers, one was never freed. All share one we own. */
+		info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS |
+				LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.provided_client_ssl_ctx = c->client_ssl_ctx;
 		info.ssl_cert_filepath = c->tls_cert;
 		info.ssl_private_key_filepath = c->tls_key;
 		info.alpn = "h2,http/1.1";
@@ -361,7 +380,7 @@ static void worker_main(void *arg)
 		mg_log(MG_LOG_ERROR, "worker %d could not start", w->index);
 		close_listener(w);
 		if (w->ctx)
-			lws_context_destroy(w->ctx);
+			destroy_lws(w);
 		close_pool_handles(w);
 		uv_close((uv_handle_t *)&w->stop_async, NULL);
 		worker_cleanup(w);
@@ -405,6 +424,7 @@ static double opt_number(lua_State *L, int idx, const char *key, double def)
 
 static void free_config(mg_server_config *c)
 {
+	SSL_CTX_free(c->client_ssl_ctx);
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->init_json);
@@ -445,6 +465,8 @@ static int l_serve(lua_State *L)
 	c.ws_max_message = (size_t)opt_number(L, 1, "ws_max_message", 16 * 1024 * 1024);
 	c.tls_cert = opt_string(L, 1, "tls_cert");
 	c.tls_key = opt_string(L, 1, "tls_key");
+	if (c.tls_cert)
+		c.client_ssl_ctx = SSL_CTX_new(TLS_client_method());
 	c.init_json = opt_string(L, 1, "init");
 	lua_getfield(L, 1, "verbose");
 	c.verbose = lua_toboolean(L, -1);

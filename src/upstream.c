@@ -222,15 +222,7 @@ static void fetch_free(mg_fetch *f)
 /* Pushes callback `name` of f; returns 0 if there is none (nothing pushed). */
 static int push_cb(mg_fetch *f, const char *name)
 {
-	lua_State *L = f->up->L;
-
-	lua_rawgeti(L, LUA_REGISTRYINDEX, f->cb_ref);
-	lua_getfield(L, -1, name);
-	lua_remove(L, -2);
-	if (lua_isfunction(L, -1))
-		return 1;
-	lua_pop(L, 1);
-	return 0;
+	return mg_push_ref_fn(f->up->L, f->cb_ref, name);
 }
 
 /* Calls the callback on the stack with nargs; returns its first result as a
@@ -707,17 +699,15 @@ static void curl_init_once(void)
 
 int mg_upstream_open(lua_State *L)
 {
+	static const luaL_Reg fns[] = {
+		{ "_fetch", l_fetch },
+		{ "_fetch_cancel", l_fetch_cancel },
+		{ "_fetch_resume", l_fetch_resume },
+		{ NULL, NULL }
+	};
+
 	uv_once(&curl_once, curl_init_once);
-	if (luaL_newmetatable(L, FETCH_MT)) {
-		lua_pushliteral(L, "moongate.fetch");
-		lua_setfield(L, -2, "__metatable");
-	}
-	lua_pop(L, 1);
-	lua_pushcfunction(L, l_fetch);
-	lua_setfield(L, -2, "_fetch");
-	lua_pushcfunction(L, l_fetch_cancel);
-	lua_setfield(L, -2, "_fetch_cancel");
-	lua_pushcfunction(L, l_fetch_resume);
-	lua_setfield(L, -2, "_fetch_resume");
+	mg_handle_mt(L, FETCH_MT, NULL);
+	mg_set_funcs(L, fns);
 	return 0;
 }

@@ -29,15 +29,7 @@ static uint64_t now_ms(void)
 /* Pushes the function `name` of the worker's handler table; 0 if none. */
 static int push_handler(mg_worker *w, const char *name)
 {
-	lua_State *L = w->L;
-
-	lua_rawgeti(L, LUA_REGISTRYINDEX, w->handler_ref);
-	lua_getfield(L, -1, name);
-	lua_remove(L, -2);
-	if (lua_isfunction(L, -1))
-		return 1;
-	lua_pop(L, 1);
-	return 0;
+	return w->L ? mg_push_ref_fn(w->L, w->handler_ref, name) : 0;
 }
 
 static void call_lua(lua_State *L, int nargs, const char *what)
@@ -491,14 +483,6 @@ mg_ws_conn *mg_ws_check(lua_State *L, int idx)
 	return *(mg_ws_conn **)luaL_checkudata(L, idx, WS_HANDLE_MT);
 }
 
-static int closed(lua_State *L)
-{
-	lua_pushnil(L);
-	lua_pushliteral(L, "closed");
-	lua_pushliteral(L, "ECLOSED");
-	return 3;
-}
-
 /* _ws_send(h, text) -> more, queued | nil, "closed"
  * more is false once more than stream_high_water bytes wait: wait for the
  * drain callback before sending more. */
@@ -509,7 +493,7 @@ static int l_ws_send(lua_State *L)
 	mg_ws_conn *c = mg_ws_check(L, 1);
 
 	if (!c || !c->wsi || send_text(c, text, len))
-		return closed(L);
+		return mg_push_closed(L);
 	mg_pool_lock();
 	queued = c->out_bytes;
 	mg_pool_unlock();
@@ -546,7 +530,7 @@ static int l_ws_on_drain(lua_State *L)
 	if (!lua_isnoneornil(L, 2))
 		luaL_checktype(L, 2, LUA_TFUNCTION);
 	if (!c || !c->wsi)
-		return closed(L);
+		return mg_push_closed(L);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->on_drain_ref);
 	c->on_drain_ref = LUA_NOREF;
 	if (!lua_isnoneornil(L, 2)) {
@@ -589,16 +573,7 @@ int mg_ws_open(lua_State *L)
 		{ NULL, NULL }
 	};
 
-	if (luaL_newmetatable(L, WS_HANDLE_MT)) {
-		lua_pushcfunction(L, l_ws_tostring);
-		lua_setfield(L, -2, "__tostring");
-		lua_pushliteral(L, "moongate.ws");
-		lua_setfield(L, -2, "__metatable");
-	}
-	lua_pop(L, 1);
-	for (const luaL_Reg *f = fns; f->name; f++) {
-		lua_pushcfunction(L, f->func);
-		lua_setfield(L, -2, f->name);
-	}
+	mg_handle_mt(L, WS_HANDLE_MT, l_ws_tostring);
+	mg_set_funcs(L, fns);
 	return 0;
 }

@@ -32,12 +32,7 @@ describe("npm ws as worker and chat client", function()
   end)
 
   it("over TLS (wss://)", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. dir) == 0)
-    assert(os.execute(string.format(
-      "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/key.pem -out %s/cert.pem -days 2 -subj /CN=localhost >/dev/null 2>&1",
-      dir, dir)) == 0)
+    local dir = helpers.self_signed()
     local s = helpers.start { workers = 2, config = string.format(
       'return { tls = { cert = %q, key = %q } }', dir .. "/cert.pem", dir .. "/key.pem") }
     local ok, err = pcall(check, run("https://127.0.0.1:" .. s.port))

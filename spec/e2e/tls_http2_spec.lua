@@ -13,12 +13,7 @@ end
 describe("TLS with HTTP/2", function()
   local server, base
   setup(function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. dir) == 0)
-    assert(os.execute(string.format(
-      "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/key.pem -out %s/cert.pem -days 2 -subj /CN=localhost >/dev/null 2>&1",
-      dir, dir)) == 0)
+    local dir = helpers.self_signed()
     server = helpers.start { config = string.format(
       'return { tls = { cert = %q, key = %q } }', dir .. "/cert.pem", dir .. "/key.pem") }
     base = string.format("https://127.0.0.1:%d", server.port)
