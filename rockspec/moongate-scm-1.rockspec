@@ -35,5 +35,9 @@ build = {
     ["moongate.providers.openai"] = "lua/moongate/providers/openai.lua",
     ["moongate.providers.anthropic"] = "lua/moongate/providers/anthropic.lua",
     ["moongate.worker"] = "lua/moongate/worker.lua",
+    ["moongate.sockets"] = "lua/moongate/sockets.lua",
+    ["moongate.pool"] = "lua/moongate/pool.lua",
+    ["moongate.frontdoor.ws_chat"] = "lua/moongate/frontdoor/ws_chat.lua",
+    ["moongate.providers.ws"] = "lua/moongate/providers/ws.lua",
   },
 }
