@@ -249,6 +249,7 @@ return {
     assert.is_nil(res.body:find("message_stop", 1, true))
     -- OpenAI client, same failure
     local w2 = worker(s.port, { answer = w.answer })
+    assert.is_true(wait_workers(s, 1))
     res = s:request("POST", "/v1/chat/completions", body("browser-model", "x", { stream = true }), nil, 4000)
     assert.equal(200, res.status)
     assert.matches('"content":"partial "', res.body, 1, true)
