@@ -244,7 +244,6 @@ static void on_stop(uv_async_t *a)
 		lua_pop(w->L, 1);
 	close_listener(w);
 	mg_h1_close_all(w);
-	mg_ws_close_all(w);
 	if (w->ctx)
 		destroy_lws(w);
 	close_pool_handles(w);

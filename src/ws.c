@@ -463,19 +463,6 @@ void mg_ws_tick(mg_worker *w)
 		deliver_events(w, mg_pool_take_events(w));
 }
 
-void mg_ws_close_all(mg_worker *w)
-{
-	for (mg_ws_conn *c = w->ws_conns; c; c = c->next) {
-		if (!c->wsi)
-			continue;
-		mg_pool_lock();
-		if (!c->close_code)
-			c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
-		mg_pool_unlock();
-		lws_callback_on_writable(c->wsi);
-	}
-}
-
 /* ---- primitives -------------------------------------------------------- */
 
 mg_ws_conn *mg_ws_check(lua_State *L, int idx)

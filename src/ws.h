@@ -12,7 +12,7 @@
  *
  * Lua sees a connection as a handle (userdata, metatable "moongate.ws") and
  * through three functions of the worker's handler table:
- *   ws_open(h, path, query, headers) -> true | nil, status, message
+ *   ws_open(h, path, query, headers) -> "worker" | "chat" | nil, reason, status
  *   ws_message(h, text)
  *   ws_close(h)
  */
@@ -72,11 +72,10 @@ void mg_ws_adopt(struct mg_worker *w, int fd, const char *head, size_t len);
 int mg_ws_callback(struct lws *wsi, int reason, mg_ws_conn **slot, void *in, size_t len);
 
 /* Owner thread: the wake handle fired (messages queued by other threads,
- * pool events); and its periodic tick (heartbeats, queue expiry). */
+ * pool events); and its periodic tick (heartbeats, queue expiry). Sockets
+ * close with the lws context at stop (lws_context_destroy). */
 void mg_ws_on_wake(struct mg_worker *w);
 void mg_ws_tick(struct mg_worker *w);
-/* Owner thread, at stop: closes every WebSocket of the worker. */
-void mg_ws_close_all(struct mg_worker *w);
 
 /* The handle at idx, or NULL once the connection is gone; raises on a
  * value that is not a handle. */

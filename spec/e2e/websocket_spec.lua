@@ -143,7 +143,7 @@ return {
     a:wait(function() return false end, 100)
     res = s:request("POST", "/v1/chat/completions", body("browser-model", "x"))
     assert.equal("from a", json.decode(res.body).choices[1].message.content)
-    -- b finished before a: b is the next choice
+    -- a, having just finished, stays the most recently active
     a:wait(function() return false end, 20)
     res = s:request("POST", "/v1/chat/completions", body("browser-model", "x"))
     assert.equal("from a", json.decode(res.body).choices[1].message.content)
