@@ -38,6 +38,8 @@ enum { MODE_BODY, MODE_SSE, MODE_NDJSON };
 
 typedef struct mg_fetch mg_fetch;
 
+#define SPARE_EASY 32
+
 typedef struct mg_upstream {
 	CURLM *multi;
 	uv_loop_t *loop;
@@ -45,6 +47,8 @@ typedef struct mg_upstream {
 	lua_State *L;
 	mg_fetch *head;       /* live transfers */
 	struct mg_sock *socks; /* watched sockets */
+	CURL *spare[SPARE_EASY]; /* finished easy handles, reset, for reuse */
+	int nspare;
 } mg_upstream;
 
 typedef struct mg_sock {
@@ -198,7 +202,14 @@ static void fetch_free(mg_fetch *f)
 		f->next->prev = f->prev;
 	if (f->easy) {
 		curl_multi_remove_handle(f->up->multi, f->easy);
-		curl_easy_cleanup(f->easy);
+		if (f->up->nspare < SPARE_EASY) {
+			/* a new transfer reuses it: curl_easy_init's allocation
+			 * and set-up are a good part of a short request's cost */
+			curl_easy_reset(f->easy);
+			f->up->spare[f->up->nspare++] = f->easy;
+		} else {
+			curl_easy_cleanup(f->easy);
+		}
 	}
 	curl_slist_free_all(f->req_headers);
 	if (f->gap) {
@@ -475,6 +486,8 @@ static int l_upstream_gc(lua_State *L)
 		uv_close((uv_handle_t *)up->timer, timer_closed);
 		up->timer = NULL;
 	}
+	while (up->nspare)
+		curl_easy_cleanup(up->spare[--up->nspare]);
 	if (up->multi) {
 		curl_multi_cleanup(up->multi);
 		up->multi = NULL;
@@ -567,7 +580,7 @@ static int l_fetch(lua_State *L)
 	if (stream && strcmp(stream, "sse") && strcmp(stream, "ndjson"))
 		return luaL_argerror(L, 1, "stream must be \"sse\", \"ndjson\" or nil");
 	f->mode = !stream ? MODE_BODY : !strcmp(stream, "sse") ? MODE_SSE : MODE_NDJSON;
-	f->easy = curl_easy_init();
+	f->easy = up->nspare ? up->spare[--up->nspare] : curl_easy_init();
 	if (!f->easy) {
 		free(f);
 		return luaL_error(L, "out of memory");
