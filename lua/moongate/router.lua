@@ -30,8 +30,14 @@ function M.new(cfg, providers, opts)
     }
   end
   opts = opts or {}
-  return setmetatable({ routes = routes, providers = providers, aliases = cfg.aliases or {},
+  local self = setmetatable({ routes = routes, providers = providers, aliases = cfg.aliases or {},
     dynamic = opts.dynamic, dynamic_models = opts.dynamic_models }, Router)
+  -- made once: a closure per request keeps LuaJIT from compiling resolve()
+  function self.is_exact(n)
+    local r = match(self, n)
+    return r and r.exact
+  end
+  return self
 end
 
 local function match(self, name)
@@ -42,10 +48,7 @@ end
 
 --- resolve(model) -> {model, requested, effort?, chain = {{name, provider}}} | nil, err
 function Router:resolve(model)
-  local name, effort = models.normalize(model, self.aliases, function(n)
-    local r = match(self, n)
-    return r and r.exact
-  end)
+  local name, effort = models.normalize(model, self.aliases, self.is_exact)
   local r = match(self, name)
   if not (r and r.exact) and self.dynamic then
     local pname = self.dynamic(name)

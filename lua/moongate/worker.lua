@@ -22,12 +22,20 @@ function M.init(init_json, index, workers)
   local uv = require "luv"
   math.randomseed(uv.hrtime() % 2147483647 + index)
   local app = require("moongate.app").new(cfg, { worker = index, workers = workers })
+  -- for performance work: LuaJIT's sampling profiler and trace log, per
+  -- worker thread, into FILE.<worker> (see "Benchmark" in the README)
+  local prof, jitlog = os.getenv("MOONGATE_JIT_PROFILE"), os.getenv("MOONGATE_JIT_LOG")
+  if prof and prof ~= "" then require("jit.p").start("Fl", prof .. "." .. index) end
+  if jitlog and jitlog ~= "" then require("jit.v").on(jitlog .. "." .. index) end
   local sockets = app.sockets
   local pool = require "moongate.pool"
   return {
     handle = function(req) return app:handle(req) end,
     on_error = function(req, message) return app:on_error(req, message) end,
-    shutdown = function() return app:shutdown() end,
+    shutdown = function()
+      if prof and prof ~= "" then require("jit.p").stop() end
+      return app:shutdown()
+    end,
     ws_open = function(h, path, query, headers) return sockets:open(h, path, query, headers) end,
     ws_message = function(h, text) return sockets:message(h, text) end,
     ws_close = function(h) return sockets:close(h) end,
