@@ -14,6 +14,12 @@ local function glob_to_pattern(glob)
 end
 M.glob_to_pattern = glob_to_pattern
 
+local function match(self, name)
+  for _, r in ipairs(self.routes) do
+    if name:find(r.pattern) then return r end
+  end
+end
+
 --- new(cfg, providers [, opts]) -> router; providers: name -> provider instance
 -- opts.dynamic(model) -> a provider name for a model no exact route names
 -- (the WS workers' announced models), checked before glob routes;
@@ -38,12 +44,6 @@ function M.new(cfg, providers, opts)
     return r and r.exact
   end
   return self
-end
-
-local function match(self, name)
-  for _, r in ipairs(self.routes) do
-    if name:find(r.pattern) then return r end
-  end
 end
 
 --- resolve(model) -> {model, requested, effort?, chain = {{name, provider}}} | nil, err
