@@ -361,6 +361,7 @@ describe("chat sockets", function()
     s = helpers.start { workers = 2, config = [[
 return {
   stream_high_water = 16384,
+  websocket = { max_message_bytes = 2097152 },
   providers = { slow = { kind = "echo", chunk_delay_ms = 30 }, pool = { kind = "ws" } },
   routes = { { match = "slow", provider = "slow" }, { match = "tab-*", provider = "pool" } },
 }]] }
@@ -460,6 +461,26 @@ return {
     end, 15000)
     for i = 1, 200 do assert.equal("socket number " .. i, got[i]) end
     for _, ws in ipairs(socks) do ws:close() end
+  end)
+
+  it("assembles large messages, whole or fragmented, and closes on one over the limit", function()
+    local text = string.rep("abcdefgh ", 110000) -- about 1 MB
+    for _, fragment in ipairs { false, 65536 } do
+      local ws = assert(W.connect(s.port, "/ws/big"))
+      local complete
+      ws.on_message = function(m)
+        if m:find('"response_complete"', 1, true) then complete = json.decode(m) end
+        return false
+      end
+      ws:send(json.encode({ type = "chat_message", message = { content = text } }), fragment or nil)
+      assert.is_true(ws:wait(function() return complete ~= nil end, 20000))
+      assert.equal(text, complete.content)
+      ws:close()
+    end
+    local ws = assert(W.connect(s.port, "/ws/too-big"))
+    ws:send(json.encode({ type = "chat_message", message = { content = string.rep("x", 3 * 1024 * 1024) } }))
+    assert.is_true(ws:wait(function(x) return x.closed end, 5000))
+    assert.equal(1009, ws.close_code)
   end)
 
   it("holds a bounded outbox while a chat client does not read, then delivers everything", function()
