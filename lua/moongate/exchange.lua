@@ -45,12 +45,9 @@ function M.run(req, frontdoor, creq, route, registry, client)
     client = client, fd = frontdoor, creq = creq, route = route,
     done = false, registry = registry, link = 1, tries = 0,
   }, Exchange)
-  if creq.stream then
-    x.enc = frontdoor.stream_encoder(creq)
-    x.stream = client:stream()
-  else
-    x.col = frontdoor.collector(creq)
-  end
+  -- the front door's encoder or collector is made when first needed: a
+  -- passthrough answer never needs one
+  if creq.stream then x.stream = client:stream() end
   if registry then registry[client.key] = x end
   client:on_close(function() x:cancel("client closed") end)
   if route.effort and not creq.reasoning then
@@ -121,6 +118,7 @@ function Exchange:emit(ev)
     return true
   end
   if not self.stream then
+    self.col = self.col or self.fd.collector(self.creq)
     self.col:event(ev)
     if ev.type == "done" then
       self:finish()
@@ -142,6 +140,7 @@ function Exchange:emit(ev)
     return false
   end
   local more = true
+  self.enc = self.enc or self.fd.stream_encoder(self.creq)
   local frames = self.enc:event(ev)
   for i = 1, #frames do
     local m = self:send(frames[i])
@@ -196,6 +195,7 @@ function Exchange:fail(err)
   local e = errors.new(err.status or 502, err.message or "upstream error", { type = err.error_type })
   e.retry_after = err.retry_after
   if self.stream and self.stream.started then
+    self.enc = self.enc or self.fd.stream_encoder(self.creq)
     for _, frame in ipairs(self.enc:error(e)) do self:send(frame) end
     self.stream:finish()
   else
