@@ -25,7 +25,7 @@ function M.init(init_json, index, workers)
   -- for performance work: LuaJIT's sampling profiler and trace log, per
   -- worker thread, into FILE.<worker> (see "Benchmark" in the README)
   local prof, jitlog = os.getenv("MOONGATE_JIT_PROFILE"), os.getenv("MOONGATE_JIT_LOG")
-  if prof and prof ~= "" then require("jit.p").start("Fl", prof .. "." .. index) end
+  if prof and prof ~= "" then require("jit.p").start(os.getenv("MOONGATE_JIT_PROFILE_MODE") or "Fl", prof .. "." .. index) end
   if jitlog and jitlog ~= "" then require("jit.v").on(jitlog .. "." .. index) end
   local sockets = app.sockets
   local pool = require "moongate.pool"
