@@ -109,12 +109,13 @@ function Sockets:worker_message(h, m, text)
       return send(h, "error", { message = t .. " needs a request_id string" })
     end
     if not core._pool_deliver(h, id, text, final[t] or false) then
-      log.warn("WS worker %s: %s for unknown or finished request %s dropped", tostring(h), t, id)
+      log.warn("WS worker %s: %s for unknown or finished request %s dropped", tostring(h), t,
+        (id:sub(1, 100):gsub("%c", "?")))
     end
   elseif t == "client_ready" then
     core._pool_ready(h, {
       models = string_list(m.models), name = type(m.name) == "string" and m.name or nil,
-      capacity = math.floor(tonumber(m.capacity) or 0),
+      capacity = math.floor(math.max(0, math.min(tonumber(m.capacity) or 0, 1000))),
     })
   elseif t == "heartbeat_response" or t == "pong" then
     return -- C noted the time it arrived

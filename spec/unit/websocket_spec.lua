@@ -40,6 +40,9 @@ describe("chat socket front door", function()
       { { message = "x", history = { { role = "robot", content = "x" } } }, "role must be" },
       { { message = "x", model = "" }, "model must be" },
       { { message = { content = { { type = "image" } } } }, "message.content%[1%]" },
+      { { message = "x", max_tokens = 0 }, "max_tokens must be a positive integer" },
+      { { message = "x", max_tokens = "9" }, "max_tokens must be" },
+      { { message = "x", temperature = "hot" }, "temperature must be a number" },
     } do
       local creq, err = ws_chat.decode(case[1], { model = "echo" })
       assert.is_nil(creq)

@@ -52,9 +52,16 @@ function M.decode(msg, defaults)
   if msg.id ~= nil and type(msg.id) ~= "string" and type(msg.id) ~= "number" then
     return bad("id must be a string or a number")
   end
+  local mt = msg.max_tokens
+  if mt ~= nil and (type(mt) ~= "number" or mt < 1 or mt % 1 ~= 0) then
+    return bad("max_tokens must be a positive integer")
+  end
+  if msg.temperature ~= nil and type(msg.temperature) ~= "number" then
+    return bad("temperature must be a number")
+  end
   local creq = {
     model = msg.model or defaults.model, messages = {}, stream = true, client = "ws",
-    max_tokens = tonumber(msg.max_tokens), temperature = tonumber(msg.temperature),
+    max_tokens = mt, temperature = msg.temperature,
     system = type(msg.system) == "string" and msg.system or nil,
   }
   local all = {}
