@@ -35,6 +35,16 @@ function H.self_signed()
   return dir
 end
 
+--- spawn(cmd, options, on_exit) -> handle, pid: uv.spawn through setpriv
+-- (util-linux), so the child gets SIGTERM if this process dies mid-spec and
+-- no daemon or mock outlives a crashed run
+function H.spawn(cmd, options, on_exit)
+  local args = { "--pdeathsig", "TERM", "--", cmd }
+  for _, a in ipairs(options.args or {}) do args[#args + 1] = a end
+  options.args = args
+  return uv.spawn("setpriv", options, on_exit)
+end
+
 local Server = {}
 Server.__index = Server
 
@@ -71,7 +81,7 @@ function H.start(opts)
     for _, a in ipairs(args) do words[#words + 1] = a end
     args = words
   end
-  local handle, pid = uv.spawn(cmd, { args = args, env = env, stdio = { nil, nil, stderr } },
+  local handle, pid = H.spawn(cmd, { args = args, env = env, stdio = { nil, nil, stderr } },
     function(code, signal)
       s.exited, s.code, s.signal = true, code, signal
     end)
@@ -139,7 +149,7 @@ function H.mock()
   local json = require "moongate.json"
   local m = setmetatable({ out = "", exited = false, json = json }, Mock)
   local stdout = uv.new_pipe(false)
-  local handle = uv.spawn("luajit", { args = { "spec/support/mock_upstream.lua" }, stdio = { nil, stdout, 2 } },
+  local handle = H.spawn("luajit", { args = { "spec/support/mock_upstream.lua" }, stdio = { nil, stdout, 2 } },
     function() m.exited = true end)
   assert(handle, "cannot start the mock upstream")
   m.handle, m.stdout = handle, stdout
