@@ -74,6 +74,11 @@ function App:handle(req)
         "Method %s is not allowed on %s.", req.method, path), { code = "method_not_allowed" }))
     end
   end
+  if path == "/ws" or path:find("^/ws/[^/]+$") then
+    return http.error(req, client, errors.new(426, string.format(
+      "%s is a WebSocket endpoint: connect with an Upgrade: websocket request.", path),
+      { code = "upgrade_required" }), { upgrade = "websocket" })
+  end
   return http.error(req, client, errors.new(404, string.format(
     "Unknown request URL: %s %s. Please check the URL for typos.", req.method, req.path),
     { code = "unknown_url" }))

@@ -14,12 +14,12 @@ function M.json(req, status, value, headers)
   return core._respond(req.h, status, "application/json", body, headers or json_headers)
 end
 
---- error(req, client, err) -> true | nil, "closed"
+--- error(req, client, err [, headers]) -> true | nil, "closed"
 -- err: {status, message, type?, param?, code?} (errors.new)
-function M.error(req, client, err)
-  local headers
+function M.error(req, client, err, headers)
   if err.status == 429 or err.status == 503 then
-    headers = { ["retry-after"] = tostring(err.retry_after or 1) }
+    headers = headers or {}
+    headers["retry-after"] = tostring(err.retry_after or 1)
   end
   return M.json(req, err.status, errors.body(client, err), headers)
 end

@@ -352,6 +352,13 @@ return { websocket = { worker_token = "tok-secret-123", allowed_origins = { "htt
     assert.equal("pong", json.decode(ok:next_message(2000)).type)
     ok:close()
     assert.same({ 4404, "no WebSocket endpoint at /ws/nested/path" }, refused(s.port, "/ws/nested/path"))
+    -- a plain HTTP request for a WebSocket endpoint is told to upgrade
+    for _, path in ipairs { "/ws", "/ws/c1" } do
+      local res = s:request("GET", path)
+      assert.equal(426, res.status)
+      assert.equal("websocket", res.headers.upgrade)
+      assert.equal("upgrade_required", json.decode(res.body).error.code)
+    end
   end)
 end)
 
