@@ -28,7 +28,7 @@ typedef struct mg_pending {
 	struct mg_pending *hnext;        /* bucket chain */
 	struct mg_pending *qprev, *qnext; /* the queue, while queued */
 	int queued;
-	char *id, *model, *msg;          /* owned */
+	char *id, *model, *msg;          /* inside this block, after the struct */
 	size_t msg_len;
 	mg_worker *owner;
 	mg_pool_worker *worker;          /* while assigned */
@@ -103,28 +103,22 @@ static void q_remove(mg_pending *p)
 	q_len--;
 }
 
-static void q_push(mg_pending *p, int front)
+/* Queues p after prev (NULL: first), with its queue time starting now. */
+static void q_insert(mg_pending *p, mg_pending *prev)
 {
 	p->queued = 1;
 	p->deadline = now_ms() + p->queue_timeout_ms;
 	q_len++;
-	if (front) {
-		p->qprev = NULL;
-		p->qnext = q_head;
-		if (q_head)
-			q_head->qprev = p;
-		else
-			q_tail = p;
-		q_head = p;
-	} else {
-		p->qnext = NULL;
-		p->qprev = q_tail;
-		if (q_tail)
-			q_tail->qnext = p;
-		else
-			q_head = p;
+	p->qprev = prev;
+	p->qnext = prev ? prev->qnext : q_head;
+	if (p->qnext)
+		p->qnext->qprev = p;
+	else
 		q_tail = p;
-	}
+	if (prev)
+		prev->qnext = p;
+	else
+		q_head = p;
 }
 
 /* Takes p out of every table and frees it. */
@@ -138,9 +132,6 @@ static void drop(mg_pending *p)
 		*pp = p->hnext;
 	q_remove(p);
 	n_pending--;
-	free(p->id);
-	free(p->model);
-	free(p->msg);
 	free(p);
 }
 
@@ -187,6 +178,17 @@ static int assign(mg_pending *p, mg_pool_worker *pw)
 	return 0;
 }
 
+/* Gives p to the best free worker, if there is one. */
+static int place(mg_pending *p)
+{
+	mg_pool_worker *pw;
+
+	while ((pw = pick(p->model)))
+		if (!assign(p, pw))
+			return 1;
+	return 0;
+}
+
 /* Hands queued requests to free workers, oldest first. */
 static void dispatch(void)
 {
@@ -194,9 +196,7 @@ static void dispatch(void)
 
 	while (p) {
 		mg_pending *next = p->qnext;
-		mg_pool_worker *pw;
-		while ((pw = pick(p->model)) && assign(p, pw))
-			;
+		place(p);
 		p = next;
 	}
 }
@@ -363,7 +363,7 @@ void mg_pool_conn_gone(mg_ws_conn *c)
 			if (p->worker == pw) {
 				p->worker = NULL;
 				if (!p->delivered) { /* nothing reached the client: another worker */
-					q_push(p, 1);
+					q_insert(p, NULL);
 					requeued++;
 				} else {
 					post(p->owner, MG_POOL_LOST, 502, p->id, NULL, 0);
@@ -430,22 +430,16 @@ static int l_pool_submit(lua_State *L)
 	const char *msg = luaL_checklstring(L, 3, &len);
 	int timeout = (int)luaL_checkinteger(L, 4);
 	int max_queue = (int)luaL_checkinteger(L, 5);
-	mg_pending *p = calloc(1, sizeof *p);
-	mg_pool_worker *pw;
+	size_t idlen = strlen(id);
+	mg_pending *p = calloc(1, sizeof *p + idlen + 1 + mlen + 1 + len);
 	const char *result = "assigned";
 
 	if (!p)
 		return luaL_error(L, "out of memory");
-	p->id = strdup(id);
-	p->model = malloc(mlen + 1);
-	p->msg = malloc(len);
-	if (!p->id || !p->model || !p->msg) {
-		free(p->id);
-		free(p->model);
-		free(p->msg);
-		free(p);
-		return luaL_error(L, "out of memory");
-	}
+	p->id = (char *)(p + 1);
+	p->model = p->id + idlen + 1;
+	p->msg = p->model + mlen + 1;
+	memcpy(p->id, id, idlen + 1);
 	memcpy(p->model, model, mlen + 1);
 	memcpy(p->msg, msg, len);
 	p->msg_len = len;
@@ -455,18 +449,13 @@ static int l_pool_submit(lua_State *L)
 	mg_pool_lock();
 	if (find(id)) {
 		mg_pool_unlock();
-		free(p->id);
-		free(p->model);
-		free(p->msg);
 		free(p);
 		return luaL_argerror(L, 1, "a request with this id is in flight");
 	}
 	p->hnext = table[bucket(id)];
 	table[bucket(id)] = p;
 	n_pending++;
-	while ((pw = pick(model)) && assign(p, pw))
-		;
-	if (!p->worker) {
+	if (!place(p)) {
 		if (q_len >= max_queue) {
 			drop(p);
 			mg_pool_unlock();
@@ -474,7 +463,7 @@ static int l_pool_submit(lua_State *L)
 			lua_pushliteral(L, "queue full");
 			return 2;
 		}
-		q_push(p, 0);
+		q_insert(p, q_tail);
 		result = "queued";
 	}
 	mg_pool_unlock();

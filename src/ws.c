@@ -81,17 +81,19 @@ int mg_ws_queue_locked(mg_ws_conn *c, const char *text, size_t len)
 	return 0;
 }
 
-/* Owner thread: queue and ask lws for a writable callback. */
-static int send_text(mg_ws_conn *c, const char *text, size_t len)
+/* Owner thread: queue and ask lws for a writable callback. Returns the
+ * bytes now queued, or -1 (closing, or out of memory). */
+static long send_text(mg_ws_conn *c, const char *text, size_t len)
 {
-	int rc;
+	long queued = -1;
 
 	mg_pool_lock();
-	rc = queue_msg(c, text, len);
+	if (!queue_msg(c, text, len))
+		queued = (long)c->out_bytes;
 	mg_pool_unlock();
-	if (!rc && c->wsi)
+	if (queued >= 0 && c->wsi)
 		lws_callback_on_writable(c->wsi);
-	return rc;
+	return queued;
 }
 
 /* Pool lock held: frees the outbox and leaves the owner's wake list. */
@@ -475,16 +477,14 @@ mg_ws_conn *mg_ws_check(lua_State *L, int idx)
  * drain callback before sending more. */
 static int l_ws_send(lua_State *L)
 {
-	size_t len, queued;
+	size_t len;
+	long queued;
 	const char *text = luaL_checklstring(L, 2, &len);
 	mg_ws_conn *c = mg_ws_check(L, 1);
 
-	if (!c || !c->wsi || send_text(c, text, len))
+	if (!c || !c->wsi || (queued = send_text(c, text, len)) < 0)
 		return mg_push_closed(L);
-	mg_pool_lock();
-	queued = c->out_bytes;
-	mg_pool_unlock();
-	lua_pushboolean(L, queued <= c->w->cfg->stream_high_water);
+	lua_pushboolean(L, (size_t)queued <= c->w->cfg->stream_high_water);
 	lua_pushinteger(L, (lua_Integer)queued);
 	return 2;
 }

@@ -39,6 +39,14 @@ function M.prompt_tokens(creq)
   return n
 end
 
+--- tool_call_events(out, index, id, name, arguments): appends the events of
+-- one whole tool call (start, its arguments at once, end) to out
+function M.tool_call_events(out, index, id, name, arguments)
+  out[#out + 1] = { type = "toolcall_start", index = index, id = id, name = name }
+  out[#out + 1] = { type = "toolcall_delta", index = index, arguments = arguments }
+  out[#out + 1] = { type = "toolcall_end", index = index }
+end
+
 local alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 --- random_id(prefix, n) -> prefix followed by n random letters and digits

@@ -2,6 +2,7 @@
 -- Pure: canonical request -> wire request; wire frame -> canonical events.
 local json = require "moongate.json"
 local errors = require "moongate.errors"
+local canonical = require "moongate.canonical"
 local reasoning = require "moongate.reasoning"
 
 local M = { format = "anthropic" }
@@ -188,9 +189,7 @@ function M.response(body)
       out[#out + 1] = { type = "thinking_delta", text = b.thinking or "" }
       if b.signature then out[#out + 1] = { type = "thinking_signature", signature = b.signature } end
     elseif b.type == "tool_use" then
-      out[#out + 1] = { type = "toolcall_start", index = ntools, id = b.id, name = b.name }
-      out[#out + 1] = { type = "toolcall_delta", index = ntools, arguments = json.encode(b.input or {}) }
-      out[#out + 1] = { type = "toolcall_end", index = ntools }
+      canonical.tool_call_events(out, ntools, b.id, b.name, json.encode(b.input or {}))
       ntools = ntools + 1
     end
   end

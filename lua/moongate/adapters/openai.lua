@@ -3,6 +3,7 @@
 -- Pure: canonical request -> wire request; wire frame -> canonical events.
 local json = require "moongate.json"
 local errors = require "moongate.errors"
+local canonical = require "moongate.canonical"
 
 local M = { format = "openai" }
 local null = json.null
@@ -225,9 +226,8 @@ function M.response(body)
   text_events(out, msg)
   for i, tc in ipairs(type(msg.tool_calls) == "table" and msg.tool_calls or {}) do
     local fn = tc["function"] or {}
-    out[#out + 1] = { type = "toolcall_start", index = i - 1, id = tc.id, name = fn.name }
-    out[#out + 1] = { type = "toolcall_delta", index = i - 1, arguments = type(fn.arguments) == "string" and fn.arguments or json.encode(fn.arguments or {}) }
-    out[#out + 1] = { type = "toolcall_end", index = i - 1 }
+    canonical.tool_call_events(out, i - 1, tc.id, fn.name,
+      type(fn.arguments) == "string" and fn.arguments or json.encode(fn.arguments or {}))
   end
   local u = usage_event(body.usage)
   if u then out[#out + 1] = u end
