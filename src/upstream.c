@@ -11,8 +11,10 @@
  *                fetch_free() once the transfer is finished or cancelled; the
  *                Lua handle (a userdata slot) points at it until then and at
  *                NULL after.
- *   mg_sock      one per socket curl asks us to watch, freed in its uv_poll
- *                close callback.
+ *   mg_sock      one per socket curl opens (CURLOPT_OPENSOCKETFUNCTION ..
+ *                CLOSESOCKETFUNCTION), made when curl first asks to watch it
+ *                and freed in its uv_poll close callback; `byfd` (malloc'd,
+ *                owned by mg_upstream) indexes them by descriptor.
  * Calls into Lua happen from curl callbacks; a Lua callback may cancel the
  * transfer, which is then only marked (curl forbids removing an easy handle
  * from inside its own callbacks) and finished when curl reports it done.
@@ -29,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define UPSTREAM_KEY "moongate.upstream"
 #define FETCH_MT "moongate.fetch"
@@ -39,6 +43,7 @@ enum { MODE_BODY, MODE_SSE, MODE_NDJSON };
 typedef struct mg_fetch mg_fetch;
 
 #define SPARE_EASY 32
+#define KEEP_IDLE 256 /* idle upstream connections kept per thread */
 
 typedef struct mg_upstream {
 	CURLM *multi;
@@ -46,7 +51,9 @@ typedef struct mg_upstream {
 	uv_timer_t *timer;    /* malloc'd: outlives this struct until closed */
 	lua_State *L;
 	mg_fetch *head;       /* live transfers */
-	struct mg_sock *socks; /* watched sockets */
+	struct mg_sock *socks; /* every open socket of curl's */
+	struct mg_sock **byfd; /* the same, by descriptor; malloc'd */
+	size_t nbyfd;
 	CURL *spare[SPARE_EASY]; /* finished easy handles, reset, for reuse */
 	int nspare;
 } mg_upstream;
@@ -55,6 +62,8 @@ typedef struct mg_sock {
 	uv_poll_t poll;
 	curl_socket_t fd;
 	mg_upstream *up;
+	int want;   /* UV_READABLE | UV_WRITABLE curl asked for; 0 after REMOVE */
+	int events; /* what the poll watches now */
 	struct mg_sock *prev, *next;
 } mg_sock;
 
@@ -89,6 +98,14 @@ static void check_done(mg_upstream *up);
 
 /* ---- curl <-> libuv ----------------------------------------------------- */
 
+/* A socket's uv_poll lives as long as the socket, not as long as curl
+ * watches it: curl says CURL_POLL_REMOVE after every transfer on a kept-alive
+ * connection and asks again on the next one, and each uv_poll_init /
+ * uv_poll_start / uv_poll_stop costs epoll_ctl and ioctl calls. So a
+ * REMOVE only clears `want`; the poll stays armed for reading (an idle
+ * connection is quiet) and is stopped only if the idle socket turns readable
+ * (the server closed it). Curl opens and closes its sockets through our
+ * callbacks, which create and drop the mg_sock; `byfd` finds it again. */
 static void on_sock_closed(uv_handle_t *h)
 {
 	free(h->data);
@@ -104,9 +121,12 @@ static void sock_close(mg_sock *s)
 		up->socks = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	uv_poll_stop(&s->poll);
+	if (s->fd >= 0 && (size_t)s->fd < up->nbyfd && up->byfd[s->fd] == s)
+		up->byfd[s->fd] = NULL;
 	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
+
+static void sock_arm(mg_sock *s, int events);
 
 static void on_poll(uv_poll_t *p, int status, int events)
 {
@@ -114,6 +134,10 @@ static void on_poll(uv_poll_t *p, int status, int events)
 	mg_upstream *up = s->up;
 	int running, flags = 0;
 
+	if (!s->want) { /* an idle kept-alive connection: curl checks it on reuse */
+		sock_arm(s, 0);
+		return;
+	}
 	if (status < 0)
 		flags = CURL_CSELECT_ERR;
 	if (events & UV_READABLE)
@@ -124,40 +148,108 @@ static void on_poll(uv_poll_t *p, int status, int events)
 	check_done(up);
 }
 
+static void sock_arm(mg_sock *s, int events)
+{
+	if (events == s->events)
+		return;
+	s->events = events;
+	if (events)
+		uv_poll_start(&s->poll, events, on_poll);
+	else
+		uv_poll_stop(&s->poll);
+}
+
+static mg_sock *sock_find(mg_upstream *up, curl_socket_t fd)
+{
+	return fd >= 0 && (size_t)fd < up->nbyfd ? up->byfd[fd] : NULL;
+}
+
+static mg_sock *sock_new(mg_upstream *up, curl_socket_t fd)
+{
+	mg_sock *s;
+
+	if ((size_t)fd >= up->nbyfd) {
+		size_t n = up->nbyfd ? up->nbyfd : 64;
+		mg_sock **grown;
+
+		while (n <= (size_t)fd)
+			n *= 2;
+		grown = realloc(up->byfd, n * sizeof *grown);
+		if (!grown)
+			return NULL;
+		memset(grown + up->nbyfd, 0, (n - up->nbyfd) * sizeof *grown);
+		up->byfd = grown;
+		up->nbyfd = n;
+	}
+	s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	if (uv_poll_init_socket(up->loop, &s->poll, fd)) {
+		free(s);
+		return NULL;
+	}
+	s->fd = fd;
+	s->up = up;
+	s->poll.data = s;
+	s->next = up->socks;
+	if (s->next)
+		s->next->prev = s;
+	up->socks = s;
+	up->byfd[fd] = s;
+	return s;
+}
+
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
 {
 	mg_upstream *up = userp;
-	mg_sock *s = sockp;
+	mg_sock *s = sock_find(up, fd);
 	int events = 0;
 
 	(void)e;
+	(void)sockp;
 	if (what == CURL_POLL_REMOVE) {
 		if (s) {
-			curl_multi_assign(up->multi, fd, NULL);
-			sock_close(s);
+			s->want = 0;
+			if (s->events != UV_READABLE)
+				sock_arm(s, 0);
 		}
 		return 0;
 	}
-	if (!s) {
-		s = calloc(1, sizeof *s);
-		if (!s)
-			return -1;
-		s->fd = fd;
-		s->up = up;
-		uv_poll_init_socket(up->loop, &s->poll, fd);
-		s->poll.data = s;
-		s->next = up->socks;
-		if (s->next)
-			s->next->prev = s;
-		up->socks = s;
-		curl_multi_assign(up->multi, fd, s);
-	}
+	if (!s && !(s = sock_new(up, fd)))
+		return -1;
 	if (what & CURL_POLL_IN)
 		events |= UV_READABLE;
 	if (what & CURL_POLL_OUT)
 		events |= UV_WRITABLE;
-	uv_poll_start(&s->poll, events, on_poll);
+	s->want = events;
+	sock_arm(s, events);
 	return 0;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: a number curl closed behind our back (it
+ * never does, but a stale poll on a reused number would hang the socket)
+ * loses its old watcher first. */
+static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	mg_upstream *up = userp;
+	curl_socket_t fd;
+	mg_sock *stale;
+
+	(void)purpose;
+	fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	if (fd >= 0 && (stale = sock_find(up, fd)))
+		sock_close(stale);
+	return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the watcher goes before the descriptor */
+static int on_close_socket(void *userp, curl_socket_t fd)
+{
+	mg_sock *s = sock_find(userp, fd);
+
+	if (s)
+		sock_close(s);
+	return close(fd);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -492,8 +584,11 @@ static int l_upstream_gc(lua_State *L)
 		curl_multi_cleanup(up->multi);
 		up->multi = NULL;
 	}
-	while (up->socks) /* any curl did not report removed */
+	while (up->socks) /* curl closed every socket through on_close_socket */
 		sock_close(up->socks);
+	free(up->byfd);
+	up->byfd = NULL;
+	up->nbyfd = 0;
 	return 0;
 }
 
@@ -528,6 +623,9 @@ static mg_upstream *get_upstream(lua_State *L)
 	curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, on_timer);
 	curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
 	curl_multi_setopt(up->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+	/* curl's default keeps 4 idle connections per transfer in flight, so a
+	 * dip in load closes connections that the next burst opens again */
+	curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, (long)KEEP_IDLE);
 	return up;
 }
 
@@ -593,6 +691,10 @@ static int l_fetch(lua_State *L)
 	curl_easy_setopt(f->easy, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(f->easy, CURLOPT_HEADERDATA, f);
 	curl_easy_setopt(f->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(f->easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+	curl_easy_setopt(f->easy, CURLOPT_OPENSOCKETDATA, up);
+	curl_easy_setopt(f->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+	curl_easy_setopt(f->easy, CURLOPT_CLOSESOCKETDATA, up);
 	curl_easy_setopt(f->easy, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(f->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(f->easy, CURLOPT_ACCEPT_ENCODING, "");
