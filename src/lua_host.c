@@ -30,7 +30,7 @@ void mg_push_pairs(lua_State *L, const mg_buf *h)
 		const char *value = name + nl + 1;
 		size_t vl = strlen(value);
 		lua_pushlstring(L, name, nl);
-		lua_pushlstring(L, name, nl);
+		lua_pushvalue(L, -1);
 		lua_rawget(L, -3);
 		if (lua_isstring(L, -1)) {
 			lua_pushliteral(L, ", ");

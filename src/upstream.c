@@ -90,6 +90,8 @@ struct mg_fetch {
 	uint64_t first_byte_ms, idle_ms;
 	int got_byte;
 	int cb_ref;          /* Lua table of callbacks */
+	int body_ref;        /* the request body string curl sends from */
+	int hdr_ref;         /* the response headers table, made once */
 	mg_fetch **slot;
 	int slot_ref;
 };
@@ -313,6 +315,8 @@ static void fetch_free(mg_fetch *f)
 	if (L) {
 		luaL_unref(L, LUA_REGISTRYINDEX, f->cb_ref);
 		luaL_unref(L, LUA_REGISTRYINDEX, f->slot_ref);
+		luaL_unref(L, LUA_REGISTRYINDEX, f->body_ref);
+		luaL_unref(L, LUA_REGISTRYINDEX, f->hdr_ref);
 	}
 	mg_sse_parser_free(&f->sse);
 	mg_buf_free(&f->partial);
@@ -349,6 +353,21 @@ static int call_cb(mg_fetch *f, int nargs, const char *what)
 	return r;
 }
 
+/* The response headers as a table, made once and handed to both
+ * on_headers and on_done. */
+static void push_resp_headers(mg_fetch *f)
+{
+	lua_State *L = f->up->L;
+
+	if (f->hdr_ref != LUA_NOREF) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, f->hdr_ref);
+		return;
+	}
+	mg_push_pairs(L, &f->resp_headers);
+	lua_pushvalue(L, -1);
+	f->hdr_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 static void deliver_headers(mg_fetch *f)
 {
 	lua_State *L = f->up->L;
@@ -360,7 +379,7 @@ static void deliver_headers(mg_fetch *f)
 	if (!push_cb(f, "on_headers"))
 		return;
 	lua_pushinteger(L, f->status);
-	mg_push_pairs(L, &f->resp_headers);
+	push_resp_headers(f);
 	call_cb(f, 2, "upstream on_headers");
 }
 
@@ -506,7 +525,7 @@ static void finish(mg_fetch *f, CURLcode rc)
 		lua_pushlstring(L, f->body.data ? f->body.data : "", f->body.len);
 		curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->status);
 		lua_pushinteger(L, f->status);
-		mg_push_pairs(L, &f->resp_headers);
+		push_resp_headers(f);
 		f->in_curl++;
 		if (mg_pcall(L, 5, 0, "upstream on_done"))
 			lua_pop(L, 1);
@@ -629,6 +648,25 @@ static mg_upstream *get_upstream(lua_State *L)
 	return up;
 }
 
+/* "name: value" onto the request's header list; a line break in either
+ * would smuggle a header, so such a pair is dropped */
+static void add_header(mg_fetch *f, const char *name, const char *value)
+{
+	char line[1024], *big = NULL, *p = line;
+	size_t nl = strlen(name), vl = strlen(value);
+
+	if (strpbrk(name, "\r\n") || strpbrk(value, "\r\n"))
+		return;
+	if (nl + vl + 3 > sizeof line && !(p = big = malloc(nl + vl + 3)))
+		return;
+	memcpy(p, name, nl);
+	p[nl] = ':';
+	p[nl + 1] = ' ';
+	memcpy(p + nl + 2, value, vl + 1);
+	f->req_headers = curl_slist_append(f->req_headers, p);
+	free(big);
+}
+
 static long opt_ms(lua_State *L, const char *key)
 {
 	long v = 0;
@@ -665,16 +703,16 @@ static int l_fetch(lua_State *L)
 	lua_getfield(L, 1, "stream");
 	if (lua_isstring(L, -1))
 		stream = lua_tostring(L, -1);
-	lua_getfield(L, 1, "body");
-	if (lua_isstring(L, -1))
-		body = lua_tolstring(L, -1, &blen);
+	lua_getfield(L, 1, "body"); /* stays at index 6 */
+	if (lua_type(L, 6) == LUA_TSTRING)
+		body = lua_tolstring(L, 6, &blen);
 	up = get_upstream(L);
 
 	f = calloc(1, sizeof *f);
 	if (!f)
 		return luaL_error(L, "out of memory");
 	f->up = up;
-	f->cb_ref = f->slot_ref = LUA_NOREF;
+	f->cb_ref = f->slot_ref = f->body_ref = f->hdr_ref = LUA_NOREF;
 	if (stream && strcmp(stream, "sse") && strcmp(stream, "ndjson"))
 		return luaL_argerror(L, 1, "stream must be \"sse\", \"ndjson\" or nil");
 	f->mode = !stream ? MODE_BODY : !strcmp(stream, "sse") ? MODE_SSE : MODE_NDJSON;
@@ -700,8 +738,12 @@ static int l_fetch(lua_State *L)
 	curl_easy_setopt(f->easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, method);
 	if (body) {
+		/* curl reads the Lua string in place; the ref keeps it alive
+		 * (LuaJIT never moves a string) until fetch_free */
+		lua_pushvalue(L, 6);
+		f->body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDSIZE, (long)blen);
-		curl_easy_setopt(f->easy, CURLOPT_COPYPOSTFIELDS, body);
+		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDS, body);
 	} else if (!strcmp(method, "GET")) {
 		curl_easy_setopt(f->easy, CURLOPT_HTTPGET, 1L);
 		curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, NULL);
@@ -720,13 +762,8 @@ static int l_fetch(lua_State *L)
 	if (lua_istable(L, -1)) {
 		lua_pushnil(L);
 		while (lua_next(L, -2)) {
-			if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
-				const char *v = lua_tostring(L, -1);
-				lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), v);
-				if (!strchr(lua_tostring(L, -1), '\n') && !strchr(lua_tostring(L, -1), '\r'))
-					f->req_headers = curl_slist_append(f->req_headers, lua_tostring(L, -1));
-				lua_pop(L, 1);
-			}
+			if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1))
+				add_header(f, lua_tostring(L, -2), lua_tostring(L, -1));
 			lua_pop(L, 1);
 		}
 	}
