@@ -62,6 +62,7 @@ typedef struct mg_sock {
 	uv_poll_t poll;
 	curl_socket_t fd;
 	mg_upstream *up;
+	int owned;  /* opened by on_open_socket, so closed by on_close_socket */
 	int want;   /* UV_READABLE | UV_WRITABLE curl asked for; 0 after REMOVE */
 	int events; /* what the poll watches now */
 	struct mg_sock *prev, *next;
@@ -100,14 +101,16 @@ static void check_done(mg_upstream *up);
 
 /* ---- curl <-> libuv ----------------------------------------------------- */
 
-/* A socket's uv_poll lives as long as the socket, not as long as curl
+/* A connection's uv_poll lives as long as its socket, not as long as curl
  * watches it: curl says CURL_POLL_REMOVE after every transfer on a kept-alive
  * connection and asks again on the next one, and each uv_poll_init /
  * uv_poll_start / uv_poll_stop costs epoll_ctl and ioctl calls. So a
  * REMOVE only clears `want`; the poll stays armed for reading (an idle
  * connection is quiet) and is stopped only if the idle socket turns readable
- * (the server closed it). Curl opens and closes its sockets through our
- * callbacks, which create and drop the mg_sock; `byfd` finds it again. */
+ * (the server closed it). Curl opens and closes connection sockets through
+ * our callbacks, which create and drop the mg_sock (`owned`); `byfd` finds
+ * it again. Other sockets curl asks us to watch (its resolver's) it closes
+ * itself, so their poll goes at REMOVE, before the number can be reused. */
 static void on_sock_closed(uv_handle_t *h)
 {
 	free(h->data);
@@ -210,7 +213,9 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
 	(void)e;
 	(void)sockp;
 	if (what == CURL_POLL_REMOVE) {
-		if (s) {
+		if (s && !s->owned) { /* e.g. the resolver's: curl closes it unseen */
+			sock_close(s);
+		} else if (s) {
 			s->want = 0;
 			if (s->events != UV_READABLE)
 				sock_arm(s, 0);
@@ -235,13 +240,17 @@ static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct cu
 {
 	mg_upstream *up = userp;
 	curl_socket_t fd;
-	mg_sock *stale;
+	mg_sock *stale, *s;
 
 	(void)purpose;
 	fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-	if (fd >= 0 && (stale = sock_find(up, fd)))
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	if ((stale = sock_find(up, fd)))
 		sock_close(stale);
-	return fd < 0 ? CURL_SOCKET_BAD : fd;
+	if ((s = sock_new(up, fd)))
+		s->owned = 1;
+	return fd;
 }
 
 /* CURLOPT_CLOSESOCKETFUNCTION: the watcher goes before the descriptor */

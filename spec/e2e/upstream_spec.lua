@@ -349,6 +349,23 @@ return {
       assert.is_true(gap < 100, string.format("upstream closed %.1f ms after the client", gap))
     end)
 
+    it("sends requests in turn over one upstream connection, and a new one once the upstream hung up", function()
+      local body = { model = "gpt-test", messages = { { role = "user", content = "x" } } }
+      for _ = 1, 4 do assert.equal(200, chat(body).status) end
+      mock:queue { { json = { id = "c", object = "chat.completion", created = 1, model = "gpt-test",
+        choices = { { index = 0, message = { role = "assistant", content = "bye" }, finish_reason = "stop" } } },
+        close = true } }
+      local res = chat(body)
+      assert.equal(200, res.status)
+      assert.equal("bye", json.decode(res.body).choices[1].message.content)
+      client.run_until(function() return false end, 100) -- the hang-up reaches the idle connection
+      assert.equal(200, chat(body).status)
+      local seen = mock:requests()
+      assert.equal(6, #seen)
+      for i = 2, 5 do assert.equal(seen[1].conn, seen[i].conn) end
+      assert.not_equal(seen[5].conn, seen[6].conn)
+    end)
+
     it("never logs the keys", function()
       assert.not_matches("sk%-up%-secret", server.log)
       assert.not_matches("sk%-ant%-secret", server.log)

@@ -141,7 +141,7 @@ local function serve_script(tcp, script, record, done)
       headers["content-type"] = headers["content-type"] or "application/json"
       headers["content-length"] = #body
       send(tcp, head(status, headers) .. body)
-      done(true)
+      done(not script.close) -- close: hang up once the answer is out
     end
   end)
 end
@@ -164,7 +164,7 @@ local function on_request(tcp, method, path, headers, body, done, conn)
     respond_json(tcp, 200, { ok = true })
     return done(true)
   end
-  local record = { method = method, path = path, headers = headers, body = body, at_ms = now_ms() }
+  local record = { method = method, path = path, headers = headers, body = body, at_ms = now_ms(), conn = conn.id }
   requests[#requests + 1] = record
   conn.records[#conn.records + 1] = record
   local script = table.remove(queue, 1)
@@ -175,6 +175,7 @@ local function on_request(tcp, method, path, headers, body, done, conn)
   serve_script(tcp, script, record, done)
 end
 
+local connections = 0 -- each accepted connection's id, seen in its requests' records
 local server = uv.new_tcp()
 assert(server:bind("127.0.0.1", tonumber(arg[1]) or 0))
 server:listen(256, function()
@@ -182,7 +183,8 @@ server:listen(256, function()
   server:accept(tcp)
   tcp:nodelay(true)
   local buf, busy = "", false
-  local conn = { records = {} }
+  connections = connections + 1
+  local conn = { records = {}, id = connections }
   local function close()
     if tcp:is_closing() then return end
     local t = now_ms()
