@@ -39,6 +39,14 @@ local function write(path, text)
   f:close()
 end
 
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
 local function sleep(ms) client.run_until(function() return false end, ms) end
 
 -- processes ------------------------------------------------------------------
@@ -79,10 +87,8 @@ local function stop_all()
 end
 
 local function rss_kb(pid, field)
-  local f = io.open("/proc/" .. pid .. "/status")
-  if not f then return nil end
-  local text = f:read("*a")
-  f:close()
+  local text = read("/proc/" .. pid .. "/status")
+  if not text then return nil end
   return tonumber(text:match((field or "VmRSS") .. ":%s+(%d+)"))
 end
 
@@ -362,9 +368,7 @@ local function main()
       end
       c:close()
       stop_all()
-      local f = io.open(out)
-      local text = f and f:read("*a") or ""
-      if f then f:close() end
+      local text = read(out) or ""
       R.instructions[key][n] = tonumber(text:match("\ntotals:%s*(%d+)") or text:match("\nsummary:%s*(%d+)"))
       log("  callgrind, %s, %d requests: %s instructions", key, n, tostring(R.instructions[key][n]))
     end
@@ -373,7 +377,7 @@ local function main()
   count("moongate", P.moongate, ROOT .. "/build/moongate", { "serve", "--config", WORK .. "/moongate.lua" },
     { "MOONGATE_LUA_DIR=" .. ROOT .. "/lua", "PATH=" .. os.getenv("PATH") })
   -- one process, so that callgrind counts the worker's instructions
-  write(WORK .. "/nginx-callgrind.conf", (sh("cat " .. WORK .. "/nginx.conf"):gsub("worker_processes 1;", "master_process off;")))
+  write(WORK .. "/nginx-callgrind.conf", (read(WORK .. "/nginx.conf"):gsub("worker_processes 1;", "master_process off;")))
   count("nginx", P.nginx, "/usr/sbin/nginx", { "-c", WORK .. "/nginx-callgrind.conf", "-e", WORK .. "/nginx-error.log" })
   return R
 end

@@ -116,6 +116,11 @@ static void on_sock_closed(uv_handle_t *h)
 	free(h->data);
 }
 
+static mg_sock *sock_find(mg_upstream *up, curl_socket_t fd)
+{
+	return fd >= 0 && (size_t)fd < up->nbyfd ? up->byfd[fd] : NULL;
+}
+
 static void sock_close(mg_sock *s)
 {
 	mg_upstream *up = s->up;
@@ -126,7 +131,7 @@ static void sock_close(mg_sock *s)
 		up->socks = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	if (s->fd >= 0 && (size_t)s->fd < up->nbyfd && up->byfd[s->fd] == s)
+	if (sock_find(up, s->fd) == s)
 		up->byfd[s->fd] = NULL;
 	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
@@ -162,11 +167,6 @@ static void sock_arm(mg_sock *s, int events)
 		uv_poll_start(&s->poll, events, on_poll);
 	else
 		uv_poll_stop(&s->poll);
-}
-
-static mg_sock *sock_find(mg_upstream *up, curl_socket_t fd)
-{
-	return fd >= 0 && (size_t)fd < up->nbyfd ? up->byfd[fd] : NULL;
 }
 
 static mg_sock *sock_new(mg_upstream *up, curl_socket_t fd)
