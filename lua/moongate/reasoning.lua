@@ -22,15 +22,10 @@ function M.effort_for(budget)
 end
 
 --- split_suffix(model) -> base, effort | model, nil
+-- The suffix is the last "-" or "_" and a lowercase effort name after it.
 function M.split_suffix(model)
-  for _, e in ipairs(M.order) do
-    for _, sep in ipairs { "-", "_" } do
-      local suffix = sep .. e
-      if #model > #suffix and model:sub(-#suffix) == suffix then
-        return model:sub(1, -#suffix - 1), e
-      end
-    end
-  end
+  local base, effort = model:match("^(.+)[-_](%l+)$")
+  if base and M.budgets[effort] then return base, effort end
   return model, nil
 end
 

@@ -37,7 +37,7 @@ function M.new(cfg, providers, opts)
   end
   opts = opts or {}
   local self = setmetatable({ routes = routes, providers = providers, aliases = cfg.aliases or {},
-    dynamic = opts.dynamic, dynamic_models = opts.dynamic_models }, Router)
+    dynamic = opts.dynamic, dynamic_models = opts.dynamic_models, known = {}, known_n = 0 }, Router)
   -- made once: a closure per request keeps LuaJIT from compiling resolve()
   function self.is_exact(n)
     local r = match(self, n)
@@ -46,23 +46,35 @@ function M.new(cfg, providers, opts)
   return self
 end
 
+local function route_for(self, r, name, model, effort)
+  local chain = {}
+  for i, pname in ipairs(r.chain) do
+    chain[i] = { name = pname, provider = self.providers[pname] }
+  end
+  return { model = r.model or name, requested = model, effort = effort, chain = chain }
+end
+
+local KNOWN_MAX = 1024 -- model names whose static answer a router keeps
+
 --- resolve(model) -> {model, requested, effort?, chain = {{name, provider}}} | nil, err
+-- An answer may be shared between requests for the same model: read it,
+-- never change it.
 function Router:resolve(model)
-  local name, effort = models.normalize(model, self.aliases, self.is_exact)
-  local r = match(self, name)
-  if not (r and r.exact) and self.dynamic then
-    local pname = self.dynamic(name)
-    if pname then
-      r = { chain = { pname } }
-    end
+  -- what the config says about this name never changes for this router;
+  -- only the WS workers' models do, so they are asked each time
+  local k = self.known[model]
+  if not k then
+    local name, effort = models.normalize(model, self.aliases, self.is_exact)
+    local r = match(self, name)
+    k = { name = name, effort = effort, exact = r and r.exact, route = r and route_for(self, r, name, model, effort) }
+    if self.known_n >= KNOWN_MAX then self.known, self.known_n = {}, 0 end
+    self.known[model], self.known_n = k, self.known_n + 1
   end
-  if r then
-    local chain = {}
-    for i, pname in ipairs(r.chain) do
-      chain[i] = { name = pname, provider = self.providers[pname] }
-    end
-    return { model = r.model or name, requested = model, effort = effort, chain = chain }
+  if not k.exact and self.dynamic then
+    local pname = self.dynamic(k.name)
+    if pname then return route_for(self, { chain = { pname } }, k.name, model, k.effort) end
   end
+  if k.route then return k.route end
   return nil, errors.new(404, string.format("The model `%s` does not exist or you do not have access to it.", model),
     { code = "model_not_found" })
 end

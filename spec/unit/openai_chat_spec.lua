@@ -45,6 +45,12 @@ describe("openai_chat.decode", function()
     { "stream not a boolean", { model = "echo", stream = "yes", messages = { { role = "user", content = "x" } } }, 400, "stream", "expected a boolean" },
     { "max_tokens not an integer", { model = "echo", max_tokens = 1.5, messages = { { role = "user", content = "x" } } }, 400, "max_tokens", "expected an integer" },
     { "content of the wrong type", { model = "echo", messages = { { role = "user", content = 5 } } }, 400, "messages[0].content", "expected one of a string or an array" },
+    { "a message that is not an object", { model = "echo", messages = { { role = "user", content = "x" }, 7 } }, 400, "messages[1]", "expected an object" },
+    { "a missing tool_call_id", { model = "echo", messages = { { role = "tool", content = "x" } } }, 400, "messages[0].tool_call_id", "Missing required parameter" },
+    { "a bad content part type", { model = "echo", messages = { { role = "user", content = "x" },
+      { role = "user", content = { { type = "text", text = "a" }, { type = "video" } } } } }, 400, "messages[1].content[1].type", "'video' is not a supported" },
+    { "a content part without text", { model = "echo", messages = { { role = "user", content = { { type = "text" } } } } }, 400, "messages[0].content[0].text", "expected a string" },
+    { "a tool call that is not an object", { model = "echo", messages = { { role = "assistant", tool_calls = { 1 } } } }, 400, "messages[0].tool_calls[0]", "expected an object" },
     { "bad reasoning effort", { model = "echo", reasoning_effort = "max", messages = { { role = "user", content = "x" } } }, 400, "reasoning_effort", "'max' is not one of" },
   }
   for _, c in ipairs(cases) do

@@ -21,6 +21,13 @@ describe("reasoning", function()
     assert.same({ "gpt-5", "xhigh" }, { reasoning.split_suffix("gpt-5-xhigh") })
     assert.same({ "claude-sonnet-4" }, { reasoning.split_suffix("claude-sonnet-4") })
     assert.same({ "high" }, { reasoning.split_suffix("high") })
+    assert.same({ "-high" }, { reasoning.split_suffix("-high") })
+    assert.same({ "gpt-4o-mini", "medium" }, { reasoning.split_suffix("gpt-4o-mini_medium") })
+    assert.same({ "a-", "high" }, { reasoning.split_suffix("a--high") })
+    -- an effort only at the very end, in lowercase
+    assert.same({ "gpt-5-High" }, { reasoning.split_suffix("gpt-5-High") })
+    assert.same({ "gpt-5-high-fast" }, { reasoning.split_suffix("gpt-5-high-fast") })
+    assert.same({ "gpt-5-none" }, { reasoning.split_suffix("gpt-5-none") })
   end)
 end)
 

@@ -33,6 +33,23 @@ describe("router", function()
     assert.equal("model_not_found", err.code)
   end)
 
+  it("asks the WS workers' models each time, though it remembers the config's answer", function()
+    local serving = {}
+    local r3 = router.new({ routes = { { match = "exact", provider = "up" }, { match = "*", provider = "up" } } },
+      { up = { models = {} }, workers = { models = {} }, echo = { models = {} } },
+      { dynamic = function(m) if serving[m] then return "workers" end end })
+    assert.equal("up", r3:resolve("llama").chain[1].name)
+    assert.equal(r3:resolve("llama"), r3:resolve("llama")) -- one answer, kept
+    serving.llama, serving.exact = true, true
+    assert.equal("workers", r3:resolve("llama").chain[1].name) -- before a glob route
+    assert.equal("up", r3:resolve("exact").chain[1].name)      -- never before an exact one
+    serving.llama = nil
+    assert.equal("up", r3:resolve("llama").chain[1].name)
+    -- many names: answers stay right after the memory is emptied
+    for i = 1, 3000 do assert.equal("m" .. i, r3:resolve("m" .. i).model) end
+    assert.equal("up", r3:resolve("llama").chain[1].name)
+  end)
+
   it("lists exact routes, provider models that match, and aliases", function()
     assert.same({ "echo", "fast", "gpt-4o", "o3", "sonnet" }, r:models())
   end)

@@ -105,3 +105,41 @@ for _, pairing in ipairs(list("spec/fixtures")) do
     end)
   end
 end
+
+describe("anthropic_messages.decode", function()
+  local fd = require "moongate.frontdoor.anthropic_messages"
+  local function fails(req, message)
+    local creq, err = fd.decode(json.encode(req), {})
+    assert.is_nil(creq)
+    assert.equal(400, err.status)
+    assert.equal(message, err.message)
+  end
+
+  it("names the message and block at fault, counted from 0", function()
+    local ok = { role = "user", content = "hi" }
+    fails({ model = "m", max_tokens = 5, messages = { ok, 7 } }, "messages.1: Input should be an object")
+    fails({ model = "m", max_tokens = 5, messages = { { role = "robot", content = "x" } } },
+      "messages.0.role: Input should be 'user' or 'assistant'")
+    fails({ model = "m", max_tokens = 5, messages = { ok, { role = "user", content = 5 } } },
+      "messages.1.content: Input should be a valid string or list")
+    fails({ model = "m", max_tokens = 5, messages = { ok, { role = "user", content = { { type = "text", text = "a" }, { type = "text" } } } } },
+      "messages.1.content.1.text: Input should be a valid string")
+    fails({ model = "m", max_tokens = 5, messages = { { role = "user", content = { { type = "video" } } } } },
+      "messages.0.content.0.type: unsupported content block type 'video'")
+    fails({ model = "m", max_tokens = 5, messages = { { role = "user", content = { { type = "image", source = {} } } } } },
+      "messages.0.content.0.source: unsupported image source")
+    fails({ model = "m", max_tokens = 5, messages = { { role = "user", content = { 3 } } } },
+      "messages.0.content.0: Input should be an object")
+  end)
+end)
+
+describe("canonical.random_id", function()
+  local canonical = require "moongate.canonical"
+  it("is the prefix and n letters or digits, different each time", function()
+    local a, b = canonical.random_id("msg_", 24), canonical.random_id("msg_", 24)
+    assert.matches("^msg_[%w]+$", a)
+    assert.equal(28, #a)
+    assert.not_equal(a, b)
+    assert.equal("x", canonical.random_id("x", 0))
+  end)
+end)

@@ -26,17 +26,24 @@ local function text_of(content)
   return table.concat(out)
 end
 
-local function decode_block(b, p)
-  if not is_object(b) then return bad(p .. ": Input should be an object") end
+-- where a message (i) or one of its blocks (i, j) is, for an error (0-based,
+-- as Anthropic names it); made only then
+local function loc(i, j)
+  if j then return string.format("messages.%d.content.%d", i - 1, j - 1) end
+  return string.format("messages.%d", i - 1)
+end
+
+local function decode_block(b, i, j)
+  if not is_object(b) then return bad(loc(i, j) .. ": Input should be an object") end
   local t = b.type
   if t == "text" then
-    if type(b.text) ~= "string" then return bad(p .. ".text: Input should be a valid string") end
+    if type(b.text) ~= "string" then return bad(loc(i, j) .. ".text: Input should be a valid string") end
     return { type = "text", text = b.text }
   elseif t == "image" then
     local s = is_object(b.source) and b.source or {}
     if s.type == "base64" then return { type = "image", mime = s.media_type, data = s.data } end
     if s.type == "url" then return { type = "image", url = s.url } end
-    return bad(p .. ".source: unsupported image source")
+    return bad(loc(i, j) .. ".source: unsupported image source")
   elseif t == "tool_use" then
     return { type = "tool_call", id = b.id, name = b.name, arguments = json.encode(b.input or json.decode("{}")) }
   elseif t == "tool_result" then
@@ -47,7 +54,7 @@ local function decode_block(b, p)
   elseif t == "redacted_thinking" then
     return false
   end
-  return bad(string.format("%s.type: unsupported content block type '%s'", p, tostring(t)))
+  return bad(string.format("%s.type: unsupported content block type '%s'", loc(i, j), tostring(t)))
 end
 
 --- decode(body, headers) -> canonical request | nil, err
@@ -84,22 +91,21 @@ function M.decode(body, headers, opts)
     creq.system = text_of(req.system)
   end
   for i, m in ipairs(req.messages) do
-    local p = string.format("messages.%d", i - 1)
-    if not is_object(m) then return bad(p .. ": Input should be an object") end
+    if not is_object(m) then return bad(loc(i) .. ": Input should be an object") end
     if m.role ~= "user" and m.role ~= "assistant" then
-      return bad(p .. ".role: Input should be 'user' or 'assistant'")
+      return bad(loc(i) .. ".role: Input should be 'user' or 'assistant'")
     end
     local blocks = {}
     if type(m.content) == "string" then
       blocks[1] = { type = "text", text = m.content }
     elseif is_array(m.content) then
       for j, b in ipairs(m.content) do
-        local blk, err = decode_block(b, string.format("%s.content.%d", p, j - 1))
+        local blk, err = decode_block(b, i, j)
         if blk == nil then return nil, err end
         if blk then blocks[#blocks + 1] = blk end
       end
     else
-      return bad(p .. ".content: Input should be a valid string or list")
+      return bad(loc(i) .. ".content: Input should be a valid string or list")
     end
     creq.messages[#creq.messages + 1] = { role = m.role, content = blocks }
   end

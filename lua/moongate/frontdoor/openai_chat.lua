@@ -62,26 +62,30 @@ local checks = {
   user = { "a string", function(v) return type(v) == "string" end },
 }
 
--- content (string | parts | null) -> canonical blocks
-local function decode_content(content, param)
+-- content (string | parts | null) -> canonical blocks; where(suffix) names
+-- the parameter in an error (made only then)
+local function part_param(where, i, suffix)
+  return where(string.format(".content[%d]%s", i - 1, suffix or ""))
+end
+
+local function decode_content(content, where)
   if content == nil or content == null then return {} end
   if type(content) == "string" then
     return { { type = "text", text = content } }
   end
   if not is_array(content) then
-    return invalid_type(param, "one of a string or an array", content)
+    return invalid_type(where(".content"), "one of a string or an array", content)
   end
   local blocks = {}
   for i, part in ipairs(content) do
-    local p = string.format("%s[%d]", param, i - 1)
-    if not is_object(part) then return invalid_type(p, "an object", part) end
+    if not is_object(part) then return invalid_type(part_param(where, i), "an object", part) end
     if part.type == "text" or part.type == "input_text" or part.type == "output_text" then
-      if type(part.text) ~= "string" then return invalid_type(p .. ".text", "a string", part.text) end
+      if type(part.text) ~= "string" then return invalid_type(part_param(where, i, ".text"), "a string", part.text) end
       blocks[#blocks + 1] = { type = "text", text = part.text }
     elseif part.type == "image_url" then
       local iu = part.image_url
       local url = type(iu) == "table" and iu.url or iu
-      if type(url) ~= "string" then return invalid_type(p .. ".image_url.url", "a string", url) end
+      if type(url) ~= "string" then return invalid_type(part_param(where, i, ".image_url.url"), "a string", url) end
       local mime, data = url:match("^data:([%w/%+%.%-]+);base64,(.*)$")
       if mime then
         blocks[#blocks + 1] = { type = "image", mime = mime, data = data }
@@ -91,7 +95,7 @@ local function decode_content(content, param)
     elseif part.type == "refusal" then
       blocks[#blocks + 1] = { type = "text", text = type(part.refusal) == "string" and part.refusal or "" }
     else
-      return invalid_value(p .. ".type", string.format("'%s' is not a supported content part type. Supported: 'text', 'image_url'.", tostring(part.type)))
+      return invalid_value(part_param(where, i, ".type"), string.format("'%s' is not a supported content part type. Supported: 'text', 'image_url'.", tostring(part.type)))
     end
   end
   return blocks
@@ -155,30 +159,32 @@ function M.decode(body, headers)
     raw = req,
   }
   local system = {}
-  for i, m in ipairs(req.messages) do
-    local p = string.format("messages[%d]", i - 1)
-    if not is_object(m) then return invalid_type(p, "an object", m) end
-    if m.role == nil then return missing(p .. ".role") end
+  local i
+  local function where(suffix) return string.format("messages[%d]%s", i - 1, suffix or "") end
+  for n, m in ipairs(req.messages) do
+    i = n
+    if not is_object(m) then return invalid_type(where(), "an object", m) end
+    if m.role == nil then return missing(where(".role")) end
     if type(m.role) ~= "string" or not roles[m.role] then
       return nil, errors.new(400, string.format("Invalid value: '%s'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.", tostring(m.role)),
-        { param = p .. ".role", code = "invalid_value" })
+        { param = where(".role"), code = "invalid_value" })
     end
-    if m.content == nil and m.role ~= "assistant" then return missing(p .. ".content") end
-    local blocks, err = decode_content(m.content, p .. ".content")
+    if m.content == nil and m.role ~= "assistant" then return missing(where(".content")) end
+    local blocks, err = decode_content(m.content, where)
     if not blocks then return nil, err end
     if m.role == "system" or m.role == "developer" then
       system[#system + 1] = text_of(blocks)
     elseif m.role == "tool" or m.role == "function" then
       if m.role == "tool" and type(m.tool_call_id) ~= "string" then
-        return missing(p .. ".tool_call_id")
+        return missing(where(".tool_call_id"))
       end
       creq.messages[#creq.messages + 1] = { role = "tool", content = {
         { type = "tool_result", tool_call_id = m.tool_call_id or m.name, content = text_of(blocks) } } }
     else
       if m.role == "assistant" and m.tool_calls ~= nil and m.tool_calls ~= null then
-        if not is_array(m.tool_calls) then return invalid_type(p .. ".tool_calls", "an array", m.tool_calls) end
+        if not is_array(m.tool_calls) then return invalid_type(where(".tool_calls"), "an array", m.tool_calls) end
         for j, tc in ipairs(m.tool_calls) do
-          local tp = string.format("%s.tool_calls[%d]", p, j - 1)
+          local tp = where(string.format(".tool_calls[%d]", j - 1))
           if not is_object(tc) or not is_object(tc["function"]) then return invalid_type(tp, "an object", tc) end
           blocks[#blocks + 1] = { type = "tool_call", id = tc.id, name = tc["function"].name,
             arguments = type(tc["function"].arguments) == "string" and tc["function"].arguments or "{}" }
