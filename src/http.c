@@ -420,6 +420,34 @@ static int write_result(lua_State *L, mg_req *r)
 	return 2;
 }
 
+/* Frames and queues one SSE or NDJSON frame; 0, or -1 out of memory. */
+static int queue_frame(mg_req *r, int sse, const char *event, size_t elen, const char *data, size_t dlen)
+{
+	mg_buf frame = { 0 };
+	int rc = sse ? mg_sse_frame(&frame, event, elen, data, dlen)
+		     : mg_ndjson_frame(&frame, data, dlen);
+
+	if (!rc)
+		queue_body(r, frame.data, frame.len);
+	mg_buf_free(&frame);
+	return rc;
+}
+
+int mg_req_pipe_sse(mg_req *r, const char *event, size_t elen, const char *data, size_t dlen)
+{
+	if (!r || !r->conn || !r->streaming || r->finished || mg_req_pending(r) > r->high_water)
+		return -1;
+	if (queue_frame(r, 1, event, elen, data, dlen))
+		return -1;
+	want_write(r);
+	return 0;
+}
+
+mg_req **mg_req_check_handle(lua_State *L, int idx)
+{
+	return (mg_req **)luaL_checkudata(L, idx, REQ_HANDLE_MT);
+}
+
 /* _stream_sse(h, data [, event]) -> more, queued | nil, "closed"
  * _stream_ndjson(h, data)        -> more, queued | nil, "closed" */
 static int stream_framed(lua_State *L, int sse)
@@ -428,21 +456,13 @@ static int stream_framed(lua_State *L, int sse)
 	const char *data = luaL_checklstring(L, 2, &dlen);
 	const char *event = sse ? luaL_optlstring(L, 3, NULL, &elen) : NULL;
 	mg_req *r = check_stream(L);
-	mg_buf frame = { 0 };
-	int rc;
 
 	if (event && (memchr(event, '\n', elen) || memchr(event, '\r', elen)))
 		return luaL_argerror(L, 3, "event name must be one line");
 	if (!r || !r->conn)
 		return mg_push_closed(L);
-	rc = sse ? mg_sse_frame(&frame, event, elen, data, dlen)
-		 : mg_ndjson_frame(&frame, data, dlen);
-	if (rc) {
-		mg_buf_free(&frame);
+	if (queue_frame(r, sse, event, elen, data, dlen))
 		return luaL_error(L, "out of memory");
-	}
-	queue_body(r, frame.data, frame.len);
-	mg_buf_free(&frame);
 	return write_result(L, r);
 }
 

@@ -106,6 +106,17 @@ void mg_req_free(mg_req *r);
 /* Queues a JSON error from C when Lua cannot answer (OpenAI's shape). */
 void mg_req_fail(mg_req *r, int status, const char *message);
 
+/* Queues one SSE frame on r's open stream for a C producer (an upstream
+ * piped straight through), only while the client keeps up: 0 when queued;
+ * -1, nothing queued, when there is no open stream (client gone, response
+ * finished) or more than high_water bytes already wait. The caller then
+ * hands the frame to Lua, whose path deals with both. */
+int mg_req_pipe_sse(mg_req *r, const char *event, size_t elen, const char *data, size_t dlen);
+/* The request behind the Lua handle at idx (raises if it is not one): the
+ * handle's slot, which reads NULL once the request is freed. The slot lives
+ * as long as the userdata. */
+mg_req **mg_req_check_handle(lua_State *L, int idx);
+
 static inline size_t mg_req_pending(const mg_req *r)
 {
 	return r->out.len - r->out_off;

@@ -21,6 +21,7 @@
  */
 #include "upstream.h"
 #include "buf.h"
+#include "http.h"
 #include "log.h"
 #include "lua_host.h"
 #include "sse.h"
@@ -93,6 +94,8 @@ struct mg_fetch {
 	int cb_ref;          /* Lua table of callbacks */
 	int body_ref;        /* the request body string curl sends from */
 	int hdr_ref;         /* the response headers table, made once */
+	mg_req **pipe;       /* _fetch_pipe: the client stream's handle slot */
+	int pipe_ref;        /* keeps that handle (and so the slot) alive */
 	mg_fetch **slot;
 	int slot_ref;
 };
@@ -326,6 +329,7 @@ static void fetch_free(mg_fetch *f)
 		luaL_unref(L, LUA_REGISTRYINDEX, f->slot_ref);
 		luaL_unref(L, LUA_REGISTRYINDEX, f->body_ref);
 		luaL_unref(L, LUA_REGISTRYINDEX, f->hdr_ref);
+		luaL_unref(L, LUA_REGISTRYINDEX, f->pipe_ref);
 	}
 	mg_sse_parser_free(&f->sse);
 	mg_buf_free(&f->partial);
@@ -415,12 +419,28 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	return mg_buf_append_pair(&f->resp_headers, buf, nl, buf + vs, ve - vs) ? 0 : len;
 }
 
+/* A piped fetch queues an ordinary frame (a JSON object, not Anthropic's
+ * message_stop) on the client's stream itself; the rest, and every frame
+ * while the client is behind or gone, goes to Lua. Returns 1 if queued. */
+static int pipe_frame(mg_fetch *f, const char *data, size_t dlen, const char *event, size_t elen)
+{
+	if (dlen < 2 || data[0] != '{' || data[dlen - 1] != '}')
+		return 0;
+	if (elen == 12 && !memcmp(event, "message_stop", 12))
+		return 0;
+	return mg_req_pipe_sse(*f->pipe, event, elen, data, dlen) == 0;
+}
+
 /* Hands one frame to Lua's on_frame; a false answer pauses the transfer. */
 static void deliver(mg_fetch *f, const char *data, size_t dlen, const char *event, size_t elen)
 {
 	lua_State *L = f->up->L;
 
-	if (f->cancelled || !push_cb(f, "on_frame"))
+	if (f->cancelled)
+		return;
+	if (f->pipe && pipe_frame(f, data, dlen, event, elen))
+		return;
+	if (!push_cb(f, "on_frame"))
 		return;
 	lua_pushlstring(L, data, dlen);
 	if (elen)
@@ -721,7 +741,7 @@ static int l_fetch(lua_State *L)
 	if (!f)
 		return luaL_error(L, "out of memory");
 	f->up = up;
-	f->cb_ref = f->slot_ref = f->body_ref = f->hdr_ref = LUA_NOREF;
+	f->cb_ref = f->slot_ref = f->body_ref = f->hdr_ref = f->pipe_ref = LUA_NOREF;
 	if (stream && strcmp(stream, "sse") && strcmp(stream, "ndjson"))
 		return luaL_argerror(L, 1, "stream must be \"sse\", \"ndjson\" or nil");
 	f->mode = !stream ? MODE_BODY : !strcmp(stream, "sse") ? MODE_SSE : MODE_NDJSON;
@@ -851,6 +871,25 @@ static int l_fetch_resume(lua_State *L)
 	return 0;
 }
 
+/* _fetch_pipe(h, req_handle): from now on, ordinary SSE frames of fetch h
+ * go straight to the open SSE stream of the request behind req_handle, as
+ * they came, without a call into Lua; on_frame still gets the others (see
+ * pipe_frame) and on_done runs as before. For a passthrough whose client
+ * stream has started. */
+static int l_fetch_pipe(lua_State *L)
+{
+	mg_fetch *f = check_fetch(L);
+	mg_req **slot = mg_req_check_handle(L, 2);
+
+	if (!f || f->mode != MODE_SSE)
+		return 0;
+	luaL_unref(L, LUA_REGISTRYINDEX, f->pipe_ref);
+	lua_pushvalue(L, 2);
+	f->pipe_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	f->pipe = slot;
+	return 0;
+}
+
 static uv_once_t curl_once = UV_ONCE_INIT;
 
 static void curl_init_once(void)
@@ -864,6 +903,7 @@ int mg_upstream_open(lua_State *L)
 		{ "_fetch", l_fetch },
 		{ "_fetch_cancel", l_fetch_cancel },
 		{ "_fetch_resume", l_fetch_resume },
+		{ "_fetch_pipe", l_fetch_pipe },
 		{ NULL, NULL }
 	};
 

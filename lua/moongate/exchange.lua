@@ -78,6 +78,13 @@ function Exchange:attempt()
   function sink.emit(ev) if not live() then return false end return x:emit(ev) end
   function sink.closed() return not live() end
   function sink.on_drain(fn) if live() and x.stream then return x.stream:on_drain(fn) end end
+  -- the handle of the client's started SSE stream, for a provider whose
+  -- frames C may queue there as they come (core._fetch_pipe); nil when
+  -- they must go through emit (a chat socket, an ended attempt)
+  function sink.pipe_handle()
+    local s = x.stream
+    if live() and s and s.started and s.kind == "sse" then return s.h end
+  end
   local function guarded(fn, keep_value)
     return function(...)
       local ok, res = xpcall(fn, debug.traceback, ...)

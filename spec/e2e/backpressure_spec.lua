@@ -54,3 +54,66 @@ describe("streaming backpressure", function()
     assert.is_true(s.buffered_peak <= 4 * 16384, "peak " .. s.buffered_peak)
   end)
 end)
+
+-- A passthrough stream's frames are queued by C straight from the upstream
+-- (core._fetch_pipe): the same bound must hold, and nothing may be lost or
+-- reordered on the way.
+describe("streaming backpressure on a passthrough", function()
+  local server, mock
+  setup(function()
+    mock = helpers.mock()
+    server = helpers.start { config = string.format([[
+return { stream_high_water = 16384,
+  providers = { up = { kind = "openai", base_url = %q, retries = 0 } },
+  routes = { { match = "*", provider = "up" } } }]], mock.url .. "/v1") }
+  end)
+  teardown(function()
+    if server then server:stop_clean() end
+    if mock then mock:stop() end
+  end)
+
+  it("pauses the upstream while the client does not read, then delivers every frame in order", function()
+    local n = 100000
+    local frames = {}
+    for i = 1, n do
+      frames[i] = 'data: {"id":"chatcmpl-up","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"w'
+        .. i .. ' "},"finish_reason":null}]}\n\n'
+    end
+    local raw = table.concat(frames) -- about 15 MB
+    mock:queue { { frames = { { raw = raw }, { data = "[DONE]" } } } }
+    local c = server:connect()
+    c.count_only = true
+    local last, out_of_order, tail = 0, nil, ""
+    c.on_data = function(data)
+      local text = tail .. data
+      local upto = 0
+      for k, e in text:gmatch('"content":"w(%d+) "}()') do
+        k = tonumber(k)
+        if k ~= last + 1 and not out_of_order then out_of_order = string.format("w%d after w%d", k, last) end
+        last, upto = k, e
+      end
+      tail = text:sub(math.max(upto, #text - 200))
+    end
+    c:send(client.request_bytes("POST", "/v1/chat/completions", json.encode {
+      model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } }))
+    assert.truthy(c:wait(function(cc) return (cc.received or 0) > 0 end, 5000))
+    c:pause()
+    local s, prev = nil, -1
+    client.run_until(function()
+      s = json.decode(assert(server:request("GET", "/stats")).body)
+      local settled = s.buffered_bytes == prev and s.buffered_bytes > 0
+      prev = s.buffered_bytes
+      return settled
+    end, 10000)
+    assert.equal(1, s.open_streams)
+    assert.is_true(s.buffered_bytes <= 3 * 16384, "buffered " .. s.buffered_bytes)
+    assert.is_true(c.received < 10 * 1024 * 1024, "received " .. c.received)
+
+    c:resume()
+    assert.truthy(c:wait(function(cc) return cc.buf:find("data: [DONE]", 1, true) end, 60000))
+    assert.is_nil(out_of_order)
+    assert.equal(n, last)
+    assert.is_true(c.received > #raw)
+    c:close()
+  end)
+end)

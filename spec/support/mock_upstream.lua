@@ -209,7 +209,11 @@ server:listen(256, function()
     busy = true
     on_request(tcp, method, path, headers, body, function(keep)
       busy = false
-      if keep then try_parse() else close() end
+      if keep then return try_parse() end
+      -- hang up once every byte written is out (a big answer may still
+      -- wait in the write queue)
+      if tcp:is_closing() then return end
+      if not tcp:shutdown(close) then close() end
     end, conn)
   end
   tcp:read_start(function(err, data)

@@ -94,7 +94,7 @@ function M.kind(adapter)
     local headers = a.headers(self.conf, self:api_key(creq), creq)
     for k, v in pairs(self.conf.headers or {}) do headers[k] = v end
     local dec = creq.stream and (pass and M.passthrough(a.format) or a.decoder()) or nil
-    local status, handle
+    local status, handle, piped
     local job = {}
 
     local function emit_all(events)
@@ -118,6 +118,13 @@ function M.kind(adapter)
       on_headers = function(s) status = s end,
       on_frame = sink.guard_value(function(data, event)
         local more = emit_all(dec:frame(data, event))
+        if pass and more and not piped and sink.pipe_handle then
+          -- the client's stream is open: C queues the upstream's ordinary
+          -- frames there itself from now on; this decoder still sees the
+          -- rest ([DONE], message_stop, anything malformed)
+          local h = sink.pipe_handle()
+          if h then core._fetch_pipe(handle, h); piped = true end
+        end
         if not more and not sink.closed() then
           sink.on_drain(sink.guard(function() core._fetch_resume(handle) end))
         end
