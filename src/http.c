@@ -150,8 +150,19 @@ size_t mg_req_take(mg_req *r, mg_buf *dst, size_t *off)
 
 /* ---- queueing ---------------------------------------------------------- */
 
-static void queue_bytes(mg_req *r, const char *p, size_t n)
+typedef struct {
+	const char *p;
+	size_t n;
+} mg_piece;
+
+/* Queues the pieces (up to 3) one after another, with one reservation and
+ * one update of the buffered-bytes count. */
+static void queue_pieces(mg_req *r, const mg_piece *pc, int count)
 {
+	size_t n = 0;
+
+	for (int i = 0; i < count; i++)
+		n += pc[i].n;
 	if (!n)
 		return;
 	if (r->out_off > MG_OUT_HEADROOM && r->out_off > r->out.cap / 2) {
@@ -160,29 +171,46 @@ static void queue_bytes(mg_req *r, const char *p, size_t n)
 		r->out_off = MG_OUT_HEADROOM;
 		r->out.len = MG_OUT_HEADROOM + left;
 	}
-	if (mg_buf_append(&r->out, p, n)) {
+	if (mg_buf_reserve(&r->out, n)) {
 		mg_log(MG_LOG_ERROR, "out of memory queueing %zu bytes", n);
 		r->close_after = 1;
 		return;
 	}
+	for (int i = 0; i < count; i++)
+		mg_buf_append(&r->out, pc[i].p, pc[i].n); /* reserved: cannot fail */
 	mg_stats_buffered((long long)n);
+}
+
+static void queue_bytes(mg_req *r, const char *p, size_t n)
+{
+	mg_piece pc = { p, n };
+
+	queue_pieces(r, &pc, 1);
 }
 
 /* Queues body bytes, with chunk framing on an HTTP/1.1 stream. */
 static void queue_body(mg_req *r, const char *p, size_t n)
 {
+	static const char digits[] = "0123456789abcdef";
 	char head[24];
+	size_t hl = 0, v = n;
 
 	if (!n)
 		return;
-	if (r->chunked) {
-		int hl = snprintf(head, sizeof head, "%zx\r\n", n);
-		queue_bytes(r, head, (size_t)hl);
+	if (!r->chunked) {
 		queue_bytes(r, p, n);
-		queue_bytes(r, "\r\n", 2);
-	} else {
-		queue_bytes(r, p, n);
+		return;
 	}
+	/* the chunk size in hex, then CRLF, written backwards from the end */
+	hl = sizeof head;
+	head[--hl] = '\n';
+	head[--hl] = '\r';
+	do {
+		head[--hl] = digits[v & 15];
+		v >>= 4;
+	} while (v);
+	mg_piece pc[3] = { { head + hl, sizeof head - hl }, { p, n }, { "\r\n", 2 } };
+	queue_pieces(r, pc, 3);
 }
 
 static void want_write(mg_req *r)
@@ -420,16 +448,21 @@ static int write_result(lua_State *L, mg_req *r)
 	return 2;
 }
 
-/* Frames and queues one SSE or NDJSON frame; 0, or -1 out of memory. */
+/* Frames and queues one SSE or NDJSON frame; 0, or -1 out of memory. The
+ * frame is made in the worker's scratch buffer (kept between frames, freed
+ * with the worker), then copied into r->out with its chunk framing. */
 static int queue_frame(mg_req *r, int sse, const char *event, size_t elen, const char *data, size_t dlen)
 {
-	mg_buf frame = { 0 };
-	int rc = sse ? mg_sse_frame(&frame, event, elen, data, dlen)
-		     : mg_ndjson_frame(&frame, data, dlen);
+	mg_buf *frame = &r->w->scratch;
+	int rc;
 
+	frame->len = 0;
+	rc = sse ? mg_sse_frame(frame, event, elen, data, dlen)
+		 : mg_ndjson_frame(frame, data, dlen);
 	if (!rc)
-		queue_body(r, frame.data, frame.len);
-	mg_buf_free(&frame);
+		queue_body(r, frame->data, frame->len);
+	if (frame->cap > 65536) /* one big frame does not stay held */
+		mg_buf_free(frame);
 	return rc;
 }
 

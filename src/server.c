@@ -274,6 +274,7 @@ static void worker_cleanup(mg_worker *w)
 		uv_walk(&w->loop, report_walk, NULL);
 		mg_log(MG_LOG_WARN, "worker %d: loop still had handles at exit", w->index);
 	}
+	mg_buf_free(&w->scratch);
 }
 
 static int worker_lua_init(mg_worker *w)

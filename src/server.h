@@ -13,6 +13,7 @@ struct lws_vhost;
 #include <lua.h>
 #include <stddef.h>
 #include <uv.h>
+#include "buf.h"
 
 typedef struct mg_server_config {
 	char host[256];
@@ -55,6 +56,7 @@ typedef struct mg_worker {
 	struct mg_ws_conn *wake_list; /* pool lock: conns with queued output */
 	lua_State *L;
 	int handler_ref; /* registry ref: the table moongate.worker.init returned */
+	mg_buf scratch;  /* http.c: each stream frame is framed here, then queued */
 	/* start-up handshake with the main thread */
 	uv_mutex_t *start_mutex;
 	uv_cond_t *start_cond;

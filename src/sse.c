@@ -3,6 +3,17 @@
 #include <lauxlib.h>
 #include <string.h>
 
+/* Index of the first CR or LF in s[0..n), or n: two vectorized scans
+ * instead of a loop over bytes. */
+static size_t line_end(const char *s, size_t n)
+{
+	const char *lf = n ? memchr(s, '\n', n) : NULL;
+	size_t m = lf ? (size_t)(lf - s) : n;
+	const char *cr = m ? memchr(s, '\r', m) : NULL;
+
+	return cr ? (size_t)(cr - s) : m;
+}
+
 int mg_sse_frame(mg_buf *out, const char *event, size_t elen,
 		 const char *data, size_t dlen)
 {
@@ -18,8 +29,7 @@ int mg_sse_frame(mg_buf *out, const char *event, size_t elen,
 	}
 	do {
 		size_t start = i;
-		while (i < dlen && data[i] != '\n' && data[i] != '\r')
-			i++;
+		i += line_end(data + i, dlen - i);
 		if (mg_buf_append(out, "data: ", 6) ||
 		    mg_buf_append(out, data + start, i - start) ||
 		    mg_buf_append(out, "\n", 1))
@@ -42,9 +52,7 @@ int mg_ndjson_frame(mg_buf *out, const char *data, size_t dlen)
 
 	if (mg_buf_reserve(out, dlen + 1))
 		return -1;
-	for (size_t i = 0; i < dlen; i++) {
-		if (data[i] != '\n' && data[i] != '\r')
-			continue;
+	for (size_t i = line_end(data, dlen); i < dlen; i = start + line_end(data + start, dlen - start)) {
 		if (mg_buf_append(out, data + start, i - start) ||
 		    mg_buf_append(out, data[i] == '\n' ? "\\n" : "\\r", 2))
 			return -1;
@@ -109,8 +117,7 @@ size_t mg_sse_parse(mg_sse_parser *p, const char *buf, size_t n, mg_sse_cb cb, v
 				continue;
 			}
 		}
-		while (i < n && buf[i] != '\n' && buf[i] != '\r')
-			i++;
+		i += line_end(buf + i, n - i);
 		if (i == n) { /* no line end yet */
 			mg_buf_append(&p->line, buf + start, i - start);
 			break;

@@ -57,6 +57,8 @@ typedef struct mg_upstream {
 	size_t nbyfd;
 	CURL *spare[SPARE_EASY]; /* finished easy handles, reset, for reuse */
 	int nspare;
+	int sweep; /* a transfer was cancelled inside a curl callback: check_done
+		    * looks for it (so it walks the list only then) */
 } mg_upstream;
 
 typedef struct mg_sock {
@@ -358,6 +360,7 @@ static int call_cb(mg_fetch *f, int nargs, const char *what)
 		lua_pop(L, 1);
 		f->fail = "error in a Lua callback";
 		f->cancelled = 1;
+		f->up->sweep = 1;
 		return -1;
 	}
 	f->in_curl--;
@@ -576,9 +579,14 @@ static void check_done(mg_upstream *up)
 		finish(f, m->data.result);
 	}
 	/* transfers cancelled from Lua while curl was busy with them */
+	if (!up->sweep)
+		return;
+	up->sweep = 0;
 	for (mg_fetch *f = up->head, *next; f; f = next) {
 		next = f->next;
-		if (f->cancelled && !f->in_curl)
+		if (f->cancelled && f->in_curl)
+			up->sweep = 1; /* still inside its callback: next time */
+		else if (f->cancelled)
 			finish(f, CURLE_ABORTED_BY_CALLBACK);
 	}
 }
@@ -843,6 +851,8 @@ static int l_fetch_cancel(lua_State *L)
 	}
 	if (!f->in_curl)
 		fetch_free(f); /* removing the easy handle closes its connection */
+	else
+		f->up->sweep = 1;
 	return 0;
 }
 
