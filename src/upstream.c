@@ -718,7 +718,8 @@ static long opt_ms(lua_State *L, const char *key)
 /* _fetch(opts, callbacks) -> handle
  * opts: url, method ("POST"), headers {name = value}, body, stream
  *   ("sse" | "ndjson" | nil for a whole body), connect_timeout_ms,
- *   first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms, insecure.
+ *   first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms, insecure,
+ *   compressed (send Accept-Encoding and decode the answer).
  * callbacks: on_headers(status, headers), on_frame(data, event) -> more?
  *   (false pauses until _fetch_resume), on_done(err, code, body, status,
  *   headers); err is nil on success. on_done never runs after _fetch_cancel. */
@@ -772,7 +773,10 @@ static int l_fetch(lua_State *L)
 	curl_easy_setopt(f->easy, CURLOPT_CLOSESOCKETDATA, up);
 	curl_easy_setopt(f->easy, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(f->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	curl_easy_setopt(f->easy, CURLOPT_ACCEPT_ENCODING, "");
+	lua_getfield(L, 1, "compressed");
+	if (lua_toboolean(L, -1)) /* every encoding this libcurl decodes */
+		curl_easy_setopt(f->easy, CURLOPT_ACCEPT_ENCODING, "");
+	lua_pop(L, 1);
 	curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, method);
 	if (body) {
 		/* curl reads the Lua string in place; the ref keeps it alive

@@ -61,6 +61,7 @@ local provider_schema = {
     retry_base_ms = integer(1),
     forward_client_key = "boolean",      -- use the client's own key upstream
     insecure = "boolean",                -- skip TLS verification (tests only)
+    accept_compressed = "boolean",       -- ask for gzip/br/zstd answers
     default_max_tokens = integer(1),
     max_tokens_field = { type = "string", enum = { max_tokens = true, max_completion_tokens = true } },
     send_reasoning = "boolean",

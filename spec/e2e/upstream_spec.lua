@@ -44,15 +44,17 @@ return {
     dead = { kind = "openai", base_url = "http://127.0.0.1:1/v1", retries = 1, retry_base_ms = 10 },
     mine = { kind = "openai", base_url = %q, forward_client_key = true },
     quick = { kind = "openai", base_url = %q, retries = 0, first_byte_timeout_ms = 200, idle_timeout_ms = 200 },
+    zip = { kind = "openai", base_url = %q, accept_compressed = true },
   },
   routes = {
     { match = "claude-*", provider = "claude" },
     { match = "chain", provider = { "dead", "spare" } },
     { match = "byok", provider = "mine" },
     { match = "quick", provider = "quick" },
+    { match = "zip", provider = "zip" },
     { match = "*", provider = "up" },
   },
-}]], mock.url .. "/v1", mock.url, mock.url .. "/v1", mock.url .. "/v1", mock.url .. "/v1") }
+}]], mock.url .. "/v1", mock.url, mock.url .. "/v1", mock.url .. "/v1", mock.url .. "/v1", mock.url .. "/v1") }
   end)
   teardown(function()
     if server then server:stop_clean() end
@@ -153,6 +155,20 @@ return {
       assert.equal("chatcmpl-up", json.decode(data[2]).id)
       assert.equal("[DONE]", data[#data])
       assert.equal(body, mock:requests()[1].body) -- the client's bytes, unchanged
+    end)
+
+    it("asks a provider for compressed answers only when it says so, and hands the client them plain", function()
+      local answer = { id = "chatcmpl-z", object = "chat.completion", created = 1, model = "zip",
+        choices = { { index = 0, message = { role = "assistant", content = string.rep("zipped ", 100) }, finish_reason = "stop" } } }
+      mock:queue { { json = answer, gzip = true } }
+      local res = chat { model = "zip", messages = { { role = "user", content = "x" } } }
+      assert.equal(200, res.status)
+      assert.same(answer, json.decode(res.body))
+      assert.matches("gzip", mock:requests()[1].headers["accept-encoding"])
+      mock:reset()
+      chat { model = "gpt-test", messages = { { role = "user", content = "x" } } }
+      -- a plain http:// base URL is a local server: no compression asked
+      assert.is_nil(mock:requests()[1].headers["accept-encoding"])
     end)
 
     it("turns an effort suffix into the reasoning effort", function()

@@ -40,6 +40,21 @@ describe("core._fetch", function()
     assert.equal("Bearer sk-x", seen.headers.authorization)
   end)
 
+  it("asks for and decodes a compressed answer only when told to", function()
+    local answer = { id = "z", text = string.rep("compress me ", 200) }
+    mock:queue { { json = answer, gzip = true } }
+    local got = fetch { body = "{}", compressed = true }
+    assert.truthy(run_until(function() return got.done end, 5000))
+    assert.is_nil(got.err)
+    assert.same(answer, json.decode(got.body))
+    assert.equal("gzip", got.headers["content-encoding"])
+    assert.matches("gzip", mock:requests()[1].headers["accept-encoding"])
+    mock:reset()
+    got = fetch { body = "{}" }
+    assert.truthy(run_until(function() return got.done end, 5000))
+    assert.is_nil(mock:requests()[1].headers["accept-encoding"])
+  end)
+
   it("parses an SSE stream into frames", function()
     local got = fetch { stream = "sse", body = json.encode { model = "m", stream = true,
       messages = { { role = "user", content = "a b c" } } } }

@@ -11,6 +11,7 @@
 -- A scripted response: {status = 200, headers = {...}, json = value |
 --   body = "raw bytes", frames = {{data = "..." | json = value, event = "x",
 --   delay_ms = n}}, drop_after = n (close the connection after n frames),
+--   gzip = true (the body compressed, with content-encoding: gzip),
 --   delay_ms = n (before the status line)}.
 -- With nothing queued it echoes the last user message in the format of the
 -- path (/v1/chat/completions or /v1/messages), streamed when asked.
@@ -138,6 +139,17 @@ local function serve_script(tcp, script, record, done)
       step()
     else
       local body = script.body or (script.json ~= nil and encode(script.json)) or ""
+      if script.gzip then -- compressed with gzip(1), marked content-encoding
+        local path = os.tmpname()
+        local f = assert(io.open(path, "wb"))
+        f:write(body)
+        f:close()
+        local p = assert(io.popen("gzip -c -n " .. path, "r"))
+        body = p:read("*a")
+        p:close()
+        os.remove(path)
+        headers["content-encoding"] = "gzip"
+      end
       headers["content-type"] = headers["content-type"] or "application/json"
       headers["content-length"] = #body
       send(tcp, head(status, headers) .. body)

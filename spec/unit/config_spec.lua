@@ -116,3 +116,15 @@ describe("config without a file", function()
     assert.matches('providers.p.kind: unknown kind "nonesuch"', errs[1], 1, true)
   end)
 end)
+
+describe("HTTP upstream providers", function()
+  it("ask for compressed answers from https:// upstreams unless told otherwise", function()
+    local upstream = require "moongate.providers.upstream"
+    local adapter = require "moongate.adapters.openai"
+    local kind = upstream.kind(adapter)
+    assert.is_true(kind.new("a", { base_url = "https://api.example.com/v1" }).compressed)
+    assert.is_false(kind.new("b", { base_url = "http://127.0.0.1:8000/v1" }).compressed)
+    assert.is_false(kind.new("c", { base_url = "https://api.example.com/v1", accept_compressed = false }).compressed)
+    assert.is_true(kind.new("d", { base_url = "http://10.0.0.2/v1", accept_compressed = true }).compressed)
+  end)
+end)

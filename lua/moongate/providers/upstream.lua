@@ -53,6 +53,8 @@ function M.kind(adapter)
       models = conf.models,
       retries = conf.retries or 2,
     }, P)
+    self.compressed = conf.accept_compressed
+    if self.compressed == nil then self.compressed = self.base_url:find("^https://") ~= nil end
     return self
   end
 
@@ -70,7 +72,7 @@ function M.kind(adapter)
         url = self.base_url .. adapter.count_path, method = "POST", body = json.encode(wire),
         headers = adapter.headers(self.conf, self:api_key(creq), creq),
         connect_timeout_ms = self.conf.connect_timeout_ms or 10000, total_timeout_ms = 30000,
-        insecure = self.conf.insecure,
+        insecure = self.conf.insecure, compressed = self.compressed,
       }, {
         on_done = function(err, _, text, status)
           local body = json.decode(text or "")
@@ -113,7 +115,7 @@ function M.kind(adapter)
       first_byte_timeout_ms = self.conf.first_byte_timeout_ms or 120000,
       idle_timeout_ms = self.conf.idle_timeout_ms or 120000,
       total_timeout_ms = self.conf.timeout_ms or 0,
-      insecure = self.conf.insecure,
+      insecure = self.conf.insecure, compressed = self.compressed,
     }, {
       on_headers = function(s) status = s end,
       on_frame = sink.guard_value(function(data, event)
