@@ -27,6 +27,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -394,6 +395,25 @@ static void worker_main(void *arg)
 
 /* ---- main thread ------------------------------------------------------- */
 
+/* Each proxied stream holds two descriptors (client and upstream): take the
+ * whole open-file limit the system allows, as servers do, and say what it
+ * is, since running out shows up as failed connections. */
+static void raise_file_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t want = rl.rlim_max;
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	mg_log(MG_LOG_INFO, "open file limit %llu: about %llu streams at once through HTTP/1.1 upstreams",
+	       (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_cur / 2);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
 	mg_log(MG_LOG_INFO, "signal %d: stopping", signum);
@@ -498,6 +518,7 @@ static int l_serve(lua_State *L)
 	uv_mutex_init(&mu);
 	uv_cond_init(&cond);
 	served_workers = c.workers;
+	raise_file_limit();
 	mg_h1_init(c.max_header_bytes);
 	/* before anything says "listening": a stop request from then on is ours */
 	uv_signal_init(&loop, &sigint);

@@ -27,6 +27,7 @@
 #include "sse.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <lauxlib.h>
 #include <lua5.1/luv/luv.h>
 #include <stdlib.h>
@@ -59,6 +60,7 @@ typedef struct mg_upstream {
 	int nspare;
 	int sweep; /* a transfer was cancelled inside a curl callback: check_done
 		    * looks for it (so it walks the list only then) */
+	uint64_t socket_warn_at; /* next "cannot open an upstream socket" may log */
 } mg_upstream;
 
 typedef struct mg_sock {
@@ -249,8 +251,15 @@ static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct cu
 
 	(void)purpose;
 	fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-	if (fd < 0)
+	if (fd < 0) {
+		/* curl only says "couldn't connect": say why, once a second */
+		if (uv_now(up->loop) >= up->socket_warn_at) {
+			up->socket_warn_at = uv_now(up->loop) + 1000;
+			mg_log(MG_LOG_WARN, "cannot open an upstream socket: %s%s", strerror(errno),
+			       errno == EMFILE || errno == ENFILE ? " (raise the open file limit)" : "");
+		}
 		return CURL_SOCKET_BAD;
+	}
 	if ((stale = sock_find(up, fd)))
 		sock_close(stale);
 	if ((s = sock_new(up, fd)))

@@ -388,3 +388,68 @@ return {
     end)
   end)
 end)
+
+-- Out of descriptors: curl alone would say "couldn't connect"; the log says
+-- why, the client gets a 502 in its format, and the daemon serves on once
+-- descriptors are free again.
+describe("an exhausted open file limit", function()
+  local mock, server
+  setup(function()
+    mock = helpers.mock()
+    server = helpers.start { config = string.format([[
+return { providers = { up = { kind = "openai", base_url = %q, retries = 0 } },
+  routes = { { match = "*", provider = "up" } } }]], mock.url .. "/v1") }
+  end)
+  teardown(function()
+    if server then server:stop_clean() end
+    if mock then mock:stop() end
+  end)
+
+  local function fds()
+    local p = io.popen("ls /proc/" .. server.pid .. "/fd | wc -l")
+    local n = tonumber(p:read("*a"))
+    p:close()
+    return n
+  end
+  local function limit(n)
+    assert(os.execute(string.format("prlimit --pid %d --nofile=%d:", server.pid, n)) == 0) -- soft only
+  end
+
+  it("logs why an upstream connection failed and answers 502", function()
+    if os.getenv("MOONGATE_WRAPPER") then return pending("valgrind keeps descriptors of its own") end
+    assert.matches("open file limit %d+", server.log)
+    local hold = { frames = { { json = { choices = { { index = 0, delta = { content = "a" } } } } },
+      { data = "[DONE]", delay_ms = 1500 } } }
+    local scripts = {}
+    for i = 1, 12 do scripts[i] = hold end
+    mock:queue(scripts)
+    local original = io.popen("prlimit --pid " .. server.pid .. " --nofile --raw --noheadings -o SOFT"):read("*a")
+    limit(fds() + 8)
+    local conns, statuses = {}, {}
+    for i = 1, 12 do
+      local c = server:connect()
+      c:send(client.request_bytes("POST", "/v1/chat/completions", json.encode {
+        model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } }))
+      conns[i] = c
+    end
+    client.run_until(function()
+      for _, c in ipairs(conns) do if not (c.eof or c.buf:find("\r\n0\r\n\r\n", 1, true)) then return false end end
+      return true
+    end, 10000)
+    local refused = 0
+    for _, c in ipairs(conns) do
+      if c.buf:find("^HTTP/1.1 502") then
+        refused = refused + 1
+        assert.matches("connect", json.decode(c.buf:match("\r\n\r\n(.*)$")).error.message)
+      end
+      c:close()
+    end
+    assert.is_true(refused > 0, "no request was refused")
+    assert.matches("cannot open an upstream socket: Too many open files %(raise the open file limit%)", server.log)
+    limit(tonumber(original))
+    mock:reset()
+    local res = assert(server:request("POST", "/v1/chat/completions", json.encode {
+      model = "gpt-test", messages = { { role = "user", content = "x" } } }))
+    assert.equal(200, res.status)
+  end)
+end)
