@@ -96,6 +96,16 @@ end
 
 local oa_body = json.encode { model = "zero", messages = { { role = "user", content = "Say hello." } } }
 local an_body = json.encode { model = "zero", max_tokens = 64, messages = { { role = "user", content = "Say hello." } } }
+-- an agent's request: a conversation of 100 messages (about 7 KB)
+local long_body
+do
+  local msgs = {}
+  for i = 1, 100 do
+    msgs[i] = { role = i % 2 == 1 and "user" or "assistant",
+      content = string.format("message %d of a long conversation, with some text in it.", i) }
+  end
+  long_body = json.encode { model = "zero", messages = msgs }
+end
 local function body_for(t, model)
   return (t.anthropic and an_body or oa_body):gsub('"zero"', '"' .. model .. '"')
 end
@@ -359,7 +369,7 @@ local function main()
 
   -- instructions per request on the passthrough path (valgrind counts, not
   -- time), and nginx's on the same requests for scale
-  local function count(key, port, cmd, args, env)
+  local function count(key, port, cmd, args, env, body)
     R.instructions[key] = {}
     for _, n in ipairs { 200, 600 } do
       local out = WORK .. "/callgrind." .. key .. "." .. n
@@ -373,7 +383,7 @@ local function main()
       wait_port(port, key .. " under callgrind")
       local c = assert(client.connect(port))
       for _ = 1, n do
-        c:send(client.request_bytes("POST", "/v1/chat/completions", oa_body))
+        c:send(client.request_bytes("POST", "/v1/chat/completions", body or oa_body))
         local res = assert(c:read_response(10000), "no answer under callgrind")
         assert(res.status == 200, key .. " under callgrind answered " .. tostring(res.status))
       end
@@ -385,11 +395,15 @@ local function main()
     end
   end
   R.instructions = {}
-  count("moongate", P.moongate, ROOT .. "/build/moongate", { "serve", "--config", WORK .. "/moongate.lua" },
-    { "MOONGATE_LUA_DIR=" .. ROOT .. "/lua", "PATH=" .. os.getenv("PATH") })
+  local mg_args = { "serve", "--config", WORK .. "/moongate.lua" }
+  local mg_env = { "MOONGATE_LUA_DIR=" .. ROOT .. "/lua", "PATH=" .. os.getenv("PATH") }
+  count("moongate", P.moongate, ROOT .. "/build/moongate", mg_args, mg_env)
+  count("moongate_long", P.moongate, ROOT .. "/build/moongate", mg_args, mg_env, long_body)
   -- one process, so that callgrind counts the worker's instructions
   write(WORK .. "/nginx-callgrind.conf", (read(WORK .. "/nginx.conf"):gsub("worker_processes 1;", "master_process off;")))
-  count("nginx", P.nginx, "/usr/sbin/nginx", { "-c", WORK .. "/nginx-callgrind.conf", "-e", WORK .. "/nginx-error.log" })
+  local ng_args = { "-c", WORK .. "/nginx-callgrind.conf", "-e", WORK .. "/nginx-error.log" }
+  count("nginx", P.nginx, "/usr/sbin/nginx", ng_args)
+  count("nginx_long", P.nginx, "/usr/sbin/nginx", ng_args, nil, long_body)
   return R
 end
 
@@ -472,6 +486,8 @@ local function report(R)
   end
   row("instructions per request, passthrough (callgrind)", ipr("moongate"), "")
   row("instructions per request, nginx proxy_pass (callgrind)", ipr("nginx"), "")
+  row("instructions per request, passthrough, 100-message conversation (callgrind)", ipr("moongate_long"), "")
+  row("instructions per request, nginx, 100-message conversation (callgrind)", ipr("nginx_long"), "")
   row("Portkey resident memory", R.portkey_rss_kb and R.portkey_rss_kb / 1024, " MiB")
 
   local md = { "# moongate benchmark", "",

@@ -127,3 +127,23 @@ describe("openai_chat encoders", function()
     assert.same({ message = "boom", type = "server_error", param = json.null, code = json.null }, frame.error)
   end)
 end)
+
+describe("openai_chat.decode, canonical messages", function()
+  local fd = require "moongate.frontdoor.openai_chat"
+  local json = require "moongate.json"
+  it("are made only when read (a passthrough never reads them), and then in full", function()
+    local creq = assert(fd.decode(json.encode { model = "m", messages = {
+      { role = "system", content = "be brief" }, { role = "user", content = { { type = "text", text = "hi" } } },
+      { role = "assistant", tool_calls = { { id = "c1", type = "function", ["function"] = { name = "f", arguments = "{}" } } } },
+      { role = "tool", tool_call_id = "c1", content = "42" } } }, {}))
+    assert.is_nil(rawget(creq, "messages"))
+    assert.equal("be brief", creq.system)
+    assert.equal(3, #creq.messages)
+    assert.same({ role = "user", content = { { type = "text", text = "hi" } } }, creq.messages[1])
+    assert.equal("tool_call", creq.messages[2].content[1].type)
+    assert.equal("tool_result", creq.messages[3].content[1].type)
+    local again = assert(fd.decode(json.encode { model = "m", messages = { { role = "user", content = "x" } } }, {}))
+    assert.is_nil(again.system) -- read first: the messages are made, and there is no system text
+    assert.equal(1, #again.messages)
+  end)
+end)

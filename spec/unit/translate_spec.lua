@@ -115,6 +115,19 @@ describe("anthropic_messages.decode", function()
     assert.equal(message, err.message)
   end
 
+  it("makes the canonical messages only when read (a passthrough never reads them)", function()
+    local creq = assert(fd.decode(json.encode { model = "m", max_tokens = 5, system = "be brief", messages = {
+      { role = "user", content = "hi" },
+      { role = "assistant", content = { { type = "redacted_thinking", data = "x" },
+        { type = "tool_use", id = "t1", name = "f", input = { a = 1 } } } },
+      { role = "user", content = { { type = "tool_result", tool_use_id = "t1", content = "42" } } } } }, {}))
+    assert.is_nil(rawget(creq, "messages"))
+    assert.equal("be brief", creq.system)
+    assert.equal(3, #creq.messages)
+    assert.same({ { type = "tool_call", id = "t1", name = "f", arguments = '{"a":1}' } }, creq.messages[2].content)
+    assert.equal("42", creq.messages[3].content[1].content)
+  end)
+
   it("names the message and block at fault, counted from 0", function()
     local ok = { role = "user", content = "hi" }
     fails({ model = "m", max_tokens = 5, messages = { ok, 7 } }, "messages.1: Input should be an object")

@@ -33,29 +33,69 @@ local function loc(i, j)
   return string.format("messages.%d", i - 1)
 end
 
-local function decode_block(b, i, j)
+-- decode_block(b, i, j, make) -> block | true | false | nil, err: checks
+-- block j of message i; with make, returns its canonical block (false: a
+-- block that has none)
+local function decode_block(b, i, j, make)
   if not is_object(b) then return bad(loc(i, j) .. ": Input should be an object") end
   local t = b.type
   if t == "text" then
     if type(b.text) ~= "string" then return bad(loc(i, j) .. ".text: Input should be a valid string") end
-    return { type = "text", text = b.text }
+    return make and { type = "text", text = b.text } or true
   elseif t == "image" then
     local s = is_object(b.source) and b.source or {}
-    if s.type == "base64" then return { type = "image", mime = s.media_type, data = s.data } end
-    if s.type == "url" then return { type = "image", url = s.url } end
+    if s.type == "base64" then return make and { type = "image", mime = s.media_type, data = s.data } or true end
+    if s.type == "url" then return make and { type = "image", url = s.url } or true end
     return bad(loc(i, j) .. ".source: unsupported image source")
   elseif t == "tool_use" then
-    return { type = "tool_call", id = b.id, name = b.name, arguments = json.encode(b.input or json.decode("{}")) }
+    return make and { type = "tool_call", id = b.id, name = b.name, arguments = json.encode(b.input or json.decode("{}")) } or true
   elseif t == "tool_result" then
-    return { type = "tool_result", tool_call_id = b.tool_use_id, content = text_of(b.content),
-      is_error = b.is_error == true or nil }
+    return make and { type = "tool_result", tool_call_id = b.tool_use_id, content = text_of(b.content),
+      is_error = b.is_error == true or nil } or true
   elseif t == "thinking" then
-    return { type = "thinking", text = b.thinking or "", signature = b.signature }
+    return make and { type = "thinking", text = b.thinking or "", signature = b.signature } or true
   elseif t == "redacted_thinking" then
     return false
   end
   return bad(string.format("%s.type: unsupported content block type '%s'", loc(i, j), tostring(t)))
 end
+
+-- walk_messages(msgs [, creq]) -> true | nil, err: checks every message;
+-- given the canonical request, also makes creq.messages
+local function walk_messages(msgs, creq)
+  for i, m in ipairs(msgs) do
+    if not is_object(m) then return bad(loc(i) .. ": Input should be an object") end
+    if m.role ~= "user" and m.role ~= "assistant" then
+      return bad(loc(i) .. ".role: Input should be 'user' or 'assistant'")
+    end
+    local blocks = creq and {}
+    if type(m.content) == "string" then
+      if blocks then blocks[1] = { type = "text", text = m.content } end
+    elseif is_array(m.content) then
+      for j, b in ipairs(m.content) do
+        local blk, err = decode_block(b, i, j, blocks ~= nil)
+        if blk == nil then return nil, err end
+        if blocks and blk then blocks[#blocks + 1] = blk end
+      end
+    else
+      return bad(loc(i) .. ".content: Input should be a valid string or list")
+    end
+    if creq then creq.messages[#creq.messages + 1] = { role = m.role, content = blocks } end
+  end
+  return true
+end
+
+-- The canonical messages are made the first time something reads
+-- creq.messages: a translation does, a passthrough that forwards the
+-- client's bytes never does. decode() has checked them, so this cannot fail.
+local Lazy = { __index = function(creq, k)
+  if k == "messages" then
+    local list = {}
+    rawset(creq, "messages", list)
+    walk_messages(creq.raw.messages, creq)
+    return list
+  end
+end }
 
 --- decode(body, headers) -> canonical request | nil, err
 function M.decode(body, headers, opts)
@@ -82,7 +122,7 @@ function M.decode(body, headers, opts)
     top_p = req.top_p ~= null and req.top_p or nil,
     stop = is_array(req.stop_sequences) and #req.stop_sequences > 0 and req.stop_sequences or nil,
     metadata = is_object(req.metadata) and req.metadata or nil,
-    messages = {}, raw = req, include_usage = true,
+    raw = req, include_usage = true,
   }
   if req.system ~= nil and req.system ~= null then
     if type(req.system) ~= "string" and not is_array(req.system) then
@@ -90,25 +130,9 @@ function M.decode(body, headers, opts)
     end
     creq.system = text_of(req.system)
   end
-  for i, m in ipairs(req.messages) do
-    if not is_object(m) then return bad(loc(i) .. ": Input should be an object") end
-    if m.role ~= "user" and m.role ~= "assistant" then
-      return bad(loc(i) .. ".role: Input should be 'user' or 'assistant'")
-    end
-    local blocks = {}
-    if type(m.content) == "string" then
-      blocks[1] = { type = "text", text = m.content }
-    elseif is_array(m.content) then
-      for j, b in ipairs(m.content) do
-        local blk, err = decode_block(b, i, j)
-        if blk == nil then return nil, err end
-        if blk then blocks[#blocks + 1] = blk end
-      end
-    else
-      return bad(loc(i) .. ".content: Input should be a valid string or list")
-    end
-    creq.messages[#creq.messages + 1] = { role = m.role, content = blocks }
-  end
+  local ok, err = walk_messages(req.messages)
+  if not ok then return nil, err end
+  setmetatable(creq, Lazy)
   if req.tools ~= nil then
     if not is_array(req.tools) then return bad("tools: Input should be a valid list") end
     creq.tools = {}

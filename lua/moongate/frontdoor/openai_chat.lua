@@ -62,46 +62,108 @@ local checks = {
   user = { "a string", function(v) return type(v) == "string" end },
 }
 
--- content (string | parts | null) -> canonical blocks; where(suffix) names
--- the parameter in an error (made only then)
+-- part_param(where, i, suffix): the name of content part i for an error;
+-- where(suffix) names the message (made only when there is an error)
 local function part_param(where, i, suffix)
   return where(string.format(".content[%d]%s", i - 1, suffix or ""))
 end
 
-local function decode_content(content, where)
-  if content == nil or content == null then return {} end
+-- decode_content(content, where, blocks) -> blocks | true | nil, err: checks
+-- content (string | parts | null) and, given a list, appends its canonical
+-- blocks to it
+local function decode_content(content, where, blocks)
+  if content == nil or content == null then return blocks or true end
   if type(content) == "string" then
-    return { { type = "text", text = content } }
+    if blocks then blocks[#blocks + 1] = { type = "text", text = content } end
+    return blocks or true
   end
   if not is_array(content) then
     return invalid_type(where(".content"), "one of a string or an array", content)
   end
-  local blocks = {}
   for i, part in ipairs(content) do
     if not is_object(part) then return invalid_type(part_param(where, i), "an object", part) end
+    local b
     if part.type == "text" or part.type == "input_text" or part.type == "output_text" then
       if type(part.text) ~= "string" then return invalid_type(part_param(where, i, ".text"), "a string", part.text) end
-      blocks[#blocks + 1] = { type = "text", text = part.text }
+      b = blocks and { type = "text", text = part.text }
     elseif part.type == "image_url" then
       local iu = part.image_url
       local url = type(iu) == "table" and iu.url or iu
       if type(url) ~= "string" then return invalid_type(part_param(where, i, ".image_url.url"), "a string", url) end
-      local mime, data = url:match("^data:([%w/%+%.%-]+);base64,(.*)$")
-      if mime then
-        blocks[#blocks + 1] = { type = "image", mime = mime, data = data }
-      else
-        blocks[#blocks + 1] = { type = "image", url = url }
+      if blocks then
+        local mime, data = url:match("^data:([%w/%+%.%-]+);base64,(.*)$")
+        b = mime and { type = "image", mime = mime, data = data } or { type = "image", url = url }
       end
     elseif part.type == "refusal" then
-      blocks[#blocks + 1] = { type = "text", text = type(part.refusal) == "string" and part.refusal or "" }
+      b = blocks and { type = "text", text = type(part.refusal) == "string" and part.refusal or "" }
     else
       return invalid_value(part_param(where, i, ".type"), string.format("'%s' is not a supported content part type. Supported: 'text', 'image_url'.", tostring(part.type)))
     end
+    if b then blocks[#blocks + 1] = b end
   end
-  return blocks
+  return blocks or true
 end
 
 local text_of = canonical.text
+
+-- walk_messages(msgs [, creq]) -> true | nil, err: checks every message;
+-- given the canonical request, also makes creq.messages and creq.system
+local function walk_messages(msgs, creq)
+  local system = creq and {}
+  local i
+  local function where(suffix) return string.format("messages[%d]%s", i - 1, suffix or "") end
+  for n, m in ipairs(msgs) do
+    i = n
+    if not is_object(m) then return invalid_type(where(), "an object", m) end
+    if m.role == nil then return missing(where(".role")) end
+    if type(m.role) ~= "string" or not roles[m.role] then
+      return nil, errors.new(400, string.format("Invalid value: '%s'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.", tostring(m.role)),
+        { param = where(".role"), code = "invalid_value" })
+    end
+    if m.content == nil and m.role ~= "assistant" then return missing(where(".content")) end
+    local blocks, err = decode_content(m.content, where, creq and {})
+    if not blocks then return nil, err end
+    if m.role == "system" or m.role == "developer" then
+      if creq then system[#system + 1] = text_of(blocks) end
+    elseif m.role == "tool" or m.role == "function" then
+      if m.role == "tool" and type(m.tool_call_id) ~= "string" then
+        return missing(where(".tool_call_id"))
+      end
+      if creq then
+        creq.messages[#creq.messages + 1] = { role = "tool", content = {
+          { type = "tool_result", tool_call_id = m.tool_call_id or m.name, content = text_of(blocks) } } }
+      end
+    else
+      if m.role == "assistant" and m.tool_calls ~= nil and m.tool_calls ~= null then
+        if not is_array(m.tool_calls) then return invalid_type(where(".tool_calls"), "an array", m.tool_calls) end
+        for j, tc in ipairs(m.tool_calls) do
+          if not is_object(tc) or not is_object(tc["function"]) then
+            return invalid_type(where(string.format(".tool_calls[%d]", j - 1)), "an object", tc)
+          end
+          if creq then
+            blocks[#blocks + 1] = { type = "tool_call", id = tc.id, name = tc["function"].name,
+              arguments = type(tc["function"].arguments) == "string" and tc["function"].arguments or "{}" }
+          end
+        end
+      end
+      if creq then creq.messages[#creq.messages + 1] = { role = m.role, content = blocks } end
+    end
+  end
+  if creq and #system > 0 then creq.system = table.concat(system, "\n\n") end
+  return true
+end
+
+-- The canonical messages (and the system text drawn from them) are made the
+-- first time something reads creq.messages or creq.system: a translation
+-- does, a passthrough that forwards the client's bytes never does. decode()
+-- has checked them already, so making them cannot fail.
+local Lazy = { __index = function(creq, k)
+  if (k == "messages" or k == "system") and rawget(creq, "messages") == nil then
+    rawset(creq, "messages", {})
+    walk_messages(creq.raw.messages, creq)
+    return rawget(creq, k)
+  end
+end }
 
 --- decode(body, headers) -> canonical request | nil, err
 function M.decode(body, headers)
@@ -155,45 +217,11 @@ function M.decode(body, headers)
     stop = type(req.stop) == "string" and { req.stop } or (is_array(req.stop) and req.stop or nil),
     reasoning = type(req.reasoning_effort) == "string" and { effort = req.reasoning_effort } or nil,
     metadata = is_object(req.metadata) and req.metadata or nil,
-    messages = {},
     raw = req,
   }
-  local system = {}
-  local i
-  local function where(suffix) return string.format("messages[%d]%s", i - 1, suffix or "") end
-  for n, m in ipairs(req.messages) do
-    i = n
-    if not is_object(m) then return invalid_type(where(), "an object", m) end
-    if m.role == nil then return missing(where(".role")) end
-    if type(m.role) ~= "string" or not roles[m.role] then
-      return nil, errors.new(400, string.format("Invalid value: '%s'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.", tostring(m.role)),
-        { param = where(".role"), code = "invalid_value" })
-    end
-    if m.content == nil and m.role ~= "assistant" then return missing(where(".content")) end
-    local blocks, err = decode_content(m.content, where)
-    if not blocks then return nil, err end
-    if m.role == "system" or m.role == "developer" then
-      system[#system + 1] = text_of(blocks)
-    elseif m.role == "tool" or m.role == "function" then
-      if m.role == "tool" and type(m.tool_call_id) ~= "string" then
-        return missing(where(".tool_call_id"))
-      end
-      creq.messages[#creq.messages + 1] = { role = "tool", content = {
-        { type = "tool_result", tool_call_id = m.tool_call_id or m.name, content = text_of(blocks) } } }
-    else
-      if m.role == "assistant" and m.tool_calls ~= nil and m.tool_calls ~= null then
-        if not is_array(m.tool_calls) then return invalid_type(where(".tool_calls"), "an array", m.tool_calls) end
-        for j, tc in ipairs(m.tool_calls) do
-          local tp = where(string.format(".tool_calls[%d]", j - 1))
-          if not is_object(tc) or not is_object(tc["function"]) then return invalid_type(tp, "an object", tc) end
-          blocks[#blocks + 1] = { type = "tool_call", id = tc.id, name = tc["function"].name,
-            arguments = type(tc["function"].arguments) == "string" and tc["function"].arguments or "{}" }
-        end
-      end
-      creq.messages[#creq.messages + 1] = { role = m.role, content = blocks }
-    end
-  end
-  if #system > 0 then creq.system = table.concat(system, "\n\n") end
+  local ok, err = walk_messages(req.messages)
+  if not ok then return nil, err end
+  setmetatable(creq, Lazy)
   creq.raw_body = body
   creq.client_key = canonical.client_key(headers)
   if is_array(req.tools) then
