@@ -71,8 +71,8 @@ end
 
 --- client_for_path(path) -> which error format a path's clients expect
 function M.client_for_path(path)
-  if path:find("^/v1/messages") then return "anthropic" end
-  if path:find("^/api/") then return "ollama" end
+  if path:sub(1, 12) == "/v1/messages" then return "anthropic" end
+  if path:sub(1, 5) == "/api/" then return "ollama" end
   return "openai"
 end
 

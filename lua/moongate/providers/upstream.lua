@@ -53,6 +53,7 @@ function M.kind(adapter)
       models = conf.models,
       retries = conf.retries or 2,
     }, P)
+    self.url = self.base_url .. adapter.path -- made once, not per request
     self.compressed = conf.accept_compressed
     if self.compressed == nil then self.compressed = self.base_url:find("^https://") ~= nil end
     return self
@@ -94,7 +95,9 @@ function M.kind(adapter)
       and not creq.effort_from_suffix and self.conf.passthrough ~= false
     local body = pass and creq.raw_body or json.encode(a.request(creq, self.conf))
     local headers = a.headers(self.conf, self:api_key(creq), creq)
-    for k, v in pairs(self.conf.headers or {}) do headers[k] = v end
+    if self.conf.headers then
+      for k, v in pairs(self.conf.headers) do headers[k] = v end
+    end
     local dec = creq.stream and (pass and M.passthrough(a.format) or a.decoder()) or nil
     local status, handle, piped
     local job = {}
@@ -109,7 +112,7 @@ function M.kind(adapter)
     end
 
     handle = core._fetch({
-      url = self.base_url .. a.path, method = "POST", headers = headers, body = body,
+      url = self.url, method = "POST", headers = headers, body = body,
       stream = creq.stream and "sse" or nil,
       connect_timeout_ms = self.conf.connect_timeout_ms or 10000,
       first_byte_timeout_ms = self.conf.first_byte_timeout_ms or 120000,
