@@ -182,4 +182,25 @@ function Mock:stop()
   uv.run("nowait")
 end
 
+--- upstream_fixture([settings]) -> t: inside a describe, a mock upstream and
+-- a daemon that sends every model to it (provider "up", OpenAI kind, no
+-- retries), started in setup and stopped in teardown; t.mock and t.server
+-- once setup ran. settings: more top-level config fields, as Lua source.
+function H.upstream_fixture(settings)
+  local t = {}
+  local setup, teardown = getfenv(2).setup, getfenv(2).teardown -- busted's, from the spec
+  setup(function()
+    t.mock = H.mock()
+    t.server = H.start { config = string.format([[
+return { %s
+  providers = { up = { kind = "openai", base_url = %q, retries = 0 } },
+  routes = { { match = "*", provider = "up" } } }]], settings or "", t.mock.url .. "/v1") }
+  end)
+  teardown(function()
+    if t.server then t.server:stop_clean() end
+    if t.mock then t.mock:stop() end
+  end)
+  return t
+end
+
 return H

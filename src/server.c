@@ -405,9 +405,8 @@ static void raise_file_limit(void)
 	if (getrlimit(RLIMIT_NOFILE, &rl))
 		return;
 	if (rl.rlim_cur < rl.rlim_max) {
-		rlim_t want = rl.rlim_max;
-		rl.rlim_cur = want;
-		if (setrlimit(RLIMIT_NOFILE, &rl))
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl)) /* an unlimited hard limit */
 			getrlimit(RLIMIT_NOFILE, &rl);
 	}
 	mg_log(MG_LOG_INFO, "open file limit %llu: about %llu streams at once through HTTP/1.1 upstreams",

@@ -59,20 +59,10 @@ end)
 -- (core._fetch_pipe): the same bound must hold, and nothing may be lost or
 -- reordered on the way.
 describe("streaming backpressure on a passthrough", function()
-  local server, mock
-  setup(function()
-    mock = helpers.mock()
-    server = helpers.start { config = string.format([[
-return { stream_high_water = 16384,
-  providers = { up = { kind = "openai", base_url = %q, retries = 0 } },
-  routes = { { match = "*", provider = "up" } } }]], mock.url .. "/v1") }
-  end)
-  teardown(function()
-    if server then server:stop_clean() end
-    if mock then mock:stop() end
-  end)
+  local up = helpers.upstream_fixture("stream_high_water = 16384,")
 
   it("pauses the upstream while the client does not read, then delivers every frame in order", function()
+    local server, mock = up.server, up.mock
     local n = 100000
     local frames = {}
     for i = 1, n do

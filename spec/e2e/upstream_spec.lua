@@ -393,30 +393,23 @@ end)
 -- why, the client gets a 502 in its format, and the daemon serves on once
 -- descriptors are free again.
 describe("an exhausted open file limit", function()
-  local mock, server
-  setup(function()
-    mock = helpers.mock()
-    server = helpers.start { config = string.format([[
-return { providers = { up = { kind = "openai", base_url = %q, retries = 0 } },
-  routes = { { match = "*", provider = "up" } } }]], mock.url .. "/v1") }
-  end)
-  teardown(function()
-    if server then server:stop_clean() end
-    if mock then mock:stop() end
-  end)
+  local up = helpers.upstream_fixture()
 
   local function fds()
+    local server = up.server
     local p = io.popen("ls /proc/" .. server.pid .. "/fd | wc -l")
     local n = tonumber(p:read("*a"))
     p:close()
     return n
   end
   local function limit(n)
+    local server = up.server
     assert(os.execute(string.format("prlimit --pid %d --nofile=%d:", server.pid, n)) == 0) -- soft only
   end
 
   it("logs why an upstream connection failed and answers 502", function()
     if os.getenv("MOONGATE_WRAPPER") then return pending("valgrind keeps descriptors of its own") end
+    local server, mock = up.server, up.mock
     assert.matches("open file limit %d+", server.log)
     local hold = { frames = { { json = { choices = { { index = 0, delta = { content = "a" } } } } },
       { data = "[DONE]", delay_ms = 1500 } } }
