@@ -100,6 +100,8 @@ struct mg_fetch {
 	int hdr_ref;         /* the response headers table, made once */
 	mg_req **pipe;       /* _fetch_pipe: the client stream's handle slot */
 	int pipe_ref;        /* keeps that handle (and so the slot) alive */
+	char pipe_end[32];   /* frames of this event still go to Lua */
+	size_t pipe_end_len;
 	mg_fetch **slot;
 	int slot_ref;
 };
@@ -431,14 +433,14 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	return mg_buf_append_pair(&f->resp_headers, buf, nl, buf + vs, ve - vs) ? 0 : len;
 }
 
-/* A piped fetch queues an ordinary frame (a JSON object, not Anthropic's
- * message_stop) on the client's stream itself; the rest, and every frame
+/* A piped fetch queues an ordinary frame (a JSON object, not of the end
+ * event Lua named) on the client's stream itself; the rest, and every frame
  * while the client is behind or gone, goes to Lua. Returns 1 if queued. */
 static int pipe_frame(mg_fetch *f, const char *data, size_t dlen, const char *event, size_t elen)
 {
 	if (dlen < 2 || data[0] != '{' || data[dlen - 1] != '}')
 		return 0;
-	if (elen == 12 && !memcmp(event, "message_stop", 12))
+	if (f->pipe_end_len && elen == f->pipe_end_len && !memcmp(event, f->pipe_end, elen))
 		return 0;
 	return mg_req_pipe_sse(*f->pipe, event, elen, data, dlen) == 0;
 }
@@ -894,18 +896,25 @@ static int l_fetch_resume(lua_State *L)
 	return 0;
 }
 
-/* _fetch_pipe(h, req_handle): from now on, ordinary SSE frames of fetch h
- * go straight to the open SSE stream of the request behind req_handle, as
- * they came, without a call into Lua; on_frame still gets the others (see
- * pipe_frame) and on_done runs as before. For a passthrough whose client
- * stream has started. */
+/* _fetch_pipe(h, req_handle [, end_event]): from now on, ordinary SSE
+ * frames of fetch h go straight to the open SSE stream of the request behind
+ * req_handle, as they came, without a call into Lua; on_frame still gets
+ * the others (not a JSON object, or of end_event: see pipe_frame) and
+ * on_done runs as before. For a passthrough whose client stream started. */
 static int l_fetch_pipe(lua_State *L)
 {
 	mg_fetch *f = check_fetch(L);
 	mg_req **slot = mg_req_check_handle(L, 2);
+	size_t elen = 0;
+	const char *end = luaL_optlstring(L, 3, NULL, &elen);
 
+	if (elen >= sizeof f->pipe_end)
+		return luaL_argerror(L, 3, "event name too long");
 	if (!f || f->mode != MODE_SSE)
 		return 0;
+	if (end)
+		memcpy(f->pipe_end, end, elen);
+	f->pipe_end_len = elen;
 	luaL_unref(L, LUA_REGISTRYINDEX, f->pipe_ref);
 	lua_pushvalue(L, 2);
 	f->pipe_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -12,16 +12,20 @@ local defaults = {
   anthropic = { base_url = "https://api.anthropic.com", key_env = "ANTHROPIC_API_KEY" },
 }
 
+-- the last frame of a stream: Anthropic's event, OpenAI's data
+local END_EVENT, END_DATA = "message_stop", "[DONE]"
+
 --- passthrough(format) -> a decoder that hands frames on untouched, only
--- watching for the end (a stream that stops before it is an error)
+-- watching for the end (a stream that stops before it is an error);
+-- d.end_event: the frames C must still hand it when it pipes the rest
 function M.passthrough(format)
-  local d = { ended = false, done = false }
+  local d = { ended = false, done = false, end_event = END_EVENT }
   function d:frame(data, event)
-    if data == "[DONE]" then
+    if data == END_DATA then
       self.ended = true
     elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
       return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200) } }
-    elseif event == "message_stop" then
+    elseif event == END_EVENT then
       self.ended = true
     end
     return { { type = "raw", data = data, event = event } }
@@ -126,9 +130,9 @@ function M.kind(adapter)
         if pass and more and not piped and sink.pipe_handle then
           -- the client's stream is open: C queues the upstream's ordinary
           -- frames there itself from now on; this decoder still sees the
-          -- rest ([DONE], message_stop, anything malformed)
+          -- rest (the end frames, anything malformed)
           local h = sink.pipe_handle()
-          if h then core._fetch_pipe(handle, h); piped = true end
+          if h then core._fetch_pipe(handle, h, dec.end_event); piped = true end
         end
         if not more and not sink.closed() then
           sink.on_drain(sink.guard(function() core._fetch_resume(handle) end))
