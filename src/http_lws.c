@@ -97,6 +97,8 @@ static int on_writable(struct lws *wsi, mg_http_pss *pss)
 
 	if (!r || !r->started)
 		return 0;
+	if (pss->draining) /* lws calls back only once it sent what it held */
+		goto complete;
 	if (!r->hdr_sent) {
 		flags = LWS_WRITE_HTTP_HEADERS;
 		last = r->h2 && r->finished && !mg_req_pending(r);
@@ -137,6 +139,14 @@ static int on_writable(struct lws *wsi, mg_http_pss *pss)
 		if (pss->req != r)
 			return 0;
 	}
+	if (last && lws_partial_buffered(lws_get_network_wsi(wsi))) {
+		/* lws took the last bytes but could not send them all yet (an
+		 * HTTP/2 stream's go out on its connection): ending the
+		 * transaction now would leave them there */
+		pss->draining = 1;
+		lws_callback_on_writable(wsi);
+		return 0;
+	}
 	if (!last) {
 		if (mg_req_pending(r) || r->finished)
 			lws_callback_on_writable(wsi);
@@ -145,6 +155,7 @@ static int on_writable(struct lws *wsi, mg_http_pss *pss)
 complete:
 	m = r->close_after;
 	pss->req = NULL;
+	pss->draining = 0;
 	mg_req_free(r);
 	if (m)
 		return -1;
@@ -276,6 +287,7 @@ static void on_gone(mg_http_pss *pss)
 	if (!r)
 		return;
 	pss->req = NULL;
+	pss->draining = 0;
 	if (r->dispatched)
 		mg_req_gone(r);
 	mg_req_free(r);

@@ -10,6 +10,7 @@ struct mg_ws_conn;
 typedef struct mg_http_pss {
 	struct mg_req *req; /* the request in flight on this wsi, or NULL */
 	struct mg_ws_conn *ws; /* once upgraded to a WebSocket (ws.c) */
+	int draining; /* the last bytes are written, lws still holds some */
 } mg_http_pss;
 
 struct mg_buf;

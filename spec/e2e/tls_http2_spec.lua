@@ -11,15 +11,21 @@ local function sh(cmd)
 end
 
 describe("TLS with HTTP/2", function()
-  local server, base
+  local server, base, mock
   setup(function()
     local dir = helpers.self_signed()
-    server = helpers.start { config = string.format(
-      'return { tls = { cert = %q, key = %q } }', dir .. "/cert.pem", dir .. "/key.pem") }
+    mock = helpers.mock()
+    server = helpers.start { config = string.format([[
+return { tls = { cert = %q, key = %q },
+  providers = { up = { kind = "openai", base_url = %q, retries = 0 } },
+  routes = { { match = "up-*", provider = "up" } } }]], dir .. "/cert.pem", dir .. "/key.pem", mock.url .. "/v1") }
     base = string.format("https://127.0.0.1:%d", server.port)
     assert.matches("listening on https://", server.log)
   end)
-  teardown(function() server:stop_clean() end)
+  teardown(function()
+    server:stop_clean()
+    mock:stop()
+  end)
 
   local function curl(args, path, body)
     local cmd = string.format("curl -sk --max-time 10 %s -w '\\n%%{http_version} %%{http_code}' %s%s", args, base, path)
@@ -50,6 +56,24 @@ describe("TLS with HTTP/2", function()
       if d.content then words[#words + 1] = d.content end
     end
     assert.equal("a b c", table.concat(words))
+  end)
+
+  it("passes an upstream's stream through over HTTP/2, frame for frame", function()
+    local frames = {}
+    for i = 1, 40 do
+      frames[i] = { json = { id = "chatcmpl-up", object = "chat.completion.chunk", created = 1, model = "up-m",
+        choices = { { index = 0, delta = { content = "w" .. i .. " " }, finish_reason = json.null } } } }
+    end
+    frames[#frames + 1] = { data = "[DONE]" }
+    mock:queue { { frames = frames } }
+    local text, version, code = curl("--http2 -N", "/v1/chat/completions",
+      json.encode { model = "up-m", stream = true, messages = { { role = "user", content = "x" } } })
+    assert.equal("2", version)
+    assert.equal(200, code)
+    local data = client.sse_data(text)
+    assert.equal(41, #data, text:sub(-200))
+    for i = 1, 40 do assert.equal("w" .. i .. " ", json.decode(data[i]).choices[1].delta.content) end
+    assert.equal("[DONE]", data[41])
   end)
 
   it("answers errors in OpenAI's shape over HTTP/2", function()
