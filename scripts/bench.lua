@@ -136,8 +136,6 @@ local function wrk(t, model, conns, seconds)
   end
   local errors = 0
   for n in out:gmatch("Non%-2xx or 3xx responses: (%d+)") do errors = errors + tonumber(n) end
-  local sock = out:match("Socket errors: connect (%d+), read (%d+), write (%d+), timeout (%d+)")
-  if sock then for n in out:gmatch("(%d+)") do end end
   local c, r, w, to = out:match("Socket errors: connect (%d+), read (%d+), write (%d+), timeout (%d+)")
   errors = errors + (tonumber(c) or 0) + (tonumber(r) or 0) + (tonumber(w) or 0) + (tonumber(to) or 0)
   return {

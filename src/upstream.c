@@ -12,9 +12,9 @@
  *                Lua handle (a userdata slot) points at it until then and at
  *                NULL after.
  *   mg_sock      one per socket curl opens (CURLOPT_OPENSOCKETFUNCTION ..
- *                CLOSESOCKETFUNCTION), made when curl first asks to watch it
- *                and freed in its uv_poll close callback; `byfd` (malloc'd,
- *                owned by mg_upstream) indexes them by descriptor.
+ *                CLOSESOCKETFUNCTION) or asks us to watch, freed in its
+ *                uv_poll close callback; `byfd` (malloc'd, owned by
+ *                mg_upstream) holds every one, by descriptor.
  * Calls into Lua happen from curl callbacks; a Lua callback may cancel the
  * transfer, which is then only marked (curl forbids removing an easy handle
  * from inside its own callbacks) and finished when curl reports it done.
@@ -53,8 +53,7 @@ typedef struct mg_upstream {
 	uv_timer_t *timer;    /* malloc'd: outlives this struct until closed */
 	lua_State *L;
 	mg_fetch *head;       /* live transfers */
-	struct mg_sock *socks; /* every open socket of curl's */
-	struct mg_sock **byfd; /* the same, by descriptor; malloc'd */
+	struct mg_sock **byfd; /* every socket of curl's we watch, by descriptor */
 	size_t nbyfd;
 	CURL *spare[SPARE_EASY]; /* finished easy handles, reset, for reuse */
 	int nspare;
@@ -70,7 +69,6 @@ typedef struct mg_sock {
 	int owned;  /* opened by on_open_socket, so closed by on_close_socket */
 	int want;   /* UV_READABLE | UV_WRITABLE curl asked for; 0 after REMOVE */
 	int events; /* what the poll watches now */
-	struct mg_sock *prev, *next;
 } mg_sock;
 
 struct mg_fetch {
@@ -134,12 +132,6 @@ static void sock_close(mg_sock *s)
 {
 	mg_upstream *up = s->up;
 
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		up->socks = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
 	if (sock_find(up, s->fd) == s)
 		up->byfd[s->fd] = NULL;
 	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
@@ -205,10 +197,6 @@ static mg_sock *sock_new(mg_upstream *up, curl_socket_t fd)
 	s->fd = fd;
 	s->up = up;
 	s->poll.data = s;
-	s->next = up->socks;
-	if (s->next)
-		s->next->prev = s;
-	up->socks = s;
 	up->byfd[fd] = s;
 	return s;
 }
@@ -651,8 +639,9 @@ static int l_upstream_gc(lua_State *L)
 		curl_multi_cleanup(up->multi);
 		up->multi = NULL;
 	}
-	while (up->socks) /* curl closed every socket through on_close_socket */
-		sock_close(up->socks);
+	for (size_t i = 0; i < up->nbyfd; i++) /* curl closed its own already */
+		if (up->byfd[i])
+			sock_close(up->byfd[i]);
 	free(up->byfd);
 	up->byfd = NULL;
 	up->nbyfd = 0;
