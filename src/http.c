@@ -28,6 +28,57 @@ void mg_stats_buffered(long long delta)
 		;
 }
 
+/* ---- corking ------------------------------------------------------------ */
+
+static _Thread_local int cork_depth;
+static _Thread_local mg_req *corked; /* linked through cork_next */
+
+static void want_write(mg_req *r)
+{
+	if (!r->conn)
+		return;
+	if (cork_depth) {
+		if (!r->corked) {
+			r->corked = 1;
+			r->cork_next = corked;
+			corked = r;
+		}
+		return;
+	}
+	r->t->want_write(r);
+}
+
+void mg_http_cork(void)
+{
+	cork_depth++;
+}
+
+void mg_http_uncork(void)
+{
+	if (--cork_depth)
+		return;
+	/* a write below may run Lua, whose own cork and uncork send (and take
+	 * off this list) whatever it queues */
+	while (corked) {
+		mg_req *r = corked;
+		corked = r->cork_next;
+		r->corked = 0;
+		r->cork_next = NULL;
+		if (r->conn)
+			r->t->want_write(r);
+	}
+}
+
+static void uncork_forget(mg_req *r)
+{
+	mg_req **p = &corked;
+
+	while (*p && *p != r)
+		p = &(*p)->cork_next;
+	if (*p)
+		*p = r->cork_next;
+}
+
 mg_req *mg_req_new(mg_worker *w, const mg_transport *t, void *conn)
 {
 	mg_req *r = calloc(1, sizeof *r);
@@ -60,6 +111,8 @@ void mg_req_free(mg_req *r)
 
 	if (r->handle)
 		*r->handle = NULL;
+	if (r->corked)
+		uncork_forget(r);
 	luaL_unref(L, LUA_REGISTRYINDEX, r->on_drain_ref);
 	luaL_unref(L, LUA_REGISTRYINDEX, r->on_close_ref);
 	luaL_unref(L, LUA_REGISTRYINDEX, r->handle_ref);
@@ -213,11 +266,6 @@ static void queue_body(mg_req *r, const char *p, size_t n)
 	queue_pieces(r, pc, 3);
 }
 
-static void want_write(mg_req *r)
-{
-	if (r->conn)
-		r->t->want_write(r);
-}
 
 static int add_header(mg_req *r, const char *name, const char *value)
 {

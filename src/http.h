@@ -76,6 +76,8 @@ typedef struct mg_req {
 	size_t out_off;      /* first unsent byte in out */
 	size_t high_water;
 	int on_drain_ref, on_close_ref, handle_ref;
+	int corked;              /* a write waits for the cork to lift */
+	struct mg_req *cork_next; /* the thread's list of such requests */
 } mg_req;
 
 /* Space kept before the bytes in r->out, for transports (lws) that write
@@ -121,6 +123,17 @@ static inline size_t mg_req_pending(const mg_req *r)
 {
 	return r->out.len - r->out_off;
 }
+
+/* Corking. Between mg_http_cork() and the matching mg_http_uncork(), a
+ * write that is asked for waits; when the outermost cork lifts, each
+ * request that asked sends everything it queued at once. C corks around each
+ * call into Lua (mg_pcall) and each socket event it feeds curl, so a stream's
+ * headers leave with its first frame, and the frames that one upstream read
+ * or one translated event makes leave in one write, not one each. Per thread:
+ * each worker's requests live on its own thread. Uncorking may run Lua (a
+ * drain callback). */
+void mg_http_cork(void);
+void mg_http_uncork(void);
 
 /* Registers the request/response primitives on the table at -1. */
 int mg_http_open(lua_State *L);

@@ -1,5 +1,6 @@
 #include "lua_host.h"
 #include "core.h"
+#include "http.h"
 #include "log.h"
 
 #include <lauxlib.h>
@@ -123,8 +124,10 @@ int mg_pcall(lua_State *L, int nargs, int nresults, const char *what)
 
 	lua_pushcfunction(L, traceback);
 	lua_insert(L, base);
+	mg_http_cork();
 	rc = lua_pcall(L, nargs, nresults, base);
 	lua_remove(L, base);
+	mg_http_uncork();
 	if (rc)
 		mg_log(MG_LOG_ERROR, "%s: %s", what ? what : "lua",
 		       lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");

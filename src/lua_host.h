@@ -16,7 +16,8 @@
  * package.path led by `lua_dir`. The caller owns it: lua_close() it. */
 lua_State *mg_lua_new(uv_loop_t *loop, const char *lua_dir);
 
-/* The only way C calls Lua. Like lua_pcall, with a traceback handler. On
+/* The only way C calls Lua. Like lua_pcall, with a traceback handler, and
+ * corked (http.h): the writes Lua asks for go out once it returns. On
  * error it logs "<what>: <message + traceback>", leaves that string on the
  * stack in place of the results, and returns non-zero. */
 int mg_pcall(lua_State *L, int nargs, int nresults, const char *what);

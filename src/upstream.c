@@ -155,8 +155,10 @@ static void on_poll(uv_poll_t *p, int status, int events)
 		flags |= CURL_CSELECT_IN;
 	if (events & UV_WRITABLE)
 		flags |= CURL_CSELECT_OUT;
+	mg_http_cork(); /* the frames of one read leave in one write */
 	curl_multi_socket_action(up->multi, s->fd, flags, &running);
 	check_done(up);
+	mg_http_uncork();
 }
 
 static void sock_arm(mg_sock *s, int events)
@@ -274,8 +276,10 @@ static void on_timeout(uv_timer_t *t)
 
 	if (!up)
 		return;
+	mg_http_cork();
 	curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	check_done(up);
+	mg_http_uncork();
 }
 
 static int on_timer(CURLM *m, long ms, void *userp)
