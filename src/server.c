@@ -329,7 +329,12 @@ static int worker_lws_init(mg_worker *w)
 		info.provided_client_ssl_ctx = c->client_ssl_ctx;
 		info.ssl_cert_filepath = c->tls_cert;
 		info.ssl_private_key_filepath = c->tls_key;
-		info.alpn = "h2,http/1.1";
+		/* HTTP/2 only when asked for: lws 4.1.6 sends GOAWAY (all
+		 * streams lost) when a DATA frame with a content-length is
+		 * followed by more bytes in the same read (two requests with
+		 * bodies sent together), and never completes a body without
+		 * content-length. See README "Configuration". */
+		info.alpn = c->tls_http2 ? "h2,http/1.1" : "http/1.1";
 	}
 	w->ctx = lws_create_context(&info);
 	if (!w->ctx)
@@ -450,7 +455,7 @@ static void free_config(mg_server_config *c)
 }
 
 /* _serve{host, port, workers, max_body_bytes, max_header_bytes,
- *        stream_high_water, keepalive_timeout, tls_cert, tls_key, init,
+ *        stream_high_water, keepalive_timeout, tls_cert, tls_key, tls_http2, init,
  *        verbose, ws_heartbeat_ms, ws_timeout_ms, ws_queue_timeout_ms,
  *        ws_max_message} -> true | nil, message
  * Blocks until SIGINT or SIGTERM. `init` is the string every worker passes to
@@ -484,6 +489,9 @@ static int l_serve(lua_State *L)
 	c.ws_max_message = (size_t)opt_number(L, 1, "ws_max_message", 16 * 1024 * 1024);
 	c.tls_cert = opt_string(L, 1, "tls_cert");
 	c.tls_key = opt_string(L, 1, "tls_key");
+	lua_getfield(L, 1, "tls_http2");
+	c.tls_http2 = lua_toboolean(L, -1);
+	lua_pop(L, 1);
 	if (c.tls_cert)
 		c.client_ssl_ctx = SSL_CTX_new(TLS_client_method());
 	c.init_json = opt_string(L, 1, "init");
@@ -549,9 +557,10 @@ static int l_serve(lua_State *L)
 	if (!lws_debug)
 		lws_set_log_level(0, lws_log_emit);
 	if (!failed) {
-		mg_log(MG_LOG_INFO, "moongate %s listening on %s://%s:%d with %d worker%s",
+		mg_log(MG_LOG_INFO, "moongate %s listening on %s://%s:%d with %d worker%s%s",
 		       MOONGATE_VERSION, c.tls_cert ? "https" : "http", c.host, c.port,
-		       c.workers, c.workers == 1 ? "" : "s");
+		       c.workers, c.workers == 1 ? "" : "s",
+		       !c.tls_cert ? "" : c.tls_http2 ? " (HTTP/2 and HTTP/1.1)" : " (HTTP/1.1)");
 		uv_run(&loop, UV_RUN_DEFAULT);
 	}
 	uv_close((uv_handle_t *)&sigint, NULL);

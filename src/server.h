@@ -28,6 +28,7 @@ typedef struct mg_server_config {
 	int ws_queue_timeout_ms;  /* a request waits this long for a free worker */
 	size_t ws_max_message;    /* largest WebSocket message accepted */
 	char *tls_cert, *tls_key; /* owned; both set or both NULL */
+	int tls_http2;            /* offer h2 by ALPN (else HTTP/1.1 only) */
 	struct ssl_ctx_st *client_ssl_ctx; /* owned; lws wants one (see server.c) */
 	char *init_json;          /* owned; handed to moongate.worker.init */
 	int verbose;

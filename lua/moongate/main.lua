@@ -51,6 +51,7 @@ function commands.serve(flags)
     max_body_bytes = cfg.max_body_bytes, max_header_bytes = cfg.max_header_bytes,
     stream_high_water = cfg.stream_high_water, keepalive_timeout = cfg.keepalive_timeout,
     tls_cert = cfg.tls and cfg.tls.cert, tls_key = cfg.tls and cfg.tls.key,
+    tls_http2 = cfg.tls and cfg.tls.http2 == true,
     verbose = cfg.log_level == "debug",
     ws_heartbeat_ms = cfg.websocket.heartbeat_interval_ms, ws_timeout_ms = cfg.websocket.heartbeat_timeout_ms,
     ws_queue_timeout_ms = cfg.websocket.queue_timeout_ms, ws_max_message = cfg.websocket.max_message_bytes,

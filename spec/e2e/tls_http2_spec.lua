@@ -1,4 +1,5 @@
--- TLS listeners (libwebsockets): HTTP/2 by ALPN and HTTP/1.1, driven by curl.
+-- TLS listeners (libwebsockets): HTTP/1.1, and HTTP/2 by ALPN when
+-- tls.http2 asks for it, driven by curl.
 local helpers = require "helpers"
 local client = helpers.client
 local json = require "moongate.json"
@@ -10,17 +11,17 @@ local function sh(cmd)
   return out
 end
 
-describe("TLS with HTTP/2", function()
+describe("TLS with HTTP/2 (tls.http2 = true)", function()
   local server, base, mock
   setup(function()
     local dir = helpers.self_signed()
     mock = helpers.mock()
     server = helpers.start { config = string.format([[
-return { tls = { cert = %q, key = %q },
+return { tls = { cert = %q, key = %q, http2 = true },
   providers = { up = { kind = "openai", base_url = %q, retries = 0 } },
   routes = { { match = "up-*", provider = "up" } } }]], dir .. "/cert.pem", dir .. "/key.pem", mock.url .. "/v1") }
     base = string.format("https://127.0.0.1:%d", server.port)
-    assert.matches("listening on https://", server.log)
+    assert.matches("listening on https://.*%(HTTP/2 and HTTP/1.1%)", server.log)
   end)
   teardown(function()
     server:stop_clean()
@@ -92,5 +93,26 @@ return { tls = { cert = %q, key = %q },
     assert.equal("1.1", version)
     assert.equal(200, code)
     assert.matches("data: %[DONE%]", text)
+  end)
+end)
+
+describe("TLS by default", function()
+  local server, base
+  setup(function()
+    local dir = helpers.self_signed()
+    server = helpers.start { config = string.format("return { tls = { cert = %q, key = %q } }",
+      dir .. "/cert.pem", dir .. "/key.pem") }
+    base = string.format("https://127.0.0.1:%d", server.port)
+  end)
+  teardown(function() server:stop_clean() end)
+
+  it("offers HTTP/1.1 only, also to a client that asks for HTTP/2", function()
+    assert.matches("listening on https://.*%(HTTP/1.1%)", server.log)
+    local out = sh(string.format("curl -sk --max-time 10 --http2 -w '\\n%%{http_version} %%{http_code}' %s/v1/chat/completions -d %q",
+      base, json.encode { model = "echo", messages = { { role = "user", content = "over h1" } } }))
+    local text, version, code = out:match("^(.*)\n(%S+) (%d+)$")
+    assert.equal("1.1", version)
+    assert.equal("200", code)
+    assert.equal("over h1", json.decode(text).choices[1].message.content)
   end)
 end)

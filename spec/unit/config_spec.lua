@@ -38,6 +38,7 @@ return {
 return {
   listn = "x",
   workers = "two",
+  tls = { cert = "c.pem", key = "k.pem", http2 = "yes" },
   providers = { up = { kind = "openai", base_url = 5, colour = "red" } },
   routes = { { match = "*", provider = "nope" } },
 }]])
@@ -46,6 +47,7 @@ return {
     local text = table.concat(errs, "\n")
     assert.matches("config listn: unknown key", text, 1, true)
     assert.matches("config workers: expected an integer, got string", text, 1, true)
+    assert.matches("config tls.http2: expected a boolean, got string", text, 1, true)
     assert.matches("config providers.up.base_url: expected a string, got integer", text, 1, true)
     assert.matches("config providers.up.colour: unknown key", text, 1, true)
     assert.matches('config routes[1].provider: no provider named "nope"', text, 1, true)
