@@ -67,6 +67,16 @@ local function spawn(name, cpu, cmd, args, env)
   return p
 end
 
+-- A process left on one of our ports would be measured in place of ours
+-- (under callgrind, ours would fail to listen unnoticed).
+local function assert_free(port, what)
+  local c = client.connect(port)
+  if c then
+    c:close()
+    error(string.format("port %d (for %s) is already in use: stop what listens there first", port, what), 0)
+  end
+end
+
 local function wait_port(port, what)
   assert(client.run_until(function()
     local c = client.connect(port)
@@ -283,6 +293,7 @@ end
 
 local function main()
   uv.fs_mkdir(OUT, 493)
+  for name, port in pairs(P) do assert_free(port, name) end
   log("pinning: proxies on CPU 0 (taskset -c 0), mock and load generators on CPU 1 (taskset -c 1)")
   local mg, pk = start_all()
   sleep(500)
@@ -377,6 +388,8 @@ local function main()
       local out = WORK .. "/callgrind." .. key .. "." .. n
       os.remove(out)
       procs = {}
+      assert_free(P.mock, "mock")
+      assert_free(port, key)
       spawn("mock", 1, WORK .. "/mock", { tostring(P.mock) })
       local vargs = { "--tool=callgrind", "--callgrind-out-file=" .. out, cmd }
       for _, a in ipairs(args) do vargs[#vargs + 1] = a end

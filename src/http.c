@@ -266,7 +266,6 @@ static void queue_body(mg_req *r, const char *p, size_t n)
 	queue_pieces(r, pc, 3);
 }
 
-
 static int add_header(mg_req *r, const char *name, const char *value)
 {
 	return r->t->hdr_add(r, name, strlen(name), value, strlen(value));
