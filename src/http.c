@@ -37,7 +37,9 @@ static void want_write(mg_req *r)
 {
 	if (!r->conn)
 		return;
-	if (cork_depth) {
+	/* a finished response has nothing more to wait for: it goes now, not
+	 * after whatever the caller does next (curl's cleanup of the transfer) */
+	if (cork_depth && !r->finished) {
 		if (!r->corked) {
 			r->corked = 1;
 			r->cork_next = corked;

@@ -125,8 +125,9 @@ static inline size_t mg_req_pending(const mg_req *r)
 }
 
 /* Corking. Between mg_http_cork() and the matching mg_http_uncork(), a
- * write that is asked for waits; when the outermost cork lifts, each
- * request that asked sends everything it queued at once. C corks around each
+ * write that is asked for waits (unless the response is finished: that
+ * one goes at once); when the outermost cork lifts, each request that asked
+ * sends everything it queued at once. C corks around each
  * call into Lua (mg_pcall) and each socket event it feeds curl, so a stream's
  * headers leave with its first frame, and the frames that one upstream read
  * or one translated event makes leave in one write, not one each. Per thread:
