@@ -333,7 +333,7 @@ static int worker_lws_init(mg_worker *w)
 		 * streams lost) when a DATA frame with a content-length is
 		 * followed by more bytes in the same read (two requests with
 		 * bodies sent together), and never completes a body without
-		 * content-length. See README "Configuration". */
+		 * content-length. See README "HTTPS and HTTP/2". */
 		info.alpn = c->tls_http2 ? "h2,http/1.1" : "http/1.1";
 	}
 	w->ctx = lws_create_context(&info);
