@@ -182,6 +182,35 @@ function Mock:stop()
   uv.run("nowait")
 end
 
+--- h2_front(backend_port) -> an HTTPS front (nghttpx, self-signed) that
+-- speaks HTTP/2 by ALPN, as hosted APIs do, and passes each stream to the
+-- HTTP/1.1 server at backend_port: .url, .port, :stop()
+function H.h2_front(backend_port)
+  local probe = uv.new_tcp() -- a free port for nghttpx to listen on
+  probe:bind("127.0.0.1", 0)
+  local port = probe:getsockname().port
+  probe:close()
+  local dir = H.self_signed()
+  local f = { port = port, url = "https://127.0.0.1:" .. port, exited = false }
+  f.handle = H.spawn("nghttpx", { args = { "--frontend=127.0.0.1," .. port, "--backend=127.0.0.1," .. backend_port,
+      "--conf=/dev/null", "--log-level=WARN", "--workers=1", "--backend-connections-per-host=1000",
+      "--no-ocsp", "--accesslog-file=/dev/null",
+      dir .. "/key.pem", dir .. "/cert.pem" }, stdio = { nil, nil, 2 } },
+    function() f.exited = true end)
+  assert(f.handle, "cannot start nghttpx")
+  assert(client.run_until(function()
+    local c = client.connect(port)
+    if c then c:close() return true end
+    return f.exited
+  end, 10000) and not f.exited, "nghttpx did not listen")
+  function f.stop()
+    if not f.exited then f.handle:kill("sigterm") end
+    client.run_until(function() return f.exited end, 5000)
+    if not f.handle:is_closing() then f.handle:close() end
+  end
+  return f
+end
+
 --- upstream_fixture([settings]) -> t: inside a describe, a mock upstream and
 -- a daemon that sends every model to it (provider "up", OpenAI kind, no
 -- retries), started in setup and stopped in teardown; t.mock and t.server

@@ -777,6 +777,12 @@ static int l_fetch(lua_State *L)
 	curl_easy_setopt(f->easy, CURLOPT_CLOSESOCKETDATA, up);
 	curl_easy_setopt(f->easy, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(f->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	/* over TLS, a transfer that starts while a connection to the same host
+	 * is still in its handshake waits for it instead of opening its own:
+	 * if ALPN picks h2 they share it (20 streams started at once: 1
+	 * connection, not 20); if HTTP/1.1, each then opens its own */
+	if (!strncmp(url, "https://", 8))
+		curl_easy_setopt(f->easy, CURLOPT_PIPEWAIT, 1L);
 	lua_getfield(L, 1, "compressed");
 	if (lua_toboolean(L, -1)) /* every encoding this libcurl decodes */
 		curl_easy_setopt(f->easy, CURLOPT_ACCEPT_ENCODING, "");
