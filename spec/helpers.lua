@@ -24,6 +24,14 @@ function H.tmpfile(content, suffix)
   return path
 end
 
+--- sh(cmd) -> what the shell command printed on stdout (stderr dropped)
+function H.sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>/dev/null"))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
 --- self_signed() -> dir holding cert.pem and key.pem for localhost (openssl)
 function H.self_signed()
   local dir = os.tmpname()

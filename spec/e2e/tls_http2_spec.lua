@@ -4,12 +4,7 @@ local helpers = require "helpers"
 local client = helpers.client
 local json = require "moongate.json"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>/dev/null"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
+local sh = helpers.sh
 
 describe("TLS with HTTP/2 (tls.http2 = true)", function()
   local server, base, mock

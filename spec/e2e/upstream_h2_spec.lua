@@ -4,12 +4,7 @@ local helpers = require "helpers"
 local client = helpers.client
 local json = require "moongate.json"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>/dev/null"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
+local sh = helpers.sh
 
 describe("an HTTP/2 upstream over TLS", function()
   local mock, front, server
