@@ -423,9 +423,14 @@ void mg_req_dispatch(mg_req *r)
 
 /* ---- primitives -------------------------------------------------------- */
 
+mg_req **mg_req_check_handle(lua_State *L, int idx)
+{
+	return (mg_req **)luaL_checkudata(L, idx, REQ_HANDLE_MT);
+}
+
 static mg_req *check_req(lua_State *L, int idx)
 {
-	return *(mg_req **)luaL_checkudata(L, idx, REQ_HANDLE_MT);
+	return *mg_req_check_handle(L, idx);
 }
 
 static mg_req *start_response(lua_State *L, long long content_length, int hidx)
@@ -523,11 +528,6 @@ int mg_req_pipe_sse(mg_req *r, const char *event, size_t elen, const char *data,
 		return -1;
 	want_write(r);
 	return 0;
-}
-
-mg_req **mg_req_check_handle(lua_State *L, int idx)
-{
-	return (mg_req **)luaL_checkudata(L, idx, REQ_HANDLE_MT);
 }
 
 /* _stream_sse(h, data [, event]) -> more, queued | nil, "closed"

@@ -139,11 +139,22 @@ static void sock_close(mg_sock *s)
 
 static void sock_arm(mg_sock *s, int events);
 
+/* Lets curl act on one socket event (or its timeout) and finishes what
+ * ended, corked: the frames of one read leave in one write. */
+static void drive(mg_upstream *up, curl_socket_t fd, int flags)
+{
+	int running;
+
+	mg_http_cork();
+	curl_multi_socket_action(up->multi, fd, flags, &running);
+	check_done(up);
+	mg_http_uncork();
+}
+
 static void on_poll(uv_poll_t *p, int status, int events)
 {
 	mg_sock *s = p->data;
-	mg_upstream *up = s->up;
-	int running, flags = 0;
+	int flags = 0;
 
 	if (!s->want) { /* an idle kept-alive connection: curl checks it on reuse */
 		sock_arm(s, 0);
@@ -155,10 +166,7 @@ static void on_poll(uv_poll_t *p, int status, int events)
 		flags |= CURL_CSELECT_IN;
 	if (events & UV_WRITABLE)
 		flags |= CURL_CSELECT_OUT;
-	mg_http_cork(); /* the frames of one read leave in one write */
-	curl_multi_socket_action(up->multi, s->fd, flags, &running);
-	check_done(up);
-	mg_http_uncork();
+	drive(s->up, s->fd, flags);
 }
 
 static void sock_arm(mg_sock *s, int events)
@@ -272,14 +280,9 @@ static int on_close_socket(void *userp, curl_socket_t fd)
 static void on_timeout(uv_timer_t *t)
 {
 	mg_upstream *up = t->data;
-	int running;
 
-	if (!up)
-		return;
-	mg_http_cork();
-	curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done(up);
-	mg_http_uncork();
+	if (up)
+		drive(up, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static int on_timer(CURLM *m, long ms, void *userp)

@@ -62,34 +62,37 @@ local checks = {
   user = { "a string", function(v) return type(v) == "string" end },
 }
 
--- part_param(where, i, suffix): the name of content part i for an error;
--- where(suffix) names the message (made only when there is an error)
-local function part_param(where, i, suffix)
-  return where(string.format(".content[%d]%s", i - 1, suffix or ""))
+-- where message i, or part j of its content, is for an error (0-based, as
+-- OpenAI names it); made only then, and no closure per request
+local function loc(i, suffix)
+  return string.format("messages[%d]%s", i - 1, suffix or "")
+end
+local function part_loc(i, j, suffix)
+  return loc(i, string.format(".content[%d]%s", j - 1, suffix or ""))
 end
 
--- decode_content(content, where, blocks) -> blocks | true | nil, err: checks
--- content (string | parts | null) and, given a list, appends its canonical
--- blocks to it
-local function decode_content(content, where, blocks)
+-- decode_content(content, mi, blocks) -> blocks | true | nil, err: checks
+-- the content (string | parts | null) of message mi and, given a list,
+-- appends its canonical blocks to it
+local function decode_content(content, mi, blocks)
   if content == nil or content == null then return blocks or true end
   if type(content) == "string" then
     if blocks then blocks[#blocks + 1] = { type = "text", text = content } end
     return blocks or true
   end
   if not is_array(content) then
-    return invalid_type(where(".content"), "one of a string or an array", content)
+    return invalid_type(loc(mi, ".content"), "one of a string or an array", content)
   end
   for i, part in ipairs(content) do
-    if not is_object(part) then return invalid_type(part_param(where, i), "an object", part) end
+    if not is_object(part) then return invalid_type(part_loc(mi, i), "an object", part) end
     local b
     if part.type == "text" or part.type == "input_text" or part.type == "output_text" then
-      if type(part.text) ~= "string" then return invalid_type(part_param(where, i, ".text"), "a string", part.text) end
+      if type(part.text) ~= "string" then return invalid_type(part_loc(mi, i, ".text"), "a string", part.text) end
       b = blocks and { type = "text", text = part.text }
     elseif part.type == "image_url" then
       local iu = part.image_url
       local url = type(iu) == "table" and iu.url or iu
-      if type(url) ~= "string" then return invalid_type(part_param(where, i, ".image_url.url"), "a string", url) end
+      if type(url) ~= "string" then return invalid_type(part_loc(mi, i, ".image_url.url"), "a string", url) end
       if blocks then
         local mime, data = url:match("^data:([%w/%+%.%-]+);base64,(.*)$")
         b = mime and { type = "image", mime = mime, data = data } or { type = "image", url = url }
@@ -97,7 +100,7 @@ local function decode_content(content, where, blocks)
     elseif part.type == "refusal" then
       b = blocks and { type = "text", text = type(part.refusal) == "string" and part.refusal or "" }
     else
-      return invalid_value(part_param(where, i, ".type"), string.format("'%s' is not a supported content part type. Supported: 'text', 'image_url'.", tostring(part.type)))
+      return invalid_value(part_loc(mi, i, ".type"), string.format("'%s' is not a supported content part type. Supported: 'text', 'image_url'.", tostring(part.type)))
     end
     if b then blocks[#blocks + 1] = b end
   end
@@ -110,24 +113,21 @@ local text_of = canonical.text
 -- given the canonical request, also makes creq.messages and creq.system
 local function walk_messages(msgs, creq)
   local system = creq and {}
-  local i
-  local function where(suffix) return string.format("messages[%d]%s", i - 1, suffix or "") end
-  for n, m in ipairs(msgs) do
-    i = n
-    if not is_object(m) then return invalid_type(where(), "an object", m) end
-    if m.role == nil then return missing(where(".role")) end
+  for i, m in ipairs(msgs) do
+    if not is_object(m) then return invalid_type(loc(i), "an object", m) end
+    if m.role == nil then return missing(loc(i, ".role")) end
     if type(m.role) ~= "string" or not roles[m.role] then
       return nil, errors.new(400, string.format("Invalid value: '%s'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.", tostring(m.role)),
-        { param = where(".role"), code = "invalid_value" })
+        { param = loc(i, ".role"), code = "invalid_value" })
     end
-    if m.content == nil and m.role ~= "assistant" then return missing(where(".content")) end
-    local blocks, err = decode_content(m.content, where, creq and {})
+    if m.content == nil and m.role ~= "assistant" then return missing(loc(i, ".content")) end
+    local blocks, err = decode_content(m.content, i, creq and {})
     if not blocks then return nil, err end
     if m.role == "system" or m.role == "developer" then
       if creq then system[#system + 1] = text_of(blocks) end
     elseif m.role == "tool" or m.role == "function" then
       if m.role == "tool" and type(m.tool_call_id) ~= "string" then
-        return missing(where(".tool_call_id"))
+        return missing(loc(i, ".tool_call_id"))
       end
       if creq then
         creq.messages[#creq.messages + 1] = { role = "tool", content = {
@@ -135,10 +135,10 @@ local function walk_messages(msgs, creq)
       end
     else
       if m.role == "assistant" and m.tool_calls ~= nil and m.tool_calls ~= null then
-        if not is_array(m.tool_calls) then return invalid_type(where(".tool_calls"), "an array", m.tool_calls) end
+        if not is_array(m.tool_calls) then return invalid_type(loc(i, ".tool_calls"), "an array", m.tool_calls) end
         for j, tc in ipairs(m.tool_calls) do
           if not is_object(tc) or not is_object(tc["function"]) then
-            return invalid_type(where(string.format(".tool_calls[%d]", j - 1)), "an object", tc)
+            return invalid_type(loc(i, string.format(".tool_calls[%d]", j - 1)), "an object", tc)
           end
           if creq then
             blocks[#blocks + 1] = { type = "tool_call", id = tc.id, name = tc["function"].name,
