@@ -24,7 +24,8 @@ local ROOT = uv.cwd()
 local OUT = ROOT .. "/bench-results"
 local WORK = ROOT .. "/.bench"
 local STAGGERED, BURST = 50, 20 -- paced streams: started 10 ms apart, and all at once
-local P = { mock = 19501, moongate = 19502, nginx = 19503, portkey = 19504 }
+-- h2: nghttpx in front of the mock, HTTP/2 over TLS as the hosted APIs speak
+local P = { mock = 19501, moongate = 19502, nginx = 19503, portkey = 19504, h2 = 19505 }
 local function log(...) io.stderr:write(string.format(...), "\n") end
 
 local function sh(cmd)
@@ -253,12 +254,25 @@ end
 
 local function start_all()
   spawn("mock", 1, WORK .. "/mock", { tostring(P.mock) })
+  if not read(WORK .. "/cert.pem") then
+    sh(string.format("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/key.pem -out %s/cert.pem -days 3650 -subj /CN=localhost",
+      WORK, WORK))
+  end
+  -- one TLS connection from moongate carries every stream (10,000 allowed
+  -- on both sides); nghttpx opens one HTTP/1.1 connection to the mock each
+  spawn("nghttpx", 1, "nghttpx", { "--frontend=127.0.0.1," .. P.h2, "--backend=127.0.0.1," .. P.mock,
+    "--conf=/dev/null", "--log-level=WARN", "--workers=1", "--backend-connections-per-host=20000",
+    "--frontend-http2-max-concurrent-streams=10000", "--no-ocsp", "--accesslog-file=/dev/null",
+    WORK .. "/key.pem", WORK .. "/cert.pem" })
+  -- model "hold-h2" reaches the mock's "hold" through the HTTP/2 front;
+  -- every other model goes to the mock over HTTP/1.1
   write(WORK .. "/moongate.lua", string.format([[
 return {
-  listen = "127.0.0.1:%d", workers = 1, log_level = "warn",
-  providers = { up = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-bench" } },
-  routes = { { match = "*", provider = "up" } },
-}]], P.moongate, P.mock))
+  listen = "127.0.0.1:%d", workers = 1, log_level = "warn", upstream_http2_streams = 10000,
+  providers = { up = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-bench" },
+    h2 = { kind = "openai", base_url = "https://127.0.0.1:%d/v1", api_key = "sk-bench", insecure = true } },
+  routes = { { match = "hold-h2", provider = "h2", model = "hold" }, { match = "*", provider = "up" } },
+}]], P.moongate, P.mock, P.h2))
   local mg = spawn("moongate", 0, ROOT .. "/build/moongate", { "serve", "--config", WORK .. "/moongate.lua" },
     { "MOONGATE_LUA_DIR=" .. ROOT .. "/lua", "PATH=" .. os.getenv("PATH") })
   write(WORK .. "/nginx.conf", string.format([[
@@ -352,32 +366,53 @@ local function main()
   -- client here one: a machine whose hard file limit is lower cannot hold
   -- them all, so hold what fits and say so instead of counting EMFILE
   local fd_limit = tonumber(sh("ulimit -n"):match("%d+"))
-  local want = opts.streams
-  if fd_limit and 2 * opts.streams + 100 > fd_limit then
-    opts.streams = math.floor((fd_limit - 100) / 2)
-    log("the open file limit here is %d: moongate needs 2 per stream, so %d streams are held instead of %d",
-      fd_limit, opts.streams, want)
-  end
-  R.fd_limit, R.streams_wanted = fd_limit, want
-  log("holding %d streams open through moongate", opts.streams)
-  local before = rss_kb(mg.pid)
-  local at_peak = 0
-  local sampler = uv.new_timer() -- the peak while the streams are open
-  sampler:start(250, 250, function() at_peak = math.max(at_peak, rss_kb(mg.pid) or 0) end)
-  local held = streams(targets[2], opts.streams, "hold", 120000)
-  sampler:close()
-  local ok, errs = 0, {}
-  for _, x in ipairs(held) do
-    if x.done and x.tokens == 10 then
-      ok = ok + 1
-    else
-      local why = x.error or ("tokens " .. x.tokens)
-      errs[why] = (errs[why] or 0) + 1
-      if not R.stream_error_sample then R.stream_error_sample = (x.head or ""):sub(1, 300) end
+  R.fd_limit, R.streams_wanted = fd_limit, opts.streams
+  -- hold(n, model, port) -> {n, ok, errors, before_kb, peak_kb, conns}:
+  -- n streams at once, RSS sampled while they are open, and moongate's own
+  -- established connections to port (nginx keeps some to the mock too)
+  -- counted 3 s in
+  local function hold(n, model, port)
+    log("holding %d streams open through moongate (model %s)", n, model)
+    local before = rss_kb(mg.pid)
+    local at_peak, conns, ticks = 0, nil, 0
+    local sampler = uv.new_timer()
+    sampler:start(250, 250, function()
+      at_peak = math.max(at_peak, rss_kb(mg.pid) or 0)
+      ticks = ticks + 1
+      if ticks == 12 then
+        conns = select(2, sh(string.format("ss -Htnp state established '( dport = :%d )'", port))
+          :gsub("pid=" .. mg.pid .. ",", ""))
+      end
+    end)
+    local held = streams(targets[2], n, model, 120000)
+    sampler:close()
+    local ok, errs = 0, {}
+    for _, x in ipairs(held) do
+      if x.done and x.tokens == 10 then
+        ok = ok + 1
+      else
+        local why = x.error or ("tokens " .. x.tokens)
+        errs[why] = (errs[why] or 0) + 1
+        if not R.stream_error_sample then R.stream_error_sample = (x.head or ""):sub(1, 300) end
+      end
     end
+    log("  %d/%d complete on %s upstream connection(s); RSS before %s KiB, with all open %s KiB",
+      ok, n, tostring(conns), tostring(before), tostring(at_peak))
+    return { n = n, ok = ok, errors = errs, before_kb = before, peak_kb = at_peak, conns = conns }
   end
-  R.streams = { n = opts.streams, ok = ok, errors = errs, before_kb = before, peak_kb = at_peak }
-  log("  %d/%d complete; RSS before %s KiB, with all open %s KiB", ok, opts.streams, tostring(before), tostring(at_peak))
+  -- Over HTTP/1.1 a stream holds two of moongate's descriptors (client and
+  -- upstream): a machine whose hard file limit is lower holds what fits and
+  -- says so instead of counting EMFILE. Over HTTP/2 the upstream side is
+  -- one connection, so a stream holds one.
+  local n1 = opts.streams
+  if fd_limit and 2 * n1 + 100 > fd_limit then
+    n1 = math.floor((fd_limit - 100) / 2)
+    log("the open file limit here is %d: moongate needs 2 per stream over HTTP/1.1, so %d streams are held instead of %d",
+      fd_limit, n1, opts.streams)
+  end
+  R.streams = hold(n1, "hold", P.mock)
+  local n2 = fd_limit and math.min(opts.streams, fd_limit - 100) or opts.streams
+  R.streams_h2 = hold(n2, "hold-h2", P.h2)
   R.portkey_rss_kb = rss_kb(pk.pid)
   stop_all()
 
@@ -448,7 +483,7 @@ local function report(R)
   -- machine's open file limit was too low for the target
   local function row(figure, value, unit, target, pass)
     rows[#rows + 1] = string.format("| %s | %s%s | %s | %s |", figure,
-      value and string.format("%.3f", value) or "n/a", unit, target or "",
+      value and string.format(value % 1 == 0 and "%d" or "%.3f", value) or "n/a", unit, target or "",
       pass == nil and "" or pass == "short" and "not tested: a quick run"
         or pass == "fd" and string.format("not tested: the open file limit here (%d) holds %d", R.fd_limit, R.streams.n)
         or (pass and "met" or "**missed**"))
@@ -507,11 +542,19 @@ local function report(R)
   local idle = R.idle_rss_kb and R.idle_rss_kb / 1024
   row("idle resident memory", idle, " MiB", "<= 16 MiB", idle and idle <= 16)
   row("resident memory after load", R.load_rss_kb and R.load_rss_kb / 1024, " MiB")
+  -- held streams: over HTTP/1.1 to the mock, and over HTTP/2 (TLS) through
+  -- nghttpx, the way hosted APIs are reached
+  local function held_rows(s, how, fd_n)
+    if not s then return end
+    local per = s.peak_kb and s.before_kb and (s.peak_kb - s.before_kb) / s.n
+    row(string.format("memory per open stream, %s (%d held)", how, s.n), per, " KiB", "<= 48 KiB", per and per <= 48)
+    row(string.format("streams complete of %d, %s", s.n, how), s.ok, "", "10,000, all, no errors",
+      s.n < 10000 and (s.ok == s.n and (R.streams_wanted > s.n and fd_n and "fd" or "short") or false) or s.ok == s.n)
+    row(string.format("upstream connections carrying them, %s", how), s.conns, "")
+  end
   local s = R.streams
-  local per = s.peak_kb and s.before_kb and (s.peak_kb - s.before_kb) / s.n
-  row(string.format("memory per open stream (%d held)", s.n), per, " KiB", "<= 48 KiB", per and per <= 48)
-  row(string.format("streams complete of %d", s.n), s.ok, "", "10,000, all, no errors",
-    s.n < 10000 and (s.ok == s.n and (R.streams_wanted > s.n and "fd" or "short") or false) or s.ok == s.n)
+  held_rows(s, "HTTP/1.1 upstream", true)
+  held_rows(R.streams_h2, "HTTP/2 upstream")
   local function ipr(key)
     local c = R.instructions[key] or {}
     return c[600] and c[200] and (c[600] - c[200]) / 400
@@ -529,7 +572,8 @@ local function report(R)
     "| figure | value | target | |", "|---|---|---|---|" }
   for _, l in ipairs(rows) do md[#md + 1] = l end
   md[#md + 1] = ""
-  md[#md + 1] = "Stream errors: " .. json.encode(s.errors) ..
+  md[#md + 1] = "Stream errors: HTTP/1.1 " .. json.encode(s.errors) ..
+    (R.streams_h2 and (", HTTP/2 " .. json.encode(R.streams_h2.errors)) or "") ..
     (R.stream_error_sample and ("; first failed answer began: `" .. R.stream_error_sample:gsub("[\r\n]+", " ") .. "`") or "")
   write(OUT .. "/results.md", table.concat(md, "\n") .. "\n")
   write(OUT .. "/results.json", json.encode(R))

@@ -190,10 +190,11 @@ function Mock:stop()
   uv.run("nowait")
 end
 
---- h2_front(backend_port) -> an HTTPS front (nghttpx, self-signed) that
--- speaks HTTP/2 by ALPN, as hosted APIs do, and passes each stream to the
--- HTTP/1.1 server at backend_port: .url, .port, :stop()
-function H.h2_front(backend_port)
+--- h2_front(backend_port [, max_streams]) -> an HTTPS front (nghttpx,
+-- self-signed) that speaks HTTP/2 by ALPN, as hosted APIs do, allows
+-- max_streams (default 1000) at once on a connection, and passes each stream
+-- to the HTTP/1.1 server at backend_port: .url, .port, :stop()
+function H.h2_front(backend_port, max_streams)
   local probe = uv.new_tcp() -- a free port for nghttpx to listen on
   probe:bind("127.0.0.1", 0)
   local port = probe:getsockname().port
@@ -202,6 +203,7 @@ function H.h2_front(backend_port)
   local f = { port = port, url = "https://127.0.0.1:" .. port, exited = false }
   f.handle = H.spawn("nghttpx", { args = { "--frontend=127.0.0.1," .. port, "--backend=127.0.0.1," .. backend_port,
       "--conf=/dev/null", "--log-level=WARN", "--workers=1", "--backend-connections-per-host=1000",
+      "--frontend-http2-max-concurrent-streams=" .. (max_streams or 1000),
       "--no-ocsp", "--accesslog-file=/dev/null",
       dir .. "/key.pem", dir .. "/cert.pem" }, stdio = { nil, nil, 2 } },
     function() f.exited = true end)

@@ -924,6 +924,27 @@ static int l_fetch_pipe(lua_State *L)
 	return 0;
 }
 
+/* _upstream_options{http2_streams = N}: at most N transfers at once on one
+ * HTTP/2 connection (curl's CURLMOPT_MAX_CONCURRENT_STREAMS; the server's
+ * own SETTINGS limit wins when lower). For this Lua state's engine, before
+ * its first transfer. */
+static int l_upstream_options(lua_State *L)
+{
+	mg_upstream *up;
+	lua_Number n;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "http2_streams");
+	n = lua_isnil(L, -1) ? 0 : luaL_checknumber(L, -1);
+	lua_pop(L, 1);
+	if (n != 0 && (n < 1 || n > 2147483647 || n != (lua_Number)(long)n))
+		return luaL_argerror(L, 1, "http2_streams must be an integer from 1 to 2147483647");
+	up = get_upstream(L);
+	if (n != 0)
+		curl_multi_setopt(up->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)n);
+	return 0;
+}
+
 static uv_once_t curl_once = UV_ONCE_INIT;
 
 static void curl_init_once(void)
@@ -938,6 +959,7 @@ int mg_upstream_open(lua_State *L)
 		{ "_fetch_cancel", l_fetch_cancel },
 		{ "_fetch_resume", l_fetch_resume },
 		{ "_fetch_pipe", l_fetch_pipe },
+		{ "_upstream_options", l_upstream_options },
 		{ NULL, NULL }
 	};
 

@@ -19,6 +19,8 @@ function M.init(init_json, index, workers)
   log.set_level(cfg.log_level)
   for _, p in pairs(cfg.providers) do log.add_secret(p.api_key) end
   log.add_secret(cfg.websocket.worker_token)
+  local core = require "moongate.core"
+  core._upstream_options { http2_streams = cfg.upstream_http2_streams }
   local uv = require "luv"
   math.randomseed(uv.hrtime() % 2147483647 + index)
   local app = require("moongate.app").new(cfg, { worker = index, workers = workers })

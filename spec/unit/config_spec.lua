@@ -11,6 +11,7 @@ describe("config", function()
     assert.equal(8080, cfg.port)
     assert.equal(4, cfg.workers)
     assert.equal(10 * 1024 * 1024, cfg.max_body_bytes)
+    assert.equal(100, cfg.upstream_http2_streams)
   end)
 
   it("loads the design's example file", function()
@@ -39,6 +40,7 @@ return {
   listn = "x",
   workers = "two",
   tls = { cert = "c.pem", key = "k.pem", http2 = "yes" },
+  upstream_http2_streams = 0,
   providers = { up = { kind = "openai", base_url = 5, colour = "red" } },
   routes = { { match = "*", provider = "nope" } },
 }]])
@@ -48,6 +50,7 @@ return {
     assert.matches("config listn: unknown key", text, 1, true)
     assert.matches("config workers: expected an integer, got string", text, 1, true)
     assert.matches("config tls.http2: expected a boolean, got string", text, 1, true)
+    assert.matches("config upstream_http2_streams: must be at least 1, got 0", text, 1, true)
     assert.matches("config providers.up.base_url: expected a string, got integer", text, 1, true)
     assert.matches("config providers.up.colour: unknown key", text, 1, true)
     assert.matches('config routes[1].provider: no provider named "nope"', text, 1, true)
