@@ -118,11 +118,28 @@ static int traceback(lua_State *L)
 	return 1;
 }
 
+/* The message handler of every mg_pcall: made once per state and kept in
+ * the registry (lua_pushcfunction would make a new function each call). */
+static char traceback_key;
+
+static void push_traceback(lua_State *L)
+{
+	lua_pushlightuserdata(L, &traceback_key);
+	lua_rawget(L, LUA_REGISTRYINDEX);
+	if (lua_isfunction(L, -1))
+		return;
+	lua_pop(L, 1);
+	lua_pushcfunction(L, traceback);
+	lua_pushlightuserdata(L, &traceback_key);
+	lua_pushvalue(L, -2);
+	lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
 int mg_pcall(lua_State *L, int nargs, int nresults, const char *what)
 {
 	int base = lua_gettop(L) - nargs, rc;
 
-	lua_pushcfunction(L, traceback);
+	push_traceback(L);
 	lua_insert(L, base);
 	mg_http_cork();
 	rc = lua_pcall(L, nargs, nresults, base);

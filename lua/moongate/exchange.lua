@@ -74,23 +74,27 @@ function Exchange:attempt()
   self.gen = gen
   local x = self
   local sink = {}
-  local function live() return x.gen == gen and not x.done end
-  function sink.emit(ev) if not live() then return false end return x:emit(ev) end
-  function sink.closed() return not live() end
-  function sink.on_drain(fn) if live() and x.stream then return x.stream:on_drain(fn) end end
+  -- the attempt is live while it is the exchange's current one and the
+  -- exchange has not ended (x.gen == gen and not x.done, written out in
+  -- each function: one closure fewer a request)
+  function sink.emit(ev) if x.gen ~= gen or x.done then return false end return x:emit(ev) end
+  function sink.closed() return x.gen ~= gen or x.done end
+  function sink.on_drain(fn)
+    if x.gen == gen and not x.done and x.stream then return x.stream:on_drain(fn) end
+  end
   -- the handle of the client's started SSE stream, for a provider whose
   -- frames C may queue there as they come (core._fetch_pipe); nil when
   -- they must go through emit (a chat socket, an ended attempt)
   function sink.pipe_handle()
     local s = x.stream
-    if live() and s and s.started and s.kind == "sse" then return s.h end
+    if x.gen == gen and not x.done and s and s.started and s.kind == "sse" then return s.h end
   end
   local function guarded(fn, keep_value)
     return function(...)
       local ok, res = xpcall(fn, debug.traceback, ...)
       if ok then return res end
       log.error("provider %s: %s", link.name, res)
-      if live() then x:fail(errors.new(500, "internal error in provider " .. link.name)) end
+      if x.gen == gen and not x.done then x:fail(errors.new(500, "internal error in provider " .. link.name)) end
       if keep_value then return false end
     end
   end

@@ -103,7 +103,7 @@ function M.kind(adapter)
       for k, v in pairs(self.conf.headers) do headers[k] = v end
     end
     local dec = creq.stream and (pass and M.passthrough(a.format) or a.decoder()) or nil
-    local status, handle, piped
+    local handle, piped
     local job = {}
 
     local function emit_all(events)
@@ -124,7 +124,6 @@ function M.kind(adapter)
       total_timeout_ms = self.conf.timeout_ms or 0,
       insecure = self.conf.insecure, compressed = self.compressed,
     }, {
-      on_headers = function(s) status = s end,
       on_frame = sink.guard_value(function(data, event)
         local more = emit_all(dec:frame(data, event))
         if pass and more and not piped and sink.pipe_handle then
@@ -141,7 +140,7 @@ function M.kind(adapter)
       end),
       on_done = sink.guard(function(err, code, text, st, hdrs)
         if sink.closed() then return end
-        status = st ~= 0 and st or status
+        local status = st ~= 0 and st or nil
         if err then
           return sink.emit({ type = "error", status = code == "ETIMEDOUT" and 504 or 502,
             message = string.format("upstream %s: %s", self.name, err), retryable = code ~= "ELUA" })
@@ -155,7 +154,7 @@ function M.kind(adapter)
         if dec then
           return emit_all(dec:finish())
         end
-        if pass then return emit_all({ { type = "raw_body", body = text } }) end
+        if pass then return sink.emit({ type = "raw_body", body = text }) end
         local answer = json.decode(text)
         emit_all(a.response(answer))
       end),
