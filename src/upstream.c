@@ -46,6 +46,14 @@ typedef struct mg_fetch mg_fetch;
 
 #define SPARE_EASY 32
 #define KEEP_IDLE 256 /* idle upstream connections kept per thread */
+#define URL_CACHE 16  /* provider URLs kept parsed per thread */
+
+/* A URL parsed once for curl (CURLOPT_CURLU): curl would parse the string
+ * again on every transfer. */
+typedef struct mg_url {
+	char *url; /* malloc'd copy of the string it was parsed from */
+	CURLU *u;
+} mg_url;
 
 typedef struct mg_upstream {
 	CURLM *multi;
@@ -57,6 +65,10 @@ typedef struct mg_upstream {
 	size_t nbyfd;
 	CURL *spare[SPARE_EASY]; /* finished easy handles, reset, for reuse */
 	int nspare;
+	mg_url urls[URL_CACHE];  /* owned; freed only with the engine, since a
+				  * transfer still waiting to connect reads its own */
+	int nurls;
+	int no_proxy_env; /* no *_proxy variable in the environment */
 	int sweep; /* a transfer was cancelled inside a curl callback: check_done
 		    * looks for it (so it walks the list only then) */
 	uint64_t socket_warn_at; /* next "cannot open an upstream socket" may log */
@@ -646,6 +658,11 @@ static int l_upstream_gc(lua_State *L)
 		curl_multi_cleanup(up->multi);
 		up->multi = NULL;
 	}
+	while (up->nurls) {
+		mg_url *u = &up->urls[--up->nurls];
+		curl_url_cleanup(u->u);
+		free(u->url);
+	}
 	for (size_t i = 0; i < up->nbyfd; i++) /* curl closed its own already */
 		if (up->byfd[i])
 			sock_close(up->byfd[i]);
@@ -653,6 +670,48 @@ static int l_upstream_gc(lua_State *L)
 	up->byfd = NULL;
 	up->nbyfd = 0;
 	return 0;
+}
+
+extern char **environ;
+
+/* Whether the environment names a proxy (http_proxy, HTTPS_PROXY,
+ * all_proxy, no_proxy, ...: any name ending in _proxy, in any case). Read
+ * once: without one, transfers tell curl so, and it stops looking the
+ * variables up on every transfer. */
+static int proxy_in_env(void)
+{
+	for (char **e = environ; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+		if (eq && eq - *e >= 6 && !strncasecmp(eq - 6, "_proxy", 6))
+			return 1;
+	}
+	return 0;
+}
+
+/* The parsed form of url, made on first use; NULL when the cache is full
+ * or curl rejects the URL (the caller passes the string, and curl says
+ * why). Parsed with the flags curl uses for CURLOPT_URL. */
+static CURLU *parsed_url(mg_upstream *up, const char *url)
+{
+	CURLU *u;
+	char *copy;
+
+	for (int i = 0; i < up->nurls; i++)
+		if (!strcmp(up->urls[i].url, url))
+			return up->urls[i].u;
+	if (up->nurls == URL_CACHE)
+		return NULL;
+	u = curl_url();
+	copy = strdup(url);
+	if (!u || !copy ||
+	    curl_url_set(u, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME)) {
+		curl_url_cleanup(u);
+		free(copy);
+		return NULL;
+	}
+	up->urls[up->nurls].url = copy;
+	up->urls[up->nurls++].u = u;
+	return u;
 }
 
 static mg_upstream *get_upstream(lua_State *L)
@@ -673,6 +732,7 @@ static mg_upstream *get_upstream(lua_State *L)
 	lua_setfield(L, LUA_REGISTRYINDEX, UPSTREAM_KEY);
 	up->L = L;
 	up->loop = luv_loop(L);
+	up->no_proxy_env = !proxy_in_env();
 	up->multi = curl_multi_init();
 	up->timer = malloc(sizeof *up->timer);
 	if (!up->multi || !up->timer || !up->loop) {
@@ -766,7 +826,17 @@ static int l_fetch(lua_State *L)
 		free(f);
 		return luaL_error(L, "out of memory");
 	}
-	curl_easy_setopt(f->easy, CURLOPT_URL, url);
+	{
+		CURLU *u = parsed_url(up, url);
+		if (u)
+			curl_easy_setopt(f->easy, CURLOPT_CURLU, u);
+		else
+			curl_easy_setopt(f->easy, CURLOPT_URL, url);
+	}
+	if (up->no_proxy_env) {
+		curl_easy_setopt(f->easy, CURLOPT_PROXY, "");
+		curl_easy_setopt(f->easy, CURLOPT_NOPROXY, "");
+	}
 	curl_easy_setopt(f->easy, CURLOPT_PRIVATE, f);
 	curl_easy_setopt(f->easy, CURLOPT_ERRORBUFFER, f->errbuf);
 	curl_easy_setopt(f->easy, CURLOPT_WRITEFUNCTION, on_write);

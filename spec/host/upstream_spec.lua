@@ -82,6 +82,31 @@ describe("core._fetch", function()
     assert.equal(0, #got.frames)
   end)
 
+  it("reaches each of more URLs than it keeps parsed (16), each at its own path", function()
+    local gots = {}
+    for i = 1, 20 do
+      gots[i] = fetch { url = mock.url .. "/v1/p" .. i .. "/chat/completions",
+        body = json.encode { model = "m", messages = { { role = "user", content = "n" .. i } } } }
+    end
+    assert.truthy(run_until(function()
+      for _, g in ipairs(gots) do if not g.done then return false end end
+      return true
+    end, 5000))
+    local paths = {}
+    for i, g in ipairs(gots) do
+      assert.is_nil(g.err)
+      assert.equal("n" .. i, json.decode(g.body).choices[1].message.content)
+    end
+    for _, r in ipairs(mock:requests()) do paths[r.path] = true end
+    for i = 1, 20 do assert.truthy(paths["/v1/p" .. i .. "/chat/completions"], i) end
+    -- and again, from the parsed ones and the strings
+    local again = fetch { url = mock.url .. "/v1/p3/chat/completions", body = "{}" }
+    local last = fetch { url = mock.url .. "/v1/p20/chat/completions", body = "{}" }
+    assert.truthy(run_until(function() return again.done and last.done end, 5000))
+    assert.equal(200, again.final_status)
+    assert.equal(200, last.final_status)
+  end)
+
   it("reports a refused connection", function()
     local got = fetch { url = "http://127.0.0.1:1/v1/x", body = "{}" }
     assert.truthy(run_until(function() return got.done end, 5000))
