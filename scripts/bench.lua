@@ -252,6 +252,24 @@ end
 
 -- set-up -------------------------------------------------------------------------
 
+local function start_moongate()
+  return spawn("moongate", 0, ROOT .. "/build/moongate", { "serve", "--config", WORK .. "/moongate.lua" },
+    { "MOONGATE_LUA_DIR=" .. ROOT .. "/lua", "PATH=" .. os.getenv("PATH") })
+end
+
+-- a fresh daemon in place of mg: memory the last one freed (to the C heap
+-- and the Lua heap, which keep it) would be reused and hide what the next
+-- measurement costs
+local function restart_moongate(mg)
+  mg.handle:kill("sigterm")
+  assert(client.run_until(function() return mg.exited end, 10000), "moongate did not stop")
+  for i, p in ipairs(procs) do if p == mg then table.remove(procs, i) break end end
+  mg = start_moongate()
+  wait_port(P.moongate, "moongate")
+  sleep(500)
+  return mg
+end
+
 local function start_all()
   spawn("mock", 1, WORK .. "/mock", { tostring(P.mock) })
   if not read(WORK .. "/cert.pem") then
@@ -273,8 +291,7 @@ return {
     h2 = { kind = "openai", base_url = "https://127.0.0.1:%d/v1", api_key = "sk-bench", insecure = true } },
   routes = { { match = "hold-h2", provider = "h2", model = "hold" }, { match = "*", provider = "up" } },
 }]], P.moongate, P.mock, P.h2))
-  local mg = spawn("moongate", 0, ROOT .. "/build/moongate", { "serve", "--config", WORK .. "/moongate.lua" },
-    { "MOONGATE_LUA_DIR=" .. ROOT .. "/lua", "PATH=" .. os.getenv("PATH") })
+  local mg = start_moongate()
   write(WORK .. "/nginx.conf", string.format([[
 worker_processes 1;
 daemon off;
@@ -372,7 +389,8 @@ local function main()
   -- established connections to port (nginx keeps some to the mock too)
   -- counted 3 s in
   local function hold(n, model, port)
-    log("holding %d streams open through moongate (model %s)", n, model)
+    mg = restart_moongate(mg)
+    log("holding %d streams open through moongate (model %s), from a fresh daemon", n, model)
     local before = rss_kb(mg.pid)
     local at_peak, conns, ticks = 0, nil, 0
     local sampler = uv.new_timer()

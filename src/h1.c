@@ -62,6 +62,7 @@ static http_parser_settings settings;
 
 #define READ_TIMEOUT_MS 30000
 #define MAX_QUEUED_INPUT(c) ((c)->w->cfg->max_body_bytes + 65536)
+#define IN_KEEP 4096 /* c->in kept between requests up to this size */
 
 static void conn_close(mg_h1_conn *c);
 static void conn_process(mg_h1_conn *c);
@@ -584,6 +585,8 @@ static void conn_process(mg_h1_conn *c)
 		return;
 	if (c->in_off == c->in.len) {
 		c->in_off = c->in.len = 0;
+		if (c->in.cap > IN_KEEP) /* a large request's: not for the wait */
+			mg_buf_free(&c->in);
 	} else if (c->in_off > c->in.cap / 2) {
 		memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
 		c->in.len -= c->in_off;
@@ -601,29 +604,32 @@ static void conn_process(mg_h1_conn *c)
 	}
 }
 
+/* Every read lands in this thread's buffer and is copied into the
+ * connection's own (c->in), which grows only to what it must hold: a
+ * connection waiting on a long stream keeps a few hundred bytes, not the
+ * 64 KiB a read may bring. */
+static _Thread_local char read_buf[65536];
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
-	mg_h1_conn *c = h->data;
-
+	(void)h;
 	(void)suggested;
-	if (mg_buf_reserve(&c->in, 65536)) {
-		*b = uv_buf_init(NULL, 0);
-		return;
-	}
-	*b = uv_buf_init(c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len));
+	*b = uv_buf_init(read_buf, sizeof read_buf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
 	mg_h1_conn *c = s->data;
 
-	(void)b;
 	if (nread > 0) {
 		if (c->lingering) {
 			c->in.len = c->in_off = 0;
 			return;
 		}
-		c->in.len += (size_t)nread;
+		if (mg_buf_append(&c->in, b->base, (size_t)nread)) {
+			conn_close(c); /* out of memory */
+			return;
+		}
 		conn_process(c);
 		return;
 	}

@@ -100,6 +100,28 @@ describe("moongate serving the echo model", function()
     c:close()
   end)
 
+  it("serves a request larger than one read, then pipelined ones split across reads, on one connection", function()
+    local c = server:connect()
+    local big = string.rep("word ", 40000) -- 200 KB: many reads, more than a read buffer
+    c:send(client.request_bytes("POST", "/v1/chat/completions",
+      chat { model = "echo", messages = { { role = "user", content = big } } }))
+    local r1 = assert(c:read_response(10000))
+    assert.equal(200, r1.status)
+    assert.equal(#big, #json.decode(r1.body).choices[1].message.content)
+    -- two requests, the second cut mid-header and finished in a later write
+    local two = client.request_bytes("POST", "/v1/chat/completions",
+      chat { model = "echo", messages = { { role = "user", content = "two" } } })
+    local three = client.request_bytes("POST", "/v1/chat/completions",
+      chat { model = "echo", messages = { { role = "user", content = "three" } } })
+    c:send(two .. three:sub(1, 20))
+    local r2 = assert(c:read_response(5000))
+    assert.equal("two", json.decode(r2.body).choices[1].message.content)
+    c:send(three:sub(21))
+    local r3 = assert(c:read_response(5000))
+    assert.equal("three", json.decode(r3.body).choices[1].message.content)
+    c:close()
+  end)
+
   it("answers unknown paths with 404 in OpenAI's error shape", function()
     local res = assert(server:request("GET", "/v1/nothing-here"))
     assert.equal(404, res.status)
