@@ -1000,18 +1000,15 @@ static int l_fetch_pipe(lua_State *L)
  * its first transfer. */
 static int l_upstream_options(lua_State *L)
 {
-	mg_upstream *up;
-	lua_Number n;
-
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_getfield(L, 1, "http2_streams");
-	n = lua_isnil(L, -1) ? 0 : luaL_checknumber(L, -1);
+	if (!lua_isnil(L, -1)) {
+		lua_Number n = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+		if (!(n >= 1 && n <= 2147483647 && n == (lua_Number)(long)n))
+			return luaL_argerror(L, 1, "http2_streams must be an integer from 1 to 2147483647");
+		curl_multi_setopt(get_upstream(L)->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)n);
+	}
 	lua_pop(L, 1);
-	if (n != 0 && (n < 1 || n > 2147483647 || n != (lua_Number)(long)n))
-		return luaL_argerror(L, 1, "http2_streams must be an integer from 1 to 2147483647");
-	up = get_upstream(L);
-	if (n != 0)
-		curl_multi_setopt(up->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)n);
 	return 0;
 }
 

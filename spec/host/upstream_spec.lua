@@ -107,6 +107,15 @@ describe("core._fetch", function()
     assert.equal(200, last.final_status)
   end)
 
+  it("takes upstream options, and says which value is wrong", function()
+    assert.has_no.errors(function() core._upstream_options { http2_streams = 100 } end)
+    assert.has_no.errors(function() core._upstream_options {} end)
+    for _, bad in ipairs { 0, -1, 1.5, 2 ^ 31, 0 / 0, "100" } do
+      assert.has_error(function() core._upstream_options { http2_streams = bad } end,
+        "bad argument #1 to '_upstream_options' (http2_streams must be an integer from 1 to 2147483647)")
+    end
+  end)
+
   it("reports a refused connection", function()
     local got = fetch { url = "http://127.0.0.1:1/v1/x", body = "{}" }
     assert.truthy(run_until(function() return got.done end, 5000))
