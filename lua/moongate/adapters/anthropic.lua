@@ -96,83 +96,85 @@ local error_status = {
   api_error = 500, overloaded_error = 529,
 }
 
+-- a stream decoder's methods (dec:frame, dec:finish), shared by every stream
+local Decoder = {}
+Decoder.__index = Decoder
+
 --- decoder() -> dec; dec:frame(data, event) -> events; dec:finish() -> events
 function M.decoder()
-  local d = { blocks = {}, ntools = 0, input = 0, output = 0, reason = nil, done = false, started = false }
+  return setmetatable({ blocks = {}, ntools = 0, input = 0, output = 0, reason = nil, done = false, started = false }, Decoder)
+end
 
-  function d:frame(data, event)
-    local ev = json.decode(data)
-    if type(ev) ~= "table" then
-      return { { type = "error", status = 502, message = "malformed frame from upstream: " .. tostring(data) } }
-    end
-    local t = ev.type or event
-    local out = {}
-    if t == "message_start" then
-      local msg = type(ev.message) == "table" and ev.message or {}
-      local u = type(msg.usage) == "table" and msg.usage or {}
-      self.input = tonumber(u.input_tokens) or 0
-      self.output = tonumber(u.output_tokens) or 0
-      self.started = true
-      out[1] = { type = "start", id = msg.id, model = msg.model }
-    elseif t == "content_block_start" then
-      local cb = type(ev.content_block) == "table" and ev.content_block or {}
-      local b = { kind = cb.type }
-      self.blocks[ev.index or 0] = b
-      if cb.type == "tool_use" then
-        b.tool = self.ntools
-        self.ntools = self.ntools + 1
-        out[1] = { type = "toolcall_start", index = b.tool, id = cb.id, name = cb.name }
-      elseif cb.type == "text" and type(cb.text) == "string" and cb.text ~= "" then
-        out[1] = { type = "text_delta", text = cb.text }
-      end
-    elseif t == "content_block_delta" then
-      local b = self.blocks[ev.index or 0] or {}
-      local delta = type(ev.delta) == "table" and ev.delta or {}
-      if delta.type == "text_delta" then
-        out[1] = { type = "text_delta", text = delta.text or "" }
-      elseif delta.type == "input_json_delta" then
-        if delta.partial_json and delta.partial_json ~= "" then
-          out[1] = { type = "toolcall_delta", index = b.tool or 0, arguments = delta.partial_json }
-        end
-      elseif delta.type == "thinking_delta" then
-        out[1] = { type = "thinking_delta", text = delta.thinking or "" }
-      elseif delta.type == "signature_delta" then
-        out[1] = { type = "thinking_signature", signature = delta.signature }
-      end
-    elseif t == "content_block_stop" then
-      local b = self.blocks[ev.index or 0] or {}
-      if b.kind == "tool_use" then out[1] = { type = "toolcall_end", index = b.tool } end
-    elseif t == "message_delta" then
-      local delta = type(ev.delta) == "table" and ev.delta or {}
-      if delta.stop_reason and delta.stop_reason ~= null then
-        self.reason = M.stop_reasons[delta.stop_reason] or "stop"
-      end
-      local u = type(ev.usage) == "table" and ev.usage or {}
-      if u.output_tokens then self.output = tonumber(u.output_tokens) or self.output end
-      if u.input_tokens and u.input_tokens ~= null then self.input = tonumber(u.input_tokens) or self.input end
-    elseif t == "message_stop" then
-      return self:finish()
-    elseif t == "error" then
-      local e = type(ev.error) == "table" and ev.error or {}
-      out[1] = { type = "error", status = error_status[e.type] or 502, message = tostring(e.message or "upstream error"),
-        retryable = e.type == "overloaded_error" or e.type == "api_error" }
-    end
-    return out
+function Decoder:frame(data, event)
+  local ev = json.decode(data)
+  if type(ev) ~= "table" then
+    return { { type = "error", status = 502, message = "malformed frame from upstream: " .. tostring(data) } }
   end
-
-  function d:finish()
-    if self.done then return {} end
-    self.done = true
-    if not self.reason then
-      return { { type = "error", status = 502, message = "the upstream stream ended before message_stop" } }
+  local t = ev.type or event
+  local out = {}
+  if t == "message_start" then
+    local msg = type(ev.message) == "table" and ev.message or {}
+    local u = type(msg.usage) == "table" and msg.usage or {}
+    self.input = tonumber(u.input_tokens) or 0
+    self.output = tonumber(u.output_tokens) or 0
+    self.started = true
+    out[1] = { type = "start", id = msg.id, model = msg.model }
+  elseif t == "content_block_start" then
+    local cb = type(ev.content_block) == "table" and ev.content_block or {}
+    local b = { kind = cb.type }
+    self.blocks[ev.index or 0] = b
+    if cb.type == "tool_use" then
+      b.tool = self.ntools
+      self.ntools = self.ntools + 1
+      out[1] = { type = "toolcall_start", index = b.tool, id = cb.id, name = cb.name }
+    elseif cb.type == "text" and type(cb.text) == "string" and cb.text ~= "" then
+      out[1] = { type = "text_delta", text = cb.text }
     end
-    return {
-      { type = "usage", input_tokens = self.input, output_tokens = self.output },
-      { type = "done", reason = self.reason },
-    }
+  elseif t == "content_block_delta" then
+    local b = self.blocks[ev.index or 0] or {}
+    local delta = type(ev.delta) == "table" and ev.delta or {}
+    if delta.type == "text_delta" then
+      out[1] = { type = "text_delta", text = delta.text or "" }
+    elseif delta.type == "input_json_delta" then
+      if delta.partial_json and delta.partial_json ~= "" then
+        out[1] = { type = "toolcall_delta", index = b.tool or 0, arguments = delta.partial_json }
+      end
+    elseif delta.type == "thinking_delta" then
+      out[1] = { type = "thinking_delta", text = delta.thinking or "" }
+    elseif delta.type == "signature_delta" then
+      out[1] = { type = "thinking_signature", signature = delta.signature }
+    end
+  elseif t == "content_block_stop" then
+    local b = self.blocks[ev.index or 0] or {}
+    if b.kind == "tool_use" then out[1] = { type = "toolcall_end", index = b.tool } end
+  elseif t == "message_delta" then
+    local delta = type(ev.delta) == "table" and ev.delta or {}
+    if delta.stop_reason and delta.stop_reason ~= null then
+      self.reason = M.stop_reasons[delta.stop_reason] or "stop"
+    end
+    local u = type(ev.usage) == "table" and ev.usage or {}
+    if u.output_tokens then self.output = tonumber(u.output_tokens) or self.output end
+    if u.input_tokens and u.input_tokens ~= null then self.input = tonumber(u.input_tokens) or self.input end
+  elseif t == "message_stop" then
+    return self:finish()
+  elseif t == "error" then
+    local e = type(ev.error) == "table" and ev.error or {}
+    out[1] = { type = "error", status = error_status[e.type] or 502, message = tostring(e.message or "upstream error"),
+      retryable = e.type == "overloaded_error" or e.type == "api_error" }
   end
+  return out
+end
 
-  return d
+function Decoder:finish()
+  if self.done then return {} end
+  self.done = true
+  if not self.reason then
+    return { { type = "error", status = 502, message = "the upstream stream ended before message_stop" } }
+  end
+  return {
+    { type = "usage", input_tokens = self.input, output_tokens = self.output },
+    { type = "done", reason = self.reason },
+  }
 end
 
 --- response(body_table) -> events for a whole answer

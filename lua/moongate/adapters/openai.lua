@@ -144,75 +144,77 @@ local function usage_event(u)
     reasoning_tokens = tonumber(details.reasoning_tokens) }
 end
 
+-- a stream decoder's methods (dec:frame, dec:finish), shared by every stream
+local Decoder = {}
+Decoder.__index = Decoder
+
 --- decoder() -> dec; dec:frame(data) -> events (SSE data of a stream), dec:finish() -> events
 -- Tool calls are re-numbered from 0 in order of appearance, one after another.
 function M.decoder()
-  local d = { started = false, calls = {}, ncalls = 0, open = nil, finish = nil, usage = nil, done = false }
+  return setmetatable({ started = false, calls = {}, ncalls = 0, done = false }, Decoder)
+end
 
-  function d:frame(data)
-    local out = {}
-    if data == "[DONE]" then
-      self.got_done = true
-      return self:finish()
-    end
-    local chunk, err = json.decode(data)
-    if type(chunk) ~= "table" then
-      return { { type = "error", status = 502, message = "malformed frame from upstream: " .. tostring(err or data) } }
-    end
-    if chunk.error then
-      local e = type(chunk.error) == "table" and chunk.error or { message = tostring(chunk.error) }
-      return { { type = "error", status = 502, message = tostring(e.message or "upstream error") } }
-    end
-    if not self.started then
-      self.started = true
-      out[#out + 1] = { type = "start", id = chunk.id, model = chunk.model }
-    end
-    local ch = type(chunk.choices) == "table" and chunk.choices[1]
-    if type(ch) == "table" then
-      local delta = type(ch.delta) == "table" and ch.delta or {}
-      text_events(out, delta)
-      if type(delta.tool_calls) == "table" then
-        for _, tc in ipairs(delta.tool_calls) do
-          local key = tc.index or tc.id or 0
-          local c = self.calls[key]
-          if not c or (tc.id and tc.id ~= null and c.id ~= tc.id) then
-            if self.open then out[#out + 1] = { type = "toolcall_end", index = self.open.index } end
-            c = { index = self.ncalls, id = tc.id, name = tc["function"] and tc["function"].name }
-            self.ncalls = self.ncalls + 1
-            self.calls[key] = c
-            self.open = c
-            out[#out + 1] = { type = "toolcall_start", index = c.index, id = c.id ~= null and c.id or ("call_" .. c.index), name = c.name }
-          end
-          local args = tc["function"] and tc["function"].arguments
-          if type(args) == "string" and args ~= "" then
-            out[#out + 1] = { type = "toolcall_delta", index = c.index, arguments = args }
-          end
+function Decoder:frame(data)
+  local out = {}
+  if data == "[DONE]" then
+    self.got_done = true
+    return self:finish()
+  end
+  local chunk, err = json.decode(data)
+  if type(chunk) ~= "table" then
+    return { { type = "error", status = 502, message = "malformed frame from upstream: " .. tostring(err or data) } }
+  end
+  if chunk.error then
+    local e = type(chunk.error) == "table" and chunk.error or { message = tostring(chunk.error) }
+    return { { type = "error", status = 502, message = tostring(e.message or "upstream error") } }
+  end
+  if not self.started then
+    self.started = true
+    out[#out + 1] = { type = "start", id = chunk.id, model = chunk.model }
+  end
+  local ch = type(chunk.choices) == "table" and chunk.choices[1]
+  if type(ch) == "table" then
+    local delta = type(ch.delta) == "table" and ch.delta or {}
+    text_events(out, delta)
+    if type(delta.tool_calls) == "table" then
+      for _, tc in ipairs(delta.tool_calls) do
+        local key = tc.index or tc.id or 0
+        local c = self.calls[key]
+        if not c or (tc.id and tc.id ~= null and c.id ~= tc.id) then
+          if self.open then out[#out + 1] = { type = "toolcall_end", index = self.open.index } end
+          c = { index = self.ncalls, id = tc.id, name = tc["function"] and tc["function"].name }
+          self.ncalls = self.ncalls + 1
+          self.calls[key] = c
+          self.open = c
+          out[#out + 1] = { type = "toolcall_start", index = c.index, id = c.id ~= null and c.id or ("call_" .. c.index), name = c.name }
+        end
+        local args = tc["function"] and tc["function"].arguments
+        if type(args) == "string" and args ~= "" then
+          out[#out + 1] = { type = "toolcall_delta", index = c.index, arguments = args }
         end
       end
-      if ch.finish_reason and ch.finish_reason ~= null then
-        self.finish_reason = M.stop_reasons[ch.finish_reason] or "stop"
-      end
     end
-    local u = usage_event(chunk.usage ~= null and chunk.usage)
-    if u then self.usage = u end
-    return out
-  end
-
-  function d:finish()
-    if self.done then return {} end
-    self.done = true
-    if not self.got_done and not self.finish_reason then
-      return { { type = "error", status = 502, message = "the upstream stream ended before it finished" } }
+    if ch.finish_reason and ch.finish_reason ~= null then
+      self.finish_reason = M.stop_reasons[ch.finish_reason] or "stop"
     end
-    local out = {}
-    if not self.started then out[#out + 1] = { type = "start" } end
-    if self.open then out[#out + 1] = { type = "toolcall_end", index = self.open.index } end
-    if self.usage then out[#out + 1] = self.usage end
-    out[#out + 1] = { type = "done", reason = self.finish_reason or "stop" }
-    return out
   end
+  local u = usage_event(chunk.usage ~= null and chunk.usage)
+  if u then self.usage = u end
+  return out
+end
 
-  return d
+function Decoder:finish()
+  if self.done then return {} end
+  self.done = true
+  if not self.got_done and not self.finish_reason then
+    return { { type = "error", status = 502, message = "the upstream stream ended before it finished" } }
+  end
+  local out = {}
+  if not self.started then out[#out + 1] = { type = "start" } end
+  if self.open then out[#out + 1] = { type = "toolcall_end", index = self.open.index } end
+  if self.usage then out[#out + 1] = self.usage end
+  out[#out + 1] = { type = "done", reason = self.finish_reason or "stop" }
+  return out
 end
 
 --- response(body_table) -> events for a whole (non-streamed) answer

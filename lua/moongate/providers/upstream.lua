@@ -15,30 +15,45 @@ local defaults = {
 -- the last frame of a stream: Anthropic's event, OpenAI's data
 local END_EVENT, END_DATA = "message_stop", "[DONE]"
 
---- passthrough(format) -> a decoder that hands frames on untouched, only
+local Passthrough = {}
+Passthrough.__index = Passthrough
+
+--- passthrough() -> a decoder that hands frames on untouched, only
 -- watching for the end (a stream that stops before it is an error);
 -- d.end_event: the frames C must still hand it when it pipes the rest
-function M.passthrough(format)
-  local d = { ended = false, done = false, end_event = END_EVENT }
-  function d:frame(data, event)
-    if data == END_DATA then
-      self.ended = true
-    elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
-      return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200) } }
-    elseif event == END_EVENT then
-      self.ended = true
-    end
-    return { { type = "raw", data = data, event = event } }
+function M.passthrough()
+  return setmetatable({ ended = false, done = false, end_event = END_EVENT }, Passthrough)
+end
+
+function Passthrough:frame(data, event)
+  if data == END_DATA then
+    self.ended = true
+  elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
+    return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200) } }
+  elseif event == END_EVENT then
+    self.ended = true
   end
-  function d:finish()
-    if self.done then return {} end
-    self.done = true
-    if not self.ended then
-      return { { type = "error", status = 502, message = "the upstream stream ended before it finished" } }
-    end
-    return { { type = "done", passthrough = true } }
+  return { { type = "raw", data = data, event = event } }
+end
+
+function Passthrough:finish()
+  if self.done then return {} end
+  self.done = true
+  if not self.ended then
+    return { { type = "error", status = 502, message = "the upstream stream ended before it finished" } }
   end
-  return d
+  return { { type = "done", passthrough = true } }
+end
+
+-- events to the sink, in order, while it takes them -> more (false: wait
+-- for on_drain)
+local function emit_all(sink, events)
+  local more = true
+  for _, ev in ipairs(events) do
+    if sink.closed() then return false end
+    more = sink.emit(ev) and more
+  end
+  return more
 end
 
 --- kind(adapter) -> a provider module ({new = ...}) for that wire format
@@ -102,18 +117,9 @@ function M.kind(adapter)
     if self.conf.headers then
       for k, v in pairs(self.conf.headers) do headers[k] = v end
     end
-    local dec = creq.stream and (pass and M.passthrough(a.format) or a.decoder()) or nil
+    local dec = creq.stream and (pass and M.passthrough() or a.decoder()) or nil
     local handle, piped
     local job = {}
-
-    local function emit_all(events)
-      local more = true
-      for _, ev in ipairs(events) do
-        if sink.closed() then return false end
-        more = sink.emit(ev) and more
-      end
-      return more
-    end
 
     handle = core._fetch({
       url = self.url, method = "POST", headers = headers, body = body,
@@ -125,7 +131,7 @@ function M.kind(adapter)
       insecure = self.conf.insecure, compressed = self.compressed,
     }, {
       on_frame = sink.guard_value(function(data, event)
-        local more = emit_all(dec:frame(data, event))
+        local more = emit_all(sink, dec:frame(data, event))
         if pass and more and not piped and sink.pipe_handle then
           -- the client's stream is open: C queues the upstream's ordinary
           -- frames there itself from now on; this decoder still sees the
@@ -152,11 +158,11 @@ function M.kind(adapter)
             retryable = status == 429 or status >= 500 })
         end
         if dec then
-          return emit_all(dec:finish())
+          return emit_all(sink, dec:finish())
         end
         if pass then return sink.emit({ type = "raw_body", body = text }) end
         local answer = json.decode(text)
-        emit_all(a.response(answer))
+        emit_all(sink, a.response(answer))
       end),
     })
 
