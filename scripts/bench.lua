@@ -282,14 +282,15 @@ local function start_all()
     "--conf=/dev/null", "--log-level=WARN", "--workers=1", "--backend-connections-per-host=20000",
     "--frontend-http2-max-concurrent-streams=10000", "--no-ocsp", "--accesslog-file=/dev/null",
     WORK .. "/key.pem", WORK .. "/cert.pem" })
-  -- model "hold-h2" reaches the mock's "hold" through the HTTP/2 front;
-  -- every other model goes to the mock over HTTP/1.1
+  -- model "hold-h2" reaches the mock's "hold" through the HTTP/2 front,
+  -- "zero-h2" its "zero"; every other model goes to the mock over HTTP/1.1
   write(WORK .. "/moongate.lua", string.format([[
 return {
   listen = "127.0.0.1:%d", workers = 1, log_level = "warn", upstream_http2_streams = 10000,
   providers = { up = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-bench" },
     h2 = { kind = "openai", base_url = "https://127.0.0.1:%d/v1", api_key = "sk-bench", insecure = true } },
-  routes = { { match = "hold-h2", provider = "h2", model = "hold" }, { match = "*", provider = "up" } },
+  routes = { { match = "hold-h2", provider = "h2", model = "hold" }, { match = "zero-h2", provider = "h2", model = "zero" },
+    { match = "*", provider = "up" } },
 }]], P.moongate, P.mock, P.h2))
   local mg = start_moongate()
   write(WORK .. "/nginx.conf", string.format([[
@@ -388,8 +389,18 @@ local function main()
   -- n streams at once, RSS sampled while they are open, and moongate's own
   -- established connections to port (nginx keeps some to the mock too)
   -- counted 3 s in
-  local function hold(n, model, port)
+  local function hold(n, model, port, warm)
     mg = restart_moongate(mg)
+    if warm then
+      -- one answer first, so the burst finds the connection up: until the
+      -- server's SETTINGS arrive, curl 7.88 assumes 100 streams a
+      -- connection and opens one more for each stream past that
+      local c = assert(client.connect(P.moongate))
+      c:send(client.request_bytes("POST", "/v1/chat/completions", (body_for(targets[2], warm))))
+      local res = c:read_response(10000)
+      c:close()
+      assert(res and res.status == 200, "the warm-up answer through " .. warm .. " failed")
+    end
     log("holding %d streams open through moongate (model %s), from a fresh daemon", n, model)
     local before = rss_kb(mg.pid)
     local at_peak, conns, ticks = 0, nil, 0
@@ -430,7 +441,7 @@ local function main()
   end
   R.streams = hold(n1, "hold", P.mock)
   local n2 = fd_limit and math.min(opts.streams, fd_limit - 100) or opts.streams
-  R.streams_h2 = hold(n2, "hold-h2", P.h2)
+  R.streams_h2 = hold(n2, "hold-h2", P.h2, "zero-h2")
   R.portkey_rss_kb = rss_kb(pk.pid)
   stop_all()
 

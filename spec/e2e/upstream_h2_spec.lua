@@ -9,8 +9,9 @@ local sh = helpers.sh
 
 -- n streams that start at once and stay open until every one has its first
 -- frame; -> the daemon's established connections to the front at that
--- moment. Every stream must then complete.
-local function streams_at_once(server, mock, front, n)
+-- moment. Every stream must then complete. warm: one stream starts first,
+-- and the rest once it has its first frame (see the last spec).
+local function streams_at_once(server, mock, front, n, warm)
   local scripts = {}
   for i = 1, n do
     scripts[i] = { frames = {
@@ -29,6 +30,9 @@ local function streams_at_once(server, mock, front, n)
   for i = 1, n do
     conns[i] = assert(server:connect())
     conns[i]:send(body)
+    if warm and i == 1 then
+      assert.truthy(conns[1]:wait(function(c) return c.buf:find("first ", 1, true) end, 10000), conns[1].buf)
+    end
   end
   -- every stream has its first frame: all n are open upstream at once
   assert.truthy(client.run_until(function()
@@ -84,8 +88,12 @@ end)
 describe("an HTTP/2 upstream with upstream_http2_streams = 150", function()
   local t = fixture("upstream_http2_streams = 150,")
 
-  it("carries 120 streams that start at once on one connection", function()
-    local count, established = streams_at_once(t.server, t.mock, t.front, 120)
+  -- Until the server's SETTINGS frame has arrived, curl 7.88 assumes it
+  -- allows 100 streams: a burst of more that starts with the connection
+  -- may open more connections, depending on timing. Once the connection
+  -- is up, the two limits apply (the front allows 1000).
+  it("carries 120 streams on one connection once it is up", function()
+    local count, established = streams_at_once(t.server, t.mock, t.front, 120, true)
     assert.equal(1, count, established)
   end)
 end)
