@@ -380,9 +380,6 @@ local function main()
   end
 
   -- many open streams at once through moongate
-  -- moongate holds two descriptors a stream (client and upstream), and the
-  -- client here one: a machine whose hard file limit is lower cannot hold
-  -- them all, so hold what fits and say so instead of counting EMFILE
   local fd_limit = tonumber(sh("ulimit -n"):match("%d+"))
   R.fd_limit, R.streams_wanted = fd_limit, opts.streams
   -- hold(n, model, port) -> {n, ok, errors, before_kb, peak_kb, conns}:

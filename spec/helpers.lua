@@ -221,22 +221,30 @@ function H.h2_front(backend_port, max_streams)
   return f
 end
 
---- upstream_fixture([settings]) -> t: inside a describe, a mock upstream and
+--- upstream_fixture([settings [, opts]]) -> t: inside a describe, a mock upstream and
 -- a daemon that sends every model to it (provider "up", OpenAI kind, no
 -- retries), started in setup and stopped in teardown; t.mock and t.server
 -- once setup ran. settings: more top-level config fields, as Lua source.
-function H.upstream_fixture(settings)
+-- opts.h2_front: the daemon reaches the mock through H.h2_front (t.front),
+-- HTTP/2 over TLS, as hosted APIs are reached.
+function H.upstream_fixture(settings, opts)
   local t = {}
   local setup, teardown = getfenv(2).setup, getfenv(2).teardown -- busted's, from the spec
   setup(function()
     t.mock = H.mock()
+    local base = t.mock.url
+    if opts and opts.h2_front then
+      t.front = H.h2_front(t.mock.port)
+      base = t.front.url
+    end
     t.server = H.start { config = string.format([[
 return { %s
-  providers = { up = { kind = "openai", base_url = %q, retries = 0 } },
-  routes = { { match = "*", provider = "up" } } }]], settings or "", t.mock.url .. "/v1") }
+  providers = { up = { kind = "openai", base_url = %q, retries = 0, insecure = %s } },
+  routes = { { match = "*", provider = "up" } } }]], settings or "", base .. "/v1", tostring(t.front ~= nil)) }
   end)
   teardown(function()
     if t.server then t.server:stop_clean() end
+    if t.front then t.front.stop() end
     if t.mock then t.mock:stop() end
   end)
   return t

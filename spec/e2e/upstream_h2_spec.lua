@@ -51,25 +51,8 @@ local function streams_at_once(server, mock, front, n, warm)
   return count, established
 end
 
-local function fixture(settings)
-  local t = {}
-  setup(function()
-    t.mock = helpers.mock()
-    t.front = helpers.h2_front(t.mock.port)
-    t.server = helpers.start { config = string.format([[
-return { %s providers = { up = { kind = "openai", base_url = %q, insecure = true, retries = 0 } },
-  routes = { { match = "*", provider = "up" } } }]], settings or "", t.front.url .. "/v1") }
-  end)
-  teardown(function()
-    if t.server then t.server:stop_clean() end
-    if t.front then t.front.stop() end
-    if t.mock then t.mock:stop() end
-  end)
-  return t
-end
-
 describe("an HTTP/2 upstream over TLS", function()
-  local t = fixture()
+  local t = helpers.upstream_fixture(nil, { h2_front = true })
 
   it("carries 20 streams that start at once on one connection", function()
     local count, established = streams_at_once(t.server, t.mock, t.front, 20)
@@ -86,7 +69,7 @@ describe("an HTTP/2 upstream over TLS", function()
 end)
 
 describe("an HTTP/2 upstream with upstream_http2_streams = 150", function()
-  local t = fixture("upstream_http2_streams = 150,")
+  local t = helpers.upstream_fixture("upstream_http2_streams = 150,", { h2_front = true })
 
   -- Until the server's SETTINGS frame has arrived, curl 7.88 assumes it
   -- allows 100 streams: a burst of more that starts with the connection

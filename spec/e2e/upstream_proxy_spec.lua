@@ -32,8 +32,9 @@ describe("an http_proxy in the environment", function()
   end)
 
   it("is passed by for the hosts no_proxy names", function()
+    local seen = #proxy:requests()
     local res = direct:request("POST", "/v1/chat/completions", body, { ["content-type"] = "application/json" })
     assert.equal(502, res.status, res.body)
-    assert.equal(1, #proxy:requests()) -- only the first spec's
+    assert.equal(seen, #proxy:requests()) -- the proxy saw nothing of it
   end)
 end)

@@ -92,11 +92,11 @@ describe("core._fetch", function()
       for _, g in ipairs(gots) do if not g.done then return false end end
       return true
     end, 5000))
-    local paths = {}
     for i, g in ipairs(gots) do
       assert.is_nil(g.err)
       assert.equal("n" .. i, json.decode(g.body).choices[1].message.content)
     end
+    local paths = {}
     for _, r in ipairs(mock:requests()) do paths[r.path] = true end
     for i = 1, 20 do assert.truthy(paths["/v1/p" .. i .. "/chat/completions"], i) end
     -- and again, from the parsed ones and the strings
