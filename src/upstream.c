@@ -575,7 +575,10 @@ static void finish(mg_fetch *f, CURLcode rc)
 		lua_pushlstring(L, f->body.data ? f->body.data : "", f->body.len);
 		curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->status);
 		lua_pushinteger(L, f->status);
-		push_resp_headers(f);
+		if (f->hdr_ref != LUA_NOREF)
+			push_resp_headers(f);
+		else /* the last use: no reference to keep */
+			mg_push_pairs(L, &f->resp_headers);
 		f->in_curl++;
 		if (mg_pcall(L, 5, 0, "upstream on_done"))
 			lua_pop(L, 1);

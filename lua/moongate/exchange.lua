@@ -43,7 +43,7 @@ function M.run(req, frontdoor, creq, route, registry, client)
   client = client or M.http_client(req)
   local x = setmetatable({
     client = client, fd = frontdoor, creq = creq, route = route,
-    done = false, registry = registry, link = 1, tries = 0,
+    done = false, registry = registry, link = 1, tries = 0, attempts = 0,
   }, Exchange)
   -- the front door's encoder or collector is made when first needed: a
   -- passthrough answer never needs one
@@ -64,43 +64,68 @@ function Exchange:provider_name()
   return l and l.name or "?"
 end
 
+-- The sink a provider gets for one attempt: sink.emit, closed, on_drain,
+-- pipe_handle, guard, guard_value. Each function is made the first time the
+-- provider looks it up (a request uses three or four of them). An attempt
+-- is live while it is its exchange's current one (x.gen == gen) and the
+-- exchange has not ended; each function tests that itself.
+local X, GEN, LINK = {}, {}, {} -- the sink's own keys
+local sink_fns = {}
+function sink_fns.emit(x, gen)
+  return function(ev) if x.gen ~= gen or x.done then return false end return x:emit(ev) end
+end
+function sink_fns.closed(x, gen)
+  return function() return x.gen ~= gen or x.done end
+end
+function sink_fns.on_drain(x, gen)
+  return function(fn)
+    if x.gen == gen and not x.done and x.stream then return x.stream:on_drain(fn) end
+  end
+end
+-- the handle of the client's started SSE stream, for a provider whose
+-- frames C may queue there as they come (core._fetch_pipe); nil when they
+-- must go through emit (a chat socket, an ended attempt)
+function sink_fns.pipe_handle(x, gen)
+  return function()
+    local s = x.stream
+    if x.gen == gen and not x.done and s and s.started and s.kind == "sse" then return s.h end
+  end
+end
+local function guarded(x, gen, link, fn, keep_value)
+  return function(...)
+    local ok, res = xpcall(fn, debug.traceback, ...)
+    if ok then return res end
+    log.error("provider %s: %s", link.name, res)
+    if x.gen == gen and not x.done then x:fail(errors.new(500, "internal error in provider " .. link.name)) end
+    if keep_value then return false end
+  end
+end
+function sink_fns.guard(x, gen, link)
+  return function(fn) return guarded(x, gen, link, fn, false) end
+end
+function sink_fns.guard_value(x, gen, link)
+  return function(fn) return guarded(x, gen, link, fn, true) end
+end
+local Sink = {
+  __index = function(sink, k)
+    local make = sink_fns[k]
+    if not make then return nil end
+    local f = make(rawget(sink, X), rawget(sink, GEN), rawget(sink, LINK))
+    rawset(sink, k, f)
+    return f
+  end,
+}
+
 function Exchange:attempt()
   local link = self.route.chain[self.link]
   if not link.provider then
     return self:fail(errors.new(500, "no provider named " .. tostring(link.name)))
   end
   self.tries = self.tries + 1
-  local gen = {}
+  self.attempts = self.attempts + 1
+  local gen = self.attempts
   self.gen = gen
-  local x = self
-  local sink = {}
-  -- the attempt is live while it is the exchange's current one and the
-  -- exchange has not ended (x.gen == gen and not x.done, written out in
-  -- each function: one closure fewer a request)
-  function sink.emit(ev) if x.gen ~= gen or x.done then return false end return x:emit(ev) end
-  function sink.closed() return x.gen ~= gen or x.done end
-  function sink.on_drain(fn)
-    if x.gen == gen and not x.done and x.stream then return x.stream:on_drain(fn) end
-  end
-  -- the handle of the client's started SSE stream, for a provider whose
-  -- frames C may queue there as they come (core._fetch_pipe); nil when
-  -- they must go through emit (a chat socket, an ended attempt)
-  function sink.pipe_handle()
-    local s = x.stream
-    if x.gen == gen and not x.done and s and s.started and s.kind == "sse" then return s.h end
-  end
-  local function guarded(fn, keep_value)
-    return function(...)
-      local ok, res = xpcall(fn, debug.traceback, ...)
-      if ok then return res end
-      log.error("provider %s: %s", link.name, res)
-      if x.gen == gen and not x.done then x:fail(errors.new(500, "internal error in provider " .. link.name)) end
-      if keep_value then return false end
-    end
-  end
-  function sink.guard(fn) return guarded(fn, false) end
-  function sink.guard_value(fn) return guarded(fn, true) end
-  self.job = link.provider:start(self.creq, sink)
+  self.job = link.provider:start(self.creq, setmetatable({ [X] = self, [GEN] = gen, [LINK] = link }, Sink))
 end
 
 -- a front door's frame is SSE data, or {data, event}

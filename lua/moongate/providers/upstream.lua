@@ -75,6 +75,16 @@ function M.kind(adapter)
     self.url = self.base_url .. adapter.path -- made once, not per request
     self.compressed = conf.accept_compressed
     if self.compressed == nil then self.compressed = self.base_url:find("^https://") ~= nil end
+    -- what every request of this provider hands core._fetch; start() adds
+    -- the headers, the body and the stream mode
+    self.fetch_opts = {
+      url = self.url, method = "POST",
+      connect_timeout_ms = conf.connect_timeout_ms or 10000,
+      first_byte_timeout_ms = conf.first_byte_timeout_ms or 120000,
+      idle_timeout_ms = conf.idle_timeout_ms or 120000,
+      total_timeout_ms = conf.timeout_ms or 0,
+      insecure = conf.insecure, compressed = self.compressed,
+    }
     return self
   end
 
@@ -121,29 +131,7 @@ function M.kind(adapter)
     local handle, piped
     local job = {}
 
-    handle = core._fetch({
-      url = self.url, method = "POST", headers = headers, body = body,
-      stream = creq.stream and "sse" or nil,
-      connect_timeout_ms = self.conf.connect_timeout_ms or 10000,
-      first_byte_timeout_ms = self.conf.first_byte_timeout_ms or 120000,
-      idle_timeout_ms = self.conf.idle_timeout_ms or 120000,
-      total_timeout_ms = self.conf.timeout_ms or 0,
-      insecure = self.conf.insecure, compressed = self.compressed,
-    }, {
-      on_frame = sink.guard_value(function(data, event)
-        local more = emit_all(sink, dec:frame(data, event))
-        if pass and more and not piped and sink.pipe_handle then
-          -- the client's stream is open: C queues the upstream's ordinary
-          -- frames there itself from now on; this decoder still sees the
-          -- rest (the end frames, anything malformed)
-          local h = sink.pipe_handle()
-          if h then core._fetch_pipe(handle, h, dec.end_event); piped = true end
-        end
-        if not more and not sink.closed() then
-          sink.on_drain(sink.guard(function() core._fetch_resume(handle) end))
-        end
-        return more or sink.closed()
-      end),
+    local cbs = {
       on_done = sink.guard(function(err, code, text, st, hdrs)
         if sink.closed() then return end
         local status = st ~= 0 and st or nil
@@ -164,7 +152,28 @@ function M.kind(adapter)
         local answer = json.decode(text)
         emit_all(sink, a.response(answer))
       end),
-    })
+    }
+    if dec then -- frames come only on a stream
+      cbs.on_frame = sink.guard_value(function(data, event)
+        local more = emit_all(sink, dec:frame(data, event))
+        if pass and more and not piped and sink.pipe_handle then
+          -- the client's stream is open: C queues the upstream's ordinary
+          -- frames there itself from now on; this decoder still sees the
+          -- rest (the end frames, anything malformed)
+          local h = sink.pipe_handle()
+          if h then core._fetch_pipe(handle, h, dec.end_event); piped = true end
+        end
+        if not more and not sink.closed() then
+          sink.on_drain(sink.guard(function() core._fetch_resume(handle) end))
+        end
+        return more or sink.closed()
+      end)
+    end
+    -- the provider's one options table: C reads it during the call only
+    local opts = self.fetch_opts
+    opts.headers, opts.body, opts.stream = headers, body, dec and "sse" or nil
+    handle = core._fetch(opts, cbs)
+    opts.headers, opts.body = nil, nil
 
     function job.cancel()
       if handle then core._fetch_cancel(handle) end
