@@ -23,6 +23,9 @@ end
 local ROOT = uv.cwd()
 local OUT = ROOT .. "/bench-results"
 local WORK = ROOT .. "/.bench"
+-- callgrind counts two runs of the same requests (CG_FEW, CG_MANY): the
+-- difference is per request, free of start-up
+local CG_FEW, CG_MANY = 300, 1300
 local STAGGERED, BURST = 50, 20 -- paced streams: started 10 ms apart, and all at once
 -- h2: nghttpx in front of the mock, HTTP/2 over TLS as the hosted APIs speak
 local P = { mock = 19501, moongate = 19502, nginx = 19503, portkey = 19504, h2 = 19505 }
@@ -104,6 +107,24 @@ local function rss_kb(pid, field)
   return tonumber(text:match((field or "VmRSS") .. ":%s+(%d+)"))
 end
 
+-- CPU time a process has used so far, user and system, in seconds
+local CLK_TCK = tonumber((io.popen("getconf CLK_TCK"):read("*l"))) or 100
+local function cpu_s(pid)
+  local text = pid and read("/proc/" .. pid .. "/stat")
+  if not text then return nil end
+  -- the fields after the command name (which may hold spaces), from field 3
+  local rest = text:match("%) (.*)$")
+  local f = {}
+  for v in rest:gmatch("%S+") do f[#f + 1] = v end
+  return tonumber(f[12]) / CLK_TCK, tonumber(f[13]) / CLK_TCK
+end
+
+-- nginx's worker: the master's child
+local function child_pid(pid)
+  local kids = read(string.format("/proc/%d/task/%d/children", pid, pid)) or ""
+  return tonumber(kids:match("%d+"))
+end
+
 -- targets ----------------------------------------------------------------------
 
 local oa_body = json.encode { model = "zero", messages = { { role = "user", content = "Say hello." } } }
@@ -132,14 +153,20 @@ local targets = {
       authorization = "Bearer sk-bench" } },
 }
 
+--- wrk(t, model, conns, seconds) -> {p50, p99, rps, errors, raw, user_us,
+-- sys_us}; user_us and sys_us: the CPU time t.pid used per request (when
+-- the target names its process)
 local function wrk(t, model, conns, seconds)
   local lines = { "wrk.method = 'POST'", "wrk.headers['content-type'] = 'application/json'",
     string.format("wrk.body = %q", body_for(t, model)) }
   for k, v in pairs(t.headers or {}) do lines[#lines + 1] = string.format("wrk.headers[%q] = %q", k, v) end
   local script = WORK .. "/wrk-" .. t.key .. ".lua"
   write(script, table.concat(lines, "\n") .. "\n")
+  local u0, s0 = cpu_s(t.pid)
   local out = sh(string.format("taskset -c 1 wrk -t1 -c%d -d%ds --latency -s %s http://127.0.0.1:%d%s",
     conns, seconds, script, t.port, t.path))
+  local u1, s1 = cpu_s(t.pid)
+  local n = tonumber(out:match("(%d+) requests in"))
   local function ms(s)
     local v, unit = s:match("([%d%.]+)(%a+)")
     v = tonumber(v)
@@ -153,6 +180,8 @@ local function wrk(t, model, conns, seconds)
   return {
     p50 = ms(out:match("%s50%%%s+(%S+)") or ""), p99 = ms(out:match("%s99%%%s+(%S+)") or ""),
     rps = tonumber(out:match("Requests/sec:%s+([%d%.]+)")), errors = errors, raw = out,
+    user_us = u0 and u1 and n and n > 0 and (u1 - u0) / n * 1e6 or nil,
+    sys_us = s0 and s1 and n and n > 0 and (s1 - s0) / n * 1e6 or nil,
   }
 end
 
@@ -315,11 +344,11 @@ http {
     }
   }
 }]], WORK, WORK, WORK, WORK, P.mock, P.nginx))
-  spawn("nginx", 0, "/usr/sbin/nginx", { "-c", WORK .. "/nginx.conf", "-e", WORK .. "/nginx-error.log" })
+  local ng = spawn("nginx", 0, "/usr/sbin/nginx", { "-c", WORK .. "/nginx.conf", "-e", WORK .. "/nginx-error.log" })
   local pk = spawn("portkey", 0, "node", { WORK .. "/node_modules/.bin/gateway", "--port=" .. P.portkey, "--headless" },
     { "PATH=" .. os.getenv("PATH"), "NODE_ENV=production" })
   for k, port in pairs(P) do wait_port(port, k) end
-  return mg, pk
+  return mg, pk, ng
 end
 
 -- the run ---------------------------------------------------------------------------
@@ -328,8 +357,12 @@ local function main()
   uv.fs_mkdir(OUT, 493)
   for name, port in pairs(P) do assert_free(port, name) end
   log("pinning: proxies on CPU 0 (taskset -c 0), mock and load generators on CPU 1 (taskset -c 1)")
-  local mg, pk = start_all()
+  local mg, pk, ng = start_all()
   sleep(500)
+  -- the processes whose CPU time per request the c64 runs count
+  for _, t in ipairs(targets) do
+    t.pid = t.gateway and mg.pid or t.key == "nginx" and child_pid(ng.pid) or t.key == "portkey" and pk.pid or nil
+  end
   local R = { rounds = {} }
   R.idle_rss_kb = rss_kb(mg.pid)
   for round = 1, opts.rounds do
@@ -341,7 +374,9 @@ local function main()
     end
     for _, t in ipairs(targets) do
       r.rps0[t.key] = wrk(t, "zero", 64, opts.duration)
-      log("  %-22s c64   %8.0f req/s (errors %d)", t.name, r.rps0[t.key].rps or -1, r.rps0[t.key].errors)
+      local x = r.rps0[t.key]
+      log("  %-22s c64   %8.0f req/s (errors %d)%s", t.name, x.rps or -1, x.errors,
+        x.user_us and string.format(", CPU per request: user %.1f us, system %.1f us", x.user_us, x.sys_us) or "")
     end
     R.load_rss_kb = math.max(R.load_rss_kb or 0, rss_kb(mg.pid) or 0)
     for _, t in ipairs(targets) do
@@ -446,7 +481,7 @@ local function main()
   -- time), and nginx's on the same requests for scale
   local function count(key, port, cmd, args, env, body)
     R.instructions[key] = {}
-    for _, n in ipairs { 200, 600 } do
+    for _, n in ipairs { CG_FEW, CG_MANY } do
       local out = WORK .. "/callgrind." .. key .. "." .. n
       os.remove(out)
       procs = {}
@@ -476,8 +511,10 @@ local function main()
   local mg_env = { "MOONGATE_LUA_DIR=" .. ROOT .. "/lua", "PATH=" .. os.getenv("PATH") }
   count("moongate", P.moongate, ROOT .. "/build/moongate", mg_args, mg_env)
   count("moongate_long", P.moongate, ROOT .. "/build/moongate", mg_args, mg_env, long_body)
-  -- one process, so that callgrind counts the worker's instructions
-  write(WORK .. "/nginx-callgrind.conf", (read(WORK .. "/nginx.conf"):gsub("worker_processes 1;", "master_process off;")))
+  -- one process, so that callgrind counts the worker's instructions; and
+  -- one connection for all the requests (nginx closes one after 1,000)
+  write(WORK .. "/nginx-callgrind.conf", (read(WORK .. "/nginx.conf"):gsub("worker_processes 1;", "master_process off;")
+    :gsub("access_log off;", "access_log off;\n  keepalive_requests 100000;")))
   local ng_args = { "-c", WORK .. "/nginx-callgrind.conf", "-e", WORK .. "/nginx-error.log" }
   count("nginx", P.nginx, "/usr/sbin/nginx", ng_args)
   count("nginx_long", P.nginx, "/usr/sbin/nginx", ng_args, nil, long_body)
@@ -530,6 +567,15 @@ local function report(R)
   row("throughput passthrough / nginx", vs_nginx, "x", ">= 0.9", vs_nginx and vs_nginx >= 0.9)
   local vs_pk = ratio_rounds("rps0", "rps", "passthrough", "portkey")
   row("throughput passthrough / Portkey", vs_pk, "x", ">= 10", vs_pk and vs_pk >= 10)
+  -- where a throughput goes: the proxy's CPU time per request in the same
+  -- runs, in user space and in the kernel (steadier than req/s here)
+  for _, t in ipairs(targets) do
+    local u, k = over("rps0", "user_us", t.key), over("rps0", "sys_us", t.key)
+    if u and k then
+      row("CPU per request c64 zero delay, " .. t.name, u + k,
+        string.format(" us (user %.1f, system %.1f)", u, k))
+    end
+  end
   for _, t in ipairs(targets) do
     row("req/s c64 20 ms mock, " .. t.name, over("rps20", "rps", t.key), "")
   end
@@ -581,9 +627,18 @@ local function report(R)
   local s = R.streams
   held_rows(s, "HTTP/1.1 upstream", true)
   held_rows(R.streams_h2, "HTTP/2 upstream")
+  -- the difference between the two runs, per request (keys are request
+  -- counts: results.json from before holds 200 and 600)
   local function ipr(key)
-    local c = R.instructions[key] or {}
-    return c[600] and c[200] and (c[600] - c[200]) / 400
+    local lo, hi
+    for n in pairs(R.instructions[key] or {}) do
+      n = tonumber(n)
+      if not lo or n < lo then lo = n end
+      if not hi or n > hi then hi = n end
+    end
+    local c = R.instructions[key]
+    local a, b = c and (c[lo] or c[tostring(lo)]), c and (c[hi] or c[tostring(hi)])
+    return a and b and hi > lo and math.floor((b - a) / (hi - lo) + 0.5) or nil
   end
   row("instructions per request, passthrough (callgrind)", ipr("moongate"), "")
   row("instructions per request, nginx proxy_pass (callgrind)", ipr("nginx"), "")
