@@ -66,51 +66,64 @@ end
 
 -- The sink a provider gets for one attempt: sink.emit, closed, on_drain,
 -- pipe_handle, guard, guard_value. Each function is made the first time the
--- provider looks it up (a request uses three or four of them). An attempt
--- is live while it is its exchange's current one (x.gen == gen) and the
--- exchange has not ended; each function tests that itself.
-local X, GEN, LINK = {}, {}, {} -- the sink's own keys
+-- provider looks it up (a request uses three or four of them), and holds
+-- the sink alone. An attempt is live while it is its exchange's current one
+-- and the exchange has not ended.
+local X, GEN, LINK = {}, {}, {} -- the sink's own keys: exchange, attempt, chain link
+local function live(s)
+  local x = s[X]
+  return x.gen == s[GEN] and not x.done
+end
+-- an error in a provider's callback ends the exchange (if it is still this
+-- attempt's) with a 500 in the client's format
+local function provider_failed(s, res)
+  local name = s[LINK].name
+  log.error("provider %s: %s", name, res)
+  if live(s) then s[X]:fail(errors.new(500, "internal error in provider " .. name)) end
+end
 local sink_fns = {}
-function sink_fns.emit(x, gen)
-  return function(ev) if x.gen ~= gen or x.done then return false end return x:emit(ev) end
+function sink_fns.emit(s)
+  return function(ev) if not live(s) then return false end return s[X]:emit(ev) end
 end
-function sink_fns.closed(x, gen)
-  return function() return x.gen ~= gen or x.done end
+function sink_fns.closed(s)
+  return function() return not live(s) end
 end
-function sink_fns.on_drain(x, gen)
+function sink_fns.on_drain(s)
   return function(fn)
-    if x.gen == gen and not x.done and x.stream then return x.stream:on_drain(fn) end
+    local stream = s[X].stream
+    if live(s) and stream then return stream:on_drain(fn) end
   end
 end
 -- the handle of the client's started SSE stream, for a provider whose
 -- frames C may queue there as they come (core._fetch_pipe); nil when they
 -- must go through emit (a chat socket, an ended attempt)
-function sink_fns.pipe_handle(x, gen)
+function sink_fns.pipe_handle(s)
   return function()
-    local s = x.stream
-    if x.gen == gen and not x.done and s and s.started and s.kind == "sse" then return s.h end
+    local stream = s[X].stream
+    if live(s) and stream and stream.started and stream.kind == "sse" then return stream.h end
   end
 end
-local function guarded(x, gen, link, fn, keep_value)
+-- guard(fn) / guard_value(fn): fn, made safe to call from C or a timer;
+-- when it fails, the guarded function gives nil / false
+local function guarded(s, fn, failed)
   return function(...)
     local ok, res = xpcall(fn, debug.traceback, ...)
     if ok then return res end
-    log.error("provider %s: %s", link.name, res)
-    if x.gen == gen and not x.done then x:fail(errors.new(500, "internal error in provider " .. link.name)) end
-    if keep_value then return false end
+    provider_failed(s, res)
+    return failed
   end
 end
-function sink_fns.guard(x, gen, link)
-  return function(fn) return guarded(x, gen, link, fn, false) end
+function sink_fns.guard(s)
+  return function(fn) return guarded(s, fn, nil) end
 end
-function sink_fns.guard_value(x, gen, link)
-  return function(fn) return guarded(x, gen, link, fn, true) end
+function sink_fns.guard_value(s)
+  return function(fn) return guarded(s, fn, false) end
 end
 local Sink = {
   __index = function(sink, k)
     local make = sink_fns[k]
     if not make then return nil end
-    local f = make(rawget(sink, X), rawget(sink, GEN), rawget(sink, LINK))
+    local f = make(sink)
     rawset(sink, k, f)
     return f
   end,
