@@ -7,6 +7,7 @@ local core = require "moongate.core"
 local http = require "moongate.http"
 local errors = require "moongate.errors"
 local log = require "moongate.log"
+local new_table = require "table.new"
 
 local M = {}
 local Exchange = {}
@@ -138,7 +139,9 @@ function Exchange:attempt()
   self.attempts = self.attempts + 1
   local gen = self.attempts
   self.gen = gen
-  self.job = link.provider:start(self.creq, setmetatable({ [X] = self, [GEN] = gen, [LINK] = link }, Sink))
+  local sink = new_table(0, 8) -- its own keys and up to five functions, without a rehash
+  sink[X], sink[GEN], sink[LINK] = self, gen, link
+  self.job = link.provider:start(self.creq, setmetatable(sink, Sink))
 end
 
 -- a front door's frame is SSE data, or {data, event}
