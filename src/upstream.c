@@ -789,7 +789,9 @@ static long opt_ms(lua_State *L, const char *key)
  * opts: url, method ("POST"), headers {name = value}, body, stream
  *   ("sse" | "ndjson" | nil for a whole body), connect_timeout_ms,
  *   first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms, insecure,
- *   compressed (send Accept-Encoding and decode the answer).
+ *   compressed (send Accept-Encoding and decode the answer). Read during
+ *   the call only: nothing keeps a reference to it, so a caller may reuse
+ *   one table.
  * callbacks: on_headers(status, headers), on_frame(data, event) -> more?
  *   (false pauses until _fetch_resume), on_done(err, code, body, status,
  *   headers); err is nil on success. on_done never runs after _fetch_cancel. */

@@ -47,20 +47,24 @@ function M.tool_call_events(out, index, id, name, arguments)
   out[#out + 1] = { type = "toolcall_end", index = index }
 end
 
-local alphabet = { ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"):byte(1, -1) }
-local unpack = unpack or table.unpack
+local digits = {} -- the 62 letters and digits of an id, one string each
+for c in ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"):gmatch(".") do
+  digits[#digits + 1] = c
+end
+local scratch = {} -- random_id's digits, reused: no table per id
+local concat, random, floor = table.concat, math.random, math.floor
 
 --- random_id(prefix, n) -> prefix followed by n random letters and digits
 -- (one math.random() holds 8 such digits: 62^8 < 2^52)
 function M.random_id(prefix, n)
-  local out, x, left = {}, 0, 0
+  local x, left = 0, 0
   for i = 1, n do
-    if left == 0 then x, left = math.floor(math.random() * 62 ^ 8), 8 end
+    if left == 0 then x, left = floor(random() * 62 ^ 8), 8 end
     local d = x % 62
-    out[i] = alphabet[d + 1]
+    scratch[i] = digits[d + 1]
     x, left = (x - d) / 62, left - 1
   end
-  return prefix .. string.char(unpack(out, 1, n))
+  return prefix .. concat(scratch, "", 1, n)
 end
 
 --- client_key(headers) -> the key the client sent (Bearer or x-api-key)
