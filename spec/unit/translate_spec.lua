@@ -156,3 +156,23 @@ describe("canonical.random_id", function()
     assert.equal("x", canonical.random_id("x", 0))
   end)
 end)
+
+describe("anthropic_messages stream encoder", function()
+  local fd = require "moongate.frontdoor.anthropic_messages"
+  it("writes delta frames byte for byte in Anthropic's key order", function()
+    local enc = fd.stream_encoder({ model = "m" }, { id = "msg_1" })
+    local frames = enc:event({ type = "text_delta", text = 'say "hi"\n' })
+    assert.equal(3, #frames) -- message_start, content_block_start, the delta
+    assert.equal("content_block_delta", frames[3].event)
+    assert.equal('{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"say \\"hi\\"\\n"}}',
+      frames[3].data)
+    frames = enc:event({ type = "toolcall_start", id = "toolu_1", name = "f" })
+    assert.equal('{"type":"content_block_stop","index":0}', frames[1].data)
+    frames = enc:event({ type = "toolcall_delta", arguments = '{"a":' })
+    assert.equal('{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\\"a\\":"}}',
+      frames[1].data)
+    frames = enc:event({ type = "toolcall_delta" }) -- no arguments: an empty piece, never null
+    assert.equal('{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}',
+      frames[1].data)
+  end)
+end)

@@ -168,6 +168,13 @@ local function frame(event, value)
   return { event = event, data = type(value) == "string" and value or json.encode(value) }
 end
 
+-- a content_block_delta frame, written out in Anthropic's own key order
+-- (one string encoded per token, no tables to encode)
+local function delta_frame(index, kind, field, text)
+  return { event = "content_block_delta", data = string.format(
+    '{"type":"content_block_delta","index":%d,"delta":{"type":"%s","%s":%s}}', index, kind, field, json.encode(text or "")) }
+end
+
 local Encoder = {}
 Encoder.__index = Encoder
 
@@ -190,11 +197,10 @@ end
 function Encoder:close_block(out)
   if not self.open then return end
   if self.open == "thinking" and self.signature then
-    out[#out + 1] = frame("content_block_delta", { type = "content_block_delta", index = self.index,
-      delta = { type = "signature_delta", signature = self.signature } })
+    out[#out + 1] = delta_frame(self.index, "signature_delta", "signature", self.signature)
     self.signature = nil
   end
-  out[#out + 1] = frame("content_block_stop", { type = "content_block_stop", index = self.index })
+  out[#out + 1] = frame("content_block_stop", string.format('{"type":"content_block_stop","index":%d}', self.index))
   self.open = nil
 end
 
@@ -213,22 +219,19 @@ function Encoder:event(ev)
   if t == "text_delta" then
     if ev.text == "" then return out end
     if self.open ~= "text" then self:open_block(out, "text", '{"type":"text","text":""}') end
-    out[#out + 1] = frame("content_block_delta", { type = "content_block_delta", index = self.index,
-      delta = { type = "text_delta", text = ev.text } })
+    out[#out + 1] = delta_frame(self.index, "text_delta", "text", ev.text)
   elseif t == "thinking_delta" then
     if self.open ~= "thinking" then
       self:open_block(out, "thinking", '{"type":"thinking","thinking":"","signature":""}')
     end
-    out[#out + 1] = frame("content_block_delta", { type = "content_block_delta", index = self.index,
-      delta = { type = "thinking_delta", thinking = ev.text } })
+    out[#out + 1] = delta_frame(self.index, "thinking_delta", "thinking", ev.text)
   elseif t == "thinking_signature" then
     self.signature = ev.signature
   elseif t == "toolcall_start" then
     self:open_block(out, "tool", string.format('{"type":"tool_use","id":%s,"name":%s,"input":{}}',
       json.encode(ev.id or ("toolu_" .. self.index)), json.encode(ev.name or "")))
   elseif t == "toolcall_delta" then
-    out[#out + 1] = frame("content_block_delta", { type = "content_block_delta", index = self.index,
-      delta = { type = "input_json_delta", partial_json = ev.arguments } })
+    out[#out + 1] = delta_frame(self.index, "input_json_delta", "partial_json", ev.arguments)
   elseif t == "toolcall_end" then
     self:close_block(out)
   elseif t == "usage" then
