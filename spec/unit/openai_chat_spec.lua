@@ -86,6 +86,7 @@ describe("openai_chat encoders", function()
       assert.equal(1, c.created)
     end
     assert.equal("assistant", chunks[1].choices[1].delta.role)
+    assert.matches('"delta":{"role":"assistant","content":""}', frames[1], 1, true) -- OpenAI's key order
     assert.equal("hi ", chunks[2].choices[1].delta.content)
     assert.equal("stop", chunks[4].choices[1].finish_reason)
     assert.same({}, chunks[4].choices[1].delta)

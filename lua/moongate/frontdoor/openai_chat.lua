@@ -277,15 +277,16 @@ function M.stream_encoder(creq, meta)
   }, Encoder)
 end
 
+-- chunk(delta, finish): delta is a table, or its JSON text
 function Encoder:chunk(delta, finish)
-  return self.pre .. json.encode(delta) .. ',"logprobs":null,"finish_reason":' ..
+  return self.pre .. (type(delta) == "string" and delta or json.encode(delta)) .. ',"logprobs":null,"finish_reason":' ..
     (finish and json.encode(finish) or "null") .. "}]}"
 end
 
 function Encoder:ensure_started(out)
   if not self.started then
     self.started = true
-    out[#out + 1] = self:chunk({ role = "assistant", content = "" })
+    out[#out + 1] = self:chunk('{"role":"assistant","content":""}') -- in OpenAI's key order
   end
 end
 
