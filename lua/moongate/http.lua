@@ -37,9 +37,15 @@ function M.stream(req, kind)
   return setmetatable({ h = req.h, kind = kind, started = false, ended = false }, Stream)
 end
 
+local stream_headers = { ["cache-control"] = "no-cache", ["x-accel-buffering"] = "no" }
+
 function Stream:start(status, headers)
-  local h = { ["cache-control"] = "no-cache", ["x-accel-buffering"] = "no" }
-  for k, v in pairs(headers or {}) do h[k] = v end
+  local h = stream_headers -- C only reads it
+  if headers then
+    h = {}
+    for k, v in pairs(stream_headers) do h[k] = v end
+    for k, v in pairs(headers) do h[k] = v end
+  end
   local ok, err = core._stream_start(self.h, status or 200, content_types[self.kind], h)
   self.started = ok and true or false
   return ok, err
