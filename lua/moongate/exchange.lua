@@ -7,7 +7,9 @@ local core = require "moongate.core"
 local http = require "moongate.http"
 local errors = require "moongate.errors"
 local log = require "moongate.log"
-local new_table = require "table.new"
+-- LuaJIT's table.new sizes a table up front; elsewhere a plain table does
+local has_new_table, new_table = pcall(require, "table.new")
+if not has_new_table then new_table = function() return {} end end
 
 local M = {}
 local Exchange = {}
