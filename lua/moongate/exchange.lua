@@ -68,10 +68,9 @@ function Exchange:provider_name()
 end
 
 -- The sink a provider gets for one attempt: sink.emit, closed, on_drain,
--- pipe_handle, guard, guard_value. Each function is made the first time the
--- provider looks it up (a request uses three or four of them), and holds
--- the sink alone. An attempt is live while it is its exchange's current one
--- and the exchange has not ended.
+-- pipe_handle, guard, guard_value, made together so that they share their
+-- upvalues. An attempt is live while it is its exchange's current one and
+-- the exchange has not ended.
 local X, GEN, LINK = {}, {}, {} -- the sink's own keys: exchange, attempt, chain link
 local function live(s)
   local x = s[X]
@@ -84,28 +83,6 @@ local function provider_failed(s, res)
   log.error("provider %s: %s", name, res)
   if live(s) then s[X]:fail(errors.new(500, "internal error in provider " .. name)) end
 end
-local sink_fns = {}
-function sink_fns.emit(s)
-  return function(ev) if not live(s) then return false end return s[X]:emit(ev) end
-end
-function sink_fns.closed(s)
-  return function() return not live(s) end
-end
-function sink_fns.on_drain(s)
-  return function(fn)
-    local stream = s[X].stream
-    if live(s) and stream then return stream:on_drain(fn) end
-  end
-end
--- the handle of the client's started SSE stream, for a provider whose
--- frames C may queue there as they come (core._fetch_pipe); nil when they
--- must go through emit (a chat socket, an ended attempt)
-function sink_fns.pipe_handle(s)
-  return function()
-    local stream = s[X].stream
-    if live(s) and stream and stream.started and stream.kind == "sse" then return stream.h end
-  end
-end
 -- guard(fn) / guard_value(fn): fn, made safe to call from C or a timer;
 -- when it fails, the guarded function gives nil / false
 local function guarded(s, fn, failed)
@@ -116,21 +93,26 @@ local function guarded(s, fn, failed)
     return failed
   end
 end
-function sink_fns.guard(s)
-  return function(fn) return guarded(s, fn, nil) end
+local function new_sink(x, gen, link)
+  local s = new_table(0, 16)
+  s[X], s[GEN], s[LINK] = x, gen, link
+  function s.emit(ev) if not live(s) then return false end return x:emit(ev) end
+  function s.closed() return not live(s) end
+  function s.on_drain(fn)
+    local stream = x.stream
+    if live(s) and stream then return stream:on_drain(fn) end
+  end
+  -- the handle of the client's started SSE stream, for a provider whose
+  -- frames C may queue there as they come (core._fetch_pipe); nil when they
+  -- must go through emit (a chat socket, an ended attempt)
+  function s.pipe_handle()
+    local stream = x.stream
+    if live(s) and stream and stream.started and stream.kind == "sse" then return stream.h end
+  end
+  function s.guard(fn) return guarded(s, fn, nil) end
+  function s.guard_value(fn) return guarded(s, fn, false) end
+  return s
 end
-function sink_fns.guard_value(s)
-  return function(fn) return guarded(s, fn, false) end
-end
-local Sink = {
-  __index = function(sink, k)
-    local make = sink_fns[k]
-    if not make then return nil end
-    local f = make(sink)
-    rawset(sink, k, f)
-    return f
-  end,
-}
 
 function Exchange:attempt()
   local link = self.route.chain[self.link]
@@ -141,9 +123,7 @@ function Exchange:attempt()
   self.attempts = self.attempts + 1
   local gen = self.attempts
   self.gen = gen
-  local sink = new_table(0, 8) -- its own keys and up to five functions, without a rehash
-  sink[X], sink[GEN], sink[LINK] = self, gen, link
-  self.job = link.provider:start(self.creq, setmetatable(sink, Sink))
+  self.job = link.provider:start(self.creq, new_sink(self, gen, link))
 end
 
 -- a front door's frame is SSE data, or {data, event}

@@ -35,7 +35,7 @@ local function run(chain)
 end
 
 describe("exchange sink", function()
-  it("makes each function once, and has no others", function()
+  it("has the six functions of the provider interface, and no others", function()
     local p = recorder("a")
     run({ p })
     local sink = p.sinks[1]
