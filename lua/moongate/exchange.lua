@@ -7,9 +7,6 @@ local core = require "moongate.core"
 local http = require "moongate.http"
 local errors = require "moongate.errors"
 local log = require "moongate.log"
--- LuaJIT's table.new sizes a table up front; elsewhere a plain table does
-local has_new_table, new_table = pcall(require, "table.new")
-if not has_new_table then new_table = function() return {} end end
 
 local M = {}
 local Exchange = {}
@@ -71,47 +68,36 @@ end
 -- pipe_handle, guard, guard_value, made together so that they share their
 -- upvalues. An attempt is live while it is its exchange's current one and
 -- the exchange has not ended.
-local X, GEN, LINK = {}, {}, {} -- the sink's own keys: exchange, attempt, chain link
-local function live(s)
-  local x = s[X]
-  return x.gen == s[GEN] and not x.done
-end
--- an error in a provider's callback ends the exchange (if it is still this
--- attempt's) with a 500 in the client's format
-local function provider_failed(s, res)
-  local name = s[LINK].name
-  log.error("provider %s: %s", name, res)
-  if live(s) then s[X]:fail(errors.new(500, "internal error in provider " .. name)) end
-end
--- guard(fn) / guard_value(fn): fn, made safe to call from C or a timer;
--- when it fails, the guarded function gives nil / false
-local function guarded(s, fn, failed)
-  return function(...)
-    local ok, res = xpcall(fn, debug.traceback, ...)
-    if ok then return res end
-    provider_failed(s, res)
-    return failed
-  end
-end
 local function new_sink(x, gen, link)
-  local s = new_table(0, 16)
-  s[X], s[GEN], s[LINK] = x, gen, link
-  function s.emit(ev) if not live(s) then return false end return x:emit(ev) end
-  function s.closed() return not live(s) end
-  function s.on_drain(fn)
-    local stream = x.stream
-    if live(s) and stream then return stream:on_drain(fn) end
+  local function live() return x.gen == gen and not x.done end
+  -- fn made safe to call from C or a timer: an error in it ends the
+  -- exchange (if still this attempt's) with a 500 in the client's format,
+  -- and the call gives `failed`
+  local function guarded(fn, failed)
+    return function(...)
+      local ok, res = xpcall(fn, debug.traceback, ...)
+      if ok then return res end
+      log.error("provider %s: %s", link.name, res)
+      if live() then x:fail(errors.new(500, "internal error in provider " .. link.name)) end
+      return failed
+    end
   end
-  -- the handle of the client's started SSE stream, for a provider whose
-  -- frames C may queue there as they come (core._fetch_pipe); nil when they
-  -- must go through emit (a chat socket, an ended attempt)
-  function s.pipe_handle()
-    local stream = x.stream
-    if live(s) and stream and stream.started and stream.kind == "sse" then return stream.h end
-  end
-  function s.guard(fn) return guarded(s, fn, nil) end
-  function s.guard_value(fn) return guarded(s, fn, false) end
-  return s
+  return {
+    emit = function(ev) if not live() then return false end return x:emit(ev) end,
+    closed = function() return not live() end,
+    on_drain = function(fn)
+      if live() and x.stream then return x.stream:on_drain(fn) end
+    end,
+    -- the handle of the client's started SSE stream, for a provider whose
+    -- frames C may queue there as they come (core._fetch_pipe); nil when
+    -- they must go through emit (a chat socket, an ended attempt)
+    pipe_handle = function()
+      local s = x.stream
+      if live() and s and s.started and s.kind == "sse" then return s.h end
+    end,
+    guard = function(fn) return guarded(fn, nil) end,
+    guard_value = function(fn) return guarded(fn, false) end,
+  }
 end
 
 function Exchange:attempt()
