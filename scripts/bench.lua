@@ -108,7 +108,11 @@ local function rss_kb(pid, field)
 end
 
 -- CPU time a process has used so far, user and system, in seconds
-local CLK_TCK = tonumber((io.popen("getconf CLK_TCK"):read("*l"))) or 100
+local CLK_TCK = 100
+do
+  local p = io.popen("getconf CLK_TCK")
+  if p then CLK_TCK = tonumber(p:read("*l")) or CLK_TCK; p:close() end
+end
 local function cpu_s(pid)
   local text = pid and read("/proc/" .. pid .. "/stat")
   if not text then return nil end
