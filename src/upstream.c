@@ -92,11 +92,12 @@ struct mg_fetch {
 	mg_sse_parser sse;
 	mg_buf partial;      /* NDJSON line in progress */
 	int stop;
-	mg_buf body;         /* MODE_BODY: the whole response */
+	mg_buf body;         /* MODE_BODY, an error, or `whole`: the whole response */
 	mg_buf held;         /* received while paused: fed again on resume */
 	mg_buf resp_headers; /* "name\0value\0" of the last response */
 	long status;
 	int headers_sent;    /* on_headers has run */
+	int whole;           /* an SSE request answered with one JSON body */
 	int in_curl;         /* inside a curl callback: no removal now */
 	int cancelled;
 	int paused;
@@ -410,6 +411,13 @@ static void deliver_headers(mg_fetch *f)
 		return;
 	f->headers_sent = 1;
 	curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->status);
+	if (f->mode == MODE_SSE && f->status < 400) {
+		/* an upstream that does not stream answers a stream request with
+		 * JSON: read it whole, for Lua to turn into events */
+		char *ct = NULL;
+		curl_easy_getinfo(f->easy, CURLINFO_CONTENT_TYPE, &ct);
+		f->whole = ct && !strncasecmp(ct, "application/json", 16);
+	}
 	if (!push_cb(f, "on_headers"))
 		return;
 	lua_pushinteger(L, f->status);
@@ -523,7 +531,7 @@ static size_t on_write(char *buf, size_t size, size_t n, void *ud)
 	if (f->cancelled)
 		return 0;
 	/* an error answer is read whole, whatever the mode, for its message */
-	if (f->mode == MODE_BODY || f->status >= 400) {
+	if (f->mode == MODE_BODY || f->status >= 400 || f->whole) {
 		if (f->body.len + len > MAX_BODY)
 			return 0;
 		return mg_buf_append(&f->body, buf, len) ? 0 : len;
@@ -794,7 +802,9 @@ static long opt_ms(lua_State *L, const char *key)
  *   one table.
  * callbacks: on_headers(status, headers), on_frame(data, event) -> more?
  *   (false pauses until _fetch_resume), on_done(err, code, body, status,
- *   headers); err is nil on success. on_done never runs after _fetch_cancel. */
+ *   headers); err is nil on success. on_done never runs after _fetch_cancel.
+ *   An "sse" fetch answered with a JSON content type (an upstream that does
+ *   not stream) gets no on_frame: on_done has the whole body. */
 static int l_fetch(lua_State *L)
 {
 	mg_upstream *up;

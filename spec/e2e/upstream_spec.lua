@@ -329,6 +329,62 @@ return {
       assert.equal("error", events[#events])
     end)
 
+    it("streams a whole JSON answer that an upstream gave to a stream request", function()
+      local oa_whole = { json = { id = "chatcmpl-whole", object = "chat.completion", created = 1, model = "m",
+        choices = { { index = 0, message = { role = "assistant", content = "all at once" }, finish_reason = "length" } },
+        usage = { prompt_tokens = 3, completion_tokens = 4, total_tokens = 7 } },
+        headers = { ["content-type"] = "application/json; charset=utf-8" } }
+      -- OpenAI client, OpenAI upstream (the passthrough pairing)
+      mock:queue { oa_whole }
+      local res = chat { model = "gpt-test", stream = true, stream_options = { include_usage = true },
+        messages = { { role = "user", content = "x" } } }
+      assert.equal(200, res.status)
+      assert.matches("^text/event%-stream", res.headers["content-type"])
+      local data = sse(res)
+      assert.equal("[DONE]", data[#data])
+      local text, finish, usage = {}, nil, nil
+      for i = 1, #data - 1 do
+        local c = json.decode(data[i])
+        assert.equal("chat.completion.chunk", c.object)
+        if c.choices[1] and c.choices[1].delta.content then text[#text + 1] = c.choices[1].delta.content end
+        if c.choices[1] and c.choices[1].finish_reason ~= json.null then finish = c.choices[1].finish_reason end
+        if c.usage and c.usage ~= json.null then usage = c.usage end
+      end
+      assert.equal("all at once", table.concat(text))
+      assert.equal("length", finish)
+      assert.equal(4, usage.completion_tokens)
+      -- Anthropic client, OpenAI upstream
+      mock:queue { oa_whole }
+      res = messages { model = "gpt-test", max_tokens = 5, stream = true, messages = { { role = "user", content = "x" } } }
+      local adata, events = sse(res)
+      assert.equal("message_start", events[1])
+      assert.equal("message_stop", events[#events])
+      local atext = {}
+      for i, d in ipairs(adata) do
+        if events[i] == "content_block_delta" then atext[#atext + 1] = json.decode(d).delta.text end
+      end
+      assert.equal("all at once", table.concat(atext))
+      -- OpenAI client, Anthropic upstream
+      mock:queue { { json = { id = "msg_whole", type = "message", role = "assistant", model = "claude-test",
+        content = { { type = "text", text = "whole reply" } }, stop_reason = "end_turn", stop_sequence = json.null,
+        usage = { input_tokens = 2, output_tokens = 2 } } } }
+      res = chat { model = "claude-test", stream = true, messages = { { role = "user", content = "x" } } }
+      data = sse(res)
+      assert.equal("[DONE]", data[#data])
+      text = {}
+      for i = 1, #data - 1 do
+        local c = json.decode(data[i])
+        if c.choices[1] and c.choices[1].delta.content then text[#text + 1] = c.choices[1].delta.content end
+      end
+      assert.equal("whole reply", table.concat(text))
+      -- a JSON answer that is not one: a 502 in the client's format (the
+      -- stream had not started), not a hang or a crash
+      mock:queue { { body = "{not json", headers = { ["content-type"] = "application/json" } } }
+      res = chat { model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } }
+      assert.equal(502, res.status)
+      assert.matches("malformed answer", json.decode(res.body).error.message)
+    end)
+
     it("ends a stream with a malformed frame with an error event", function()
       mock:queue { { frames = { oa_chunk({ role = "assistant", content = "ok " }), { data = "{not json" } } } }
       local res = chat { model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } }

@@ -145,12 +145,13 @@ function M.kind(adapter)
             retry_after = tonumber(hdrs and hdrs["retry-after"]),
             retryable = status == 429 or status >= 500 })
         end
-        if dec then
+        if dec and text == "" then
           return emit_all(sink, dec:finish())
         end
-        if pass then return sink.emit({ type = "raw_body", body = text }) end
-        local answer = json.decode(text)
-        emit_all(sink, a.response(answer))
+        if pass and not dec then return sink.emit({ type = "raw_body", body = text }) end
+        -- a whole answer, also one to a stream request (C reads a JSON
+        -- answer whole): the client's encoder makes it a stream if asked
+        emit_all(sink, a.response(json.decode(text)))
       end),
     }
     if dec then -- frames come only on a stream
