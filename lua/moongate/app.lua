@@ -105,7 +105,7 @@ end
 
 function App:health(req)
   local s = core._stats()
-  return http.json(req, 200, json.encode_arrays({
+  return http.json(req, 200, json.encode_raw({
     status = "ok", version = core.version, uptime = math.floor(s.uptime * 1000) / 1000,
     workers = s.workers, thread = self.info.worker, ws_pool = ws_pool(),
   }))
@@ -114,7 +114,7 @@ end
 function App:stats(req)
   local s = core._stats()
   s.ws_pool = ws_pool()
-  return http.json(req, 200, json.encode_arrays(s))
+  return http.json(req, 200, json.encode_raw(s))
 end
 
 -- One shape both SDKs accept: OpenAI's keys and Anthropic's side by side.

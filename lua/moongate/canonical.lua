@@ -39,6 +39,14 @@ function M.prompt_tokens(creq)
   return n
 end
 
+--- tool_schema(creq, name) -> the JSON Schema of the request's tool of that
+-- name (its parameters), or nil
+function M.tool_schema(creq, name)
+  for _, t in ipairs(creq and creq.tools or {}) do
+    if t.name == name then return t.parameters end
+  end
+end
+
 --- tool_call_events(out, index, id, name, arguments): appends the events of
 -- one whole tool call (start, its arguments at once, end) to out
 function M.tool_call_events(out, index, id, name, arguments)

@@ -30,17 +30,190 @@ function M.encode(value)
   return codec.encode(value)
 end
 
--- Debian's lua-cjson 2.1.0 writes an empty table as {}. Where a format
--- needs [], put M.empty_array in the value and encode it with
--- encode_arrays(): a marker string no client can send (it holds a control
--- character and a per-process number) is swapped for [] after encoding.
+-- Debian's lua-cjson 2.1.0 writes an empty table as {} and a number with 14
+-- significant digits. Where the JSON text must say more, put M.raw(text) in
+-- the value and encode it with encode_raw(): the marker string raw() makes
+-- (a control character, a per-process number, then the text; no client can
+-- send it) is swapped for the text itself after encoding.
 local marker_id = tostring(math.floor(os.time() % 1e6)) .. tostring({}):match("0x(%x+)")
-M.empty_array = "\1empty-array-" .. marker_id
-local marker_json = '"\\u0001empty%-array%-' .. marker_id .. '"'
+local raw_tag = "\1raw-" .. marker_id .. ":"
+local raw_json_tag = '"\\u0001raw-' .. marker_id .. ':' -- as cjson writes it
+local raw_pattern = '"\\u0001raw%-' .. marker_id .. ':([^"]*)"'
 
---- encode_arrays(value) -> string, with M.empty_array written as []
-function M.encode_arrays(value)
-  return (codec.encode(value):gsub(marker_json, "[]"))
+--- raw(text) -> a value that encode_raw writes as text (short JSON only:
+-- a number or [], nothing that cjson would escape)
+function M.raw(text)
+  return raw_tag .. text
+end
+
+M.empty_array = M.raw("[]")
+
+--- encode_raw(value) -> string, with each M.raw(text) written as text
+function M.encode_raw(value)
+  local s = codec.encode(value)
+  if s:find(raw_json_tag, 1, true) then s = s:gsub(raw_pattern, "%1") end
+  return s
+end
+
+local fmt, huge = string.format, math.huge
+
+-- a number cjson would write shorter than it is: the 17 digits that keep it
+local function full_number(n)
+  if n ~= n or n == huge or n == -huge or tonumber(fmt("%.14g", n)) == n then return n end
+  return M.raw(fmt("%.17g", n))
+end
+
+-- JSON Schema: does schema s (resolved against root for "$ref") allow an
+-- array, and not an object?
+local function resolve(s, root)
+  local ref = type(s) == "table" and s["$ref"]
+  if type(ref) == "string" and type(root) == "table" then
+    local name = ref:match("^#/%$defs/([^/]+)$") or ref:match("^#/definitions/([^/]+)$")
+    local defs = root["$defs"] or root.definitions
+    if name and type(defs) == "table" and type(defs[name]) == "table" then return defs[name] end
+  end
+  return s
+end
+
+local function says(s, what)
+  local t = s.type
+  if t == what then return true end
+  if type(t) == "table" then
+    for _, x in ipairs(t) do if x == what then return true end end
+  end
+  return false
+end
+
+-- the schemas a value may match: s itself and its anyOf / oneOf / allOf
+local function alternatives(s, root)
+  local list = { s }
+  for _, k in ipairs { "anyOf", "oneOf", "allOf" } do
+    if type(s[k]) == "table" then
+      for _, sub in ipairs(s[k]) do
+        sub = resolve(sub, root)
+        if type(sub) == "table" then list[#list + 1] = sub end
+      end
+    end
+  end
+  return list
+end
+
+local function typed(v, s, root)
+  local tv = type(v)
+  if tv == "number" then return full_number(v) end
+  if tv ~= "table" then return v end
+  s = resolve(s, root)
+  local alts = type(s) == "table" and alternatives(s, root) or {}
+  if next(v) == nil then
+    local array, object = false, false
+    for _, a in ipairs(alts) do
+      array = array or says(a, "array") or a.items ~= nil or a.prefixItems ~= nil
+      object = object or says(a, "object") or a.properties ~= nil
+    end
+    return (array and not object) and M.empty_array or v
+  end
+  local out
+  for k, x in pairs(v) do
+    local sub
+    for _, a in ipairs(alts) do
+      if type(k) == "number" then
+        sub = type(a.prefixItems) == "table" and a.prefixItems[k] or a.items
+      else
+        sub = type(a.properties) == "table" and a.properties[k] or a.additionalProperties
+      end
+      if type(sub) == "table" then break end
+      sub = nil
+    end
+    local y = typed(x, sub, root)
+    if y ~= x then
+      out = out or {}
+      out[k] = y
+    end
+  end
+  if not out then return v end
+  for k, x in pairs(v) do if out[k] == nil then out[k] = x end end
+  return out
+end
+
+--- typed(value, schema) -> value for encode_raw: each empty table the JSON
+-- Schema says is an array (not an object) becomes [], and each number
+-- cjson would round is written in full. Tables that change are copies;
+-- value itself is left as it was. Without a schema only numbers change.
+function M.typed(value, schema)
+  return typed(value, schema, schema)
+end
+
+-- the keywords of a JSON Schema that hold a list, and those that hold one
+-- schema or a map of them (walked for more of the same)
+local list_keys = { required = true, enum = true, anyOf = true, oneOf = true, allOf = true,
+  prefixItems = true, type = true, examples = true }
+local sub_keys = { items = "one", additionalProperties = "one", ["not"] = "one", ["if"] = "one",
+  ["then"] = "one", ["else"] = "one", contains = "one", propertyNames = "one",
+  unevaluatedItems = "one", unevaluatedProperties = "one",
+  properties = "map", patternProperties = "map", ["$defs"] = "map", definitions = "map",
+  dependentSchemas = "map" }
+
+local typed_list
+
+local function schema(s, root)
+  if type(s) ~= "table" then return s end
+  local out
+  local function set(k, y)
+    if y ~= s[k] then
+      out = out or {}
+      out[k] = y
+    end
+  end
+  for k, x in pairs(s) do
+    if type(x) == "table" then
+      if list_keys[k] then
+        if next(x) == nil then
+          set(k, M.empty_array)
+        elseif k == "anyOf" or k == "oneOf" or k == "allOf" or k == "prefixItems" then
+          set(k, typed_list(x, root))
+        end
+      elseif sub_keys[k] == "one" then
+        set(k, schema(x, root))
+      elseif sub_keys[k] == "map" then
+        local m
+        for name, sub in pairs(x) do
+          local y = schema(sub, root)
+          if y ~= sub then m = m or {}; m[name] = y end
+        end
+        if m then
+          for name, sub in pairs(x) do if m[name] == nil then m[name] = sub end end
+          set(k, m)
+        end
+      elseif k == "default" or k == "const" then
+        set(k, typed(x, s, root))
+      end
+    elseif type(x) == "number" and (k == "default" or k == "const") then
+      set(k, full_number(x))
+    end
+  end
+  if not out then return s end
+  for k, x in pairs(s) do if out[k] == nil then out[k] = x end end
+  return out
+end
+
+-- a list of schemas, each walked; the list copied only if one changed
+typed_list = function(list, root)
+  local out
+  for i, sub in ipairs(list) do
+    local y = schema(sub, root)
+    if y ~= sub then out = out or {}; out[i] = y end
+  end
+  if not out then return list end
+  for i, sub in ipairs(list) do if out[i] == nil then out[i] = sub end end
+  return out
+end
+
+--- schema(s) -> a JSON Schema for encode_raw: its empty lists (required,
+-- enum, ...) and the empty defaults of its array properties written as [],
+-- instead of the {} a decoded-and-encoded schema gets. Copies what
+-- changes; s is left as it was.
+function M.schema(s)
+  return schema(s, s)
 end
 
 --- is_array(t): a table whose keys are exactly 1..n (an empty table counts)

@@ -133,6 +133,36 @@ return {
       assert.equal("2023-06-01", mock:requests()[1].headers["anthropic-version"])
     end)
 
+    it("keeps empty lists and long numbers of tool schemas and arguments when translating", function()
+      -- the client's bytes: an empty `required` and an array default, and a
+      -- tool call in the history with an empty list and a 16-digit number
+      local tool = '{"type":"function","function":{"name":"find","parameters":{"type":"object",'
+        .. '"properties":{"tags":{"type":"array","items":{"type":"string"},"default":[]},'
+        .. '"order_id":{"type":"integer"},"opts":{"type":"object","properties":{}}},"required":[]}}}'
+      local body = '{"model":"claude-test","tools":[' .. tool .. '],"messages":['
+        .. '{"role":"user","content":"find it"},'
+        .. '{"role":"assistant","content":null,"tool_calls":[{"id":"toolu_h","type":"function",'
+        .. '"function":{"name":"find","arguments":"{\\"tags\\":[],\\"order_id\\":1234567890123456}"}}]},'
+        .. '{"role":"tool","tool_call_id":"toolu_h","content":"none"}]}'
+      -- the upstream's answer, as raw bytes: cjson would round the numbers
+      mock:queue { { body = '{"id":"msg_t","type":"message","role":"assistant","model":"m","content":['
+        .. '{"type":"tool_use","id":"toolu_b","name":"find","input":{"tags":[],"order_id":9007199254740991,'
+        .. '"ratio":0.12345678901234568,"opts":{}}}],"stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":1}}' } }
+      local res = assert(server:request("POST", "/v1/chat/completions", body))
+      assert.equal(200, res.status)
+      local sent = mock:requests()[1].body
+      assert.matches('"required":[]', sent, 1, true)
+      assert.matches('"default":[]', sent, 1, true)
+      assert.matches('"properties":{}', sent, 1, true)
+      assert.matches('"tags":[]', sent, 1, true)
+      assert.matches('"order_id":1234567890123456', sent, 1, true)
+      local args = json.decode(res.body).choices[1].message.tool_calls[1]["function"].arguments
+      assert.matches('"tags":[]', args, 1, true)
+      assert.matches('"opts":{}', args, 1, true)
+      assert.matches('"order_id":9007199254740991', args, 1, true)
+      assert.matches('"ratio":0.12345678901234568', args, 1, true)
+    end)
+
     it("round-trips tool results to an Anthropic upstream", function()
       chat { model = "claude-test", messages = {
         { role = "user", content = "weather?" },
@@ -230,6 +260,23 @@ return {
       assert.equal("tool_use", json.decode(data[#data - 1]).delta.stop_reason)
       local sent = json.decode(mock:requests()[1].body)
       assert.equal("get_weather", sent.tools[1]["function"].name)
+    end)
+
+    it("keeps empty lists and long numbers of tool schemas and inputs on the way to an OpenAI upstream", function()
+      local body = '{"model":"gpt-test","max_tokens":50,"tools":[{"name":"find","input_schema":{"type":"object",'
+        .. '"properties":{"tags":{"type":"array","default":[]}},"required":[]}}],"messages":['
+        .. '{"role":"user","content":"find it"},'
+        .. '{"role":"assistant","content":[{"type":"tool_use","id":"toolu_h","name":"find",'
+        .. '"input":{"tags":[],"n":1234567890123456}}]},'
+        .. '{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_h","content":"none"}]}]}'
+      local res = assert(server:request("POST", "/v1/messages", body))
+      assert.equal(200, res.status)
+      local sent = mock:requests()[1].body
+      assert.matches('"required":[]', sent, 1, true)
+      assert.matches('"default":[]', sent, 1, true)
+      local wire = json.decode(sent)
+      assert.equal('{"tags":[],"n":1234567890123456}', wire.messages[2].tool_calls[1]["function"].arguments
+        :gsub('"n":1234567890123456,"tags":%[%]', '"tags":[],"n":1234567890123456'))
     end)
 
     it("sends tool results and images to an OpenAI upstream", function()

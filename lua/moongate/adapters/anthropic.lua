@@ -39,7 +39,8 @@ function M.request(creq, conf)
       elseif b.type == "image" then
         push(role, image_block(b))
       elseif b.type == "tool_call" then
-        push("assistant", { type = "tool_use", id = b.id, name = b.name, input = decode_args(b.arguments) })
+        push("assistant", { type = "tool_use", id = b.id, name = b.name,
+          input = json.typed(decode_args(b.arguments), canonical.tool_schema(creq, b.name)) })
       elseif b.type == "tool_result" then
         push("user", { type = "tool_result", tool_use_id = b.tool_call_id,
           content = type(b.content) == "string" and b.content or json.encode(b.content),
@@ -70,7 +71,7 @@ function M.request(creq, conf)
     req.tools = {}
     for i, t in ipairs(creq.tools) do
       req.tools[i] = { name = t.name, description = t.description,
-        input_schema = t.parameters or { type = "object", properties = json.decode("{}") } }
+        input_schema = json.schema(t.parameters) or { type = "object", properties = json.decode("{}") } }
     end
   end
   local tc = creq.tool_choice
@@ -177,8 +178,8 @@ function Decoder:finish()
   }
 end
 
---- response(body_table) -> events for a whole answer
-function M.response(body)
+--- response(body_table, creq) -> events for a whole answer
+function M.response(body, creq)
   if type(body) ~= "table" or type(body.content) ~= "table" then
     return { { type = "error", status = 502, message = "malformed answer from upstream" } }
   end
@@ -191,7 +192,8 @@ function M.response(body)
       out[#out + 1] = { type = "thinking_delta", text = b.thinking or "" }
       if b.signature then out[#out + 1] = { type = "thinking_signature", signature = b.signature } end
     elseif b.type == "tool_use" then
-      canonical.tool_call_events(out, ntools, b.id, b.name, json.encode(b.input or {}))
+      canonical.tool_call_events(out, ntools, b.id, b.name,
+        json.encode_raw(json.typed(b.input or {}, canonical.tool_schema(creq, b.name))))
       ntools = ntools + 1
     end
   end

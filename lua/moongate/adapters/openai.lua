@@ -93,7 +93,7 @@ function M.request(creq, conf)
     req.tools = {}
     for i, t in ipairs(creq.tools) do
       req.tools[i] = { type = "function", ["function"] = { name = t.name, description = t.description,
-        parameters = t.parameters or { type = "object", properties = {} } } }
+        parameters = json.schema(t.parameters) or { type = "object", properties = {} } } }
     end
   end
   local tc = creq.tool_choice
@@ -217,8 +217,8 @@ function Decoder:finish()
   return out
 end
 
---- response(body_table) -> events for a whole (non-streamed) answer
-function M.response(body)
+--- response(body_table, creq) -> events for a whole (non-streamed) answer
+function M.response(body, creq)
   if type(body) ~= "table" or type(body.choices) ~= "table" then
     return { { type = "error", status = 502, message = "malformed answer from upstream" } }
   end
@@ -229,7 +229,8 @@ function M.response(body)
   for i, tc in ipairs(type(msg.tool_calls) == "table" and msg.tool_calls or {}) do
     local fn = tc["function"] or {}
     canonical.tool_call_events(out, i - 1, tc.id, fn.name,
-      type(fn.arguments) == "string" and fn.arguments or json.encode(fn.arguments or {}))
+      type(fn.arguments) == "string" and fn.arguments
+        or json.encode_raw(json.typed(fn.arguments or {}, canonical.tool_schema(creq, fn.name))))
   end
   local u = usage_event(body.usage)
   if u then out[#out + 1] = u end

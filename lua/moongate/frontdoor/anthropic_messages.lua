@@ -33,10 +33,11 @@ local function loc(i, j)
   return string.format("messages.%d", i - 1)
 end
 
--- decode_block(b, i, j, make) -> block | true | false | nil, err: checks
--- block j of message i; with make, returns its canonical block (false: a
--- block that has none)
-local function decode_block(b, i, j, make)
+-- decode_block(b, i, j [, creq]) -> block | true | false | nil, err: checks
+-- block j of message i; given the canonical request (its tools decoded),
+-- returns its canonical block (false: a block that has none)
+local function decode_block(b, i, j, creq)
+  local make = creq ~= nil
   if not is_object(b) then return bad(loc(i, j) .. ": Input should be an object") end
   local t = b.type
   if t == "text" then
@@ -48,7 +49,8 @@ local function decode_block(b, i, j, make)
     if s.type == "url" then return make and { type = "image", url = s.url } or true end
     return bad(loc(i, j) .. ".source: unsupported image source")
   elseif t == "tool_use" then
-    return make and { type = "tool_call", id = b.id, name = b.name, arguments = json.encode(b.input or json.decode("{}")) } or true
+    return make and { type = "tool_call", id = b.id, name = b.name,
+      arguments = json.encode_raw(json.typed(b.input or json.decode("{}"), canonical.tool_schema(creq, b.name))) } or true
   elseif t == "tool_result" then
     return make and { type = "tool_result", tool_call_id = b.tool_use_id, content = text_of(b.content),
       is_error = b.is_error == true or nil } or true
@@ -73,7 +75,7 @@ local function walk_messages(msgs, creq)
       if blocks then blocks[1] = { type = "text", text = m.content } end
     elseif is_array(m.content) then
       for j, b in ipairs(m.content) do
-        local blk, err = decode_block(b, i, j, blocks ~= nil)
+        local blk, err = decode_block(b, i, j, creq)
         if blk == nil then return nil, err end
         if blocks and blk then blocks[#blocks + 1] = blk end
       end

@@ -99,7 +99,7 @@ function M.kind(adapter)
       local wire = adapter.request(creq, self.conf)
       wire.max_tokens, wire.stream, wire.metadata = nil, nil, nil
       core._fetch({
-        url = self.base_url .. adapter.count_path, method = "POST", body = json.encode(wire),
+        url = self.base_url .. adapter.count_path, method = "POST", body = json.encode_raw(wire),
         headers = adapter.headers(self.conf, self:api_key(creq), creq),
         connect_timeout_ms = self.conf.connect_timeout_ms or 10000, total_timeout_ms = 30000,
         insecure = self.conf.insecure, compressed = self.compressed,
@@ -122,7 +122,7 @@ function M.kind(adapter)
     -- body and the upstream's frames as they are
     local pass = creq.raw_body and creq.client == a.format and creq.upstream_model == creq.model
       and not creq.effort_from_suffix and self.conf.passthrough ~= false
-    local body = pass and creq.raw_body or json.encode(a.request(creq, self.conf))
+    local body = pass and creq.raw_body or json.encode_raw(a.request(creq, self.conf))
     local headers = a.headers(self.conf, self:api_key(creq), creq)
     if self.conf.headers then
       for k, v in pairs(self.conf.headers) do headers[k] = v end
@@ -151,7 +151,7 @@ function M.kind(adapter)
         if pass and not dec then return sink.emit({ type = "raw_body", body = text }) end
         -- a whole answer, also one to a stream request (C reads a JSON
         -- answer whole): the client's encoder makes it a stream if asked
-        emit_all(sink, a.response(json.decode(text)))
+        emit_all(sink, a.response(json.decode(text), creq))
       end),
     }
     if dec then -- frames come only on a stream

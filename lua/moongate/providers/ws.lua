@@ -32,7 +32,7 @@ end
 --- message(creq, id) -> the completion_request text for a worker
 function M.message(creq, id, conf)
   local wire = openai.request(creq, conf)
-  return json.encode({
+  return json.encode_raw({
     type = "completion_request", request_id = id, model = wire.model,
     messages = wire.messages, temperature = wire.temperature, top_p = wire.top_p,
     max_tokens = creq.max_tokens, stream = creq.stream and true or false,
