@@ -262,6 +262,41 @@ return {
       assert.equal("get_weather", sent.tools[1]["function"].name)
     end)
 
+    it("gets interleaved parallel tool calls of an OpenAI upstream as whole tool_use blocks, in turn", function()
+      local function call(i, id, name, args)
+        return { index = i, id = id, type = id and "function" or nil, ["function"] = { name = name, arguments = args } }
+      end
+      mock:queue { { frames = {
+        oa_chunk({ role = "assistant", tool_calls = { call(0, "call_a", "get_weather", ""), call(1, "call_b", "get_time", "") } }),
+        oa_chunk({ tool_calls = { call(0, nil, nil, '{"city":') } }),
+        oa_chunk({ tool_calls = { call(1, nil, nil, '{"tz":') } }),
+        oa_chunk({ tool_calls = { call(0, nil, nil, '"Oslo"}') } }),
+        oa_chunk({ tool_calls = { call(1, nil, nil, '"CET"}') } }),
+        oa_chunk({}, "tool_calls"), { data = "[DONE]" } } } }
+      local res = messages { model = "gpt-test", max_tokens = 100, stream = true, tools = tools_an,
+        messages = { { role = "user", content = "weather and time?" } } }
+      local data, events = sse(res)
+      local open, blocks = nil, {}
+      for i, d in ipairs(data) do
+        local ev = json.decode(d)
+        if events[i] == "content_block_start" then
+          assert.is_nil(open) -- one block at a time
+          open = ev.index
+          blocks[ev.index + 1] = { id = ev.content_block.id, name = ev.content_block.name, json = "" }
+        elseif events[i] == "content_block_delta" then
+          assert.equal(open, ev.index)
+          blocks[ev.index + 1].json = blocks[ev.index + 1].json .. ev.delta.partial_json
+        elseif events[i] == "content_block_stop" then
+          assert.equal(open, ev.index)
+          open = nil
+        end
+      end
+      assert.equal(2, #blocks)
+      assert.same({ id = "call_a", name = "get_weather", json = '{"city":"Oslo"}' }, blocks[1])
+      assert.same({ id = "call_b", name = "get_time", json = '{"tz":"CET"}' }, blocks[2])
+      assert.equal("tool_use", json.decode(data[#data - 1]).delta.stop_reason)
+    end)
+
     it("keeps empty lists and long numbers of tool schemas and inputs on the way to an OpenAI upstream", function()
       local body = '{"model":"gpt-test","max_tokens":50,"tools":[{"name":"find","input_schema":{"type":"object",'
         .. '"properties":{"tags":{"type":"array","default":[]}},"required":[]}}],"messages":['

@@ -176,3 +176,60 @@ describe("anthropic_messages stream encoder", function()
       frames[1].data)
   end)
 end)
+
+describe("openai decoder, parallel tool calls", function()
+  local openai = require "moongate.adapters.openai"
+  local function chunk(calls, finish)
+    return json.encode { id = "c", choices = { { index = 0, delta = { tool_calls = calls },
+      finish_reason = finish or json.null } } }
+  end
+  local function run(frames)
+    local dec, evs = openai.decoder(), {}
+    for _, f in ipairs(frames) do
+      for _, e in ipairs(dec:frame(f)) do evs[#evs + 1] = e end
+    end
+    for _, e in ipairs(dec:finish()) do evs[#evs + 1] = e end
+    return evs
+  end
+  -- the tool events as "start0 d0:... end0" in order
+  local function trace(evs)
+    local t = {}
+    for _, e in ipairs(evs) do
+      if e.type == "toolcall_start" then t[#t + 1] = "start" .. e.index .. ":" .. e.name end
+      if e.type == "toolcall_delta" then t[#t + 1] = "d" .. e.index .. ":" .. e.arguments end
+      if e.type == "toolcall_end" then t[#t + 1] = "end" .. e.index end
+    end
+    return table.concat(t, " ")
+  end
+
+  it("streams calls that come one after another as they come", function()
+    local evs = run {
+      chunk { { index = 0, id = "a", ["function"] = { name = "f", arguments = "" } } },
+      chunk { { index = 0, ["function"] = { arguments = '{"x":' } } },
+      chunk { { index = 0, ["function"] = { arguments = '1}' } } },
+      chunk { { index = 1, id = "b", ["function"] = { name = "g", arguments = '{"y"' } } },
+      chunk { { index = 1, ["function"] = { arguments = ':2}' } } },
+      chunk({}, "tool_calls"), "[DONE]" }
+    assert.equal('start0:f d0:{"x": d0:1} end0 start1:g d1:{"y" d1::2} end1', trace(evs))
+  end)
+
+  it("puts the fragments of interleaved calls back in order, each in its own call", function()
+    local evs = run {
+      chunk { { index = 0, id = "a", ["function"] = { name = "f", arguments = "" } },
+        { index = 1, id = "b", ["function"] = { name = "g", arguments = "" } } },
+      chunk { { index = 0, ["function"] = { arguments = '{"x":' } } },
+      chunk { { index = 1, ["function"] = { arguments = '{"y":' } } },
+      chunk { { index = 0, ["function"] = { arguments = '1}' } } },
+      chunk { { index = 1, ["function"] = { arguments = '2}' } } },
+      chunk({}, "tool_calls"), "[DONE]" }
+    assert.equal('start0:f d0:{"x": d0:1} end0 start1:g d1:{"y": d1:2} end1', trace(evs))
+  end)
+
+  it("ends with every waiting call even when the open one never became whole JSON", function()
+    local evs = run {
+      chunk { { index = 0, id = "a", ["function"] = { name = "f", arguments = '{"x"' } },
+        { index = 1, id = "b", ["function"] = { name = "g", arguments = '{}' } } },
+      chunk({}, "tool_calls"), "[DONE]" }
+    assert.equal('start0:f d0:{"x" end0 start1:g d1:{} end1', trace(evs))
+  end)
+end)

@@ -149,9 +149,34 @@ local Decoder = {}
 Decoder.__index = Decoder
 
 --- decoder() -> dec; dec:frame(data) -> events (SSE data of a stream), dec:finish() -> events
--- Tool calls are re-numbered from 0 in order of appearance, one after another.
+-- Tool calls are re-numbered from 0 in order of appearance and come out one
+-- after another (start, argument fragments, end), as Anthropic's blocks
+-- must: a call whose fragments arrive while an earlier one is still open
+-- (a server that interleaves parallel calls) waits, buffered, until the
+-- open call's arguments are a whole JSON value or the stream ends.
 function M.decoder()
-  return setmetatable({ started = false, calls = {}, ncalls = 0, done = false }, Decoder)
+  return setmetatable({ started = false, calls = {}, ncalls = 0, done = false, waiting = {} }, Decoder)
+end
+
+local function whole_json(parts)
+  local text = table.concat(parts)
+  return text ~= "" and json.decode(text) ~= nil
+end
+
+-- ends the open call and opens the next waiting one (with what it has
+-- buffered), for as long as the open call's arguments are whole
+local function next_call(self, out, force)
+  while self.open and (#self.waiting > 0 or force) and (force or whole_json(self.open.parts)) do
+    out[#out + 1] = { type = "toolcall_end", index = self.open.index }
+    local c = table.remove(self.waiting, 1)
+    self.open = c
+    if c then
+      out[#out + 1] = { type = "toolcall_start", index = c.index, id = c.id, name = c.name }
+      if #c.parts > 0 then
+        out[#out + 1] = { type = "toolcall_delta", index = c.index, arguments = table.concat(c.parts) }
+      end
+    end
+  end
 end
 
 function Decoder:frame(data)
@@ -181,17 +206,25 @@ function Decoder:frame(data)
         local key = tc.index or tc.id or 0
         local c = self.calls[key]
         if not c or (tc.id and tc.id ~= null and c.id ~= tc.id) then
-          if self.open then out[#out + 1] = { type = "toolcall_end", index = self.open.index } end
-          c = { index = self.ncalls, id = tc.id, name = tc["function"] and tc["function"].name }
+          c = { index = self.ncalls, id = tc.id ~= null and tc.id or ("call_" .. self.ncalls),
+            name = tc["function"] and tc["function"].name, parts = {} }
           self.ncalls = self.ncalls + 1
           self.calls[key] = c
-          self.open = c
-          out[#out + 1] = { type = "toolcall_start", index = c.index, id = c.id ~= null and c.id or ("call_" .. c.index), name = c.name }
+          if self.open then
+            self.waiting[#self.waiting + 1] = c
+          else
+            self.open = c
+            out[#out + 1] = { type = "toolcall_start", index = c.index, id = c.id, name = c.name }
+          end
         end
         local args = tc["function"] and tc["function"].arguments
         if type(args) == "string" and args ~= "" then
-          out[#out + 1] = { type = "toolcall_delta", index = c.index, arguments = args }
+          c.parts[#c.parts + 1] = args
+          if c == self.open then
+            out[#out + 1] = { type = "toolcall_delta", index = c.index, arguments = args }
+          end
         end
+        next_call(self, out)
       end
     end
     if ch.finish_reason and ch.finish_reason ~= null then
@@ -211,7 +244,7 @@ function Decoder:finish()
   end
   local out = {}
   if not self.started then out[#out + 1] = { type = "start" } end
-  if self.open then out[#out + 1] = { type = "toolcall_end", index = self.open.index } end
+  next_call(self, out, true)
   if self.usage then out[#out + 1] = self.usage end
   out[#out + 1] = { type = "done", reason = self.finish_reason or "stop" }
   return out
