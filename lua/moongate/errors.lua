@@ -69,6 +69,17 @@ function M.upstream_message(text)
   return (text and text ~= "") and text or nil
 end
 
+--- upstream_detail(text) -> type, code, param of an upstream's error body
+-- (OpenAI's error.type / code / param, Anthropic's error.type), for a client
+-- of the upstream's own format; nil for what the body does not say
+function M.upstream_detail(text)
+  local body = json.decode(text or "")
+  local e = type(body) == "table" and body.error
+  if type(e) ~= "table" then return nil end
+  local function str(v) return type(v) == "string" and v or nil end
+  return str(e.type), str(e.code) or (type(e.code) == "number" and e.code or nil), str(e.param)
+end
+
 --- client_for_path(path) -> which error format a path's clients expect
 function M.client_for_path(path)
   if path:sub(1, 12) == "/v1/messages" then return "anthropic" end

@@ -15,9 +15,12 @@ function M.json(req, status, value, headers)
 end
 
 --- error(req, client, err [, headers]) -> true | nil, "closed"
--- err: {status, message, type?, param?, code?} (errors.new)
+-- err: {status, message, type?, param?, code?} (errors.new); retry_after:
+-- the seconds an upstream asked for, passed on; upstream: the error is an
+-- upstream's answer, which gets no Retry-After it did not send (the
+-- gateway's own 429 and 503 say 1 s)
 function M.error(req, client, err, headers)
-  if err.status == 429 or err.status == 503 then
+  if err.retry_after or ((err.status == 429 or err.status == 503) and not err.upstream) then
     headers = headers or {}
     headers["retry-after"] = tostring(err.retry_after or 1)
   end

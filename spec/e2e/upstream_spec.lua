@@ -367,6 +367,33 @@ return {
       assert.is_true(waited >= 1000, "waited " .. waited .. " ms")
     end)
 
+    it("keeps an upstream error's type, code and param for a client of its format, and its Retry-After only", function()
+      local quota = { error = { message = "You exceeded your quota", type = "insufficient_quota",
+        code = "insufficient_quota", param = json.null } }
+      mock:queue { { status = 429, json = quota } }
+      local res = chat { model = "quick", messages = { { role = "user", content = "x" } } }
+      assert.equal(429, res.status)
+      local e = json.decode(res.body).error
+      assert.equal("You exceeded your quota", e.message)
+      assert.equal("insufficient_quota", e.type)
+      assert.equal("insufficient_quota", e.code)
+      assert.is_nil(res.headers["retry-after"]) -- the upstream named no wait
+      mock:queue { { status = 400, json = { error = { message = "too long", type = "invalid_request_error",
+        code = "context_length_exceeded", param = "messages" } } } }
+      e = json.decode(chat { model = "quick", messages = { { role = "user", content = "x" } } }.body).error
+      assert.equal("context_length_exceeded", e.code)
+      assert.equal("messages", e.param)
+      -- an upstream's own wait is passed on
+      mock:queue { { status = 429, headers = { ["retry-after"] = "7" }, json = quota } }
+      res = chat { model = "quick", messages = { { role = "user", content = "x" } } }
+      assert.equal("7", res.headers["retry-after"])
+      -- a client of the other format gets its own format's type, not OpenAI's
+      mock:queue { { status = 429, json = quota } }
+      res = messages { model = "quick", max_tokens = 5, messages = { { role = "user", content = "x" } } }
+      assert.equal(429, res.status)
+      assert.equal("rate_limit_error", json.decode(res.body).error.type)
+    end)
+
     it("gives up after the configured retries with the upstream's status and message", function()
       mock:queue { { status = 500, json = { error = { message = "down 1" } } }, { status = 500, json = { error = { message = "down 2" } } },
         { status = 500, json = { error = { message = "down 3" } } } }

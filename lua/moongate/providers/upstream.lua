@@ -4,6 +4,7 @@
 -- adapter turns frames back into canonical events for the sink.
 local core = require "moongate.core"
 local json = require "moongate.json"
+local errors = require "moongate.errors"
 
 local M = {}
 
@@ -140,10 +141,14 @@ function M.kind(adapter)
             message = string.format("upstream %s: %s", self.name, err), retryable = code ~= "ELUA" })
         end
         if status and status >= 400 then
-          return sink.emit({ type = "error", status = status, upstream = true,
+          local ev = { type = "error", status = status, upstream = true,
             message = a.error_message(text) or ("upstream answered " .. status),
             retry_after = tonumber(hdrs and hdrs["retry-after"]),
-            retryable = status == 429 or status >= 500 })
+            retryable = status == 429 or status >= 500 }
+          if creq.client == a.format then -- the same format: its type, code and param hold
+            ev.error_type, ev.code, ev.param = errors.upstream_detail(text)
+          end
+          return sink.emit(ev)
         end
         if dec and text == "" then
           return emit_all(sink, dec:finish())
