@@ -131,9 +131,12 @@ function App:models(req)
 end
 
 function App:model(req, path)
-  local id = path:sub(#"/v1/models/" + 1)
+  -- the SDKs percent-encode the id ("org/model" comes as org%2Fmodel)
+  local id = path:sub(#"/v1/models/" + 1):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
   if self.router:resolve(id) then return http.json(req, 200, model_object(self, id)) end
-  return http.error(req, "openai", errors.new(404, string.format(
+  -- both SDKs ask this path; Anthropic's says which API it speaks
+  local client = req.headers and req.headers["anthropic-version"] and "anthropic" or "openai"
+  return http.error(req, client, errors.new(404, string.format(
     "The model `%s` does not exist or you do not have access to it.", id), { code = "model_not_found" }))
 end
 
