@@ -163,6 +163,14 @@ return {
       assert.matches('"ratio":0.12345678901234568', args, 1, true)
     end)
 
+    it("asks an Anthropic upstream for one tool call at a time when the client says parallel_tool_calls: false", function()
+      chat { model = "claude-test", tools = tools_oa, parallel_tool_calls = false, messages = { { role = "user", content = "x" } } }
+      assert.same({ type = "auto", disable_parallel_tool_use = true }, json.decode(mock:requests()[1].body).tool_choice)
+      mock:reset()
+      chat { model = "claude-test", tools = tools_oa, messages = { { role = "user", content = "x" } } }
+      assert.is_nil(json.decode(mock:requests()[1].body).tool_choice)
+    end)
+
     it("round-trips tool results to an Anthropic upstream", function()
       chat { model = "claude-test", messages = {
         { role = "user", content = "weather?" },
