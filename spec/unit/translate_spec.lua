@@ -175,6 +175,16 @@ describe("anthropic_messages stream encoder", function()
     assert.equal('{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}',
       frames[1].data)
   end)
+
+  it("opens with the prompt's tokens when the start event knows them, else 0", function()
+    local anthropic = require "moongate.adapters.anthropic"
+    local dec = anthropic.decoder()
+    local start = dec:frame('{"type":"message_start","message":{"id":"msg_u","model":"m","usage":{"input_tokens":42,"output_tokens":1}}}')[1]
+    local frames = fd.stream_encoder({ model = "m" }, { id = "msg_1" }):event(start)
+    assert.matches('"usage":{"input_tokens":42,"output_tokens":0}', frames[1].data, 1, true)
+    frames = fd.stream_encoder({ model = "m" }, { id = "msg_1" }):event({ type = "text_delta", text = "x" })
+    assert.matches('"usage":{"input_tokens":0,"output_tokens":0}', frames[1].data, 1, true)
+  end)
 end)
 
 describe("openai decoder, parallel tool calls", function()

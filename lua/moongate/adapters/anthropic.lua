@@ -119,7 +119,7 @@ function Decoder:frame(data, event)
     self.input = tonumber(u.input_tokens) or 0
     self.output = tonumber(u.output_tokens) or 0
     self.started = true
-    out[1] = { type = "start", id = msg.id, model = msg.model }
+    out[1] = { type = "start", id = msg.id, model = msg.model, input_tokens = tonumber(u.input_tokens) }
   elseif t == "content_block_start" then
     local cb = type(ev.content_block) == "table" and ev.content_block or {}
     local b = { kind = cb.type }

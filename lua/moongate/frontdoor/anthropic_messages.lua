@@ -186,14 +186,16 @@ function M.stream_encoder(creq, meta)
     index = -1, open = nil, usage = nil, signature = nil }, Encoder)
 end
 
-function Encoder:ensure_started(out)
+-- ev: the first event; a "start" may know the prompt's tokens (an
+-- Anthropic upstream's message_start does; OpenAI's count comes at the end)
+function Encoder:ensure_started(out, ev)
   if self.started then return end
   self.started = true
   -- content: [] by hand: cjson would write an empty table as {}
   out[#out + 1] = frame("message_start", string.format(
     '{"type":"message_start","message":{"id":%s,"type":"message","role":"assistant","model":%s,' ..
-    '"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}',
-    json.encode(self.id), json.encode(self.creq.model)))
+    '"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":%d,"output_tokens":0}}}',
+    json.encode(self.id), json.encode(self.creq.model), ev.type == "start" and ev.input_tokens or 0))
 end
 
 function Encoder:close_block(out)
@@ -217,7 +219,7 @@ end
 function Encoder:event(ev)
   local out = {}
   local t = ev.type
-  if t ~= "usage" then self:ensure_started(out) end
+  if t ~= "usage" then self:ensure_started(out, ev) end
   if t == "text_delta" then
     if ev.text == "" then return out end
     if self.open ~= "text" then self:open_block(out, "text", '{"type":"text","text":""}') end
