@@ -10,7 +10,7 @@ local json_headers = { ["cache-control"] = "no-store" }
 
 --- json(req, status, value [, headers]) -> true | nil, "closed"
 function M.json(req, status, value, headers)
-  local body = type(value) == "string" and value or json.encode(value)
+  local body = type(value) == "string" and value or json.encode_raw(value)
   return core._respond(req.h, status, "application/json", body, headers or json_headers)
 end
 

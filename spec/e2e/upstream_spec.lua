@@ -320,6 +320,45 @@ return {
       local wire = json.decode(sent)
       assert.equal('{"tags":[],"n":1234567890123456}', wire.messages[2].tool_calls[1]["function"].arguments
         :gsub('"n":1234567890123456,"tags":%[%]', '"tags":[],"n":1234567890123456'))
+      -- and back: an OpenAI tool call's arguments become an input that keeps them
+      mock:queue { { body = '{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
+        .. '"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",'
+        .. '"function":{"name":"find","arguments":"{\\"tags\\":[],\\"n\\":1234567890123456}"}}]},'
+        .. '"finish_reason":"tool_calls"}]}' } }
+      res = assert(server:request("POST", "/v1/messages", body))
+      assert.equal(200, res.status)
+      assert.matches('"tags":[]', res.body, 1, true)
+      assert.matches('"n":1234567890123456', res.body, 1, true)
+    end)
+
+    it("keeps an Anthropic upstream's stop sequence when translating (effort suffix)", function()
+      local answer = { id = "msg_s", type = "message", role = "assistant", model = "m",
+        content = { { type = "text", text = "up to" } }, stop_reason = "stop_sequence", stop_sequence = "END",
+        usage = { input_tokens = 3, output_tokens = 2 } }
+      mock:queue { { json = answer } }
+      local res = messages { model = "claude-test-high", max_tokens = 50, stop_sequences = { "END" },
+        messages = { { role = "user", content = "x" } } }
+      local body = json.decode(res.body)
+      assert.equal("stop_sequence", body.stop_reason)
+      assert.equal("END", body.stop_sequence)
+      assert.is_table(json.decode(mock:requests()[1].body).thinking) -- it was translated, not passed through
+      mock:queue { { frames = {
+        { event = "message_start", json = { type = "message_start", message = { id = "msg_s", type = "message",
+          role = "assistant", model = "m", content = {}, usage = { input_tokens = 3, output_tokens = 1 } } } },
+        { event = "content_block_start", json = { type = "content_block_start", index = 0, content_block = { type = "text", text = "" } } },
+        { event = "content_block_delta", json = { type = "content_block_delta", index = 0, delta = { type = "text_delta", text = "up to" } } },
+        { event = "content_block_stop", json = { type = "content_block_stop", index = 0 } },
+        { event = "message_delta", json = { type = "message_delta", delta = { stop_reason = "stop_sequence", stop_sequence = "END" },
+          usage = { output_tokens = 2 } } },
+        { event = "message_stop", json = { type = "message_stop" } } } } }
+      res = messages { model = "claude-test-high", max_tokens = 50, stream = true, stop_sequences = { "END" },
+        messages = { { role = "user", content = "x" } } }
+      local data, events = sse(res)
+      assert.equal("message_delta", events[#events - 1])
+      local md = json.decode(data[#data - 1])
+      assert.equal("stop_sequence", md.delta.stop_reason)
+      assert.equal("END", md.delta.stop_sequence)
+      assert.equal(3, json.decode(data[1]).message.usage.input_tokens)
     end)
 
     it("sends tool results and images to an OpenAI upstream", function()

@@ -153,6 +153,7 @@ function Decoder:frame(data, event)
     if delta.stop_reason and delta.stop_reason ~= null then
       self.reason = M.stop_reasons[delta.stop_reason] or "stop"
     end
+    if type(delta.stop_sequence) == "string" then self.stop_sequence = delta.stop_sequence end
     local u = type(ev.usage) == "table" and ev.usage or {}
     if u.output_tokens then self.output = tonumber(u.output_tokens) or self.output end
     if u.input_tokens and u.input_tokens ~= null then self.input = tonumber(u.input_tokens) or self.input end
@@ -174,7 +175,7 @@ function Decoder:finish()
   end
   return {
     { type = "usage", input_tokens = self.input, output_tokens = self.output },
-    { type = "done", reason = self.reason },
+    { type = "done", reason = self.reason, stop_sequence = self.stop_sequence },
   }
 end
 
@@ -199,7 +200,8 @@ function M.response(body, creq)
   end
   local u = type(body.usage) == "table" and body.usage or {}
   out[#out + 1] = { type = "usage", input_tokens = tonumber(u.input_tokens) or 0, output_tokens = tonumber(u.output_tokens) or 0 }
-  out[#out + 1] = { type = "done", reason = M.stop_reasons[body.stop_reason] or "stop" }
+  out[#out + 1] = { type = "done", reason = M.stop_reasons[body.stop_reason] or "stop",
+    stop_sequence = type(body.stop_sequence) == "string" and body.stop_sequence or nil }
   return out
 end
 

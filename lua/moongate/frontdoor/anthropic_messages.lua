@@ -244,8 +244,9 @@ function Encoder:event(ev)
     self:close_block(out)
     local u = self.usage or {}
     out[#out + 1] = frame("message_delta", string.format(
-      '{"type":"message_delta","delta":{"stop_reason":%s,"stop_sequence":null},"usage":{"input_tokens":%d,"output_tokens":%d}}',
-      json.encode(stop_reasons[ev.reason] or "end_turn"), u.input_tokens or 0, u.output_tokens or 0))
+      '{"type":"message_delta","delta":{"stop_reason":%s,"stop_sequence":%s},"usage":{"input_tokens":%d,"output_tokens":%d}}',
+      json.encode(ev.stop_sequence and "stop_sequence" or stop_reasons[ev.reason] or "end_turn"),
+      ev.stop_sequence and json.encode(ev.stop_sequence) or "null", u.input_tokens or 0, u.output_tokens or 0))
     out[#out + 1] = frame("message_stop", '{"type":"message_stop"}')
   end
   return out
@@ -288,7 +289,7 @@ function Collector:event(ev)
   elseif t == "usage" then
     self.usage = ev
   elseif t == "done" then
-    self.reason = ev.reason
+    self.reason, self.stop_sequence = ev.reason, ev.stop_sequence
   end
 end
 
@@ -297,8 +298,9 @@ function Collector:result()
   for i, b in ipairs(self.blocks) do
     if b.type == "tool_use" then
       local input = json.decode(table.concat(b.args))
+      -- typed by the tool's schema: an argument list that is empty stays []
       content[i] = { type = "tool_use", id = b.id, name = b.name,
-        input = type(input) == "table" and input or json.decode("{}") }
+        input = type(input) == "table" and json.typed(input, canonical.tool_schema(self.creq, b.name)) or json.decode("{}") }
     else
       content[i] = b
     end
@@ -307,7 +309,8 @@ function Collector:result()
   local u = self.usage or {}
   return {
     id = self.id, type = "message", role = "assistant", model = self.creq.model, content = content,
-    stop_reason = stop_reasons[self.reason] or "end_turn", stop_sequence = null,
+    stop_reason = self.stop_sequence and "stop_sequence" or stop_reasons[self.reason] or "end_turn",
+    stop_sequence = self.stop_sequence or null,
     usage = { input_tokens = u.input_tokens or 0, output_tokens = u.output_tokens or 0 },
   }
 end
