@@ -62,6 +62,42 @@ describe("bad input", function()
     assert.equal("invalid_type", err.code)
   end)
 
+  it("answers numbers out of range with 400 invalid_value, infinity included", function()
+    local err = openai_error(post(server, '{"model":"echo","temperature":1e999,"messages":[{"role":"user","content":"x"}]}'), 400)
+    assert.equal("temperature", err.param)
+    assert.equal("invalid_value", err.code)
+    assert.matches("maximum value", err.message)
+    err = openai_error(post(server, '{"model":"echo","max_tokens":0,"messages":[{"role":"user","content":"x"}]}'), 400)
+    assert.equal("max_tokens", err.param)
+    err = openai_error(post(server, '{"model":"echo","top_p":-0.5,"messages":[{"role":"user","content":"x"}]}'), 400)
+    assert.matches("minimum value", err.message)
+  end)
+
+  it("checks an Anthropic request's types and ranges, naming the field", function()
+    local function messages(fields)
+      local res = assert(server:request("POST", "/v1/messages",
+        '{"max_tokens":5,"messages":[{"role":"user","content":"x"}],' .. fields .. '}'))
+      assert.equal(400, res.status)
+      local e = json.decode(res.body)
+      assert.equal("error", e.type)
+      assert.equal("invalid_request_error", e.error.type)
+      return e.error.message
+    end
+    assert.matches("^model: Input should be a valid string", messages('"model":5'))
+    assert.matches("^temperature: Input should be a valid number", messages('"model":"echo","temperature":"hot"'))
+    assert.matches("^temperature: Input should be less than or equal to 1", messages('"model":"echo","temperature":1e999'))
+    assert.matches("^top_p: Input should be greater", messages('"model":"echo","top_p":-1'))
+    assert.matches("^stop_sequences: Input should be a valid list", messages('"model":"echo","stop_sequences":5'))
+    assert.matches("^stop_sequences.1: Input should be a valid string", messages('"model":"echo","stop_sequences":["a",5]'))
+    assert.matches("^tool_choice: Input should be an object", messages('"model":"echo","tool_choice":5'))
+    assert.matches("^thinking.budget_tokens: Input should be a valid integer",
+      messages('"model":"echo","thinking":{"type":"enabled","budget_tokens":"lots"}'))
+    local res = assert(server:request("POST", "/v1/messages", '{"model":"echo","max_tokens":5,"messages":[{"role":"user",'
+      .. '"content":[{"type":"image","source":{"type":"url","url":5}}]}]}'))
+    assert.equal(400, res.status)
+    assert.matches("messages.0.content.0.source.url: Field required", json.decode(res.body).error.message, 1, true)
+  end)
+
   it("answers a body over the limit with 413, in the client's format", function()
     local big = json.encode { model = "echo", messages = { { role = "user", content = string.rep("x", 5000) } } }
     local err = openai_error(post(server, big), 413)

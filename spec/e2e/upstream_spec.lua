@@ -541,6 +541,40 @@ return {
       assert.matches("malformed answer", json.decode(res.body).error.message)
     end)
 
+    it("answers 502 for a whole answer that is no answer, passed through or translated", function()
+      for _, junk in ipairs { "", "<html>oops</html>", "[1,2,3]", "{not json" } do
+        mock:queue { { body = junk } }
+        local res = chat { model = "gpt-test", messages = { { role = "user", content = "x" } } }
+        assert.equal(502, res.status)
+        assert.matches("malformed answer from upstream", json.decode(res.body).error.message)
+      end
+      -- shapes the adapters do not expect: 502, not a gateway fault
+      mock:queue { { json = { choices = { 5 } } } }
+      local res = messages { model = "gpt-test", max_tokens = 5, messages = { { role = "user", content = "x" } } }
+      assert.equal(502, res.status)
+      assert.equal("malformed answer from upstream", json.decode(res.body).error.message)
+      mock:queue { { json = { type = "message", content = { 5, "x" } } } }
+      res = chat { model = "claude-test", messages = { { role = "user", content = "x" } } }
+      assert.equal(502, res.status)
+      mock:queue { { frames = { oa_chunk({ tool_calls = { 5 } }), { data = "[DONE]" } } } }
+      res = messages { model = "gpt-test", max_tokens = 5, stream = true, messages = { { role = "user", content = "x" } } }
+      assert.equal(502, res.status) -- the first frame: nothing had reached the client
+      assert.equal("malformed answer from upstream", json.decode(res.body).error.message)
+    end)
+
+    it("answers 400 for a request that cannot be sent upstream (nesting past the limit)", function()
+      -- 196 levels fit the parser's limit of 200 with the request around
+      -- them; the OpenAI request puts them one level deeper than that
+      local deep = '{"type":"string"}'
+      for _ = 1, 196 do deep = '{"type":"array","items":' .. deep .. '}' end
+      local body = '{"model":"gpt-test","max_tokens":5,"tools":[{"name":"f","input_schema":' .. deep
+        .. '}],"messages":[{"role":"user","content":"x"}]}'
+      local res = assert(server:request("POST", "/v1/messages", body))
+      assert.equal(400, res.status)
+      assert.matches("cannot be sent upstream", json.decode(res.body).error.message)
+      assert.equal(0, #mock:requests())
+    end)
+
     it("ends a stream with a malformed frame with an error event", function()
       mock:queue { { frames = { oa_chunk({ role = "assistant", content = "ok " }), { data = "{not json" } } } }
       local res = chat { model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } }

@@ -45,8 +45,15 @@ local function decode_block(b, i, j, creq)
     return make and { type = "text", text = b.text } or true
   elseif t == "image" then
     local s = is_object(b.source) and b.source or {}
-    if s.type == "base64" then return make and { type = "image", mime = s.media_type, data = s.data } or true end
-    if s.type == "url" then return make and { type = "image", url = s.url } or true end
+    if s.type == "base64" then
+      if type(s.data) ~= "string" or s.data == "" then return bad(loc(i, j) .. ".source.data: Field required") end
+      if type(s.media_type) ~= "string" then return bad(loc(i, j) .. ".source.media_type: Field required") end
+      return make and { type = "image", mime = s.media_type, data = s.data } or true
+    end
+    if s.type == "url" then
+      if type(s.url) ~= "string" or s.url == "" then return bad(loc(i, j) .. ".source.url: Field required") end
+      return make and { type = "image", url = s.url } or true
+    end
     return bad(loc(i, j) .. ".source: unsupported image source")
   elseif t == "tool_use" then
     return make and { type = "tool_call", id = b.id, name = b.name,
@@ -99,6 +106,9 @@ local Lazy = { __index = function(creq, k)
   end
 end }
 
+-- the sampling numbers Anthropic takes from 0 to their maximum
+local unit_range = { temperature = 1, top_p = 1 }
+
 --- decode(body, headers) -> canonical request | nil, err
 function M.decode(body, headers, opts)
   opts = opts or {}
@@ -106,7 +116,8 @@ function M.decode(body, headers, opts)
   local req, perr = json.decode(body)
   if req == nil then return bad("invalid JSON in the request body: " .. perr) end
   if not is_object(req) then return bad("the request body must be a JSON object") end
-  if type(req.model) ~= "string" or req.model == "" then return bad("model: Field required") end
+  if req.model == nil or req.model == null or req.model == "" then return bad("model: Field required") end
+  if type(req.model) ~= "string" then return bad("model: Input should be a valid string") end
   if not opts.count_only then
     if req.max_tokens == nil then return bad("max_tokens: Field required") end
     if type(req.max_tokens) ~= "number" or req.max_tokens % 1 ~= 0 or req.max_tokens < 1 then
@@ -118,6 +129,26 @@ function M.decode(body, headers, opts)
   end
   if #req.messages == 0 then return bad("messages: at least one message is required") end
   if req.stream ~= nil and type(req.stream) ~= "boolean" then return bad("stream: Input should be a valid boolean") end
+  for name, hi in pairs(unit_range) do
+    local v = req[name]
+    if v ~= nil and v ~= null then
+      if type(v) ~= "number" then return bad(name .. ": Input should be a valid number") end
+      if not (v >= 0) then return bad(name .. ": Input should be greater than or equal to 0") end
+      if v > hi then return bad(string.format("%s: Input should be less than or equal to %s", name, hi)) end
+    end
+  end
+  if req.top_k ~= nil and req.top_k ~= null and (type(req.top_k) ~= "number" or req.top_k % 1 ~= 0 or req.top_k < 0) then
+    return bad("top_k: Input should be a valid integer greater than or equal to 0")
+  end
+  if req.stop_sequences ~= nil and req.stop_sequences ~= null then
+    if not is_array(req.stop_sequences) then return bad("stop_sequences: Input should be a valid list") end
+    for i, s in ipairs(req.stop_sequences) do
+      if type(s) ~= "string" then return bad(string.format("stop_sequences.%d: Input should be a valid string", i - 1)) end
+    end
+  end
+  if req.tool_choice ~= nil and req.tool_choice ~= null and not is_object(req.tool_choice) then
+    return bad("tool_choice: Input should be an object")
+  end
   local creq = {
     client = "anthropic", model = req.model, stream = req.stream == true,
     max_tokens = req.max_tokens, temperature = req.temperature ~= null and req.temperature or nil,
@@ -150,8 +181,11 @@ function M.decode(body, headers, opts)
     creq.tool_choice = { type = tc.type, name = tc.name, disable_parallel = tc.disable_parallel_tool_use == true or nil }
   end
   if is_object(req.thinking) and req.thinking.type == "enabled" then
-    local budget = tonumber(req.thinking.budget_tokens)
-    if not budget or budget < 1 then return bad("thinking.budget_tokens: Field required") end
+    local budget = req.thinking.budget_tokens
+    if budget == nil or budget == null then return bad("thinking.budget_tokens: Field required") end
+    if type(budget) ~= "number" or budget % 1 ~= 0 or budget < 1 then
+      return bad("thinking.budget_tokens: Input should be a valid integer greater than 0")
+    end
     creq.reasoning = { budget_tokens = budget, effort = reasoning.effort_for(budget) }
   end
   creq.raw_body = body

@@ -45,14 +45,26 @@ local function is_object(v)
   return type(v) == "table" and v ~= null and (next(v) == nil or not json.is_array(v))
 end
 
--- optional typed fields: name -> check(v) -> ok
+-- range(kind, lo, hi) -> check(v) -> nil | what is wrong (OpenAI's words);
+-- not a number (NaN, 1e999 read as infinity) is out of every range
+local function range(kind, lo, hi)
+  return function(v)
+    if v ~= v or (lo and v < lo) then
+      return string.format("%s below minimum value. Expected a value >= %s, but got %s instead.", kind, lo, v)
+    elseif hi and v > hi or v == math.huge then
+      return string.format("%s above maximum value. Expected a value <= %s, but got %s instead.", kind, hi or lo, v)
+    end
+  end
+end
+
+-- optional typed fields: name -> {what, check(v) -> ok [, range(v) -> nil | message]}
 local checks = {
   stream = { "a boolean", function(v) return type(v) == "boolean" end },
-  temperature = { "a number", function(v) return type(v) == "number" end },
-  top_p = { "a number", function(v) return type(v) == "number" end },
-  max_tokens = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end },
-  max_completion_tokens = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end },
-  n = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end },
+  temperature = { "a number", function(v) return type(v) == "number" end, range("decimal", 0, 2) },
+  top_p = { "a number", function(v) return type(v) == "number" end, range("decimal", 0, 1) },
+  max_tokens = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end, range("integer", 1) },
+  max_completion_tokens = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end, range("integer", 1) },
+  n = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end, range("integer", 1) },
   seed = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end },
   stream_options = { "an object", is_object },
   tools = { "an array", is_array },
@@ -190,7 +202,11 @@ function M.decode(body, headers)
   end
   for name, c in pairs(checks) do
     local v = req[name]
-    if v ~= nil and v ~= null and not c[2](v) then return invalid_type(name, c[1], v) end
+    if v ~= nil and v ~= null then
+      if not c[2](v) then return invalid_type(name, c[1], v) end
+      local wrong = c[3] and c[3](v)
+      if wrong then return invalid_value(name, wrong) end
+    end
   end
   if req.stop ~= nil and req.stop ~= null and type(req.stop) ~= "string" then
     if not is_array(req.stop) then return invalid_type("stop", "one of a string or an array", req.stop) end

@@ -5,6 +5,7 @@
 local core = require "moongate.core"
 local json = require "moongate.json"
 local errors = require "moongate.errors"
+local log = require "moongate.log"
 
 local M = {}
 
@@ -44,6 +45,24 @@ function Passthrough:finish()
     return { { type = "error", status = 502, message = "the upstream stream ended before it finished" } }
   end
   return { { type = "done", passthrough = true } }
+end
+
+-- a whole answer's text looks like a JSON object: its first and last bytes
+-- past white space are braces (a passthrough forwards it undecoded; this
+-- turns away an empty body, HTML, a list, a truncated object)
+local function object_text(text)
+  local first, last = text:find("^%s*{"), #text
+  while last > 0 and text:byte(last) <= 32 do last = last - 1 end
+  return first ~= nil and text:byte(last) == 125
+end
+
+-- what an adapter makes of an answer or a frame; an answer it cannot read
+-- (a shape it does not expect) is a malformed answer, not a gateway fault
+local function adapt(name, fn, ...)
+  local ok, events = pcall(fn, ...)
+  if ok then return events end
+  log.warn("upstream %s: an answer the adapter cannot read: %s", name, tostring(events))
+  return { { type = "error", status = 502, message = "malformed answer from upstream" } }
 end
 
 -- events to the sink, in order, while it takes them -> more (false: wait
@@ -123,7 +142,16 @@ function M.kind(adapter)
     -- body and the upstream's frames as they are
     local pass = creq.raw_body and creq.client == a.format and creq.upstream_model == creq.model
       and not creq.effort_from_suffix and self.conf.passthrough ~= false
-    local body = pass and creq.raw_body or json.encode_raw(a.request(creq, self.conf))
+    local body = creq.raw_body
+    if not pass then
+      local ok, wire = pcall(function() return json.encode_raw(a.request(creq, self.conf)) end)
+      if not ok then -- a value JSON cannot carry (1e999, nesting past the limit)
+        sink.emit({ type = "error", status = 400, message = "the request cannot be sent upstream: "
+          .. tostring(wire):gsub("^.-:%d+: ", "") })
+        return { cancel = function() end }
+      end
+      body = wire
+    end
     local headers = a.headers(self.conf, self:api_key(creq), creq)
     if self.conf.headers then
       for k, v in pairs(self.conf.headers) do headers[k] = v end
@@ -153,15 +181,21 @@ function M.kind(adapter)
         if dec and text == "" then
           return emit_all(sink, dec:finish())
         end
-        if pass and not dec then return sink.emit({ type = "raw_body", body = text }) end
+        if pass and not dec then
+          if not object_text(text) then
+            return sink.emit({ type = "error", status = 502, message = "malformed answer from upstream: "
+              .. (text == "" and "an empty body" or "not a JSON object") })
+          end
+          return sink.emit({ type = "raw_body", body = text })
+        end
         -- a whole answer, also one to a stream request (C reads a JSON
         -- answer whole): the client's encoder makes it a stream if asked
-        emit_all(sink, a.response(json.decode(text), creq))
+        emit_all(sink, adapt(self.name, a.response, json.decode(text), creq))
       end),
     }
     if dec then -- frames come only on a stream
       cbs.on_frame = sink.guard_value(function(data, event)
-        local more = emit_all(sink, dec:frame(data, event))
+        local more = emit_all(sink, adapt(self.name, dec.frame, dec, data, event))
         if pass and more and not piped and sink.pipe_handle then
           -- the client's stream is open: C queues the upstream's ordinary
           -- frames there itself from now on; this decoder still sees the
