@@ -38,7 +38,8 @@
 
 #define UPSTREAM_KEY "moongate.upstream"
 #define FETCH_MT "moongate.fetch"
-#define MAX_BODY (64 * 1024 * 1024)
+#define MAX_BODY (64 * 1024 * 1024)  /* a whole answer */
+#define MAX_FRAME (16 * 1024 * 1024) /* one stream frame, or one line of it, unfinished */
 
 enum { MODE_BODY, MODE_SSE, MODE_NDJSON };
 
@@ -102,7 +103,8 @@ struct mg_fetch {
 	int cancelled;
 	int paused;
 	char errbuf[CURL_ERROR_SIZE];
-	const char *fail;    /* our own reason to end it (timeouts, Lua) */
+	const char *fail;    /* our own reason to end it (timeouts, Lua, size) */
+	const char *fail_code; /* its code for on_done: ETIMEDOUT, ELUA, ETOOBIG */
 	uv_timer_t *gap;     /* first-byte and idle timeouts */
 	uint64_t first_byte_ms, idle_ms;
 	int got_byte;
@@ -378,6 +380,7 @@ static int call_cb(mg_fetch *f, int nargs, const char *what)
 		f->in_curl--;
 		lua_pop(L, 1);
 		f->fail = "error in a Lua callback";
+		f->fail_code = "ELUA";
 		f->cancelled = 1;
 		f->up->sweep = 1;
 		return -1;
@@ -532,8 +535,11 @@ static size_t on_write(char *buf, size_t size, size_t n, void *ud)
 		return 0;
 	/* an error answer is read whole, whatever the mode, for its message */
 	if (f->mode == MODE_BODY || f->status >= 400 || f->whole) {
-		if (f->body.len + len > MAX_BODY)
-			return 0;
+		if (f->body.len + len > MAX_BODY) {
+			f->fail = "the upstream's answer is over 64 MiB";
+			f->fail_code = "ETOOBIG";
+			return 0; /* curl ends the transfer; finish() says why */
+		}
 		return mg_buf_append(&f->body, buf, len) ? 0 : len;
 	}
 	if (f->held.len) { /* still paused by Lua: keep the order */
@@ -543,6 +549,11 @@ static size_t on_write(char *buf, size_t size, size_t n, void *ud)
 	}
 	if (f->cancelled)
 		return 0;
+	if ((f->mode == MODE_SSE ? f->sse.line.len + f->sse.data.len : f->partial.len) > MAX_FRAME) {
+		f->fail = "an upstream stream frame is over 16 MiB";
+		f->fail_code = "ETOOBIG";
+		return 0;
+	}
 	if (f->paused) {
 		if (f->gap) /* a slow client is not an idle upstream */
 			uv_timer_stop(f->gap);
@@ -565,13 +576,11 @@ static void finish(mg_fetch *f, CURLcode rc)
 	if (pushed) {
 		const char *err = f->fail ? f->fail :
 			rc == CURLE_OK ? NULL : (f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
-		const char *code = f->fail ? "ETIMEDOUT" :
+		const char *code = f->fail ? f->fail_code :
 			rc == CURLE_OK ? NULL :
 			rc == CURLE_OPERATION_TIMEDOUT ? "ETIMEDOUT" :
 			rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ? "ECONNREFUSED" :
 			"EUPSTREAM";
-		if (f->fail && !strcmp(f->fail, "error in a Lua callback"))
-			code = "ELUA";
 		if (err)
 			lua_pushstring(L, err);
 		else
@@ -626,6 +635,7 @@ static void on_gap(uv_timer_t *t)
 
 	f->fail = f->got_byte ? "upstream idle timeout: no data within the idle limit"
 			      : "upstream first-byte timeout";
+	f->fail_code = "ETIMEDOUT";
 	f->cancelled = 1;
 	finish(f, CURLE_OPERATION_TIMEDOUT);
 }
@@ -802,7 +812,10 @@ static long opt_ms(lua_State *L, const char *key)
  *   one table.
  * callbacks: on_headers(status, headers), on_frame(data, event) -> more?
  *   (false pauses until _fetch_resume), on_done(err, code, body, status,
- *   headers); err is nil on success. on_done never runs after _fetch_cancel.
+ *   headers); err is nil on success, code then one of ETIMEDOUT,
+ *   ECONNREFUSED, EUPSTREAM, ELUA (a callback raised), ETOOBIG (a whole
+ *   answer over 64 MiB, a stream frame over 16 MiB). on_done never runs
+ *   after _fetch_cancel.
  *   An "sse" fetch answered with a JSON content type (an upstream that does
  *   not stream) gets no on_frame: on_done has the whole body. */
 static int l_fetch(lua_State *L)

@@ -575,6 +575,16 @@ return {
       assert.equal(0, #mock:requests())
     end)
 
+    it("answers 502 for a stream frame over 16 MiB, without holding it", function()
+      mock:queue { { frames = { { pad = 17 * 1024 * 1024 }, { delay_ms = 10000, data = "{}" } } } }
+      local t0 = uv.hrtime()
+      local res = chat { model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } }
+      assert.equal(502, res.status)
+      assert.matches("frame is over 16 MiB", json.decode(res.body).error.message)
+      assert.is_true((uv.hrtime() - t0) / 1e6 < 5000) -- not the mock's 10 s
+      assert.equal(1, #mock:requests()) -- not retried: it would come back as big
+    end)
+
     it("ends a stream with a malformed frame with an error event", function()
       mock:queue { { frames = { oa_chunk({ role = "assistant", content = "ok " }), { data = "{not json" } } } }
       local res = chat { model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } }

@@ -10,7 +10,8 @@
 --   POST /_mock/reset     forget the queue and the requests
 -- A scripted response: {status = 200, headers = {...}, json = value |
 --   body = "raw bytes", frames = {{data = "..." | json = value, event = "x",
---   delay_ms = n}}, drop_after = n (close the connection after n frames),
+--   delay_ms = n | pad = n (n bytes of a data line that never ends)}},
+--   drop_after = n (close the connection after n frames),
 --   gzip = true (the body compressed, with content-encoding: gzip),
 --   delay_ms = n (before the status line)}.
 -- With nothing queued it echoes the last user message in the format of the
@@ -130,7 +131,7 @@ local function serve_script(tcp, script, record, done)
         end
         after(f.delay_ms, function()
           if tcp:is_closing() then return done(false) end
-          local data = f.raw or ((f.event and ("event: " .. f.event .. "\n") or "") ..
+          local data = f.pad and ("data: " .. string.rep("x", f.pad)) or f.raw or ((f.event and ("event: " .. f.event .. "\n") or "") ..
             "data: " .. (f.data or encode(f.json)) .. "\n\n")
           send(tcp, data)
           step()

@@ -166,7 +166,8 @@ function M.kind(adapter)
         local status = st ~= 0 and st or nil
         if err then
           return sink.emit({ type = "error", status = code == "ETIMEDOUT" and 504 or 502,
-            message = string.format("upstream %s: %s", self.name, err), retryable = code ~= "ELUA" })
+            message = string.format("upstream %s: %s", self.name, err),
+            retryable = code ~= "ELUA" and code ~= "ETOOBIG" }) -- the same again would fail again
         end
         if status and status >= 400 then
           local ev = { type = "error", status = status, upstream = true,
