@@ -60,7 +60,8 @@ typedef struct mg_h1_conn {
 static const mg_transport h1_transport;
 static http_parser_settings settings;
 
-#define READ_TIMEOUT_MS 30000
+/* a request being received may go this long without bytes */
+#define READ_TIMEOUT_MS(c) ((uint64_t)(c)->w->cfg->request_timeout * 1000)
 #define MAX_QUEUED_INPUT(c) ((c)->w->cfg->max_body_bytes + 65536)
 #define IN_KEEP 4096 /* c->in kept between requests up to this size */
 
@@ -106,12 +107,22 @@ static void conn_close(mg_h1_conn *c)
 	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
+static void flush(mg_h1_conn *c);
+
 static void on_timeout(uv_timer_t *t)
 {
 	mg_h1_conn *c = t->data;
 
 	if (!c->lingering && c->req && c->req->dispatched)
 		return; /* Lua owns the request now; upstream timeouts apply */
+	if (!c->lingering && c->req && !c->req->started) {
+		/* a request that stopped arriving: say so before closing */
+		c->req->close_after = 1;
+		c->req->dispatched = 1; /* C answers; Lua never sees it */
+		mg_req_fail(c->req, 408, "request timeout: the client stopped sending its request");
+		flush(c);
+		return;
+	}
 	conn_close(c);
 }
 
@@ -122,8 +133,6 @@ static void arm_timer(mg_h1_conn *c, uint64_t ms)
 }
 
 /* ---- writing ----------------------------------------------------------- */
-
-static void flush(mg_h1_conn *c);
 
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
@@ -334,7 +343,7 @@ static int on_message_begin(http_parser *p)
 	c->last_was_value = 0;
 	c->field.len = c->value.len = 0;
 	c->expect_continue = 0;
-	arm_timer(c, READ_TIMEOUT_MS);
+	arm_timer(c, READ_TIMEOUT_MS(c));
 	return 0;
 }
 
@@ -539,10 +548,18 @@ static void bad_request(mg_h1_conn *c, enum http_errno err)
 	mg_log(MG_LOG_DEBUG, "bad request: %s", http_errno_description(err));
 	r->close_after = 1;
 	r->dispatched = 1; /* C answers; Lua never sees it */
-	if (err == HPE_HEADER_OVERFLOW)
-		mg_req_fail(r, 431, "request header fields too large");
-	else
-		mg_req_fail(r, 400, "malformed HTTP request");
+	if (err == HPE_HEADER_OVERFLOW) {
+		char msg[96];
+		snprintf(msg, sizeof msg, "Request header fields too large: the limit is %zu bytes.",
+			 c->w->cfg->max_header_bytes);
+		mg_req_fail(r, 431, msg);
+	} else {
+		/* http_parser's own words: "invalid character in content-length
+		 * header", "invalid HTTP method", ... (no quotes or backslashes) */
+		char msg[160];
+		snprintf(msg, sizeof msg, "malformed HTTP request: %s", http_errno_description(err));
+		mg_req_fail(r, 400, msg);
+	}
 	flush(c);
 }
 
@@ -631,6 +648,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 			return;
 		}
 		conn_process(c);
+		/* a request still arriving gets READ_TIMEOUT_MS from its last
+		 * bytes, not from its first: a slow upload that keeps coming is
+		 * not cut off */
+		if (!c->closing && c->req && !c->req->dispatched)
+			arm_timer(c, READ_TIMEOUT_MS(c));
 		return;
 	}
 	if (nread == 0)

@@ -335,6 +335,20 @@ static int encode_headers(mg_req *r, int status, const char *ctype, size_t ctlen
 	return r->t->hdr_end(r);
 }
 
+/* Does the request's path (as far as it was read) name an Anthropic
+ * endpoint, whose clients expect Anthropic's error shape? */
+static int anthropic_path(const mg_req *r)
+{
+	const char *p = r->path.data;
+	size_t n = r->path.len;
+
+	if (n >= 3 && !memcmp(p, "/v1", 3)) {
+		p += 3;
+		n -= 3;
+	}
+	return n >= 9 && !memcmp(p, "/messages", 9);
+}
+
 void mg_req_fail(mg_req *r, int status, const char *message)
 {
 	char body[512];
@@ -342,9 +356,15 @@ void mg_req_fail(mg_req *r, int status, const char *message)
 
 	if (!r->conn || r->started)
 		return;
-	n = snprintf(body, sizeof body,
-		     "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":null}}",
-		     message, status >= 500 ? "server_error" : "invalid_request_error");
+	if (anthropic_path(r))
+		n = snprintf(body, sizeof body, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}",
+			     status >= 500 ? "api_error" : "invalid_request_error", message);
+	else
+		n = snprintf(body, sizeof body,
+			     "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":null}}",
+			     message, status >= 500 ? "server_error" : "invalid_request_error");
+	if (n < 0 || (size_t)n >= sizeof body)
+		n = snprintf(body, sizeof body, "{\"error\":{\"message\":\"error %d\"}}", status);
 	r->started = 1;
 	r->close_after = r->close_after || status >= 500 || status == 400;
 	if (start_headers(r, status, "application/json", 16, n, NULL, 0)) {

@@ -105,7 +105,9 @@ void mg_stats_buffered(long long delta);
 void mg_req_gone(mg_req *r);
 /* Frees the request; the transport calls it once per mg_req_new. */
 void mg_req_free(mg_req *r);
-/* Queues a JSON error from C when Lua cannot answer (OpenAI's shape). */
+/* Queues a JSON error from C when Lua cannot answer: Anthropic's shape on
+ * /v1/messages paths, OpenAI's elsewhere. message: plain text with no
+ * character JSON must escape. */
 void mg_req_fail(mg_req *r, int status, const char *message);
 
 /* Queues one SSE frame on r's open stream for a C producer (an upstream

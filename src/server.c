@@ -455,7 +455,7 @@ static void free_config(mg_server_config *c)
 }
 
 /* _serve{host, port, workers, max_body_bytes, max_header_bytes,
- *        stream_high_water, keepalive_timeout, tls_cert, tls_key, tls_http2, init,
+ *        stream_high_water, keepalive_timeout, request_timeout, tls_cert, tls_key, tls_http2, init,
  *        verbose, ws_heartbeat_ms, ws_timeout_ms, ws_queue_timeout_ms,
  *        ws_max_message} -> true | nil, message
  * Blocks until SIGINT or SIGTERM. `init` is the string every worker passes to
@@ -483,6 +483,7 @@ static int l_serve(lua_State *L)
 	c.max_header_bytes = (size_t)opt_number(L, 1, "max_header_bytes", 16384);
 	c.stream_high_water = (size_t)opt_number(L, 1, "stream_high_water", 65536);
 	c.keepalive_timeout = (int)opt_number(L, 1, "keepalive_timeout", 60);
+	c.request_timeout = (int)opt_number(L, 1, "request_timeout", 30);
 	c.ws_heartbeat_ms = (int)opt_number(L, 1, "ws_heartbeat_ms", 25000);
 	c.ws_timeout_ms = (int)opt_number(L, 1, "ws_timeout_ms", 30000);
 	c.ws_queue_timeout_ms = (int)opt_number(L, 1, "ws_queue_timeout_ms", 30000);

@@ -23,6 +23,7 @@ typedef struct mg_server_config {
 	size_t max_header_bytes;
 	size_t stream_high_water; /* queued bytes per stream before pausing */
 	int keepalive_timeout;    /* seconds an idle keep-alive connection lives */
+	int request_timeout;      /* seconds a request being received may go without bytes */
 	int ws_heartbeat_ms;      /* a heartbeat to each pool worker this often */
 	int ws_timeout_ms;        /* drop a pool worker silent this long */
 	int ws_queue_timeout_ms;  /* a request waits this long for a free worker */

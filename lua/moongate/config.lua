@@ -16,6 +16,7 @@ function M.defaults()
     max_header_bytes = 16384,
     stream_high_water = 65536,
     keepalive_timeout = 60,
+    request_timeout = 30,
     upstream_http2_streams = 100,
     providers = {},
     routes = {},
@@ -89,6 +90,7 @@ M.schema = {
     max_header_bytes = integer(1024, 65535),
     stream_high_water = integer(1024),
     keepalive_timeout = integer(1),
+    request_timeout = integer(1),
     upstream_http2_streams = integer(1, 2147483647), -- streams at once on one HTTP/2 upstream connection
     lua_path = "string",
     tls = { type = "table", fields = { cert = { type = "string", required = true },

@@ -50,6 +50,7 @@ function commands.serve(flags)
     host = cfg.host, port = cfg.port, workers = cfg.workers,
     max_body_bytes = cfg.max_body_bytes, max_header_bytes = cfg.max_header_bytes,
     stream_high_water = cfg.stream_high_water, keepalive_timeout = cfg.keepalive_timeout,
+    request_timeout = cfg.request_timeout,
     tls_cert = cfg.tls and cfg.tls.cert, tls_key = cfg.tls and cfg.tls.key,
     tls_http2 = cfg.tls and cfg.tls.http2 == true,
     verbose = cfg.log_level == "debug",

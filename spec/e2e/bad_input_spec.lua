@@ -5,6 +5,7 @@ local json = require "moongate.json"
 local config = [[
 return {
   max_body_bytes = 4096,
+  request_timeout = 1,
   lua_path = "spec/support/lua/?.lua",
   providers = {
     slow = { kind = "echo", chunk_delay_ms = 30 },
@@ -154,6 +155,47 @@ describe("bad input", function()
     c:send("THIS IS NOT HTTP\r\n\r\n")
     local res = assert(c:read_response(3000))
     openai_error(res, 400)
+    assert.is_true(c:wait(function(cc) return cc.eof end, 3000))
+    c:close()
+  end)
+
+  it("names what is malformed, in the format of the path", function()
+    local c = server:connect()
+    c:send("POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+    local res = assert(c:read_response(3000))
+    assert.equal(400, res.status)
+    local e = json.decode(res.body)
+    assert.equal("error", e.type)
+    assert.matches("^malformed http request: .*content%-length", e.error.message:lower())
+    c:close()
+    c = server:connect()
+    c:send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
+    res = assert(c:read_response(3000))
+    assert.matches("^malformed HTTP request: ", openai_error(res, 400).message)
+    c:close()
+  end)
+
+  it("takes a slow upload that keeps coming, and answers 408 to one that stops", function()
+    local body = json.encode { model = "echo", messages = { { role = "user", content = "slow but steady" } } }
+    local c = server:connect()
+    c:send(string.format("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", #body))
+    -- request_timeout is 1 s: pieces 0.4 s apart take 2 s in all
+    local pieces = 5
+    local size = math.ceil(#body / pieces)
+    for i = 1, pieces do
+      c:wait(function() return false end, 400)
+      c:send(body:sub((i - 1) * size + 1, i * size))
+    end
+    local res = assert(c:read_response(3000))
+    assert.equal(200, res.status)
+    assert.matches("slow but steady", res.body, 1, true)
+    c:close()
+    c = server:connect()
+    c:send(string.format("POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", #body) .. body:sub(1, 10))
+    res = assert(c:read_response(3000))
+    assert.equal(408, res.status)
+    assert.matches("request timeout", json.decode(res.body).error.message)
+    assert.equal("error", json.decode(res.body).type) -- Anthropic's shape on /v1/messages
     assert.is_true(c:wait(function(cc) return cc.eof end, 3000))
     c:close()
   end)
