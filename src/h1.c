@@ -418,10 +418,15 @@ static void split_query(mg_req *r)
 	r->path.len--;
 }
 
+/* A WebSocket upgrade to a path that serves one: /ws and /ws/{client_id}
+ * (elsewhere the request is answered as plain HTTP: 404, 405, ...). */
 static int wants_websocket(const mg_req *r)
 {
 	size_t i = 0;
 
+	if (r->path.len < 3 || memcmp(r->path.data, "/ws", 3) ||
+	    (r->path.len > 3 && r->path.data[3] != '/'))
+		return 0;
 	while (i < r->headers.len) {
 		const char *name = r->headers.data + i;
 		const char *value = name + strlen(name) + 1;

@@ -460,6 +460,10 @@ static int pipe_frame(mg_fetch *f, const char *data, size_t dlen, const char *ev
 		return 0;
 	if (f->pipe_end_len && elen == f->pipe_end_len && !memcmp(event, f->pipe_end, elen))
 		return 0;
+	/* an error frame (Anthropic's event, OpenAI's {"error": ...}) ends the
+	 * stream: Lua sees it */
+	if ((elen == 5 && !memcmp(event, "error", 5)) || (dlen >= 8 && !memcmp(data, "{\"error\"", 8)))
+		return 0;
 	return mg_req_pipe_sse(*f->pipe, event, elen, data, dlen) == 0;
 }
 

@@ -166,8 +166,9 @@ end
 function App:count_tokens(req)
   local creq, err = anthropic_messages.decode(req.body, req.headers, { count_only = true })
   if not creq then return http.error(req, "anthropic", err) end
-  local route = self.router:resolve(creq.model)
-  local p = route and route.chain[1].provider
+  local route, rerr = self.router:resolve(creq.model)
+  if not route then return http.error(req, "anthropic", rerr) end -- as /v1/messages would
+  local p = route.chain[1].provider
   if p and p.count_tokens then
     creq.upstream_model = route.model
     return p:count_tokens(creq, function(n, cerr)

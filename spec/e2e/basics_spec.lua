@@ -39,6 +39,11 @@ describe("moongate serving the echo model", function()
     assert.equal("error", e.type)
     assert.equal("not_found_error", e.error.type)
     assert.is_nil(json.decode(assert(server:request("GET", "/v1/models/nope")).body).type)
+    -- counting tokens for a model no route serves: 404, as /v1/messages says
+    res = assert(server:request("POST", "/v1/messages/count_tokens",
+      json.encode { model = "nope", messages = { { role = "user", content = "x" } } }))
+    assert.equal(404, res.status)
+    assert.equal("not_found_error", json.decode(res.body).error.type)
   end)
 
   it("answers a chat completion with the last user message", function()

@@ -49,6 +49,7 @@ return {
   routes = {
     { match = "claude-*", provider = "claude" },
     { match = "chain", provider = { "dead", "spare" } },
+    { match = "dead-only", provider = "dead" },
     { match = "byok", provider = "mine" },
     { match = "quick", provider = "quick" },
     { match = "zip", provider = "zip" },
@@ -392,6 +393,12 @@ return {
       res = assert(server:request("POST", "/v1/messages/count_tokens",
         json.encode { model = "gpt-test", messages = { { role = "user", content = "count me please" } } }))
       assert.is_true(json.decode(res.body).input_tokens > 0)
+      -- an answer that holds no count: a 502 that says so, not the body
+      mock:queue { { body = '{"weird":"shape","with":"a long body"}' } }
+      res = assert(server:request("POST", "/v1/messages/count_tokens",
+        json.encode { model = "claude-test", messages = { { role = "user", content = "count me" } } }))
+      assert.equal(502, res.status)
+      assert.equal("the upstream's count_tokens answer holds no input_tokens", json.decode(res.body).error.message)
     end)
 
     it("passes the client's own key through when the provider says so", function()
@@ -455,6 +462,11 @@ return {
       assert.equal(200, res.status)
       assert.equal("via the spare", json.decode(res.body).choices[1].message.content)
       assert.matches("falling back to spare", server.log)
+      -- the client is not told the upstream's address; the log is
+      res = chat { model = "dead-only", messages = { { role = "user", content = "x" } } }
+      assert.equal(502, res.status)
+      assert.equal("upstream dead: cannot connect", json.decode(res.body).error.message)
+      assert.matches("upstream dead: Failed to connect to 127.0.0.1 port 1", server.log, 1, true)
     end)
 
     it("hands an upstream 400 to each client in its own format, message kept", function()
@@ -583,6 +595,23 @@ return {
       assert.matches("frame is over 16 MiB", json.decode(res.body).error.message)
       assert.is_true((uv.hrtime() - t0) / 1e6 < 5000) -- not the mock's 10 s
       assert.equal(1, #mock:requests()) -- not retried: it would come back as big
+    end)
+
+    it("passes an upstream's error frame through as the end of the stream, once", function()
+      mock:queue { { frames = { oa_chunk({ role = "assistant", content = "par" }), oa_chunk({ content = "tial" }),
+        { json = { error = { message = "overloaded", type = "server_error" } } } } } }
+      local res = chat { model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } }
+      local data = sse(res)
+      assert.equal(3, #data)
+      assert.equal("overloaded", json.decode(data[3]).error.message)
+      mock:queue { { frames = {
+        { event = "message_start", json = { type = "message_start", message = { id = "m", type = "message", role = "assistant",
+          model = "m", content = {}, usage = { input_tokens = 1, output_tokens = 1 } } } },
+        { event = "content_block_start", json = { type = "content_block_start", index = 0, content_block = { type = "text", text = "" } } },
+        { event = "error", json = { type = "error", error = { type = "overloaded_error", message = "Overloaded" } } } } } }
+      res = messages { model = "claude-test", max_tokens = 5, stream = true, messages = { { role = "user", content = "x" } } }
+      local _, events = sse(res)
+      assert.same({ "message_start", "content_block_start", "error" }, events)
     end)
 
     it("ends a stream with a malformed frame with an error event", function()

@@ -359,6 +359,15 @@ return { websocket = { worker_token = "tok-secret-123", allowed_origins = { "htt
       assert.equal("websocket", res.headers.upgrade)
       assert.equal("upgrade_required", json.decode(res.body).error.code)
     end
+    -- an upgrade asked of a path without a WebSocket endpoint gets that
+    -- path's plain answer, not 101
+    local up = { Upgrade = "websocket", Connection = "Upgrade", ["Sec-WebSocket-Version"] = "13",
+      ["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ==" }
+    local res = s:request("GET", "/v1/models", nil, up)
+    assert.equal(200, res.status)
+    assert.equal("list", json.decode(res.body).object)
+    res = s:request("GET", "/v1/chat/completions", nil, up)
+    assert.equal(405, res.status)
   end)
 end)
 

@@ -32,8 +32,8 @@ function Passthrough:frame(data, event)
     self.ended = true
   elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
     return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200) } }
-  elseif event == END_EVENT then
-    self.ended = true
+  elseif event == END_EVENT or event == "error" or data:find('^{"error"') then
+    self.ended = true -- the end, or an error frame the client gets as the end
   end
   return { { type = "raw", data = data, event = event } }
 end
@@ -129,8 +129,10 @@ function M.kind(adapter)
           if not err and status == 200 and type(body) == "table" and tonumber(body.input_tokens) then
             return cb(tonumber(body.input_tokens))
           end
-          cb(nil, { status = (status and status >= 400) and status or 502,
-            message = err or adapter.error_message(text) or "upstream count_tokens failed" })
+          local failed = status and status >= 400
+          cb(nil, { status = failed and status or 502,
+            message = err or (failed and adapter.error_message(text))
+              or "the upstream's count_tokens answer holds no input_tokens" })
         end,
       })
     end
@@ -165,6 +167,12 @@ function M.kind(adapter)
         if sink.closed() then return end
         local status = st ~= 0 and st or nil
         if err then
+          -- curl's words for a failed connect name the upstream's address:
+          -- the log keeps them, the client is told less
+          if code == "ECONNREFUSED" then
+            log.warn("upstream %s: %s", self.name, err)
+            err = "cannot connect"
+          end
           return sink.emit({ type = "error", status = code == "ETIMEDOUT" and 504 or 502,
             message = string.format("upstream %s: %s", self.name, err),
             retryable = code ~= "ELUA" and code ~= "ETOOBIG" }) -- the same again would fail again
