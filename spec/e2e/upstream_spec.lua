@@ -172,6 +172,31 @@ return {
       assert.is_nil(json.decode(mock:requests()[1].body).tool_choice)
     end)
 
+    it("leaves thinking out of a tool loop's next turn to an Anthropic upstream when the client kept no signature", function()
+      local history = {
+        { role = "user", content = "weather?" },
+        { role = "assistant", content = json.null, tool_calls = { { id = "toolu_a", type = "function",
+          ["function"] = { name = "get_weather", arguments = '{"city":"Oslo"}' } } } },
+        { role = "tool", tool_call_id = "toolu_a", content = "sunny" } }
+      local res = chat { model = "claude-test", reasoning_effort = "high", tools = tools_oa, messages = history }
+      assert.equal(200, res.status)
+      assert.is_nil(json.decode(mock:requests()[1].body).thinking)
+      -- the first turn of the loop still thinks
+      mock:reset()
+      chat { model = "claude-test", reasoning_effort = "high", tools = tools_oa, messages = { history[1] } }
+      assert.equal("enabled", json.decode(mock:requests()[1].body).thinking.type)
+      -- an Anthropic client that hands the signed thinking back keeps it
+      mock:reset()
+      messages { model = "claude-test-high", max_tokens = 50, tools = tools_an, messages = {
+        { role = "user", content = "weather?" },
+        { role = "assistant", content = { { type = "thinking", thinking = "hmm", signature = "sig" },
+          { type = "tool_use", id = "toolu_a", name = "get_weather", input = { city = "Oslo" } } } },
+        { role = "user", content = { { type = "tool_result", tool_use_id = "toolu_a", content = "sunny" } } } } }
+      local sent = json.decode(mock:requests()[1].body)
+      assert.equal("enabled", sent.thinking.type)
+      assert.equal("thinking", sent.messages[2].content[1].type)
+    end)
+
     it("round-trips tool results to an Anthropic upstream", function()
       chat { model = "claude-test", messages = {
         { role = "user", content = "weather?" },

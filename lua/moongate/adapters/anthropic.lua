@@ -19,6 +19,23 @@ local function decode_args(s)
   return v
 end
 
+-- does the last assistant message call a tool without a thinking block
+-- (signed, as Anthropic gave it) at its start?
+local function tool_turn_without_thinking(msgs)
+  for i = #msgs, 1, -1 do
+    local m = msgs[i]
+    if m.role == "assistant" then
+      local first = m.content[1]
+      if first and (first.type == "thinking" or first.type == "redacted_thinking") then return false end
+      for _, b in ipairs(m.content) do
+        if b.type == "tool_use" then return true end
+      end
+      return false
+    end
+  end
+  return false
+end
+
 --- request(creq, conf) -> wire table
 function M.request(creq, conf)
   local msgs = {}
@@ -62,6 +79,12 @@ function M.request(creq, conf)
     metadata = creq.metadata and creq.metadata.user_id and { user_id = creq.metadata.user_id } or nil,
   }
   local budget = creq.reasoning and (creq.reasoning.budget_tokens or reasoning.budget_for(creq.reasoning.effort))
+  if budget and budget > 0 and tool_turn_without_thinking(msgs) then
+    -- Anthropic refuses thinking when the last assistant turn called a tool
+    -- without its signed thinking block first (an OpenAI client has nowhere
+    -- to keep one): this request goes without thinking instead
+    budget = nil
+  end
   if budget and budget > 0 then
     req.thinking = { type = "enabled", budget_tokens = budget }
     if req.max_tokens <= budget then req.max_tokens = budget + 4096 end
