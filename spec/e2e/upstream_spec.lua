@@ -402,6 +402,32 @@ return {
       assert.equal(50, sent.max_tokens)
     end)
 
+    it("maps cached prompt tokens both ways, whole and streamed", function()
+      -- Anthropic upstream -> OpenAI client: prompt_tokens counts the cache too
+      mock:queue { { json = { id = "msg_c", type = "message", role = "assistant", model = "m",
+        content = { { type = "text", text = "ok" } }, stop_reason = "end_turn",
+        usage = { input_tokens = 10, cache_read_input_tokens = 100, cache_creation_input_tokens = 5, output_tokens = 3 } } } }
+      local u = json.decode(chat { model = "claude-test", messages = { { role = "user", content = "x" } } }.body).usage
+      assert.equal(115, u.prompt_tokens)
+      assert.equal(100, u.prompt_tokens_details.cached_tokens)
+      assert.equal(118, u.total_tokens)
+      -- OpenAI upstream -> Anthropic client: input_tokens is the uncached part
+      local oa_usage = { prompt_tokens = 120, completion_tokens = 4, total_tokens = 124,
+        prompt_tokens_details = { cached_tokens = 100 } }
+      mock:queue { { json = { id = "c", object = "chat.completion", created = 1, model = "m",
+        choices = { { index = 0, message = { role = "assistant", content = "ok" }, finish_reason = "stop" } },
+        usage = oa_usage } } }
+      u = json.decode(messages { model = "gpt-test", max_tokens = 5, messages = { { role = "user", content = "x" } } }.body).usage
+      assert.same({ input_tokens = 20, cache_read_input_tokens = 100, output_tokens = 4 }, u)
+      mock:queue { { frames = { oa_chunk({ role = "assistant", content = "ok" }), oa_chunk({}, "stop"),
+        { json = { id = "c", object = "chat.completion.chunk", created = 1, model = "m", choices = {}, usage = oa_usage } },
+        { data = "[DONE]" } } } }
+      local data, events = sse(messages { model = "gpt-test", max_tokens = 5, stream = true,
+        messages = { { role = "user", content = "x" } } })
+      assert.equal("message_delta", events[#events - 1])
+      assert.same({ input_tokens = 20, cache_read_input_tokens = 100, output_tokens = 4 }, json.decode(data[#data - 1]).usage)
+    end)
+
     it("maps stop reasons", function()
       mock:queue { { json = { id = "x", object = "chat.completion", created = 1, model = "m",
         choices = { { index = 0, message = { role = "assistant", content = "cut" }, finish_reason = "length" } } } } }

@@ -36,6 +36,17 @@ local function tool_turn_without_thinking(msgs)
   return false
 end
 
+-- Anthropic's usage -> the canonical usage event: input_tokens counts the
+-- whole prompt (OpenAI's prompt_tokens), cached_tokens and
+-- cache_creation_tokens the parts read from and written to the cache
+local function usage_event(u, output)
+  local cached = tonumber(u.cache_read_input_tokens) or 0
+  local created = tonumber(u.cache_creation_input_tokens) or 0
+  return { type = "usage", input_tokens = (tonumber(u.input_tokens) or 0) + cached + created,
+    output_tokens = output or tonumber(u.output_tokens) or 0,
+    cached_tokens = cached > 0 and cached or nil, cache_creation_tokens = created > 0 and created or nil }
+end
+
 --- request(creq, conf) -> wire table
 function M.request(creq, conf)
   local msgs = {}
@@ -139,7 +150,7 @@ function Decoder:frame(data, event)
   if t == "message_start" then
     local msg = type(ev.message) == "table" and ev.message or {}
     local u = type(msg.usage) == "table" and msg.usage or {}
-    self.input = tonumber(u.input_tokens) or 0
+    self.usage_in = u
     self.output = tonumber(u.output_tokens) or 0
     self.started = true
     out[1] = { type = "start", id = msg.id, model = msg.model, input_tokens = tonumber(u.input_tokens) }
@@ -179,7 +190,7 @@ function Decoder:frame(data, event)
     if type(delta.stop_sequence) == "string" then self.stop_sequence = delta.stop_sequence end
     local u = type(ev.usage) == "table" and ev.usage or {}
     if u.output_tokens then self.output = tonumber(u.output_tokens) or self.output end
-    if u.input_tokens and u.input_tokens ~= null then self.input = tonumber(u.input_tokens) or self.input end
+    if u.input_tokens and u.input_tokens ~= null then self.usage_in = u end
   elseif t == "message_stop" then
     return self:finish()
   elseif t == "error" then
@@ -197,7 +208,7 @@ function Decoder:finish()
     return { { type = "error", status = 502, message = "the upstream stream ended before message_stop" } }
   end
   return {
-    { type = "usage", input_tokens = self.input, output_tokens = self.output },
+    usage_event(self.usage_in or {}, self.output),
     { type = "done", reason = self.reason, stop_sequence = self.stop_sequence },
   }
 end
@@ -222,7 +233,7 @@ function M.response(body, creq)
     end
   end
   local u = type(body.usage) == "table" and body.usage or {}
-  out[#out + 1] = { type = "usage", input_tokens = tonumber(u.input_tokens) or 0, output_tokens = tonumber(u.output_tokens) or 0 }
+  out[#out + 1] = usage_event(u)
   out[#out + 1] = { type = "done", reason = M.stop_reasons[body.stop_reason] or "stop",
     stop_sequence = type(body.stop_sequence) == "string" and body.stop_sequence or nil }
   return out

@@ -139,9 +139,12 @@ end
 local function usage_event(u)
   if type(u) ~= "table" then return nil end
   local details = type(u.completion_tokens_details) == "table" and u.completion_tokens_details or {}
+  local pdetails = type(u.prompt_tokens_details) == "table" and u.prompt_tokens_details or {}
+  local cached = tonumber(pdetails.cached_tokens)
   return { type = "usage", input_tokens = tonumber(u.prompt_tokens) or 0,
     output_tokens = tonumber(u.completion_tokens) or 0,
-    reasoning_tokens = tonumber(details.reasoning_tokens) }
+    reasoning_tokens = tonumber(details.reasoning_tokens),
+    cached_tokens = cached and cached > 0 and cached or nil }
 end
 
 -- a stream decoder's methods (dec:frame, dec:finish), shared by every stream

@@ -214,6 +214,24 @@ end
 local Encoder = {}
 Encoder.__index = Encoder
 
+-- the canonical usage in Anthropic's words: input_tokens is the part of the
+-- prompt neither read from nor written to the cache
+local function usage_object(u)
+  u = u or {}
+  local cached, created = u.cached_tokens or 0, u.cache_creation_tokens or 0
+  local out = { input_tokens = math.max((u.input_tokens or 0) - cached - created, 0), output_tokens = u.output_tokens or 0 }
+  if u.cached_tokens then out.cache_read_input_tokens = cached end
+  if u.cache_creation_tokens then out.cache_creation_input_tokens = created end
+  return out
+end
+
+-- the same as JSON text, in Anthropic's key order when there is no cache
+local function usage_json(u)
+  local o = usage_object(u)
+  if o.cache_read_input_tokens or o.cache_creation_input_tokens then return json.encode(o) end
+  return string.format('{"input_tokens":%d,"output_tokens":%d}', o.input_tokens, o.output_tokens)
+end
+
 function M.stream_encoder(creq, meta)
   meta = meta or {}
   return setmetatable({ creq = creq, id = meta.id or random_id("msg_", 24), started = false,
@@ -276,11 +294,10 @@ function Encoder:event(ev)
     self.usage = ev
   elseif t == "done" then
     self:close_block(out)
-    local u = self.usage or {}
     out[#out + 1] = frame("message_delta", string.format(
-      '{"type":"message_delta","delta":{"stop_reason":%s,"stop_sequence":%s},"usage":{"input_tokens":%d,"output_tokens":%d}}',
+      '{"type":"message_delta","delta":{"stop_reason":%s,"stop_sequence":%s},"usage":%s}',
       json.encode(ev.stop_sequence and "stop_sequence" or stop_reasons[ev.reason] or "end_turn"),
-      ev.stop_sequence and json.encode(ev.stop_sequence) or "null", u.input_tokens or 0, u.output_tokens or 0))
+      ev.stop_sequence and json.encode(ev.stop_sequence) or "null", usage_json(self.usage)))
     out[#out + 1] = frame("message_stop", '{"type":"message_stop"}')
   end
   return out
@@ -345,7 +362,7 @@ function Collector:result()
     id = self.id, type = "message", role = "assistant", model = self.creq.model, content = content,
     stop_reason = self.stop_sequence and "stop_sequence" or stop_reasons[self.reason] or "end_turn",
     stop_sequence = self.stop_sequence or null,
-    usage = { input_tokens = u.input_tokens or 0, output_tokens = u.output_tokens or 0 },
+    usage = usage_object(u),
   }
 end
 

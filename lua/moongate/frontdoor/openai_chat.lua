@@ -276,7 +276,10 @@ local random_id = canonical.random_id
 
 local function usage_object(u)
   local p, c = u and u.input_tokens or 0, u and u.output_tokens or 0
-  return { prompt_tokens = p, completion_tokens = c, total_tokens = p + c }
+  local out = { prompt_tokens = p, completion_tokens = c, total_tokens = p + c }
+  if u and u.cached_tokens then out.prompt_tokens_details = { cached_tokens = u.cached_tokens } end
+  if u and u.reasoning_tokens then out.completion_tokens_details = { reasoning_tokens = u.reasoning_tokens } end
+  return out
 end
 
 local Encoder = {}
