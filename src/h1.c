@@ -52,6 +52,7 @@ typedef struct mg_h1_conn {
 	int reading;
 	int closing;
 	int lingering;         /* response out, FIN sent, draining input */
+	int in_body;           /* the request's headers are in: its body arrives */
 	int ws_upgrade;        /* the request asks for a WebSocket: hand over */
 	uv_shutdown_t shutdown_req;
 	int handles_open;      /* tcp and timer: freed when both are closed */
@@ -343,7 +344,8 @@ static int on_message_begin(http_parser *p)
 	c->last_was_value = 0;
 	c->field.len = c->value.len = 0;
 	c->expect_continue = 0;
-	arm_timer(c, READ_TIMEOUT_MS(c));
+	c->in_body = 0;
+	arm_timer(c, READ_TIMEOUT_MS(c)); /* for the headers, all of them */
 	return 0;
 }
 
@@ -483,6 +485,7 @@ static int on_headers_complete(http_parser *p)
 	mg_h1_conn *c = conn_of(p);
 	mg_req *r = c->req;
 
+	c->in_body = 1;
 	if (c->last_was_value && flush_header(c))
 		return -1;
 	snprintf(r->method, sizeof r->method, "%s", http_method_str((enum http_method)p->method));
@@ -653,10 +656,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 			return;
 		}
 		conn_process(c);
-		/* a request still arriving gets READ_TIMEOUT_MS from its last
-		 * bytes, not from its first: a slow upload that keeps coming is
-		 * not cut off */
-		if (!c->closing && c->req && !c->req->dispatched)
+		/* a body still arriving gets READ_TIMEOUT_MS from its last bytes,
+		 * not from its first: a slow upload that keeps coming is not cut
+		 * off (the headers have one deadline: no slowloris) */
+		if (!c->closing && c->req && !c->req->dispatched && c->in_body)
 			arm_timer(c, READ_TIMEOUT_MS(c));
 		return;
 	}

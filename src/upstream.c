@@ -19,6 +19,7 @@
  * transfer, which is then only marked (curl forbids removing an easy handle
  * from inside its own callbacks) and finished when curl reports it done.
  */
+#define _GNU_SOURCE /* memmem */
 #include "upstream.h"
 #include "buf.h"
 #include "http.h"
@@ -98,7 +99,8 @@ struct mg_fetch {
 	mg_buf resp_headers; /* "name\0value\0" of the last response */
 	long status;
 	int headers_sent;    /* on_headers has run */
-	int whole;           /* an SSE request answered with one JSON body */
+	int whole;           /* an SSE request answered with one JSON body: 1;
+			      * labelled JSON, first byte not seen yet: 2 */
 	int in_curl;         /* inside a curl callback: no removal now */
 	int cancelled;
 	int paused;
@@ -416,10 +418,13 @@ static void deliver_headers(mg_fetch *f)
 	curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->status);
 	if (f->mode == MODE_SSE && f->status < 400) {
 		/* an upstream that does not stream answers a stream request with
-		 * JSON: read it whole, for Lua to turn into events */
+		 * JSON: read it whole, for Lua to turn into events (if its body
+		 * starts as an object does: see on_write) */
 		char *ct = NULL;
 		curl_easy_getinfo(f->easy, CURLINFO_CONTENT_TYPE, &ct);
-		f->whole = ct && !strncasecmp(ct, "application/json", 16);
+		if (ct && !strncasecmp(ct, "application/json", 16) &&
+		    (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' '))
+			f->whole = 2;
 	}
 	if (!push_cb(f, "on_headers"))
 		return;
@@ -451,6 +456,20 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	return mg_buf_append_pair(&f->resp_headers, buf, nl, buf + vs, ve - vs) ? 0 : len;
 }
 
+/* Is this frame (a JSON object) an upstream's error: OpenAI's
+ * {"error": ...} (spaces allowed), or vLLM's {"object": "error", ...}? */
+static int error_frame(const char *data, size_t dlen)
+{
+	size_t i = 1;
+
+	while (i < dlen && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r'))
+		i++;
+	if (dlen - i >= 7 && !memcmp(data + i, "\"error\"", 7))
+		return 1;
+	return memmem(data, dlen < 96 ? dlen : 96, "\"object\":\"error\"", 16) ||
+	       memmem(data, dlen < 96 ? dlen : 96, "\"object\": \"error\"", 17);
+}
+
 /* A piped fetch queues an ordinary frame (a JSON object, not of the end
  * event Lua named) on the client's stream itself; the rest, and every frame
  * while the client is behind or gone, goes to Lua. Returns 1 if queued. */
@@ -460,9 +479,9 @@ static int pipe_frame(mg_fetch *f, const char *data, size_t dlen, const char *ev
 		return 0;
 	if (f->pipe_end_len && elen == f->pipe_end_len && !memcmp(event, f->pipe_end, elen))
 		return 0;
-	/* an error frame (Anthropic's event, OpenAI's {"error": ...}) ends the
+	/* an error frame (Anthropic's event, or see error_frame) ends the
 	 * stream: Lua sees it */
-	if ((elen == 5 && !memcmp(event, "error", 5)) || (dlen >= 8 && !memcmp(data, "{\"error\"", 8)))
+	if ((elen == 5 && !memcmp(event, "error", 5)) || error_frame(data, dlen))
 		return 0;
 	return mg_req_pipe_sse(*f->pipe, event, elen, data, dlen) == 0;
 }
@@ -537,6 +556,14 @@ static size_t on_write(char *buf, size_t size, size_t n, void *ud)
 	deliver_headers(f);
 	if (f->cancelled)
 		return 0;
+	if (f->whole == 2) { /* labelled JSON: an object, or a mislabelled stream? */
+		size_t i = 0;
+		while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n'))
+			i++;
+		if (i == len)
+			return len; /* white space only so far: decide on what follows */
+		f->whole = buf[i] == '{';
+	}
 	/* an error answer is read whole, whatever the mode, for its message */
 	if (f->mode == MODE_BODY || f->status >= 400 || f->whole) {
 		if (f->body.len + len > MAX_BODY) {

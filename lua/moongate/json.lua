@@ -171,6 +171,17 @@ local function schema(s, root)
           set(k, M.empty_array)
         elseif k == "anyOf" or k == "oneOf" or k == "allOf" or k == "prefixItems" then
           set(k, typed_list(x, root))
+        elseif k == "enum" or k == "examples" then -- values of this schema's type
+          set(k, typed_list(x, root, s))
+        end
+      elseif k == "dependentRequired" then -- a map of lists of names
+        local m
+        for name, list in pairs(x) do
+          if type(list) == "table" and next(list) == nil then m = m or {}; m[name] = M.empty_array end
+        end
+        if m then
+          for name, list in pairs(x) do if m[name] == nil then m[name] = list end end
+          set(k, m)
         end
       elseif sub_keys[k] == "one" then
         set(k, schema(x, root))
@@ -187,7 +198,7 @@ local function schema(s, root)
       elseif k == "default" or k == "const" then
         set(k, typed(x, s, root))
       end
-    elseif type(x) == "number" and (k == "default" or k == "const") then
+    elseif type(x) == "number" then -- minimum, maximum, multipleOf, default, ...
       set(k, full_number(x))
     end
   end
@@ -196,11 +207,13 @@ local function schema(s, root)
   return out
 end
 
--- a list of schemas, each walked; the list copied only if one changed
-typed_list = function(list, root)
+-- a list of schemas, each walked (or, given the schema they are values of,
+-- a list of values, each typed by it); copied only if one changed
+typed_list = function(list, root, of)
   local out
   for i, sub in ipairs(list) do
-    local y = schema(sub, root)
+    local y
+    if of then y = typed(sub, of, root) else y = schema(sub, root) end
     if y ~= sub then out = out or {}; out[i] = y end
   end
   if not out then return list end

@@ -1,6 +1,7 @@
 local helpers = require "helpers"
 local client = helpers.client
 local json = require "moongate.json"
+local uv = require "luv"
 
 local config = [[
 return {
@@ -197,6 +198,18 @@ describe("bad input", function()
     assert.matches("request timeout", json.decode(res.body).error.message)
     assert.equal("error", json.decode(res.body).type) -- Anthropic's shape on /v1/messages
     assert.is_true(c:wait(function(cc) return cc.eof end, 3000))
+    c:close()
+    -- headers that trickle in have one deadline however they come
+    c = server:connect()
+    c:send("POST /v1/chat/completions HTTP/1.1\r\n")
+    local t0 = uv.hrtime()
+    for i = 1, 6 do
+      if c:wait(function(cc) return cc.buf ~= "" end, 400) then break end
+      c:send("X-Slow-" .. i .. ": y\r\n")
+    end
+    res = assert(c:read_response(3000))
+    assert.equal(408, res.status)
+    assert.is_true((uv.hrtime() - t0) / 1e6 < 1900, "the header deadline moved with the bytes")
     c:close()
   end)
 

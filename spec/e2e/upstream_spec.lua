@@ -357,6 +357,44 @@ return {
       assert.matches('"n":1234567890123456', res.body, 1, true)
     end)
 
+    it("carries redacted_thinking blocks both ways when translating (effort suffix)", function()
+      mock:queue { { json = { id = "msg_r", type = "message", role = "assistant", model = "m",
+        content = { { type = "redacted_thinking", data = "opaque==" },
+          { type = "tool_use", id = "toolu_r", name = "get_weather", input = { city = "Oslo" } } },
+        stop_reason = "tool_use", usage = { input_tokens = 3, output_tokens = 2 } } } }
+      local body = json.decode(messages { model = "claude-test-high", max_tokens = 50, tools = tools_an,
+        messages = { { role = "user", content = "weather?" } } }.body)
+      assert.same({ type = "redacted_thinking", data = "opaque==" }, body.content[1])
+      assert.equal("tool_use", body.content[2].type)
+      -- handed back, it goes upstream first in its turn, and thinking stays on
+      mock:reset()
+      messages { model = "claude-test-high", max_tokens = 50, tools = tools_an, messages = {
+        { role = "user", content = "weather?" },
+        { role = "assistant", content = body.content },
+        { role = "user", content = { { type = "tool_result", tool_use_id = "toolu_r", content = "sunny" } } } } }
+      local sent = json.decode(mock:requests()[1].body)
+      assert.same({ type = "redacted_thinking", data = "opaque==" }, sent.messages[2].content[1])
+      assert.equal("enabled", sent.thinking.type)
+      -- streamed: a block of its own
+      mock:queue { { frames = {
+        { event = "message_start", json = { type = "message_start", message = { id = "m", type = "message", role = "assistant",
+          model = "m", content = {}, usage = { input_tokens = 1, output_tokens = 1 } } } },
+        { event = "content_block_start", json = { type = "content_block_start", index = 0,
+          content_block = { type = "redacted_thinking", data = "opaque==" } } },
+        { event = "content_block_stop", json = { type = "content_block_stop", index = 0 } },
+        { event = "content_block_start", json = { type = "content_block_start", index = 1, content_block = { type = "text", text = "" } } },
+        { event = "content_block_delta", json = { type = "content_block_delta", index = 1, delta = { type = "text_delta", text = "hi" } } },
+        { event = "content_block_stop", json = { type = "content_block_stop", index = 1 } },
+        { event = "message_delta", json = { type = "message_delta", delta = { stop_reason = "end_turn" }, usage = { output_tokens = 2 } } },
+        { event = "message_stop", json = { type = "message_stop" } } } } }
+      local data, events = sse(messages { model = "claude-test-high", max_tokens = 50, stream = true,
+        messages = { { role = "user", content = "x" } } })
+      assert.equal("content_block_start", events[2])
+      assert.same({ type = "redacted_thinking", data = "opaque==" }, json.decode(data[2]).content_block)
+      assert.equal("content_block_stop", events[3])
+      assert.equal(1, json.decode(data[4]).index)
+    end)
+
     it("keeps an Anthropic upstream's stop sequence when translating (effort suffix)", function()
       local answer = { id = "msg_s", type = "message", role = "assistant", model = "m",
         content = { { type = "text", text = "up to" } }, stop_reason = "stop_sequence", stop_sequence = "END",
@@ -635,6 +673,11 @@ return {
       local res = assert(server:request("POST", "/v1/messages", body))
       assert.equal(400, res.status)
       assert.matches("cannot be sent upstream", json.decode(res.body).error.message)
+      -- counting tokens for a request with a number JSON cannot carry
+      res = assert(server:request("POST", "/v1/messages/count_tokens", '{"model":"claude-test","tools":[{"name":"f",'
+        .. '"input_schema":{"type":"object","maximum":1e999}}],"messages":[{"role":"user","content":"x"}]}'))
+      assert.equal(400, res.status)
+      assert.matches("cannot be sent upstream", json.decode(res.body).error.message)
       assert.equal(0, #mock:requests())
     end)
 
@@ -663,6 +706,21 @@ return {
       res = messages { model = "claude-test", max_tokens = 5, stream = true, messages = { { role = "user", content = "x" } } }
       local _, events = sse(res)
       assert.same({ "message_start", "content_block_start", "error" }, events)
+      -- vLLM's shape of an error frame
+      mock:queue { { frames = { oa_chunk({ role = "assistant", content = "a" }),
+        { data = '{"object": "error", "message": "out of memory", "code": 500}' } } } }
+      data = sse(chat { model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } })
+      assert.equal(2, #data)
+      assert.equal("out of memory", json.decode(data[2]).message)
+    end)
+
+    it("streams an SSE stream that its server mislabels as JSON", function()
+      mock:queue { { headers = { ["content-type"] = "application/json" },
+        frames = { oa_chunk({ role = "assistant", content = "still " }), oa_chunk({ content = "streams" }),
+          oa_chunk({}, "stop"), { data = "[DONE]" } } } }
+      local data = sse(chat { model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } })
+      assert.equal("[DONE]", data[#data])
+      assert.equal("streams", json.decode(data[2]).choices[1].delta.content)
     end)
 
     it("ends a stream with a malformed frame with an error event", function()

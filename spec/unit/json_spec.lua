@@ -23,6 +23,15 @@ describe("json", function()
     assert.same(json.decode(json.encode(s)), out)
     -- the schema it was given is untouched: encoded plainly, as before
     assert.matches('"required":{}', json.encode(s), 1, true)
+    -- every number in full, enum and examples typed by their schema,
+    -- dependentRequired's lists
+    local s2 = json.decode('{"type":"object","properties":{"n":{"type":"integer","maximum":9007199254740991,'
+      .. '"enum":[9007199254740991,1]},"a":{"type":"array","examples":[[]]}},"dependentRequired":{"a":[]}}')
+    text = json.encode_raw(json.schema(s2))
+    for _, want in ipairs { '"maximum":9007199254740991', '"enum":[9007199254740991,1]', '"examples":[[]]',
+      '"dependentRequired":{"a":[]}' } do
+      assert.matches(want, text, 1, true)
+    end
   end)
 
   it("types a value by its schema, $ref and anyOf included, and keeps long numbers", function()

@@ -124,7 +124,8 @@ describe("anthropic_messages.decode", function()
     assert.is_nil(rawget(creq, "messages"))
     assert.equal("be brief", creq.system)
     assert.equal(3, #creq.messages)
-    assert.same({ { type = "tool_call", id = "t1", name = "f", arguments = '{"a":1}' } }, creq.messages[2].content)
+    assert.same({ { type = "redacted_thinking", data = "x" },
+      { type = "tool_call", id = "t1", name = "f", arguments = '{"a":1}' } }, creq.messages[2].content)
     assert.equal("42", creq.messages[3].content[1].content)
   end)
 
@@ -212,15 +213,20 @@ describe("openai decoder, parallel tool calls", function()
     return table.concat(t, " ")
   end
 
-  it("streams calls that come one after another as they come", function()
-    local evs = run {
+  it("streams calls that come one after another as they come, each fragment with its frame", function()
+    local dec = openai.decoder()
+    local per_frame = {}
+    for _, f in ipairs {
       chunk { { index = 0, id = "a", ["function"] = { name = "f", arguments = "" } } },
-      chunk { { index = 0, ["function"] = { arguments = '{"x":' } } },
-      chunk { { index = 0, ["function"] = { arguments = '1}' } } },
+      chunk { { index = 0, ["function"] = { arguments = '{"x":"}' } } }, -- a brace inside a string
+      chunk { { index = 0, ["function"] = { arguments = '"}' } } },
       chunk { { index = 1, id = "b", ["function"] = { name = "g", arguments = '{"y"' } } },
       chunk { { index = 1, ["function"] = { arguments = ':2}' } } },
-      chunk({}, "tool_calls"), "[DONE]" }
-    assert.equal('start0:f d0:{"x": d0:1} end0 start1:g d1:{"y" d1::2} end1', trace(evs))
+      chunk({}, "tool_calls") } do
+      per_frame[#per_frame + 1] = trace(dec:frame(f))
+    end
+    per_frame[#per_frame + 1] = trace(dec:finish())
+    assert.same({ "start0:f", 'd0:{"x":"}', 'd0:"}', 'end0 start1:g d1:{"y"', "d1::2}", "", "end1" }, per_frame)
   end)
 
   it("puts the fragments of interleaved calls back in order, each in its own call", function()

@@ -75,6 +75,8 @@ function M.request(creq, conf)
           is_error = b.is_error or nil })
       elseif b.type == "thinking" and b.signature and b.signature ~= "" then
         push("assistant", { type = "thinking", thinking = b.text or "", signature = b.signature })
+      elseif b.type == "redacted_thinking" then
+        push("assistant", { type = "redacted_thinking", data = b.data })
       end
     end
   end
@@ -108,13 +110,15 @@ function M.request(creq, conf)
         input_schema = json.schema(t.parameters) or { type = "object", properties = json.decode("{}") } }
     end
   end
-  local tc = creq.tool_choice
+  -- one call at a time is a property of the tool choice here: "auto" when
+  -- the client chose none
+  local tc = creq.tool_choice or (creq.disable_parallel and { type = "auto" })
   if tc and req.tools then
     if tc.type == "none" then
       req.tool_choice = { type = "none" }
     else
       req.tool_choice = { type = tc.type == "required" and "any" or tc.type, name = tc.name,
-        disable_parallel_tool_use = tc.disable_parallel or nil }
+        disable_parallel_tool_use = creq.disable_parallel }
     end
   end
   return req
@@ -164,6 +168,8 @@ function Decoder:frame(data, event)
       out[1] = { type = "toolcall_start", index = b.tool, id = cb.id, name = cb.name }
     elseif cb.type == "text" and type(cb.text) == "string" and cb.text ~= "" then
       out[1] = { type = "text_delta", text = cb.text }
+    elseif cb.type == "redacted_thinking" and type(cb.data) == "string" then
+      out[1] = { type = "redacted_thinking", data = cb.data }
     end
   elseif t == "content_block_delta" then
     local b = self.blocks[ev.index or 0] or {}
@@ -226,6 +232,8 @@ function M.response(body, creq)
     elseif b.type == "thinking" then
       out[#out + 1] = { type = "thinking_delta", text = b.thinking or "" }
       if b.signature then out[#out + 1] = { type = "thinking_signature", signature = b.signature } end
+    elseif b.type == "redacted_thinking" and type(b.data) == "string" then
+      out[#out + 1] = { type = "redacted_thinking", data = b.data }
     elseif b.type == "tool_use" then
       canonical.tool_call_events(out, ntools, b.id, b.name,
         json.encode_raw(json.typed(b.input or {}, canonical.tool_schema(creq, b.name))))

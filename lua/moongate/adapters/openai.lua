@@ -96,12 +96,12 @@ function M.request(creq, conf)
         parameters = json.schema(t.parameters) or { type = "object", properties = {} } } }
     end
   end
+  if creq.disable_parallel and req.tools then req.parallel_tool_calls = false end
   local tc = creq.tool_choice
   if tc then
     if tc.type == "tool" then req.tool_choice = { type = "function", ["function"] = { name = tc.name } }
     elseif tc.type == "any" then req.tool_choice = "required"
     else req.tool_choice = tc.type end
-    if tc.disable_parallel and req.tools then req.parallel_tool_calls = false end
   end
   -- unknown fields of an OpenAI client's request reach an OpenAI upstream
   if creq.client == "openai" and creq.raw then
@@ -110,6 +110,16 @@ function M.request(creq, conf)
         and k ~= "messages" and k ~= "tools" and k ~= "tool_choice" and k ~= "reasoning_effort" then
         req[k] = v
       end
+    end
+    -- a structured-output schema keeps its empty lists as a tool's does
+    local rf = type(req.response_format) == "table" and req.response_format
+    local js = rf and type(rf.json_schema) == "table" and rf.json_schema
+    if js and type(js.schema) == "table" then -- copies: the client's request stays as it came
+      local rf2, js2 = {}, {}
+      for k, v in pairs(rf) do rf2[k] = v end
+      for k, v in pairs(js) do js2[k] = v end
+      js2.schema, rf2.json_schema = json.schema(js.schema), js2
+      req.response_format = rf2
     end
   end
   return req
@@ -161,15 +171,38 @@ function M.decoder()
   return setmetatable({ started = false, calls = {}, ncalls = 0, done = false, waiting = {} }, Decoder)
 end
 
-local function whole_json(parts)
-  local text = table.concat(parts)
-  return text ~= "" and json.decode(text) ~= nil
+local byte = string.byte
+
+-- whole(c) -> are call c's arguments one whole JSON object (or array) yet?
+-- Counts brackets outside strings over the fragments that came since it
+-- last looked, so each byte is read once however often it is asked.
+local function whole(c)
+  if c.whole then return true end
+  local parts, depth, in_str, esc = c.parts, c.depth or 0, c.in_str, c.esc
+  for i = (c.scanned or 0) + 1, #parts do
+    local s = parts[i]
+    for j = 1, #s do
+      local b = byte(s, j)
+      if in_str then
+        if esc then esc = false
+        elseif b == 92 then esc = true -- backslash
+        elseif b == 34 then in_str = false end
+      elseif b == 34 then in_str = true
+      elseif b == 123 or b == 91 then depth = depth + 1
+      elseif (b == 125 or b == 93) and depth > 0 then
+        depth = depth - 1
+        if depth == 0 then c.whole = true; return true end
+      end
+    end
+  end
+  c.scanned, c.depth, c.in_str, c.esc = #parts, depth, in_str, esc
+  return false
 end
 
 -- ends the open call and opens the next waiting one (with what it has
 -- buffered), for as long as the open call's arguments are whole
 local function next_call(self, out, force)
-  while self.open and (#self.waiting > 0 or force) and (force or whole_json(self.open.parts)) do
+  while self.open and (#self.waiting > 0 or force) and (force or whole(self.open)) do
     out[#out + 1] = { type = "toolcall_end", index = self.open.index }
     local c = table.remove(self.waiting, 1)
     self.open = c

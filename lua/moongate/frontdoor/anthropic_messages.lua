@@ -64,7 +64,8 @@ local function decode_block(b, i, j, creq)
   elseif t == "thinking" then
     return make and { type = "thinking", text = b.thinking or "", signature = b.signature } or true
   elseif t == "redacted_thinking" then
-    return false
+    if type(b.data) ~= "string" then return bad(loc(i, j) .. ".data: Field required") end
+    return make and { type = "redacted_thinking", data = b.data } or true
   end
   return bad(string.format("%s.type: unsupported content block type '%s'", loc(i, j), tostring(t)))
 end
@@ -178,7 +179,8 @@ function M.decode(body, headers, opts)
   end
   if is_object(req.tool_choice) then
     local tc = req.tool_choice
-    creq.tool_choice = { type = tc.type, name = tc.name, disable_parallel = tc.disable_parallel_tool_use == true or nil }
+    creq.tool_choice = { type = tc.type, name = tc.name }
+    creq.disable_parallel = tc.disable_parallel_tool_use == true or nil
   end
   if is_object(req.thinking) and req.thinking.type == "enabled" then
     local budget = req.thinking.budget_tokens
@@ -283,6 +285,9 @@ function Encoder:event(ev)
     out[#out + 1] = delta_frame(self.index, "thinking_delta", "thinking", ev.text)
   elseif t == "thinking_signature" then
     self.signature = ev.signature
+  elseif t == "redacted_thinking" then -- a whole block: opened and closed at once
+    self:open_block(out, "redacted_thinking", string.format('{"type":"redacted_thinking","data":%s}', json.encode(ev.data)))
+    self:close_block(out)
   elseif t == "toolcall_start" then
     self:open_block(out, "tool", string.format('{"type":"tool_use","id":%s,"name":%s,"input":{}}',
       json.encode(ev.id or ("toolu_" .. self.index)), json.encode(ev.name or "")))
@@ -330,6 +335,8 @@ function Collector:event(ev)
     for i = #blocks, 1, -1 do
       if blocks[i].type == "thinking" then blocks[i].signature = ev.signature break end
     end
+  elseif t == "redacted_thinking" then
+    blocks[#blocks + 1] = { type = "redacted_thinking", data = ev.data }
   elseif t == "toolcall_start" then
     local b = { type = "tool_use", id = ev.id, name = ev.name, args = {} }
     self.tools[ev.index] = b

@@ -261,10 +261,7 @@ function M.decode(body, headers)
       return invalid_type("tool_choice", "one of a string or an object", tc)
     end
   end
-  if req.parallel_tool_calls == false and creq.tools then -- Anthropic's disable_parallel_tool_use
-    creq.tool_choice = creq.tool_choice or { type = "auto" }
-    creq.tool_choice.disable_parallel = true
-  end
+  creq.disable_parallel = req.parallel_tool_calls == false or nil
   return creq
 end
 

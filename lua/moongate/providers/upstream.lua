@@ -32,7 +32,8 @@ function Passthrough:frame(data, event)
     self.ended = true
   elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
     return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200) } }
-  elseif event == END_EVENT or event == "error" or data:find('^{"error"') then
+  elseif event == END_EVENT or event == "error" or data:find('^{%s*"error"')
+      or data:find('"object":%s*"error"') then
     self.ended = true -- the end, or an error frame the client gets as the end
   end
   return { { type = "raw", data = data, event = event } }
@@ -63,6 +64,21 @@ local function adapt(name, fn, ...)
   if ok then return events end
   log.warn("upstream %s: an answer the adapter cannot read: %s", name, tostring(events))
   return { { type = "error", status = 502, message = "malformed answer from upstream" } }
+end
+
+local function encode_wire(a, creq, conf, for_count)
+  local wire = a.request(creq, conf)
+  if for_count then wire.max_tokens, wire.stream, wire.metadata = nil, nil, nil end
+  return json.encode_raw(wire)
+end
+
+-- wire_text(adapter, creq, conf [, for_count]) -> the upstream request's
+-- JSON | nil, why not (a value JSON cannot carry: 1e999 in a tool schema,
+-- nesting past the limit once translated): the client's fault, a 400
+local function wire_text(a, creq, conf, for_count)
+  local ok, text = pcall(encode_wire, a, creq, conf, for_count)
+  if ok then return text end
+  return nil, "the request cannot be sent upstream: " .. tostring(text):gsub("^.-:%d+: ", "")
 end
 
 -- events to the sink, in order, while it takes them -> more (false: wait
@@ -116,10 +132,10 @@ function M.kind(adapter)
   if adapter.count_path then
     --- count_tokens(creq, cb): cb(n) or cb(nil, err) with the upstream's count
     function P:count_tokens(creq, cb)
-      local wire = adapter.request(creq, self.conf)
-      wire.max_tokens, wire.stream, wire.metadata = nil, nil, nil
+      local body, why = wire_text(adapter, creq, self.conf, true)
+      if not body then return cb(nil, { status = 400, message = why }) end
       core._fetch({
-        url = self.base_url .. adapter.count_path, method = "POST", body = json.encode_raw(wire),
+        url = self.base_url .. adapter.count_path, method = "POST", body = body,
         headers = adapter.headers(self.conf, self:api_key(creq), creq),
         connect_timeout_ms = self.conf.connect_timeout_ms or 10000, total_timeout_ms = 30000,
         insecure = self.conf.insecure, compressed = self.compressed,
@@ -144,15 +160,13 @@ function M.kind(adapter)
     -- body and the upstream's frames as they are
     local pass = creq.raw_body and creq.client == a.format and creq.upstream_model == creq.model
       and not creq.effort_from_suffix and self.conf.passthrough ~= false
-    local body = creq.raw_body
+    local body, why = creq.raw_body, nil
     if not pass then
-      local ok, wire = pcall(function() return json.encode_raw(a.request(creq, self.conf)) end)
-      if not ok then -- a value JSON cannot carry (1e999, nesting past the limit)
-        sink.emit({ type = "error", status = 400, message = "the request cannot be sent upstream: "
-          .. tostring(wire):gsub("^.-:%d+: ", "") })
+      body, why = wire_text(a, creq, self.conf)
+      if not body then
+        sink.emit({ type = "error", status = 400, message = why })
         return { cancel = function() end }
       end
-      body = wire
     end
     local headers = a.headers(self.conf, self:api_key(creq), creq)
     if self.conf.headers then

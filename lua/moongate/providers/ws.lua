@@ -129,7 +129,13 @@ function P:start(creq, sink)
     on_message(m)
   end)
 
-  local res, err = pool.submit(id, model, M.message(creq, id, conf), self.queue, handler)
+  local ok, text = pcall(M.message, creq, id, conf)
+  if not ok then -- a value JSON cannot carry (1e999, nesting past the limit)
+    fail(400, "the request cannot be sent to a WS worker: " .. tostring(text):gsub("^.-:%d+: ", ""), false)
+    job.cancel = function() end
+    return job
+  end
+  local res, err = pool.submit(id, model, text, self.queue, handler)
   if not res then
     fail(429, "the WS worker queue is full (" .. tostring(err) .. ")", false, 1)
   else
