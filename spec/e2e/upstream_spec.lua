@@ -162,6 +162,16 @@ return {
       assert.matches('"opts":{}', args, 1, true)
       assert.matches('"order_id":9007199254740991', args, 1, true)
       assert.matches('"ratio":0.12345678901234568', args, 1, true)
+      -- a structured-output schema on a translated OpenAI request (effort suffix)
+      mock:reset()
+      local chat_raw = '{"model":"gpt-test-high","messages":[{"role":"user","content":"x"}],"response_format":'
+        .. '{"type":"json_schema","json_schema":{"name":"r","strict":true,"schema":{"type":"object",'
+        .. '"properties":{"a":{"type":"array","items":{"type":"string"}}},"required":[],"additionalProperties":false}}}}'
+      assert.equal(200, assert(server:request("POST", "/v1/chat/completions", chat_raw)).status)
+      sent = mock:requests()[1].body
+      assert.matches('"required":[]', sent, 1, true)
+      assert.matches('"reasoning_effort":"high"', sent, 1, true) -- translated, not passed through
+      assert.matches('"strict":true', sent, 1, true)
     end)
 
     it("asks an Anthropic upstream for one tool call at a time when the client says parallel_tool_calls: false", function()
