@@ -98,6 +98,14 @@ local function alternatives(s, root)
   return list
 end
 
+-- copy-on-write: out holds the changed members of orig (or is nil when
+-- none changed); fills in the rest and returns it, or orig itself
+local function merged(out, orig)
+  if not out then return orig end
+  for k, x in pairs(orig) do if out[k] == nil then out[k] = x end end
+  return out
+end
+
 local function typed(v, s, root)
   local tv = type(v)
   if tv == "number" then return full_number(v) end
@@ -130,9 +138,7 @@ local function typed(v, s, root)
       out[k] = y
     end
   end
-  if not out then return v end
-  for k, x in pairs(v) do if out[k] == nil then out[k] = x end end
-  return out
+  return merged(out, v)
 end
 
 --- typed(value, schema) -> value for encode_raw: each empty table the JSON
@@ -179,10 +185,7 @@ local function schema(s, root)
         for name, list in pairs(x) do
           if type(list) == "table" and next(list) == nil then m = m or {}; m[name] = M.empty_array end
         end
-        if m then
-          for name, list in pairs(x) do if m[name] == nil then m[name] = list end end
-          set(k, m)
-        end
+        set(k, merged(m, x))
       elseif sub_keys[k] == "one" then
         set(k, schema(x, root))
       elseif sub_keys[k] == "map" then
@@ -191,10 +194,7 @@ local function schema(s, root)
           local y = schema(sub, root)
           if y ~= sub then m = m or {}; m[name] = y end
         end
-        if m then
-          for name, sub in pairs(x) do if m[name] == nil then m[name] = sub end end
-          set(k, m)
-        end
+        set(k, merged(m, x))
       elseif k == "default" or k == "const" then
         set(k, typed(x, s, root))
       end
@@ -202,9 +202,7 @@ local function schema(s, root)
       set(k, full_number(x))
     end
   end
-  if not out then return s end
-  for k, x in pairs(s) do if out[k] == nil then out[k] = x end end
-  return out
+  return merged(out, s)
 end
 
 -- a list of schemas, each walked (or, given the schema they are values of,
@@ -216,9 +214,7 @@ typed_list = function(list, root, of)
     if of then y = typed(sub, of, root) else y = schema(sub, root) end
     if y ~= sub then out = out or {}; out[i] = y end
   end
-  if not out then return list end
-  for i, sub in ipairs(list) do if out[i] == nil then out[i] = sub end end
-  return out
+  return merged(out, list)
 end
 
 --- schema(s) -> a JSON Schema for encode_raw: its empty lists (required,
