@@ -33,7 +33,7 @@ function Passthrough:frame(data, event)
   elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
     return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200) } }
   elseif event == END_EVENT or event == "error" or data:find('^{%s*"error"')
-      or data:find('"object":%s*"error"') then
+      or data:find('^{%s*"object"%s*:%s*"error"') then
     self.ended = true -- the end, or an error frame the client gets as the end
   end
   return { { type = "raw", data = data, event = event } }
