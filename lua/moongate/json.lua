@@ -33,16 +33,28 @@ end
 -- Debian's lua-cjson 2.1.0 writes an empty table as {} and a number with 14
 -- significant digits. Where the JSON text must say more, put M.raw(text) in
 -- the value and encode it with encode_raw(): the marker string raw() makes
--- (a control character, a per-process number, then the text; no client can
--- send it) is swapped for the text itself after encoding.
-local marker_id = tostring(math.floor(os.time() % 1e6)) .. tostring({}):match("0x(%x+)")
+-- (a control character, 16 random hex digits drawn at start, then the text)
+-- is swapped for the text itself after encoding. Client strings are encoded
+-- by the same call, so a client must not be able to forge a marker: the id
+-- comes from /dev/urandom, and only a number or [] is ever swapped in, so
+-- even a guessed id could not add a key to a request.
+local function random_hex(n)
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(n / 2)
+  if f then f:close() end
+  if not bytes or #bytes < n / 2 then -- no urandom: time and an address
+    return (tostring(os.time()) .. tostring({}):match("0x(%x+)")):sub(-n)
+  end
+  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+local marker_id = random_hex(16)
 local raw_tag = "\1raw-" .. marker_id .. ":"
 local raw_json_tag = '"\\u0001raw-' .. marker_id .. ':' -- as cjson writes it
-local raw_pattern = '"\\u0001raw%-' .. marker_id .. ':([^"]*)"'
+local raw_pattern = '"\\u0001raw%-' .. marker_id .. ':([%d%.eE+%-%[%]]*)"'
 
---- raw(text) -> a value that encode_raw writes as text (short JSON only:
--- a number or [], nothing that cjson would escape)
+--- raw(text) -> a value that encode_raw writes as text: a JSON number or []
 function M.raw(text)
+  assert(text:find("^[%d%.eE+%-%[%]]*$"), "json.raw takes a number or []")
   return raw_tag .. text
 end
 

@@ -5,6 +5,12 @@ describe("json", function()
     assert.equal('{"a":[]}', json.encode_raw({ a = json.empty_array }))
     assert.equal('[1,12345678901234567]', json.encode_raw({ 1, json.raw("12345678901234567") }))
     assert.equal('{"s":"raw-looking text"}', json.encode_raw({ s = "raw-looking text" }))
+    -- a string that copies the marker, id and all, can add no key
+    local forged = json.empty_array:sub(1, -3) .. '1,"model":"other"'
+    local text = json.encode_raw({ s = forged, model = "m" })
+    assert.equal(forged, json.decode(text).s)
+    assert.equal("m", json.decode(text).model)
+    assert.has_error(function() json.raw('1,"x":2') end)
   end)
 
   it("writes a schema's empty lists and array defaults as [], objects as {}", function()
