@@ -853,10 +853,10 @@ static long opt_ms(lua_State *L, const char *key)
  *   one table.
  * callbacks: on_headers(status, headers), on_frame(data, event) -> more?
  *   (false pauses until _fetch_resume), on_done(err, code, body, status,
- *   headers); err is nil on success, code then one of ETIMEDOUT,
- *   ECONNREFUSED, EUPSTREAM, ELUA (a callback raised), ETOOBIG (a whole
- *   answer over 64 MiB, a stream frame over 16 MiB). on_done never runs
- *   after _fetch_cancel.
+ *   headers); err is nil on success, and with an err, code is one of
+ *   ETIMEDOUT, ECONNREFUSED, EUPSTREAM, ELUA (a callback raised), ETOOBIG
+ *   (a whole answer over 64 MiB, a stream frame over 16 MiB). on_done
+ *   never runs after _fetch_cancel.
  *   An "sse" fetch answered with a JSON content type (an upstream that does
  *   not stream) gets no on_frame: on_done has the whole body. */
 static int l_fetch(lua_State *L)
