@@ -13,6 +13,11 @@ codec.encode_invalid_numbers(false)
 codec.decode_max_depth(200)
 codec.encode_max_depth(200)
 
+-- cjson's words for what went wrong, without where in the Lua source
+local function cjson_message(err)
+  return (tostring(err):gsub("^.-:%d+: ", ""))
+end
+
 --- decode(text) -> value | nil, message
 function M.decode(text)
   if type(text) ~= "string" then
@@ -20,7 +25,7 @@ function M.decode(text)
   end
   local ok, value = pcall(codec.decode, text)
   if not ok then
-    return nil, (tostring(value):gsub("^.-:%d+: ", ""))
+    return nil, cjson_message(value)
   end
   return value
 end
@@ -65,6 +70,14 @@ function M.encode_raw(value)
   local s = codec.encode(value)
   if s:find(raw_json_tag, 1, true) then s = s:gsub(raw_pattern, "%1") end
   return s
+end
+
+--- try_encode_raw(value) -> string | nil, why JSON cannot carry it (a
+-- number such as 1e999 read as infinity, nesting past the limit)
+function M.try_encode_raw(value)
+  local ok, s = pcall(M.encode_raw, value)
+  if ok then return s end
+  return nil, cjson_message(s)
 end
 
 local fmt, huge = string.format, math.huge

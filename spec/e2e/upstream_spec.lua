@@ -691,7 +691,7 @@ return {
       assert.equal(0, #mock:requests())
     end)
 
-    it("answers 502 for a stream frame over 16 MiB, without holding it", function()
+    it("answers 502 for a stream frame over 16 MiB as soon as it passes the limit, and does not retry", function()
       mock:queue { { frames = { { pad = 17 * 1024 * 1024 }, { delay_ms = 10000, data = "{}" } } } }
       local t0 = uv.hrtime()
       local res = chat { model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } }

@@ -66,19 +66,15 @@ local function adapt(name, fn, ...)
   return { { type = "error", status = 502, message = "malformed answer from upstream" } }
 end
 
-local function encode_wire(a, creq, conf, for_count)
-  local wire = a.request(creq, conf)
-  if for_count then wire.max_tokens, wire.stream, wire.metadata = nil, nil, nil end
-  return json.encode_raw(wire)
-end
-
 -- wire_text(adapter, creq, conf [, for_count]) -> the upstream request's
 -- JSON | nil, why not (a value JSON cannot carry: 1e999 in a tool schema,
 -- nesting past the limit once translated): the client's fault, a 400
 local function wire_text(a, creq, conf, for_count)
-  local ok, text = pcall(encode_wire, a, creq, conf, for_count)
-  if ok then return text end
-  return nil, "the request cannot be sent upstream: " .. tostring(text):gsub("^.-:%d+: ", "")
+  local wire = a.request(creq, conf)
+  if for_count then wire.max_tokens, wire.stream, wire.metadata = nil, nil, nil end
+  local text, why = json.try_encode_raw(wire)
+  if text then return text end
+  return nil, "the request cannot be sent upstream: " .. why
 end
 
 -- events to the sink, in order, while it takes them -> more (false: wait

@@ -29,10 +29,11 @@ function M.new(name, conf, cfg)
   }, P)
 end
 
---- message(creq, id) -> the completion_request text for a worker
+--- message(creq, id) -> the completion_request text for a worker | nil,
+-- why JSON cannot carry it
 function M.message(creq, id, conf)
   local wire = openai.request(creq, conf)
-  return json.encode_raw({
+  return json.try_encode_raw({
     type = "completion_request", request_id = id, model = wire.model,
     messages = wire.messages, temperature = wire.temperature, top_p = wire.top_p,
     max_tokens = creq.max_tokens, stream = creq.stream and true or false,
@@ -129,9 +130,9 @@ function P:start(creq, sink)
     on_message(m)
   end)
 
-  local ok, text = pcall(M.message, creq, id, conf)
-  if not ok then -- a value JSON cannot carry (1e999, nesting past the limit)
-    fail(400, "the request cannot be sent to a WS worker: " .. tostring(text):gsub("^.-:%d+: ", ""), false)
+  local text, why = M.message(creq, id, conf)
+  if not text then -- a value JSON cannot carry (1e999, nesting past the limit)
+    fail(400, "the request cannot be sent to a WS worker: " .. why, false)
     job.cancel = function() end
     return job
   end
