@@ -1,14 +1,57 @@
 -- Helpers over the canonical request (DESIGN.md "Canonical request and
 -- events"), shared by front doors and providers.
+local errors = require "moongate.errors"
+local json = require "moongate.json"
+
 local M = {}
 
---- text(blocks) -> the text blocks joined
-function M.text(blocks)
+--- text(blocks [, sep]) -> the text blocks joined (by sep, default "")
+function M.text(blocks, sep)
   local out = {}
   for _, b in ipairs(blocks or {}) do
     if b.type == "text" then out[#out + 1] = b.text end
   end
-  return table.concat(out)
+  return table.concat(out, sep)
+end
+
+--- data_url(url) -> mime, base64 data of a data: URL, or nil
+function M.data_url(url)
+  if type(url) ~= "string" then return nil end
+  return url:match("^data:([%w/%+%.%-]+);base64,(.*)$")
+end
+
+--- dropped(creq, what): notes that the translation left out a field that
+-- changes nothing the client relies on (docs/TRANSLATION.md); the provider
+-- logs the list at debug level
+function M.dropped(creq, what)
+  local d = rawget(creq, "dropped")
+  if not d then d = {}; rawset(creq, "dropped", d) end
+  for i = 1, #d do if d[i] == what then return end end
+  d[#d + 1] = what
+end
+
+M.format_names = { openai = "OpenAI", anthropic = "Anthropic" }
+
+--- foreign_fields(creq, format): the client's top-level fields on their
+-- way to an upstream of another format. Each has a fate in its front
+-- door's table (creq.fields, docs/TRANSLATION.md): "mapped" (the canonical
+-- form carries it), "drop" (noted by dropped()), or a string that says why
+-- it is refused; a field the table does not know is refused by name.
+function M.foreign_fields(creq, format)
+  local fields, raw = creq.fields, creq.raw
+  if not fields or not raw or creq.client == format then return end
+  for k, v in pairs(raw) do
+    local fate = fields[k]
+    if v == json.null then fate = "mapped" end -- null: as if absent
+    if fate == "drop" then
+      M.dropped(creq, k)
+    elseif fate == nil then
+      errors.refuse(400, string.format("%s: unknown field, which the gateway cannot translate for an %s-format upstream",
+        tostring(k), M.format_names[format] or tostring(format)), { param = tostring(k) })
+    elseif fate ~= "mapped" then
+      errors.refuse(400, string.format("%s: %s", tostring(k), fate), { param = tostring(k) })
+    end
+  end
 end
 
 --- last_user_text(creq) -> text of the last user message ("" if none)
@@ -27,14 +70,20 @@ function M.estimate_tokens(text)
   return math.ceil(#text / 4)
 end
 
---- prompt_tokens(creq) -> estimate over the system prompt and all messages
+--- prompt_tokens(creq) -> estimate over the system prompt, all messages
+-- and the tools' definitions
 function M.prompt_tokens(creq)
   local n = M.estimate_tokens(creq.system)
   for _, m in ipairs(creq.messages) do
     for _, b in ipairs(m.content) do
-      n = n + M.estimate_tokens(b.text or b.arguments or b.content)
+      local t = b.text or b.arguments or b.content
+      n = n + M.estimate_tokens(type(t) == "string" and t or nil)
     end
     n = n + 3 -- per-message framing
+  end
+  for _, t in ipairs(creq.tools or {}) do
+    local ok, schema = pcall(json.encode, t.parameters or t.raw or {})
+    n = n + M.estimate_tokens(t.name) + M.estimate_tokens(t.description) + M.estimate_tokens(ok and schema or nil) + 8
   end
   return n
 end

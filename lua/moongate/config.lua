@@ -68,6 +68,10 @@ local provider_schema = {
     max_tokens_field = { type = "string", enum = { max_tokens = true, max_completion_tokens = true } },
     send_reasoning = "boolean",
     passthrough = "boolean",             -- false: always translate, even format to same format
+    max_output_tokens = integer(1),      -- translated requests ask for at most this many tokens
+    efforts = { type = "list", values = { type = "string", enum = { none = true, minimal = true,
+      low = true, medium = true, high = true, xhigh = true, max = true } } }, -- the reasoning efforts the upstream takes
+    thinking = { type = "string", enum = { budget = true, adaptive = true } }, -- Anthropic: how an effort is asked for
   },
 }
 

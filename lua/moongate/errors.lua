@@ -87,4 +87,79 @@ function M.client_for_path(path)
   return "openai"
 end
 
+-- Refusals ---------------------------------------------------------------
+-- A translator that meets something it cannot carry to its upstream raises
+-- a refusal (an error value, not a string); whoever runs the translation
+-- catches it and answers the client with it.
+
+local Refusal = {}
+
+--- refuse(status, message, opts): raises an error value catch() returns
+function M.refuse(status, message, opts)
+  error(setmetatable(M.new(status, message, opts), Refusal), 0)
+end
+
+local function keep(e)
+  if getmetatable(e) == Refusal then return e end
+  return debug.traceback(tostring(e), 2)
+end
+
+--- catch(fn, ...) -> true, fn's first result | false, err: a refusal fn
+-- raised; any other error is raised again (with its traceback)
+function M.catch(fn, ...)
+  local ok, res = xpcall(fn, keep, ...)
+  if ok then return true, res end
+  if getmetatable(res) == Refusal then return false, res end
+  error(res, 0)
+end
+
+-- Context length -----------------------------------------------------------
+-- Each API says "the prompt is too long" in its own words, and clients key
+-- on them (Claude Code compacts on Anthropic's wording; the OpenAI SDKs'
+-- users on the code context_length_exceeded).
+
+local function num(s) return s and tonumber(s) end
+
+--- context_overflow(text) -> {tokens = n?, max = m?} when an upstream's
+-- error body says the prompt does not fit the model's context, else nil
+function M.context_overflow(text)
+  local body = json.decode(text or "")
+  local e = type(body) == "table" and body.error
+  local msg = M.upstream_message(text) or ""
+  local code = type(e) == "table" and (e.code or e.type) or nil
+  -- Anthropic: "prompt is too long: 210000 tokens > 200000 maximum"
+  local n, m = msg:match("prompt is too long: (%d+) tokens > (%d+) maximum")
+  if n then return { tokens = tonumber(n), max = tonumber(m) } end
+  local lower = msg:lower()
+  if code == "context_length_exceeded" or code == "exceed_context_size_error"
+      or lower:find("maximum context length", 1, true) or lower:find("context length exceeded", 1, true)
+      or lower:find("exceeds the available context size", 1, true) or lower:find("prompt is too long", 1, true) then
+    local info = {
+      max = num(lower:match("maximum context length is (%d+)")) or num(lower:match("context size %(?(%d+)")),
+      tokens = num(lower:match("(%d+) in the messages")) or num(lower:match("resulted in (%d+) tokens"))
+        or num(lower:match("has (%d+) input tokens")) or num(lower:match("requested (%d+) tokens")),
+    }
+    if type(e) == "table" then -- llama.cpp's server says them as fields
+      info.tokens = info.tokens or tonumber(e.n_prompt_tokens)
+      info.max = info.max or tonumber(e.n_ctx)
+    end
+    return info
+  end
+end
+
+--- context_error(client, info, estimate) -> the error a client of that
+-- format gets for a prompt too long, in its API's own words; estimate: the
+-- prompt's tokens as the gateway counts them, when the upstream said none
+function M.context_error(client, info, estimate)
+  local n = info.tokens or estimate or 0
+  local m = info.max or math.max(n - 1, 0)
+  if n <= m then n = m + 1 end
+  if client == "anthropic" then
+    return M.new(400, string.format("prompt is too long: %d tokens > %d maximum", n, m),
+      { type = "invalid_request_error" })
+  end
+  return M.new(400, string.format("This model's maximum context length is %d tokens. However, your messages resulted in %d tokens. Please reduce the length of the messages.", m, n),
+    { type = "invalid_request_error", code = "context_length_exceeded", param = "messages" })
+end
+
 return M

@@ -109,7 +109,13 @@ function Exchange:attempt()
   self.attempts = self.attempts + 1
   local gen = self.attempts
   self.gen = gen
-  self.job = link.provider:start(self.creq, new_sink(self, gen, link))
+  -- a translator's refusal (a field this provider cannot carry) is the
+  -- client's 400; any other error goes on up
+  local ok, job = errors.catch(link.provider.start, link.provider, self.creq, new_sink(self, gen, link))
+  if not ok then
+    return self:fail({ status = job.status, message = job.message, error_type = job.type, code = job.code, param = job.param })
+  end
+  self.job = job
 end
 
 -- a front door's frame is SSE data, or {data, event}

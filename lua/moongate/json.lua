@@ -272,4 +272,100 @@ function M.is_object(t)
   return true
 end
 
+-- Top-level keys of an object text --------------------------------------
+
+local find, byte, sub = string.find, string.byte, string.sub
+
+-- the index of the quote that ends the string opening at i
+local function string_end(s, i)
+  local j = i + 1
+  while true do
+    local k = find(s, '["\\]', j)
+    if not k then return nil end
+    if byte(s, k) == 34 then return k end
+    j = k + 2
+  end
+end
+
+-- the index of the last byte of the value starting at i
+local function value_end(s, i)
+  local c = byte(s, i)
+  if c == 34 then return string_end(s, i) end
+  if c == 123 or c == 91 then
+    local depth, j = 0, i
+    while true do
+      local k = find(s, '["{}%[%]]', j)
+      if not k then return nil end
+      local b = byte(s, k)
+      if b == 34 then
+        k = string_end(s, k)
+        if not k then return nil end
+      elseif b == 123 or b == 91 then
+        depth = depth + 1
+      else
+        depth = depth - 1
+        if depth == 0 then return k end
+      end
+      j = k + 1
+    end
+  end
+  local k = find(s, "[,}%s]", i)
+  return k and k - 1 or #s
+end
+
+--- top_level(text, names) -> {name = {count = n, from = i, to = j}} for
+-- each top-level key of the object text that names (a set) holds: how often
+-- it occurs and where its first value is (text:sub(from, to)). Keys are
+-- compared as JSON reads them (an escaped "mo\u0064el" is "model"). text
+-- must be a JSON object that decode() accepted.
+function M.top_level(s, names)
+  local out = {}
+  local i = find(s, "{", 1, true)
+  while i do
+    local k = find(s, "[^%s,{]", i)
+    if not k or byte(s, k) ~= 34 then break end
+    local e = string_end(s, k)
+    local key = sub(s, k + 1, e - 1)
+    if find(key, "\\", 1, true) then key = M.decode(sub(s, k, e)) end
+    local v = find(s, "[^%s:]", e + 1)
+    local ve = value_end(s, v)
+    if names[key] then
+      local r = out[key]
+      if r then r.count = r.count + 1 else out[key] = { count = 1, from = v, to = ve } end
+    end
+    i = ve and ve + 1
+  end
+  return out
+end
+
+--- duplicate_key(text, names) -> the first of names (a list) that the
+-- object text holds twice at its top level, or nil. Cheap when no name
+-- occurs twice anywhere and no key letter is written escaped.
+function M.duplicate_key(s, names)
+  local suspect = find(s, "\\u00[46]") ~= nil
+  if not suspect then
+    for _, name in ipairs(names) do
+      local q = '"' .. name .. '"'
+      local a = find(s, q, 1, true)
+      if a and find(s, q, a + #q, true) then suspect = true break end
+    end
+  end
+  if not suspect then return nil end
+  local set = {}
+  for _, name in ipairs(names) do set[name] = true end
+  local seen = M.top_level(s, set)
+  for _, name in ipairs(names) do
+    if seen[name] and seen[name].count > 1 then return name end
+  end
+end
+
+--- replace_top(text, name, json_value) -> text with the value of its
+-- top-level key name replaced by json_value (JSON text), the rest byte for
+-- byte as it was; nil when the key is not there
+function M.replace_top(s, name, value)
+  local r = M.top_level(s, { [name] = true })[name]
+  if not r then return nil end
+  return sub(s, 1, r.from - 1) .. value .. sub(s, r.to + 1)
+end
+
 return M

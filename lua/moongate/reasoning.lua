@@ -29,4 +29,20 @@ function M.split_suffix(model)
   return model, nil
 end
 
+-- every effort either API names, from least to most
+local rank = { none = 0, minimal = 1, low = 2, medium = 3, high = 4, xhigh = 5, max = 5 }
+
+--- clamp(effort, allowed) -> effort when the provider takes it (or lists
+-- no efforts), else the one it takes that is nearest (the lower of two)
+function M.clamp(effort, allowed)
+  if not effort or not allowed or #allowed == 0 then return effort end
+  local want, best, dist = rank[effort], nil, math.huge
+  for _, e in ipairs(allowed) do
+    if e == effort then return effort end
+    local d = want and rank[e] and math.abs(rank[e] - want + 0.1) or math.huge
+    if d < dist then best, dist = e, d end
+  end
+  return best
+end
+
 return M

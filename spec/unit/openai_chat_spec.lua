@@ -41,16 +41,8 @@ describe("openai_chat.decode", function()
     { "missing messages", { model = "echo" }, 400, "messages", "Missing required parameter: 'messages'" },
     { "messages of the wrong type", { model = "echo", messages = "hi" }, 400, "messages", "expected an array, but got a string" },
     { "empty messages", { model = "echo", messages = {} }, 400, "messages", "empty array" },
-    { "bad role", { model = "echo", messages = { { role = "robot", content = "x" } } }, 400, "messages[0].role", "Invalid value: 'robot'" },
     { "stream not a boolean", { model = "echo", stream = "yes", messages = { { role = "user", content = "x" } } }, 400, "stream", "expected a boolean" },
     { "max_tokens not an integer", { model = "echo", max_tokens = 1.5, messages = { { role = "user", content = "x" } } }, 400, "max_tokens", "expected an integer" },
-    { "content of the wrong type", { model = "echo", messages = { { role = "user", content = 5 } } }, 400, "messages[0].content", "expected one of a string or an array" },
-    { "a message that is not an object", { model = "echo", messages = { { role = "user", content = "x" }, 7 } }, 400, "messages[1]", "expected an object" },
-    { "a missing tool_call_id", { model = "echo", messages = { { role = "tool", content = "x" } } }, 400, "messages[0].tool_call_id", "Missing required parameter" },
-    { "a bad content part type", { model = "echo", messages = { { role = "user", content = "x" },
-      { role = "user", content = { { type = "text", text = "a" }, { type = "video" } } } } }, 400, "messages[1].content[1].type", "'video' is not a supported" },
-    { "a content part without text", { model = "echo", messages = { { role = "user", content = { { type = "text" } } } } }, 400, "messages[0].content[0].text", "expected a string" },
-    { "a tool call that is not an object", { model = "echo", messages = { { role = "assistant", tool_calls = { 1 } } } }, 400, "messages[0].tool_calls[0]", "expected an object" },
     { "bad reasoning effort", { model = "echo", reasoning_effort = "max", messages = { { role = "user", content = "x" } } }, 400, "reasoning_effort", "'max' is not one of" },
   }
   for _, c in ipairs(cases) do
@@ -60,6 +52,33 @@ describe("openai_chat.decode", function()
       assert.equal(c[3], err.status)
       assert.equal(c[4], err.param)
       assert.matches(c[5], err.message, 1, true)
+    end)
+  end
+
+  -- what a passthrough forwards unread: the upstream judges it; a
+  -- translation refuses it by its place
+  local errors = require "moongate.errors"
+  local adapters = { require "moongate.adapters.openai", require "moongate.adapters.anthropic" }
+  local translated = {
+    { "bad role", { model = "echo", messages = { { role = "robot", content = "x" } } }, 400, "messages[0].role", "Invalid value: 'robot'" },
+    { "content of the wrong type", { model = "echo", messages = { { role = "user", content = 5 } } }, 400, "messages[0].content", "expected one of a string or an array" },
+    { "a message that is not an object", { model = "echo", messages = { { role = "user", content = "x" }, 7 } }, 400, "messages[1]", "expected an object" },
+    { "a missing tool_call_id", { model = "echo", messages = { { role = "tool", content = "x" } } }, 400, "messages[0].tool_call_id", "Missing required parameter" },
+    { "a bad content part type", { model = "echo", messages = { { role = "user", content = "x" },
+      { role = "user", content = { { type = "text", text = "a" }, { type = "video" } } } } }, 400, "messages[1].content[1].type", "content part type 'video' cannot be translated" },
+    { "a content part without text", { model = "echo", messages = { { role = "user", content = { { type = "text" } } } } }, 400, "messages[0].content[0].text", "expected a string" },
+    { "a tool call that is not an object", { model = "echo", messages = { { role = "assistant", tool_calls = { 1 } } } }, 400, "messages[0].tool_calls[0]", "expected an object" },
+  }
+  for _, c in ipairs(translated) do
+    it("passes " .. c[1] .. " through unread, and refuses it when translating", function()
+      assert(decode(c[2]))
+      for _, a in ipairs(adapters) do
+        local ok, err = errors.catch(a.request, decode(c[2]), {})
+        assert.is_false(ok)
+        assert.equal(c[3], err.status)
+        assert.equal(c[4], err.param)
+        assert.matches(c[5], err.message, 1, true)
+      end
     end)
   end
 end)

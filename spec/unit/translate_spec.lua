@@ -5,6 +5,12 @@
 --                          or {fixture = name} for spec/fixtures/upstream/<name>.json
 --   expected.json          what the client gets: a subset of the body, or the
 --                          list of stream frames ({event?, data}) in order
+-- Optional: headers.json (the client's request headers), conf.json (the
+-- provider's config), absent.json (dotted paths the upstream request must
+-- not hold), dropped.json (what the translation lists as left out),
+-- error.json ({status, message, param?}: the translation refuses the
+-- request; nothing else is read). Without upstream.json a case checks the
+-- request only.
 -- No daemon: front door and adapter modules only.
 local json = require "moongate.json"
 local uv = require "luv"
@@ -17,6 +23,14 @@ local adapters = {
   openai = require "moongate.adapters.openai",
   anthropic = require "moongate.adapters.anthropic",
 }
+
+local errors = require "moongate.errors"
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
 
 local function read(path)
   local f = assert(io.open(path, "rb"))
@@ -69,9 +83,35 @@ for _, pairing in ipairs(list("spec/fixtures")) do
       for _, case in ipairs(list("spec/fixtures/" .. pairing)) do
         it(case, function()
           local dir = "spec/fixtures/" .. pairing .. "/" .. case .. "/"
-          local creq = assert(fd.decode(json.encode(read(dir .. "request.json")), {}))
+          local creq = assert(fd.decode(json.encode(read(dir .. "request.json")),
+            exists(dir .. "headers.json") and read(dir .. "headers.json") or {}))
           creq.upstream_model = creq.model
-          contains(ad.request(creq, {}), read(dir .. "upstream_request.json"), "upstream request")
+          local conf = exists(dir .. "conf.json") and read(dir .. "conf.json") or {}
+          if exists(dir .. "error.json") then -- the translation refuses the request
+            local want = read(dir .. "error.json")
+            local ok, err = errors.catch(ad.request, creq, conf)
+            assert.is_false(ok, "the translation should refuse the request")
+            assert.equal(want.status, err.status)
+            assert.matches(want.message, err.message, 1, true)
+            if want.param then assert.equal(want.param, err.param) end
+            return
+          end
+          local wire = ad.request(creq, conf)
+          contains(wire, read(dir .. "upstream_request.json"), "upstream request")
+          -- fields that must not reach the upstream
+          for _, path in ipairs(exists(dir .. "absent.json") and read(dir .. "absent.json") or {}) do
+            local v = wire
+            for k in path:gmatch("[^.]+") do v = type(v) == "table" and v[tonumber(k) or k] or nil end
+            assert(v == nil, "upstream request: " .. path .. " should be absent")
+          end
+          -- what the translation left out, as the debug log lists it
+          if exists(dir .. "dropped.json") then
+            local want, got = read(dir .. "dropped.json"), { unpack(creq.dropped or {}) }
+            table.sort(want)
+            table.sort(got)
+            assert.same(want, got)
+          end
+          if not exists(dir .. "upstream.json") then return end -- a request-only case
 
           local up = read(dir .. "upstream.json")
           if up.fixture then up = read("spec/fixtures/upstream/" .. up.fixture .. ".json") end
@@ -108,11 +148,18 @@ end
 
 describe("anthropic_messages.decode", function()
   local fd = require "moongate.frontdoor.anthropic_messages"
+  local errors = require "moongate.errors"
+  -- decode takes what a passthrough forwards as it is; a translation (to
+  -- either format) refuses it, naming the place
   local function fails(req, message)
-    local creq, err = fd.decode(json.encode(req), {})
-    assert.is_nil(creq)
-    assert.equal(400, err.status)
-    assert.equal(message, err.message)
+    local creq = assert(fd.decode(json.encode(req), {}))
+    for _, a in pairs(adapters) do
+      local ok, err = errors.catch(a.request, creq, {})
+      assert.is_false(ok)
+      assert.equal(400, err.status)
+      assert.equal(message, err.message)
+      rawset(creq, "messages", nil)
+    end
   end
 
   it("makes the canonical messages only when read (a passthrough never reads them)", function()
@@ -129,19 +176,19 @@ describe("anthropic_messages.decode", function()
     assert.equal("42", creq.messages[3].content[1].content)
   end)
 
-  it("names the message and block at fault, counted from 0", function()
+  it("passes what it does not read; a translation names the message and block at fault, counted from 0", function()
     local ok = { role = "user", content = "hi" }
     fails({ model = "m", max_tokens = 5, messages = { ok, 7 } }, "messages.1: Input should be an object")
     fails({ model = "m", max_tokens = 5, messages = { { role = "robot", content = "x" } } },
-      "messages.0.role: Input should be 'user' or 'assistant'")
+      "messages.0.role: Input should be 'user', 'assistant' or 'system'")
     fails({ model = "m", max_tokens = 5, messages = { ok, { role = "user", content = 5 } } },
       "messages.1.content: Input should be a valid string or list")
     fails({ model = "m", max_tokens = 5, messages = { ok, { role = "user", content = { { type = "text", text = "a" }, { type = "text" } } } } },
       "messages.1.content.1.text: Input should be a valid string")
     fails({ model = "m", max_tokens = 5, messages = { { role = "user", content = { { type = "video" } } } } },
-      "messages.0.content.0.type: unsupported content block type 'video'")
+      "messages.0.content.0.type: content block type 'video' cannot be translated")
     fails({ model = "m", max_tokens = 5, messages = { { role = "user", content = { { type = "image", source = {} } } } } },
-      "messages.0.content.0.source: unsupported image source")
+      "messages.0.content.0.source.type: unsupported image source 'nil'")
     fails({ model = "m", max_tokens = 5, messages = { { role = "user", content = { 3 } } } },
       "messages.0.content.0: Input should be an object")
   end)

@@ -8,10 +8,64 @@ local reasoning = require "moongate.reasoning"
 local M = { format = "anthropic" }
 local null = json.null
 
+local function refuse(msg, param)
+  errors.refuse(400, msg, { param = param })
+end
+
 local function image_block(b)
+  if b.file_id then return { type = "image", source = { type = "file", file_id = b.file_id } } end
   if b.url then return { type = "image", source = { type = "url", url = b.url } } end
   return { type = "image", source = { type = "base64", media_type = b.mime or "image/png", data = b.data or "" } }
 end
+
+-- base64 -> bytes (a text document sent as a file)
+local function unbase64(s)
+  local map = {}
+  local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+  for i = 1, 64 do map[alphabet:byte(i)] = i - 1 end
+  map[("-"):byte()], map[("_"):byte()] = 62, 63
+  local out, acc, bits = {}, 0, 0
+  for i = 1, #s do
+    local v = map[s:byte(i)]
+    if v then
+      acc, bits = acc * 64 + v, bits + 6
+      if bits >= 8 then
+        bits = bits - 8
+        local c = math.floor(acc / 2 ^ bits)
+        out[#out + 1] = string.char(c)
+        acc = acc - c * 2 ^ bits
+      end
+    end
+  end
+  return table.concat(out)
+end
+
+-- a canonical file -> an Anthropic block: a PDF is a document, an image
+-- an image, plain text a text document
+local function file_block(b, creq)
+  if b.file_id then
+    if creq.client ~= "anthropic" then
+      refuse("a file given by OpenAI file id cannot be read by an Anthropic-format upstream; send it as file_data")
+    end
+    return { type = "document", source = { type = "file", file_id = b.file_id }, title = b.name }
+  end
+  if b.url then return { type = "document", source = { type = "url", url = b.url }, title = b.name } end
+  local mime = b.mime or "application/pdf"
+  if mime:find("^image/") then return image_block(b) end
+  if mime == "application/pdf" then
+    return { type = "document", source = { type = "base64", media_type = mime, data = b.data or "" }, title = b.name }
+  end
+  if mime:find("^text/") then
+    return { type = "document", source = { type = "text", media_type = "text/plain", data = unbase64(b.data or "") }, title = b.name }
+  end
+  refuse(string.format("a file of type %s cannot be sent to an Anthropic-format upstream, which reads PDFs, images and text", mime))
+end
+
+-- fields of an Anthropic client's request the translation writes itself;
+-- the rest are copied as they came when the upstream speaks Anthropic too
+local built = { model = true, messages = true, max_tokens = true, system = true, stream = true,
+  temperature = true, top_p = true, stop_sequences = true, metadata = true, thinking = true,
+  tools = true, tool_choice = true, output_config = true }
 
 local function decode_args(s)
   local v = json.decode(s or "")
@@ -47,9 +101,27 @@ local function usage_event(u, output)
     cached_tokens = cached > 0 and cached or nil, cache_creation_tokens = created > 0 and created or nil }
 end
 
+-- may an Anthropic upstream take system messages among the others? Only
+-- with the beta that allows them, which the client asked for
+local function mid_system(creq)
+  local b = creq.anthropic_beta
+  return type(b) == "string" and b:find("mid-conversation-system", 1, true) ~= nil
+end
+
 --- request(creq, conf) -> wire table
 function M.request(creq, conf)
-  local msgs = {}
+  conf = conf or {}
+  canonical.foreign_fields(creq, "anthropic")
+  if creq.n and creq.n > 1 then
+    refuse("n: an Anthropic-format upstream gives one choice per request; send n: 1 (or none) and make several requests", "n")
+  end
+  if creq.logprobs or creq.top_logprobs then
+    refuse("logprobs: an Anthropic-format upstream does not report log probabilities", creq.logprobs and "logprobs" or "top_logprobs")
+  end
+  if creq.audio_out then refuse("modalities: an Anthropic-format upstream does not answer with audio", "modalities") end
+  local msgs, system = {}, {}
+  if creq.system and creq.system ~= "" then system[1] = creq.system end
+  local keep_system = mid_system(creq)
   local function push(role, block)
     local last = msgs[#msgs]
     if last and last.role == role then
@@ -59,55 +131,113 @@ function M.request(creq, conf)
     end
   end
   for _, m in ipairs(creq.messages) do
-    local role = m.role == "assistant" and "assistant" or "user"
-    if #m.content == 0 then push(role, { type = "text", text = "" }) end
-    for _, b in ipairs(m.content) do
-      if b.type == "text" then
-        push(role, { type = "text", text = b.text })
-      elseif b.type == "image" then
-        push(role, image_block(b))
-      elseif b.type == "tool_call" then
-        push("assistant", { type = "tool_use", id = b.id, name = b.name,
-          input = json.typed(decode_args(b.arguments), canonical.tool_schema(creq, b.name)) })
-      elseif b.type == "tool_result" then
-        push("user", { type = "tool_result", tool_use_id = b.tool_call_id,
-          content = type(b.content) == "string" and b.content or json.encode(b.content),
-          is_error = b.is_error or nil })
-      elseif b.type == "thinking" and b.signature and b.signature ~= "" then
-        push("assistant", { type = "thinking", thinking = b.text or "", signature = b.signature })
-      elseif b.type == "redacted_thinking" then
-        push("assistant", { type = "redacted_thinking", data = b.data })
+    if m.role == "system" then
+      local text = canonical.text(m.content, "\n\n")
+      if keep_system then
+        msgs[#msgs + 1] = { role = "system", content = text }
+      elseif text ~= "" then -- folded into the system prompt, in order
+        system[#system + 1] = text
+      end
+    else
+      local role = m.role == "assistant" and "assistant" or "user"
+      if #m.content == 0 then push(role, { type = "text", text = "" }) end
+      for _, b in ipairs(m.content) do
+        if b.type == "text" then
+          push(role, { type = "text", text = b.text })
+        elseif b.type == "image" then
+          push(role, image_block(b))
+        elseif b.type == "file" then
+          push(role, file_block(b, creq))
+        elseif b.type == "audio" then
+          refuse("input_audio: an Anthropic-format upstream does not take audio")
+        elseif b.type == "tool_call" then
+          push("assistant", { type = "tool_use", id = b.id, name = b.name,
+            input = json.typed(decode_args(b.arguments), canonical.tool_schema(creq, b.name)) })
+        elseif b.type == "tool_result" then
+          local content = type(b.content) == "string" and b.content or json.encode(b.content)
+          if b.attachments then
+            local list = { { type = "text", text = content } }
+            for _, a in ipairs(b.attachments) do
+              if a.type == "image" then list[#list + 1] = image_block(a)
+              elseif a.type == "file" then list[#list + 1] = file_block(a, creq)
+              else refuse("a tool result holds text, images and documents only, not " .. tostring(a.type)) end
+            end
+            content = list
+          end
+          push("user", { type = "tool_result", tool_use_id = b.tool_call_id, content = content,
+            is_error = b.is_error or nil })
+        elseif b.type == "thinking" then
+          if b.signature and b.signature ~= "" then
+            push("assistant", { type = "thinking", thinking = b.text or "", signature = b.signature })
+          else
+            canonical.dropped(creq, "thinking without a signature")
+          end
+        elseif b.type == "redacted_thinking" then
+          push("assistant", { type = "redacted_thinking", data = b.data })
+        elseif b.type == "native" then
+          if b.format == "anthropic" then push(role, b.block)
+          elseif b.refuse then refuse(b.refuse)
+          elseif b.text then push(role, { type = "text", text = b.text })
+          else canonical.dropped(creq, b.drop or "block") end
+        end
       end
     end
   end
+  local max_tokens = creq.max_tokens or conf.default_max_tokens or 4096
+  if conf.max_output_tokens and max_tokens > conf.max_output_tokens then max_tokens = conf.max_output_tokens end
   local req = {
     model = creq.upstream_model or creq.model,
     messages = msgs,
-    max_tokens = creq.max_tokens or (conf and conf.default_max_tokens) or 4096,
-    system = (creq.system and creq.system ~= "") and creq.system or nil,
+    max_tokens = max_tokens,
+    system = #system > 0 and table.concat(system, "\n\n") or nil,
     stream = creq.stream or nil,
     temperature = creq.temperature,
     top_p = creq.top_p,
     stop_sequences = creq.stop,
-    metadata = creq.metadata and creq.metadata.user_id and { user_id = creq.metadata.user_id } or nil,
+    metadata = creq.user and { user_id = creq.user } or nil,
   }
-  local budget = creq.reasoning and (creq.reasoning.budget_tokens or reasoning.budget_for(creq.reasoning.effort))
-  if budget and budget > 0 and tool_turn_without_thinking(msgs) then
+  local r = creq.reasoning or {}
+  local effort = r.effort
+  if effort == "xhigh" then effort = "max" elseif effort == "minimal" then effort = "low" end
+  effort = reasoning.clamp(effort, conf.efforts)
+  local adaptive = r.adaptive or (conf.thinking == "adaptive" and r.effort and r.effort ~= "none" and not r.budget_tokens and not r.effort_only)
+  local budget = not adaptive and not r.effort_only and (r.budget_tokens or reasoning.budget_for(r.effort))
+  if (budget or adaptive) and tool_turn_without_thinking(msgs) then
     -- Anthropic refuses thinking when the last assistant turn called a tool
     -- without its signed thinking block first (an OpenAI client has nowhere
     -- to keep one): this request goes without thinking instead
-    budget = nil
+    budget, adaptive = nil, nil
+    canonical.dropped(creq, "thinking (the last tool call has no signed thinking block)")
   end
-  if budget and budget > 0 then
+  if adaptive then
+    req.thinking = { type = "adaptive" }
+    if effort then req.output_config = { effort = effort } end
+    req.temperature, req.top_p = nil, nil
+  elseif budget and budget > 0 then
     req.thinking = { type = "enabled", budget_tokens = budget }
     if req.max_tokens <= budget then req.max_tokens = budget + 4096 end
     req.temperature, req.top_p = nil, nil -- thinking requires the defaults
+  elseif r.effort_only and effort then
+    req.output_config = { effort = effort }
+  elseif r.disabled then
+    req.thinking = { type = "disabled" }
+  end
+  if creq.format then
+    if creq.format.type ~= "json_schema" or not creq.format.schema then
+      refuse("response_format: an Anthropic-format upstream holds answers to a JSON schema only; send type json_schema with a schema", "response_format")
+    end
+    req.output_config = req.output_config or {}
+    req.output_config.format = { type = "json_schema", schema = json.schema(creq.format.schema) }
   end
   if creq.tools and #creq.tools > 0 then
     req.tools = {}
     for i, t in ipairs(creq.tools) do
-      req.tools[i] = { name = t.name, description = t.description,
-        input_schema = json.schema(t.parameters) or { type = "object", properties = json.decode("{}") } }
+      if t.server then
+        req.tools[i] = t.raw -- a server tool: only an Anthropic client names one
+      else
+        req.tools[i] = { name = t.name, description = t.description, strict = t.strict,
+          input_schema = json.schema(t.parameters) or { type = "object", properties = json.decode("{}") } }
+      end
     end
   end
   -- one call at a time is a property of the tool choice here: "auto" when
@@ -119,6 +249,21 @@ function M.request(creq, conf)
     else
       req.tool_choice = { type = tc.type == "required" and "any" or tc.type, name = tc.name,
         disable_parallel_tool_use = creq.disable_parallel }
+    end
+  end
+  -- an Anthropic client's own fields reach an Anthropic upstream as they came
+  if creq.client == "anthropic" and creq.raw then
+    for k, v in pairs(creq.raw) do
+      if req[k] == nil and not built[k] then req[k] = v end
+    end
+    -- and so do the parts of output_config, metadata and thinking the
+    -- translation does not write
+    for _, k in ipairs { "output_config", "metadata" } do
+      local orig = creq.raw[k]
+      if type(orig) == "table" and orig ~= null then
+        req[k] = req[k] or {}
+        for kk, vv in pairs(orig) do if req[k][kk] == nil then req[k][kk] = vv end end
+      end
     end
   end
   return req

@@ -4,6 +4,7 @@
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local canonical = require "moongate.canonical"
+local reasoning = require "moongate.reasoning"
 
 local M = { format = "openai" }
 local null = json.null
@@ -13,65 +14,164 @@ local function image_url(b)
   return "data:" .. (b.mime or "image/png") .. ";base64," .. (b.data or "")
 end
 
-local function content_parts(blocks)
+local function refuse(msg, param)
+  errors.refuse(400, msg, { param = param })
+end
+
+-- a canonical image or file block -> an OpenAI content part
+local function media_part(b, creq)
+  if b.type == "image" then
+    if b.file_id then
+      refuse("an image given by Anthropic file id cannot be read by an OpenAI-format upstream; send it as base64 or a URL")
+    end
+    return { type = "image_url", image_url = { url = image_url(b) } }
+  end
+  -- a file: OpenAI takes a PDF as a data URL, or its own file ids
+  if b.file_id then
+    if creq.client ~= "openai" then
+      refuse("a document given by Anthropic file id cannot be read by an OpenAI-format upstream; send it as base64")
+    end
+    return { type = "file", file = { file_id = b.file_id, filename = b.name } }
+  end
+  if b.url then
+    refuse("a document given by URL cannot be sent to an OpenAI-format upstream, which takes files only as data; send it as base64")
+  end
+  if b.mime and b.mime:find("^image/") then
+    return { type = "image_url", image_url = { url = image_url(b) } }
+  end
+  return { type = "file", file = { filename = b.name or "document.pdf",
+    file_data = "data:" .. (b.mime or "application/pdf") .. ";base64," .. (b.data or "") } }
+end
+
+-- a block of another format's own (Anthropic's server-side blocks): its
+-- text, dropped, or refused (docs/TRANSLATION.md)
+local function native_part(b, creq)
+  if b.refuse then refuse(b.refuse) end
+  if b.text then return { type = "text", text = b.text } end
+  canonical.dropped(creq, b.drop or b.block and b.block.type or "block")
+end
+
+local function content_parts(blocks, creq)
   local parts, only_text, texts = {}, true, {}
   for _, b in ipairs(blocks) do
+    local p
     if b.type == "text" then
-      parts[#parts + 1] = { type = "text", text = b.text }
-      texts[#texts + 1] = b.text
-    elseif b.type == "image" then
-      only_text = false
-      parts[#parts + 1] = { type = "image_url", image_url = { url = image_url(b) } }
+      p = { type = "text", text = b.text }
+    elseif b.type == "image" or b.type == "file" then
+      p = media_part(b, creq)
+    elseif b.type == "audio" then
+      p = { type = "input_audio", input_audio = { data = b.data, format = b.format } }
+    elseif b.type == "native" then
+      p = native_part(b, creq)
+    elseif b.type == "thinking" or b.type == "redacted_thinking" then
+      canonical.dropped(creq, "thinking in a user turn")
+    end
+    if p then
+      parts[#parts + 1] = p
+      if p.type == "text" then texts[#texts + 1] = p.text else only_text = false end
     end
   end
   if only_text then return table.concat(texts) end
   return parts
 end
 
+-- a tool result's text as a tool message; its images and files, which a
+-- tool message cannot hold, go in a user message after the tool messages
+-- of that turn (pending)
+local function tool_message(msgs, b, pending)
+  msgs[#msgs + 1] = { role = "tool", tool_call_id = b.tool_call_id,
+    content = type(b.content) == "string" and b.content or json.encode(b.content) }
+  if b.attachments then
+    pending[#pending + 1] = { type = "text", text = "The result of tool call " .. tostring(b.tool_call_id) .. " includes:" }
+    for _, a in ipairs(b.attachments) do pending[#pending + 1] = a end
+  end
+end
+
+local function flush_attachments(msgs, pending, creq)
+  if #pending == 0 then return end
+  local parts = content_parts(pending, creq)
+  msgs[#msgs + 1] = { role = "user", content = parts }
+  for i = #pending, 1, -1 do pending[i] = nil end
+end
+
+-- models that take max_completion_tokens and refuse max_tokens (OpenAI's
+-- reasoning models), by name with or without a vendor prefix
+local function wants_completion_tokens(model)
+  local m = model:match("([^/]+)$") or model
+  return m:find("^o%d") ~= nil or m:find("^gpt%-5") ~= nil
+end
+
+-- fields of an OpenAI client's request the translation writes itself; the
+-- rest are copied as they came when the upstream speaks OpenAI too
+local built = { model = true, messages = true, stream = true, stream_options = true, temperature = true,
+  top_p = true, stop = true, max_tokens = true, max_completion_tokens = true, reasoning_effort = true,
+  tools = true, tool_choice = true, parallel_tool_calls = true, response_format = true,
+  functions = true, function_call = true, user = true }
+
+local function response_format(f)
+  if f.type == "json_object" then return { type = "json_object" } end
+  return { type = "json_schema", json_schema = { name = f.name or "output", description = f.description,
+    schema = json.schema(f.schema) or { type = "object" }, strict = f.strict } }
+end
+
 --- request(creq, conf) -> wire table (model is creq.upstream_model or creq.model)
 function M.request(creq, conf)
-  local msgs = {}
+  conf = conf or {}
+  canonical.foreign_fields(creq, "openai")
+  local msgs, pending = {}, {}
   if creq.system and creq.system ~= "" then
     msgs[1] = { role = "system", content = creq.system }
   end
   for _, m in ipairs(creq.messages) do
+    if m.role ~= "tool" then flush_attachments(msgs, pending, creq) end
     if m.role == "tool" then
       for _, b in ipairs(m.content) do
-        if b.type == "tool_result" then
-          msgs[#msgs + 1] = { role = "tool", tool_call_id = b.tool_call_id,
-            content = type(b.content) == "string" and b.content or json.encode(b.content) }
-        end
+        if b.type == "tool_result" then tool_message(msgs, b, pending) end
       end
+    elseif m.role == "system" then
+      msgs[#msgs + 1] = { role = "system", content = canonical.text(m.content, "\n\n") }
     elseif m.role == "assistant" then
-      local text, calls, reasoning = {}, {}, {}
+      local text, calls, thoughts = {}, {}, {}
       for _, b in ipairs(m.content) do
         if b.type == "text" then text[#text + 1] = b.text
-        elseif b.type == "thinking" then reasoning[#reasoning + 1] = b.text
+        elseif b.type == "thinking" then thoughts[#thoughts + 1] = b.text
         elseif b.type == "tool_call" then
           calls[#calls + 1] = { id = b.id, type = "function",
             ["function"] = { name = b.name, arguments = b.arguments or "{}" } }
+        elseif b.type == "native" then
+          local p = native_part(b, creq)
+          if p then text[#text + 1] = p.text end
+        elseif b.type == "redacted_thinking" then
+          canonical.dropped(creq, "redacted_thinking")
+        elseif b.type == "image" or b.type == "file" or b.type == "audio" then
+          refuse("an assistant message of an OpenAI-format upstream holds text and tool calls only, not " .. b.type .. "s")
         end
       end
-      local msg = { role = "assistant", content = #text > 0 and table.concat(text) or (#calls > 0 and null or "") }
+      local msg = { role = "assistant", content = #text > 0 and table.concat(text, "\n\n") or (#calls > 0 and null or "") }
       if #calls > 0 then msg.tool_calls = calls end
-      if #reasoning > 0 and conf and conf.send_reasoning then msg.reasoning_content = table.concat(reasoning) end
+      if #thoughts > 0 then
+        if conf.send_reasoning then msg.reasoning_content = table.concat(thoughts)
+        else canonical.dropped(creq, "thinking") end
+      end
       msgs[#msgs + 1] = msg
     else
-      -- tool results inside a user turn (Anthropic style) become tool messages
+      -- tool results inside a user turn (Anthropic style) become tool
+      -- messages, which must come first, right after the calls
       local rest = {}
       for _, b in ipairs(m.content) do
         if b.type == "tool_result" then
-          msgs[#msgs + 1] = { role = "tool", tool_call_id = b.tool_call_id,
-            content = type(b.content) == "string" and b.content or json.encode(b.content) }
+          tool_message(msgs, b, pending)
         else
           rest[#rest + 1] = b
         end
       end
+      flush_attachments(msgs, pending, creq)
       if #rest > 0 or #m.content == 0 then
-        msgs[#msgs + 1] = { role = "user", content = content_parts(rest) }
+        msgs[#msgs + 1] = { role = "user", content = content_parts(rest, creq) }
       end
     end
   end
+  flush_attachments(msgs, pending, creq)
   local req = {
     model = creq.upstream_model or creq.model,
     messages = msgs,
@@ -79,47 +179,48 @@ function M.request(creq, conf)
     temperature = creq.temperature,
     top_p = creq.top_p,
     stop = creq.stop,
+    user = creq.user,
   }
-  if creq.max_tokens then
-    if conf and conf.max_tokens_field == "max_completion_tokens" then
-      req.max_completion_tokens = creq.max_tokens
-    else
-      req.max_tokens = creq.max_tokens
-    end
+  local max_tokens = creq.max_tokens
+  if max_tokens and conf.max_output_tokens and max_tokens > conf.max_output_tokens then
+    max_tokens = conf.max_output_tokens
+  end
+  if max_tokens then
+    local field = conf.max_tokens_field
+      or (wants_completion_tokens(req.model) and "max_completion_tokens" or "max_tokens")
+    req[field] = max_tokens
   end
   if creq.stream then req.stream_options = { include_usage = true } end
-  if creq.reasoning and creq.reasoning.effort then req.reasoning_effort = creq.reasoning.effort end
+  local r = creq.reasoning
+  if r and r.effort then
+    local effort = r.effort == "max" and "xhigh" or r.effort
+    req.reasoning_effort = reasoning.clamp(effort, conf.efforts)
+  end
+  if creq.format then req.response_format = response_format(creq.format) end
   if creq.tools and #creq.tools > 0 then
     req.tools = {}
-    for i, t in ipairs(creq.tools) do
-      req.tools[i] = { type = "function", ["function"] = { name = t.name, description = t.description,
-        parameters = json.schema(t.parameters) or { type = "object", properties = {} } } }
+    for _, t in ipairs(creq.tools) do
+      if t.server then -- run by Anthropic's servers: no function to call here
+        canonical.dropped(creq, "server tool " .. tostring(t.name))
+      else
+        if t.cache_control then canonical.dropped(creq, "tools.cache_control") end
+        req.tools[#req.tools + 1] = { type = "function", ["function"] = { name = t.name, description = t.description,
+          parameters = json.schema(t.parameters) or { type = "object", properties = {} }, strict = t.strict } }
+      end
     end
+    if #req.tools == 0 then req.tools = nil end
   end
   if creq.disable_parallel and req.tools then req.parallel_tool_calls = false end
   local tc = creq.tool_choice
-  if tc then
+  if tc and (req.tools or not creq.tools) then
     if tc.type == "tool" then req.tool_choice = { type = "function", ["function"] = { name = tc.name } }
     elseif tc.type == "any" then req.tool_choice = "required"
     else req.tool_choice = tc.type end
   end
-  -- unknown fields of an OpenAI client's request reach an OpenAI upstream
+  -- an OpenAI client's own fields reach an OpenAI upstream as they came
   if creq.client == "openai" and creq.raw then
     for k, v in pairs(creq.raw) do
-      if req[k] == nil and k ~= "max_tokens" and k ~= "max_completion_tokens" and k ~= "stream_options"
-        and k ~= "messages" and k ~= "tools" and k ~= "tool_choice" and k ~= "reasoning_effort" then
-        req[k] = v
-      end
-    end
-    -- a structured-output schema keeps its empty lists as a tool's does
-    local rf = type(req.response_format) == "table" and req.response_format
-    local js = rf and type(rf.json_schema) == "table" and rf.json_schema
-    if js and type(js.schema) == "table" then -- copies: the client's request stays as it came
-      local rf2, js2 = {}, {}
-      for k, v in pairs(rf) do rf2[k] = v end
-      for k, v in pairs(js) do js2[k] = v end
-      js2.schema, rf2.json_schema = json.schema(js.schema), js2
-      req.response_format = rf2
+      if req[k] == nil and not built[k] then req[k] = v end
     end
   end
   return req

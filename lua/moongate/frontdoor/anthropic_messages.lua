@@ -13,96 +13,203 @@ local null = json.null
 local function bad(msg)
   return nil, errors.new(400, msg)
 end
+local function refuse(msg) errors.refuse(400, msg) end
 
 local function is_array(v) return type(v) == "table" and json.is_array(v) end
 local function is_object(v) return type(v) == "table" and v ~= null and (next(v) == nil or not json.is_array(v)) end
 
-local function text_of(content)
+-- the text blocks of content (a string or a list of blocks), joined by sep
+local function text_of(content, sep)
   if type(content) == "string" then return content end
   local out = {}
   for _, b in ipairs(is_array(content) and content or {}) do
-    if type(b) == "table" and b.type == "text" then out[#out + 1] = b.text end
+    if type(b) == "table" and b.type == "text" and type(b.text) == "string" then out[#out + 1] = b.text end
   end
-  return table.concat(out)
+  return table.concat(out, sep)
 end
 
+-- The fate of each top-level field on its way to an upstream of another
+-- format (canonical.foreign_fields, docs/TRANSLATION.md): "mapped", "drop",
+-- or why it is refused.
+M.fields = {
+  model = "mapped", messages = "mapped", max_tokens = "mapped", system = "mapped", stream = "mapped",
+  temperature = "mapped", top_p = "mapped", stop_sequences = "mapped", tools = "mapped",
+  tool_choice = "mapped", thinking = "mapped", output_config = "mapped", metadata = "mapped",
+  top_k = "drop", context_management = "drop", service_tier = "drop", inference_geo = "drop",
+  container = "a code-execution container lives on Anthropic's servers; an OpenAI-format upstream has none",
+  mcp_servers = "MCP servers are called by Anthropic's servers; an OpenAI-format upstream cannot call them",
+}
+
 -- where a message (i) or one of its blocks (i, j) is, for an error (0-based,
--- as Anthropic names it); made only then
+-- as Anthropic names it)
 local function loc(i, j)
   if j then return string.format("messages.%d.content.%d", i - 1, j - 1) end
   return string.format("messages.%d", i - 1)
 end
 
--- decode_block(b, i, j [, creq]) -> block | true | false | nil, err: checks
--- block j of message i; given the canonical request (its tools decoded),
--- returns its canonical block (false: a block that has none)
-local function decode_block(b, i, j, creq)
-  local make = creq ~= nil
-  if not is_object(b) then return bad(loc(i, j) .. ": Input should be an object") end
-  local t = b.type
-  if t == "text" then
-    if type(b.text) ~= "string" then return bad(loc(i, j) .. ".text: Input should be a valid string") end
-    return make and { type = "text", text = b.text } or true
-  elseif t == "image" then
-    local s = is_object(b.source) and b.source or {}
-    if s.type == "base64" then
-      if type(s.data) ~= "string" or s.data == "" then return bad(loc(i, j) .. ".source.data: Field required") end
-      if type(s.media_type) ~= "string" then return bad(loc(i, j) .. ".source.media_type: Field required") end
-      return make and { type = "image", mime = s.media_type, data = s.data } or true
-    end
-    if s.type == "url" then
-      if type(s.url) ~= "string" or s.url == "" then return bad(loc(i, j) .. ".source.url: Field required") end
-      return make and { type = "image", url = s.url } or true
-    end
-    return bad(loc(i, j) .. ".source: unsupported image source")
-  elseif t == "tool_use" then
-    return make and { type = "tool_call", id = b.id, name = b.name,
-      arguments = json.encode_raw(json.typed(b.input or json.decode("{}"), canonical.tool_schema(creq, b.name))) } or true
-  elseif t == "tool_result" then
-    return make and { type = "tool_result", tool_call_id = b.tool_use_id, content = text_of(b.content),
-      is_error = b.is_error == true or nil } or true
-  elseif t == "thinking" then
-    return make and { type = "thinking", text = b.thinking or "", signature = b.signature } or true
-  elseif t == "redacted_thinking" then
-    if type(b.data) ~= "string" then return bad(loc(i, j) .. ".data: Field required") end
-    return make and { type = "redacted_thinking", data = b.data } or true
+-- Canonical blocks are made only when a request is translated; what
+-- cannot be carried to another format is refused then (errors.refuse),
+-- by its place in the request. A passthrough never looks at them: the
+-- upstream judges what it does not know.
+
+-- an image or document source -> canonical fields, or a refusal
+local function source_of(s, at, kind)
+  if not is_object(s) then refuse(at .. ".source: Field required") end
+  if s.type == "base64" then
+    if type(s.data) ~= "string" or s.data == "" then refuse(at .. ".source.data: Field required") end
+    if type(s.media_type) ~= "string" then refuse(at .. ".source.media_type: Field required") end
+    return { mime = s.media_type, data = s.data }
+  elseif s.type == "url" then
+    if type(s.url) ~= "string" or s.url == "" then refuse(at .. ".source.url: Field required") end
+    return { url = s.url }
+  elseif s.type == "file" then
+    if type(s.file_id) ~= "string" then refuse(at .. ".source.file_id: Field required") end
+    return { file_id = s.file_id }
+  elseif kind == "document" and s.type == "text" then
+    if type(s.data) ~= "string" then refuse(at .. ".source.data: Field required") end
+    return { text = s.data }
+  elseif kind == "document" and s.type == "content" then
+    return { text = type(s.content) == "string" and s.content or text_of(s.content, "\n\n") }
   end
-  return bad(string.format("%s.type: unsupported content block type '%s'", loc(i, j), tostring(t)))
+  refuse(string.format("%s.source.type: unsupported %s source '%s'", at, kind, tostring(s.type)))
 end
 
--- walk_messages(msgs [, creq]) -> true | nil, err: checks every message;
--- given the canonical request, also makes creq.messages
-local function walk_messages(msgs, creq)
-  for i, m in ipairs(msgs) do
-    if not is_object(m) then return bad(loc(i) .. ": Input should be an object") end
-    if m.role ~= "user" and m.role ~= "assistant" then
-      return bad(loc(i) .. ".role: Input should be 'user' or 'assistant'")
+local function document_block(b, at)
+  local src = source_of(b.source, at, "document")
+  local title = type(b.title) == "string" and b.title or nil
+  if src.text then -- a text document: its text, under its title
+    return { type = "text", text = title and (title .. "\n\n" .. src.text) or src.text }
+  end
+  return { type = "file", mime = src.mime or "application/pdf", data = src.data, url = src.url,
+    file_id = src.file_id, name = title }
+end
+
+-- the text a model can read of a search result or a web search's results
+local function search_result_text(b)
+  local parts = {}
+  if type(b.title) == "string" then parts[#parts + 1] = b.title end
+  if type(b.source) == "string" then parts[#parts + 1] = b.source end
+  parts[#parts + 1] = text_of(b.content, "\n\n")
+  return table.concat(parts, "\n")
+end
+
+local function web_results_text(b)
+  if not is_array(b.content) then return "web search: no results" end
+  local lines = {}
+  for _, r in ipairs(b.content) do
+    if is_object(r) then
+      lines[#lines + 1] = string.format("%s (%s)", tostring(r.title or ""), tostring(r.url or ""))
     end
-    local blocks = creq and {}
+  end
+  return "web search results:\n" .. table.concat(lines, "\n")
+end
+
+local decode_tool_result
+
+-- decode_block(b, i, j, creq, at) -> canonical block, or nil for a block
+-- that has none (dropped, noted in creq.dropped)
+local function decode_block(b, i, j, creq, at)
+  at = at or loc(i, j)
+  if not is_object(b) then refuse(at .. ": Input should be an object") end
+  local t = b.type
+  if b.cache_control ~= nil then canonical.dropped(creq, "cache_control") end
+  if t == "text" then
+    if type(b.text) ~= "string" then refuse(at .. ".text: Input should be a valid string") end
+    if b.citations ~= nil then canonical.dropped(creq, "text.citations") end
+    return { type = "text", text = b.text }
+  elseif t == "image" then
+    local src = source_of(b.source, at, "image")
+    return { type = "image", mime = src.mime, data = src.data, url = src.url, file_id = src.file_id }
+  elseif t == "document" then
+    if b.citations ~= nil then canonical.dropped(creq, "document.citations") end
+    if b.context ~= nil then canonical.dropped(creq, "document.context") end
+    return document_block(b, at)
+  elseif t == "tool_use" then
+    return { type = "tool_call", id = b.id, name = b.name,
+      arguments = json.encode_raw(json.typed(is_object(b.input) and b.input or json.decode("{}"),
+        canonical.tool_schema(creq, b.name))) }
+  elseif t == "tool_result" then
+    return decode_tool_result(b, at, creq)
+  elseif t == "thinking" then
+    return { type = "thinking", text = type(b.thinking) == "string" and b.thinking or "", signature = b.signature }
+  elseif t == "redacted_thinking" then
+    if type(b.data) ~= "string" then refuse(at .. ".data: Field required") end
+    return { type = "redacted_thinking", data = b.data }
+  -- blocks only Anthropic's own servers make sense of: carried as they are
+  -- to an Anthropic upstream; for another format, what the model read of
+  -- them becomes text, the rest is dropped or refused (docs/TRANSLATION.md)
+  elseif t == "search_result" then
+    return { type = "native", format = "anthropic", block = b, text = search_result_text(b) }
+  elseif t == "web_search_tool_result" then
+    return { type = "native", format = "anthropic", block = b, text = web_results_text(b) }
+  elseif t == "mcp_tool_result" then
+    return { type = "native", format = "anthropic", block = b, text = text_of(b.content, "\n\n") }
+  elseif t == "server_tool_use" or t == "mcp_tool_use" then
+    return { type = "native", format = "anthropic", block = b, drop = t }
+  elseif t == "container_upload" then
+    return { type = "native", format = "anthropic", block = b,
+      refuse = at .. ": a container_upload names a file in Anthropic's code-execution container, which an upstream of another format cannot read" }
+  end
+  refuse(string.format("%s.type: content block type '%s' cannot be translated", at, tostring(t)))
+end
+
+-- a tool result: its text, and its images and documents as attachments
+decode_tool_result = function(b, at, creq)
+  local out = { type = "tool_result", tool_call_id = b.tool_use_id, is_error = b.is_error == true or nil }
+  if type(b.content) == "string" or b.content == nil or b.content == null then
+    out.content = type(b.content) == "string" and b.content or ""
+    return out
+  end
+  if not is_array(b.content) then refuse(at .. ".content: Input should be a valid string or list") end
+  local texts = {}
+  for k, c in ipairs(b.content) do
+    local blk = decode_block(c, nil, nil, creq, string.format("%s.content.%d", at, k - 1))
+    if blk and blk.type == "text" then
+      texts[#texts + 1] = blk.text
+    elseif blk and (blk.type == "image" or blk.type == "file") then
+      out.attachments = out.attachments or {}
+      out.attachments[#out.attachments + 1] = blk
+    elseif blk and blk.type == "native" and blk.text then
+      texts[#texts + 1] = blk.text
+    elseif blk then
+      refuse(string.format("%s.content.%d.type: '%s' inside a tool_result cannot be translated", at, k - 1, tostring(c.type)))
+    end
+  end
+  out.content = table.concat(texts, "\n\n")
+  return out
+end
+
+local roles = { user = true, assistant = true, system = true }
+
+-- the canonical messages of the client's list
+local function decode_messages(msgs, creq)
+  local list = {}
+  for i, m in ipairs(msgs) do
+    if not is_object(m) then refuse(loc(i) .. ": Input should be an object") end
+    if not roles[m.role] then refuse(loc(i) .. ".role: Input should be 'user', 'assistant' or 'system'") end
+    local blocks = {}
     if type(m.content) == "string" then
-      if blocks then blocks[1] = { type = "text", text = m.content } end
+      blocks[1] = { type = "text", text = m.content }
     elseif is_array(m.content) then
       for j, b in ipairs(m.content) do
-        local blk, err = decode_block(b, i, j, creq)
-        if blk == nil then return nil, err end
-        if blocks and blk then blocks[#blocks + 1] = blk end
+        local blk = decode_block(b, i, j, creq)
+        if blk then blocks[#blocks + 1] = blk end
       end
     else
-      return bad(loc(i) .. ".content: Input should be a valid string or list")
+      refuse(loc(i) .. ".content: Input should be a valid string or list")
     end
-    if creq then creq.messages[#creq.messages + 1] = { role = m.role, content = blocks } end
+    list[#list + 1] = { role = m.role, content = blocks }
   end
-  return true
+  return list
 end
 
 -- The canonical messages are made the first time something reads
 -- creq.messages: a translation does, a passthrough that forwards the
--- client's bytes never does. decode() has checked them, so this cannot fail.
+-- client's bytes never does. What cannot be translated is refused then.
 local Lazy = { __index = function(creq, k)
   if k == "messages" then
-    local list = {}
+    local list = decode_messages(creq.raw.messages, creq)
     rawset(creq, "messages", list)
-    walk_messages(creq.raw.messages, creq)
     return list
   end
 end }
@@ -110,13 +217,32 @@ end }
 -- the sampling numbers Anthropic takes from 0 to their maximum
 local unit_range = { temperature = 1, top_p = 1 }
 
---- decode(body, headers) -> canonical request | nil, err
+local function tool_of(t, i)
+  if not is_object(t) or type(t.name) ~= "string" then
+    return bad(string.format("tools.%d.name: Field required", i - 1))
+  end
+  if t.type ~= nil and t.type ~= null and t.type ~= "custom" then
+    -- a server tool (web_search_20250305, code_execution_...): Anthropic's
+    -- servers run it
+    return { name = t.name, server = true, raw = t }
+  end
+  return { name = t.name, description = type(t.description) == "string" and t.description or nil,
+    parameters = t.input_schema, strict = t.strict == true or nil,
+    cache_control = t.cache_control ~= nil or nil }
+end
+
+--- decode(body, headers [, opts]) -> canonical request | nil, err
+-- Checks what the gateway reads to route and to translate; the rest
+-- (roles, blocks) is looked at only when the request is translated.
+-- opts.count_only: a count_tokens request (no max_tokens).
 function M.decode(body, headers, opts)
   opts = opts or {}
   if body == nil or body == "" then return bad("the request body is empty; expected a JSON object") end
   local req, perr = json.decode(body)
   if req == nil then return bad("invalid JSON in the request body: " .. perr) end
   if not is_object(req) then return bad("the request body must be a JSON object") end
+  local dup = json.duplicate_key(body, { "model", "stream" })
+  if dup then return bad(dup .. ": the field is given twice; give it once") end
   if req.model == nil or req.model == null or req.model == "" then return bad("model: Field required") end
   if type(req.model) ~= "string" then return bad("model: Input should be a valid string") end
   if not opts.count_only then
@@ -156,25 +282,24 @@ function M.decode(body, headers, opts)
     top_p = req.top_p ~= null and req.top_p or nil,
     stop = is_array(req.stop_sequences) and #req.stop_sequences > 0 and req.stop_sequences or nil,
     metadata = is_object(req.metadata) and req.metadata or nil,
-    raw = req, include_usage = true,
+    raw = req, include_usage = true, fields = M.fields,
   }
+  if is_object(req.metadata) and type(req.metadata.user_id) == "string" then creq.user = req.metadata.user_id end
   if req.system ~= nil and req.system ~= null then
     if type(req.system) ~= "string" and not is_array(req.system) then
       return bad("system: Input should be a valid string or list of text blocks")
     end
-    creq.system = text_of(req.system)
+    -- blocks are separate paragraphs
+    creq.system = text_of(req.system, "\n\n")
   end
-  local ok, err = walk_messages(req.messages)
-  if not ok then return nil, err end
   setmetatable(creq, Lazy)
-  if req.tools ~= nil then
+  if req.tools ~= nil and req.tools ~= null then
     if not is_array(req.tools) then return bad("tools: Input should be a valid list") end
     creq.tools = {}
     for i, t in ipairs(req.tools) do
-      if not is_object(t) or type(t.name) ~= "string" then
-        return bad(string.format("tools.%d.name: Field required", i - 1))
-      end
-      creq.tools[i] = { name = t.name, description = t.description, parameters = t.input_schema }
+      local tool, err = tool_of(t, i)
+      if not tool then return nil, err end
+      creq.tools[i] = tool
     end
   end
   if is_object(req.tool_choice) then
@@ -182,13 +307,32 @@ function M.decode(body, headers, opts)
     creq.tool_choice = { type = tc.type, name = tc.name }
     creq.disable_parallel = tc.disable_parallel_tool_use == true or nil
   end
-  if is_object(req.thinking) and req.thinking.type == "enabled" then
-    local budget = req.thinking.budget_tokens
+  local oc = req.output_config
+  if oc ~= nil and oc ~= null and not is_object(oc) then return bad("output_config: Input should be an object") end
+  oc = is_object(oc) and oc or {}
+  if oc.effort ~= nil and oc.effort ~= null and type(oc.effort) ~= "string" then
+    return bad("output_config.effort: Input should be a valid string")
+  end
+  local th = is_object(req.thinking) and req.thinking or {}
+  if th.type == "enabled" then
+    local budget = th.budget_tokens
     if budget == nil or budget == null then return bad("thinking.budget_tokens: Field required") end
     if type(budget) ~= "number" or budget % 1 ~= 0 or budget < 1 then
       return bad("thinking.budget_tokens: Input should be a valid integer greater than 0")
     end
-    creq.reasoning = { budget_tokens = budget, effort = reasoning.effort_for(budget) }
+    creq.reasoning = { budget_tokens = budget, effort = oc.effort or reasoning.effort_for(budget) }
+  elseif th.type == "adaptive" then
+    creq.reasoning = { adaptive = true, effort = oc.effort }
+  elseif type(oc.effort) == "string" and th.type ~= "disabled" then
+    creq.reasoning = { effort = oc.effort, effort_only = true }
+  end
+  if th.type == "disabled" then creq.reasoning = { disabled = true } end
+  local fmt = oc.format
+  if fmt ~= nil and fmt ~= null then
+    if not is_object(fmt) or fmt.type ~= "json_schema" or not is_object(fmt.schema) then
+      return bad("output_config.format: expected {\"type\": \"json_schema\", \"schema\": {...}}")
+    end
+    creq.format = { type = "json_schema", schema = fmt.schema, strict = true } -- Anthropic's always holds
   end
   creq.raw_body = body
   creq.client_key = canonical.client_key(headers)

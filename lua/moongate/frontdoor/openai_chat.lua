@@ -70,12 +70,31 @@ local checks = {
   tools = { "an array", is_array },
   metadata = { "an object", is_object },
   reasoning_effort = { "a string", function(v) return type(v) == "string" end },
+  logprobs = { "a boolean", function(v) return type(v) == "boolean" end },
+  top_logprobs = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end, range("integer", 0, 20) },
   parallel_tool_calls = { "a boolean", function(v) return type(v) == "boolean" end },
   user = { "a string", function(v) return type(v) == "string" end },
 }
 
+-- The fate of each top-level field on its way to an upstream of another
+-- format (canonical.foreign_fields, docs/TRANSLATION.md): "mapped", "drop",
+-- or why it is refused.
+M.fields = {
+  model = "mapped", messages = "mapped", stream = "mapped", stream_options = "mapped",
+  temperature = "mapped", top_p = "mapped", max_tokens = "mapped", max_completion_tokens = "mapped",
+  stop = "mapped", tools = "mapped", tool_choice = "mapped", parallel_tool_calls = "mapped",
+  response_format = "mapped", reasoning_effort = "mapped", n = "mapped", logprobs = "mapped",
+  top_logprobs = "mapped", user = "mapped", functions = "mapped", function_call = "mapped",
+  seed = "drop", metadata = "drop", store = "drop", frequency_penalty = "drop", presence_penalty = "drop",
+  prediction = "drop", service_tier = "drop", verbosity = "drop", prompt_cache_key = "drop",
+  prompt_cache_retention = "drop", safety_identifier = "drop",
+  logit_bias = "token ids are the upstream model's own; an Anthropic-format upstream takes no logit_bias",
+  modalities = "mapped", audio = "an Anthropic-format upstream does not answer with audio",
+  web_search_options = "an Anthropic-format upstream searches the web only as a server tool; send it as one",
+}
+
 -- where message i, or part j of its content, is for an error (0-based, as
--- OpenAI names it); made only then, and no closure per request
+-- OpenAI names it); made only then
 local function loc(i, suffix)
   return string.format("messages[%d]%s", i - 1, suffix or "")
 end
@@ -83,101 +102,157 @@ local function part_loc(i, j, suffix)
   return loc(i, string.format(".content[%d]%s", j - 1, suffix or ""))
 end
 
--- decode_content(content, mi, blocks) -> blocks | true | nil, err: checks
--- the content (string | parts | null) of message mi and, given a list,
--- appends its canonical blocks to it
-local function decode_content(content, mi, blocks)
-  if content == nil or content == null then return blocks or true end
+-- a refusal in OpenAI's words, raised while a request is translated
+local function refuse_type(param, expected, v)
+  errors.refuse(400, string.format("Invalid type for '%s': expected %s, but got %s instead.",
+    param, expected, jtype(v)), { param = param, code = "invalid_type" })
+end
+local function refuse_value(param, msg)
+  errors.refuse(400, string.format("Invalid '%s': %s", param, msg), { param = param, code = "invalid_value" })
+end
+
+-- Canonical blocks are made only when a request is translated; what
+-- cannot be carried to another format is refused then. A passthrough never
+-- looks at them: the upstream judges what it does not know.
+
+-- content (string | parts | null) of message mi -> canonical blocks
+local function decode_content(content, mi, creq)
+  local blocks = {}
+  if content == nil or content == null then return blocks end
   if type(content) == "string" then
-    if blocks then blocks[#blocks + 1] = { type = "text", text = content } end
-    return blocks or true
+    blocks[1] = { type = "text", text = content }
+    return blocks
   end
-  if not is_array(content) then
-    return invalid_type(loc(mi, ".content"), "one of a string or an array", content)
-  end
+  if not is_array(content) then refuse_type(loc(mi, ".content"), "one of a string or an array", content) end
   for i, part in ipairs(content) do
-    if not is_object(part) then return invalid_type(part_loc(mi, i), "an object", part) end
-    local b
-    if part.type == "text" or part.type == "input_text" or part.type == "output_text" then
-      if type(part.text) ~= "string" then return invalid_type(part_loc(mi, i, ".text"), "a string", part.text) end
-      b = blocks and { type = "text", text = part.text }
-    elseif part.type == "image_url" then
+    if not is_object(part) then refuse_type(part_loc(mi, i), "an object", part) end
+    local t, b = part.type, nil
+    if t == "text" or t == "input_text" or t == "output_text" then
+      if type(part.text) ~= "string" then refuse_type(part_loc(mi, i, ".text"), "a string", part.text) end
+      b = { type = "text", text = part.text }
+    elseif t == "image_url" then
       local iu = part.image_url
       local url = type(iu) == "table" and iu.url or iu
-      if type(url) ~= "string" then return invalid_type(part_loc(mi, i, ".image_url.url"), "a string", url) end
-      if blocks then
-        local mime, data = url:match("^data:([%w/%+%.%-]+);base64,(.*)$")
-        b = mime and { type = "image", mime = mime, data = data } or { type = "image", url = url }
+      if type(url) ~= "string" then refuse_type(part_loc(mi, i, ".image_url.url"), "a string", url) end
+      if type(iu) == "table" and iu.detail ~= nil then canonical.dropped(creq, "image_url.detail") end
+      local mime, data = canonical.data_url(url)
+      b = mime and { type = "image", mime = mime, data = data } or { type = "image", url = url }
+    elseif t == "file" then
+      local f = part.file
+      if not is_object(f) then refuse_type(part_loc(mi, i, ".file"), "an object", f) end
+      if type(f.file_data) == "string" then
+        local mime, data = canonical.data_url(f.file_data)
+        -- a bare base64 string (no data: URL) is a PDF, as OpenAI reads it
+        b = { type = "file", mime = mime or "application/pdf", data = data or f.file_data,
+          name = type(f.filename) == "string" and f.filename or nil }
+      elseif type(f.file_id) == "string" then
+        b = { type = "file", file_id = f.file_id, name = type(f.filename) == "string" and f.filename or nil }
+      else
+        refuse_value(part_loc(mi, i, ".file"), "expected file_data or file_id.")
       end
-    elseif part.type == "refusal" then
-      b = blocks and { type = "text", text = type(part.refusal) == "string" and part.refusal or "" }
+    elseif t == "input_audio" then
+      local a = part.input_audio
+      if not is_object(a) or type(a.data) ~= "string" then refuse_type(part_loc(mi, i, ".input_audio.data"), "a string", a) end
+      b = { type = "audio", data = a.data, format = a.format }
+    elseif t == "refusal" then
+      b = { type = "text", text = type(part.refusal) == "string" and part.refusal or "" }
     else
-      return invalid_value(part_loc(mi, i, ".type"), string.format("'%s' is not a supported content part type. Supported: 'text', 'image_url'.", tostring(part.type)))
+      refuse_value(part_loc(mi, i, ".type"), string.format("content part type '%s' cannot be translated.", tostring(t)))
     end
-    if b then blocks[#blocks + 1] = b end
+    blocks[#blocks + 1] = b
   end
-  return blocks or true
+  return blocks
 end
 
 local text_of = canonical.text
 
--- walk_messages(msgs [, creq]) -> true | nil, err: checks every message;
--- given the canonical request, also makes creq.messages and creq.system
-local function walk_messages(msgs, creq)
-  local system = creq and {}
+-- the client's messages -> creq.messages and creq.system: the system and
+-- developer messages before the first other one make the system prompt;
+-- later ones stay in place, as canonical system messages
+local function decode_messages(msgs, creq)
+  local system, list = {}, {}
+  creq.messages = list
   for i, m in ipairs(msgs) do
-    if not is_object(m) then return invalid_type(loc(i), "an object", m) end
-    if m.role == nil then return missing(loc(i, ".role")) end
+    if not is_object(m) then refuse_type(loc(i), "an object", m) end
     if type(m.role) ~= "string" or not roles[m.role] then
-      return nil, errors.new(400, string.format("Invalid value: '%s'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.", tostring(m.role)),
+      errors.refuse(400, string.format("Invalid value: '%s'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.", tostring(m.role)),
         { param = loc(i, ".role"), code = "invalid_value" })
     end
-    if m.content == nil and m.role ~= "assistant" then return missing(loc(i, ".content")) end
-    local blocks, err = decode_content(m.content, i, creq and {})
-    if not blocks then return nil, err end
+    local blocks = decode_content(m.content, i, creq)
     if m.role == "system" or m.role == "developer" then
-      if creq then system[#system + 1] = text_of(blocks) end
+      if #list == 0 then
+        system[#system + 1] = text_of(blocks, "\n\n")
+      else
+        list[#list + 1] = { role = "system", content = { { type = "text", text = text_of(blocks, "\n\n") } } }
+      end
     elseif m.role == "tool" or m.role == "function" then
-      if m.role == "tool" and type(m.tool_call_id) ~= "string" then
-        return missing(loc(i, ".tool_call_id"))
+      local id = m.role == "tool" and m.tool_call_id or m.name
+      if type(id) ~= "string" then
+        errors.refuse(400, string.format("Missing required parameter: '%s'.", loc(i, m.role == "tool" and ".tool_call_id" or ".name")),
+          { param = loc(i, ".tool_call_id"), code = "missing_required_parameter" })
       end
-      if creq then
-        creq.messages[#creq.messages + 1] = { role = "tool", content = {
-          { type = "tool_result", tool_call_id = m.tool_call_id or m.name, content = text_of(blocks) } } }
+      local result = { type = "tool_result", tool_call_id = id, content = text_of(blocks) }
+      for _, b in ipairs(blocks) do
+        if b.type ~= "text" then
+          result.attachments = result.attachments or {}
+          result.attachments[#result.attachments + 1] = b
+        end
       end
+      list[#list + 1] = { role = "tool", content = { result } }
     else
-      if m.role == "assistant" and m.tool_calls ~= nil and m.tool_calls ~= null then
-        if not is_array(m.tool_calls) then return invalid_type(loc(i, ".tool_calls"), "an array", m.tool_calls) end
-        for j, tc in ipairs(m.tool_calls) do
-          if not is_object(tc) or not is_object(tc["function"]) then
-            return invalid_type(loc(i, string.format(".tool_calls[%d]", j - 1)), "an object", tc)
-          end
-          if creq then
+      if m.role == "assistant" then
+        if m.tool_calls ~= nil and m.tool_calls ~= null then
+          if not is_array(m.tool_calls) then refuse_type(loc(i, ".tool_calls"), "an array", m.tool_calls) end
+          for j, tc in ipairs(m.tool_calls) do
+            if not is_object(tc) or not is_object(tc["function"]) then
+              refuse_type(loc(i, string.format(".tool_calls[%d]", j - 1)), "an object", tc)
+            end
             blocks[#blocks + 1] = { type = "tool_call", id = tc.id, name = tc["function"].name,
               arguments = type(tc["function"].arguments) == "string" and tc["function"].arguments or "{}" }
           end
+        elseif is_object(m.function_call) then -- the legacy single call
+          blocks[#blocks + 1] = { type = "tool_call", id = "call_" .. (m.function_call.name or i),
+            name = m.function_call.name, arguments = type(m.function_call.arguments) == "string" and m.function_call.arguments or "{}" }
+        end
+        if type(m.reasoning_content) == "string" and m.reasoning_content ~= "" then
+          table.insert(blocks, 1, { type = "thinking", text = m.reasoning_content })
         end
       end
-      if creq then creq.messages[#creq.messages + 1] = { role = m.role, content = blocks } end
+      list[#list + 1] = { role = m.role, content = blocks }
     end
   end
-  if creq and #system > 0 then creq.system = table.concat(system, "\n\n") end
-  return true
+  if #system > 0 then creq.system = table.concat(system, "\n\n") end
 end
 
 -- The canonical messages (and the system text drawn from them) are made the
 -- first time something reads creq.messages or creq.system: a translation
--- does, a passthrough that forwards the client's bytes never does. decode()
--- has checked them already, so making them cannot fail.
+-- does, a passthrough that forwards the client's bytes never does. What
+-- cannot be translated is refused then.
 local Lazy = { __index = function(creq, k)
   if (k == "messages" or k == "system") and rawget(creq, "messages") == nil then
-    rawset(creq, "messages", {})
-    walk_messages(creq.raw.messages, creq)
+    decode_messages(creq.raw.messages, creq)
     return rawget(creq, k)
   end
 end }
 
+-- response_format -> the canonical format, or an error
+local function format_of(rf)
+  if not is_object(rf) then return invalid_type("response_format", "an object", rf) end
+  if rf.type == "text" then return false end
+  if rf.type == "json_object" then return { type = "json_object" } end
+  if rf.type == "json_schema" then
+    local js = rf.json_schema
+    if not is_object(js) then return missing("response_format.json_schema") end
+    if type(js.name) ~= "string" then return missing("response_format.json_schema.name") end
+    return { type = "json_schema", name = js.name, schema = is_object(js.schema) and js.schema or nil,
+      strict = js.strict == true or nil, description = type(js.description) == "string" and js.description or nil }
+  end
+  return invalid_value("response_format.type", string.format("'%s' is not one of 'text', 'json_object', 'json_schema'.", tostring(rf.type)))
+end
+
 --- decode(body, headers) -> canonical request | nil, err
+-- Checks what the gateway reads to route and to translate; the rest
+-- (roles, content parts) is looked at only when the request is translated.
 function M.decode(body, headers)
   if body == nil or body == "" then
     return nil, errors.new(400, "We could not parse the JSON body of your request: the body is empty. The API expects a JSON object.")
@@ -188,6 +263,10 @@ function M.decode(body, headers)
   end
   if not is_object(req) then
     return nil, errors.new(400, "We could not parse the JSON body of your request: expected a JSON object, got " .. jtype(req) .. ".")
+  end
+  local dup = json.duplicate_key(body, { "model", "stream" })
+  if dup then
+    return invalid_value(dup, "the field is given twice in the request body; give it once.")
   end
   if req.model == nil or req.model == null then return missing("model") end
   if type(req.model) ~= "string" then return invalid_type("model", "a string", req.model) end
@@ -233,26 +312,44 @@ function M.decode(body, headers)
     stop = type(req.stop) == "string" and { req.stop } or (is_array(req.stop) and req.stop or nil),
     reasoning = type(req.reasoning_effort) == "string" and { effort = req.reasoning_effort } or nil,
     metadata = is_object(req.metadata) and req.metadata or nil,
-    raw = req,
+    n = type(req.n) == "number" and req.n or nil,
+    logprobs = req.logprobs == true or nil,
+    top_logprobs = type(req.top_logprobs) == "number" and req.top_logprobs or nil,
+    user = type(req.user) == "string" and req.user or nil,
+    audio_out = is_array(req.modalities) and (function()
+      for _, m in ipairs(req.modalities) do if m == "audio" then return true end end
+    end)() or nil,
+    raw = req, fields = M.fields,
   }
-  local ok, err = walk_messages(req.messages)
-  if not ok then return nil, err end
+  if req.response_format ~= nil and req.response_format ~= null then
+    local f, err = format_of(req.response_format)
+    if f == nil then return nil, err end
+    creq.format = f or nil
+  end
   setmetatable(creq, Lazy)
   creq.raw_body = body
   creq.client_key = canonical.client_key(headers)
-  if is_array(req.tools) then
+  local tools = is_array(req.tools) and req.tools or nil
+  if not tools and is_array(req.functions) then -- the legacy form of tools
+    tools = {}
+    for i, fn in ipairs(req.functions) do tools[i] = { type = "function", ["function"] = fn } end
+  end
+  if tools then
     creq.tools = {}
-    for i, t in ipairs(req.tools) do
+    for i, t in ipairs(tools) do
       local fn = is_object(t) and t["function"]
       if not is_object(fn) or type(fn.name) ~= "string" then
         return missing(string.format("tools[%d].function.name", i - 1))
       end
-      creq.tools[i] = { name = fn.name, description = fn.description ~= null and fn.description or nil,
-        parameters = fn.parameters ~= null and fn.parameters or nil }
+      creq.tools[i] = { name = fn.name, description = type(fn.description) == "string" and fn.description or nil,
+        parameters = fn.parameters ~= null and fn.parameters or nil, strict = fn.strict == true or nil }
     end
   end
-  if req.tool_choice ~= nil and req.tool_choice ~= null then
-    local tc = req.tool_choice
+  local tc = req.tool_choice
+  if (tc == nil or tc == null) and req.function_call ~= nil and req.function_call ~= null then
+    tc = type(req.function_call) == "string" and req.function_call or { ["function"] = req.function_call }
+  end
+  if tc ~= nil and tc ~= null then
     if type(tc) == "string" then
       creq.tool_choice = { type = tc == "required" and "any" or tc }
     elseif is_object(tc) and is_object(tc["function"]) then

@@ -6,6 +6,7 @@ local core = require "moongate.core"
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local log = require "moongate.log"
+local canonical = require "moongate.canonical"
 
 local M = {}
 
@@ -69,12 +70,27 @@ end
 -- wire_text(adapter, creq, conf [, for_count]) -> the upstream request's
 -- JSON | nil, why not (a value JSON cannot carry: 1e999 in a tool schema,
 -- nesting past the limit once translated): the client's fault, a 400
-local function wire_text(a, creq, conf, for_count)
-  local wire = a.request(creq, conf)
+-- A refusal of the translator (a field the upstream's format cannot carry)
+-- is the client's fault too: its error, with its param and code.
+local function wire_text(a, creq, conf, for_count, name)
+  local ok, wire = errors.catch(a.request, creq, conf)
+  if not ok then return nil, wire end
+  if creq.dropped then
+    log.debug("upstream %s: translation left out %s (docs/TRANSLATION.md)", name or "?",
+      table.concat(creq.dropped, ", "))
+  end
   if for_count then wire.max_tokens, wire.stream, wire.metadata = nil, nil, nil end
   local text, why = json.try_encode_raw(wire)
   if text then return text end
-  return nil, "the request cannot be sent upstream: " .. why
+  return nil, errors.new(400, "the request cannot be sent upstream: " .. why)
+end
+
+-- the client's own body for an upstream of its format: as it came, with
+-- the route's model in place of the client's when the route rewrites it
+-- (every other byte as the client wrote it)
+local function client_body(creq)
+  if creq.upstream_model == creq.model then return creq.raw_body end
+  return json.replace_top(creq.raw_body, "model", json.encode(creq.upstream_model))
 end
 
 -- events to the sink, in order, while it takes them -> more (false: wait
@@ -128,8 +144,13 @@ function M.kind(adapter)
   if adapter.count_path then
     --- count_tokens(creq, cb): cb(n) or cb(nil, err) with the upstream's count
     function P:count_tokens(creq, cb)
-      local body, why = wire_text(adapter, creq, self.conf, true)
-      if not body then return cb(nil, { status = 400, message = why }) end
+      local body, err
+      if creq.client == adapter.format and creq.raw_body and self.conf.passthrough ~= false then
+        body = client_body(creq)
+      else
+        body, err = wire_text(adapter, creq, self.conf, true, self.name)
+        if not body then return cb(nil, err) end
+      end
       core._fetch({
         url = self.base_url .. adapter.count_path, method = "POST", body = body,
         headers = adapter.headers(self.conf, self:api_key(creq), creq),
@@ -154,13 +175,16 @@ function M.kind(adapter)
     local a = self.adapter
     -- same format on both sides and nothing to rewrite: forward the client's
     -- body and the upstream's frames as they are
-    local pass = creq.raw_body and creq.client == a.format and creq.upstream_model == creq.model
+    local pass = creq.raw_body and creq.client == a.format
       and not creq.effort_from_suffix and self.conf.passthrough ~= false
-    local body, why = creq.raw_body, nil
-    if not pass then
-      body, why = wire_text(a, creq, self.conf)
+    local body, err
+    if pass then
+      body = client_body(creq)
+    else
+      body, err = wire_text(a, creq, self.conf, false, self.name)
       if not body then
-        sink.emit({ type = "error", status = 400, message = why })
+        sink.emit({ type = "error", status = 400, message = err.message, error_type = err.type,
+          code = err.code, param = err.param })
         return { cancel = function() end }
       end
     end
@@ -194,6 +218,16 @@ function M.kind(adapter)
             retryable = status == 429 or status >= 500 }
           if creq.client == a.format then -- the same format: its type, code and param hold
             ev.error_type, ev.code, ev.param = errors.upstream_detail(text)
+          else
+            -- a prompt too long, in the words the client's own API uses
+            local overflow = status == 400 or status == 413 or status == 422
+            overflow = overflow and errors.context_overflow(text)
+            if overflow then
+              local ok, est = pcall(canonical.prompt_tokens, creq)
+              local e = errors.context_error(creq.client, overflow, ok and est or nil)
+              ev.status, ev.message, ev.error_type, ev.code, ev.param = e.status, e.message, e.type, e.code, e.param
+              ev.retryable = false
+            end
           end
           return sink.emit(ev)
         end
