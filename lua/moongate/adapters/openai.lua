@@ -78,7 +78,8 @@ end
 -- a tool result's text as a tool message; its images and files, which a
 -- tool message cannot hold, go in a user message after the tool messages
 -- of that turn (pending)
-local function tool_message(msgs, b, pending)
+local function tool_message(msgs, b, pending, creq)
+  if b.is_error then canonical.dropped(creq, "tool_result.is_error") end
   msgs[#msgs + 1] = { role = "tool", tool_call_id = b.tool_call_id,
     content = type(b.content) == "string" and b.content or json.encode(b.content) }
   if b.attachments then
@@ -126,7 +127,7 @@ function M.request(creq, conf)
     if m.role ~= "tool" then flush_attachments(msgs, pending, creq) end
     if m.role == "tool" then
       for _, b in ipairs(m.content) do
-        if b.type == "tool_result" then tool_message(msgs, b, pending) end
+        if b.type == "tool_result" then tool_message(msgs, b, pending, creq) end
       end
     elseif m.role == "system" then
       msgs[#msgs + 1] = { role = "system", content = canonical.text(m.content, "\n\n") }
@@ -160,7 +161,7 @@ function M.request(creq, conf)
       local rest = {}
       for _, b in ipairs(m.content) do
         if b.type == "tool_result" then
-          tool_message(msgs, b, pending)
+          tool_message(msgs, b, pending, creq)
         else
           rest[#rest + 1] = b
         end

@@ -1,0 +1,165 @@
+-- The rule the gateway translates by, against the real daemon and the mock:
+-- on passthrough every role, block and field goes upstream as the client
+-- wrote it (a rewritten model alone is spliced in); when translating, each
+-- field is mapped, refused with a 400 that names it, or dropped as
+-- docs/TRANSLATION.md says. Also: duplicate routing keys, context-length
+-- errors in each client's words, count_tokens estimates.
+local helpers = require "helpers"
+local json = require "moongate.json"
+
+describe("translation rule", function()
+  local mock, server
+  setup(function()
+    mock = helpers.mock()
+    server = helpers.start { config = string.format([[
+return {
+  providers = {
+    up = { kind = "openai", base_url = %q, retries = 0 },
+    claude = { kind = "anthropic", base_url = %q, retries = 0 },
+  },
+  routes = {
+    { match = "claude-*", provider = "claude" },
+    { match = "big", provider = "claude", model = "claude-big-1" },
+    { match = "*", provider = "up" },
+  },
+  aliases = { sonnet = "claude-sonnet-4" },
+}]], mock.url .. "/v1", mock.url) }
+  end)
+  teardown(function()
+    if server then server:stop_clean() end
+    if mock then mock:stop() end
+  end)
+  before_each(function() mock:reset() end)
+
+  local beta = "claude-code-20250219,mid-conversation-system-2026-04-07"
+  local function post(path, body, headers)
+    return assert(server:request("POST", path, type(body) == "string" and body or json.encode(body), headers, 15000))
+  end
+
+  -- a request as Claude Code sends it: system messages among the others,
+  -- a PDF, blocks and fields only Anthropic's servers know
+  local cc_body = '{"model":"claude-sonnet-4","max_tokens":64000,"system":[{"type":"text","text":"You are Claude Code."}],'
+    .. '"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},'
+    .. '{"role":"system","content":"The user changed directory."},'
+    .. '{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0xLjQK"}},'
+    .. '{"type":"text","text":"read this","cache_control":{"type":"ephemeral","ttl":"1h"}}]}],'
+    .. '"context_management":{"edits":[{"type":"clear_thinking_20251015","keep":"all"}]},'
+    .. '"thinking":{"type":"adaptive"},"output_config":{"effort":"high"},"metadata":{"user_id":"u1"},'
+    .. '"tools":[{"name":"f","input_schema":{"type":"object","properties":{},"required":[],"maximum":12345678901234567890}}]}'
+
+  it("passes an Anthropic client's request to an Anthropic upstream byte for byte", function()
+    local res = post("/v1/messages", cc_body, { ["anthropic-beta"] = beta })
+    assert.equal(200, res.status)
+    local got = mock:requests()[1]
+    assert.equal(cc_body, got.body)
+    assert.equal(beta, got.headers["anthropic-beta"])
+  end)
+
+  it("splices a rewritten model into the client's bytes and changes nothing else", function()
+    local body = cc_body:gsub('"model":"claude%-sonnet%-4"', '"model" : "sonnet"')
+    local res = post("/v1/messages", body, { ["anthropic-beta"] = beta })
+    assert.equal(200, res.status)
+    assert.equal(cc_body:gsub('"model":"claude%-sonnet%-4"', '"model" : "claude-sonnet-4"'), mock:requests()[1].body)
+    mock:reset()
+    body = cc_body:gsub('"model":"claude%-sonnet%-4"', '"model":"big"')
+    assert.equal(200, post("/v1/messages", body, { ["anthropic-beta"] = beta }).status)
+    assert.equal(cc_body:gsub('"model":"claude%-sonnet%-4"', '"model":"claude-big-1"'), mock:requests()[1].body)
+  end)
+
+  it("translates the same request for an OpenAI upstream, dropping only what the docs list", function()
+    local body = cc_body:gsub('"model":"claude%-sonnet%-4"', '"model":"gpt-test"')
+    local res = post("/v1/messages", body, { ["anthropic-beta"] = beta })
+    assert.equal(200, res.status)
+    local up = json.decode(mock:requests()[1].body)
+    assert.equal("/v1/chat/completions", mock:requests()[1].path)
+    assert.same({ role = "system", content = "You are Claude Code." }, up.messages[1])
+    assert.same({ role = "system", content = "The user changed directory." }, up.messages[4])
+    assert.same({ type = "file", file = { filename = "document.pdf", file_data = "data:application/pdf;base64,JVBERi0xLjQK" } },
+      up.messages[5].content[1])
+    assert.equal("high", up.reasoning_effort)
+    assert.equal("u1", up.user)
+    assert.is_nil(up.context_management)
+    assert.is_nil(up.thinking)
+    assert.is_nil(up.output_config)
+    -- the tool's schema keeps its empty list and every digit
+    assert.matches('"required":%[%]', mock:requests()[1].body)
+    assert.matches('"maximum":1.2345678901234567e%+19', mock:requests()[1].body)
+  end)
+
+  it("refuses by name what an upstream of the other format cannot serve, and sends nothing", function()
+    local res = post("/v1/chat/completions", { model = "claude-test", n = 3, messages = { { role = "user", content = "x" } } })
+    assert.equal(400, res.status)
+    local e = json.decode(res.body).error
+    assert.equal("n", e.param)
+    assert.matches("one choice per request", e.message)
+    res = post("/v1/messages", { model = "gpt-test", max_tokens = 5, messages = { { role = "user", content = {
+      { type = "container_upload", file_id = "f" } } } } })
+    assert.equal(400, res.status)
+    e = json.decode(res.body)
+    assert.equal("invalid_request_error", e.error.type)
+    assert.matches("^messages%.0%.content%.0: a container_upload", e.error.message)
+    assert.equal(0, #mock:requests())
+  end)
+
+  it("passes roles and blocks it does not know to an upstream of the client's format", function()
+    local body = '{"model":"gpt-test","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"UklG","format":"wav"}},'
+      .. '{"type":"file","file":{"file_id":"file-1"}}]}]}'
+    assert.equal(200, post("/v1/chat/completions", body).status)
+    assert.equal(body, mock:requests()[1].body)
+  end)
+
+  it("answers 400 to a body that names model or stream twice", function()
+    local res = post("/v1/chat/completions", '{"model":"gpt-test","messages":[{"role":"user","content":"x"}],"model":"claude-test"}')
+    assert.equal(400, res.status)
+    assert.equal("model", json.decode(res.body).error.param)
+    res = post("/v1/messages", '{"model":"claude-test","max_tokens":5,"stream":false,"messages":[{"role":"user","content":"x"}],"str\\u0065am":true}')
+    assert.equal(400, res.status)
+    assert.matches("^stream: the field is given twice", json.decode(res.body).error.message)
+    -- the same name inside the body is no duplicate
+    res = post("/v1/chat/completions", '{"model":"gpt-test","messages":[{"role":"user","content":"\\"model\\": x"}],"metadata":{"model":"y"}}')
+    assert.equal(200, res.status)
+    assert.equal(0 + 1, #mock:requests())
+  end)
+
+  it("tells each client a context overflow in its own API's words", function()
+    mock:queue { { status = 400, json = { error = { message = "This model's maximum context length is 128000 tokens. "
+      .. "However, your messages resulted in 130512 tokens. Please reduce the length of the messages.",
+      type = "invalid_request_error", param = "messages", code = "context_length_exceeded" } } } }
+    local res = post("/v1/messages", { model = "gpt-test", max_tokens = 5, messages = { { role = "user", content = "long" } } })
+    assert.equal(400, res.status)
+    local e = json.decode(res.body)
+    assert.same({ type = "error", error = { type = "invalid_request_error",
+      message = "prompt is too long: 130512 tokens > 128000 maximum" } }, e)
+    mock:queue { { status = 400, json = { type = "error", error = { type = "invalid_request_error",
+      message = "prompt is too long: 210000 tokens > 200000 maximum" } } } }
+    res = post("/v1/chat/completions", { model = "claude-test", messages = { { role = "user", content = "long" } } })
+    assert.equal(400, res.status)
+    e = json.decode(res.body).error
+    assert.equal("context_length_exceeded", e.code)
+    assert.equal("invalid_request_error", e.type)
+    assert.equal("This model's maximum context length is 200000 tokens. However, your messages resulted in 210000 tokens. Please reduce the length of the messages.", e.message)
+    -- a server that says it in other words (llama.cpp's fields)
+    mock:queue { { status = 400, json = { error = { code = 400, type = "exceed_context_size_error",
+      message = "the request exceeds the available context size, try increasing it", n_prompt_tokens = 9000, n_ctx = 8192 } } } }
+    res = post("/v1/messages", { model = "gpt-test", max_tokens = 5, messages = { { role = "user", content = "long" } } })
+    assert.equal("prompt is too long: 9000 tokens > 8192 maximum", json.decode(res.body).error.message)
+  end)
+
+  it("estimates count_tokens over the system prompt and the tools too", function()
+    local msgs = { { role = "user", content = "count me" } }
+    local function count(extra)
+      local body = { model = "gpt-test", messages = msgs }
+      for k, v in pairs(extra) do body[k] = v end
+      local res = post("/v1/messages/count_tokens", body)
+      assert.equal(200, res.status)
+      return json.decode(res.body).input_tokens
+    end
+    local plain = count {}
+    local with_system = count { system = string.rep("word ", 100) }
+    local with_tools = count { tools = { { name = "read_file", description = string.rep("reads a file ", 20),
+      input_schema = { type = "object", properties = { path = { type = "string" } } } } } }
+    assert.is_true(with_system >= plain + 100, with_system .. " vs " .. plain)
+    assert.is_true(with_tools >= plain + 60, with_tools .. " vs " .. plain)
+    assert.equal(0, #mock:requests())
+  end)
+end)
