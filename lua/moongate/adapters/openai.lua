@@ -246,6 +246,11 @@ local function text_events(out, m)
   if type(m.content) == "string" and m.content ~= "" then
     out[#out + 1] = { type = "text_delta", text = m.content }
   end
+  -- a refusal is what the model said instead of an answer: its text
+  if type(m.refusal) == "string" and m.refusal ~= "" then
+    out[#out + 1] = { type = "text_delta", text = m.refusal }
+    return true
+  end
 end
 
 local function usage_event(u)
@@ -338,7 +343,7 @@ function Decoder:frame(data)
   local ch = type(chunk.choices) == "table" and chunk.choices[1]
   if type(ch) == "table" then
     local delta = type(ch.delta) == "table" and ch.delta or {}
-    text_events(out, delta)
+    if text_events(out, delta) then self.refused = true end
     if type(delta.tool_calls) == "table" then
       for _, tc in ipairs(delta.tool_calls) do
         local key = tc.index or tc.id or 0
@@ -384,7 +389,7 @@ function Decoder:finish()
   if not self.started then out[#out + 1] = { type = "start" } end
   next_call(self, out, true)
   if self.usage then out[#out + 1] = self.usage end
-  out[#out + 1] = { type = "done", reason = self.finish_reason or "stop" }
+  out[#out + 1] = { type = "done", reason = self.refused and "content_filter" or self.finish_reason or "stop" }
   return out
 end
 
@@ -396,7 +401,7 @@ function M.response(body, creq)
   local out = { { type = "start", id = body.id, model = body.model } }
   local ch = body.choices[1] or {}
   local msg = type(ch.message) == "table" and ch.message or {}
-  text_events(out, msg)
+  local refused = text_events(out, msg)
   for i, tc in ipairs(type(msg.tool_calls) == "table" and msg.tool_calls or {}) do
     local fn = tc["function"] or {}
     canonical.tool_call_events(out, i - 1, tc.id, fn.name,
@@ -405,7 +410,7 @@ function M.response(body, creq)
   end
   local u = usage_event(body.usage)
   if u then out[#out + 1] = u end
-  out[#out + 1] = { type = "done", reason = M.stop_reasons[ch.finish_reason] or "stop" }
+  out[#out + 1] = { type = "done", reason = refused and "content_filter" or M.stop_reasons[ch.finish_reason] or "stop" }
   return out
 end
 
