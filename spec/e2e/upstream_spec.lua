@@ -256,7 +256,7 @@ return {
   describe("Anthropic client", function()
     it("gets streamed tool calls and thinking from an Anthropic upstream", function()
       mock:queue { an_tools_stream }
-      local res = messages { model = "claude-test", max_tokens = 100, stream = true, tools = tools_an,
+      local res = messages { model = "claude-test", max_tokens = 4000, stream = true, tools = tools_an,
         thinking = { type = "enabled", budget_tokens = 2000 }, messages = { { role = "user", content = "weather?" } } }
       local data, events = sse(res)
       assert.equal("message_start", events[1])

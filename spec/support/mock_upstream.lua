@@ -1,26 +1,113 @@
 -- A mock upstream speaking OpenAI chat completions and Anthropic messages,
--- scripted per test. Run: luajit spec/support/mock_upstream.lua [port]
+-- scripted per test, and as strict as the real APIs about what it is sent.
+-- Run: luajit spec/support/mock_upstream.lua [port]
 -- It prints "mock listening on PORT" once it listens.
 --
 -- Control endpoints:
 --   POST /_mock/queue     JSON list of scripted responses, served in order to
---                         the next requests (any path but /_mock/*)
+--                         the next requests (any path but /_mock/*) that pass
+--                         the checks below
 --   GET  /_mock/requests  JSON list of what it received: method, path,
---                         headers, body, at_ms, closed_at_ms (wall clock)
---   POST /_mock/reset     forget the queue and the requests
+--                         headers, body, at_ms, closed_at_ms (wall clock),
+--                         rejected (the 400's message, when the checks failed),
+--                         proxy = true (the mock used as an HTTP(S)_PROXY: an
+--                         absolute-URI request, served as any other, or a
+--                         CONNECT - a client reaching for an https:// host,
+--                         answered 403)
+--   POST /_mock/reset     forget the queue and the requests (strict again)
+--   POST /_mock/strict    {"strict": false}: answer every request, checked or
+--                         not (until the next reset)
 -- A scripted response: {status = 200, headers = {...}, json = value |
 --   body = "raw bytes", frames = {{data = "..." | json = value, event = "x",
 --   delay_ms = n | pad = n (n bytes of a data line that never ends)}},
 --   drop_after = n (close the connection after n frames),
 --   gzip = true (the body compressed, with content-encoding: gzip),
---   delay_ms = n (before the status line)}.
+--   delay_ms = n (before the status line)}
+-- or a reply, written in the format of the request (path, stream or not):
+--   {reply = {text = "...", thinking = "...", signature = "...",
+--     tool_calls = {{id = "toolu_1", name = "Bash", input = {...}}, ...},
+--     stop = "end_turn" (default: tool_use / tool_calls when there are calls)},
+--    delay_ms = n}
 -- With nothing queued it echoes the last user message in the format of the
--- path (/v1/chat/completions or /v1/messages), streamed when asked.
+-- path (/v1/chat/completions or /v1/messages, a ?query ignored), streamed
+-- when asked.
+--
+-- Strictness. A JSON POST (content-type: application/json, as the daemon
+-- sends them all) to .../chat/completions or .../messages[/count_tokens] is
+-- checked the way the real API checks it, before any script is used up: a
+-- request the real API would refuse gets its 400, in its shape
+--   OpenAI    {"error": {"message", "type": "invalid_request_error", "param", "code"}}
+--   Anthropic {"type": "error", "error": {"type": "invalid_request_error", "message"}}
+-- and the messages the real APIs use ("messages.1.role: Input should be 'user'
+-- or 'assistant'", "Missing required parameter: 'messages[0].content'.").
+-- What is checked is written as data: SHAPES.openai and SHAPES.anthropic (the
+-- fields of a request, of each message and of each content part / block:
+-- types, enums, ranges, required, extra keys where the API refuses them)
+-- and RULES.openai and
+-- RULES.anthropic (the rules that look across fields and messages), each
+-- rule with a sentence saying what it checks. In short:
+-- OpenAI chat completions
+--   - top-level fields: the API's are checked; of the others only the
+--     Anthropic API's are refused ("Unrecognized request argument supplied":
+--     a translation leak), as OpenAI-compatible servers take vendor fields;
+--     below the top level unknown keys are let through, as the API does;
+--     model; messages non-empty; max_tokens and
+--     max_completion_tokens (both valid) >= 1; n integer 1..128; logprobs
+--     boolean, top_logprobs 0..20 with logprobs; temperature 0..2; top_p
+--     0..1; stream_options only with stream; tool_choice and
+--     parallel_tool_calls only with tools; reasoning_effort enum
+--   - roles system/developer/user/assistant/tool/function
+--   - content: a string or parts; part types per role: user text,
+--     image_url, input_audio, file (file.file_data a data URL, or file_id);
+--     system/developer/tool text; assistant text, refusal
+--   - assistant content required unless tool_calls / function_call;
+--     tool_calls {id, type "function", function {name, arguments: a string}}
+--   - a tool message answers a tool_call id of the assistant message just
+--     before it (tool messages in between allowed), and every call of an
+--     assistant message is answered before the next non-tool message
+--   - response_format: text / json_object / json_schema (json_schema.name
+--     required, as the real API; schema optional)
+--   - tools: type function, name ^[a-zA-Z0-9_-]{1,64}$, names unique
+--   - JSON schemas (tool parameters, response_format): "required" a list,
+--     "properties" an object
+-- Anthropic messages (count_tokens the same, without max_tokens)
+--   - top-level fields: known ones only ("x: Extra inputs are not
+--     permitted"); model; max_tokens required >= 1; temperature 0..1
+--     (1 only with thinking on); top_k >= 0; stop_sequences strings
+--   - messages non-empty, the first one user; roles user/assistant, and
+--     system only under a beta that allows it (BETA_ALLOWS: what each beta
+--     Claude Code 2.1.332 sends lets a request carry - system messages under
+--     per-turn-control-2026-07-01 / mid-conversation-tool-changes-2026-07-01
+--     / mid-conversation-system-2026-04-07, output_config {effort} on them,
+--     thinking.display "updates", safeguards)
+--   - consecutive same-role messages are merged (accepted), as the real API
+--   - content: a string or blocks: text, image (base64 jpeg/png/gif/webp,
+--     url, file), document (base64 pdf, text, url, content, file),
+--     tool_use, tool_result (content a string or text/image/document/
+--     search_result blocks), thinking, redacted_thinking, search_result,
+--     server_tool_use, web_search_tool_result (and the other server tool
+--     results), container_upload, mcp_tool_use, mcp_tool_result; extra keys
+--     refused; tool_use only from the assistant, tool_result only from the
+--     user; text blocks non-empty; tool ids ^[a-zA-Z0-9_-]+$
+--   - every message has content, but the final assistant one; that one does
+--     not end with whitespace
+--   - a tool_result answers a tool_use of the assistant turn just before it,
+--     the tool_results come first in their turn, and each tool_use of an
+--     assistant turn followed by a user turn gets its tool_result there
+--   - thinking: enabled (budget_tokens >= 1024 and < max_tokens), disabled,
+--     adaptive
+--   - output_config {effort, format {type "json_schema", schema}}
+--   - tools: custom ones with name ^[a-zA-Z0-9_-]{1,128}$ and an object
+--     input_schema; server tools (type x_YYYYMMDD) as they are; names unique
+-- JSON is read with a small decoder of its own that tells [] from {}
+-- (lua-cjson does not), so an "input": [] or a "required": {} is caught.
+-- Other requests (the host specs' bare transport bodies, GETs) are answered
+-- unchecked, as is everything after POST /_mock/strict {"strict": false}.
 package.path = "lua/?.lua;" .. package.path
 local uv = require "luv"
 local cjson = require "cjson"
 
-local queue, requests = {}, {}
+local queue, requests, strict = {}, {}, true
 
 -- lua-cjson writes an empty table as {}; the fields these APIs define as
 -- lists must go out as []
@@ -28,6 +115,990 @@ local function encode(v)
   return (cjson.encode(v):gsub('"(content)":{}', '"%1":[]'):gsub('"(choices)":{}', '"%1":[]'))
 end
 
+---------------------------------------------------------------------------
+-- JSON in: arrays carry the ARRAY metatable, null is NULL
+---------------------------------------------------------------------------
+local ARRAY = { __name = "array" }
+local NULL = setmetatable({}, { __name = "null" })
+
+local function decode(s)
+  local pos = 1
+  local function fail(what) error(string.format("invalid JSON at %d: %s", pos, what), 0) end
+  local function skip() pos = s:find("[^ \t\r\n]", pos) or #s + 1 end
+  local value
+  local function str()
+    local i = pos + 1
+    while true do
+      local j = s:find('"', i, true)
+      if not j then fail("unterminated string") end
+      local k = j - 1
+      while s:byte(k) == 92 do k = k - 1 end -- backslashes before the quote
+      if (j - 1 - k) % 2 == 0 then
+        local text = s:sub(pos, j)
+        pos = j + 1
+        if not text:find("\\", 1, true) then return text:sub(2, -2) end
+        return cjson.decode(text)
+      end
+      i = j + 1
+    end
+  end
+  function value()
+    skip()
+    local c = s:sub(pos, pos)
+    if c == "{" then
+      local t = {}
+      pos = pos + 1
+      skip()
+      if s:sub(pos, pos) == "}" then pos = pos + 1 return t end
+      while true do
+        skip()
+        if s:sub(pos, pos) ~= '"' then fail("expected a key") end
+        local k = str()
+        skip()
+        if s:sub(pos, pos) ~= ":" then fail("expected ':'") end
+        pos = pos + 1
+        t[k] = value()
+        skip()
+        c = s:sub(pos, pos)
+        pos = pos + 1
+        if c == "}" then return t end
+        if c ~= "," then fail("expected ',' or '}'") end
+      end
+    elseif c == "[" then
+      local t = setmetatable({}, ARRAY)
+      pos = pos + 1
+      skip()
+      if s:sub(pos, pos) == "]" then pos = pos + 1 return t end
+      while true do
+        t[#t + 1] = value()
+        skip()
+        c = s:sub(pos, pos)
+        pos = pos + 1
+        if c == "]" then return t end
+        if c ~= "," then fail("expected ',' or ']'") end
+      end
+    elseif c == '"' then
+      return str()
+    elseif s:find("^true", pos) then pos = pos + 4 return true
+    elseif s:find("^false", pos) then pos = pos + 5 return false
+    elseif s:find("^null", pos) then pos = pos + 4 return NULL
+    end
+    local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+    if not num or num == "" or not tonumber(num) then fail("unexpected character") end
+    pos = pos + #num
+    return tonumber(num)
+  end
+  local v = value()
+  skip()
+  if pos <= #s then fail("trailing characters") end
+  return v
+end
+
+local function is_list(v) return type(v) == "table" and getmetatable(v) == ARRAY end
+local function is_object(v) return type(v) == "table" and getmetatable(v) == nil end
+
+-- the JSON type of a value, as the error messages name it
+local function jtype(v)
+  if v == NULL then return "null" end
+  if is_list(v) then return "array" end
+  if is_object(v) then return "object" end
+  if type(v) == "number" then return v == math.floor(v) and "integer" or "number" end
+  return type(v) -- string, boolean
+end
+
+---------------------------------------------------------------------------
+-- Shapes: a tiny schema language. A shape is a function
+-- check(value, path, ctx) -> nil | problem, where a problem is
+-- {kind = "missing" | "type" | "enum" | "extra" | "min" | "max" | "pattern" | "custom",
+--  path = {...}, ...}; each API words problems its own way.
+---------------------------------------------------------------------------
+local S = {}
+
+local function at(path, key)
+  local p = { unpack(path) }
+  p[#p + 1] = key
+  return p
+end
+
+function S.string(opts)
+  opts = opts or {}
+  return function(v, path)
+    if type(v) ~= "string" then return { kind = "type", path = path, want = "string", got = v } end
+    if opts.pattern and not v:find(opts.pattern) then
+      return { kind = "pattern", path = path, pattern = opts.pattern_text or opts.pattern, got = v }
+    end
+    if opts.max_len and #v > opts.max_len then
+      return { kind = "pattern", path = path, pattern = opts.pattern_text or ("at most " .. opts.max_len .. " characters"), got = v }
+    end
+  end
+end
+
+function S.integer(opts)
+  opts = opts or {}
+  return function(v, path)
+    if type(v) ~= "number" or v ~= math.floor(v) then return { kind = "type", path = path, want = "integer", got = v } end
+    if opts.min and v < opts.min then return { kind = "min", path = path, min = opts.min, got = v } end
+    if opts.max and v > opts.max then return { kind = "max", path = path, max = opts.max, got = v } end
+  end
+end
+
+function S.number(opts)
+  opts = opts or {}
+  return function(v, path)
+    if type(v) ~= "number" then return { kind = "type", path = path, want = "number", got = v } end
+    if opts.min and v < opts.min then return { kind = "min", path = path, min = opts.min, got = v } end
+    if opts.max and v > opts.max then return { kind = "max", path = path, max = opts.max, got = v } end
+  end
+end
+
+function S.boolean()
+  return function(v, path)
+    if type(v) ~= "boolean" then return { kind = "type", path = path, want = "boolean", got = v } end
+  end
+end
+
+function S.any() return function() end end
+
+function S.enum(values)
+  local set = {}
+  for _, v in ipairs(values) do set[v] = true end
+  return function(v, path)
+    if not set[v] then return { kind = "enum", path = path, values = values, got = v } end
+  end
+end
+
+function S.nullable(shape)
+  return function(v, path, ctx)
+    if v == NULL then return end
+    return shape(v, path, ctx)
+  end
+end
+
+-- first shape that fits; the problem reported is the last one's
+function S.either(...)
+  local shapes = { ... }
+  return function(v, path, ctx)
+    local problem
+    for _, shape in ipairs(shapes) do
+      problem = shape(v, path, ctx)
+      if not problem then return end
+    end
+    return problem
+  end
+end
+
+function S.list(item, opts)
+  opts = opts or {}
+  return function(v, path, ctx)
+    if not is_list(v) then return { kind = "type", path = path, want = "array", got = v } end
+    if opts.min and #v < opts.min then return { kind = "min_items", path = path, min = opts.min, got = v } end
+    if opts.max and #v > opts.max then return { kind = "max_items", path = path, max = opts.max, got = v } end
+    for i, x in ipairs(v) do
+      local problem = item(x, at(path, i - 1), ctx)
+      if problem then return problem end
+    end
+  end
+end
+
+-- an object: fields = {name = shape}, required = {names}, open = true lets
+-- unknown keys through (closed objects refuse them)
+function S.object(fields, opts)
+  opts = opts or {}
+  return function(v, path, ctx)
+    if not is_object(v) then return { kind = "type", path = path, want = "object", got = v } end
+    for _, name in ipairs(opts.required or {}) do
+      if v[name] == nil then return { kind = "missing", path = at(path, name) } end
+    end
+    local names = {}
+    for k in pairs(v) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do
+      local shape = fields[k]
+      if shape then
+        local problem = shape(v[k], at(path, k), ctx)
+        if problem then return problem end
+      elseif not opts.open then
+        return { kind = "extra", path = at(path, k) }
+      end
+    end
+  end
+end
+
+-- one of several object shapes, told apart by the value of key (a "type"
+-- or "role"); a missing key or an unknown value is a "tag" problem
+function S.tagged(key, shapes, names)
+  return function(v, path, ctx)
+    if not is_object(v) then return { kind = "type", path = path, want = "object", got = v } end
+    if v[key] == nil then return { kind = "missing", path = at(path, key) } end
+    local shape = shapes[v[key]]
+    if not shape then return { kind = "tag", path = path, key = key, got = v[key], values = names } end
+    return shape(v, path, ctx)
+  end
+end
+
+-- a check of its own: fn(v, path, ctx) -> nil | message [, path] | problem
+function S.custom(fn)
+  return function(v, path, ctx)
+    local msg, where = fn(v, path, ctx)
+    if type(msg) == "table" then return msg end
+    if msg then return { kind = "custom", path = where or path, message = msg } end
+  end
+end
+
+function S.all(...)
+  local shapes = { ... }
+  return function(v, path, ctx)
+    for _, shape in ipairs(shapes) do
+      local problem = shape(v, path, ctx)
+      if problem then return problem end
+    end
+  end
+end
+
+-- a JSON schema as tools and structured outputs carry it: an object whose
+-- "required" (anywhere inside) is a list and "properties" an object
+local function schema_problem(s, path)
+  if not is_object(s) then return { kind = "type", path = path, want = "object", got = s } end
+  if s.required ~= nil and not is_list(s.required) then
+    return { kind = "type", path = at(path, "required"), want = "array", got = s.required }
+  end
+  if s.properties ~= nil and not is_object(s.properties) then
+    return { kind = "type", path = at(path, "properties"), want = "object", got = s.properties }
+  end
+  for k, sub in pairs(s) do
+    if type(sub) == "table" and sub ~= NULL then
+      if k == "properties" or k == "$defs" or k == "definitions" or k == "patternProperties" then
+        for name, prop in pairs(sub) do
+          if is_object(prop) then
+            local problem = schema_problem(prop, at(at(path, k), name))
+            if problem then return problem end
+          end
+        end
+      elseif k == "items" or k == "additionalProperties" or k == "not" then
+        if is_object(sub) then
+          local problem = schema_problem(sub, at(path, k))
+          if problem then return problem end
+        end
+      elseif k == "anyOf" or k == "oneOf" or k == "allOf" or k == "prefixItems" then
+        if not is_list(sub) then return { kind = "type", path = at(path, k), want = "array", got = sub } end
+        for i, alt in ipairs(sub) do
+          if is_object(alt) then
+            local problem = schema_problem(alt, at(at(path, k), i - 1))
+            if problem then return problem end
+          end
+        end
+      end
+    end
+  end
+end
+function S.json_schema() return schema_problem end
+
+-- how OpenAI words a path: messages[0].content[1].type
+local function oa_path(path)
+  local out = ""
+  for i, k in ipairs(path) do
+    if type(k) == "number" then out = out .. "[" .. k .. "]"
+    else out = out .. (i > 1 and "." or "") .. k end
+  end
+  return out
+end
+
+-- OpenAI's file.file_data: a data URL, not bare base64
+local function data_url(v, path)
+  if type(v) ~= "string" then return { kind = "type", path = path, want = "string", got = v } end
+  if not v:find("^data:[%w.+-]+/[%w.+-]+[^,]*;base64,") then
+    return string.format("Invalid file data: '%s'. Expected a base64-encoded data URL with an application/pdf MIME type "
+      .. "(e.g. 'data:application/pdf;base64,SGVsbG8sIFdvcmxkIQ=='), but got a value without a MIME type.", oa_path(path))
+  end
+end
+
+---------------------------------------------------------------------------
+-- OpenAI chat completions
+---------------------------------------------------------------------------
+local OA = {}
+local str, int, num, bool, any, enum, obj, list = S.string, S.integer, S.number, S.boolean, S.any, S.enum, S.object, S.list
+-- OpenAI's objects take keys they do not know (and ignore them: a message
+-- sent back with the SDK's "parsed" or "refusal" fields is fine on current
+-- models), so they are open here; Anthropic's refuse them
+local function oobj(fields, opts)
+  opts = opts or {}
+  opts.open = true
+  return obj(fields, opts)
+end
+
+OA.name = str { pattern = "^[a-zA-Z0-9_-]+$", max_len = 64, pattern_text = "^[a-zA-Z0-9_-]{1,64}$" }
+
+OA.part = {
+  text = oobj({ type = any(), text = str() }, { required = { "text" } }),
+  image_url = oobj({ type = any(), image_url = oobj({ url = str(), detail = enum { "auto", "low", "high" } },
+    { required = { "url" } }) }, { required = { "image_url" } }),
+  input_audio = oobj({ type = any(), input_audio = oobj({ data = str(), format = enum { "wav", "mp3" } },
+    { required = { "data", "format" } }) }, { required = { "input_audio" } }),
+  file = oobj({ type = any(), file = S.all(oobj({ file_data = S.custom(data_url), file_id = str(), filename = str() }),
+    S.custom(function(f, path)
+      if f.file_data == nil and f.file_id == nil then
+        return "Missing required parameter: one of 'file_data' or 'file_id'", at(path, "file_data")
+      end
+    end)) }, { required = { "file" } }),
+  refusal = oobj({ type = any(), refusal = str() }, { required = { "refusal" } }),
+}
+OA.part_types = { "text", "image_url", "input_audio", "refusal", "file" }
+
+-- the part types each role may send
+OA.parts_by_role = {
+  system = { "text" }, developer = { "text" }, tool = { "text" },
+  user = { "text", "image_url", "input_audio", "file" },
+  assistant = { "text", "refusal" },
+}
+
+local function oa_content(role)
+  local allowed = {}
+  for _, t in ipairs(OA.parts_by_role[role]) do allowed[t] = OA.part[t] end
+  local part = S.custom(function(p, path, ctx)
+    if not is_object(p) then return nil end -- the tagged shape below reports it
+    if OA.part[p.type] and not allowed[p.type] then
+      return string.format("Invalid 'messages[%d]'. Content parts of type '%s' are not allowed for messages with role '%s'.",
+        path[2], p.type, role), at(path, "type")
+    end
+  end)
+  return S.either(str(), list(S.all(part, S.tagged("type", OA.part, OA.part_types)), { min = 1 }))
+end
+
+OA.tool_call = S.tagged("type", {
+  ["function"] = oobj({ id = str(), type = any(), ["function"] = oobj({ name = str(), arguments = str() },
+    { required = { "name", "arguments" } }) }, { required = { "id", "function" } }),
+  custom = oobj({ id = str(), type = any(), custom = oobj({ name = str(), input = str() },
+    { required = { "name", "input" } }) }, { required = { "id", "custom" } }),
+}, { "function", "custom" })
+
+local function oa_message(fields, required)
+  fields.role = any()
+  return oobj(fields, { required = required })
+end
+
+OA.message = S.tagged("role", {
+  system = oa_message({ content = oa_content "system", name = str() }, { "content" }),
+  developer = oa_message({ content = oa_content "developer", name = str() }, { "content" }),
+  user = oa_message({ content = oa_content "user", name = str() }, { "content" }),
+  assistant = S.all(oa_message({ content = S.nullable(oa_content "assistant"), name = str(),
+    tool_calls = list(OA.tool_call), function_call = S.nullable(oobj({ name = str(), arguments = str() })),
+    refusal = S.nullable(str()), audio = S.nullable(oobj({ id = str() })) }, {}),
+    S.custom(function(m, path)
+      if (m.content == nil or m.content == NULL) and m.tool_calls == nil and (m.function_call == nil or m.function_call == NULL) then
+        return string.format("Missing required parameter: 'messages[%d].content'.", path[2]), at(path, "content")
+      end
+    end)),
+  tool = oa_message({ content = oa_content "tool", tool_call_id = str() }, { "content", "tool_call_id" }),
+  ["function"] = oa_message({ content = S.nullable(str()), name = str() }, { "content", "name" }),
+}, { "system", "assistant", "user", "function", "tool", "developer" })
+
+OA.tool = S.tagged("type", {
+  ["function"] = oobj({ type = any(), ["function"] = oobj({ name = OA.name, description = str(),
+    parameters = S.json_schema(), strict = S.nullable(bool()) }, { required = { "name" } }) }, { required = { "function" } }),
+  custom = oobj({ type = any(), custom = oobj({ name = OA.name, description = str(), format = any() }, { required = { "name" } }) },
+    { required = { "custom" } }),
+}, { "function", "custom" })
+
+OA.response_format = S.tagged("type", {
+  text = oobj({ type = any() }),
+  json_object = oobj({ type = any() }),
+  json_schema = oobj({ type = any(), json_schema = oobj({ name = OA.name, description = str(), schema = S.json_schema(),
+    strict = S.nullable(bool()) }, { required = { "name" } }) }, { required = { "json_schema" } }),
+}, { "text", "json_object", "json_schema" })
+
+-- every top-level field the API knows. api.openai.com refuses any other
+-- ("Unrecognized request argument supplied"); OpenAI-compatible servers
+-- (vLLM, llama.cpp, OpenRouter) take vendor fields, and passthrough specs
+-- send some: so only the fields of the Anthropic API are refused here, the
+-- sign of a translation that leaked one format into the other
+OA.anthropic_only = { "system", "stop_sequences", "thinking", "output_config", "output_format", "context_management",
+  "container", "mcp_servers", "anthropic_version", "anthropic_beta", "betas", "inference_geo" }
+OA.request_fields = oobj({
+  model = str(),
+  messages = list(OA.message, { min = 1 }),
+  max_tokens = S.nullable(int { min = 1 }),
+  max_completion_tokens = S.nullable(int { min = 1 }),
+  n = S.nullable(int { min = 1, max = 128 }),
+  logprobs = S.nullable(bool()),
+  top_logprobs = S.nullable(int { min = 0, max = 20 }),
+  temperature = S.nullable(num { min = 0, max = 2 }),
+  top_p = S.nullable(num { min = 0, max = 1 }),
+  frequency_penalty = S.nullable(num { min = -2, max = 2 }),
+  presence_penalty = S.nullable(num { min = -2, max = 2 }),
+  logit_bias = S.nullable(oobj({}, { open = true })),
+  seed = S.nullable(int()),
+  stop = S.nullable(S.either(str(), list(str(), { max = 4 }))),
+  stream = S.nullable(bool()),
+  stream_options = S.nullable(oobj({ include_usage = bool(), include_obfuscation = bool() })),
+  tools = list(OA.tool),
+  tool_choice = S.either(enum { "none", "auto", "required" }, S.tagged("type", {
+    ["function"] = oobj({ type = any(), ["function"] = oobj({ name = str() }, { required = { "name" } }) }, { required = { "function" } }),
+    allowed_tools = oobj({ type = any(), allowed_tools = oobj({}, { open = true }) }),
+    custom = oobj({ type = any(), custom = oobj({ name = str() }, { required = { "name" } }) }),
+  }, { "function", "allowed_tools", "custom" })),
+  parallel_tool_calls = bool(),
+  functions = list(oobj({ name = OA.name, description = str(), parameters = S.json_schema() }, { required = { "name" } })),
+  function_call = any(),
+  response_format = OA.response_format,
+  reasoning_effort = S.nullable(enum { "none", "minimal", "low", "medium", "high", "xhigh" }),
+  verbosity = S.nullable(enum { "low", "medium", "high" }),
+  modalities = S.nullable(list(enum { "text", "audio" })),
+  audio = S.nullable(oobj({ voice = any(), format = str() })),
+  prediction = S.nullable(oobj({ type = any(), content = any() })),
+  service_tier = S.nullable(enum { "auto", "default", "flex", "scale", "priority" }),
+  store = S.nullable(bool()),
+  metadata = S.nullable(oobj({}, { open = true })),
+  user = str(),
+  safety_identifier = str(),
+  prompt_cache_key = str(),
+  prompt_cache_retention = S.nullable(enum { "in-memory", "24h" }),
+  web_search_options = oobj({}, { open = true }),
+}, { required = { "model", "messages" } })
+OA.request = S.all(S.custom(function(req, path)
+  if not is_object(req) then return end
+  for _, name in ipairs(OA.anthropic_only) do
+    if req[name] ~= nil then return { kind = "extra", path = at(path, name) } end
+  end
+end), OA.request_fields)
+
+local function quoted_list(values)
+  local q = {}
+  for i, v in ipairs(values) do q[i] = "'" .. tostring(v) .. "'" end
+  if #q < 2 then return q[1] or "" end
+  return table.concat(q, ", ", 1, #q - 1) .. ", and " .. q[#q]
+end
+
+local oa_type_words = { string = "a string", integer = "an integer", number = "a decimal", boolean = "a boolean",
+  array = "an array", object = "an object", null = "null" }
+
+-- a problem in OpenAI's words -> message, param, code
+local function oa_words(p)
+  local param = oa_path(p.path)
+  if p.kind == "missing" then return string.format("Missing required parameter: '%s'.", param), param, "missing_required_parameter" end
+  if p.kind == "type" then
+    return string.format("Invalid type for '%s': expected %s, but got %s instead.", param, oa_type_words[p.want],
+      oa_type_words[jtype(p.got)]), param, "invalid_type"
+  end
+  if p.kind == "enum" or p.kind == "tag" then
+    local got = p.got
+    param = p.kind == "tag" and oa_path(at(p.path, p.key)) or param
+    return string.format("Invalid value: '%s'. Supported values are: %s.", tostring(got), quoted_list(p.values)), param, "invalid_value"
+  end
+  if p.kind == "extra" then
+    if #p.path == 1 then return "Unrecognized request argument supplied: " .. p.path[1], nil, nil end
+    return string.format("Unknown parameter: '%s'.", param), param, "unknown_parameter"
+  end
+  if p.kind == "min" then
+    return string.format("Invalid '%s': %s below minimum value. Expected a value >= %s, but got %s instead.", param,
+      jtype(p.got) == "integer" and "integer" or "decimal", tostring(p.min), tostring(p.got)), param,
+      jtype(p.got) == "integer" and "integer_below_min_value" or "decimal_below_min_value"
+  end
+  if p.kind == "max" then
+    return string.format("Invalid '%s': %s above maximum value. Expected a value <= %s, but got %s instead.", param,
+      jtype(p.got) == "integer" and "integer" or "decimal", tostring(p.max), tostring(p.got)), param,
+      jtype(p.got) == "integer" and "integer_above_max_value" or "decimal_above_max_value"
+  end
+  if p.kind == "min_items" then
+    if #p.got == 0 then
+      return string.format("Invalid '%s': empty array. Expected an array with minimum length %d, but got an empty array instead.",
+        param, p.min), param, "empty_array"
+    end
+    return string.format("Invalid '%s': array too short. Expected an array with minimum length %d, but got an array with length %d instead.",
+      param, p.min, #p.got), param, "array_below_min_length"
+  end
+  if p.kind == "max_items" then
+    return string.format("Invalid '%s': array too long. Expected an array with maximum length %d, but got an array with length %d instead.",
+      param, p.max, #p.got), param, "array_above_max_length"
+  end
+  if p.kind == "pattern" then
+    return string.format("Invalid '%s': string does not match pattern. Expected a string that matches the pattern '%s'.",
+      param, p.pattern), param, "invalid_value"
+  end
+  return p.message, param, p.code
+end
+
+-- the rules across fields and messages: {what it checks, fn(req) -> nil | message, param}
+local RULES = {}
+RULES.openai = {
+  { "stream_options only when stream is on", function(req)
+    if req.stream_options ~= nil and req.stream_options ~= NULL and req.stream ~= true then
+      return "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
+    end
+  end },
+  { "tool_choice only with tools", function(req)
+    if req.tool_choice ~= nil and req.tools == nil then
+      return "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", "tool_choice"
+    end
+  end },
+  { "parallel_tool_calls only with tools", function(req)
+    if req.parallel_tool_calls ~= nil and req.tools == nil then
+      return "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed when 'tools' are specified.",
+        "parallel_tool_calls"
+    end
+  end },
+  { "top_logprobs only with logprobs", function(req)
+    if req.top_logprobs ~= nil and req.top_logprobs ~= NULL and req.logprobs ~= true then
+      return "Invalid value for 'logprobs': must be true when 'top_logprobs' is specified.", "logprobs"
+    end
+  end },
+  { "tool names unique", function(req)
+    local seen = {}
+    for i, t in ipairs(req.tools or {}) do
+      local name = (t["function"] or t.custom or {}).name
+      if seen[name] then
+        return string.format("Invalid 'tools': tool names must be unique, '%s' appears more than once.", name),
+          string.format("tools[%d]", i - 1)
+      end
+      seen[name] = true
+    end
+  end },
+  { "a tool message answers a tool_call of the assistant message before it (tool messages between allowed); "
+    .. "every call is answered before the next other message", function(req)
+    local open, open_at = nil, nil -- the ids still unanswered, and where they were asked
+    local function unanswered()
+      local ids = {}
+      for id in pairs(open) do ids[#ids + 1] = id end
+      table.sort(ids)
+      return ids
+    end
+    for i, m in ipairs(req.messages) do
+      if m.role == "tool" then
+        if not open then
+          return "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.",
+            string.format("messages.[%d].role", i - 1)
+        end
+        if not open[m.tool_call_id] then
+          return string.format("Invalid parameter: 'tool_call_id' of '%s' not found in 'tool_calls' of previous message.",
+            tostring(m.tool_call_id)), string.format("messages.[%d].tool_call_id", i - 1)
+        end
+        open[m.tool_call_id] = nil
+      else
+        if open and next(open) then
+          return "An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. "
+            .. "The following tool_call_ids did not have response messages: " .. table.concat(unanswered(), ", "),
+            string.format("messages.[%d].role", open_at - 1)
+        end
+        open = nil
+        if m.role == "assistant" and is_list(m.tool_calls) and #m.tool_calls > 0 then
+          open, open_at = {}, i
+          for _, c in ipairs(m.tool_calls) do open[c.id] = true end
+        end
+      end
+    end
+    if open and next(open) then
+      return "An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. "
+        .. "The following tool_call_ids did not have response messages: " .. table.concat(unanswered(), ", "),
+        string.format("messages.[%d].role", open_at - 1)
+    end
+  end },
+}
+
+---------------------------------------------------------------------------
+-- Anthropic messages
+---------------------------------------------------------------------------
+local AN = {}
+AN.tool_id = str { pattern = "^[a-zA-Z0-9_-]+$" }
+AN.cache_control = S.nullable(obj({ type = enum { "ephemeral" }, ttl = enum { "5m", "1h" } }, { required = { "type" } }))
+AN.citations = any()
+
+-- the fields every block may carry besides its own
+local function block(fields, required)
+  fields.type = any()
+  fields.cache_control = fields.cache_control or AN.cache_control
+  return obj(fields, { required = required })
+end
+
+AN.text = block({ text = str(), citations = S.nullable(AN.citations) }, { "text" })
+AN.image = block({ source = S.tagged("type", {
+  base64 = obj({ type = any(), media_type = enum { "image/jpeg", "image/png", "image/gif", "image/webp" }, data = str() },
+    { required = { "media_type", "data" } }),
+  url = obj({ type = any(), url = str() }, { required = { "url" } }),
+  file = obj({ type = any(), file_id = str() }, { required = { "file_id" } }),
+}, { "base64", "url", "file" }) }, { "source" })
+AN.document = block({ source = S.tagged("type", {
+  base64 = obj({ type = any(), media_type = enum { "application/pdf" }, data = str() }, { required = { "media_type", "data" } }),
+  text = obj({ type = any(), media_type = enum { "text/plain" }, data = str() }, { required = { "media_type", "data" } }),
+  url = obj({ type = any(), url = str() }, { required = { "url" } }),
+  content = obj({ type = any(), content = S.either(str(), list(any())) }, { required = { "content" } }),
+  file = obj({ type = any(), file_id = str() }, { required = { "file_id" } }),
+}, { "base64", "text", "content", "url", "file" }), title = S.nullable(str()), context = S.nullable(str()),
+  citations = S.nullable(obj({ enabled = bool() })) }, { "source" })
+AN.search_result = block({ source = str(), title = str(), content = list(AN.text),
+  citations = S.nullable(obj({ enabled = bool() })) }, { "source", "title", "content" })
+
+AN.blocks = {
+  text = AN.text,
+  image = AN.image,
+  document = AN.document,
+  search_result = AN.search_result,
+  tool_use = block({ id = AN.tool_id, name = str(), input = obj({}, { open = true }), caller = any() }, { "id", "name", "input" }),
+  tool_result = block({ tool_use_id = AN.tool_id, is_error = bool(),
+    content = S.either(str(), list(S.tagged("type", { text = AN.text, image = AN.image, document = AN.document,
+      search_result = AN.search_result, tool_reference = any() }, { "text", "image", "document", "search_result", "tool_reference" }))) },
+    { "tool_use_id" }),
+  thinking = block({ thinking = str(), signature = str() }, { "thinking", "signature" }),
+  redacted_thinking = block({ data = str() }, { "data" }),
+  server_tool_use = block({ id = str(), name = str(), input = obj({}, { open = true }), caller = any() }, { "id", "name", "input" }),
+  web_search_tool_result = block({ tool_use_id = str(), content = any() }, { "tool_use_id", "content" }),
+  web_fetch_tool_result = block({ tool_use_id = str(), content = any() }, { "tool_use_id", "content" }),
+  code_execution_tool_result = block({ tool_use_id = str(), content = any() }, { "tool_use_id", "content" }),
+  bash_code_execution_tool_result = block({ tool_use_id = str(), content = any() }, { "tool_use_id", "content" }),
+  text_editor_code_execution_tool_result = block({ tool_use_id = str(), content = any() }, { "tool_use_id", "content" }),
+  tool_search_tool_result = block({ tool_use_id = str(), content = any() }, { "tool_use_id", "content" }),
+  container_upload = block({ file_id = str() }, { "file_id" }),
+  mcp_tool_use = block({ id = str(), name = str(), server_name = str(), input = obj({}, { open = true }) },
+    { "id", "name", "server_name", "input" }),
+  mcp_tool_result = block({ tool_use_id = str(), is_error = bool(), content = S.either(str(), list(AN.text)) },
+    { "tool_use_id" }),
+}
+AN.block_types = { "text", "image", "document", "search_result", "tool_use", "tool_result", "thinking",
+  "redacted_thinking", "server_tool_use", "web_search_tool_result", "web_fetch_tool_result",
+  "code_execution_tool_result", "bash_code_execution_tool_result", "text_editor_code_execution_tool_result",
+  "tool_search_tool_result", "container_upload", "mcp_tool_use", "mcp_tool_result" }
+
+-- the blocks only one side may send
+AN.assistant_only = { tool_use = true, thinking = true, redacted_thinking = true, server_tool_use = true, mcp_tool_use = true }
+AN.user_only = { tool_result = true }
+
+local function an_content(role)
+  local one = S.all(S.custom(function(b, path)
+    if not is_object(b) then return end
+    if role == "user" and AN.assistant_only[b.type] or role == "assistant" and AN.user_only[b.type] then
+      return string.format("messages.%d.content.%d.type: `%s` blocks can only be in `%s` messages", path[2], path[4], b.type,
+        role == "user" and "assistant" or "user")
+    end
+  end), S.tagged("type", AN.blocks, AN.block_types))
+  return S.either(str(), list(one))
+end
+
+-- What an anthropic-beta lets a request carry beyond the plain API: each
+-- entry {allows, betas}, where allows names what the shapes below ask for
+-- (ctx.allows[name]). These are what Claude Code 2.1.332 sends on its first
+-- try; refused with a 400, it tries again without (one beta fewer each time).
+local BETA_ALLOWS = {
+  -- {"role": "system"} messages inside messages (Claude Code 2.1.332 sends
+  -- them under per-turn-control / mid-conversation-tool-changes; earlier
+  -- versions and other clients under mid-conversation-system)
+  { allows = "system_role", betas = { "mid-conversation-system-2026-04-07", "per-turn-control-2026-07-01",
+    "mid-conversation-tool-changes-2026-07-01" } },
+  -- output_config {effort} on such a system message
+  { allows = "system_output_config", betas = { "per-turn-control-2026-07-01" } },
+  -- thinking.display "updates" (claude interactive)
+  { allows = "thinking_display_updates", betas = { "thinking-display-updates-2026-08-18" } },
+  -- the top-level safeguards list (claude interactive, auto mode)
+  { allows = "safeguards", betas = { "dangerous-tool-use-2026-09-03" } },
+}
+
+-- a field or value only a beta allows: refused as the API refuses it without
+local function only_with(allows, shape)
+  return function(v, path, ctx)
+    if not ctx.allows[allows] then return { kind = "extra", path = path } end
+    return shape(v, path, ctx)
+  end
+end
+
+AN.thinking_display = S.custom(function(v, path, ctx)
+  local values = { "summarized", "omitted" }
+  if ctx.allows.thinking_display_updates then values[#values + 1] = "updates" end
+  return enum(values)(v, path, ctx)
+end)
+
+AN.message = S.tagged("role", {
+  user = obj({ role = any(), content = an_content "user" }, { required = { "content" } }),
+  assistant = obj({ role = any(), content = an_content "assistant" }, { required = { "content" } }),
+  system = S.all(S.custom(function(_, path, ctx)
+    if not ctx.allows.system_role then
+      return string.format("messages.%d.role: Input should be 'user' or 'assistant'", path[2])
+    end
+  end), obj({ role = any(),
+    output_config = only_with("system_output_config", obj({ effort = enum { "low", "medium", "high", "xhigh", "max" } })),
+    content = S.either(str(), list(S.tagged("type", { text = AN.text, tool_addition = any(), tool_removal = any() },
+      { "text", "tool_addition", "tool_removal" }))) }, { required = { "content" } })),
+}, { "user", "assistant" })
+
+AN.tool = S.custom(function(t, path, ctx)
+  if not is_object(t) then return end
+  if t.type == nil or t.type == "custom" then
+    local problem = obj({ type = any(), name = str { pattern = "^[a-zA-Z0-9_-]+$", max_len = 128, pattern_text = "^[a-zA-Z0-9_-]{1,128}$" },
+      description = str(), input_schema = S.all(S.json_schema(), S.custom(function(s)
+        if s.type ~= "object" then return "input_schema: Input should be a JSON schema of type 'object'" end
+      end)), cache_control = AN.cache_control, strict = bool(), defer_loading = bool(), input_examples = any(),
+      eager_input_streaming = any(), allowed_callers = any() },
+      { required = { "name", "input_schema" } })(t, path, ctx)
+    return problem
+  elseif type(t.type) ~= "string" or not t.type:find("_%d%d%d%d%d%d%d%d$") then
+    return string.format("tools.%d.type: Input tag '%s' found using 'type' does not match any of the expected tags",
+      path[2], tostring(t.type))
+  end
+end)
+
+AN.request = obj({
+  model = str(),
+  messages = list(AN.message),
+  max_tokens = int { min = 1 },
+  system = S.either(str(), list(AN.text)),
+  metadata = obj({ user_id = S.nullable(str()) }),
+  stop_sequences = list(str()),
+  stream = bool(),
+  temperature = num { min = 0, max = 1 },
+  top_p = num { min = 0, max = 1 },
+  top_k = int { min = 0 },
+  tools = list(AN.tool),
+  tool_choice = S.tagged("type", {
+    auto = obj({ type = any(), disable_parallel_tool_use = bool() }),
+    any = obj({ type = any(), disable_parallel_tool_use = bool() }),
+    tool = obj({ type = any(), name = str(), disable_parallel_tool_use = bool() }, { required = { "name" } }),
+    none = obj({ type = any() }),
+  }, { "auto", "any", "tool", "none" }),
+  thinking = S.tagged("type", {
+    enabled = obj({ type = any(), budget_tokens = int { min = 1024 }, display = AN.thinking_display },
+      { required = { "budget_tokens" } }),
+    disabled = obj({ type = any() }),
+    adaptive = obj({ type = any(), display = AN.thinking_display }),
+  }, { "enabled", "disabled", "adaptive" }),
+  output_config = obj({ effort = enum { "low", "medium", "high", "xhigh", "max" },
+    format = S.nullable(S.tagged("type", { json_schema = obj({ type = any(), schema = S.json_schema() }, { required = { "schema" } }) },
+      { "json_schema" })) }),
+  output_format = S.nullable(S.tagged("type", { json_schema = obj({ type = any(), schema = S.json_schema() }, { required = { "schema" } }) },
+    { "json_schema" })),
+  service_tier = enum { "auto", "standard_only" },
+  container = any(),
+  mcp_servers = list(obj({}, { open = true })),
+  context_management = obj({}, { open = true }),
+  inference_geo = str(),
+  speed = str(),
+  cache_control = AN.cache_control,
+  safeguards = only_with("safeguards", list(obj({}, { open = true }))),
+}, { required = { "model", "messages", "max_tokens" } })
+
+-- count_tokens: the same, without max_tokens and stream
+AN.count_request = S.custom(function(req, path, ctx)
+  if not is_object(req) then return "Input should be a valid dictionary" end
+  if req.stream ~= nil then return "stream: Extra inputs are not permitted" end
+  if req.max_tokens ~= nil then return "max_tokens: Extra inputs are not permitted" end
+  local copy = {}
+  for k, v in pairs(req) do copy[k] = v end
+  copy.max_tokens = 1
+  return AN.request(copy, path, ctx)
+end)
+
+local function an_path(path)
+  local out = {}
+  for i, k in ipairs(path) do out[i] = tostring(k) end
+  return table.concat(out, ".")
+end
+
+local an_type_words = { string = "a valid string", integer = "a valid integer", number = "a valid number",
+  boolean = "a valid boolean", array = "a valid list", object = "a valid dictionary" }
+
+local function an_quoted(values)
+  local q = {}
+  for i, v in ipairs(values) do q[i] = "'" .. tostring(v) .. "'" end
+  if #q < 2 then return q[1] or "" end
+  return table.concat(q, ", ", 1, #q - 1) .. " or " .. q[#q]
+end
+
+-- a problem in Anthropic's words -> message
+local function an_words(p)
+  local where = an_path(p.path)
+  if p.kind == "missing" then return where .. ": Field required" end
+  if p.kind == "type" then return where .. ": Input should be " .. an_type_words[p.want] end
+  if p.kind == "enum" then return where .. ": Input should be " .. an_quoted(p.values) end
+  if p.kind == "tag" then
+    if p.key == "role" then return where .. ".role: Input should be " .. an_quoted(p.values) end
+    return string.format("%s: Input tag '%s' found using '%s' does not match any of the expected tags: %s", where,
+      tostring(p.got), p.key, table.concat((function()
+        local q = {}
+        for i, v in ipairs(p.values) do q[i] = "'" .. v .. "'" end
+        return q
+      end)(), ", "))
+  end
+  if p.kind == "extra" then return where .. ": Extra inputs are not permitted" end
+  if p.kind == "min" then return string.format("%s: Input should be greater than or equal to %s", where, tostring(p.min)) end
+  if p.kind == "max" then return string.format("%s: Input should be less than or equal to %s", where, tostring(p.max)) end
+  if p.kind == "min_items" then return string.format("%s: List should have at least %d item", where, p.min) end
+  if p.kind == "pattern" then return string.format("%s: String should match pattern '%s'", where, p.pattern) end
+  return p.message
+end
+
+-- Anthropic's turns: consecutive same-role messages merged (the API does so),
+-- system messages kept apart; each turn {role, blocks, first, last} (indexes)
+local function an_turns(messages)
+  local turns = {}
+  for i, m in ipairs(messages) do
+    local blocks = type(m.content) == "string" and { { type = "text", text = m.content } } or m.content
+    local last = turns[#turns]
+    if last and last.role == m.role and m.role ~= "system" then
+      for _, b in ipairs(blocks) do last.blocks[#last.blocks + 1] = b end
+      last.last = i
+    else
+      local copy = {}
+      for j, b in ipairs(blocks) do copy[j] = b end
+      turns[#turns + 1] = { role = m.role, blocks = copy, first = i, last = i }
+    end
+  end
+  return turns
+end
+
+RULES.anthropic = {
+  { "at least one message", function(req)
+    if #req.messages == 0 then return "messages: at least one message is required" end
+  end },
+  { "the first message is the user's", function(req)
+    if req.messages[1].role ~= "user" then return 'messages: first message must use the "user" role' end
+  end },
+  { "every message has content (but the final assistant one); text blocks are not empty", function(req)
+    for i, m in ipairs(req.messages) do
+      local final_assistant = i == #req.messages and m.role == "assistant"
+      if (m.content == "" or (is_list(m.content) and #m.content == 0)) and not final_assistant then
+        return string.format("messages.%d: all messages must have non-empty content except for the optional final assistant message", i - 1)
+      end
+      if is_list(m.content) then
+        for j, b in ipairs(m.content) do
+          if b.type == "text" and b.text == "" then
+            return string.format("messages.%d.content.%d.text: text content blocks must be non-empty", i - 1, j - 1)
+          end
+        end
+      end
+    end
+  end },
+  { "the final assistant message does not end with whitespace", function(req)
+    local m = req.messages[#req.messages]
+    if m.role ~= "assistant" then return end
+    local last = type(m.content) == "string" and m.content or (m.content[#m.content] or {}).text
+    if type(last) == "string" and last:find("%s$") then
+      return "messages: final assistant content cannot end with trailing whitespace"
+    end
+  end },
+  { "a tool_result answers a tool_use of the assistant turn just before it (system messages between ignored); "
+    .. "tool_results come first in their turn; every tool_use of a turn followed by a user turn is answered there", function(req)
+    local turns = an_turns(req.messages)
+    local prev -- the last user or assistant turn
+    for _, t in ipairs(turns) do
+      if t.role ~= "system" then
+        local uses = {}
+        if prev and prev.role == "assistant" then
+          for _, b in ipairs(prev.blocks) do if b.type == "tool_use" then uses[b.id] = true end end
+        end
+        if t.role == "user" then
+          local results, seen_other = {}, false
+          for j, b in ipairs(t.blocks) do
+            if b.type == "tool_result" then
+              if not uses[b.tool_use_id] then
+                return string.format("messages.%d.content.%d: unexpected `tool_use_id` found in `tool_result` blocks: %s. "
+                  .. "Each `tool_result` block must have a corresponding `tool_use` block in the previous message.",
+                  t.first - 1, j - 1, tostring(b.tool_use_id))
+              end
+              if seen_other then
+                return string.format("messages.%d: `tool_result` blocks must come first in the user message's content, "
+                  .. "before any other blocks", t.first - 1)
+              end
+              results[b.tool_use_id] = true
+            else
+              seen_other = true
+            end
+          end
+          local missing = {}
+          for id in pairs(uses) do if not results[id] then missing[#missing + 1] = id end end
+          if #missing > 0 then
+            table.sort(missing)
+            return string.format("messages.%d: `tool_use` ids were found without `tool_result` blocks immediately after: %s. "
+              .. "Each `tool_use` block must have a corresponding `tool_result` block in the next message.",
+              prev.last - 1, table.concat(missing, ", "))
+          end
+        end
+        prev = t
+      end
+    end
+  end },
+  { "thinking.budget_tokens below max_tokens", function(req)
+    local t = req.thinking
+    if is_object(t) and t.type == "enabled" and req.max_tokens and t.budget_tokens >= req.max_tokens then
+      return "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at "
+        .. "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size"
+    end
+  end },
+  { "temperature only 1 with thinking on", function(req)
+    local t = req.thinking
+    if is_object(t) and t.type == "enabled" and req.temperature ~= nil and req.temperature ~= 1 then
+      return "`temperature` may only be set to 1 when thinking is enabled. Please consult our documentation at "
+        .. "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#feature-compatibility"
+    end
+  end },
+  { "tool names unique", function(req)
+    local seen = {}
+    for _, t in ipairs(req.tools or {}) do
+      if t.name and seen[t.name] then return "tools: Tool names must be unique." end
+      if t.name then seen[t.name] = true end
+    end
+  end },
+}
+
+local SHAPES = { openai = OA.request, anthropic = AN.request, anthropic_count = AN.count_request }
+
+---------------------------------------------------------------------------
+-- check(api, headers, body) -> nil, nil, request | message, error body (a JSON value)
+---------------------------------------------------------------------------
+local function api_of(path)
+  local p = path:gsub("%?.*$", "")
+  if p:find("/chat/completions$") then return "openai" end
+  if p:find("/messages/count_tokens$") then return "anthropic_count" end
+  if p:find("/messages$") then return "anthropic" end
+end
+
+local function openai_error(message, param, code)
+  return { error = { message = message, type = "invalid_request_error", param = param or cjson.null, code = code or cjson.null } }
+end
+
+local function anthropic_error(message)
+  return { type = "error", error = { type = "invalid_request_error", message = message }, request_id = "req_mock" }
+end
+
+local function check(api, headers, body)
+  local ok, req = pcall(decode, body)
+  if api == "openai" then
+    if not ok then
+      local message = "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
+        .. "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
+      return message, openai_error(message)
+    end
+    local problem = SHAPES.openai(req, {}, {})
+    if problem then
+      local message, param, code = oa_words(problem)
+      return message, openai_error(message, param, code)
+    end
+    for _, rule in ipairs(RULES.openai) do
+      local message, param = rule[2](req)
+      if message then return message, openai_error(message, param) end
+    end
+    return nil, nil, req
+  end
+  if not ok then
+    local message = "There was an issue with your request body: " .. tostring(req)
+    return message, anthropic_error(message)
+  end
+  local ctx = { allows = {} }
+  local beta = "," .. (headers["anthropic-beta"] or ""):gsub("%s", "") .. ","
+  for _, b in ipairs(BETA_ALLOWS) do
+    for _, name in ipairs(b.betas) do
+      if beta:find("," .. name .. ",", 1, true) then ctx.allows[b.allows] = true end
+    end
+  end
+  local problem = SHAPES[api](req, {}, ctx)
+  if problem then
+    local message = an_words(problem)
+    return message, anthropic_error(message)
+  end
+  for _, rule in ipairs(RULES.anthropic) do
+    local message = rule[2](req)
+    if message then return message, anthropic_error(message) end
+  end
+  return nil, nil, req
+end
+
+---------------------------------------------------------------------------
+-- answers
+---------------------------------------------------------------------------
 local function now_ms()
   local s, us = uv.gettimeofday()
   return s * 1000 + us / 1000
@@ -44,14 +1115,14 @@ local function head(status, headers)
 end
 
 local function last_user_text(req)
-  local msgs = req.messages or {}
+  local msgs = is_list(req.messages) and req.messages or {}
   for i = #msgs, 1, -1 do
     local m = msgs[i]
-    if m.role == "user" then
+    if is_object(m) and m.role == "user" then
       if type(m.content) == "string" then return m.content end
       local out = {}
-      for _, p in ipairs(m.content or {}) do
-        if p.type == "text" then out[#out + 1] = p.text end
+      for _, p in ipairs(is_list(m.content) and m.content or {}) do
+        if is_object(p) and p.type == "text" and type(p.text) == "string" then out[#out + 1] = p.text end
       end
       return table.concat(out)
     end
@@ -59,50 +1130,104 @@ local function last_user_text(req)
   return ""
 end
 
--- the default answers: an echo in the format of the path
-local function default_script(path, req)
-  local text = last_user_text(req)
-  local words = {}
-  for w in text:gmatch("%S+%s*") do words[#words + 1] = w end
-  if path:find("/messages$") then
-    if not req.stream then
-      return { json = { id = "msg_mock", type = "message", role = "assistant", model = req.model,
-        content = { { type = "text", text = text } }, stop_reason = "end_turn", stop_sequence = cjson.null,
-        usage = { input_tokens = 7, output_tokens = #words } } }
-    end
-    local frames = {
-      { event = "message_start", json = { type = "message_start", message = { id = "msg_mock", type = "message",
-        role = "assistant", model = req.model, content = {}, stop_reason = cjson.null, stop_sequence = cjson.null,
-        usage = { input_tokens = 7, output_tokens = 1 } } } },
-      { event = "content_block_start", json = { type = "content_block_start", index = 0,
-        content_block = { type = "text", text = "" } } },
-    }
-    for _, w in ipairs(words) do
-      frames[#frames + 1] = { event = "content_block_delta", json = { type = "content_block_delta", index = 0,
-        delta = { type = "text_delta", text = w } } }
-    end
-    frames[#frames + 1] = { event = "content_block_stop", json = { type = "content_block_stop", index = 0 } }
-    frames[#frames + 1] = { event = "message_delta", json = { type = "message_delta",
-      delta = { stop_reason = "end_turn", stop_sequence = cjson.null }, usage = { output_tokens = #words } } }
-    frames[#frames + 1] = { event = "message_stop", json = { type = "message_stop" } }
-    return { frames = frames }
+local function model_of(req) return type(req.model) == "string" and req.model or "mock" end
+
+-- an Anthropic message for reply r, whole or as SSE frames
+local function anthropic_reply(req, r, stream)
+  local content = {}
+  if r.thinking then content[#content + 1] = { type = "thinking", thinking = r.thinking, signature = r.signature or "sig_mock" } end
+  if r.text then content[#content + 1] = { type = "text", text = r.text } end
+  for i, c in ipairs(r.tool_calls or {}) do
+    content[#content + 1] = { type = "tool_use", id = c.id or ("toolu_mock_" .. i), name = c.name,
+      input = c.input or setmetatable({}, { __jsontype = "object" }) }
   end
-  if not req.stream then
-    return { json = { id = "chatcmpl-mock", object = "chat.completion", created = 1, model = req.model,
-      choices = { { index = 0, message = { role = "assistant", content = text }, finish_reason = "stop" } },
-      usage = { prompt_tokens = 7, completion_tokens = #words, total_tokens = 7 + #words } } }
+  local stop = r.stop or ((r.tool_calls and #r.tool_calls > 0) and "tool_use" or "end_turn")
+  local words = 0
+  for _ in (r.text or ""):gmatch("%S+") do words = words + 1 end
+  local usage = { input_tokens = 7, output_tokens = words }
+  if not stream then
+    return { json = { id = "msg_mock", type = "message", role = "assistant", model = model_of(req), content = content,
+      stop_reason = stop, stop_sequence = cjson.null, usage = usage } }
   end
-  local function chunk(delta, finish)
-    return { json = { id = "chatcmpl-mock", object = "chat.completion.chunk", created = 1, model = req.model,
-      choices = { { index = 0, delta = delta, finish_reason = finish or cjson.null } } } }
+  local frames = {
+    { event = "message_start", json = { type = "message_start", message = { id = "msg_mock", type = "message",
+      role = "assistant", model = model_of(req), content = {}, stop_reason = cjson.null, stop_sequence = cjson.null,
+      usage = { input_tokens = 7, output_tokens = 1 } } } },
+  }
+  local function add(event, json) frames[#frames + 1] = { event = event, json = json } end
+  for i, b in ipairs(content) do
+    local index = i - 1
+    if b.type == "thinking" then
+      add("content_block_start", { type = "content_block_start", index = index, content_block = { type = "thinking", thinking = "", signature = "" } })
+      add("content_block_delta", { type = "content_block_delta", index = index, delta = { type = "thinking_delta", thinking = b.thinking } })
+      add("content_block_delta", { type = "content_block_delta", index = index, delta = { type = "signature_delta", signature = b.signature } })
+    elseif b.type == "text" then
+      add("content_block_start", { type = "content_block_start", index = index, content_block = { type = "text", text = "" } })
+      for w in b.text:gmatch("%S+%s*") do
+        add("content_block_delta", { type = "content_block_delta", index = index, delta = { type = "text_delta", text = w } })
+      end
+    else
+      add("content_block_start", { type = "content_block_start", index = index,
+        content_block = { type = "tool_use", id = b.id, name = b.name, input = {} } })
+      add("content_block_delta", { type = "content_block_delta", index = index,
+        delta = { type = "input_json_delta", partial_json = cjson.encode(b.input) } })
+    end
+    add("content_block_stop", { type = "content_block_stop", index = index })
+  end
+  add("message_delta", { type = "message_delta", delta = { stop_reason = stop, stop_sequence = cjson.null },
+    usage = { output_tokens = words } })
+  add("message_stop", { type = "message_stop" })
+  return { frames = frames }
+end
+
+-- an OpenAI chat completion for reply r, whole or as SSE chunks
+local function openai_reply(req, r, stream)
+  local calls = {}
+  for i, c in ipairs(r.tool_calls or {}) do
+    calls[i] = { id = c.id or ("call_mock_" .. i), type = "function",
+      ["function"] = { name = c.name, arguments = c.input and cjson.encode(c.input) or "{}" } }
+  end
+  local finish = r.stop or (#calls > 0 and "tool_calls" or "stop")
+  local words = 0
+  for _ in (r.text or ""):gmatch("%S+") do words = words + 1 end
+  local usage = { prompt_tokens = 7, completion_tokens = words, total_tokens = 7 + words }
+  if not stream then
+    local message = { role = "assistant", content = (r.text and r.text ~= "") and r.text or (#calls > 0 and cjson.null or r.text or "") }
+    if r.thinking then message.reasoning_content = r.thinking end
+    if #calls > 0 then message.tool_calls = calls end
+    return { json = { id = "chatcmpl-mock", object = "chat.completion", created = 1, model = model_of(req),
+      choices = { { index = 0, message = message, finish_reason = finish } }, usage = usage } }
+  end
+  local function chunk(delta, fin)
+    return { json = { id = "chatcmpl-mock", object = "chat.completion.chunk", created = 1, model = model_of(req),
+      choices = { { index = 0, delta = delta, finish_reason = fin or cjson.null } } } }
   end
   local frames = { chunk({ role = "assistant", content = "" }) }
-  for _, w in ipairs(words) do frames[#frames + 1] = chunk({ content = w }) end
-  frames[#frames + 1] = chunk({}, "stop")
+  if r.thinking then frames[#frames + 1] = chunk({ reasoning_content = r.thinking }) end
+  for w in (r.text or ""):gmatch("%S+%s*") do frames[#frames + 1] = chunk({ content = w }) end
+  for i, c in ipairs(calls) do
+    frames[#frames + 1] = chunk({ tool_calls = { { index = i - 1, id = c.id, type = "function",
+      ["function"] = { name = c["function"].name, arguments = "" } } } })
+    frames[#frames + 1] = chunk({ tool_calls = { { index = i - 1, ["function"] = { arguments = c["function"].arguments } } } })
+  end
+  frames[#frames + 1] = chunk({}, finish)
   frames[#frames + 1] = { json = { id = "chatcmpl-mock", object = "chat.completion.chunk", created = 1,
-    model = req.model, choices = {}, usage = { prompt_tokens = 7, completion_tokens = #words, total_tokens = 7 + #words } } }
+    model = model_of(req), choices = {}, usage = usage } }
   frames[#frames + 1] = { data = "[DONE]" }
   return { frames = frames }
+end
+
+-- a reply in the format of the path
+local function reply_script(path, req, r)
+  local api = api_of(path)
+  if api == "anthropic" or api == "anthropic_count" then return anthropic_reply(req, r, req.stream == true) end
+  return openai_reply(req, r, req.stream == true)
+end
+
+-- the default answer: an echo of the last user message
+local function default_script(path, req)
+  if api_of(path) == "anthropic_count" then return { json = { input_tokens = 7 } } end
+  return reply_script(path, req, { text = last_user_text(req) })
 end
 
 local function serve_script(tcp, script, record, done)
@@ -170,20 +1295,60 @@ local function on_request(tcp, method, path, headers, body, done, conn)
     respond_json(tcp, 200, { queued = #queue })
     return done(true)
   elseif path == "/_mock/requests" then
-    respond_json(tcp, 200, #requests > 0 and requests or cjson.empty_array or {})
+    if #requests == 0 then -- lua-cjson writes an empty table as {}
+      send(tcp, head(200, { ["content-type"] = "application/json", ["content-length"] = 2 }) .. "[]")
+    else
+      respond_json(tcp, 200, requests)
+    end
     return done(true)
   elseif path == "/_mock/reset" then
-    queue, requests = {}, {}
+    queue, requests, strict = {}, {}, true
     respond_json(tcp, 200, { ok = true })
+    return done(true)
+  elseif path == "/_mock/strict" then
+    local ok, v = pcall(cjson.decode, body)
+    strict = not (ok and type(v) == "table" and v.strict == false)
+    respond_json(tcp, 200, { strict = strict })
     return done(true)
   end
   local record = { method = method, path = path, headers = headers, body = body, at_ms = now_ms(), conn = conn.id }
   requests[#requests + 1] = record
   conn.records[#conn.records + 1] = record
+  -- a client using the mock as its HTTP(S) proxy: an absolute URL is served
+  -- as any request (the daemon's http_proxy spec), a CONNECT refused
+  if path:find("^%a+://") then record.proxy = true end
+  if method == "CONNECT" then
+    record.proxy = true
+    local msg = "the mock is no proxy: " .. method .. " " .. path
+    send(tcp, head(403, { ["content-type"] = "text/plain", ["content-length"] = #msg, connection = "close" }) .. msg)
+    return done(false)
+  end
+  local api = method == "POST" and (headers["content-type"] or ""):find("^application/json") and api_of(path)
+  local req
+  if api then
+    local message, err
+    message, err, req = check(api, headers, body)
+    if message and strict then
+      record.rejected = message
+      respond_json(tcp, 400, err)
+      return done(true)
+    end
+  end
   local script = table.remove(queue, 1)
   if not script then
-    local ok, req = pcall(cjson.decode, body)
-    script = default_script(path, ok and type(req) == "table" and req or {})
+    if not req then
+      local ok, r = pcall(decode, body)
+      req = ok and is_object(r) and r or {}
+    end
+    script = default_script(path, req)
+  elseif script.reply then
+    if not req then
+      local ok, r = pcall(decode, body)
+      req = ok and is_object(r) and r or {}
+    end
+    local s = reply_script(path, req, script.reply)
+    s.delay_ms, s.headers = script.delay_ms, script.headers
+    script = s
   end
   serve_script(tcp, script, record, done)
 end

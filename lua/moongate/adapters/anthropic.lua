@@ -102,10 +102,16 @@ local function usage_event(u, output)
 end
 
 -- may an Anthropic upstream take system messages among the others? Only
--- with the beta that allows them, which the client asked for
+-- with a beta that allows them, which the client asked for (Claude Code
+-- 2.1 sends them under per-turn-control or mid-conversation-tool-changes)
+local system_betas = { "mid-conversation-system", "per-turn-control", "mid-conversation-tool-changes" }
 local function mid_system(creq)
   local b = creq.anthropic_beta
-  return type(b) == "string" and b:find("mid-conversation-system", 1, true) ~= nil
+  if type(b) ~= "string" then return false end
+  for _, name in ipairs(system_betas) do
+    if b:find(name, 1, true) then return true end
+  end
+  return false
 end
 
 --- request(creq, conf) -> wire table
@@ -134,7 +140,7 @@ function M.request(creq, conf)
     if m.role == "system" then
       local text = canonical.text(m.content, "\n\n")
       if keep_system then
-        msgs[#msgs + 1] = { role = "system", content = text }
+        msgs[#msgs + 1] = { role = "system", content = text, output_config = m.output_config }
       elseif text ~= "" then -- folded into the system prompt, in order
         system[#system + 1] = text
       end
@@ -232,8 +238,18 @@ function M.request(creq, conf)
   if creq.tools and #creq.tools > 0 then
     req.tools = {}
     for i, t in ipairs(creq.tools) do
-      if t.server then
-        req.tools[i] = t.raw -- a server tool: only an Anthropic client names one
+      if t.native then
+        refuse(string.format("tools[%d]: a tool of type '%s' cannot be sent to an Anthropic-format upstream; use a function tool", i - 1, t.native), "tools")
+      elseif t.server or (t.raw and creq.client == "anthropic") then
+        -- a server tool (only an Anthropic client names one), or an
+        -- Anthropic client's own tool: as it came, its schema's lists kept
+        req.tools[i] = t.raw
+        if t.raw.input_schema then
+          local copy = {}
+          for k, v in pairs(t.raw) do copy[k] = v end
+          copy.input_schema = json.schema(t.raw.input_schema)
+          req.tools[i] = copy
+        end
       else
         req.tools[i] = { name = t.name, description = t.description, strict = t.strict,
           input_schema = json.schema(t.parameters) or { type = "object", properties = json.decode("{}") } }
@@ -253,6 +269,10 @@ function M.request(creq, conf)
   end
   -- an Anthropic client's own fields reach an Anthropic upstream as they came
   if creq.client == "anthropic" and creq.raw then
+    local th = creq.raw.thinking
+    if req.thinking and type(th) == "table" and th.type == req.thinking.type then
+      for k, v in pairs(th) do if req.thinking[k] == nil then req.thinking[k] = v end end
+    end
     for k, v in pairs(creq.raw) do
       if req[k] == nil and not built[k] then req[k] = v end
     end

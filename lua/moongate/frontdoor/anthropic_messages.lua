@@ -36,6 +36,7 @@ M.fields = {
   temperature = "mapped", top_p = "mapped", stop_sequences = "mapped", tools = "mapped",
   tool_choice = "mapped", thinking = "mapped", output_config = "mapped", metadata = "mapped",
   top_k = "drop", context_management = "drop", service_tier = "drop", inference_geo = "drop",
+  safeguards = "drop",
   container = "a code-execution container lives on Anthropic's servers; an OpenAI-format upstream has none",
   mcp_servers = "MCP servers are called by Anthropic's servers; an OpenAI-format upstream cannot call them",
 }
@@ -198,7 +199,16 @@ local function decode_messages(msgs, creq)
     else
       refuse(loc(i) .. ".content: Input should be a valid string or list")
     end
-    list[#list + 1] = { role = m.role, content = blocks }
+    local msg = { role = m.role, content = blocks }
+    for k, v in pairs(m) do
+      if k == "output_config" and m.role == "system" and is_object(v) then
+        msg.output_config = v -- a per-turn setting: kept for an Anthropic upstream
+        canonical.dropped(creq, "messages[].output_config")
+      elseif k ~= "role" and k ~= "content" then
+        canonical.dropped(creq, "messages[]." .. tostring(k))
+      end
+    end
+    list[#list + 1] = msg
   end
   return list
 end
@@ -228,7 +238,7 @@ local function tool_of(t, i)
   end
   return { name = t.name, description = type(t.description) == "string" and t.description or nil,
     parameters = t.input_schema, strict = t.strict == true or nil,
-    cache_control = t.cache_control ~= nil or nil }
+    cache_control = t.cache_control ~= nil or nil, defer_loading = t.defer_loading ~= nil or nil, raw = t }
 end
 
 --- decode(body, headers [, opts]) -> canonical request | nil, err
@@ -323,6 +333,7 @@ function M.decode(body, headers, opts)
     creq.reasoning = { budget_tokens = budget, effort = oc.effort or reasoning.effort_for(budget) }
   elseif th.type == "adaptive" then
     creq.reasoning = { adaptive = true, effort = oc.effort }
+    if th.display ~= nil then canonical.dropped(creq, "thinking.display") end
   elseif type(oc.effort) == "string" and th.type ~= "disabled" then
     creq.reasoning = { effort = oc.effort, effort_only = true }
   end

@@ -338,11 +338,15 @@ function M.decode(body, headers)
     creq.tools = {}
     for i, t in ipairs(tools) do
       local fn = is_object(t) and t["function"]
-      if not is_object(fn) or type(fn.name) ~= "string" then
+      if is_object(t) and t.type ~= nil and t.type ~= "function" then
+        -- a tool of another type (custom, ...): the upstream judges it
+        fn = { name = is_object(t[t.type]) and t[t.type].name or tostring(t.type) }
+      elseif not is_object(fn) or type(fn.name) ~= "string" then
         return missing(string.format("tools[%d].function.name", i - 1))
       end
       creq.tools[i] = { name = fn.name, description = type(fn.description) == "string" and fn.description or nil,
-        parameters = fn.parameters ~= null and fn.parameters or nil, strict = fn.strict == true or nil }
+        parameters = fn.parameters ~= null and fn.parameters or nil, strict = fn.strict == true or nil,
+        raw = t, native = t.type ~= nil and t.type ~= "function" and t.type or nil }
     end
   end
   local tc = req.tool_choice
