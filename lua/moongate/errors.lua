@@ -137,14 +137,28 @@ function M.context_overflow(text)
     local info = {
       max = num(lower:match("maximum context length is (%d+)")) or num(lower:match("context size %(?(%d+)")),
       tokens = num(lower:match("(%d+) in the messages")) or num(lower:match("resulted in (%d+) tokens"))
-        or num(lower:match("has (%d+) input tokens")) or num(lower:match("requested (%d+) tokens")),
+        or num(lower:match("has (%d+) input tokens")),
     }
+    -- a prompt that fits but leaves no room for the answer: the whole
+    -- request's count (vLLM's "you requested N tokens (P in the messages,
+    -- C in the completion)")
+    local requested = num(lower:match("requested (%d+) tokens"))
+    if requested and (not info.tokens or (info.max and info.tokens <= info.max)) then info.tokens = requested end
     if type(e) == "table" then -- llama.cpp's server says them as fields
       info.tokens = info.tokens or tonumber(e.n_prompt_tokens)
       info.max = info.max or tonumber(e.n_ctx)
     end
     return info
   end
+end
+
+--- says_overflow(client, err) -> does err already say "prompt too long"
+-- the way the client's API does?
+function M.says_overflow(client, err)
+  if client == "anthropic" then
+    return type(err.message) == "string" and err.message:find("^prompt is too long: %d+ tokens > %d+ maximum") ~= nil
+  end
+  return err.code == "context_length_exceeded"
 end
 
 --- context_error(client, info, estimate) -> the error a client of that

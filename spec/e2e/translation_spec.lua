@@ -143,6 +143,13 @@ return {
       message = "the request exceeds the available context size, try increasing it", n_prompt_tokens = 9000, n_ctx = 8192 } } } }
     res = post("/v1/messages", { model = "gpt-test", max_tokens = 5, messages = { { role = "user", content = "long" } } })
     assert.equal("prompt is too long: 9000 tokens > 8192 maximum", json.decode(res.body).error.message)
+    -- and to an OpenAI client of that server, OpenAI's code
+    mock:queue { { status = 400, json = { error = { code = 400, type = "BadRequestError",
+      message = "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4000 in the messages, 1000 in the completion)." } } } }
+    res = post("/v1/chat/completions", { model = "gpt-test", messages = { { role = "user", content = "long" } } })
+    e = json.decode(res.body).error
+    assert.equal("context_length_exceeded", e.code)
+    assert.matches("maximum context length is 4096 tokens. However, your messages resulted in 5000 tokens", e.message, 1, true)
   end)
 
   it("estimates count_tokens over the system prompt and the tools too", function()

@@ -218,16 +218,16 @@ function M.kind(adapter)
             retryable = status == 429 or status >= 500 }
           if creq.client == a.format then -- the same format: its type, code and param hold
             ev.error_type, ev.code, ev.param = errors.upstream_detail(text)
-          else
-            -- a prompt too long, in the words the client's own API uses
-            local overflow = status == 400 or status == 413 or status == 422
-            overflow = overflow and errors.context_overflow(text)
-            if overflow then
-              local ok, est = pcall(canonical.prompt_tokens, creq)
-              local e = errors.context_error(creq.client, overflow, ok and est or nil)
-              ev.status, ev.message, ev.error_type, ev.code, ev.param = e.status, e.message, e.type, e.code, e.param
-              ev.retryable = false
-            end
+          end
+          -- a prompt too long, in the words the client's own API uses
+          -- (whatever the upstream's: vLLM's and llama.cpp's differ from
+          -- OpenAI's own)
+          local overflow = (status == 400 or status == 413 or status == 422) and errors.context_overflow(text)
+          if overflow and not errors.says_overflow(creq.client, ev) then
+            local ok, est = pcall(canonical.prompt_tokens, creq)
+            local e = errors.context_error(creq.client, overflow, ok and est or nil)
+            ev.status, ev.message, ev.error_type, ev.code, ev.param = e.status, e.message, e.type, e.code, e.param
+            ev.retryable = false
           end
           return sink.emit(ev)
         end
