@@ -22,7 +22,7 @@ local function ends(h, status) ended[h] = status end
 local core = {
   version = "bench", _cpu_count = function() return 1 end,
   _log = function() end, _log_level = function() end,
-  _on_close = function() end, _on_drain = function() end,
+  _on_close = function() end, _on_drain = function() end, _req_note = function() end,
   _pool_serves = function() return false end, _pool_models = function() return {} end,
   _respond = function(h, status) ends(h, status) return true end,
   _stream_start = function(h, status) ended[h] = -status return true end, -- negative: open

@@ -7,6 +7,13 @@
  * until the response in flight is out. The socket keeps being read meanwhile
  * (up to a cap) so that a client that goes away is seen at once.
  *
+ * A response often ends inside a callback of libcurl's (the upstream's last
+ * bytes arrive), where starting another transfer is refused: the pipelined
+ * request that follows is therefore dispatched from the event loop, by the
+ * worker's idle handle (w->h1_idle, opened on first use and closed by
+ * mg_h1_close_all), never from inside the callback that ended the previous
+ * one.
+ *
  * A WebSocket Upgrade request is handed to the worker's lws vhost: the
  * socket (dup'ed, since our handle closes its own descriptor), with the
  * request head rebuilt from what was parsed and any bytes read after it.
@@ -50,6 +57,9 @@ typedef struct mg_h1_conn {
 	int flushing, flush_again; /* flush re-entry guard (Lua runs inside) */
 	int processing, again; /* conn_process re-entry guard */
 	int reading;
+	int deferred;          /* 1: on the worker's list for its idle handle;
+				* 2: on the list the idle callback is serving */
+	struct mg_h1_conn *defer_next;
 	int closing;
 	int lingering;         /* response out, FIN sent, draining input */
 	int in_body;           /* the request's headers are in: its body arrives */
@@ -86,11 +96,25 @@ static void on_handle_closed(uv_handle_t *h)
 	free(c);
 }
 
+static void undefer(mg_h1_conn *c)
+{
+	mg_h1_conn **p = (mg_h1_conn **)&c->w->h1_deferred;
+
+	while (*p && *p != c)
+		p = &(*p)->defer_next;
+	if (*p)
+		*p = c->defer_next;
+	c->defer_next = NULL;
+	c->deferred = 0;
+}
+
 static void conn_close(mg_h1_conn *c)
 {
 	if (c->closing)
 		return;
 	c->closing = 1;
+	if (c->deferred == 1)
+		undefer(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -158,6 +182,45 @@ static void linger(mg_h1_conn *c)
 	}
 }
 
+static void on_idle(uv_idle_t *h)
+{
+	mg_worker *w = h->data;
+	mg_h1_conn *list = w->h1_deferred;
+
+	/* the ones waiting now; any added meanwhile wait for the next turn */
+	w->h1_deferred = NULL;
+	for (mg_h1_conn *c = list; c; c = c->defer_next)
+		c->deferred = 2; /* a close meanwhile leaves this list alone */
+	while (list) {
+		mg_h1_conn *c = list;
+		list = c->defer_next;
+		c->defer_next = NULL;
+		c->deferred = 0;
+		if (!c->closing)
+			conn_process(c);
+	}
+	if (!w->h1_deferred)
+		uv_idle_stop(h);
+}
+
+/* Has the loop run conn_process(c) soon, from its idle phase. */
+static void defer(mg_h1_conn *c)
+{
+	mg_worker *w = c->w;
+
+	if (c->deferred)
+		return;
+	if (!w->h1_idle_open) {
+		uv_idle_init(&w->loop, &w->h1_idle);
+		w->h1_idle.data = w;
+		w->h1_idle_open = 1;
+	}
+	c->deferred = 1;
+	c->defer_next = w->h1_deferred;
+	w->h1_deferred = c;
+	uv_idle_start(&w->h1_idle, on_idle);
+}
+
 static void finish_request(mg_h1_conn *c)
 {
 	mg_req *r = c->req;
@@ -172,7 +235,10 @@ static void finish_request(mg_h1_conn *c)
 	/* next request: pipelined bytes first, then the socket */
 	http_parser_pause(&c->parser, 0);
 	arm_timer(c, (uint64_t)c->w->cfg->keepalive_timeout * 1000);
-	conn_process(c);
+	if (c->processing || c->in_off == c->in.len)
+		conn_process(c); /* its caller's loop goes on, or nothing waits */
+	else
+		defer(c); /* we may be inside a curl callback: dispatch from the loop */
 }
 
 static void on_written(uv_write_t *wr, int status)
@@ -283,6 +349,7 @@ static const char *reason(int status)
 	case 408: return "Request Timeout";
 	case 409: return "Conflict";
 	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
 	case 422: return "Unprocessable Entity";
 	case 426: return "Upgrade Required";
 	case 429: return "Too Many Requests";
@@ -710,6 +777,10 @@ void mg_h1_close_all(mg_worker *w)
 {
 	while (w->h1_conns)
 		conn_close(w->h1_conns);
+	if (w->h1_idle_open) {
+		w->h1_idle_open = 0;
+		uv_close((uv_handle_t *)&w->h1_idle, NULL);
+	}
 }
 
 void mg_h1_init(size_t max_header_bytes)

@@ -1,7 +1,10 @@
 /* The transport-independent half of HTTP: request objects, dispatch into
  * Lua, the response writer and its primitives. See http.h for the life of a
- * request and who frees what. */
+ * request and who frees what. Uses decode.c for compressed bodies and
+ * access.c for the access log line. */
 #include "http.h"
+#include "access.h"
+#include "decode.h"
 #include "log.h"
 #include "lua_host.h"
 #include "server.h"
@@ -97,6 +100,7 @@ mg_req *mg_req_new(mg_worker *w, const mg_transport *t, void *conn)
 		return NULL;
 	}
 	r->out.len = r->out_off = MG_OUT_HEADROOM;
+	r->started_ns = uv_hrtime();
 	mg_stats_add(&mg_global_stats.requests, 1);
 	mg_stats_add(&mg_global_stats.open_requests, 1);
 	return r;
@@ -107,10 +111,37 @@ int mg_req_header(mg_req *r, const char *name, size_t nlen, const char *value, s
 	return mg_buf_append_pair(&r->headers, name, nlen, value, vlen);
 }
 
+/* The access log line of a request that was answered or handed to Lua. */
+static void log_access(const mg_req *r)
+{
+	mg_access a;
+
+	a.method = r->method[0] ? r->method : "-";
+	a.path = r->path.data;
+	a.path_len = r->path.len;
+	a.status = r->status ? r->status : 499; /* nginx's "client closed request" */
+	a.ms = (double)(uv_hrtime() - r->started_ns) / 1e6;
+	a.bytes = r->bytes_sent;
+	a.model = r->model_len ? r->model : NULL;
+	a.model_len = r->model_len;
+	a.provider = r->provider_len ? r->provider : NULL;
+	a.provider_len = r->provider_len;
+	a.reason = r->reason_len ? r->reason : NULL;
+	a.reason_len = r->reason_len;
+	if (!a.reason && r->client_gone) {
+		a.reason = r->status ? "the client left before the end of the answer"
+				     : "the client left before the answer";
+		a.reason_len = strlen(a.reason);
+	}
+	mg_access_log(&a);
+}
+
 void mg_req_free(mg_req *r)
 {
 	lua_State *L = r->w->L;
 
+	if (r->dispatched && mg_log_get_level() >= MG_LOG_INFO)
+		log_access(r);
 	if (r->handle)
 		*r->handle = NULL;
 	if (r->corked)
@@ -128,6 +159,7 @@ void mg_req_free(mg_req *r)
 	mg_buf_free(&r->path);
 	mg_buf_free(&r->query);
 	mg_buf_free(&r->headers);
+	mg_buf_free(&r->origin);
 	free(r);
 }
 
@@ -153,6 +185,7 @@ void mg_req_gone(mg_req *r)
 	r->conn = NULL;
 	if (r->finished && !mg_req_pending(r))
 		return;
+	r->client_gone = 1;
 	mg_stats_add(&mg_global_stats.client_disconnects, 1);
 	r->on_close_ref = LUA_NOREF;
 	call_ref(r, ref, "close callback");
@@ -174,6 +207,7 @@ void mg_req_drain_check(mg_req *r)
 void mg_req_sent(mg_req *r, size_t n)
 {
 	r->out_off += n;
+	r->bytes_sent += n;
 	mg_stats_buffered(-(long long)n);
 	if (r->out_off == r->out.len)
 		r->out_off = r->out.len = MG_OUT_HEADROOM;
@@ -200,6 +234,7 @@ size_t mg_req_take(mg_req *r, mg_buf *dst, size_t *off)
 		return 0;
 	}
 	r->out.len = r->out_off = MG_OUT_HEADROOM;
+	r->bytes_sent += n;
 	return n;
 }
 
@@ -250,7 +285,7 @@ static void queue_body(mg_req *r, const char *p, size_t n)
 	char head[24];
 	size_t hl = 0, v = n;
 
-	if (!n)
+	if (!n || mg_req_is_head(r)) /* HEAD: the headers of the answer only */
 		return;
 	if (!r->chunked) {
 		queue_bytes(r, p, n);
@@ -295,10 +330,19 @@ static int encode_headers(mg_req *r, int status, const char *ctype, size_t ctlen
 {
 	char cl[24];
 
+	r->status = status;
 	if (r->t->hdr_begin(r, status) ||
-	    r->t->hdr_add(r, "content-type", 12, ctype, ctlen))
+	    (ctlen && r->t->hdr_add(r, "content-type", 12, ctype, ctlen)))
 		return -1;
-	if (content_length >= 0) {
+	/* an allowed Origin gets these on every answer: errors, streams, C's */
+	if (r->cors == MG_CORS_ALLOWED &&
+	    (r->t->hdr_add(r, "access-control-allow-origin", 27, r->origin.data, r->origin.len) ||
+	     add_header(r, "access-control-expose-headers", "retry-after") ||
+	     add_header(r, "vary", "origin")))
+		return -1;
+	if (status == 204 || status == 304) {
+		/* no body, and no content-length either (RFC 9110 8.6) */
+	} else if (content_length >= 0) {
 		snprintf(cl, sizeof cl, "%lld", content_length);
 		if (add_header(r, "content-length", cl))
 			return -1;
@@ -349,6 +393,19 @@ static int anthropic_path(const mg_req *r)
 	return n >= 9 && !memcmp(p, "/messages", 9);
 }
 
+/* Remembers the reason for the access log (cut to fit). */
+static void note_reason(mg_req *r, const char *s, size_t n)
+{
+	if (n > sizeof r->reason)
+		n = sizeof r->reason;
+	memcpy(r->reason, s, n);
+	r->reason_len = (unsigned short)n;
+}
+
+static void cors_decide(mg_req *r, const char *origin, size_t olen);
+static void scan_headers(const mg_buf *h, const char **origin, size_t *olen,
+			 const char **enc, size_t *elen, int *encs);
+
 void mg_req_fail(mg_req *r, int status, const char *message)
 {
 	char body[512];
@@ -356,6 +413,14 @@ void mg_req_fail(mg_req *r, int status, const char *message)
 
 	if (!r->conn || r->started)
 		return;
+	if (r->cors == MG_CORS_UNDECIDED) { /* an answer before dispatch */
+		const char *origin = NULL, *enc;
+		size_t olen = 0, elen;
+		int encs;
+		scan_headers(&r->headers, &origin, &olen, &enc, &elen, &encs);
+		cors_decide(r, origin, olen);
+	}
+	note_reason(r, message, strlen(message));
 	if (anthropic_path(r))
 		n = snprintf(body, sizeof body, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}",
 			     status >= 500 ? "api_error" : "invalid_request_error", message);
@@ -384,15 +449,148 @@ static void set_string(lua_State *L, const char *key, const mg_buf *b)
 	lua_setfield(L, -2, key);
 }
 
+/* One pass over the request headers for the two that C looks at: origin,
+ * and content-encoding (how many lines of it: *encs). */
+static void scan_headers(const mg_buf *h, const char **origin, size_t *olen,
+			 const char **enc, size_t *elen, int *encs)
+{
+	size_t i = 0;
+
+	*encs = 0;
+	*enc = NULL;
+	*elen = 0;
+	while (i < h->len) {
+		const char *name = h->data + i;
+		size_t nl = strlen(name);
+		const char *value = name + nl + 1;
+		size_t vl = strlen(value);
+		if (nl == 6 && !memcmp(name, "origin", 6)) {
+			*origin = value;
+			*olen = vl;
+		} else if (nl == 16 && !memcmp(name, "content-encoding", 16)) {
+			if (!(*encs)++) {
+				*enc = value;
+				*elen = vl;
+			}
+		}
+		i += nl + vl + 2;
+	}
+}
+
+/* Decides once whether the request's Origin may read the answers: Lua's
+ * origin_allowed(origin) says (the one rule WebSockets use too). The origin
+ * is kept to be echoed when it may. */
+static void cors_decide(mg_req *r, const char *origin, size_t olen)
+{
+	lua_State *L = r->w->L;
+	int ok = 0;
+
+	if (!origin || !olen) {
+		r->cors = MG_CORS_NONE;
+		return;
+	}
+	r->cors = MG_CORS_REFUSED;
+	if (r->w->handler_ref == LUA_NOREF || !mg_push_ref_fn(L, r->w->handler_ref, "origin_allowed"))
+		return;
+	lua_pushlstring(L, origin, olen);
+	if (mg_pcall(L, 1, 1, "origin check")) {
+		lua_pop(L, 1);
+		return;
+	}
+	ok = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	/* it goes back in a header: one line, of a sane size */
+	if (ok && olen <= 1024 && !memchr(origin, '\r', olen) && !memchr(origin, '\n', olen) &&
+	    !mg_buf_append(&r->origin, origin, olen))
+		r->cors = MG_CORS_ALLOWED;
+}
+
+/* Undoes the body's Content-Encoding in place. 0, or -1 when out of memory;
+ * a body that cannot be decoded sets r->body_error. */
+static int decode_body(mg_req *r, const char *enc, size_t elen, int encs)
+{
+	char joined[256];
+	const char *bad = NULL;
+	size_t badlen = 0;
+	mg_buf out = { 0 };
+	int changed = 0, rc;
+
+	if (encs > 1) {
+		/* several header lines make one list, in order */
+		size_t i = 0, n = 0;
+		while (i < r->headers.len) {
+			const char *name = r->headers.data + i;
+			size_t nl = strlen(name);
+			const char *value = name + nl + 1;
+			size_t vl = strlen(value);
+			if (nl == 16 && !memcmp(name, "content-encoding", 16)) {
+				if (n + vl + 1 > sizeof joined) {
+					enc = "(too many codings)";
+					elen = strlen(enc);
+					goto refuse;
+				}
+				memcpy(joined + n, value, vl);
+				n += vl;
+				joined[n++] = ',';
+			}
+			i += nl + vl + 2;
+		}
+		enc = joined;
+		elen = n;
+	}
+	rc = mg_decode_body(enc, elen, r->body.data, r->body.len, r->w->cfg->max_body_bytes,
+			    &out, &changed, &bad, &badlen);
+	switch (rc) {
+	case MG_DECODE_OK:
+		if (changed) {
+			mg_buf_free(&r->body);
+			r->body = out;
+		}
+		return 0;
+	case MG_DECODE_TOO_LARGE:
+		r->body_error = MG_BODY_DECODED_TOO_LARGE;
+		break;
+	case MG_DECODE_CORRUPT:
+		r->body_error = MG_BODY_BAD_ENCODING;
+		break;
+	case MG_DECODE_UNSUPPORTED:
+		enc = bad;
+		elen = badlen;
+	refuse:
+		if (elen >= sizeof r->bad_coding)
+			elen = sizeof r->bad_coding - 1;
+		memcpy(r->bad_coding, enc, elen);
+		r->bad_coding[elen] = 0;
+		r->body_error = MG_BODY_UNSUPPORTED_ENCODING;
+		break;
+	default:
+		return -1;
+	}
+	mg_buf_free(&r->body);
+	return 0;
+}
+
 /* Builds the Lua request table and calls handle(req); an error there goes to
  * on_error(req, message) so the client gets it in its own format. */
 void mg_req_dispatch(mg_req *r)
 {
 	lua_State *L = r->w->L;
 	mg_req **slot;
-	int top = lua_gettop(L);
+	const char *origin = NULL, *enc;
+	size_t olen = 0, elen;
+	int encs, top = lua_gettop(L), decoded = 0;
 
 	r->dispatched = 1;
+	scan_headers(&r->headers, &origin, &olen, &enc, &elen, &encs);
+	if (r->cors == MG_CORS_UNDECIDED)
+		cors_decide(r, origin, olen);
+	if (encs && !r->body_error && r->body.len) {
+		if (decode_body(r, enc, elen, encs)) {
+			mg_req_fail(r, 500, "out of memory decoding the request body");
+			return;
+		}
+		decoded = !r->body_error;
+	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->w->handler_ref);
 	lua_getfield(L, -1, "handle");
 
@@ -407,11 +605,26 @@ void mg_req_dispatch(mg_req *r)
 		set_string(L, "query", &r->query);
 	lua_pushboolean(L, r->h2);
 	lua_setfield(L, -2, "http2");
-	if (r->body_error == MG_BODY_TOO_LARGE) {
-		lua_pushliteral(L, "too_large");
+	if (r->cors != MG_CORS_NONE) {
+		lua_pushboolean(L, r->cors == MG_CORS_ALLOWED);
+		lua_setfield(L, -2, "origin_allowed");
+	}
+	if (r->body_error == MG_BODY_TOO_LARGE || r->body_error == MG_BODY_DECODED_TOO_LARGE) {
+		if (r->body_error == MG_BODY_TOO_LARGE)
+			lua_pushliteral(L, "too_large");
+		else
+			lua_pushliteral(L, "decoded_too_large");
 		lua_setfield(L, -2, "body_error");
 		lua_pushinteger(L, (lua_Integer)r->w->cfg->max_body_bytes);
 		lua_setfield(L, -2, "max_body_bytes");
+	} else if (r->body_error == MG_BODY_BAD_ENCODING) {
+		lua_pushliteral(L, "bad_encoding");
+		lua_setfield(L, -2, "body_error");
+	} else if (r->body_error == MG_BODY_UNSUPPORTED_ENCODING) {
+		lua_pushliteral(L, "unsupported_encoding");
+		lua_setfield(L, -2, "body_error");
+		lua_pushstring(L, r->bad_coding);
+		lua_setfield(L, -2, "content_coding");
 	} else if (r->body_error == MG_HEADERS_TOO_LARGE) {
 		lua_pushliteral(L, "headers_too_large");
 		lua_setfield(L, -2, "body_error");
@@ -421,6 +634,12 @@ void mg_req_dispatch(mg_req *r)
 		set_string(L, "body", &r->body);
 	}
 	mg_push_pairs(L, &r->headers);
+	if (decoded) { /* Lua sees the body as if it had come plain */
+		lua_pushnil(L);
+		lua_setfield(L, -2, "content-encoding");
+		lua_pushnil(L);
+		lua_setfield(L, -2, "content-length");
+	}
 	lua_setfield(L, -2, "headers");
 	mg_buf_free(&r->body);
 	mg_buf_free(&r->headers);
@@ -578,7 +797,7 @@ static int l_stream_end(lua_State *L)
 
 	if (!r || !r->conn)
 		return mg_push_closed(L);
-	if (r->chunked)
+	if (r->chunked && !mg_req_is_head(r))
 		queue_bytes(r, "0\r\n\r\n", 5);
 	r->finished = 1;
 	mg_stats_add(&mg_global_stats.open_streams, -1);
@@ -613,6 +832,43 @@ static int set_callback(lua_State *L, int which)
 static int l_on_drain(lua_State *L) { return set_callback(L, 0); }
 static int l_on_close(lua_State *L) { return set_callback(L, 1); }
 
+/* Copies a string argument, cut to cap bytes; a nil leaves the field. */
+static void note_arg(lua_State *L, int idx, char *dst, size_t cap, size_t *len)
+{
+	size_t n;
+	const char *s;
+
+	if (lua_type(L, idx) != LUA_TSTRING)
+		return;
+	s = lua_tolstring(L, idx, &n);
+	if (n > cap)
+		n = cap;
+	memcpy(dst, s, n);
+	*len = n;
+}
+
+/* _req_note(h, model, provider, reason): what the request's access log line
+ * says besides what C knows; a nil argument leaves that field as it was.
+ * Does nothing when the log level is below info. No secret may be passed. */
+static int l_req_note(lua_State *L)
+{
+	mg_req *r = check_req(L, 1);
+	size_t n;
+
+	if (!r || mg_log_get_level() < MG_LOG_INFO)
+		return 0;
+	n = r->model_len;
+	note_arg(L, 2, r->model, sizeof r->model, &n);
+	r->model_len = (unsigned char)n;
+	n = r->provider_len;
+	note_arg(L, 3, r->provider, sizeof r->provider, &n);
+	r->provider_len = (unsigned char)n;
+	n = r->reason_len;
+	note_arg(L, 4, r->reason, sizeof r->reason, &n);
+	r->reason_len = (unsigned short)n;
+	return 0;
+}
+
 static int l_handle_tostring(lua_State *L)
 {
 	mg_req *r = *(mg_req **)luaL_checkudata(L, 1, REQ_HANDLE_MT);
@@ -630,6 +886,7 @@ int mg_http_open(lua_State *L)
 		{ "_stream_end", l_stream_end },
 		{ "_on_drain", l_on_drain },
 		{ "_on_close", l_on_close },
+		{ "_req_note", l_req_note },
 		{ NULL, NULL }
 	};
 

@@ -11,13 +11,15 @@
  *   mg_req_new()     by the transport once the request line has arrived
  *   mg_req_header()  each request header, as it is parsed
  *   body bytes       collected in r->body up to max_body_bytes
- *   mg_req_dispatch  Lua's handle(req) runs with a userdata handle that
+ *   mg_req_dispatch  the Origin is decided, a compressed body decoded, then
+ *                    Lua's handle(req) runs with a userdata handle that
  *                    points back at the mg_req
  *   _respond / _stream_*  bytes queued in r->out, transport told to write
  *   mg_req_free()    by the transport when the response is out or the
  *                    client is gone: the Lua handle is detached (its pointer
  *                    set to NULL, so later calls from Lua answer nil,
- *                    "closed"), Lua refs dropped, memory freed.
+ *                    "closed"), Lua refs dropped, the access log line
+ *                    written (access.h), memory freed.
  *
  * Backpressure: r->out holds what the client has not taken yet. A write that
  * leaves more than high_water bytes queued returns false; the producer then
@@ -29,12 +31,27 @@
 
 #include <lua.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 #include "buf.h"
 
 struct mg_worker;
 struct mg_req;
 
-enum { MG_BODY_OK = 0, MG_BODY_TOO_LARGE, MG_HEADERS_TOO_LARGE };
+enum { MG_BODY_OK = 0, MG_BODY_TOO_LARGE, MG_HEADERS_TOO_LARGE,
+       /* set by mg_req_dispatch while decoding a Content-Encoding */
+       MG_BODY_DECODED_TOO_LARGE, MG_BODY_BAD_ENCODING, MG_BODY_UNSUPPORTED_ENCODING };
+
+/* What the access log line says about a request besides what C knows
+ * (method, path, status, time, bytes): noted by Lua through _req_note, held
+ * inline so that noting allocates nothing, cut at these sizes. */
+#define MG_NOTE_MODEL 96
+#define MG_NOTE_PROVIDER 48
+#define MG_NOTE_REASON 200
+
+/* r->cors: the request's Origin, decided once (mg_req_dispatch, or
+ * mg_req_fail for an answer C gives before that) by Lua's origin_allowed */
+enum { MG_CORS_UNDECIDED = 0, MG_CORS_NONE, MG_CORS_ALLOWED, MG_CORS_REFUSED };
 
 /* What a transport does for the writer. */
 typedef struct mg_transport {
@@ -64,7 +81,10 @@ typedef struct mg_req {
 	mg_buf headers;      /* "name\0value\0" pairs, names lower-case */
 	mg_buf body;
 	int body_error;
+	char bad_coding[40]; /* MG_BODY_UNSUPPORTED_ENCODING: the coding refused (cut) */
 	int dispatched;
+	int cors;            /* MG_CORS_*; with ALLOWED, every answer carries CORS headers */
+	mg_buf origin;       /* the allowed Origin, echoed in access-control-allow-origin */
 
 	/* response */
 	int started;         /* Lua called _respond or _stream_start */
@@ -78,6 +98,16 @@ typedef struct mg_req {
 	int on_drain_ref, on_close_ref, handle_ref;
 	int corked;              /* a write waits for the cork to lift */
 	struct mg_req *cork_next; /* the thread's list of such requests */
+
+	/* access log (written by mg_req_free for a request that was answered
+	 * or handed to Lua) */
+	int status;              /* the response's, 0 until one starts */
+	int client_gone;         /* the client left before the response was out */
+	uint64_t started_ns;     /* uv_hrtime() at mg_req_new */
+	unsigned long long bytes_sent; /* handed to the socket (or to lws) */
+	unsigned char model_len, provider_len;
+	unsigned short reason_len;
+	char model[MG_NOTE_MODEL], provider[MG_NOTE_PROVIDER], reason[MG_NOTE_REASON];
 } mg_req;
 
 /* Space kept before the bytes in r->out, for transports (lws) that write
@@ -87,7 +117,10 @@ typedef struct mg_req {
 mg_req *mg_req_new(struct mg_worker *w, const mg_transport *t, void *conn);
 /* Adds one request header (name is lower-cased). 0, or -1 out of memory. */
 int mg_req_header(mg_req *r, const char *name, size_t nlen, const char *value, size_t vlen);
-/* Runs Lua's handler for the request. */
+/* Runs Lua's handler for the request. First, once per request: the Origin
+ * is decided (Lua's origin_allowed), and a body with a Content-Encoding is
+ * decoded (decode.h) within max_body_bytes; what went wrong, if anything,
+ * reaches Lua as req.body_error. */
 void mg_req_dispatch(mg_req *r);
 /* The transport sent `n` bytes from r->out: account, maybe fire on_drain
  * (which runs Lua: the request may have more queued, or be finished, after). */
@@ -103,11 +136,14 @@ void mg_req_drain_check(mg_req *r);
 void mg_stats_buffered(long long delta);
 /* The client is gone before the response completed: tell Lua (on_close). */
 void mg_req_gone(mg_req *r);
-/* Frees the request; the transport calls it once per mg_req_new. */
+/* Frees the request; the transport calls it once per mg_req_new. A request
+ * that was dispatched (or answered by C) gets its access log line here, at
+ * info level. */
 void mg_req_free(mg_req *r);
 /* Queues a JSON error from C when Lua cannot answer: Anthropic's shape on
- * /v1/messages paths, OpenAI's elsewhere. message: plain text with no
- * character JSON must escape. */
+ * /v1/messages paths, OpenAI's elsewhere (headers only to a HEAD), with the
+ * CORS headers an allowed Origin gets. message: plain text with no
+ * character JSON must escape; it is also the access log's reason. */
 void mg_req_fail(mg_req *r, int status, const char *message);
 
 /* Queues one SSE frame on r's open stream for a C producer (an upstream
@@ -120,6 +156,12 @@ int mg_req_pipe_sse(mg_req *r, const char *event, size_t elen, const char *data,
  * handle's slot, which reads NULL once the request is freed. The slot lives
  * as long as the userdata. */
 mg_req **mg_req_check_handle(lua_State *L, int idx);
+
+/* A HEAD request: its answers have headers only, never a body. */
+static inline int mg_req_is_head(const mg_req *r)
+{
+	return r->method[0] == 'H' && !memcmp(r->method, "HEAD", 5);
+}
 
 static inline size_t mg_req_pending(const mg_req *r)
 {

@@ -107,6 +107,7 @@ static int on_writable(struct lws *wsi, mg_http_pss *pss)
 		n = r->hdr.len - LWS_PRE;
 		if (lws_write(wsi, (unsigned char *)r->hdr.data + LWS_PRE, n, flags) != (int)n)
 			return -1;
+		r->bytes_sent += n;
 		r->hdr_sent = 1;
 		mg_buf_free(&r->hdr);
 		if (last)

@@ -30,23 +30,40 @@ void mg_log_set_thread_tag(const char *tag)
 
 static void emit(int level, const char *msg, size_t len)
 {
-	char head[96];
+	char line[4096];
 	struct timeval tv;
 	struct tm tm;
+	int n;
 
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
-	snprintf(head, sizeof head, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%s] ",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		 tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000),
-		 level_names[level], thread_tag);
+	n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%s] ",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		     tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000),
+		     level_names[level], thread_tag);
+	if (n < 0)
+		return;
+	while (len && msg[len - 1] == '\n')
+		len--;
+	if ((size_t)n + len + 1 <= sizeof line) {
+		/* the usual case: one write of the whole line (stderr is unbuffered) */
+		memcpy(line + n, msg, len);
+		line[(size_t)n + len] = '\n';
+		fwrite(line, 1, (size_t)n + len + 1, stderr);
+		return;
+	}
 	/* one locked stdio call per line keeps lines whole across threads */
 	flockfile(stderr);
-	fputs(head, stderr);
+	fwrite(line, 1, (size_t)n, stderr);
 	fwrite(msg, 1, len, stderr);
-	if (!len || msg[len - 1] != '\n')
-		fputc('\n', stderr);
+	fputc('\n', stderr);
 	funlockfile(stderr);
+}
+
+void mg_log_line(int level, const char *msg, size_t len)
+{
+	if (level <= mg_log_get_level())
+		emit(level, msg, len);
 }
 
 void mg_log(int level, const char *fmt, ...)

@@ -5,6 +5,7 @@
 #define MG_LOG_H
 
 #include <lua.h>
+#include <stddef.h>
 
 enum mg_log_level { MG_LOG_ERROR = 0, MG_LOG_WARN, MG_LOG_INFO, MG_LOG_DEBUG };
 
@@ -13,6 +14,8 @@ int mg_log_get_level(void);
 /* Tag used for the calling thread's lines ("main", "w1", ...). */
 void mg_log_set_thread_tag(const char *tag);
 void mg_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Logs msg[0..len) as one line, as it is (no formatting). */
+void mg_log_line(int level, const char *msg, size_t len);
 
 /* Registers _log(level, msg) and _log_level([level]) on the table at -1. */
 int mg_log_open(lua_State *L);

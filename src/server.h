@@ -49,6 +49,9 @@ typedef struct mg_worker {
 	uv_poll_t listen_poll;
 	int listen_poll_open;
 	void *h1_conns;         /* h1.c's list of open connections */
+	void *h1_deferred;      /* h1.c: connections whose pipelined request waits */
+	uv_idle_t h1_idle;      /* ... for this, in the loop's idle phase (h1.c) */
+	int h1_idle_open;
 	struct mg_ws_conn *ws_conns; /* ws.c's open WebSockets */
 	uv_timer_t ws_tick;     /* heartbeats and queue expiry */
 	int ws_tick_open;

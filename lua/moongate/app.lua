@@ -1,10 +1,13 @@
 -- The HTTP application: one per worker thread. Dispatches requests by method
--- and path to the front doors and the built-in endpoints.
+-- and path to the front doors and the built-in endpoints; HEAD is GET without
+-- the body (C drops it), OPTIONS answers CORS preflights. Which Origins may
+-- read the answers is decided here (origin_allowed, the rule the WebSocket
+-- endpoints use), once per request, for C, which puts the CORS headers on
+-- every answer, its own errors included.
 local core = require "moongate.core"
 local json = require "moongate.json"
 local http = require "moongate.http"
 local errors = require "moongate.errors"
-local log = require "moongate.log"
 local router = require "moongate.router"
 local providers = require "moongate.providers"
 local exchange = require "moongate.exchange"
@@ -30,7 +33,13 @@ function M.new(cfg, info)
     created = os.time(),
   }, App)
   self.sockets = sockets.new(self)
+  local cors = cfg.cors and cfg.cors.allowed_origins
+  if cors then -- else the default: pages served from this machine
+    self.cors_origins = {}
+    for i, o in ipairs(cors) do self.cors_origins[i] = router.glob_to_pattern(o) end
+  end
   self.routes = {
+    ["GET /"] = self.root,
     ["GET /health"] = self.health,
     ["GET /stats"] = self.stats,
     ["GET /v1/models"] = self.models,
@@ -50,6 +59,55 @@ local function normalize(path)
   return path
 end
 
+--- origin_allowed(origin) -> bool: may a page from this Origin read our
+-- answers (CORS)? cors.allowed_origins (globs, "*" for any), or by default
+-- pages served from this machine. C asks once per request with an Origin.
+function App:origin_allowed(origin)
+  return sockets.origin_allowed(origin, self.cors_origins)
+end
+
+local preflight_default_headers = "authorization, x-api-key, anthropic-version, anthropic-beta, " ..
+  "anthropic-dangerous-direct-browser-access, content-type, openai-organization, openai-project, openai-beta"
+local methods = "GET, HEAD, POST, OPTIONS"
+
+--- preflight: OPTIONS. From an allowed Origin, 204 with what it may send
+-- (C adds access-control-allow-origin); from another, 403 in the path's
+-- error format; without Origin (not a preflight), 204 with Allow.
+function App:preflight(req, client)
+  if req.origin_allowed == false then
+    return http.error(req, client, errors.new(403, string.format(
+      "Origin %s is not allowed to call this gateway: add it to cors.allowed_origins in the config.",
+      req.headers.origin:sub(1, 200)), { code = "origin_not_allowed" }))
+  end
+  local headers = { allow = methods }
+  if req.origin_allowed then
+    -- what the browser asks for, when it is a plain list of header names
+    local asked = req.headers["access-control-request-headers"]
+    if not (asked and #asked <= 2048 and asked:find("^[%w%-_, ]+$")) then asked = preflight_default_headers end
+    headers["access-control-allow-methods"] = methods
+    headers["access-control-allow-headers"] = asked
+    headers["access-control-max-age"] = "86400"
+  end
+  return http.empty(req, 204, headers)
+end
+
+-- the request bodies C could not take: too large, or in an encoding it could
+-- not undo (req.body_error)
+local function body_refused(req)
+  local e = req.body_error
+  if e == "too_large" or e == "decoded_too_large" then
+    return errors.new(413, string.format("Request body too large%s: the limit is %d bytes.",
+      e == "decoded_too_large" and " once decoded" or "", req.max_body_bytes), { code = "request_too_large" })
+  elseif e == "bad_encoding" then
+    return errors.new(400, string.format("The request body could not be decoded as Content-Encoding %s: the data is corrupt or cut short.",
+      (req.headers["content-encoding"] or "?"):sub(1, 64)), { code = "invalid_content_encoding" })
+  elseif e == "unsupported_encoding" then
+    return errors.new(415, string.format("Content-Encoding %s is not supported: send the body as it is, or as gzip, deflate or zstd.",
+      req.content_coding), { code = "unsupported_content_encoding" })
+  end
+  return errors.new(400, "The request body could not be read.")
+end
+
 function App:handle(req)
   local path = normalize(req.path)
   local client = errors.client_for_path(path)
@@ -58,13 +116,12 @@ function App:handle(req)
       "Request header fields too large: the limit is %d bytes.", req.max_header_bytes),
       { code = "request_header_fields_too_large" }))
   end
-  if req.body_error == "too_large" then
-    return http.error(req, client, errors.new(413, string.format(
-      "Request body too large: the limit is %d bytes.", req.max_body_bytes),
-      { code = "request_too_large" }))
-  end
-  local fn = self.routes[req.method .. " " .. path]
-  if not fn and req.method == "GET" and path:find("^/v1/models/.") then
+  if req.body_error then return http.error(req, client, body_refused(req)) end
+  local method = req.method
+  if method == "OPTIONS" then return self:preflight(req, client) end
+  if method == "HEAD" then method = "GET" end -- the same answer; C sends no body
+  local fn = self.routes[method .. " " .. path]
+  if not fn and method == "GET" and path:find("^/v1/models/.") then
     fn = self.model
   end
   if fn then return fn(self, req, path) end
@@ -101,6 +158,18 @@ local function ws_pool()
   end
   if #p.workers == 0 then p.workers = json.empty_array end
   return p
+end
+
+-- GET /: what this is, for probes and people (Claude Code sends HEAD / at start)
+function App:root(req)
+  return http.json(req, 200, {
+    name = "moongate", version = core.version,
+    links = {
+      health = "/health", stats = "/stats", models = "/v1/models",
+      chat_completions = "/v1/chat/completions", messages = "/v1/messages",
+      count_tokens = "/v1/messages/count_tokens", websocket = "/ws",
+    },
+  })
 end
 
 function App:health(req)
@@ -140,13 +209,30 @@ function App:model(req, path)
     "The model `%s` does not exist or you do not have access to it.", id), { code = "model_not_found" }))
 end
 
+-- Runs the exchange and notes, for the access log, the model and the
+-- provider that answered (the first of the chain, or the one a fallback
+-- reached: the exchange notes the provider of a failure itself).
+local function run(self, req, frontdoor, creq, route)
+  http.note(req, creq.model, route.chain[1].name)
+  local x = exchange.run(req, frontdoor, creq, route, self.active)
+  if #route.chain > 1 then
+    local function note() http.note(req, nil, x:provider_name()) end
+    if x.done then note() else x.on_finish = note end
+  end
+end
+
+-- a model name for the access log, when the body named one
+local function model_of(creq) return type(creq) == "table" and type(creq.model) == "string" and creq.model or nil end
+
 function App:chat(req)
   local creq, err = openai_chat.decode(req.body, req.headers)
   if not creq then return http.error(req, "openai", err) end
   local route, rerr = self.router:resolve(creq.model)
-  if not route then return http.error(req, "openai", rerr) end
-  log.debug("chat model=%s provider=%s stream=%s", creq.model, route.chain[1].name, tostring(creq.stream))
-  exchange.run(req, openai_chat, creq, route, self.active)
+  if not route then
+    http.note(req, model_of(creq))
+    return http.error(req, "openai", rerr)
+  end
+  run(self, req, openai_chat, creq, route)
 end
 
 function App:messages(req)
@@ -154,11 +240,11 @@ function App:messages(req)
   if not creq then return http.error(req, "anthropic", err) end
   local route, rerr = self.router:resolve(creq.model)
   if not route then
+    http.note(req, model_of(creq))
     rerr.type = "not_found_error"
     return http.error(req, "anthropic", rerr)
   end
-  log.debug("messages model=%s provider=%s stream=%s", creq.model, route.chain[1].name, tostring(creq.stream))
-  exchange.run(req, anthropic_messages, creq, route, self.active)
+  run(self, req, anthropic_messages, creq, route)
 end
 
 --- count_tokens: the first provider's own counter when it has one
@@ -166,8 +252,10 @@ end
 function App:count_tokens(req)
   local creq, err = anthropic_messages.decode(req.body, req.headers, { count_only = true })
   if not creq then return http.error(req, "anthropic", err) end
+  http.note(req, model_of(creq))
   local route, rerr = self.router:resolve(creq.model)
   if not route then return http.error(req, "anthropic", rerr) end -- as /v1/messages would
+  http.note(req, nil, route.chain[1].name)
   local p = route.chain[1].provider
   if p and p.count_tokens then
     creq.upstream_model = route.model

@@ -103,6 +103,9 @@ M.schema = {
     providers = { type = "map", values = provider_schema },
     routes = { type = "list", values = route_schema },
     aliases = { type = "map", values = "string" },
+    cors = { type = "table", fields = {
+      allowed_origins = { type = "list", values = "string" }, -- globs ("*": any); default: loopback pages
+    } },
     websocket = { type = "table", fields = {
       heartbeat_interval_ms = integer(10),
       heartbeat_timeout_ms = integer(10),
@@ -256,6 +259,13 @@ function M.validate(cfg)
             join("providers", name), kind, mod)
         end
       end
+    end
+  end
+  local origins = type(cfg.cors) == "table" and type(cfg.cors.allowed_origins) == "table" and cfg.cors.allowed_origins
+  for i, o in ipairs(origins or {}) do
+    -- an Origin is scheme://host[:port], never with a path: "https://a.b/" would match nothing
+    if type(o) == "string" and o ~= "*" and o ~= "null" and not o:find("^[%w%*%?%+%.%-]+://[^/%s]+$") then
+      errs[#errs + 1] = string.format("cors.allowed_origins[%d]: %q is not an origin (scheme://host[:port], with * or ? as wildcards, or \"*\" for any)", i, o)
     end
   end
   if type(cfg.routes) == "table" and type(cfg.providers) == "table" then

@@ -216,6 +216,7 @@ end
 -- error event and a clean end of the stream.
 function Exchange:fail(err)
   if self.done then return end
+  http.note(self.client.req, nil, self:provider_name(), err.message or "upstream error") -- the access log's
   self:finish()
   if self.job then self.job.cancel() end
   local e = errors.new(err.status or 502, err.message or "upstream error",

@@ -3,8 +3,25 @@
 local core = require "moongate.core"
 local json = require "moongate.json"
 local errors = require "moongate.errors"
+local log = require "moongate.log"
 
 local M = {}
+
+--- note(req, model, provider, reason): what the request's access log line
+-- says besides what C knows (method, path, status, time, bytes); nil leaves
+-- a field as it was. C escapes the values; the reason is redacted here. req
+-- may be nil (a chat socket's answer: no access log line).
+function M.note(req, model, provider, reason)
+  if not req or not log.enabled("info") then return end
+  if reason then reason = log.redact(reason) end
+  core._req_note(req.h, model, provider, reason)
+end
+
+--- empty(req, status [, headers]) -> true | nil, "closed": an answer with no
+-- body and no content-type (204)
+function M.empty(req, status, headers)
+  return core._respond(req.h, status, "", "", headers)
+end
 
 local json_headers = { ["cache-control"] = "no-store" }
 
@@ -20,6 +37,7 @@ end
 -- upstream's answer, which gets no Retry-After it did not send (the
 -- gateway's own 429 and 503 say 1 s)
 function M.error(req, client, err, headers)
+  M.note(req, nil, nil, err.message)
   if err.retry_after or ((err.status == 429 or err.status == 503) and not err.upstream) then
     headers = headers or {}
     headers["retry-after"] = tostring(err.retry_after or 1)

@@ -50,6 +50,11 @@ function M.set_level(name)
   threshold = levels[name] or threshold
 end
 
+--- enabled(name) -> true when messages at this level are written
+function M.enabled(name)
+  return levels[name] <= threshold
+end
+
 local function emit(level, fmt, ...)
   if levels[level] > threshold then return end -- no formatting, no redaction
   local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)

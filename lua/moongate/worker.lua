@@ -1,6 +1,7 @@
 -- Entry point of each worker thread: resolve the config and build the app.
 -- C calls init(init_json, index, workers) and keeps the returned table:
--- handle(req), on_error(req, message), shutdown(); for WebSockets (ws.c)
+-- handle(req), on_error(req, message), origin_allowed(origin) (CORS, for
+-- http.c), shutdown(); for WebSockets (ws.c)
 -- ws_open(h, path, query, headers), ws_message(h, text), ws_close(h); and
 -- pool_event(id, kind, data) for the WS worker pool (pool.c).
 local json = require "moongate.json"
@@ -34,6 +35,7 @@ function M.init(init_json, index, workers)
   return {
     handle = function(req) return app:handle(req) end,
     on_error = function(req, message) return app:on_error(req, message) end,
+    origin_allowed = function(origin) return app:origin_allowed(origin) end,
     shutdown = function()
       if prof and prof ~= "" then require("jit.p").stop() end
       return app:shutdown()
