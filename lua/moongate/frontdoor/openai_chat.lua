@@ -169,11 +169,24 @@ local text_of = canonical.text
 -- the client's messages -> creq.messages and creq.system: the system and
 -- developer messages before the first other one make the system prompt;
 -- later ones stay in place, as canonical system messages
+-- the keys of a message the translation reads; any other (a participant's
+-- name, an assistant message's audio or annotations) is dropped, noted
+local message_keys = { role = true, content = true, tool_calls = true, tool_call_id = true,
+  function_call = true, reasoning_content = true, refusal = true }
+
 local function decode_messages(msgs, creq)
   local system, list = {}, {}
   creq.messages = list
   for i, m in ipairs(msgs) do
     if not is_object(m) then refuse_type(loc(i), "an object", m) end
+    for k, v in pairs(m) do
+      if not message_keys[k] and v ~= null and not (k == "name" and m.role == "function") then
+        canonical.dropped(creq, "messages[]." .. tostring(k))
+      end
+    end
+    if m.role == "assistant" and type(m.refusal) == "string" and m.refusal ~= "" and (m.content == nil or m.content == null) then
+      m = setmetatable({ content = m.refusal }, { __index = m }) -- what the model said instead of an answer
+    end
     if type(m.role) ~= "string" or not roles[m.role] then
       errors.refuse(400, string.format("Invalid value: '%s'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.", tostring(m.role)),
         { param = loc(i, ".role"), code = "invalid_value" })
