@@ -38,8 +38,11 @@ M.format_names = { openai = "OpenAI", anthropic = "Anthropic" }
 -- form carries it), "drop" (noted by dropped()), or a string that says why
 -- it is refused; a field the table does not know is refused by name.
 function M.foreign_fields(creq, format)
+  if creq.client == format then return end
+  local u = creq.untranslatable -- a part of the request the front door could not make canonical
+  if u then errors.refuse(400, u.message, { param = u.param }) end
   local fields, raw = creq.fields, creq.raw
-  if not fields or not raw or creq.client == format then return end
+  if not fields or not raw then return end
   for k, v in pairs(raw) do
     local fate = fields[k]
     if v == json.null then fate = "mapped" end -- null: as if absent

@@ -6,6 +6,7 @@
 local core = require "moongate.core"
 local http = require "moongate.http"
 local errors = require "moongate.errors"
+local json = require "moongate.json"
 local log = require "moongate.log"
 
 local M = {}
@@ -131,6 +132,9 @@ function Exchange:finish()
   if self.on_finish then self.on_finish() end
 end
 
+-- the collected answer as the client's JSON text
+local function whole_answer(x) return json.encode_raw(x.col:result()) end
+
 --- emit(ev) -> more: false asks the provider to wait for on_drain
 function Exchange:emit(ev)
   if self.done then return false end
@@ -147,8 +151,16 @@ function Exchange:emit(ev)
     self.col = self.col or self.fd.collector(self.creq)
     self.col:event(ev)
     if ev.type == "done" then
+      -- made whole before the exchange ends, so that an answer the client's
+      -- format cannot hold (a number JSON cannot carry) is a 502, not silence
+      local ok, body = pcall(whole_answer, self)
+      if not ok then
+        log.warn("provider %s: an answer the client's format cannot hold: %s", self:provider_name(), tostring(body))
+        self:fail(errors.new(502, "the upstream's answer cannot be written in the client's format"))
+        return false
+      end
       self:finish()
-      self.client:json(200, self.col:result())
+      self.client:json(200, body)
     end
     return true
   end

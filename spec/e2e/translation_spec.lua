@@ -20,6 +20,7 @@ return {
   routes = {
     { match = "claude-*", provider = "claude" },
     { match = "big", provider = "claude", model = "claude-big-1" },
+    { match = "gpt-test", provider = "up" },
     { match = "*", provider = "up" },
   },
   aliases = { sonnet = "claude-sonnet-4" },
@@ -106,6 +107,42 @@ return {
       .. '{"type":"file","file":{"file_id":"file-1"}}]}]}'
     assert.equal(200, post("/v1/chat/completions", body).status)
     assert.equal(body, mock:requests()[1].body)
+  end)
+
+  it("splices a model suffix's effort into the client's bytes", function()
+    local body = '{"model":"gpt-test-high","seed":1234567890123456789,"stop":[],"messages":[{"role":"user","name":"ann","content":"x"}]}'
+    assert.equal(200, post("/v1/chat/completions", body).status)
+    assert.equal('{"reasoning_effort":"high","model":"gpt-test","seed":1234567890123456789,"stop":[],'
+      .. '"messages":[{"role":"user","name":"ann","content":"x"}]}', mock:requests()[1].body)
+  end)
+
+  it("passes tool kinds it does not translate to an upstream of the client's format", function()
+    local body = '{"model":"gpt-test","messages":[{"role":"user","content":"x"}],"tools":[{"type":"custom","custom":{"name":"c"}}],'
+      .. '"tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"auto","tools":[{"type":"custom","custom":{"name":"c"}}]}}}'
+    assert.equal(200, post("/v1/chat/completions", body).status)
+    assert.equal(body, mock:requests()[1].body)
+    mock:reset()
+    body = '{"model":"claude-test","max_tokens":5,"messages":[{"role":"user","content":"x"}],'
+      .. '"mcp_servers":[{"type":"url","url":"https://mcp.example/sse","name":"srv"}],"tools":[{"type":"mcp_toolset","mcp_server_name":"srv"}]}'
+    local res = post("/v1/messages", body, { ["anthropic-beta"] = "mcp-client-2025-11-20" })
+    assert.equal(body, mock:requests()[1] and mock:requests()[1].body)
+    assert.not_equal(500, res.status)
+  end)
+
+  it("answers 502, not silence, when an answer cannot be written in the client's format", function()
+    mock:queue { { body = '{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
+      .. '"message":{"role":"assistant","content":null,"tool_calls":[{"id":"t","type":"function","function":'
+      .. '{"name":"f","arguments":"{\\"n\\": 1e999}"}}]},"finish_reason":"tool_calls"}]}', headers = { ["content-type"] = "application/json" } } }
+    local res = post("/v1/messages", { model = "gpt-test", max_tokens = 5, tools = { { name = "f", input_schema = { type = "object" } } },
+      messages = { { role = "user", content = "x" } } })
+    assert.equal(502, res.status)
+    assert.equal("api_error", json.decode(res.body).error.type)
+  end)
+
+  it("refuses in count_tokens what a translation would refuse", function()
+    local res = post("/v1/messages/count_tokens", { model = "gpt-test", messages = { { role = "tool", content = "x" } } })
+    assert.equal(400, res.status)
+    assert.matches("messages.0.role", json.decode(res.body).error.message, 1, true)
   end)
 
   it("answers 400 to a body that names model or stream twice", function()

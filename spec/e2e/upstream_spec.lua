@@ -115,7 +115,7 @@ return {
         content = { { type = "thinking", thinking = "hmm", signature = "s1" },
           { type = "tool_use", id = "toolu_a", name = "get_weather", input = { city = "Oslo" } } },
         stop_reason = "tool_use", usage = { input_tokens = 5, output_tokens = 3 } } } }
-      local res = chat { model = "claude-test", tools = tools_oa, tool_choice = "required", reasoning_effort = "high",
+      local res = chat { model = "claude-test", tools = tools_oa, tool_choice = "auto", reasoning_effort = "high",
         messages = { { role = "user", content = { { type = "text", text = "weather?" },
           { type = "image_url", image_url = { url = "data:image/png;base64,iVBORw0K" } } } } } }
       local body = json.decode(res.body)
@@ -127,7 +127,7 @@ return {
       local sent = json.decode(mock:requests()[1].body)
       assert.same({ type = "enabled", budget_tokens = 16384 }, sent.thinking)
       assert.is_true(sent.max_tokens > 16384)
-      assert.same({ type = "any" }, sent.tool_choice)
+      assert.same({ type = "auto" }, sent.tool_choice) -- Anthropic thinks with auto or none only
       assert.equal("get_weather", sent.tools[1].name)
       assert.same({ type = "base64", media_type = "image/png", data = "iVBORw0K" }, sent.messages[1].content[2].source)
       assert.equal("sk-ant-secret", mock:requests()[1].headers["x-api-key"])

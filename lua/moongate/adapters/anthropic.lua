@@ -146,10 +146,11 @@ function M.request(creq, conf)
       end
     else
       local role = m.role == "assistant" and "assistant" or "user"
-      if #m.content == 0 then push(role, { type = "text", text = "" }) end
       for _, b in ipairs(m.content) do
         if b.type == "text" then
-          push(role, { type = "text", text = b.text })
+          -- Anthropic refuses an empty text block (an OpenAI client's
+          -- content "" beside its tool calls)
+          if b.text ~= "" then push(role, { type = "text", text = b.text }) end
         elseif b.type == "image" then
           push(role, image_block(b))
         elseif b.type == "file" then
@@ -189,6 +190,9 @@ function M.request(creq, conf)
       end
     end
   end
+  if #msgs == 0 then
+    refuse("messages: an Anthropic-format upstream needs at least one user or assistant message with content", "messages")
+  end
   local max_tokens = creq.max_tokens or conf.default_max_tokens or 4096
   if conf.max_output_tokens and max_tokens > conf.max_output_tokens then max_tokens = conf.max_output_tokens end
   local req = {
@@ -204,7 +208,7 @@ function M.request(creq, conf)
   }
   local r = creq.reasoning or {}
   local effort = r.effort
-  if effort == "xhigh" then effort = "max" elseif effort == "minimal" then effort = "low" end
+  if effort == "minimal" then effort = "low" end -- Anthropic's least
   effort = reasoning.clamp(effort, conf.efforts)
   local adaptive = r.adaptive or (conf.thinking == "adaptive" and r.effort and r.effort ~= "none" and not r.budget_tokens and not r.effort_only)
   local budget = not adaptive and not r.effort_only and (r.budget_tokens or reasoning.budget_for(r.effort))
@@ -215,13 +219,30 @@ function M.request(creq, conf)
     budget, adaptive = nil, nil
     canonical.dropped(creq, "thinking (the last tool call has no signed thinking block)")
   end
+  local forced = creq.tool_choice and (creq.tool_choice.type == "any" or creq.tool_choice.type == "tool"
+    or creq.tool_choice.type == "required")
+  if (budget or adaptive) and forced and creq.tools and #creq.tools > 0 then
+    -- Anthropic thinks only with tool_choice auto or none: the forced tool
+    -- is what the client asked for, the thinking goes
+    budget, adaptive = nil, nil
+    canonical.dropped(creq, "thinking (a forced tool choice)")
+  end
+  local cap = conf.max_output_tokens
+  if budget and cap and budget >= cap then
+    -- the budget must fit under max_tokens, which the provider caps
+    budget = cap - 1024
+    if budget < 1024 then
+      budget = nil
+      canonical.dropped(creq, "thinking (max_output_tokens leaves no room for it)")
+    end
+  end
   if adaptive then
     req.thinking = { type = "adaptive" }
     if effort then req.output_config = { effort = effort } end
     req.temperature, req.top_p = nil, nil
   elseif budget and budget > 0 then
     req.thinking = { type = "enabled", budget_tokens = budget }
-    if req.max_tokens <= budget then req.max_tokens = budget + 4096 end
+    if req.max_tokens <= budget then req.max_tokens = math.min(budget + 4096, cap or math.huge) end
     req.temperature, req.top_p = nil, nil -- thinking requires the defaults
   elseif r.effort_only and effort then
     req.output_config = { effort = effort }
@@ -234,6 +255,9 @@ function M.request(creq, conf)
     end
     req.output_config = req.output_config or {}
     req.output_config.format = { type = "json_schema", schema = json.schema(creq.format.schema) }
+    if creq.client ~= "anthropic" and (creq.format.name or creq.format.description) then
+      canonical.dropped(creq, "response_format.json_schema name and description")
+    end
   end
   if creq.tools and #creq.tools > 0 then
     req.tools = {}
@@ -274,7 +298,7 @@ function M.request(creq, conf)
       for k, v in pairs(th) do if req.thinking[k] == nil then req.thinking[k] = v end end
     end
     for k, v in pairs(creq.raw) do
-      if req[k] == nil and not built[k] then req[k] = v end
+      if req[k] == nil and not built[k] then req[k] = json.typed(v) end -- numbers in full
     end
     -- and so do the parts of output_config, metadata and thinking the
     -- translation does not write
@@ -291,7 +315,7 @@ end
 
 M.stop_reasons = {
   end_turn = "stop", stop_sequence = "stop", pause_turn = "stop", max_tokens = "length",
-  tool_use = "tool_use", refusal = "content_filter",
+  tool_use = "tool_use", refusal = "content_filter", model_context_window_exceeded = "length",
 }
 
 local error_status = {

@@ -109,10 +109,45 @@ local built = { model = true, messages = true, stream = true, stream_options = t
   tools = true, tool_choice = true, parallel_tool_calls = true, response_format = true,
   functions = true, function_call = true, user = true }
 
-local function response_format(f)
+-- does a JSON Schema fit OpenAI's strict mode: every object closed
+-- (additionalProperties: false) and requiring each of its properties?
+local function strict_ok(sc, depth)
+  if type(sc) ~= "table" or depth > 64 then return depth <= 64 end
+  local props = type(sc.properties) == "table" and sc.properties or nil
+  if sc.type == "object" or props then
+    if sc.additionalProperties ~= false then return false end
+    local req = {}
+    for _, k in ipairs(type(sc.required) == "table" and sc.required or {}) do req[k] = true end
+    for k, sub in pairs(props or {}) do
+      if not req[k] or not strict_ok(sub, depth + 1) then return false end
+    end
+  end
+  for _, k in ipairs { "items", "not" } do
+    if type(sc[k]) == "table" and not strict_ok(sc[k], depth + 1) then return false end
+  end
+  for _, k in ipairs { "anyOf", "oneOf", "allOf" } do
+    for _, sub in ipairs(type(sc[k]) == "table" and sc[k] or {}) do
+      if not strict_ok(sub, depth + 1) then return false end
+    end
+  end
+  for _, k in ipairs { "$defs", "definitions" } do
+    for _, sub in pairs(type(sc[k]) == "table" and sc[k] or {}) do
+      if not strict_ok(sub, depth + 1) then return false end
+    end
+  end
+  return true
+end
+
+local function response_format(f, creq)
   if f.type == "json_object" then return { type = "json_object" } end
+  local strict = f.strict
+  if strict and creq.client ~= "openai" and not strict_ok(f.schema, 0) then
+    -- Anthropic holds any schema; OpenAI's strict mode only a closed one
+    strict = nil
+    canonical.dropped(creq, "strict (the schema is not in OpenAI's strict subset)")
+  end
   return { type = "json_schema", json_schema = { name = f.name or "output", description = f.description,
-    schema = json.schema(f.schema) or { type = "object" }, strict = f.strict } }
+    schema = json.schema(f.schema) or { type = "object" }, strict = strict } }
 end
 
 --- request(creq, conf) -> wire table (model is creq.upstream_model or creq.model)
@@ -139,6 +174,8 @@ function M.request(creq, conf)
         elseif b.type == "tool_call" then
           calls[#calls + 1] = { id = b.id, type = "function",
             ["function"] = { name = b.name, arguments = b.arguments or "{}" } }
+        elseif b.type == "native" and b.format == "openai" then
+          calls[#calls + 1] = b.block -- an OpenAI client's own call, as it came
         elseif b.type == "native" then
           local p = native_part(b, creq)
           if p then text[#text + 1] = p.text end
@@ -197,7 +234,7 @@ function M.request(creq, conf)
     local effort = r.effort == "max" and "xhigh" or r.effort
     req.reasoning_effort = reasoning.clamp(effort, conf.efforts)
   end
-  if creq.format then req.response_format = response_format(creq.format) end
+  if creq.format then req.response_format = response_format(creq.format, creq) end
   if creq.tools and #creq.tools > 0 then
     req.tools = {}
     for _, t in ipairs(creq.tools) do
@@ -227,15 +264,25 @@ function M.request(creq, conf)
   if tc and (req.tools or not creq.tools) then
     if tc.type == "tool" then req.tool_choice = { type = "function", ["function"] = { name = tc.name } }
     elseif tc.type == "any" then req.tool_choice = "required"
+    elseif tc.type == "native" then req.tool_choice = tc.raw -- only an OpenAI client names one
     else req.tool_choice = tc.type end
   end
   -- an OpenAI client's own fields reach an OpenAI upstream as they came
   if creq.client == "openai" and creq.raw then
     for k, v in pairs(creq.raw) do
-      if req[k] == nil and not built[k] then req[k] = v end
+      if req[k] == nil and not built[k] then req[k] = json.typed(v) end -- numbers in full
     end
   end
   return req
+end
+
+--- effort_fields(creq, conf) -> the top-level fields (JSON text) that ask
+-- this upstream for creq's reasoning effort, spliced into a client's own
+-- body (a model suffix's effort on a passthrough)
+function M.effort_fields(creq, conf)
+  local effort = creq.reasoning and creq.reasoning.effort
+  effort = effort == "max" and "xhigh" or effort
+  return { reasoning_effort = json.encode(reasoning.clamp(effort, conf and conf.efforts)) }
 end
 
 M.stop_reasons = {

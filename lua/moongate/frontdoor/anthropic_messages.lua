@@ -35,6 +35,7 @@ M.fields = {
   model = "mapped", messages = "mapped", max_tokens = "mapped", system = "mapped", stream = "mapped",
   temperature = "mapped", top_p = "mapped", stop_sequences = "mapped", tools = "mapped",
   tool_choice = "mapped", thinking = "mapped", output_config = "mapped", metadata = "mapped",
+  output_format = "mapped",
   top_k = "drop", context_management = "drop", service_tier = "drop", inference_geo = "drop",
   safeguards = "drop",
   container = "a code-execution container lives on Anthropic's servers; an OpenAI-format upstream has none",
@@ -70,6 +71,11 @@ local function source_of(s, at, kind)
     if type(s.data) ~= "string" then refuse(at .. ".source.data: Field required") end
     return { text = s.data }
   elseif kind == "document" and s.type == "content" then
+    for k, c in ipairs(is_array(s.content) and s.content or {}) do
+      if type(c) == "table" and c.type ~= "text" then
+        refuse(string.format("%s.source.content.%d: a document's %s block cannot be translated; only its text can", at, k - 1, tostring(c.type)))
+      end
+    end
     return { text = type(s.content) == "string" and s.content or text_of(s.content, "\n\n") }
   end
   refuse(string.format("%s.source.type: unsupported %s source '%s'", at, kind, tostring(s.type)))
@@ -99,7 +105,8 @@ local function web_results_text(b)
   local lines = {}
   for _, r in ipairs(b.content) do
     if is_object(r) then
-      lines[#lines + 1] = string.format("%s (%s)", tostring(r.title or ""), tostring(r.url or ""))
+      lines[#lines + 1] = string.format("%s (%s)", type(r.title) == "string" and r.title or "",
+        type(r.url) == "string" and r.url or "")
     end
   end
   return "web search results:\n" .. table.concat(lines, "\n")
@@ -126,9 +133,10 @@ local function decode_block(b, i, j, creq, at)
     if b.context ~= nil then canonical.dropped(creq, "document.context") end
     return document_block(b, at)
   elseif t == "tool_use" then
-    return { type = "tool_call", id = b.id, name = b.name,
-      arguments = json.encode_raw(json.typed(is_object(b.input) and b.input or json.decode("{}"),
-        canonical.tool_schema(creq, b.name))) }
+    local args, why = json.try_encode_raw(json.typed(is_object(b.input) and b.input or json.decode("{}"),
+      canonical.tool_schema(creq, b.name)))
+    if not args then refuse(at .. ".input: " .. why) end
+    return { type = "tool_call", id = b.id, name = b.name, arguments = args }
   elseif t == "tool_result" then
     return decode_tool_result(b, at, creq)
   elseif t == "thinking" then
@@ -228,13 +236,15 @@ end }
 local unit_range = { temperature = 1, top_p = 1 }
 
 local function tool_of(t, i)
-  if not is_object(t) or type(t.name) ~= "string" then
+  if not is_object(t) then return bad(string.format("tools.%d: Input should be an object", i - 1)) end
+  local custom = t.type == nil or t.type == null or t.type == "custom"
+  if custom and type(t.name) ~= "string" then
     return bad(string.format("tools.%d.name: Field required", i - 1))
   end
-  if t.type ~= nil and t.type ~= null and t.type ~= "custom" then
+  if not custom then
     -- a server tool (web_search_20250305, code_execution_...): Anthropic's
     -- servers run it
-    return { name = t.name, server = true, raw = t }
+    return { name = type(t.name) == "string" and t.name or tostring(t.type), server = true, raw = t }
   end
   return { name = t.name, description = type(t.description) == "string" and t.description or nil,
     parameters = t.input_schema, strict = t.strict == true or nil,
@@ -301,6 +311,19 @@ function M.decode(body, headers, opts)
     end
     -- blocks are separate paragraphs
     creq.system = text_of(req.system, "\n\n")
+    for k, b in ipairs(is_array(req.system) and req.system or {}) do
+      if not is_object(b) or b.type ~= "text" or type(b.text) ~= "string" then
+        creq.untranslatable = creq.untranslatable or { param = "system",
+          message = string.format("system.%d: only text blocks can be translated", k - 1) }
+      elseif b.cache_control ~= nil then
+        canonical.dropped(creq, "system.cache_control")
+      end
+    end
+  end
+  if is_object(req.metadata) then
+    for k, v in pairs(req.metadata) do
+      if k ~= "user_id" or type(v) ~= "string" then canonical.dropped(creq, "metadata." .. tostring(k)) end
+    end
   end
   setmetatable(creq, Lazy)
   if req.tools ~= nil and req.tools ~= null then
@@ -338,10 +361,20 @@ function M.decode(body, headers, opts)
     creq.reasoning = { effort = oc.effort, effort_only = true }
   end
   if th.type == "disabled" then creq.reasoning = { disabled = true } end
+  if req.thinking ~= nil and req.thinking ~= null and th.type ~= "enabled" and th.type ~= "adaptive" and th.type ~= "disabled" then
+    creq.untranslatable = creq.untranslatable or { param = "thinking",
+      message = "thinking: expected {\"type\": \"enabled\" | \"adaptive\" | \"disabled\"}; it cannot be translated as it is" }
+  end
+  for k in pairs(oc) do
+    if k ~= "effort" and k ~= "format" then canonical.dropped(creq, "output_config." .. tostring(k)) end
+  end
   local fmt = oc.format
+  if (fmt == nil or fmt == null) and req.output_format ~= nil and req.output_format ~= null then
+    fmt = req.output_format -- the structured-outputs beta's name for it
+  end
   if fmt ~= nil and fmt ~= null then
     if not is_object(fmt) or fmt.type ~= "json_schema" or not is_object(fmt.schema) then
-      return bad("output_config.format: expected {\"type\": \"json_schema\", \"schema\": {...}}")
+      return bad((oc.format and "output_config.format" or "output_format") .. ": expected {\"type\": \"json_schema\", \"schema\": {...}}")
     end
     creq.format = { type = "json_schema", schema = fmt.schema, strict = true } -- Anthropic's always holds
   end

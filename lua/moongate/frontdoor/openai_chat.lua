@@ -217,11 +217,15 @@ local function decode_messages(msgs, creq)
         if m.tool_calls ~= nil and m.tool_calls ~= null then
           if not is_array(m.tool_calls) then refuse_type(loc(i, ".tool_calls"), "an array", m.tool_calls) end
           for j, tc in ipairs(m.tool_calls) do
-            if not is_object(tc) or not is_object(tc["function"]) then
-              refuse_type(loc(i, string.format(".tool_calls[%d]", j - 1)), "an object", tc)
+            if not is_object(tc) then refuse_type(loc(i, string.format(".tool_calls[%d]", j - 1)), "an object", tc) end
+            if is_object(tc["function"]) then
+              blocks[#blocks + 1] = { type = "tool_call", id = tc.id, name = tc["function"].name,
+                arguments = type(tc["function"].arguments) == "string" and tc["function"].arguments or "{}" }
+            else -- a custom tool's call: only an OpenAI upstream knows it
+              blocks[#blocks + 1] = { type = "native", format = "openai", block = tc,
+                refuse = string.format("%s: a tool call of type '%s' cannot be translated; only function calls can",
+                  loc(i, string.format(".tool_calls[%d]", j - 1)), tostring(tc.type)) }
             end
-            blocks[#blocks + 1] = { type = "tool_call", id = tc.id, name = tc["function"].name,
-              arguments = type(tc["function"].arguments) == "string" and tc["function"].arguments or "{}" }
           end
         elseif is_object(m.function_call) then -- the legacy single call
           blocks[#blocks + 1] = { type = "tool_call", id = "call_" .. (m.function_call.name or i),
@@ -322,12 +326,12 @@ function M.decode(body, headers)
     max_tokens = (req.max_completion_tokens ~= null and req.max_completion_tokens) or (req.max_tokens ~= null and req.max_tokens) or nil,
     temperature = req.temperature ~= null and req.temperature or nil,
     top_p = req.top_p ~= null and req.top_p or nil,
-    stop = type(req.stop) == "string" and { req.stop } or (is_array(req.stop) and req.stop or nil),
+    stop = type(req.stop) == "string" and { req.stop } or (is_array(req.stop) and #req.stop > 0 and req.stop or nil),
     reasoning = type(req.reasoning_effort) == "string" and { effort = req.reasoning_effort } or nil,
     metadata = is_object(req.metadata) and req.metadata or nil,
     n = type(req.n) == "number" and req.n or nil,
     logprobs = req.logprobs == true or nil,
-    top_logprobs = type(req.top_logprobs) == "number" and req.top_logprobs or nil,
+    top_logprobs = type(req.top_logprobs) == "number" and req.top_logprobs > 0 and req.top_logprobs or nil,
     user = type(req.user) == "string" and req.user or nil,
     audio_out = is_array(req.modalities) and (function()
       for _, m in ipairs(req.modalities) do if m == "audio" then return true end end
@@ -371,6 +375,8 @@ function M.decode(body, headers)
       creq.tool_choice = { type = tc == "required" and "any" or tc }
     elseif is_object(tc) and is_object(tc["function"]) then
       creq.tool_choice = { type = "tool", name = tc["function"].name }
+    elseif is_object(tc) then -- allowed_tools, custom: the upstream judges
+      creq.tool_choice = { type = "native", format = "openai", raw = tc, kind = tostring(tc.type) }
     else
       return invalid_type("tool_choice", "one of a string or an object", tc)
     end

@@ -175,11 +175,16 @@ function M.kind(adapter)
     local a = self.adapter
     -- same format on both sides and nothing to rewrite: forward the client's
     -- body and the upstream's frames as they are
-    local pass = creq.raw_body and creq.client == a.format
-      and not creq.effort_from_suffix and self.conf.passthrough ~= false
+    -- a model suffix's effort (gpt-5-high) is spliced in too, where the
+    -- adapter can say it as top-level fields (effort_fields)
+    local pass = creq.raw_body and creq.client == a.format and self.conf.passthrough ~= false
+      and (not creq.effort_from_suffix or a.effort_fields ~= nil)
     local body, err
     if pass then
       body = client_body(creq)
+      if creq.effort_from_suffix then
+        for k, v in pairs(a.effort_fields(creq, self.conf)) do body = json.set_top(body, k, v) end
+      end
     else
       body, err = wire_text(a, creq, self.conf, false, self.name)
       if not body then
