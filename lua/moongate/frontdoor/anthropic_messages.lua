@@ -230,6 +230,7 @@ local Lazy = { __index = function(creq, k)
     rawset(creq, "messages", list)
     return list
   end
+  if k == "fields" then return M.fields end
 end }
 
 -- the sampling numbers Anthropic takes from 0 to their maximum
@@ -302,7 +303,7 @@ function M.decode(body, headers, opts)
     top_p = req.top_p ~= null and req.top_p or nil,
     stop = is_array(req.stop_sequences) and #req.stop_sequences > 0 and req.stop_sequences or nil,
     metadata = is_object(req.metadata) and req.metadata or nil,
-    raw = req, include_usage = true, fields = M.fields,
+    raw = req, include_usage = true,
   }
   if is_object(req.metadata) and type(req.metadata.user_id) == "string" then creq.user = req.metadata.user_id end
   if req.system ~= nil and req.system ~= null then

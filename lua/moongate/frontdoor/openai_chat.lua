@@ -250,6 +250,7 @@ local Lazy = { __index = function(creq, k)
     decode_messages(creq.raw.messages, creq)
     return rawget(creq, k)
   end
+  if k == "fields" then return M.fields end
 end }
 
 -- response_format -> the canonical format, or an error
@@ -329,15 +330,17 @@ function M.decode(body, headers)
     stop = type(req.stop) == "string" and { req.stop } or (is_array(req.stop) and #req.stop > 0 and req.stop or nil),
     reasoning = type(req.reasoning_effort) == "string" and { effort = req.reasoning_effort } or nil,
     metadata = is_object(req.metadata) and req.metadata or nil,
-    n = type(req.n) == "number" and req.n or nil,
-    logprobs = req.logprobs == true or nil,
-    top_logprobs = type(req.top_logprobs) == "number" and req.top_logprobs > 0 and req.top_logprobs or nil,
-    user = type(req.user) == "string" and req.user or nil,
-    audio_out = is_array(req.modalities) and (function()
-      for _, m in ipairs(req.modalities) do if m == "audio" then return true end end
-    end)() or nil,
-    raw = req, fields = M.fields,
+    raw = req,
   }
+  -- fields most requests do not carry, set only when they do (a table
+  -- constructor sizes itself for every key it names, nil or not)
+  if type(req.n) == "number" then creq.n = req.n end
+  if req.logprobs == true then creq.logprobs = true end
+  if type(req.top_logprobs) == "number" and req.top_logprobs > 0 then creq.top_logprobs = req.top_logprobs end
+  if type(req.user) == "string" then creq.user = req.user end
+  if is_array(req.modalities) then
+    for _, m in ipairs(req.modalities) do if m == "audio" then creq.audio_out = true end end
+  end
   if req.response_format ~= nil and req.response_format ~= null then
     local f, err = format_of(req.response_format)
     if f == nil then return nil, err end
