@@ -54,7 +54,19 @@ function H.spawn(cmd, options, on_exit)
 end
 
 local Server = {}
-Server.__index = Server
+-- server.log: what the daemon has written to stderr so far. The daemon
+-- writes its log from a thread of its own, a moment after the line is made:
+-- reading server.log first takes in what is still on its way (until no
+-- more comes for 30 ms).
+Server.__index = function(self, k)
+  if k ~= "log" then return Server[k] end
+  local n
+  repeat
+    n = #rawget(self, "_log")
+    client.run_until(function() return false end, 30)
+  until #rawget(self, "_log") == n or self.exited
+  return rawget(self, "_log")
+end
 
 --- start{config = "lua text", workers = n, args = {...}, env = {...}} -> server
 function H.start(opts)
@@ -76,7 +88,7 @@ function H.start(opts)
   end
   for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. v end
 
-  local s = setmetatable({ log = "", exited = false }, Server)
+  local s = setmetatable({ _log = "", exited = false }, Server)
   local stderr = uv.new_pipe(false)
   -- MOONGATE_WRAPPER runs the daemon under a tool, e.g. valgrind
   local cmd = H.bin
@@ -96,12 +108,12 @@ function H.start(opts)
   assert(handle, "cannot start " .. H.bin .. ": " .. tostring(pid))
   s.handle, s.pid, s.stderr = handle, pid, stderr
   stderr:read_start(function(_, data)
-    if data then s.log = s.log .. data end
+    if data then s._log = s._log .. data end
   end)
   client.run_until(function()
-    return s.exited or s.log:match("listening on https?://[^:]+:(%d+)")
+    return s.exited or s._log:match("listening on https?://[^:]+:(%d+)")
   end, wrapper and 60000 or 15000)
-  local port = s.log:match("listening on https?://[^:]+:(%d+)")
+  local port = s._log:match("listening on https?://[^:]+:(%d+)")
   if not port then
     s:stop()
     error("moongate did not start:\n" .. s.log, 2)

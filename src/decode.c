@@ -11,7 +11,7 @@
 #include <zstd_errors.h>
 
 enum { C_GZIP = 1, C_DEFLATE, C_ZSTD };
-#define MAX_CODINGS 4
+#define PAST_LIMIT (-1) /* inner result: the output passed the limit it was given */
 #define FEED (1u << 20) /* input handed to zlib at a time (its counts are 32-bit) */
 #define ZSTD_WINDOW_CAP 27 /* libzstd's own default limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT) */
 
@@ -63,7 +63,7 @@ static int inflate_body(int gzip, const char *in, size_t n, size_t max, mg_buf *
 		}
 		r = room(out, max, n * 4);
 		if (!r) {
-			res = out->len > max ? MG_DECODE_TOO_LARGE : MG_DECODE_NOMEM;
+			res = out->len > max ? PAST_LIMIT : MG_DECODE_NOMEM;
 			break;
 		}
 		if (r > UINT_MAX)
@@ -73,7 +73,7 @@ static int inflate_body(int gzip, const char *in, size_t n, size_t max, mg_buf *
 		rc = inflate(&z, Z_NO_FLUSH);
 		out->len += r - z.avail_out;
 		if (out->len > max) {
-			res = MG_DECODE_TOO_LARGE;
+			res = PAST_LIMIT;
 			break;
 		}
 		if (rc == Z_STREAM_END) {
@@ -109,7 +109,8 @@ static int window_log(size_t max)
 	return w;
 }
 
-static int zstd_body(const char *in, size_t n, size_t max, mg_buf *out)
+/* max: where to stop; body_max: the body limit, which sizes the window */
+static int zstd_body(const char *in, size_t n, size_t max, size_t body_max, mg_buf *out)
 {
 	ZSTD_DCtx *d = ZSTD_createDCtx();
 	ZSTD_inBuffer ib = { in, n, 0 };
@@ -117,13 +118,13 @@ static int zstd_body(const char *in, size_t n, size_t max, mg_buf *out)
 
 	if (!d)
 		return MG_DECODE_NOMEM;
-	ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, window_log(max));
+	ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, window_log(body_max));
 	for (;;) {
 		size_t r = room(out, max, n * 4), ret;
 		ZSTD_outBuffer ob;
 
 		if (!r) {
-			res = out->len > max ? MG_DECODE_TOO_LARGE : MG_DECODE_NOMEM;
+			res = out->len > max ? PAST_LIMIT : MG_DECODE_NOMEM;
 			break;
 		}
 		ob.dst = out->data + out->len;
@@ -139,7 +140,7 @@ static int zstd_body(const char *in, size_t n, size_t max, mg_buf *out)
 			break;
 		}
 		if (out->len > max) {
-			res = MG_DECODE_TOO_LARGE;
+			res = PAST_LIMIT;
 			break;
 		}
 		if (ib.pos == ib.size && (ret == 0 || ob.pos < ob.size)) {
@@ -166,14 +167,10 @@ static int coding(const char *p, size_t n)
 	return -1;
 }
 
-int mg_decode_body(const char *enc, size_t enclen, const char *in, size_t n, size_t max,
-		   mg_buf *out, int *changed, const char **bad, size_t *badlen)
+int mg_decode_codings(mg_codings *cs, const char *enc, size_t enclen, const char **bad, size_t *badlen)
 {
-	int codings[MAX_CODINGS], count = 0, res = MG_DECODE_OK;
 	size_t i = 0;
-	mg_buf cur = { 0 };
 
-	*changed = 0;
 	/* every coding is checked before any work: an unknown one is a 415 */
 	while (i < enclen) {
 		size_t start, end;
@@ -190,32 +187,48 @@ int mg_decode_body(const char *enc, size_t enclen, const char *in, size_t n, siz
 		if (end == start)
 			continue;
 		c = coding(enc + start, end - start);
-		if (c < 0 || (c && count == MAX_CODINGS)) {
+		if (c < 0) {
 			*bad = enc + start;
 			*badlen = end - start;
 			return MG_DECODE_UNSUPPORTED;
 		}
-		if (c)
-			codings[count++] = c;
+		if (!c)
+			continue; /* identity */
+		if (cs->n == MG_DECODE_MAX_CODINGS)
+			return MG_DECODE_TOO_MANY;
+		cs->c[cs->n++] = c;
 	}
-	/* undone in the reverse of the order they were applied */
-	for (int k = count - 1; k >= 0 && res == MG_DECODE_OK; k--) {
-		mg_buf next = { 0 };
-		const char *src = k == count - 1 ? in : cur.data;
-		size_t srclen = k == count - 1 ? n : cur.len;
+	return MG_DECODE_OK;
+}
 
-		if (codings[k] == C_ZSTD)
-			res = zstd_body(src, srclen, max, &next);
+int mg_decode_body(const mg_codings *cs, const char *in, size_t n, size_t max, mg_buf *out)
+{
+	size_t limit = max;
+	int res = MG_DECODE_OK;
+	mg_buf cur = { 0 };
+
+	/* the ratio cap, checked as the output grows (each stage's) */
+	if (max > MG_DECODE_SLACK && n <= (max - MG_DECODE_SLACK) / MG_DECODE_MAX_RATIO)
+		limit = n * MG_DECODE_MAX_RATIO + MG_DECODE_SLACK;
+	/* undone in the reverse of the order they were applied */
+	for (int k = cs->n - 1; k >= 0 && res == MG_DECODE_OK; k--) {
+		mg_buf next = { 0 };
+		const char *src = k == cs->n - 1 ? in : cur.data;
+		size_t srclen = k == cs->n - 1 ? n : cur.len;
+
+		if (cs->c[k] == C_ZSTD)
+			res = zstd_body(src, srclen, limit, max, &next);
 		else
-			res = inflate_body(codings[k] == C_GZIP, src, srclen, max, &next);
+			res = inflate_body(cs->c[k] == C_GZIP, src, srclen, limit, &next);
 		mg_buf_free(&cur);
 		cur = next;
 	}
+	if (res == PAST_LIMIT)
+		res = limit < max ? MG_DECODE_RATIO : MG_DECODE_TOO_LARGE;
 	if (res != MG_DECODE_OK) {
 		mg_buf_free(&cur);
 		return res;
 	}
 	*out = cur;
-	*changed = count > 0;
 	return MG_DECODE_OK;
 }

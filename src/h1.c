@@ -126,6 +126,8 @@ static void conn_close(mg_h1_conn *c)
 		c->req = NULL;
 		if (r->dispatched)
 			mg_req_gone(r);
+		else if (r->method[0] && c->parser.http_major && !c->ws_upgrade)
+			r->line_read = 1; /* left mid-request: its access line says 499 */
 		mg_req_free(r);
 	}
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -412,8 +414,22 @@ static int on_message_begin(http_parser *p)
 	c->field.len = c->value.len = 0;
 	c->expect_continue = 0;
 	c->in_body = 0;
+	p->http_major = 0; /* set again once this request line has its version */
 	arm_timer(c, READ_TIMEOUT_MS(c)); /* for the headers, all of them */
 	return 0;
+}
+
+/* The request's method, known once its URL starts: every answer from then
+ * on (C's 408 and 431 too) knows a HEAD gets no body. */
+static void set_method(mg_req *r, const http_parser *p)
+{
+	const char *m = http_method_str((enum http_method)p->method);
+	size_t n = strlen(m);
+
+	if (n >= sizeof r->method)
+		n = sizeof r->method - 1;
+	memcpy(r->method, m, n);
+	r->method[n] = 0;
 }
 
 static int too_big(mg_h1_conn *c, size_t n)
@@ -430,6 +446,8 @@ static int on_url(http_parser *p, const char *at, size_t n)
 {
 	mg_h1_conn *c = conn_of(p);
 
+	if (!c->req->method[0])
+		set_method(c->req, p);
 	if (too_big(c, n))
 		return 0; /* answered 431 at headers_complete */
 	return mg_buf_append(&c->req->path, at, n);
@@ -555,7 +573,7 @@ static int on_headers_complete(http_parser *p)
 	c->in_body = 1;
 	if (c->last_was_value && flush_header(c))
 		return -1;
-	snprintf(r->method, sizeof r->method, "%s", http_method_str((enum http_method)p->method));
+	set_method(r, p);
 	r->http10 = p->http_major == 1 && p->http_minor == 0;
 	if (!http_should_keep_alive(p))
 		r->close_after = 1;
@@ -612,6 +630,7 @@ static int on_message_complete(http_parser *p)
 static void bad_request(mg_h1_conn *c, enum http_errno err)
 {
 	mg_req *r = c->req;
+	int begun = r != NULL; /* on_message_begin ran: the parser is past its first byte */
 
 	if (!r) {
 		r = c->req = mg_req_new(c->w, &h1_transport, c);
@@ -621,6 +640,10 @@ static void bad_request(mg_h1_conn *c, enum http_errno err)
 		}
 	}
 	mg_log(MG_LOG_DEBUG, "bad request: %s", http_errno_description(err));
+	/* past the method (a URL too long for on_url to have seen it): a HEAD
+	 * is still a HEAD */
+	if (!r->method[0] && begun && err != HPE_INVALID_METHOD && err != HPE_CB_message_begin)
+		set_method(r, &c->parser);
 	r->close_after = 1;
 	r->dispatched = 1; /* C answers; Lua never sees it */
 	if (err == HPE_HEADER_OVERFLOW) {

@@ -128,7 +128,10 @@ static void log_access(const mg_req *r)
 	a.provider_len = r->provider_len;
 	a.reason = r->reason_len ? r->reason : NULL;
 	a.reason_len = r->reason_len;
-	if (!a.reason && r->client_gone) {
+	if (!r->dispatched) { /* only a request line, some headers or part of the body */
+		a.reason = "the client left before sending the whole request";
+		a.reason_len = strlen(a.reason);
+	} else if (!a.reason && r->client_gone) {
 		a.reason = r->status ? "the client left before the end of the answer"
 				     : "the client left before the answer";
 		a.reason_len = strlen(a.reason);
@@ -140,7 +143,7 @@ void mg_req_free(mg_req *r)
 {
 	lua_State *L = r->w->L;
 
-	if (r->dispatched && mg_log_get_level() >= MG_LOG_INFO)
+	if ((r->dispatched || r->line_read) && mg_log_get_level() >= MG_LOG_INFO)
 		log_access(r);
 	if (r->handle)
 		*r->handle = NULL;
@@ -334,11 +337,13 @@ static int encode_headers(mg_req *r, int status, const char *ctype, size_t ctlen
 	if (r->t->hdr_begin(r, status) ||
 	    (ctlen && r->t->hdr_add(r, "content-type", 12, ctype, ctlen)))
 		return -1;
-	/* an allowed Origin gets these on every answer: errors, streams, C's */
+	/* an allowed Origin gets these on every answer: errors, streams, C's;
+	 * and every answer depends on the Origin (a cache must know) */
 	if (r->cors == MG_CORS_ALLOWED &&
 	    (r->t->hdr_add(r, "access-control-allow-origin", 27, r->origin.data, r->origin.len) ||
-	     add_header(r, "access-control-expose-headers", "retry-after") ||
-	     add_header(r, "vary", "origin")))
+	     add_header(r, "access-control-expose-headers", "retry-after")))
+		return -1;
+	if (add_header(r, "vary", "origin"))
 		return -1;
 	if (status == 204 || status == 304) {
 		/* no body, and no content-length either (RFC 9110 8.6) */
@@ -402,9 +407,8 @@ static void note_reason(mg_req *r, const char *s, size_t n)
 	r->reason_len = (unsigned short)n;
 }
 
-static void cors_decide(mg_req *r, const char *origin, size_t olen);
-static void scan_headers(const mg_buf *h, const char **origin, size_t *olen,
-			 const char **enc, size_t *elen, int *encs);
+static void cors_decide(mg_req *r, const char *origin, size_t olen, int origins);
+static void scan_headers(const mg_buf *h, const char **origin, size_t *olen, int *origins, int *encs);
 
 void mg_req_fail(mg_req *r, int status, const char *message)
 {
@@ -414,11 +418,11 @@ void mg_req_fail(mg_req *r, int status, const char *message)
 	if (!r->conn || r->started)
 		return;
 	if (r->cors == MG_CORS_UNDECIDED) { /* an answer before dispatch */
-		const char *origin = NULL, *enc;
-		size_t olen = 0, elen;
-		int encs;
-		scan_headers(&r->headers, &origin, &olen, &enc, &elen, &encs);
-		cors_decide(r, origin, olen);
+		const char *origin = NULL;
+		size_t olen = 0;
+		int origins, encs;
+		scan_headers(&r->headers, &origin, &olen, &origins, &encs);
+		cors_decide(r, origin, olen, origins);
 	}
 	note_reason(r, message, strlen(message));
 	if (anthropic_path(r))
@@ -449,16 +453,14 @@ static void set_string(lua_State *L, const char *key, const mg_buf *b)
 	lua_setfield(L, -2, key);
 }
 
-/* One pass over the request headers for the two that C looks at: origin,
- * and content-encoding (how many lines of it: *encs). */
-static void scan_headers(const mg_buf *h, const char **origin, size_t *olen,
-			 const char **enc, size_t *elen, int *encs)
+/* One pass over the request headers for the two that C looks at: origin
+ * (the last, and how many: *origins) and content-encoding (how many lines:
+ * *encs). */
+static void scan_headers(const mg_buf *h, const char **origin, size_t *olen, int *origins, int *encs)
 {
 	size_t i = 0;
 
-	*encs = 0;
-	*enc = NULL;
-	*elen = 0;
+	*encs = *origins = 0;
 	while (i < h->len) {
 		const char *name = h->data + i;
 		size_t nl = strlen(name);
@@ -467,11 +469,9 @@ static void scan_headers(const mg_buf *h, const char **origin, size_t *olen,
 		if (nl == 6 && !memcmp(name, "origin", 6)) {
 			*origin = value;
 			*olen = vl;
+			(*origins)++;
 		} else if (nl == 16 && !memcmp(name, "content-encoding", 16)) {
-			if (!(*encs)++) {
-				*enc = value;
-				*elen = vl;
-			}
+			(*encs)++;
 		}
 		i += nl + vl + 2;
 	}
@@ -480,16 +480,22 @@ static void scan_headers(const mg_buf *h, const char **origin, size_t *olen,
 /* Decides once whether the request's Origin may read the answers: Lua's
  * origin_allowed(origin) says (the one rule WebSockets use too). The origin
  * is kept to be echoed when it may. */
-static void cors_decide(mg_req *r, const char *origin, size_t olen)
+static void cors_decide(mg_req *r, const char *origin, size_t olen, int origins)
 {
 	lua_State *L = r->w->L;
 	int ok = 0;
 
-	if (!origin || !olen) {
+	if (origins <= 1 && (!origin || !olen)) {
 		r->cors = MG_CORS_NONE;
 		return;
 	}
 	r->cors = MG_CORS_REFUSED;
+	/* a request has one Origin, and one origin in it: several (two header
+	 * lines, or what lws joined with commas) are refused, whatever each says */
+	if (origins > 1 || memchr(origin, ',', olen)) {
+		r->origin_dup = 1;
+		return;
+	}
 	if (r->w->handler_ref == LUA_NOREF || !mg_push_ref_fn(L, r->w->handler_ref, "origin_allowed"))
 		return;
 	lua_pushlstring(L, origin, olen);
@@ -505,44 +511,32 @@ static void cors_decide(mg_req *r, const char *origin, size_t olen)
 		r->cors = MG_CORS_ALLOWED;
 }
 
-/* Undoes the body's Content-Encoding in place. 0, or -1 when out of memory;
- * a body that cannot be decoded sets r->body_error. */
-static int decode_body(mg_req *r, const char *enc, size_t elen, int encs)
+/* Undoes the body's Content-Encoding in place: every line of it, in order,
+ * makes one list. 0, or -1 when out of memory; a body that cannot be decoded
+ * sets r->body_error, and the connection is closed after the answer (the
+ * work a request may cost is bounded, not what a pipeline of them does). */
+static int decode_body(mg_req *r)
 {
-	char joined[256];
+	mg_codings cs = { .n = 0 };
 	const char *bad = NULL;
-	size_t badlen = 0;
+	size_t badlen = 0, i = 0;
 	mg_buf out = { 0 };
-	int changed = 0, rc;
+	int rc = MG_DECODE_OK;
 
-	if (encs > 1) {
-		/* several header lines make one list, in order */
-		size_t i = 0, n = 0;
-		while (i < r->headers.len) {
-			const char *name = r->headers.data + i;
-			size_t nl = strlen(name);
-			const char *value = name + nl + 1;
-			size_t vl = strlen(value);
-			if (nl == 16 && !memcmp(name, "content-encoding", 16)) {
-				if (n + vl + 1 > sizeof joined) {
-					enc = "(too many codings)";
-					elen = strlen(enc);
-					goto refuse;
-				}
-				memcpy(joined + n, value, vl);
-				n += vl;
-				joined[n++] = ',';
-			}
-			i += nl + vl + 2;
-		}
-		enc = joined;
-		elen = n;
+	while (rc == MG_DECODE_OK && i < r->headers.len) {
+		const char *name = r->headers.data + i;
+		size_t nl = strlen(name);
+		const char *value = name + nl + 1;
+		size_t vl = strlen(value);
+		if (nl == 16 && !memcmp(name, "content-encoding", 16))
+			rc = mg_decode_codings(&cs, value, vl, &bad, &badlen);
+		i += nl + vl + 2;
 	}
-	rc = mg_decode_body(enc, elen, r->body.data, r->body.len, r->w->cfg->max_body_bytes,
-			    &out, &changed, &bad, &badlen);
+	if (rc == MG_DECODE_OK)
+		rc = mg_decode_body(&cs, r->body.data, r->body.len, r->w->cfg->max_body_bytes, &out);
 	switch (rc) {
 	case MG_DECODE_OK:
-		if (changed) {
+		if (cs.n) {
 			mg_buf_free(&r->body);
 			r->body = out;
 		}
@@ -550,22 +544,26 @@ static int decode_body(mg_req *r, const char *enc, size_t elen, int encs)
 	case MG_DECODE_TOO_LARGE:
 		r->body_error = MG_BODY_DECODED_TOO_LARGE;
 		break;
+	case MG_DECODE_RATIO:
+		r->body_error = MG_BODY_DECODED_RATIO;
+		break;
 	case MG_DECODE_CORRUPT:
 		r->body_error = MG_BODY_BAD_ENCODING;
 		break;
+	case MG_DECODE_TOO_MANY:
+		r->body_error = MG_BODY_TOO_MANY_CODINGS;
+		break;
 	case MG_DECODE_UNSUPPORTED:
-		enc = bad;
-		elen = badlen;
-	refuse:
-		if (elen >= sizeof r->bad_coding)
-			elen = sizeof r->bad_coding - 1;
-		memcpy(r->bad_coding, enc, elen);
-		r->bad_coding[elen] = 0;
+		if (badlen >= sizeof r->bad_coding)
+			badlen = sizeof r->bad_coding - 1;
+		memcpy(r->bad_coding, bad, badlen);
+		r->bad_coding[badlen] = 0;
 		r->body_error = MG_BODY_UNSUPPORTED_ENCODING;
 		break;
 	default:
 		return -1;
 	}
+	r->close_after = 1;
 	mg_buf_free(&r->body);
 	return 0;
 }
@@ -576,16 +574,20 @@ void mg_req_dispatch(mg_req *r)
 {
 	lua_State *L = r->w->L;
 	mg_req **slot;
-	const char *origin = NULL, *enc;
-	size_t olen = 0, elen;
-	int encs, top = lua_gettop(L), decoded = 0;
+	const char *origin = NULL;
+	size_t olen = 0;
+	int origins, encs, top = lua_gettop(L), decoded = 0;
 
 	r->dispatched = 1;
-	scan_headers(&r->headers, &origin, &olen, &enc, &elen, &encs);
+	scan_headers(&r->headers, &origin, &olen, &origins, &encs);
 	if (r->cors == MG_CORS_UNDECIDED)
-		cors_decide(r, origin, olen);
-	if (encs && !r->body_error && r->body.len) {
-		if (decode_body(r, enc, elen, encs)) {
+		cors_decide(r, origin, olen, origins);
+	if (r->cors == MG_CORS_REFUSED) {
+		/* a page the gateway does not serve: Lua answers 403 and nothing
+		 * else runs (not even decoding); the body is not looked at */
+		mg_buf_free(&r->body);
+	} else if (encs && !r->body_error && r->body.len) {
+		if (decode_body(r)) {
 			mg_req_fail(r, 500, "out of memory decoding the request body");
 			return;
 		}
@@ -608,6 +610,10 @@ void mg_req_dispatch(mg_req *r)
 	if (r->cors != MG_CORS_NONE) {
 		lua_pushboolean(L, r->cors == MG_CORS_ALLOWED);
 		lua_setfield(L, -2, "origin_allowed");
+		if (r->origin_dup) {
+			lua_pushboolean(L, 1);
+			lua_setfield(L, -2, "origin_duplicate");
+		}
 	}
 	if (r->body_error == MG_BODY_TOO_LARGE || r->body_error == MG_BODY_DECODED_TOO_LARGE) {
 		if (r->body_error == MG_BODY_TOO_LARGE)
@@ -617,6 +623,18 @@ void mg_req_dispatch(mg_req *r)
 		lua_setfield(L, -2, "body_error");
 		lua_pushinteger(L, (lua_Integer)r->w->cfg->max_body_bytes);
 		lua_setfield(L, -2, "max_body_bytes");
+	} else if (r->body_error == MG_BODY_DECODED_RATIO) {
+		lua_pushliteral(L, "decoded_ratio");
+		lua_setfield(L, -2, "body_error");
+		lua_pushinteger(L, MG_DECODE_MAX_RATIO);
+		lua_setfield(L, -2, "max_ratio");
+		lua_pushinteger(L, (lua_Integer)MG_DECODE_SLACK);
+		lua_setfield(L, -2, "ratio_slack");
+	} else if (r->body_error == MG_BODY_TOO_MANY_CODINGS) {
+		lua_pushliteral(L, "too_many_codings");
+		lua_setfield(L, -2, "body_error");
+		lua_pushinteger(L, MG_DECODE_MAX_CODINGS);
+		lua_setfield(L, -2, "max_codings");
 	} else if (r->body_error == MG_BODY_BAD_ENCODING) {
 		lua_pushliteral(L, "bad_encoding");
 		lua_setfield(L, -2, "body_error");

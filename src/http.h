@@ -11,9 +11,10 @@
  *   mg_req_new()     by the transport once the request line has arrived
  *   mg_req_header()  each request header, as it is parsed
  *   body bytes       collected in r->body up to max_body_bytes
- *   mg_req_dispatch  the Origin is decided, a compressed body decoded, then
- *                    Lua's handle(req) runs with a userdata handle that
- *                    points back at the mg_req
+ *   mg_req_dispatch  the Origin is decided (a refused one: Lua answers 403
+ *                    and nothing else is done), a compressed body decoded,
+ *                    then Lua's handle(req) runs with a userdata handle
+ *                    that points back at the mg_req
  *   _respond / _stream_*  bytes queued in r->out, transport told to write
  *   mg_req_free()    by the transport when the response is out or the
  *                    client is gone: the Lua handle is detached (its pointer
@@ -40,7 +41,8 @@ struct mg_req;
 
 enum { MG_BODY_OK = 0, MG_BODY_TOO_LARGE, MG_HEADERS_TOO_LARGE,
        /* set by mg_req_dispatch while decoding a Content-Encoding */
-       MG_BODY_DECODED_TOO_LARGE, MG_BODY_BAD_ENCODING, MG_BODY_UNSUPPORTED_ENCODING };
+       MG_BODY_DECODED_TOO_LARGE, MG_BODY_DECODED_RATIO, MG_BODY_BAD_ENCODING,
+       MG_BODY_UNSUPPORTED_ENCODING, MG_BODY_TOO_MANY_CODINGS };
 
 /* What the access log line says about a request besides what C knows
  * (method, path, status, time, bytes): noted by Lua through _req_note, held
@@ -83,7 +85,10 @@ typedef struct mg_req {
 	int body_error;
 	char bad_coding[40]; /* MG_BODY_UNSUPPORTED_ENCODING: the coding refused (cut) */
 	int dispatched;
+	int line_read;       /* set by the transport once the request line is in:
+			      * freed undispatched, the request is logged as 499 */
 	int cors;            /* MG_CORS_*; with ALLOWED, every answer carries CORS headers */
+	int origin_dup;      /* REFUSED because it had more than one Origin */
 	mg_buf origin;       /* the allowed Origin, echoed in access-control-allow-origin */
 
 	/* response */
@@ -118,9 +123,11 @@ mg_req *mg_req_new(struct mg_worker *w, const mg_transport *t, void *conn);
 /* Adds one request header (name is lower-cased). 0, or -1 out of memory. */
 int mg_req_header(mg_req *r, const char *name, size_t nlen, const char *value, size_t vlen);
 /* Runs Lua's handler for the request. First, once per request: the Origin
- * is decided (Lua's origin_allowed), and a body with a Content-Encoding is
- * decoded (decode.h) within max_body_bytes; what went wrong, if anything,
- * reaches Lua as req.body_error. */
+ * is decided (Lua's origin_allowed; more than one Origin is refused), and,
+ * unless it was refused, a body with a Content-Encoding is decoded
+ * (decode.h) within max_body_bytes and the ratio cap; what went wrong, if
+ * anything, reaches Lua as req.body_error, and the connection closes after
+ * the answer. */
 void mg_req_dispatch(mg_req *r);
 /* The transport sent `n` bytes from r->out: account, maybe fire on_drain
  * (which runs Lua: the request may have more queued, or be finished, after). */
@@ -138,7 +145,8 @@ void mg_stats_buffered(long long delta);
 void mg_req_gone(mg_req *r);
 /* Frees the request; the transport calls it once per mg_req_new. A request
  * that was dispatched (or answered by C) gets its access log line here, at
- * info level. */
+ * info level; so does one with r->line_read that never was (status 499: the
+ * client left before sending all of it). */
 void mg_req_free(mg_req *r);
 /* Queues a JSON error from C when Lua cannot answer: Anthropic's shape on
  * /v1/messages paths, OpenAI's elsewhere (headers only to a HEAD), with the

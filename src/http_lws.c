@@ -226,6 +226,7 @@ static int on_request(struct lws *wsi, mg_http_pss *pss, const char *uri, size_t
 	if (!r)
 		return -1;
 	pss->req = r;
+	r->line_read = 1; /* and every header: a client that leaves now gets a 499 line */
 	r->h2 = lws_get_network_wsi(wsi) != wsi;
 	snprintf(r->method, sizeof r->method, "OTHER");
 	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)

@@ -1,16 +1,29 @@
+/* Log lines: level filter, the line's prefix (time, level, thread tag), and
+ * the Lua primitives. Lines go to logq.c, which queues them for its writer
+ * thread while the daemon serves (so a stuck reader of stderr never blocks
+ * an event loop) and writes them at once otherwise. */
 #include "log.h"
+#include "logq.h"
 
 #include <lauxlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
 
 static int log_level = MG_LOG_INFO;
-static _Thread_local char thread_tag[16] = "main";
+/* the calling thread's tag, and the start of its lines' timestamp
+ * ("2026-01-01T12:00:00.") for the second it was made in: a line in the
+ * same second costs a clock read and a copy, no formatting */
+static _Thread_local struct {
+	char tag[16];
+	size_t taglen;
+	time_t sec;
+	char date[20];
+} me = { "main", 4, -1, "" };
 static const char *const level_names[] = { "ERROR", "WARN", "INFO", "DEBUG" };
+static const char level_cols[][6] = { "ERROR", "WARN ", "INFO ", "DEBUG" };
 
 void mg_log_set_level(int level)
 {
@@ -25,39 +38,101 @@ int mg_log_get_level(void)
 
 void mg_log_set_thread_tag(const char *tag)
 {
-	snprintf(thread_tag, sizeof thread_tag, "%s", tag);
+	size_t n = strlen(tag);
+
+	if (n >= sizeof me.tag)
+		n = sizeof me.tag - 1;
+	memcpy(me.tag, tag, n);
+	me.tag[n] = 0;
+	me.taglen = n;
 }
+
+/* "2026-01-01T12:00:00.000Z INFO  [tag] " into p (room for MAX_PREFIX) */
+#define MAX_PREFIX 64
+static size_t prefix(char *p, int level, const char *tag, size_t taglen)
+{
+	struct timespec ts;
+	unsigned ms;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (ts.tv_sec != me.sec) {
+		struct tm tm;
+		char tmp[64];
+		gmtime_r(&ts.tv_sec, &tm);
+		snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		memcpy(me.date, tmp, sizeof me.date);
+		me.sec = ts.tv_sec;
+	}
+	ms = (unsigned)(ts.tv_nsec / 1000000);
+	memcpy(p, me.date, sizeof me.date);
+	n = sizeof me.date;
+	p[n++] = (char)('0' + ms / 100);
+	p[n++] = (char)('0' + ms / 10 % 10);
+	p[n++] = (char)('0' + ms % 10);
+	p[n++] = 'Z';
+	p[n++] = ' ';
+	memcpy(p + n, level_cols[level], 5);
+	n += 5;
+	p[n++] = ' ';
+	p[n++] = '[';
+	memcpy(p + n, tag, taglen);
+	n += taglen;
+	p[n++] = ']';
+	p[n++] = ' ';
+	return n;
+}
+
+/* the writer's line when the queue had to drop some (logq.h) */
+static size_t dropped_notice(char *buf, size_t cap, unsigned long long dropped)
+{
+	size_t n = prefix(buf, MG_LOG_WARN, "log", 3);
+	int m = snprintf(buf + n, cap - n, "%llu log line%s dropped (the log's reader is too slow)\n",
+			 dropped, dropped == 1 ? "" : "s");
+
+	if (m < 0 || (size_t)m >= cap - n)
+		return 0;
+	return n + (size_t)m;
+}
+
+int mg_log_async_start(void)
+{
+	return mg_logq_start(dropped_notice);
+}
+
+int mg_log_async_stop(void)
+{
+	/* a reader that takes nothing for a second is not waited for longer */
+	return mg_logq_stop(1000, 10000);
+}
+
+unsigned long long mg_log_dropped(void)
+{
+	return mg_logq_dropped();
+}
+
+#define MAX_MSG (MG_LOGQ_MAX_LINE - MAX_PREFIX - 16)
 
 static void emit(int level, const char *msg, size_t len)
 {
-	char line[4096];
-	struct timeval tv;
-	struct tm tm;
-	int n;
+	char head[MAX_PREFIX];
+	struct iovec iov[3];
 
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%s] ",
-		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		     tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000),
-		     level_names[level], thread_tag);
-	if (n < 0)
-		return;
 	while (len && msg[len - 1] == '\n')
 		len--;
-	if ((size_t)n + len + 1 <= sizeof line) {
-		/* the usual case: one write of the whole line (stderr is unbuffered) */
-		memcpy(line + n, msg, len);
-		line[(size_t)n + len] = '\n';
-		fwrite(line, 1, (size_t)n + len + 1, stderr);
-		return;
+	iov[0].iov_base = head;
+	iov[0].iov_len = prefix(head, level, me.tag, me.taglen);
+	iov[1].iov_base = (void *)msg;
+	iov[1].iov_len = len;
+	iov[2].iov_base = "\n";
+	iov[2].iov_len = 1;
+	if (len > MAX_MSG) { /* one line is not the place for a dump */
+		iov[1].iov_len = MAX_MSG;
+		iov[2].iov_base = "... (cut)\n";
+		iov[2].iov_len = 10;
 	}
-	/* one locked stdio call per line keeps lines whole across threads */
-	flockfile(stderr);
-	fwrite(line, 1, (size_t)n, stderr);
-	fwrite(msg, 1, len, stderr);
-	fputc('\n', stderr);
-	funlockfile(stderr);
+	mg_logq_write(iov, 3);
 }
 
 void mg_log_line(int level, const char *msg, size_t len)

@@ -1,4 +1,7 @@
-/* Logging: one line per call on stderr, safe from any thread.
+/* Logging: one line per call on stderr, safe from any thread. While the
+ * daemon serves (between mg_log_async_start and mg_log_async_stop) a call
+ * only queues its line, never waits on stderr: see logq.h; lines are cut at
+ * 64 KiB.
  * The host never logs request bodies or headers; secrets are redacted by the
  * Lua layer before a message reaches mg_log (see lua/moongate/log.lua). */
 #ifndef MG_LOG_H
@@ -16,6 +19,16 @@ void mg_log_set_thread_tag(const char *tag);
 void mg_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Logs msg[0..len) as one line, as it is (no formatting). */
 void mg_log_line(int level, const char *msg, size_t len);
+
+/* Lines are queued for a writer thread from now on (logq.h). 0, or -1:
+ * they stay synchronous. */
+int mg_log_async_start(void);
+/* Writes out what is queued, waiting for a reader that keeps reading but
+ * not for one that stopped (1 s without progress, 10 s at most), and makes
+ * lines synchronous again. 0, or -1 when it gave up. */
+int mg_log_async_stop(void);
+/* Lines dropped because the queue was full, since the start. */
+unsigned long long mg_log_dropped(void);
 
 /* Registers _log(level, msg) and _log_level([level]) on the table at -1. */
 int mg_log_open(lua_State *L);

@@ -6,6 +6,8 @@
  *                 it only touches a worker through uv_async_send(stop_async)
  *                 and, at start-up, the mutex-guarded start_state.
  *   worker k      its loop, lws context, Lua state and every request on them.
+ *   log writer    logq.c's: started before the workers, stopped (a bounded
+ *                 wait for what is queued) after them.
  * Workers are started one after the other: lws context creation touches
  * process-wide state (plugin loading, OpenSSL), so it is never concurrent.
  */
@@ -525,6 +527,9 @@ static int l_serve(lua_State *L)
 	}
 	uv_mutex_init(&mu);
 	uv_cond_init(&cond);
+	/* from here on no thread waits on stderr: a full pipe drops lines */
+	if (mg_log_async_start())
+		mg_log(MG_LOG_WARN, "could not start the log's writer thread: lines are written as they come");
 	served_workers = c.workers;
 	raise_file_limit();
 	mg_h1_init(c.max_header_bytes);
@@ -577,13 +582,15 @@ static int l_serve(lua_State *L)
 	uv_mutex_destroy(&mu);
 	free(ws);
 	free_config(&c);
+	if (!failed)
+		mg_log(MG_LOG_INFO, "stopped");
+	mg_log_async_stop(); /* bounded: a reader that stopped reading is not waited for */
 	if (failed) {
 		lua_pushnil(L);
 		lua_pushfstring(L, "could not start serving on %s:%d (see the log above)",
 				c.host, c.port);
 		return 2;
 	}
-	mg_log(MG_LOG_INFO, "stopped");
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -600,7 +607,7 @@ static int l_stats(lua_State *L)
 	__atomic_load(&mg_global_stats.buffered_peak, &s.buffered_peak, __ATOMIC_RELAXED);
 	__atomic_load(&mg_global_stats.client_disconnects, &s.client_disconnects, __ATOMIC_RELAXED);
 	__atomic_load(&mg_global_stats.lua_errors, &s.lua_errors, __ATOMIC_RELAXED);
-	lua_createtable(L, 0, 9);
+	lua_createtable(L, 0, 10);
 #define F(name) lua_pushnumber(L, (lua_Number)s.name); lua_setfield(L, -2, #name)
 	F(requests);
 	F(open_requests);
@@ -610,6 +617,8 @@ static int l_stats(lua_State *L)
 	F(client_disconnects);
 	F(lua_errors);
 #undef F
+	lua_pushnumber(L, (lua_Number)mg_log_dropped());
+	lua_setfield(L, -2, "log_lines_dropped");
 	lua_pushinteger(L, served_workers);
 	lua_setfield(L, -2, "workers");
 	lua_pushnumber(L, mg_uptime());

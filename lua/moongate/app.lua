@@ -1,9 +1,10 @@
 -- The HTTP application: one per worker thread. Dispatches requests by method
 -- and path to the front doors and the built-in endpoints; HEAD is GET without
 -- the body (C drops it), OPTIONS answers CORS preflights. Which Origins may
--- read the answers is decided here (origin_allowed, the rule the WebSocket
+-- call the gateway is decided here (origin_allowed, the rule the WebSocket
 -- endpoints use), once per request, for C, which puts the CORS headers on
--- every answer, its own errors included.
+-- every answer to an allowed one, its own errors included; a request from
+-- any other Origin gets 403 and nothing else.
 local core = require "moongate.core"
 local json = require "moongate.json"
 local http = require "moongate.http"
@@ -70,15 +71,35 @@ local preflight_default_headers = "authorization, x-api-key, anthropic-version, 
   "anthropic-dangerous-direct-browser-access, content-type, openai-organization, openai-project, openai-beta"
 local methods = "GET, HEAD, POST, OPTIONS"
 
---- preflight: OPTIONS. From an allowed Origin, 204 with what it may send
--- (C adds access-control-allow-origin); from another, 403 in the path's
--- error format; without Origin (not a preflight), 204 with Allow.
-function App:preflight(req, client)
-  if req.origin_allowed == false then
-    return http.error(req, client, errors.new(403, string.format(
-      "Origin %s is not allowed to call this gateway: add it to cors.allowed_origins in the config.",
-      req.headers.origin:sub(1, 200)), { code = "origin_not_allowed" }))
+-- bytes a client sent, quoted in an error message: printable ASCII as it
+-- is, any other byte as \xHH (the answer stays valid UTF-8 JSON), cut to max
+local function shown(s, max)
+  s = tostring(s or "")
+  local cut = #s > max
+  if cut then s = s:sub(1, max) end
+  s = s:gsub("[^\32-\126]", function(c) return string.format("\\x%02x", c:byte()) end)
+  return cut and s .. "..." or s
+end
+
+--- origin_refused(req, client): the 403 to a request from a page that may
+-- not call the gateway (C decided: req.origin_allowed == false), whatever
+-- it asked; nothing else of the request is looked at. A request with more
+-- than one Origin header is refused too.
+local function origin_refused(req, client)
+  local message
+  if req.origin_duplicate then
+    message = "A request may carry one Origin header, naming one origin: this one names several, so it is refused."
+  else
+    message = string.format("Origin %s is not allowed to call this gateway: add it to cors.allowed_origins in the config.",
+      shown(req.headers.origin, 200))
   end
+  return http.error(req, client, errors.new(403, message, { code = "origin_not_allowed" }))
+end
+
+--- preflight: OPTIONS. From an allowed Origin, 204 with what it may send
+-- (C adds access-control-allow-origin); without Origin (not a preflight),
+-- 204 with Allow. (From another Origin, handle() has answered 403.)
+function App:preflight(req, client)
   local headers = { allow = methods }
   if req.origin_allowed then
     -- what the browser asks for, when it is a plain list of header names
@@ -98,12 +119,19 @@ local function body_refused(req)
   if e == "too_large" or e == "decoded_too_large" then
     return errors.new(413, string.format("Request body too large%s: the limit is %d bytes.",
       e == "decoded_too_large" and " once decoded" or "", req.max_body_bytes), { code = "request_too_large" })
+  elseif e == "decoded_ratio" then
+    return errors.new(413, string.format("Request body refused: it decodes to more than %d times the size it was "
+      .. "sent in (plus %g MiB), as a compression bomb does. Send it less compressed, or as it is.",
+      req.max_ratio, req.ratio_slack / 1048576), { code = "request_too_large" })
   elseif e == "bad_encoding" then
     return errors.new(400, string.format("The request body could not be decoded as Content-Encoding %s: the data is corrupt or cut short.",
-      (req.headers["content-encoding"] or "?"):sub(1, 64)), { code = "invalid_content_encoding" })
+      shown(req.headers["content-encoding"] or "?", 64)), { code = "invalid_content_encoding" })
   elseif e == "unsupported_encoding" then
     return errors.new(415, string.format("Content-Encoding %s is not supported: send the body as it is, or as gzip, deflate or zstd.",
-      req.content_coding), { code = "unsupported_content_encoding" })
+      shown(req.content_coding, 40)), { code = "unsupported_content_encoding" })
+  elseif e == "too_many_codings" then
+    return errors.new(415, string.format("Content-Encoding lists more than %d codings to undo: send the body as it is, "
+      .. "or compressed once.", req.max_codings), { code = "unsupported_content_encoding" })
   end
   return errors.new(400, "The request body could not be read.")
 end
@@ -111,6 +139,7 @@ end
 function App:handle(req)
   local path = normalize(req.path)
   local client = errors.client_for_path(path)
+  if req.origin_allowed == false then return origin_refused(req, client) end
   if req.body_error == "headers_too_large" then
     return http.error(req, client, errors.new(431, string.format(
       "Request header fields too large: the limit is %d bytes.", req.max_header_bytes),
@@ -133,11 +162,11 @@ function App:handle(req)
   end
   if path == "/ws" or path:find("^/ws/[^/]+$") then
     return http.error(req, client, errors.new(426, string.format(
-      "%s is a WebSocket endpoint: connect with an Upgrade: websocket request.", path),
+      "%s is a WebSocket endpoint: connect with an Upgrade: websocket request.", shown(path, 300)),
       { code = "upgrade_required" }), { upgrade = "websocket" })
   end
   return http.error(req, client, errors.new(404, string.format(
-    "Unknown request URL: %s %s. Please check the URL for typos.", req.method, req.path),
+    "Unknown request URL: %s %s. Please check the URL for typos.", req.method, shown(req.path, 300)),
     { code = "unknown_url" }))
 end
 
@@ -206,7 +235,7 @@ function App:model(req, path)
   -- both SDKs ask this path; Anthropic's says which API it speaks
   local client = req.headers and req.headers["anthropic-version"] and "anthropic" or "openai"
   return http.error(req, client, errors.new(404, string.format(
-    "The model `%s` does not exist or you do not have access to it.", id), { code = "model_not_found" }))
+    "The model `%s` does not exist or you do not have access to it.", shown(id, 200)), { code = "model_not_found" }))
 end
 
 -- Runs the exchange and notes, for the access log, the model and the
@@ -264,7 +293,11 @@ function App:count_tokens(req)
       http.error(req, "anthropic", cerr)
     end)
   end
-  return http.json(req, 200, { input_tokens = canonical.prompt_tokens(creq) })
+  -- the estimate reads the canonical messages: what cannot be made of
+  -- them is refused as a translation would be
+  local ok, n = errors.catch(canonical.prompt_tokens, creq)
+  if not ok then return http.error(req, "anthropic", n) end
+  return http.json(req, 200, { input_tokens = n })
 end
 
 function App:shutdown()

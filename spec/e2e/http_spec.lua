@@ -70,7 +70,7 @@ end
 -- the first line matching pattern that the daemon logged after byte `from`
 -- of its log (#server.log before the request), once it is there
 local function wait_log(server, pattern, from)
-  local function find() return server.log:sub((from or 0) + 1):match(pattern) end
+  local function find() return server._log:sub((from or 0) + 1):match(pattern) end
   client.run_until(function() return find() ~= nil end, 3000)
   return find()
 end
@@ -130,6 +130,30 @@ describe("HTTP for real clients", function()
         assert.truthy(tonumber(headers["content-length"]) > 0) -- the GET's error body's length
         assert.equal("", rest, case[1])
       end
+    end)
+
+    it("answers the errors C writes itself (431, 408) with headers only, and logs them as HEAD", function()
+      local from = #server.log
+      -- a header past http-parser's limit (max_header_bytes + 1024): C's 431
+      local status, headers, rest = split_head(raw(server, "HEAD /health HTTP/1.1\r\nHost: x\r\nX-Big: " ..
+        string.rep("a", 20000) .. "\r\n\r\n", function(c) return c.eof end))
+      assert.equal(431, status)
+      assert.truthy(tonumber(headers["content-length"]) > 0)
+      assert.equal("", rest)
+      assert.truthy(wait_log(server, "access method=HEAD path=\"/health\" status=431", from), server.log)
+      -- headers that stop coming (request_timeout = 1): C's 408
+      from = #server.log
+      status, headers, rest = split_head(raw(server, "HEAD /v1/models HTTP/1.1\r\nHost: x\r\nX-A: b\r\n",
+        function(c) return c.eof end, 5000))
+      assert.equal(408, status)
+      assert.truthy(tonumber(headers["content-length"]) > 0)
+      assert.equal("", rest)
+      assert.truthy(wait_log(server, "access method=HEAD path=\"/v1/models\" status=408", from), server.log)
+      -- a request line too long for the parser, HEAD all the same
+      status, _, rest = split_head(raw(server, "HEAD /" .. string.rep("p", 20000) .. " HTTP/1.1\r\nHost: x\r\n\r\n",
+        function(c) return c.eof end))
+      assert.equal(431, status)
+      assert.equal("", rest)
     end)
 
     it("leaves a keep-alive connection ready for the next request, after a 200 and after a 404", function()
@@ -210,6 +234,20 @@ function req(method, path) {
     assert.equal("/v1/messages", body.links.messages)
   end)
 
+  it("keeps error bodies ASCII JSON: bytes it echoes from a path or a model id that are not text come as \\xHH", function()
+    for _, case in ipairs {
+      { "GET /caf\195\169/\255 HTTP/1.1", "Unknown request URL: GET /caf\\xc3\\xa9/\\xff." },
+      { "GET /v1/models/%ff%00x HTTP/1.1", "The model `\\xff\\x00x` does not exist" },
+      { "GET /ws/\254 HTTP/1.1", "/ws/\\xfe is a WebSocket endpoint" },
+    } do
+      local status, _, rest = split_head(raw(server, case[1] .. "\r\nHost: x\r\nConnection: close\r\n\r\n",
+        function(c) return c.eof end))
+      assert.truthy(status == 404 or status == 426, case[1])
+      assert.is_nil(rest:find("[\128-\255]"), rest)
+      assert.matches(case[2], json.decode(rest).error.message, 1, true)
+    end
+  end)
+
   describe("CORS (default: pages served from this machine)", function()
     local page = "http://localhost:5173"
 
@@ -275,13 +313,103 @@ function req(method, path) {
       res = assert(server:request("POST", "/v1/chat/completions", string.rep("x", 70000), { Origin = page }))
       assert.equal(413, res.status)
       check(res, "413")
-      -- the same from a foreign page, and from no page: answers, but no CORS headers
-      for _, headers in ipairs { { Origin = "https://evil.example" }, {} } do
-        res = assert(server:request("GET", "/v1/models", nil, headers))
-        assert.equal(200, res.status)
-        assert.is_nil(res.headers["access-control-allow-origin"])
-        assert.is_nil(res.headers["vary"])
+      -- from no page: served, with no CORS header but the Vary every answer has
+      res = assert(server:request("GET", "/v1/models"))
+      assert.equal(200, res.status)
+      assert.is_nil(res.headers["access-control-allow-origin"])
+      assert.is_nil(res.headers["access-control-expose-headers"])
+      assert.equal("origin", res.headers["vary"])
+      -- from a foreign page: refused (see below), with no CORS header either
+      res = assert(server:request("GET", "/v1/models", nil, { Origin = "https://evil.example" }))
+      assert.equal(403, res.status)
+      assert.is_nil(res.headers["access-control-allow-origin"])
+      assert.is_nil(res.headers["access-control-expose-headers"])
+      assert.equal("origin", res.headers["vary"])
+    end)
+
+    it("refuses every request from another origin with 403 in the path's format before anything runs", function()
+      local evil = { Origin = "https://evil.example", ["Content-Type"] = "text/plain" }
+      -- a cross-site form-like POST (no preflight): Anthropic's shape on /v1/messages
+      local res = assert(server:request("POST", "/v1/messages", json.encode {
+        model = "echo", max_tokens = 5, messages = { { role = "user", content = "spend my quota" } } }, evil))
+      assert.equal(403, res.status)
+      local e = json.decode(res.body)
+      assert.equal("permission_error", e.error.type)
+      assert.equal("Origin https://evil.example is not allowed to call this gateway: add it to cors.allowed_origins in the config.",
+        e.error.message)
+      assert.not_matches("spend my quota", res.body)
+      -- OpenAI's elsewhere; the body is not even read: not a 400 for bad JSON, not a 413 for a bomb
+      res = assert(server:request("POST", "/v1/chat/completions", "{not json", evil))
+      assert.equal(403, res.status)
+      assert.equal("origin_not_allowed", json.decode(res.body).error.code)
+      res = assert(server:request("POST", "/v1/chat/completions", sh("head -c 10000000 /dev/zero | zstd -q -c"),
+        { Origin = "https://evil.example", ["Content-Encoding"] = "zstd" }))
+      assert.equal(403, res.status)
+      -- a GET, an unknown path, and a HEAD (headers only)
+      for _, path in ipairs { "/v1/models", "/health", "/nope" } do
+        res = assert(server:request("GET", path, nil, evil))
+        assert.equal(403, res.status, path)
+        assert.is_nil(res.headers["access-control-allow-origin"], path)
       end
+      local status, headers, rest = split_head(raw(server, client.request_bytes("HEAD", "/v1/models", nil,
+        { Origin = "https://evil.example", Connection = "close" }), function(c) return c.eof end))
+      assert.equal(403, status)
+      assert.truthy(tonumber(headers["content-length"]) > 0)
+      assert.equal("", rest)
+      -- an Origin that is not text: echoed as \xHH, the answer stays ASCII JSON
+      local bytes = "GET /v1/models HTTP/1.1\r\nHost: x\r\nOrigin: http://\255\254x.example\r\nConnection: close\r\n\r\n"
+      status, headers, rest = split_head(raw(server, bytes, function(c) return c.eof end))
+      assert.equal(403, status)
+      assert.is_nil(rest:find("[\128-\255]"))
+      assert.matches("Origin http://\\xff\\xfex.example is not allowed", json.decode(rest).error.message, 1, true)
+      -- the same requests without an Origin are served as always
+      assert.equal(200, assert(server:request("GET", "/v1/models")).status)
+      res = assert(server:request("POST", "/v1/messages", json.encode {
+        model = "echo", max_tokens = 5, messages = { { role = "user", content = "mine" } } },
+        { ["anthropic-version"] = "2023-06-01", ["x-api-key"] = "sk-ant-none" }))
+      assert.equal(200, res.status)
+    end)
+
+    it("refuses a request with more than one Origin header, even of allowed pages", function()
+      for _, origins in ipairs { { page, page }, { page, "http://localhost:3000" }, { page, "" } } do
+        local bytes = "GET /v1/models HTTP/1.1\r\nHost: x\r\nOrigin: " .. origins[1] .. "\r\nOrigin: " ..
+          origins[2] .. "\r\nConnection: close\r\n\r\n"
+        local status, headers, rest = split_head(raw(server, bytes, function(c) return c.eof end))
+        assert.equal(403, status, origins[2])
+        assert.is_nil(headers["access-control-allow-origin"])
+        assert.equal("origin_not_allowed", json.decode(rest).error.code)
+        assert.matches("one Origin header", json.decode(rest).error.message, 1, true)
+      end
+      -- a preflight too
+      local bytes = "OPTIONS /v1/messages HTTP/1.1\r\nHost: x\r\nOrigin: " .. page .. "\r\nOrigin: " .. page ..
+        "\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
+      local status, headers = split_head(raw(server, bytes, function(c) return c.eof end))
+      assert.equal(403, status)
+      assert.is_nil(headers["access-control-allow-methods"])
+    end)
+
+    it("sends Vary: Origin on every answer, with an Origin or without, the errors C writes included", function()
+      local function vary(bytes, what)
+        local status, headers = split_head(raw(server, bytes, function(c) return c.eof end, 5000))
+        assert.truthy(status, what)
+        assert.equal("origin", headers["vary"], what)
+        return status
+      end
+      local function req(method, path, body, headers)
+        headers = headers or {}
+        headers.Connection = "close"
+        return client.request_bytes(method, path, body, headers)
+      end
+      assert.equal(200, vary(req("GET", "/health"), "200"))
+      assert.equal(200, vary(req("HEAD", "/"), "HEAD"))
+      assert.equal(404, vary(req("GET", "/nope"), "404"))
+      assert.equal(200, vary(req("POST", "/v1/chat/completions", hi_stream), "stream"))
+      assert.equal(204, vary(req("OPTIONS", "/v1/messages", nil, { Origin = page }), "preflight"))
+      assert.equal(204, vary(req("OPTIONS", "/v1/messages"), "OPTIONS without Origin"))
+      assert.equal(403, vary(req("GET", "/health", nil, { Origin = "https://evil.example" }), "403"))
+      assert.equal(413, vary(req("POST", "/v1/chat/completions", string.rep("x", 70000)), "413"))
+      assert.equal(400, vary("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "C's 400"))
+      assert.equal(408, vary("POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{", "C's 408"))
     end)
 
     it("puts them on the errors C writes itself: a malformed chunked body (400), a stalled body (408)", function()
@@ -385,15 +513,67 @@ function req(method, path) {
       res = post("/v1/chat/completions", gzip(hi), "gzip, compress")
       assert.equal(415, res.status)
       assert.matches("Content-Encoding compress is not supported", json.decode(res.body).error.message, 1, true)
-      -- and the connection goes on after those answers (the body was read whole)
+    end)
+
+    it("closes the connection after any body it could not decode: what follows in a pipeline is not served", function()
+      local after = client.request_bytes("POST", "/v1/chat/completions", gzip(hi), { ["Content-Encoding"] = "gzip" })
+      for _, case in ipairs {
+        { "br", "xx", 415 }, { "gzip", "this is not gzip", 400 },
+        { "zstd", sh("head -c 1000000 /dev/zero | zstd -q -c"), 413 },
+        { "gzip, gzip, gzip, gzip, gzip", "xx", 415 },
+      } do
+        local buf = raw(server, client.request_bytes("POST", "/v1/chat/completions", case[2],
+          { ["Content-Encoding"] = case[1] }) .. after, function(c) return c.eof end)
+        local status, headers, rest = split_head(buf)
+        assert.equal(case[3], status, case[1])
+        assert.equal("close", headers["connection"], case[1])
+        assert.equal(tonumber(headers["content-length"]), #rest, case[1]) -- and nothing after it
+      end
+      -- a fresh connection serves the same pipeline's second request
       local c = server:connect()
-      c:send(client.request_bytes("POST", "/v1/chat/completions", "xx", { ["Content-Encoding"] = "br", ["Content-Type"] = "application/json" }) ..
-        client.request_bytes("POST", "/v1/chat/completions", gzip(hi), { ["Content-Encoding"] = "gzip", ["Content-Type"] = "application/json" }))
-      assert.equal(415, assert(c:read_response(3000)).status)
-      local r2 = assert(c:read_response(3000))
-      assert.equal(200, r2.status)
-      assert.equal("hello there", json.decode(r2.body).choices[1].message.content)
+      c:send(after .. after)
+      for _ = 1, 2 do
+        local res = assert(c:read_response(3000))
+        assert.equal(200, res.status)
+        assert.equal("hello there", json.decode(res.body).choices[1].message.content)
+      end
       c:close()
+    end)
+
+    it("names too many codings as such, takes any number of identity lines, and escapes a coding it echoes", function()
+      -- five gzip: the fifth is refused for being one too many, not for being gzip
+      local res = post("/v1/chat/completions", "xx", "gzip, identity, gzip, gzip, gzip, gzip")
+      assert.equal(415, res.status)
+      local e = json.decode(res.body).error
+      assert.equal("unsupported_content_encoding", e.code)
+      assert.matches("Content-Encoding lists more than 4 codings", e.message, 1, true)
+      assert.not_matches("gzip is not supported", e.message, 1, true)
+      -- four, over several lines, are undone
+      local bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip, gzip\r\n" ..
+        "Content-Encoding: identity\r\nContent-Encoding: gzip\r\nContent-Encoding: gzip\r\n"
+      local body = gzip(gzip(gzip(gzip(hi))))
+      local status, _, rest = split_head(raw(server, bytes .. "Content-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body,
+        function(c) return c.eof end))
+      assert.equal(200, status, rest)
+      -- a hundred identity lines are still the body as it is
+      bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" .. string.rep("Content-Encoding: identity\r\n", 100) ..
+        "Content-Length: " .. #hi .. "\r\nConnection: close\r\n\r\n" .. hi
+      status, _, rest = split_head(raw(server, bytes, function(c) return c.eof end))
+      assert.equal(200, status, rest)
+      assert.equal("hello there", json.decode(rest).choices[1].message.content)
+      -- bytes that are not text, echoed as \xHH: the answer stays ASCII JSON
+      for _, path in ipairs { "/v1/chat/completions", "/v1/messages" } do
+        bytes = "POST " .. path .. " HTTP/1.1\r\nHost: x\r\nContent-Encoding: \255\254\"zz\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        status, _, rest = split_head(raw(server, bytes, function(c) return c.eof end))
+        assert.equal(415, status)
+        assert.is_nil(rest:find("[\128-\255]"), rest)
+        local m = json.decode(rest).error.message
+        assert.matches('Content-Encoding \\xff\\xfe"zz is not supported', m, 1, true)
+      end
+      bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\255\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+      status, _, rest = split_head(raw(server, bytes, function(c) return c.eof end))
+      assert.equal(415, status)
+      assert.is_nil(rest:find("[\128-\255]"), rest)
     end)
   end)
 
@@ -449,6 +629,40 @@ function req(method, path) {
       end
     end)
 
+    it("logs a request the client left before sending all of it as 499, once its request line is in", function()
+      local function send_and_leave(bytes)
+        local c = server:connect()
+        c:send(bytes)
+        client.run_until(function() return false end, 100)
+        c:close()
+      end
+      local reason = 'reason="the client left before sending the whole request"'
+      local from = #server.log
+      send_and_leave("POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
+      local line = wait_log(server, "[^\n]*access method=POST path=\"/v1/messages\" status=499[^\n]*", from)
+      assert.truthy(line, server.log)
+      assert.matches(reason, line, 1, true)
+      assert.matches(" bytes=0", line, 1, true)
+      from = #server.log
+      send_and_leave("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"model\":")
+      line = wait_log(server, "[^\n]*access method=POST path=\"/v1/chat/completions\" status=499[^\n]*", from)
+      assert.truthy(line, server.log)
+      assert.matches(reason, line, 1, true)
+      -- after a whole request on the same connection: the one it left unfinished
+      from = #server.log
+      send_and_leave("GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models HTTP/1.1\r\n")
+      line = wait_log(server, "[^\n]*access method=GET path=\"/v1/models\" status=499[^\n]*", from)
+      assert.truthy(line, server.log)
+      assert.truthy(wait_log(server, "access method=GET path=\"/health\" status=200", from))
+      -- less than a request line is no request: no line
+      from = #server.log
+      send_and_leave("POST /v1/mess")
+      send_and_leave("")
+      assert.equal(200, assert(server:request("GET", "/v1/models?marker")).status)
+      assert.truthy(wait_log(server, "access method=GET path=\"/v1/models\" status=200", from))
+      assert.equal(0, #access_lines(server.log:sub(from + 1)) - 1, server.log:sub(from + 1))
+    end)
+
     it("logs the errors C writes itself, with their reason", function()
       local bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
       raw(server, bytes, function(c) return c.eof end)
@@ -477,9 +691,10 @@ describe("CORS with cors.allowed_origins", function()
       local res = assert(options(server, "/v1/messages", { Origin = origin }))
       assert.equal(403, res.status, origin)
       res = assert(server:request("GET", "/v1/models", nil, { Origin = origin }))
-      assert.equal(200, res.status)
+      assert.equal(403, res.status)
       assert.is_nil(res.headers["access-control-allow-origin"], origin)
     end
+    assert.equal(200, assert(server:request("GET", "/v1/models")).status)
   end)
 
   it("is checked like every config key", function()
@@ -547,6 +762,26 @@ return {
     assert.equal(3, #mock:requests())
   end)
 
+  it("carries out nothing for a refused Origin (no upstream call), and serves Claude Code's requests (no Origin)", function()
+    local body = json.encode { model = "claude-x", max_tokens = 5, messages = { { role = "user", content = "spend" } } }
+    -- what a page on another site can send without a preflight: text/plain
+    for _, path in ipairs { "/v1/messages", "/v1/chat/completions", "/messages" } do
+      local res = assert(server:request("POST", path, body, { Origin = "https://evil.example", ["Content-Type"] = "text/plain" }))
+      assert.equal(403, res.status, path)
+    end
+    assert.same({}, mock:requests())
+    -- Claude Code / the Anthropic SDK under Node: no Origin; served
+    local res = assert(server:request("POST", "/v1/messages", json.encode {
+      model = "claude-x", max_tokens = 5, stream = true, messages = { { role = "user", content = "hi" } } }, {
+        ["anthropic-version"] = "2023-06-01", ["x-api-key"] = "sk-ant-client", ["anthropic-beta"] = "claude-code-20250219",
+        ["User-Agent"] = "claude-cli/2.1.332 (external, cli)", ["x-app"] = "cli", ["anthropic-dangerous-direct-browser-access"] = "true" }))
+    assert.equal(200, res.status, res.body)
+    assert.matches("message_stop", res.body, 1, true)
+    assert.equal("origin", res.headers["vary"])
+    assert.is_nil(res.headers["access-control-allow-origin"])
+    assert.equal(1, #mock:requests())
+  end)
+
   it("logs the provider used, and an upstream's error with its reason", function()
     assert.equal(200, assert(server:request("POST", "/v1/chat/completions", json.encode {
       model = "claude-log", messages = { { role = "user", content = "x" } } })).status)
@@ -564,6 +799,200 @@ return {
     assert.matches('provider="claude"', line, 1, true)
     assert.matches('reason="[^"]*upstream says no', line)
     assert.not_matches("pipesecret", server.log)
+  end)
+end)
+
+describe("compressed bodies with the default body limit (10 MiB)", function()
+  local server
+  setup(function() server = helpers.start { config = "return { request_timeout = 5 }" } end)
+  teardown(function() server:stop_clean() end)
+
+  local function big_json(content)
+    return json.encode { model = "echo", messages = { { role = "user", content = content } } }
+  end
+
+  it("refuses a body that decodes to more than 200 times its size plus 1 MiB (413), and closes", function()
+    -- 5 MiB of JSON in about 200 bytes of zstd: under max_body_bytes, but a bomb's ratio
+    local bomb = zstd(big_json(string.rep("a", 5 * 1024 * 1024)))
+    assert.truthy(#bomb < 1000)
+    local c = server:connect()
+    c:send(client.request_bytes("POST", "/v1/messages", bomb, { ["Content-Encoding"] = "zstd" }) ..
+      client.request_bytes("GET", "/health"))
+    local res = assert(c:read_response(5000))
+    assert.equal(413, res.status)
+    assert.equal("close", res.headers["connection"])
+    local e = json.decode(res.body)
+    assert.equal("request_too_large", e.error.type)
+    assert.matches("more than 200 times the size it was sent in (plus 1 MiB)", e.error.message, 1, true)
+    assert.truthy(c:wait(function(cc) return cc.eof end, 3000))
+    assert.equal("", c.buf) -- the pipelined GET was not served
+    c:close()
+    -- the same in gzip, and as a 1.5 MiB body
+    res = assert(server:request("POST", "/v1/chat/completions", gzip(big_json(string.rep("b", 3 * 1024 * 1024))),
+      { ["Content-Encoding"] = "gzip" }))
+    assert.equal(413, res.status)
+    res = assert(server:request("POST", "/v1/chat/completions", gzip(big_json(string.rep("b", 1536 * 1024))),
+      { ["Content-Encoding"] = "gzip" }))
+    assert.equal(413, res.status)
+  end)
+
+  it("still takes compressed bodies of any size up to the limit that compress like real requests", function()
+    -- under 1 MiB once decoded: any ratio
+    local res = assert(server:request("POST", "/v1/chat/completions", zstd(big_json(string.rep("a", 1000 * 1000))),
+      { ["Content-Encoding"] = "zstd" }))
+    assert.equal(200, res.status)
+    -- 8 MiB of words, compressed about 4 times
+    local rnd = 12345
+    local function random(n) -- Park and Miller's: exact in doubles
+      rnd = rnd * 16807 % 2147483647
+      return rnd % n
+    end
+    local words = {}
+    for i = 1, 5000 do
+      local w = {}
+      for k = 1, 3 + i % 7 do w[k] = string.char(97 + random(26)) end
+      words[i] = table.concat(w)
+    end
+    local text = {}
+    for i = 1, 1300000 do text[i] = words[1 + random(#words)] end
+    local body = big_json(table.concat(text, " "):sub(1, 8 * 1024 * 1024))
+    for _, case in ipairs { { "zstd", zstd(body) }, { "gzip", gzip(body) } } do
+      assert.truthy(#case[2] * 2 < #body and #case[2] * 200 > #body, case[1] .. ": " .. #case[2])
+      res = assert(server:request("POST", "/v1/chat/completions", case[2], { ["Content-Encoding"] = case[1] }, 20000))
+      assert.equal(200, res.status, case[1])
+      assert.equal(#body - #big_json(""), #json.decode(res.body).choices[1].message.content, case[1])
+    end
+  end)
+
+  it("spends about a megabyte of work on a bomb: 300 pipelined ones do not stall the worker", function()
+    -- 10 MiB + 1 once decoded, in a few hundred bytes
+    local bomb = zstd(string.rep("a", 10 * 1024 * 1024 + 1))
+    local one = client.request_bytes("POST", "/v1/chat/completions", bomb, { ["Content-Encoding"] = "zstd" })
+    local c = server:connect()
+    c:send(string.rep(one, 300))
+    -- meanwhile another client is answered at once
+    local t0 = require("luv").hrtime()
+    local res = assert(server:request("GET", "/health", nil, nil, 3000))
+    local ms = (require("luv").hrtime() - t0) / 1e6
+    assert.equal(200, res.status)
+    assert.truthy(ms < 1000, string.format("/health took %.0f ms", ms))
+    assert.truthy(c:wait(function(cc) return cc.eof end, 3000))
+    local _, n = c.buf:gsub("HTTP/1%.1 413", "")
+    assert.equal(1, n) -- one answer, then the connection closed
+    c:close()
+  end)
+end)
+
+describe("a log nobody reads", function()
+  local uv = require "luv"
+
+  -- The daemon with its stderr on a FIFO whose read end this process holds
+  -- open (O_RDWR: the open does not wait) and does not read: its log fills
+  -- the pipe after a few hundred lines. helpers.start reads the log for
+  -- the port, so the daemon is started here, on a port picked beforehand.
+  local function start_on_fifo()
+    local d = { exited = false }
+    d.fifo = os.tmpname()
+    os.remove(d.fifo)
+    assert(os.execute("mkfifo " .. d.fifo) == 0)
+    d.rfd = assert(uv.fs_open(d.fifo, "r+", 0))
+    local wfd = assert(uv.fs_open(d.fifo, "w", 0))
+    local probe = uv.new_tcp()
+    probe:bind("127.0.0.1", 0)
+    d.port = probe:getsockname().port
+    probe:close()
+    local env = { "PATH=" .. os.getenv("PATH"), "MOONGATE_LUA_DIR=" .. (os.getenv("MOONGATE_LUA_DIR") or "lua") }
+    for _, name in ipairs { "ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "LSAN_OPTIONS" } do
+      if os.getenv(name) then env[#env + 1] = name .. "=" .. os.getenv(name) end
+    end
+    d.handle = helpers.spawn(helpers.bin, { args = { "serve", "--listen", "127.0.0.1:" .. d.port, "--workers", "1" },
+      env = env, stdio = { nil, nil, wfd } }, function(code, signal) d.exited, d.code, d.signal = true, code, signal end)
+    uv.fs_close(wfd)
+    assert(d.handle, "cannot start the daemon")
+    assert.truthy(client.run_until(function()
+      local c = client.connect(d.port)
+      if c then c:close() return true end
+      return d.exited
+    end, 15000) and not d.exited)
+    return d
+  end
+
+  -- n requests on one keep-alive connection, each answered in time; a
+  -- long path makes each access line about 600 bytes
+  local function requests(d, n)
+    local c = assert(client.connect(d.port))
+    local path = "/" .. string.rep("p", 400)
+    for i = 1, n do
+      c:send(client.request_bytes("GET", path))
+      local res, err = c:read_response(3000)
+      assert(res, string.format("request %d of %d: %s", i, n, tostring(err)))
+      assert.equal(404, res.status)
+    end
+    c:close()
+  end
+
+  local function stats(d)
+    return json.decode(assert(client.request(d.port, "GET", "/stats")).body)
+  end
+
+  local function stop(d, limit_ms)
+    local t0 = uv.hrtime()
+    d.handle:kill("sigterm")
+    client.run_until(function() return d.exited end, 20000)
+    local ms = (uv.hrtime() - t0) / 1e6
+    if not d.exited then d.handle:kill("sigkill") client.run_until(function() return d.exited end, 5000) end
+    d.handle:close()
+    assert.truthy(d.exited, "the daemon did not stop on SIGTERM")
+    assert.truthy(ms < limit_ms, string.format("stopping took %.0f ms", ms))
+    assert.equal(0, d.code)
+    assert.equal(0, d.signal)
+  end
+
+  it("answers 3000 requests and stops on SIGTERM while nobody reads its stderr", function()
+    local d = start_on_fifo()
+    local ok, err = pcall(function()
+      requests(d, 3000)
+      assert.truthy(stats(d).log_lines_dropped > 0)
+      stop(d, 10000)
+    end)
+    if not d.exited then d.handle:kill("sigkill") end
+    uv.fs_close(d.rfd)
+    os.remove(d.fifo)
+    assert(ok, err)
+  end)
+
+  it("counts every line it had to drop, and says how many once the reader catches up", function()
+    local d = start_on_fifo()
+    local log = ""
+    local pipe = uv.new_pipe(false)
+    local ok, err = pcall(function()
+      requests(d, 3000)
+      local dropped = stats(d).log_lines_dropped
+      assert.truthy(dropped > 0)
+      -- now read: what was queued comes, then the notice
+      pipe:open(d.rfd)
+      pipe:read_start(function(_, data) if data then log = log .. data end end)
+      local function tally()
+        local lines, said = #access_lines(log), 0
+        for n in log:gmatch("WARN  %[log%] (%d+) log lines? dropped %(the log's reader is too slow%)") do
+          said = said + tonumber(n)
+        end
+        return lines, said
+      end
+      -- 3000 requests and the /stats: each line written, or counted in a notice
+      assert.truthy(client.run_until(function()
+        local lines, said = tally()
+        return lines + said == 3001 and said >= dropped
+      end, 10000), string.format("%d lines written, %d said dropped, %d counted", tally(), select(2, tally()), dropped))
+      -- the log goes on after the gap
+      assert.equal(200, assert(client.request(d.port, "GET", "/health")).status)
+      assert.truthy(client.run_until(function() return log:find('access method=GET path="/health" status=200') end, 3000))
+      stop(d, 5000)
+    end)
+    if not d.exited then d.handle:kill("sigkill") end
+    pipe:close()
+    os.remove(d.fifo)
+    assert(ok, err)
   end)
 end)
 
@@ -659,6 +1088,37 @@ return { tls = { cert = %q, key = %q, http2 = true } }]], dir .. "/cert.pem", di
       assert.matches("^HTTP/[%d%.]+ 403", out)
       assert.not_matches("access%-control", out)
       assert.equal("permission_error", json.decode(out:match("\r\n\r\n(.*)$")).error.type)
+      -- refused for any request, as over cleartext; and two Origins (lws joins them) too
+      out = curl(string.format("%s -i -H 'Origin: https://evil.example' %s/v1/models", version, base))
+      assert.matches("^HTTP/[%d%.]+ 403", out)
+      assert.matches("vary: origin\r\n", out)
+      out = curl(string.format("%s -i -H 'Origin: http://localhost:3000' -H 'Origin: http://localhost:3000' %s/v1/models",
+        version, base))
+      assert.matches("^HTTP/[%d%.]+ 403", out)
+      assert.not_matches("access%-control", out)
+      out = curl(string.format("%s -i %s/v1/models", version, base))
+      assert.matches("^HTTP/[%d%.]+ 200", out)
+      assert.matches("vary: origin\r\n", out)
     end)
   end
+
+  it("logs an HTTP/2 stream the client cancels before its body is whole as 499", function()
+    local from = #server.log
+    local script = [[
+const http2 = require("http2");
+const s = http2.connect("https://127.0.0.1:" + process.argv[2], { rejectUnauthorized: false });
+s.on("error", () => {});
+const r = s.request({ ":method": "POST", ":path": "/v1/messages", "content-type": "application/json", "content-length": "100" });
+r.on("error", () => {});
+r.write('{"model":');
+setTimeout(() => { r.close(http2.constants.NGHTTP2_CANCEL); setTimeout(() => { s.close(); console.log("done"); }, 300); }, 200);
+]]
+    local path = helpers.tmpfile(script, ".js")
+    local out = sh(string.format("node %s %d", path, server.port))
+    os.remove(path)
+    assert.matches("done", out)
+    local line = wait_log(server, "[^\n]*access method=POST path=\"/v1/messages\" status=499[^\n]*", from)
+    assert.truthy(line, server.log)
+    assert.matches('reason="the client left before sending the whole request"', line, 1, true)
+  end)
 end)
