@@ -1,5 +1,5 @@
--- Helpers over the canonical request (DESIGN.md "Canonical request and
--- events"), shared by front doors and providers.
+-- Helpers over the canonical request and events (what each field becomes:
+-- docs/TRANSLATION.md), shared by front doors and providers.
 local errors = require "moongate.errors"
 local json = require "moongate.json"
 

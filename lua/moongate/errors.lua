@@ -1,4 +1,4 @@
--- Errors in each client's own wire format (PROTOCOLS.md).
+-- Errors in each client's own wire format (docs/TRANSLATION.md, "Answers").
 local json = require "moongate.json"
 
 local M = {}

@@ -18,12 +18,17 @@ local function image_block(b)
   return { type = "image", source = { type = "base64", media_type = b.mime or "image/png", data = b.data or "" } }
 end
 
+-- base64 (and base64url) digit -> its value
+local b64 = {}
+do
+  local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+  for i = 1, 64 do b64[alphabet:byte(i)] = i - 1 end
+  b64[("-"):byte()], b64[("_"):byte()] = 62, 63
+end
+
 -- base64 -> bytes (a text document sent as a file)
 local function unbase64(s)
-  local map = {}
-  local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-  for i = 1, 64 do map[alphabet:byte(i)] = i - 1 end
-  map[("-"):byte()], map[("_"):byte()] = 62, 63
+  local map = b64
   local out, acc, bits = {}, 0, 0
   for i = 1, #s do
     local v = map[s:byte(i)]
@@ -163,7 +168,8 @@ function M.request(creq, conf)
         elseif b.type == "tool_result" then
           local content = type(b.content) == "string" and b.content or json.encode(b.content)
           if b.attachments then
-            local list = { { type = "text", text = content } }
+            -- Anthropic refuses an empty text block: the text only when there is some
+            local list = content ~= "" and { { type = "text", text = content } } or {}
             for _, a in ipairs(b.attachments) do
               if a.type == "image" then list[#list + 1] = image_block(a)
               elseif a.type == "file" then list[#list + 1] = file_block(a, creq)

@@ -109,6 +109,8 @@ local built = { model = true, messages = true, stream = true, stream_options = t
   tools = true, tool_choice = true, parallel_tool_calls = true, response_format = true,
   functions = true, function_call = true, user = true }
 
+local one_schema, schema_lists, schema_maps = { "items", "not" }, { "anyOf", "oneOf", "allOf" }, { "$defs", "definitions" }
+
 -- does a JSON Schema fit OpenAI's strict mode: every object closed
 -- (additionalProperties: false) and requiring each of its properties?
 local function strict_ok(sc, depth)
@@ -122,15 +124,15 @@ local function strict_ok(sc, depth)
       if not req[k] or not strict_ok(sub, depth + 1) then return false end
     end
   end
-  for _, k in ipairs { "items", "not" } do
+  for _, k in ipairs(one_schema) do
     if type(sc[k]) == "table" and not strict_ok(sc[k], depth + 1) then return false end
   end
-  for _, k in ipairs { "anyOf", "oneOf", "allOf" } do
+  for _, k in ipairs(schema_lists) do
     for _, sub in ipairs(type(sc[k]) == "table" and sc[k] or {}) do
       if not strict_ok(sub, depth + 1) then return false end
     end
   end
-  for _, k in ipairs { "$defs", "definitions" } do
+  for _, k in ipairs(schema_maps) do
     for _, sub in pairs(type(sc[k]) == "table" and sc[k] or {}) do
       if not strict_ok(sub, depth + 1) then return false end
     end
