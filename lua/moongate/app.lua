@@ -21,6 +21,17 @@ local M = {}
 local App = {}
 App.__index = App
 
+-- The front doors served, each a module that describes itself (routes,
+-- path prefixes, stream kind, error shape): a new one is one more line here.
+M.frontdoors = { openai_chat, anthropic_messages }
+
+-- App method serving a front door's main route (made once per front door)
+local servers = {}
+local function serve_with(fd)
+  servers[fd] = servers[fd] or function(self, req) return self:serve(fd, req) end
+  return servers[fd]
+end
+
 --- new(cfg, info) -> app; info: {worker = k, workers = n}
 function M.new(cfg, info)
   local registry = providers.build(cfg)
@@ -44,18 +55,29 @@ function M.new(cfg, info)
     ["GET /health"] = self.health,
     ["GET /stats"] = self.stats,
     ["GET /v1/models"] = self.models,
-    ["POST /v1/chat/completions"] = self.chat,
-    ["POST /v1/messages"] = self.messages,
-    ["POST /v1/messages/count_tokens"] = self.count_tokens,
   }
+  -- each front door's routes, as it describes them
+  for _, fd in ipairs(M.frontdoors) do
+    for key, method in pairs(fd.routes) do
+      self.routes[key] = method == "serve" and serve_with(fd) or App[method]
+    end
+  end
   return self
+end
+
+-- the path prefixes (after /v1) that clients also reach without /v1
+local unprefixed = { "/models/" }
+for _, fd in ipairs(M.frontdoors) do
+  for _, p in ipairs(fd.prefixes or {}) do unprefixed[#unprefixed + 1] = p end
 end
 
 local function normalize(path)
   -- clients configured with a base URL without /v1 reach the same endpoints
-  if path:sub(1, 4) ~= "/v1/" and (path == "/models" or path:find("^/chat/") or path:find("^/models/")
-      or path:find("^/messages")) then
-    return "/v1" .. path
+  if path:sub(1, 4) == "/v1/" then return path end
+  if path == "/models" then return "/v1" .. path end
+  for i = 1, #unprefixed do
+    local p = unprefixed[i]
+    if path:sub(1, #p) == p then return "/v1" .. path end
   end
   return path
 end
@@ -253,27 +275,16 @@ end
 -- a model name for the access log, when the body named one
 local function model_of(creq) return type(creq) == "table" and type(creq.model) == "string" and creq.model or nil end
 
-function App:chat(req)
-  local creq, err = openai_chat.decode(req.body, req.headers)
-  if not creq then return http.error(req, "openai", err) end
+--- serve(fd, req): a front door's request: decode, route, exchange
+function App:serve(fd, req)
+  local creq, err = fd.decode(req.body, req.headers)
+  if not creq then return http.error(req, fd.client, err) end
   local route, rerr = self.router:resolve(creq.model)
   if not route then
     http.note(req, model_of(creq))
-    return http.error(req, "openai", rerr)
+    return http.error(req, fd.client, rerr)
   end
-  run(self, req, openai_chat, creq, route)
-end
-
-function App:messages(req)
-  local creq, err = anthropic_messages.decode(req.body, req.headers)
-  if not creq then return http.error(req, "anthropic", err) end
-  local route, rerr = self.router:resolve(creq.model)
-  if not route then
-    http.note(req, model_of(creq))
-    rerr.type = "not_found_error"
-    return http.error(req, "anthropic", rerr)
-  end
-  run(self, req, anthropic_messages, creq, route)
+  run(self, req, fd, creq, route)
 end
 
 --- count_tokens: the first provider's own counter when it has one

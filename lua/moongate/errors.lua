@@ -3,6 +3,8 @@ local json = require "moongate.json"
 
 local M = {}
 
+-- OpenAI's error types by status: the shape of every path no front door
+-- claims (/health, /v1/models, unknown URLs) and of OpenAI's front door
 local openai_types = {
   [400] = "invalid_request_error", [401] = "authentication_error",
   [403] = "permission_error", [404] = "invalid_request_error",
@@ -11,18 +13,27 @@ local openai_types = {
   [422] = "invalid_request_error", [429] = "rate_limit_error",
 }
 
-local anthropic_types = {
-  [400] = "invalid_request_error", [401] = "authentication_error",
-  [403] = "permission_error", [404] = "not_found_error",
-  [405] = "invalid_request_error", [413] = "request_too_large",
-  [429] = "rate_limit_error", [500] = "api_error", [529] = "overloaded_error",
-}
+-- Error shapes other than OpenAI's, by client name, each registered by its
+-- front door (shape()): {object = fn(err, etype) -> table, type_for =
+-- fn(status) -> type, prefixes = {path prefix after /v1, ...}, and for a
+-- prompt too long: overflow = fn(n, m) -> err, says_overflow = fn(err)}
+local shapes = {}
+local path_clients = {} -- {prefix, client}: the paths whose clients expect a shape
+
+--- shape(client, s): a front door's error shape (see shapes above)
+function M.shape(client, s)
+  shapes[client] = s
+  for _, prefix in ipairs(s.prefixes or {}) do
+    local known = false
+    for _, pc in ipairs(path_clients) do known = known or pc[1] == prefix end
+    if not known then path_clients[#path_clients + 1] = { prefix, client } end
+  end
+end
 
 --- type_for(client, status) -> the error type string a client expects
 function M.type_for(client, status)
-  if client == "anthropic" then
-    return anthropic_types[status] or (status >= 500 and "api_error" or "invalid_request_error")
-  end
+  local s = shapes[client]
+  if s and s.type_for then return s.type_for(status) end
   return openai_types[status] or (status >= 500 and "server_error" or "invalid_request_error")
 end
 
@@ -38,11 +49,8 @@ end
 --- object(client, err) -> the error as a Lua table in the client's shape
 function M.object(client, err)
   local etype = err.type or M.type_for(client, err.status)
-  if client == "anthropic" then
-    return { type = "error", error = { type = etype, message = err.message } }
-  elseif client == "ollama" then
-    return { error = err.message }
-  end
+  local s = shapes[client]
+  if s then return s.object(err, etype) end
   local null = json.null
   return { error = {
     message = err.message, type = etype,
@@ -80,12 +88,20 @@ function M.upstream_detail(text)
   return str(e.type), str(e.code) or (type(e.code) == "number" and e.code or nil), str(e.param)
 end
 
---- client_for_path(path) -> which error format a path's clients expect
+--- client_for_path(path) -> which error format a path's clients expect:
+-- the front door's whose prefix it has (/v1 and the prefix, or the prefix
+-- alone), else OpenAI's
 function M.client_for_path(path)
-  if path:sub(1, 12) == "/v1/messages" then return "anthropic" end
-  if path:sub(1, 5) == "/api/" then return "ollama" end
+  local rest = path:sub(1, 4) == "/v1/" and path:sub(4) or path
+  for _, pc in ipairs(path_clients) do
+    if rest:sub(1, #pc[1]) == pc[1] then return pc[2] end
+  end
   return "openai"
 end
+
+-- Ollama's shape ({"error": "..."}) for its /api/ paths, until its front
+-- door registers it
+M.shape("ollama", { object = function(err) return { error = err.message } end, prefixes = { "/api/" } })
 
 -- Refusals ---------------------------------------------------------------
 -- A translator that meets something it cannot carry to its upstream raises
@@ -155,9 +171,8 @@ end
 --- says_overflow(client, err) -> does err already say "prompt too long"
 -- the way the client's API does?
 function M.says_overflow(client, err)
-  if client == "anthropic" then
-    return type(err.message) == "string" and err.message:find("^prompt is too long: %d+ tokens > %d+ maximum") ~= nil
-  end
+  local s = shapes[client]
+  if s and s.says_overflow then return s.says_overflow(err) end
   return err.code == "context_length_exceeded"
 end
 
@@ -168,10 +183,8 @@ function M.context_error(client, info, estimate)
   local n = info.tokens or estimate or 0
   local m = info.max or math.max(n - 1, 0)
   if n <= m then n = m + 1 end
-  if client == "anthropic" then
-    return M.new(400, string.format("prompt is too long: %d tokens > %d maximum", n, m),
-      { type = "invalid_request_error" })
-  end
+  local s = shapes[client]
+  if s and s.overflow then return s.overflow(n, m) end
   return M.new(400, string.format("This model's maximum context length is %d tokens. However, your messages resulted in %d tokens. Please reduce the length of the messages.", m, n),
     { type = "invalid_request_error", code = "context_length_exceeded", param = "messages" })
 end

@@ -33,7 +33,7 @@ HttpClient.__index = HttpClient
 function M.http_client(req)
   return setmetatable({ req = req, key = req.h }, HttpClient)
 end
-function HttpClient:stream() return http.stream(self.req, "sse") end
+function HttpClient:stream(kind) return http.stream(self.req, kind or "sse") end
 function HttpClient:json(status, value) return http.json(self.req, status, value) end
 function HttpClient:error(client, err) return http.error(self.req, client, err) end
 function HttpClient:on_close(fn) return core._on_close(self.req.h, fn) end
@@ -48,7 +48,7 @@ function M.run(req, frontdoor, creq, route, registry, client)
   }, Exchange)
   -- the front door's encoder or collector is made when first needed: a
   -- passthrough answer never needs one
-  if creq.stream then x.stream = client:stream() end
+  if creq.stream then x.stream = client:stream(frontdoor.stream_kind) end
   if registry then registry[client.key] = x end
   client:on_close(function() x:cancel("client closed") end)
   if route.effort and not creq.reasoning then

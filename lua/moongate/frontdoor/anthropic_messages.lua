@@ -10,6 +10,37 @@ local canonical = require "moongate.canonical"
 local M = { client = "anthropic" }
 local null = json.null
 
+-- What this front door serves (app.lua reads it): its routes (the value
+-- names the App method; "serve" is the shared one), the prefix of its paths
+-- (also without /v1: /messages), its stream kind, the request headers it
+-- reads.
+M.routes = { ["POST /v1/messages"] = "serve", ["POST /v1/messages/count_tokens"] = "count_tokens" }
+M.prefixes = { "/messages" }
+M.stream_kind = "sse"
+M.request_headers = { "authorization", "x-api-key", "anthropic-version", "anthropic-beta" }
+
+-- Its error shape, for every answer on its paths
+local error_types = {
+  [400] = "invalid_request_error", [401] = "authentication_error",
+  [403] = "permission_error", [404] = "not_found_error",
+  [405] = "invalid_request_error", [413] = "request_too_large",
+  [429] = "rate_limit_error", [500] = "api_error", [529] = "overloaded_error",
+}
+errors.shape("anthropic", {
+  prefixes = M.prefixes,
+  type_for = function(status)
+    return error_types[status] or (status >= 500 and "api_error" or "invalid_request_error")
+  end,
+  object = function(err, etype) return { type = "error", error = { type = etype, message = err.message } } end,
+  -- a prompt too long, as Anthropic says it (Claude Code compacts on it)
+  overflow = function(n, m)
+    return errors.new(400, string.format("prompt is too long: %d tokens > %d maximum", n, m), { type = "invalid_request_error" })
+  end,
+  says_overflow = function(err)
+    return type(err.message) == "string" and err.message:find("^prompt is too long: %d+ tokens > %d+ maximum") ~= nil
+  end,
+})
+
 local function bad(msg)
   return nil, errors.new(400, msg)
 end

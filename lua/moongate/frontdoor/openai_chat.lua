@@ -8,6 +8,15 @@ local canonical = require "moongate.canonical"
 
 local M = { client = "openai" }
 
+-- What this front door serves (app.lua reads it): its routes (the value
+-- names the App method; "serve" is the shared one), the prefix of its paths
+-- (also without /v1: /chat/completions), its stream kind, the request
+-- headers it reads. Its error shape is OpenAI's, errors.lua's default.
+M.routes = { ["POST /v1/chat/completions"] = "serve" }
+M.prefixes = { "/chat/" }
+M.stream_kind = "sse"
+M.request_headers = { "authorization", "x-api-key" }
+
 local null = json.null
 
 local roles = { system = true, developer = true, user = true, assistant = true, tool = true, ["function"] = true }
