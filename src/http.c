@@ -384,20 +384,6 @@ static int encode_headers(mg_req *r, int status, const char *ctype, size_t ctlen
 	return r->t->hdr_end(r);
 }
 
-/* Does the request's path (as far as it was read) name an Anthropic
- * endpoint, whose clients expect Anthropic's error shape? */
-static int anthropic_path(const mg_req *r)
-{
-	const char *p = r->path.data;
-	size_t n = r->path.len;
-
-	if (n >= 3 && !memcmp(p, "/v1", 3)) {
-		p += 3;
-		n -= 3;
-	}
-	return n >= 9 && !memcmp(p, "/messages", 9);
-}
-
 /* Remembers the reason for the access log (cut to fit). */
 static void note_reason(mg_req *r, const char *s, size_t n)
 {
@@ -410,10 +396,44 @@ static void note_reason(mg_req *r, const char *s, size_t n)
 static void cors_decide(mg_req *r, const char *origin, size_t olen, int origins);
 static void scan_headers(const mg_buf *h, const char **origin, size_t *olen, int *origins, int *encs);
 
+/* The body of an error C answers itself, in the shape the clients of the
+ * request's path expect: Lua's error_body(path, status, message) says it
+ * (the front doors own their shapes; C holds no API's). Left on the Lua
+ * stack (*keep: how much to pop after use), or, when Lua cannot say it, a
+ * plain OpenAI-style object written into fallback. */
+static const char *error_body(mg_req *r, int status, const char *message, char *fallback, size_t cap,
+			      size_t *len, int *keep)
+{
+	lua_State *L = r->w->L;
+	int n;
+
+	*keep = 0;
+	if (r->w->handler_ref != LUA_NOREF && mg_push_ref_fn(L, r->w->handler_ref, "error_body")) {
+		lua_pushlstring(L, r->path.data ? r->path.data : "", r->path.len);
+		lua_pushinteger(L, status);
+		lua_pushstring(L, message);
+		if (!mg_pcall(L, 3, 1, "error body")) {
+			*keep = 1;
+			if (lua_type(L, -1) == LUA_TSTRING)
+				return lua_tolstring(L, -1, len);
+		}
+		lua_pop(L, 1);
+		*keep = 0;
+	}
+	n = snprintf(fallback, cap, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":null}}",
+		     message, status >= 500 ? "server_error" : "invalid_request_error");
+	if (n < 0 || (size_t)n >= cap)
+		n = snprintf(fallback, cap, "{\"error\":{\"message\":\"error %d\"}}", status);
+	*len = (size_t)n;
+	return fallback;
+}
+
 void mg_req_fail(mg_req *r, int status, const char *message)
 {
-	char body[512];
-	int n;
+	char fallback[512];
+	const char *body;
+	size_t n;
+	int keep;
 
 	if (!r->conn || r->started)
 		return;
@@ -425,22 +445,16 @@ void mg_req_fail(mg_req *r, int status, const char *message)
 		cors_decide(r, origin, olen, origins);
 	}
 	note_reason(r, message, strlen(message));
-	if (anthropic_path(r))
-		n = snprintf(body, sizeof body, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}",
-			     status >= 500 ? "api_error" : "invalid_request_error", message);
-	else
-		n = snprintf(body, sizeof body,
-			     "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":null}}",
-			     message, status >= 500 ? "server_error" : "invalid_request_error");
-	if (n < 0 || (size_t)n >= sizeof body)
-		n = snprintf(body, sizeof body, "{\"error\":{\"message\":\"error %d\"}}", status);
+	body = error_body(r, status, message, fallback, sizeof fallback, &n, &keep);
 	r->started = 1;
 	r->close_after = r->close_after || status >= 500 || status == 400;
-	if (start_headers(r, status, "application/json", 16, n, NULL, 0)) {
+	if (start_headers(r, status, "application/json", 16, (long long)n, NULL, 0)) {
+		lua_pop(r->w->L, keep);
 		r->t->abort(r);
 		return;
 	}
-	queue_body(r, body, (size_t)n);
+	queue_body(r, body, n);
+	lua_pop(r->w->L, keep); /* the body is copied: Lua's string may go */
 	r->finished = 1;
 	want_write(r);
 }
@@ -894,6 +908,41 @@ static int l_handle_tostring(lua_State *L)
 	return 1;
 }
 
+/* _request_headers(names): the request headers the front doors read, beyond
+ * the ones lws knows as tokens, for the TLS transport to copy (h1 copies
+ * every header). Set once per worker, at start. */
+static int l_request_headers(lua_State *L)
+{
+	mg_worker *w;
+	size_t i, n;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, LUA_REGISTRYINDEX, MG_WORKER_KEY);
+	w = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	if (!w)
+		return 0; /* no worker thread: no TLS listener either */
+	w->req_headers.len = 0;
+	n = lua_objlen(L, 1);
+	for (i = 1; i <= n; i++) {
+		size_t len, k;
+		const char *name;
+		char lower[128];
+		lua_rawgeti(L, 1, (int)i);
+		name = lua_tolstring(L, -1, &len);
+		if (name && len && len < sizeof lower - 1) {
+			for (k = 0; k < len; k++)
+				lower[k] = (char)((name[k] >= 'A' && name[k] <= 'Z') ? name[k] + 32 : name[k]);
+			lower[len] = ':';
+			if (mg_buf_append(&w->req_headers, lower, len + 1) ||
+			    mg_buf_append(&w->req_headers, "", 1))
+				return luaL_error(L, "out of memory");
+		}
+		lua_pop(L, 1);
+	}
+	return 0;
+}
+
 int mg_http_open(lua_State *L)
 {
 	static const luaL_Reg fns[] = {
@@ -905,6 +954,7 @@ int mg_http_open(lua_State *L)
 		{ "_on_drain", l_on_drain },
 		{ "_on_close", l_on_close },
 		{ "_req_note", l_req_note },
+		{ "_request_headers", l_request_headers },
 		{ NULL, NULL }
 	};
 

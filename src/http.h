@@ -148,10 +148,12 @@ void mg_req_gone(mg_req *r);
  * info level; so does one with r->line_read that never was (status 499: the
  * client left before sending all of it). */
 void mg_req_free(mg_req *r);
-/* Queues a JSON error from C when Lua cannot answer: Anthropic's shape on
- * /v1/messages paths, OpenAI's elsewhere (headers only to a HEAD), with the
- * CORS headers an allowed Origin gets. message: plain text with no
- * character JSON must escape; it is also the access log's reason. */
+/* Queues a JSON error from C when Lua cannot answer (before dispatch, or
+ * after the handler failed): its body in the path's error shape as Lua's
+ * error_body(path, status, message) makes it, or an OpenAI-style object
+ * when Lua cannot (headers only to a HEAD), with the CORS headers an
+ * allowed Origin gets. message: plain text with no character JSON must
+ * escape; it is also the access log's reason. */
 void mg_req_fail(mg_req *r, int status, const char *message);
 
 /* Queues one SSE frame on r's open stream for a C producer (an upstream

@@ -177,12 +177,10 @@ static const struct {
 
 int mg_lws_copy_headers(struct lws *wsi, mg_buf *out)
 {
-	static const char *const custom[] = {
-		"x-api-key:", "anthropic-version:", "anthropic-beta:",
-		"x-request-id:", "openai-organization:", "openai-project:",
-		"openai-beta:", "x-stainless-retry-count:", "x-stainless-timeout:",
-		NULL
-	};
+	/* the names beyond lws's tokens come from the front doors' descriptors
+	 * (core._request_headers): C holds no API's header list */
+	const mg_worker *w = lws_context_user(lws_get_context(wsi));
+	const mg_buf *custom = &w->req_headers;
 	char buf[8192];
 
 	for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
@@ -201,13 +199,16 @@ int mg_lws_copy_headers(struct lws *wsi, mg_buf *out)
 		if (n >= 0 && mg_buf_append_pair(out, name, nlen - 1, buf, (size_t)n))
 			return -1;
 	}
-	for (int i = 0; custom[i]; i++) {
-		int nlen = (int)strlen(custom[i]);
-		int n = lws_hdr_custom_length(wsi, custom[i], nlen);
+	for (size_t i = 0; i < custom->len;) {
+		const char *name = custom->data + i;
+		int nlen = (int)strlen(name);
+		int n;
+		i += (size_t)nlen + 1;
+		n = lws_hdr_custom_length(wsi, name, nlen);
 		if (n <= 0 || n >= (int)sizeof buf)
 			continue;
-		if (lws_hdr_custom_copy(wsi, buf, sizeof buf, custom[i], nlen) >= 0 &&
-		    mg_buf_append_pair(out, custom[i], (size_t)nlen - 1, buf, (size_t)n))
+		if (lws_hdr_custom_copy(wsi, buf, sizeof buf, name, nlen) >= 0 &&
+		    mg_buf_append_pair(out, name, (size_t)nlen - 1, buf, (size_t)n))
 			return -1;
 	}
 	return 0;

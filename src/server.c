@@ -278,6 +278,7 @@ static void worker_cleanup(mg_worker *w)
 		mg_log(MG_LOG_WARN, "worker %d: loop still had handles at exit", w->index);
 	}
 	mg_buf_free(&w->scratch);
+	mg_buf_free(&w->req_headers);
 }
 
 static int worker_lua_init(mg_worker *w)

@@ -62,6 +62,9 @@ typedef struct mg_worker {
 	lua_State *L;
 	int handler_ref; /* registry ref: the table moongate.worker.init returned */
 	mg_buf scratch;  /* http.c: each stream frame is framed here, then queued */
+	mg_buf req_headers; /* the request headers beyond lws's own tokens that the
+			     * front doors read, "name:\0" each (core._request_headers,
+			     * from the descriptors); http_lws.c copies them */
 	/* start-up handshake with the main thread */
 	uv_mutex_t *start_mutex;
 	uv_cond_t *start_cond;

@@ -56,12 +56,17 @@ function M.new(cfg, info)
     ["GET /stats"] = self.stats,
     ["GET /v1/models"] = self.models,
   }
-  -- each front door's routes, as it describes them
+  -- each front door's routes, as it describes them; the request headers
+  -- they read, for the TLS transport to copy
+  local names = { "x-request-id", "x-stainless-retry-count", "x-stainless-timeout",
+    "openai-organization", "openai-project", "openai-beta" }
   for _, fd in ipairs(M.frontdoors) do
     for key, method in pairs(fd.routes) do
       self.routes[key] = method == "serve" and serve_with(fd) or App[method]
     end
+    for _, h in ipairs(fd.request_headers or {}) do names[#names + 1] = h end
   end
+  if core._request_headers then core._request_headers(names) end
   return self
 end
 
@@ -190,6 +195,13 @@ function App:handle(req)
   return http.error(req, client, errors.new(404, string.format(
     "Unknown request URL: %s %s. Please check the URL for typos.", req.method, shown(req.path, 300)),
     { code = "unknown_url" }))
+end
+
+--- error_body(path, status, message) -> JSON text: an error C answers
+-- itself (a malformed request, a timeout), in the shape of the front door
+-- whose path it is
+function App:error_body(path, status, message)
+  return errors.body(errors.client_for_path(normalize(path)), errors.new(status, message))
 end
 
 --- on_error(req, message): a Lua error escaped handle(); end the request in

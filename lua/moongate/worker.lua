@@ -1,7 +1,8 @@
 -- Entry point of each worker thread: resolve the config and build the app.
 -- C calls init(init_json, index, workers) and keeps the returned table:
 -- handle(req), on_error(req, message), origin_allowed(origin) (CORS, for
--- http.c), shutdown(); for WebSockets (ws.c)
+-- http.c), error_body(path, status, message) (the errors C answers itself,
+-- in the path's shape), shutdown(); for WebSockets (ws.c)
 -- ws_open(h, path, query, headers), ws_message(h, text), ws_close(h); and
 -- pool_event(id, kind, data) for the WS worker pool (pool.c).
 local json = require "moongate.json"
@@ -36,6 +37,7 @@ function M.init(init_json, index, workers)
     handle = function(req) return app:handle(req) end,
     on_error = function(req, message) return app:on_error(req, message) end,
     origin_allowed = function(origin) return app:origin_allowed(origin) end,
+    error_body = function(path, status, message) return app:error_body(path, status, message) end,
     shutdown = function()
       if prof and prof ~= "" then require("jit.p").stop() end
       return app:shutdown()
