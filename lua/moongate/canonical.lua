@@ -39,7 +39,7 @@ M.format_names = { openai = "OpenAI", anthropic = "Anthropic" }
 -- it is refused; a field the table does not know is refused by name.
 function M.foreign_fields(creq, format)
   if creq.client == format then return end
-  local u = creq.untranslatable -- a part of the request the front door could not make canonical
+  local u = creq.untranslatable -- what the front door says cannot be carried (read only now)
   if u then errors.refuse(400, u.message, { param = u.param }) end
   local fields, raw = creq.fields, creq.raw
   if not fields or not raw then return end

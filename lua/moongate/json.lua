@@ -250,6 +250,15 @@ function M.schema(s)
   return schema(s, s)
 end
 
+--- with(t, key, value) -> a copy of table t (one level) with key set to
+-- value; t is left as it was
+function M.with(t, key, value)
+  local out = {}
+  for k, v in pairs(t) do out[k] = v end
+  out[key] = value
+  return out
+end
+
 --- is_array(t): a table whose keys are exactly 1..n (an empty table counts)
 function M.is_array(t)
   if type(t) ~= "table" then return false end

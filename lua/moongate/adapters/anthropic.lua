@@ -273,13 +273,7 @@ function M.request(creq, conf)
       elseif t.server or (t.raw and creq.client == "anthropic") then
         -- a server tool (only an Anthropic client names one), or an
         -- Anthropic client's own tool: as it came, its schema's lists kept
-        req.tools[i] = t.raw
-        if t.raw.input_schema then
-          local copy = {}
-          for k, v in pairs(t.raw) do copy[k] = v end
-          copy.input_schema = json.schema(t.raw.input_schema)
-          req.tools[i] = copy
-        end
+        req.tools[i] = t.raw.input_schema and json.with(t.raw, "input_schema", json.schema(t.raw.input_schema)) or t.raw
       else
         req.tools[i] = { name = t.name, description = t.description, strict = t.strict,
           input_schema = json.schema(t.parameters) or { type = "object", properties = json.decode("{}") } }

@@ -244,14 +244,9 @@ function M.request(creq, conf)
         canonical.dropped(creq, "server tool " .. tostring(t.name))
       elseif t.raw and creq.client == "openai" then
         -- an OpenAI client's own tool: as it came, its schema's lists kept
-        local tool, fn = {}, t.raw["function"]
-        for k, v in pairs(t.raw) do tool[k] = v end
-        if type(fn) == "table" and fn.parameters then
-          tool["function"] = {}
-          for k, v in pairs(fn) do tool["function"][k] = v end
-          tool["function"].parameters = json.schema(fn.parameters)
-        end
-        req.tools[#req.tools + 1] = tool
+        local fn = t.raw["function"]
+        req.tools[#req.tools + 1] = type(fn) == "table" and fn.parameters
+          and json.with(t.raw, "function", json.with(fn, "parameters", json.schema(fn.parameters))) or t.raw
       else
         if t.cache_control then canonical.dropped(creq, "tools.cache_control") end
         if t.defer_loading then canonical.dropped(creq, "tools.defer_loading") end

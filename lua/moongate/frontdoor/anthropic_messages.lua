@@ -255,6 +255,39 @@ end
 -- The canonical messages are made the first time something reads
 -- creq.messages: a translation does, a passthrough that forwards the
 -- client's bytes never does. What cannot be translated is refused then.
+-- What of the top-level fields a translation cannot carry, looked at only
+-- when one asks (canonical.foreign_fields): the first part it would have to
+-- refuse ({param, message}, or false), and the parts it leaves out, noted.
+local function untranslatable(creq)
+  local req, u = creq.raw, false
+  for k, b in ipairs(is_array(req.system) and req.system or {}) do
+    if not is_object(b) or b.type ~= "text" or type(b.text) ~= "string" then
+      u = u or { param = "system", message = string.format("system.%d: only text blocks can be translated", k - 1) }
+    elseif b.cache_control ~= nil then
+      canonical.dropped(creq, "system.cache_control")
+    end
+  end
+  if is_object(req.metadata) then
+    for k, v in pairs(req.metadata) do
+      if k ~= "user_id" or type(v) ~= "string" then canonical.dropped(creq, "metadata." .. tostring(k)) end
+    end
+  end
+  local th = req.thinking
+  if th ~= nil and th ~= null then
+    local t = is_object(th) and th.type
+    if t ~= "enabled" and t ~= "adaptive" and t ~= "disabled" then
+      u = u or { param = "thinking",
+        message = "thinking: expected {\"type\": \"enabled\" | \"adaptive\" | \"disabled\"}; it cannot be translated as it is" }
+    elseif t == "adaptive" and th.display ~= nil then
+      canonical.dropped(creq, "thinking.display")
+    end
+  end
+  for k in pairs(is_object(req.output_config) and req.output_config or {}) do
+    if k ~= "effort" and k ~= "format" then canonical.dropped(creq, "output_config." .. tostring(k)) end
+  end
+  return u
+end
+
 local Lazy = { __index = function(creq, k)
   if k == "messages" then
     local list = decode_messages(creq.raw.messages, creq)
@@ -262,6 +295,11 @@ local Lazy = { __index = function(creq, k)
     return list
   end
   if k == "fields" then return M.fields end
+  if k == "untranslatable" then
+    local u = untranslatable(creq)
+    rawset(creq, "untranslatable", u)
+    return u
+  end
 end }
 
 -- the sampling numbers Anthropic takes from 0 to their maximum
@@ -343,19 +381,6 @@ function M.decode(body, headers, opts)
     end
     -- blocks are separate paragraphs
     creq.system = text_of(req.system, "\n\n")
-    for k, b in ipairs(is_array(req.system) and req.system or {}) do
-      if not is_object(b) or b.type ~= "text" or type(b.text) ~= "string" then
-        creq.untranslatable = creq.untranslatable or { param = "system",
-          message = string.format("system.%d: only text blocks can be translated", k - 1) }
-      elseif b.cache_control ~= nil then
-        canonical.dropped(creq, "system.cache_control")
-      end
-    end
-  end
-  if is_object(req.metadata) then
-    for k, v in pairs(req.metadata) do
-      if k ~= "user_id" or type(v) ~= "string" then canonical.dropped(creq, "metadata." .. tostring(k)) end
-    end
   end
   setmetatable(creq, Lazy)
   if req.tools ~= nil and req.tools ~= null then
@@ -388,18 +413,10 @@ function M.decode(body, headers, opts)
     creq.reasoning = { budget_tokens = budget, effort = oc.effort or reasoning.effort_for(budget) }
   elseif th.type == "adaptive" then
     creq.reasoning = { adaptive = true, effort = oc.effort }
-    if th.display ~= nil then canonical.dropped(creq, "thinking.display") end
   elseif type(oc.effort) == "string" and th.type ~= "disabled" then
     creq.reasoning = { effort = oc.effort, effort_only = true }
   end
   if th.type == "disabled" then creq.reasoning = { disabled = true } end
-  if req.thinking ~= nil and req.thinking ~= null and th.type ~= "enabled" and th.type ~= "adaptive" and th.type ~= "disabled" then
-    creq.untranslatable = creq.untranslatable or { param = "thinking",
-      message = "thinking: expected {\"type\": \"enabled\" | \"adaptive\" | \"disabled\"}; it cannot be translated as it is" }
-  end
-  for k in pairs(oc) do
-    if k ~= "effort" and k ~= "format" then canonical.dropped(creq, "output_config." .. tostring(k)) end
-  end
   local fmt = oc.format
   if (fmt == nil or fmt == null) and req.output_format ~= nil and req.output_format ~= null then
     fmt = req.output_format -- the structured-outputs beta's name for it

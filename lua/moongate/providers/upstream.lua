@@ -75,7 +75,7 @@ end
 local function wire_text(a, creq, conf, for_count, name)
   local ok, wire = errors.catch(a.request, creq, conf)
   if not ok then return nil, wire end
-  if creq.dropped then
+  if creq.dropped and log.enabled("debug") then
     log.debug("upstream %s: translation left out %s (docs/TRANSLATION.md)", name or "?",
       table.concat(creq.dropped, ", "))
   end
