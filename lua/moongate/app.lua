@@ -16,6 +16,7 @@ local openai_chat = require "moongate.frontdoor.openai_chat"
 local anthropic_messages = require "moongate.frontdoor.anthropic_messages"
 local canonical = require "moongate.canonical"
 local sockets = require "moongate.sockets"
+local has_store, store = pcall(require, "moongate.store")
 
 local M = {}
 local App = {}
@@ -45,6 +46,7 @@ function M.new(cfg, info)
     created = os.time(),
   }, App)
   self.sockets = sockets.new(self)
+  self.store = has_store and store.new() or nil -- stored responses, shared by the threads
   local cors = cfg.cors and cfg.cors.allowed_origins
   if cors then -- else the default: pages served from this machine
     self.cors_origins = {}
@@ -60,9 +62,16 @@ function M.new(cfg, info)
   -- they read, for the TLS transport to copy
   local names = { "x-request-id", "x-stainless-retry-count", "x-stainless-timeout",
     "openai-organization", "openai-project", "openai-beta" }
+  -- a route's handler: "serve" (the shared one), an App method's name, or
+  -- the front door's own function(app, req, path, arg); a key ending in
+  -- "/*" takes one more path segment, handed over as arg
+  self.wild = {}
   for _, fd in ipairs(M.frontdoors) do
     for key, method in pairs(fd.routes) do
-      self.routes[key] = method == "serve" and serve_with(fd) or App[method]
+      local fn = method == "serve" and serve_with(fd) or App[method] or method
+      assert(type(fn) == "function", "front door route " .. key .. ": no handler " .. tostring(method))
+      local prefix = key:match("^(.-/)%*$")
+      if prefix then self.wild[#self.wild + 1] = { prefix, fn } else self.routes[key] = fn end
     end
     for _, h in ipairs(fd.request_headers or {}) do names[#names + 1] = h end
   end
@@ -181,11 +190,23 @@ function App:handle(req)
     fn = self.model
   end
   if fn then return fn(self, req, path) end
-  for key in pairs(self.routes) do
-    if key:match("^%S+ (.*)$") == path then
-      return http.error(req, client, errors.new(405, string.format(
-        "Method %s is not allowed on %s.", req.method, path), { code = "method_not_allowed" }))
+  local key = method .. " " .. path
+  for _, w in ipairs(self.wild) do
+    local prefix = w[1]
+    if key:sub(1, #prefix) == prefix then
+      local arg = key:sub(#prefix + 1)
+      if arg ~= "" and not arg:find("/", 1, true) then return w[2](self, req, path, arg) end
     end
+  end
+  local known = false
+  for key in pairs(self.routes) do known = known or key:match("^%S+ (.*)$") == path end
+  for _, w in ipairs(self.wild) do
+    local p = w[1]:match("^%S+ (.*)$")
+    known = known or (path:sub(1, #p) == p and #path > #p and not path:find("/", #p + 1, true))
+  end
+  if known then
+    return http.error(req, client, errors.new(405, string.format(
+      "Method %s is not allowed on %s.", req.method, path), { code = "method_not_allowed" }))
   end
   if path == "/ws" or path:find("^/ws/[^/]+$") then
     return http.error(req, client, errors.new(426, string.format(
@@ -288,13 +309,31 @@ end
 local function model_of(creq) return type(creq) == "table" and type(creq.model) == "string" and creq.model or nil end
 
 --- serve(fd, req): a front door's request: decode, route, exchange
+-- A front door may look at the request with the gateway's services before
+-- it is routed (fd.prepare(creq, app): the response store) and at the route
+-- before it runs (fd.accepts(creq, route): an endpoint its provider lacks);
+-- either answers an error to stop it.
 function App:serve(fd, req)
   local creq, err = fd.decode(req.body, req.headers)
   if not creq then return http.error(req, fd.client, err) end
+  if fd.prepare then
+    local _, perr = errors.catch(fd.prepare, creq, self) -- a refusal, or the error it returns
+    if perr then
+      http.note(req, model_of(creq))
+      return http.error(req, fd.client, perr)
+    end
+  end
   local route, rerr = self.router:resolve(creq.model)
   if not route then
     http.note(req, model_of(creq))
     return http.error(req, fd.client, rerr)
+  end
+  if fd.accepts then
+    local aerr = fd.accepts(creq, route)
+    if aerr then
+      http.note(req, model_of(creq), route.chain[1].name)
+      return http.error(req, fd.client, aerr)
+    end
   end
   run(self, req, fd, creq, route)
 end

@@ -57,6 +57,63 @@ function M.foreign_fields(creq, format)
   end
 end
 
+--- Reasoning that only its maker can read back. A canonical thinking block
+-- (and the thinking_signature event) carries it as `signature`, an opaque
+-- string, with `origin`, the kind of upstream that made it ("anthropic":
+-- a thinking signature; "responses": a reasoning item's encrypted_content,
+-- with the item's id as `item_id`). It is handed back, byte for byte, only
+-- to an upstream of that kind; elsewhere it is dropped (docs/TRANSLATION.md).
+-- A client whose format has no place for another kind's value carries it
+-- packed in its own field (an Anthropic signature, a Responses
+-- encrypted_content): "mg1~<origin>~<item id>~<value>" (base64 and the ids
+-- hold no "~").
+
+--- pack_opaque(origin, item_id, value) -> the packed string
+function M.pack_opaque(origin, item_id, value)
+  return "mg1~" .. origin .. "~" .. (item_id or "") .. "~" .. (value or "")
+end
+
+--- unpack_opaque(s, native) -> origin, item_id, value: a packed string's
+-- parts, or (native, nil, s) for a value the client's own kind made
+function M.unpack_opaque(s, native)
+  if type(s) ~= "string" then return native, nil, nil end
+  if s:sub(1, 4) == "mg1~" then
+    local origin, id, value = s:match("^mg1~([%w_]+)~([^~]*)~(.*)$")
+    if origin then return origin, id ~= "" and id or nil, value end
+  end
+  return native, nil, s
+end
+
+-- the fields of a canonical request that are the client's own bytes or
+-- the gateway's bookkeeping, not the canonical form (snapshot leaves them out)
+local not_canonical = { raw = true, raw_body = true, client_key = true, fields = true,
+  untranslatable = true, dropped = true }
+
+--- snapshot(creq) -> the canonical request as a plain table (messages made
+-- if they are lazy; the client's raw bytes and each function tool's raw
+-- form left out): what fixtures compare and docs/CANONICAL.md describes
+function M.snapshot(creq)
+  local _ = creq.messages -- a lazy front door decodes them now
+  local out = {}
+  for k, v in pairs(creq) do
+    if not not_canonical[k] and type(v) ~= "function" then out[k] = v end
+  end
+  if rawget(creq, "system") == nil and creq.system ~= nil then out.system = creq.system end
+  if creq.messages then out.messages = creq.messages end
+  if type(out.tools) == "table" then
+    local tools = {}
+    for i, t in ipairs(out.tools) do
+      local c = {}
+      -- a function tool's raw form is the client's bytes; a server or
+      -- native tool is carried as it came (raw is all there is of it)
+      for k, v in pairs(t) do if k ~= "raw" or t.server or t.native then c[k] = v end end
+      tools[i] = c
+    end
+    out.tools = tools
+  end
+  return out
+end
+
 --- last_user_text(creq) -> text of the last user message ("" if none)
 function M.last_user_text(creq)
   for i = #creq.messages, 1, -1 do

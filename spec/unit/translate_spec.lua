@@ -1,4 +1,6 @@
--- Fixture-driven translation specs: spec/fixtures/<frontdoor>-<adapter>/<case>/
+-- End-to-end translation pairings, kept beside the N + M fixtures
+-- (spec/unit/fixtures_spec.lua) for a few cases where the client's own
+-- request meets an upstream in one go: spec/fixtures/<frontdoor>-<adapter>/<case>/
 --   request.json           what the client sends
 --   upstream_request.json  what must reach the upstream (a subset)
 --   upstream.json          the upstream's answer: {json = body} or {frames = [...]}
@@ -13,7 +15,7 @@
 -- request only.
 -- No daemon: front door and adapter modules only.
 local json = require "moongate.json"
-local uv = require "luv"
+local fx = require "support.fixtures"
 
 local frontdoors = {
   openai_chat = require "moongate.frontdoor.openai_chat",
@@ -25,55 +27,7 @@ local adapters = {
 }
 
 local errors = require "moongate.errors"
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local v = assert(json.decode(f:read("*a")), "bad JSON in " .. path)
-  f:close()
-  return v
-end
-
-local function list(dir)
-  local out = {}
-  local h = uv.fs_scandir(dir)
-  while h do
-    local name, kind = uv.fs_scandir_next(h)
-    if not name then break end
-    if kind == "directory" then out[#out + 1] = name end
-  end
-  table.sort(out)
-  return out
-end
-
--- every key of `want` is in `got` with the same value; lists match in length
-local function contains(got, want, path)
-  path = path or "$"
-  if type(want) ~= "table" then
-    assert(got == want, string.format("%s: expected %s, got %s", path, tostring(want), tostring(got)))
-    return
-  end
-  assert(type(got) == "table", string.format("%s: expected a table, got %s", path, tostring(got)))
-  if json.is_array(want) and next(want) ~= nil then
-    assert(#got == #want, string.format("%s: expected %d items, got %d", path, #want, #got))
-  end
-  for k, v in pairs(want) do contains(got[k], v, path .. "." .. tostring(k)) end
-end
-
-local function normalize(frames)
-  local out = {}
-  for _, f in ipairs(frames) do
-    local event, data = nil, f
-    if type(f) == "table" then event, data = f.event, f.data end
-    out[#out + 1] = { event = event, data = data == "[DONE]" and data or json.decode(data) }
-  end
-  return out
-end
+local exists, read, list, contains = fx.exists, fx.read, fx.list, fx.contains
 
 for _, pairing in ipairs(list("spec/fixtures")) do
   local fd_name, ad_name = pairing:match("^(.-)%-(.+)$")
@@ -83,32 +37,14 @@ for _, pairing in ipairs(list("spec/fixtures")) do
       for _, case in ipairs(list("spec/fixtures/" .. pairing)) do
         it(case, function()
           local dir = "spec/fixtures/" .. pairing .. "/" .. case .. "/"
-          local f = assert(io.open(dir .. "request.json", "rb")) -- the client's bytes as they are
-          local body = f:read("*a")
-          f:close()
-          local creq = assert(fd.decode(body,
-            exists(dir .. "headers.json") and read(dir .. "headers.json") or {}))
+          local creq = assert(fd.decode(fx.text(dir .. "request.json"), fx.maybe(dir .. "headers.json", {})))
           creq.upstream_model = creq.model
-          local conf = exists(dir .. "conf.json") and read(dir .. "conf.json") or {}
-          if exists(dir .. "error.json") then -- the translation refuses the request
-            local want = read(dir .. "error.json")
-            local ok, err = errors.catch(ad.request, creq, conf)
-            assert.is_false(ok, "the translation should refuse the request")
-            assert.equal(want.status, err.status)
-            assert.matches(want.message, err.message, 1, true)
-            if want.param then assert.equal(want.param, err.param) end
-            return
-          end
-          local wire = ad.request(creq, conf)
+          local ok, wire = errors.catch(ad.request, creq, fx.maybe(dir .. "conf.json", {}))
+          if exists(dir .. "error.json") then return fx.refused(read(dir .. "error.json"), ok, wire) end
+          assert(ok, wire and wire.message)
           contains(wire, read(dir .. "upstream_request.json"), "upstream request")
-          -- fields that must not reach the upstream
-          for _, path in ipairs(exists(dir .. "absent.json") and read(dir .. "absent.json") or {}) do
-            local v = wire
-            for k in path:gmatch("[^.]+") do v = type(v) == "table" and v[tonumber(k) or k] or nil end
-            assert(v == nil, "upstream request: " .. path .. " should be absent")
-          end
-          -- what the translation left out, as the debug log lists it
-          if exists(dir .. "dropped.json") then
+          fx.absent(wire, fx.maybe(dir .. "absent.json"), "upstream request")
+          if exists(dir .. "dropped.json") then -- what the translation left out, as the debug log lists it
             local want, got = read(dir .. "dropped.json"), { unpack(creq.dropped or {}) }
             table.sort(want)
             table.sort(got)
@@ -116,33 +52,10 @@ for _, pairing in ipairs(list("spec/fixtures")) do
           end
           if not exists(dir .. "upstream.json") then return end -- a request-only case
 
-          local up = read(dir .. "upstream.json")
-          if up.fixture then up = read("spec/fixtures/upstream/" .. up.fixture .. ".json") end
-          local events = {}
-          local function add(evs) for _, e in ipairs(evs) do events[#events + 1] = e end end
-          if up.frames then
-            local dec = ad.decoder()
-            for _, f in ipairs(up.frames) do
-              add(dec:frame(f.data or json.encode(f.json), f.event))
-            end
-            add(dec:finish())
-          else
-            add(ad.response(up.json))
-          end
+          local events = fx.upstream_events(ad, read(dir .. "upstream.json"))
           for _, e in ipairs(events) do assert(e.type ~= "error", "error event: " .. tostring(e.message)) end
-
-          local expected = read(dir .. "expected.json")
-          if creq.stream then
-            local enc, frames = fd.stream_encoder(creq, { id = "ID", created = 1 }), {}
-            for _, e in ipairs(events) do
-              for _, f in ipairs(enc:event(e)) do frames[#frames + 1] = f end
-            end
-            contains(normalize(frames), expected, "client stream")
-          else
-            local col = fd.collector(creq, { id = "ID", created = 1 })
-            for _, e in ipairs(events) do col:event(e) end
-            contains(col:result(), expected, "client body")
-          end
+          contains(fx.client_answer(fd, creq, events), read(dir .. "expected.json"),
+            creq.stream and "client stream" or "client body")
         end)
       end
     end)
