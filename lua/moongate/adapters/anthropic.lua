@@ -180,8 +180,10 @@ function M.request(creq, conf)
           push("user", { type = "tool_result", tool_use_id = b.tool_call_id, content = content,
             is_error = b.is_error or nil })
         elseif b.type == "thinking" then
-          if b.signature and b.signature ~= "" then
+          if b.signature and b.signature ~= "" and (b.origin or "anthropic") == "anthropic" then
             push("assistant", { type = "thinking", thinking = b.text or "", signature = b.signature })
+          elseif b.signature and b.signature ~= "" then -- only its maker can read it
+            canonical.dropped(creq, "thinking from a " .. b.origin .. " upstream")
           else
             canonical.dropped(creq, "thinking without a signature")
           end

@@ -171,7 +171,10 @@ local function decode_block(b, i, j, creq, at)
   elseif t == "tool_result" then
     return decode_tool_result(b, at, creq)
   elseif t == "thinking" then
-    return { type = "thinking", text = type(b.thinking) == "string" and b.thinking or "", signature = b.signature }
+    -- a signature another kind of upstream made comes back packed (docs/CANONICAL.md)
+    local origin, item_id, signature = canonical.unpack_opaque(b.signature, "anthropic")
+    return { type = "thinking", text = type(b.thinking) == "string" and b.thinking or "", signature = signature,
+      origin = signature and origin or nil, item_id = item_id }
   elseif t == "redacted_thinking" then
     if type(b.data) ~= "string" then refuse(at .. ".data: Field required") end
     return { type = "redacted_thinking", data = b.data }
@@ -489,6 +492,15 @@ function Encoder:ensure_started(out, ev)
     json.encode(self.id), json.encode(self.creq.model), ev.type == "start" and ev.input_tokens or 0))
 end
 
+-- a thinking_signature event's value as the client carries it: another
+-- kind of upstream's packed with its origin (docs/CANONICAL.md)
+local function signature_of(ev)
+  if ev.origin and ev.origin ~= "anthropic" then
+    return canonical.pack_opaque(ev.origin, ev.item_id, ev.signature)
+  end
+  return ev.signature or ""
+end
+
 function Encoder:close_block(out)
   if not self.open then return end
   if self.open == "thinking" and self.signature then
@@ -520,8 +532,12 @@ function Encoder:event(ev)
       self:open_block(out, "thinking", '{"type":"thinking","thinking":"","signature":""}')
     end
     out[#out + 1] = delta_frame(self.index, "thinking_delta", "thinking", ev.text)
-  elseif t == "thinking_signature" then
-    self.signature = ev.signature
+  elseif t == "thinking_signature" then -- ends the thinking block (one with no text too)
+    if self.open ~= "thinking" then
+      self:open_block(out, "thinking", '{"type":"thinking","thinking":"","signature":""}')
+    end
+    self.signature = signature_of(ev)
+    self:close_block(out)
   elseif t == "redacted_thinking" then -- a whole block: opened and closed at once
     self:open_block(out, "redacted_thinking", string.format('{"type":"redacted_thinking","data":%s}', json.encode(ev.data)))
     self:close_block(out)
@@ -566,12 +582,14 @@ function Collector:event(ev)
     if last and last.type == "text" then last.text = last.text .. ev.text
     else blocks[#blocks + 1] = { type = "text", text = ev.text } end
   elseif t == "thinking_delta" then
-    if last and last.type == "thinking" then last.thinking = last.thinking .. ev.text
+    if last and last.type == "thinking" and last.signature == "" then last.thinking = last.thinking .. ev.text
     else blocks[#blocks + 1] = { type = "thinking", thinking = ev.text, signature = "" } end
-  elseif t == "thinking_signature" then
-    for i = #blocks, 1, -1 do
-      if blocks[i].type == "thinking" then blocks[i].signature = ev.signature break end
+  elseif t == "thinking_signature" then -- ends the thinking block (one with no text too)
+    if not (last and last.type == "thinking" and last.signature == "") then
+      last = { type = "thinking", thinking = "" }
+      blocks[#blocks + 1] = last
     end
+    last.signature = signature_of(ev)
   elseif t == "redacted_thinking" then
     blocks[#blocks + 1] = { type = "redacted_thinking", data = ev.data }
   elseif t == "toolcall_start" then
