@@ -5,6 +5,7 @@
 #include "sse.h"
 #include "upstream.h"
 #include "pool.h"
+#include "store.h"
 #include "ws.h"
 
 #include <lauxlib.h>
@@ -62,5 +63,6 @@ int luaopen_moongate_core(lua_State *L)
 	mg_upstream_open(L);
 	mg_ws_open(L);
 	mg_pool_open(L);
+	mg_store_open(L);
 	return 1;
 }

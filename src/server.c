@@ -20,6 +20,7 @@
 #include "log.h"
 #include "lua_host.h"
 #include "pool.h"
+#include "store.h"
 #include "ws.h"
 
 #include <arpa/inet.h>
@@ -578,6 +579,7 @@ static int l_serve(lua_State *L)
 			uv_async_send(&ws[i].stop_async);
 		uv_thread_join(&ws[i].thread);
 	}
+	mg_store_clear(); /* no thread uses the stored responses any more */
 	uv_loop_close(&loop);
 	uv_cond_destroy(&cond);
 	uv_mutex_destroy(&mu);

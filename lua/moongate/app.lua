@@ -14,9 +14,12 @@ local providers = require "moongate.providers"
 local exchange = require "moongate.exchange"
 local openai_chat = require "moongate.frontdoor.openai_chat"
 local anthropic_messages = require "moongate.frontdoor.anthropic_messages"
+local openai_responses = require "moongate.frontdoor.openai_responses"
+local openai_completions = require "moongate.frontdoor.openai_completions"
+local openai_embeddings = require "moongate.frontdoor.openai_embeddings"
 local canonical = require "moongate.canonical"
 local sockets = require "moongate.sockets"
-local has_store, store = pcall(require, "moongate.store")
+local store = require "moongate.store"
 
 local M = {}
 local App = {}
@@ -24,7 +27,7 @@ App.__index = App
 
 -- The front doors served, each a module that describes itself (routes,
 -- path prefixes, stream kind, error shape): a new one is one more line here.
-M.frontdoors = { openai_chat, anthropic_messages }
+M.frontdoors = { openai_chat, anthropic_messages, openai_responses, openai_completions, openai_embeddings }
 
 -- App method serving a front door's main route (made once per front door)
 local servers = {}
@@ -46,7 +49,7 @@ function M.new(cfg, info)
     created = os.time(),
   }, App)
   self.sockets = sockets.new(self)
-  self.store = has_store and store.new() or nil -- stored responses, shared by the threads
+  self.store = store.new() -- stored responses, shared by the worker threads
   local cors = cfg.cors and cfg.cors.allowed_origins
   if cors then -- else the default: pages served from this machine
     self.cors_origins = {}
@@ -105,7 +108,7 @@ end
 
 local preflight_default_headers = "authorization, x-api-key, anthropic-version, anthropic-beta, " ..
   "anthropic-dangerous-direct-browser-access, content-type, openai-organization, openai-project, openai-beta"
-local methods = "GET, HEAD, POST, OPTIONS"
+local methods = "GET, HEAD, POST, DELETE, OPTIONS"
 
 -- bytes a client sent, quoted in an error message: printable ASCII as it
 -- is, any other byte as \xHH (the answer stays valid UTF-8 JSON), cut to max
@@ -250,7 +253,8 @@ function App:root(req)
     name = "moongate", version = core.version,
     links = {
       health = "/health", stats = "/stats", models = "/v1/models",
-      chat_completions = "/v1/chat/completions", messages = "/v1/messages",
+      chat_completions = "/v1/chat/completions", messages = "/v1/messages", responses = "/v1/responses",
+      completions = "/v1/completions", embeddings = "/v1/embeddings",
       count_tokens = "/v1/messages/count_tokens", websocket = "/ws",
     },
   })

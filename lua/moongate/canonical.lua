@@ -30,7 +30,7 @@ function M.dropped(creq, what)
   d[#d + 1] = what
 end
 
-M.format_names = { openai = "OpenAI", anthropic = "Anthropic" }
+M.format_names = { openai = "OpenAI", anthropic = "Anthropic", responses = "OpenAI Responses" }
 
 --- foreign_fields(creq, format): the client's top-level fields on their
 -- way to an upstream of another format. Each has a fate in its front

@@ -22,6 +22,7 @@ function M.defaults()
     routes = {},
     aliases = {},
     websocket = M.websocket_defaults(),
+    response_store = { max_entries = 10000, max_bytes = 64 * MiB }, -- stored responses, all threads
   }
 end
 
@@ -72,6 +73,9 @@ local provider_schema = {
     efforts = { type = "list", values = { type = "string", enum = { none = true, minimal = true,
       low = true, medium = true, high = true, xhigh = true, max = true } } }, -- the reasoning efforts the upstream takes
     thinking = { type = "string", enum = { budget = true, adaptive = true } }, -- Anthropic: how an effort is asked for
+    api = { type = "string", enum = { chat = true, responses = true } }, -- kind openai: the upstream's wire format
+    completions = "boolean",             -- forwards /v1/completions as is (checked in validate())
+    embeddings = "boolean",              -- forwards /v1/embeddings as is (checked in validate())
   },
 }
 
@@ -105,6 +109,10 @@ M.schema = {
     aliases = { type = "map", values = "string" },
     cors = { type = "table", fields = {
       allowed_origins = { type = "list", values = "string" }, -- globs ("*": any); default: loopback pages
+    } },
+    response_store = { type = "table", fields = { -- least recently used out first; 0 entries: store nothing
+      max_entries = integer(0, 2147483647),
+      max_bytes = integer(0, 1099511627776), -- the ids' and texts' sizes summed (at most 1 TiB)
     } },
     websocket = { type = "table", fields = {
       heartbeat_interval_ms = integer(10),
@@ -252,6 +260,15 @@ function M.validate(cfg)
     for _, name in ipairs(sorted_keys(cfg.providers)) do
       local p = cfg.providers[name]
       local kind = type(p) == "table" and p.kind
+      -- the fields only an OpenAI-compatible upstream has a use for (a
+      -- provider script of its own kind may read completions and embeddings)
+      for _, field in ipairs { "api", "completions", "embeddings" } do
+        if type(p) == "table" and p[field] ~= nil and kind ~= "openai"
+            and (field == "api" or provider_kinds[kind]) then
+          errs[#errs + 1] = string.format("%s.%s: only a provider of kind \"openai\" takes %s (this one is kind %q)",
+            join("providers", name), field, field, tostring(kind))
+        end
+      end
       if type(kind) == "string" and not provider_kinds[kind] then
         local mod = "moongate.providers." .. kind
         if not kind:match("^[%w_]+$") or not package.searchpath(mod, path) then
@@ -380,8 +397,8 @@ function M.resolve(flags, getenv, cpu_count)
       return nil, verrs
     end
     for k, v in pairs(file) do
-      if k == "websocket" then -- keys the file leaves out keep their defaults
-        for wk, wv in pairs(v) do cfg.websocket[wk] = wv end
+      if k == "websocket" or k == "response_store" then -- keys the file leaves out keep their defaults
+        for wk, wv in pairs(v) do cfg[k][wk] = wv end
       else
         cfg[k] = v
       end

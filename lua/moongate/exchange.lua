@@ -142,6 +142,9 @@ function Exchange:emit(ev)
     self:upstream_error(ev)
     return false
   end
+  if (ev.type == "raw_body" or ev.type == "raw") and self.fd.on_raw then
+    self.fd.on_raw(self.creq, ev) -- what passes through, for a front door that keeps answers
+  end
   if ev.type == "raw_body" then -- passthrough of a whole answer
     self:finish()
     self.client:json(200, ev.body)

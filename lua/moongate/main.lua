@@ -46,6 +46,8 @@ function commands.serve(flags)
   local cfg, err = load_config(flags)
   if not cfg then return fail(err, 1) end
   core._log_level(cfg.log_level)
+  -- before the worker threads start: the stored responses' bounds, for all of them
+  core._store_limits(cfg.response_store.max_entries, cfg.response_store.max_bytes)
   local ok, serr = core._serve {
     host = cfg.host, port = cfg.port, workers = cfg.workers,
     max_body_bytes = cfg.max_body_bytes, max_header_bytes = cfg.max_header_bytes,

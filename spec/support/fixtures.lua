@@ -1,6 +1,7 @@
 -- Reading the fixture directories of spec/fixtures: their JSON files, the
 -- cases in a directory, and the subset comparison every fixture uses.
 local json = require "moongate.json"
+local errors = require "moongate.errors"
 local uv = require "luv"
 
 local M = {}
@@ -111,7 +112,9 @@ function M.client_answer(fd, creq, events)
   if creq.stream then
     local enc, frames = fd.stream_encoder(creq, { id = "ID", created = 1 }), {}
     for _, e in ipairs(events) do
-      local out = e.type == "error" and enc:error(e) or enc:event(e)
+      -- an error event reaches the encoder as the exchange hands it on
+      local out = e.type == "error" and enc:error(errors.new(e.status or 502, e.message,
+        { type = e.error_type, code = e.code, param = e.param })) or enc:event(e)
       for _, f in ipairs(out) do frames[#frames + 1] = f end
     end
     return M.frames(frames)

@@ -1,4 +1,5 @@
--- A mock upstream speaking OpenAI chat completions and Anthropic messages,
+-- A mock upstream speaking OpenAI chat completions, OpenAI Responses,
+-- OpenAI's legacy completions and embeddings, and Anthropic messages,
 -- scripted per test, and as strict as the real APIs about what it is sent.
 -- Run: luajit spec/support/mock_upstream.lua [port]
 -- It prints "mock listening on PORT" once it listens.
@@ -26,26 +27,36 @@
 -- or a reply, written in the format of the request (path, stream or not):
 --   {reply = {text = "...", thinking = "...", signature = "...",
 --     tool_calls = {{id = "toolu_1", name = "Bash", input = {...}}, ...},
---     stop = "end_turn" (default: tool_use / tool_calls when there are calls)},
+--     stop = "end_turn" (default: tool_use / tool_calls when there are calls),
+--     reasoning_id = "rs_..." (Responses), embeddings = {{...}, ...}},
 --    delay_ms = n}
--- With nothing queued it echoes the last user message in the format of the
--- path (/v1/chat/completions or /v1/messages, a ?query ignored), streamed
--- when asked.
+--   Responses: thinking is a reasoning item (id rs_mock_N or reasoning_id;
+--   its summary; its encrypted_content, the signature or one of the
+--   mock's, when the request's include asks for reasoning.encrypted_content,
+--   and only that value is taken back for that id), text a message, tool_calls function_call items; stop =
+--   "length" / "content_filter" ends it incomplete; streamed as the API's
+--   events with sequence_number. Completions: text. Embeddings: a vector of
+--   EMBED_DIM values (or the request's dimensions) per input, base64
+--   float32 when encoding_format asks for it.
+-- With nothing queued it echoes the last user message (a completion's
+-- prompt) in the format of the path (.../chat/completions, .../responses,
+-- .../completions, /v1/messages; a ?query ignored), streamed when asked,
+-- and answers .../embeddings with the mock's vectors.
 --
 -- Strictness. A JSON POST (content-type: application/json, as the daemon
--- sends them all) to .../chat/completions or .../messages[/count_tokens] is
--- checked the way the real API checks it, before any script is used up: a
--- request the real API would refuse gets its 400, in its shape
+-- sends them all) to .../chat/completions, .../responses, .../completions,
+-- .../embeddings or .../messages[/count_tokens] is checked the way the real
+-- API checks it, before any script is used up: a request the real API
+-- would refuse gets its 400, in its shape
 --   OpenAI    {"error": {"message", "type": "invalid_request_error", "param", "code"}}
 --   Anthropic {"type": "error", "error": {"type": "invalid_request_error", "message"}}
 -- and the messages the real APIs use ("messages.1.role: Input should be 'user'
 -- or 'assistant'", "Missing required parameter: 'messages[0].content'.").
--- What is checked is written as data: SHAPES.openai and SHAPES.anthropic (the
--- fields of a request, of each message and of each content part / block:
--- types, enums, ranges, required, extra keys where the API refuses them)
--- and RULES.openai and
--- RULES.anthropic (the rules that look across fields and messages), each
--- rule with a sentence saying what it checks. In short:
+-- What is checked is written as data: SHAPES.<api> (the fields of a
+-- request, of each message, item and content part / block: types, enums,
+-- ranges, required, extra keys where the API refuses them) and RULES.<api>
+-- (the rules that look across fields and messages), each rule with a
+-- sentence saying what it checks. In short:
 -- OpenAI chat completions
 --   - top-level fields: the API's are checked; of the others only the
 --     Anthropic API's are refused ("Unrecognized request argument supplied":
@@ -70,6 +81,29 @@
 --   - tools: type function, name ^[a-zA-Z0-9_-]{1,64}$, names unique
 --   - JSON schemas (tool parameters, response_format): "required" a list,
 --     "properties" an object
+-- OpenAI Responses
+--   - top-level fields: the API's only ("Unknown parameter: 'x'.");
+--     model; input a string or items; instructions a string;
+--     max_output_tokens >= 16; temperature 0..2; top_p 0..1; store a
+--     boolean; include values from the API's list; reasoning {effort,
+--     summary} enums; text.format text / json_object / json_schema (name
+--     and schema required); tools: function tools {name, parameters,
+--     strict}, other types as they are
+--   - items: message (roles user/system/developer with input_text,
+--     input_image, input_file, input_audio parts; assistant with
+--     output_text, refusal; a typeless item with a role is a message),
+--     function_call {call_id, name, arguments}, function_call_output
+--     {call_id, output}, reasoning {id, summary [summary_text],
+--     encrypted_content}, item_reference, and the hosted and custom tools'
+--     item types as they are
+--   - a function_call_output answers a function_call earlier in input;
+--     a reasoning item is followed by the item it led to (not the end, a
+--     user message or a tool output); it brings back the encrypted_content
+--     the mock gave that id (nothing is stored: "Item with id ... not
+--     found", "... could not be verified")
+-- OpenAI completions: model, prompt (string, strings, tokens) required;
+--   the API's fields checked, others let through. Embeddings: model,
+--   input required, encoding_format float | base64, dimensions >= 1
 -- Anthropic messages (count_tokens the same, without max_tokens)
 --   - top-level fields: known ones only ("x: Extra inputs are not
 --     permitted"); model; max_tokens required >= 1; temperature 0..1
@@ -111,8 +145,10 @@ local queue, requests, strict = {}, {}, true
 
 -- lua-cjson writes an empty table as {}; the fields these APIs define as
 -- lists must go out as []
+-- (and a value EMPTY, "\0[]", goes out as [] wherever it is)
 local function encode(v)
-  return (cjson.encode(v):gsub('"(content)":{}', '"%1":[]'):gsub('"(choices)":{}', '"%1":[]'))
+  return (cjson.encode(v):gsub('"(content)":{}', '"%1":[]'):gsub('"(choices)":{}', '"%1":[]')
+    :gsub('"\\u0000%[%]"', "[]"))
 end
 
 ---------------------------------------------------------------------------
@@ -1034,7 +1070,263 @@ RULES.anthropic = {
   end },
 }
 
-local SHAPES = { openai = OA.request, anthropic = AN.request, anthropic_count = AN.count_request }
+---------------------------------------------------------------------------
+-- OpenAI Responses (POST .../responses), legacy completions and embeddings
+---------------------------------------------------------------------------
+local RS = {}
+
+-- the content parts of an input message, by role: what a user, system or
+-- developer sends, and what an assistant said before
+RS.input_part = {
+  input_text = oobj({ type = any(), text = str() }, { required = { "text" } }),
+  input_image = S.all(oobj({ type = any(), image_url = str(), file_id = str(),
+    detail = enum { "low", "high", "auto", "original" } }), S.custom(function(p, path)
+    if p.image_url == nil and p.file_id == nil then
+      return string.format("Invalid '%s': one of 'image_url' or 'file_id' must be provided.", oa_path(path)), path
+    end
+  end)),
+  input_file = S.all(oobj({ type = any(), file_data = str(), file_id = str(), file_url = str(), filename = str() }),
+    S.custom(function(p, path)
+      if p.file_data == nil and p.file_id == nil and p.file_url == nil then
+        return string.format("Invalid '%s': one of 'file_data', 'file_id' or 'file_url' must be provided.", oa_path(path)), path
+      end
+    end)),
+  input_audio = oobj({ type = any(), input_audio = oobj({ data = str(), format = enum { "wav", "mp3" } },
+    { required = { "data", "format" } }) }, { required = { "input_audio" } }),
+}
+RS.input_part_types = { "input_text", "input_image", "input_file", "input_audio" }
+RS.output_part = {
+  output_text = oobj({ type = any(), text = str(), annotations = list(any()), logprobs = any() }, { required = { "text" } }),
+  refusal = oobj({ type = any(), refusal = str() }, { required = { "refusal" } }),
+}
+RS.output_part_types = { "output_text", "refusal" }
+
+local function rs_content(parts, names)
+  return S.either(str(), list(S.tagged("type", parts, names)))
+end
+
+RS.message = S.tagged("role", {
+  user = oobj({ type = any(), role = any(), id = str(), status = any(),
+    content = rs_content(RS.input_part, RS.input_part_types) }, { required = { "content" } }),
+  system = oobj({ type = any(), role = any(), id = str(), status = any(),
+    content = rs_content(RS.input_part, RS.input_part_types) }, { required = { "content" } }),
+  developer = oobj({ type = any(), role = any(), id = str(), status = any(),
+    content = rs_content(RS.input_part, RS.input_part_types) }, { required = { "content" } }),
+  assistant = oobj({ type = any(), role = any(), id = str(), status = any(), phase = any(),
+    content = rs_content(RS.output_part, RS.output_part_types) }, { required = { "content" } }),
+}, { "user", "assistant", "system", "developer" })
+
+RS.summary_text = oobj({ type = enum { "summary_text" }, text = str() }, { required = { "type", "text" } })
+
+-- input items by type; the ones the gateway only passes on (hosted tools'
+-- calls, custom tools, shells) are taken as they are
+RS.item = {
+  message = RS.message,
+  function_call = oobj({ type = any(), id = str(), call_id = str(), name = str(), arguments = str(), status = any() },
+    { required = { "call_id", "name", "arguments" } }),
+  function_call_output = oobj({ type = any(), id = str(), call_id = str(), output = S.either(str(), list(any())),
+    status = any() }, { required = { "call_id", "output" } }),
+  reasoning = oobj({ type = any(), id = str(), summary = list(RS.summary_text), encrypted_content = S.nullable(str()),
+    content = any(), status = any() }, { required = { "id", "summary" } }),
+  item_reference = oobj({ type = any(), id = str() }, { required = { "id" } }),
+}
+RS.item_types = { "message", "function_call", "function_call_output", "reasoning", "item_reference" }
+for _, t in ipairs { "custom_tool_call", "custom_tool_call_output", "web_search_call", "file_search_call",
+  "computer_call", "computer_call_output", "local_shell_call", "local_shell_call_output", "shell_call",
+  "shell_call_output", "apply_patch_call", "apply_patch_call_output", "mcp_list_tools", "mcp_approval_request",
+  "mcp_approval_response", "mcp_call", "image_generation_call", "code_interpreter_call", "tool_search_call",
+  "tool_search_output", "compaction",
+  "additional_tools" } do -- (tools given as an input item: what Codex sends its own models)
+  RS.item[t] = oobj({})
+  RS.item_types[#RS.item_types + 1] = t
+end
+
+-- an item without a type is a message when it has a role (the API's
+-- "easy" input message)
+RS.input_item = S.custom(function(v, path, ctx)
+  if is_object(v) and v.type == nil and v.role ~= nil then return RS.message(v, path, ctx) end
+  return S.tagged("type", RS.item, RS.item_types)(v, path, ctx)
+end)
+
+-- tools: function tools checked; the hosted and custom types the upstream
+-- runs itself are taken as they are
+RS.tool = S.custom(function(t, path, ctx)
+  if not is_object(t) then return { kind = "type", path = path, want = "object", got = t } end
+  if t.type == nil then return { kind = "missing", path = at(path, "type") } end
+  if t.type == "function" then
+    return oobj({ type = any(), name = OA.name, description = S.nullable(str()), parameters = S.nullable(S.json_schema()),
+      strict = S.nullable(bool()), defer_loading = bool() }, { required = { "name" } })(t, path, ctx)
+  end
+  if type(t.type) ~= "string" then return { kind = "type", path = at(path, "type"), want = "string", got = t.type } end
+end)
+
+RS.include_values = { "file_search_call.results", "web_search_call.results", "web_search_call.action.sources",
+  "message.input_image.image_url", "computer_call_output.output.image_url", "code_interpreter_call.outputs",
+  "reasoning.encrypted_content", "message.output_text.logprobs" }
+
+-- every top-level field the API knows; it refuses any other ("Unknown
+-- parameter: 'x'.")
+RS.request = obj({
+  model = str(),
+  input = S.either(str(), list(RS.input_item)),
+  instructions = S.nullable(str()),
+  tools = list(RS.tool),
+  tool_choice = S.either(enum { "none", "auto", "required" }, S.custom(function(tc, path)
+    if not is_object(tc) then return { kind = "type", path = path, want = "object", got = tc } end
+    if tc.type == "function" and type(tc.name) ~= "string" then return { kind = "missing", path = at(path, "name") } end
+    if type(tc.type) ~= "string" then return { kind = "missing", path = at(path, "type") } end
+  end)),
+  parallel_tool_calls = S.nullable(bool()),
+  max_output_tokens = S.nullable(int { min = 16 }),
+  max_tool_calls = S.nullable(int { min = 1 }),
+  temperature = S.nullable(num { min = 0, max = 2 }),
+  top_p = S.nullable(num { min = 0, max = 1 }),
+  top_logprobs = S.nullable(int { min = 0, max = 20 }),
+  reasoning = S.nullable(oobj({ effort = S.nullable(enum { "none", "minimal", "low", "medium", "high", "xhigh" }),
+    summary = S.nullable(enum { "auto", "concise", "detailed" }),
+    generate_summary = S.nullable(enum { "auto", "concise", "detailed" }) })),
+  store = S.nullable(bool()),
+  include = S.nullable(list(enum(RS.include_values))),
+  text = oobj({ format = S.tagged("type", {
+    text = oobj({ type = any() }),
+    json_object = oobj({ type = any() }),
+    json_schema = oobj({ type = any(), name = OA.name, schema = S.json_schema(), description = str(),
+      strict = S.nullable(bool()) }, { required = { "name", "schema" } }),
+  }, { "text", "json_schema", "json_object" }), verbosity = S.nullable(enum { "low", "medium", "high" }) }),
+  stream = S.nullable(bool()),
+  stream_options = S.nullable(oobj({ include_obfuscation = bool() })),
+  metadata = S.nullable(oobj({})),
+  user = str(),
+  safety_identifier = str(),
+  prompt_cache_key = str(),
+  prompt_cache_retention = S.nullable(enum { "in-memory", "24h" }),
+  service_tier = S.nullable(enum { "auto", "default", "flex", "scale", "priority" }),
+  truncation = S.nullable(enum { "auto", "disabled" }),
+  background = S.nullable(bool()),
+  previous_response_id = S.nullable(str()),
+  conversation = any(),
+  prompt = any(),
+  context_management = any(),
+  client_metadata = any(), -- Codex CLI sends it, and the API takes it
+}, { required = { "model" } })
+
+-- the reasoning a mock reply hands out for item id: what its next request
+-- must bring back, byte for byte
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function base64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local q = {}
+    for k = 3, 0, -1 do
+      local d = math.floor(n / 64 ^ k) % 64
+      q[#q + 1] = B64:sub(d + 1, d + 1)
+    end
+    if not b then q[3], q[4] = "=", "=" elseif not c then q[4] = "=" end
+    out[#out + 1] = table.concat(q)
+  end
+  return table.concat(out)
+end
+local function mock_encrypted(id) return "gAAAAB" .. base64("mock reasoning of " .. id) end
+-- the encrypted_content handed out for each reasoning item id (until a
+-- reset), and how many reasoning items were made (their ids: rs_mock_N)
+local issued, nreasoning = {}, 0
+
+RULES.responses = {
+  { "a function_call_output answers a function_call earlier in input", function(req)
+    local calls = {}
+    for _, item in ipairs(is_list(req.input) and req.input or {}) do
+      if item.type == "function_call" then calls[item.call_id] = true
+      elseif item.type == "function_call_output" and not calls[item.call_id] then
+        return string.format("No tool call found for function call output with call_id %s.", tostring(item.call_id)), "input"
+      end
+    end
+  end },
+  { "a reasoning item is followed by the item it led to (not the end of input, a user turn or a tool output)", function(req)
+    local input = is_list(req.input) and req.input or {}
+    for i, item in ipairs(input) do
+      local nxt = input[i + 1]
+      if item.type == "reasoning" and (not nxt or nxt.type == "function_call_output"
+          or ((nxt.type == "message" or nxt.type == nil) and nxt.role ~= "assistant")) then
+        return string.format("Item '%s' of type 'reasoning' was provided without its required following item.",
+          tostring(item.id)), "input"
+      end
+    end
+  end },
+  { "a reasoning item brings back the encrypted_content this mock gave its id (nothing is stored upstream)", function(req)
+    for _, item in ipairs(is_list(req.input) and req.input or {}) do
+      if item.type == "reasoning" then
+        if item.encrypted_content == nil or item.encrypted_content == NULL then
+          return string.format("Item with id '%s' not found.%s", tostring(item.id), req.store == false
+            and " Items are not persisted when `store` is set to false. Try again with `store` set to true, or remove this item from your input."
+            or ""), "input"
+        end
+        if item.encrypted_content ~= issued[item.id] then
+          return string.format("The encrypted content for item %s could not be verified.", tostring(item.id)), "input"
+        end
+      end
+    end
+  end },
+  { "previous_response_id names a response this upstream keeps (it keeps none)", function(req)
+    if type(req.previous_response_id) == "string" then
+      return string.format("Previous response with id '%s' not found.", req.previous_response_id), "previous_response_id"
+    end
+  end },
+  { "stream_options only when stream is on", RULES.openai[1][2] },
+}
+
+-- POST .../completions (the legacy API): open, as chat completions is
+RS.prompt = S.either(str(), list(str(), { min = 1 }), list(int(), { min = 1 }), list(list(int()), { min = 1 }))
+RS.completions = S.all(S.custom(function(req, path)
+  if not is_object(req) then return end
+  for _, name in ipairs(OA.anthropic_only) do
+    if req[name] ~= nil then return { kind = "extra", path = at(path, name) } end
+  end
+end), oobj({
+  model = str(),
+  prompt = RS.prompt,
+  suffix = S.nullable(str()),
+  echo = S.nullable(bool()),
+  max_tokens = S.nullable(int { min = 0 }),
+  n = S.nullable(int { min = 1, max = 128 }),
+  best_of = S.nullable(int { min = 0, max = 20 }),
+  logprobs = S.nullable(int { min = 0, max = 5 }),
+  temperature = S.nullable(num { min = 0, max = 2 }),
+  top_p = S.nullable(num { min = 0, max = 1 }),
+  frequency_penalty = S.nullable(num { min = -2, max = 2 }),
+  presence_penalty = S.nullable(num { min = -2, max = 2 }),
+  logit_bias = S.nullable(oobj({})),
+  seed = S.nullable(int()),
+  stop = S.nullable(S.either(str(), list(str(), { max = 4 }))),
+  stream = S.nullable(bool()),
+  stream_options = S.nullable(oobj({ include_usage = bool(), include_obfuscation = bool() })),
+  user = str(),
+}, { required = { "model", "prompt" } }))
+RULES.completions = { { "stream_options only when stream is on", RULES.openai[1][2] } }
+
+-- POST .../embeddings
+RS.embeddings = oobj({
+  model = str(),
+  input = RS.prompt,
+  encoding_format = enum { "float", "base64" },
+  dimensions = int { min = 1 },
+  user = str(),
+}, { required = { "model", "input" } })
+RULES.embeddings = {}
+
+-- a problem in the Responses API's words: OpenAI's, but an unknown
+-- top-level field is an "Unknown parameter" there too
+local function rs_words(p)
+  if p.kind == "extra" then
+    local param = oa_path(p.path)
+    return string.format("Unknown parameter: '%s'.", param), param, "unknown_parameter"
+  end
+  return oa_words(p)
+end
+
+local SHAPES = { openai = OA.request, anthropic = AN.request, anthropic_count = AN.count_request,
+  responses = RS.request, completions = RS.completions, embeddings = RS.embeddings }
 
 ---------------------------------------------------------------------------
 -- check(api, headers, body) -> nil, nil, request | message, error body (a JSON value)
@@ -1044,7 +1336,13 @@ local function api_of(path)
   if p:find("/chat/completions$") then return "openai" end
   if p:find("/messages/count_tokens$") then return "anthropic_count" end
   if p:find("/messages$") then return "anthropic" end
+  if p:find("/responses$") then return "responses" end
+  if p:find("/completions$") then return "completions" end
+  if p:find("/embeddings$") then return "embeddings" end
 end
+
+-- the APIs that answer in OpenAI's error shape, and how each words a problem
+local OPENAI_STYLE = { openai = oa_words, responses = rs_words, completions = oa_words, embeddings = oa_words }
 
 local function openai_error(message, param, code)
   return { error = { message = message, type = "invalid_request_error", param = param or cjson.null, code = code or cjson.null } }
@@ -1056,18 +1354,19 @@ end
 
 local function check(api, headers, body)
   local ok, req = pcall(decode, body)
-  if api == "openai" then
+  local words = OPENAI_STYLE[api]
+  if words then
     if not ok then
       local message = "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
         .. "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
       return message, openai_error(message)
     end
-    local problem = SHAPES.openai(req, {}, {})
+    local problem = SHAPES[api](req, {}, {})
     if problem then
-      local message, param, code = oa_words(problem)
+      local message, param, code = words(problem)
       return message, openai_error(message, param, code)
     end
-    for _, rule in ipairs(RULES.openai) do
+    for _, rule in ipairs(RULES[api]) do
       local message, param = rule[2](req)
       if message then return message, openai_error(message, param) end
     end
@@ -1217,16 +1516,197 @@ local function openai_reply(req, r, stream)
   return { frames = frames }
 end
 
+
+-- a list JSON must write as [] even when empty (lua-cjson writes {})
+local EMPTY = "\0[]"
+
+local function words_of(text)
+  local n = 0
+  for _ in (text or ""):gmatch("%S+") do n = n + 1 end
+  return n
+end
+
+-- the text of the last user message of a Responses input
+local function responses_user_text(req)
+  if type(req.input) == "string" then return req.input end
+  local input = is_list(req.input) and req.input or {}
+  for i = #input, 1, -1 do
+    local m = input[i]
+    if is_object(m) and (m.type == "message" or m.type == nil) and m.role == "user" then
+      if type(m.content) == "string" then return m.content end
+      local out = {}
+      for _, p in ipairs(is_list(m.content) and m.content or {}) do
+        if is_object(p) and p.type == "input_text" and type(p.text) == "string" then out[#out + 1] = p.text end
+      end
+      return table.concat(out)
+    end
+  end
+  return ""
+end
+
+-- a Responses answer for reply r, whole or as its event stream: a
+-- reasoning item (thinking: its summary; its encrypted_content when the
+-- request's include asks for it), a message (text), function_call items
+-- (tool_calls); stop = "length" or "content_filter" ends it incomplete
+local function responses_reply(req, r, stream)
+  local include = {}
+  for _, v in ipairs(is_list(req.include) and req.include or {}) do include[v] = true end
+  local output = {}
+  if r.thinking then
+    nreasoning = nreasoning + 1
+    local id = r.reasoning_id or ("rs_mock_" .. nreasoning)
+    local item = { id = id, type = "reasoning",
+      summary = r.thinking ~= "" and { { type = "summary_text", text = r.thinking } } or EMPTY }
+    issued[id] = r.signature or mock_encrypted(id)
+    if include["reasoning.encrypted_content"] then item.encrypted_content = issued[id] end
+    output[#output + 1] = item
+  end
+  if r.text then
+    output[#output + 1] = { id = "msg_mock", type = "message", status = "completed", role = "assistant",
+      content = { { type = "output_text", text = r.text, annotations = EMPTY } } }
+  end
+  for i, c in ipairs(r.tool_calls or {}) do
+    output[#output + 1] = { id = "fc_mock_" .. i, type = "function_call", status = "completed",
+      call_id = c.id or ("call_mock_" .. i), name = c.name, arguments = c.input and cjson.encode(c.input) or "{}" }
+  end
+  local reason = (r.stop == "length" or r.stop == "max_output_tokens") and "max_output_tokens"
+    or r.stop == "content_filter" and "content_filter" or nil
+  local words = words_of(r.text)
+  local function response(status, out, usage)
+    return { id = "resp_mock", object = "response", created_at = 1, status = status, model = model_of(req),
+      output = out, error = cjson.null,
+      incomplete_details = status == "incomplete" and { reason = reason } or cjson.null,
+      instructions = type(req.instructions) == "string" and req.instructions or cjson.null,
+      parallel_tool_calls = req.parallel_tool_calls ~= false, store = req.store ~= false,
+      tool_choice = type(req.tool_choice) == "string" and req.tool_choice or "auto",
+      tools = is_list(req.tools) and #req.tools > 0 and req.tools or EMPTY,
+      usage = usage or cjson.null }
+  end
+  local usage = { input_tokens = 7, input_tokens_details = { cached_tokens = 0 }, output_tokens = words,
+    output_tokens_details = { reasoning_tokens = r.thinking and 3 or 0 }, total_tokens = 7 + words }
+  local status = reason and "incomplete" or "completed"
+  if not stream then return { json = response(status, #output > 0 and output or EMPTY, usage) } end
+  local frames, seq = {}, 0
+  local function add(t, fields)
+    fields.type, fields.sequence_number = t, seq
+    seq = seq + 1
+    frames[#frames + 1] = { event = t, json = fields }
+  end
+  add("response.created", { response = response("in_progress", EMPTY) })
+  add("response.in_progress", { response = response("in_progress", EMPTY) })
+  for i, item in ipairs(output) do
+    local oi = i - 1
+    if item.type == "reasoning" then
+      add("response.output_item.added", { output_index = oi, item = { id = item.id, type = "reasoning", summary = EMPTY } })
+      if item.summary ~= EMPTY then
+        local text = item.summary[1].text
+        local where = function(t) t.item_id, t.output_index, t.summary_index = item.id, oi, 0; return t end
+        add("response.reasoning_summary_part.added", where { part = { type = "summary_text", text = "" } })
+        for w in text:gmatch("%S+%s*") do add("response.reasoning_summary_text.delta", where { delta = w }) end
+        add("response.reasoning_summary_text.done", where { text = text })
+        add("response.reasoning_summary_part.done", where { part = { type = "summary_text", text = text } })
+      end
+    elseif item.type == "message" then
+      local text = item.content[1].text
+      add("response.output_item.added", { output_index = oi, item = { id = item.id, type = "message",
+        status = "in_progress", role = "assistant", content = EMPTY } })
+      local where = function(t) t.item_id, t.output_index, t.content_index = item.id, oi, 0; return t end
+      add("response.content_part.added", where { part = { type = "output_text", text = "", annotations = EMPTY } })
+      for w in text:gmatch("%S+%s*") do add("response.output_text.delta", where { delta = w, logprobs = EMPTY }) end
+      add("response.output_text.done", where { text = text, logprobs = EMPTY })
+      add("response.content_part.done", where { part = { type = "output_text", text = text, annotations = EMPTY } })
+    else
+      add("response.output_item.added", { output_index = oi, item = { id = item.id, type = "function_call",
+        status = "in_progress", call_id = item.call_id, name = item.name, arguments = "" } })
+      add("response.function_call_arguments.delta", { item_id = item.id, output_index = oi, delta = item.arguments })
+      add("response.function_call_arguments.done", { item_id = item.id, output_index = oi, arguments = item.arguments })
+    end
+    add("response.output_item.done", { output_index = oi, item = item })
+  end
+  add(reason and "response.incomplete" or "response.completed",
+    { response = response(status, #output > 0 and output or EMPTY, usage) })
+  return { frames = frames }
+end
+
+-- a legacy text completion for reply r (text), whole or as SSE chunks
+local function completions_reply(req, r, stream)
+  local finish = r.stop or "stop"
+  local words = words_of(r.text)
+  local usage = { prompt_tokens = 7, completion_tokens = words, total_tokens = 7 + words }
+  local function body(text, fin, with_usage)
+    return { id = "cmpl-mock", object = "text_completion", created = 1, model = model_of(req),
+      choices = { { text = text, index = 0, logprobs = cjson.null, finish_reason = fin or cjson.null } },
+      usage = with_usage and usage or nil }
+  end
+  if not stream then return { json = body(r.text or "", finish, true) } end
+  local frames = {}
+  for w in (r.text or ""):gmatch("%S+%s*") do frames[#frames + 1] = { json = body(w) } end
+  frames[#frames + 1] = { json = body("", finish) }
+  if is_object(req.stream_options) and req.stream_options.include_usage == true then
+    frames[#frames + 1] = { json = { id = "cmpl-mock", object = "text_completion", created = 1, model = model_of(req),
+      choices = EMPTY, usage = usage } }
+  end
+  frames[#frames + 1] = { data = "[DONE]" }
+  return { frames = frames }
+end
+
+-- the mock's embedding of a text: a few values that a float32 holds
+-- exactly (sixteenths), so float and base64 answers say the same
+local function embedding_of(text, dim)
+  local h = 0
+  for i = 1, #text do h = (h * 31 + text:byte(i)) % 65536 end
+  local v = {}
+  for k = 1, dim do v[k] = ((h + k * 7) % 16) / 16 - 0.5 end
+  return v
+end
+
+-- a vector as OpenAI's base64: its float32s, little-endian
+local function float32_base64(v)
+  local ffi = require "ffi"
+  local a = ffi.new("float[?]", #v)
+  for i, x in ipairs(v) do a[i - 1] = x end
+  return base64(ffi.string(a, 4 * #v)) -- x86 and ARM Linux are little-endian
+end
+
+-- embeddings for each input (r.embeddings: the vectors to give, else the
+-- mock's own of EMBED_DIM values, or the request's dimensions)
+local EMBED_DIM = 4
+local function embeddings_reply(req, r)
+  local inputs = req.input
+  if type(inputs) == "string" or (is_list(inputs) and type(inputs[1]) == "number") then inputs = { inputs } end
+  local data, tokens = {}, 0
+  for i, x in ipairs(type(inputs) == "table" and inputs or {}) do
+    local text = type(x) == "string" and x or table.concat(x, " ")
+    tokens = tokens + math.max(1, words_of(text))
+    local v = r.embeddings and r.embeddings[i] or embedding_of(text, tonumber(req.dimensions) or EMBED_DIM)
+    data[i] = { object = "embedding", index = i - 1,
+      embedding = req.encoding_format == "base64" and float32_base64(v) or v }
+  end
+  return { json = { object = "list", data = #data > 0 and data or EMPTY, model = model_of(req),
+    usage = { prompt_tokens = tokens, total_tokens = tokens } } }
+end
+
 -- a reply in the format of the path
 local function reply_script(path, req, r)
   local api = api_of(path)
   if api == "anthropic" or api == "anthropic_count" then return anthropic_reply(req, r, req.stream == true) end
+  if api == "responses" then return responses_reply(req, r, req.stream == true) end
+  if api == "completions" then return completions_reply(req, r, req.stream == true) end
+  if api == "embeddings" then return embeddings_reply(req, r) end
   return openai_reply(req, r, req.stream == true)
 end
 
--- the default answer: an echo of the last user message
+-- the default answer: an echo of the last user message (of a completion's
+-- prompt), or embeddings of the input
 local function default_script(path, req)
-  if api_of(path) == "anthropic_count" then return { json = { input_tokens = 7 } } end
+  local api = api_of(path)
+  if api == "anthropic_count" then return { json = { input_tokens = 7 } } end
+  if api == "responses" then return reply_script(path, req, { text = responses_user_text(req) }) end
+  if api == "completions" then
+    local p = req.prompt
+    return reply_script(path, req, { text = type(p) == "string" and p or is_list(p) and type(p[1]) == "string" and p[1] or "" })
+  end
+  if api == "embeddings" then return reply_script(path, req, {}) end
   return reply_script(path, req, { text = last_user_text(req) })
 end
 
@@ -1303,6 +1783,7 @@ local function on_request(tcp, method, path, headers, body, done, conn)
     return done(true)
   elseif path == "/_mock/reset" then
     queue, requests, strict = {}, {}, true
+    issued, nreasoning = {}, 0
     respond_json(tcp, 200, { ok = true })
     return done(true)
   elseif path == "/_mock/strict" then

@@ -29,7 +29,7 @@ local fx = require "support.fixtures"
 local function sorted(t) t = { unpack(t or {}) }; table.sort(t); return t end
 
 -- a JSON round trip, so that what is compared is what JSON can say
-local function plain(v) return json.decode(json.encode(v)) end
+local function plain(v) return json.decode(json.encode_raw(v)) end
 
 local function module(kind, name)
   local ok, mod = pcall(require, "moongate." .. kind .. "." .. name)

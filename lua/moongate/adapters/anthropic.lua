@@ -270,23 +270,29 @@ function M.request(creq, conf)
   if creq.tools and #creq.tools > 0 then
     req.tools = {}
     for i, t in ipairs(creq.tools) do
-      if t.native then
+      if t.hosted then -- run by OpenAI's servers (web_search, file_search, ...): nothing to call here
+        canonical.dropped(creq, "hosted tool " .. tostring(t.native))
+      elseif t.native then
         refuse(string.format("tools[%d]: a tool of type '%s' cannot be sent to an Anthropic-format upstream; use a function tool", i - 1, t.native), "tools")
       elseif t.server or (t.raw and creq.client == "anthropic") then
         -- a server tool (only an Anthropic client names one), or an
         -- Anthropic client's own tool: as it came, its schema's lists kept
-        req.tools[i] = t.raw.input_schema and json.with(t.raw, "input_schema", json.schema(t.raw.input_schema)) or t.raw
+        req.tools[#req.tools + 1] = t.raw.input_schema and json.with(t.raw, "input_schema", json.schema(t.raw.input_schema)) or t.raw
       else
-        req.tools[i] = { name = t.name, description = t.description, strict = t.strict,
+        req.tools[#req.tools + 1] = { name = t.name, description = t.description, strict = t.strict,
           input_schema = json.schema(t.parameters) or { type = "object", properties = json.decode("{}") } }
       end
     end
+    if #req.tools == 0 then req.tools = nil end
   end
   -- one call at a time is a property of the tool choice here: "auto" when
   -- the client chose none
   local tc = creq.tool_choice or (creq.disable_parallel and { type = "auto" })
   if tc and req.tools then
-    if tc.type == "none" then
+    if tc.type == "native" then
+      refuse(string.format("tool_choice: a choice of type '%s' cannot be sent to an Anthropic-format upstream; "
+        .. "choose a function tool, auto, required or none", tostring(tc.kind)), "tool_choice")
+    elseif tc.type == "none" then
       req.tool_choice = { type = "none" }
     else
       req.tool_choice = { type = tc.type == "required" and "any" or tc.type, name = tc.name,

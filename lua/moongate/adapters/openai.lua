@@ -242,6 +242,8 @@ function M.request(creq, conf)
     for _, t in ipairs(creq.tools) do
       if t.server then -- run by Anthropic's servers: no function to call here
         canonical.dropped(creq, "server tool " .. tostring(t.name))
+      elseif t.hosted then -- run by OpenAI's Responses servers: nothing to call here
+        canonical.dropped(creq, "hosted tool " .. tostring(t.native))
       elseif t.raw and creq.client == "openai" then
         -- an OpenAI client's own tool: as it came, its schema's lists kept
         local fn = t.raw["function"]
@@ -261,7 +263,10 @@ function M.request(creq, conf)
   if tc and (req.tools or not creq.tools) then
     if tc.type == "tool" then req.tool_choice = { type = "function", ["function"] = { name = tc.name } }
     elseif tc.type == "any" then req.tool_choice = "required"
-    elseif tc.type == "native" then req.tool_choice = tc.raw -- only an OpenAI client names one
+    elseif tc.type == "native" and tc.format == "openai" then req.tool_choice = tc.raw -- an OpenAI client's own
+    elseif tc.type == "native" then
+      refuse(string.format("tool_choice: a choice of type '%s' cannot be sent to an OpenAI chat upstream; "
+        .. "choose a function tool, auto, required or none", tostring(tc.kind)), "tool_choice")
     else req.tool_choice = tc.type end
   end
   -- an OpenAI client's own fields reach an OpenAI upstream as they came

@@ -2,6 +2,10 @@
 -- the adapter turns the canonical request into the wire request, C's _fetch
 -- carries it (curl multi on this worker's loop, SSE parsed in C), and the
 -- adapter turns frames back into canonical events for the sink.
+-- A kind may have several wire formats (kind "openai": chat completions,
+-- or Responses with api = "responses"); each provider takes its adapter
+-- from its conf.api. A provider may also forward a client's body as is to
+-- an endpoint it declares (completions = true, embeddings = true).
 local core = require "moongate.core"
 local json = require "moongate.json"
 local errors = require "moongate.errors"
@@ -14,28 +18,53 @@ local defaults = {
   openai = { base_url = "https://api.openai.com/v1", key_env = "OPENAI_API_KEY" },
   anthropic = { base_url = "https://api.anthropic.com", key_env = "ANTHROPIC_API_KEY" },
 }
+defaults.responses = defaults.openai
 
--- the last frame of a stream: Anthropic's event, OpenAI's data
-local END_EVENT, END_DATA = "message_stop", "[DONE]"
+-- How a stream of each format ends, for a passthrough: data (a frame's
+-- whole data), events (event names; typed: also the data's leading "type"
+-- when the frame has no event line), and pipe: whether C may queue the
+-- ordinary frames itself (true, or the one event name C must still hand
+-- to Lua: core._fetch_pipe takes one). An adapter may say its own
+-- (adapter.stream_end); these are OpenAI's [DONE] and Anthropic's
+-- message_stop.
+local STREAM_END = {
+  openai = { data = "[DONE]", pipe = true },
+  anthropic = { events = { message_stop = true }, pipe = "message_stop" },
+}
+
+local function stream_end(a)
+  return a.stream_end or STREAM_END[a.format] or STREAM_END.openai
+end
 
 local Passthrough = {}
 Passthrough.__index = Passthrough
 
---- passthrough() -> a decoder that hands frames on untouched, only
+--- passthrough([marks]) -> a decoder that hands frames on untouched, only
 -- watching for the end (a stream that stops before it is an error);
--- d.end_event: the frames C must still hand it when it pipes the rest
-function M.passthrough()
-  return setmetatable({ ended = false, done = false, end_event = END_EVENT }, Passthrough)
+-- marks: a format's stream_end (default OpenAI's [DONE]).
+-- d.pipe: may C pipe the rest (false: no); d.end_event: the frames C must
+-- still hand it when it does
+function M.passthrough(marks)
+  marks = marks or STREAM_END.openai
+  return setmetatable({ ended = false, done = false, marks = marks, pipe = marks.pipe ~= false,
+    end_event = type(marks.pipe) == "string" and marks.pipe or nil }, Passthrough)
 end
 
 function Passthrough:frame(data, event)
-  if data == END_DATA then
+  local m = self.marks
+  if m.data and data == m.data then
     self.ended = true
+  elseif data == "[DONE]" then
+    return {} -- not this format's end: some servers add it anyway
   elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
     return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200) } }
-  elseif event == END_EVENT or event == "error" or data:find('^{%s*"error"')
-      or data:find('^{%s*"object"%s*:%s*"error"') then
-    self.ended = true -- the end, or an error frame the client gets as the end
+  else
+    local name = event
+    if not name and m.typed then name = data:match('^{%s*"type"%s*:%s*"([^"]*)"') end
+    if (name and m.events and m.events[name]) or event == "error" or data:find('^{%s*"error"')
+        or data:find('^{%s*"object"%s*:%s*"error"') then
+      self.ended = true -- the end, or an error frame the client gets as the end
+    end
   end
   return { { type = "raw", data = data, event = event } }
 end
@@ -104,13 +133,23 @@ local function emit_all(sink, events)
   return more
 end
 
---- kind(adapter) -> a provider module ({new = ...}) for that wire format
-function M.kind(adapter)
+-- the endpoints a provider may forward as they are, when its conf says so
+local forwardable = { completions = true, embeddings = true }
+
+--- kind(adapter [, apis]) -> a provider module ({new = ...}) for that wire
+-- format; apis: name -> adapter, of which a provider's conf.api picks one
+-- (default: adapter)
+function M.kind(default_adapter, apis)
   local P = {}
   P.__index = P
 
   local mod = {}
   function mod.new(name, conf)
+    local adapter = default_adapter
+    if conf.api ~= nil then
+      adapter = apis and apis[conf.api]
+      if not adapter then error(string.format("provider %s: unknown api %q", name, tostring(conf.api)), 0) end
+    end
     local d = defaults[adapter.format] or {}
     local self = setmetatable({
       name = name, conf = conf, adapter = adapter,
@@ -133,7 +172,14 @@ function M.kind(adapter)
       total_timeout_ms = conf.timeout_ms or 0,
       insecure = conf.insecure, compressed = self.compressed,
     }
+    if not adapter.count_path then self.count_tokens = false end -- app.lua estimates instead
     return self
+  end
+
+  --- serves(endpoint) -> whether this provider forwards that endpoint's
+  -- requests as they are (conf.completions, conf.embeddings)
+  function P:serves(endpoint)
+    return forwardable[endpoint] == true and self.conf[endpoint] == true
   end
 
   function P:api_key(creq)
@@ -141,48 +187,58 @@ function M.kind(adapter)
     return self.key
   end
 
-  if adapter.count_path then
-    --- count_tokens(creq, cb): cb(n) or cb(nil, err) with the upstream's count
-    function P:count_tokens(creq, cb)
-      local body, err
-      if creq.client == adapter.format and creq.raw_body and self.conf.passthrough ~= false then
-        body = client_body(creq)
-      else
-        body, err = wire_text(adapter, creq, self.conf, true, self.name)
-        if not body then return cb(nil, err) end
-      end
-      core._fetch({
-        url = self.base_url .. adapter.count_path, method = "POST", body = body,
-        headers = adapter.headers(self.conf, self:api_key(creq), creq),
-        connect_timeout_ms = self.conf.connect_timeout_ms or 10000, total_timeout_ms = 30000,
-        insecure = self.conf.insecure, compressed = self.compressed,
-      }, {
-        on_done = function(err, _, text, status)
-          local body = json.decode(text or "")
-          if not err and status == 200 and type(body) == "table" and tonumber(body.input_tokens) then
-            return cb(tonumber(body.input_tokens))
-          end
-          local failed = status and status >= 400
-          cb(nil, { status = failed and status or 502,
-            message = err or (failed and adapter.error_message(text))
-              or "the upstream's count_tokens answer holds no input_tokens" })
-        end,
-      })
+  --- count_tokens(creq, cb): cb(n) or cb(nil, err) with the upstream's
+  -- count (false on a provider whose adapter has no count_path)
+  function P:count_tokens(creq, cb)
+    local adapter = self.adapter
+    local body, err
+    if creq.client == adapter.format and creq.raw_body and self.conf.passthrough ~= false then
+      body = client_body(creq)
+    else
+      body, err = wire_text(adapter, creq, self.conf, true, self.name)
+      if not body then return cb(nil, err) end
     end
+    core._fetch({
+      url = self.base_url .. adapter.count_path, method = "POST", body = body,
+      headers = adapter.headers(self.conf, self:api_key(creq), creq),
+      connect_timeout_ms = self.conf.connect_timeout_ms or 10000, total_timeout_ms = 30000,
+      insecure = self.conf.insecure, compressed = self.compressed,
+    }, {
+      on_done = function(err, _, text, status)
+        local body = json.decode(text or "")
+        if not err and status == 200 and type(body) == "table" and tonumber(body.input_tokens) then
+          return cb(tonumber(body.input_tokens))
+        end
+        local failed = status and status >= 400
+        cb(nil, { status = failed and status or 502,
+          message = err or (failed and adapter.error_message(text))
+            or "the upstream's count_tokens answer holds no input_tokens" })
+      end,
+    })
   end
 
   function P:start(creq, sink)
     local a = self.adapter
+    -- an endpoint this provider forwards as is (completions, embeddings):
+    -- the client's body to base_url/<endpoint>, the answer back untouched
+    local forward = creq.endpoint ~= nil and self:serves(creq.endpoint) and creq.raw_body ~= nil
+    if creq.endpoint and not forward and creq.messages == nil then
+      sink.emit({ type = "error", status = 404, message = string.format(
+        "provider %s does not serve /v1/%s", self.name, tostring(creq.endpoint)) })
+      return { cancel = function() end }
+    end
     -- same format on both sides and nothing to rewrite: forward the client's
     -- body and the upstream's frames as they are
     -- a model suffix's effort (gpt-5-high) is spliced in too, where the
-    -- adapter can say it as top-level fields (effort_fields)
-    local pass = creq.raw_body and creq.client == a.format and self.conf.passthrough ~= false
-      and (not creq.effort_from_suffix or a.effort_fields ~= nil)
+    -- adapter can say it as top-level fields (effort_fields); a history the
+    -- gateway rewrote (creq.expanded: a Responses previous_response_id
+    -- filled in from its store) is never the client's body
+    local pass = forward or (creq.raw_body and creq.client == a.format and self.conf.passthrough ~= false
+      and not creq.expanded and (not creq.effort_from_suffix or a.effort_fields ~= nil))
     local body, err
     if pass then
       body = client_body(creq)
-      if creq.effort_from_suffix then
+      if creq.effort_from_suffix and not forward then
         for k, v in pairs(a.effort_fields(creq, self.conf)) do body = json.set_top(body, k, v) end
       end
     else
@@ -197,7 +253,8 @@ function M.kind(adapter)
     if self.conf.headers then
       for k, v in pairs(self.conf.headers) do headers[k] = v end
     end
-    local dec = creq.stream and (pass and M.passthrough() or a.decoder()) or nil
+    local dec = creq.stream and (pass and M.passthrough(forward and STREAM_END.openai or stream_end(a))
+      or a.decoder(creq)) or nil
     local handle, piped
     local job = {}
 
@@ -221,7 +278,7 @@ function M.kind(adapter)
             message = a.error_message(text) or ("upstream answered " .. status),
             retry_after = tonumber(hdrs and hdrs["retry-after"]),
             retryable = status == 429 or status >= 500 }
-          if creq.client == a.format then -- the same format: its type, code and param hold
+          if creq.client == a.format or forward then -- the same format: its type, code and param hold
             ev.error_type, ev.code, ev.param = errors.upstream_detail(text)
           end
           -- a prompt too long, in the words the client's own API uses
@@ -239,7 +296,7 @@ function M.kind(adapter)
         if dec and text == "" then
           return emit_all(sink, dec:finish())
         end
-        if pass and not dec then
+        if pass and (not dec or forward) then
           if not object_text(text) then
             return sink.emit({ type = "error", status = 502, message = "malformed answer from upstream: "
               .. (text == "" and "an empty body" or "not a JSON object") })
@@ -254,7 +311,7 @@ function M.kind(adapter)
     if dec then -- frames come only on a stream
       cbs.on_frame = sink.guard_value(function(data, event)
         local more = emit_all(sink, adapt(self.name, dec.frame, dec, data, event))
-        if pass and more and not piped and sink.pipe_handle then
+        if pass and more and not piped and dec.pipe and sink.pipe_handle then
           -- the client's stream is open: C queues the upstream's ordinary
           -- frames there itself from now on; this decoder still sees the
           -- rest (the end frames, anything malformed)
@@ -270,8 +327,9 @@ function M.kind(adapter)
     -- the provider's one options table: C reads it during the call only
     local opts = self.fetch_opts
     opts.headers, opts.body, opts.stream = headers, body, dec and "sse" or nil
+    if forward then opts.url = self.base_url .. "/" .. creq.endpoint end
     handle = core._fetch(opts, cbs)
-    opts.headers, opts.body = nil, nil
+    opts.headers, opts.body, opts.url = nil, nil, self.url
 
     function job.cancel()
       if handle then core._fetch_cancel(handle) end

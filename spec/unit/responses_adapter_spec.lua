@@ -1,0 +1,367 @@
+-- The Responses upstream adapter (lua/moongate/adapters/openai_responses.lua)
+-- against its fixtures (spec/fixtures/adapter/openai_responses/<case>/, the
+-- same files spec/unit/fixtures_spec.lua reads), and what the fixtures do
+-- not say: a Responses client's own fields, whole items, the byte-for-byte
+-- reasoning, and how providers/upstream.lua picks, passes through and
+-- forwards for this format. No daemon: core._fetch is stood in for.
+local json = require "moongate.json"
+local errors = require "moongate.errors"
+local fx = require "support.fixtures"
+local A = require "moongate.adapters.openai_responses"
+
+local DIR = "spec/fixtures/adapter/openai_responses/"
+
+-- what JSON says of a wire table, written as the provider writes it
+-- (encode_raw: an empty list stays [])
+local function plain(v) return json.decode(json.encode_raw(v)) end
+local function sorted(t) t = { unpack(t or {}) }; table.sort(t); return t end
+
+local function user(text) return { role = "user", content = { { type = "text", text = text } } } end
+
+-- the events of a list of frames ({event, json} or {data}) through a decoder
+local function run(frames, creq)
+  local dec, out = A.decoder(creq), {}
+  for _, f in ipairs(frames) do
+    local data = f.data or json.encode(f.json)
+    for _, e in ipairs(dec:frame(data, f.event or (f.json and f.json.type))) do out[#out + 1] = e end
+  end
+  for _, e in ipairs(dec:finish()) do out[#out + 1] = e end
+  return out
+end
+
+local function types(events)
+  local t = {}
+  for i, e in ipairs(events) do t[i] = e.type end
+  return t
+end
+
+describe("Responses adapter fixtures", function()
+  local cases = fx.list(DIR)
+  it("has the cases the brief lists", function()
+    assert.is_true(#cases >= 14)
+  end)
+  for _, case in ipairs(cases) do
+    local dir = DIR .. case .. "/"
+    it(case, function()
+      local creq = fx.read(dir .. "canonical.json")
+      assert.are_not.equal("responses", creq.client)
+      creq.upstream_model = creq.upstream_model or creq.model
+      local ok, wire = errors.catch(A.request, creq, fx.maybe(dir .. "conf.json", {}))
+      local want_err = fx.maybe(dir .. "error.json")
+      if want_err then return fx.refused(want_err, ok, wire) end
+      assert(ok, wire and wire.message)
+      -- every request: stateless toward the upstream
+      assert.is_false(wire.store)
+      assert.same({ "reasoning.encrypted_content" }, wire.include)
+      if fx.exists(dir .. "upstream_request.json") then
+        fx.contains(plain(wire), fx.read(dir .. "upstream_request.json"), "upstream request")
+      end
+      fx.absent(wire, fx.maybe(dir .. "absent.json"), "upstream request")
+      if fx.exists(dir .. "dropped.json") then
+        assert.same(sorted(fx.read(dir .. "dropped.json")), sorted(creq.dropped))
+      end
+      if fx.exists(dir .. "upstream.json") then
+        local got = fx.upstream_events(A, fx.read(dir .. "upstream.json"), creq)
+        local want = fx.read(dir .. "events.json")
+        assert.same(types(want), types(got))
+        fx.contains(json.decode(json.encode(got)), want, "events")
+      end
+    end)
+  end
+end)
+
+describe("Responses adapter requests", function()
+  it("hands a reasoning item back byte for byte, [] for a summary with no text", function()
+    local enc = 'gAAAAABo\\"/+=~odd bytes\1\127'
+    local creq = { client = "openai", model = "m", messages = { user("a"),
+      { role = "assistant", content = {
+        { type = "thinking", text = "", signature = enc, origin = "responses", item_id = "rs_x" },
+        { type = "tool_call", id = "c1", name = "f", arguments = "{}" } } },
+      { role = "tool", content = { { type = "tool_result", tool_call_id = "c1", content = "ok" } } } } }
+    local text = json.encode_raw(A.request(creq, {}))
+    assert.truthy(text:find('"summary":[]', 1, true))
+    local item = json.decode(text).input[2]
+    assert.equal("reasoning", item.type)
+    assert.equal("rs_x", item.id)
+    assert.equal(enc, item.encrypted_content)
+    assert.equal("function_call", json.decode(text).input[3].type)
+  end)
+
+  it("drops a Responses thinking block that lost its encrypted content", function()
+    local creq = { client = "anthropic", model = "m", messages = { user("a"),
+      { role = "assistant", content = { { type = "thinking", text = "t", origin = "responses", item_id = "rs_1" },
+        { type = "text", text = "b" } } } } }
+    local wire = A.request(creq, {})
+    assert.equal(2, #wire.input)
+    assert.same({ "thinking without its encrypted reasoning" }, creq.dropped)
+  end)
+
+  it("says strict outright: false for a schema outside the strict subset, true for one inside", function()
+    local open = { type = "object", properties = { a = { type = "string" } } }
+    local closed = { type = "object", properties = { a = { type = "string" } }, required = { "a" }, additionalProperties = false }
+    local creq = { client = "anthropic", model = "m", messages = { user("x") }, tools = {
+      { name = "plain", parameters = open },
+      { name = "wants_strict", parameters = open, strict = true },
+      { name = "is_strict", parameters = closed, strict = true } } }
+    local tools = A.request(creq, {}).tools
+    assert.is_false(tools[1].strict)
+    assert.is_false(tools[2].strict)
+    assert.is_true(tools[3].strict)
+    assert.same({ "strict (the schema of tool wants_strict is not in OpenAI's strict subset)" }, creq.dropped)
+  end)
+
+  it("drops Anthropic server tools and maps tool choices", function()
+    local creq = { client = "anthropic", model = "m", messages = { user("x") },
+      tools = { { name = "web_search", server = true, raw = { type = "web_search_20250305", name = "web_search" } },
+        { name = "f", parameters = { type = "object" } } },
+      tool_choice = { type = "tool", name = "f" } }
+    local wire = A.request(creq, {})
+    assert.equal(1, #wire.tools)
+    assert.same({ type = "function", name = "f" }, wire.tool_choice)
+    creq.tool_choice, creq.dropped = { type = "any" }, nil
+    assert.equal("required", A.request(creq, {}).tool_choice)
+  end)
+
+  it("copies a Responses client's own fields, tools and include values, never previous_response_id", function()
+    local raw = { model = "m", input = "x", previous_response_id = "resp_old", prompt_cache_key = "k1",
+      service_tier = "flex", include = { "reasoning.encrypted_content", "message.output_text.logprobs" },
+      reasoning = { summary = "detailed", generate_summary = "auto" }, text = { verbosity = "low" },
+      tools = { { type = "function", name = "f", parameters = { type = "object", properties = {} } },
+        { type = "web_search" } } }
+    local creq = { client = "responses", expanded = true, model = "m", raw = raw, messages = { user("x") },
+      reasoning = { effort = "low" }, format = { type = "json_object" },
+      tools = { { name = "f", parameters = raw.tools[1].parameters, raw = raw.tools[1] },
+        { name = "web_search", native = "web_search", raw = raw.tools[2] } },
+      tool_choice = { type = "native", format = "responses", raw = { type = "web_search" } } }
+    local wire = A.request(creq, {})
+    assert.is_nil(wire.previous_response_id)
+    assert.equal("k1", wire.prompt_cache_key)
+    assert.equal("flex", wire.service_tier)
+    assert.same({ "reasoning.encrypted_content", "message.output_text.logprobs" }, wire.include)
+    assert.same({ effort = "low", summary = "detailed", generate_summary = "auto" }, wire.reasoning)
+    assert.same({ format = { type = "json_object" }, verbosity = "low" }, wire.text)
+    assert.same({ type = "web_search" }, wire.tools[2])
+    assert.same({ type = "web_search" }, wire.tool_choice)
+    assert.is_false(wire.store)
+    -- a Responses client's own items, as they came
+    creq.messages = { { role = "assistant", content = { { type = "native", format = "responses",
+      block = { type = "custom_tool_call", call_id = "c", name = "g", input = "x" } } } } }
+    assert.same({ type = "custom_tool_call", call_id = "c", name = "g", input = "x" }, A.request(creq, {}).input[1])
+  end)
+
+  it("refuses another format's native tool choice", function()
+    local creq = { client = "openai", model = "m", messages = { user("x") }, tools = { { name = "f" } },
+      tool_choice = { type = "native", format = "openai", raw = { type = "allowed_tools" }, kind = "allowed_tools" } }
+    local ok, err = errors.catch(A.request, creq, {})
+    assert.is_false(ok)
+    assert.equal("tool_choice", err.param)
+  end)
+
+  it("effort_fields: the whole reasoning value, with the client's other reasoning keys", function()
+    local f = A.effort_fields({ reasoning = { effort = "max" }, raw = { reasoning = { summary = "auto" } } },
+      { efforts = { "low", "high" } })
+    assert.same({ effort = "high", summary = "auto" }, json.decode(f.reasoning))
+    assert.same({ effort = "low" }, json.decode(A.effort_fields({ reasoning = { effort = "low" }, raw = {} }).reasoning))
+  end)
+
+  it("sends no effort the upstream was not asked for, and no summary with effort none", function()
+    assert.is_nil(A.request({ client = "openai", model = "m", messages = { user("x") } }, {}).reasoning)
+    assert.same({ effort = "none" }, A.request({ client = "openai", model = "m", messages = { user("x") },
+      reasoning = { effort = "none" } }, {}).reasoning)
+  end)
+end)
+
+describe("Responses adapter answers", function()
+  it("tells an item sent only whole (output_item.done, no deltas)", function()
+    local events = run({
+      { json = { type = "response.created", response = { id = "r", model = "m" } } },
+      { json = { type = "response.output_item.done", output_index = 0, item = { type = "message", id = "msg",
+        content = { { type = "output_text", text = "whole" } } } } },
+      { json = { type = "response.output_item.added", output_index = 1,
+        item = { type = "function_call", id = "fc", call_id = "c", name = "f", arguments = "" } } },
+      { json = { type = "response.output_item.done", output_index = 1,
+        item = { type = "function_call", id = "fc", call_id = "c", name = "f", arguments = '{"a":1}' } } },
+      { json = { type = "response.completed", response = { id = "r", status = "completed" } } },
+    })
+    assert.same({ "start", "text_delta", "toolcall_start", "toolcall_delta", "toolcall_end", "done" }, types(events))
+    assert.equal("whole", events[2].text)
+    assert.equal('{"a":1}', events[4].arguments)
+    assert.equal("tool_use", events[6].reason)
+  end)
+
+  it("tells the final response's output when no item came before it", function()
+    local events = run({
+      { json = { type = "response.completed", response = { id = "r", model = "m", status = "completed",
+        output = { { type = "message", content = { { type = "output_text", text = "late" } } } } } } },
+    })
+    assert.same({ "start", "text_delta", "done" }, types(events))
+  end)
+
+  it("takes a refusal as text, the end as content_filter", function()
+    local events = run({
+      { json = { type = "response.created", response = { id = "r" } } },
+      { json = { type = "response.refusal.delta", item_id = "m", delta = "I can't." } },
+      { json = { type = "response.completed", response = { status = "completed" } } },
+    })
+    assert.equal("I can't.", events[2].text)
+    assert.equal("content_filter", events[#events].reason)
+  end)
+
+  it("ignores a [DONE] some servers add, and still wants a terminal event", function()
+    local events = run({ { json = { type = "response.created", response = {} } }, { data = "[DONE]" } })
+    assert.same({ "start", "error" }, types(events))
+  end)
+
+  it("turns an error event into an error, retryable when the code says so", function()
+    local events = run({ { event = "error", json = { type = "error", code = "rate_limit_exceeded", message = "slow down" } } })
+    assert.same({ "error" }, types(events))
+    assert.equal("slow down", events[1].message)
+    assert.is_true(events[1].retryable)
+  end)
+
+  it("takes whole answers that did not complete", function()
+    local ev = A.response({ id = "r", status = "incomplete", output = {},
+      incomplete_details = { reason = "content_filter" } }, {})
+    assert.equal("content_filter", ev[#ev].reason)
+    ev = A.response({ id = "r", status = "failed", error = { code = "server_error", message = "boom" } }, {})
+    assert.same({ "error" }, types(ev))
+    assert.equal("boom", ev[1].message)
+    assert.equal("error", A.response({ nothing = true }, {})[1].type)
+  end)
+end)
+
+describe("providers/upstream.lua and the Responses format", function()
+  local upstream = require "moongate.providers.upstream"
+  local openai_kind = require "moongate.providers.openai"
+  local core = require "moongate.core"
+
+  it("passthrough ends a Responses stream at any of its terminal events, by name or by type", function()
+    for _, case in ipairs {
+      { '{"type":"response.completed"}', "response.completed" },
+      { '{"type":"response.incomplete"}', "response.incomplete" },
+      { '{"type":"response.failed"}', "response.failed" },
+      { '{"type":"response.completed","response":{}}', nil },
+      { '{"type":"error","message":"x"}', "error" },
+    } do
+      local d = upstream.passthrough(A.stream_end)
+      assert.equal("raw", d:frame('{"type":"response.created"}', "response.created")[1].type)
+      assert.equal("raw", d:frame(case[1], case[2])[1].type)
+      assert.same({ { type = "done", passthrough = true } }, d:finish())
+    end
+    local d = upstream.passthrough(A.stream_end)
+    d:frame('{"type":"response.output_text.delta","delta":"x"}', "response.output_text.delta")
+    assert.same({}, d:frame("[DONE]")) -- not forwarded
+    assert.equal("error", d:finish()[1].type)
+    assert.is_false(d.pipe)
+  end)
+
+  it("passthrough keeps OpenAI's [DONE] and Anthropic's message_stop", function()
+    local d = upstream.passthrough()
+    assert.equal("[DONE]", d:frame("[DONE]")[1].data)
+    assert.equal("done", d:finish()[1].type)
+    assert.is_true(d.pipe)
+    assert.is_nil(d.end_event)
+    d = upstream.passthrough(require("moongate.adapters.anthropic").stream_end or { events = { message_stop = true }, pipe = "message_stop" })
+    d:frame('{"type":"message_stop"}', "message_stop")
+    assert.equal("done", d:finish()[1].type)
+  end)
+
+  it("picks the adapter by the provider's api", function()
+    local p = openai_kind.new("r", { base_url = "http://127.0.0.1:1/v1", api = "responses" })
+    assert.equal("responses", p.adapter.format)
+    assert.equal("http://127.0.0.1:1/v1/responses", p.url)
+    assert.is_false(p.count_tokens)
+    local c = openai_kind.new("c", { base_url = "http://127.0.0.1:1/v1" })
+    assert.equal("openai", c.adapter.format)
+    assert.equal("http://127.0.0.1:1/v1/chat/completions", c.url)
+    assert.has_error(function() openai_kind.new("x", { api = "graph" }) end, 'provider x: unknown api "graph"')
+    local anthropic = require("moongate.providers.anthropic").new("a", { base_url = "http://127.0.0.1:1" })
+    assert.is_function(anthropic.count_tokens)
+  end)
+
+  it("serves the endpoints its conf declares", function()
+    local p = openai_kind.new("v", { base_url = "http://x/v1", completions = true })
+    assert.is_true(p:serves("completions"))
+    assert.is_false(p:serves("embeddings"))
+    assert.is_false(p:serves("api"))
+  end)
+
+  describe("start()", function()
+    local saved, calls, piped
+    before_each(function()
+      saved = { _fetch = core._fetch, _fetch_pipe = core._fetch_pipe }
+      calls, piped = {}, 0
+      core._fetch = function(opts, cbs)
+        calls[#calls + 1] = { url = opts.url, body = opts.body, stream = opts.stream, cbs = cbs }
+        return {}
+      end
+      core._fetch_pipe = function() piped = piped + 1 end
+    end)
+    after_each(function()
+      core._fetch, core._fetch_pipe = saved._fetch, saved._fetch_pipe
+    end)
+
+    local function sink(list)
+      return { emit = function(ev) list[#list + 1] = ev; return true end,
+        guard = function(fn) return fn end, guard_value = function(fn) return fn end,
+        closed = function() return false end, pipe_handle = function() return {} end,
+        on_drain = function() end }
+    end
+
+    it("passes a Responses client through to a Responses upstream, unpiped, to its terminal event", function()
+      local p = openai_kind.new("r", { base_url = "http://u/v1", api = "responses" })
+      local body = '{"model":"m","input":"hi","stream":true,"previous_response_id":null}'
+      local got = {}
+      p:start({ client = "responses", model = "m", upstream_model = "m", stream = true, raw_body = body,
+        raw = json.decode(body), messages = { user("hi") } }, sink(got))
+      assert.equal(body, calls[1].body)
+      assert.equal("http://u/v1/responses", calls[1].url)
+      calls[1].cbs.on_frame('{"type":"response.created"}', "response.created")
+      calls[1].cbs.on_frame('{"type":"response.completed"}', "response.completed")
+      assert.equal(0, piped)
+      calls[1].cbs.on_done(nil, nil, "", 200)
+      assert.same({ "raw", "raw", "done" }, types(got))
+    end)
+
+    it("never passes through a history the gateway expanded", function()
+      local p = openai_kind.new("r", { base_url = "http://u/v1", api = "responses" })
+      local body = '{"model":"m","input":"hi","previous_response_id":"resp_1"}'
+      p:start({ client = "responses", expanded = true, model = "m", upstream_model = "m", raw_body = body,
+        raw = json.decode(body), messages = { user("earlier"), user("hi") } }, sink({}))
+      local sent = json.decode(calls[1].body)
+      assert.is_nil(sent.previous_response_id)
+      assert.equal(2, #sent.input)
+      assert.is_false(sent.store)
+    end)
+
+    it("forwards an endpoint as is, answers untouched; 404 where the provider has none", function()
+      local p = openai_kind.new("v", { base_url = "http://u/v1", embeddings = true })
+      local body = '{"model":"alias","input":["a"],"encoding_format":"base64"}'
+      local got = {}
+      p:start({ client = "openai", endpoint = "embeddings", model = "alias", upstream_model = "real",
+        raw_body = body }, sink(got))
+      assert.equal("http://u/v1/embeddings", calls[1].url)
+      assert.equal('{"model":"real","input":["a"],"encoding_format":"base64"}', calls[1].body)
+      assert.equal("http://u/v1/chat/completions", p.fetch_opts.url) -- the next request goes where it did
+      calls[1].cbs.on_done(nil, nil, '{"object":"list","data":[]}', 200)
+      assert.same({ type = "raw_body", body = '{"object":"list","data":[]}' }, got[1])
+      -- a streamed completion: frames as they came, to [DONE]
+      p = openai_kind.new("v", { base_url = "http://u/v1", completions = true })
+      got = {}
+      p:start({ client = "openai", endpoint = "completions", model = "m", upstream_model = "m", stream = true,
+        raw_body = '{"model":"m","prompt":"x","stream":true}' }, sink(got))
+      assert.equal("http://u/v1/completions", calls[2].url)
+      calls[2].cbs.on_frame('{"object":"text_completion","choices":[]}')
+      calls[2].cbs.on_frame("[DONE]")
+      calls[2].cbs.on_done(nil, nil, "", 200)
+      assert.same({ "raw", "raw", "done" }, types(got))
+      assert.equal(1, piped)
+      -- no such endpoint here
+      got = {}
+      openai_kind.new("n", { base_url = "http://u/v1" }):start({ client = "openai", endpoint = "embeddings",
+        model = "m", raw_body = body }, sink(got))
+      assert.equal(404, got[1].status)
+      assert.equal(2, #calls)
+    end)
+  end)
+end)
