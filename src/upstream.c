@@ -114,8 +114,10 @@ struct mg_fetch {
 	int hdr_ref;         /* the response headers table, made once */
 	mg_req **pipe;       /* _fetch_pipe: the client stream's handle slot */
 	int pipe_ref;        /* keeps that handle (and so the slot) alive */
-	char pipe_end[32];   /* frames of this event still go to Lua */
-	size_t pipe_end_len;
+	char pipe_end[4][32]; /* frames of these events still go to Lua */
+	size_t pipe_end_len[4];
+	int pipe_ends;       /* how many; with a list, unnamed frames go to Lua too */
+	int pipe_named;
 	mg_fetch **slot;
 	int slot_ref;
 };
@@ -487,8 +489,11 @@ static int pipe_frame(mg_fetch *f, const char *data, size_t dlen, const char *ev
 {
 	if (dlen < 2 || data[0] != '{' || data[dlen - 1] != '}')
 		return 0;
-	if (f->pipe_end_len && elen == f->pipe_end_len && !memcmp(event, f->pipe_end, elen))
-		return 0;
+	if (f->pipe_named && elen == 0)
+		return 0; /* the end could be any unnamed frame */
+	for (int i = 0; i < f->pipe_ends; i++)
+		if (elen == f->pipe_end_len[i] && !memcmp(event, f->pipe_end[i], elen))
+			return 0;
 	/* an error frame (Anthropic's event, or see error_frame) ends the
 	 * stream: Lua sees it */
 	if ((elen == 5 && !memcmp(event, "error", 5)) || error_frame(data, dlen))
@@ -1037,25 +1042,53 @@ static int l_fetch_resume(lua_State *L)
 	return 0;
 }
 
-/* _fetch_pipe(h, req_handle [, end_event]): from now on, ordinary SSE
- * frames of fetch h go straight to the open SSE stream of the request behind
- * req_handle, as they came, without a call into Lua; on_frame still gets
- * the others (not a JSON object, or of end_event: see pipe_frame) and
- * on_done runs as before. For a passthrough whose client stream started. */
+/* one end event name for _fetch_pipe, at index i of f's list */
+static int pipe_end_name(lua_State *L, mg_fetch *f, int i, int idx)
+{
+	size_t elen = 0;
+	const char *end = lua_tolstring(L, idx, &elen);
+
+	if (!end || elen == 0 || elen >= sizeof f->pipe_end[0])
+		return luaL_argerror(L, 3, "an end event is a name of 1 to 31 bytes");
+	memcpy(f->pipe_end[i], end, elen);
+	f->pipe_end_len[i] = elen;
+	return 0;
+}
+
+/* _fetch_pipe(h, req_handle [, end_event | {end_event, ...}]): from now on,
+ * ordinary SSE frames of fetch h go straight to the open SSE stream of the
+ * request behind req_handle, as they came, without a call into Lua;
+ * on_frame still gets the others (not a JSON object, or of an end event:
+ * see pipe_frame; with a list of up to 4 end events, also every frame
+ * without an event name, which could be one) and on_done runs as before.
+ * For a passthrough whose client stream started. */
 static int l_fetch_pipe(lua_State *L)
 {
 	mg_fetch *f = check_fetch(L);
 	mg_req **slot = mg_req_check_handle(L, 2);
-	size_t elen = 0;
-	const char *end = luaL_optlstring(L, 3, NULL, &elen);
+	int n = 0, named = 0;
 
-	if (elen >= sizeof f->pipe_end)
-		return luaL_argerror(L, 3, "event name too long");
+	if (lua_istable(L, 3)) {
+		n = (int)lua_objlen(L, 3);
+		if (n < 1 || n > 4)
+			return luaL_argerror(L, 3, "1 to 4 end events");
+		named = 1;
+	} else if (!lua_isnoneornil(L, 3)) {
+		n = 1;
+	}
 	if (!f || f->mode != MODE_SSE)
 		return 0;
-	if (end)
-		memcpy(f->pipe_end, end, elen);
-	f->pipe_end_len = elen;
+	for (int i = 0; i < n; i++) {
+		if (named) {
+			lua_rawgeti(L, 3, i + 1);
+			pipe_end_name(L, f, i, -1);
+			lua_pop(L, 1);
+		} else {
+			pipe_end_name(L, f, i, 3);
+		}
+	}
+	f->pipe_ends = n;
+	f->pipe_named = named;
 	luaL_unref(L, LUA_REGISTRYINDEX, f->pipe_ref);
 	lua_pushvalue(L, 2);
 	f->pipe_ref = luaL_ref(L, LUA_REGISTRYINDEX);

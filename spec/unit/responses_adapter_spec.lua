@@ -252,7 +252,8 @@ describe("providers/upstream.lua and the Responses format", function()
     d:frame('{"type":"response.output_text.delta","delta":"x"}', "response.output_text.delta")
     assert.same({}, d:frame("[DONE]")) -- not forwarded
     assert.equal("error", d:finish()[1].type)
-    assert.is_false(d.pipe)
+    assert.is_true(d.pipe) -- C hands it the terminal events, and frames with no event line
+    assert.same(A.stream_end.pipe, d.end_event)
   end)
 
   it("passthrough keeps OpenAI's [DONE] and Anthropic's message_stop", function()
@@ -295,7 +296,7 @@ describe("providers/upstream.lua and the Responses format", function()
         calls[#calls + 1] = { url = opts.url, body = opts.body, stream = opts.stream, cbs = cbs }
         return {}
       end
-      core._fetch_pipe = function() piped = piped + 1 end
+      core._fetch_pipe = function(_, _, ends) piped = piped + 1; calls.ends = ends end
     end)
     after_each(function()
       core._fetch, core._fetch_pipe = saved._fetch, saved._fetch_pipe
@@ -308,7 +309,7 @@ describe("providers/upstream.lua and the Responses format", function()
         on_drain = function() end }
     end
 
-    it("passes a Responses client through to a Responses upstream, unpiped, to its terminal event", function()
+    it("passes a Responses client through to a Responses upstream, piped but for its terminal events", function()
       local p = openai_kind.new("r", { base_url = "http://u/v1", api = "responses" })
       local body = '{"model":"m","input":"hi","stream":true,"previous_response_id":null}'
       local got = {}
@@ -317,8 +318,10 @@ describe("providers/upstream.lua and the Responses format", function()
       assert.equal(body, calls[1].body)
       assert.equal("http://u/v1/responses", calls[1].url)
       calls[1].cbs.on_frame('{"type":"response.created"}', "response.created")
+      -- C queues the ordinary frames from here on, and hands Lua the end
+      assert.equal(1, piped)
+      assert.same({ "response.completed", "response.incomplete", "response.failed", "error" }, calls.ends)
       calls[1].cbs.on_frame('{"type":"response.completed"}', "response.completed")
-      assert.equal(0, piped)
       calls[1].cbs.on_done(nil, nil, "", 200)
       assert.same({ "raw", "raw", "done" }, types(got))
     end)

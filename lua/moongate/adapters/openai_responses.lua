@@ -21,12 +21,12 @@ local null = json.null
 
 -- How a stream of this format ends, for a passthrough (providers/
 -- upstream.lua): one of these events, named by the SSE event line or, when
--- a server sends none, by the data's leading "type". C's pipe watches for
--- one event name only (core._fetch_pipe), so a passthrough of this format
--- is not piped: every frame goes through Lua.
+-- a server sends none, by the data's leading "type". C pipes the other
+-- frames of a passthrough itself and hands Lua these (and any frame with no
+-- event line, which could be one of them: core._fetch_pipe).
 M.stream_end = {
   events = { ["response.completed"] = true, ["response.incomplete"] = true, ["response.failed"] = true, error = true },
-  typed = true, pipe = false,
+  typed = true, pipe = { "response.completed", "response.incomplete", "response.failed", "error" },
 }
 
 local function refuse(msg, param)

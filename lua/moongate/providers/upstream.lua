@@ -23,8 +23,8 @@ defaults.responses = defaults.openai
 -- How a stream of each format ends, for a passthrough: data (a frame's
 -- whole data), events (event names; typed: also the data's leading "type"
 -- when the frame has no event line), and pipe: whether C may queue the
--- ordinary frames itself (true, or the one event name C must still hand
--- to Lua: core._fetch_pipe takes one). An adapter may say its own
+-- ordinary frames itself (true, or the event name, or a list of up to 4,
+-- that C must still hand to Lua: core._fetch_pipe). An adapter may say its own
 -- (adapter.stream_end); these are OpenAI's [DONE] and Anthropic's
 -- message_stop.
 local STREAM_END = {
@@ -47,7 +47,7 @@ Passthrough.__index = Passthrough
 function M.passthrough(marks)
   marks = marks or STREAM_END.openai
   return setmetatable({ ended = false, done = false, marks = marks, pipe = marks.pipe ~= false,
-    end_event = type(marks.pipe) == "string" and marks.pipe or nil }, Passthrough)
+    end_event = type(marks.pipe) ~= "boolean" and marks.pipe or nil }, Passthrough)
 end
 
 function Passthrough:frame(data, event)
