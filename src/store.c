@@ -15,7 +15,7 @@
 
 typedef struct entry {
 	struct entry *hnext;       /* bucket chain */
-	struct entry *prev, *next; /* the LRU list; after unlink(): a free list */
+	struct entry *prev, *next; /* the LRU list; after unlink_entry(): a free list */
 	uint64_t hash;
 	size_t klen, vlen;
 	char data[];               /* the key's bytes, then the value's */

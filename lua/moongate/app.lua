@@ -271,6 +271,7 @@ end
 function App:stats(req)
   local s = core._stats()
   s.ws_pool = ws_pool()
+  s.response_store = self.store:stats()
   return http.json(req, 200, json.encode_raw(s))
 end
 

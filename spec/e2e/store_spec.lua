@@ -1,5 +1,6 @@
 -- The response store inside the daemon: four worker threads, one store.
--- A test provider (written to a temporary lua_path) runs store commands
+-- A Responses answer stored on one thread is read and deleted on the
+-- others (GET/DELETE /v1/responses/{id}). A test provider (written to a temporary lua_path) runs store commands
 -- that come as the user message and answers with what it saw and a token
 -- naming its Lua state (one per worker thread), so a spec can put on one
 -- thread and get on another. Under scripts/test --asan / --tsan /
@@ -122,12 +123,36 @@ return {
     end
   end)
 
+  it("serves a stored response's GET and DELETE on every thread", function()
+    local res = assert(server:request("POST", "/v1/responses",
+      json.encode { model = "echo", input = "kept for later" }))
+    assert.equal(200, res.status, res.body)
+    local id = json.decode(res.body).id
+    -- fresh connections spread over the four threads (SO_REUSEPORT)
+    local threads, n = {}, 0
+    for _ = 1, 24 do
+      local h = assert(server:request("GET", "/health"))
+      threads[json.decode(h.body).thread] = true
+      local got = assert(server:request("GET", "/v1/responses/" .. id))
+      assert.equal(200, got.status, got.body)
+      assert.equal(id, json.decode(got.body).id)
+    end
+    for _ in pairs(threads) do n = n + 1 end
+    assert.is_true(n >= 2, "every request landed on one thread")
+    local del = assert(server:request("DELETE", "/v1/responses/" .. id))
+    assert.equal(200, del.status, del.body)
+    for _ = 1, 8 do
+      local got = assert(server:request("GET", "/v1/responses/" .. id))
+      assert.equal(404, got.status, got.body)
+    end
+  end)
+
   it("stays whole and within its limits with every thread at it at once", function()
     -- 32 requests, 8 at a time, each on its own connection (curl
     -- processes), each answer in a file of its own
     local out = os.tmpname()
     local script = helpers.tmpfile(string.format([[
-curl -s -o %s.$1 -H 'content-type: application/json' --data-binary "{\"model\":\"store\",\"messages\":[{\"role\":\"user\",\"content\":\"hammer $1\"}]}" http://127.0.0.1:%d/v1/chat/completions
+curl -s -m 60 -o %s.$1 -H 'content-type: application/json' --data-binary "{\"model\":\"store\",\"messages\":[{\"role\":\"user\",\"content\":\"hammer $1\"}]}" http://127.0.0.1:%d/v1/chat/completions
 ]], out, server.port), ".sh")
     helpers.sh("seq 1 32 | xargs -P 8 -n 1 sh " .. script)
     os.remove(script)

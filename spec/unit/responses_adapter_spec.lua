@@ -245,8 +245,14 @@ describe("providers/upstream.lua and the Responses format", function()
     } do
       local d = upstream.passthrough(A.stream_end)
       assert.equal("raw", d:frame('{"type":"response.created"}', "response.created")[1].type)
-      assert.equal("raw", d:frame(case[1], case[2])[1].type)
-      assert.same({ { type = "done", passthrough = true } }, d:finish())
+      local evs = d:frame(case[1], case[2])
+      assert.equal("raw", evs[1].type)
+      if case[2] == "error" then -- an error frame: the upstream ends it
+        assert.same({ { type = "done", passthrough = true } }, d:finish())
+      else -- a terminal event ends the client's stream at once, whatever follows
+        assert.same({ type = "done", passthrough = true }, evs[2])
+        assert.same({}, d:finish())
+      end
     end
     local d = upstream.passthrough(A.stream_end)
     d:frame('{"type":"response.output_text.delta","delta":"x"}', "response.output_text.delta")
@@ -258,13 +264,13 @@ describe("providers/upstream.lua and the Responses format", function()
 
   it("passthrough keeps OpenAI's [DONE] and Anthropic's message_stop", function()
     local d = upstream.passthrough()
-    assert.equal("[DONE]", d:frame("[DONE]")[1].data)
-    assert.equal("done", d:finish()[1].type)
+    local evs = d:frame("[DONE]")
+    assert.equal("[DONE]", evs[1].data)
+    assert.equal("done", evs[2].type)
     assert.is_true(d.pipe)
     assert.is_nil(d.end_event)
     d = upstream.passthrough(require("moongate.adapters.anthropic").stream_end or { events = { message_stop = true }, pipe = "message_stop" })
-    d:frame('{"type":"message_stop"}', "message_stop")
-    assert.equal("done", d:finish()[1].type)
+    assert.equal("done", d:frame('{"type":"message_stop"}', "message_stop")[2].type)
   end)
 
   it("picks the adapter by the provider's api", function()

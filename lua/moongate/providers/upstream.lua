@@ -50,10 +50,18 @@ function M.passthrough(marks)
     end_event = type(marks.pipe) ~= "boolean" and marks.pipe or nil }, Passthrough)
 end
 
+-- the frame that ends the stream, then the end itself: the client's
+-- stream ends there, whatever the upstream does after it (holds the
+-- connection open, times out, resets it)
+local function last(self, data, event)
+  self.ended, self.done = true, true
+  return { { type = "raw", data = data, event = event }, { type = "done", passthrough = true } }
+end
+
 function Passthrough:frame(data, event)
   local m = self.marks
   if m.data and data == m.data then
-    self.ended = true
+    return last(self, data, event)
   elseif data == "[DONE]" then
     return {} -- not this format's end: some servers add it anyway
   elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
@@ -61,6 +69,7 @@ function Passthrough:frame(data, event)
   else
     local name = event
     if not name and m.typed then name = data:match('^{%s*"type"%s*:%s*"([^"]*)"') end
+    if name and name ~= "error" and m.events and m.events[name] then return last(self, data, event) end
     if (name and m.events and m.events[name]) or event == "error" or data:find('^{%s*"error"')
         or data:find('^{%s*"object"%s*:%s*"error"') then
       self.ended = true -- the end, or an error frame the client gets as the end
