@@ -194,6 +194,22 @@ function Mock:reset()
   assert(client.request(self.port, "POST", "/_mock/reset", "{}"))
 end
 
+--- received() -> api, proxy: what reached the mock, the API requests (each
+-- with its body decoded as .json) and the proxy tries ("METHOD path": a
+-- client reaching for the internet through the mock as its proxy)
+function Mock:received()
+  local api, proxy = {}, {}
+  for _, r in ipairs(self:requests()) do
+    if r.proxy then
+      proxy[#proxy + 1] = r.method .. " " .. r.path
+    else
+      r.json = self.json.decode(r.body)
+      api[#api + 1] = r
+    end
+  end
+  return api, proxy
+end
+
 function Mock:stop()
   if not self.exited then self.handle:kill("sigterm") end
   client.run_until(function() return self.exited end, 5000)
@@ -231,6 +247,119 @@ function H.h2_front(backend_port, max_streams)
     if not f.handle:is_closing() then f.handle:close() end
   end
   return f
+end
+
+-- Lua source for a config value: strings, numbers, booleans and tables
+-- (a list's items in order, a map's keys sorted)
+local function lua_source(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  if type(v) ~= "table" then return tostring(v) end
+  local parts = {}
+  if #v > 0 then
+    for i, x in ipairs(v) do parts[i] = lua_source(x) end
+  else
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for i, k in ipairs(keys) do parts[i] = string.format("[%q] = %s", k, lua_source(v[k])) end
+  end
+  return "{ " .. table.concat(parts, ", ") .. " }"
+end
+
+--- gateway_fixture{providers = {name = {kind =, ...}}, routes = {{match =,
+-- provider =}, ...} [, script =] [, scratch = true]} -> t: inside a
+-- describe, started in setup and stopped in teardown: a mock upstream
+-- (t.mock) and a daemon (t.server) whose providers all lead to it, each
+-- as given with the mock as its base_url (its /v1, or its root for an
+-- anthropic one, whose paths carry /v1 themselves). script: a node script
+-- (spec/compat) run against them in setup, with the daemon's URL and the
+-- mock's; t.r (empty until then) takes the fields of the JSON object it
+-- printed on the last line that holds one. scratch: t.dirs, a scratch()
+-- folder for a command-line client's runs.
+function H.gateway_fixture(opts)
+  local t = { r = {} }
+  local setup, teardown = getfenv(2).setup, getfenv(2).teardown -- busted's, from the spec
+  setup(function()
+    t.mock = H.mock()
+    local providers = {}
+    for name, p in pairs(opts.providers) do
+      local c = { base_url = t.mock.url .. (p.kind == "anthropic" and "" or "/v1") }
+      for k, v in pairs(p) do c[k] = v end
+      providers[name] = c
+    end
+    t.server = H.start { config = "return " .. lua_source({ providers = providers, routes = opts.routes }) }
+    if opts.scratch then t.dirs = H.scratch() end
+    if opts.script then
+      local p = assert(io.popen(string.format("node %s http://127.0.0.1:%d %s 2>&1", opts.script, t.server.port, t.mock.url)))
+      local text = p:read("*a")
+      p:close()
+      local line
+      for l in text:gmatch("[^\n]+") do
+        if l:sub(1, 1) == "{" then line = l end
+      end
+      local r = line and t.mock.json.decode(line)
+      assert(r, opts.script .. " printed no JSON:\n" .. text)
+      for k, v in pairs(r) do t.r[k] = v end
+    end
+  end)
+  teardown(function()
+    if t.server then t.server:stop_clean() end
+    if t.mock then t.mock:stop() end
+    if t.dirs then t.dirs.remove() end
+  end)
+  return t
+end
+
+--- shell_quote(s) -> s as one word for sh
+function H.shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+--- scratch() -> a folder for the runs of a command-line client:
+-- :fresh() -> {home, work}, two new empty folders in it; :remove()
+function H.scratch()
+  local dir = os.tmpname()
+  os.remove(dir)
+  local runs = 0
+  return {
+    fresh = function()
+      runs = runs + 1
+      local home, work = dir .. "/home" .. runs, dir .. "/work" .. runs
+      assert(os.execute("mkdir -p " .. home .. " " .. work) == 0)
+      return { home = home, work = work }
+    end,
+    remove = function() os.execute("rm -rf " .. dir) end,
+  }
+end
+
+--- run_cli(work, env, command) -> {code, out (stdout), err (stderr)}: a
+-- shell command run in folder work with only the environment env (a list
+-- of "NAME=value"), stdin empty, stderr kept in work/stderr
+function H.run_cli(work, env, command)
+  local p = assert(io.popen(string.format("cd %s && env -i %s %s </dev/null 2>%s/stderr; echo \"exit=$?\"",
+    work, table.concat(env, " "), command, work)))
+  local out = p:read("*a")
+  p:close()
+  local code = tonumber(out:match("exit=(%d+)%s*$"))
+  out = out:gsub("exit=%d+%s*$", "")
+  local ef = io.open(work .. "/stderr")
+  local err = ef and ef:read("*a") or ""
+  if ef then ef:close() end
+  return { code = code, out = out, err = err }
+end
+
+--- tool_turn(messages) -> use, result: in Anthropic messages, the last
+-- tool_use block of an assistant turn and the last tool_result block of a
+-- user turn
+function H.tool_turn(messages)
+  local use, result
+  for _, m in ipairs(messages) do
+    for _, b in ipairs(type(m.content) == "table" and m.content or {}) do
+      if m.role == "assistant" and b.type == "tool_use" then use = b end
+      if m.role == "user" and b.type == "tool_result" then result = b end
+    end
+  end
+  return use, result
 end
 
 --- upstream_fixture([settings [, opts]]) -> t: inside a describe, a mock upstream and

@@ -8,31 +8,14 @@ local helpers = require "helpers"
 local json = require "moongate.json"
 
 describe("the Vercel AI SDK", function()
-  local mock, server, r
-  setup(function()
-    mock = helpers.mock()
-    server = helpers.start { config = string.format([[
-return {
-  providers = {
-    up = { kind = "openai", base_url = %q, api_key = "sk-up", retries = 0 },
-    claude = { kind = "anthropic", base_url = %q, api_key = "sk-ant-up", retries = 0 },
-  },
-  routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-*", provider = "up" } },
-}]], mock.url .. "/v1", mock.url) }
-    local p = assert(io.popen(string.format("node spec/compat/ai_sdk.mjs http://127.0.0.1:%d %s 2>&1", server.port, mock.url)))
-    local text = p:read("*a")
-    p:close()
-    local line
-    for l in text:gmatch("[^\n]+") do
-      if l:sub(1, 1) == "{" then line = l end
-    end
-    r = line and json.decode(line)
-    assert(r, "the AI SDK script printed no JSON:\n" .. text)
-  end)
-  teardown(function()
-    if server then server:stop_clean() end
-    if mock then mock:stop() end
-  end)
+  local r = helpers.gateway_fixture {
+    providers = {
+      up = { kind = "openai", api_key = "sk-up", retries = 0 },
+      claude = { kind = "anthropic", api_key = "sk-ant-up", retries = 0 },
+    },
+    routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-*", provider = "up" } },
+    script = "spec/compat/ai_sdk.mjs",
+  }.r
 
   -- the one request the mock received for a case, checked and accepted
   local function one_request(v, upstream)

@@ -47,8 +47,6 @@ local function tiny_pdf(text)
   return out .. "trailer\n<< /Size " .. (#objs + 1) .. " /Root 1 0 R >>\nstartxref\n" .. xref .. "\n%%EOF\n"
 end
 
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
 local function base64(s)
   local abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
   local out = {}
@@ -67,44 +65,26 @@ local function base64(s)
 end
 
 describe("Claude Code (claude -p) through the daemon", function()
-  local mock, server, bin, dir
-
+  local bin
   setup(function()
     bin = helpers.sh("realpath " .. claude_bin()):gsub("%s+$", "")
     assert(helpers.sh(bin .. " --version"):find("Claude Code"),
       "Claude Code is not installed: run scripts/setup --test (" .. bin .. ")")
-    mock = helpers.mock()
-    server = helpers.start { config = string.format([[
-return {
-  providers = {
-    up = { kind = "openai", base_url = %q, api_key = "sk-up", retries = 0 },
-    claude = { kind = "anthropic", base_url = %q, api_key = "sk-ant-up", retries = 0 },
-  },
-  routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-*", provider = "up" } },
-}]], mock.url .. "/v1", mock.url) }
-    dir = os.tmpname()
-    os.remove(dir)
   end)
-  teardown(function()
-    if server then server:stop_clean() end
-    if mock then mock:stop() end
-    if dir then os.execute("rm -rf " .. dir) end
-  end)
+  local gw = helpers.gateway_fixture {
+    providers = {
+      up = { kind = "openai", api_key = "sk-up", retries = 0 },
+      claude = { kind = "anthropic", api_key = "sk-ant-up", retries = 0 },
+    },
+    routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-*", provider = "up" } },
+    scratch = true,
+  }
 
-  -- a fresh HOME and working folder for the next run
-  local runs = 0
-  local function fresh()
-    runs = runs + 1
-    local home, work = dir .. "/home" .. runs, dir .. "/work" .. runs
-    assert(os.execute("mkdir -p " .. home .. " " .. work) == 0)
-    return { home = home, work = work }
-  end
-
-  -- run(prompt, {model =, tools =, files = {name = bytes}, dirs = fresh()})
+  -- run(prompt, {model =, tools =, files = {name = bytes}, dirs = gw.dirs.fresh()})
   -- -> {code, out, err}
   local function run(prompt, opts)
     opts = opts or {}
-    local d = opts.dirs or fresh()
+    local d = opts.dirs or gw.dirs.fresh() -- a fresh HOME and working folder
     local home, work = d.home, d.work
     for name, bytes in pairs(opts.files or {}) do
       local f = assert(io.open(work .. "/" .. name, "wb"))
@@ -113,42 +93,17 @@ return {
     end
     local env = {
       "PATH=/usr/bin:/bin", "HOME=" .. home, "TERM=dumb",
-      "ANTHROPIC_BASE_URL=http://127.0.0.1:" .. server.port, "ANTHROPIC_API_KEY=sk-ant-dummy",
+      "ANTHROPIC_BASE_URL=http://127.0.0.1:" .. gw.server.port, "ANTHROPIC_API_KEY=sk-ant-dummy",
       "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", "DISABLE_AUTOUPDATER=1", "DISABLE_TELEMETRY=1",
       "DISABLE_ERROR_REPORTING=1",
       -- anything not for the daemon goes to the mock, which logs it (a
       -- CONNECT for an https:// host is refused)
-      "HTTPS_PROXY=" .. mock.url, "HTTP_PROXY=" .. mock.url, "NO_PROXY=127.0.0.1,localhost",
+      "HTTPS_PROXY=" .. gw.mock.url, "HTTP_PROXY=" .. gw.mock.url, "NO_PROXY=127.0.0.1,localhost",
     }
-    local args = { "-p", shell_quote(prompt) }
+    local args = { "-p", helpers.shell_quote(prompt) }
     if opts.model then args[#args + 1] = "--model " .. opts.model end
     if opts.tools then args[#args + 1] = "--allowedTools " .. opts.tools end
-    local cmd = string.format("cd %s && env -i %s timeout 60 %s %s </dev/null 2>%s/stderr; echo \"exit=$?\"",
-      work, table.concat(env, " "), bin, table.concat(args, " "), work)
-    local p = assert(io.popen(cmd))
-    local out = p:read("*a")
-    p:close()
-    local code = tonumber(out:match("exit=(%d+)%s*$"))
-    out = out:gsub("exit=%d+%s*$", "")
-    local ef = io.open(work .. "/stderr")
-    local err = ef and ef:read("*a") or ""
-    if ef then ef:close() end
-    return { code = code, out = out, err = err }
-  end
-
-  -- what reached the mock: the API requests (bodies decoded), and the
-  -- proxy tries (Claude Code reaching for the internet)
-  local function received()
-    local api, proxy = {}, {}
-    for _, r in ipairs(mock:requests()) do
-      if r.proxy then
-        proxy[#proxy + 1] = r.method .. " " .. r.path
-      else
-        r.json = json.decode(r.body)
-        api[#api + 1] = r
-      end
-    end
-    return api, proxy
+    return helpers.run_cli(work, env, string.format("timeout 60 %s %s", bin, table.concat(args, " ")))
   end
 
   local function rejected(api)
@@ -185,7 +140,7 @@ return {
   -- into the user's turn, and still answers - so the answer alone proves
   -- little)
   local function ran(res, want_out)
-    local api, proxy = received()
+    local api, proxy = gw.mock:received() -- a proxy try: Claude Code reaching for the internet
     local info = describe_run(res, api)
     assert.same({}, proxy, "Claude Code tried to leave the machine:\n" .. info)
     assert.same({}, rejected(api), "the mock (as strict as the real API) refused a request:\n" .. info)
@@ -204,11 +159,11 @@ return {
     return api, info
   end
 
-  before_each(function() mock:reset() end)
+  before_each(function() gw.mock:reset() end)
 
   describe("its default model, to an Anthropic upstream (passthrough)", function()
     it("answers a one-shot prompt; the request reaches the upstream as Claude Code sent it", function()
-      mock:queue { { reply = { text = "Hello from the Anthropic mock." } } }
+      gw.mock:queue { { reply = { text = "Hello from the Anthropic mock." } } }
       local res = run("Say hello.")
       local api, info = ran(res, "Hello from the Anthropic mock.")
       -- one request: the first try passed, no second try without the betas
@@ -235,7 +190,7 @@ return {
 
   describe("a non-Claude model (gpt-test), to an OpenAI upstream (translated)", function()
     it("answers a one-shot prompt; Claude Code's system message arrives as an OpenAI system message", function()
-      mock:queue { { reply = { text = "Hello from the OpenAI mock." } } }
+      gw.mock:queue { { reply = { text = "Hello from the OpenAI mock." } } }
       local res = run("Say hello.", { model = "gpt-test" })
       local api, info = ran(res, "Hello from the OpenAI mock.")
       assert.equal(1, #api, info)
@@ -267,7 +222,7 @@ return {
     describe("a tool loop with " .. case.name, function()
       it("runs Bash on the upstream's tool call and sends the result back", function()
         local marker = "moongate-tool-" .. math.random(100000, 999999)
-        mock:queue {
+        gw.mock:queue {
           { reply = { text = "Running it.", tool_calls = { { id = case.id, name = "Bash",
             input = { command = "echo " .. marker, description = "Print a marker" } } } } },
           { reply = { text = "The command printed the marker." } },
@@ -278,13 +233,7 @@ return {
         local msgs = api[2].json.messages
         if case.api == "anthropic" then
           -- the assistant turn with its tool_use, then the user turn with the result
-          local use, result
-          for _, m in ipairs(msgs) do
-            for _, b in ipairs(type(m.content) == "table" and m.content or {}) do
-              if m.role == "assistant" and b.type == "tool_use" then use = b end
-              if m.role == "user" and b.type == "tool_result" then result = b end
-            end
-          end
+          local use, result = helpers.tool_turn(msgs)
           assert.truthy(use, info)
           assert.equal(case.id, use.id)
           assert.equal("echo " .. marker, use.input.command)
@@ -317,9 +266,9 @@ return {
       it("sends the PDF the Read tool returned on to the upstream", function()
         local pdf = tiny_pdf("moongate pdf " .. math.random(1000, 9999))
         local b64 = base64(pdf)
-        local d = fresh()
+        local d = gw.dirs.fresh()
         local path = d.work .. "/doc.pdf"
-        mock:queue {
+        gw.mock:queue {
           { reply = { text = "Reading it.", tool_calls = { { id = case.id, name = "Read", input = { file_path = path } } } } },
           { reply = { text = "The PDF has one page." } },
         }

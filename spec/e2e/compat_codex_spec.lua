@@ -50,8 +50,6 @@ local function installed()
   return f ~= nil and native ~= ""
 end
 
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
 local function text_of(content)
   if type(content) == "string" then return content end
   local out = {}
@@ -70,39 +68,27 @@ if not installed() then
 end
 
 describe("Codex CLI (codex exec) through the daemon", function()
-  local mock, server, node, launcher, dir
-
+  local node, launcher
   setup(function()
     node = helpers.sh("command -v node"):gsub("%s+$", "")
     assert(node ~= "", "node is not installed: run scripts/setup --test")
     launcher = helpers.sh("realpath " .. PACKAGE .. "/bin/codex.js"):gsub("%s+$", "")
     local version = helpers.sh(node .. " " .. launcher .. " --version")
     assert(version:find("codex-cli", 1, true), "Codex CLI does not run: " .. version)
-    mock = helpers.mock()
-    server = helpers.start { config = string.format([[
-return {
-  providers = {
-    resp = { kind = "openai", api = "responses", base_url = %q, api_key = "sk-up", retries = 0 },
-    claude = { kind = "anthropic", base_url = %q, api_key = "sk-ant-up", retries = 0 },
-  },
-  routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-*", provider = "resp" } },
-}]], mock.url .. "/v1", mock.url) }
-    dir = os.tmpname()
-    os.remove(dir)
   end)
-  teardown(function()
-    if server then server:stop_clean() end
-    if mock then mock:stop() end
-    if dir then os.execute("rm -rf " .. dir) end
-  end)
+  local gw = helpers.gateway_fixture {
+    providers = {
+      resp = { kind = "openai", api = "responses", api_key = "sk-up", retries = 0 },
+      claude = { kind = "anthropic", api_key = "sk-ant-up", retries = 0 },
+    },
+    routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-*", provider = "resp" } },
+    scratch = true,
+  }
 
   -- a fresh CODEX_HOME (with its config.toml) and working folder
-  local runs = 0
   local function fresh(model)
-    runs = runs + 1
-    local home, work = dir .. "/home" .. runs, dir .. "/work" .. runs
-    assert(os.execute("mkdir -p " .. home .. " " .. work) == 0)
-    local f = assert(io.open(home .. "/config.toml", "w"))
+    local d = gw.dirs.fresh()
+    local f = assert(io.open(d.home .. "/config.toml", "w"))
     f:write(string.format([[
 model = %q
 model_provider = "moongate"
@@ -121,9 +107,9 @@ enabled = false
 
 [features]
 plugins = false
-]], model, server.port))
+]], model, gw.server.port))
     f:close()
-    return { home = home, work = work }
+    return d
   end
 
   -- run(prompt, model) -> {code, out (stdout: Codex's last message), err
@@ -137,36 +123,12 @@ plugins = false
       "MOONGATE_API_KEY=sk-codex-dummy",
       -- anything not for the daemon goes to the mock, which logs it (a
       -- CONNECT for an https:// host is refused)
-      "HTTPS_PROXY=" .. mock.url, "HTTP_PROXY=" .. mock.url, "ALL_PROXY=" .. mock.url,
+      "HTTPS_PROXY=" .. gw.mock.url, "HTTP_PROXY=" .. gw.mock.url, "ALL_PROXY=" .. gw.mock.url,
       "NO_PROXY=127.0.0.1,localhost",
     }
-    local cmd = string.format("cd %s && env -i %s timeout 90 %s %s exec --strict-config "
-      .. "--skip-git-repo-check --dangerously-bypass-approvals-and-sandbox --color never %s </dev/null 2>%s/stderr; echo \"exit=$?\"",
-      d.work, table.concat(env, " "), node, launcher, shell_quote(prompt), d.work)
-    local p = assert(io.popen(cmd))
-    local out = p:read("*a")
-    p:close()
-    local code = tonumber(out:match("exit=(%d+)%s*$"))
-    out = out:gsub("exit=%d+%s*$", "")
-    local ef = io.open(d.work .. "/stderr")
-    local err = ef and ef:read("*a") or ""
-    if ef then ef:close() end
-    return { code = code, out = out, err = err }
-  end
-
-  -- what reached the mock: the API requests (bodies decoded), and the
-  -- proxy tries (Codex reaching for the internet)
-  local function received()
-    local api, proxy = {}, {}
-    for _, r in ipairs(mock:requests()) do
-      if r.proxy then
-        proxy[#proxy + 1] = r.method .. " " .. r.path
-      else
-        r.json = json.decode(r.body)
-        api[#api + 1] = r
-      end
-    end
-    return api, proxy
+    return helpers.run_cli(d.work, env, string.format("timeout 90 %s %s exec --strict-config "
+      .. "--skip-git-repo-check --dangerously-bypass-approvals-and-sandbox --color never %s",
+      node, launcher, helpers.shell_quote(prompt)))
   end
 
   local function describe_run(res, api)
@@ -183,10 +145,11 @@ plugins = false
     return table.concat(lines, "\n")
   end
 
-  -- the common checks: no internet, nothing refused by the mock, exit 0,
-  -- the answer printed as Codex's last message, no error in its transcript
+  -- the common checks: no internet (a proxy try is Codex reaching for
+  -- it), nothing refused by the mock, exit 0, the answer printed as Codex's
+  -- last message, no error in its transcript
   local function ran(res, want_out, calls)
-    local api, proxy = received()
+    local api, proxy = gw.mock:received()
     local info = describe_run(res, api)
     assert.same({}, proxy, "Codex tried to leave the machine:\n" .. info)
     for _, r in ipairs(api) do
@@ -216,7 +179,7 @@ plugins = false
     return false
   end
 
-  before_each(function() mock:reset() end)
+  before_each(function() gw.mock:reset() end)
 
   local UPSTREAMS = {
     { name = "a Responses upstream (passthrough)", model = "gpt-test", api = "responses", path = "/v1/responses",
@@ -228,7 +191,7 @@ plugins = false
   for _, case in ipairs(UPSTREAMS) do
     describe(case.name, function()
       it("answers a one-shot prompt", function()
-        mock:queue { { reply = { text = "Hello from the mock." } } }
+        gw.mock:queue { { reply = { text = "Hello from the mock." } } }
         local res = run("Say hello.", case.model)
         local api, info = ran(res, "Hello from the mock.", 1)
         local r = api[1]
@@ -266,7 +229,7 @@ plugins = false
 
       it("runs exec_command on the upstream's tool call and sends the output back", function()
         local marker = "moongate-codex-" .. math.random(100000, 999999)
-        mock:queue {
+        gw.mock:queue {
           { reply = { text = "Running it.", tool_calls = { { id = case.id, name = "exec_command",
             input = { cmd = "echo " .. marker } } } } },
           { reply = { text = "The command printed the marker." } },
@@ -286,13 +249,7 @@ plugins = false
           assert.equal(case.id, out.call_id)
           assert.truthy(text_of(out.output):find(marker, 1, true), json.encode(out))
         else
-          local use, result
-          for _, m in ipairs(body.messages) do
-            for _, b in ipairs(type(m.content) == "table" and m.content or {}) do
-              if m.role == "assistant" and b.type == "tool_use" then use = b end
-              if m.role == "user" and b.type == "tool_result" then result = b end
-            end
-          end
+          local use, result = helpers.tool_turn(body.messages)
           assert.truthy(use, info)
           assert.equal(case.id, use.id)
           assert.equal("exec_command", use.name)
@@ -306,7 +263,7 @@ plugins = false
       it("hands the upstream's reasoning back to it, byte for byte, in a tool loop", function()
         local marker = "moongate-codex-" .. math.random(100000, 999999)
         local signature = "opaque-" .. case.api .. "-" .. math.random(100000, 999999)
-        mock:queue {
+        gw.mock:queue {
           { reply = { thinking = "I will run echo.", signature = signature, tool_calls = { { id = case.id,
             name = "exec_command", input = { cmd = "echo " .. marker } } } } },
           { reply = { text = "The command printed the marker." } },
@@ -345,7 +302,7 @@ plugins = false
 
   describe("its own catalog model (" .. CATALOG_MODEL .. "), to a Responses upstream (passthrough)", function()
     it("answers a one-shot prompt; the tools Codex sends as an additional_tools item reach the upstream", function()
-      mock:queue { { reply = { text = "Hello from the mock." } } }
+      gw.mock:queue { { reply = { text = "Hello from the mock." } } }
       local res = run("Say hello.", CATALOG_MODEL)
       local api, info = ran(res, "Hello from the mock.", 1)
       local r = api[1]

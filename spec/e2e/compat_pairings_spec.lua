@@ -5,27 +5,11 @@ local helpers = require "helpers"
 local json = require "moongate.json"
 
 describe("official SDKs across every pairing", function()
-  local mock, server, r
-  setup(function()
-    mock = helpers.mock()
-    server = helpers.start { config = string.format([[
-return {
-  providers = {
-    up = { kind = "openai", base_url = %q, api_key = "sk-up" },
-    claude = { kind = "anthropic", base_url = %q, api_key = "sk-ant-up" },
-  },
-  routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-*", provider = "up" } },
-}]], mock.url .. "/v1", mock.url) }
-    local p = assert(io.popen(string.format("node spec/compat/pairings.mjs http://127.0.0.1:%d %s 2>&1", server.port, mock.url)))
-    local text = p:read("*a")
-    p:close()
-    r = json.decode(text:match("([^\n]*)\n?$"))
-    assert(r, "the SDK script printed no JSON:\n" .. text)
-  end)
-  teardown(function()
-    if server then server:stop_clean() end
-    if mock then mock:stop() end
-  end)
+  local r = helpers.gateway_fixture {
+    providers = { up = { kind = "openai", api_key = "sk-up" }, claude = { kind = "anthropic", api_key = "sk-ant-up" } },
+    routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-*", provider = "up" } },
+    script = "spec/compat/pairings.mjs",
+  }.r
 
   for _, model in ipairs { "gpt-test", "claude-test" } do
     describe("to " .. model, function()

@@ -19,31 +19,17 @@ local function bodies(v, n)
 end
 
 describe("the openai SDK's Responses, completions and embeddings", function()
-  local mock, server, r
-  setup(function()
-    mock = helpers.mock()
-    server = helpers.start { config = string.format([[
-return {
-  providers = {
-    resp = { kind = "openai", api = "responses", base_url = %q, api_key = "sk-up" },
-    up = { kind = "openai", base_url = %q, api_key = "sk-up" },
-    claude = { kind = "anthropic", base_url = %q, api_key = "sk-ant-up" },
-    vllm = { kind = "openai", base_url = %q, completions = true, embeddings = true },
-  },
-  routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-resp", provider = "resp" },
-    { match = "gpt-*", provider = "up" }, { match = "local-*", provider = "vllm" } },
-}]], mock.url .. "/v1", mock.url .. "/v1", mock.url, mock.url .. "/v1") }
-    local p = assert(io.popen(string.format("node spec/compat/responses.mjs http://127.0.0.1:%d %s 2>&1",
-      server.port, mock.url)))
-    local text = p:read("*a")
-    p:close()
-    r = json.decode(text:match("([^\n]*)\n?$"))
-    assert(r, "the SDK script printed no JSON:\n" .. text)
-  end)
-  teardown(function()
-    if server then server:stop_clean() end
-    if mock then mock:stop() end
-  end)
+  local r = helpers.gateway_fixture {
+    providers = {
+      resp = { kind = "openai", api = "responses", api_key = "sk-up" },
+      up = { kind = "openai", api_key = "sk-up" },
+      claude = { kind = "anthropic", api_key = "sk-ant-up" },
+      vllm = { kind = "openai", completions = true, embeddings = true },
+    },
+    routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-resp", provider = "resp" },
+      { match = "gpt-*", provider = "up" }, { match = "local-*", provider = "vllm" } },
+    script = "spec/compat/responses.mjs",
+  }.r
 
   local paths = { ["gpt-resp"] = "/v1/responses", ["gpt-test"] = "/v1/chat/completions", ["claude-test"] = "/v1/messages" }
 

@@ -4,7 +4,7 @@
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local canonical = require "moongate.canonical"
-local reasoning = require "moongate.reasoning"
+local common = require "moongate.adapters.openai_common"
 
 local M = { format = "openai" }
 local null = json.null
@@ -14,9 +14,7 @@ local function image_url(b)
   return "data:" .. (b.mime or "image/png") .. ";base64," .. (b.data or "")
 end
 
-local function refuse(msg, param)
-  errors.refuse(400, msg, { param = param })
-end
+local refuse = common.refuse
 
 -- a canonical image or file block -> an OpenAI content part
 local function media_part(b, creq)
@@ -46,9 +44,8 @@ end
 -- a block of another format's own (Anthropic's server-side blocks): its
 -- text, dropped, or refused (docs/TRANSLATION.md)
 local function native_part(b, creq)
-  if b.refuse then refuse(b.refuse) end
-  if b.text then return { type = "text", text = b.text } end
-  canonical.dropped(creq, b.drop or b.block and b.block.type or "block")
+  local text = common.native_text(b, creq)
+  if text then return { type = "text", text = text } end
 end
 
 local function content_parts(blocks, creq)
@@ -79,13 +76,7 @@ end
 -- tool message cannot hold, go in a user message after the tool messages
 -- of that turn (pending)
 local function tool_message(msgs, b, pending, creq)
-  if b.is_error then canonical.dropped(creq, "tool_result.is_error") end
-  msgs[#msgs + 1] = { role = "tool", tool_call_id = b.tool_call_id,
-    content = type(b.content) == "string" and b.content or json.encode(b.content) }
-  if b.attachments then
-    pending[#pending + 1] = { type = "text", text = "The result of tool call " .. tostring(b.tool_call_id) .. " includes:" }
-    for _, a in ipairs(b.attachments) do pending[#pending + 1] = a end
-  end
+  msgs[#msgs + 1] = { role = "tool", tool_call_id = b.tool_call_id, content = common.tool_result(b, pending, creq) }
 end
 
 local function flush_attachments(msgs, pending, creq)
@@ -109,47 +100,12 @@ local built = { model = true, messages = true, stream = true, stream_options = t
   tools = true, tool_choice = true, parallel_tool_calls = true, response_format = true,
   functions = true, function_call = true, user = true }
 
-local one_schema, schema_lists, schema_maps = { "items", "not" }, { "anyOf", "oneOf", "allOf" }, { "$defs", "definitions" }
-
--- does a JSON Schema fit OpenAI's strict mode: every object closed
--- (additionalProperties: false) and requiring each of its properties?
-local function strict_ok(sc, depth)
-  if type(sc) ~= "table" or depth > 64 then return depth <= 64 end
-  local props = type(sc.properties) == "table" and sc.properties or nil
-  if sc.type == "object" or props then
-    if sc.additionalProperties ~= false then return false end
-    local req = {}
-    for _, k in ipairs(type(sc.required) == "table" and sc.required or {}) do req[k] = true end
-    for k, sub in pairs(props or {}) do
-      if not req[k] or not strict_ok(sub, depth + 1) then return false end
-    end
-  end
-  for _, k in ipairs(one_schema) do
-    if type(sc[k]) == "table" and not strict_ok(sc[k], depth + 1) then return false end
-  end
-  for _, k in ipairs(schema_lists) do
-    for _, sub in ipairs(type(sc[k]) == "table" and sc[k] or {}) do
-      if not strict_ok(sub, depth + 1) then return false end
-    end
-  end
-  for _, k in ipairs(schema_maps) do
-    for _, sub in pairs(type(sc[k]) == "table" and sc[k] or {}) do
-      if not strict_ok(sub, depth + 1) then return false end
-    end
-  end
-  return true
-end
-
 local function response_format(f, creq)
   if f.type == "json_object" then return { type = "json_object" } end
   local strict = f.strict
-  if strict and creq.client ~= "openai" and not strict_ok(f.schema, 0) then
-    -- Anthropic holds any schema; OpenAI's strict mode only a closed one
-    strict = nil
-    canonical.dropped(creq, "strict (the schema is not in OpenAI's strict subset)")
-  end
-  return { type = "json_schema", json_schema = { name = f.name or "output", description = f.description,
-    schema = json.schema(f.schema) or { type = "object" }, strict = strict } }
+  if strict and not common.keeps_strict(f.schema, creq, "openai", "the schema") then strict = nil end
+  local name, description, schema = common.schema_format(f)
+  return { type = "json_schema", json_schema = { name = name, description = description, schema = schema, strict = strict } }
 end
 
 --- request(creq, conf) -> wire table (model is creq.upstream_model or creq.model)
@@ -221,10 +177,7 @@ function M.request(creq, conf)
     stop = creq.stop,
     user = creq.user,
   }
-  local max_tokens = creq.max_tokens
-  if max_tokens and conf.max_output_tokens and max_tokens > conf.max_output_tokens then
-    max_tokens = conf.max_output_tokens
-  end
+  local max_tokens = common.max_tokens(creq, conf)
   if max_tokens then
     local field = conf.max_tokens_field
       or (wants_completion_tokens(req.model) and "max_completion_tokens" or "max_tokens")
@@ -232,10 +185,7 @@ function M.request(creq, conf)
   end
   if creq.stream then req.stream_options = { include_usage = true } end
   local r = creq.reasoning
-  if r and r.effort then
-    local effort = r.effort == "max" and "xhigh" or r.effort
-    req.reasoning_effort = reasoning.clamp(effort, conf.efforts)
-  end
+  if r and r.effort then req.reasoning_effort = common.effort(r.effort, conf) end
   if creq.format then req.response_format = response_format(creq.format, creq) end
   if creq.tools and #creq.tools > 0 then
     req.tools = {}
@@ -250,8 +200,7 @@ function M.request(creq, conf)
         req.tools[#req.tools + 1] = type(fn) == "table" and fn.parameters
           and json.with(t.raw, "function", json.with(fn, "parameters", json.schema(fn.parameters))) or t.raw
       else
-        if t.cache_control then canonical.dropped(creq, "tools.cache_control") end
-        if t.defer_loading then canonical.dropped(creq, "tools.defer_loading") end
+        common.drop_tool_extras(t, creq)
         req.tools[#req.tools + 1] = { type = "function", ["function"] = { name = t.name, description = t.description,
           parameters = json.schema(t.parameters) or { type = "object", properties = {} }, strict = t.strict } }
       end
@@ -270,11 +219,7 @@ function M.request(creq, conf)
     else req.tool_choice = tc.type end
   end
   -- an OpenAI client's own fields reach an OpenAI upstream as they came
-  if creq.client == "openai" and creq.raw then
-    for k, v in pairs(creq.raw) do
-      if req[k] == nil and not built[k] then req[k] = json.typed(v) end -- numbers in full
-    end
-  end
+  if creq.client == "openai" and creq.raw then common.copy_own(req, creq.raw, built) end
   return req
 end
 
@@ -283,8 +228,7 @@ end
 -- body (a model suffix's effort on a passthrough)
 function M.effort_fields(creq, conf)
   local effort = creq.reasoning and creq.reasoning.effort
-  effort = effort == "max" and "xhigh" or effort
-  return { reasoning_effort = json.encode(reasoning.clamp(effort, conf and conf.efforts)) }
+  return { reasoning_effort = json.encode(common.effort(effort, conf)) }
 end
 
 M.stop_reasons = {
@@ -480,10 +424,6 @@ M.error_message = errors.upstream_message
 M.path = "/chat/completions"
 
 --- headers(conf, key) -> request headers for the upstream
-function M.headers(conf, key)
-  local h = { ["content-type"] = "application/json", accept = "application/json, text/event-stream" }
-  if key then h.authorization = "Bearer " .. key end
-  return h
-end
+M.headers = common.headers
 
 return M

@@ -14,7 +14,7 @@
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local canonical = require "moongate.canonical"
-local reasoning = require "moongate.reasoning"
+local common = require "moongate.adapters.openai_common"
 
 local M = { format = "responses", path = "/responses" }
 local null = json.null
@@ -29,9 +29,7 @@ M.stream_end = {
   typed = true, pipe = { "response.completed", "response.incomplete", "response.failed", "error" },
 }
 
-local function refuse(msg, param)
-  errors.refuse(400, msg, { param = param })
-end
+local refuse = common.refuse
 
 local function data_url(mime, data)
   return "data:" .. mime .. ";base64," .. (data or "")
@@ -62,13 +60,7 @@ local function media_part(b, creq)
     file_data = data_url(b.mime or "application/pdf", b.data) }
 end
 
--- a block of another format's own (Anthropic's server-side blocks): its
--- text, dropped, or refused (docs/TRANSLATION.md)
-local function native_text(b, creq)
-  if b.refuse then refuse(b.refuse) end
-  if b.text then return b.text end
-  canonical.dropped(creq, b.drop or b.block and b.block.type or "block")
-end
+local native_text = common.native_text
 
 -- the input content parts of a user (or system) turn's blocks
 local function input_parts(blocks, creq)
@@ -122,13 +114,7 @@ local function input_items(creq)
     for i = #pending, 1, -1 do pending[i] = nil end
   end
   local function tool_output(b)
-    if b.is_error then canonical.dropped(creq, "tool_result.is_error") end
-    push({ type = "function_call_output", call_id = b.tool_call_id,
-      output = type(b.content) == "string" and b.content or json.encode(b.content) })
-    if b.attachments then
-      pending[#pending + 1] = { type = "text", text = "The result of tool call " .. tostring(b.tool_call_id) .. " includes:" }
-      for _, a in ipairs(b.attachments) do pending[#pending + 1] = a end
-    end
+    push({ type = "function_call_output", call_id = b.tool_call_id, output = common.tool_result(b, pending, creq) })
   end
   for _, m in ipairs(creq.messages) do
     if m.role ~= "tool" then flush() end
@@ -198,58 +184,23 @@ local function input_items(creq)
   return items
 end
 
-local one_schema, schema_lists, schema_maps = { "items", "not" }, { "anyOf", "oneOf", "allOf" }, { "$defs", "definitions" }
-
--- does a JSON Schema fit OpenAI's strict mode: every object closed
--- (additionalProperties: false) and requiring each of its properties?
--- (the same test as adapters/openai.lua's)
-local function strict_ok(sc, depth)
-  if type(sc) ~= "table" or depth > 64 then return depth <= 64 end
-  local props = type(sc.properties) == "table" and sc.properties or nil
-  if sc.type == "object" or props then
-    if sc.additionalProperties ~= false then return false end
-    local req = {}
-    for _, k in ipairs(type(sc.required) == "table" and sc.required or {}) do req[k] = true end
-    for k, sub in pairs(props or {}) do
-      if not req[k] or not strict_ok(sub, depth + 1) then return false end
-    end
-  end
-  for _, k in ipairs(one_schema) do
-    if type(sc[k]) == "table" and not strict_ok(sc[k], depth + 1) then return false end
-  end
-  for _, k in ipairs(schema_lists) do
-    for _, sub in ipairs(type(sc[k]) == "table" and sc[k] or {}) do
-      if not strict_ok(sub, depth + 1) then return false end
-    end
-  end
-  for _, k in ipairs(schema_maps) do
-    for _, sub in pairs(type(sc[k]) == "table" and sc[k] or {}) do
-      if not strict_ok(sub, depth + 1) then return false end
-    end
-  end
-  return true
-end
-
 -- strict, said outright: a Responses upstream left without it makes the
 -- schema strict itself (every property required), which would change
 -- what a client's tool may be called with
 local function strict_flag(wanted, schema, creq, what)
   if wanted ~= true then return false end
-  if creq.client == "responses" or strict_ok(schema, 0) then return true end
-  canonical.dropped(creq, "strict (" .. what .. " is not in OpenAI's strict subset)")
-  return false
+  return common.keeps_strict(schema, creq, "responses", what)
 end
 
 local function text_format(f, creq)
   if f.type == "json_object" then return { type = "json_object" } end
-  return { type = "json_schema", name = f.name or "output", description = f.description,
-    schema = json.schema(f.schema) or { type = "object" },
+  local name, description, schema = common.schema_format(f)
+  return { type = "json_schema", name = name, description = description, schema = schema,
     strict = strict_flag(f.strict, f.schema, creq, "the schema") }
 end
 
 local function function_tool(t, creq)
-  if t.cache_control then canonical.dropped(creq, "tools.cache_control") end
-  if t.defer_loading then canonical.dropped(creq, "tools.defer_loading") end
+  common.drop_tool_extras(t, creq)
   return { type = "function", name = t.name, description = t.description,
     parameters = json.schema(t.parameters) or { type = "object", properties = json.decode("{}") },
     strict = strict_flag(t.strict, t.parameters, creq, "the schema of tool " .. tostring(t.name)) }
@@ -293,10 +244,7 @@ function M.request(creq, conf)
   if creq.stop and #creq.stop > 0 then
     canonical.dropped(creq, "stop (the Responses API has no stop sequences)")
   end
-  local max_tokens = creq.max_tokens
-  if max_tokens and conf.max_output_tokens and max_tokens > conf.max_output_tokens then
-    max_tokens = conf.max_output_tokens
-  end
+  local max_tokens = common.max_tokens(creq, conf)
   if max_tokens and max_tokens < MIN_OUTPUT then
     max_tokens = MIN_OUTPUT
     canonical.dropped(creq, "max_tokens below 16 (raised to the Responses API's least)")
@@ -309,7 +257,7 @@ function M.request(creq, conf)
     summary = raw.reasoning.summary
   end
   if r and r.effort then
-    local effort = reasoning.clamp(r.effort == "max" and "xhigh" or r.effort, conf.efforts)
+    local effort = common.effort(r.effort, conf)
     -- a summary makes the reasoning visible (as thinking) where the model shows any
     req.reasoning = { effort = effort, summary = effort ~= "none" and (summary or "auto") or nil }
   elseif summary then
@@ -351,9 +299,7 @@ function M.request(creq, conf)
   end
   -- a Responses client's own fields reach a Responses upstream as they came
   if raw then
-    for k, v in pairs(raw) do
-      if req[k] == nil and not built[k] then req[k] = json.typed(v) end -- numbers in full
-    end
+    common.copy_own(req, raw, built)
     -- and so do the parts of reasoning and text the translation does not write
     for _, k in ipairs { "reasoning", "text" } do
       if type(raw[k]) == "table" and req[k] then
@@ -377,7 +323,7 @@ end
 -- (summary) are copied into it.
 function M.effort_fields(creq, conf)
   local effort = creq.reasoning and creq.reasoning.effort
-  effort = reasoning.clamp(effort == "max" and "xhigh" or effort, conf and conf.efforts)
+  effort = common.effort(effort, conf)
   local r = {}
   local orig = type(creq.raw) == "table" and creq.raw.reasoning
   if type(orig) == "table" then
@@ -520,11 +466,7 @@ end
 M.error_message = errors.upstream_message
 
 --- headers(conf, key) -> request headers for the upstream
-function M.headers(conf, key)
-  local h = { ["content-type"] = "application/json", accept = "application/json, text/event-stream" }
-  if key then h.authorization = "Bearer " .. key end
-  return h
-end
+M.headers = common.headers
 
 -- Streams -------------------------------------------------------------------
 

@@ -5,6 +5,7 @@
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local canonical = require "moongate.canonical"
+local oc = require "moongate.frontdoor.openai_common"
 
 local M = { client = "openai" }
 
@@ -22,67 +23,27 @@ local null = json.null
 local roles = { system = true, developer = true, user = true, assistant = true, tool = true, ["function"] = true }
 local efforts = { none = true, minimal = true, low = true, medium = true, high = true, xhigh = true }
 
-local function jtype(v)
-  local t = type(v)
-  if v == null then return "null" end
-  if t == "table" then return json.is_array(v) and next(v) ~= nil and "an array" or (next(v) == nil and "an empty object" or "an object") end
-  if t == "number" then return (v % 1 == 0) and "an integer" or "a number" end
-  if t == "string" then return "a string" end
-  if t == "boolean" then return "a boolean" end
-  return t
-end
-
-local function invalid_type(param, expected, v)
-  return nil, errors.new(400, string.format("Invalid type for '%s': expected %s, but got %s instead.",
-    param, expected, jtype(v)), { param = param, code = "invalid_type" })
-end
-
-local function invalid_value(param, msg)
-  return nil, errors.new(400, string.format("Invalid '%s': %s", param, msg), { param = param, code = "invalid_value" })
-end
-
-local function missing(param)
-  return nil, errors.new(400, string.format("Missing required parameter: '%s'.", param),
-    { param = param, code = "missing_required_parameter" })
-end
-
-local function is_array(v)
-  return type(v) == "table" and json.is_array(v)
-end
-
-local function is_object(v)
-  return type(v) == "table" and v ~= null and (next(v) == nil or not json.is_array(v))
-end
-
--- range(kind, lo, hi) -> check(v) -> nil | what is wrong (OpenAI's words);
--- not a number (NaN, 1e999 read as infinity) is out of every range
-local function range(kind, lo, hi)
-  return function(v)
-    if v ~= v or (lo and v < lo) then
-      return string.format("%s below minimum value. Expected a value >= %s, but got %s instead.", kind, lo, v)
-    elseif hi and v > hi or v == math.huge then
-      return string.format("%s above maximum value. Expected a value <= %s, but got %s instead.", kind, hi or lo, v)
-    end
-  end
-end
+local is_array, is_object, is_int, is_bool, is_string, is_number = oc.is_array, oc.is_object, oc.is_int, oc.is_bool, oc.is_string, oc.is_number
+local invalid_type, invalid_value, missing = oc.invalid_type, oc.invalid_value, oc.missing
+local refuse_type, refuse_value, range = oc.refuse_type, oc.refuse_value, oc.range
 
 -- optional typed fields: name -> {what, check(v) -> ok [, range(v) -> nil | message]}
 local checks = {
-  stream = { "a boolean", function(v) return type(v) == "boolean" end },
-  temperature = { "a number", function(v) return type(v) == "number" end, range("decimal", 0, 2) },
-  top_p = { "a number", function(v) return type(v) == "number" end, range("decimal", 0, 1) },
-  max_tokens = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end, range("integer", 1) },
-  max_completion_tokens = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end, range("integer", 1) },
-  n = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end, range("integer", 1) },
-  seed = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end },
+  stream = { "a boolean", is_bool },
+  temperature = { "a number", is_number, range("decimal", 0, 2) },
+  top_p = { "a number", is_number, range("decimal", 0, 1) },
+  max_tokens = { "an integer", is_int, range("integer", 1) },
+  max_completion_tokens = { "an integer", is_int, range("integer", 1) },
+  n = { "an integer", is_int, range("integer", 1) },
+  seed = { "an integer", is_int },
   stream_options = { "an object", is_object },
   tools = { "an array", is_array },
   metadata = { "an object", is_object },
-  reasoning_effort = { "a string", function(v) return type(v) == "string" end },
-  logprobs = { "a boolean", function(v) return type(v) == "boolean" end },
-  top_logprobs = { "an integer", function(v) return type(v) == "number" and v % 1 == 0 end, range("integer", 0, 20) },
-  parallel_tool_calls = { "a boolean", function(v) return type(v) == "boolean" end },
-  user = { "a string", function(v) return type(v) == "string" end },
+  reasoning_effort = { "a string", is_string },
+  logprobs = { "a boolean", is_bool },
+  top_logprobs = { "an integer", is_int, range("integer", 0, 20) },
+  parallel_tool_calls = { "a boolean", is_bool },
+  user = { "a string", is_string },
 }
 
 -- The fate of each top-level field on its way to an upstream of another
@@ -109,15 +70,6 @@ local function loc(i, suffix)
 end
 local function part_loc(i, j, suffix)
   return loc(i, string.format(".content[%d]%s", j - 1, suffix or ""))
-end
-
--- a refusal in OpenAI's words, raised while a request is translated
-local function refuse_type(param, expected, v)
-  errors.refuse(400, string.format("Invalid type for '%s': expected %s, but got %s instead.",
-    param, expected, jtype(v)), { param = param, code = "invalid_type" })
-end
-local function refuse_value(param, msg)
-  errors.refuse(400, string.format("Invalid '%s': %s", param, msg), { param = param, code = "invalid_value" })
 end
 
 -- Canonical blocks are made only when a request is translated; what
@@ -281,23 +233,8 @@ end
 -- Checks what the gateway reads to route and to translate; the rest
 -- (roles, content parts) is looked at only when the request is translated.
 function M.decode(body, headers)
-  if body == nil or body == "" then
-    return nil, errors.new(400, "We could not parse the JSON body of your request: the body is empty. The API expects a JSON object.")
-  end
-  local req, perr = json.decode(body)
-  if req == nil then
-    return nil, errors.new(400, "We could not parse the JSON body of your request: " .. perr .. ". The API expects a JSON object.")
-  end
-  if not is_object(req) then
-    return nil, errors.new(400, "We could not parse the JSON body of your request: expected a JSON object, got " .. jtype(req) .. ".")
-  end
-  local dup = json.duplicate_key(body, { "model", "stream" })
-  if dup then
-    return invalid_value(dup, "the field is given twice in the request body; give it once.")
-  end
-  if req.model == nil or req.model == null then return missing("model") end
-  if type(req.model) ~= "string" then return invalid_type("model", "a string", req.model) end
-  if req.model == "" then return invalid_value("model", "must not be empty.") end
+  local req, err = oc.body(body, { "model", "stream" })
+  if not req then return nil, err end
   if req.messages == nil or req.messages == null then return missing("messages") end
   if not is_array(req.messages) then
     return invalid_type("messages", "an array", req.messages)
@@ -306,20 +243,8 @@ function M.decode(body, headers)
     return nil, errors.new(400, "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
       { param = "messages", code = "empty_array" })
   end
-  for name, c in pairs(checks) do
-    local v = req[name]
-    if v ~= nil and v ~= null then
-      if not c[2](v) then return invalid_type(name, c[1], v) end
-      local wrong = c[3] and c[3](v)
-      if wrong then return invalid_value(name, wrong) end
-    end
-  end
-  if req.stop ~= nil and req.stop ~= null and type(req.stop) ~= "string" then
-    if not is_array(req.stop) then return invalid_type("stop", "one of a string or an array", req.stop) end
-    for i, s in ipairs(req.stop) do
-      if type(s) ~= "string" then return invalid_type(string.format("stop[%d]", i - 1), "a string", s) end
-    end
-  end
+  err = oc.fields(req, checks) or oc.stop(req.stop)
+  if err then return nil, err end
   if type(req.reasoning_effort) == "string" and not efforts[req.reasoning_effort] then
     return invalid_value("reasoning_effort", string.format("'%s' is not one of 'none', 'minimal', 'low', 'medium', 'high', 'xhigh'.", req.reasoning_effort))
   end
@@ -336,7 +261,7 @@ function M.decode(body, headers)
     max_tokens = (req.max_completion_tokens ~= null and req.max_completion_tokens) or (req.max_tokens ~= null and req.max_tokens) or nil,
     temperature = req.temperature ~= null and req.temperature or nil,
     top_p = req.top_p ~= null and req.top_p or nil,
-    stop = type(req.stop) == "string" and { req.stop } or (is_array(req.stop) and #req.stop > 0 and req.stop or nil),
+    stop = oc.stop_list(req.stop),
     reasoning = type(req.reasoning_effort) == "string" and { effort = req.reasoning_effort } or nil,
     metadata = is_object(req.metadata) and req.metadata or nil,
     raw = req,
@@ -403,14 +328,6 @@ local finish_reasons = { stop = "stop", length = "length", tool_use = "tool_call
 
 local random_id = canonical.random_id
 
-local function usage_object(u)
-  local p, c = u and u.input_tokens or 0, u and u.output_tokens or 0
-  local out = { prompt_tokens = p, completion_tokens = c, total_tokens = p + c }
-  if u and u.cached_tokens then out.prompt_tokens_details = { cached_tokens = u.cached_tokens } end
-  if u and u.reasoning_tokens then out.completion_tokens_details = { reasoning_tokens = u.reasoning_tokens } end
-  return out
-end
-
 local Encoder = {}
 Encoder.__index = Encoder
 
@@ -466,7 +383,7 @@ function Encoder:event(ev)
     out[#out + 1] = self.pre .. '{},"logprobs":null,"finish_reason":' ..
       json.encode(finish_reasons[ev.reason] or "stop") .. "}]}"
     if self.creq.include_usage then
-      out[#out + 1] = self.head .. '[],"usage":' .. json.encode(usage_object(self.usage)) .. "}"
+      out[#out + 1] = self.head .. '[],"usage":' .. json.encode(oc.usage_object(self.usage)) .. "}"
     end
     out[#out + 1] = "[DONE]"
   end
@@ -526,7 +443,7 @@ function Collector:result()
     system_fingerprint = null,
     choices = { { index = 0, message = message, logprobs = null,
       finish_reason = finish_reasons[self.reason] or "stop" } },
-    usage = usage_object(self.usage),
+    usage = oc.usage_object(self.usage),
   }
 end
 

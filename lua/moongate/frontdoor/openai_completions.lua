@@ -13,6 +13,7 @@
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local canonical = require "moongate.canonical"
+local oc = require "moongate.frontdoor.openai_common"
 
 -- client "completions": its own format name (no adapter speaks it, so a
 -- request is always translated unless its provider serves the endpoint),
@@ -32,59 +33,16 @@ M.default_max_tokens = 16
 
 local null = json.null
 
-local function jtype(v)
-  local t = type(v)
-  if v == null then return "null" end
-  if t == "table" then return json.is_array(v) and next(v) ~= nil and "an array" or (next(v) == nil and "an empty object" or "an object") end
-  if t == "number" then return (v % 1 == 0) and "an integer" or "a number" end
-  if t == "string" then return "a string" end
-  if t == "boolean" then return "a boolean" end
-  return t
-end
-
-local function invalid_type(param, expected, v)
-  return nil, errors.new(400, string.format("Invalid type for '%s': expected %s, but got %s instead.",
-    param, expected, jtype(v)), { param = param, code = "invalid_type" })
-end
-
-local function invalid_value(param, msg)
-  return nil, errors.new(400, string.format("Invalid '%s': %s", param, msg), { param = param, code = "invalid_value" })
-end
-
-local function missing(param)
-  return nil, errors.new(400, string.format("Missing required parameter: '%s'.", param),
-    { param = param, code = "missing_required_parameter" })
-end
-
-local function is_array(v)
-  return type(v) == "table" and json.is_array(v)
-end
-
-local function is_object(v)
-  return type(v) == "table" and v ~= null and (next(v) == nil or not json.is_array(v))
-end
-
-local function is_int(v) return type(v) == "number" and v % 1 == 0 end
-local function is_number(v) return type(v) == "number" end
-
--- range(kind, lo, hi) -> check(v) -> nil | what is wrong (OpenAI's words);
--- not a number (NaN, 1e999 read as infinity) is out of every range
-local function range(kind, lo, hi)
-  return function(v)
-    if v ~= v or (lo and v < lo) then
-      return string.format("%s below minimum value. Expected a value >= %s, but got %s instead.", kind, lo, v)
-    elseif hi and v > hi or v == math.huge then
-      return string.format("%s above maximum value. Expected a value <= %s, but got %s instead.", kind, hi or lo, v)
-    end
-  end
-end
+local is_array, is_object, is_int, is_bool, is_string, is_number = oc.is_array, oc.is_object, oc.is_int, oc.is_bool, oc.is_string, oc.is_number
+local present, range = oc.present, oc.range
+local invalid_type, missing = oc.invalid_type, oc.missing
 
 -- optional typed fields: name -> {what, check(v) -> ok [, range(v) -> nil | message]}
 -- The fields a translation reads are checked; an upper bound only where it
 -- is OpenAI's and every upstream's (logprobs: OpenAI takes up to 5, vLLM
 -- more, so its bound is left to the upstream).
 local checks = {
-  stream = { "a boolean", function(v) return type(v) == "boolean" end },
+  stream = { "a boolean", is_bool },
   temperature = { "a number", is_number, range("decimal", 0, 2) },
   top_p = { "a number", is_number, range("decimal", 0, 1) },
   max_tokens = { "an integer", is_int, range("integer", 0) },
@@ -92,9 +50,9 @@ local checks = {
   best_of = { "an integer", is_int, range("integer", 1) },
   logprobs = { "an integer", is_int, range("integer", 0) },
   seed = { "an integer", is_int },
-  echo = { "a boolean", function(v) return type(v) == "boolean" end },
-  suffix = { "a string", function(v) return type(v) == "string" end },
-  user = { "a string", function(v) return type(v) == "string" end },
+  echo = { "a boolean", is_bool },
+  suffix = { "a string", is_string },
+  user = { "a string", is_string },
   logit_bias = { "an object", is_object },
   stream_options = { "an object", is_object },
 }
@@ -111,8 +69,6 @@ M.fields = {
   logit_bias = "mapped",
   seed = "drop", presence_penalty = "drop", frequency_penalty = "drop",
 }
-
-local function present(v) return v ~= nil and v ~= null end
 
 -- untranslatable(raw) -> {message, param} | nil: what a chat upstream
 -- cannot do of what the client asked, by value (read only when translating)
@@ -156,8 +112,7 @@ local function prompt_messages(prompt)
       errors.refuse(400, string.format("prompt: a chat upstream answers one prompt per request, not %d; send them one at a time", #prompt),
         { param = "prompt" })
     elseif type(first) ~= "string" then
-      errors.refuse(400, string.format("Invalid type for 'prompt[0]': expected a string, but got %s instead.", jtype(first)),
-        { param = "prompt[0]", code = "invalid_type" })
+      oc.refuse_type("prompt[0]", "a string", first)
     end
     text = first
   end
@@ -181,41 +136,14 @@ end }
 -- Checks the types of what the gateway reads to route and to translate;
 -- the prompt's items are looked at only when the request is translated.
 function M.decode(body, headers)
-  if body == nil or body == "" then
-    return nil, errors.new(400, "We could not parse the JSON body of your request: the body is empty. The API expects a JSON object.")
-  end
-  local req, perr = json.decode(body)
-  if req == nil then
-    return nil, errors.new(400, "We could not parse the JSON body of your request: " .. perr .. ". The API expects a JSON object.")
-  end
-  if not is_object(req) then
-    return nil, errors.new(400, "We could not parse the JSON body of your request: expected a JSON object, got " .. jtype(req) .. ".")
-  end
-  local dup = json.duplicate_key(body, { "model", "stream" })
-  if dup then
-    return invalid_value(dup, "the field is given twice in the request body; give it once.")
-  end
-  if not present(req.model) then return missing("model") end
-  if type(req.model) ~= "string" then return invalid_type("model", "a string", req.model) end
-  if req.model == "" then return invalid_value("model", "must not be empty.") end
+  local req, err = oc.body(body, { "model", "stream" })
+  if not req then return nil, err end
   if not present(req.prompt) then return missing("prompt") end
   if type(req.prompt) ~= "string" and not is_array(req.prompt) then
     return invalid_type("prompt", "one of a string or an array", req.prompt)
   end
-  for name, c in pairs(checks) do
-    local v = req[name]
-    if present(v) then
-      if not c[2](v) then return invalid_type(name, c[1], v) end
-      local wrong = c[3] and c[3](v)
-      if wrong then return invalid_value(name, wrong) end
-    end
-  end
-  if present(req.stop) and type(req.stop) ~= "string" then
-    if not is_array(req.stop) then return invalid_type("stop", "one of a string or an array", req.stop) end
-    for i, s in ipairs(req.stop) do
-      if type(s) ~= "string" then return invalid_type(string.format("stop[%d]", i - 1), "a string", s) end
-    end
-  end
+  err = oc.fields(req, checks) or oc.stop(req.stop)
+  if err then return nil, err end
   local so = req.stream_options
   if is_object(so) and present(so.include_usage) and type(so.include_usage) ~= "boolean" then
     return invalid_type("stream_options.include_usage", "a boolean", so.include_usage)
@@ -230,7 +158,7 @@ function M.decode(body, headers)
     max_tokens = present(req.max_tokens) and req.max_tokens or M.default_max_tokens,
     temperature = present(req.temperature) and req.temperature or nil,
     top_p = present(req.top_p) and req.top_p or nil,
-    stop = type(req.stop) == "string" and { req.stop } or (is_array(req.stop) and #req.stop > 0 and req.stop or nil),
+    stop = oc.stop_list(req.stop),
     user = type(req.user) == "string" and req.user or nil,
     raw = req,
   }
@@ -249,14 +177,6 @@ end
 local finish_reasons = { stop = "stop", length = "length", content_filter = "content_filter" }
 
 local random_id = canonical.random_id
-
-local function usage_object(u)
-  local p, c = u and u.input_tokens or 0, u and u.output_tokens or 0
-  local out = { prompt_tokens = p, completion_tokens = c, total_tokens = p + c }
-  if u and u.cached_tokens then out.prompt_tokens_details = { cached_tokens = u.cached_tokens } end
-  if u and u.reasoning_tokens then out.completion_tokens_details = { reasoning_tokens = u.reasoning_tokens } end
-  return out
-end
 
 local Encoder = {}
 Encoder.__index = Encoder
@@ -285,7 +205,7 @@ function Encoder:event(ev)
   elseif t == "done" then
     local out = { self:chunk("", finish_reasons[ev.reason] or "stop") }
     if self.creq.include_usage then
-      out[#out + 1] = self.head .. '[],"usage":' .. json.encode(usage_object(self.usage)) .. "}"
+      out[#out + 1] = self.head .. '[],"usage":' .. json.encode(oc.usage_object(self.usage)) .. "}"
     end
     out[#out + 1] = "[DONE]"
     return out
@@ -326,7 +246,7 @@ function Collector:result()
     id = self.id, object = "text_completion", created = self.created, model = self.creq.model,
     choices = { { text = table.concat(self.text), index = 0, logprobs = null,
       finish_reason = finish_reasons[self.reason] or "stop" } },
-    usage = usage_object(self.usage),
+    usage = oc.usage_object(self.usage),
   }
 end
 

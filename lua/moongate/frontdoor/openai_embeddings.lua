@@ -8,9 +8,9 @@
 -- the collector and the stream encoder exist for the descriptor's sake and
 -- fail loudly if the exchange ever hands them events.
 -- Pure: no host globals, tested without the daemon.
-local json = require "moongate.json"
 local errors = require "moongate.errors"
 local canonical = require "moongate.canonical"
+local oc = require "moongate.frontdoor.openai_common"
 
 -- client "embeddings": its own format name, which no adapter speaks; its
 -- errors in OpenAI's shape (errors.lua's default). It never streams, so it
@@ -21,34 +21,8 @@ M.routes = { ["POST /v1/embeddings"] = "serve" }
 M.prefixes = { "/embeddings" }
 M.request_headers = { "authorization", "x-api-key" }
 
-local null = json.null
-
-local function jtype(v)
-  local t = type(v)
-  if v == null then return "null" end
-  if t == "table" then return json.is_array(v) and next(v) ~= nil and "an array" or (next(v) == nil and "an empty object" or "an object") end
-  if t == "number" then return (v % 1 == 0) and "an integer" or "a number" end
-  if t == "string" then return "a string" end
-  if t == "boolean" then return "a boolean" end
-  return t
-end
-
-local function invalid_type(param, expected, v)
-  return nil, errors.new(400, string.format("Invalid type for '%s': expected %s, but got %s instead.",
-    param, expected, jtype(v)), { param = param, code = "invalid_type" })
-end
-
-local function missing(param)
-  return nil, errors.new(400, string.format("Missing required parameter: '%s'.", param),
-    { param = param, code = "missing_required_parameter" })
-end
-
-local function is_array(v) return type(v) == "table" and json.is_array(v) end
-local function is_object(v)
-  return type(v) == "table" and v ~= null and (next(v) == nil or not json.is_array(v))
-end
-local function is_int(v) return type(v) == "number" and v % 1 == 0 and v == v and v ~= math.huge and v ~= -math.huge end
-local function present(v) return v ~= nil and v ~= null end
+local is_array, is_int, present = oc.is_array, oc.is_int, oc.present
+local invalid_type, invalid_value, missing = oc.invalid_type, oc.invalid_value, oc.missing
 
 local input_kinds = "one of a string, an array of strings, an array of integers, or an array of arrays of integers"
 
@@ -99,26 +73,8 @@ end }
 -- {client, endpoint = "embeddings", model, stream = false, raw, raw_body,
 -- client_key}: what routing and forwarding need.
 function M.decode(body, headers)
-  if body == nil or body == "" then
-    return nil, errors.new(400, "We could not parse the JSON body of your request: the body is empty. The API expects a JSON object.")
-  end
-  local req, perr = json.decode(body)
-  if req == nil then
-    return nil, errors.new(400, "We could not parse the JSON body of your request: " .. perr .. ". The API expects a JSON object.")
-  end
-  if not is_object(req) then
-    return nil, errors.new(400, "We could not parse the JSON body of your request: expected a JSON object, got " .. jtype(req) .. ".")
-  end
-  local dup = json.duplicate_key(body, { "model" })
-  if dup then
-    return nil, errors.new(400, string.format("Invalid '%s': the field is given twice in the request body; give it once.", dup),
-      { param = dup, code = "invalid_value" })
-  end
-  if not present(req.model) then return missing("model") end
-  if type(req.model) ~= "string" then return invalid_type("model", "a string", req.model) end
-  if req.model == "" then
-    return nil, errors.new(400, "Invalid 'model': must not be empty.", { param = "model", code = "invalid_value" })
-  end
+  local req, err = oc.body(body, { "model" })
+  if not req then return nil, err end
   if not present(req.input) then return missing("input") end
   local ierr = input_error(req.input)
   if ierr then return nil, ierr end
@@ -134,8 +90,7 @@ function M.decode(body, headers)
   if present(dims) then
     if not is_int(dims) then return invalid_type("dimensions", "an integer", dims) end
     if dims < 1 then
-      return nil, errors.new(400, string.format("Invalid 'dimensions': integer below minimum value. Expected a value >= 1, but got %d instead.", dims),
-        { param = "dimensions", code = "invalid_value" })
+      return invalid_value("dimensions", string.format("integer below minimum value. Expected a value >= 1, but got %d instead.", dims))
     end
   end
   if present(req.user) and type(req.user) ~= "string" then return invalid_type("user", "a string", req.user) end

@@ -9,17 +9,16 @@
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local canonical = require "moongate.canonical"
+local oc = require "moongate.frontdoor.openai_common"
 
 local M = { client = "responses" }
 
 local null = json.null
 local concat = table.concat
 
-local function is_array(v) return type(v) == "table" and json.is_array(v) end
-local function is_object(v) return type(v) == "table" and v ~= null and (next(v) == nil or not json.is_array(v)) end
+local is_array, is_object, given = oc.is_array, oc.is_object, oc.present
 local function str(v) return type(v) == "string" and v or nil end
 local function num(v) return type(v) == "number" and v or nil end
-local function given(v) return v ~= nil and v ~= null end
 
 -- Stored responses -----------------------------------------------------------
 -- A stored response (app.store, text) is the JSON object
@@ -67,71 +66,20 @@ M.prefixes = { "/responses" }
 M.stream_kind = "sse"
 M.request_headers = { "authorization", "x-api-key", "openai-beta" }
 
--- Errors in OpenAI's words -----------------------------------------------------
+-- Errors in OpenAI's words (openai_common) -----------------------------------
 
-local function jtype(v)
-  local t = type(v)
-  if v == null then return "null" end
-  if t == "table" then return json.is_array(v) and next(v) ~= nil and "an array" or (next(v) == nil and "an empty object" or "an object") end
-  if t == "number" then return (v % 1 == 0) and "an integer" or "a number" end
-  if t == "string" then return "a string" end
-  if t == "boolean" then return "a boolean" end
-  return t
-end
+local invalid_type, invalid_value, missing = oc.invalid_type, oc.invalid_value, oc.missing
+local refuse_type, refuse_value, refuse_missing = oc.refuse_type, oc.refuse_value, oc.refuse_missing
+local is_int, is_bool, is_string, is_number, range = oc.is_int, oc.is_bool, oc.is_string, oc.is_number, oc.range
 
-local function invalid_type(param, expected, v)
-  return nil, errors.new(400, string.format("Invalid type for '%s': expected %s, but got %s instead.",
-    param, expected, jtype(v)), { param = param, code = "invalid_type" })
-end
-
-local function invalid_value(param, msg, code)
-  return nil, errors.new(400, string.format("Invalid '%s': %s", param, msg), { param = param, code = code or "invalid_value" })
-end
-
-local function missing(param)
-  return nil, errors.new(400, string.format("Missing required parameter: '%s'.", param),
-    { param = param, code = "missing_required_parameter" })
-end
-
--- the same, raised while a request is translated (errors.catch)
-local function refuse_type(param, expected, v)
-  errors.refuse(400, string.format("Invalid type for '%s': expected %s, but got %s instead.",
-    param, expected, jtype(v)), { param = param, code = "invalid_type" })
-end
-local function refuse_missing(param)
-  errors.refuse(400, string.format("Missing required parameter: '%s'.", param),
-    { param = param, code = "missing_required_parameter" })
-end
-local function refuse_value(param, msg)
-  errors.refuse(400, string.format("Invalid '%s': %s", param, msg), { param = param, code = "invalid_value" })
-end
-
--- range(kind, lo, hi) -> check(v) -> nil | what is wrong, and its code;
--- not a number (NaN, 1e999 read as infinity) is out of every range
-local function range(kind, lo, hi)
-  return function(v)
-    if v ~= v or (lo and v < lo) then
-      return string.format("%s below minimum value. Expected a value >= %s, but got %s instead.", kind, lo, v),
-        kind .. "_below_min_value"
-    elseif hi and v > hi or v == math.huge then
-      return string.format("%s above maximum value. Expected a value <= %s, but got %s instead.", kind, hi or lo, v),
-        kind .. "_above_max_value"
-    end
-  end
-end
-
-local function is_int(v) return type(v) == "number" and v % 1 == 0 end
-local function is_bool(v) return type(v) == "boolean" end
-local function is_string(v) return type(v) == "string" end
-
--- optional typed fields: name -> {what, check(v) -> ok [, range(v)]}
+-- optional typed fields: name -> {what, check(v) -> ok [, range(v) -> nil | message]}
 local checks = {
   stream = { "a boolean", is_bool },
   store = { "a boolean", is_bool },
   background = { "a boolean", is_bool },
   parallel_tool_calls = { "a boolean", is_bool },
-  temperature = { "a number", function(v) return type(v) == "number" end, range("decimal", 0, 2) },
-  top_p = { "a number", function(v) return type(v) == "number" end, range("decimal", 0, 1) },
+  temperature = { "a number", is_number, range("decimal", 0, 2) },
+  top_p = { "a number", is_number, range("decimal", 0, 1) },
   -- OpenAI's floor for the Responses API
   max_output_tokens = { "an integer", is_int, range("integer", 16) },
   max_tool_calls = { "an integer", is_int, range("integer", 1) },
@@ -539,32 +487,13 @@ end
 -- Checks what the gateway reads to route and to translate; the items are
 -- looked at only when the request is translated.
 function M.decode(body, headers)
-  if body == nil or body == "" then
-    return nil, errors.new(400, "We could not parse the JSON body of your request: the body is empty. The API expects a JSON object.")
-  end
-  local req, perr = json.decode(body)
-  if req == nil then
-    return nil, errors.new(400, "We could not parse the JSON body of your request: " .. perr .. ". The API expects a JSON object.")
-  end
-  if not is_object(req) then
-    return nil, errors.new(400, "We could not parse the JSON body of your request: expected a JSON object, got " .. jtype(req) .. ".")
-  end
-  local dup = json.duplicate_key(body, { "model", "stream", "input", "previous_response_id" })
-  if dup then return invalid_value(dup, "the field is given twice in the request body; give it once.") end
-  if not given(req.model) then return missing("model") end
-  if type(req.model) ~= "string" then return invalid_type("model", "a string", req.model) end
-  if req.model == "" then return invalid_value("model", "must not be empty.") end
+  local req, err = oc.body(body, { "model", "stream", "input", "previous_response_id" })
+  if not req then return nil, err end
   if given(req.input) and type(req.input) ~= "string" and not is_array(req.input) then
     return invalid_type("input", "one of a string or an array", req.input)
   end
-  for name, c in pairs(checks) do
-    local v = req[name]
-    if given(v) then
-      if not c[2](v) then return invalid_type(name, c[1], v) end
-      local wrong, code = c[3] and c[3](v)
-      if wrong then return invalid_value(name, wrong, code) end
-    end
-  end
+  err = oc.fields(req, checks)
+  if err then return nil, err end
   if req.background == true then
     -- a background response is polled at GET /v1/responses/{id}, which is
     -- the gateway's own store: it cannot follow one an upstream runs
