@@ -118,6 +118,7 @@ struct mg_fetch {
 	size_t pipe_end_len[4];
 	int pipe_ends;       /* how many; with a list, unnamed frames go to Lua too */
 	int pipe_named;
+	lua_Integer piped;   /* frames queued on the client's stream by C */
 	mg_fetch **slot;
 	int slot_ref;
 };
@@ -498,7 +499,10 @@ static int pipe_frame(mg_fetch *f, const char *data, size_t dlen, const char *ev
 	 * stream: Lua sees it */
 	if ((elen == 5 && !memcmp(event, "error", 5)) || error_frame(data, dlen))
 		return 0;
-	return mg_req_pipe_sse(*f->pipe, event, elen, data, dlen) == 0;
+	if (mg_req_pipe_sse(*f->pipe, event, elen, data, dlen) != 0)
+		return 0;
+	f->piped++;
+	return 1;
 }
 
 /* Hands one frame to Lua's on_frame; a false answer pauses the transfer. */
@@ -608,7 +612,7 @@ static size_t on_write(char *buf, size_t size, size_t n, void *ud)
 	return len;
 }
 
-/* Ends the transfer: on_done(err, code, body, status, headers), then free. */
+/* Ends the transfer: on_done(err, code, body, status, headers, piped), then free. */
 static void finish(mg_fetch *f, CURLcode rc)
 {
 	lua_State *L = f->up->L;
@@ -642,8 +646,9 @@ static void finish(mg_fetch *f, CURLcode rc)
 			push_resp_headers(f);
 		else /* the last use: no reference to keep */
 			mg_push_pairs(L, &f->resp_headers);
+		lua_pushinteger(L, f->piped);
 		f->in_curl++;
-		if (mg_pcall(L, 5, 0, "upstream on_done"))
+		if (mg_pcall(L, 6, 0, "upstream on_done"))
 			lua_pop(L, 1);
 		f->in_curl--;
 	}
@@ -858,7 +863,7 @@ static long opt_ms(lua_State *L, const char *key)
  *   one table.
  * callbacks: on_headers(status, headers), on_frame(data, event) -> more?
  *   (false pauses until _fetch_resume), on_done(err, code, body, status,
- *   headers); err is nil on success, and with an err, code is one of
+ *   headers, piped: how many frames _fetch_pipe queued itself); err is nil on success, and with an err, code is one of
  *   ETIMEDOUT, ECONNREFUSED, EUPSTREAM, ELUA (a callback raised), ETOOBIG
  *   (a whole answer over 64 MiB, a stream frame over 16 MiB). on_done
  *   never runs after _fetch_cancel.

@@ -236,7 +236,7 @@ function Exchange:fail(err)
   if self.job then self.job.cancel() end
   local e = errors.new(err.status or 502, err.message or "upstream error",
     { type = err.error_type, code = err.code, param = err.param })
-  e.retry_after, e.upstream = err.retry_after, err.upstream
+  e.retry_after, e.upstream, e.passed = err.retry_after, err.upstream, err.passed
   if self.stream and self.stream.started then
     self.enc = self.enc or self.fd.stream_encoder(self.creq)
     for _, frame in ipairs(self.enc:error(e)) do self:send(frame) end

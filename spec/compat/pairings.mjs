@@ -1,6 +1,7 @@
 // Both official SDKs against a running moongate whose routes lead to the mock
 // upstream: "gpt-test" (OpenAI-compatible upstream) and "claude-test"
-// (Anthropic upstream). Prints one JSON object of what the SDKs saw.
+// (Anthropic upstream) and "gpt-resp" (a Responses upstream). Prints one
+// JSON object of what the SDKs saw.
 // Usage: node pairings.mjs http://127.0.0.1:GATEWAY http://127.0.0.1:MOCK
 import OpenAI from "openai";
 import Anthropic from "@anthropic-ai/sdk";
@@ -8,7 +9,18 @@ import { readFileSync } from "node:fs";
 
 const [gateway, mock] = process.argv.slice(2);
 const fixture = (n) => JSON.parse(readFileSync(new URL(`../fixtures/upstream/${n}.json`, import.meta.url)));
-const toolsStream = { "gpt-test": fixture("openai_tools_stream"), "claude-test": fixture("anthropic_tools_stream") };
+const toolsStream = { "gpt-test": fixture("openai_tools_stream"), "claude-test": fixture("anthropic_tools_stream"),
+  // a Responses upstream: a reasoning item (summary and encrypted_content) and two calls
+  "gpt-resp": { reply: { thinking: "thinking it over", signature: "enc-rs-1", tool_calls: [
+    { id: "call_a", name: "get_weather", input: { city: "Oslo" } }, { id: "call_b", name: "get_time", input: { tz: "CET" } }] } } };
+// what the follow-up sent upstream: the id the last tool result answers, and
+// the reasoning it handed back (a Responses upstream's item, an Anthropic thinking block)
+const lastResult = (model, sent) => model === "claude-test" ? sent.messages[2].content[0].tool_use_id
+  : model === "gpt-resp" ? sent.input.filter((i) => i.type === "function_call_output").at(-1).call_id
+  : sent.messages[sent.messages.length - 1].tool_call_id;
+const sentReasoning = (model, sent) => model === "gpt-resp"
+  ? (sent.input.find((i) => i.type === "reasoning") ?? null)
+  : model === "claude-test" ? (sent.messages[1].content.find((b) => b.type === "thinking") ?? null) : null;
 const queue = (list) => fetch(`${mock}/_mock/queue`, { method: "POST", body: JSON.stringify(list) });
 const reset = () => fetch(`${mock}/_mock/reset`, { method: "POST", body: "{}" });
 const lastSent = async () => { const r = await (await fetch(`${mock}/_mock/requests`)).json(); return JSON.parse(r[r.length - 1].body); };
@@ -27,7 +39,7 @@ const weatherOA = [{ type: "function", function: { name: "get_weather", paramete
 const weatherAN = [{ name: "get_weather", input_schema: { type: "object", properties: { city: { type: "string" } } } },
   { name: "get_time", input_schema: { type: "object", properties: { tz: { type: "string" } } } }];
 
-for (const model of ["gpt-test", "claude-test"]) {
+for (const model of ["gpt-test", "claude-test", "gpt-resp"]) {
   // ---- Anthropic SDK
   await attempt(`anthropic_create_${model}`, async () => {
     await reset();
@@ -58,8 +70,9 @@ for (const model of ["gpt-test", "claude-test"]) {
     ] });
     const sent = await lastSent();
     return { stop_reason: m.stop_reason, uses: uses.map((u) => ({ id: u.id, name: u.name, input: u.input })),
-      thinking, follow_text: follow.content[0].text, sent_messages: sent.messages.length,
-      sent_tool_result_id: model === "claude-test" ? sent.messages[2].content[0].tool_use_id : sent.messages[sent.messages.length - 1].tool_call_id };
+      thinking, follow_text: follow.content[0].text,
+      sent_tool_result_id: lastResult(model, sent), sent_reasoning: sentReasoning(model, sent),
+      sent_messages: (sent.messages ?? sent.input).length };
   });
 
   // ---- OpenAI SDK
@@ -101,8 +114,10 @@ for (const model of ["gpt-test", "claude-test"]) {
       { role: "user", content: "weather in Oslo?" }, msg,
       ...msg.tool_calls.map((t) => ({ role: "tool", tool_call_id: t.id, content: "sunny" })),
     ] });
+    const sent = await lastSent();
     return { finish, reasoning, calls, helper_calls: msg.tool_calls.map((t) => ({ id: t.id, name: t.function.name, args: t.function.arguments })),
-      helper_finish: final.choices[0].finish_reason, follow_text: follow.choices[0].message.content };
+      helper_finish: final.choices[0].finish_reason, follow_text: follow.choices[0].message.content,
+      sent_tool_result_id: lastResult(model, sent), sent_reasoning: sentReasoning(model, sent) };
   });
 }
 

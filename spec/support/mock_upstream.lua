@@ -1548,6 +1548,7 @@ end
 -- reasoning item (thinking: its summary; its encrypted_content when the
 -- request's include asks for it), a message (text), function_call items
 -- (tool_calls); stop = "length" or "content_filter" ends it incomplete
+local responses_made = 0 -- how many Responses answers this mock has made
 local function responses_reply(req, r, stream)
   local include = {}
   for _, v in ipairs(is_list(req.include) and req.include or {}) do include[v] = true end
@@ -1572,8 +1573,10 @@ local function responses_reply(req, r, stream)
   local reason = (r.stop == "length" or r.stop == "max_output_tokens") and "max_output_tokens"
     or r.stop == "content_filter" and "content_filter" or nil
   local words = words_of(r.text)
+  responses_made = responses_made + 1
+  local id = "resp_mock" .. responses_made -- a new id each time, as the API's
   local function response(status, out, usage)
-    return { id = "resp_mock", object = "response", created_at = 1, status = status, model = model_of(req),
+    return { id = id, object = "response", created_at = 1, status = status, model = model_of(req),
       output = out, error = cjson.null,
       incomplete_details = status == "incomplete" and { reason = reason } or cjson.null,
       instructions = type(req.instructions) == "string" and req.instructions or cjson.null,

@@ -332,15 +332,23 @@ describe("providers/upstream.lua and the Responses format", function()
       assert.same({ "raw", "raw", "done" }, types(got))
     end)
 
-    it("never passes through a history the gateway expanded", function()
+    it("passes through a history the gateway expanded, but translates packed reasoning", function()
       local p = openai_kind.new("r", { base_url = "http://u/v1", api = "responses" })
-      local body = '{"model":"m","input":"hi","previous_response_id":"resp_1"}'
+      local body = '{"model":"m","input":[{"role":"user","content":"earlier"},{"role":"user","content":"hi"}],"previous_response_id":null}'
       p:start({ client = "responses", expanded = true, model = "m", upstream_model = "m", raw_body = body,
         raw = json.decode(body), messages = { user("earlier"), user("hi") } }, sink({}))
-      local sent = json.decode(calls[1].body)
-      assert.is_nil(sent.previous_response_id)
-      assert.equal(2, #sent.input)
-      assert.is_false(sent.store)
+      assert.equal(body, calls[1].body) -- the store's turns, written in by the door
+      -- a reasoning item another upstream made (packed): translated, and dropped
+      body = '{"model":"m","input":[{"role":"user","content":"x"},{"type":"reasoning","id":"rs_1","summary":[],'
+        .. '"encrypted_content":"mg1~anthropic~~c2ln"},{"role":"assistant","content":"y"},{"role":"user","content":"z"}]}'
+      local creq = { client = "responses", model = "m", upstream_model = "m", raw_body = body, raw = json.decode(body),
+        messages = { user("x"), { role = "assistant", content = { { type = "thinking", text = "", signature = "c2ln",
+          origin = "anthropic" }, { type = "text", text = "y" } } }, user("z") } }
+      p:start(creq, sink({}))
+      local sent = json.decode(calls[2].body)
+      assert.not_equal(body, calls[2].body)
+      for _, it in ipairs(sent.input) do assert.not_equal("reasoning", it.type) end
+      assert.same({ "thinking from an anthropic upstream" }, creq.dropped)
     end)
 
     it("forwards an endpoint as is, answers untouched; 404 where the provider has none", function()

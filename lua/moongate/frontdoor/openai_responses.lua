@@ -365,6 +365,28 @@ local function untranslatable(creq)
     u = { param = "previous_response_id", message = "previous_response_id: the gateway holds no response with this id, "
       .. "so it cannot send the earlier turns to an upstream of another format; send them in input instead" }
   end
+  if not u then -- nothing to say: an upstream of another format needs a turn
+    local n = #(rawget(creq, "history") or {})
+    if type(raw.input) == "string" then n = n + 1 end
+    for _, it in ipairs(is_array(raw.input) and raw.input or {}) do
+      if not (type(it) == "table" and it.type == "additional_tools") then n = n + 1 end
+    end
+    if n == 0 then
+      u = { param = "input", message = "input: no input items to send; give the turn to answer in input" }
+    end
+  end
+  if not u then -- namespaces are this format's own: elsewhere, names must differ
+    local seen = {}
+    for _, t in ipairs(creq.tools or {}) do
+      if not t.hosted and seen[t.name] then
+        u = { param = "tools", message = string.format("tools: two tools are named '%s' (namespaces %s and %s); "
+          .. "an upstream of another format has no namespaces, so the names must differ", t.name,
+          seen[t.name], t.namespace or "none") }
+        break
+      end
+      seen[t.name] = t.namespace or "none"
+    end
+  end
   local text = is_object(raw.text) and raw.text or {}
   if given(text.verbosity) then canonical.dropped(creq, "text.verbosity") end
   for _, v in ipairs(is_array(raw.include) and raw.include or {}) do
@@ -651,10 +673,17 @@ end
 -- body} a whole answer): the response it ends with is stored as the
 -- encoder would store its own (creq.on_complete, when there is one)
 function M.on_raw(creq, ev)
+  local data = ev.data
+  if ev.type == "raw" and type(data) == "string" and rawget(creq, "passed_id") == nil then
+    -- the upstream's first event names its response: a failure after it
+    -- is written as that response's (Encoder:error)
+    local first = json.decode(data)
+    local r = type(first) == "table" and first.response
+    rawset(creq, "passed_id", type(r) == "table" and str(r.id) or false)
+  end
   local keep = creq.on_complete
   if not keep then return end
   if ev.type == "raw_body" then return keep(ev.body) end
-  local data = ev.data
   if type(data) ~= "string" then return end
   local name = ev.event or data:match('^{%s*"type"%s*:%s*"([^"]*)"')
   if name ~= "response.completed" and name ~= "response.incomplete" then return end
@@ -921,7 +950,8 @@ function State:event(ev)
     self:emit_text("response.output_text.delta", string.format(',"item_id":"%s","output_index":%d,"content_index":0,"delta":%s,"logprobs":[]',
       rec.id, rec.index, json.encode(ev.text)))
   elseif t == "thinking_delta" then
-    if not ev.text or ev.text == "" then return end
+    -- (a separator between summary parts: this format keeps the parts apart)
+    if not ev.text or ev.text == "" or ev.separator then return end
     local rec = self:reasoning((ev.origin == nil or ev.origin == "responses") and str(ev.item_id) or nil)
     if rec.buf and ev.summary_index and ev.summary_index ~= rec.part then self:close_part(rec) end
     if not rec.buf then self:open_part(rec) end
@@ -1016,6 +1046,12 @@ function Encoder:error(err)
   local s = self.state
   s.out = {}
   if s.final then return s.out end
+  if err.passed and err.passed > 0 then
+    -- the client has the upstream's own events (passed through): its
+    -- response goes on, in their numbering, to this one failure
+    s.started, s.seq = true, err.passed
+    s.id = rawget(s.creq, "passed_id") or s.id
+  end
   s:start()
   local r = s:response("failed", s:output(false))
   r.error = { code = failure_code(err), message = err.message or "upstream error" }

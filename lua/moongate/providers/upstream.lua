@@ -43,10 +43,11 @@ Passthrough.__index = Passthrough
 -- watching for the end (a stream that stops before it is an error);
 -- marks: a format's stream_end (default OpenAI's [DONE]).
 -- d.pipe: may C pipe the rest (false: no); d.end_event: the frames C must
--- still hand it when it does
+-- still hand it when it does; d.count: the frames the client got (an
+-- error after some carries it as `passed`)
 function M.passthrough(marks)
   marks = marks or STREAM_END.openai
-  return setmetatable({ ended = false, done = false, marks = marks, pipe = marks.pipe ~= false,
+  return setmetatable({ ended = false, done = false, count = 0, marks = marks, pipe = marks.pipe ~= false,
     end_event = type(marks.pipe) ~= "boolean" and marks.pipe or nil }, Passthrough)
 end
 
@@ -60,12 +61,16 @@ end
 
 function Passthrough:frame(data, event)
   local m = self.marks
+  self.count = self.count + 1 -- (a frame it drops is uncounted below)
   if m.data and data == m.data then
     return last(self, data, event)
   elseif data == "[DONE]" then
+    self.count = self.count - 1
     return {} -- not this format's end: some servers add it anyway
   elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
-    return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200) } }
+    self.count = self.count - 1
+    return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200),
+      passed = self.count } }
   else
     local name = event
     if not name and m.typed then name = data:match('^{%s*"type"%s*:%s*"([^"]*)"') end
@@ -239,11 +244,12 @@ function M.kind(default_adapter, apis)
     -- same format on both sides and nothing to rewrite: forward the client's
     -- body and the upstream's frames as they are
     -- a model suffix's effort (gpt-5-high) is spliced in too, where the
-    -- adapter can say it as top-level fields (effort_fields); a history the
-    -- gateway rewrote (creq.expanded: a Responses previous_response_id
-    -- filled in from its store) is never the client's body
+    -- adapter can say it as top-level fields (effort_fields). A body that
+    -- carries reasoning packed by the gateway (another upstream's, or this
+    -- kind's under another id: canonical.pack_opaque) is translated, so
+    -- that each value goes back only to its maker, unpacked.
     local pass = forward or (creq.raw_body and creq.client == a.format and self.conf.passthrough ~= false
-      and not creq.expanded and (not creq.effort_from_suffix or a.effort_fields ~= nil))
+      and (not creq.effort_from_suffix or a.effort_fields ~= nil) and not creq.raw_body:find('"mg1~', 1, true))
     local body, err
     if pass then
       body = client_body(creq)
@@ -268,9 +274,17 @@ function M.kind(default_adapter, apis)
     local job = {}
 
     local cbs = {
-      on_done = sink.guard(function(err, code, text, st, hdrs)
+      on_done = sink.guard(function(err, code, text, st, hdrs, piped_n)
         if sink.closed() then return end
         local status = st ~= 0 and st or nil
+        -- how many of the upstream's own frames the client has, for a
+        -- front door that ends a passed-through stream in its numbering
+        if dec and dec.count then dec.count = dec.count + (piped_n or 0) end
+        if err and dec and dec.count and dec.count > 0 then
+          return emit_all(sink, { { type = "error", status = code == "ETIMEDOUT" and 504 or 502,
+            message = string.format("upstream %s: %s", self.name, code == "ECONNREFUSED" and "cannot connect" or err),
+            passed = dec.count } })
+        end
         if err then
           -- curl's words for a failed connect name the upstream's address:
           -- the log keeps them, the client is told less
@@ -303,7 +317,9 @@ function M.kind(default_adapter, apis)
           return sink.emit(ev)
         end
         if dec and text == "" then
-          return emit_all(sink, dec:finish())
+          local evs = dec:finish()
+          if evs[1] and evs[1].type == "error" and dec.count then evs[1].passed = dec.count end
+          return emit_all(sink, evs)
         end
         if pass and (not dec or forward) then
           if not object_text(text) then
