@@ -39,5 +39,12 @@ build = {
     ["moongate.pool"] = "lua/moongate/pool.lua",
     ["moongate.frontdoor.ws_chat"] = "lua/moongate/frontdoor/ws_chat.lua",
     ["moongate.providers.ws"] = "lua/moongate/providers/ws.lua",
+    ["moongate.frontdoor.openai_common"] = "lua/moongate/frontdoor/openai_common.lua",
+    ["moongate.frontdoor.openai_responses"] = "lua/moongate/frontdoor/openai_responses.lua",
+    ["moongate.frontdoor.openai_completions"] = "lua/moongate/frontdoor/openai_completions.lua",
+    ["moongate.frontdoor.openai_embeddings"] = "lua/moongate/frontdoor/openai_embeddings.lua",
+    ["moongate.adapters.openai_common"] = "lua/moongate/adapters/openai_common.lua",
+    ["moongate.adapters.openai_responses"] = "lua/moongate/adapters/openai_responses.lua",
+    ["moongate.store"] = "lua/moongate/store.lua",
   },
 }
