@@ -1,7 +1,9 @@
 -- Codex CLI itself (`codex exec`, @openai/codex in spec/compat) against the
--- real daemon's /v1/responses and the mock upstream: a one-shot answer, a
--- shell tool loop and a tool loop with reasoning, each through a Responses
--- upstream (passed through) and an Anthropic upstream (translated), and
+-- real daemon's /v1/responses and the mock upstream: a one-shot answer and
+-- a shell tool loop, each through a Responses upstream (passed through), an
+-- Anthropic upstream and a chat completions upstream (translated), a tool
+-- loop with reasoning through the first two (a chat upstream makes no
+-- opaque reasoning), and
 -- Codex's own catalog model (its "responses lite" request shape) through
 -- the Responses upstream.
 --
@@ -80,8 +82,10 @@ describe("Codex CLI (codex exec) through the daemon", function()
     providers = {
       resp = { kind = "openai", api = "responses", api_key = "sk-up", retries = 0 },
       claude = { kind = "anthropic", api_key = "sk-ant-up", retries = 0 },
+      chat = { kind = "openai", api_key = "sk-up", retries = 0 },
     },
-    routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-*", provider = "resp" } },
+    routes = { { match = "claude-*", provider = "claude" }, { match = "chat-*", provider = "chat" },
+      { match = "gpt-*", provider = "resp" } },
     scratch = true,
   }
 
@@ -186,6 +190,8 @@ plugins = false
       id = "call_codex_exec1" },
     { name = "an Anthropic upstream (translated)", model = "claude-test", api = "anthropic", path = "/v1/messages",
       id = "toolu_codex_exec1" },
+    { name = "a chat completions upstream (translated)", model = "chat-test", api = "chat",
+      path = "/v1/chat/completions", id = "call_codex_chat1" },
   }
 
   for _, case in ipairs(UPSTREAMS) do
@@ -209,6 +215,20 @@ plugins = false
           assert.truthy(text_of(users[#users].content):find("Say hello.", 1, true), info)
           assert.is_true(has_function_tool(r.json.tools, "exec_command"), info)
           assert.same({ "reasoning.encrypted_content" }, r.json.include)
+        elseif case.api == "chat" then
+          -- translated: the developer messages become the system message,
+          -- the prompt a user message, exec_command a function tool
+          assert.equal("system", r.json.messages[1].role, info)
+          assert.truthy(text_of(r.json.messages[1].content):find("Codex", 1, true), info)
+          local last = r.json.messages[#r.json.messages]
+          assert.equal("user", last.role)
+          assert.truthy(text_of(last.content):find("Say hello.", 1, true), info)
+          local tool
+          for _, t in ipairs(r.json.tools or {}) do
+            if t["function"] and t["function"].name == "exec_command" then tool = t["function"] end
+          end
+          assert.truthy(tool, "exec_command did not reach the upstream as a function:\n" .. info)
+          assert.truthy(tool.parameters.properties.cmd, json.encode(tool))
         else
           -- translated: the developer messages become the system prompt,
           -- the prompt a user message, exec_command a custom tool
@@ -248,6 +268,19 @@ plugins = false
           assert.truthy(out, "no function_call_output reached the upstream:\n" .. info)
           assert.equal(case.id, out.call_id)
           assert.truthy(text_of(out.output):find(marker, 1, true), json.encode(out))
+        elseif case.api == "chat" then
+          local call, out
+          for _, m in ipairs(body.messages) do
+            for _, tc in ipairs(m.role == "assistant" and type(m.tool_calls) == "table" and m.tool_calls or {}) do
+              if tc.id == case.id then call = tc end
+            end
+            if m.role == "tool" and m.tool_call_id == case.id then out = m end
+          end
+          assert.truthy(call, info)
+          assert.equal("exec_command", call["function"].name)
+          assert.equal("echo " .. marker, json.decode(call["function"].arguments).cmd)
+          assert.truthy(out, "no tool message reached the upstream:\n" .. info)
+          assert.truthy(text_of(out.content):find(marker, 1, true), json.encode(out))
         else
           local use, result = helpers.tool_turn(body.messages)
           assert.truthy(use, info)
@@ -260,7 +293,8 @@ plugins = false
         end
       end)
 
-      it("hands the upstream's reasoning back to it, byte for byte, in a tool loop", function()
+      -- (a chat completions upstream makes no opaque reasoning to hand back)
+      if case.api ~= "chat" then it("hands the upstream's reasoning back to it, byte for byte, in a tool loop", function()
         local marker = "moongate-codex-" .. math.random(100000, 999999)
         local signature = "opaque-" .. case.api .. "-" .. math.random(100000, 999999)
         gw.mock:queue {
@@ -296,7 +330,7 @@ plugins = false
           assert.equal(signature, thinking.signature)
           assert.equal("I will run echo.", thinking.thinking)
         end
-      end)
+      end) end
     end)
   end
 
