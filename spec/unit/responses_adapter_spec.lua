@@ -44,7 +44,11 @@ describe("Responses adapter fixtures", function()
     local dir = DIR .. case .. "/"
     it(case, function()
       local creq = fx.read(dir .. "canonical.json")
-      assert.are_not.equal("responses", creq.client)
+      -- a Responses client here is one whose request is translated (packed
+      -- reasoning, passthrough = false): its tools carry their raw form
+      if creq.client == "responses" then
+        for _, t in ipairs(creq.tools or {}) do assert.is_table(t.raw) end
+      end
       creq.upstream_model = creq.upstream_model or creq.model
       local ok, wire = errors.catch(A.request, creq, fx.maybe(dir .. "conf.json", {}))
       local want_err = fx.maybe(dir .. "error.json")
@@ -149,6 +153,104 @@ describe("Responses adapter requests", function()
     assert.same({ type = "custom_tool_call", call_id = "c", name = "g", input = "x" }, A.request(creq, {}).input[1])
   end)
 
+  -- a Responses client's request, translated (packed reasoning in it, or
+  -- passthrough = false): what only this API knows keeps its shape
+  describe("a Responses client, translated", function()
+    local ns_raw = { type = "namespace", name = "fs", description = "Files.", tools = {
+      { type = "function", name = "read", parameters = { type = "object", properties = {}, required = {} } },
+      { type = "custom", name = "patch" } } }
+    local function responses_creq(input)
+      local raw = { model = "m", input = input, tools = { { type = "function", name = "top" }, ns_raw,
+        { type = "web_search" } }, tool_choice = { type = "custom", name = "patch" } }
+      return { client = "responses", model = "m", raw = raw,
+        messages = { user("x"),
+          { role = "assistant", content = {
+            { type = "tool_call", id = "c_read", name = "read", arguments = "{}" },
+            { type = "tool_call", id = "c_patch", name = "patch", arguments = '{"input":"diff"}' } } },
+          { role = "tool", content = { { type = "tool_result", tool_call_id = "c_read", content = "r" } } },
+          { role = "tool", content = { { type = "tool_result", tool_call_id = "c_patch", content = "p" } } } },
+        tools = { { name = "top", raw = raw.tools[1] },
+          { name = "read", parameters = ns_raw.tools[1].parameters, namespace = "fs", raw = ns_raw.tools[1] },
+          { name = "patch", custom = true, namespace = "fs", raw = ns_raw.tools[2] },
+          { name = "web_search", native = "web_search", hosted = true, raw = raw.tools[3] } },
+        tool_choice = { type = "tool", name = "patch" } }
+    end
+
+    it("sends a namespace's tools grouped as the client sent them, its calls with their namespace", function()
+      local creq = responses_creq({ { type = "function_call", call_id = "c_read", name = "read", namespace = "fs" } })
+      local wire = plain(A.request(creq, {}))
+      assert.equal(3, #wire.tools)
+      assert.same({ type = "function", name = "top" }, wire.tools[1])
+      assert.same({ type = "namespace", name = "fs", description = "Files.", tools = {
+        { type = "function", name = "read", parameters = { type = "object", properties = {}, required = {} } },
+        { type = "custom", name = "patch" } } }, wire.tools[2])
+      assert.same({ type = "web_search" }, wire.tools[3])
+      assert.same({ type = "function_call", call_id = "c_read", name = "read", arguments = "{}", namespace = "fs" }, wire.input[2])
+      assert.same({ type = "custom_tool_call", call_id = "c_patch", name = "patch", input = "diff", namespace = "fs" }, wire.input[3])
+      assert.same({ type = "function_call_output", call_id = "c_read", output = "r" }, wire.input[4])
+      assert.same({ type = "custom_tool_call_output", call_id = "c_patch", output = "p" }, wire.input[5])
+      -- the client's own choice, custom as it came
+      assert.same({ type = "custom", name = "patch" }, wire.tool_choice)
+    end)
+
+    it("takes a call's namespace from the client's own item when two namespaces share a name", function()
+      local creq = responses_creq({ { type = "function_call", call_id = "c_read", name = "read", namespace = "other" } })
+      assert.equal("other", plain(A.request(creq, {})).input[2].namespace)
+    end)
+
+    it("names no namespace for another client, and says custom for a custom tool's choice", function()
+      local creq = responses_creq()
+      creq.client, creq.raw = "openai", nil
+      creq.tools = { { name = "patch", custom = true, namespace = "fs" } }
+      local wire = plain(A.request(creq, {}))
+      assert.is_nil(wire.input[2].namespace)
+      assert.equal("custom_tool_call", wire.input[3].type)
+      assert.same({ type = "custom", name = "patch" }, wire.tool_choice)
+    end)
+
+    it("keeps a custom call's input that is not the wrapped form as it is", function()
+      local creq = responses_creq()
+      creq.messages[2].content[2].arguments = "raw text"
+      assert.equal("raw text", A.request(creq, {}).input[3].input)
+    end)
+  end)
+
+  it("round trip: the Responses door's custom tool and its calls, translated, and a custom call answered", function()
+    local door = require "moongate.frontdoor.openai_responses"
+    local body = json.encode({ model = "m", tools = { { type = "custom", name = "patch", description = "Edit." } },
+      tool_choice = { type = "custom", name = "patch" },
+      input = { { role = "user", content = "x" },
+        { type = "reasoning", id = "rs_1", summary = {}, encrypted_content = "mg1~anthropic~~c2ln" },
+        { type = "custom_tool_call", call_id = "c1", name = "patch", input = "a/b" },
+        { type = "custom_tool_call_output", call_id = "c1", output = "ok" } } })
+    local creq = assert(door.decode(body, {}))
+    local wire = plain(A.request(creq, {}))
+    assert.same({ { type = "custom", name = "patch", description = "Edit." } }, wire.tools)
+    assert.same({ type = "custom", name = "patch" }, wire.tool_choice)
+    assert.same({ type = "custom_tool_call", call_id = "c1", name = "patch", input = "a/b" }, wire.input[2])
+    assert.same({ type = "custom_tool_call_output", call_id = "c1", output = "ok" }, wire.input[3])
+    local col = door.collector(creq, { id = "resp_1", created = 1 })
+    for _, ev in ipairs(A.response({ id = "u", model = "m", status = "completed", output = {
+      { type = "custom_tool_call", id = "ctc_u", call_id = "c2", name = "patch", input = "line1\nline2" } } }, creq)) do
+      col:event(ev)
+    end
+    local out = col:result().output
+    assert.equal(1, #out)
+    assert.same({ "custom_tool_call", "c2", "patch", "line1\nline2" }, { out[1].type, out[1].call_id, out[1].name, out[1].input })
+  end)
+
+  it("words a chat client's refused fields for any upstream, not as Anthropic's", function()
+    local chat = require "moongate.frontdoor.openai_chat"
+    local canonical = require "moongate.canonical"
+    for _, field in ipairs { '"logit_bias":{"1":2}', '"audio":{"voice":"x","format":"mp3"}', '"web_search_options":{}' } do
+      local creq = assert(chat.decode('{"model":"m","messages":[{"role":"user","content":"x"}],' .. field .. "}", {}))
+      local ok, err = errors.catch(canonical.foreign_fields, creq, "responses")
+      assert.is_false(ok)
+      assert.is_nil(err.message:find("Anthropic", 1, true), err.message)
+      assert.truthy(err.message:find("another format", 1, true), err.message)
+    end
+  end)
+
   it("refuses another format's native tool choice", function()
     local creq = { client = "openai", model = "m", messages = { user("x") }, tools = { { name = "f" } },
       tool_choice = { type = "native", format = "openai", raw = { type = "allowed_tools" }, kind = "allowed_tools" } }
@@ -187,6 +289,41 @@ describe("Responses adapter answers", function()
     assert.equal("whole", events[2].text)
     assert.equal('{"a":1}', events[4].arguments)
     assert.equal("tool_use", events[6].reason)
+  end)
+
+  it("ends a custom call cut short with the input so far, wrapped", function()
+    local events = run({
+      { json = { type = "response.created", response = { id = "r" } } },
+      { json = { type = "response.output_item.added", output_index = 0,
+        item = { type = "custom_tool_call", id = "ctc", call_id = "c", name = "patch", input = "" } } },
+      { json = { type = "response.custom_tool_call_input.delta", item_id = "ctc", output_index = 0, delta = 'say "hi' } },
+      { json = { type = "response.incomplete", response = { id = "r", incomplete_details = { reason = "max_output_tokens" } } } },
+    })
+    assert.same({ "start", "toolcall_start", "toolcall_delta", "toolcall_end", "done" }, types(events))
+    assert.same({ input = 'say "hi' }, json.decode(events[3].arguments))
+    assert.equal("length", events[5].reason)
+  end)
+
+  it("tells a custom call sent only whole, and one whose deltas came without the item's input", function()
+    local events = run({
+      { json = { type = "response.created", response = { id = "r" } } },
+      { json = { type = "response.output_item.done", output_index = 0,
+        item = { type = "custom_tool_call", id = "ctc", call_id = "c1", name = "patch", input = "a\nb" } } },
+      { json = { type = "response.output_item.added", output_index = 1,
+        item = { type = "custom_tool_call", id = "ctc2", call_id = "c2", name = "patch" } } },
+      { json = { type = "response.custom_tool_call_input.delta", item_id = "ctc2", output_index = 1, delta = "x/" } },
+      { json = { type = "response.custom_tool_call_input.delta", item_id = "ctc2", output_index = 1, delta = "y" } },
+      { json = { type = "response.output_item.done", output_index = 1,
+        item = { type = "custom_tool_call", id = "ctc2", call_id = "c2", name = "patch" } } },
+      { json = { type = "response.completed", response = { id = "r", status = "completed" } } },
+    })
+    assert.same({ "start", "toolcall_start", "toolcall_delta", "toolcall_end", "toolcall_start", "toolcall_delta",
+      "toolcall_end", "done" }, types(events))
+    assert.same({ 0, "c1", "patch" }, { events[2].index, events[2].id, events[2].name })
+    assert.equal("a\nb", json.decode(events[3].arguments).input)
+    assert.equal(1, events[5].index)
+    assert.equal('{"input":"x/y"}', events[6].arguments)
+    assert.equal("tool_use", events[8].reason)
   end)
 
   it("tells the final response's output when no item came before it", function()

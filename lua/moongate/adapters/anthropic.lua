@@ -12,8 +12,17 @@ local function refuse(msg, param)
   errors.refuse(400, msg, { param = param })
 end
 
-local function image_block(b)
-  if b.file_id then return { type = "image", source = { type = "file", file_id = b.file_id } } end
+-- a canonical image -> an Anthropic image block; by file id only from an
+-- Anthropic client (another API's file id means nothing to Anthropic)
+local function image_block(b, creq)
+  if b.file_id then
+    if creq.client ~= "anthropic" then
+      local name = canonical.format_names[creq.client]
+      refuse(string.format("an image given by file id from %s cannot be read by an Anthropic-format upstream, "
+        .. "which reads only its own file ids; send it as base64 or a URL", name and ("an " .. name .. " client") or "a client of another API"))
+    end
+    return { type = "image", source = { type = "file", file_id = b.file_id } }
+  end
   if b.url then return { type = "image", source = { type = "url", url = b.url } } end
   return { type = "image", source = { type = "base64", media_type = b.mime or "image/png", data = b.data or "" } }
 end
@@ -56,7 +65,7 @@ local function file_block(b, creq)
   end
   if b.url then return { type = "document", source = { type = "url", url = b.url }, title = b.name } end
   local mime = b.mime or "application/pdf"
-  if mime:find("^image/") then return image_block(b) end
+  if mime:find("^image/") then return image_block(b, creq) end
   if mime == "application/pdf" then
     return { type = "document", source = { type = "base64", media_type = mime, data = b.data or "" }, title = b.name }
   end
@@ -157,7 +166,7 @@ function M.request(creq, conf)
           -- content "" beside its tool calls)
           if b.text ~= "" then push(role, { type = "text", text = b.text }) end
         elseif b.type == "image" then
-          push(role, image_block(b))
+          push(role, image_block(b, creq))
         elseif b.type == "file" then
           push(role, file_block(b, creq))
         elseif b.type == "audio" then
@@ -171,7 +180,7 @@ function M.request(creq, conf)
             -- Anthropic refuses an empty text block: the text only when there is some
             local list = content ~= "" and { { type = "text", text = content } } or {}
             for _, a in ipairs(b.attachments) do
-              if a.type == "image" then list[#list + 1] = image_block(a)
+              if a.type == "image" then list[#list + 1] = image_block(a, creq)
               elseif a.type == "file" then list[#list + 1] = file_block(a, creq)
               else refuse("a tool result holds text, images and documents only, not " .. tostring(a.type)) end
             end

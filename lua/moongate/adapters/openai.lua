@@ -20,14 +20,17 @@ local refuse = common.refuse
 local function media_part(b, creq)
   if b.type == "image" then
     if b.file_id then
-      refuse("an image given by Anthropic file id cannot be read by an OpenAI-format upstream; send it as base64 or a URL")
+      -- (whoever's: OpenAI's chat API takes images only as URLs)
+      refuse("an image given by file id cannot be read by an OpenAI-format upstream, which takes images only "
+        .. "as base64 or a URL; send it as one")
     end
     return { type = "image_url", image_url = { url = image_url(b) } }
   end
   -- a file: OpenAI takes a PDF as a data URL, or its own file ids
   if b.file_id then
     if creq.client ~= "openai" then
-      refuse("a document given by Anthropic file id cannot be read by an OpenAI-format upstream; send it as base64")
+      refuse(string.format("a document given by file id from %s cannot be read by an OpenAI-format upstream, "
+        .. "which takes file ids only from OpenAI chat clients; send it as base64", common.client_name(creq)))
     end
     return { type = "file", file = { file_id = b.file_id, filename = b.name } }
   end

@@ -77,6 +77,14 @@ end
 
 -- Request fields ---------------------------------------------------------------
 
+--- client_name(creq) -> the client's API in a refusal's words ("an
+-- Anthropic client", "an OpenAI Responses client"): whose file id a block
+-- carries, which only that API's upstreams can read
+function M.client_name(creq)
+  local name = canonical.format_names[creq.client]
+  return name and ("an " .. name .. " client") or "a client of another API"
+end
+
 --- effort(effort, conf) -> the reasoning effort to ask for: "max" (an
 -- Anthropic client's) is OpenAI's "xhigh", then clamped to what the
 -- provider takes (conf.efforts)

@@ -11,6 +11,12 @@
 -- thinking blocks with origin "responses" and go back byte for byte; the
 -- thinking of any other kind of upstream is dropped here
 -- (docs/TRANSLATION.md).
+--
+-- A Responses client's custom tools (free-form input) stay custom here:
+-- a call of one goes as a custom_tool_call item, its result as a
+-- custom_tool_call_output, and such calls in an answer come back as tool
+-- calls whose arguments are {"input": "<the input>"}, as the front door
+-- reads them. Its namespace tools go grouped as it sent them.
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local canonical = require "moongate.canonical"
@@ -40,7 +46,8 @@ local function media_part(b, creq)
   if b.type == "image" then
     if b.file_id then
       if creq.client ~= "responses" then
-        refuse("an image given by another API's file id cannot be read by a Responses-format upstream; send it as base64 or a URL")
+        refuse(string.format("an image given by file id from %s cannot be read by a Responses-format upstream, "
+          .. "which takes image file ids only from Responses clients; send it as base64 or a URL", common.client_name(creq)))
       end
       return { type = "input_image", file_id = b.file_id }
     end
@@ -48,7 +55,8 @@ local function media_part(b, creq)
   end
   if b.file_id then
     if creq.client ~= "responses" and creq.client ~= "openai" then -- only OpenAI's own file ids
-      refuse("a document given by Anthropic file id cannot be read by a Responses-format upstream; send it as base64")
+      refuse(string.format("a document given by file id from %s cannot be read by a Responses-format upstream, "
+        .. "which takes file ids only from OpenAI and Responses clients; send it as base64", common.client_name(creq)))
     end
     return { type = "input_file", file_id = b.file_id }
   end
@@ -102,10 +110,56 @@ local function reasoning_item(b, creq)
   return { type = "reasoning", id = b.item_id, summary = summary, encrypted_content = b.signature }
 end
 
+-- the request's tools by name (the first of each name)
+local function tools_by_name(creq)
+  local by = {}
+  for _, t in ipairs(creq.tools or {}) do
+    if t.name and by[t.name] == nil then by[t.name] = t end
+  end
+  return by
+end
+
+-- a custom tool call's input: its canonical arguments {"input": "..."}
+-- unwrapped (anything else: the text as it is)
+local function custom_input(arguments)
+  local v = json.decode(arguments or "")
+  if type(v) == "table" and type(v.input) == "string" then return v.input end
+  return arguments or ""
+end
+
+-- the namespace of each call the client's own items name (call_id ->
+-- namespace): the canonical call has none, and two namespaces may hold
+-- tools of one name
+local function call_namespaces(creq)
+  local out = {}
+  local raw = type(creq.raw) == "table" and creq.raw or {}
+  for _, list in ipairs { rawget(creq, "history") or {}, type(raw.input) == "table" and raw.input or {} } do
+    for _, it in ipairs(list) do
+      if type(it) == "table" and type(it.call_id) == "string" and type(it.namespace) == "string" then
+        out[it.call_id] = it.namespace
+      end
+    end
+  end
+  return out
+end
+
 -- the input items of the canonical messages, in order
 local function input_items(creq)
   local items, pending = {}, {}
   local function push(item) items[#items + 1] = item end
+  -- calls of a custom tool, and their results, keep their own item types;
+  -- a Responses client's calls keep their namespace (the tools go grouped)
+  local tools, custom_calls = tools_by_name(creq), {}
+  local namespaces = creq.client == "responses" and call_namespaces(creq) or {}
+  local function call_item(b)
+    local t = tools[b.name] or {}
+    local ns = creq.client == "responses" and (namespaces[b.id] or t.namespace) or nil
+    if t.custom then
+      custom_calls[b.id or ""] = true
+      return { type = "custom_tool_call", call_id = b.id, name = b.name, input = custom_input(b.arguments), namespace = ns }
+    end
+    return { type = "function_call", call_id = b.id, name = b.name, arguments = b.arguments or "{}", namespace = ns }
+  end
   -- a tool result's images and files, which function_call_output cannot
   -- hold, go in a user message after the results of that turn
   local function flush()
@@ -114,7 +168,8 @@ local function input_items(creq)
     for i = #pending, 1, -1 do pending[i] = nil end
   end
   local function tool_output(b)
-    push({ type = "function_call_output", call_id = b.tool_call_id, output = common.tool_result(b, pending, creq) })
+    push({ type = custom_calls[b.tool_call_id or ""] and "custom_tool_call_output" or "function_call_output",
+      call_id = b.tool_call_id, output = common.tool_result(b, pending, creq) })
   end
   for _, m in ipairs(creq.messages) do
     if m.role ~= "tool" then flush() end
@@ -147,10 +202,13 @@ local function input_items(creq)
           canonical.dropped(creq, "redacted_thinking")
         elseif b.type == "tool_call" then
           msg = nil
-          push({ type = "function_call", call_id = b.id, name = b.name, arguments = b.arguments or "{}" })
+          push(call_item(b))
         elseif b.type == "native" and b.format == "responses" then
           msg = nil
           push(b.block) -- a Responses client's own item, as it came
+          if type(b.block) == "table" and b.block.type == "custom_tool_call" and type(b.block.call_id) == "string" then
+            custom_calls[b.block.call_id] = true
+          end
         elseif b.type == "native" then
           local s = native_text(b, creq)
           if s then text(s) end
@@ -204,6 +262,26 @@ local function function_tool(t, creq)
   return { type = "function", name = t.name, description = t.description,
     parameters = json.schema(t.parameters) or { type = "object", properties = json.decode("{}") },
     strict = strict_flag(t.strict, t.parameters, creq, "the schema of tool " .. tostring(t.name)) }
+end
+
+-- a Responses client's namespace tool of that name, without its tools (the
+-- translation lists them again): its other keys as the client sent them
+local function namespace_tool(creq, name)
+  local raw = type(creq.raw) == "table" and creq.raw or {}
+  local lists = { type(raw.tools) == "table" and raw.tools or {} }
+  for _, it in ipairs(type(raw.input) == "table" and raw.input or {}) do
+    if type(it) == "table" and it.type == "additional_tools" and type(it.tools) == "table" then lists[#lists + 1] = it.tools end
+  end
+  local out = { type = "namespace", name = name, tools = {} }
+  for _, list in ipairs(lists) do
+    for _, t in ipairs(list) do
+      if type(t) == "table" and t.type == "namespace" and t.name == name then
+        for k, v in pairs(t) do if k ~= "tools" then out[k] = json.typed(v) end end
+        return out
+      end
+    end
+  end
+  return out
 end
 
 -- fields of a Responses client's request the translation writes itself;
@@ -266,20 +344,34 @@ function M.request(creq, conf)
   if creq.format then req.text = { format = text_format(creq.format, creq) } end
   if creq.tools and #creq.tools > 0 then
     req.tools = {}
+    local group -- the namespace tool the last tools went into
     for i, t in ipairs(creq.tools) do
+      local wire
       if t.server then -- run by Anthropic's servers: no function to call here
         canonical.dropped(creq, "server tool " .. tostring(t.name))
       elseif t.native and creq.client == "responses" then
-        req.tools[#req.tools + 1] = t.raw -- a hosted or custom tool: the upstream judges it
+        wire = t.raw -- a hosted tool: the upstream judges it
       elseif t.native then
         refuse(string.format("tools[%d]: a tool of type '%s' cannot be sent to a Responses-format upstream; use a function tool",
           i - 1, tostring(t.native)), "tools")
       elseif t.raw and creq.client == "responses" then
-        -- a Responses client's own tool: as it came, its schema's lists kept
-        req.tools[#req.tools + 1] = type(t.raw.parameters) == "table"
+        -- a Responses client's own function or custom tool: as it came,
+        -- its schema's lists kept
+        wire = type(t.raw.parameters) == "table"
           and json.with(t.raw, "parameters", json.schema(t.raw.parameters)) or t.raw
       else
-        req.tools[#req.tools + 1] = function_tool(t, creq)
+        wire = function_tool(t, creq)
+      end
+      if wire and t.namespace and creq.client == "responses" then
+        -- a namespace's tools are listed one after another: grouped again
+        if not (group and group.name == t.namespace) then
+          group = namespace_tool(creq, t.namespace)
+          req.tools[#req.tools + 1] = group
+        end
+        group.tools[#group.tools + 1] = wire
+      elseif wire then
+        group = nil
+        req.tools[#req.tools + 1] = wire
       end
     end
     if #req.tools == 0 then req.tools = nil end
@@ -287,7 +379,11 @@ function M.request(creq, conf)
   if creq.disable_parallel and req.tools then req.parallel_tool_calls = false end
   local tc = creq.tool_choice
   if tc and (req.tools or not creq.tools) then
-    if tc.type == "tool" then req.tool_choice = { type = "function", name = tc.name }
+    if tc.type == "tool" and raw and type(raw.tool_choice) == "table" then
+      req.tool_choice = raw.tool_choice -- the client's own {type: function | custom, name, ...}
+    elseif tc.type == "tool" then
+      local t = tools_by_name(creq)[tc.name]
+      req.tool_choice = { type = t and t.custom and "custom" or "function", name = tc.name }
     elseif tc.type == "any" or tc.type == "required" then req.tool_choice = "required"
     elseif tc.type == "native" then
       if tc.format ~= "responses" then
@@ -431,8 +527,17 @@ local function end_events(out, resp, calls, refused)
   out[#out + 1] = { type = "done", reason = reason }
 end
 
+-- a custom tool call's input -> its canonical arguments, JSON text (with
+-- "/" as it is: cjson writes "\/", and every "/" it writes is so escaped)
+local function custom_arguments(input)
+  return (json.encode({ input = type(input) == "string" and input or "" }):gsub("\\/", "/"))
+end
+
 -- the items of a whole output list -> events; returns the number of calls
--- and whether the model refused
+-- and whether the model refused. A hosted tool's items (web_search_call,
+-- file_search_call, ...) are the upstream's own work, which no canonical
+-- event carries: they are left out, and the message items around them
+-- (the answer's text) told as usual.
 local function output_events(out, output, creq, ncalls)
   local refused
   for _, item in ipairs(type(output) == "table" and output or {}) do
@@ -443,6 +548,9 @@ local function output_events(out, output, creq, ncalls)
         refused = message_events(out, item) or refused
       elseif item.type == "function_call" then
         canonical.tool_call_events(out, ncalls, item.call_id, item.name, arguments_of(item, creq))
+        ncalls = ncalls + 1
+      elseif item.type == "custom_tool_call" then
+        canonical.tool_call_events(out, ncalls, item.call_id, item.name, custom_arguments(item.input))
         ncalls = ncalls + 1
       end
     end
@@ -505,7 +613,13 @@ function Decoder:close(out, resp)
   self:start(out, resp)
   -- calls whose output_item.done never came are ended now
   for _, it in pairs(self.open_calls or {}) do
-    if not it.ended then it.ended = true; out[#out + 1] = { type = "toolcall_end", index = it.index } end
+    if not it.ended then
+      if it.input then -- a custom call's input so far
+        out[#out + 1] = { type = "toolcall_delta", index = it.index, arguments = custom_arguments(table.concat(it.input)) }
+      end
+      it.ended = true
+      out[#out + 1] = { type = "toolcall_end", index = it.index }
+    end
   end
   if self.seen == 0 and type(resp) == "table" and type(resp.output) == "table" then
     self.ncalls, self.refused = output_events(out, resp.output, self.creq, self.ncalls)
@@ -525,11 +639,15 @@ handlers["response.output_item.added"] = function(self, ev, out)
   self.seen = self.seen + 1
   self.items[item.id or ev.output_index or 0] = it
   if ev.output_index ~= nil then self.items[ev.output_index] = it end
-  if item.type == "function_call" then
+  -- (a hosted tool's item, web_search_call and the like, is kept track
+  -- of but told nothing of: see output_events)
+  if item.type == "function_call" or item.type == "custom_tool_call" then
     it.index = self.ncalls
     self.ncalls = self.ncalls + 1
     self.open_calls = self.open_calls or {}
     self.open_calls[it.index] = it
+    -- a custom call's input is gathered and told whole, wrapped in JSON
+    if item.type == "custom_tool_call" then it.input = {} end
     out[#out + 1] = { type = "toolcall_start", index = it.index, id = item.call_id, name = item.name }
   end
 end
@@ -570,6 +688,16 @@ handlers["response.function_call_arguments.delta"] = function(self, ev, out)
   end
 end
 
+handlers["response.custom_tool_call_input.delta"] = function(self, ev)
+  local it = self:item(ev)
+  if it and it.input and type(ev.delta) == "string" then it.input[#it.input + 1] = ev.delta end
+end
+
+handlers["response.custom_tool_call_input.done"] = function(self, ev)
+  local it = self:item(ev)
+  if it and it.input and type(ev.input) == "string" then it.input = { ev.input } end
+end
+
 handlers["response.output_item.done"] = function(self, ev, out)
   local item = type(ev.item) == "table" and ev.item or {}
   local it = self:item({ item_id = item.id, output_index = ev.output_index })
@@ -586,6 +714,11 @@ handlers["response.output_item.done"] = function(self, ev, out)
       local args = arguments_of(item, self.creq)
       if args ~= "" then out[#out + 1] = { type = "toolcall_delta", index = it.index, arguments = args } end
     end
+    it.ended = true
+    out[#out + 1] = { type = "toolcall_end", index = it.index }
+  elseif item.type == "custom_tool_call" and it.index and not it.ended then
+    local input = type(item.input) == "string" and item.input or table.concat(it.input or {})
+    out[#out + 1] = { type = "toolcall_delta", index = it.index, arguments = custom_arguments(input) }
     it.ended = true
     out[#out + 1] = { type = "toolcall_end", index = it.index }
   end

@@ -58,9 +58,12 @@ M.fields = {
   seed = "drop", metadata = "drop", store = "drop", frequency_penalty = "drop", presence_penalty = "drop",
   prediction = "drop", service_tier = "drop", verbosity = "drop", prompt_cache_key = "drop",
   prompt_cache_retention = "drop", safety_identifier = "drop",
-  logit_bias = "token ids are the upstream model's own; an Anthropic-format upstream takes no logit_bias",
-  modalities = "mapped", audio = "an Anthropic-format upstream does not answer with audio",
-  web_search_options = "an Anthropic-format upstream searches the web only as a server tool; send it as one",
+  -- (refusals in words true of every other format: Anthropic's and the
+  -- Responses API's alike)
+  logit_bias = "token ids are the upstream model's own; an upstream of another format takes no logit_bias",
+  modalities = "mapped", audio = "an upstream of another format does not answer with audio",
+  web_search_options = "an upstream of another format searches the web only with a tool of its own, "
+    .. "which the gateway does not make of web_search_options",
 }
 
 -- where message i, or part j of its content, is for an error (0-based, as
