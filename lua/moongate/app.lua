@@ -110,15 +110,7 @@ local preflight_default_headers = "authorization, x-api-key, anthropic-version, 
   "anthropic-dangerous-direct-browser-access, content-type, openai-organization, openai-project, openai-beta"
 local methods = "GET, HEAD, POST, DELETE, OPTIONS"
 
--- bytes a client sent, quoted in an error message: printable ASCII as it
--- is, any other byte as \xHH (the answer stays valid UTF-8 JSON), cut to max
-local function shown(s, max)
-  s = tostring(s or "")
-  local cut = #s > max
-  if cut then s = s:sub(1, max) end
-  s = s:gsub("[^\32-\126]", function(c) return string.format("\\x%02x", c:byte()) end)
-  return cut and s .. "..." or s
-end
+local shown = errors.shown -- bytes a client sent, quoted in an error message
 
 --- origin_refused(req, client): the 403 to a request from a page that may
 -- not call the gateway (C decided: req.origin_allowed == false), whatever

@@ -37,6 +37,17 @@ function M.type_for(client, status)
   return openai_types[status] or (status >= 500 and "server_error" or "invalid_request_error")
 end
 
+--- shown(s, max) -> bytes a client sent, for quoting in an error message:
+-- printable ASCII as it is, any other byte as \xHH (the answer stays valid
+-- UTF-8 JSON), cut to max bytes with "..." after
+function M.shown(s, max)
+  s = tostring(s or "")
+  local cut = #s > max
+  if cut then s = s:sub(1, max) end
+  s = s:gsub("[^\32-\126]", function(c) return string.format("\\x%02x", c:byte()) end)
+  return cut and s .. "..." or s
+end
+
 --- new(status, message, opts) -> error value {status, message, type, param, code}
 function M.new(status, message, opts)
   opts = opts or {}

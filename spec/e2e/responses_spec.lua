@@ -1,6 +1,8 @@
--- The Responses door's stream ends, over real sockets: a passed-through
--- stream ends at its terminal event whatever the upstream does next, and one
--- that breaks off ends with response.failed that continues its numbering.
+-- The Responses door over real sockets: a passed-through stream ends at
+-- its terminal event whatever the upstream does next, and one that breaks
+-- off ends with response.failed that continues its numbering; a stored
+-- conversation continued turn by turn (one turn an entry), GET and DELETE
+-- of a percent-encoded id, a prompt too long in the Responses API's words.
 local helpers = require "helpers"
 local json = require "moongate.json"
 local uv = require "luv"
@@ -24,16 +26,18 @@ local function events(body)
   return out
 end
 
-describe("Responses streams passed through", function()
+describe("The Responses door over real sockets", function()
   local mock, server
   setup(function()
     mock = helpers.mock()
     server = helpers.start { config = string.format([[
 return {
   providers = { resp = { kind = "openai", api = "responses", base_url = %q, retries = 0, idle_timeout_ms = 8000 },
-    claude = { kind = "anthropic", base_url = %q, retries = 0 } },
-  routes = { { match = "claude-*", provider = "claude" }, { match = "*", provider = "resp" } },
-}]], mock.url .. "/v1", mock.url) }
+    claude = { kind = "anthropic", base_url = %q, retries = 0 },
+    chat = { kind = "openai", base_url = %q, retries = 0 } },
+  routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-*", provider = "chat" },
+    { match = "*", provider = "resp" } },
+}]], mock.url .. "/v1", mock.url, mock.url .. "/v1") }
   end)
   teardown(function()
     if server then server:stop_clean() end
@@ -101,6 +105,79 @@ return {
     assert.matches("^/v1/responses", mock:requests()[1].path)
     for _, it in ipairs(sent.input) do assert.not_equal("reasoning", it.type) end
     assert.not_matches("mg1~", mock:requests()[1].body, 1, true)
+  end)
+
+  -- a turn: the response object, or the error answer
+  local function ask(body)
+    local res = assert(server:request("POST", "/v1/responses", json.encode(body), nil, 15000))
+    return json.decode(res.body), res.status
+  end
+
+  it("continues a stored conversation turn by turn through a translated upstream", function()
+    local first = assert(ask { model = "claude-x", input = "one" })
+    local second = assert(ask { model = "claude-x", input = "two", previous_response_id = first.id })
+    local third, status = ask { model = "claude-x", input = { { role = "user", content = "three" } },
+      previous_response_id = second.id }
+    assert.equal(200, status, json.encode(third))
+    assert.equal(second.id, third.previous_response_id)
+    -- the third request upstream holds the whole conversation, in order
+    local sent = json.decode(mock:requests()[3].body).messages
+    local said = {}
+    for i, m in ipairs(sent) do said[i] = m.role .. ":" .. (type(m.content) == "string" and m.content or m.content[1].text) end
+    assert.same({ "user:one", "assistant:one", "user:two", "assistant:two", "user:three" }, said)
+    -- GET of a percent-encoded id (every byte of it encoded)
+    local enc = first.id:gsub(".", function(c) return string.format("%%%02X", c:byte()) end)
+    local got = assert(server:request("GET", "/v1/responses/" .. enc))
+    assert.equal(200, got.status, got.body)
+    assert.equal(first.id, json.decode(got.body).id)
+    -- a turn gone from the middle: the conversation cannot go on
+    local del = assert(server:request("DELETE", "/responses/" .. enc))
+    assert.equal(200, del.status, del.body)
+    assert.equal(first.id, json.decode(del.body).id)
+    local e, st = ask { model = "claude-x", input = "four", previous_response_id = third.id }
+    assert.equal(404, st)
+    assert.equal("previous_response_not_found", e.error.code)
+    assert.equal("previous_response_id", e.error.param)
+    assert.matches("(response '" .. first.id .. "') is no longer stored", e.error.message, 1, true)
+    assert.equal(3, #mock:requests())
+  end)
+
+  it("quotes at most 300 bytes of an unknown id, escaped", function()
+    local res = assert(server:request("GET", "/v1/responses/resp_%0A" .. string.rep("y", 3000)))
+    assert.equal(404, res.status)
+    local e = json.decode(res.body).error
+    assert.equal("Response with id 'resp_\\x0a" .. string.rep("y", 294) .. "...' not found.", e.message)
+    assert.equal("invalid_request_error", e.type)
+  end)
+
+  it("refuses a body that is an empty array as not an object", function()
+    local res = assert(server:request("POST", "/v1/responses", "[]"))
+    assert.equal(400, res.status)
+    assert.matches("expected a JSON object, got an array", json.decode(res.body).error.message, 1, true)
+    assert.equal(0, #mock:requests())
+  end)
+
+  it("tells a prompt too long in the Responses API's words, whatever upstream said it", function()
+    mock:queue { { status = 400, json = { type = "error", error = { type = "invalid_request_error",
+      message = "prompt is too long: 210000 tokens > 200000 maximum" } } },
+      { status = 400, json = { error = { message = "This model's maximum context length is 128000 tokens. "
+        .. "However, your messages resulted in 130512 tokens. Please reduce the length of the messages.",
+        type = "invalid_request_error", param = "messages", code = "context_length_exceeded" } } },
+      { status = 400, json = { error = { message = "Your input exceeds the context window of this model. "
+        .. "Please adjust your input and try again.", type = "invalid_request_error", param = "input",
+        code = "context_length_exceeded" } } } }
+    for _, c in ipairs { { "claude-x", 210000, 200000 }, { "gpt-x", 130512, 128000 } } do
+      local e, st = ask { model = c[1], input = "long" }
+      assert.equal(400, st, c[1])
+      assert.same({ "context_length_exceeded", "input", "invalid_request_error" }, { e.error.code, e.error.param, e.error.type })
+      assert.matches("^Your input exceeds the context window of this model%.", e.error.message)
+      assert.matches(string.format("maximum context length is %d tokens; your input has %d tokens", c[3], c[2]), e.error.message, 1, true)
+    end
+    -- a Responses upstream's own words stay as they came
+    local e, st = ask { model = "m", input = "long" }
+    assert.equal(400, st)
+    assert.equal("Your input exceeds the context window of this model. Please adjust your input and try again.", e.error.message)
+    assert.equal("input", e.error.param)
   end)
 
   it("translates an Anthropic client's packed signature instead of passing it through", function()

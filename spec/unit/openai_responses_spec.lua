@@ -218,10 +218,90 @@ describe("openai_responses collector", function()
     assert.matches('"annotations":%[%]', text)
   end)
 
+  -- every adapter ends a cut-off call with toolcall_end before done
+  local call = { { type = "toolcall_start", index = 0, id = "c1", name = "f" },
+    { type = "toolcall_delta", index = 0, arguments = '{"a":' }, { type = "toolcall_end", index = 0 } }
+  local function with(list, more)
+    local out = {}
+    for _, e in ipairs(list) do out[#out + 1] = e end
+    for _, e in ipairs(more) do out[#out + 1] = e end
+    return out
+  end
+
+  it("ends the call an answer was cut off in incomplete, though the upstream ended it", function()
+    local creq = assert(decode { model = "m", input = "x", stream = true })
+    local evs = with(call, { { type = "usage", input_tokens = 1, output_tokens = 16 }, { type = "done", reason = "length" } })
+    local col = fd.collector(creq)
+    for _, e in ipairs(evs) do col:event(e) end
+    local r = col:result()
+    assert.equal("incomplete", r.status)
+    assert.same({ "function_call", "incomplete", '{"a":' }, { r.output[1].type, r.output[1].status, r.output[1].arguments })
+    -- the stream says it so in the item's output_item.done, one of them
+    local frames = run(creq, evs)
+    check_stream(frames)
+    local done = {}
+    for _, f in ipairs(frames) do
+      if f.event == "response.output_item.done" then done[#done + 1] = json.decode(f.data).item end
+    end
+    assert.equal(1, #done)
+    assert.equal("incomplete", done[1].status)
+    assert.equal('{"a":', done[1].arguments)
+  end)
+
+  it("keeps a call that another item followed completed in a cut-off answer", function()
+    local creq = assert(decode { model = "m", input = "x" })
+    local col = fd.collector(creq)
+    for _, e in ipairs(with(call, { { type = "toolcall_delta", index = 0, arguments = "late" },
+      { type = "text_delta", text = "and" }, { type = "done", reason = "length" } })) do col:event(e) end
+    local r = col:result()
+    assert.same({ "completed", '{"a":' }, { r.output[1].status, r.output[1].arguments })
+    assert.same({ "message", "incomplete" }, { r.output[2].type, r.output[2].status })
+    -- and a whole answer's call is completed
+    col = fd.collector(creq)
+    for _, e in ipairs(with(call, { { type = "done", reason = "tool_use" } })) do col:event(e) end
+    assert.equal("completed", col:result().output[1].status)
+  end)
+
+  it("says a whole call done before the failure that ends a stream", function()
+    local creq = assert(decode { model = "m", input = "x", stream = true })
+    local frames = run(creq, with(call, { { type = "error", status = 502, message = "gone" } }))
+    check_stream(frames)
+    local d = json.decode(frames[#frames - 1].data)
+    assert.equal("response.output_item.done", d.type)
+    assert.same({ "completed", '{"a":' }, { d.item.status, d.item.arguments })
+    local failed = json.decode(frames[#frames].data)
+    assert.equal("response.failed", failed.type)
+    assert.equal("completed", failed.response.output[1].status)
+  end)
+
   it("says content_filter as the incomplete reason", function()
     local col = fd.collector(assert(decode { model = "m", input = "x" }))
     col:event({ type = "done", reason = "content_filter" })
     assert.same({ reason = "content_filter" }, col:result().incomplete_details)
+  end)
+end)
+
+describe("openai_responses errors", function()
+  it("tells a prompt too long in the Responses API's words, in OpenAI's error object", function()
+    local e = errors.context_error(fd.client, { tokens = 130512, max = 128000 })
+    assert.same({ 400, "context_length_exceeded", "input", "invalid_request_error" }, { e.status, e.code, e.param, e.type })
+    assert.matches("^Your input exceeds the context window of this model%. Please adjust your input and try again%.", e.message)
+    assert.matches("128000 tokens; your input has 130512 tokens", e.message, 1, true)
+    assert.not_matches("messages", e.message, 1, true)
+    local body = json.decode(errors.body(fd.client, e))
+    assert.same({ error = { message = e.message, type = "invalid_request_error", param = "input", code = "context_length_exceeded" } }, body)
+    -- a chat API's overflow is said again; a Responses upstream's own stays
+    assert.is_false(errors.says_overflow(fd.client, { code = "context_length_exceeded", param = "messages" }))
+    assert.is_true(errors.says_overflow(fd.client, { code = "context_length_exceeded", param = "input" }))
+    -- chat clients keep their own words
+    assert.equal("messages", errors.context_error("openai", { tokens = 2, max = 1 }).param)
+  end)
+
+  it("writes its other errors as OpenAI's object, nulls included", function()
+    local body = json.decode(errors.body(fd.client, errors.new(404, "gone")))
+    assert.same({ error = { message = "gone", type = "invalid_request_error", param = json.null, code = json.null } }, body)
+    body = json.decode(errors.body(fd.client, errors.new(429, "slow", { code = "rate_limit_exceeded" })))
+    assert.same({ "rate_limit_error", "rate_limit_exceeded" }, { body.error.type, body.error.code })
   end)
 end)
 
@@ -230,6 +310,7 @@ describe("openai_responses.decode", function()
     { "empty body", "", 400, nil, "could not parse" },
     { "malformed JSON", "{nope", 400, nil, "could not parse" },
     { "not an object", "[1]", 400, nil, "expected a JSON object" },
+    { "an empty array", " [] ", 400, nil, "expected a JSON object, got an array." },
     { "missing model", { input = "x" }, 400, "model", "Missing required parameter: 'model'." },
     { "model twice", '{"model":"a","model":"b","input":"x"}', 400, "model", "given twice" },
     { "input of the wrong type", { model = "m", input = { a = 1 } }, 400, "input", "expected one of a string or an array, but got an object" },
@@ -266,6 +347,18 @@ describe("openai_responses.decode", function()
       assert.equal(err.message, body.error.message)
     end)
   end
+
+  it("refuses a body that is an empty array at every OpenAI door, and takes {}'s missing model", function()
+    for _, name in ipairs { "openai_chat", "openai_completions", "openai_embeddings", "openai_responses" } do
+      local door = require("moongate.frontdoor." .. name)
+      local creq, err = door.decode("[]", {})
+      assert.is_nil(creq, name)
+      assert.equal("We could not parse the JSON body of your request: expected a JSON object, got an array.", err.message, name)
+      creq, err = door.decode("{}", {})
+      assert.is_nil(creq, name)
+      assert.equal("model", err.param, name)
+    end
+  end)
 
   it("reads a null as absent", function()
     local creq = assert(decode { model = "m", input = "x", reasoning = { effort = json.null, summary = json.null },
@@ -369,7 +462,7 @@ describe("openai_responses store", function()
     assert.equal(4, #body.input)
     assert.equal("reasoning", body.input[2].type)
     assert.equal("my name?", body.input[4].content)
-    -- and the next turn's record holds all of it, the chain goes on
+    -- and the next turn's entry names this one: the chain goes on
     local col = fd.collector(creq)
     col:event({ type = "text_delta", text = "Ada" })
     col:event({ type = "done", reason = "stop" })
@@ -383,11 +476,140 @@ describe("openai_responses store", function()
     assert.equal("Ada", third.messages[4].content[1].text)
   end)
 
+  -- n turns, each continuing the one before: the ids, oldest first
+  local function conversation(a, n, first_prev)
+    local ids, prev = {}, first_prev
+    for i = 1, n do
+      local r = assert(turn(a, { model = "m", input = "q" .. i, previous_response_id = prev },
+        { { type = "text_delta", text = "a" .. i }, { type = "done", reason = "stop" } }))
+      ids[i], prev = r.id, r.id
+    end
+    return ids
+  end
+
+  it("keeps one turn an entry: a long conversation's entries do not grow with it", function()
+    local a = app()
+    local ids = conversation(a, 40)
+    local sizes = {}
+    for i = 1, 40 do sizes[i] = #assert(a.store:get(ids[i])) end
+    -- an entry of the 40th turn is about the size of the 2nd's (ids and
+    -- numbers a few bytes longer), not 20 times it
+    assert.is_true(sizes[40] < sizes[2] + 64, sizes[2] .. " then " .. sizes[40])
+    local entry = json.decode(a.store:get(ids[40]))
+    assert.equal(ids[39], entry.previous)
+    assert.same({ { role = "user", content = "q40" } }, entry.input)
+    assert.equal(ids[40], entry.response.id)
+    assert.equal(json.null, json.decode(a.store:get(ids[1])).previous)
+    -- the next turn still gets the whole conversation, oldest first, the
+    -- bytes as they were sent
+    local creq = assert(decode { model = "m", input = "q41", previous_response_id = ids[40] })
+    assert.is_nil(fd.prepare(creq, a))
+    assert.equal(81, #creq.messages)
+    for i = 1, 40 do
+      assert.equal("q" .. i, creq.messages[2 * i - 1].content[1].text)
+      assert.equal("a" .. i, creq.messages[2 * i].content[1].text)
+    end
+    local input = json.decode(creq.raw_body).input
+    assert.equal(81, #input)
+    assert.same({ role = "user", content = "q1" }, input[1])
+    assert.equal("a40", input[80].content[1].text)
+    assert.equal("q41", input[81].content)
+  end)
+
+  it("walks the chain back, each turn it reads becoming recently used", function()
+    local a = { store = store.memory(4, 1e6) }
+    local ids = conversation(a, 3)
+    local other = turn(a, { model = "m", input = "unrelated" }).id
+    -- the store is full, the conversation's first turn its least recently
+    -- used: the walk makes the other the one to go
+    conversation(a, 1, ids[3])
+    assert.is_nil(a.store:get(other))
+    for i = 1, 3 do assert.truthy(a.store:get(ids[i]), "turn " .. i .. " evicted") end
+  end)
+
+  it("says so when part of the conversation is no longer stored, unless the upstream may hold it", function()
+    local a = app()
+    local ids = conversation(a, 3)
+    assert.is_true(a.store:delete(ids[2]))
+    local body = json.encode { model = "m", input = "more", previous_response_id = ids[3] }
+    local creq = assert(fd.decode(body, {}))
+    assert.is_nil(fd.prepare(creq, a))
+    assert.is_nil(rawget(creq, "expanded"))
+    assert.is_nil(rawget(creq, "history"))
+    assert.equal(body, creq.raw_body) -- the id goes on as it came
+    local err = fd.accepts(creq, route("anthropic"))
+    assert.same({ 404, "previous_response_not_found", "previous_response_id" }, { err.status, err.code, err.param })
+    assert.matches("part of its conversation (response '" .. ids[2] .. "') is no longer stored", err.message, 1, true)
+    assert.is_nil(fd.accepts(creq, route("responses")))
+    -- a translation refuses it too, by name
+    local ok, ferr = errors.catch(canonical.foreign_fields, creq, "anthropic")
+    assert.is_false(ok)
+    assert.equal("previous_response_id", ferr.param)
+    -- the turn is still kept, naming the one it continued
+    local col = fd.collector(creq)
+    col:event({ type = "done", reason = "stop" })
+    assert.equal(ids[3], json.decode(a.store:get(col:result().id)).previous)
+  end)
+
+  it("stops at a loop and at MAX_CHAIN", function()
+    local a = app()
+    local function put(id, prev)
+      assert(a.store:put(id, '{"response":{"id":"' .. id .. '"},"previous":"' .. prev .. '","input":[],"output":[]}'))
+    end
+    put("resp_a", "resp_b")
+    put("resp_b", "resp_a")
+    local creq = assert(decode { model = "m", input = "x", previous_response_id = "resp_a" })
+    assert.is_nil(fd.prepare(creq, a))
+    local err = fd.accepts(creq, route("anthropic"))
+    assert.equal(404, err.status)
+    assert.matches("name each other in a loop", err.message, 1, true)
+    local ids = conversation(a, 4)
+    local saved = fd.MAX_CHAIN
+    fd.MAX_CHAIN = 3
+    local ok, e = pcall(function()
+      local long = assert(decode { model = "m", input = "x", previous_response_id = ids[4] })
+      assert.is_nil(fd.prepare(long, a))
+      assert.matches("longer than the 3 responses", fd.accepts(long, route("openai")).message, 1, true)
+      local short = assert(decode { model = "m", input = "x", previous_response_id = ids[3] })
+      assert.is_nil(fd.prepare(short, a))
+      assert.is_true(short.expanded)
+    end)
+    fd.MAX_CHAIN = saved
+    assert(ok, e)
+  end)
+
+  it("keeps nothing, and breaks nothing, when the store refuses the entry", function()
+    for _, a in ipairs { { store = store.memory(100, 300) }, { store = store.memory(0, 1e6) } } do
+      local r = assert(turn(a, { model = "m", input = string.rep("long ", 100) }))
+      assert.equal("completed", r.status)
+      assert.equal("ok", r.output[1].content[1].text)
+      assert.is_nil(a.store:get(r.id))
+      local creq = assert(decode { model = "m", input = "x", previous_response_id = r.id })
+      assert.is_nil(fd.prepare(creq, a))
+      assert.equal("Previous response with id '" .. r.id .. "' not found.", fd.accepts(creq, route("anthropic")).message)
+    end
+  end)
+
+  it("keeps no answer under an id of its own conversation", function()
+    local a = app()
+    local creq = assert(decode { model = "m", input = "hello" })
+    fd.prepare(creq, a)
+    creq.on_complete('{"id":"resp_up","object":"response","status":"completed","output":[]}')
+    local next_ = assert(decode { model = "m", input = "more", previous_response_id = "resp_up" })
+    fd.prepare(next_, a)
+    -- an upstream that answers under the same id again
+    next_.on_complete('{"id":"resp_up","object":"response","status":"completed","output":[{"type":"message"}]}')
+    local entry = json.decode(a.store:get("resp_up"))
+    assert.equal(json.null, entry.previous)
+    assert.same({ { role = "user", content = "hello" } }, entry.input)
+  end)
+
   it("says an unknown previous_response_id in OpenAI's words, unless the upstream may hold it", function()
     local a = app()
     local creq = assert(decode { model = "m", input = "x", previous_response_id = "resp_gone" })
     assert.is_nil(fd.prepare(creq, a))
-    assert.is_nil(creq.on_complete) -- the chain, if any, lives upstream
+    -- the chain, if any, lives upstream; this turn is kept naming it
+    assert.is_function(creq.on_complete)
     local err = fd.accepts(creq, route("openai"))
     assert.equal(404, err.status)
     assert.equal("previous_response_not_found", err.code)
@@ -484,5 +706,31 @@ describe("openai_responses store", function()
       get({}, {}, "/v1/responses/x", "x") -- no store at all
       assert.equal(404, said[5].status)
     end)
+  end)
+
+  it("reads a percent-encoded id, and quotes at most 300 bytes of an unknown one", function()
+    local a = app()
+    local creq = assert(decode { model = "m", input = "x" })
+    fd.prepare(creq, a)
+    creq.on_complete('{"id":"org/resp 1","object":"response","status":"completed","output":[]}')
+    local get, del = fd.routes["GET /v1/responses/*"], fd.routes["DELETE /v1/responses/*"]
+    with_http(function(said)
+      get(a, {}, "/v1/responses/org%2Fresp%201", "org%2Fresp%201")
+      assert.equal(200, said[1].status)
+      assert.equal("org/resp 1", json.decode(said[1].value).id)
+      del(a, {}, "/v1/responses/org%2fresp%201", "org%2fresp%201")
+      assert.same({ id = "org/resp 1", object = "response.deleted", deleted = true }, said[2].value)
+      local long = "resp_%0A" .. string.rep("z", 5000)
+      get(a, {}, "/v1/responses/" .. long, long)
+      assert.equal(404, said[3].status)
+      assert.equal("Response with id 'resp_\\x0a" .. string.rep("z", 294) .. "...' not found.", said[3].err.message)
+      del(a, {}, "/v1/responses/" .. long, long)
+      assert.equal(said[3].err.message, said[4].err.message)
+    end)
+    -- and of a previous_response_id
+    local long = assert(decode { model = "m", input = "x", previous_response_id = string.rep("\1", 1000) })
+    fd.prepare(long, a)
+    local err = fd.accepts(long, route("anthropic"))
+    assert.equal("Previous response with id '" .. string.rep("\\x01", 300) .. "...' not found.", err.message)
   end)
 end)

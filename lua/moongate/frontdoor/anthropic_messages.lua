@@ -333,7 +333,8 @@ function M.decode(body, headers, opts)
   if body == nil or body == "" then return bad("the request body is empty; expected a JSON object") end
   local req, perr = json.decode(body)
   if req == nil then return bad("invalid JSON in the request body: " .. perr) end
-  if not is_object(req) then return bad("the request body must be a JSON object") end
+  -- ([] decodes to an empty table too: the text says which it was)
+  if not (is_object(req) and body:find("^%s*{")) then return bad("the request body must be a JSON object") end
   local dup = json.duplicate_key(body, { "model", "stream" })
   if dup then return bad(dup .. ": the field is given twice; give it once") end
   if req.model == nil or req.model == null or req.model == "" then return bad("model: Field required") end

@@ -105,7 +105,10 @@ function M.body(body, once)
   end
   local req, perr = json.decode(body)
   if req == nil then return parse_error(perr .. ". The API expects a JSON object.") end
-  if not M.is_object(req) then return parse_error("expected a JSON object, got " .. jtype(req) .. ".") end
+  -- (an empty array decodes to the same empty table as {}: the text says which)
+  if not (M.is_object(req) and body:find("^%s*{")) then
+    return parse_error("expected a JSON object, got " .. (type(req) == "table" and "an array" or jtype(req)) .. ".")
+  end
   local dup = json.duplicate_key(body, once)
   if dup then return M.invalid_value(dup, "the field is given twice in the request body; give it once.") end
   if not M.present(req.model) then return M.missing("model") end

@@ -21,32 +21,46 @@ local function str(v) return type(v) == "string" and v or nil end
 local function num(v) return type(v) == "number" and v or nil end
 
 -- Stored responses -----------------------------------------------------------
--- A stored response (app.store, text) is the JSON object
+-- A stored response (app.store, text) is one turn of a conversation, the
+-- JSON object
 --   {"response": <the response object the client got>,
---    "input": [<every input item that produced it: the earlier turns'
---              items, then the request's own, as the client wrote them>],
+--    "previous": <the previous_response_id this turn continued, or null>,
+--    "input": [<this turn's own input items, as the client wrote them>],
 --    "output": [<its output items, reasoning with its encrypted_content
 --               whether the client asked for it or not>]}
--- so that a later previous_response_id continues with input + output.
+-- A later previous_response_id walks the "previous" ids back and continues
+-- with each turn's input + output, oldest first: an entry's size does not
+-- grow with the conversation. The texts are spliced as they came (the
+-- client's bytes, the upstream's), never written again from a decoding.
+
+-- bytes a client sent (an id), quoted in a message: at most 300 of them
+local function shown(s) return errors.shown(s, 300) end
+
+-- an id from the URL: the SDKs percent-encode a path parameter
+local function path_id(segment)
+  return (segment:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
 
 -- an unknown id, in OpenAI's words
 local function response_not_found(id)
-  return errors.new(404, string.format("Response with id '%s' not found.", id))
+  return errors.new(404, string.format("Response with id '%s' not found.", shown(id)))
 end
 
 -- The gateway's own routes on the store (app.lua calls them with the id
--- as the last path segment). Their answers go through moongate.http,
--- loaded only here: decoding and encoding stay pure.
-local function get_response(app, req, _, id)
+-- as the last path segment, as the client encoded it). Their answers go
+-- through moongate.http, loaded only here: decoding and encoding stay pure.
+local function get_response(app, req, _, segment)
   local http = require "moongate.http"
+  local id = path_id(segment)
   local text = app.store and app.store:get(id)
-  local span = text and json.top_level(text, { response = true }).response
+  local span = text and text:find('^{"response":') and json.top_level(text, { response = true }, true).response
   if not span then return http.error(req, M.client, response_not_found(id)) end
   return http.json(req, 200, text:sub(span.from, span.to))
 end
 
-local function delete_response(app, req, _, id)
+local function delete_response(app, req, _, segment)
   local http = require "moongate.http"
+  local id = path_id(segment)
   if not (app.store and app.store:delete(id)) then
     return http.error(req, M.client, response_not_found(id))
   end
@@ -55,8 +69,7 @@ end
 
 -- What this front door serves (app.lua reads it): its routes, the prefix of
 -- its paths (also without /v1: /responses), its stream kind, the request
--- headers it reads. Its error shape is OpenAI's, errors.lua's default for a
--- client it has no shape for.
+-- headers it reads. Its error shape (registered below) is OpenAI's.
 M.routes = {
   ["POST /v1/responses"] = "serve",
   ["GET /v1/responses/*"] = get_response,
@@ -65,6 +78,25 @@ M.routes = {
 M.prefixes = { "/responses" }
 M.stream_kind = "sse"
 M.request_headers = { "authorization", "x-api-key", "openai-beta" }
+
+-- OpenAI's error object, and a prompt too long in the Responses API's own
+-- words: code context_length_exceeded, param input (the chat API's say
+-- "messages"); the numbers follow OpenAI's two sentences. Registered
+-- without path prefixes: what C answers on these paths itself is in
+-- OpenAI's shape already, this same object.
+errors.shape(M.client, {
+  object = function(err, etype)
+    return { error = { message = err.message, type = etype,
+      param = err.param == nil and null or err.param, code = err.code == nil and null or err.code } }
+  end,
+  overflow = function(n, m)
+    return errors.new(400, string.format("Your input exceeds the context window of this model. Please adjust your "
+      .. "input and try again. (This model's maximum context length is %d tokens; your input has %d tokens.)", m, n),
+      { type = "invalid_request_error", code = "context_length_exceeded", param = "input" })
+  end,
+  -- a Responses upstream's own overflow error stays as it came
+  says_overflow = function(err) return err.code == "context_length_exceeded" and err.param == "input" end,
+})
 
 -- Errors in OpenAI's words (openai_common) -----------------------------------
 
@@ -605,18 +637,72 @@ end
 -- an unknown previous_response_id: a 404, as for GET and DELETE of an id
 -- the store does not hold (OpenAI itself answers 400 with this code)
 local function previous_not_found(id)
-  return errors.new(404, string.format("Previous response with id '%s' not found.", id),
+  return errors.new(404, string.format("Previous response with id '%s' not found.", shown(id)),
     { param = "previous_response_id", code = "previous_response_not_found" })
 end
 
+-- a chain the store no longer holds whole, or cannot walk: the same 404
+local function chain_broken(id, why)
+  return errors.new(404, string.format("Previous response with id '%s' cannot be continued: %s", shown(id), why),
+    { param = "previous_response_id", code = "previous_response_not_found" })
+end
+
+-- the stored entry of id, as the text spans of its parts: {input = text,
+-- output = text (JSON arrays), previous = id | nil}, or nil (not held)
+local function entry(store, id)
+  local text = store:get(id) -- the entry becomes the most recently used
+  -- (the prefix: only this door's entries are read as JSON)
+  if not (text and text:find('^{"response":')) then return nil end
+  local s = json.top_level(text, { input = true, output = true, previous = true })
+  if not (s.input and s.output) then return nil end
+  local input, output = text:sub(s.input.from, s.input.to), text:sub(s.output.from, s.output.to)
+  if input:sub(1, 1) ~= "[" or output:sub(1, 1) ~= "[" then return nil end
+  local prev = s.previous and json.decode(text:sub(s.previous.from, s.previous.to))
+  return { input = input, output = output, previous = type(prev) == "string" and prev or nil }
+end
+
+--- MAX_CHAIN: the most responses one previous_response_id expands to (a
+-- guard: the store's own bound on entries is lower by default)
+M.MAX_CHAIN = 10000
+
+-- the conversation that ends with the response id: its entries oldest
+-- first, or nil, err. Each turn's entry names the one before it; every one
+-- of them must still be held. ids (a set) gets the ids walked.
+local function chain(store, id, ids)
+  local entries, at = {}, id
+  while at do
+    if ids[at] then
+      return nil, chain_broken(id, "the stored responses before it name each other in a loop.")
+    end
+    if #entries >= M.MAX_CHAIN then
+      return nil, chain_broken(id, string.format("its conversation is longer than the %d responses the gateway "
+        .. "expands; send the earlier turns in input instead.", M.MAX_CHAIN))
+    end
+    local e = entry(store, at)
+    if not e then
+      if at == id then return nil, previous_not_found(id) end
+      return nil, chain_broken(id, string.format("part of its conversation (response '%s') is no longer stored; "
+        .. "send the earlier turns in input instead.", shown(at)))
+    end
+    ids[at] = true
+    entries[#entries + 1] = e
+    at = e.previous
+  end
+  local n = #entries
+  for i = 1, math.floor(n / 2) do entries[i], entries[n + 1 - i] = entries[n + 1 - i], entries[i] end
+  return entries
+end
+
 --- prepare(creq, app) -> nil | err: before the request is routed.
--- previous_response_id: the stored turns go before the request's input
--- (creq.history, read by the canonical messages; creq.raw_body rewritten
--- with the whole input and no previous_response_id, so that an upstream of
--- this format gets them too; creq.expanded = true). An id the store does
--- not hold is left to M.accepts: an upstream of this format may hold it.
+-- previous_response_id: the stored conversation goes before the request's
+-- input (creq.history, read by the canonical messages; creq.raw_body
+-- rewritten with the whole input and no previous_response_id, so that an
+-- upstream of this format gets it too; creq.expanded = true). A chain the
+-- store does not hold whole (the id unknown, an earlier response evicted)
+-- is left to M.accepts: an upstream of this format may hold it.
 -- store (the default): creq.on_complete(response [, output_json]) keeps
--- the finished response for GET and for the next turn.
+-- the finished response for GET and for the next turn: its own entry, one
+-- turn's worth (see "Stored responses" above).
 function M.prepare(creq, app)
   local store = app and app.store
   if not store then return nil end
@@ -624,26 +710,32 @@ function M.prepare(creq, app)
   local own = (creq.previous_response_id or creq.store) and input_inner(body) or ""
   local input_text = join_items({ own })
   local prev = creq.previous_response_id
+  local ids = {} -- the conversation's ids: an answer is never kept under one
   if prev then
-    local text = store:get(prev)
-    local stored = text and json.decode(text)
-    local spans = type(stored) == "table" and json.top_level(text, { input = true, output = true })
-    if not (spans and spans.input and spans.output and is_array(stored.input) and is_array(stored.output)) then
-      -- nothing kept either: the chain, if any, lives upstream
-      creq.previous_missing = previous_not_found(prev)
-      return nil
+    local entries, err = chain(store, prev, ids)
+    ids[prev] = true
+    if not entries then
+      -- the chain, if any, lives upstream
+      creq.previous_missing = err
+    else
+      local history, parts = {}, {}
+      for _, e in ipairs(entries) do
+        for _, part in ipairs({ e.input, e.output }) do
+          for _, it in ipairs(json.decode(part) or {}) do history[#history + 1] = it end
+          parts[#parts + 1] = array_inner(part)
+        end
+      end
+      parts[#parts + 1] = own
+      input_text = join_items(parts)
+      creq.history = history
+      creq.expanded = true
+      local rewritten = json.set_top(body, "input", input_text)
+      creq.raw_body = json.replace_top(rewritten, "previous_response_id", "null") or rewritten
     end
-    local history = {}
-    for _, it in ipairs(stored.input) do history[#history + 1] = it end
-    for _, it in ipairs(stored.output) do history[#history + 1] = it end
-    input_text = join_items({ array_inner(text:sub(spans.input.from, spans.input.to)),
-      array_inner(text:sub(spans.output.from, spans.output.to)), own })
-    creq.history = history
-    creq.expanded = true
-    local rewritten = json.set_top(body, "input", input_text)
-    creq.raw_body = json.replace_top(rewritten, "previous_response_id", "null") or rewritten
   end
   if creq.store then
+    local own_input = join_items({ own })
+    local previous = prev and json.encode(prev) or "null"
     -- response: the response object, or its JSON text (an upstream's of
     -- this format, passed through: its bytes are kept as they came);
     -- output_json: its output items as the store keeps them (the
@@ -653,6 +745,9 @@ function M.prepare(creq, app)
       if type(response) == "string" then text, response = response, json.decode(response) end
       if type(response) ~= "table" or type(response.id) ~= "string" then return end
       if response.status ~= "completed" and response.status ~= "incomplete" then return end
+      -- an upstream that answers under an id of the conversation itself
+      -- would make the chain a loop (and replace a turn): not kept
+      if ids[response.id] then return end
       if text and not output_json then
         local span = json.top_level(text, { output = true }).output
         output_json = span and text:sub(span.from, span.to)
@@ -661,8 +756,12 @@ function M.prepare(creq, app)
         output_json = json.encode_raw(is_array(response.output) and #response.output > 0
           and response.output or json.empty_array)
       end
-      store:put(response.id, '{"response":' .. (text or json.encode_raw(response)) .. ',"input":' .. input_text
-        .. ',"output":' .. output_json .. "}")
+      -- The store may refuse it ("too large" for its byte bound, "disabled"
+      -- with max_entries 0): the response is then simply not kept. The
+      -- client has its answer all the same; a GET of its id, or a next turn
+      -- naming it, finds nothing (a 404, as for one evicted).
+      store:put(response.id, '{"response":' .. (text or json.encode_raw(response)) .. ',"previous":' .. previous
+        .. ',"input":' .. own_input .. ',"output":' .. output_json .. "}")
     end
   end
   return nil
@@ -735,7 +834,7 @@ end
 -- message's text (buf), a reasoning item's summary parts (summaries, buf
 -- for the open one, part: its index) and opaque value (signature, origin,
 -- item_id, or redacted), a call's call_id, name, namespace and argument
--- fragments (args).
+-- fragments (args), and ended once its toolcall_end came (State:event).
 local State = {}
 State.__index = State
 
@@ -982,14 +1081,18 @@ function State:event(ev)
     self.calls[ev.index or 0] = rec
   elseif t == "toolcall_delta" then
     local rec = self.calls[ev.index or 0]
-    if not rec or rec.closed or not ev.arguments or ev.arguments == "" then return end
+    if not rec or rec.closed or rec.ended or not ev.arguments or ev.arguments == "" then return end
     rec.args[#rec.args + 1] = ev.arguments
     if rec.kind == "custom_tool_call" then return end
     self:emit_text("response.function_call_arguments.delta", string.format(',"item_id":"%s","output_index":%d,"delta":%s',
       rec.id, rec.index, json.encode(ev.arguments)))
   elseif t == "toolcall_end" then
+    -- the call stays the open item until the next one opens (it is then
+    -- completed) or the answer ends: an answer cut short by the token
+    -- limit ends the item it was writing incomplete, as OpenAI marks it,
+    -- though every upstream's adapter ends a cut-off call like any other
     local rec = self.calls[ev.index or 0]
-    if rec and rec == self.open then self:close() end
+    if rec and rec == self.open then rec.ended = true end
   elseif t == "usage" then
     self.usage = ev
   elseif t == "done" then
@@ -1053,6 +1156,8 @@ function Encoder:error(err)
     s.id = rawget(s.creq, "passed_id") or s.id
   end
   s:start()
+  -- a call whose arguments were whole is done, before the failure
+  if s.open and s.open.ended then s:close() end
   local r = s:response("failed", s:output(false))
   r.error = { code = failure_code(err), message = err.message or "upstream error" }
   r.usage = s.usage and usage_object(s.usage) or null
