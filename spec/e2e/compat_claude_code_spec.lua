@@ -47,22 +47,7 @@ local function tiny_pdf(text)
   return out .. "trailer\n<< /Size " .. (#objs + 1) .. " /Root 1 0 R >>\nstartxref\n" .. xref .. "\n%%EOF\n"
 end
 
-local function base64(s)
-  local abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-  local out = {}
-  for i = 1, #s, 3 do
-    local a, b, c = s:byte(i, i + 2)
-    local n = a * 65536 + (b or 0) * 256 + (c or 0)
-    local q = {}
-    for k = 3, 0, -1 do
-      local v = math.floor(n / 64 ^ k) % 64
-      q[#q + 1] = abc:sub(v + 1, v + 1)
-    end
-    if not b then q[3], q[4] = "=", "=" elseif not c then q[4] = "=" end
-    out[#out + 1] = table.concat(q)
-  end
-  return table.concat(out)
-end
+local base64 = require "support.base64"
 
 describe("Claude Code (claude -p) through the daemon", function()
   local bin

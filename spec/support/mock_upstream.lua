@@ -137,7 +137,7 @@
 -- (lua-cjson does not), so an "input": [] or a "required": {} is caught.
 -- Other requests (the host specs' bare transport bodies, GETs) are answered
 -- unchecked, as is everything after POST /_mock/strict {"strict": false}.
-package.path = "lua/?.lua;" .. package.path
+package.path = "lua/?.lua;spec/?.lua;" .. package.path
 local uv = require "luv"
 local cjson = require "cjson"
 
@@ -1212,22 +1212,7 @@ RS.request = obj({
 
 -- the reasoning a mock reply hands out for item id: what its next request
 -- must bring back, byte for byte
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function base64(s)
-  local out = {}
-  for i = 1, #s, 3 do
-    local a, b, c = s:byte(i, i + 2)
-    local n = a * 65536 + (b or 0) * 256 + (c or 0)
-    local q = {}
-    for k = 3, 0, -1 do
-      local d = math.floor(n / 64 ^ k) % 64
-      q[#q + 1] = B64:sub(d + 1, d + 1)
-    end
-    if not b then q[3], q[4] = "=", "=" elseif not c then q[4] = "=" end
-    out[#out + 1] = table.concat(q)
-  end
-  return table.concat(out)
-end
+local base64 = require "support.base64"
 local function mock_encrypted(id) return "gAAAAB" .. base64("mock reasoning of " .. id) end
 -- the encrypted_content handed out for each reasoning item id (until a
 -- reset), and how many reasoning items were made (their ids: rs_mock_N)

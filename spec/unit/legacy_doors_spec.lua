@@ -347,38 +347,3 @@ describe("openai_embeddings", function()
   end)
 end)
 
--- the fixtures of both doors, until the shared runner (fixtures_spec.lua)
--- is in every checkout: the same reading, for these two only
-describe("legacy door fixtures", function()
-  for _, name in ipairs { "openai_completions", "openai_embeddings" } do
-    local fd = require("moongate.frontdoor." .. name)
-    for _, case in ipairs(fx.list("spec/fixtures/frontdoor/" .. name)) do
-      local dir = "spec/fixtures/frontdoor/" .. name .. "/" .. case .. "/"
-      it(name .. "/" .. case, function()
-        local creq, err = fd.decode(fx.text(dir .. "request.json"), fx.maybe(dir .. "headers.json", {}))
-        local want_err = fx.maybe(dir .. "error.json")
-        if want_err then
-          if not creq then return fx.refused(want_err, false, err) end
-          local ok, rerr = errors.catch(function()
-            canonical.snapshot(creq)
-            canonical.foreign_fields(creq, want_err.target or "another")
-          end)
-          return fx.refused(want_err, ok, rerr)
-        end
-        assert(creq, err and err.message)
-        local snap = canonical.snapshot(creq)
-        if fx.exists(dir .. "canonical.json") then
-          fx.contains(json.decode(json.encode(snap)), fx.read(dir .. "canonical.json"), "canonical")
-        end
-        local events = fx.maybe(dir .. "events.json")
-        if not events then return end
-        for file, stream in pairs { ["stream.json"] = true, ["response.json"] = false } do
-          if fx.exists(dir .. file) then
-            creq.stream = stream
-            fx.contains(json.decode(json.encode(fx.client_answer(fd, creq, events))), fx.read(dir .. file), file)
-          end
-        end
-      end)
-    end
-  end
-end)
