@@ -9,7 +9,6 @@ local completions = require "moongate.frontdoor.openai_completions"
 local embeddings = require "moongate.frontdoor.openai_embeddings"
 local openai_adapter = require "moongate.adapters.openai"
 local anthropic_adapter = require "moongate.adapters.anthropic"
-local fx = require "support.fixtures"
 
 local function enc(t) return type(t) == "string" and t or json.encode(t) end
 
