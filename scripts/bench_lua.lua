@@ -3,7 +3,8 @@
 -- no curl), so the figure is the routing, front doors, adapters and
 -- exchange alone. For changes to the Lua layer and to provider scripts;
 -- scripts/bench measures the whole gateway.
---   luajit scripts/bench_lua.lua [--requests N] [--rounds R]
+--   luajit scripts/bench_lua.lua [--requests N] [--rounds R] [--only TEXT]
+-- (--only: the cases whose name holds TEXT)
 -- Prints, per case, the median over R rounds of the time per request and
 -- the bytes the Lua heap allocated per request.
 local ROOT = (arg[0]:match("^(.*)/scripts/[^/]*$") or ".")
@@ -13,6 +14,7 @@ local opts = { requests = 100000, rounds = 5 }
 for i = 1, #arg do
   if arg[i] == "--requests" then opts.requests = tonumber(arg[i + 1]) end
   if arg[i] == "--rounds" then opts.rounds = tonumber(arg[i + 1]) end
+  if arg[i] == "--only" then opts.only = arg[i + 1] end
 end
 
 -- the host: each primitive does what C would, minus the I/O, and records
@@ -34,6 +36,9 @@ local core = {
     return {}
   end,
   _fetch_cancel = function() end, _fetch_pipe = function() end, _fetch_resume = function() end,
+  -- the response store is C's, outside the Lua heap: a put is a copy
+  _store_put = function(_, text) return #text > 0 end, _store_get = function() return nil end,
+  _store_delete = function() return false end, _store_stats = function() return {} end,
 }
 package.loaded["moongate.core"] = core
 package.loaded["luv"] = { hrtime = function() return 0 end }
@@ -49,6 +54,7 @@ local app = require("moongate.app").new(cfg, { worker = 1, workers = 1 })
 
 local chat = '{"model":"m","messages":[{"role":"user","content":"Say hello."}]}'
 local messages = '{"model":"m","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}'
+local responses = '{"model":"m","input":"Say hello.","max_output_tokens":64}'
 local function streamed(body) return (body:gsub("}$", ',"stream":true}')) end
 local answer = json.encode({ id = "chatcmpl-1", object = "chat.completion", created = 1, model = "m",
   choices = { { index = 0, message = { role = "assistant", content = "Hello." }, finish_reason = "stop" } },
@@ -86,6 +92,16 @@ local cases = {
       cb.on_frame("[DONE]", nil)
       cb.on_done(nil, nil, "", 200, sse)
     end },
+  -- the Responses door (its answer kept in the response store, as by default)
+  { name = "Responses, whole answer", path = "/v1/responses", body = responses,
+    upstream = function(cb) cb.on_done(nil, nil, answer, 200, js) end },
+  { name = "Responses, stream of 64", path = "/v1/responses", body = streamed(responses),
+    upstream = function(cb)
+      for i = 1, 64 do cb.on_frame(deltas[i], nil) end
+      cb.on_frame(last, nil)
+      cb.on_frame("[DONE]", nil)
+      cb.on_done(nil, nil, "", 200, sse)
+    end },
 }
 
 local headers = { ["content-type"] = "application/json", host = "127.0.0.1" }
@@ -106,6 +122,7 @@ end
 print(string.format("Lua layer per request, core stubbed: %d requests a round, median of %d rounds (%s)",
   opts.requests, opts.rounds, jit and jit.version or _VERSION))
 for _, case in ipairs(cases) do
+  if opts.only and not case.name:find(opts.only, 1, true) then goto next end
   local h = 0
   for _ = 1, 2000 do h = h + 1; one(case, h) end -- warm: traces compiled, heap grown
   local times = {}
@@ -121,4 +138,5 @@ for _, case in ipairs(cases) do
   local bytes = (collectgarbage("count") - before) * 1024 / 1000
   collectgarbage("restart")
   print(string.format("  %-28s %7.2f us  %7.0f bytes allocated", case.name, median(times), bytes))
+  ::next::
 end

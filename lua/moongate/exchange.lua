@@ -132,8 +132,12 @@ function Exchange:finish()
   if self.on_finish then self.on_finish() end
 end
 
--- the collected answer as the client's JSON text
-local function whole_answer(x) return json.encode_raw(x.col:result()) end
+-- the collected answer as the client's JSON text (a collector that has
+-- made it already says it: col:json_text())
+local function whole_answer(x)
+  local col = x.col
+  return col.json_text and col:json_text() or json.encode_raw(col:result())
+end
 
 --- emit(ev) -> more: false asks the provider to wait for on_drain
 function Exchange:emit(ev)

@@ -55,7 +55,6 @@ end
 local marker_id = random_hex(16)
 local raw_tag = "\1raw-" .. marker_id .. ":"
 local raw_json_tag = '"\\u0001raw-' .. marker_id .. ':' -- as cjson writes it
-local raw_pattern = '"\\u0001raw%-' .. marker_id .. ':([%d%.eE+%-%[%]]*)"'
 
 --- raw(text) -> a value that encode_raw writes as text: a JSON number or []
 function M.raw(text)
@@ -66,10 +65,26 @@ end
 M.empty_array = M.raw("[]")
 
 --- encode_raw(value) -> string, with each M.raw(text) written as text
+local tag_len = #raw_json_tag
 function M.encode_raw(value)
   local s = codec.encode(value)
-  if s:find(raw_json_tag, 1, true) then s = s:gsub(raw_pattern, "%1") end
-  return s
+  local i = s:find(raw_json_tag, 1, true)
+  if not i then return s end
+  -- each marker swapped for its text, found by plain search (a pattern
+  -- tried at every byte costs more than the encoding itself)
+  local out, pos = {}, 1
+  while i do
+    local j = s:find('"', i + tag_len, true)
+    local text = j and s:sub(i + tag_len, j - 1)
+    if text and text:find("^[%d%.eE+%-%[%]]*$") then
+      out[#out + 1] = s:sub(pos, i - 1)
+      out[#out + 1] = text
+      pos = j + 1
+    end
+    i = s:find(raw_json_tag, (j or i) + 1, true)
+  end
+  out[#out + 1] = s:sub(pos)
+  return table.concat(out)
 end
 
 --- try_encode_raw(value) -> string | nil, why JSON cannot carry it (a

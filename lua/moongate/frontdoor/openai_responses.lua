@@ -740,15 +740,15 @@ function M.prepare(creq, app)
     -- this format, passed through: its bytes are kept as they came);
     -- output_json: its output items as the store keeps them (the
     -- encoder's, with encrypted_content), else the response's own
-    creq.on_complete = function(response, output_json)
-      local text
+    -- text: the response's JSON text too, when the caller has it already
+    creq.on_complete = function(response, output_json, text)
       if type(response) == "string" then text, response = response, json.decode(response) end
       if type(response) ~= "table" or type(response.id) ~= "string" then return end
       if response.status ~= "completed" and response.status ~= "incomplete" then return end
       -- an upstream that answers under an id of the conversation itself
       -- would make the chain a loop (and replace a turn): not kept
       if ids[response.id] then return end
-      if text and not output_json then
+      if type(text) == "string" and not output_json then
         local span = json.top_level(text, { output = true }).output
         output_json = span and text:sub(span.from, span.to)
       end
@@ -961,9 +961,9 @@ function State:start()
   if self.started then return end
   self.started = true
   if self.streaming then
-    local r = self:response("in_progress")
-    self:emit("response.created", { response = r })
-    self:emit("response.in_progress", { response = r })
+    local rest = ',"response":' .. json.encode_raw(self:response("in_progress")) -- both say the same
+    self:emit_text("response.created", rest)
+    self:emit_text("response.in_progress", rest)
   end
 end
 
@@ -1046,8 +1046,14 @@ function State:event(ev)
         part = { type = "output_text", text = "", annotations = empty } })
     end
     rec.buf[#rec.buf + 1] = ev.text
-    self:emit_text("response.output_text.delta", string.format(',"item_id":"%s","output_index":%d,"content_index":0,"delta":%s,"logprobs":[]',
-      rec.id, rec.index, json.encode(ev.text)))
+    if self.streaming then -- written out: the same head for every delta of the item
+      rec.head = rec.head or string.format(',"item_id":"%s","output_index":%d,"content_index":0,"delta":',
+        rec.id, rec.index)
+      local out = self.out
+      out[#out + 1] = { event = "response.output_text.delta", data = '{"type":"response.output_text.delta","sequence_number":'
+        .. self.seq .. rec.head .. json.encode(ev.text) .. ',"logprobs":[]}' }
+      self.seq = self.seq + 1
+    end
   elseif t == "thinking_delta" then
     -- (a separator between summary parts: this format keeps the parts apart)
     if not ev.text or ev.text == "" or ev.separator then return end
@@ -1119,11 +1125,14 @@ function State:finish(reason)
   if why then r.incomplete_details = { reason = why } end
   r.usage = usage_object(self.usage)
   self.final = r
-  self:emit(why and "response.incomplete" or "response.completed", { response = r })
+  -- the response's text made once: for the event and for the store
+  local text = json.encode_raw(r)
+  self.final_text = text
+  self:emit_text(why and "response.incomplete" or "response.completed", ',"response":' .. text)
   local keep = self.creq.on_complete
   if keep then
     local stored = self:output(true)
-    keep(r, json.encode_raw(stored))
+    keep(r, json.encode_raw(stored), text)
   end
 end
 
@@ -1183,6 +1192,13 @@ function Collector:result()
   local s = self.state
   if not s.final then s:finish("stop") end
   return s.final
+end
+
+--- json_text() -> the result as JSON text, made once (the exchange sends it)
+function Collector:json_text()
+  local s = self.state
+  if not s.final then s:finish("stop") end
+  return s.final_text
 end
 
 return M
