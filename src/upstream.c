@@ -521,7 +521,8 @@ static void deliver(mg_fetch *f, const char *data, size_t dlen, const char *even
 		lua_pushlstring(L, event, elen);
 	else
 		lua_pushnil(L);
-	if (call_cb(f, 2, "upstream on_frame") == 0)
+	lua_pushinteger(L, f->piped);
+	if (call_cb(f, 3, "upstream on_frame") == 0)
 		f->paused = 1;
 }
 
@@ -861,7 +862,7 @@ static long opt_ms(lua_State *L, const char *key)
  *   compressed (send Accept-Encoding and decode the answer). Read during
  *   the call only: nothing keeps a reference to it, so a caller may reuse
  *   one table.
- * callbacks: on_headers(status, headers), on_frame(data, event) -> more?
+ * callbacks: on_headers(status, headers), on_frame(data, event, piped) -> more?
  *   (false pauses until _fetch_resume), on_done(err, code, body, status,
  *   headers, piped: how many frames _fetch_pipe queued itself); err is nil on success, and with an err, code is one of
  *   ETIMEDOUT, ECONNREFUSED, EUPSTREAM, ELUA (a callback raised), ETOOBIG

@@ -92,6 +92,22 @@ return {
     assert.is_string(failed[1].response.error.message)
   end)
 
+  it("ends a stream the upstream fails with an error event in one response.failed, in its numbering", function()
+    mock:queue { { frames = {
+      ev("response.created", 0, { response = resp }),
+      ev("response.output_item.added", 1, { output_index = 0, item = item }),
+      ev("error", 2, { code = "server_error", message = "boom" }),
+    } } }
+    local res = post()
+    assert.equal(200, res.status)
+    local evs = events(res.body)
+    for i, e in ipairs(evs) do assert.equal(i - 1, e.sequence_number) end
+    assert.equal(3, #evs)
+    assert.equal("response.failed", evs[3].type)
+    assert.equal("resp_up1", evs[3].response.id)
+    assert.same({ code = "server_error", message = "boom" }, evs[3].response.error)
+  end)
+
   -- a conversation that moved between upstreams: the reasoning another
   -- kind made comes packed (docs/CANONICAL.md) and must not reach this one
   it("translates a Responses client's packed reasoning instead of passing it through", function()

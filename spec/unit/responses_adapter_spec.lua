@@ -383,10 +383,11 @@ describe("providers/upstream.lua and the Responses format", function()
       local d = upstream.passthrough(A.stream_end)
       assert.equal("raw", d:frame('{"type":"response.created"}', "response.created")[1].type)
       local evs = d:frame(case[1], case[2])
-      assert.equal("raw", evs[1].type)
-      if case[2] == "error" then -- an error frame: the upstream ends it
-        assert.same({ { type = "done", passthrough = true } }, d:finish())
+      if case[2] == "error" then -- a failure: the client's door writes response.failed, in its numbering
+        assert.same({ type = "error", status = 502, passed = 1, upstream = true, message = "x" }, evs[1])
+        assert.same({}, d:finish())
       else -- a terminal event ends the client's stream at once, whatever follows
+        assert.equal("raw", evs[1].type)
         assert.same({ type = "done", passthrough = true }, evs[2])
         assert.same({}, d:finish())
       end

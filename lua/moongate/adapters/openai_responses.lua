@@ -31,7 +31,8 @@ local null = json.null
 -- frames of a passthrough itself and hands Lua these (and any frame with no
 -- event line, which could be one of them: core._fetch_pipe).
 M.stream_end = {
-  events = { ["response.completed"] = true, ["response.incomplete"] = true, ["response.failed"] = true, error = true },
+  events = { ["response.completed"] = true, ["response.incomplete"] = true, ["response.failed"] = true },
+  failures = { error = true }, -- the client gets response.failed instead (a stream never just stops)
   typed = true, pipe = { "response.completed", "response.incomplete", "response.failed", "error" },
 }
 

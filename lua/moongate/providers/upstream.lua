@@ -22,7 +22,8 @@ defaults.responses = defaults.openai
 
 -- How a stream of each format ends, for a passthrough: data (a frame's
 -- whole data), events (event names; typed: also the data's leading "type"
--- when the frame has no event line), and pipe: whether C may queue the
+-- when the frame has no event line), failures (events that end it in
+-- failure, which the client's front door writes itself), and pipe: whether C may queue the
 -- ordinary frames itself (true, or the event name, or a list of up to 4,
 -- that C must still hand to Lua: core._fetch_pipe). An adapter may say its own
 -- (adapter.stream_end); these are OpenAI's [DONE] and Anthropic's
@@ -59,6 +60,10 @@ local function last(self, data, event)
   return { { type = "raw", data = data, event = event }, { type = "done", passthrough = true } }
 end
 
+--- passed() -> how many of the upstream's frames the client has: those
+-- this decoder handed on, and those C queued itself (piped)
+function Passthrough:passed() return self.count + (self.piped or 0) end
+
 function Passthrough:frame(data, event)
   local m = self.marks
   self.count = self.count + 1 -- (a frame it drops is uncounted below)
@@ -70,11 +75,23 @@ function Passthrough:frame(data, event)
   elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
     self.count = self.count - 1
     return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200),
-      passed = self.count } }
+      passed = self:passed() } }
   else
     local name = event
     if not name and m.typed then name = data:match('^{%s*"type"%s*:%s*"([^"]*)"') end
     if name and name ~= "error" and m.events and m.events[name] then return last(self, data, event) end
+    if name and m.failures and m.failures[name] then
+      -- a failure the client's format says its own way (a Responses
+      -- stream's error event: the client gets response.failed, in the
+      -- numbering of what it has)
+      self.count = self.count - 1
+      self.ended, self.done = true, true
+      local body = json.decode(data)
+      local msg = type(body) == "table" and (type(body.error) == "table" and body.error.message or body.message)
+      return { { type = "error", status = 502, passed = self:passed(), upstream = true,
+        code = type(body) == "table" and type(body.code) == "string" and body.code or nil,
+        message = type(msg) == "string" and msg or "the upstream's stream failed" } }
+    end
     if (name and m.events and m.events[name]) or event == "error" or data:find('^{%s*"error"')
         or data:find('^{%s*"object"%s*:%s*"error"') then
       self.ended = true -- the end, or an error frame the client gets as the end
@@ -279,11 +296,11 @@ function M.kind(default_adapter, apis)
         local status = st ~= 0 and st or nil
         -- how many of the upstream's own frames the client has, for a
         -- front door that ends a passed-through stream in its numbering
-        if dec and dec.count then dec.count = dec.count + (piped_n or 0) end
-        if err and dec and dec.count and dec.count > 0 then
+        if dec and dec.count then dec.piped = piped_n or 0 end
+        if err and dec and dec.count and dec:passed() > 0 then
           return emit_all(sink, { { type = "error", status = code == "ETIMEDOUT" and 504 or 502,
             message = string.format("upstream %s: %s", self.name, code == "ECONNREFUSED" and "cannot connect" or err),
-            passed = dec.count } })
+            passed = dec:passed() } })
         end
         if err then
           -- curl's words for a failed connect name the upstream's address:
@@ -318,7 +335,7 @@ function M.kind(default_adapter, apis)
         end
         if dec and text == "" then
           local evs = dec:finish()
-          if evs[1] and evs[1].type == "error" and dec.count then evs[1].passed = dec.count end
+          if evs[1] and evs[1].type == "error" and dec.count then evs[1].passed = dec:passed() end
           return emit_all(sink, evs)
         end
         if pass and (not dec or forward) then
@@ -334,7 +351,9 @@ function M.kind(default_adapter, apis)
       end),
     }
     if dec then -- frames come only on a stream
-      cbs.on_frame = sink.guard_value(function(data, event)
+      cbs.on_frame = sink.guard_value(function(data, event, piped_n)
+        -- (piped_n: the frames C queued itself so far, which the client has too)
+        if dec.count then dec.piped = piped_n or 0 end
         local more = emit_all(sink, adapt(self.name, dec.frame, dec, data, event))
         if pass and more and not piped and dec.pipe and sink.pipe_handle then
           -- the client's stream is open: C queues the upstream's ordinary
