@@ -193,15 +193,23 @@ function App:handle(req)
       if arg ~= "" and not arg:find("/", 1, true) then return w[2](self, req, path, arg) end
     end
   end
-  local known = false
-  for key in pairs(self.routes) do known = known or key:match("^%S+ (.*)$") == path end
-  for _, w in ipairs(self.wild) do
-    local p = w[1]:match("^%S+ (.*)$")
-    known = known or (path:sub(1, #p) == p and #path > #p and not path:find("/", #p + 1, true))
+  -- a path served by other methods: 405, with the methods it takes (Allow)
+  local allowed = {}
+  for key in pairs(self.routes) do
+    local m, p = key:match("^(%S+) (.*)$")
+    if p == path then allowed[#allowed + 1] = m end
   end
-  if known then
+  for _, w in ipairs(self.wild) do
+    local m, p = w[1]:match("^(%S+) (.*)$")
+    if path:sub(1, #p) == p and #path > #p and not path:find("/", #p + 1, true) then allowed[#allowed + 1] = m end
+  end
+  if #allowed > 0 then
+    for i = 1, #allowed do if allowed[i] == "GET" then allowed[#allowed + 1] = "HEAD"; break end end
+    allowed[#allowed + 1] = "OPTIONS"
+    table.sort(allowed)
     return http.error(req, client, errors.new(405, string.format(
-      "Method %s is not allowed on %s.", req.method, path), { code = "method_not_allowed" }))
+      "Method %s is not allowed on %s.", req.method, shown(req.path, 300)), { code = "method_not_allowed" }),
+      { allow = table.concat(allowed, ", ") })
   end
   if path == "/ws" or path:find("^/ws/[^/]+$") then
     return http.error(req, client, errors.new(426, string.format(

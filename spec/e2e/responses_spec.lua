@@ -158,6 +158,22 @@ return {
     assert.equal(3, #mock:requests())
   end)
 
+  it("keeps a client's stored responses from clients with another key", function()
+    local res = assert(server:request("POST", "/v1/responses", json.encode { model = "claude-x", input = "secret plan" },
+      { authorization = "Bearer sk-alice" }, 15000))
+    assert.equal(200, res.status, res.body)
+    local id = json.decode(res.body).id
+    local function get(headers) return assert(server:request("GET", "/v1/responses/" .. id, nil, headers)).status end
+    assert.equal(404, get { authorization = "Bearer sk-mallory" })
+    assert.equal(404, get {})
+    assert.equal(200, get { ["x-api-key"] = "sk-alice" }) -- the same key, however it is sent
+    assert.equal(404, assert(server:request("DELETE", "/v1/responses/" .. id, nil, { authorization = "Bearer sk-mallory" })).status)
+    local cont = assert(server:request("POST", "/v1/responses", json.encode { model = "claude-x", input = "go on",
+      previous_response_id = id }, { authorization = "Bearer sk-mallory" }, 15000))
+    assert.equal(404, cont.status, cont.body)
+    assert.equal(200, get { authorization = "Bearer sk-alice" })
+  end)
+
   it("quotes at most 300 bytes of an unknown id, escaped", function()
     local res = assert(server:request("GET", "/v1/responses/resp_%0A" .. string.rep("y", 3000)))
     assert.equal(404, res.status)

@@ -527,7 +527,32 @@ describe("openai_responses store", function()
     for i = 1, 3 do assert.truthy(a.store:get(ids[i]), "turn " .. i .. " evicted") end
   end)
 
-  it("says so when part of the conversation is no longer stored, unless the upstream may hold it", function()
+  it("keeps each client's responses to itself: another key finds nothing", function()
+    local a = app()
+    local mine = { authorization = "Bearer sk-mine" }
+    local creq = assert(fd.decode(json.encode { model = "m", input = "hi" }, mine))
+    assert.is_nil(fd.prepare(creq, a))
+    local col = fd.collector(creq)
+    col:event({ type = "text_delta", text = "hello" })
+    col:event({ type = "done", reason = "stop" })
+    local id = col:result().id
+    -- the same key continues it; another key, or none, does not see it
+    local again = assert(fd.decode(json.encode { model = "m", input = "more", previous_response_id = id }, mine))
+    assert.is_nil(fd.prepare(again, a))
+    assert.is_true(rawget(again, "expanded"))
+    for _, h in ipairs { { authorization = "Bearer sk-other" }, { ["x-api-key"] = "sk-other" }, {} } do
+      local other = assert(fd.decode(json.encode { model = "m", input = "more", previous_response_id = id }, h))
+      assert.is_nil(fd.prepare(other, a))
+      assert.is_nil(rawget(other, "expanded"))
+      assert.equal(404, fd.accepts(other, route("anthropic")).status)
+    end
+    -- the key is not in the store's ids, only a hash of it
+    assert.is_nil(fd._owner("sk-mine"):find("sk-mine", 1, true))
+    assert.not_equal(fd._owner("sk-mine"), fd._owner("sk-other"))
+    assert.equal("", fd._owner(nil))
+  end)
+
+  it("says so when part of the conversation is no longer stored, to every upstream (the gateway made it)", function()
     local a = app()
     local ids = conversation(a, 3)
     assert.is_true(a.store:delete(ids[2]))
@@ -540,7 +565,7 @@ describe("openai_responses store", function()
     local err = fd.accepts(creq, route("anthropic"))
     assert.same({ 404, "previous_response_not_found", "previous_response_id" }, { err.status, err.code, err.param })
     assert.matches("part of its conversation (response '" .. ids[2] .. "') is no longer stored", err.message, 1, true)
-    assert.is_nil(fd.accepts(creq, route("responses")))
+    assert.equal(err, fd.accepts(creq, route("responses"))) -- the gateway's id: not the upstream's to judge
     -- a translation refuses it too, by name
     local ok, ferr = errors.catch(canonical.foreign_fields, creq, "anthropic")
     assert.is_false(ok)

@@ -36,6 +36,35 @@ local function num(v) return type(v) == "number" and v or nil end
 -- bytes a client sent (an id), quoted in a message: at most 300 of them
 local function shown(s) return errors.shown(s, 300) end
 
+-- Whose entries: each client sees only what was stored under its own key
+-- (the Bearer or x-api-key it sent; clients that send none share one
+-- space). An entry's store id is a hash of that key, then the response id:
+-- the key itself is never kept. Two 32-bit FNV-1a lanes make 64 bits.
+local bit = require "bit"
+local bxor, tobit, lshift = bit.bxor, bit.tobit, bit.lshift
+local function fnv(s, h)
+  for i = 1, #s do
+    h = bxor(h, s:byte(i))
+    h = tobit(lshift(h, 24) + h * 403) -- h * 16777619, mod 2^32
+  end
+  return h
+end
+local function owner(key)
+  if type(key) ~= "string" or key == "" then return "" end
+  return string.format("%08x%08x~", fnv(key, tobit(0x811c9dc5)) % 2 ^ 32, fnv(key, tobit(0x6c62272e)) % 2 ^ 32)
+end
+local Owned = {}
+Owned.__index = Owned
+function Owned:get(id) return self.store:get(self.prefix .. id) end
+function Owned:put(id, text) return self.store:put(self.prefix .. id, text) end
+function Owned:delete(id) return self.store:delete(self.prefix .. id) end
+--- owned(store, key) -> the store as the client with this key sees it
+local function owned(store, key)
+  if not store then return nil end
+  return setmetatable({ store = store, prefix = owner(key) }, Owned)
+end
+M._owner = owner -- (for the specs)
+
 -- an id from the URL: the SDKs percent-encode a path parameter
 local function path_id(segment)
   return (segment:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
@@ -52,7 +81,8 @@ end
 local function get_response(app, req, _, segment)
   local http = require "moongate.http"
   local id = path_id(segment)
-  local text = app.store and app.store:get(id)
+  local store = owned(app.store, canonical.client_key(req.headers))
+  local text = store and store:get(id)
   local span = text and text:find('^{"response":') and json.top_level(text, { response = true }, true).response
   if not span then return http.error(req, M.client, response_not_found(id)) end
   return http.json(req, 200, text:sub(span.from, span.to))
@@ -61,7 +91,8 @@ end
 local function delete_response(app, req, _, segment)
   local http = require "moongate.http"
   local id = path_id(segment)
-  if not (app.store and app.store:delete(id)) then
+  local store = owned(app.store, canonical.client_key(req.headers))
+  if not (store and store:delete(id)) then
     return http.error(req, M.client, response_not_found(id))
   end
   return http.json(req, 200, { id = id, object = "response.deleted", deleted = true })
@@ -642,9 +673,12 @@ local function previous_not_found(id)
 end
 
 -- a chain the store no longer holds whole, or cannot walk: the same 404
+-- (held: the gateway holds the response named, but cannot follow it back)
 local function chain_broken(id, why)
-  return errors.new(404, string.format("Previous response with id '%s' cannot be continued: %s", shown(id), why),
+  local e = errors.new(404, string.format("Previous response with id '%s' cannot be continued: %s", shown(id), why),
     { param = "previous_response_id", code = "previous_response_not_found" })
+  e.held = true
+  return e
 end
 
 -- the stored entry of id, as the text spans of its parts: {input = text,
@@ -704,7 +738,7 @@ end
 -- the finished response for GET and for the next turn: its own entry, one
 -- turn's worth (see "Stored responses" above).
 function M.prepare(creq, app)
-  local store = app and app.store
+  local store = owned(app and app.store, creq.client_key)
   if not store then return nil end
   local body = creq.raw_body or ""
   local own = (creq.previous_response_id or creq.store) and input_inner(body) or ""
@@ -799,7 +833,9 @@ function M.accepts(creq, route)
   local link = route and route.chain and route.chain[1]
   local p = link and link.provider
   local format = p and p.adapter and p.adapter.format
-  if format == "responses" then return nil end
+  -- an id the gateway never held may be the upstream's own; one it holds
+  -- but cannot follow back gets the gateway's own answer
+  if format == "responses" and not err.held then return nil end
   return err
 end
 
