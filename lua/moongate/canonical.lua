@@ -68,16 +68,18 @@ end
 -- encrypted_content): "mg1~<origin>~<item id>~<value>" (base64 and the ids
 -- hold no "~").
 
+M.PACKED = "mg1~" -- how a packed value begins
+
 --- pack_opaque(origin, item_id, value) -> the packed string
 function M.pack_opaque(origin, item_id, value)
-  return "mg1~" .. origin .. "~" .. (item_id or "") .. "~" .. (value or "")
+  return M.PACKED .. origin .. "~" .. (item_id or "") .. "~" .. (value or "")
 end
 
 --- unpack_opaque(s, native) -> origin, item_id, value: a packed string's
 -- parts, or (native, nil, s) for a value the client's own kind made
 function M.unpack_opaque(s, native)
   if type(s) ~= "string" then return native, nil, nil end
-  if s:sub(1, 4) == "mg1~" then
+  if s:sub(1, #M.PACKED) == M.PACKED then
     local origin, id, value = s:match("^mg1~([%w_]+)~([^~]*)~(.*)$")
     if origin then return origin, id ~= "" and id or nil, value end
   end

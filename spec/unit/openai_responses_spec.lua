@@ -420,6 +420,12 @@ end)
 -- a fake app with the pure-Lua store, and routes that resolve to a provider
 -- of the given format
 local function app() return { store = store.memory(100, 1e6) } end
+-- the store as the door keeps a keyless client's entries (under "-~")
+local function keyless(a)
+  return { get = function(_, id) return a.store:get("-~" .. id) end,
+    delete = function(_, id) return a.store:delete("-~" .. id) end,
+    put = function(_, id, text) return a.store:put("-~" .. id, text) end }
+end
 local function route(format) return { chain = { { provider = { adapter = { format = format } } } } } end
 
 -- one whole turn: decode, prepare, collect the events
@@ -438,7 +444,7 @@ describe("openai_responses store", function()
     local first = turn(a, { model = "m", input = "my name is Ada", instructions = "first rules" }, {
       { type = "thinking_delta", text = "noted" }, { type = "thinking_signature", signature = "SIG" },
       { type = "text_delta", text = "Hi Ada" }, { type = "done", reason = "stop" } })
-    assert.truthy(a.store:get(first.id))
+    assert.truthy(keyless(a):get(first.id))
     local creq = assert(decode { model = "m", input = { { role = "user", content = "my name?" } },
       previous_response_id = first.id, instructions = "new rules" })
     assert.is_nil(fd.prepare(creq, a))
@@ -491,15 +497,15 @@ describe("openai_responses store", function()
     local a = app()
     local ids = conversation(a, 40)
     local sizes = {}
-    for i = 1, 40 do sizes[i] = #assert(a.store:get(ids[i])) end
+    for i = 1, 40 do sizes[i] = #assert(keyless(a):get(ids[i])) end
     -- an entry of the 40th turn is about the size of the 2nd's (ids and
     -- numbers a few bytes longer), not 20 times it
     assert.is_true(sizes[40] < sizes[2] + 64, sizes[2] .. " then " .. sizes[40])
-    local entry = json.decode(a.store:get(ids[40]))
+    local entry = json.decode(keyless(a):get(ids[40]))
     assert.equal(ids[39], entry.previous)
     assert.same({ { role = "user", content = "q40" } }, entry.input)
     assert.equal(ids[40], entry.response.id)
-    assert.equal(json.null, json.decode(a.store:get(ids[1])).previous)
+    assert.equal(json.null, json.decode(keyless(a):get(ids[1])).previous)
     -- the next turn still gets the whole conversation, oldest first, the
     -- bytes as they were sent
     local creq = assert(decode { model = "m", input = "q41", previous_response_id = ids[40] })
@@ -523,8 +529,8 @@ describe("openai_responses store", function()
     -- the store is full, the conversation's first turn its least recently
     -- used: the walk makes the other the one to go
     conversation(a, 1, ids[3])
-    assert.is_nil(a.store:get(other))
-    for i = 1, 3 do assert.truthy(a.store:get(ids[i]), "turn " .. i .. " evicted") end
+    assert.is_nil(keyless(a):get(other))
+    for i = 1, 3 do assert.truthy(keyless(a):get(ids[i]), "turn " .. i .. " evicted") end
   end)
 
   it("keeps each client's responses to itself: another key finds nothing", function()
@@ -549,13 +555,14 @@ describe("openai_responses store", function()
     -- the key is not in the store's ids, only a hash of it
     assert.is_nil(fd._owner("sk-mine"):find("sk-mine", 1, true))
     assert.not_equal(fd._owner("sk-mine"), fd._owner("sk-other"))
-    assert.equal("", fd._owner(nil))
+    assert.equal("-~", fd._owner(nil)) -- no key: a space no key's hash can name
+    assert.equal("-~", fd._owner(""))
   end)
 
   it("says so when part of the conversation is no longer stored, to every upstream (the gateway made it)", function()
     local a = app()
     local ids = conversation(a, 3)
-    assert.is_true(a.store:delete(ids[2]))
+    assert.is_true(keyless(a):delete(ids[2]))
     local body = json.encode { model = "m", input = "more", previous_response_id = ids[3] }
     local creq = assert(fd.decode(body, {}))
     assert.is_nil(fd.prepare(creq, a))
@@ -573,13 +580,13 @@ describe("openai_responses store", function()
     -- the turn is still kept, naming the one it continued
     local col = fd.collector(creq)
     col:event({ type = "done", reason = "stop" })
-    assert.equal(ids[3], json.decode(a.store:get(col:result().id)).previous)
+    assert.equal(ids[3], json.decode(keyless(a):get(col:result().id)).previous)
   end)
 
   it("stops at a loop and at MAX_CHAIN", function()
     local a = app()
     local function put(id, prev)
-      assert(a.store:put(id, '{"response":{"id":"' .. id .. '"},"previous":"' .. prev .. '","input":[],"output":[]}'))
+      assert(keyless(a):put(id, '{"response":{"id":"' .. id .. '"},"previous":"' .. prev .. '","input":[],"output":[]}'))
     end
     put("resp_a", "resp_b")
     put("resp_b", "resp_a")
@@ -608,7 +615,7 @@ describe("openai_responses store", function()
       local r = assert(turn(a, { model = "m", input = string.rep("long ", 100) }))
       assert.equal("completed", r.status)
       assert.equal("ok", r.output[1].content[1].text)
-      assert.is_nil(a.store:get(r.id))
+      assert.is_nil(keyless(a):get(r.id))
       local creq = assert(decode { model = "m", input = "x", previous_response_id = r.id })
       assert.is_nil(fd.prepare(creq, a))
       assert.equal("Previous response with id '" .. r.id .. "' not found.", fd.accepts(creq, route("anthropic")).message)
@@ -624,7 +631,7 @@ describe("openai_responses store", function()
     fd.prepare(next_, a)
     -- an upstream that answers under the same id again
     next_.on_complete('{"id":"resp_up","object":"response","status":"completed","output":[{"type":"message"}]}')
-    local entry = json.decode(a.store:get("resp_up"))
+    local entry = json.decode(keyless(a):get("resp_up"))
     assert.equal(json.null, entry.previous)
     assert.same({ { role = "user", content = "hello" } }, entry.input)
   end)
@@ -647,7 +654,7 @@ describe("openai_responses store", function()
     local a = app()
     local r = turn(a, { model = "m", input = "x", store = false })
     assert.is_false(r.store)
-    assert.is_nil(a.store:get(r.id))
+    assert.is_nil(keyless(a):get(r.id))
     local creq = assert(decode { model = "m", input = "x", previous_response_id = "resp_1" })
     assert.is_nil(fd.prepare(creq, {}))
     assert.is_nil(creq.on_complete)
@@ -661,7 +668,7 @@ describe("openai_responses store", function()
     local enc = fd.stream_encoder(creq, { id = "resp_failed" })
     enc:event({ type = "text_delta", text = "a" })
     enc:error({ status = 500, message = "boom" })
-    assert.is_nil(a.store:get("resp_failed"))
+    assert.is_nil(keyless(a):get("resp_failed"))
   end)
 
   it("stores a passthrough's own response object (text or table)", function()
@@ -684,17 +691,17 @@ describe("openai_responses store", function()
     local creq = assert(decode { model = "m", input = "hello", stream = true })
     fd.prepare(creq, a)
     fd.on_raw(creq, { type = "raw", event = "response.output_text.delta", data = '{"type":"response.output_text.delta","delta":"x"}' })
-    assert.is_nil(a.store:get("resp_s"))
+    assert.is_nil(keyless(a):get("resp_s"))
     fd.on_raw(creq, { type = "raw", data = '{"type":"response.completed","sequence_number":9,"response":' ..
       '{"id":"resp_s","object":"response","status":"completed","output":[{"type":"reasoning","id":"rs_1","summary":[]}]}}' })
-    local text = a.store:get("resp_s")
+    local text = keyless(a):get("resp_s")
     assert.truthy(text)
     assert.truthy(text:find('"output":[{"type":"reasoning","id":"rs_1","summary":[]}]', 1, true))
     -- a whole answer, and a failed one (not kept)
     fd.on_raw(creq, { type = "raw_body", body = '{"id":"resp_b","object":"response","status":"completed","output":[]}' })
-    assert.truthy(a.store:get("resp_b"))
+    assert.truthy(keyless(a):get("resp_b"))
     fd.on_raw(creq, { type = "raw", event = "response.failed", data = '{"type":"response.failed","response":{"id":"resp_f","status":"failed"}}' })
-    assert.is_nil(a.store:get("resp_f"))
+    assert.is_nil(keyless(a):get("resp_f"))
   end)
 
   -- the GET and DELETE routes, with moongate.http stood in for

@@ -32,8 +32,10 @@ local null = json.null
 -- event line, which could be one of them: core._fetch_pipe).
 M.stream_end = {
   events = { ["response.completed"] = true, ["response.incomplete"] = true, ["response.failed"] = true },
-  failures = { error = true }, -- the client gets response.failed instead (a stream never just stops)
-  typed = true, pipe = { "response.completed", "response.incomplete", "response.failed", "error" },
+  -- an error event: the client gets response.failed instead (a stream never just stops)
+  failure_events = { error = true }, failure = function(data) return M.failure_event(data) end,
+  -- (C hands Lua every error event anyway)
+  typed = true, pipe = { "response.completed", "response.incomplete", "response.failed" },
 }
 
 local refuse = common.refuse
@@ -465,6 +467,13 @@ end
 -- rebuilds the same items from them. Between two summary parts comes a
 -- blank line, for the formats that have one thinking text; it is marked
 -- separator = true, and a front door that keeps the parts apart skips it.
+--- failure_event(data) -> the error event of a Responses error frame
+function M.failure_event(data)
+  local e = json.decode(data)
+  e = type(e) == "table" and (type(e.error) == "table" and e.error or e) or nil
+  return error_event(e, "the upstream's stream failed")
+end
+
 local function thinking(out, text, item_id, index, separator)
   out[#out + 1] = { type = "thinking_delta", text = text, item_id = item_id, origin = "responses",
     summary_index = index, separator = separator }

@@ -38,8 +38,9 @@ local function shown(s) return errors.shown(s, 300) end
 
 -- Whose entries: each client sees only what was stored under its own key
 -- (the Bearer or x-api-key it sent; clients that send none share one
--- space). An entry's store id is a hash of that key, then the response id:
--- the key itself is never kept. Two 32-bit FNV-1a lanes make 64 bits.
+-- space, "-~", a prefix no hash makes). An entry's store id is a hash of
+-- that key, then the response id: the key itself is never kept. Two 32-bit
+-- FNV-1a lanes make 64 bits.
 local bit = require "bit"
 local bxor, tobit, lshift = bit.bxor, bit.tobit, bit.lshift
 local function fnv(s, h)
@@ -50,7 +51,7 @@ local function fnv(s, h)
   return h
 end
 local function owner(key)
-  if type(key) ~= "string" or key == "" then return "" end
+  if type(key) ~= "string" or key == "" then return "-~" end
   return string.format("%08x%08x~", fnv(key, tobit(0x811c9dc5)) % 2 ^ 32, fnv(key, tobit(0x6c62272e)) % 2 ^ 32)
 end
 local Owned = {}
@@ -742,7 +743,8 @@ function M.prepare(creq, app)
   if not store then return nil end
   local body = creq.raw_body or ""
   local own = (creq.previous_response_id or creq.store) and input_inner(body) or ""
-  local input_text = join_items({ own })
+  local own_input = join_items({ own }) -- this turn's own items, as a JSON list
+  local input_text = own_input
   local prev = creq.previous_response_id
   local ids = {} -- the conversation's ids: an answer is never kept under one
   if prev then
@@ -768,7 +770,6 @@ function M.prepare(creq, app)
     end
   end
   if creq.store then
-    local own_input = join_items({ own })
     local previous = prev and json.encode(prev) or "null"
     -- response: the response object, or its JSON text (an upstream's of
     -- this format, passed through: its bytes are kept as they came);

@@ -22,8 +22,9 @@ defaults.responses = defaults.openai
 
 -- How a stream of each format ends, for a passthrough: data (a frame's
 -- whole data), events (event names; typed: also the data's leading "type"
--- when the frame has no event line), failures (events that end it in
--- failure, which the client's front door writes itself), and pipe: whether C may queue the
+-- when the frame has no event line), failure_events and failure(data) ->
+-- error event (frames that end it in failure, which the client's front
+-- door writes its own way), and pipe: whether C may queue the
 -- ordinary frames itself (true, or the event name, or a list of up to 4,
 -- that C must still hand to Lua: core._fetch_pipe). An adapter may say its own
 -- (adapter.stream_end); these are OpenAI's [DONE] and Anthropic's
@@ -56,6 +57,7 @@ end
 -- stream ends there, whatever the upstream does after it (holds the
 -- connection open, times out, resets it)
 local function last(self, data, event)
+  self.count = self.count + 1
   self.ended, self.done = true, true
   return { { type = "raw", data = data, event = event }, { type = "done", passthrough = true } }
 end
@@ -66,37 +68,30 @@ function Passthrough:passed() return self.count + (self.piped or 0) end
 
 function Passthrough:frame(data, event)
   local m = self.marks
-  self.count = self.count + 1 -- (a frame it drops is uncounted below)
   if m.data and data == m.data then
     return last(self, data, event)
   elseif data == "[DONE]" then
-    self.count = self.count - 1
     return {} -- not this format's end: some servers add it anyway
   elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
-    self.count = self.count - 1
     return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200),
       passed = self:passed() } }
-  else
-    local name = event
-    if not name and m.typed then name = data:match('^{%s*"type"%s*:%s*"([^"]*)"') end
-    if name and name ~= "error" and m.events and m.events[name] then return last(self, data, event) end
-    if name and m.failures and m.failures[name] then
-      -- a failure the client's format says its own way (a Responses
-      -- stream's error event: the client gets response.failed, in the
-      -- numbering of what it has)
-      self.count = self.count - 1
-      self.ended, self.done = true, true
-      local body = json.decode(data)
-      local msg = type(body) == "table" and (type(body.error) == "table" and body.error.message or body.message)
-      return { { type = "error", status = 502, passed = self:passed(), upstream = true,
-        code = type(body) == "table" and type(body.code) == "string" and body.code or nil,
-        message = type(msg) == "string" and msg or "the upstream's stream failed" } }
-    end
-    if (name and m.events and m.events[name]) or event == "error" or data:find('^{%s*"error"')
-        or data:find('^{%s*"object"%s*:%s*"error"') then
-      self.ended = true -- the end, or an error frame the client gets as the end
-    end
   end
+  local name = event
+  if not name and m.typed then name = data:match('^{%s*"type"%s*:%s*"([^"]*)"') end
+  if name and m.events and m.events[name] then return last(self, data, event) end
+  if name and m.failure and m.failure_events[name] then
+    -- a failure the client's format says its own way (a Responses
+    -- stream's error event: the client gets response.failed, in the
+    -- numbering of what it has)
+    self.ended, self.done = true, true
+    local ev = m.failure(data)
+    ev.passed, ev.upstream, ev.retryable = self:passed(), true, nil
+    return { ev }
+  end
+  if event == "error" or data:find('^{%s*"error"') or data:find('^{%s*"object"%s*:%s*"error"') then
+    self.ended = true -- an error frame the client gets as the end
+  end
+  self.count = self.count + 1
   return { { type = "raw", data = data, event = event } }
 end
 
@@ -104,7 +99,8 @@ function Passthrough:finish()
   if self.done then return {} end
   self.done = true
   if not self.ended then
-    return { { type = "error", status = 502, message = "the upstream stream ended before it finished" } }
+    return { { type = "error", status = 502, message = "the upstream stream ended before it finished",
+      passed = self:passed() } }
   end
   return { { type = "done", passthrough = true } }
 end
@@ -266,7 +262,8 @@ function M.kind(default_adapter, apis)
     -- kind's under another id: canonical.pack_opaque) is translated, so
     -- that each value goes back only to its maker, unpacked.
     local pass = forward or (creq.raw_body and creq.client == a.format and self.conf.passthrough ~= false
-      and (not creq.effort_from_suffix or a.effort_fields ~= nil) and not creq.raw_body:find('"mg1~', 1, true))
+      and (not creq.effort_from_suffix or a.effort_fields ~= nil)
+      and not creq.raw_body:find('"' .. canonical.PACKED, 1, true))
     local body, err
     if pass then
       body = client_body(creq)
@@ -294,14 +291,10 @@ function M.kind(default_adapter, apis)
       on_done = sink.guard(function(err, code, text, st, hdrs, piped_n)
         if sink.closed() then return end
         local status = st ~= 0 and st or nil
-        -- how many of the upstream's own frames the client has, for a
-        -- front door that ends a passed-through stream in its numbering
-        if dec and dec.count then dec.piped = piped_n or 0 end
-        if err and dec and dec.count and dec:passed() > 0 then
-          return emit_all(sink, { { type = "error", status = code == "ETIMEDOUT" and 504 or 502,
-            message = string.format("upstream %s: %s", self.name, code == "ECONNREFUSED" and "cannot connect" or err),
-            passed = dec:passed() } })
-        end
+        -- how many of the upstream's own frames the client has (a
+        -- passthrough's), for a front door that ends its stream in their numbering
+        local passed
+        if dec and dec.passed then dec.piped = piped_n or 0; passed = dec:passed() end
         if err then
           -- curl's words for a failed connect name the upstream's address:
           -- the log keeps them, the client is told less
@@ -310,7 +303,7 @@ function M.kind(default_adapter, apis)
             err = "cannot connect"
           end
           return sink.emit({ type = "error", status = code == "ETIMEDOUT" and 504 or 502,
-            message = string.format("upstream %s: %s", self.name, err),
+            message = string.format("upstream %s: %s", self.name, err), passed = passed,
             retryable = code ~= "ELUA" and code ~= "ETOOBIG" }) -- the same again would fail again
         end
         if status and status >= 400 then
@@ -334,9 +327,7 @@ function M.kind(default_adapter, apis)
           return sink.emit(ev)
         end
         if dec and text == "" then
-          local evs = dec:finish()
-          if evs[1] and evs[1].type == "error" and dec.count then evs[1].passed = dec:passed() end
-          return emit_all(sink, evs)
+          return emit_all(sink, dec:finish())
         end
         if pass and (not dec or forward) then
           if not object_text(text) then
@@ -353,7 +344,7 @@ function M.kind(default_adapter, apis)
     if dec then -- frames come only on a stream
       cbs.on_frame = sink.guard_value(function(data, event, piped_n)
         -- (piped_n: the frames C queued itself so far, which the client has too)
-        if dec.count then dec.piped = piped_n or 0 end
+        if dec.passed then dec.piped = piped_n or 0 end
         local more = emit_all(sink, adapt(self.name, dec.frame, dec, data, event))
         if pass and more and not piped and dec.pipe and sink.pipe_handle then
           -- the client's stream is open: C queues the upstream's ordinary
