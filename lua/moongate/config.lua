@@ -56,7 +56,7 @@ local provider_schema = {
     models = { type = "list", values = "string" },
     headers = { type = "map", values = "string" },
     chunk_delay_ms = { type = "number", min = 0 },
-    timeout_ms = integer(0),             -- whole request; 0: none
+    timeout_ms = integer(0),             -- whole request; 0: none; unset: 10 min for a whole answer, none for a stream
     connect_timeout_ms = integer(1),
     first_byte_timeout_ms = integer(1),
     idle_timeout_ms = integer(1),        -- longest gap between stream frames

@@ -42,7 +42,7 @@ return {
     claude = { kind = "anthropic", base_url = %q, api_key = "sk-ant-secret", retries = 0 },
     spare = { kind = "openai", base_url = %q, retries = 0 },
     dead = { kind = "openai", base_url = "http://127.0.0.1:1/v1", retries = 1, retry_base_ms = 10 },
-    mine = { kind = "openai", base_url = %q, forward_client_key = true },
+    mine = { kind = "openai", base_url = %q, forward_client_key = true, api_key = "sk-operator-own" },
     quick = { kind = "openai", base_url = %q, retries = 0, first_byte_timeout_ms = 200, idle_timeout_ms = 200 },
     zip = { kind = "openai", base_url = %q, accept_compressed = true },
   },
@@ -504,6 +504,19 @@ return {
       messages({ model = "byok", max_tokens = 5, messages = { { role = "user", content = "x" } } },
         { ["x-api-key"] = "sk-client-own" })
       assert.equal("Bearer sk-client-own", mock:requests()[1].headers.authorization)
+    end)
+
+    it("never lends the operator's key to a client that sends none of its own", function()
+      for _, headers in ipairs { {}, { authorization = "Basic dXNlcjpwYXNz" } } do
+        local res = messages({ model = "byok", max_tokens = 5, messages = { { role = "user", content = "x" } } }, headers)
+        assert.equal(401, res.status, res.body)
+        assert.equal("authentication_error", json.decode(res.body).error.type)
+        res = chat({ model = "byok", messages = { { role = "user", content = "x" } } }, headers)
+        assert.equal(401, res.status, res.body)
+        assert.equal("missing_api_key", json.decode(res.body).error.code)
+      end
+      assert.equal(0, #mock:requests()) -- nothing went upstream, with or without the operator's key
+      assert.not_matches("sk-operator-own", server.log, 1, true)
     end)
   end)
 

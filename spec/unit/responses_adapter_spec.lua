@@ -437,7 +437,8 @@ describe("providers/upstream.lua and the Responses format", function()
       saved = { _fetch = core._fetch, _fetch_pipe = core._fetch_pipe }
       calls, piped = {}, 0
       core._fetch = function(opts, cbs)
-        calls[#calls + 1] = { url = opts.url, body = opts.body, stream = opts.stream, cbs = cbs }
+        calls[#calls + 1] = { url = opts.url, body = opts.body, stream = opts.stream, cbs = cbs,
+          total = opts.total_timeout_ms }
         return {}
       end
       core._fetch_pipe = function(_, _, ends) piped = piped + 1; calls.ends = ends end
@@ -468,6 +469,21 @@ describe("providers/upstream.lua and the Responses format", function()
       calls[1].cbs.on_frame('{"type":"response.completed"}', "response.completed")
       calls[1].cbs.on_done(nil, nil, "", 200)
       assert.same({ "raw", "raw", "done" }, types(got))
+    end)
+
+    it("bounds a whole answer by 10 minutes by default, a stream by its idle timeouts; timeout_ms bounds both", function()
+      local body = '{"model":"m","input":"hi"}'
+      local function total(conf, stream)
+        local p = openai_kind.new("r", conf)
+        p:start({ client = "responses", model = "m", upstream_model = "m", stream = stream, raw_body = body,
+          raw = json.decode(body), messages = { user("hi") } }, sink({}))
+        return calls[#calls].total
+      end
+      assert.equal(600000, total({ base_url = "http://u/v1", api = "responses" }, false))
+      assert.equal(0, total({ base_url = "http://u/v1", api = "responses" }, true))
+      assert.equal(5000, total({ base_url = "http://u/v1", api = "responses", timeout_ms = 5000 }, false))
+      assert.equal(5000, total({ base_url = "http://u/v1", api = "responses", timeout_ms = 5000 }, true))
+      assert.equal(0, total({ base_url = "http://u/v1", api = "responses", timeout_ms = 0 }, false))
     end)
 
     it("passes through a history the gateway expanded, but translates packed reasoning", function()

@@ -196,7 +196,7 @@ function M.kind(default_adapter, apis)
       connect_timeout_ms = conf.connect_timeout_ms or 10000,
       first_byte_timeout_ms = conf.first_byte_timeout_ms or 120000,
       idle_timeout_ms = conf.idle_timeout_ms or 120000,
-      total_timeout_ms = conf.timeout_ms or 0,
+      total_timeout_ms = conf.timeout_ms, -- nil: start() bounds a whole answer only
       insecure = conf.insecure, compressed = self.compressed,
     }
     if not adapter.count_path then self.count_tokens = false end -- app.lua estimates instead
@@ -209,9 +209,14 @@ function M.kind(default_adapter, apis)
     return forwardable[endpoint] == true and self.conf[endpoint] == true
   end
 
+  --- api_key(creq) -> the key for the upstream | nil, err: a provider that
+  -- forwards the client's key never falls back to its own (a client that
+  -- sends none, or Basic auth, gets 401: the operator's key is not lent)
   function P:api_key(creq)
-    if self.conf.forward_client_key and creq.client_key then return creq.client_key end
-    return self.key
+    if not self.conf.forward_client_key then return self.key end
+    if creq.client_key then return creq.client_key end
+    return nil, errors.new(401, string.format("provider %s uses the client's own key: send it as "
+      .. "Authorization: Bearer or x-api-key", self.name), { code = "missing_api_key" })
   end
 
   --- count_tokens(creq, cb): cb(n) or cb(nil, err) with the upstream's
@@ -225,9 +230,11 @@ function M.kind(default_adapter, apis)
       body, err = wire_text(adapter, creq, self.conf, true, self.name)
       if not body then return cb(nil, err) end
     end
+    local key, kerr = self:api_key(creq)
+    if kerr then return cb(nil, kerr) end
     core._fetch({
       url = self.base_url .. adapter.count_path, method = "POST", body = body,
-      headers = adapter.headers(self.conf, self:api_key(creq), creq),
+      headers = adapter.headers(self.conf, key, creq),
       connect_timeout_ms = self.conf.connect_timeout_ms or 10000, total_timeout_ms = 30000,
       insecure = self.conf.insecure, compressed = self.compressed,
     }, {
@@ -278,7 +285,12 @@ function M.kind(default_adapter, apis)
         return { cancel = function() end }
       end
     end
-    local headers = a.headers(self.conf, self:api_key(creq), creq)
+    local key, kerr = self:api_key(creq)
+    if kerr then
+      sink.emit({ type = "error", status = kerr.status, message = kerr.message, code = kerr.code })
+      return { cancel = function() end }
+    end
+    local headers = a.headers(self.conf, key, creq)
     if self.conf.headers then
       for k, v in pairs(self.conf.headers) do headers[k] = v end
     end
@@ -362,6 +374,9 @@ function M.kind(default_adapter, apis)
     -- the provider's one options table: C reads it during the call only
     local opts = self.fetch_opts
     opts.headers, opts.body, opts.stream = headers, body, dec and "sse" or nil
+    -- a whole answer is bounded by default (10 minutes); a stream by its
+    -- idle and first-byte timeouts (timeout_ms bounds both when set)
+    opts.total_timeout_ms = self.conf.timeout_ms or (dec and 0 or 600000)
     if forward then opts.url = self.base_url .. "/" .. creq.endpoint end
     handle = core._fetch(opts, cbs)
     opts.headers, opts.body, opts.url = nil, nil, self.url
