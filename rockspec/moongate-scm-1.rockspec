@@ -22,6 +22,7 @@ build = {
     ["moongate.http"] = "lua/moongate/http.lua",
     ["moongate.json"] = "lua/moongate/json.lua",
     ["moongate.log"] = "lua/moongate/log.lua",
+    ["moongate.secrets"] = "lua/moongate/secrets.lua",
     ["moongate.main"] = "lua/moongate/main.lua",
     ["moongate.providers"] = "lua/moongate/providers/init.lua",
     ["moongate.providers.echo"] = "lua/moongate/providers/echo.lua",

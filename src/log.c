@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -114,25 +115,80 @@ unsigned long long mg_log_dropped(void)
 
 #define MAX_MSG (MG_LOGQ_MAX_LINE - MAX_PREFIX - 16)
 
+static int control(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f;
+}
+
+/* msg[0..len) with its control characters written out (\n, \r, \t, else
+ * \xHH) into out, at most cap bytes and never half an escape; returns the
+ * length written, and in *used how much of msg it holds */
+static size_t escape(const char *msg, size_t len, char *out, size_t cap, size_t *used)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, n = 0;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)msg[i];
+		if (!control(c)) {
+			if (n + 1 > cap)
+				break;
+			out[n++] = (char)c;
+		} else if (c == '\n' || c == '\r' || c == '\t') {
+			if (n + 2 > cap)
+				break;
+			out[n++] = '\\';
+			out[n++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+		} else {
+			if (n + 4 > cap)
+				break;
+			out[n++] = '\\';
+			out[n++] = 'x';
+			out[n++] = hex[c >> 4];
+			out[n++] = hex[c & 15];
+		}
+	}
+	*used = i;
+	return n;
+}
+
+/* One line: msg with its trailing newlines dropped and its control
+ * characters escaped, so that no value in it (a worker's name, a path, a Lua
+ * error) can start a line of its own; cut at MAX_MSG. */
 static void emit(int level, const char *msg, size_t len)
 {
-	char head[MAX_PREFIX];
+	char head[MAX_PREFIX], small[1024], *esc = NULL;
 	struct iovec iov[3];
+	size_t i, used;
+	int cut;
 
 	while (len && msg[len - 1] == '\n')
 		len--;
+	cut = len > MAX_MSG; /* one line is not the place for a dump */
+	for (i = 0; i < len && !control((unsigned char)msg[i]); i++)
+		;
+	if (i < len) { /* rare: a line with control characters */
+		size_t cap = len < MAX_MSG / 4 ? len * 4 : MAX_MSG;
+		char *out = cap <= sizeof small ? small : (esc = malloc(cap));
+		if (out) {
+			size_t n = escape(msg, len, out, cap, &used);
+			cut = used < len; /* the escaped text outgrew MAX_MSG */
+			msg = out;
+			len = n;
+		} else {
+			msg = "(a log line with control characters is lost: out of memory)";
+			len = strlen(msg);
+			cut = 0;
+		}
+	}
 	iov[0].iov_base = head;
 	iov[0].iov_len = prefix(head, level, me.tag, me.taglen);
 	iov[1].iov_base = (void *)msg;
-	iov[1].iov_len = len;
-	iov[2].iov_base = "\n";
-	iov[2].iov_len = 1;
-	if (len > MAX_MSG) { /* one line is not the place for a dump */
-		iov[1].iov_len = MAX_MSG;
-		iov[2].iov_base = "... (cut)\n";
-		iov[2].iov_len = 10;
-	}
+	iov[1].iov_len = len > MAX_MSG ? MAX_MSG : len;
+	iov[2].iov_base = cut ? "... (cut)\n" : "\n";
+	iov[2].iov_len = cut ? 10 : 1;
 	mg_logq_write(iov, 3);
+	free(esc);
 }
 
 void mg_log_line(int level, const char *msg, size_t len)

@@ -48,6 +48,7 @@ function M.new(cfg, info)
     active = setmetatable({}, { __mode = "k" }), -- request handle -> exchange
     created = os.time(),
   }, App)
+  self.host_names = sockets.host_guard(cfg) -- on loopback: the Hosts let in
   self.sockets = sockets.new(self)
   self.store = store.new() -- stored responses, shared by the worker threads
   local cors = cfg.cors and cfg.cors.allowed_origins
@@ -171,6 +172,11 @@ function App:handle(req)
   local path = normalize(req.path)
   local client = errors.client_for_path(path)
   if req.origin_allowed == false then return origin_refused(req, client) end
+  if not sockets.host_allowed(req.headers and req.headers.host, self.host_names) then
+    return http.error(req, client, errors.new(403, string.format("Host %s is not a name of this gateway: it listens "
+      .. "on loopback, where only localhost and loopback addresses are let in (a defence against DNS rebinding); "
+      .. "add the name to server_names in the config.", shown(req.headers.host, 200)), { code = "host_not_allowed" }))
+  end
   if req.body_error == "headers_too_large" then
     return http.error(req, client, errors.new(431, string.format(
       "Request header fields too large: the limit is %d bytes.", req.max_header_bytes),

@@ -107,6 +107,7 @@ M.schema = {
     providers = { type = "map", values = provider_schema },
     routes = { type = "list", values = route_schema },
     aliases = { type = "map", values = "string" },
+    server_names = { type = "list", values = "string" }, -- Hosts let in besides localhost, on loopback
     cors = { type = "table", fields = {
       allowed_origins = { type = "list", values = "string" }, -- globs ("*": any); default: loopback pages
     } },

@@ -8,6 +8,7 @@ local http = require "moongate.http"
 local errors = require "moongate.errors"
 local json = require "moongate.json"
 local log = require "moongate.log"
+local secrets = require "moongate.secrets"
 
 local M = {}
 local Exchange = {}
@@ -235,6 +236,8 @@ end
 -- error event and a clean end of the stream.
 function Exchange:fail(err)
   if self.done then return end
+  -- no secret the gateway holds reaches the client in an upstream's words
+  err.message = secrets.redact(err.message, self.creq and self.creq.client_key)
   http.note(self.client.req, nil, self:provider_name(), err.message or "upstream error") -- the access log's
   self:finish()
   if self.job then self.job.cancel() end

@@ -29,6 +29,31 @@ end
 
 local loopback = { localhost = true, ["127.0.0.1"] = true, ["[::1]"] = true }
 
+--- host_guard(cfg) -> nil, or the server names a request's Host may give
+-- when the gateway listens on loopback only (localhost, loopback addresses,
+-- and cfg.server_names): the defence against DNS rebinding, where a page
+-- from a name the attacker points at 127.0.0.1 reads the gateway as its own
+-- origin. On any other address the Host is not looked at.
+function M.host_guard(cfg)
+  local config = require "moongate.config"
+  local host = config.parse_listen(cfg.listen or "")
+  if not host or not (host:find("^127%.") or host == "::1") then return nil end
+  local names = { localhost = true }
+  for _, n in ipairs(cfg.server_names or {}) do names[n:lower()] = true end
+  return names
+end
+
+--- host_allowed(host, names) -> bool: a Host header (port and all) the
+-- guard lets in; no guard, or no Host (HTTP/1.0: no browser), lets in any
+function M.host_allowed(host, names)
+  if not names or not host or host == "" then return true end
+  local name = host:match("^%[([%x:]+)%]") or host:match("^([^:]+)")
+  if not name then return false end
+  name = name:lower()
+  return names[name] == true or name == "::1" or name:find("^127%.%d+%.%d+%.%d+$") ~= nil
+    or name:find("%.localhost$") ~= nil
+end
+
 --- origin_allowed(origin, patterns) -> bool
 -- No Origin header (not a browser): allowed. Without a configured list, only
 -- pages served from this machine (localhost, 127.0.0.1, [::1]) may connect.
@@ -72,6 +97,9 @@ function Sockets:open(h, path, query, headers)
   end
   if not M.origin_allowed(headers.origin, self.origins) then
     return nil, "origin " .. tostring(headers.origin) .. " is not allowed", 403
+  end
+  if not M.host_allowed(headers.host, self.app and self.app.host_names) then
+    return nil, "Host " .. tostring(headers.host) .. " is not a name of this gateway (server_names)", 403
   end
   if kind == "worker" and self.conf.worker_token then
     local auth = headers.authorization

@@ -135,7 +135,7 @@ describe("HTTP for real clients", function()
     it("answers the errors C writes itself (431, 408) with headers only, and logs them as HEAD", function()
       local from = #server.log
       -- a header past http-parser's limit (max_header_bytes + 1024): C's 431
-      local status, headers, rest = split_head(raw(server, "HEAD /health HTTP/1.1\r\nHost: x\r\nX-Big: " ..
+      local status, headers, rest = split_head(raw(server, "HEAD /health HTTP/1.1\r\nHost: localhost\r\nX-Big: " ..
         string.rep("a", 20000) .. "\r\n\r\n", function(c) return c.eof end))
       assert.equal(431, status)
       assert.truthy(tonumber(headers["content-length"]) > 0)
@@ -143,14 +143,14 @@ describe("HTTP for real clients", function()
       assert.truthy(wait_log(server, "access method=HEAD path=\"/health\" status=431", from), server.log)
       -- headers that stop coming (request_timeout = 1): C's 408
       from = #server.log
-      status, headers, rest = split_head(raw(server, "HEAD /v1/models HTTP/1.1\r\nHost: x\r\nX-A: b\r\n",
+      status, headers, rest = split_head(raw(server, "HEAD /v1/models HTTP/1.1\r\nHost: localhost\r\nX-A: b\r\n",
         function(c) return c.eof end, 5000))
       assert.equal(408, status)
       assert.truthy(tonumber(headers["content-length"]) > 0)
       assert.equal("", rest)
       assert.truthy(wait_log(server, "access method=HEAD path=\"/v1/models\" status=408", from), server.log)
       -- a request line too long for the parser, HEAD all the same
-      status, _, rest = split_head(raw(server, "HEAD /" .. string.rep("p", 20000) .. " HTTP/1.1\r\nHost: x\r\n\r\n",
+      status, _, rest = split_head(raw(server, "HEAD /" .. string.rep("p", 20000) .. " HTTP/1.1\r\nHost: localhost\r\n\r\n",
         function(c) return c.eof end))
       assert.equal(431, status)
       assert.equal("", rest)
@@ -240,7 +240,7 @@ function req(method, path) {
       { "GET /v1/models/%ff%00x HTTP/1.1", "The model `\\xff\\x00x` does not exist" },
       { "GET /ws/\254 HTTP/1.1", "/ws/\\xfe is a WebSocket endpoint" },
     } do
-      local status, _, rest = split_head(raw(server, case[1] .. "\r\nHost: x\r\nConnection: close\r\n\r\n",
+      local status, _, rest = split_head(raw(server, case[1] .. "\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         function(c) return c.eof end))
       assert.truthy(status == 404 or status == 426, case[1])
       assert.is_nil(rest:find("[\128-\255]"), rest)
@@ -357,7 +357,7 @@ function req(method, path) {
       assert.truthy(tonumber(headers["content-length"]) > 0)
       assert.equal("", rest)
       -- an Origin that is not text: echoed as \xHH, the answer stays ASCII JSON
-      local bytes = "GET /v1/models HTTP/1.1\r\nHost: x\r\nOrigin: http://\255\254x.example\r\nConnection: close\r\n\r\n"
+      local bytes = "GET /v1/models HTTP/1.1\r\nHost: localhost\r\nOrigin: http://\255\254x.example\r\nConnection: close\r\n\r\n"
       status, headers, rest = split_head(raw(server, bytes, function(c) return c.eof end))
       assert.equal(403, status)
       assert.is_nil(rest:find("[\128-\255]"))
@@ -372,7 +372,7 @@ function req(method, path) {
 
     it("refuses a request with more than one Origin header, even of allowed pages", function()
       for _, origins in ipairs { { page, page }, { page, "http://localhost:3000" }, { page, "" } } do
-        local bytes = "GET /v1/models HTTP/1.1\r\nHost: x\r\nOrigin: " .. origins[1] .. "\r\nOrigin: " ..
+        local bytes = "GET /v1/models HTTP/1.1\r\nHost: localhost\r\nOrigin: " .. origins[1] .. "\r\nOrigin: " ..
           origins[2] .. "\r\nConnection: close\r\n\r\n"
         local status, headers, rest = split_head(raw(server, bytes, function(c) return c.eof end))
         assert.equal(403, status, origins[2])
@@ -381,7 +381,7 @@ function req(method, path) {
         assert.matches("one Origin header", json.decode(rest).error.message, 1, true)
       end
       -- a preflight too
-      local bytes = "OPTIONS /v1/messages HTTP/1.1\r\nHost: x\r\nOrigin: " .. page .. "\r\nOrigin: " .. page ..
+      local bytes = "OPTIONS /v1/messages HTTP/1.1\r\nHost: localhost\r\nOrigin: " .. page .. "\r\nOrigin: " .. page ..
         "\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
       local status, headers = split_head(raw(server, bytes, function(c) return c.eof end))
       assert.equal(403, status)
@@ -408,19 +408,19 @@ function req(method, path) {
       assert.equal(204, vary(req("OPTIONS", "/v1/messages"), "OPTIONS without Origin"))
       assert.equal(403, vary(req("GET", "/health", nil, { Origin = "https://evil.example" }), "403"))
       assert.equal(413, vary(req("POST", "/v1/chat/completions", string.rep("x", 70000)), "413"))
-      assert.equal(400, vary("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "C's 400"))
-      assert.equal(408, vary("POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{", "C's 408"))
+      assert.equal(400, vary("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: abc\r\n\r\n", "C's 400"))
+      assert.equal(408, vary("POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n{", "C's 408"))
     end)
 
     it("puts them on the errors C writes itself: a malformed chunked body (400), a stalled body (408)", function()
-      local bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nOrigin: " .. page ..
+      local bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nOrigin: " .. page ..
         "\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
       local status, headers, rest = split_head(raw(server, bytes, function(c) return c.eof end))
       assert.equal(400, status)
       assert.equal(page, headers["access-control-allow-origin"])
       assert.matches("malformed HTTP request", json.decode(rest).error.message)
       -- request_timeout = 1: a body that stops coming
-      bytes = "POST /v1/messages HTTP/1.1\r\nHost: x\r\nOrigin: " .. page .. "\r\nContent-Length: 100\r\n\r\n{\"mo"
+      bytes = "POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nOrigin: " .. page .. "\r\nContent-Length: 100\r\n\r\n{\"mo"
       status, headers, rest = split_head(raw(server, bytes, function(c) return c.eof end, 5000))
       assert.equal(408, status)
       assert.equal(page, headers["access-control-allow-origin"])
@@ -549,28 +549,28 @@ function req(method, path) {
       assert.matches("Content-Encoding lists more than 4 codings", e.message, 1, true)
       assert.not_matches("gzip is not supported", e.message, 1, true)
       -- four, over several lines, are undone
-      local bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip, gzip\r\n" ..
+      local bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Encoding: gzip, gzip\r\n" ..
         "Content-Encoding: identity\r\nContent-Encoding: gzip\r\nContent-Encoding: gzip\r\n"
       local body = gzip(gzip(gzip(gzip(hi))))
       local status, _, rest = split_head(raw(server, bytes .. "Content-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body,
         function(c) return c.eof end))
       assert.equal(200, status, rest)
       -- a hundred identity lines are still the body as it is
-      bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" .. string.rep("Content-Encoding: identity\r\n", 100) ..
+      bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n" .. string.rep("Content-Encoding: identity\r\n", 100) ..
         "Content-Length: " .. #hi .. "\r\nConnection: close\r\n\r\n" .. hi
       status, _, rest = split_head(raw(server, bytes, function(c) return c.eof end))
       assert.equal(200, status, rest)
       assert.equal("hello there", json.decode(rest).choices[1].message.content)
       -- bytes that are not text, echoed as \xHH: the answer stays ASCII JSON
       for _, path in ipairs { "/v1/chat/completions", "/v1/messages" } do
-        bytes = "POST " .. path .. " HTTP/1.1\r\nHost: x\r\nContent-Encoding: \255\254\"zz\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        bytes = "POST " .. path .. " HTTP/1.1\r\nHost: localhost\r\nContent-Encoding: \255\254\"zz\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
         status, _, rest = split_head(raw(server, bytes, function(c) return c.eof end))
         assert.equal(415, status)
         assert.is_nil(rest:find("[\128-\255]"), rest)
         local m = json.decode(rest).error.message
         assert.matches('Content-Encoding \\xff\\xfe"zz is not supported', m, 1, true)
       end
-      bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\255\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+      bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Encoding: gzip\255\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
       status, _, rest = split_head(raw(server, bytes, function(c) return c.eof end))
       assert.equal(415, status)
       assert.is_nil(rest:find("[\128-\255]"), rest)
@@ -638,19 +638,19 @@ function req(method, path) {
       end
       local reason = 'reason="the client left before sending the whole request"'
       local from = #server.log
-      send_and_leave("POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
+      send_and_leave("POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: appl")
       local line = wait_log(server, "[^\n]*access method=POST path=\"/v1/messages\" status=499[^\n]*", from)
       assert.truthy(line, server.log)
       assert.matches(reason, line, 1, true)
       assert.matches(" bytes=0", line, 1, true)
       from = #server.log
-      send_and_leave("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"model\":")
+      send_and_leave("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{\"model\":")
       line = wait_log(server, "[^\n]*access method=POST path=\"/v1/chat/completions\" status=499[^\n]*", from)
       assert.truthy(line, server.log)
       assert.matches(reason, line, 1, true)
       -- after a whole request on the same connection: the one it left unfinished
       from = #server.log
-      send_and_leave("GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models HTTP/1.1\r\n")
+      send_and_leave("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /v1/models HTTP/1.1\r\n")
       line = wait_log(server, "[^\n]*access method=GET path=\"/v1/models\" status=499[^\n]*", from)
       assert.truthy(line, server.log)
       assert.truthy(wait_log(server, "access method=GET path=\"/health\" status=200", from))
@@ -664,7 +664,7 @@ function req(method, path) {
     end)
 
     it("logs the errors C writes itself, with their reason", function()
-      local bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
+      local bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: abc\r\n\r\n"
       raw(server, bytes, function(c) return c.eof end)
       local line = wait_log(server, "[^\n]*access method=[^\n]*status=400[^\n]*malformed HTTP request[^\n]*")
       assert.truthy(line, server.log)

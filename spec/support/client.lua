@@ -166,8 +166,9 @@ end
 
 --- request_bytes(method, path, body, headers) -> raw HTTP/1.1 request
 function M.request_bytes(method, path, body, headers)
-  local lines = { string.format("%s %s HTTP/1.1", method, path), "Host: 127.0.0.1" }
   headers = headers or {}
+  local lines = { string.format("%s %s HTTP/1.1", method, path) }
+  if not (headers.Host or headers.host) then lines[2] = "Host: 127.0.0.1" end -- unless the test names one
   for k, v in pairs(headers) do lines[#lines + 1] = k .. ": " .. v end
   if body and not headers["Content-Length"] and not headers["Transfer-Encoding"] then
     lines[#lines + 1] = "Content-Length: " .. #body

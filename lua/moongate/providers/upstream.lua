@@ -10,6 +10,7 @@ local core = require "moongate.core"
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local log = require "moongate.log"
+local secrets = require "moongate.secrets"
 local canonical = require "moongate.canonical"
 
 local M = {}
@@ -186,6 +187,7 @@ function M.kind(default_adapter, apis)
       models = conf.models,
       retries = conf.retries or 2,
     }, P)
+    secrets.add(self.key) -- configured or from the environment: never logged, never relayed
     self.url = self.base_url .. adapter.path -- made once, not per request
     self.compressed = conf.accept_compressed
     if self.compressed == nil then self.compressed = self.base_url:find("^https://") ~= nil end
@@ -214,7 +216,10 @@ function M.kind(default_adapter, apis)
   -- sends none, or Basic auth, gets 401: the operator's key is not lent)
   function P:api_key(creq)
     if not self.conf.forward_client_key then return self.key end
-    if creq.client_key then return creq.client_key end
+    if creq.client_key then
+      secrets.add_client(creq.client_key) -- out of the log from now on
+      return creq.client_key
+    end
     return nil, errors.new(401, string.format("provider %s uses the client's own key: send it as "
       .. "Authorization: Bearer or x-api-key", self.name), { code = "missing_api_key" })
   end
@@ -320,11 +325,12 @@ function M.kind(default_adapter, apis)
         end
         if status and status >= 400 then
           local ev = { type = "error", status = status, upstream = true,
-            message = a.error_message(text) or ("upstream answered " .. status),
+            message = secrets.redact(a.error_message(text) or ("upstream answered " .. status), creq.client_key),
             retry_after = tonumber(hdrs and hdrs["retry-after"]),
             retryable = status == 429 or status >= 500 }
           if creq.client == a.format or forward then -- the same format: its type, code and param hold
             ev.error_type, ev.code, ev.param = errors.upstream_detail(text)
+            ev.code, ev.param = secrets.redact(ev.code, creq.client_key), secrets.redact(ev.param, creq.client_key)
           end
           -- a prompt too long, in the words the client's own API uses
           -- (whatever the upstream's: vLLM's and llama.cpp's differ from
