@@ -47,5 +47,6 @@ build = {
     ["moongate.adapters.openai_common"] = "lua/moongate/adapters/openai_common.lua",
     ["moongate.adapters.openai_responses"] = "lua/moongate/adapters/openai_responses.lua",
     ["moongate.store"] = "lua/moongate/store.lua",
+    ["moongate.keys"] = "lua/moongate/keys.lua",
   },
 }

@@ -94,6 +94,8 @@ void mg_access_log(const mg_access *a)
 	put_num(&l, " status=", (unsigned long long)(a->status > 0 ? a->status : 0), 0);
 	put_num(&l, " ms=", a->ms > 0 ? (unsigned long long)(a->ms * 10 + 0.5) : 0, 1);
 	put_num(&l, " bytes=", a->bytes, 0);
+	if (a->key)
+		put_quoted(&l, "key", a->key, a->key_len, a->key_len);
 	if (a->model)
 		put_quoted(&l, "model", a->model, a->model_len, a->model_len);
 	if (a->provider)

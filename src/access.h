@@ -1,9 +1,10 @@
 /* The access log: one line per HTTP request, at info level.
  *
  *   access method=POST path="/v1/messages" status=200 ms=12.3 bytes=4567
- *          model="claude-x" provider="claude" reason="..."
+ *          key="team-a" model="claude-x" provider="claude" reason="..."
  *
- * (one line; model, provider and reason only when known). Every value that
+ * (one line; the inbound key's name, model, provider and reason only when
+ * known). Every value that
  * comes from a client or an upstream is quoted and escaped (", \ and every
  * byte outside printable ASCII as \xHH), so no value can end the line or
  * fake another. The caller passes no query string, header, key or body.
@@ -20,8 +21,8 @@ typedef struct mg_access {
 	int status;
 	double ms;
 	unsigned long long bytes;
-	const char *model, *provider, *reason; /* may be NULL */
-	size_t model_len, provider_len, reason_len;
+	const char *key, *model, *provider, *reason; /* may be NULL */
+	size_t key_len, model_len, provider_len, reason_len;
 } mg_access;
 
 /* Writes the line when the log level is info or more verbose. */

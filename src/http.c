@@ -126,6 +126,8 @@ static void log_access(const mg_req *r)
 	a.model_len = r->model_len;
 	a.provider = r->provider_len ? r->provider : NULL;
 	a.provider_len = r->provider_len;
+	a.key = r->key_len ? r->key : NULL;
+	a.key_len = r->key_len;
 	a.reason = r->reason_len ? r->reason : NULL;
 	a.reason_len = r->reason_len;
 	if (!r->dispatched) { /* only a request line, some headers or part of the body */
@@ -879,7 +881,7 @@ static void note_arg(lua_State *L, int idx, char *dst, size_t cap, size_t *len)
 	*len = n;
 }
 
-/* _req_note(h, model, provider, reason): what the request's access log line
+/* _req_note(h, model, provider, reason, key): what the request's access log line
  * says besides what C knows; a nil argument leaves that field as it was.
  * Does nothing when the log level is below info. No secret may be passed. */
 static int l_req_note(lua_State *L)
@@ -898,6 +900,9 @@ static int l_req_note(lua_State *L)
 	n = r->reason_len;
 	note_arg(L, 4, r->reason, sizeof r->reason, &n);
 	r->reason_len = (unsigned short)n;
+	n = r->key_len;
+	note_arg(L, 5, r->key, sizeof r->key, &n);
+	r->key_len = (unsigned char)n;
 	return 0;
 }
 

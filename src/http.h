@@ -49,6 +49,7 @@ enum { MG_BODY_OK = 0, MG_BODY_TOO_LARGE, MG_HEADERS_TOO_LARGE,
  * inline so that noting allocates nothing, cut at these sizes. */
 #define MG_NOTE_MODEL 96
 #define MG_NOTE_PROVIDER 48
+#define MG_NOTE_KEY 48 /* an inbound key's name (never the key) */
 #define MG_NOTE_REASON 200
 
 /* r->cors: the request's Origin, decided once (mg_req_dispatch, or
@@ -110,9 +111,9 @@ typedef struct mg_req {
 	int client_gone;         /* the client left before the response was out */
 	uint64_t started_ns;     /* uv_hrtime() at mg_req_new */
 	unsigned long long bytes_sent; /* handed to the socket (or to lws) */
-	unsigned char model_len, provider_len;
+	unsigned char model_len, provider_len, key_len;
 	unsigned short reason_len;
-	char model[MG_NOTE_MODEL], provider[MG_NOTE_PROVIDER], reason[MG_NOTE_REASON];
+	char model[MG_NOTE_MODEL], provider[MG_NOTE_PROVIDER], reason[MG_NOTE_REASON], key[MG_NOTE_KEY];
 } mg_req;
 
 /* Space kept before the bytes in r->out, for transports (lws) that write

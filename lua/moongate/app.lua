@@ -20,6 +20,7 @@ local openai_embeddings = require "moongate.frontdoor.openai_embeddings"
 local canonical = require "moongate.canonical"
 local sockets = require "moongate.sockets"
 local store = require "moongate.store"
+local keys = require "moongate.keys"
 
 local M = {}
 local App = {}
@@ -41,7 +42,8 @@ function M.new(cfg, info)
   local registry = providers.build(cfg)
   local self = setmetatable({
     cfg = cfg, info = info or {}, providers = registry,
-    -- models the WS workers announce route to the built-in "workers" pool
+    -- models the WS workers announce route to the built-in "workers" pool,
+    -- for names no config route matches (router.lua)
     router = router.new(cfg, registry, { dynamic = function(model)
       if core._pool_serves(model) then return "workers" end
     end, dynamic_models = core._pool_models }),
@@ -49,6 +51,7 @@ function M.new(cfg, info)
     created = os.time(),
   }, App)
   self.host_names = sockets.host_guard(cfg) -- on loopback: the Hosts let in
+  self.keys = keys.load(cfg, os.getenv) -- inbound keys: nil, none asked for
   self.sockets = sockets.new(self)
   self.store = store.new() -- stored responses, shared by the worker threads
   local cors = cfg.cors and cfg.cors.allowed_origins
@@ -168,6 +171,9 @@ local function body_refused(req)
   return errors.new(400, "The request body could not be read.")
 end
 
+-- the paths that need no inbound key
+local open_paths = { ["/health"] = true, ["/"] = true }
+
 function App:handle(req)
   local path = normalize(req.path)
   local client = errors.client_for_path(path)
@@ -176,6 +182,18 @@ function App:handle(req)
     return http.error(req, client, errors.new(403, string.format("Host %s is not a name of this gateway: it listens "
       .. "on loopback, where only localhost and loopback addresses are let in (a defence against DNS rebinding); "
       .. "add the name to server_names in the config.", shown(req.headers.host, 200)), { code = "host_not_allowed" }))
+  end
+  -- with inbound keys, all but /health, / and CORS preflights want one
+  if self.keys and not open_paths[path] and req.method ~= "OPTIONS" then
+    local entry = keys.check(self.keys, req.headers)
+    if not entry then
+      return http.error(req, client, errors.new(401, keys.presented(req.headers)
+        and "Invalid API key: it is not one of this gateway's keys."
+        or "Missing API key: send it as Authorization: Bearer, x-api-key or x-goog-api-key.",
+        { code = "invalid_api_key" }))
+    end
+    req.inbound = entry
+    http.note(req, nil, nil, nil, entry.name)
   end
   if req.body_error == "headers_too_large" then
     return http.error(req, client, errors.new(431, string.format(
@@ -269,7 +287,7 @@ end
 function App:health(req)
   local s = core._stats()
   return http.json(req, 200, json.encode_raw({
-    status = "ok", version = core.version, uptime = math.floor(s.uptime * 1000) / 1000,
+    status = "ok", version = core.version, auth = self.keys and "keys" or "none", uptime = math.floor(s.uptime * 1000) / 1000,
     workers = s.workers, thread = self.info.worker, ws_pool = ws_pool(),
   }))
 end
@@ -327,6 +345,11 @@ local function model_of(creq) return type(creq) == "table" and type(creq.model) 
 function App:serve(fd, req)
   local creq, err = fd.decode(req.body, req.headers)
   if not creq then return http.error(req, fd.client, err) end
+  if req.inbound and not keys.allows(req.inbound, creq.model) then
+    http.note(req, model_of(creq))
+    return http.error(req, fd.client, errors.new(403, string.format("The key %s may not use the model `%s`.",
+      shown(req.inbound.name, 100), shown(creq.model, 200)), { code = "model_not_allowed" }))
+  end
   if fd.prepare then
     local _, perr = errors.catch(fd.prepare, creq, self) -- a refusal, or the error it returns
     if perr then
@@ -355,6 +378,10 @@ function App:count_tokens(req)
   local creq, err = anthropic_messages.decode(req.body, req.headers, { count_only = true })
   if not creq then return http.error(req, "anthropic", err) end
   http.note(req, model_of(creq))
+  if req.inbound and not keys.allows(req.inbound, creq.model) then
+    return http.error(req, "anthropic", errors.new(403, string.format("The key %s may not use the model `%s`.",
+      shown(req.inbound.name, 100), shown(creq.model, 200)), { code = "model_not_allowed" }))
+  end
   local route, rerr = self.router:resolve(creq.model)
   if not route then return http.error(req, "anthropic", rerr) end -- as /v1/messages would
   http.note(req, nil, route.chain[1].name)

@@ -34,6 +34,8 @@ function M.websocket_defaults()
     max_queue = 1000,              -- requests waiting at once, then 429
     max_message_bytes = 16 * MiB,
     chat_model = "echo",           -- chat sockets' model when a message names none
+    wait_for_worker_ms = 0,        -- a pool request with no worker connected: 503 at once
+    max_inflight = 8,              -- answers one chat socket may have under way at once
   }
 end
 
@@ -107,6 +109,9 @@ M.schema = {
     providers = { type = "map", values = provider_schema },
     routes = { type = "list", values = route_schema },
     aliases = { type = "map", values = "string" },
+    keys = { type = "list", values = { type = "table", fields = { -- inbound keys (README, "Security")
+      key = "string", key_env = "string", name = "string", models = { type = "list", values = "string" },
+    } } },
     server_names = { type = "list", values = "string" }, -- Hosts let in besides localhost, on loopback
     cors = { type = "table", fields = {
       allowed_origins = { type = "list", values = "string" }, -- globs ("*": any); default: loopback pages
@@ -124,6 +129,8 @@ M.schema = {
       worker_token = "string",                             -- workers must present it
       allowed_origins = { type = "list", values = "string" }, -- globs; default: loopback pages
       chat_model = "string",
+      wait_for_worker_ms = integer(0),
+      max_inflight = integer(1),
     } },
   },
 }

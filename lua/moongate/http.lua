@@ -7,14 +7,15 @@ local log = require "moongate.log"
 
 local M = {}
 
---- note(req, model, provider, reason): what the request's access log line
+--- note(req, model, provider, reason, key): what the request's access log line
 -- says besides what C knows (method, path, status, time, bytes); nil leaves
--- a field as it was. C escapes the values; the reason is redacted here. req
+-- a field as it was (key: the inbound key's name, never the key). C escapes
+-- the values; the reason is redacted here. req
 -- may be nil (a chat socket's answer: no access log line).
-function M.note(req, model, provider, reason)
+function M.note(req, model, provider, reason, key)
   if not req or not log.enabled("info") then return end
   if reason then reason = log.redact(reason) end
-  core._req_note(req.h, model, provider, reason)
+  core._req_note(req.h, model, provider, reason, key)
 end
 
 --- empty(req, status [, headers]) -> true | nil, "closed": an answer with no

@@ -26,6 +26,10 @@ function M.init(init_json, index, workers)
   local uv = require "luv"
   math.randomseed(uv.hrtime() % 2147483647 + index)
   local app = require("moongate.app").new(cfg, { worker = index, workers = workers })
+  if index == 1 and not app.keys and not app.host_names then
+    log.warn("listening on %s with no inbound keys: anyone who can reach it may use it (set keys or "
+      .. "MOONGATE_API_KEYS: README, \"Security\")", tostring(cfg.listen))
+  end
   -- for performance work: LuaJIT's sampling profiler and trace log, per
   -- worker thread, into FILE.<worker> (see "Benchmark" in the README)
   local prof, jitlog = os.getenv("MOONGATE_JIT_PROFILE"), os.getenv("MOONGATE_JIT_LOG")

@@ -50,3 +50,74 @@ describe("a gateway on another address does not look at the Host", function()
     assert.equal(200, res.status)
   end)
 end)
+
+describe("inbound keys", function()
+  local server
+  setup(function()
+    server = helpers.start {
+      config = [[return { keys = {
+        { key = "mg-team-a-key-1234", name = "team-a" },
+        { key_env = "TEAM_B_KEY", name = "team-b", models = { "gpt-*" } },
+      } }]],
+      env = { TEAM_B_KEY = "mg-team-b-key-5678", MOONGATE_API_KEYS = " mg-env-key-abcdef , mg-env-key-ghijkl" },
+    }
+  end)
+  teardown(function() if server then server:stop_clean() end end)
+
+  local function post(path, headers, body)
+    return assert(server:request("POST", path, body or hi, headers, 15000))
+  end
+  local msg = json.encode { model = "echo", max_tokens = 10, messages = { { role = "user", content = "hi" } } }
+
+  it("answers a request without a key, or with a wrong one, 401 in the client's own format", function()
+    local res = post("/v1/chat/completions", {})
+    assert.equal(401, res.status)
+    local e = json.decode(res.body).error
+    assert.equal("invalid_api_key", e.code)
+    assert.matches("Missing API key", e.message)
+    res = post("/v1/chat/completions", { authorization = "Bearer mg-team-a-key-1235" })
+    assert.equal(401, res.status)
+    assert.matches("Invalid API key", json.decode(res.body).error.message)
+    res = post("/v1/messages", { ["x-api-key"] = "nope" }, msg)
+    assert.equal(401, res.status)
+    local body = json.decode(res.body)
+    assert.equal("error", body.type)
+    assert.equal("authentication_error", body.error.type)
+    res = post("/v1/responses", {}, json.encode { model = "echo", input = "hi" })
+    assert.equal(401, res.status)
+    -- /stats and the model list too; /health and the preflight stay open
+    assert.equal(401, assert(server:request("GET", "/stats")).status)
+    assert.equal(401, assert(server:request("GET", "/v1/models")).status)
+    local health = assert(server:request("GET", "/health"))
+    assert.equal(200, health.status)
+    assert.equal("keys", json.decode(health.body).auth)
+    assert.equal(204, assert(server:request("OPTIONS", "/v1/messages", nil, -- (204: no length, so close)
+      { Origin = "http://localhost:3000", Connection = "close" })).status)
+  end)
+
+  it("takes a key as Bearer, x-api-key or x-goog-api-key, from the config, its env or MOONGATE_API_KEYS", function()
+    assert.equal(200, post("/v1/chat/completions", { authorization = "Bearer mg-team-a-key-1234" }).status)
+    assert.equal(200, post("/v1/messages", { ["x-api-key"] = "mg-team-a-key-1234" }, msg).status)
+    assert.equal(200, post("/v1/chat/completions", { ["x-goog-api-key"] = "mg-env-key-abcdef" }).status)
+    assert.equal(200, post("/v1/chat/completions", { authorization = "Bearer mg-env-key-ghijkl" }).status)
+    assert.equal(200, assert(server:request("GET", "/stats", nil, { authorization = "Bearer mg-team-a-key-1234" })).status)
+  end)
+
+  it("gives a key limited to some models 403 for the others, in the client's format", function()
+    local res = post("/v1/chat/completions", { authorization = "Bearer mg-team-b-key-5678" })
+    assert.equal(403, res.status)
+    assert.equal("model_not_allowed", json.decode(res.body).error.code)
+    res = post("/v1/messages", { ["x-api-key"] = "mg-team-b-key-5678" }, msg)
+    assert.equal(403, res.status)
+    assert.equal("permission_error", json.decode(res.body).error.type)
+  end)
+
+  it("writes the key's name in the access log, never the key", function()
+    post("/v1/chat/completions", { authorization = "Bearer mg-team-a-key-1234" })
+    local log = server.log
+    assert.matches('key="team-a"', log, 1, true)
+    for _, k in ipairs { "mg-team-a-key-1234", "mg-team-b-key-5678", "mg-env-key-abcdef" } do
+      assert.not_matches(k, log, 1, true)
+    end
+  end)
+end)
