@@ -418,9 +418,13 @@ static char *dup_checked(lua_State *L, const char *s, size_t n)
 	return d;
 }
 
-/* _pool_submit(id, model, message, queue_timeout_ms, max_queue)
- *   -> "assigned" | "queued" | nil, "queue full"
- * message is the completion_request text sent to the worker. */
+/* _pool_submit(id, model, message, queue_timeout_ms, max_queue [, wait_ms])
+ *   -> "assigned" | "queued" | nil, "queue full" | nil, "no worker"
+ * message is the completion_request text sent to the worker. With wait_ms,
+ * a request no ready worker serves is refused at once (wait_ms <= 0) or
+ * waits that long for one to connect, not the whole queue time: decided
+ * under the pool's lock, so no worker can leave between the look and the
+ * queueing. */
 static int l_pool_submit(lua_State *L)
 {
 	mg_worker *w = owner_of(L);
@@ -430,6 +434,8 @@ static int l_pool_submit(lua_State *L)
 	const char *msg = luaL_checklstring(L, 3, &len);
 	int timeout = (int)luaL_checkinteger(L, 4);
 	int max_queue = (int)luaL_checkinteger(L, 5);
+	int has_wait = !lua_isnoneornil(L, 6);
+	int wait_ms = has_wait ? (int)luaL_checkinteger(L, 6) : 0;
 	size_t idlen = strlen(id);
 	mg_pending *p = calloc(1, sizeof *p + idlen + 1 + mlen + 1 + len);
 	const char *result = "assigned";
@@ -456,6 +462,15 @@ static int l_pool_submit(lua_State *L)
 	table[bucket(id)] = p;
 	n_pending++;
 	if (!place(p)) {
+		int nobody = has_wait && !any_serves(model);
+
+		if (nobody && wait_ms <= 0) {
+			drop(p);
+			mg_pool_unlock();
+			lua_pushnil(L);
+			lua_pushliteral(L, "no worker");
+			return 2;
+		}
 		if (q_len >= max_queue) {
 			drop(p);
 			mg_pool_unlock();
@@ -464,6 +479,8 @@ static int l_pool_submit(lua_State *L)
 			return 2;
 		}
 		q_insert(p, q_tail);
+		if (nobody) /* this wait only; a later requeue gets the queue time */
+			p->deadline = now_ms() + wait_ms;
 		result = "queued";
 	}
 	mg_pool_unlock();

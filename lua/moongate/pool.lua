@@ -11,9 +11,13 @@ local M = {}
 local pending = {}
 
 --- submit(id, model, message, opts, handler) -> "assigned" | "queued" | nil, err
--- opts: {queue_timeout_ms, max_queue}; handler(kind, data) until finish(id)
+-- opts: {queue_timeout_ms, max_queue, wait_for_worker_ms}; handler(kind, data)
+-- until finish(id). err "no worker": no ready worker serves the model and
+-- wait_for_worker_ms is 0 (the default): the caller answers 503 at once
+-- rather than hold a client for the whole queue time.
 function M.submit(id, model, message, opts, handler)
-  local res, err = core._pool_submit(id, model, message, opts.queue_timeout_ms, opts.max_queue)
+  local res, err = core._pool_submit(id, model, message, opts.queue_timeout_ms, opts.max_queue,
+    opts.wait_for_worker_ms or 0)
   if res then pending[id] = handler end
   return res, err
 end

@@ -21,9 +21,13 @@ local function match(self, name)
 end
 
 --- new(cfg, providers [, opts]) -> router; providers: name -> provider instance
--- opts.dynamic(model) -> a provider name for a model no exact route names
--- (the WS workers' announced models), checked before glob routes;
--- opts.dynamic_models() -> the names it serves, for models().
+-- opts.dynamic(model) -> a provider name for a model no route matches (the
+-- WS workers' announced models); opts.dynamic_models() -> the names it
+-- serves, for models(). Config routes always win over announced models,
+-- globs and the catch-all included: a worker names its own models, so were
+-- it asked first, any worker could take the traffic the operator sent to
+-- an upstream by announcing that model. Workers serve a routed name only
+-- through a route that names the pool.
 function M.new(cfg, providers, opts)
   local routes = { { match = "echo", pattern = "^echo$", chain = { "echo" }, exact = true } }
   for _, r in ipairs(cfg.routes or {}) do
@@ -46,10 +50,15 @@ function M.new(cfg, providers, opts)
   return self
 end
 
+-- A chain ends at its first WS pool link: a request meant for a local
+-- worker never falls back to another provider (with no worker connected,
+-- its prompt would go to a third party instead).
 local function route_for(self, r, name, model, effort)
   local chain = {}
   for i, pname in ipairs(r.chain) do
-    chain[i] = { name = pname, provider = self.providers[pname] }
+    local p = self.providers[pname]
+    chain[i] = { name = pname, provider = p }
+    if p and p.kind == "ws" then break end
   end
   return { model = r.model or name, requested = model, effort = effort, chain = chain }
 end
@@ -61,16 +70,17 @@ local KNOWN_MAX = 1024 -- model names whose static answer a router keeps
 -- never change it.
 function Router:resolve(model)
   -- what the config says about this name never changes for this router;
-  -- only the WS workers' models do, so they are asked each time
+  -- only the WS workers' models do, so they are asked each time, and only
+  -- for a name no route matches
   local k = self.known[model]
   if not k then
     local name, effort = models.normalize(model, self.aliases, self.is_exact)
     local r = match(self, name)
-    k = { name = name, effort = effort, exact = r and r.exact, route = r and route_for(self, r, name, model, effort) }
+    k = { name = name, effort = effort, route = r and route_for(self, r, name, model, effort) }
     if self.known_n >= KNOWN_MAX then self.known, self.known_n = {}, 0 end
     self.known[model], self.known_n = k, self.known_n + 1
   end
-  if not k.exact and self.dynamic then
+  if not k.route and self.dynamic then
     local pname = self.dynamic(k.name)
     if pname then return route_for(self, { chain = { pname } }, k.name, model, k.effort) end
   end
@@ -95,7 +105,10 @@ function Router:models()
     end
   end
   for alias in pairs(self.aliases) do add(alias) end
-  for _, id in ipairs(self.dynamic_models and self.dynamic_models() or {}) do add(id) end
+  -- announced names a route takes are not the workers' to list
+  for _, id in ipairs(self.dynamic_models and self.dynamic_models() or {}) do
+    if not match(self, id) then add(id) end
+  end
   table.sort(out)
   return out
 end

@@ -8,6 +8,7 @@
 local core = require "moongate.core"
 local json = require "moongate.json"
 local log = require "moongate.log"
+local keys = require "moongate.keys"
 local exchange = require "moongate.exchange"
 local ws_chat = require "moongate.frontdoor.ws_chat"
 local router_mod = require "moongate.router"
@@ -77,13 +78,7 @@ local function query_arg(query, name)
   end
 end
 
--- constant time over the expected token's length
-local function same(a, b)
-  if type(a) ~= "string" or #a ~= #b then return false end
-  local diff = 0
-  for i = 1, #b do diff = bit.bor(diff, bit.bxor(a:byte(i), b:byte(i))) end
-  return diff == 0
-end
+local same = keys.same -- constant time over the expected token's length
 
 function Sockets:open(h, path, query, headers)
   path = path:gsub("^/v1/", "/")
@@ -105,8 +100,15 @@ function Sockets:open(h, path, query, headers)
     local auth = headers.authorization
     local token = (auth and auth:match("^[Bb]earer%s+(.+)$")) or query_arg(query, "token")
     if not same(token, self.conf.worker_token) then return nil, "worker token missing or wrong", 401 end
+  elseif self.app and self.app.keys then
+    -- with inbound keys, a socket wants one too (a browser, which cannot
+    -- set headers on a WebSocket, gives it as ?key=)
+    local k = keys.presented(headers) or query_arg(query, "key")
+    if not (k and keys.check(self.app.keys, { ["x-api-key"] = k })) then
+      return nil, "API key missing or wrong: send it as Authorization: Bearer, x-api-key or ?key=", 401
+    end
   end
-  self.conns[h] = { kind = kind, client_id = client_id, answers = {} }
+  self.conns[h] = { kind = kind, client_id = client_id, answers = {}, inflight = 0 }
   log.debug("WebSocket %s open (%s)", tostring(h), kind)
   return kind
 end
@@ -129,6 +131,31 @@ end
 
 local final = { completion_response = true, completion_error = true }
 
+-- Warnings about a worker's messages for unknown request ids: at most
+-- WARN_BURST per WARN_WINDOW_MS per worker, then one line saying how many
+-- were left out, so no worker can flood the log.
+local WARN_BURST, WARN_WINDOW_MS = 5, 10000
+
+local function warn_unknown(h, conn, t, id)
+  local now = require("luv").now()
+  local rl = conn.unknown_ids
+  if not rl or now - rl.since >= WARN_WINDOW_MS then
+    if rl and rl.dropped > 0 then
+      log.warn("WS worker %s: %d more messages for unknown requests dropped without a warning", tostring(h),
+        rl.dropped)
+    end
+    rl = { since = now, n = 0, dropped = 0 }
+    conn.unknown_ids = rl
+  end
+  rl.n = rl.n + 1
+  if rl.n > WARN_BURST then
+    rl.dropped = rl.dropped + 1
+    return
+  end
+  log.warn("WS worker %s: %s for unknown or finished request %s dropped%s", tostring(h), t,
+    (id:sub(1, 100):gsub("%c", "?")), rl.n == WARN_BURST and " (more such warnings held back for a while)" or "")
+end
+
 function Sockets:worker_message(h, m, text)
   local t = m.type
   if t == "completion_chunk" or final[t] then
@@ -137,8 +164,7 @@ function Sockets:worker_message(h, m, text)
       return send(h, "error", { message = t .. " needs a request_id string" })
     end
     if not core._pool_deliver(h, id, text, final[t] or false) then
-      log.warn("WS worker %s: %s for unknown or finished request %s dropped", tostring(h), t,
-        (id:sub(1, 100):gsub("%c", "?")))
+      warn_unknown(h, self.conns[h], t, id)
     end
   elseif t == "client_ready" then
     core._pool_ready(h, {
@@ -181,6 +207,13 @@ function Sockets:chat_message(h, conn, m)
     return core._ws_send(h, ws_chat.message("error", m.id ~= nil and tostring(m.id) or nil,
       { message = err.message, status = err.status }))
   end
+  -- a bound on the answers one socket has under way: past it a message
+  -- is refused, not queued, so one client cannot hold every upstream
+  local cap = self.conf.max_inflight or 8
+  if conn.inflight >= cap then
+    return core._ws_send(h, ws_chat.message("error", creq.answer_id, { status = 429,
+      message = string.format("this socket already has %d answers under way (websocket.max_inflight)", cap) }))
+  end
   local route, rerr = app.router:resolve(creq.model)
   if not route then
     return core._ws_send(h, ws_chat.message("error", creq.answer_id, { message = rerr.message, status = rerr.status }))
@@ -188,8 +221,17 @@ function Sockets:chat_message(h, conn, m)
   local key = {}
   local client = setmetatable({ h = h, id = creq.answer_id, conn = conn, key = key }, ChatClient)
   local x = exchange.run(nil, ws_chat, creq, route, app.active, client)
-  -- the answer is done: forget its close hook
-  if x.done then conn.answers[key] = nil else x.on_finish = function() conn.answers[key] = nil end end
+  -- the answer is done: forget its close hook; one still under way holds
+  -- a place until it finishes
+  if x.done then
+    conn.answers[key] = nil
+  else
+    conn.inflight = conn.inflight + 1
+    x.on_finish = function()
+      conn.answers[key] = nil
+      conn.inflight = conn.inflight - 1
+    end
+  end
 end
 
 function Sockets:message(h, text)

@@ -112,6 +112,30 @@ describe("inbound keys", function()
     assert.equal("permission_error", json.decode(res.body).error.type)
   end)
 
+  it("wants a key on both WebSocket endpoints too (headers, or ?key= from a browser)", function()
+    local W = require "support.ws_client"
+    -- refused: the socket opens and is closed at once with 4401
+    local function refused(path, headers)
+      local ws = assert(W.connect(server.port, path, headers))
+      ws:wait(function() return ws.closed end, 3000)
+      return ws.close_code == 4401
+    end
+    local function kept(path, headers)
+      local ws = assert(W.connect(server.port, path, headers))
+      ws:wait(function() return ws.closed end, 300)
+      local open, why = not ws.closed, tostring(ws.close_code) .. " " .. tostring(ws.close_reason)
+      ws:close_tcp()
+      return open, why
+    end
+    for _, path in ipairs { "/ws", "/ws/tab-1" } do
+      assert.is_true(refused(path), path)
+      assert.is_true(refused(path, { ["x-api-key"] = "mg-wrong-key-0000" }), path)
+      local ok, why = kept(path, { authorization = "Bearer mg-team-a-key-1234" })
+      assert.is_true(ok, path .. ": " .. why)
+    end
+    assert.is_true(kept("/ws/tab-2?key=mg-env-key-abcdef"))
+  end)
+
   it("writes the key's name in the access log, never the key", function()
     post("/v1/chat/completions", { authorization = "Bearer mg-team-a-key-1234" })
     local log = server.log

@@ -74,7 +74,8 @@ describe("WS worker pool", function()
   setup(function()
     s = helpers.start { workers = 2, config = [[
 return {
-  websocket = { heartbeat_interval_ms = 100, heartbeat_timeout_ms = 400, queue_timeout_ms = 600, max_queue = 3 },
+  websocket = { heartbeat_interval_ms = 100, heartbeat_timeout_ms = 400, queue_timeout_ms = 600, max_queue = 3,
+    wait_for_worker_ms = 600 }, -- requests wait for a worker to come (the default: 503 at once)
   providers = { pool = { kind = "ws" } },
   routes = { { match = "claude-ws*", provider = "pool" } },
 }]] }
@@ -181,7 +182,7 @@ return {
     w:close()
   end)
 
-  it("answers 503 when no worker serves the model within the queue time", function()
+  it("answers 503 when no worker serving the model connects within wait_for_worker_ms", function()
     local res = s:request("POST", "/v1/chat/completions", body("claude-ws-nobody", "x"), nil, 5000)
     assert.equal(503, res.status)
     assert.equal("server_error", json.decode(res.body).error.type)

@@ -33,21 +33,51 @@ describe("router", function()
     assert.equal("model_not_found", err.code)
   end)
 
-  it("asks the WS workers' models each time, though it remembers the config's answer", function()
+  it("asks the WS workers' models each time, only for names no route matches", function()
     local serving = {}
-    local r3 = router.new({ routes = { { match = "exact", provider = "up" }, { match = "*", provider = "up" } } },
-      { up = { models = {} }, workers = { models = {} }, echo = { models = {} } },
-      { dynamic = function(m) if serving[m] then return "workers" end end })
-    assert.equal("up", r3:resolve("llama").chain[1].name)
-    assert.equal(r3:resolve("llama"), r3:resolve("llama")) -- one answer, kept
-    serving.llama, serving.exact = true, true
-    assert.equal("workers", r3:resolve("llama").chain[1].name) -- before a glob route
-    assert.equal("up", r3:resolve("exact").chain[1].name)      -- never before an exact one
+    local r3 = router.new({ routes = { { match = "exact", provider = "up" }, { match = "gpt-*", provider = "up" } } },
+      { up = { models = {} }, workers = { models = {}, kind = "ws" }, echo = { models = {} } },
+      { dynamic = function(m) if serving[m] then return "workers" end end,
+        dynamic_models = function() return { "llama", "gpt-4o", "exact" } end })
+    assert.is_nil(r3:resolve("llama"))
+    assert.equal("up", r3:resolve("gpt-4o").chain[1].name)
+    assert.equal(r3:resolve("gpt-4o"), r3:resolve("gpt-4o")) -- one answer, kept
+    serving.llama, serving.exact, serving["gpt-4o"] = true, true, true
+    assert.equal("workers", r3:resolve("llama").chain[1].name) -- no route: the workers'
+    assert.equal("up", r3:resolve("gpt-4o").chain[1].name)     -- never before a glob route
+    assert.equal("up", r3:resolve("exact").chain[1].name)      -- nor an exact one
     serving.llama = nil
-    assert.equal("up", r3:resolve("llama").chain[1].name)
+    local route, err = r3:resolve("llama")
+    assert.is_nil(route)
+    assert.equal(404, err.status)
     -- many names: answers stay right after the memory is emptied
-    for i = 1, 3000 do assert.equal("m" .. i, r3:resolve("m" .. i).model) end
-    assert.equal("up", r3:resolve("llama").chain[1].name)
+    for i = 1, 3000 do assert.equal("gpt-" .. i, r3:resolve("gpt-" .. i).model) end
+    assert.equal("up", r3:resolve("gpt-4o").chain[1].name)
+    -- only the announced names no route takes are listed
+    assert.same({ "echo", "exact", "llama" }, r3:models())
+  end)
+
+  it("serves announced models behind a catch-all only through a route naming the pool", function()
+    local serving = { llama = true }
+    local r4 = router.new({ routes = { { match = "llama", provider = "workers" }, { match = "*", provider = "up" } } },
+      { up = { models = {} }, workers = { models = {}, kind = "ws" }, echo = { models = {} } },
+      { dynamic = function(m) if serving[m] then return "workers" end end })
+    assert.equal("workers", r4:resolve("llama").chain[1].name)
+    serving["gpt-4o"] = true
+    assert.equal("up", r4:resolve("gpt-4o").chain[1].name)
+  end)
+
+  it("ends a fallback chain at the WS pool: its requests never go elsewhere", function()
+    local r5 = router.new({ routes = {
+      { match = "tab-*", provider = { "pool", "up" } },
+      { match = "x", provider = { "up", "pool", "echo" } },
+    } }, { up = { models = {} }, pool = { models = {}, kind = "ws" }, echo = { models = {} } })
+    local chain = r5:resolve("tab-1").chain
+    assert.equal(1, #chain)
+    assert.equal("pool", chain[1].name)
+    chain = r5:resolve("x").chain
+    assert.same({ "up", "pool" }, { chain[1].name, chain[2].name })
+    assert.equal(2, #chain)
   end)
 
   it("lists exact routes, provider models that match, and aliases", function()

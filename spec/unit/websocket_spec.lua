@@ -92,19 +92,20 @@ end)
 describe("routing to the WS worker pool", function()
   local announced = { ["tab-model"] = true }
   local providers = { echo = { models = {} }, workers = { models = {} }, up = { models = {} } }
-  local r = router.new({ routes = { { match = "gpt-4o", provider = "up" }, { match = "*", provider = "up" } } },
+  local r = router.new({ routes = { { match = "gpt-4o", provider = "up" }, { match = "gpt-*", provider = "up" } } },
     providers, {
       dynamic = function(m) if announced[m] then return "workers" end end,
       dynamic_models = function() return { "tab-model" } end,
     })
 
-  it("sends an announced model to the pool before glob routes, never before exact ones", function()
+  it("sends an announced model to the pool only when no config route matches it", function()
     assert.equal("workers", r:resolve("tab-model").chain[1].name)
     assert.equal("tab-model", r:resolve("tab-model").model)
-    assert.equal("up", r:resolve("other").chain[1].name)
-    announced["gpt-4o"] = true
-    assert.equal("up", r:resolve("gpt-4o").chain[1].name)
-    announced["gpt-4o"] = nil
+    assert.equal("up", r:resolve("gpt-5").chain[1].name)
+    announced["gpt-4o"], announced["gpt-5"] = true, true
+    assert.equal("up", r:resolve("gpt-4o").chain[1].name) -- an exact route wins
+    assert.equal("up", r:resolve("gpt-5").chain[1].name)  -- and a glob route
+    announced["gpt-4o"], announced["gpt-5"] = nil, nil
   end)
 
   it("lists announced models", function()

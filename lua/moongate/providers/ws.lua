@@ -3,7 +3,9 @@
 -- completion_request to the free worker that serves its model and was most
 -- recently active (C's pool picks it and queues the request when none is
 -- free); completion_chunk and completion_response messages come back as
--- canonical events.
+-- canonical events. With no worker serving the model connected, the request
+-- gets 503 at once, or waits websocket.wait_for_worker_ms for one; it
+-- never goes to another provider (router.lua ends a chain at the pool).
 --
 -- Worker messages this provider understands, per request_id:
 --   completion_chunk    {content?, reasoning?}           streamed pieces
@@ -25,7 +27,10 @@ function M.new(name, conf, cfg)
   return setmetatable({
     name = name, conf = conf, models = conf.models,
     retries = conf.retries or 0,
-    queue = { queue_timeout_ms = ws.queue_timeout_ms or 30000, max_queue = ws.max_queue or 1000 },
+    queue = { queue_timeout_ms = ws.queue_timeout_ms or 30000, max_queue = ws.max_queue or 1000,
+      -- how long a request waits for a worker serving its model to connect
+      -- (0: answer 503 at once; the request never goes elsewhere)
+      wait_for_worker_ms = ws.wait_for_worker_ms or 0 },
   }, P)
 end
 
@@ -117,7 +122,8 @@ function P:start(creq, sink)
     if kind == "expired" then
       return fail(data, data == 429
         and string.format("every WS worker serving %s stayed busy for %d ms", model, self.queue.queue_timeout_ms)
-        or string.format("no WS worker serving %s connected within %d ms", model, self.queue.queue_timeout_ms),
+        or string.format("no WS worker serving %s connected within %d ms", model,
+          self.queue.wait_for_worker_ms > 0 and self.queue.wait_for_worker_ms or self.queue.queue_timeout_ms),
         false, 1)
     elseif kind == "lost" then
       return fail(502, "the WS worker serving this request went away mid-answer", false)
@@ -137,7 +143,9 @@ function P:start(creq, sink)
     return job
   end
   local res, err = pool.submit(id, model, text, self.queue, handler)
-  if not res then
+  if err == "no worker" then
+    fail(503, string.format("no WS worker serving %s is connected", model), false, 1)
+  elseif not res then
     fail(429, "the WS worker queue is full (" .. tostring(err) .. ")", false, 1)
   else
     arm(self.queue.queue_timeout_ms + (conf.first_byte_timeout_ms or 120000))
