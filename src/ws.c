@@ -277,7 +277,12 @@ static int on_filter(struct lws *wsi, mg_ws_conn **slot)
 	lua_pushlstring(L, path.data ? path.data : "", path.len);
 	lua_pushlstring(L, query.data ? query.data : "", query.len);
 	mg_push_pairs(L, &headers);
-	if (mg_pcall(L, 4, 3, "ws_open")) {
+	{
+		char peer[64];
+		const char *p = lws_get_peer_simple(wsi, peer, sizeof peer);
+		lua_pushstring(L, p ? p : "");
+	}
+	if (mg_pcall(L, 5, 3, "ws_open")) {
 		mg_stats_add(&mg_global_stats.lua_errors, 1);
 	} else if (lua_isstring(L, -3)) {
 		c->is_worker = !strcmp(lua_tostring(L, -3), "worker");

@@ -80,7 +80,13 @@ end
 
 local same = keys.same -- constant time over the expected token's length
 
-function Sockets:open(h, path, query, headers)
+-- a peer address on this machine (IPv4, IPv6, or IPv4 mapped into IPv6)
+local function loopback_peer(peer)
+  return type(peer) == "string" and (peer:find("^127%.") or peer == "::1" or peer:find("^::ffff:127%.")) ~= nil
+end
+
+--- open(h, path, query, headers, peer) -> kind | nil, why, status
+function Sockets:open(h, path, query, headers, peer)
   path = path:gsub("^/v1/", "/")
   local kind, client_id
   if path == "/ws" or path == "/ws/" then
@@ -95,6 +101,10 @@ function Sockets:open(h, path, query, headers)
   end
   if not M.host_allowed(headers.host, self.app and self.app.host_names) then
     return nil, "Host " .. tostring(headers.host) .. " is not a name of this gateway (server_names)", 403
+  end
+  if kind == "worker" and not self.conf.worker_token and peer and not loopback_peer(peer) then
+    -- with no token, only a worker on this machine may join the pool
+    return nil, "pool workers from other machines need websocket.worker_token", 403
   end
   if kind == "worker" and self.conf.worker_token then
     local auth = headers.authorization

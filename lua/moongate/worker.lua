@@ -3,7 +3,7 @@
 -- handle(req), on_error(req, message), origin_allowed(origin) (CORS, for
 -- http.c), error_body(path, status, message) (the errors C answers itself,
 -- in the path's shape), shutdown(); for WebSockets (ws.c)
--- ws_open(h, path, query, headers), ws_message(h, text), ws_close(h); and
+-- ws_open(h, path, query, headers, peer address), ws_message(h, text), ws_close(h); and
 -- pool_event(id, kind, data) for the WS worker pool (pool.c).
 local json = require "moongate.json"
 local config = require "moongate.config"
@@ -46,7 +46,7 @@ function M.init(init_json, index, workers)
       if prof and prof ~= "" then require("jit.p").stop() end
       return app:shutdown()
     end,
-    ws_open = function(h, path, query, headers) return sockets:open(h, path, query, headers) end,
+    ws_open = function(h, path, query, headers, peer) return sockets:open(h, path, query, headers, peer) end,
     ws_message = function(h, text) return sockets:message(h, text) end,
     ws_close = function(h) return sockets:close(h) end,
     pool_event = pool.event,

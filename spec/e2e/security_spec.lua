@@ -40,7 +40,7 @@ describe("DNS rebinding: a gateway on loopback answers only its own names", func
   end)
 end)
 
-describe("a gateway on another address does not look at the Host", function()
+describe("a gateway on another address", function()
   local server
   setup(function() server = helpers.start { listen = "0.0.0.0:0" } end)
   teardown(function() if server then server:stop_clean() end end)
@@ -48,6 +48,29 @@ describe("a gateway on another address does not look at the Host", function()
   it("serves any Host", function()
     local res = assert(server:request("GET", "/v1/models", nil, { Host = "gateway.example.com" }))
     assert.equal(200, res.status)
+  end)
+
+  it("takes pool workers with no worker_token from this machine only", function()
+    local W = require "support.ws_client"
+    -- this machine's own non-loopback address: a peer that is not loopback
+    local p = io.popen("hostname -I 2>/dev/null")
+    local addr = (p:read("*a") or ""):match("(%d+%.%d+%.%d+%.%d+)")
+    p:close()
+    if not addr or addr:find("^127%.") then return pending("no non-loopback IPv4 address here") end
+    local ws = assert(W.connect(server.port, "/ws", nil, addr))
+    ws:wait(function() return ws.closed end, 3000)
+    assert.equal(4403, ws.close_code)
+    assert.matches("worker_token", ws.close_reason)
+    -- from loopback it joins
+    ws = assert(W.connect(server.port, "/ws"))
+    ws:wait(function() return ws.closed end, 300)
+    assert.is_false(ws.closed)
+    ws:close_tcp()
+    -- a chat socket from anywhere is not a pool worker: it opens
+    ws = assert(W.connect(server.port, "/ws/tab-1", nil, addr))
+    ws:wait(function() return ws.closed end, 300)
+    assert.is_false(ws.closed)
+    ws:close_tcp()
   end)
 end)
 

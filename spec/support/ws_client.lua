@@ -37,13 +37,14 @@ local function frame(opcode, payload)
 end
 M.frame = frame
 
---- connect(port, path [, headers]) -> ws | nil, status, response head
-function M.connect(port, path, headers)
+--- connect(port, path [, headers [, host]]) -> ws | nil, status, response head
+-- (host: the address to dial, 127.0.0.1 by default)
+function M.connect(port, path, headers, host)
   local tcp = uv.new_tcp()
   local ws = setmetatable({ tcp = tcp, buf = "", messages = {}, closed = false, open = false,
     frag = nil }, WS)
   local connected, err = false, nil
-  tcp:connect("127.0.0.1", port, function(e) if e then err = e else connected = true end end)
+  tcp:connect(host or "127.0.0.1", port, function(e) if e then err = e else connected = true end end)
   client.run_until(function() return connected or err end, 3000)
   if not connected then tcp:close() return nil, err or "connect timeout" end
   tcp:nodelay(true)
