@@ -168,3 +168,32 @@ describe("inbound keys", function()
     end
   end)
 end)
+
+describe("secrets in a passed-through stream", function()
+  local mock, server
+  setup(function()
+    mock = helpers.mock()
+    server = helpers.start { config = string.format([[
+return { providers = { up = { kind = "openai", base_url = %q, api_key = "mg-operator-secret-999", retries = 0 } },
+  routes = { { match = "*", provider = "up" } } }]], mock.url .. "/v1") }
+  end)
+  teardown(function()
+    if server then server:stop_clean() end
+    if mock then mock:stop() end
+  end)
+
+  it("keeps the operator's key out of an upstream error frame the client gets", function()
+    mock:queue { { frames = {
+      { json = { id = "c", object = "chat.completion.chunk", created = 1, model = "m",
+        choices = { { index = 0, delta = { content = "par" }, finish_reason = json.null } } } },
+      { json = { error = { message = "the key mg-operator-secret-999 was revoked", type = "invalid_request_error" } } },
+    } } }
+    local res = assert(server:request("POST", "/v1/chat/completions", json.encode { model = "gpt-x", stream = true,
+      messages = { { role = "user", content = "hi" } } }, nil, 15000))
+    assert.equal(200, res.status)
+    assert.matches("was revoked", res.body, 1, true)
+    assert.not_matches("mg-operator-secret-999", res.body, 1, true)
+    assert.matches("[redacted]", res.body, 1, true)
+    assert.not_matches("mg-operator-secret-999", server.log, 1, true)
+  end)
+end)

@@ -90,7 +90,8 @@ function Passthrough:frame(data, event)
     return { ev }
   end
   if event == "error" or data:find('^{%s*"error"') or data:find('^{%s*"object"%s*:%s*"error"') then
-    self.ended = true -- an error frame the client gets as the end
+    self.ended = true -- an error frame the client gets as the end, without a secret the gateway holds
+    data = secrets.redact(data)
   end
   self.count = self.count + 1
   return { { type = "raw", data = data, event = event } }
