@@ -67,7 +67,7 @@ function M.new(cfg, info)
   }
   -- each front door's routes, as it describes them; the request headers
   -- they read, for the TLS transport to copy
-  local names = { "x-request-id", "x-stainless-retry-count", "x-stainless-timeout",
+  local names = { "x-request-id", "x-stainless-retry-count", "x-stainless-timeout", "x-api-key", "x-goog-api-key",
     "openai-organization", "openai-project", "openai-beta" }
   -- a route's handler: "serve" (the shared one), an App method's name, or
   -- the front door's own function(app, req, path, arg); a key ending in
