@@ -73,9 +73,17 @@ local js = { ["content-type"] = "application/json" }
 -- each case: the client's path and body, and what the upstream does with
 -- the fetch (the frames Lua sees: on a passthrough stream C pipes the
 -- ordinary frames once the first is through, so Lua sees that one and the end)
+-- the upstream's whole answer, and its stream of 64 deltas, as C hands them on
+local function whole(cb) cb.on_done(nil, nil, answer, 200, js) end
+local function stream64(cb)
+  for i = 1, 64 do cb.on_frame(deltas[i], nil) end
+  cb.on_frame(last, nil)
+  cb.on_frame("[DONE]", nil)
+  cb.on_done(nil, nil, "", 200, sse)
+end
+
 local cases = {
-  { name = "passthrough, whole answer", path = "/v1/chat/completions", body = chat,
-    upstream = function(cb) cb.on_done(nil, nil, answer, 200, js) end },
+  { name = "passthrough, whole answer", path = "/v1/chat/completions", body = chat, upstream = whole },
   { name = "passthrough, stream of 64", path = "/v1/chat/completions", body = streamed(chat),
     upstream = function(cb)
       cb.on_frame(deltas[1], nil)
@@ -83,25 +91,11 @@ local cases = {
       cb.on_frame("[DONE]", nil)
       cb.on_done(nil, nil, "", 200, sse)
     end },
-  { name = "translating, whole answer", path = "/v1/messages", body = messages,
-    upstream = function(cb) cb.on_done(nil, nil, answer, 200, js) end },
-  { name = "translating, stream of 64", path = "/v1/messages", body = streamed(messages),
-    upstream = function(cb)
-      for i = 1, 64 do cb.on_frame(deltas[i], nil) end
-      cb.on_frame(last, nil)
-      cb.on_frame("[DONE]", nil)
-      cb.on_done(nil, nil, "", 200, sse)
-    end },
+  { name = "translating, whole answer", path = "/v1/messages", body = messages, upstream = whole },
+  { name = "translating, stream of 64", path = "/v1/messages", body = streamed(messages), upstream = stream64 },
   -- the Responses door (its answer kept in the response store, as by default)
-  { name = "Responses, whole answer", path = "/v1/responses", body = responses,
-    upstream = function(cb) cb.on_done(nil, nil, answer, 200, js) end },
-  { name = "Responses, stream of 64", path = "/v1/responses", body = streamed(responses),
-    upstream = function(cb)
-      for i = 1, 64 do cb.on_frame(deltas[i], nil) end
-      cb.on_frame(last, nil)
-      cb.on_frame("[DONE]", nil)
-      cb.on_done(nil, nil, "", 200, sse)
-    end },
+  { name = "Responses, whole answer", path = "/v1/responses", body = responses, upstream = whole },
+  { name = "Responses, stream of 64", path = "/v1/responses", body = streamed(responses), upstream = stream64 },
 }
 
 local headers = { ["content-type"] = "application/json", host = "127.0.0.1" }

@@ -77,8 +77,8 @@ function M.new(cfg, info)
     for key, method in pairs(fd.routes) do
       local fn = method == "serve" and serve_with(fd) or App[method] or method
       assert(type(fn) == "function", "front door route " .. key .. ": no handler " .. tostring(method))
-      local prefix = key:match("^(.-/)%*$")
-      if prefix then self.wild[#self.wild + 1] = { prefix, fn } else self.routes[key] = fn end
+      local m, prefix = key:match("^(%S+) (.-/)%*$")
+      if prefix then self.wild[#self.wild + 1] = { method = m, prefix = prefix, fn = fn } else self.routes[key] = fn end
     end
     for _, h in ipairs(fd.request_headers or {}) do names[#names + 1] = h end
   end
@@ -171,6 +171,13 @@ local function body_refused(req)
   return errors.new(400, "The request body could not be read.")
 end
 
+-- segment(path, prefix) -> the one path segment after prefix, or nil
+local function segment(path, prefix)
+  if path:sub(1, #prefix) ~= prefix or #path == #prefix then return nil end
+  local arg = path:sub(#prefix + 1)
+  if not arg:find("/", 1, true) then return arg end
+end
+
 -- the paths that need no inbound key
 local open_paths = { ["/health"] = true, ["/"] = true }
 
@@ -209,13 +216,9 @@ function App:handle(req)
     fn = self.model
   end
   if fn then return fn(self, req, path) end
-  local key = method .. " " .. path
   for _, w in ipairs(self.wild) do
-    local prefix = w[1]
-    if key:sub(1, #prefix) == prefix then
-      local arg = key:sub(#prefix + 1)
-      if arg ~= "" and not arg:find("/", 1, true) then return w[2](self, req, path, arg) end
-    end
+    local arg = w.method == method and segment(path, w.prefix)
+    if arg then return w.fn(self, req, path, arg) end
   end
   -- a path served by other methods: 405, with the methods it takes (Allow)
   local allowed = {}
@@ -224,8 +227,7 @@ function App:handle(req)
     if p == path then allowed[#allowed + 1] = m end
   end
   for _, w in ipairs(self.wild) do
-    local m, p = w[1]:match("^(%S+) (.*)$")
-    if path:sub(1, #p) == p and #path > #p and not path:find("/", #p + 1, true) then allowed[#allowed + 1] = m end
+    if segment(path, w.prefix) then allowed[#allowed + 1] = w.method end
   end
   if #allowed > 0 then
     for i = 1, #allowed do if allowed[i] == "GET" then allowed[#allowed + 1] = "HEAD"; break end end

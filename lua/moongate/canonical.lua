@@ -116,6 +116,14 @@ function M.snapshot(creq)
   return out
 end
 
+--- custom_input(arguments) -> a custom tool call's free-form input: the
+-- canonical arguments wrap it as {"input": "..."}; other text is the input
+function M.custom_input(arguments)
+  local v = json.decode(arguments or "")
+  if type(v) == "table" and type(v.input) == "string" then return v.input end
+  return arguments or ""
+end
+
 --- last_user_text(creq) -> text of the last user message ("" if none)
 function M.last_user_text(creq)
   for i = #creq.messages, 1, -1 do

@@ -122,13 +122,7 @@ local function tools_by_name(creq)
   return by
 end
 
--- a custom tool call's input: its canonical arguments {"input": "..."}
--- unwrapped (anything else: the text as it is)
-local function custom_input(arguments)
-  local v = json.decode(arguments or "")
-  if type(v) == "table" and type(v.input) == "string" then return v.input end
-  return arguments or ""
-end
+local custom_input = canonical.custom_input
 
 -- the namespace of each call the client's own items name (call_id ->
 -- namespace): the canonical call has none, and two namespaces may hold

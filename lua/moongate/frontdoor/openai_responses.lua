@@ -951,13 +951,7 @@ function State:tool(name)
   return by[name]
 end
 
--- a custom tool call's input: the canonical arguments {"input": "..."}
--- unwrapped (an upstream that wrote something else: its text as it is)
-local function custom_input(arguments)
-  local v = json.decode(arguments)
-  if type(v) == "table" and type(v.input) == "string" then return v.input end
-  return arguments
-end
+local custom_input = canonical.custom_input
 
 -- the response object: its fields, and those of the request the API echoes
 function State:response(status, output)
