@@ -116,8 +116,13 @@ struct mg_fetch {
 	int pipe_ref;        /* keeps that handle (and so the slot) alive */
 	char pipe_end[4][32]; /* frames of these events still go to Lua */
 	size_t pipe_end_len[4];
-	int pipe_ends;       /* how many; with a list, unnamed frames go to Lua too */
-	int pipe_named;
+	int pipe_ends;       /* how many */
+	int pipe_unnamed;    /* frames without an event name go to Lua too */
+	char err_key[4][32]; /* an error frame's first key ... */
+	size_t err_key_len[4];
+	char err_val[4][32]; /* ... and that key's string value, when set */
+	size_t err_val_len[4];
+	int err_keys;
 	lua_Integer piped;   /* frames queued on the client's stream by C */
 	mg_fetch **slot;
 	int slot_ref;
@@ -465,22 +470,32 @@ static size_t skip_space(const char *s, size_t i, size_t n)
 	return i;
 }
 
-/* Is this frame (a JSON object) an upstream's error, by its first key:
- * OpenAI's {"error": ...} or vLLM's {"object": "error", ...}? A look at
- * a few bytes: it runs on every piped frame. */
-static int error_frame(const char *data, size_t dlen)
+/* Is this frame (a JSON object) an upstream's error, by its first key
+ * (and that key's string value, when the format names one: vLLM's
+ * {"object": "error", ...})? The adapter says which (_fetch_pipe's
+ * error_keys). A look at a few bytes: it runs on every piped frame. */
+static int error_frame(const mg_fetch *f, const char *data, size_t dlen)
 {
-	size_t i = skip_space(data, 1, dlen);
+	size_t i = skip_space(data, 1, dlen), k, klen;
 
-	if (dlen - i >= 7 && !memcmp(data + i, "\"error\"", 7))
-		return 1;
-	if (dlen - i < 8 || memcmp(data + i, "\"object\"", 8))
+	if (i >= dlen || data[i] != '"')
 		return 0;
-	i = skip_space(data, i + 8, dlen);
-	if (i >= dlen || data[i] != ':')
-		return 0;
-	i = skip_space(data, i + 1, dlen);
-	return dlen - i >= 7 && !memcmp(data + i, "\"error\"", 7);
+	for (int e = 0; e < f->err_keys; e++) {
+		klen = f->err_key_len[e];
+		if (dlen - i < klen + 2 || memcmp(data + i + 1, f->err_key[e], klen) || data[i + 1 + klen] != '"')
+			continue;
+		if (!f->err_val_len[e])
+			return 1;
+		k = skip_space(data, i + klen + 2, dlen);
+		if (k >= dlen || data[k] != ':')
+			continue;
+		k = skip_space(data, k + 1, dlen);
+		if (dlen - k >= f->err_val_len[e] + 2 && data[k] == '"'
+		    && !memcmp(data + k + 1, f->err_val[e], f->err_val_len[e])
+		    && data[k + 1 + f->err_val_len[e]] == '"')
+			return 1;
+	}
+	return 0;
 }
 
 /* A piped fetch queues an ordinary frame (a JSON object, not of the end
@@ -490,14 +505,13 @@ static int pipe_frame(mg_fetch *f, const char *data, size_t dlen, const char *ev
 {
 	if (dlen < 2 || data[0] != '{' || data[dlen - 1] != '}')
 		return 0;
-	if (f->pipe_named && elen == 0)
+	if (f->pipe_unnamed && elen == 0)
 		return 0; /* the end could be any unnamed frame */
 	for (int i = 0; i < f->pipe_ends; i++)
 		if (elen == f->pipe_end_len[i] && !memcmp(event, f->pipe_end[i], elen))
 			return 0;
-	/* an error frame (Anthropic's event, or see error_frame) ends the
-	 * stream: Lua sees it */
-	if ((elen == 5 && !memcmp(event, "error", 5)) || error_frame(data, dlen))
+	/* an error frame ends the stream: Lua sees it */
+	if (error_frame(f, data, dlen))
 		return 0;
 	if (mg_req_pipe_sse(*f->pipe, event, elen, data, dlen) != 0)
 		return 0;
@@ -1048,53 +1062,90 @@ static int l_fetch_resume(lua_State *L)
 	return 0;
 }
 
-/* one end event name for _fetch_pipe, at index i of f's list */
-static int pipe_end_name(lua_State *L, mg_fetch *f, int i, int idx)
+/* a name of 1 to 31 bytes into dst (NUL-terminated) -> its length */
+static size_t short_name(lua_State *L, int idx, char *dst, const char *what)
 {
-	size_t elen = 0;
-	const char *end = lua_tolstring(L, idx, &elen);
+	size_t len = 0;
+	const char *s = lua_tolstring(L, idx, &len);
 
-	if (!end || elen == 0 || elen >= sizeof f->pipe_end[0])
-		return luaL_argerror(L, 3, "an end event is a name of 1 to 31 bytes");
-	memcpy(f->pipe_end[i], end, elen);
-	f->pipe_end_len[i] = elen;
-	return 0;
+	if (!s || len == 0 || len >= 32)
+		luaL_error(L, "_fetch_pipe: %s is a name of 1 to 31 bytes", what);
+	memcpy(dst, s, len);
+	dst[len] = 0;
+	return len;
 }
 
-/* _fetch_pipe(h, req_handle [, end_event | {end_event, ...}]): from now on,
- * ordinary SSE frames of fetch h go straight to the open SSE stream of the
- * request behind req_handle, as they came, without a call into Lua;
- * on_frame still gets the others (not a JSON object, or of an end event:
- * see pipe_frame; with a list of up to 4 end events, also every frame
- * without an event name, which could be one) and on_done runs as before.
- * For a passthrough whose client stream started. */
+/* marks[field] as a list of at most 4 entries -> how many (0 if absent) */
+static int short_list(lua_State *L, int marks, const char *field)
+{
+	int n;
+
+	lua_getfield(L, marks, field);
+	if (lua_isnil(L, -1))
+		return 0;
+	if (!lua_istable(L, -1) || (n = (int)lua_objlen(L, -1)) > 4)
+		return luaL_error(L, "_fetch_pipe: %s is a list of at most 4 names", field);
+	return n;
+}
+
+/* _fetch_pipe(h, req_handle [, marks]): from now on, ordinary SSE frames
+ * of fetch h go straight to the open SSE stream of the request behind
+ * req_handle, as they came, without a call into Lua; on_frame still gets
+ * the others (see pipe_frame) and on_done runs as before. For a
+ * passthrough whose client stream started. marks says which frames Lua
+ * must still see, as the stream's format has them:
+ *   events = {name, ...}   frames of these events (its end, its errors);
+ *   unnamed = true         every frame without an event name (could be one);
+ *   error_keys = {"key" | "key=value", ...}  an error frame, by its first
+ *                          key (and that key's string value)
+ * each list of at most 4 names of 1 to 31 bytes. */
 static int l_fetch_pipe(lua_State *L)
 {
 	mg_fetch *f = check_fetch(L);
 	mg_req **slot = mg_req_check_handle(L, 2);
-	int n = 0, named = 0;
+	int n;
 
-	if (lua_istable(L, 3)) {
-		n = (int)lua_objlen(L, 3);
-		if (n < 1 || n > 4)
-			return luaL_argerror(L, 3, "1 to 4 end events");
-		named = 1;
-	} else if (!lua_isnoneornil(L, 3)) {
-		n = 1;
-	}
+	if (!lua_isnoneornil(L, 3))
+		luaL_checktype(L, 3, LUA_TTABLE);
 	if (!f || f->mode != MODE_SSE)
 		return 0;
-	for (int i = 0; i < n; i++) {
-		if (named) {
-			lua_rawgeti(L, 3, i + 1);
-			pipe_end_name(L, f, i, -1);
+	f->pipe_ends = f->err_keys = f->pipe_unnamed = 0;
+	if (lua_istable(L, 3)) {
+		n = short_list(L, 3, "events");
+		for (int i = 0; i < n; i++) {
+			lua_rawgeti(L, -1, i + 1);
+			f->pipe_end_len[i] = short_name(L, -1, f->pipe_end[i], "an end event");
 			lua_pop(L, 1);
-		} else {
-			pipe_end_name(L, f, i, 3);
 		}
+		f->pipe_ends = n;
+		lua_pop(L, 1);
+		n = short_list(L, 3, "error_keys");
+		for (int i = 0; i < n; i++) {
+			char both[64];
+			size_t len = 0;
+			const char *s, *eq;
+
+			lua_rawgeti(L, -1, i + 1);
+			s = lua_tolstring(L, -1, &len);
+			if (!s || len >= sizeof both)
+				return luaL_error(L, "_fetch_pipe: an error key is \"key\" or \"key=value\"");
+			eq = memchr(s, '=', len);
+			lua_pushlstring(L, s, eq ? (size_t)(eq - s) : len);
+			f->err_key_len[i] = short_name(L, -1, f->err_key[i], "an error key");
+			f->err_val_len[i] = 0;
+			if (eq) {
+				lua_pushlstring(L, eq + 1, len - (size_t)(eq - s) - 1);
+				f->err_val_len[i] = short_name(L, -1, f->err_val[i], "an error key's value");
+				lua_pop(L, 1);
+			}
+			lua_pop(L, 2);
+		}
+		f->err_keys = n;
+		lua_pop(L, 1);
+		lua_getfield(L, 3, "unnamed");
+		f->pipe_unnamed = lua_toboolean(L, -1);
+		lua_pop(L, 1);
 	}
-	f->pipe_ends = n;
-	f->pipe_named = named;
 	luaL_unref(L, LUA_REGISTRYINDEX, f->pipe_ref);
 	lua_pushvalue(L, 2);
 	f->pipe_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -298,6 +298,14 @@ function App:stats(req)
   local s = core._stats()
   s.ws_pool = ws_pool()
   s.response_store = self.store:stats()
+  -- the pools of accounts and keys (names and counts, never a credential),
+  -- as this worker thread sees them
+  local pools = {}
+  for name, p in pairs(self.providers) do
+    local st = p.state and p:state()
+    if st then pools[name] = st end
+  end
+  if next(pools) then s.accounts = pools end
   return http.json(req, 200, json.encode_raw(s))
 end
 

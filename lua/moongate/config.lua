@@ -46,39 +46,47 @@ local function integer(min, max)
   return { type = "integer", min = min, max = max }
 end
 
-local provider_kinds = { echo = true, openai = true, anthropic = true, ws = true }
+-- The kinds this build ships; any other kind is a module
+-- moongate.providers.<kind> on lua_path (an operator's provider script).
+local builtin_kinds = { "echo", "openai", "anthropic", "ws", "copilot", "chatgpt", "qwen" }
 
-local provider_schema = {
-  type = "table",
-  fields = {
-    kind = { type = "string", required = true }, -- checked in validate()
-    base_url = "string",
-    api_key = "string",
-    api_key_env = "string",
-    models = { type = "list", values = "string" },
-    headers = { type = "map", values = "string" },
-    chunk_delay_ms = { type = "number", min = 0 },
-    timeout_ms = integer(0),             -- whole request; 0: none; unset: 10 min for a whole answer, none for a stream
-    connect_timeout_ms = integer(1),
-    first_byte_timeout_ms = integer(1),
-    idle_timeout_ms = integer(1),        -- longest gap between stream frames
-    retries = integer(0, 10),            -- per provider, before the next in the chain
-    retry_base_ms = integer(1),
-    forward_client_key = "boolean",      -- use the client's own key upstream
-    insecure = "boolean",                -- skip TLS verification (tests only)
-    accept_compressed = "boolean",       -- ask for gzip/br/zstd answers
-    default_max_tokens = integer(1),
-    max_tokens_field = { type = "string", enum = { max_tokens = true, max_completion_tokens = true } },
-    send_reasoning = "boolean",
-    passthrough = "boolean",             -- false: always translate, even format to same format
-    max_output_tokens = integer(1),      -- translated requests ask for at most this many tokens
-    efforts = { type = "list", values = { type = "string", enum = { none = true, minimal = true,
-      low = true, medium = true, high = true, xhigh = true, max = true } } }, -- the reasoning efforts the upstream takes
-    thinking = { type = "string", enum = { budget = true, adaptive = true } }, -- Anthropic: how an effort is asked for
-    api = { type = "string", enum = { chat = true, responses = true } }, -- kind openai: the upstream's wire format
-    completions = "boolean",             -- forwards /v1/completions as is (checked in validate())
-    embeddings = "boolean",              -- forwards /v1/embeddings as is (checked in validate())
-  },
+local list_of_strings = { type = "list", values = "string" }
+
+-- What every provider table may hold, whatever its kind: the fields of an
+-- HTTP upstream and of an account pool. A kind module adds its own fields
+-- by exporting `schema` (field name -> spec), merged over these (see
+-- provider_spec()); a kind without one takes these only.
+M.provider_base = {
+  kind = { type = "string", required = true }, -- checked in validate()
+  base_url = "string",
+  api_key = "string",
+  api_key_env = "string",
+  models = list_of_strings,
+  headers = { type = "map", values = "string" },
+  timeout_ms = integer(0),             -- whole request; 0: none; unset: 10 min for a whole answer, none for a stream
+  connect_timeout_ms = integer(1),
+  first_byte_timeout_ms = integer(1),
+  idle_timeout_ms = integer(1),        -- longest gap between stream frames
+  retries = integer(0, 10),            -- per provider, before the next in the chain
+  retry_base_ms = integer(1),
+  forward_client_key = "boolean",      -- use the client's own key upstream
+  insecure = "boolean",                -- skip TLS verification (tests only)
+  accept_compressed = "boolean",       -- ask for gzip/br/zstd answers
+  default_max_tokens = integer(1),
+  send_reasoning = "boolean",
+  passthrough = "boolean",             -- false: always translate, even format to same format
+  max_output_tokens = integer(1),      -- translated requests ask for at most this many tokens
+  efforts = { type = "list", values = { type = "string", enum = { none = true, minimal = true,
+    low = true, medium = true, high = true, xhigh = true, max = true } } }, -- the reasoning efforts the upstream takes
+  -- pools: several stored accounts or keys of one kind, the least recently
+  -- limited serving; a limited one rests for the upstream's Retry-After,
+  -- else cooldown_ms
+  accounts = list_of_strings,          -- stored account names (moongate login ... --name NAME)
+  account = "string",                  -- one stored account
+  api_keys = list_of_strings,
+  api_key_envs = list_of_strings,
+  cooldown_ms = integer(0),
+  models_ttl_s = integer(1),           -- how long a fetched models list is kept
 }
 
 local route_schema = {
@@ -86,7 +94,8 @@ local route_schema = {
   fields = {
     match = { type = "string", required = true },
     provider = { type = "string_or_list", required = true },
-    model = "string",
+    model = "string",                  -- the model name sent upstream instead of the client's
+    strip = "string",                  -- a prefix taken off the client's model name before it goes upstream
   },
 }
 
@@ -106,7 +115,7 @@ M.schema = {
     tls = { type = "table", fields = { cert = { type = "string", required = true },
                                        key = { type = "string", required = true },
                                        http2 = "boolean" } },
-    providers = { type = "map", values = provider_schema },
+    providers = { type = "map", values = "provider" }, -- each checked in validate(), by its kind
     routes = { type = "list", values = route_schema },
     aliases = { type = "map", values = "string" },
     keys = { type = "list", values = { type = "table", fields = { -- inbound keys (README, "Security")
@@ -166,7 +175,7 @@ local function sorted_keys(t)
   return keys
 end
 
-local check
+local check, check_provider
 
 local function check_value(spec, v, path, errs)
   if type(spec) == "string" then spec = { type = spec } end
@@ -217,13 +226,20 @@ local function check_value(spec, v, path, errs)
     if type(v) ~= "table" then return bad("a table") end
     check(spec, v, path, errs)
   end
+  -- "provider": checked by validate(), which knows the kind's own fields
 end
 
+-- A table spec may say why a key is unknown (unknown_note), or let
+-- unknown keys through (open: when its kind is unknown, the kind's own
+-- error says what is wrong, not every key of the kind).
 check = function(spec, t, path, errs)
   for _, k in ipairs(sorted_keys(t)) do
     local field = type(k) == "string" and spec.fields[k]
     if not field then
-      errs[#errs + 1] = string.format("%s: unknown key", join(path, type(k) == "string" and k or tostring(k)))
+      if not spec.open then
+        errs[#errs + 1] = string.format("%s: unknown key%s", join(path, type(k) == "string" and k or tostring(k)),
+          spec.unknown_note or "")
+      end
     else
       check_value(field, t[k], join(path, k), errs)
     end
@@ -234,6 +250,70 @@ check = function(spec, t, path, errs)
       errs[#errs + 1] = string.format("%s: required", join(path, k))
     end
   end
+end
+
+--- kind_module(kind, lua_path) -> module | nil, "unknown" | nil, "load", message
+-- The module moongate.providers.<kind>, searched on lua_path first (as the
+-- daemon's workers will search it). A module that raised while loading is
+-- forgotten again, so that the next attempt reports the same error rather
+-- than Lua's "loop or previous error".
+function M.kind_module(kind, lua_path)
+  if type(kind) ~= "string" or not kind:match("^[%w_]+$") then return nil, "unknown" end
+  local name = "moongate.providers." .. kind
+  if package.loaded[name] == nil and not package.preload[name]
+      and not package.searchpath(name, (lua_path and lua_path .. ";" or "") .. package.path) then
+    return nil, "unknown"
+  end
+  local saved = package.path
+  if lua_path then package.path = lua_path .. ";" .. saved end
+  local ok, mod = pcall(require, name)
+  package.path = saved
+  if not ok then
+    package.loaded[name] = nil
+    return nil, "load", tostring(mod)
+  end
+  return mod
+end
+
+-- The spec of one provider table: the shared base with the kind's own
+-- fields over it. A kind of its own that cannot be found or loaded is
+-- reported once, on .kind, and the table checked against the base only.
+local function provider_spec(path, kind, lua_path, errs)
+  local mod, why, msg = M.kind_module(kind, lua_path)
+  if not mod then
+    if why == "unknown" then
+      errs[#errs + 1] = string.format("%s.kind: unknown kind %q (built in: %s; or a module moongate.providers.%s on lua_path)",
+        path, kind, table.concat(builtin_kinds, ", "), kind)
+    else
+      errs[#errs + 1] = string.format("%s.kind: the module of kind %q failed to load: %s", path, kind, msg)
+    end
+    return { type = "table", fields = M.provider_base, open = true }
+  end
+  local own = type(mod) == "table" and mod.schema or nil
+  if own ~= nil and type(own) ~= "table" then
+    errs[#errs + 1] = string.format("%s.kind: the module of kind %q exports a schema that is not a table", path, kind)
+    own = nil
+  end
+  local fields = {}
+  for k, v in pairs(M.provider_base) do fields[k] = v end
+  for k, v in pairs(own or {}) do
+    if k ~= "kind" then fields[k] = v end -- kind stays the base's: required, a string
+  end
+  return { type = "table", fields = fields, unknown_note = string.format(" (kind %q does not take it)", kind) }
+end
+
+check_provider = function(path, p, lua_path, errs)
+  if type(p) ~= "table" then
+    errs[#errs + 1] = string.format("%s: expected a table, got %s", path, typename(p))
+    return
+  end
+  local spec
+  if type(p.kind) == "string" then
+    spec = provider_spec(path, p.kind, lua_path, errs)
+  else -- missing or not a string: check() says so; the other keys cannot be judged
+    spec = { type = "table", fields = M.provider_base, open = true }
+  end
+  check(spec, p, path, errs)
 end
 
 --- parse_listen("host:port") -> host, port | nil, message
@@ -264,25 +344,10 @@ function M.validate(cfg)
     if not ok then errs[#errs + 1] = "listen: " .. msg end
   end
   if type(cfg.providers) == "table" then
-    local path = (type(cfg.lua_path) == "string" and cfg.lua_path .. ";" or "") .. package.path
+    local lua_path = type(cfg.lua_path) == "string" and cfg.lua_path or nil
     for _, name in ipairs(sorted_keys(cfg.providers)) do
-      local p = cfg.providers[name]
-      local kind = type(p) == "table" and p.kind
-      -- the fields only an OpenAI-compatible upstream has a use for (a
-      -- provider script of its own kind may read completions and embeddings)
-      for _, field in ipairs { "api", "completions", "embeddings" } do
-        if type(p) == "table" and p[field] ~= nil and kind ~= "openai"
-            and (field == "api" or provider_kinds[kind]) then
-          errs[#errs + 1] = string.format("%s.%s: only a provider of kind \"openai\" takes %s (this one is kind %q)",
-            join("providers", name), field, field, tostring(kind))
-        end
-      end
-      if type(kind) == "string" and not provider_kinds[kind] then
-        local mod = "moongate.providers." .. kind
-        if not kind:match("^[%w_]+$") or not package.searchpath(mod, path) then
-          errs[#errs + 1] = string.format("%s.kind: unknown kind %q (built in: echo, openai, anthropic, ws; or a module %s on lua_path)",
-            join("providers", name), kind, mod)
-        end
+      if type(name) == "string" then
+        check_provider(join("providers", name), cfg.providers[name], lua_path, errs)
       end
     end
   end
@@ -388,12 +453,59 @@ function M.env_providers(cfg, getenv)
   end
 end
 
---- resolve(flags, getenv, cpu_count) -> config | nil, {messages}
+-- Without a config file, every stored account is served: a provider named
+-- after the account, and a route NAME/* that takes the prefix off (the
+-- router also serves the account's models by their own names). Names the
+-- daemon already uses, or that a route glob cannot hold, are skipped with
+-- a warning. -> the names added, sorted; warnings appended to `warnings`.
+local reserved = { echo = "the built-in echo provider", workers = "the WS worker pool" }
+
+function M.account_providers(cfg, accounts, warnings)
+  local added, routes, recs = {}, {}, {}
+  local seen = {}
+  for _, rec in ipairs(accounts or {}) do
+    if type(rec) == "table" and type(rec.name) == "string" and not seen[rec.name] then
+      seen[rec.name] = true
+      recs[#recs + 1] = rec
+    end
+  end
+  table.sort(recs, function(a, b) return a.name < b.name end)
+  local from_env = {}
+  for _, p in ipairs(M.env_provider_table) do from_env[p.name] = "from " .. p.key end
+  for _, rec in ipairs(recs) do
+    local name = rec.name
+    local mod, why = M.kind_module(rec.kind)
+    if name == "" or name:find("[%*%?/%s]") then
+      warnings[#warnings + 1] = string.format("stored account %q is not served: its name cannot name a provider and a NAME/model route", name)
+    elseif cfg.providers[name] or reserved[name] then
+      warnings[#warnings + 1] = string.format("stored account %q is not served: a provider of that name already exists (%s)",
+        name, reserved[name] or from_env[name] or "from the environment")
+    elseif not mod and why == "unknown" then -- a load failure is validate()'s to report
+      warnings[#warnings + 1] = string.format("stored account %q is not served: this build has no provider kind %q",
+        name, tostring(rec.kind))
+    else
+      cfg.providers[name] = { kind = rec.kind, account = name }
+      routes[#routes + 1] = { match = name .. "/*", provider = name, strip = name .. "/" }
+      added[#added + 1] = name
+    end
+  end
+  -- before the environment's routes: its catch-all "*/*" (OpenRouter)
+  -- would take NAME/model otherwise
+  for _, r in ipairs(cfg.routes) do routes[#routes + 1] = r end
+  cfg.routes = routes
+  return added
+end
+
+--- resolve(flags, getenv, cpu_count [, accounts]) -> config | nil, {messages}
 -- flags: {config = path?, listen = ?, workers = ?, verbose = bool?}
-function M.resolve(flags, getenv, cpu_count)
+-- accounts: the stored accounts, {{name, kind}} (moongate.auth.store's
+-- list()), served only when there is no config file. The answer also has
+-- warnings (strings for the log) and account_providers (the accounts'
+-- provider names, sorted; the router asks them for models no route takes).
+function M.resolve(flags, getenv, cpu_count, accounts)
   flags = flags or {}
   getenv = getenv or os.getenv
-  local errs = {}
+  local errs, warnings, added = {}, {}, {}
   local cfg = M.defaults()
   local path = flags.config or getenv("MOONGATE_CONFIG")
   if path and path ~= "" then
@@ -413,6 +525,7 @@ function M.resolve(flags, getenv, cpu_count)
     end
   else
     M.env_providers(cfg, getenv)
+    added = M.account_providers(cfg, accounts, warnings)
   end
   for k, v in pairs(from_env(getenv, errs)) do cfg[k] = v end
   if flags.listen then cfg.listen = flags.listen end
@@ -425,6 +538,7 @@ function M.resolve(flags, getenv, cpu_count)
   end
   if #errs > 0 then return nil, errs end
   cfg.host, cfg.port = M.parse_listen(cfg.listen)
+  cfg.warnings, cfg.account_providers = warnings, added -- after validate(): not config keys
   return cfg
 end
 

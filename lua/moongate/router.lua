@@ -1,8 +1,13 @@
 -- Routing: model name -> provider chain. Routes match the model exactly or
--- by glob (* and ?), may rewrite it, and name a provider or a fallback list.
--- Pure: built from the config table and a provider registry.
+-- by glob (* and ?), may rewrite it (model) or take a prefix off it
+-- (strip), and name a provider or a fallback list. A name no route takes
+-- may still be served by a stored account's provider (cfg.account_providers,
+-- asked in order through provider:has_model(name)), then by the WS workers.
+-- Pure but for one info line: built from the config table and a provider
+-- registry.
 local errors = require "moongate.errors"
 local models = require "moongate.models"
+local log = require "moongate.log"
 
 local M = {}
 local Router = {}
@@ -37,10 +42,18 @@ function M.new(cfg, providers, opts)
       exact = not r.match:find("[%*%?]"),
       chain = type(r.provider) == "table" and r.provider or { r.provider },
       model = r.model,
+      strip = r.strip,
     }
+  end
+  -- the stored accounts' providers that can say which models they have
+  local accounts = {}
+  for _, pname in ipairs(cfg.account_providers or {}) do
+    local p = providers[pname]
+    if p then accounts[#accounts + 1] = { name = pname, provider = p } end
   end
   opts = opts or {}
   local self = setmetatable({ routes = routes, providers = providers, aliases = cfg.aliases or {},
+    accounts = accounts, told = {},
     dynamic = opts.dynamic, dynamic_models = opts.dynamic_models, known = {}, known_n = 0 }, Router)
   -- made once: a closure per request keeps LuaJIT from compiling resolve()
   function self.is_exact(n)
@@ -60,7 +73,36 @@ local function route_for(self, r, name, model, effort)
     chain[i] = { name = pname, provider = p }
     if p and p.kind == "ws" then break end
   end
-  return { model = r.model or name, requested = model, effort = effort, chain = chain }
+  local upstream = r.model or name
+  local strip = not r.model and r.strip
+  -- only a prefix with something after it: "work/" alone stays as it is
+  if strip and #name > #strip and name:sub(1, #strip) == strip then upstream = name:sub(#strip + 1) end
+  return { model = upstream, requested = model, effort = effort, chain = chain }
+end
+
+-- The first account whose provider has this model serves it. Their lists
+-- change as they are fetched again, so this is asked on each request, never
+-- kept. While a model has not been logged yet, every account is asked, to
+-- say once which others offer it too.
+local function by_account(self, name)
+  local first, others
+  for _, a in ipairs(self.accounts) do
+    local p = a.provider
+    if p.has_model and p:has_model(name) then
+      if not first then
+        first = a.name
+        if self.told[name] then break end
+      else
+        others = others or {}
+        others[#others + 1] = a.name
+      end
+    end
+  end
+  if others then
+    self.told[name] = true
+    log.info("model %s: served by account %s (also offered by %s)", name, first, table.concat(others, ", "))
+  end
+  return first
 end
 
 local KNOWN_MAX = 1024 -- model names whose static answer a router keeps
@@ -70,8 +112,8 @@ local KNOWN_MAX = 1024 -- model names whose static answer a router keeps
 -- never change it.
 function Router:resolve(model)
   -- what the config says about this name never changes for this router;
-  -- only the WS workers' models do, so they are asked each time, and only
-  -- for a name no route matches
+  -- only the accounts' and the WS workers' models do, so they are asked
+  -- each time, and only for a name no route matches
   local k = self.known[model]
   if not k then
     local name, effort = models.normalize(model, self.aliases, self.is_exact)
@@ -80,11 +122,20 @@ function Router:resolve(model)
     if self.known_n >= KNOWN_MAX then self.known, self.known_n = {}, 0 end
     self.known[model], self.known_n = k, self.known_n + 1
   end
-  if not k.route and self.dynamic then
+  if k.route then return k.route end
+  if self.accounts[1] then
+    local pname = by_account(self, k.name)
+    if pname then return route_for(self, { chain = { pname } }, k.name, model, k.effort) end
+    -- a name of the account's own that merely looks like NAME-effort
+    if k.name ~= model then
+      pname = by_account(self, model)
+      if pname then return route_for(self, { chain = { pname } }, model, model) end
+    end
+  end
+  if self.dynamic then
     local pname = self.dynamic(k.name)
     if pname then return route_for(self, { chain = { pname } }, k.name, model, k.effort) end
   end
-  if k.route then return k.route end
   return nil, errors.new(404, string.format("The model `%s` does not exist or you do not have access to it.", model),
     { code = "model_not_found" })
 end
@@ -100,8 +151,16 @@ function Router:models()
     for _, pname in ipairs(r.chain) do
       local p = self.providers[pname]
       for _, m in ipairs(p and p.models or {}) do
-        if m:find(r.pattern) then add(m) end
+        -- a route that strips a prefix serves the provider's models with it
+        local id = r.strip and not r.model and r.strip .. m or m
+        if id:find(r.pattern) then add(id) end
       end
+    end
+  end
+  -- the accounts' own names (their NAME/model forms come from their routes)
+  for _, a in ipairs(self.accounts) do
+    if a.provider.has_model then
+      for _, m in ipairs(a.provider.models or {}) do add(m) end
     end
   end
   for alias in pairs(self.aliases) do add(alias) end

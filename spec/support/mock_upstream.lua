@@ -1,6 +1,11 @@
 -- A mock upstream speaking OpenAI chat completions, OpenAI Responses,
 -- OpenAI's legacy completions and embeddings, and Anthropic messages,
 -- scripted per test, and as strict as the real APIs about what it is sent.
+-- It stands in for the account upstreams too: the GitHub Copilot API under
+-- /copilot (POST /copilot/chat/completions, /copilot/v1/messages,
+-- /copilot/responses, /copilot/embeddings, GET /copilot/models) and the
+-- ChatGPT Codex backend under /backend-api/codex (POST .../responses, GET
+-- .../models?client_version=...): see "Accounts" below.
 -- Run: luajit spec/support/mock_upstream.lua [port]
 -- It prints "mock listening on PORT" once it listens.
 --
@@ -10,14 +15,39 @@
 --                         the checks below
 --   GET  /_mock/requests  JSON list of what it received: method, path,
 --                         headers, body, at_ms, closed_at_ms (wall clock),
---                         rejected (the 400's message, when the checks failed),
---                         proxy = true (the mock used as an HTTP(S)_PROXY: an
---                         absolute-URI request, served as any other, or a
---                         CONNECT - a client reaching for an https:// host,
---                         answered 403)
---   POST /_mock/reset     forget the queue and the requests (strict again)
+--                         rejected (the refusal's message, when the checks
+--                         failed; "unauthorized" for a bearer /_mock/auth
+--                         refused), proxy = true (the mock used as an
+--                         HTTP(S)_PROXY: an absolute-URI request, served as
+--                         any other, or a CONNECT - a client reaching for an
+--                         https:// host, answered 403)
+--   POST /_mock/reset     forget the queue and the requests (strict again,
+--                         no bearer asked, the default models)
 --   POST /_mock/strict    {"strict": false}: answer every request, checked or
---                         not (until the next reset)
+--                         not (until the next reset; /_mock/auth still holds)
+--   POST /_mock/auth      {"bearer": "T"}: from then on a request (any path but
+--                         /_mock/*) whose Authorization is not exactly
+--                         "Bearer T" (for a plain Anthropic path, nor its
+--                         x-api-key T) is answered 401 in its path's error
+--                         format, using up no script; {"bearer": null} stops it
+--   POST /_mock/models    {"copilot": [...], "codex": [...]}: the models lists
+--                         GET .../models serves and the account checks use
+--                         (a list not given stays). A Copilot model: "id" or
+--                         {id, supported_endpoints, type = "chat" |
+--                         "embeddings", vendor, name, family, premium, any
+--                         other field of the model object}; a Codex model:
+--                         "slug" or {slug, efforts = {"low", ...}, any field
+--                         of ModelInfo}
+-- GET <anything>/models is answered by the mock itself, never from the
+-- queue (a daemon fetches models in the background): under
+-- /backend-api/codex/ {"models": [ModelInfo]}, elsewhere Copilot's
+-- {"data": [{id, name, vendor, object, capabilities {family, type, limits,
+-- supports}, policy, billing, supported_endpoints}], "object": "list"}.
+-- Default models: Copilot gpt-4.1 (/chat/completions), claude-sonnet-4.5
+-- (/v1/messages, /chat/completions), gpt-5.1-codex (/responses), gpt-5-mini
+-- (/chat/completions, /responses), text-embedding-3-small (embeddings, no
+-- supported_endpoints); Codex gpt-5.1-codex, gpt-5.1 (efforts low, medium,
+-- high).
 -- A scripted response: {status = 200, headers = {...}, json = value |
 --   body = "raw bytes", frames = {{data = "..." | json = value, event = "x",
 --   delay_ms = n | pad = n (n bytes of a data line that never ends)}},
@@ -133,6 +163,35 @@
 --   - output_config {effort, format {type "json_schema", schema}}
 --   - tools: custom ones with name ^[a-zA-Z0-9_-]{1,128}$ and an object
 --     input_schema; server tools (type x_YYYYMMDD) as they are; names unique
+-- Accounts (while strict, before any script is used; the findings and
+-- their sources are in the "Accounts" section of the code):
+-- GitHub Copilot, every /copilot/... request
+--   - Authorization: Bearer (else 401 text/plain), Editor-Version and
+--     Copilot-Integration-Id (else 400 text/plain "bad request: missing
+--     Editor-Version header for IDE auth")
+--   - a POST names a model of the list ("The requested model is not
+--     supported.", model_not_supported) whose supported_endpoints (or, when
+--     it lists none, its type: chat -> /chat/completions, embeddings ->
+--     /embeddings) name the endpoint ('model "x" is not accessible via the
+--     /chat/completions endpoint', unsupported_api_for_model); then the
+--     endpoint's own API checks: strict chat, Anthropic messages, Responses
+-- ChatGPT Codex backend, every .../backend-api/codex/... request
+--   - Authorization: Bearer (else 401 {"detail": "Could not parse your
+--     authentication token. ..."}) and chatgpt-account-id (else 400
+--     {"detail": "Missing chatgpt-account-id header"}); OpenAI-Beta,
+--     originator and session_id are recorded, not required
+--   - POST .../responses: RULES.codex, answered 400 {"detail": "..."}: only
+--     the fields Codex CLI sends ("Unsupported parameter: temperature"),
+--     service_tier only "priority", instructions present ("Instructions are
+--     required"), store false ("Store must be set to false"), stream true
+--     ("Stream must be set to true"), a model of the list ("The 'x' model is
+--     not supported when using Codex with a ChatGPT account."), a
+--     reasoning.effort the model lists (the Responses API's "Unsupported
+--     value"); then the Responses API's own checks
+--   - the answer is a Responses stream; its reasoning item carries a
+--     summary only when the request asks reasoning.summary, and the echo
+--     (nothing queued) thinks first ("The user said: ...") when the request
+--     asks a summary and its include asks reasoning.encrypted_content
 -- JSON is read with a small decoder of its own that tells [] from {}
 -- (lua-cjson does not), so an "input": [] or a "required": {} is caught.
 -- Other requests (the host specs' bare transport bodies, GETs) are answered
@@ -1326,6 +1385,15 @@ local function api_of(path)
   if p:find("/embeddings$") then return "embeddings" end
 end
 
+-- the account upstream a path belongs to: "codex" (the ChatGPT Codex
+-- backend, .../backend-api/codex/...), "copilot" (the GitHub Copilot API,
+-- /copilot/...) or nil (a plain API)
+local function family_of(path)
+  local p = path:gsub("%?.*$", "")
+  if p:find("/backend-api/codex/", 1, true) or p:find("/backend-api/codex$") then return "codex" end
+  if p:find("^/copilot/") or p == "/copilot" then return "copilot" end
+end
+
 -- the APIs that answer in OpenAI's error shape, and how each words a problem
 local OPENAI_STYLE = { openai = oa_words, responses = rs_words, completions = oa_words, embeddings = oa_words }
 
@@ -1674,9 +1742,25 @@ local function embeddings_reply(req, r)
     usage = { prompt_tokens = tokens, total_tokens = tokens } } }
 end
 
+-- does a Responses request ask for reasoning summaries (reasoning.summary
+-- set, and not "none")?
+local function asks_summary(req)
+  local r = is_object(req.reasoning) and req.reasoning or {}
+  local s = r.summary ~= nil and r.summary ~= NULL and r.summary or r.generate_summary
+  return type(s) == "string" and s ~= "none"
+end
+
 -- a reply in the format of the path
 local function reply_script(path, req, r)
   local api = api_of(path)
+  -- the Codex backend writes a reasoning item's summary only when the
+  -- request asks for one: without reasoning.summary it is []
+  if api == "responses" and family_of(path) == "codex" and r.thinking and not asks_summary(req) then
+    local c = {}
+    for k, v in pairs(r) do c[k] = v end
+    c.thinking = ""
+    r = c
+  end
   if api == "anthropic" or api == "anthropic_count" then return anthropic_reply(req, r, req.stream == true) end
   if api == "responses" then return responses_reply(req, r, req.stream == true) end
   if api == "completions" then return completions_reply(req, r, req.stream == true) end
@@ -1689,7 +1773,18 @@ end
 local function default_script(path, req)
   local api = api_of(path)
   if api == "anthropic_count" then return { json = { input_tokens = 7 } } end
-  if api == "responses" then return reply_script(path, req, { text = responses_user_text(req) }) end
+  if api == "responses" then
+    local text = responses_user_text(req)
+    -- the Codex backend thinks before it answers: a summary when asked, with
+    -- its encrypted_content when include asks for that too
+    local thinking
+    if family_of(path) == "codex" and asks_summary(req) then
+      for _, v in ipairs(is_list(req.include) and req.include or {}) do
+        if v == "reasoning.encrypted_content" then thinking = "The user said: " .. text end
+      end
+    end
+    return reply_script(path, req, { text = text, thinking = thinking })
+  end
   if api == "completions" then
     local p = req.prompt
     return reply_script(path, req, { text = type(p) == "string" and p or is_list(p) and type(p[1]) == "string" and p[1] or "" })
@@ -1757,6 +1852,330 @@ local function respond_json(tcp, status, value)
   send(tcp, head(status, { ["content-type"] = "application/json", ["content-length"] = #body }) .. body)
 end
 
+---------------------------------------------------------------------------
+-- Accounts: the GitHub Copilot API (/copilot/...) and the ChatGPT Codex
+-- backend (.../backend-api/codex/...). What the real ones do, and where it
+-- was seen (public issue threads and code; the mock says the same):
+--   Codex backend
+--   - errors are {"detail": "..."}; a request is refused before any token
+--     is made: "Instructions are required", "Store must be set to false",
+--     "Stream must be set to true" (each seen in proxies' issue threads and
+--     in the notes of projects that probed it one field at a time)
+--   - it keeps an allowlist of request fields and answers anything else
+--     with 400 "Unsupported parameter: x" (a gateway's live probe, field by
+--     field: max_output_tokens, max_tool_calls, prompt_cache_retention,
+--     temperature, top_p, top_logprobs, truncation, metadata, background,
+--     user, safety_identifier, previous_response_id refused; the same
+--     refusals reported one by one in ChatMock, sub2api, Fabric, new-api,
+--     CLIProxyAPI, 9router threads). The list taken here is what Codex CLI
+--     itself sends (openai/codex, codex-rs/codex-api/src/common.rs,
+--     ResponsesApiRequest). service_tier: that probe had it refused, while
+--     Codex sends "priority" for its fast mode; the mock takes "priority"
+--     only
+--   - a model its models list lacks: 400 "The 'x' model is not supported
+--     when using Codex with a ChatGPT account."; a reasoning effort the
+--     model does not list: the Responses API's own "Unsupported value"
+--   - a bad token: 401 "Could not parse your authentication token. Please
+--     try signing in again."; a missing chatgpt-account-id is not seen in
+--     public threads: the mock answers 400 "Missing chatgpt-account-id
+--     header". OpenAI-Beta, originator and session_id are recorded, not
+--     required (Codex CLI's HTTP path does not send OpenAI-Beta any more)
+--   - GET .../models?client_version=... -> {"models": [ModelInfo]}, the
+--     fields of openai/codex codex-rs/protocol/src/openai_models.rs
+--   Copilot
+--   - without Editor-Version: 400, text/plain "bad request: missing
+--     Editor-Version header for IDE auth" (many issue threads: litellm,
+--     openclaw, codegate); without Copilot-Integration-Id the mock answers
+--     the same way ("bad request: missing Copilot-Integration-Id header",
+--     its wording not seen); a bad token: 401 text/plain "unauthorized:
+--     token expired"
+--   - a model the list lacks: 400 {"error": {"message": "The requested model
+--     is not supported.", "code": "model_not_supported", "param": "model",
+--     "type": "invalid_request_error"}}; an endpoint the model's
+--     supported_endpoints do not name: 400 {"error": {"message": "model \"x\"
+--     is not accessible via the /chat/completions endpoint", "code":
+--     "unsupported_api_for_model"}} (copilot-api threads)
+--   - GET /copilot/models -> {"data": [...], "object": "list"}, each model
+--     as copilot-api's get-models types and PROTOCOLS' list of fields
+---------------------------------------------------------------------------
+local bearer -- POST /_mock/auth {"bearer": "T"}: only "Authorization: Bearer T" is served
+
+-- JSON decoded by the mock's decoder, made plain for cjson: an empty list
+-- goes out as [], null as null
+local function plain(v)
+  if v == NULL then return cjson.null end
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = plain(x) end
+  if is_list(v) and #v == 0 then return EMPTY end
+  return out
+end
+
+local function merge(t, spec, skip)
+  for k, v in pairs(spec) do
+    if not skip[k] then t[k] = v end
+  end
+  return t
+end
+
+-- a Copilot model: spec = "id" or {id, name, vendor, type = "chat" |
+-- "embeddings", family, premium, supported_endpoints, ...}; any other
+-- top-level field given replaces the default one
+local function copilot_model(spec)
+  if type(spec) == "string" then spec = { id = spec } end
+  local id = tostring(spec.id)
+  local embed = spec.type == "embeddings" or (spec.type == nil and id:find("embedding") ~= nil)
+  local claude = id:find("^claude") ~= nil
+  local caps = {
+    family = spec.family or id, object = "model_capabilities", tokenizer = "o200k_base",
+    type = embed and "embeddings" or "chat",
+    limits = embed and { max_inputs = 512 } or { max_context_window_tokens = 128000, max_output_tokens = 16384,
+      max_prompt_tokens = 128000 },
+    supports = embed and { dimensions = true } or { tool_calls = true, parallel_tool_calls = true, streaming = true,
+      vision = true, structured_outputs = true,
+      max_thinking_budget = claude and 32000 or nil, min_thinking_budget = claude and 1024 or nil },
+  }
+  local premium = spec.premium
+  if premium == nil then premium = claude or id:find("codex") ~= nil end
+  return merge({
+    id = id, name = spec.name or id, object = "model", version = id, preview = false,
+    vendor = spec.vendor or (claude and "Anthropic" or embed and "Azure OpenAI" or "OpenAI"),
+    model_picker_enabled = not embed, capabilities = caps,
+    policy = { state = "enabled", terms = "Enable access to the latest " .. id .. " model." },
+    billing = { is_premium = premium, multiplier = premium and 1 or 0 },
+    supported_endpoints = spec.supported_endpoints,
+  }, spec, { type = true, family = true, premium = true })
+end
+
+-- a Codex backend model (ModelInfo): spec = "slug" or {slug, display_name,
+-- efforts = {"low", ...}, ...}; any other field given replaces the default
+local function codex_model(spec, priority)
+  if type(spec) == "string" then spec = { slug = spec } end
+  spec.slug = tostring(spec.slug)
+  local levels = {}
+  local efforts = spec.efforts
+  if type(efforts) ~= "table" then efforts = efforts == EMPTY and {} or { "low", "medium", "high" } end
+  for _, e in ipairs(efforts) do
+    levels[#levels + 1] = { effort = e, description = e .. " reasoning effort" }
+  end
+  return merge({
+    slug = spec.slug, display_name = spec.slug, description = "Mock " .. spec.slug .. ".",
+    default_reasoning_level = "medium", supported_reasoning_levels = #levels > 0 and levels or EMPTY,
+    shell_type = "shell_command", visibility = "list", supported_in_api = true, priority = priority,
+    upgrade = cjson.null, base_instructions = "You are Codex, a coding agent.",
+    supports_reasoning_summaries = true, support_verbosity = true, default_verbosity = "low",
+    apply_patch_tool_type = "freeform", truncation_policy = { mode = "tokens", limit = 10000 },
+    supports_parallel_tool_calls = true, context_window = 272000, effective_context_window_percent = 95,
+    experimental_supported_tools = EMPTY, input_modalities = { "text", "image" },
+  }, spec, { efforts = true })
+end
+
+local MODELS = {
+  copilot = {
+    { id = "gpt-4.1", supported_endpoints = { "/chat/completions" } },
+    { id = "claude-sonnet-4.5", supported_endpoints = { "/v1/messages", "/chat/completions" } },
+    { id = "gpt-5.1-codex", supported_endpoints = { "/responses" } },
+    { id = "gpt-5-mini", supported_endpoints = { "/chat/completions", "/responses" } },
+    { id = "text-embedding-3-small", type = "embeddings" },
+  },
+  codex = { "gpt-5.1-codex", "gpt-5.1" },
+}
+local models = {} -- the lists served now: {copilot = {model...}, codex = {model...}}
+-- set_models(given): the lists given replace the ones served (the others
+-- stay); set_models() goes back to the defaults
+local function set_models(given)
+  for name, build in pairs { copilot = copilot_model, codex = codex_model } do
+    local specs = given == nil and MODELS[name] or given[name]
+    if specs then
+      local list = {}
+      for i, spec in ipairs(specs) do list[i] = build(spec, i) end
+      models[name] = list
+    end
+  end
+end
+set_models()
+
+local function find_model(family, id)
+  for _, m in ipairs(models[family]) do
+    if (m.id or m.slug) == id then return m end
+  end
+end
+
+-- the endpoints a Copilot model is served at: its supported_endpoints, or
+-- (a model that lists none) what its type implies
+local function endpoints_of(m)
+  if type(m.supported_endpoints) == "table" and m.supported_endpoints ~= EMPTY then return m.supported_endpoints end
+  local caps = type(m.capabilities) == "table" and m.capabilities or {}
+  if caps.type == "embeddings" then return { "/embeddings" } end
+  return { "/chat/completions" }
+end
+
+-- answers: {status, content_type, body (a string), message (recorded)}
+local function text_answer(status, message)
+  return { status = status, ctype = "text/plain; charset=utf-8", body = message .. "\n", message = message }
+end
+local function json_answer(status, message, value)
+  return { status = status, ctype = "application/json", body = encode(value), message = message }
+end
+local function detail(status, message) return json_answer(status, message, { detail = message }) end
+
+-- the 401 for a request whose bearer is not the one /_mock/auth set, in
+-- its path's error format
+local function unauthorized(path)
+  local family = family_of(path)
+  if family == "codex" then
+    return detail(401, "Could not parse your authentication token. Please try signing in again.")
+  elseif family == "copilot" then
+    return text_answer(401, "unauthorized: token expired")
+  end
+  local api = api_of(path)
+  if api == "anthropic" or api == "anthropic_count" then
+    return json_answer(401, "invalid x-api-key", { type = "error",
+      error = { type = "authentication_error", message = "invalid x-api-key" }, request_id = "req_mock" })
+  end
+  local message = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys."
+  return json_answer(401, message, { error = { message = message, type = "invalid_request_error",
+    param = cjson.null, code = "invalid_api_key" } })
+end
+
+local function authorized(path, headers)
+  if headers.authorization == "Bearer " .. bearer then return true end
+  -- an Anthropic client carries its key in x-api-key
+  local api = api_of(path)
+  return (api == "anthropic" or api == "anthropic_count") and not family_of(path) and headers["x-api-key"] == bearer
+end
+
+-- the headers each account upstream refuses to go without, in order:
+-- {header, answer when it is missing (or, for authorization, no bearer)}
+local HEADERS = {
+  copilot = {
+    { "authorization", text_answer(401, "unauthorized: missing or malformed Authorization header") },
+    { "editor-version", text_answer(400, "bad request: missing Editor-Version header for IDE auth") },
+    { "copilot-integration-id", text_answer(400, "bad request: missing Copilot-Integration-Id header") },
+  },
+  codex = {
+    { "authorization", detail(401, "Could not parse your authentication token. Please try signing in again.") },
+    { "chatgpt-account-id", detail(400, "Missing chatgpt-account-id header") },
+  },
+}
+local function check_headers(family, headers)
+  for _, h in ipairs(HEADERS[family]) do
+    local v = headers[h[1]]
+    if v == nil or v == "" or (h[1] == "authorization" and not v:find("^Bearer %S")) then return h[2] end
+  end
+end
+
+-- the Codex backend's request rules (POST .../backend-api/codex/responses),
+-- before the Responses API's own checks; each returns a {"detail"} message,
+-- or an answer of its own
+local CODEX = {}
+-- the request fields the backend takes: what Codex CLI sends
+CODEX.accepted = { "model", "instructions", "input", "tools", "tool_choice", "parallel_tool_calls", "reasoning",
+  "store", "stream", "include", "service_tier", "prompt_cache_key", "text", "client_metadata" }
+local codex_accepted = {}
+for _, k in ipairs(CODEX.accepted) do codex_accepted[k] = true end
+
+RULES.codex = {
+  { "only the fields of CODEX.accepted (the backend keeps an allowlist): any other is an Unsupported parameter",
+    function(req)
+      local extra = {}
+      for k in pairs(req) do
+        if not codex_accepted[k] then extra[#extra + 1] = k end
+      end
+      table.sort(extra)
+      if extra[1] then return "Unsupported parameter: " .. extra[1] end
+    end },
+  { "service_tier only as Codex sends it (\"priority\", its fast mode)", function(req)
+    if req.service_tier ~= nil and req.service_tier ~= NULL and req.service_tier ~= "priority" then
+      return "Unsupported parameter: service_tier"
+    end
+  end },
+  { "instructions present", function(req)
+    if req.instructions == nil or req.instructions == NULL then return "Instructions are required" end
+  end },
+  { "store is false (the backend keeps nothing)", function(req)
+    if req.store ~= false then return "Store must be set to false" end
+  end },
+  { "stream is true (the backend only streams)", function(req)
+    if req.stream ~= true then return "Stream must be set to true" end
+  end },
+  { "the model is one of the account's models (GET .../models)", function(req)
+    if type(req.model) == "string" and not find_model("codex", req.model) then
+      return string.format("The '%s' model is not supported when using Codex with a ChatGPT account.", req.model)
+    end
+  end },
+  { "reasoning.effort is one the model's supported_reasoning_levels name (the Responses API's words)", function(req)
+    local m = type(req.model) == "string" and find_model("codex", req.model)
+    local effort = is_object(req.reasoning) and req.reasoning.effort
+    if not m or type(effort) ~= "string" or type(m.supported_reasoning_levels) ~= "table" then return end
+    local names = {}
+    for _, l in ipairs(m.supported_reasoning_levels) do
+      if l.effort == effort then return end
+      names[#names + 1] = l.effort
+    end
+    local message = string.format("Unsupported value: 'reasoning.effort' does not support '%s' with this model. "
+      .. "Supported values are: %s.", effort, quoted_list(names))
+    return message, json_answer(400, message, openai_error(message, "reasoning.effort", "unsupported_value"))
+  end },
+}
+
+-- the Copilot API's routing rules (POST /copilot/<endpoint>), before the
+-- endpoint's own API checks
+RULES.copilot = {
+  { "the model is one of the account's models (GET /copilot/models)", function(req)
+    if type(req.model) == "string" and not find_model("copilot", req.model) then
+      local message = "The requested model is not supported."
+      return message, json_answer(400, message, { error = { message = message, code = "model_not_supported",
+        param = "model", type = "invalid_request_error" } })
+    end
+  end },
+  { "the model's supported_endpoints name the endpoint", function(req, endpoint)
+    local m = type(req.model) == "string" and find_model("copilot", req.model)
+    if not m then return end
+    for _, e in ipairs(endpoints_of(m)) do
+      if e == endpoint then return end
+    end
+    local message = string.format('model "%s" is not accessible via the %s endpoint', req.model, endpoint)
+    return message, json_answer(400, message, { error = { message = message, code = "unsupported_api_for_model" } })
+  end },
+}
+local COPILOT_ENDPOINTS = { ["/chat/completions"] = true, ["/v1/messages"] = true, ["/responses"] = true,
+  ["/embeddings"] = true }
+
+-- check_account(family, path, body) -> an answer, when the account's rules
+-- refuse the request; nil to go on to the API's own checks
+local function check_account(family, path, body)
+  local ok, req = pcall(decode, body)
+  if not ok or not is_object(req) then return end -- the API's check words a bad body
+  local p = path:gsub("%?.*$", "")
+  if family == "codex" then
+    if not p:find("/responses$") then return end
+    for _, rule in ipairs(RULES.codex) do
+      local message, answer = rule[2](req)
+      if message then return answer or detail(400, message) end
+    end
+  else
+    local endpoint = p:gsub("^/copilot", "")
+    if not COPILOT_ENDPOINTS[endpoint] then return end
+    for _, rule in ipairs(RULES.copilot) do
+      local message, answer = rule[2](req, endpoint)
+      if message then return answer end
+    end
+  end
+end
+
+local function respond(tcp, a)
+  send(tcp, head(a.status, { ["content-type"] = a.ctype, ["content-length"] = #a.body }) .. a.body)
+end
+
+-- GET <anything>/models: the account's list, in its upstream's shape
+local function models_answer(path)
+  if family_of(path) == "codex" then
+    return json_answer(200, nil, { models = #models.codex > 0 and models.codex or EMPTY })
+  end
+  return json_answer(200, nil, { data = #models.copilot > 0 and models.copilot or EMPTY, object = "list" })
+end
+
 local function on_request(tcp, method, path, headers, body, done, conn)
   if path == "/_mock/queue" then
     for _, s in ipairs(cjson.decode(body)) do queue[#queue + 1] = s end
@@ -1772,7 +2191,30 @@ local function on_request(tcp, method, path, headers, body, done, conn)
   elseif path == "/_mock/reset" then
     queue, requests, strict = {}, {}, true
     issued, nreasoning = {}, 0
+    bearer = nil
+    set_models()
     respond_json(tcp, 200, { ok = true })
+    return done(true)
+  elseif path == "/_mock/auth" then
+    local ok, v = pcall(cjson.decode, body)
+    bearer = ok and type(v) == "table" and type(v.bearer) == "string" and v.bearer or nil
+    respond_json(tcp, 200, { bearer = bearer ~= nil })
+    return done(true)
+  elseif path == "/_mock/models" then
+    local ok, v = pcall(decode, body)
+    for _, name in ipairs { "copilot", "codex" } do
+      if ok and is_object(v) and v[name] ~= nil and not is_list(v[name]) then ok = false end
+    end
+    if not ok or not is_object(v) then
+      respond_json(tcp, 400, { error = "expected {\"copilot\": [...], \"codex\": [...]}" })
+      return done(true)
+    end
+    local given = plain(v)
+    for _, name in ipairs { "copilot", "codex" } do
+      if given[name] == EMPTY then given[name] = {} end
+    end
+    set_models(given)
+    respond_json(tcp, 200, { copilot = #models.copilot, codex = #models.codex })
     return done(true)
   elseif path == "/_mock/strict" then
     local ok, v = pcall(cjson.decode, body)
@@ -1792,8 +2234,37 @@ local function on_request(tcp, method, path, headers, body, done, conn)
     send(tcp, head(403, { ["content-type"] = "text/plain", ["content-length"] = #msg, connection = "close" }) .. msg)
     return done(false)
   end
+  -- the account upstreams: a bearer other than the one set, a header they
+  -- need, GET .../models (the mock's own lists, never a script)
+  local family = family_of(path)
+  if bearer and not authorized(path, headers) then
+    local a = unauthorized(path)
+    record.rejected = "unauthorized"
+    respond(tcp, a)
+    return done(true)
+  end
+  if family and strict then
+    local a = check_headers(family, headers)
+    if a then
+      record.rejected = a.message
+      respond(tcp, a)
+      return done(true)
+    end
+  end
+  if method == "GET" and (path:gsub("%?.*$", "")):find("/models$") then
+    respond(tcp, models_answer(path))
+    return done(true)
+  end
   local api = method == "POST" and (headers["content-type"] or ""):find("^application/json") and api_of(path)
   local req
+  if api and family and strict then
+    local a = check_account(family, path, body)
+    if a then
+      record.rejected = a.message
+      respond(tcp, a)
+      return done(true)
+    end
+  end
   if api then
     local message, err
     message, err, req = check(api, headers, body)

@@ -122,11 +122,140 @@ describe("config without a file", function()
   end)
 end)
 
+describe("provider kinds' own config fields", function()
+  -- stub kinds under spec/support/lua: schemed exports a schema, boom none,
+  -- brokenload raises while loading
+  local function check(providers, routes)
+    local text = string.format("return { lua_path = %q, providers = %s, routes = %s }",
+      "spec/support/lua/?.lua", providers, routes or "{}")
+    local cfg, errs = config.resolve({ config = helpers.tmpfile(text) }, env {}, 1)
+    return cfg, errs and table.concat(errs, "\n")
+  end
+
+  it("merge the kind's schema over the shared base", function()
+    local cfg, text = check([[{ p = { kind = "schemed", flavour = "sweet", scoops = 2, retries = 1,
+      base_url = "http://127.0.0.1:9/v1", accounts = { "work", "home" }, api_key_envs = { "K1", "K2" },
+      api_keys = { "k1" }, account = "work", cooldown_ms = 0, models_ttl_s = 60 } }]])
+    assert.is_nil(text)
+    assert.equal("sweet", cfg.providers.p.flavour)
+    cfg, text = check([[{ p = { kind = "schemed", flavour = "salty", retries = 5, api = "chat" } }]])
+    assert.is_nil(cfg)
+    assert.matches('config providers.p.flavour: "salty" is not one of sour, sweet', text, 1, true)
+    assert.matches("config providers.p.retries: must be at most 2, got 5", text, 1, true) -- the kind's spec wins
+    assert.matches("config providers.p.scoops: required", text, 1, true)
+    assert.matches('config providers.p.api: unknown key (kind "schemed" does not take it)', text, 1, true)
+  end)
+
+  it("give a kind without a schema the base fields only", function()
+    local cfg, text = check([[{ b = { kind = "boom", timeout_ms = 5, api_keys = { "k1" }, headers = { x = "y" } } }]])
+    assert.is_nil(text)
+    assert.equal(5, cfg.providers.b.timeout_ms)
+    cfg, text = check([[{ b = { kind = "boom", completions = true, chunk_delay_ms = 1 } }]])
+    assert.is_nil(cfg)
+    assert.matches('config providers.b.chunk_delay_ms: unknown key (kind "boom" does not take it)', text, 1, true)
+    assert.matches('config providers.b.completions: unknown key (kind "boom" does not take it)', text, 1, true)
+  end)
+
+  it("name the kind that does not take a key", function()
+    local _, text = check([[{ c = { kind = "anthropic", api = "responses" } }]])
+    assert.matches('config providers.c.api: unknown key (kind "anthropic" does not take it)', text, 1, true)
+  end)
+
+  it("check the pool fields' types", function()
+    local _, text = check([[{ p = { kind = "boom", accounts = "work", api_keys = { 1 }, cooldown_ms = -1,
+      models_ttl_s = 0, account = true, api_key_envs = { "A", false } } }]])
+    assert.matches("config providers.p.accounts: expected a list, got string", text, 1, true)
+    assert.matches("config providers.p.api_keys[1]: expected a string, got integer", text, 1, true)
+    assert.matches("config providers.p.cooldown_ms: must be at least 0, got -1", text, 1, true)
+    assert.matches("config providers.p.models_ttl_s: must be at least 1, got 0", text, 1, true)
+    assert.matches("config providers.p.account: expected a string, got boolean", text, 1, true)
+    assert.matches("config providers.p.api_key_envs[2]: expected a string, got boolean", text, 1, true)
+  end)
+
+  it("report an unknown kind with the built-in ones, and a module that fails to load", function()
+    local cfg, text = check([[{ u = { kind = "nonesuch", colour = "red" }, x = { kind = "brokenload" } }]])
+    assert.is_nil(cfg)
+    assert.matches('config providers.u.kind: unknown kind "nonesuch" (built in: echo, openai, anthropic, ws, '
+      .. "copilot, chatgpt, qwen; or a module moongate.providers.nonesuch on lua_path)", text, 1, true)
+    assert.matches('config providers.x.kind: the module of kind "brokenload" failed to load: '
+      .. ".*brokenload.lua:%d+: brokenload: this module fails on purpose", text)
+    -- the kind is what is wrong: no noise about the keys it might take
+    assert.not_matches("colour", text, 1, true)
+    -- the same error again, not Lua's "loop or previous error"
+    local _, again = check([[{ x = { kind = "brokenload" } }]])
+    assert.matches("brokenload: this module fails on purpose", again, 1, true)
+    -- a kind that is not a string, or none
+    local _, t2 = check([[{ n = { base_url = "x" }, m = { kind = 5 } }]])
+    assert.matches("config providers.n.kind: required", t2, 1, true)
+    assert.matches("config providers.m.kind: expected a string, got integer", t2, 1, true)
+    local _, t3 = check([[{ q = "openai" }]])
+    assert.matches("config providers.q: expected a table, got string", t3, 1, true)
+  end)
+
+  it("take a route's strip prefix as a string", function()
+    local cfg, text = check([[{ b = { kind = "boom" } }]], [[{ { match = "work/*", provider = "b", strip = "work/" } }]])
+    assert.is_nil(text)
+    assert.equal("work/", cfg.routes[1].strip)
+    local _, t2 = check([[{ b = { kind = "boom" } }]], [[{ { match = "work/*", provider = "b", strip = 1 } }]])
+    assert.matches("config routes[1].strip: expected a string, got integer", t2, 1, true)
+  end)
+end)
+
+describe("stored accounts without a config file", function()
+  local router = require "moongate.router"
+  local accounts = { { name = "work", kind = "openai" }, { name = "home", kind = "anthropic" } }
+
+  it("are served as providers with NAME/* routes that take the name off", function()
+    local cfg = assert(config.resolve({}, env {}, 1, accounts))
+    assert.same({ kind = "openai", account = "work" }, cfg.providers.work)
+    assert.same({ kind = "anthropic", account = "home" }, cfg.providers.home)
+    assert.same({ "home", "work" }, cfg.account_providers)
+    assert.same({ match = "home/*", provider = "home", strip = "home/" }, cfg.routes[1])
+    assert.same({ match = "work/*", provider = "work", strip = "work/" }, cfg.routes[2])
+    assert.same({}, cfg.warnings)
+    local r = router.new(cfg, { work = {}, home = {}, echo = {} })
+    local route = r:resolve("work/gpt-4.1")
+    assert.equal("work", route.chain[1].name)
+    assert.equal("gpt-4.1", route.model)
+    assert.equal("work/gpt-4.1", route.requested)
+    assert.equal("claude-sonnet-4", r:resolve("home/claude-sonnet-4").model)
+  end)
+
+  it("are not served when there is a config file", function()
+    local path = helpers.tmpfile([[return { providers = { up = { kind = "openai" } } }]])
+    local cfg = assert(config.resolve({ config = path }, env {}, 1, accounts))
+    assert.is_nil(cfg.providers.work)
+    assert.same({}, cfg.account_providers)
+    assert.same({}, cfg.routes)
+  end)
+
+  it("give way to a provider of the same name from the environment, with a warning", function()
+    local cfg = assert(config.resolve({}, env { OPENAI_API_KEY = "sk-x", OPENROUTER_API_KEY = "or-x" }, 1, {
+      { name = "openai", kind = "chatgpt" }, { name = "work", kind = "openai" },
+      { name = "echo", kind = "openai" }, { name = "a*b", kind = "openai" }, { name = "odd", kind = "nonesuch" },
+    }))
+    assert.same({ kind = "openai", api_key_env = "OPENAI_API_KEY", base_url = "https://api.openai.com/v1" },
+      cfg.providers.openai)
+    assert.same({ "work" }, cfg.account_providers)
+    local text = table.concat(cfg.warnings, "\n")
+    assert.matches('stored account "openai" is not served: a provider of that name already exists (from OPENAI_API_KEY)',
+      text, 1, true)
+    assert.matches('stored account "echo" is not served', text, 1, true)
+    assert.matches('stored account "a*b" is not served', text, 1, true)
+    assert.matches('stored account "odd" is not served: this build has no provider kind "nonesuch"', text, 1, true)
+    assert.equal(4, #cfg.warnings)
+    assert.is_nil(cfg.providers.odd)
+    -- NAME/model goes to the account, not to OpenRouter's catch-all */*
+    local r = router.new(cfg, { work = {}, openai = {}, openrouter = {}, echo = {} })
+    assert.equal("work", r:resolve("work/gpt-4.1").chain[1].name)
+    assert.equal("openrouter", r:resolve("meta/llama-3").chain[1].name)
+    assert.equal("openai", r:resolve("gpt-4.1").chain[1].name)
+  end)
+end)
+
 describe("HTTP upstream providers", function()
   it("ask for compressed answers from https:// upstreams unless told otherwise", function()
-    local upstream = require "moongate.providers.upstream"
-    local adapter = require "moongate.adapters.openai"
-    local kind = upstream.kind(adapter)
+    local kind = require "moongate.providers.openai"
     assert.is_true(kind.new("a", { base_url = "https://api.example.com/v1" }).compressed)
     assert.is_false(kind.new("b", { base_url = "http://127.0.0.1:8000/v1" }).compressed)
     assert.is_false(kind.new("c", { base_url = "https://api.example.com/v1", accept_compressed = false }).compressed)

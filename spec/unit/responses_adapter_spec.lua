@@ -385,29 +385,33 @@ describe("providers/upstream.lua and the Responses format", function()
     d:frame('{"type":"response.output_text.delta","delta":"x"}', "response.output_text.delta")
     assert.same({}, d:frame("[DONE]")) -- not forwarded
     assert.equal("error", d:finish()[1].type)
-    assert.is_true(d.pipe) -- C hands it the terminal events, and frames with no event line
-    assert.same(A.stream_end.pipe, d.end_event)
+    assert.is_true(d.pipe) -- C hands it the terminal events, the error event, and frames with no event line
+    assert.same({ events = { "error", "response.completed", "response.failed", "response.incomplete" },
+      unnamed = true }, d.c_marks)
   end)
 
   it("passthrough keeps OpenAI's [DONE] and Anthropic's message_stop", function()
-    local d = upstream.passthrough()
+    local d = upstream.passthrough(require("moongate.adapters.openai").stream_end)
     local evs = d:frame("[DONE]")
     assert.equal("[DONE]", evs[1].data)
     assert.equal("done", evs[2].type)
     assert.is_true(d.pipe)
-    assert.is_nil(d.end_event)
-    d = upstream.passthrough(require("moongate.adapters.anthropic").stream_end or { events = { message_stop = true }, pipe = "message_stop" })
+    -- C pipes every frame but an error event and OpenAI's / vLLM's error objects
+    assert.same({ events = { "error" }, unnamed = false, error_keys = { "error", "object=error" } }, d.c_marks)
+    d = upstream.passthrough(require("moongate.adapters.openai").stream_end)
+    assert.equal(1, #d:frame('{"object": "error", "message": "boom"}')) -- vLLM's error: handed on as the end
+    assert.is_true(d.ended)
+    d = upstream.passthrough(require("moongate.adapters.anthropic").stream_end)
+    assert.same({ events = { "error", "message_stop" }, unnamed = false }, d.c_marks)
     assert.equal("done", d:frame('{"type":"message_stop"}', "message_stop")[2].type)
   end)
 
   it("picks the adapter by the provider's api", function()
     local p = openai_kind.new("r", { base_url = "http://127.0.0.1:1/v1", api = "responses" })
     assert.equal("responses", p.adapter.format)
-    assert.equal("http://127.0.0.1:1/v1/responses", p.url)
     assert.is_false(p.count_tokens)
     local c = openai_kind.new("c", { base_url = "http://127.0.0.1:1/v1" })
     assert.equal("openai", c.adapter.format)
-    assert.equal("http://127.0.0.1:1/v1/chat/completions", c.url)
     assert.has_error(function() openai_kind.new("x", { api = "graph" }) end, 'provider x: unknown api "graph"')
     local anthropic = require("moongate.providers.anthropic").new("a", { base_url = "http://127.0.0.1:1" })
     assert.is_function(anthropic.count_tokens)
@@ -454,7 +458,8 @@ describe("providers/upstream.lua and the Responses format", function()
       calls[1].cbs.on_frame('{"type":"response.created"}', "response.created")
       -- C queues the ordinary frames from here on, and hands Lua the end
       assert.equal(1, piped)
-      assert.same({ "response.completed", "response.incomplete", "response.failed" }, calls.ends) -- (and every error event)
+      assert.same({ "error", "response.completed", "response.failed", "response.incomplete" }, calls.ends.events)
+      assert.is_true(calls.ends.unnamed)
       calls[1].cbs.on_frame('{"type":"response.completed"}', "response.completed")
       calls[1].cbs.on_done(nil, nil, "", 200)
       assert.same({ "raw", "raw", "done" }, types(got))
@@ -502,7 +507,7 @@ describe("providers/upstream.lua and the Responses format", function()
         raw_body = body }, sink(got))
       assert.equal("http://u/v1/embeddings", calls[1].url)
       assert.equal('{"model":"real","input":["a"],"encoding_format":"base64"}', calls[1].body)
-      assert.equal("http://u/v1/chat/completions", p.fetch_opts.url) -- the next request goes where it did
+      assert.is_nil(p.fetch_opts.url) -- nothing of this request stays on the provider
       calls[1].cbs.on_done(nil, nil, '{"object":"list","data":[]}', 200)
       assert.same({ type = "raw_body", body = '{"object":"list","data":[]}' }, got[1])
       -- a streamed completion: frames as they came, to [DONE]

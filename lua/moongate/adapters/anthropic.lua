@@ -457,6 +457,10 @@ end
 M.error_message = errors.upstream_message
 
 M.path = "/v1/messages"
+M.defaults = { base_url = "https://api.anthropic.com", key_env = "ANTHROPIC_API_KEY" }
+
+-- How its stream ends (message_stop) and its error frames (an error event)
+M.stream_end = { events = { message_stop = true }, error_events = { error = true } }
 M.count_path = "/v1/messages/count_tokens"
 
 function M.headers(conf, key, creq)

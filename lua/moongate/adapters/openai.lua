@@ -425,6 +425,11 @@ end
 M.error_message = errors.upstream_message
 
 M.path = "/chat/completions"
+M.defaults = { base_url = "https://api.openai.com/v1", key_env = "OPENAI_API_KEY" }
+
+-- How its stream ends ([DONE]) and what an error frame looks like: OpenAI's
+-- {"error": ...} or vLLM's {"object": "error", ...} (providers/upstream.lua)
+M.stream_end = { data = "[DONE]", error_keys = { "error", "object=error" }, error_events = { error = true } }
 
 --- headers(conf, key) -> request headers for the upstream
 M.headers = common.headers

@@ -22,7 +22,8 @@ local errors = require "moongate.errors"
 local canonical = require "moongate.canonical"
 local common = require "moongate.adapters.openai_common"
 
-local M = { format = "responses", path = "/responses" }
+local M = { format = "responses", path = "/responses",
+  defaults = { base_url = "https://api.openai.com/v1", key_env = "OPENAI_API_KEY" } }
 local null = json.null
 
 -- How a stream of this format ends, for a passthrough (providers/
@@ -34,8 +35,7 @@ M.stream_end = {
   events = { ["response.completed"] = true, ["response.incomplete"] = true, ["response.failed"] = true },
   -- an error event: the client gets response.failed instead (a stream never just stops)
   failure_events = { error = true }, failure = function(data) return M.failure_event(data) end,
-  -- (C hands Lua every error event anyway)
-  typed = true, pipe = { "response.completed", "response.incomplete", "response.failed" },
+  typed = true,
 }
 
 local refuse = common.refuse

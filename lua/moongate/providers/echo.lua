@@ -12,6 +12,7 @@
 local canonical = require "moongate.canonical"
 
 local M = {}
+M.schema = { chunk_delay_ms = { type = "number", min = 0 } } -- its config fields (config.lua)
 local Echo = {}
 Echo.__index = Echo
 

@@ -1,57 +1,73 @@
--- Providers that call an HTTP upstream (kinds "openai" and "anthropic"):
--- the adapter turns the canonical request into the wire request, C's _fetch
--- carries it (curl multi on this worker's loop, SSE parsed in C), and the
--- adapter turns frames back into canonical events for the sink.
--- A kind may have several wire formats (kind "openai": chat completions,
--- or Responses with api = "responses"); each provider takes its adapter
--- from its conf.api. A provider may also forward a client's body as is to
--- an endpoint it declares (completions = true, embeddings = true).
+-- Providers that call an HTTP upstream: every kind but echo and ws is
+-- M.kind(spec) (docs/PROVIDERS.md: the contract of a kind and of an
+-- adapter). The adapter turns the canonical request into the wire request,
+-- the kind's auth object gives the credentials (asked before each request,
+-- and once more after a 401), C's _fetch carries it (curl multi on this
+-- worker's loop, SSE parsed in C), and the adapter turns frames back into
+-- canonical events for the sink. A kind may have several wire formats
+-- (kind "openai": chat completions, or Responses with api = "responses";
+-- kind "copilot": per model); a provider may also forward a client's body
+-- as is to an endpoint it declares (completions = true, embeddings = true).
 local core = require "moongate.core"
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local log = require "moongate.log"
 local secrets = require "moongate.secrets"
 local canonical = require "moongate.canonical"
+-- a forwarded endpoint's stream (completions) ends as a chat stream does
+local openai_stream_end = require("moongate.adapters.openai").stream_end
 
 local M = {}
 
-local defaults = {
-  openai = { base_url = "https://api.openai.com/v1", key_env = "OPENAI_API_KEY" },
-  anthropic = { base_url = "https://api.anthropic.com", key_env = "ANTHROPIC_API_KEY" },
-}
-defaults.responses = defaults.openai
+-- The marks C needs to pipe a passthrough's ordinary frames itself
+-- (core._fetch_pipe): the events Lua must still see (its end, its
+-- failures, its errors), whether unnamed frames could be one, and the
+-- first keys of its error frames. Made once per stream_end table.
+local function c_marks(m)
+  if m.c == nil then
+    local names = {}
+    for _, set in ipairs { m.events or {}, m.failure_events or {}, m.error_events or {} } do
+      for name in pairs(set) do names[#names + 1] = name end
+    end
+    table.sort(names)
+    m.c = { events = names, unnamed = m.typed == true, error_keys = m.error_keys }
+  end
+  return m.c
+end
 
--- How a stream of each format ends, for a passthrough: data (a frame's
--- whole data), events (event names; typed: also the data's leading "type"
--- when the frame has no event line), failure_events and failure(data) ->
--- error event (frames that end it in failure, which the client's front
--- door writes its own way), and pipe: whether C may queue the
--- ordinary frames itself (true, or the event name, or a list of up to 4,
--- that C must still hand to Lua: core._fetch_pipe). An adapter may say its own
--- (adapter.stream_end); these are OpenAI's [DONE] and Anthropic's
--- message_stop.
-local STREAM_END = {
-  openai = { data = "[DONE]", pipe = true },
-  anthropic = { events = { message_stop = true }, pipe = "message_stop" },
-}
+-- Lua patterns for an error frame's first key (and value): "error" or "object=error"
+local function error_patterns(m)
+  if not m.error_patterns then
+    local pats = {}
+    for i, k in ipairs(m.error_keys or {}) do
+      local key, value = k:match("^([^=]*)=(.*)$")
+      pats[i] = value and ('^{%s*"' .. key .. '"%s*:%s*"' .. value .. '"') or ('^{%s*"' .. k .. '"')
+    end
+    m.error_patterns = pats
+  end
+  return m.error_patterns
+end
 
-local function stream_end(a)
-  return a.stream_end or STREAM_END[a.format] or STREAM_END.openai
+local function is_error_frame(m, data, event)
+  if event == "error" or (m.error_events and m.error_events[event]) then return true end
+  for _, pat in ipairs(error_patterns(m)) do
+    if data:find(pat) then return true end
+  end
+  return false
 end
 
 local Passthrough = {}
 Passthrough.__index = Passthrough
 
---- passthrough([marks]) -> a decoder that hands frames on untouched, only
+--- passthrough(marks) -> a decoder that hands frames on untouched, only
 -- watching for the end (a stream that stops before it is an error);
--- marks: a format's stream_end (default OpenAI's [DONE]).
--- d.pipe: may C pipe the rest (false: no); d.end_event: the frames C must
--- still hand it when it does; d.count: the frames the client got (an
--- error after some carries it as `passed`)
+-- marks: the format's stream_end (its adapter's).
+-- d.pipe: may C pipe the rest; d.c_marks: what C must still hand it then
+-- (core._fetch_pipe); d.count: the frames the client got (an error after
+-- some carries it as `passed`)
 function M.passthrough(marks)
-  marks = marks or STREAM_END.openai
   return setmetatable({ ended = false, done = false, count = 0, marks = marks, pipe = marks.pipe ~= false,
-    end_event = type(marks.pipe) ~= "boolean" and marks.pipe or nil }, Passthrough)
+    c_marks = c_marks(marks) }, Passthrough)
 end
 
 -- the frame that ends the stream, then the end itself: the client's
@@ -89,7 +105,7 @@ function Passthrough:frame(data, event)
     ev.passed, ev.upstream, ev.retryable = self:passed(), true, nil
     return { ev }
   end
-  if event == "error" or data:find('^{%s*"error"') or data:find('^{%s*"object"%s*:%s*"error"') then
+  if is_error_frame(m, data, event) then
     self.ended = true -- an error frame the client gets as the end, without a secret the gateway holds
     data = secrets.redact(data)
   end
@@ -125,16 +141,17 @@ local function adapt(name, fn, ...)
   return { { type = "error", status = 502, message = "malformed answer from upstream" } }
 end
 
--- wire_text(adapter, creq, conf [, for_count]) -> the upstream request's
+-- wire_text(provider, adapter, creq [, for_count]) -> the upstream request's
 -- JSON | nil, why not (a value JSON cannot carry: 1e999 in a tool schema,
 -- nesting past the limit once translated): the client's fault, a 400
 -- A refusal of the translator (a field the upstream's format cannot carry)
 -- is the client's fault too: its error, with its param and code.
-local function wire_text(a, creq, conf, for_count, name)
-  local ok, wire = errors.catch(a.request, creq, conf)
+local function wire_text(p, a, creq, for_count)
+  local ok, wire = errors.catch(a.request, creq, p.conf)
   if not ok then return nil, wire end
+  if p.spec.shape then p.spec.shape(p, wire, creq, a) end
   if creq.dropped and log.enabled("debug") then
-    log.debug("upstream %s: translation left out %s (docs/TRANSLATION.md)", name or "?",
+    log.debug("upstream %s: translation left out %s (docs/TRANSLATION.md)", p.name,
       table.concat(creq.dropped, ", "))
   end
   if for_count then wire.max_tokens, wire.stream, wire.metadata = nil, nil, nil end
@@ -162,47 +179,70 @@ local function emit_all(sink, events)
   return more
 end
 
+-- an error value (errors.new's) as the sink's error event
+local function error_event(err)
+  return { type = "error", status = err.status or 502, message = err.message, error_type = err.type,
+    code = err.code, param = err.param, retry_after = err.retry_after, retryable = err.retryable }
+end
+
 -- the endpoints a provider may forward as they are, when its conf says so
 local forwardable = { completions = true, embeddings = true }
 
---- kind(adapter [, apis]) -> a provider module ({new = ...}) for that wire
--- format; apis: name -> adapter, of which a provider's conf.api picks one
--- (default: adapter)
-function M.kind(default_adapter, apis)
+--- kind(spec) -> a provider kind module ({new = ..., schema = ...}).
+-- spec (docs/PROVIDERS.md has the contract):
+--   adapter          the default adapter (its format, path or url, defaults,
+--                    headers, request/response/decoder, stream_end)
+--   apis             name -> adapter, of which conf.api picks one
+--   schema           the kind's own config fields (config.lua merges them
+--                    with the fields every provider takes)
+--   defaults         {base_url, key_env} (default: the adapter's)
+--   presets          name -> {base_url, key_env}, picked by conf.preset
+--   auth(p)          -> the provider's auth object (auth/api_key.lua has
+--                    the contract; default: API keys)
+--   init(p)          once, after the provider is built
+--   target(p, creq, cb)  cb(adapter) | cb(nil, err): the adapter for this
+--                    request (a kind whose models speak several formats)
+--   shape(p, wire, creq, adapter)  last touches to a translated request
+--   stream_always    the upstream is always asked for a stream (a whole
+--                    answer is collected from it)
+--   classify(p, status, text, headers) -> status, retry_after: reads a
+--                    limit the upstream says its own way (a quota error)
+function M.kind(spec)
   local P = {}
   P.__index = P
 
-  local mod = {}
+  local mod = { schema = spec.schema }
   function mod.new(name, conf)
-    local adapter = default_adapter
+    local adapter = spec.adapter
     if conf.api ~= nil then
-      adapter = apis and apis[conf.api]
+      adapter = spec.apis and spec.apis[conf.api]
       if not adapter then error(string.format("provider %s: unknown api %q", name, tostring(conf.api)), 0) end
     end
-    local d = defaults[adapter.format] or {}
+    local d = spec.defaults or adapter.defaults or {}
+    if conf.preset then
+      d = spec.presets and spec.presets[conf.preset]
+      if not d then error(string.format("provider %s: unknown preset %q", name, tostring(conf.preset)), 0) end
+    end
     local self = setmetatable({
-      name = name, conf = conf, adapter = adapter,
-      base_url = (conf.base_url or d.base_url):gsub("/+$", ""),
-      key = conf.api_key or (conf.api_key_env and os.getenv(conf.api_key_env))
-        or (not conf.api_key_env and d.key_env and os.getenv(d.key_env)) or nil,
+      name = name, conf = conf, adapter = adapter, spec = spec, defaults = d,
+      base_url = (conf.base_url or d.base_url or ""):gsub("/+$", ""),
       models = conf.models,
       retries = conf.retries or 2,
     }, P)
-    secrets.add(self.key) -- configured or from the environment: never logged, never relayed
-    self.url = self.base_url .. adapter.path -- made once, not per request
     self.compressed = conf.accept_compressed
     if self.compressed == nil then self.compressed = self.base_url:find("^https://") ~= nil end
-    -- what every request of this provider hands core._fetch; start() adds
-    -- the headers, the body and the stream mode
+    -- what every request of this provider hands core._fetch; send() adds
+    -- the url, headers, the body and the stream mode
     self.fetch_opts = {
-      url = self.url, method = "POST",
+      method = "POST",
       connect_timeout_ms = conf.connect_timeout_ms or 10000,
       first_byte_timeout_ms = conf.first_byte_timeout_ms or 120000,
       idle_timeout_ms = conf.idle_timeout_ms or 120000,
-      total_timeout_ms = conf.timeout_ms, -- nil: start() bounds a whole answer only
       insecure = conf.insecure, compressed = self.compressed,
     }
     if not adapter.count_path then self.count_tokens = false end -- app.lua estimates instead
+    self.auth = spec.auth and spec.auth(self) or require("moongate.auth.api_key").new(self)
+    if spec.init then spec.init(self) end
     return self
   end
 
@@ -212,17 +252,15 @@ function M.kind(default_adapter, apis)
     return forwardable[endpoint] == true and self.conf[endpoint] == true
   end
 
-  --- api_key(creq) -> the key for the upstream | nil, err: a provider that
-  -- forwards the client's key never falls back to its own (a client that
-  -- sends none, or Basic auth, gets 401: the operator's key is not lent)
-  function P:api_key(creq)
-    if not self.conf.forward_client_key then return self.key end
-    if creq.client_key then
-      secrets.add_client(creq.client_key) -- out of the log from now on
-      return creq.client_key
-    end
-    return nil, errors.new(401, string.format("provider %s uses the client's own key: send it as "
-      .. "Authorization: Bearer or x-api-key", self.name), { code = "missing_api_key" })
+  --- url(adapter, base_url, creq) -> where this request goes
+  local function url_of(a, base, creq)
+    if a.url then return a.url(base, creq) end
+    return base .. a.path
+  end
+
+  --- state() -> this provider's pool of accounts or keys, for /stats (nil: none)
+  function P:state()
+    return self.auth.state and self.auth:state() or nil
   end
 
   --- count_tokens(creq, cb): cb(n) or cb(nil, err) with the upstream's
@@ -233,40 +271,42 @@ function M.kind(default_adapter, apis)
     if creq.client == adapter.format and creq.raw_body and self.conf.passthrough ~= false then
       body = client_body(creq)
     else
-      body, err = wire_text(adapter, creq, self.conf, true, self.name)
+      body, err = wire_text(self, adapter, creq, true)
       if not body then return cb(nil, err) end
     end
-    local key, kerr = self:api_key(creq)
-    if kerr then return cb(nil, kerr) end
-    core._fetch({
-      url = self.base_url .. adapter.count_path, method = "POST", body = body,
-      headers = adapter.headers(self.conf, key, creq),
-      connect_timeout_ms = self.conf.connect_timeout_ms or 10000, total_timeout_ms = 30000,
-      insecure = self.conf.insecure, compressed = self.compressed,
-    }, {
-      on_done = function(err, _, text, status)
-        local body = json.decode(text or "")
-        if not err and status == 200 and type(body) == "table" and tonumber(body.input_tokens) then
-          return cb(tonumber(body.input_tokens))
-        end
-        local failed = status and status >= 400
-        cb(nil, { status = failed and status or 502,
-          message = err or (failed and adapter.error_message(text))
-            or "the upstream's count_tokens answer holds no input_tokens" })
-      end,
-    })
+    self.auth:headers(creq, function(grant, aerr)
+      if not grant then return cb(nil, aerr or errors.new(401, "no credentials")) end
+      core._fetch({
+        url = grant.base_url .. adapter.count_path, method = "POST", body = body,
+        headers = grant.headers,
+        connect_timeout_ms = self.conf.connect_timeout_ms or 10000, total_timeout_ms = 30000,
+        insecure = self.conf.insecure, compressed = self.compressed,
+      }, {
+        on_done = function(ferr, _, text, status)
+          local res = json.decode(text or "")
+          if not ferr and status == 200 and type(res) == "table" and tonumber(res.input_tokens) then
+            return cb(tonumber(res.input_tokens))
+          end
+          local failed = status and status >= 400
+          cb(nil, { status = failed and status or 502,
+            message = ferr or (failed and secrets.redact(adapter.error_message(text), creq.client_key))
+              or "the upstream's count_tokens answer holds no input_tokens" })
+        end,
+      })
+    end, { adapter = adapter })
   end
 
-  function P:start(creq, sink)
-    local a = self.adapter
+  -- the request as the upstream gets it, for adapter a -> plan | nil, error event
+  -- plan: {a, pass, forward, body, stream (ask the upstream for one)}
+  function P:plan(creq, a)
     -- an endpoint this provider forwards as is (completions, embeddings):
     -- the client's body to base_url/<endpoint>, the answer back untouched
     local forward = creq.endpoint ~= nil and self:serves(creq.endpoint) and creq.raw_body ~= nil
     if creq.endpoint and not forward and creq.messages == nil then
-      sink.emit({ type = "error", status = 404, message = string.format(
-        "provider %s does not serve /v1/%s", self.name, tostring(creq.endpoint)) })
-      return { cancel = function() end }
+      return nil, { type = "error", status = 404, message = string.format(
+        "provider %s does not serve /v1/%s", self.name, tostring(creq.endpoint)) }
     end
+    local stream = creq.stream or (spec.stream_always and not forward) or false
     -- same format on both sides and nothing to rewrite: forward the client's
     -- body and the upstream's frames as they are
     -- a model suffix's effort (gpt-5-high) is spliced in too, where the
@@ -275,6 +315,7 @@ function M.kind(default_adapter, apis)
     -- kind's under another id: canonical.pack_opaque) is translated, so
     -- that each value goes back only to its maker, unpacked.
     local pass = forward or (creq.raw_body and creq.client == a.format and self.conf.passthrough ~= false
+      and not spec.shape and stream == (creq.stream or false)
       and (not creq.effort_from_suffix or a.effort_fields ~= nil)
       and not creq.raw_body:find('"' .. canonical.PACKED, 1, true))
     local body, err
@@ -284,112 +325,160 @@ function M.kind(default_adapter, apis)
         for k, v in pairs(a.effort_fields(creq, self.conf)) do body = json.set_top(body, k, v) end
       end
     else
-      body, err = wire_text(a, creq, self.conf, false, self.name)
+      body, err = wire_text(self, a, creq, false)
       if not body then
-        sink.emit({ type = "error", status = 400, message = err.message, error_type = err.type,
-          code = err.code, param = err.param })
-        return { cancel = function() end }
+        return nil, { type = "error", status = 400, message = err.message, error_type = err.type,
+          code = err.code, param = err.param }
       end
     end
-    local key, kerr = self:api_key(creq)
-    if kerr then
-      sink.emit({ type = "error", status = kerr.status, message = kerr.message, code = kerr.code })
-      return { cancel = function() end }
-    end
-    local headers = a.headers(self.conf, key, creq)
-    if self.conf.headers then
-      for k, v in pairs(self.conf.headers) do headers[k] = v end
-    end
-    local dec = creq.stream and (pass and M.passthrough(forward and STREAM_END.openai or stream_end(a))
-      or a.decoder(creq)) or nil
-    local handle, piped
-    local job = {}
+    return { a = a, pass = pass, forward = forward, body = body, stream = stream }
+  end
 
-    local cbs = {
-      on_done = sink.guard(function(err, code, text, st, hdrs, piped_n)
-        if sink.closed() then return end
-        local status = st ~= 0 and st or nil
-        -- how many of the upstream's own frames the client has (a
-        -- passthrough's), for a front door that ends its stream in their numbering
-        local passed
-        if dec and dec.passed then dec.piped = piped_n or 0; passed = dec:passed() end
-        if err then
-          -- curl's words for a failed connect name the upstream's address:
-          -- the log keeps them, the client is told less
-          if code == "ECONNREFUSED" then
-            log.warn("upstream %s: %s", self.name, err)
-            err = "cannot connect"
-          end
-          return sink.emit({ type = "error", status = code == "ETIMEDOUT" and 504 or 502,
-            message = string.format("upstream %s: %s", self.name, err), passed = passed,
-            retryable = code ~= "ELUA" and code ~= "ETOOBIG" }) -- the same again would fail again
-        end
-        if status and status >= 400 then
-          local ev = { type = "error", status = status, upstream = true,
-            message = secrets.redact(a.error_message(text) or ("upstream answered " .. status), creq.client_key),
-            retry_after = tonumber(hdrs and hdrs["retry-after"]),
-            retryable = status == 429 or status >= 500 }
-          if creq.client == a.format or forward then -- the same format: its type, code and param hold
-            ev.error_type, ev.code, ev.param = errors.upstream_detail(text)
-            ev.code, ev.param = secrets.redact(ev.code, creq.client_key), secrets.redact(ev.param, creq.client_key)
-          end
-          -- a prompt too long, in the words the client's own API uses
-          -- (whatever the upstream's: vLLM's and llama.cpp's differ from
-          -- OpenAI's own)
-          local overflow = (status == 400 or status == 413 or status == 422) and errors.context_overflow(text)
-          if overflow and not errors.says_overflow(creq.client, ev) then
-            local ok, est = pcall(canonical.prompt_tokens, creq)
-            local e = errors.context_error(creq.client, overflow, ok and est or nil)
-            ev.status, ev.message, ev.error_type, ev.code, ev.param = e.status, e.message, e.type, e.code, e.param
-            ev.retryable = false
-          end
-          return sink.emit(ev)
-        end
-        if dec and text == "" then
-          return emit_all(sink, dec:finish())
-        end
-        if pass and (not dec or forward) then
-          if not object_text(text) then
-            return sink.emit({ type = "error", status = 502, message = "malformed answer from upstream: "
-              .. (text == "" and "an empty body" or "not a JSON object") })
-          end
-          return sink.emit({ type = "raw_body", body = text })
-        end
-        -- a whole answer, also one to a stream request (C reads a JSON
-        -- answer whole): the client's encoder makes it a stream if asked
-        emit_all(sink, adapt(self.name, a.response, json.decode(text), creq))
-      end),
-    }
-    if dec then -- frames come only on a stream
-      cbs.on_frame = sink.guard_value(function(data, event, piped_n)
-        -- (piped_n: the frames C queued itself so far, which the client has too)
-        if dec.passed then dec.piped = piped_n or 0 end
-        local more = emit_all(sink, adapt(self.name, dec.frame, dec, data, event))
-        if pass and more and not piped and dec.pipe and sink.pipe_handle then
-          -- the client's stream is open: C queues the upstream's ordinary
-          -- frames there itself from now on; this decoder still sees the
-          -- rest (the end frames, anything malformed)
-          local h = sink.pipe_handle()
-          if h then core._fetch_pipe(handle, h, dec.end_event); piped = true end
-        end
-        if not more and not sink.closed() then
-          sink.on_drain(sink.guard(function() core._fetch_resume(handle) end))
-        end
-        return more or sink.closed()
-      end)
-    end
-    -- the provider's one options table: C reads it during the call only
-    local opts = self.fetch_opts
-    opts.headers, opts.body, opts.stream = headers, body, dec and "sse" or nil
-    -- a whole answer is bounded by default (10 minutes); a stream by its
-    -- idle and first-byte timeouts (timeout_ms bounds both when set)
-    opts.total_timeout_ms = self.conf.timeout_ms or (dec and 0 or 600000)
-    if forward then opts.url = self.base_url .. "/" .. creq.endpoint end
-    handle = core._fetch(opts, cbs)
-    opts.headers, opts.body, opts.url = nil, nil, self.url
-
+  function P:start(creq, sink)
+    local job, cancelled, handle = {}, false, nil
     function job.cancel()
+      cancelled = true
       if handle then core._fetch_cancel(handle) end
+    end
+    local function fail(ev)
+      if not cancelled and not sink.closed() then sink.emit(ev) end
+    end
+    local plan, rotations, refreshed = nil, 0, false
+    local authorize
+
+    -- one upstream request with the credentials of grant
+    local function send(grant)
+      local a = plan.a
+      local headers = grant.headers
+      if self.conf.headers then
+        for k, v in pairs(self.conf.headers) do headers[k] = v end
+      end
+      local dec = plan.stream and (plan.pass and M.passthrough(plan.forward and openai_stream_end or a.stream_end)
+        or a.decoder(creq)) or nil
+      local piped
+
+      local cbs = {
+        on_done = sink.guard(function(err, code, text, st, hdrs, piped_n)
+          handle = nil
+          if sink.closed() then return end
+          local status = st ~= 0 and st or nil
+          -- how many of the upstream's own frames the client has (a
+          -- passthrough's), for a front door that ends its stream in their numbering
+          local passed
+          if dec and dec.passed then dec.piped = piped_n or 0; passed = dec:passed() end
+          if err then
+            -- curl's words for a failed connect name the upstream's address:
+            -- the log keeps them, the client is told less
+            if code == "ECONNREFUSED" then
+              log.warn("upstream %s: %s", self.name, err)
+              err = "cannot connect"
+            end
+            return sink.emit({ type = "error", status = code == "ETIMEDOUT" and 504 or 502,
+              message = string.format("upstream %s: %s", self.name, err), passed = passed,
+              retryable = code ~= "ELUA" and code ~= "ETOOBIG" }) -- the same again would fail again
+          end
+          if status and status >= 400 then
+            local retry_after = tonumber(hdrs and hdrs["retry-after"])
+            if spec.classify then status, retry_after = spec.classify(self, status, text, hdrs, retry_after) end
+            -- credentials the upstream refuses: fresh ones once (a token
+            -- refreshed), then the request again
+            if status == 401 and not refreshed and self.auth.refreshable then
+              refreshed = true
+              return authorize(true, grant)
+            end
+            -- a limited member of a pool rests; another one serves at once
+            if status == 429 and self.auth.limited and rotations < 8 and self.auth:limited(grant, retry_after) then
+              rotations = rotations + 1
+              log.info("upstream %s: %s is rate limited; another %s serves", self.name,
+                grant.member and grant.member.name or "?", grant.member and "member of the pool" or "")
+              return authorize(false, grant)
+            end
+            local ev = { type = "error", status = status, upstream = true,
+              message = secrets.redact(a.error_message(text) or ("upstream answered " .. status), creq.client_key),
+              retry_after = retry_after,
+              retryable = status == 429 or status >= 500 }
+            if creq.client == a.format or plan.forward then -- the same format: its type, code and param hold
+              ev.error_type, ev.code, ev.param = errors.upstream_detail(text)
+              ev.code, ev.param = secrets.redact(ev.code, creq.client_key), secrets.redact(ev.param, creq.client_key)
+            end
+            -- a prompt too long, in the words the client's own API uses
+            -- (whatever the upstream's: vLLM's and llama.cpp's differ from
+            -- OpenAI's own)
+            local overflow = (status == 400 or status == 413 or status == 422) and errors.context_overflow(text)
+            if overflow and not errors.says_overflow(creq.client, ev) then
+              local ok, est = pcall(canonical.prompt_tokens, creq)
+              local e = errors.context_error(creq.client, overflow, ok and est or nil)
+              ev.status, ev.message, ev.error_type, ev.code, ev.param = e.status, e.message, e.type, e.code, e.param
+              ev.retryable = false
+            end
+            return sink.emit(ev)
+          end
+          if dec and text == "" then
+            return emit_all(sink, dec:finish())
+          end
+          if plan.pass and (not dec or plan.forward) then
+            if not object_text(text) then
+              return sink.emit({ type = "error", status = 502, message = "malformed answer from upstream: "
+                .. (text == "" and "an empty body" or "not a JSON object") })
+            end
+            return sink.emit({ type = "raw_body", body = text })
+          end
+          -- a whole answer, also one to a stream request (C reads a JSON
+          -- answer whole): the client's encoder makes it a stream if asked
+          emit_all(sink, adapt(self.name, a.response, json.decode(text), creq))
+        end),
+      }
+      if dec then -- frames come only on a stream
+        cbs.on_frame = sink.guard_value(function(data, event, piped_n)
+          -- (piped_n: the frames C queued itself so far, which the client has too)
+          if dec.passed then dec.piped = piped_n or 0 end
+          local more = emit_all(sink, adapt(self.name, dec.frame, dec, data, event))
+          if plan.pass and more and not piped and dec.pipe and sink.pipe_handle then
+            -- the client's stream is open: C queues the upstream's ordinary
+            -- frames there itself from now on; this decoder still sees the
+            -- rest (the end frames, the errors, anything malformed)
+            local h = sink.pipe_handle()
+            if h then core._fetch_pipe(handle, h, dec.c_marks); piped = true end
+          end
+          if not more and not sink.closed() then
+            sink.on_drain(sink.guard(function() if handle then core._fetch_resume(handle) end end))
+          end
+          return more or sink.closed()
+        end)
+      end
+      -- the provider's one options table: C reads it during the call only
+      local opts = self.fetch_opts
+      opts.url = plan.forward and (grant.base_url .. "/" .. creq.endpoint) or url_of(a, grant.base_url, creq)
+      opts.headers, opts.body, opts.stream = headers, plan.body, dec and "sse" or nil
+      -- a whole answer is bounded by default (10 minutes); a stream by its
+      -- idle and first-byte timeouts (timeout_ms bounds both when set)
+      opts.total_timeout_ms = self.conf.timeout_ms or (dec and 0 or 600000)
+      handle = core._fetch(opts, cbs)
+      opts.headers, opts.body, opts.url = nil, nil, nil
+    end
+
+    -- credentials for the request (stale: the last ones were refused),
+    -- then the request
+    authorize = function(stale, previous)
+      self.auth:headers(creq, sink.guard(function(grant, err)
+        if cancelled or sink.closed() then return end
+        if not grant then return fail(error_event(err or errors.new(401, "no credentials"))) end
+        send(grant)
+      end), { adapter = plan.a, stale = stale, previous = previous })
+    end
+
+    local function with_adapter(a, err)
+      if cancelled or sink.closed() then return end
+      if not a then return fail(error_event(err)) end
+      local perr
+      plan, perr = self:plan(creq, a)
+      if not plan then return fail(perr) end
+      authorize(false)
+    end
+    if spec.target then
+      spec.target(self, creq, sink.guard(with_adapter))
+    else
+      with_adapter(self.adapter)
     end
     return job
   end

@@ -1,0 +1,72 @@
+-- A pool of interchangeable credentials of one provider (accounts, or API
+-- keys): each request takes the least recently limited member that is not
+-- resting; a member the upstream limits (429, a quota error) rests for the
+-- upstream's Retry-After, or the provider's cooldown, while the others serve.
+--
+--   pool.new(members [, now_ms]) -> pool; members: list of {name = "...", ...}
+--     (the caller's tables, kept as they are; name is what /stats shows)
+--   pool:pick() -> member | nil, seconds until the first one is back
+--   pool:limited(member, seconds) -> rests it that long (at least 1 s)
+--   pool:served(member) -> counts a request it served
+--   pool:state() -> list of {name, resting_s?, limited (times), served}, for
+--     /stats and `moongate info` (never a credential: names only)
+--
+-- Per Lua state (each worker thread keeps its own): a limit one thread
+-- meets rests the member there; the others meet it at their next request.
+local M = {}
+local Pool = {}
+Pool.__index = Pool
+
+local function now_ms() return require("moongate.core")._now_ms() end
+
+function M.new(members, clock)
+  local list = {}
+  for i, m in ipairs(members) do
+    list[i] = { member = m, name = m.name, until_ms = 0, limited_at = 0, limits = 0, served = 0, order = i }
+  end
+  return setmetatable({ list = list, clock = clock or now_ms, by = {} }, Pool)
+end
+
+function Pool:pick()
+  local t = self.clock()
+  local best, soonest
+  for _, e in ipairs(self.list) do
+    if e.until_ms <= t then
+      -- never limited (limited_at 0) beats limited long ago beats limited lately;
+      -- the configured order breaks ties
+      if not best or e.limited_at < best.limited_at then best = e end
+    elseif not soonest or e.until_ms < soonest then
+      soonest = e.until_ms
+    end
+  end
+  if best then return best.member end
+  return nil, math.max(1, math.ceil((soonest - t) / 1000))
+end
+
+local function entry(self, member)
+  for _, e in ipairs(self.list) do if e.member == member then return e end end
+end
+
+function Pool:limited(member, seconds)
+  local e = entry(self, member)
+  if not e then return end
+  local t = self.clock()
+  e.until_ms = t + math.max(1, tonumber(seconds) or 1) * 1000
+  e.limited_at, e.limits = t, e.limits + 1
+end
+
+function Pool:served(member)
+  local e = entry(self, member)
+  if e then e.served = e.served + 1 end
+end
+
+function Pool:state()
+  local t, out = self.clock(), {}
+  for i, e in ipairs(self.list) do
+    out[i] = { name = e.name, served = e.served, limited = e.limits,
+      resting_s = e.until_ms > t and math.ceil((e.until_ms - t) / 1000) or nil }
+  end
+  return out
+end
+
+return M
