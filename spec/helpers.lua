@@ -164,12 +164,14 @@ end
 local Mock = {}
 Mock.__index = Mock
 
---- mock() -> a running mock upstream: :queue(list), :requests(), :reset(), :stop()
-function H.mock()
+--- mock([script]) -> a running mock upstream: :queue(list), :requests(),
+-- :reset(), :stop(), :get(path), :post(path, value); script: another mock
+-- server of the same kind (spec/support/mock_accounts.lua)
+function H.mock(script)
   local json = require "moongate.json"
   local m = setmetatable({ out = "", exited = false, json = json }, Mock)
   local stdout = uv.new_pipe(false)
-  local handle = H.spawn("luajit", { args = { "spec/support/mock_upstream.lua" }, stdio = { nil, stdout, 2 } },
+  local handle = H.spawn("luajit", { args = { script or "spec/support/mock_upstream.lua" }, stdio = { nil, stdout, 2 } },
     function() m.exited = true end)
   assert(handle, "cannot start the mock upstream")
   m.handle, m.stdout = handle, stdout
@@ -192,6 +194,18 @@ end
 
 function Mock:reset()
   assert(client.request(self.port, "POST", "/_mock/reset", "{}"))
+end
+
+--- get(path) -> the mock's JSON answer, decoded
+function Mock:get(path)
+  local res = assert(client.request(self.port, "GET", path))
+  return self.json.decode(res.body)
+end
+
+--- post(path, value): a control request (value as JSON), which must answer 200
+function Mock:post(path, value)
+  local res = assert(client.request(self.port, "POST", path, self.json.encode(value)))
+  assert(res.status == 200, path .. " answered " .. tostring(res.status) .. ": " .. tostring(res.body))
 end
 
 --- received() -> api, proxy: what reached the mock, the API requests (each

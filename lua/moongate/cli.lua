@@ -8,6 +8,9 @@ Usage: moongate <command> [options]
 Commands:
   serve     run the gateway
   check     load and validate a config file
+  login     log in to a GitHub Copilot or ChatGPT subscription
+  logout    remove a stored account
+  info      list the stored accounts
   version   print the version
 
 Run 'moongate <command> --help' for a command's options.
@@ -30,6 +33,37 @@ Loads FILE, merges the environment and defaults as 'serve' would, and
 validates the result. Exits 0 when it is valid, 1 with one line per problem
 otherwise.
 ]],
+  login = [[
+Usage: moongate login copilot [--name NAME]
+       moongate login chatgpt [--name NAME] [--headless]
+
+Logs in to a subscription and stores the account (default name: the kind)
+under $MOONGATE_HOME/accounts (default ~/.config/moongate), mode 0600.
+
+  copilot     GitHub's device login: open the URL printed and enter the code
+  chatgpt     OpenAI's browser login: open the URL printed; the browser comes
+              back to http://localhost:1455 (1457 when 1455 is taken)
+  --headless  (chatgpt) a device code instead of the browser callback, for a
+              machine whose localhost the browser cannot reach
+  --name NAME store the account under NAME (letters, digits, '.', '_', '-')
+
+Environment: MOONGATE_GITHUB_URL, MOONGATE_GITHUB_API_URL,
+MOONGATE_OPENAI_AUTH_URL (the servers to log in with), MOONGATE_HOME.
+]],
+  logout = [[
+Usage: moongate logout NAME
+
+Removes the stored account NAME.
+]],
+  info = [[
+Usage: moongate info [--config FILE] [--listen HOST:PORT]
+
+Lists the stored accounts: name, kind, login, token expiry, last refresh,
+and, when a daemon answers at the listen address (the config's, or
+--listen; default 127.0.0.1:8080), each pooled account's state there
+(requests served, times limited, seconds it still rests). Set
+MOONGATE_API_KEY when the daemon takes inbound keys. Never prints a token.
+]],
   version = [[
 Usage: moongate version
 
@@ -37,12 +71,18 @@ Prints the version.
 ]],
 }
 
-local takes_value = { config = true, listen = true, workers = true }
+local takes_value = { config = true, listen = true, workers = true, name = true }
 local allowed = {
   serve = { config = true, listen = true, workers = true, verbose = true },
   check = { config = true, listen = true, workers = true, verbose = true },
+  login = { name = true, headless = true },
+  logout = {},
+  info = { config = true, listen = true },
   version = {},
 }
+-- the words a command takes besides its options, in order, as flags
+local positional = { login = { "kind" }, logout = { "account" } }
+local LOGIN_KINDS = { copilot = true, chatgpt = true }
 
 --- parse(argv) -> {command, flags} | nil, message
 -- command "help" carries the topic in flags.topic.
@@ -58,6 +98,8 @@ function M.parse(argv)
     return nil, string.format("unknown command %q (try 'moongate --help')", cmd)
   end
   local flags = {}
+  local words = positional[cmd] or {}
+  local nwords = 0
   local i = 2
   while i <= #argv do
     local a = argv[i]
@@ -67,13 +109,14 @@ function M.parse(argv)
     local name, value = a:match("^%-%-([%w%-]+)=(.*)$")
     if not name then name = a:match("^%-%-([%w%-]+)$") end
     if a == "-v" then name = "verbose" end
-    if not name then
+    if not name and a:sub(1, 1) ~= "-" and nwords < #words then
+      nwords = nwords + 1
+      flags[words[nwords]] = a
+    elseif not name then
       return nil, string.format("moongate %s: unexpected argument %q", cmd, a)
-    end
-    if not allowed[cmd][name] then
+    elseif not allowed[cmd][name] then
       return nil, string.format("moongate %s: unknown option --%s", cmd, name)
-    end
-    if takes_value[name] then
+    elseif takes_value[name] then
       if value == nil then
         i = i + 1
         value = argv[i]
@@ -96,6 +139,16 @@ function M.parse(argv)
       flags[name] = true
     end
     i = i + 1
+  end
+  if nwords < #words then
+    return nil, string.format("moongate %s: %s is required (see 'moongate %s --help')", cmd,
+      words[nwords + 1] == "kind" and "copilot or chatgpt" or "the account's NAME", cmd)
+  end
+  if cmd == "login" and not LOGIN_KINDS[flags.kind] then
+    return nil, string.format("moongate login: unknown kind %q: use copilot or chatgpt", flags.kind)
+  end
+  if cmd == "login" and flags.headless and flags.kind ~= "chatgpt" then
+    return nil, "moongate login: --headless is for chatgpt (copilot always uses a device code)"
   end
   if cmd == "check" and not flags.config then
     return nil, "moongate check: --config FILE is required"

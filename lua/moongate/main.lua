@@ -12,7 +12,8 @@ local function fail(msg, code)
 end
 
 local function load_config(flags)
-  local cfg, errs = config.resolve(flags, os.getenv, core._cpu_count())
+  local cfg, errs = config.resolve(flags, os.getenv, core._cpu_count(),
+    require("moongate.worker").stored_accounts(flags))
   if not cfg then
     return nil, table.concat(errs, "\n")
   end
@@ -62,6 +63,96 @@ function commands.serve(flags)
     init = json.encode { flags = flags },
   }
   if not ok then return fail("moongate serve: " .. serr, 1) end
+  return 0
+end
+
+-- the account commands: tokens never reach stdout or stderr (the helpers
+-- print only codes, URLs and the login name)
+local function out(line)
+  io.stdout:write(line, "\n")
+  io.stdout:flush() -- a spec (or a person) reads the URL while we wait
+end
+
+function commands.login(flags)
+  local mod = require("moongate.auth." .. flags.kind)
+  local rec, err = mod.login({ name = flags.name, headless = flags.headless }, out)
+  if not rec then return fail("moongate login " .. flags.kind .. ": " .. tostring(err), 1) end
+  return 0
+end
+
+function commands.logout(flags)
+  local store = require "moongate.auth.store"
+  local ok, err = store.remove(flags.account)
+  if not ok then return fail("moongate logout: " .. err, 1) end
+  out(string.format("removed account %s", flags.account))
+  return 0
+end
+
+local function when(t)
+  t = tonumber(t)
+  return t and os.date("!%Y-%m-%d %H:%M UTC", t) or "-"
+end
+
+--- pool_state(stats, name) -> how the daemon's /stats shows account
+-- name in its pools ("provider: served N, limited M, resting S s"), or nil
+function M.pool_state(stats, name)
+  local parts = {}
+  for provider, members in pairs(type(stats) == "table" and type(stats.accounts) == "table" and stats.accounts or {}) do
+    for _, m in ipairs(type(members) == "table" and members or {}) do
+      if type(m) == "table" and m.name == name then
+        parts[#parts + 1] = string.format("%s: served %d, limited %d%s", provider, tonumber(m.served) or 0,
+          tonumber(m.limited) or 0, m.resting_s and string.format(", resting %d s", m.resting_s) or "")
+      end
+    end
+  end
+  table.sort(parts)
+  return parts[1] and table.concat(parts, "; ") or nil
+end
+
+-- the running daemon's /stats at the config's listen address -> stats | nil, where
+local function daemon_stats(flags)
+  local cfg = config.resolve({ config = flags.config, listen = flags.listen }, os.getenv, 1)
+  local host, port = "127.0.0.1", 8080
+  if cfg then host, port = cfg.host, cfg.port end
+  if host == "0.0.0.0" then host = "127.0.0.1" end
+  local where = string.format("http://%s:%d", host:find(":") and "[" .. host .. "]" or host, port)
+  local util = require "moongate.auth.util"
+  local key = os.getenv("MOONGATE_API_KEY")
+  local got, done = nil, false
+  util.request({ url = where .. "/stats", headers = key and key ~= "" and { authorization = "Bearer " .. key } or nil,
+    connect_timeout_ms = 1000, total_timeout_ms = 2000 }, function(res)
+    got, done = res and res.status == 200 and res.json or nil, true
+  end)
+  util.wait(function() return done end, 3000)
+  return got, where
+end
+
+function commands.info(flags)
+  local store = require "moongate.auth.store"
+  local list = store.list()
+  if #list == 0 then
+    out("no accounts stored in " .. store.dir())
+    return 0
+  end
+  local stats, where = daemon_stats(flags)
+  local rows = { { "NAME", "KIND", "LOGIN", "TOKEN", "LAST REFRESH", "POOL" } }
+  for _, r in ipairs(list) do
+    local token = r.kind == "copilot" and "GitHub token" or ("expires " .. when(r.expires_at))
+    rows[#rows + 1] = { r.name, r.kind, tostring(r.login or "-"), token, when(r.refreshed_at),
+      M.pool_state(stats, r.name) or "-" }
+  end
+  local widths = {}
+  for _, row in ipairs(rows) do
+    for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, #cell) end
+  end
+  for _, row in ipairs(rows) do
+    local cells = {}
+    for i, cell in ipairs(row) do cells[i] = cell .. string.rep(" ", widths[i] - #cell) end
+    out((table.concat(cells, "  "):gsub("%s+$", "")))
+  end
+  out("accounts in " .. store.dir())
+  out(stats and ("pool state from the daemon at " .. where)
+    or ("no daemon answered at " .. where .. " (pool state unknown)"))
   return 0
 end
 

@@ -11,6 +11,10 @@
 --   add(value)           a secret for the life of the state (config keys)
 --   add_client(value)    a forwarded client key: one of the last CLIENTS
 --                        kept, so that many clients do not grow the list
+--   add_rotating(slot, value)  a token that is replaced now and then (an
+--                        OAuth access token, a Copilot token): the slot
+--                        (e.g. "copilot:work") keeps its last KEEP values,
+--                        so refreshes do not grow the list
 --   redact(text [, extra]) -> text with each known secret (and extra, one
 --                        more value, e.g. the request's own client key)
 --                        replaced by MARK; text that is not a string is
@@ -21,6 +25,7 @@ local M = {}
 M.MARK = "[redacted]"
 M.MIN = 8
 M.CLIENTS = 64
+M.KEEP = 2
 
 local fixed = {}       -- list of permanent secrets, longest first
 local client_ring = {} -- the last CLIENTS forwarded client keys
@@ -37,6 +42,24 @@ function M.add(value)
   fixed[#fixed + 1] = value
   -- longest first: a secret that holds a shorter one is cut whole
   table.sort(fixed, function(a, b) return #a > #b end)
+end
+
+local function remove_fixed(value)
+  is_fixed[value] = nil
+  for i = #fixed, 1, -1 do
+    if fixed[i] == value then table.remove(fixed, i) end
+  end
+end
+
+local slots = {} -- slot -> list of its values, newest last
+
+function M.add_rotating(slot, value)
+  if not usable(value) then return end
+  local list = slots[slot] or {}
+  slots[slot] = list
+  list[#list + 1] = value
+  M.add(value)
+  while #list > M.KEEP do remove_fixed(table.remove(list, 1)) end
 end
 
 function M.add_client(value)

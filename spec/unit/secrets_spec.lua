@@ -72,4 +72,14 @@ describe("secrets", function()
     for i = 1, s.CLIENTS do s.add_client(string.format("client-key-%04d", i)) end
     assert.equal("[redacted]", s.redact("shared-key-123"))
   end)
+
+  it("keeps the last KEEP values of a rotating token's slot, so refreshes do not grow the list", function()
+    local s = fresh()
+    for i = 1, 10 do s.add_rotating("copilot:work", string.format("copilot-token-%04d", i)) end
+    s.add_rotating("chatgpt:home", "chatgpt-access-0001")
+    assert.equal(s.KEEP + 1, s.count())
+    assert.equal("copilot-token-0008", s.redact("copilot-token-0008")) -- long replaced
+    assert.equal("[redacted] [redacted] [redacted]",
+      s.redact("copilot-token-0009 copilot-token-0010 chatgpt-access-0001"))
+  end)
 end)

@@ -1,0 +1,69 @@
+-- A provider's model list fetched from its upstream (kinds copilot and
+-- chatgpt), cached for models_ttl_s (default 600 s). One fetch at a time:
+-- requests arriving during it wait for it. The list fills p.models (what
+-- /v1/models shows) and p.model_info (id -> the upstream's entry).
+--
+--   listing.new(p, fetch) -> l; fetch(cb): cb(list of {id, ...}) | cb(nil, err)
+--   l:get(cb)      cb(model_info) once fresh (or the old list when the fetch
+--                  fails: a stale list beats none)
+--   l:refresh()    fetch now if stale (a provider calls it at start)
+--   l:has(id)      -> whether the last list names it
+local log = require "moongate.log"
+
+local M = {}
+local Listing = {}
+Listing.__index = Listing
+
+local function now_s() return require("moongate.core")._now_ms() / 1000 end
+
+function M.new(p, fetch)
+  local self = setmetatable({ p = p, fetch = fetch, ttl = p.conf.models_ttl_s or 600, at = nil,
+    waiting = nil, clock = now_s }, Listing)
+  p.models = p.models or {}
+  p.model_info = p.model_info or {}
+  return self
+end
+
+function Listing:fresh()
+  return self.at ~= nil and self.clock() - self.at < self.ttl
+end
+
+function Listing:get(cb)
+  if self:fresh() then return cb(self.p.model_info) end
+  if self.waiting then self.waiting[#self.waiting + 1] = cb; return end
+  self.waiting = { cb }
+  self.fetch(function(list, err)
+    local waiting = self.waiting
+    self.waiting = nil
+    if list then
+      local ids, info = {}, {}
+      for _, m in ipairs(list) do
+        if type(m) == "table" and type(m.id) == "string" and not info[m.id] then
+          ids[#ids + 1] = m.id
+          info[m.id] = m
+        end
+      end
+      table.sort(ids)
+      -- configured models stay listed; the upstream's come after
+      local p = self.p
+      local listed = {}
+      for _, id in ipairs(p.conf.models or {}) do listed[#listed + 1] = id end
+      for _, id in ipairs(ids) do listed[#listed + 1] = id end
+      p.models, p.model_info, self.at = listed, info, self.clock()
+    else
+      log.warn("provider %s: cannot list its models: %s", self.p.name, tostring(err and err.message or err))
+      self.at = self.clock() - self.ttl + math.min(60, self.ttl) -- try again in a minute, not per request
+    end
+    for _, fn in ipairs(waiting) do fn(self.p.model_info) end
+  end)
+end
+
+function Listing:refresh()
+  if not self:fresh() then self:get(function() end) end
+end
+
+function Listing:has(id)
+  return self.p.model_info[id] ~= nil
+end
+
+return M
