@@ -187,9 +187,14 @@ function Mock:queue(list)
   assert(res.status == 200)
 end
 
-function Mock:requests()
+--- requests([path]) -> what the mock received (only those to path, when given)
+function Mock:requests(path)
   local res = assert(client.request(self.port, "GET", "/_mock/requests"))
-  return self.json.decode(res.body)
+  local all = self.json.decode(res.body)
+  if not path then return all end
+  local out = {}
+  for _, r in ipairs(all) do if r.path == path then out[#out + 1] = r end end
+  return out
 end
 
 function Mock:reset()
@@ -204,7 +209,7 @@ end
 
 --- post(path, value): a control request (value as JSON), which must answer 200
 function Mock:post(path, value)
-  local res = assert(client.request(self.port, "POST", path, self.json.encode(value)))
+  local res = assert(client.request(self.port, "POST", path, self.json.encode(value or {})))
   assert(res.status == 200, path .. " answered " .. tostring(res.status) .. ": " .. tostring(res.body))
 end
 

@@ -81,8 +81,8 @@ M.provider_base = {
   -- pools: several stored accounts or keys of one kind, the least recently
   -- limited serving; a limited one rests for the upstream's Retry-After,
   -- else cooldown_ms
-  accounts = list_of_strings,          -- stored account names (moongate login ... --name NAME)
-  account = "string",                  -- one stored account
+  accounts = { type = "list", values = "account_name" }, -- stored account names (moongate login ... --name NAME)
+  account = "account_name",            -- one stored account
   api_keys = list_of_strings,
   api_key_envs = list_of_strings,
   cooldown_ms = integer(0),
@@ -183,8 +183,11 @@ local function check_value(spec, v, path, errs)
   local function bad(expected)
     errs[#errs + 1] = string.format("%s: expected %s, got %s", path, expected, typename(v))
   end
-  if t == "string" then
+  if t == "string" or t == "account_name" then
     if type(v) ~= "string" then return bad("a string") end
+    if t == "account_name" and not v:find("^[%w._-]+$") then
+      errs[#errs + 1] = string.format("%s: %q is not an account name (letters, digits, '.', '_', '-')", path, v)
+    end
     if spec.enum and not spec.enum[v] then
       local names = sorted_keys(spec.enum)
       errs[#errs + 1] = string.format("%s: %q is not one of %s", path, v, table.concat(names, ", "))

@@ -34,9 +34,35 @@ function commands.version()
   return 0
 end
 
+-- the stored accounts a config names that are missing or of another kind
+-- (check warns: the accounts may be logged in after the check)
+local function account_warnings(cfg)
+  local store = require "moongate.auth.store"
+  local out, names = {}, {}
+  for k in pairs(cfg.providers) do names[#names + 1] = k end
+  table.sort(names)
+  for _, pname in ipairs(names) do
+    local p = cfg.providers[pname]
+    if (p.kind == "copilot" or p.kind == "chatgpt") and not p.forward_client_key and not p.api_key and not p.api_key_env then
+      for _, name in ipairs(p.accounts or { p.account or pname }) do
+        local rec = store.load(name)
+        if not rec then
+          out[#out + 1] = string.format("providers.%s: no stored account %q yet (moongate login %s --name %s)",
+            pname, name, p.kind, name)
+        elseif rec.kind ~= p.kind then
+          out[#out + 1] = string.format("providers.%s: account %q is a %s account, not %s", pname, name,
+            tostring(rec.kind), p.kind)
+        end
+      end
+    end
+  end
+  return out
+end
+
 function commands.check(flags)
   local cfg, err = load_config(flags)
   if not cfg then return fail(err, 1) end
+  for _, w in ipairs(account_warnings(cfg)) do io.stderr:write("warning: ", w, "\n") end
   io.stdout:write(string.format("%s: ok (%d provider(s), %d route(s))\n", flags.config,
     (function() local n = 0 for _ in pairs(cfg.providers) do n = n + 1 end return n end)(),
     #cfg.routes))

@@ -21,6 +21,10 @@ end
 
 function M.init(init_json, index, workers)
   local init = assert(json.decode(init_json), "bad init")
+  -- seeded first: resolving the config loads the provider scripts (their
+  -- schemas), which may draw random numbers as they load
+  local uv = require "luv"
+  math.randomseed(uv.hrtime() % 2147483647 + index)
   local cfg, errs = config.resolve(init.flags, os.getenv, workers, M.stored_accounts(init.flags))
   if not cfg then error(table.concat(errs, "\n"), 0) end
   if index == 1 then
@@ -34,8 +38,6 @@ function M.init(init_json, index, workers)
   log.add_secret(cfg.websocket.worker_token)
   local core = require "moongate.core"
   core._upstream_options { http2_streams = cfg.upstream_http2_streams }
-  local uv = require "luv"
-  math.randomseed(uv.hrtime() % 2147483647 + index)
   local app = require("moongate.app").new(cfg, { worker = index, workers = workers })
   if index == 1 and not app.keys and not app.host_names then
     log.warn("listening on %s with no inbound keys: anyone who can reach it may use it (set keys or "

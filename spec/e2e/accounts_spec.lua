@@ -26,6 +26,28 @@ local function write_account(home, rec)
   assert(uv.fs_chmod(path, tonumber("600", 8)))
 end
 
+-- write_accounts(home): the Copilot account "work" and the ChatGPT accounts of CG
+local function write_accounts(home)
+  write_account(home, { name = "work", kind = "copilot", login = "octocat", github_token = GH_TOKEN,
+    created_at = os.time(), refreshed_at = os.time() })
+  for _, a in ipairs(CG) do
+    write_account(home, { name = a.name, kind = "chatgpt", login = a.name .. "@example.com",
+      access_token = a.access, refresh_token = a.refresh, id_token = "x", account_id = a.id,
+      expires_at = os.time() + 86400, created_at = os.time(), refreshed_at = os.time() })
+  end
+end
+
+-- mocks() -> the mock upstream, the mock GitHub (taking GH_TOKEN), a scratch
+-- folder, and a home in it with write_accounts' accounts
+local function mocks()
+  local up, gh = H.mock(), H.mock("spec/support/mock_accounts.lua")
+  gh:post("/_mock/github_token", { token = GH_TOKEN })
+  local dirs = H.scratch()
+  local home = dirs.fresh().home
+  write_accounts(home)
+  return up, gh, dirs, home
+end
+
 describe("accounts: copilot and chatgpt providers", function()
   local up, gh, server, dirs, home
   local answers = {} -- every body a client got, for the leak search
@@ -55,19 +77,7 @@ describe("accounts: copilot and chatgpt providers", function()
   end
 
   setup(function()
-    up = H.mock()
-    gh = H.mock("spec/support/mock_accounts.lua")
-    gh:post("/_mock/github_token", { token = GH_TOKEN })
-    dirs = H.scratch()
-    home = dirs.fresh().home
-    local far = os.time() + 86400
-    write_account(home, { name = "work", kind = "copilot", login = "octocat", github_token = GH_TOKEN,
-      created_at = os.time(), refreshed_at = os.time() })
-    for _, a in ipairs(CG) do
-      write_account(home, { name = a.name, kind = "chatgpt", login = a.name .. "@example.com",
-        access_token = a.access, refresh_token = a.refresh, id_token = "x", account_id = a.id,
-        expires_at = far, created_at = os.time(), refreshed_at = os.time() })
-    end
+    up, gh, dirs, home = mocks()
     server = H.start { workers = 1, env = { MOONGATE_HOME = home, MOONGATE_GITHUB_API_URL = gh.url },
       config = string.format([[
 return {
@@ -160,7 +170,7 @@ return {
       assert.equal(before, exchanges()) -- cached: no exchange per request
 
       -- the Copilot API refuses the token: one new exchange, the request again
-      gh:post("/_mock/config", { copilot_refresh_in = 61 }) -- the next token is due in 1 s
+      gh:post("/_mock/config", { copilot_refresh_in = 2 }) -- the next token is due in 1 s (half its life)
       up:queue { { status = 401, body = "unauthorized: token expired", headers = { ["content-type"] = "text/plain" } } }
       local res = chat("gh/gpt-4.1", { { role = "user", content = "again" } })
       assert.equal(200, res.status, res.body)
@@ -326,13 +336,7 @@ describe("accounts without a config file, key pools, keyed presets", function()
   local up, gh, dirs, home
 
   setup(function()
-    up = H.mock()
-    gh = H.mock("spec/support/mock_accounts.lua")
-    gh:post("/_mock/github_token", { token = GH_TOKEN })
-    dirs = H.scratch()
-    home = dirs.fresh().home
-    write_account(home, { name = "work", kind = "copilot", login = "octocat", github_token = GH_TOKEN,
-      created_at = os.time(), refreshed_at = os.time() })
+    up, gh, dirs, home = mocks()
   end)
   teardown(function()
     if up then up:stop() end
@@ -343,7 +347,8 @@ describe("accounts without a config file, key pools, keyed presets", function()
 
   it("serves every stored account: its models listed, routed by their own names and by NAME/model", function()
     local server = H.start { env = { MOONGATE_HOME = home, MOONGATE_GITHUB_API_URL = gh.url,
-      MOONGATE_COPILOT_API_URL = up.url .. "/copilot" } }
+      MOONGATE_COPILOT_API_URL = up.url .. "/copilot", MOONGATE_CHATGPT_URL = up.url .. "/backend-api/codex",
+      MOONGATE_OPENAI_AUTH_URL = gh.url } }
     finally(function() server:stop_clean() end)
     local ids = {}
     H.client.run_until(function()
@@ -352,6 +357,7 @@ describe("accounts without a config file, key pools, keyed presets", function()
       return ids["gpt-4.1"]
     end, 5000)
     assert.is_true(ids["gpt-4.1"] and ids["work/gpt-4.1"] and ids["echo"] or false)
+    assert.is_true(ids["cga/gpt-5.1"] and ids["cgb/gpt-5.1"] or false) -- every stored account
     for _, model in ipairs { "gpt-4.1", "work/gpt-4.1" } do
       local res = assert(server:request("POST", "/v1/chat/completions", json.encode {
         model = model, messages = { { role = "user", content = "hi" } } }, nil, 15000))
@@ -426,5 +432,46 @@ return {
     for _, s in ipairs { "qwen-cookie-secret-123", "qwen-bearer-0123456789", "key-two-0123456789" } do
       assert.is_nil(server.log:find(s, 1, true))
     end
+  end)
+
+  it("takes a quota failure inside a ChatGPT stream as the account's limit: another serves, else 429", function()
+    local h2 = dirs.fresh().home -- a pool of its own, no account resting
+    write_accounts(h2)
+    local server = H.start { env = { MOONGATE_HOME = h2 }, config = string.format([[
+return { providers = { cg = { kind = "chatgpt", accounts = { "cga", "cgb" }, base_url = %q, retries = 0 } },
+         routes = { { match = "*", provider = "cg" } } }]], up.url .. "/backend-api/codex") }
+    finally(function() server:stop_clean() end)
+    local function failed(msg)
+      local resp = { id = "resp_f", object = "response", status = "in_progress", output = {}, model = "gpt-5.1" }
+      local done = { id = "resp_f", object = "response", status = "failed", output = {}, model = "gpt-5.1",
+        error = { code = "rate_limit_exceeded", message = msg } }
+      return { status = 200, headers = { ["content-type"] = "text/event-stream" }, frames = {
+        { event = "response.created", json = { type = "response.created", sequence_number = 0, response = resp } },
+        { event = "response.failed", json = { type = "response.failed", sequence_number = 1, response = done } } } }
+    end
+    local function ask(stream)
+      return assert(server:request("POST", "/v1/chat/completions", json.encode {
+        model = "gpt-5.1", stream = stream, messages = { { role = "user", content = "hi" } } }, nil, 15000))
+    end
+    -- a's stream fails with its quota before any content: b serves, the client sees one clean stream
+    up:queue { failed("Rate limit reached for gpt-5.1. Please try again in 11.054s."), { reply = { text = "from b" } } }
+    local res = ask(true)
+    assert.equal(200, res.status, res.body)
+    local text = ""
+    for _, d in ipairs(H.client.sse_data(res.body)) do
+      if d ~= "[DONE]" then text = text .. (json.decode(d).choices[1].delta.content or "") end
+    end
+    assert.equal("from b", text)
+    local ids = {}
+    for _, r in ipairs(up:requests()) do if r.method == "POST" then ids[#ids + 1] = r.headers["chatgpt-account-id"] end end
+    assert.same({ "acct-a", "acct-b" }, ids)
+    -- b fails the same way, whole and streamed: 429 with Retry-After, not a started stream
+    up:queue { failed("Please try again in 4s.") }
+    res = ask(false)
+    assert.equal(429, res.status, res.body)
+    assert.equal("4", res.headers["retry-after"])
+    res = ask(true)
+    assert.equal(429, res.status, res.body)
+    assert.truthy(tonumber(res.headers["retry-after"]))
   end)
 end)

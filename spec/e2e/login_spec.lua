@@ -21,48 +21,20 @@ local function read(path)
   return s
 end
 
--- the mock accounts server in its own process
-local function start_mock()
-  local m = { out = "", exited = false }
-  local stdout = uv.new_pipe(false)
-  m.handle = H.spawn("luajit", { args = { "spec/support/mock_accounts.lua" }, stdio = { nil, stdout, 2 } },
-    function() m.exited = true end)
-  assert(m.handle, "cannot start the mock accounts server")
-  stdout:read_start(function(_, data) if data then m.out = m.out .. data end end)
-  run_until(function() return m.out:match("listening on (%d+)") or m.exited end, 10000)
-  m.port = tonumber((assert(m.out:match("listening on (%d+)"), "mock accounts did not start")))
-  m.url = "http://127.0.0.1:" .. m.port
-  function m.get(path)
-    local res = assert(client.request(m.port, "GET", path))
-    return json.decode(res.body)
-  end
-  function m.post(path, value)
-    local res = assert(client.request(m.port, "POST", path, json.encode(value)))
-    assert(res.status == 200)
-  end
-  function m.stop()
-    if not m.exited then m.handle:kill("sigterm") end
-    run_until(function() return m.exited end, 5000)
-    if not stdout:is_closing() then stdout:close() end
-    if not m.handle:is_closing() then m.handle:close() end
-    uv.run("nowait")
-  end
-  return m
-end
 
 describe("moongate login / logout / info", function()
   local mock, dirs, home
 
   setup(function()
-    mock = start_mock()
+    mock = H.mock("spec/support/mock_accounts.lua")
     dirs = H.scratch()
   end)
   teardown(function()
-    if mock then mock.stop() end
+    if mock then mock:stop() end
     if dirs then dirs.remove() end
   end)
   before_each(function()
-    mock.post("/_mock/reset", {})
+    mock:post("/_mock/reset", {})
     home = dirs.fresh().home .. "/mg" -- made by the login itself
   end)
 
@@ -96,7 +68,7 @@ describe("moongate login / logout / info", function()
       uv.run("nowait")
       if not p.signal_expected then assert.equal(0, p.signal, "the command died of signal " .. tostring(p.signal) .. ":\n" .. p.err) end
       -- no secret the mock issued in anything the command printed
-      for _, s in ipairs(mock.get("/_mock/issued")) do
+      for _, s in ipairs(mock:get("/_mock/issued")) do
         assert.is_nil((p.out .. p.err):find(s, 1, true), "a secret was printed: " .. s)
       end
       assert.is_nil(p.err:find("AddressSanitizer") or p.err:find("LeakSanitizer"), p.err)
@@ -108,7 +80,7 @@ describe("moongate login / logout / info", function()
 
   local function requests(path)
     local out = {}
-    for _, r in ipairs(mock.get("/_mock/requests")) do
+    for _, r in ipairs(mock:get("/_mock/requests")) do
       if not path or r.path == path then out[#out + 1] = r end
     end
     return out
@@ -146,7 +118,7 @@ describe("moongate login / logout / info", function()
     end)
 
     it("ends with exit 1 when the code expires unapproved", function()
-      mock.post("/_mock/config", { device_steps = {}, device_expires_in = 1 })
+      mock:post("/_mock/config", { device_steps = {}, device_expires_in = 1 })
       local p = run { "login", "copilot" }
       assert.equal(1, p.code)
       assert.matches("the code expired before the login was approved", p.err)
@@ -155,14 +127,14 @@ describe("moongate login / logout / info", function()
     end)
 
     it("ends with exit 1 when GitHub says the code expired", function()
-      mock.post("/_mock/config", { device_steps = { "pending", "expired" } })
+      mock:post("/_mock/config", { device_steps = { "pending", "expired" } })
       local p = run { "login", "copilot" }
       assert.equal(1, p.code)
       assert.matches("the code expired", p.err)
     end)
 
     it("ends with exit 1 when the login is denied", function()
-      mock.post("/_mock/config", { device_steps = { "pending", "denied" } })
+      mock:post("/_mock/config", { device_steps = { "pending", "denied" } })
       local p = run { "login", "copilot" }
       assert.equal(1, p.code)
       assert.matches("the login was denied on GitHub", p.err)

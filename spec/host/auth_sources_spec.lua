@@ -13,37 +13,6 @@ local chatgpt = require "moongate.auth.chatgpt"
 local client = H.client
 local run_until = client.run_until
 
-local function start_mock()
-  local m = { out = "", exited = false }
-  local stdout = uv.new_pipe(false)
-  m.handle = H.spawn("luajit", { args = { "spec/support/mock_accounts.lua" }, stdio = { nil, stdout, 2 } },
-    function() m.exited = true end)
-  stdout:read_start(function(_, data) if data then m.out = m.out .. data end end)
-  run_until(function() return m.out:match("listening on (%d+)") or m.exited end, 10000)
-  m.port = tonumber((assert(m.out:match("listening on (%d+)"), "mock accounts did not start")))
-  m.url = "http://127.0.0.1:" .. m.port
-  function m.get(path) return json.decode(assert(client.request(m.port, "GET", path)).body) end
-  function m.post(path, value)
-    return assert(client.request(m.port, "POST", path, value and json.encode(value) or "", {
-      ["content-type"] = "application/json" }))
-  end
-  function m.requests(path)
-    local out = {}
-    for _, r in ipairs(m.get("/_mock/requests")) do
-      if r.path == path then out[#out + 1] = r end
-    end
-    return out
-  end
-  function m.stop()
-    if not m.exited then m.handle:kill("sigterm") end
-    run_until(function() return m.exited end, 5000)
-    if not stdout:is_closing() then stdout:close() end
-    if not m.handle:is_closing() then m.handle:close() end
-    uv.run("nowait")
-  end
-  return m
-end
-
 -- token(src, stale) -> tok, err, whether cb ran before token() returned
 local function token(src, stale)
   local got
@@ -57,16 +26,16 @@ describe("token sources", function()
   local mock, dirs, now
 
   setup(function()
-    mock = start_mock()
+    mock = H.mock("spec/support/mock_accounts.lua")
     dirs = H.scratch()
   end)
   teardown(function()
     uv.os_unsetenv("MOONGATE_HOME")
-    if mock then mock.stop() end
+    if mock then mock:stop() end
     if dirs then dirs.remove() end
   end)
   before_each(function()
-    mock.post("/_mock/reset")
+    mock:post("/_mock/reset")
     uv.os_setenv("MOONGATE_HOME", dirs.fresh().home)
     now = os.time()
   end)
@@ -77,7 +46,7 @@ describe("token sources", function()
     before_each(function()
       assert(store.save { name = "gh", kind = "copilot", login = "octocat", github_token = GH,
         created_at = now, refreshed_at = now })
-      mock.post("/_mock/github_token", { token = GH })
+      mock:post("/_mock/github_token", { token = GH })
     end)
     local function source(extra)
       local o = { account = "gh", github_api_url = mock.url, clock = clock,
@@ -93,7 +62,7 @@ describe("token sources", function()
       assert.matches("proxy%-ep=proxy%.individual%.githubcopilot%.com", tok.token)
       assert.equal("https://api.individual.githubcopilot.com", tok.base_url)
       assert.is_true(tok.expires_at >= now + 1800 and tok.expires_at <= now + 1802) -- the mock's clock
-      local seen = mock.requests("/copilot_internal/v2/token")
+      local seen = mock:requests("/copilot_internal/v2/token")
       assert.equal(1, #seen)
       assert.equal("token " .. GH, seen[1].headers.authorization)
       assert.equal("vscode/1.99.0", seen[1].headers["editor-version"])
@@ -106,12 +75,12 @@ describe("token sources", function()
       local again, _, sync = token(src)
       assert.is_true(sync)
       assert.equal(tok.token, again.token)
-      assert.equal(1, #mock.requests("/copilot_internal/v2/token"))
+      assert.equal(1, #mock:requests("/copilot_internal/v2/token"))
 
       now = now + 2 -- past refresh_in - 60: a new one
       local fresh = token(src)
       assert.are_not.equal(tok.token, fresh.token)
-      assert.equal(2, #mock.requests("/copilot_internal/v2/token"))
+      assert.equal(2, #mock:requests("/copilot_internal/v2/token"))
     end)
 
     it("exchanges once more after an upstream 401 (stale), even before expiry", function()
@@ -119,11 +88,11 @@ describe("token sources", function()
       local first = token(src)
       local second = token(src, true)
       assert.are_not.equal(first.token, second.token)
-      assert.equal(2, #mock.requests("/copilot_internal/v2/token"))
+      assert.equal(2, #mock:requests("/copilot_internal/v2/token"))
       -- a caller refused with the first token, after the second came: served the second
       local third = token(src, first.token)
       assert.equal(second.token, third.token)
-      assert.equal(2, #mock.requests("/copilot_internal/v2/token"))
+      assert.equal(2, #mock:requests("/copilot_internal/v2/token"))
     end)
 
     it("makes one exchange for callers that arrive while it is under way", function()
@@ -134,13 +103,13 @@ describe("token sources", function()
       assert.is_nil(a)
       assert.truthy(run_until(function() return a and b end, 5000))
       assert.equal(a.token, b.token)
-      assert.equal(1, #mock.requests("/copilot_internal/v2/token"))
+      assert.equal(1, #mock:requests("/copilot_internal/v2/token"))
     end)
 
     it("takes the API base from copilot_api_url over proxy-ep", function()
       local tok = token(source { copilot_api_url = "http://127.0.0.1:9/copilot/" })
       assert.equal("http://127.0.0.1:9/copilot", tok.base_url)
-      mock.post("/_mock/config", { proxy_ep = "proxy.business.githubcopilot.com" })
+      mock:post("/_mock/config", { proxy_ep = "proxy.business.githubcopilot.com" })
       assert.equal("https://api.business.githubcopilot.com", token(source()).base_url)
     end)
 
@@ -156,10 +125,10 @@ describe("token sources", function()
     end)
 
     it("serves a client's own GitHub token in pass-through mode", function()
-      mock.post("/_mock/github_token", { token = "gho_client_own_token_03" })
+      mock:post("/_mock/github_token", { token = "gho_client_own_token_03" })
       local tok = token(copilot.source { github_token = "gho_client_own_token_03", github_api_url = mock.url })
       assert.matches("proxy%-ep=", tok.token)
-      assert.equal("token gho_client_own_token_03", mock.requests("/copilot_internal/v2/token")[1].headers.authorization)
+      assert.equal("token gho_client_own_token_03", mock:requests("/copilot_internal/v2/token")[1].headers.authorization)
       local _, err = token(copilot.source { github_token = "gho_not_known_token_04", github_api_url = mock.url })
       assert.equal(401, err.status)
       assert.equal("the GitHub token sent as the key was refused", err.message)
@@ -183,7 +152,7 @@ describe("token sources", function()
       assert.is_true(sync)
       assert.equal(file().access_token, tok.token)
       assert.equal("acct-1234", tok.account_id)
-      assert.equal(0, #mock.requests("/oauth/token") - 1) -- the login's exchange only
+      assert.equal(0, #mock:requests("/oauth/token") - 1) -- the login's exchange only
       assert.equal(secrets.MARK, secrets.redact(file().refresh_token))
     end)
 
@@ -198,7 +167,7 @@ describe("token sources", function()
       assert.equal(now, after.refreshed_at)
       assert.equal("user@example.com", after.login)
       assert.equal("600", string.format("%o", uv.fs_stat(store.dir() .. "/gpt.json").mode % 512))
-      local refresh = mock.requests("/oauth/token")[2]
+      local refresh = mock:requests("/oauth/token")[2]
       assert.matches("grant_type=refresh_token", refresh.body)
       assert.matches("refresh_token=" .. before.refresh_token, refresh.body, 1, true)
       assert.equal("application/x-www-form-urlencoded", refresh.headers["content-type"])
@@ -219,7 +188,7 @@ describe("token sources", function()
       assert.truthy(run_until(function() return a and b end, 5000))
       assert.are_not.equal(first.token, a.token)
       assert.equal(a.token, b.token)
-      assert.equal(2, #mock.requests("/oauth/token")) -- the login's, then one refresh
+      assert.equal(2, #mock:requests("/oauth/token")) -- the login's, then one refresh
     end)
 
     it("takes another thread's refresh from the file instead of spending the rotated token", function()
@@ -232,11 +201,11 @@ describe("token sources", function()
       local got, err = token(t2, true)
       assert.is_nil(err)
       assert.equal(new.token, got.token)
-      assert.equal(2, #mock.requests("/oauth/token"))
+      assert.equal(2, #mock:requests("/oauth/token"))
     end)
 
     it("serialises two threads refreshing at once with the lock file: one refresh, one token", function()
-      mock.post("/_mock/config", { refresh_delay_ms = 300 })
+      mock:post("/_mock/config", { refresh_delay_ms = 300 })
       local t1, t2 = source(), source()
       token(t1)
       token(t2)
@@ -247,7 +216,7 @@ describe("token sources", function()
       assert.is_nil(aerr)
       assert.is_nil(berr)
       assert.equal(a.token, b.token)
-      assert.equal(2, #mock.requests("/oauth/token"))
+      assert.equal(2, #mock:requests("/oauth/token"))
       assert.equal(a.token, file().access_token)
       assert.is_nil(uv.fs_stat(store.dir() .. "/gpt.lock"))
     end)
@@ -284,7 +253,7 @@ describe("token sources", function()
       assert.is_nil(got.e)
       assert.are_not.equal(old.token, got.t.token)
       assert.equal(rec.access_token, got.t.token)
-      assert.equal(1, #mock.requests("/oauth/token")) -- no refresh of its own
+      assert.equal(1, #mock:requests("/oauth/token")) -- no refresh of its own
     end)
 
     it("says to log in again when the refresh token is refused", function()

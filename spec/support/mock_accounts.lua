@@ -37,6 +37,7 @@
 --   POST /_mock/reset     cfg, tokens and requests back to the start
 package.path = "lua/?.lua;spec/?.lua;" .. package.path
 local uv = require "luv"
+local parse_request = require "support.request_parser"
 local cjson = require "cjson"
 local ffi = require "ffi"
 local base64 = require "support.base64"
@@ -327,19 +328,10 @@ server:listen(128, function()
   local buf = ""
   local function close() if not tcp:is_closing() then tcp:close() end end
   local function try()
-    local he = buf:find("\r\n\r\n", 1, true)
-    if not he then return end
-    local head = buf:sub(1, he - 1)
-    local method, target = head:match("^(%u+) (%S+)")
-    local headers = {}
-    for line in head:gmatch("[^\r\n]+") do
-      local k, v = line:match("^([^:]+):%s*(.*)$")
-      if k then headers[k:lower()] = v end
-    end
-    local len = tonumber(headers["content-length"] or 0)
-    if #buf < he + 3 + len then return end
-    local body = buf:sub(he + 4, he + 3 + len)
-    buf = buf:sub(he + 4 + len)
+    local req, rest = parse_request(buf)
+    if not req then return end
+    buf = rest
+    local method, target, headers, body = req.method, req.target, req.headers, req.body
     local path, query = target:match("^([^?]*)%??(.*)$")
     local ok, out, delay = pcall(handle, { method = method, path = path, query = query, headers = headers, body = body })
     if not ok then out = answer(500, tostring(out), { ["content-type"] = "text/plain" }) end

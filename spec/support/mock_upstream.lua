@@ -198,6 +198,7 @@
 -- unchecked, as is everything after POST /_mock/strict {"strict": false}.
 package.path = "lua/?.lua;spec/?.lua;" .. package.path
 local uv = require "luv"
+local parse_request = require "support.request_parser"
 local cjson = require "cjson"
 
 local queue, requests, strict = {}, {}, true
@@ -2311,21 +2312,11 @@ server:listen(256, function()
   end
   local function try_parse()
     if busy then return end
-    local he = buf:find("\r\n\r\n", 1, true)
-    if not he then return end
-    local headtext = buf:sub(1, he - 1)
-    local method, path = headtext:match("^(%u+) (%S+)")
-    local headers = {}
-    for line in headtext:gmatch("[^\r\n]+") do
-      local k, v = line:match("^([^:]+):%s*(.*)$")
-      if k then headers[k:lower()] = v end
-    end
-    local len = tonumber(headers["content-length"] or 0)
-    if #buf < he + 3 + len then return end
-    local body = buf:sub(he + 4, he + 3 + len)
-    buf = buf:sub(he + 4 + len)
+    local req, rest = parse_request(buf)
+    if not req then return end
+    buf = rest
     busy = true
-    on_request(tcp, method, path, headers, body, function(keep)
+    on_request(tcp, req.method, req.target, req.headers, req.body, function(keep)
       busy = false
       if keep then return try_parse() end
       -- hang up once every byte written is out (a big answer may still

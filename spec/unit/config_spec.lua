@@ -261,4 +261,14 @@ describe("HTTP upstream providers", function()
     assert.is_false(kind.new("c", { base_url = "https://api.example.com/v1", accept_compressed = false }).compressed)
     assert.is_true(kind.new("d", { base_url = "http://10.0.0.2/v1", accept_compressed = true }).compressed)
   end)
+
+  it("takes only account names a login could have stored", function()
+    local ok, errs = config.validate({ providers = {
+      gh = { kind = "copilot", account = "../../etc/passwd" },
+      cg = { kind = "chatgpt", accounts = { "cg1", "b d" } } } })
+    assert.is_nil(ok)
+    assert.same({ [[providers.cg.accounts[2]: "b d" is not an account name (letters, digits, '.', '_', '-')]],
+      [[providers.gh.account: "../../etc/passwd" is not an account name (letters, digits, '.', '_', '-')]] }, errs)
+    assert.is_true(config.validate({ providers = { gh = { kind = "copilot", account = "work.home_1-2" } } }))
+  end)
 end)

@@ -7,7 +7,6 @@ local chatgpt = require "moongate.providers.chatgpt"
 local anthropic = require "moongate.adapters.anthropic"
 local responses = require "moongate.adapters.openai_responses"
 local chat = require "moongate.adapters.openai"
-local json = require "moongate.json"
 
 local function text(role, t) return { role = role, content = { { type = "text", text = t } } } end
 
@@ -63,7 +62,9 @@ describe("kind copilot", function()
     assert.equal(chat, copilot.pick(both, "openai"))
     assert.equal(chat, copilot.pick(both, "anthropic"))
     assert.equal(responses, copilot.pick({ supported_endpoints = { "/responses" } }, "openai"))
-    assert.equal(chat, copilot.pick({}, "openai"))
+    assert.is_nil(copilot.pick({}, "openai")) -- no endpoint named: the caller guesses by name
+    assert.is_nil(copilot.pick({ supported_endpoints = { a = 1 } }, "openai"))
+    assert.is_nil(copilot.pick({ supported_endpoints = "/v1/messages" }, "openai"))
     assert.equal(anthropic, copilot.guess("claude-opus-4.5"))
     assert.equal(responses, copilot.guess("gpt-5.1-codex"))
     assert.equal(chat, copilot.guess("gpt-4.1"))
@@ -92,15 +93,18 @@ describe("kind chatgpt", function()
     assert.equal("low", chatgpt.effort(p, "gpt-5.1-codex", "minimal"))
     assert.equal("medium", chatgpt.effort(p, "gpt-5.1-codex", "medium"))
     assert.equal("minimal", chatgpt.effort(p, "unknown-model", "minimal")) -- no list: as asked
+    wire = { model = "gpt-5.1-codex", input = {} } -- no effort asked: medium, the backend's usual
+    chatgpt.shape(p, wire, {})
+    assert.equal("medium", wire.reasoning.effort)
   end)
 
   it("reads the backend's quota errors as 429 with the wait", function()
-    local function classify(status, body) return chatgpt.classify(p, status, json.encode(body), {}, nil) end
+    local function classify(status, body) return chatgpt.classify(p, status, body.error or body, nil) end
     assert.same({ 429, 120 }, { classify(429, { error = { type = "usage_limit_reached", resets_in_seconds = 120 } }) })
     assert.same({ 429, 7 }, { classify(429, { error = { code = "rate_limit_exceeded",
       message = "Rate limit reached. Please try again in 6.2s." } }) })
     assert.same({ 429 }, { classify(403, { error = { code = "usage_not_included", message = "Upgrade" } }) })
     assert.same({ 400 }, { classify(400, { detail = "The 'x' model is not supported when using Codex with a ChatGPT account." }) })
-    assert.same({ 429, 30 }, { chatgpt.classify(p, 429, "not json", {}, 30) })
+    assert.same({ 429, 30 }, { chatgpt.classify(p, 429, nil, 30) })
   end)
 end)

@@ -38,7 +38,8 @@ function M.new(p, kind, getenv)
     end
   end
   self.members = members
-  if #members > 1 then self.pool = pool.new(members) end
+  -- a pool even of one: /stats and moongate info show what it served
+  self.pool, self.rotates = pool.new(members), #members > 1
   return self
 end
 
@@ -59,7 +60,7 @@ function Auth:member(creq)
     end
     return m
   end
-  if not self.pool then return self.members[1] end
+  if not self.rotates then return self.members[1] end
   local m, wait = self.pool:pick()
   if m then return m end
   local e = errors.new(429, string.format("provider %s: every account is rate limited; retry in %d s",
@@ -71,7 +72,6 @@ end
 function Auth:headers(creq, cb, ctx)
   local m, err = self:member(creq)
   if not m then return cb(nil, err) end
-  if self.pool then self.pool:served(m) end
   local stale = ctx.stale and ctx.previous and ctx.previous.token or nil
   m.source:token(function(tok, terr)
     if not tok then return cb(nil, terr) end
@@ -81,15 +81,6 @@ function Auth:headers(creq, cb, ctx)
   end, stale or ctx.stale or nil)
 end
 
-function Auth:limited(grant, seconds)
-  if not (self.pool and grant.member) then return false end
-  self.pool:limited(grant.member, seconds or (self.conf.cooldown_ms or 60000) / 1000)
-  return self.pool:pick() ~= nil
-end
-
-function Auth:state()
-  if self.pool then return self.pool:state() end
-  if self.members then return { { name = self.members[1].name } } end
-end
+pool.methods(Auth)
 
 return M

@@ -12,8 +12,9 @@
 --     previous = that grant}; grant = {headers = {...}, base_url = ...,
 --     member = the pool member used, if any}
 --   auth:limited(grant, seconds) -> true when another member can serve now
---     (optional: pools only)
+--     (optional: pools only); auth:served(grant): the member answered
 --   auth:state() -> the pool's state for /stats (optional)
+--   auth.refreshable: a 401 is worth asking again (a token that refreshes)
 local errors = require "moongate.errors"
 local secrets = require "moongate.secrets"
 local pool = require "moongate.auth.pool"
@@ -36,7 +37,7 @@ function M.new(p, getenv)
   end
   for _, m in ipairs(members) do secrets.add(m.key) end
   if #members > 0 then
-    self.pool = pool.new(members)
+    self.pool, self.rotates = pool.new(members), #members > 1
   else
     self.key = conf.api_key or (conf.api_key_env and getenv(conf.api_key_env))
       or (not conf.api_key_env and d.key_env and getenv(d.key_env)) or nil
@@ -72,18 +73,9 @@ end
 function Auth:headers(creq, cb, ctx)
   local key, member, err = self:pick(creq)
   if err then return cb(nil, err) end
-  if member then self.pool:served(member) end
   cb({ headers = ctx.adapter.headers(self.conf, key, creq), base_url = self.p.base_url, member = member })
 end
 
-function Auth:limited(grant, seconds)
-  if not (self.pool and grant.member) then return false end
-  self.pool:limited(grant.member, seconds or (self.conf.cooldown_ms or 60000) / 1000)
-  return self.pool:pick() ~= nil
-end
-
-function Auth:state()
-  return self.pool and self.pool:state() or nil
-end
+pool.methods(Auth)
 
 return M

@@ -35,15 +35,12 @@ M.SCOPE = "openid profile email offline_access"
 M.ORIGINATOR = "codex_cli_rs"
 M.PORTS = { 1455, 1457 }
 M.EARLY = 300        -- refresh when the access token expires within this (s)
+M.FAIL_S = 5         -- seconds a failed refresh is remembered
 M.LOCK_STALE = 30    -- a lock file older than this (s) was left by a crash
 M.LOCK_WAIT = 60     -- give up waiting for another refresh after this (s)
 M.AUTH_CLAIM = "https://api.openai.com/auth"
 
-local function env(name, default)
-  local v = os.getenv(name)
-  if v and v ~= "" then return (v:gsub("/+$", "")) end
-  return default
-end
+local env = util.env
 
 function M.auth_url() return env("MOONGATE_OPENAI_AUTH_URL", "https://auth.openai.com") end
 
@@ -106,16 +103,8 @@ function M.source(opts)
 end
 
 function Source:load()
-  local rec, err = store.load(self.account or "")
-  if not rec then
-    return nil, { status = 503, message = string.format(
-      "ChatGPT account %s is not available: %s; run moongate login chatgpt --name %s",
-      tostring(self.account), err, tostring(self.account)) }
-  end
-  if rec.kind ~= "chatgpt" or type(rec.access_token) ~= "string" then
-    return nil, { status = 503, message = string.format("account %s is not a ChatGPT account (kind %s)",
-      tostring(self.account), tostring(rec.kind)) }
-  end
+  local rec, err = store.load_for(self.account, "chatgpt", "access_token")
+  if not rec then return nil, err end
   remember(rec)
   return rec
 end
@@ -137,19 +126,15 @@ function Source:token(cb, stale)
     if refused ~= self.rec.access_token and self:fresh(self.rec) then return cb(give(self.rec)) end
   end
   if not stale and self:fresh(self.rec) then return cb(give(self.rec)) end
-  if self.waiting then
-    self.waiting[#self.waiting + 1] = cb
-    return
-  end
-  self.waiting = { cb }
-  self:refresh(self.rec.access_token, function(rec, err)
-    if rec then self.rec = rec end
-    local list = self.waiting
-    self.waiting = nil
-    for _, f in ipairs(list) do
-      if rec then f(give(rec)) else f(nil, err) end
-    end
-  end)
+  -- one refresh at a time; a failed one (a dead refresh token, an
+  -- outage) is not tried again for FAIL_S: not one refresh per request
+  util.once(self, cb, function(done)
+    self:refresh(self.rec.access_token, function(rec, err)
+      if not rec then return done(nil, err) end
+      self.rec = rec
+      done(give(rec))
+    end)
+  end, M.FAIL_S)
 end
 
 function Source:lock_path() return store.dir() .. "/" .. self.account .. ".lock" end
@@ -424,12 +409,6 @@ function M.login_async(opts, out, done)
   browser_login(o, out, done)
 end
 
-function M.login(opts, out)
-  local result, err, finished
-  M.login_async(opts or {}, out or print, function(r, e) result, err, finished = r, e, true end)
-  util.wait(function() return finished end)
-  if not finished then return nil, "the login stopped before it ended" end
-  return result, err
-end
+function M.login(opts, out) return util.run(M.login_async, opts or {}, out or print) end
 
 return M

@@ -30,12 +30,9 @@ local M = {}
 M.CLIENT_ID = "Iv1.b507a08c87ecfe98" -- the one VS Code's Copilot uses
 M.DEFAULT_BASE = "https://api.githubcopilot.com"
 M.MARGIN = 60 -- seconds before refresh_in / expires_at that we exchange
+M.FAIL_S = 5  -- seconds a failed exchange is remembered
 
-local function env(name, default)
-  local v = os.getenv(name)
-  if v and v ~= "" then return (v:gsub("/+$", "")) end
-  return default
-end
+local env = util.env
 
 function M.github_url() return env("MOONGATE_GITHUB_URL", "https://github.com") end
 function M.github_api_url() return env("MOONGATE_GITHUB_API_URL", "https://api.github.com") end
@@ -92,16 +89,8 @@ end
 -- the GitHub token: given, or read once from the store
 function Source:github()
   if self.github_token then return self.github_token end
-  local rec, err = store.load(self.account or "")
-  if not rec then
-    return nil, { status = 503, message = string.format(
-      "Copilot account %s is not available: %s; run moongate login copilot --name %s",
-      tostring(self.account), err, tostring(self.account)) }
-  end
-  if rec.kind ~= "copilot" or type(rec.github_token) ~= "string" then
-    return nil, { status = 503, message = string.format("account %s is not a Copilot account (kind %s)",
-      tostring(self.account), tostring(rec.kind)) }
-  end
+  local rec, err = store.load_for(self.account, "copilot", "github_token")
+  if not rec then return nil, err end
   self.github_token = rec.github_token
   self:remember(self.github_token)
   return self.github_token
@@ -118,16 +107,9 @@ function Source:token(cb, stale)
     if refused ~= self.tok.token and self:fresh() then return cb(self.tok) end
   end
   if not stale and self:fresh() then return cb(self.tok) end
-  if self.waiting then
-    self.waiting[#self.waiting + 1] = cb
-    return
-  end
-  self.waiting = { cb }
-  self:exchange(function(tok, err)
-    local list = self.waiting
-    self.waiting = nil
-    for _, f in ipairs(list) do f(tok, err) end
-  end)
+  -- one exchange at a time; a failed one (a dead token, a GitHub outage)
+  -- is not tried again for FAIL_S: not one exchange per request
+  util.once(self, cb, function(done) self:exchange(done) end, M.FAIL_S)
 end
 
 function Source:exchange(done)
@@ -159,8 +141,11 @@ function Source:exchange(done)
     self:remember(j.token, true)
     local now = self.clock()
     local expires_at = tonumber(j.expires_at) or (now + 1500)
-    local refresh_at = expires_at - M.MARGIN
-    if tonumber(j.refresh_in) then refresh_at = math.min(refresh_at, now + tonumber(j.refresh_in) - M.MARGIN) end
+    -- MARGIN early, or half the token's life when that is shorter (a token
+    -- good for a minute must not be exchanged on every request)
+    local life = expires_at - now
+    if tonumber(j.refresh_in) then life = math.min(life, tonumber(j.refresh_in)) end
+    local refresh_at = now + life - math.min(M.MARGIN, life / 2)
     local endpoints = type(j.endpoints) == "table" and j.endpoints or {}
     self.tok = {
       token = j.token,
@@ -261,12 +246,6 @@ function M.finish(github_token, name, api_url, opts, out, done)
   end)
 end
 
-function M.login(opts, out)
-  local result, err, finished
-  M.login_async(opts or {}, out or print, function(r, e) result, err, finished = r, e, true end)
-  util.wait(function() return finished end)
-  if not finished then return nil, "the login stopped before it ended" end
-  return result, err
-end
+function M.login(opts, out) return util.run(M.login_async, opts or {}, out or print) end
 
 return M

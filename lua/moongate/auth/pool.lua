@@ -69,4 +69,23 @@ function Pool:state()
   return out
 end
 
+--- methods(Auth): the pool's side of the auth contract, for an auth
+-- object with self.pool (nil: none), self.rotates (more than one member to
+-- turn to) and self.conf (its cooldown_ms)
+function M.methods(Auth)
+  -- rests the grant's member -> whether another can serve now
+  function Auth:limited(grant, seconds)
+    if not (self.rotates and grant.member) then return false end
+    self.pool:limited(grant.member, seconds or (self.conf.cooldown_ms or 60000) / 1000)
+    return self.pool:pick() ~= nil
+  end
+  -- counts a request the grant's member answered
+  function Auth:served(grant)
+    if self.pool and grant.member then self.pool:served(grant.member) end
+  end
+  function Auth:state()
+    return self.pool and self.pool:state() or nil
+  end
+end
+
 return M

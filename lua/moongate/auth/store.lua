@@ -193,4 +193,26 @@ function M.list()
   return out
 end
 
+local LABEL = { copilot = "Copilot", chatgpt = "ChatGPT" }
+
+--- load_for(name, kind, field) -> the record of an account a provider
+-- serves | nil, {status = 503, message}: missing, unreadable, of another
+-- kind, or without its token field. The details (a path, a parse error)
+-- are the operator's: the log has them, the client is told less.
+function M.load_for(name, kind, field)
+  local label = LABEL[kind] or kind
+  local rec, err = M.load(name or "")
+  if not rec then
+    require("moongate.log").warn("%s account %s: %s", label, tostring(name), tostring(err))
+    return nil, { status = 503, message = string.format(
+      "%s account %s is not available (the gateway's log says why); run moongate login %s --name %s",
+      label, tostring(name), kind, tostring(name)) }
+  end
+  if rec.kind ~= kind or type(rec[field]) ~= "string" then
+    return nil, { status = 503, message = string.format("account %s is not a %s account (kind %s)",
+      tostring(name), label, tostring(rec.kind)) }
+  end
+  return rec
+end
+
 return M

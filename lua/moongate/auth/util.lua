@@ -5,7 +5,7 @@
 -- libuv loop.
 --
 --   b64url(bytes) -> text; b64url_decode(text) -> bytes | nil
---   sha256(bytes) -> 32 bytes; random_bytes(n) -> n bytes
+--   sha256(bytes) -> 32 bytes; random_bytes(n) -> n bytes; uuid() -> a v4 UUID
 --   pkce() -> verifier, challenge; challenge(verifier) -> S256 challenge
 --   jwt_claims(token) -> table | nil, err   (no signature check: the token
 --                        came straight from the issuer over TLS)
@@ -14,6 +14,8 @@
 --                      cb(nil, message): a curl failure (no HTTP answer)
 --   after(ms, fn)      fn once, ms milliseconds later (a luv timer)
 --   wait(done, timeout_ms) run this thread's loop until done() is true
+--   run(async, ...)    async(..., done) run to its end: done's result, err
+--   once(holder, cb, start, fail_s)  single flight, with failures remembered
 local json = require "moongate.json"
 
 local M = {}
@@ -104,6 +106,22 @@ function M.random_bytes(n)
   local s = f:read(n)
   f:close()
   return s
+end
+
+--- env(name, default) -> a URL from the environment (no trailing slash), or default
+function M.env(name, default)
+  local v = os.getenv(name)
+  if v and v ~= "" then return (v:gsub("/+$", "")) end
+  return default
+end
+
+--- uuid() -> a random UUID (version 4), as request ids are written
+function M.uuid()
+  local b = { M.random_bytes(16):byte(1, 16) }
+  b[7] = bit.bor(bit.band(b[7], 0x0f), 0x40)
+  b[9] = bit.bor(bit.band(b[9], 0x3f), 0x80)
+  local h = string.format(string.rep("%02x", 16), unpack(b))
+  return h:sub(1, 8) .. "-" .. h:sub(9, 12) .. "-" .. h:sub(13, 16) .. "-" .. h:sub(17, 20) .. "-" .. h:sub(21)
 end
 
 --- random_id(n) -> base64url text of n random bytes
@@ -207,6 +225,37 @@ function M.wait(done, timeout_ms)
     if not uv.run("once") and not done() then return false end
   end
   return true
+end
+
+--- once(holder, cb, start, fail_s): start(done) once for every caller
+-- that comes while it is under way (they all get what done is given); a
+-- failure (done(nil, err)) is given to callers for fail_s seconds by
+-- holder.clock() without starting again. holder keeps .waiting, .failed.
+function M.once(holder, cb, start, fail_s)
+  if holder.waiting then
+    holder.waiting[#holder.waiting + 1] = cb
+    return
+  end
+  if holder.failed and holder.clock() < holder.failed.until_s then return cb(nil, holder.failed.err) end
+  holder.waiting = { cb }
+  start(function(value, err)
+    holder.failed = value == nil and { until_s = holder.clock() + fail_s, err = err } or nil
+    local list = holder.waiting
+    holder.waiting = nil
+    for _, f in ipairs(list) do f(value, err) end
+  end)
+end
+
+--- run(async, ...) -> what async(..., done) gave done: runs this thread's
+-- loop until it calls done(result, err) (a command's login)
+function M.run(async, ...)
+  local result, err, finished
+  local args = { ... }
+  args[#args + 1] = function(r, e) result, err, finished = r, e, true end
+  async(unpack(args))
+  M.wait(function() return finished end)
+  if not finished then return nil, "the login stopped before it ended" end
+  return result, err
 end
 
 --- message(res) -> a short reason from an error answer's body (never the

@@ -14,7 +14,6 @@ local listing = require "moongate.providers.listing"
 local util = require "moongate.auth.util"
 local chatgpt = require "moongate.auth.chatgpt"
 local canonical = require "moongate.canonical"
-local json = require "moongate.json"
 
 local M = {}
 
@@ -25,10 +24,6 @@ M.TAKES = { model = true, instructions = true, input = true, tools = true, tool_
   parallel_tool_calls = true, reasoning = true, store = true, stream = true, include = true,
   prompt_cache_key = true, text = true }
 
-local function base_default()
-  local v = os.getenv("MOONGATE_CHATGPT_URL")
-  return (v and v ~= "" and v or "https://chatgpt.com/backend-api/codex"):gsub("/+$", "")
-end
 
 local kind = {}
 
@@ -46,7 +41,8 @@ function kind.headers(p, tok, creq, adapter)
   h.accept = "text/event-stream"
   h["openai-beta"] = "responses=experimental"
   h.originator = p.conf.originator or "codex_cli_rs"
-  h["session_id"] = creq and creq.session_id or require("moongate.providers.copilot").uuid()
+  h["session_id"] = creq and creq.session_id or util.uuid()
+  h["user-agent"] = p.conf.user_agent or ("codex_cli_rs/" .. (p.conf.client_version or M.CLIENT_VERSION))
   if tok.account_id then h["chatgpt-account-id"] = tok.account_id end
   return h
 end
@@ -87,17 +83,17 @@ function M.shape(p, wire, creq)
   if not has then include[#include + 1] = "reasoning.encrypted_content" end
   wire.include = include
   local r = type(wire.reasoning) == "table" and wire.reasoning or {}
-  r.effort = M.effort(p, wire.model, r.effort or p.conf.effort)
+  r.effort = M.effort(p, wire.model, r.effort or p.conf.effort or "medium")
   r.summary = r.summary or p.conf.summary or "auto"
   wire.reasoning = r
 end
 
---- classify(p, status, text, headers, retry_after) -> status, retry_after:
--- the backend's quota errors (usage_limit_reached, usage_not_included,
--- rate_limit_exceeded "try again in N s") as 429 with the wait
-function M.classify(_, status, text, _, retry_after)
-  local body = json.decode(text or "")
-  local e = type(body) == "table" and (type(body.error) == "table" and body.error or body) or {}
+--- classify(p, status, err, retry_after) -> status, retry_after: the
+-- backend's quota errors (usage_limit_reached, usage_not_included,
+-- rate_limit_exceeded "try again in N s"), as an HTTP answer or as a
+-- failed stream (err: the error object), as 429 with the wait
+function M.classify(_, status, e, retry_after)
+  e = type(e) == "table" and e or {}
   local what = tostring(e.type or "") .. " " .. tostring(e.code or "")
   local msg = tostring(e.message or "")
   if status == 429 or what:find("usage_limit_reached") or what:find("usage_not_included")
@@ -112,38 +108,31 @@ end
 
 local mod = upstream.kind {
   adapter = responses,
-  defaults = { base_url = base_default() },
+  defaults = { base_url = util.env("MOONGATE_CHATGPT_URL", "https://chatgpt.com/backend-api/codex") },
   stream_always = true,
   schema = {
-    account = "string",                  -- a stored account (moongate login chatgpt --name)
     effort = { type = "string", enum = { none = true, minimal = true, low = true, medium = true, high = true,
       xhigh = true } },                  -- the reasoning effort when the client asks none
     summary = { type = "string", enum = { auto = true, concise = true, detailed = true, none = true } },
     originator = "string",               -- the originator header (codex_cli_rs)
+    user_agent = "string",               -- the User-Agent header (codex_cli_rs/<client_version>)
     client_version = "string",           -- sent when listing the models
   },
   auth = function(p) return accounts.new(p, kind) end,
   shape = M.shape,
   classify = M.classify,
   init = function(p)
-    p.listing = listing.new(p, function(cb)
-      p.auth:headers({ messages = {} }, function(grant, err)
-        if not grant then return cb(nil, err) end
-        util.request({ url = grant.base_url .. "/models?client_version=" .. (p.conf.client_version or M.CLIENT_VERSION),
-          headers = grant.headers, insecure = p.conf.insecure }, function(res, ferr)
-          if not res then return cb(nil, ferr) end
-          local list = res.status == 200 and res.json and res.json.models
-          if type(list) ~= "table" then return cb(nil, "GET /models answered " .. tostring(res.status)) end
-          local out = {}
-          for _, m in ipairs(list) do
-            if type(m) == "table" and type(m.slug or m.id) == "string" then
-              out[#out + 1] = { id = m.slug or m.id, entry = m }
-            end
+    p.listing = listing.new(p, listing.from_upstream(p, responses,
+      "/models?client_version=" .. (p.conf.client_version or M.CLIENT_VERSION), function(body)
+        if type(body.models) ~= "table" then return nil end
+        local out = {}
+        for _, m in ipairs(body.models) do
+          if type(m) == "table" and type(m.slug or m.id) == "string" then
+            out[#out + 1] = { id = m.slug or m.id, entry = m }
           end
-          cb(out)
-        end)
-      end, { adapter = responses })
-    end)
+        end
+        return out
+      end))
     function p:has_model(id) return self.listing:has(id) end
     util.after(0, function() p.listing:refresh() end)
   end,

@@ -25,15 +25,8 @@ M.THINKING_BETA = "interleaved-thinking-2025-05-14"
 -- endpoint (as /models names it) -> adapter
 local by_endpoint = { ["/v1/messages"] = anthropic, ["/responses"] = responses, ["/chat/completions"] = chat }
 
---- x_request_id() -> a random UUID (version 4)
-local function uuid()
-  local b = { util.random_bytes(16):byte(1, 16) }
-  b[7] = bit.bor(bit.band(b[7], 0x0f), 0x40)
-  b[9] = bit.bor(bit.band(b[9], 0x3f), 0x80)
-  local h = string.format(string.rep("%02x", 16), unpack(b))
-  return h:sub(1, 8) .. "-" .. h:sub(9, 12) .. "-" .. h:sub(13, 16) .. "-" .. h:sub(17, 20) .. "-" .. h:sub(21)
-end
-M.uuid = uuid
+local uuid = util.uuid
+
 
 --- initiator(creq) -> "user" when the last message is the user's own
 -- text, else "agent" (tool results, assistant turns): Copilot bills a
@@ -102,16 +95,18 @@ end
 
 --- pick(info, client) -> the adapter for a model's entry: Anthropic's when
 -- the model has it, else the client's own format when listed, else
--- Responses, else chat completions
+-- Responses, else chat completions; nil when the entry names no endpoint
 function M.pick(info, client)
-  local eps = {}
-  for _, e in ipairs(type(info) == "table" and type(info.supported_endpoints) == "table"
-      and info.supported_endpoints or {}) do eps[e] = true end
+  local eps, any = {}, false
+  local list = type(info) == "table" and info.supported_endpoints
+  for _, e in ipairs(type(list) == "table" and list or {}) do
+    if by_endpoint[e] then eps[e], any = true, true end
+  end
+  if not any then return nil end
   if eps["/v1/messages"] then return anthropic end
   if client == "responses" and eps["/responses"] then return responses end
   if eps["/chat/completions"] then return chat end
-  if eps["/responses"] then return responses end
-  return chat
+  return responses
 end
 
 --- guess(model) -> the adapter for a model no list describes (a client's
@@ -128,7 +123,6 @@ local mod = upstream.kind {
   adapter = chat,
   defaults = {}, -- the base comes from the token (proxy-ep)
   schema = {
-    account = "string",                  -- a stored account (moongate login copilot --name)
     integration_id = "string",           -- Copilot-Integration-Id (vscode-chat)
     editor_version = "string",           -- Editor-Version
     editor_plugin_version = "string",    -- Editor-Plugin-Version
@@ -143,21 +137,10 @@ local mod = upstream.kind {
   end,
   init = function(p)
     p.count_tokens = false -- app.lua estimates (the model decides the endpoint)
-    p.listing = listing.new(p, function(cb)
-      -- the list as the first account (or the configured token) sees it
-      p.auth:headers({ messages = {} }, function(grant, err)
-        if not grant then return cb(nil, err) end
-        grant.headers["x-initiator"], grant.headers["content-type"] = nil, nil
-        util.request({ url = grant.base_url .. "/models", headers = grant.headers, insecure = p.conf.insecure },
-          function(res, ferr)
-            if not res then return cb(nil, ferr) end
-            if res.status ~= 200 or not (res.json and type(res.json.data) == "table") then
-              return cb(nil, "GET /models answered " .. tostring(res.status))
-            end
-            cb(res.json.data)
-          end)
-      end, { adapter = chat })
-    end)
+    -- the list as the first account (or the configured token) sees it
+    p.listing = listing.new(p, listing.from_upstream(p, chat, "/models", function(body)
+      return type(body.data) == "table" and body.data or nil
+    end))
     function p:has_model(id) return self.listing:has(id) end
     -- listed at start, so that /v1/models and routing by name have it
     if not p.conf.forward_client_key then util.after(0, function() p.listing:refresh() end) end
@@ -167,7 +150,7 @@ local mod = upstream.kind {
     if p.conf.forward_client_key then return cb(M.guess(model)) end
     p.listing:get(function(info)
       local entry = info[model]
-      cb(entry and M.pick(entry, creq.client) or M.guess(model))
+      cb(M.pick(entry, creq.client) or M.guess(model))
     end)
   end,
 }

@@ -4,6 +4,9 @@
 -- /v1/models shows) and p.model_info (id -> the upstream's entry).
 --
 --   listing.new(p, fetch) -> l; fetch(cb): cb(list of {id, ...}) | cb(nil, err)
+--   listing.from_upstream(p, adapter, path, read) -> a fetch: GET base_url ..
+--                  path with the provider's credentials (fresh ones once after
+--                  a 401), read(decoded answer) -> the list | nil
 --   l:get(cb)      cb(model_info) once fresh (or the old list when the fetch
 --                  fails: a stale list beats none)
 --   l:refresh()    fetch now if stale (a provider calls it at start)
@@ -56,6 +59,28 @@ function Listing:get(cb)
     end
     for _, fn in ipairs(waiting) do fn(self.p.model_info) end
   end)
+end
+
+function M.from_upstream(p, adapter, path, read)
+  local util = require "moongate.auth.util"
+  return function(cb)
+    local function try(stale, previous)
+      p.auth:headers({ messages = {} }, function(grant, err)
+        if not grant then return cb(nil, err) end
+        -- a listing is neither the user's turn nor a request body
+        grant.headers["x-initiator"], grant.headers["content-type"] = nil, nil
+        util.request({ url = grant.base_url .. path, headers = grant.headers, insecure = p.conf.insecure },
+          function(res, ferr)
+            if not res then return cb(nil, ferr) end
+            if res.status == 401 and not stale and p.auth.refreshable then return try(true, grant) end
+            local list = res.status == 200 and res.json and read(res.json)
+            if type(list) ~= "table" then return cb(nil, "GET " .. path .. " answered " .. tostring(res.status)) end
+            cb(list)
+          end)
+      end, { adapter = adapter, stale = stale, previous = previous })
+    end
+    try(false)
+  end
 end
 
 function Listing:refresh()

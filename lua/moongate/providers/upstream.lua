@@ -185,6 +185,74 @@ local function error_event(err)
     code = err.code, param = err.param, retry_after = err.retry_after, retryable = err.retryable }
 end
 
+-- fn on the next turn of the loop
+local function later(fn)
+  local t = require("luv").new_timer()
+  t:start(0, 0, function() t:close(); fn() end)
+end
+
+--- hold(p, grant, sink, rotate) -> h: h:frame(events) -> the events to
+-- emit now | false: the upstream said, before any content, that this
+-- member is limited (p.spec.classify), and rotate() found another to serve
+-- (the caller sends the request again). A start is held until the first
+-- content or error, or for HOLD_MS at most (then it goes out: a client
+-- waits for its stream's headers no longer than that).
+M.HOLD_MS = 1000
+function M.hold(p, grant, sink, rotate)
+  local h = { events = {}, released = false }
+  local timer
+  local function release()
+    if timer then timer:stop(); timer:close(); timer = nil end
+    h.released = true
+    local out = h.events
+    h.events = {}
+    return out
+  end
+  h.release = release
+  function h:frame(events)
+    if self.released then return events end
+    local out = {}
+    for _, ev in ipairs(events) do
+      if self.released then
+        out[#out + 1] = ev
+      elseif ev.type == "start" then
+        self.events[#self.events + 1] = ev
+      elseif ev.type == "error" then
+        local status, ra = p.spec.classify(p, ev.status or 502,
+          { code = ev.code, type = ev.error_type, message = ev.message }, ev.retry_after)
+        if status == 429 then
+          ev.status, ev.retry_after, ev.retryable, ev.upstream = 429, ra, true, true
+          self.retry_after = ra
+          local turn = rotate()
+          if turn then
+            turn()
+            log.info("upstream %s: %s is rate limited; another member of the pool serves", p.name,
+              grant.member and grant.member.name or "?")
+            release()
+            return false
+          end
+        end
+        release() -- the start is dropped: the client gets the error as an HTTP answer
+        out[#out + 1] = ev
+      else
+        for _, e in ipairs(release()) do out[#out + 1] = e end
+        out[#out + 1] = ev
+      end
+    end
+    if not self.released and #self.events > 0 and not timer then
+      local ok, uv = pcall(require, "luv")
+      if ok then
+        timer = uv.new_timer()
+        timer:start(M.HOLD_MS, 0, sink.guard(function()
+          if not sink.closed() and not self.released then emit_all(sink, release()) end
+        end))
+      end
+    end
+    return out
+  end
+  return h
+end
+
 -- the endpoints a provider may forward as they are, when its conf says so
 local forwardable = { completions = true, embeddings = true }
 
@@ -205,8 +273,9 @@ local forwardable = { completions = true, embeddings = true }
 --   shape(p, wire, creq, adapter)  last touches to a translated request
 --   stream_always    the upstream is always asked for a stream (a whole
 --                    answer is collected from it)
---   classify(p, status, text, headers) -> status, retry_after: reads a
---                    limit the upstream says its own way (a quota error)
+--   classify(p, status, err, retry_after) -> status, retry_after: reads a
+--                    limit the upstream says its own way (a quota error;
+--                    err: the error object, of an answer or a failed stream)
 function M.kind(spec)
   local P = {}
   P.__index = P
@@ -356,6 +425,15 @@ function M.kind(spec)
       local dec = plan.stream and (plan.pass and M.passthrough(plan.forward and openai_stream_end or a.stream_end)
         or a.decoder(creq)) or nil
       local piped
+      -- a kind that reads limits its own way (classify) may be told one in
+      -- the stream itself (the Codex backend's response.failed): its start
+      -- is held until the first content, so that such a failure is still
+      -- the client's 429 (or another member's turn), not a started stream
+      local held
+      held = dec and not plan.pass and spec.classify and M.hold(self, grant, sink, function()
+        return rotations < 8 and self.auth.limited and self.auth:limited(grant, held.retry_after)
+          and function() rotations = rotations + 1 end
+      end) or nil
 
       local cbs = {
         on_done = sink.guard(function(err, code, text, st, hdrs, piped_n)
@@ -366,6 +444,7 @@ function M.kind(spec)
           -- passthrough's), for a front door that ends its stream in their numbering
           local passed
           if dec and dec.passed then dec.piped = piped_n or 0; passed = dec:passed() end
+          if err and held then held.release() end
           if err then
             -- curl's words for a failed connect name the upstream's address:
             -- the log keeps them, the client is told less
@@ -378,8 +457,13 @@ function M.kind(spec)
               retryable = code ~= "ELUA" and code ~= "ETOOBIG" }) -- the same again would fail again
           end
           if status and status >= 400 then
+            if held then held.release() end
             local retry_after = tonumber(hdrs and hdrs["retry-after"])
-            if spec.classify then status, retry_after = spec.classify(self, status, text, hdrs, retry_after) end
+            if spec.classify then
+              local body = json.decode(text or "")
+              local e = type(body) == "table" and (type(body.error) == "table" and body.error or body) or {}
+              status, retry_after = spec.classify(self, status, e, retry_after)
+            end
             -- credentials the upstream refuses: fresh ones once (a token
             -- refreshed), then the request again
             if status == 401 and not refreshed and self.auth.refreshable then
@@ -413,9 +497,16 @@ function M.kind(spec)
             end
             return sink.emit(ev)
           end
+          if self.auth.served then self.auth:served(grant) end
           if dec and text == "" then
-            return emit_all(sink, dec:finish())
+            local events = dec:finish()
+            if held then
+              events = held:frame(events)
+              if events == false then return authorize(false, grant) end
+            end
+            return emit_all(sink, events)
           end
+          if held then held.release() end -- (a start held back is not wanted now)
           if plan.pass and (not dec or plan.forward) then
             if not object_text(text) then
               return sink.emit({ type = "error", status = 502, message = "malformed answer from upstream: "
@@ -432,7 +523,17 @@ function M.kind(spec)
         cbs.on_frame = sink.guard_value(function(data, event, piped_n)
           -- (piped_n: the frames C queued itself so far, which the client has too)
           if dec.passed then dec.piped = piped_n or 0 end
-          local more = emit_all(sink, adapt(self.name, dec.frame, dec, data, event))
+          local events = adapt(self.name, dec.frame, dec, data, event)
+          if held then
+            events = held:frame(events)
+            if events == false then -- limited before any content: another member serves
+              core._fetch_cancel(handle)
+              handle = nil
+              later(sink.guard(function() authorize(false, grant) end)) -- (curl takes no new transfer from its callback)
+              return false
+            end
+          end
+          local more = emit_all(sink, events)
           if plan.pass and more and not piped and dec.pipe and sink.pipe_handle then
             -- the client's stream is open: C queues the upstream's ordinary
             -- frames there itself from now on; this decoder still sees the
