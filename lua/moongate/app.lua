@@ -300,12 +300,17 @@ function App:stats(req)
   s.response_store = self.store:stats()
   -- the pools of accounts and keys (names and counts, never a credential),
   -- as this worker thread sees them
-  local pools = {}
+  local pools, lists = {}, {}
   for name, p in pairs(self.providers) do
     local st = p.state and p:state()
     if st then pools[name] = st end
+    -- the upstreams whose models are discovered: how many, how old, and
+    -- whether the last try failed (an upstream that is down keeps its list)
+    local d = p.discovery and p:discovery()
+    if d then lists[name] = d end
   end
   if next(pools) then s.accounts = pools end
+  if next(lists) then s.discovery = lists end
   return http.json(req, 200, json.encode_raw(s))
 end
 
@@ -412,6 +417,10 @@ end
 
 function App:shutdown()
   for _, x in pairs(self.active) do x:cancel("shutdown") end
+  -- providers' background work (model listings) ends before the Lua state
+  for _, p in pairs(self.providers) do
+    if type(p) == "table" and p.stop then p:stop() end
+  end
 end
 
 return M

@@ -48,7 +48,8 @@ end
 
 -- The kinds this build ships; any other kind is a module
 -- moongate.providers.<kind> on lua_path (an operator's provider script).
-local builtin_kinds = { "echo", "openai", "anthropic", "ws", "copilot", "chatgpt", "qwen" }
+local builtin_kinds = { "echo", "openai", "anthropic", "ws", "copilot", "chatgpt", "qwen", "prompt", "vllm", "llamacpp",
+  "ollama" }
 
 local list_of_strings = { type = "list", values = "string" }
 
@@ -87,6 +88,8 @@ M.provider_base = {
   api_key_envs = list_of_strings,
   cooldown_ms = integer(0),
   models_ttl_s = integer(1),           -- how long a fetched models list is kept
+  discover = "boolean",                -- list the upstream's models (docs/LOCAL.md)
+  models_url = "string",               -- where: a path after base_url (/models) or a whole URL
 }
 
 local route_schema = {
@@ -203,6 +206,8 @@ local function check_value(spec, v, path, errs)
     end
   elseif t == "boolean" then
     if type(v) ~= "boolean" then return bad("a boolean") end
+  elseif t == "function" then -- a hook an operator writes in the config (a prompt template)
+    if type(v) ~= "function" then return bad("a function") end
   elseif t == "string_or_list" then
     if type(v) == "string" then return end
     if type(v) ~= "table" or not is_list(v) or #v == 0 then

@@ -1,8 +1,10 @@
 -- Routing: model name -> provider chain. Routes match the model exactly or
 -- by glob (* and ?), may rewrite it (model) or take a prefix off it
 -- (strip), and name a provider or a fallback list. A name no route takes
--- may still be served by a stored account's provider (cfg.account_providers,
--- asked in order through provider:has_model(name)), then by the WS workers.
+-- may still be served by a provider that lists its upstream's models (the
+-- stored accounts' providers, cfg.account_providers, in that order, then
+-- every other provider with a listing, by name; asked through
+-- provider:has_model(name)), then by the WS workers.
 -- Pure but for one info line: built from the config table and a provider
 -- registry.
 local errors = require "moongate.errors"
@@ -45,12 +47,18 @@ function M.new(cfg, providers, opts)
       strip = r.strip,
     }
   end
-  -- the stored accounts' providers that can say which models they have
-  local accounts = {}
+  -- the providers that can say which models they have: the stored
+  -- accounts' first, then those that discover their upstream's models
+  local accounts, seen, others = {}, {}, {}
   for _, pname in ipairs(cfg.account_providers or {}) do
     local p = providers[pname]
-    if p then accounts[#accounts + 1] = { name = pname, provider = p } end
+    if p then accounts[#accounts + 1] = { name = pname, provider = p }; seen[pname] = true end
   end
+  for pname, p in pairs(providers) do
+    if not seen[pname] and type(p) == "table" and p.listing then others[#others + 1] = pname end
+  end
+  table.sort(others)
+  for _, pname in ipairs(others) do accounts[#accounts + 1] = { name = pname, provider = providers[pname] } end
   opts = opts or {}
   local self = setmetatable({ routes = routes, providers = providers, aliases = cfg.aliases or {},
     accounts = accounts, told = {},
@@ -80,7 +88,7 @@ local function route_for(self, r, name, model, effort)
   return { model = upstream, requested = model, effort = effort, chain = chain }
 end
 
--- The first account whose provider has this model serves it. Their lists
+-- The first provider (account or discovering) that has this model serves it. Their lists
 -- change as they are fetched again, so this is asked on each request, never
 -- kept. While a model has not been logged yet, every account is asked, to
 -- say once which others offer it too.
@@ -100,7 +108,7 @@ local function by_account(self, name)
   end
   if others then
     self.told[name] = true
-    log.info("model %s: served by account %s (also offered by %s)", name, first, table.concat(others, ", "))
+    log.info("model %s: served by provider %s (also offered by %s)", name, first, table.concat(others, ", "))
   end
   return first
 end

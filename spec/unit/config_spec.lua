@@ -176,7 +176,7 @@ describe("provider kinds' own config fields", function()
     local cfg, text = check([[{ u = { kind = "nonesuch", colour = "red" }, x = { kind = "brokenload" } }]])
     assert.is_nil(cfg)
     assert.matches('config providers.u.kind: unknown kind "nonesuch" (built in: echo, openai, anthropic, ws, '
-      .. "copilot, chatgpt, qwen; or a module moongate.providers.nonesuch on lua_path)", text, 1, true)
+      .. "copilot, chatgpt, qwen, prompt, vllm, llamacpp, ollama; or a module moongate.providers.nonesuch on lua_path)", text, 1, true)
     assert.matches('config providers.x.kind: the module of kind "brokenload" failed to load: '
       .. ".*brokenload.lua:%d+: brokenload: this module fails on purpose", text)
     -- the kind is what is wrong: no noise about the keys it might take

@@ -148,7 +148,7 @@ describe("router with strip and stored accounts", function()
     local route = r:resolve("shared")
     assert.equal(1, #route.chain)
     assert.equal("a", route.chain[1].name)
-    assert.same({ "model shared: served by account a (also offered by b)" }, lines)
+    assert.same({ "model shared: served by provider a (also offered by b)" }, lines)
     for _ = 1, 5 do r:resolve("shared") end
     assert.equal(1, #lines)
     -- the effort suffix comes off before the accounts are asked

@@ -133,8 +133,7 @@ local mod = upstream.kind {
         end
         return out
       end))
-    function p:has_model(id) return self.listing:has(id) end
-    util.after(0, function() p.listing:refresh() end)
+    p.listing:watch() -- listed at start and every models_ttl_s
   end,
 }
 for k, v in pairs(M) do mod[k] = v end

@@ -141,9 +141,8 @@ local mod = upstream.kind {
     p.listing = listing.new(p, listing.from_upstream(p, chat, "/models", function(body)
       return type(body.data) == "table" and body.data or nil
     end))
-    function p:has_model(id) return self.listing:has(id) end
-    -- listed at start, so that /v1/models and routing by name have it
-    if not p.conf.forward_client_key then util.after(0, function() p.listing:refresh() end) end
+    -- listed at start and every models_ttl_s, so that /v1/models and routing by name have it
+    if not p.conf.forward_client_key then p.listing:watch() end
   end,
   target = function(p, creq, cb)
     local model = creq.upstream_model or creq.model

@@ -6,6 +6,7 @@
 -- Provider interface (every kind implements it):
 --   M.new(name, conf) -> provider
 --   provider:start(creq, sink) -> job with job:cancel()
+--   provider:stop() (optional): at shutdown, ends its background work
 -- sink.emit(ev) -> more (false: wait for sink.on_drain(fn) before emitting
 -- again); sink.guard(fn) wraps an async callback so an error in it ends the
 -- request in the client's format; sink.closed() tells whether to stop.

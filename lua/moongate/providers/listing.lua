@@ -1,16 +1,25 @@
 -- A provider's model list fetched from its upstream (kinds copilot and
--- chatgpt), cached for models_ttl_s (default 600 s). One fetch at a time:
--- requests arriving during it wait for it. The list fills p.models (what
--- /v1/models shows) and p.model_info (id -> the upstream's entry).
+-- chatgpt, and any provider with discover = true: the local servers'
+-- presets), cached for models_ttl_s (default 600 s) and refreshed in the
+-- background. One fetch at a time: requests arriving during it wait for
+-- it. The list fills p.models (what /v1/models shows) and p.model_info
+-- (id -> the upstream's entry). An upstream that is down keeps its last
+-- list; l.down says why until a fetch works again (/stats shows it).
 --
 --   listing.new(p, fetch) -> l; fetch(cb): cb(list of {id, ...}) | cb(nil, err)
 --   listing.from_upstream(p, adapter, path, read) -> a fetch: GET base_url ..
---                  path with the provider's credentials (fresh ones once after
+--                  path (or path itself, a whole URL) with the provider's credentials (fresh ones once after
 --                  a 401), read(decoded answer) -> the list | nil
 --   l:get(cb)      cb(model_info) once fresh (or the old list when the fetch
 --                  fails: a stale list beats none)
 --   l:refresh()    fetch now if stale (a provider calls it at start)
 --   l:has(id)      -> whether the last list names it
+--   l:watch()      fetch now and every models_ttl_s, in the background (a
+--                  timer that keeps no loop alive)
+--   l:stop()       the watch ends (at shutdown)
+--   l:state()      -> {models = n, age_s (since the last list came), down = why?} for /stats
+--   listing.read_models(body) -> the list of an OpenAI /v1/models answer
+--                  ({data: [{id}]}) or an Ollama /api/tags one ({models: [{name}]})
 local log = require "moongate.log"
 
 local M = {}
@@ -31,8 +40,8 @@ function Listing:fresh()
   return self.at ~= nil and self.clock() - self.at < self.ttl
 end
 
-function Listing:get(cb)
-  if self:fresh() then return cb(self.p.model_info) end
+function Listing:get(cb, force)
+  if not force and self:fresh() then return cb(self.p.model_info) end
   if self.waiting then self.waiting[#self.waiting + 1] = cb; return end
   self.waiting = { cb }
   self.fetch(function(list, err)
@@ -52,9 +61,11 @@ function Listing:get(cb)
       local listed = {}
       for _, id in ipairs(p.conf.models or {}) do listed[#listed + 1] = id end
       for _, id in ipairs(ids) do listed[#listed + 1] = id end
-      p.models, p.model_info, self.at = listed, info, self.clock()
+      p.models, p.model_info, self.at, self.down = listed, info, self.clock(), nil
+      self.ok_at = self.at
     else
-      log.warn("provider %s: cannot list its models: %s", self.p.name, tostring(err and err.message or err))
+      self.down = tostring(type(err) == "table" and err.message or err)
+      log.warn("provider %s: cannot list its models: %s", self.p.name, self.down)
       self.at = self.clock() - self.ttl + math.min(60, self.ttl) -- try again in a minute, not per request
     end
     for _, fn in ipairs(waiting) do fn(self.p.model_info) end
@@ -69,7 +80,8 @@ function M.from_upstream(p, adapter, path, read)
         if not grant then return cb(nil, err) end
         -- a listing is neither the user's turn nor a request body
         grant.headers["x-initiator"], grant.headers["content-type"] = nil, nil
-        util.request({ url = grant.base_url .. path, headers = grant.headers, insecure = p.conf.insecure },
+        local url = path:find("^https?://") and path or grant.base_url .. path
+        util.request({ url = url, headers = grant.headers, insecure = p.conf.insecure },
           function(res, ferr)
             if not res then return cb(nil, ferr) end
             if res.status == 401 and not stale and p.auth.refreshable then return try(true, grant) end
@@ -81,6 +93,45 @@ function M.from_upstream(p, adapter, path, read)
     end
     try(false)
   end
+end
+
+function M.read_models(body)
+  local out = {}
+  if type(body.data) == "table" then
+    for _, m in ipairs(body.data) do
+      if type(m) == "table" and type(m.id) == "string" then out[#out + 1] = m end
+    end
+    return out
+  end
+  if type(body.models) == "table" then
+    for _, m in ipairs(body.models) do
+      local id = type(m) == "table" and (m.name or m.model)
+      if type(id) == "string" then out[#out + 1] = { id = id, entry = m } end
+    end
+    return out
+  end
+end
+
+function Listing:watch()
+  local uv = require "luv"
+  local t = uv.new_timer()
+  t:start(0, math.floor(self.ttl * 1000), function() self:get(function() end, true) end)
+  t:unref()
+  self.timer = t
+end
+
+-- the watch's timer closed: at shutdown, before the Lua state goes (a
+-- timer that keeps no loop alive would otherwise outlive it)
+function Listing:stop()
+  if self.timer then
+    if not self.timer:is_closing() then self.timer:close() end
+    self.timer = nil
+  end
+end
+
+function Listing:state()
+  return { models = #self.p.models, down = self.down,
+    age_s = self.ok_at and math.floor(self.clock() - self.ok_at) or nil }
 end
 
 function Listing:refresh()

@@ -14,6 +14,7 @@ local errors = require "moongate.errors"
 local log = require "moongate.log"
 local secrets = require "moongate.secrets"
 local canonical = require "moongate.canonical"
+local listing = require "moongate.providers.listing"
 -- a forwarded endpoint's stream (completions) ends as a chat stream does
 local openai_stream_end = require("moongate.adapters.openai").stream_end
 
@@ -271,6 +272,8 @@ local forwardable = { completions = true, embeddings = true }
 --   target(p, creq, cb)  cb(adapter) | cb(nil, err): the adapter for this
 --                    request (a kind whose models speak several formats)
 --   shape(p, wire, creq, adapter)  last touches to a translated request
+--   discover         list the upstream's models by default (conf.discover
+--                    says otherwise); conf.models_url: where (default /models)
 --   stream_always    the upstream is always asked for a stream (a whole
 --                    answer is collected from it)
 --   classify(p, status, err, retry_after) -> status, retry_after: reads a
@@ -312,7 +315,26 @@ function M.kind(spec)
     if not adapter.count_path then self.count_tokens = false end -- app.lua estimates instead
     self.auth = spec.auth and spec.auth(self) or require("moongate.auth.api_key").new(self)
     if spec.init then spec.init(self) end
+    -- model discovery: the upstream's own list (/models, or models_url),
+    -- refreshed in the background; the router serves its models by name
+    local discover = conf.discover
+    if discover == nil then discover = spec.discover end
+    if discover and not self.listing then
+      self.listing = listing.new(self, listing.from_upstream(self, adapter, conf.models_url or "/models",
+        listing.read_models))
+      self.listing:watch()
+    end
     return self
+  end
+
+  --- stop(): at shutdown, its background work ends
+  function P:stop()
+    if self.listing then self.listing:stop() end
+  end
+
+  --- has_model(id) -> whether the upstream's listed models name it
+  function P:has_model(id)
+    return self.listing ~= nil and self.listing:has(id)
   end
 
   --- serves(endpoint) -> whether this provider forwards that endpoint's
@@ -330,6 +352,11 @@ function M.kind(spec)
   --- state() -> this provider's pool of accounts or keys, for /stats (nil: none)
   function P:state()
     return self.auth.state and self.auth:state() or nil
+  end
+
+  --- discovery() -> its model listing's state, for /stats (nil: it lists none)
+  function P:discovery()
+    return self.listing and self.listing:state() or nil
   end
 
   --- count_tokens(creq, cb): cb(n) or cb(nil, err) with the upstream's
