@@ -329,6 +329,18 @@ function H.gateway_fixture(opts)
   return t
 end
 
+--- write_account(home, record): an account as `moongate login` stores it
+-- (home/accounts/NAME.json, 0600, in a folder of mode 0700)
+function H.write_account(home, rec)
+  local dir = home .. "/accounts"
+  assert(os.execute("mkdir -p " .. dir .. " && chmod 700 " .. dir) == 0)
+  local path = dir .. "/" .. rec.name .. ".json"
+  local f = assert(io.open(path, "wb"))
+  f:write(require("moongate.json").encode(rec))
+  f:close()
+  assert(uv.fs_chmod(path, tonumber("600", 8)))
+end
+
 --- shell_quote(s) -> s as one word for sh
 function H.shell_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"

@@ -8,7 +8,6 @@
 -- every secret used, finding none.
 local H = require "helpers"
 local json = require "moongate.json"
-local uv = require "luv"
 
 local GH_TOKEN = "gho_specGithubToken0123456789"
 local CG = { -- two ChatGPT accounts (a pool)
@@ -16,15 +15,7 @@ local CG = { -- two ChatGPT accounts (a pool)
   { name = "cgb", access = "cg-access-bbbb-0123456789", refresh = "cg-refresh-bbbb-0123456789", id = "acct-b" },
 }
 
-local function write_account(home, rec)
-  local dir = home .. "/accounts"
-  assert(os.execute("mkdir -p " .. dir .. " && chmod 700 " .. dir) == 0)
-  local path = dir .. "/" .. rec.name .. ".json"
-  local f = assert(io.open(path, "wb"))
-  f:write(json.encode(rec))
-  f:close()
-  assert(uv.fs_chmod(path, tonumber("600", 8)))
-end
+local write_account = H.write_account
 
 -- write_accounts(home): the Copilot account "work" and the ChatGPT accounts of CG
 local function write_accounts(home)

@@ -45,6 +45,9 @@ describe("kind copilot", function()
     assert.equal("agent", copilot.initiator({ messages = { { role = "user", content = {
       { type = "tool_result", tool_call_id = "t", content = "x" }, { type = "text", text = "and" } } } } }))
     assert.equal("agent", copilot.initiator({ messages = {} }))
+    -- a system message after the user's turn does not make it the agent's
+    assert.equal("user", copilot.initiator({ messages = { text("user", "hi"), text("system", "# Environment") } }))
+    assert.equal("agent", copilot.initiator({ messages = { text("system", "only") } }))
   end)
 
   it("flags images, also inside tool results", function()

@@ -33,7 +33,11 @@ local uuid = util.uuid
 -- premium request for the user's turns only
 function M.initiator(creq)
   local msgs = creq.messages or {}
-  local last = msgs[#msgs]
+  -- (a system message after the turn, as Claude Code's newer models send
+  -- its environment, is not the turn)
+  local n = #msgs
+  while n > 0 and msgs[n].role == "system" do n = n - 1 end
+  local last = msgs[n]
   if not last or last.role ~= "user" then return "agent" end
   local text = false
   for _, b in ipairs(last.content or {}) do
