@@ -30,7 +30,8 @@ function M.dropped(creq, what)
   d[#d + 1] = what
 end
 
-M.format_names = { openai = "OpenAI", anthropic = "Anthropic", responses = "OpenAI Responses" }
+M.format_names = { openai = "OpenAI", anthropic = "Anthropic", responses = "OpenAI Responses",
+  prompt = "raw completion (prompt mode)" }
 
 --- foreign_fields(creq, format): the client's top-level fields on their
 -- way to an upstream of another format. Each has a fate in its front
@@ -49,7 +50,7 @@ function M.foreign_fields(creq, format)
     if fate == "drop" then
       M.dropped(creq, k)
     elseif fate == nil then
-      errors.refuse(400, string.format("%s: unknown field, which the gateway cannot translate for an %s-format upstream",
+      errors.refuse(400, string.format("%s: unknown field, which the gateway cannot translate for an upstream of the %s format",
         tostring(k), M.format_names[format] or tostring(format)), { param = tostring(k) })
     elseif fate ~= "mapped" then
       errors.refuse(400, string.format("%s: %s", tostring(k), fate), { param = tostring(k) })

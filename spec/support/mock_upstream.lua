@@ -1,5 +1,6 @@
 -- A mock upstream speaking OpenAI chat completions, OpenAI Responses,
--- OpenAI's legacy completions and embeddings, and Anthropic messages,
+-- OpenAI's legacy completions and embeddings, Anthropic messages, and
+-- llama.cpp's own completion endpoint (llama-server's POST /completion),
 -- scripted per test, and as strict as the real APIs about what it is sent.
 -- It stands in for the account upstreams too: the GitHub Copilot API under
 -- /copilot (POST /copilot/chat/completions, /copilot/v1/messages,
@@ -65,12 +66,20 @@
 --   mock's, when the request's include asks for reasoning.encrypted_content,
 --   and only that value is taken back for that id), text a message, tool_calls function_call items; stop =
 --   "length" / "content_filter" ends it incomplete; streamed as the API's
---   events with sequence_number. Completions: text. Embeddings: a vector of
+--   events with sequence_number. Completions: text ("" for an empty
+--   completion; missing = true: no text field at all), stop = "length"
+--   for finish_reason length. llama.cpp
+--   (.../completion): text ("" for an empty completion), stop = "length" |
+--   "limit" (stop_type limit), "word" (stopping_word: the request's first
+--   stop, or r.stopping_word), else stop_type eos; `missing = true` leaves
+--   content out of the answer (a back end that says nothing at all).
+--   Embeddings: a vector of
 --   EMBED_DIM values (or the request's dimensions) per input, base64
 --   float32 when encoding_format asks for it.
 -- With nothing queued it echoes the last user message (a completion's
 -- prompt) in the format of the path (.../chat/completions, .../responses,
--- .../completions, /v1/messages; a ?query ignored), streamed when asked,
+-- .../completions, .../completion, /v1/messages; a ?query ignored),
+-- streamed when asked,
 -- and answers .../embeddings with the mock's vectors.
 --
 -- Strictness. A JSON POST (content-type: application/json, as the daemon
@@ -134,6 +143,24 @@
 -- OpenAI completions: model, prompt (string, strings, tokens) required;
 --   the API's fields checked, others let through. Embeddings: model,
 --   input required, encoding_format float | base64, dimensions >= 1
+-- llama.cpp's /completion (tools/server/README.md of llama.cpp)
+--   - prompt required: a string, tokens (integers), tokens and strings
+--     mixed, or a list of those (several prompts, which the mock refuses:
+--     the daemon sends one); n_predict an integer >= -1; temperature,
+--     top_p, min_p numbers (top_p, min_p 0..1); top_k, seed, n_keep,
+--     n_probs integers; stop a list of strings (the server ignores a
+--     string stop: refused here); stream, cache_prompt booleans;
+--     messages refused (a chat body sent to the raw endpoint, which
+--     would complete no prompt); other fields let through, as the server
+--     takes them (max_tokens too: its alias of n_predict)
+--   - errors {"error": {"code": 400, "message", "type": "invalid_request_error"}}
+--   - answer {index, content, tokens, id_slot, stop: true, model,
+--     tokens_predicted, tokens_evaluated, generation_settings, prompt,
+--     has_new_line, truncated, stop_type (eos | word | limit),
+--     stopping_word, tokens_cached, timings}; streamed: data frames
+--     {index, content, tokens, stop: false, id_slot, tokens_predicted,
+--     tokens_evaluated} per piece, then the final object with content ""
+--     and stop: true, then the connection closes (no [DONE])
 -- Anthropic messages (count_tokens the same, without max_tokens)
 --   - top-level fields: known ones only ("x: Extra inputs are not
 --     permitted"); model; max_tokens required >= 1; temperature 0..1
@@ -1360,6 +1387,50 @@ RS.embeddings = oobj({
 }, { required = { "model", "input" } })
 RULES.embeddings = {}
 
+-- POST .../completion (llama.cpp's llama-server, its own API): one prompt
+-- (a string, tokens, or both mixed; several prompts are the server's too,
+-- but the daemon sends one), the sampling fields typed
+local LC = {}
+LC.piece = S.either(str(), int())
+LC.prompt = S.either(str(), list(LC.piece, { min = 1 }))
+LC.request = S.all(S.custom(function(req, path)
+  if is_object(req) and req.messages ~= nil then
+    return "\"messages\" is not a field of /completion: send a prompt (a chat goes to /v1/chat/completions)", at(path, "messages")
+  end
+end), oobj({
+  prompt = LC.prompt,
+  n_predict = int { min = -1 },
+  max_tokens = int { min = -1 },
+  temperature = num(),
+  top_p = num { min = 0, max = 1 },
+  min_p = num { min = 0, max = 1 },
+  top_k = int(),
+  seed = int(),
+  n_keep = int(),
+  n_probs = int { min = 0 },
+  stop = list(str()),
+  stream = bool(),
+  cache_prompt = bool(),
+}, { required = { "prompt" } }))
+
+-- a problem in llama.cpp's words (a missing key as nlohmann::json says it;
+-- a value of the wrong type as the server's parameter warning does)
+local function lc_words(p)
+  local param = oa_path(p.path)
+  if p.kind == "missing" then return string.format("[json.exception.out_of_range.403] key '%s' not found", param) end
+  if p.kind == "type" or p.kind == "min_items" then
+    return string.format("Wrong type supplied for parameter '%s'. Expected '%s'", param, p.want or "array")
+  end
+  if p.kind == "min" or p.kind == "max" then
+    return string.format("Invalid value for parameter '%s': %s", param, tostring(p.got))
+  end
+  return p.message or ("Invalid request: " .. param)
+end
+
+local function llamacpp_error(message)
+  return { error = { code = 400, message = message, type = "invalid_request_error" } }
+end
+
 -- a problem in the Responses API's words: OpenAI's, but an unknown
 -- top-level field is an "Unknown parameter" there too
 local function rs_words(p)
@@ -1371,7 +1442,7 @@ local function rs_words(p)
 end
 
 local SHAPES = { openai = OA.request, anthropic = AN.request, anthropic_count = AN.count_request,
-  responses = RS.request, completions = RS.completions, embeddings = RS.embeddings }
+  responses = RS.request, completions = RS.completions, embeddings = RS.embeddings, llamacpp = LC.request }
 
 ---------------------------------------------------------------------------
 -- check(api, headers, body) -> nil, nil, request | message, error body (a JSON value)
@@ -1383,6 +1454,7 @@ local function api_of(path)
   if p:find("/messages$") then return "anthropic" end
   if p:find("/responses$") then return "responses" end
   if p:find("/completions$") then return "completions" end
+  if p:find("/completion$") then return "llamacpp" end
   if p:find("/embeddings$") then return "embeddings" end
 end
 
@@ -1408,6 +1480,18 @@ end
 
 local function check(api, headers, body)
   local ok, req = pcall(decode, body)
+  if api == "llamacpp" then
+    if not ok then
+      local message = "[json.exception.parse_error.101] parse error: " .. tostring(req)
+      return message, llamacpp_error(message)
+    end
+    local problem = SHAPES.llamacpp(req, {}, {})
+    if problem then
+      local message = lc_words(problem)
+      return message, llamacpp_error(message)
+    end
+    return nil, nil, req
+  end
   local words = OPENAI_STYLE[api]
   if words then
     if not ok then
@@ -1695,7 +1779,11 @@ local function completions_reply(req, r, stream)
       choices = { { text = text, index = 0, logprobs = cjson.null, finish_reason = fin or cjson.null } },
       usage = with_usage and usage or nil }
   end
-  if not stream then return { json = body(r.text or "", finish, true) } end
+  if not stream then
+    local b = body(r.text or "", finish, true)
+    if r.missing then b.choices[1].text = nil end -- a back end that says nothing at all
+    return { json = b }
+  end
   local frames = {}
   for w in (r.text or ""):gmatch("%S+%s*") do frames[#frames + 1] = { json = body(w) } end
   frames[#frames + 1] = { json = body("", finish) }
@@ -1704,6 +1792,35 @@ local function completions_reply(req, r, stream)
       choices = EMPTY, usage = usage } }
   end
   frames[#frames + 1] = { data = "[DONE]" }
+  return { frames = frames }
+end
+
+-- llama.cpp's answer for reply r (text), whole or as SSE frames: stop_type
+-- eos, limit (r.stop "length" or "limit") or word (r.stop "word": the
+-- request's first stop, or r.stopping_word); r.missing: no content at all
+local LC_STOP = { length = "limit", limit = "limit", word = "word" }
+local function llamacpp_reply(req, r, stream)
+  local words = words_of(r.text)
+  local stop_type = LC_STOP[r.stop] or "eos"
+  local stops = is_list(req.stop) and req.stop or {}
+  local final = { index = 0, content = r.text or "", tokens = EMPTY, id_slot = 0,
+    stop = true, model = "mock.gguf", tokens_predicted = words, tokens_evaluated = 7,
+    generation_settings = { n_predict = req.n_predict or -1, temperature = req.temperature or 0.8,
+      top_p = req.top_p or 0.95, stop = #stops > 0 and stops or EMPTY, stream = req.stream == true },
+    prompt = type(req.prompt) == "string" and req.prompt or "", has_new_line = (r.text or ""):find("\n") ~= nil,
+    truncated = false, stop_type = stop_type,
+    stopping_word = stop_type == "word" and (r.stopping_word or stops[1] or "") or "",
+    tokens_cached = 0, timings = { prompt_n = 7, prompt_ms = 1.5, predicted_n = words, predicted_ms = 2.5 } }
+  if r.missing then final.content = nil end
+  if not stream then return { json = final } end
+  if not r.missing then final.content = "" end -- (its text came in the frames before)
+  local frames, n = {}, 0
+  for w in (r.text or ""):gmatch("%S+%s*") do
+    n = n + 1
+    frames[#frames + 1] = { json = { index = 0, content = w, tokens = { n }, stop = false, id_slot = 0,
+      tokens_predicted = n, tokens_evaluated = 7 } }
+  end
+  frames[#frames + 1] = { json = final }
   return { frames = frames }
 end
 
@@ -1765,6 +1882,7 @@ local function reply_script(path, req, r)
   if api == "anthropic" or api == "anthropic_count" then return anthropic_reply(req, r, req.stream == true) end
   if api == "responses" then return responses_reply(req, r, req.stream == true) end
   if api == "completions" then return completions_reply(req, r, req.stream == true) end
+  if api == "llamacpp" then return llamacpp_reply(req, r, req.stream == true) end
   if api == "embeddings" then return embeddings_reply(req, r) end
   return openai_reply(req, r, req.stream == true)
 end
@@ -1786,7 +1904,7 @@ local function default_script(path, req)
     end
     return reply_script(path, req, { text = text, thinking = thinking })
   end
-  if api == "completions" then
+  if api == "completions" or api == "llamacpp" then
     local p = req.prompt
     return reply_script(path, req, { text = type(p) == "string" and p or is_list(p) and type(p[1]) == "string" and p[1] or "" })
   end
