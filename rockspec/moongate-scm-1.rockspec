@@ -39,6 +39,7 @@ build = {
     ["moongate.sockets"] = "lua/moongate/sockets.lua",
     ["moongate.pool"] = "lua/moongate/pool.lua",
     ["moongate.frontdoor.ws_chat"] = "lua/moongate/frontdoor/ws_chat.lua",
+    ["moongate.frontdoor.ollama"] = "lua/moongate/frontdoor/ollama.lua",
     ["moongate.providers.ws"] = "lua/moongate/providers/ws.lua",
     ["moongate.adapters.prompt"] = "lua/moongate/adapters/prompt.lua",
     ["moongate.providers.prompt"] = "lua/moongate/providers/prompt.lua",

@@ -17,6 +17,7 @@ local anthropic_messages = require "moongate.frontdoor.anthropic_messages"
 local openai_responses = require "moongate.frontdoor.openai_responses"
 local openai_completions = require "moongate.frontdoor.openai_completions"
 local openai_embeddings = require "moongate.frontdoor.openai_embeddings"
+local ollama = require "moongate.frontdoor.ollama"
 local canonical = require "moongate.canonical"
 local sockets = require "moongate.sockets"
 local store = require "moongate.store"
@@ -28,7 +29,7 @@ App.__index = App
 
 -- The front doors served, each a module that describes itself (routes,
 -- path prefixes, stream kind, error shape): a new one is one more line here.
-M.frontdoors = { openai_chat, anthropic_messages, openai_responses, openai_completions, openai_embeddings }
+M.frontdoors = { openai_chat, anthropic_messages, openai_responses, openai_completions, openai_embeddings, ollama }
 
 -- App method serving a front door's main route (made once per front door)
 local servers = {}
@@ -282,6 +283,7 @@ function App:root(req)
       chat_completions = "/v1/chat/completions", messages = "/v1/messages", responses = "/v1/responses",
       completions = "/v1/completions", embeddings = "/v1/embeddings",
       count_tokens = "/v1/messages/count_tokens", websocket = "/ws",
+      ollama_chat = "/api/chat", ollama_generate = "/api/generate", ollama_tags = "/api/tags",
     },
   })
 end

@@ -31,7 +31,7 @@ function M.dropped(creq, what)
 end
 
 M.format_names = { openai = "OpenAI", anthropic = "Anthropic", responses = "OpenAI Responses",
-  prompt = "raw completion (prompt mode)" }
+  prompt = "raw completion (prompt mode)", ollama = "Ollama" }
 
 --- foreign_fields(creq, format): the client's top-level fields on their
 -- way to an upstream of another format. Each has a fate in its front
@@ -90,7 +90,8 @@ end
 -- the fields of a canonical request that are the client's own bytes or
 -- the gateway's bookkeeping, not the canonical form (snapshot leaves them out)
 local not_canonical = { raw = true, raw_body = true, client_key = true, fields = true,
-  untranslatable = true, dropped = true }
+  untranslatable = true, dropped = true,
+  ollama_model = true, t0 = true, load_only = true } -- (the Ollama door's own notes)
 
 --- snapshot(creq) -> the canonical request as a plain table (messages made
 -- if they are lazy; the client's raw bytes and each function tool's raw

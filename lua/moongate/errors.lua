@@ -110,9 +110,8 @@ function M.client_for_path(path)
   return "openai"
 end
 
--- Ollama's shape ({"error": "..."}) for its /api/ paths, until its front
--- door registers it
-M.shape("ollama", { object = function(err) return { error = err.message } end, prefixes = { "/api/" } })
+-- (Ollama's shape, {"error": "..."} on its /api/ paths, is registered by
+-- its front door, lua/moongate/frontdoor/ollama.lua, as the others are.)
 
 -- Refusals ---------------------------------------------------------------
 -- A translator that meets something it cannot carry to its upstream raises

@@ -179,6 +179,7 @@ function M.request(creq, conf)
     top_p = creq.top_p,
     stop = creq.stop,
     user = creq.user,
+    seed = creq.seed, -- (an Ollama client's options.seed)
   }
   local max_tokens = common.max_tokens(creq, conf)
   if max_tokens then
