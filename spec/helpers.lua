@@ -164,14 +164,16 @@ end
 local Mock = {}
 Mock.__index = Mock
 
---- mock([script]) -> a running mock upstream: :queue(list), :requests(),
+--- mock([script [, port]]) -> a running mock upstream: :queue(list), :requests(),
 -- :reset(), :stop(), :get(path), :post(path, value); script: another mock
--- server of the same kind (spec/support/mock_accounts.lua)
-function H.mock(script)
+-- server of the same kind (spec/support/mock_accounts.lua); port: where
+-- (default: any free one)
+function H.mock(script, port)
   local json = require "moongate.json"
   local m = setmetatable({ out = "", exited = false, json = json }, Mock)
   local stdout = uv.new_pipe(false)
-  local handle = H.spawn("luajit", { args = { script or "spec/support/mock_upstream.lua" }, stdio = { nil, stdout, 2 } },
+  local handle = H.spawn("luajit", { args = { script or "spec/support/mock_upstream.lua", port and tostring(port) or nil },
+    stdio = { nil, stdout, 2 } },
     function() m.exited = true end)
   assert(handle, "cannot start the mock upstream")
   m.handle, m.stdout = handle, stdout
@@ -339,6 +341,16 @@ function H.write_account(home, rec)
   f:write(require("moongate.json").encode(rec))
   f:close()
   assert(uv.fs_chmod(path, tonumber("600", 8)))
+end
+
+--- free_port() -> a port nothing listens on now
+function H.free_port()
+  local t = uv.new_tcp()
+  assert(t:bind("127.0.0.1", 0))
+  local port = t:getsockname().port
+  t:close()
+  uv.run("nowait")
+  return port
 end
 
 --- shell_quote(s) -> s as one word for sh

@@ -13,9 +13,9 @@ local M = {}
 -- to the template) hear whether the client asked for reasoning
 function M.thinking_switch(wire, creq)
   local r = creq.reasoning
-  if r and r.effort then
+  if r and (r.effort or r.disabled) then -- (a client's "off" too: these templates think by default)
     wire.chat_template_kwargs = type(wire.chat_template_kwargs) == "table" and wire.chat_template_kwargs or {}
-    wire.chat_template_kwargs.enable_thinking = r.effort ~= "none"
+    wire.chat_template_kwargs.enable_thinking = not r.disabled and r.effort ~= "none"
   end
 end
 

@@ -139,6 +139,12 @@ function Router:resolve(model)
       pname = by_account(self, model)
       if pname then return route_for(self, { chain = { pname } }, model, model) end
     end
+    -- Ollama lists llama3.2:latest; its users type llama3.2
+    if not k.name:find(":", 1, true) then
+      local tagged = k.name .. ":latest"
+      pname = by_account(self, tagged)
+      if pname then return route_for(self, { chain = { pname }, model = tagged }, k.name, model, k.effort) end
+    end
   end
   if self.dynamic then
     local pname = self.dynamic(k.name)

@@ -81,3 +81,27 @@ return {
     assert.matches("cannot list its models", server.log)
   end)
 end)
+
+describe("local server presets", function()
+  it("send no key of the environment's, switch thinking off when asked, and find a server that starts later", function()
+    local port = H.free_port()
+    local server = H.start { env = { OPENAI_API_KEY = "sk-must-not-leave-0123456789" }, config = string.format([[
+return { providers = { gpu = { kind = "vllm", base_url = "http://127.0.0.1:%d/v1", retries = 0 } } }]], port) }
+    finally(function() server:stop_clean() end)
+    H.client.run_until(function() return false end, 500) -- the first listing fails: nothing there yet
+    local up = H.mock(nil, port)
+    finally(function() up:stop() end)
+    up:post("/_mock/models", { copilot = { "qwen3:latest" } })
+    -- retried within seconds, not after models_ttl_s (600)
+    assert.truthy(H.client.run_until(function() return ids_of(server)["qwen3:latest"] end, 9000))
+    local res = assert(server:request("POST", "/v1/messages", json.encode {
+      model = "qwen3", max_tokens = 64, thinking = { type = "disabled" },
+      messages = { { role = "user", content = "hi" } } }, { ["anthropic-version"] = "2023-06-01" }, 15000))
+    assert.equal(200, res.status, res.body)
+    local sent = up:requests("/v1/chat/completions")[1]
+    local body = json.decode(sent.body)
+    assert.equal("qwen3:latest", body.model) -- the bare name, as Ollama's users type it
+    assert.is_false(body.chat_template_kwargs.enable_thinking)
+    for _, r in ipairs(up:requests()) do assert.is_nil(r.headers.authorization) end
+  end)
+end)

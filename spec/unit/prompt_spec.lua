@@ -81,6 +81,8 @@ describe("prompt mode: the prompt", function()
         err2.message)
     end
     assert.matches("JSON output format", refusal(a, chat({ format = { type = "json_object" } })).message)
+    assert.equal("n", refusal(a, chat({ n = 2 })).param) -- one choice only, never silently
+    assert.equal("logprobs", refusal(a, chat({ logprobs = true })).param)
     -- a field the client's front door cannot translate is refused by name, as for any translation
     assert.equal("logit_bias", refusal(a, chat({ raw = { logit_bias = {} }, fields = { logit_bias = "not here" } })).param)
   end)

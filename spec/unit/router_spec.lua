@@ -127,6 +127,16 @@ describe("router with strip and stored accounts", function()
     assert.same({ "echo", "work/gpt-4o", "work/o3" }, r:models())
   end)
 
+  it("serves a provider's listed NAME:latest by its bare name, as Ollama's users type it", function()
+    local ol = account({ "llama3.2:latest", "qwen3:8b" })
+    local r = router.new({ routes = {}, account_providers = { "ol" } }, { ol = ol, echo = { models = {} } })
+    local route = assert(r:resolve("llama3.2"))
+    assert.equal("llama3.2:latest", route.model)
+    assert.equal("ol", route.chain[1].name)
+    assert.equal("qwen3:8b", r:resolve("qwen3:8b").model)
+    assert.is_nil(r:resolve("qwen3")) -- only :latest stands for a bare name
+  end)
+
   it("serves a name no route takes from the first account that has it, and says so once", function()
     local a, b, plain = account({ "gpt-4.1", "shared" }), account({ "claude-sonnet-4", "shared" }), { models = { "x" } }
     local serving = {}

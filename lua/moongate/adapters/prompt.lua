@@ -77,6 +77,12 @@ function M.messages(creq)
   if creq.format then
     refuse("a JSON output format cannot be asked of a prompt-mode provider: its back end completes plain text")
   end
+  if (tonumber(creq.n) or 1) > 1 then
+    refuse("n: a prompt-mode provider gives one choice per request", "n")
+  end
+  if creq.logprobs or creq.top_logprobs then
+    refuse("logprobs: a prompt-mode provider does not report log probabilities", creq.logprobs and "logprobs" or "top_logprobs")
+  end
   if creq.reasoning then canonical.dropped(creq, "reasoning") end
   local out = {}
   if creq.system and creq.system ~= "" then out[1] = { role = "system", content = creq.system } end

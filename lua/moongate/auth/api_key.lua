@@ -27,7 +27,8 @@ Auth.__index = Auth
 -- its defaults.key_env)}
 function M.new(p, getenv)
   getenv = getenv or os.getenv
-  local conf, d = p.conf, p.adapter.defaults or {}
+  -- the kind's defaults (a local server's preset names no key variable)
+  local conf, d = p.conf, p.defaults or p.adapter.defaults or {}
   local self = setmetatable({ p = p, conf = conf }, Auth)
   local members = {}
   for i, k in ipairs(conf.api_keys or {}) do members[#members + 1] = { name = "api_keys[" .. i .. "]", key = k } end

@@ -315,7 +315,7 @@ local function judge_values(req, endpoint)
     refuse("suffix", "a chat upstream does not insert a completion before a suffix")
   end
   if req.raw == true then
-    refuse("raw", "the gateway sends no raw prompt: the upstream applies its own template; send raw: false (or none)")
+    refuse("raw", "the gateway sends no raw prompt: the prompt is templated (by the upstream, or by a prompt-mode provider); send raw: false (or none)")
   end
   if type(req.template) == "string" and req.template ~= "" then
     refuse("template", "the gateway renders no prompt template: the upstream applies its own")

@@ -13,9 +13,11 @@
 --   l:get(cb)      cb(model_info) once fresh (or the old list when the fetch
 --                  fails: a stale list beats none)
 --   l:refresh()    fetch now if stale (a provider calls it at start)
---   l:has(id)      -> whether the last list names it
+--   l:has(id)      -> whether the last list names it (a miss fetches the list
+--                  again in the background, at most every MISS_S)
 --   l:watch()      fetch now and every models_ttl_s, in the background (a
---                  timer that keeps no loop alive)
+--                  timer that keeps no loop alive); after a failure again in
+--                  5, 15, then 60 s (a server that starts after the gateway)
 --   l:stop()       the watch ends (at shutdown)
 --   l:state()      -> {models = n, age_s (since the last list came), down = why?} for /stats
 --   listing.read_models(body) -> the list of an OpenAI /v1/models answer
@@ -23,6 +25,10 @@
 local log = require "moongate.log"
 
 local M = {}
+M.MAX = 5000     -- models kept from one upstream's list
+M.MAX_ID = 200   -- bytes in a model's name
+M.RETRY_S = { 5, 15, 60 } -- after a failed fetch, the next tries (then every min(60 s, ttl))
+M.MISS_S = 10    -- a name the list lacks fetches it again at most this often
 local Listing = {}
 Listing.__index = Listing
 
@@ -50,7 +56,11 @@ function Listing:get(cb, force)
     if list then
       local ids, info = {}, {}
       for _, m in ipairs(list) do
-        if type(m) == "table" and type(m.id) == "string" and not info[m.id] then
+        -- an upstream's list is its word, not ours: names a client could
+        -- type (no spaces or controls, at most MAX_ID bytes), at most MAX
+        if #ids >= M.MAX then break end
+        if type(m) == "table" and type(m.id) == "string" and not info[m.id] and #m.id <= M.MAX_ID
+            and m.id:find("^[%w][%w%.%-_:/@+]*$") then
           ids[#ids + 1] = m.id
           info[m.id] = m
         end
@@ -62,11 +72,16 @@ function Listing:get(cb, force)
       for _, id in ipairs(p.conf.models or {}) do listed[#listed + 1] = id end
       for _, id in ipairs(ids) do listed[#listed + 1] = id end
       p.models, p.model_info, self.at, self.down = listed, info, self.clock(), nil
-      self.ok_at = self.at
+      self.ok_at, self.failures = self.at, 0
+      if self.timer and self.retrying then self:arm(self.ttl) end
     else
       self.down = tostring(type(err) == "table" and err.message or err)
       log.warn("provider %s: cannot list its models: %s", self.p.name, self.down)
-      self.at = self.clock() - self.ttl + math.min(60, self.ttl) -- try again in a minute, not per request
+      -- soon again (a server that starts after the gateway), not per request
+      self.failures = (self.failures or 0) + 1
+      local wait = math.min(M.RETRY_S[self.failures] or 60, self.ttl)
+      self.at = self.clock() - self.ttl + wait
+      if self.timer then self:arm(wait) end
     end
     for _, fn in ipairs(waiting) do fn(self.p.model_info) end
   end)
@@ -86,7 +101,10 @@ function M.from_upstream(p, adapter, path, read)
             if not res then return cb(nil, ferr) end
             if res.status == 401 and not stale and p.auth.refreshable then return try(true, grant) end
             local list = res.status == 200 and res.json and read(res.json)
-            if type(list) ~= "table" then return cb(nil, "GET " .. path .. " answered " .. tostring(res.status)) end
+            if type(list) ~= "table" then
+              return cb(nil, "GET " .. path .. " answered " .. tostring(res.status)
+                .. (res.status == 200 and " with no model list" or ""))
+            end
             cb(list)
           end)
       end, { adapter = adapter, stale = stale, previous = previous })
@@ -112,12 +130,17 @@ function M.read_models(body)
   end
 end
 
+-- the watch's next fetch in first_s seconds, then every ttl
+function Listing:arm(first_s)
+  self.retrying = first_s < self.ttl
+  self.timer:stop()
+  self.timer:start(math.floor(first_s * 1000), math.floor(self.ttl * 1000), function() self:get(function() end, true) end)
+end
+
 function Listing:watch()
-  local uv = require "luv"
-  local t = uv.new_timer()
-  t:start(0, math.floor(self.ttl * 1000), function() self:get(function() end, true) end)
-  t:unref()
-  self.timer = t
+  self.timer = require("luv").new_timer()
+  self:arm(0)
+  self.timer:unref()
 end
 
 -- the watch's timer closed: at shutdown, before the Lua state goes (a
@@ -139,7 +162,14 @@ function Listing:refresh()
 end
 
 function Listing:has(id)
-  return self.p.model_info[id] ~= nil
+  if self.p.model_info[id] ~= nil then return true end
+  -- a name the list lacks: perhaps new upstream (a model pulled a moment
+  -- ago); the list is fetched again in the background, at most every MISS_S
+  if self.timer and not self.waiting and self.clock() - (self.missed_at or 0) >= M.MISS_S then
+    self.missed_at = self.clock()
+    self:get(function() end, true)
+  end
+  return false
 end
 
 return M
