@@ -4,6 +4,7 @@
  * in the commands that talk to the network (`moongate login`); `serve`
  * runs its own loops and never touches this one. */
 #include "moongate.h"
+#include "core.h"
 #include "log.h"
 #include "lua_host.h"
 
@@ -42,7 +43,7 @@ int mg_main(int argc, char **argv)
 		mg_log(MG_LOG_ERROR, "cannot create the command's libuv loop");
 		return 1;
 	}
-	L = mg_lua_new(&loop, mg_lua_dir());
+	L = mg_lua_new(&loop, mg_lua_dir(), mg_core_preload);
 	if (!L) {
 		mg_log(MG_LOG_ERROR, "cannot create a Lua state");
 		uv_loop_close(&loop);

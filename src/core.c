@@ -3,6 +3,7 @@
 #include "log.h"
 #include "server.h"
 #include "sse.h"
+#include "stats.h"
 #include "upstream.h"
 #include "pool.h"
 #include "store.h"
@@ -15,24 +16,10 @@
 #define MOONGATE_VERSION "0.0.0"
 #endif
 
-static uint64_t started_ns;
-
-double mg_uptime(void)
-{
-	return (double)(uv_hrtime() - started_ns) / 1e9;
-}
-
 /* _now_ms() -> monotonic milliseconds (float) */
 static int l_now_ms(lua_State *L)
 {
 	lua_pushnumber(L, (double)uv_hrtime() / 1e6);
-	return 1;
-}
-
-/* _uptime() -> seconds since start (float) */
-static int l_uptime(lua_State *L)
-{
-	lua_pushnumber(L, mg_uptime());
 	return 1;
 }
 
@@ -43,23 +30,25 @@ static int l_cpu_count(lua_State *L)
 	return 1;
 }
 
+const luaL_Reg mg_core_preload[] = {
+	{ "moongate.core", luaopen_moongate_core },
+	{ NULL, NULL }
+};
+
 int luaopen_moongate_core(lua_State *L)
 {
-	if (!started_ns)
-		started_ns = uv_hrtime();
 	lua_newtable(L);
 	lua_pushliteral(L, MOONGATE_VERSION);
 	lua_setfield(L, -2, "version");
 	lua_pushcfunction(L, l_now_ms);
 	lua_setfield(L, -2, "_now_ms");
-	lua_pushcfunction(L, l_uptime);
-	lua_setfield(L, -2, "_uptime");
 	lua_pushcfunction(L, l_cpu_count);
 	lua_setfield(L, -2, "_cpu_count");
 	mg_log_open(L);
 	mg_sse_open(L);
 	mg_http_open(L);
-	mg_server_open(L);
+	mg_server_open(L, mg_core_preload);
+	mg_stats_open(L);
 	mg_upstream_open(L);
 	mg_ws_open(L);
 	mg_pool_open(L);

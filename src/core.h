@@ -3,11 +3,13 @@
 #ifndef MG_CORE_H
 #define MG_CORE_H
 
+#include <lauxlib.h>
 #include <lua.h>
 
 int luaopen_moongate_core(lua_State *L);
 
-/* Seconds since the process started, and a monotonic clock in ms. */
-double mg_uptime(void);
+/* { "moongate.core", luaopen_moongate_core }, { NULL }: what a caller of
+ * mg_lua_new (lua_host.h) preloads to give its state the primitives. */
+extern const luaL_Reg mg_core_preload[];
 
 #endif

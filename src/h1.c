@@ -27,6 +27,7 @@
 #include "http.h"
 #include "log.h"
 #include "server.h"
+#include "stats.h"
 #include "ws.h"
 
 #include <fcntl.h>

@@ -4,11 +4,13 @@
  * access.c for the access log line. */
 #include "http.h"
 #include "access.h"
+#include "cork.h"
 #include "decode.h"
 #include "log.h"
 #include "lua_host.h"
 #include "server.h"
 #include "sse.h"
+#include "stats.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -17,24 +19,15 @@
 
 #define REQ_HANDLE_MT "moongate.request"
 
-void mg_stats_buffered(long long delta)
+/* ---- corking (cork.h) ---------------------------------------------------- */
+
+static void cork_flush(mg_cork_item *it)
 {
-	long long now, peak;
+	mg_req *r = mg_queue_data(it, mg_req, cork);
 
-	mg_stats_add(&mg_global_stats.buffered_bytes, delta);
-	if (delta <= 0)
-		return;
-	now = __atomic_load_n(&mg_global_stats.buffered_bytes, __ATOMIC_RELAXED);
-	peak = __atomic_load_n(&mg_global_stats.buffered_peak, __ATOMIC_RELAXED);
-	while (now > peak && !__atomic_compare_exchange_n(&mg_global_stats.buffered_peak,
-			&peak, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		;
+	if (r->conn)
+		r->t->want_write(r);
 }
-
-/* ---- corking ------------------------------------------------------------ */
-
-static _Thread_local int cork_depth;
-static _Thread_local mg_req *corked; /* linked through cork_next */
 
 static void want_write(mg_req *r)
 {
@@ -42,46 +35,9 @@ static void want_write(mg_req *r)
 		return;
 	/* a finished response has nothing more to wait for: it goes now, not
 	 * after whatever the caller does next (curl's cleanup of the transfer) */
-	if (cork_depth && !r->finished) {
-		if (!r->corked) {
-			r->corked = 1;
-			r->cork_next = corked;
-			corked = r;
-		}
+	if (!r->finished && mg_cork_hold(&r->cork))
 		return;
-	}
 	r->t->want_write(r);
-}
-
-void mg_http_cork(void)
-{
-	cork_depth++;
-}
-
-void mg_http_uncork(void)
-{
-	if (--cork_depth)
-		return;
-	/* a write below may run Lua, whose own cork and uncork send (and take
-	 * off this list) whatever it queues */
-	while (corked) {
-		mg_req *r = corked;
-		corked = r->cork_next;
-		r->corked = 0;
-		r->cork_next = NULL;
-		if (r->conn)
-			r->t->want_write(r);
-	}
-}
-
-static void uncork_forget(mg_req *r)
-{
-	mg_req **p = &corked;
-
-	while (*p && *p != r)
-		p = &(*p)->cork_next;
-	if (*p)
-		*p = r->cork_next;
 }
 
 mg_req *mg_req_new(mg_worker *w, const mg_transport *t, void *conn)
@@ -93,6 +49,7 @@ mg_req *mg_req_new(mg_worker *w, const mg_transport *t, void *conn)
 	r->t = t;
 	r->conn = conn;
 	r->w = w;
+	mg_cork_init(&r->cork, cork_flush);
 	r->high_water = w->cfg->stream_high_water;
 	r->on_drain_ref = r->on_close_ref = r->handle_ref = LUA_NOREF;
 	if (mg_buf_reserve(&r->out, MG_OUT_HEADROOM + 512)) {
@@ -149,8 +106,7 @@ void mg_req_free(mg_req *r)
 		log_access(r);
 	if (r->handle)
 		*r->handle = NULL;
-	if (r->corked)
-		uncork_forget(r);
+	mg_cork_forget(&r->cork);
 	luaL_unref(L, LUA_REGISTRYINDEX, r->on_drain_ref);
 	luaL_unref(L, LUA_REGISTRYINDEX, r->on_close_ref);
 	luaL_unref(L, LUA_REGISTRYINDEX, r->handle_ref);

@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "buf.h"
+#include "cork.h"
 
 struct mg_worker;
 struct mg_req;
@@ -102,8 +103,7 @@ typedef struct mg_req {
 	size_t out_off;      /* first unsent byte in out */
 	size_t high_water;
 	int on_drain_ref, on_close_ref, handle_ref;
-	int corked;              /* a write waits for the cork to lift */
-	struct mg_req *cork_next; /* the thread's list of such requests */
+	mg_cork_item cork;   /* held while a write waits for the cork to lift (cork.h) */
 
 	/* access log (written by mg_req_free for a request that was answered
 	 * or handed to Lua) */
@@ -136,12 +136,10 @@ void mg_req_sent(mg_req *r, size_t n);
 /* Moves every pending byte of r->out into *dst (an empty buffer), without a
  * copy, for a transport that writes asynchronously; *off is where they start.
  * The bytes stay counted as buffered until the transport reports them
- * written with mg_stats_buffered(-n). Returns how many moved. */
+ * written with mg_stats_buffered(-n) (stats.h). Returns how many moved. */
 size_t mg_req_take(mg_req *r, mg_buf *dst, size_t *off);
 /* Fires on_drain if the producer is waiting and the queue is low enough. */
 void mg_req_drain_check(mg_req *r);
-/* Adjusts the process-wide count of response bytes held in memory. */
-void mg_stats_buffered(long long delta);
 /* The client is gone before the response completed: tell Lua (on_close). */
 void mg_req_gone(mg_req *r);
 /* Frees the request; the transport calls it once per mg_req_new. A request
@@ -178,18 +176,6 @@ static inline size_t mg_req_pending(const mg_req *r)
 {
 	return r->out.len - r->out_off;
 }
-
-/* Corking. Between mg_http_cork() and the matching mg_http_uncork(), a
- * write that is asked for waits (unless the response is finished: that
- * one goes at once); when the outermost cork lifts, each request that asked
- * sends everything it queued at once. C corks around each
- * call into Lua (mg_pcall) and each socket event it feeds curl, so a stream's
- * headers leave with its first frame, and the frames that one upstream read
- * or one translated event makes leave in one write, not one each. Per thread:
- * each worker's requests live on its own thread. Uncorking may run Lua (a
- * drain callback). */
-void mg_http_cork(void);
-void mg_http_uncork(void);
 
 /* Registers the request/response primitives on the table at -1. */
 int mg_http_open(lua_State *L);

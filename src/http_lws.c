@@ -6,6 +6,7 @@
  * file until mg_req_free(). r->conn is the wsi while it lives.
  */
 #include "http_lws.h"
+#include "lws_hdr.h"
 #include "http.h"
 #include "log.h"
 #include "server.h"
@@ -175,45 +176,6 @@ static const struct {
 	{ WSI_TOKEN_HEAD_URI, "HEAD" },
 };
 
-int mg_lws_copy_headers(struct lws *wsi, mg_buf *out)
-{
-	/* the names beyond lws's tokens come from the front doors' descriptors
-	 * (core._request_headers): C holds no API's header list */
-	const mg_worker *w = lws_context_user(lws_get_context(wsi));
-	const mg_buf *custom = &w->req_headers;
-	char buf[8192];
-
-	for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
-		const char *name = (const char *)lws_token_to_string(t);
-		size_t nlen;
-		int n;
-
-		if (!name || name[0] == ':' || t == WSI_TOKEN_HTTP_URI_ARGS)
-			continue;
-		nlen = strlen(name);
-		if (nlen < 2 || name[nlen - 1] != ':')
-			continue; /* method tokens ("get ", "post ") and the like */
-		if (lws_hdr_total_length(wsi, t) <= 0)
-			continue;
-		n = lws_hdr_copy(wsi, buf, sizeof buf, t);
-		if (n >= 0 && mg_buf_append_pair(out, name, nlen - 1, buf, (size_t)n))
-			return -1;
-	}
-	for (size_t i = 0; i < custom->len;) {
-		const char *name = custom->data + i;
-		int nlen = (int)strlen(name);
-		int n;
-		i += (size_t)nlen + 1;
-		n = lws_hdr_custom_length(wsi, name, nlen);
-		if (n <= 0 || n >= (int)sizeof buf)
-			continue;
-		if (lws_hdr_custom_copy(wsi, buf, sizeof buf, name, nlen) >= 0 &&
-		    mg_buf_append_pair(out, name, (size_t)nlen - 1, buf, (size_t)n))
-			return -1;
-	}
-	return 0;
-}
-
 static int on_request(struct lws *wsi, mg_http_pss *pss, const char *uri, size_t ulen)
 {
 	mg_worker *w = lws_context_user(lws_get_context(wsi));
@@ -243,7 +205,7 @@ static int on_request(struct lws *wsi, mg_http_pss *pss, const char *uri, size_t
 		int m = lws_hdr_copy(wsi, r->query.data, n + 1, WSI_TOKEN_HTTP_URI_ARGS);
 		r->query.len = m > 0 ? (size_t)m : 0;
 	}
-	if (mg_lws_copy_headers(wsi, &r->headers))
+	if (mg_lws_copy_headers(wsi, &w->req_headers, &r->headers))
 		return -1;
 
 	if (lws_hdr_copy(wsi, tmp, sizeof tmp, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {

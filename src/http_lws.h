@@ -13,10 +13,6 @@ typedef struct mg_http_pss {
 	int draining; /* the last bytes are written, lws still holds some */
 } mg_http_pss;
 
-struct mg_buf;
-/* Appends the request headers of wsi to out as "name\0value\0" pairs. 0 or -1. */
-int mg_lws_copy_headers(struct lws *wsi, struct mg_buf *out);
-
 int mg_http_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			 void *user, void *in, size_t len);
 

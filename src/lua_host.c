@@ -1,6 +1,5 @@
 #include "lua_host.h"
-#include "core.h"
-#include "http.h"
+#include "cork.h"
 #include "log.h"
 
 #include <lauxlib.h>
@@ -141,10 +140,10 @@ int mg_pcall(lua_State *L, int nargs, int nresults, const char *what)
 
 	push_traceback(L);
 	lua_insert(L, base);
-	mg_http_cork();
+	mg_cork();
 	rc = lua_pcall(L, nargs, nresults, base);
 	lua_remove(L, base);
-	mg_http_uncork();
+	mg_uncork();
 	if (rc)
 		mg_log(MG_LOG_ERROR, "%s: %s", what ? what : "lua",
 		       lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
@@ -175,7 +174,7 @@ static int preload(lua_State *L, const char *name, lua_CFunction f)
 	return 0;
 }
 
-lua_State *mg_lua_new(uv_loop_t *loop, const char *lua_dir)
+lua_State *mg_lua_new(uv_loop_t *loop, const char *lua_dir, const luaL_Reg *preloads)
 {
 	lua_State *L = luaL_newstate();
 
@@ -183,7 +182,8 @@ lua_State *mg_lua_new(uv_loop_t *loop, const char *lua_dir)
 		return NULL;
 	luaL_openlibs(L);
 	preload(L, "cjson", luaopen_cjson);
-	preload(L, "moongate.core", luaopen_moongate_core);
+	for (; preloads && preloads->name; preloads++)
+		preload(L, preloads->name, preloads->func);
 	if (loop) {
 		luv_set_loop(L, loop);
 		luv_set_callback(L, luv_callback_pcall);

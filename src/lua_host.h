@@ -11,13 +11,16 @@
 #include <uv.h>
 #include "buf.h"
 
-/* A new state with the standard libraries, cjson and moongate.core preloaded,
- * luv sharing `loop` (may be NULL for a state without a loop), and
- * package.path led by `lua_dir`. The caller owns it: lua_close() it. */
-lua_State *mg_lua_new(uv_loop_t *loop, const char *lua_dir);
+/* A new state with the standard libraries, cjson and each module of
+ * `preloads` (ended by a NULL name; may be NULL) preloaded, luv sharing
+ * `loop` (may be NULL for a state without a loop), and package.path led by
+ * `lua_dir`. The caller names the modules (core.h's mg_core_preload gives
+ * moongate.core), so this floor never calls up to them. The caller owns
+ * the state: lua_close() it. */
+lua_State *mg_lua_new(uv_loop_t *loop, const char *lua_dir, const luaL_Reg *preloads);
 
 /* The only way C calls Lua. Like lua_pcall, with a traceback handler, and
- * corked (http.h): the writes Lua asks for go out once it returns. On
+ * corked (cork.h): the writes Lua asks for go out once it returns. On
  * error it logs "<what>: <message + traceback>", leaves that string on the
  * stack in place of the results, and returns non-zero. */
 int mg_pcall(lua_State *L, int nargs, int nresults, const char *what);

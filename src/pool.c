@@ -5,8 +5,8 @@
 #include "pool.h"
 #include "log.h"
 #include "lua_host.h"
-#include "server.h"
-#include "ws.h"
+#include "outbox.h"
+#include "queue.h"
 
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -14,8 +14,8 @@
 
 typedef struct mg_pool_worker {
 	struct mg_pool_worker *next;
-	mg_ws_conn *conn;
-	mg_worker *thread;
+	uint64_t conn_id;    /* its WebSocket (outbox.h), by id */
+	int thread_index;    /* the worker thread that owns the socket */
 	char name[64];
 	char **models;       /* owned; nmodels == 0: any model */
 	int nmodels;
@@ -26,11 +26,10 @@ typedef struct mg_pool_worker {
 
 typedef struct mg_pending {
 	struct mg_pending *hnext;        /* bucket chain */
-	struct mg_pending *qprev, *qnext; /* the queue, while queued */
-	int queued;
+	mg_queue qnode;                  /* on the queue, while queued */
 	char *id, *model, *msg;          /* inside this block, after the struct */
 	size_t msg_len;
-	mg_worker *owner;
+	mg_outbox_thread *owner;
 	mg_pool_worker *worker;          /* while assigned */
 	int delivered;                   /* messages passed to the owner */
 	int queue_timeout_ms;
@@ -39,28 +38,10 @@ typedef struct mg_pending {
 
 #define NBUCKETS 4096
 
-static uv_once_t lock_once = UV_ONCE_INIT;
-static uv_mutex_t lock;
 static mg_pending *table[NBUCKETS];
-static mg_pending *q_head, *q_tail;
+static mg_queue queue = { &queue, &queue }; /* oldest first */
 static int q_len, n_pending;
 static mg_pool_worker *workers;
-
-static void init_lock(void)
-{
-	uv_mutex_init(&lock);
-}
-
-void mg_pool_lock(void)
-{
-	uv_once(&lock_once, init_lock);
-	uv_mutex_lock(&lock);
-}
-
-void mg_pool_unlock(void)
-{
-	uv_mutex_unlock(&lock);
-}
 
 static double now_ms(void)
 {
@@ -88,37 +69,21 @@ static mg_pending *find(const char *id)
 
 static void q_remove(mg_pending *p)
 {
-	if (!p->queued)
+	if (mg_queue_empty(&p->qnode))
 		return;
-	if (p->qprev)
-		p->qprev->qnext = p->qnext;
-	else
-		q_head = p->qnext;
-	if (p->qnext)
-		p->qnext->qprev = p->qprev;
-	else
-		q_tail = p->qprev;
-	p->qprev = p->qnext = NULL;
-	p->queued = 0;
+	mg_queue_remove(&p->qnode);
 	q_len--;
 }
 
-/* Queues p after prev (NULL: first), with its queue time starting now. */
-static void q_insert(mg_pending *p, mg_pending *prev)
+/* Queues p at the head (first) or the tail, with its queue time starting now. */
+static void q_insert(mg_pending *p, int first)
 {
-	p->queued = 1;
 	p->deadline = now_ms() + p->queue_timeout_ms;
 	q_len++;
-	p->qprev = prev;
-	p->qnext = prev ? prev->qnext : q_head;
-	if (p->qnext)
-		p->qnext->qprev = p;
+	if (first)
+		mg_queue_insert_head(&queue, &p->qnode);
 	else
-		q_tail = p;
-	if (prev)
-		prev->qnext = p;
-	else
-		q_head = p;
+		mg_queue_insert_tail(&queue, &p->qnode);
 }
 
 /* Takes p out of every table and frees it. */
@@ -167,7 +132,7 @@ static int any_serves(const char *model)
 
 static int assign(mg_pending *p, mg_pool_worker *pw)
 {
-	if (mg_ws_queue_locked(pw->conn, p->msg, p->msg_len)) {
+	if (mg_outbox_send_locked(pw->conn_id, p->msg, p->msg_len)) {
 		pw->ready = 0; /* closing: it takes no more */
 		return -1;
 	}
@@ -192,12 +157,10 @@ static int place(mg_pending *p)
 /* Hands queued requests to free workers, oldest first. */
 static void dispatch(void)
 {
-	mg_pending *p = q_head;
-
-	while (p) {
-		mg_pending *next = p->qnext;
-		place(p);
-		p = next;
+	/* place() takes only p itself off the queue */
+	for (mg_queue *q = mg_queue_head(&queue), *next; q != &queue; q = next) {
+		next = q->next;
+		place(mg_queue_data(q, mg_pending, qnode));
 	}
 }
 
@@ -214,61 +177,19 @@ static void release(mg_pending *p)
 	pw->inflight--;
 	n = snprintf(msg, sizeof msg, "{\"type\":\"cancel_request\",\"request_id\":\"%s\"}", p->id);
 	if (n > 0 && (size_t)n < sizeof msg)
-		mg_ws_queue_locked(pw->conn, msg, (size_t)n);
-}
-
-static void post(mg_worker *owner, int kind, int status, const char *id,
-		 const char *data, size_t len)
-{
-	size_t idlen = strlen(id);
-	mg_pool_event *ev;
-
-	if (!owner->wake_open)
-		return;
-	ev = malloc(sizeof *ev + len + idlen + 2);
-	if (!ev) {
-		mg_log(MG_LOG_ERROR, "pool: out of memory; an event for %s is lost", id);
-		return;
-	}
-	ev->next = NULL;
-	ev->kind = kind;
-	ev->status = status;
-	ev->len = len;
-	if (len)
-		memcpy(ev->data, data, len);
-	ev->data[len] = 0;
-	ev->id = ev->data + len + 1;
-	memcpy(ev->id, id, idlen + 1);
-	if (owner->inbox_tail)
-		owner->inbox_tail->next = ev;
-	else
-		owner->inbox_head = ev;
-	owner->inbox_tail = ev;
-	uv_async_send(&owner->wake);
+		mg_outbox_send_locked(pw->conn_id, msg, (size_t)n);
 }
 
 /* ---- threads and connections -------------------------------------------- */
 
-void mg_pool_thread_start(mg_worker *w)
+void mg_pool_thread_stop(mg_outbox_thread *t)
 {
-	mg_pool_lock();
-	w->wake_open = 1;
-	mg_pool_unlock();
-}
-
-void mg_pool_thread_stop(mg_worker *w)
-{
-	mg_pool_event *ev;
-
-	mg_pool_lock();
-	w->wake_open = 0;
-	ev = w->inbox_head;
-	w->inbox_head = w->inbox_tail = NULL;
+	mg_outbox_lock();
 	for (int b = 0; b < NBUCKETS; b++) {
 		mg_pending *p = table[b];
 		while (p) {
 			mg_pending *next = p->hnext;
-			if (p->owner == w) {
+			if (p->owner == t) {
 				release(p);
 				drop(p);
 			}
@@ -276,58 +197,43 @@ void mg_pool_thread_stop(mg_worker *w)
 		}
 	}
 	dispatch();
-	mg_pool_unlock();
-	while (ev) {
-		mg_pool_event *next = ev->next;
-		free(ev);
-		ev = next;
-	}
+	mg_outbox_unlock();
 }
 
-mg_pool_event *mg_pool_take_events(mg_worker *w)
-{
-	mg_pool_event *ev;
-
-	mg_pool_lock();
-	ev = w->inbox_head;
-	w->inbox_head = w->inbox_tail = NULL;
-	mg_pool_unlock();
-	return ev;
-}
-
-int mg_pool_expire(mg_worker *w, double now)
+int mg_pool_expire(mg_outbox_thread *w, double now)
 {
 	int n = 0;
 
-	mg_pool_lock();
-	for (mg_pending *p = q_head, *next; p; p = next) {
-		next = p->qnext;
+	mg_outbox_lock();
+	for (mg_queue *q = mg_queue_head(&queue), *next; q != &queue; q = next) {
+		mg_pending *p = mg_queue_data(q, mg_pending, qnode);
+
+		next = q->next;
 		if (p->owner != w || now < p->deadline)
 			continue;
-		post(w, MG_POOL_EXPIRED, any_serves(p->model) ? 429 : 503, p->id, NULL, 0);
+		mg_outbox_post_locked(w, MG_POOL_EXPIRED, any_serves(p->model) ? 429 : 503, p->id, NULL, 0);
 		drop(p);
 		n++;
 	}
-	mg_pool_unlock();
+	mg_outbox_unlock();
 	return n;
 }
 
-int mg_pool_join(mg_ws_conn *c)
+int mg_pool_join(uint64_t conn_id, int thread_index)
 {
 	mg_pool_worker *pw = calloc(1, sizeof *pw);
 
 	if (!pw)
 		return -1;
-	pw->conn = c;
-	pw->thread = c->w;
+	pw->conn_id = conn_id;
+	pw->thread_index = thread_index;
 	pw->capacity = 1;
 	pw->connected_at = pw->last_active = now_ms();
-	snprintf(pw->name, sizeof pw->name, "worker-%llu", (unsigned long long)c->id);
-	mg_pool_lock();
-	c->pw = pw;
+	snprintf(pw->name, sizeof pw->name, "worker-%llu", (unsigned long long)conn_id);
+	mg_outbox_lock();
 	pw->next = workers;
 	workers = pw;
-	mg_pool_unlock();
+	mg_outbox_unlock();
 	return 0;
 }
 
@@ -340,22 +246,29 @@ static void free_models(mg_pool_worker *pw)
 	pw->nmodels = 0;
 }
 
-void mg_pool_conn_gone(mg_ws_conn *c)
+/* Lock held: the registered worker on connection conn_id, or NULL. */
+static mg_pool_worker *find_worker(uint64_t conn_id)
+{
+	for (mg_pool_worker *pw = workers; pw; pw = pw->next)
+		if (pw->conn_id == conn_id)
+			return pw;
+	return NULL;
+}
+
+void mg_pool_conn_gone(uint64_t conn_id)
 {
 	mg_pool_worker *pw, **pp;
 	int requeued = 0, lost = 0;
 
-	mg_pool_lock();
-	pw = c->pw;
+	mg_outbox_lock();
+	for (pp = &workers; *pp && (*pp)->conn_id != conn_id; pp = &(*pp)->next)
+		;
+	pw = *pp;
 	if (!pw) {
-		mg_pool_unlock();
+		mg_outbox_unlock();
 		return;
 	}
-	c->pw = NULL;
-	for (pp = &workers; *pp && *pp != pw; pp = &(*pp)->next)
-		;
-	if (*pp)
-		*pp = pw->next;
+	*pp = pw->next;
 	for (int b = 0; b < NBUCKETS; b++) {
 		mg_pending *p = table[b];
 		while (p) {
@@ -363,10 +276,10 @@ void mg_pool_conn_gone(mg_ws_conn *c)
 			if (p->worker == pw) {
 				p->worker = NULL;
 				if (!p->delivered) { /* nothing reached the client: another worker */
-					q_insert(p, NULL);
+					q_insert(p, 1);
 					requeued++;
 				} else {
-					post(p->owner, MG_POOL_LOST, 502, p->id, NULL, 0);
+					mg_outbox_post_locked(p->owner, MG_POOL_LOST, 502, p->id, NULL, 0);
 					drop(p);
 					lost++;
 				}
@@ -375,7 +288,7 @@ void mg_pool_conn_gone(mg_ws_conn *c)
 		}
 	}
 	dispatch();
-	mg_pool_unlock();
+	mg_outbox_unlock();
 	if (requeued || lost)
 		mg_log(MG_LOG_WARN, "WS worker %s left with %d request(s): %d requeued, %d failed",
 		       pw->name, requeued + lost, requeued, lost);
@@ -385,13 +298,10 @@ void mg_pool_conn_gone(mg_ws_conn *c)
 
 /* ---- primitives -------------------------------------------------------- */
 
-static mg_worker *owner_of(lua_State *L)
+static mg_outbox_thread *owner_of(lua_State *L)
 {
-	mg_worker *w;
+	mg_outbox_thread *w = mg_outbox_thread_of(L);
 
-	lua_getfield(L, LUA_REGISTRYINDEX, MG_WORKER_KEY);
-	w = lua_touserdata(L, -1);
-	lua_pop(L, 1);
 	if (!w)
 		luaL_error(L, "the WS worker pool needs a worker thread");
 	return w;
@@ -427,7 +337,7 @@ static char *dup_checked(lua_State *L, const char *s, size_t n)
  * queueing. */
 static int l_pool_submit(lua_State *L)
 {
-	mg_worker *w = owner_of(L);
+	mg_outbox_thread *w = owner_of(L);
 	const char *id = check_id(L, 1);
 	size_t mlen, len;
 	const char *model = luaL_checklstring(L, 2, &mlen);
@@ -449,12 +359,13 @@ static int l_pool_submit(lua_State *L)
 	memcpy(p->model, model, mlen + 1);
 	memcpy(p->msg, msg, len);
 	p->msg_len = len;
+	mg_queue_init(&p->qnode);
 	p->owner = w;
 	p->queue_timeout_ms = timeout;
 
-	mg_pool_lock();
+	mg_outbox_lock();
 	if (find(id)) {
-		mg_pool_unlock();
+		mg_outbox_unlock();
 		free(p);
 		return luaL_argerror(L, 1, "a request with this id is in flight");
 	}
@@ -466,24 +377,24 @@ static int l_pool_submit(lua_State *L)
 
 		if (nobody && wait_ms <= 0) {
 			drop(p);
-			mg_pool_unlock();
+			mg_outbox_unlock();
 			lua_pushnil(L);
 			lua_pushliteral(L, "no worker");
 			return 2;
 		}
 		if (q_len >= max_queue) {
 			drop(p);
-			mg_pool_unlock();
+			mg_outbox_unlock();
 			lua_pushnil(L);
 			lua_pushliteral(L, "queue full");
 			return 2;
 		}
-		q_insert(p, q_tail);
+		q_insert(p, 0);
 		if (nobody) /* this wait only; a later requeue gets the queue time */
 			p->deadline = now_ms() + wait_ms;
 		result = "queued";
 	}
-	mg_pool_unlock();
+	mg_outbox_unlock();
 	lua_pushstring(L, result);
 	return 1;
 }
@@ -491,11 +402,11 @@ static int l_pool_submit(lua_State *L)
 /* _pool_cancel(id) -> true if the request was still pending */
 static int l_pool_cancel(lua_State *L)
 {
-	mg_worker *w = owner_of(L);
+	mg_outbox_thread *w = owner_of(L);
 	const char *id = check_id(L, 1);
 	mg_pending *p;
 
-	mg_pool_lock();
+	mg_outbox_lock();
 	p = find(id);
 	if (p && p->owner == w) {
 		release(p);
@@ -504,7 +415,7 @@ static int l_pool_cancel(lua_State *L)
 	} else {
 		p = NULL;
 	}
-	mg_pool_unlock();
+	mg_outbox_unlock();
 	lua_pushboolean(L, p != NULL);
 	return 1;
 }
@@ -513,7 +424,9 @@ static int l_pool_cancel(lua_State *L)
  * The worker on socket h takes requests, for those models (all if none). */
 static int l_pool_ready(lua_State *L)
 {
-	mg_ws_conn *c = mg_ws_check(L, 1);
+	mg_outbox_conn *c = mg_outbox_check(L, 1);
+	uint64_t conn_id = c ? c->id : 0;
+	mg_pool_worker *pw;
 	char **models = NULL;
 	int nmodels = 0, capacity = -1;
 	const char *name = NULL;
@@ -544,9 +457,10 @@ static int l_pool_ready(lua_State *L)
 		lua_getfield(L, 2, "name");
 		name = lua_tostring(L, -1); /* stays on the stack while used */
 	}
-	mg_pool_lock();
-	if (!c || !c->pw) {
-		mg_pool_unlock();
+	mg_outbox_lock();
+	pw = conn_id ? find_worker(conn_id) : NULL;
+	if (!pw) {
+		mg_outbox_unlock();
 		for (int i = 0; i < nmodels; i++)
 			free(models[i]);
 		free(models);
@@ -555,18 +469,18 @@ static int l_pool_ready(lua_State *L)
 		return 2;
 	}
 	if (models) {
-		free_models(c->pw);
-		c->pw->models = models;
-		c->pw->nmodels = nmodels;
+		free_models(pw);
+		pw->models = models;
+		pw->nmodels = nmodels;
 	}
 	if (capacity > 0)
-		c->pw->capacity = capacity > 1000 ? 1000 : capacity;
+		pw->capacity = capacity > 1000 ? 1000 : capacity;
 	if (name && *name)
-		snprintf(c->pw->name, sizeof c->pw->name, "%s", name);
-	c->pw->ready = 1;
-	c->pw->last_active = now_ms();
+		snprintf(pw->name, sizeof pw->name, "%s", name);
+	pw->ready = 1;
+	pw->last_active = now_ms();
 	dispatch();
-	mg_pool_unlock();
+	mg_outbox_unlock();
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -577,7 +491,9 @@ static int l_pool_ready(lua_State *L)
  * finished). final ends the request and frees the worker's slot. */
 static int l_pool_deliver(lua_State *L)
 {
-	mg_ws_conn *c = mg_ws_check(L, 1);
+	mg_outbox_conn *c = mg_outbox_check(L, 1);
+	uint64_t conn_id = c ? c->id : 0;
+	mg_pool_worker *pw;
 	size_t len;
 	const char *id = luaL_checkstring(L, 2);
 	const char *text = luaL_checklstring(L, 3, &len);
@@ -585,21 +501,22 @@ static int l_pool_deliver(lua_State *L)
 	mg_pending *p;
 	int ok = 0;
 
-	mg_pool_lock();
+	mg_outbox_lock();
 	p = find(id);
-	if (c && c->pw && p && p->worker == c->pw) {
+	pw = conn_id ? find_worker(conn_id) : NULL;
+	if (pw && p && p->worker == pw) {
 		ok = 1;
 		p->delivered++;
-		post(p->owner, MG_POOL_MESSAGE, 0, id, text, len);
+		mg_outbox_post_locked(p->owner, MG_POOL_MESSAGE, 0, id, text, len);
 		if (final) {
-			c->pw->inflight--;
-			c->pw->served++;
-			c->pw->last_active = now_ms();
+			pw->inflight--;
+			pw->served++;
+			pw->last_active = now_ms();
 			drop(p);
 			dispatch();
 		}
 	}
-	mg_pool_unlock();
+	mg_outbox_unlock();
 	lua_pushboolean(L, ok);
 	return 1;
 }
@@ -611,19 +528,19 @@ static int l_pool_state(lua_State *L)
 	double now = now_ms();
 	int i = 0;
 
-	mg_pool_lock();
+	mg_outbox_lock();
 	lua_createtable(L, 0, 3);
 	lua_newtable(L);
 	for (mg_pool_worker *pw = workers; pw; pw = pw->next) {
-		uint64_t seen = __atomic_load_n(&pw->conn->last_seen_ms, __ATOMIC_RELAXED);
+		uint64_t seen = mg_outbox_last_seen_locked(pw->conn_id);
 		lua_createtable(L, 0, 10);
-		lua_pushnumber(L, (lua_Number)pw->conn->id);
+		lua_pushnumber(L, (lua_Number)pw->conn_id);
 		lua_setfield(L, -2, "id");
 		lua_pushstring(L, pw->name);
 		lua_setfield(L, -2, "name");
 		lua_pushstring(L, !pw->ready ? "connecting" : pw->inflight >= pw->capacity ? "busy" : "idle");
 		lua_setfield(L, -2, "status");
-		lua_pushinteger(L, pw->thread->index);
+		lua_pushinteger(L, pw->thread_index);
 		lua_setfield(L, -2, "thread");
 		lua_createtable(L, pw->nmodels, 0);
 		for (int m = 0; m < pw->nmodels; m++) {
@@ -648,7 +565,7 @@ static int l_pool_state(lua_State *L)
 	lua_setfield(L, -2, "queued");
 	lua_pushinteger(L, n_pending);
 	lua_setfield(L, -2, "pending");
-	mg_pool_unlock();
+	mg_outbox_unlock();
 	return 1;
 }
 
@@ -658,10 +575,10 @@ static int l_pool_serves(lua_State *L)
 	const char *model = luaL_checkstring(L, 1);
 	int yes = 0;
 
-	mg_pool_lock();
+	mg_outbox_lock();
 	for (mg_pool_worker *pw = workers; pw && !yes; pw = pw->next)
 		yes = pw->ready && pw->nmodels && serves(pw, model);
-	mg_pool_unlock();
+	mg_outbox_unlock();
 	lua_pushboolean(L, yes);
 	return 1;
 }
@@ -671,7 +588,7 @@ static int l_pool_models(lua_State *L)
 {
 	int n = 0;
 
-	mg_pool_lock();
+	mg_outbox_lock();
 	lua_newtable(L);
 	for (mg_pool_worker *pw = workers; pw; pw = pw->next)
 		for (int m = 0; pw->ready && m < pw->nmodels; m++)
@@ -679,7 +596,7 @@ static int l_pool_models(lua_State *L)
 				lua_pushstring(L, pw->models[m]);
 				lua_rawseti(L, -2, ++n);
 			}
-	mg_pool_unlock();
+	mg_outbox_unlock();
 	return 1;
 }
 

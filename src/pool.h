@@ -2,17 +2,19 @@
  * rendezvous table of requests waiting for or served by them, and the queue
  * of requests that found no free worker. Shared by every worker thread.
  *
+ * Floor 4: calls outbox.c (the lock, inboxes, and sending to a worker's
+ * socket by connection id), log.c and lua_host.c; never ws.c.
+ *
  * Threads and locks:
- *   Everything in this file's tables (mg_pool_worker, mg_pending, each
- *   thread's inbox and queued count) is read and written only with the pool
- *   lock held (mg_pool_lock). The lock also guards each WS connection's
- *   outbox (ws.c), so a thread can hand a message to a worker that another
- *   thread owns.
+ *   Everything in this file's tables (mg_pool_worker, mg_pending) is read
+ *   and written only with the outbox lock held (mg_outbox_lock, outbox.h),
+ *   the same lock that guards each WS connection's outbox, so "pick a
+ *   worker and queue to it" is atomic.
  *   A request (mg_pending) belongs to the thread whose Lua submitted it: the
- *   worker's messages for it are copied into that thread's inbox and the
- *   thread is woken with uv_async_send; only that thread's Lua sees them.
- *   A pool worker belongs to the thread that owns its socket; that thread
- *   frees it when the socket closes, after taking it out of the registry.
+ *   worker's messages for it are posted to that thread's inbox (outbox.h),
+ *   which wakes it; only that thread's Lua sees them.
+ *   A pool worker is known by its connection's id; the thread that owns the
+ *   socket takes it out of the registry (mg_pool_conn_gone) when it closes.
  *   Nothing here calls Lua with the lock held.
  */
 #ifndef MG_POOL_H
@@ -20,44 +22,29 @@
 
 #include <lua.h>
 #include <stddef.h>
-
-struct mg_worker;
-struct mg_ws_conn;
+#include <stdint.h>
+#include "outbox.h"
 
 enum { MG_POOL_MESSAGE = 1, MG_POOL_LOST, MG_POOL_EXPIRED };
 
-/* One message for a thread's Lua, in its inbox. Owned by the inbox, then
- * by the thread that takes it; freed with free(). */
-typedef struct mg_pool_event {
-	struct mg_pool_event *next;
-	int kind;        /* MG_POOL_* */
-	int status;      /* EXPIRED: 503 (no worker serves the model) or 429 */
-	char *id;        /* the request id, NUL-terminated, inside this block */
-	size_t len;
-	char data[];     /* MESSAGE: the worker's JSON text */
-} mg_pool_event;
+/* The events the pool posts to a thread's inbox (outbox.h). */
+typedef mg_outbox_event mg_pool_event;
 
-void mg_pool_lock(void);
-void mg_pool_unlock(void);
-
-/* Owner thread, at start: its inbox may receive events from now on. */
-void mg_pool_thread_start(struct mg_worker *w);
-/* Owner thread, at stop: no more events; its requests are withdrawn. */
-void mg_pool_thread_stop(struct mg_worker *w);
-/* Owner thread: takes the inbox (a list in arrival order; caller frees). */
-mg_pool_event *mg_pool_take_events(struct mg_worker *w);
+/* Owner thread, at stop: its requests are withdrawn (their workers told). */
+void mg_pool_thread_stop(mg_outbox_thread *t);
 /* Owner thread, from its tick: moves requests of this thread whose queue
  * time is up into its inbox as EXPIRED events. Returns how many. */
-int mg_pool_expire(struct mg_worker *w, double now_ms);
+int mg_pool_expire(mg_outbox_thread *t, double now_ms);
 
 /* The connection's thread, when a /ws socket closes: the worker leaves the
  * registry; its requests go back to the queue if nothing of theirs reached
  * their client yet, or end with a LOST event. */
-void mg_pool_conn_gone(struct mg_ws_conn *c);
+void mg_pool_conn_gone(uint64_t conn_id);
 
-/* The connection's thread, when Lua accepts a /ws socket: the worker joins
- * the registry, not yet ready. 0, or -1 out of memory. */
-int mg_pool_join(struct mg_ws_conn *c);
+/* The connection's thread, when Lua accepts a /ws socket: the worker on
+ * connection conn_id (outbox.h) joins the registry, not yet ready.
+ * 0, or -1 out of memory. */
+int mg_pool_join(uint64_t conn_id, int thread_index);
 
 /* Registers _pool_* on the table at -1. */
 int mg_pool_open(lua_State *L);

@@ -14,12 +14,12 @@
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
 #include "server.h"
-#include "core.h"
 #include "h1.h"
 #include "http_lws.h"
 #include "log.h"
 #include "lua_host.h"
 #include "pool.h"
+#include "stats.h"
 #include "store.h"
 #include "ws.h"
 
@@ -33,14 +33,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-mg_stats mg_global_stats;
-static int served_workers;
-
-void mg_stats_add(long long *field, long long delta)
-{
-	__atomic_add_fetch(field, delta, __ATOMIC_RELAXED);
-}
 
 static const struct lws_protocols protocols[] = {
 	{ "http", mg_http_lws_callback, sizeof(mg_http_pss), 0, 0, NULL, 0 },
@@ -205,9 +197,9 @@ static void close_listener(mg_worker *w)
 	}
 }
 
-static void on_wake(uv_async_t *a)
+static void on_wake(mg_outbox_thread *t)
 {
-	mg_ws_on_wake(a->data);
+	mg_ws_on_wake(t->data);
 }
 
 static void on_ws_tick(uv_timer_t *t)
@@ -230,13 +222,12 @@ static uint64_t tick_ms(const mg_server_config *c)
 
 static void close_pool_handles(mg_worker *w)
 {
-	mg_pool_thread_stop(w);
+	mg_pool_thread_stop(&w->ob);
 	if (w->ws_tick_open) {
 		w->ws_tick_open = 0;
 		uv_close((uv_handle_t *)&w->ws_tick, NULL);
 	}
-	if (!uv_is_closing((uv_handle_t *)&w->wake))
-		uv_close((uv_handle_t *)&w->wake, NULL);
+	mg_outbox_thread_stop(&w->ob);
 }
 
 static void on_stop(uv_async_t *a)
@@ -372,20 +363,21 @@ static void worker_main(void *arg)
 	}
 	uv_async_init(&w->loop, &w->stop_async, on_stop);
 	w->stop_async.data = w;
-	uv_async_init(&w->loop, &w->wake, on_wake);
-	w->wake.data = w;
+	mg_outbox_thread_init(&w->ob, &w->loop, w->index, on_wake, w);
+	mg_queue_init(&w->ws_conns);
 	uv_timer_init(&w->loop, &w->ws_tick);
 	w->ws_tick.data = w;
 	w->ws_tick_open = 1;
 	uv_timer_start(&w->ws_tick, on_ws_tick, tick_ms(w->cfg), tick_ms(w->cfg));
 	uv_unref((uv_handle_t *)&w->ws_tick);
-	w->L = mg_lua_new(&w->loop, mg_lua_dir());
+	w->L = mg_lua_new(&w->loop, mg_lua_dir(), w->cfg->preload);
 	if (w->L) {
 		lua_pushlightuserdata(w->L, w);
 		lua_setfield(w->L, LUA_REGISTRYINDEX, MG_WORKER_KEY);
+		lua_pushlightuserdata(w->L, &w->ob);
+		lua_setfield(w->L, LUA_REGISTRYINDEX, MG_OUTBOX_KEY);
+		mg_outbox_thread_open(&w->ob);
 	}
-	if (w->L)
-		mg_pool_thread_start(w);
 	if (!w->L || worker_lua_init(w) || worker_lws_init(w)) {
 		mg_log(MG_LOG_ERROR, "worker %d could not start", w->index);
 		close_listener(w);
@@ -478,6 +470,7 @@ static int l_serve(lua_State *L)
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	memset(&c, 0, sizeof c);
+	c.preload = lua_touserdata(L, lua_upvalueindex(1));
 	host = opt_string(L, 1, "host");
 	snprintf(c.host, sizeof c.host, "%s", host ? host : "127.0.0.1");
 	free(host);
@@ -532,7 +525,7 @@ static int l_serve(lua_State *L)
 	/* from here on no thread waits on stderr: a full pipe drops lines */
 	if (mg_log_async_start())
 		mg_log(MG_LOG_WARN, "could not start the log's writer thread: lines are written as they come");
-	served_workers = c.workers;
+	mg_stats_set_workers(c.workers);
 	raise_file_limit();
 	mg_h1_init(c.max_header_bytes);
 	/* before anything says "listening": a stop request from then on is ours */
@@ -598,42 +591,10 @@ static int l_serve(lua_State *L)
 	return 1;
 }
 
-/* _stats() -> table of process-wide counters */
-static int l_stats(lua_State *L)
+int mg_server_open(lua_State *L, const luaL_Reg *preload)
 {
-	mg_stats s;
-
-	__atomic_load(&mg_global_stats.requests, &s.requests, __ATOMIC_RELAXED);
-	__atomic_load(&mg_global_stats.open_requests, &s.open_requests, __ATOMIC_RELAXED);
-	__atomic_load(&mg_global_stats.open_streams, &s.open_streams, __ATOMIC_RELAXED);
-	__atomic_load(&mg_global_stats.buffered_bytes, &s.buffered_bytes, __ATOMIC_RELAXED);
-	__atomic_load(&mg_global_stats.buffered_peak, &s.buffered_peak, __ATOMIC_RELAXED);
-	__atomic_load(&mg_global_stats.client_disconnects, &s.client_disconnects, __ATOMIC_RELAXED);
-	__atomic_load(&mg_global_stats.lua_errors, &s.lua_errors, __ATOMIC_RELAXED);
-	lua_createtable(L, 0, 10);
-#define F(name) lua_pushnumber(L, (lua_Number)s.name); lua_setfield(L, -2, #name)
-	F(requests);
-	F(open_requests);
-	F(open_streams);
-	F(buffered_bytes);
-	F(buffered_peak);
-	F(client_disconnects);
-	F(lua_errors);
-#undef F
-	lua_pushnumber(L, (lua_Number)mg_log_dropped());
-	lua_setfield(L, -2, "log_lines_dropped");
-	lua_pushinteger(L, served_workers);
-	lua_setfield(L, -2, "workers");
-	lua_pushnumber(L, mg_uptime());
-	lua_setfield(L, -2, "uptime");
-	return 1;
-}
-
-int mg_server_open(lua_State *L)
-{
-	lua_pushcfunction(L, l_serve);
+	lua_pushlightuserdata(L, (void *)preload);
+	lua_pushcclosure(L, l_serve, 1);
 	lua_setfield(L, -2, "_serve");
-	lua_pushcfunction(L, l_stats);
-	lua_setfield(L, -2, "_stats");
 	return 0;
 }

@@ -2,18 +2,19 @@
  * one Lua state, and serves the shared listening port (SO_REUSEPORT).
  *
  * Thread ownership: everything in an mg_worker belongs to its thread once the
- * thread runs, except `stop_async`, which the main thread signals, and the
- * fields marked "pool lock", which other worker threads reach through the
- * WS worker pool (pool.h) with that lock held before they signal `wake`. */
+ * thread runs, except `stop_async`, which the main thread signals, and `ob`,
+ * which other worker threads reach through outbox.c, under its lock. */
 #ifndef MG_SERVER_H
 #define MG_SERVER_H
 
 struct lws_context;
 struct lws_vhost;
+#include <lauxlib.h>
 #include <lua.h>
 #include <stddef.h>
 #include <uv.h>
 #include "buf.h"
+#include "outbox.h"
 
 typedef struct mg_server_config {
 	char host[256];
@@ -32,6 +33,7 @@ typedef struct mg_server_config {
 	int tls_http2;            /* offer h2 by ALPN (else HTTP/1.1 only) */
 	struct ssl_ctx_st *client_ssl_ctx; /* owned; lws wants one (see server.c) */
 	char *init_json;          /* owned; handed to moongate.worker.init */
+	const luaL_Reg *preload;  /* each worker state's preloaded modules */
 	int verbose;
 } mg_server_config;
 
@@ -52,13 +54,11 @@ typedef struct mg_worker {
 	void *h1_deferred;      /* h1.c: connections whose pipelined request waits */
 	uv_idle_t h1_idle;      /* ... for this, in the loop's idle phase (h1.c) */
 	int h1_idle_open;
-	struct mg_ws_conn *ws_conns; /* ws.c's open WebSockets */
+	mg_queue ws_conns;      /* ws.c's open WebSockets (queue.h) */
 	uv_timer_t ws_tick;     /* heartbeats and queue expiry */
 	int ws_tick_open;
-	uv_async_t wake;        /* other threads: "look at your inbox / outboxes" */
-	int wake_open;          /* pool lock: wake may be signalled */
-	struct mg_pool_event *inbox_head, *inbox_tail; /* pool lock */
-	struct mg_ws_conn *wake_list; /* pool lock: conns with queued output */
+	mg_outbox_thread ob;    /* the wake handle, inbox and wake list that other
+				 * threads reach (outbox.h, under its lock) */
 	lua_State *L;
 	int handler_ref; /* registry ref: the table moongate.worker.init returned */
 	mg_buf scratch;  /* http.c: each stream frame is framed here, then queued */
@@ -74,20 +74,8 @@ typedef struct mg_worker {
 /* Registry key of the lightuserdata pointing at the Lua state's mg_worker. */
 #define MG_WORKER_KEY "moongate.worker"
 
-/* Registers _serve(options) and _stats() on the table at -1. */
-int mg_server_open(lua_State *L);
-
-/* Process-wide counters, updated atomically from every worker. */
-typedef struct mg_stats {
-	long long requests;
-	long long open_requests;
-	long long open_streams;
-	long long buffered_bytes;
-	long long buffered_peak;
-	long long client_disconnects;
-	long long lua_errors;
-} mg_stats;
-extern mg_stats mg_global_stats;
-void mg_stats_add(long long *field, long long delta);
+/* Registers _serve(options) on the table at -1; each worker's Lua state
+ * gets `preload` (mg_lua_new, lua_host.h), which the caller names. */
+int mg_server_open(lua_State *L, const luaL_Reg *preload);
 
 #endif

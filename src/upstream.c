@@ -21,6 +21,7 @@
  */
 #include "upstream.h"
 #include "buf.h"
+#include "cork.h"
 #include "http.h"
 #include "log.h"
 #include "lua_host.h"
@@ -169,10 +170,10 @@ static void drive(mg_upstream *up, curl_socket_t fd, int flags)
 {
 	int running;
 
-	mg_http_cork();
+	mg_cork();
 	curl_multi_socket_action(up->multi, fd, flags, &running);
 	check_done(up);
-	mg_http_uncork();
+	mg_uncork();
 }
 
 static void on_poll(uv_poll_t *p, int status, int events)

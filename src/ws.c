@@ -6,20 +6,24 @@
 #include "ws.h"
 #include "http.h"
 #include "http_lws.h"
+#include "lws_hdr.h"
 #include "log.h"
 #include "lua_host.h"
+#include "outbox.h"
 #include "pool.h"
 #include "server.h"
+#include "stats.h"
 
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define WS_HANDLE_MT "moongate.ws"
+#define WS_HANDLE_MT MG_WS_HANDLE_MT
 #define MG_WS_CLOSE_SILENT 4000 /* our close code for a worker that went silent */
 #define MG_LWS_WRITE_CLOSE 4
 
-static uint64_t next_conn_id;
+_Static_assert(MG_OUTBOX_HEADROOM >= LWS_PRE, "outbox messages need LWS_PRE bytes of headroom");
+_Static_assert(offsetof(mg_ws_conn, ob) == 0, "a ws handle is read as an mg_outbox_conn *");
 
 static uint64_t now_ms(void)
 {
@@ -42,81 +46,15 @@ static void call_lua(lua_State *L, int nargs, const char *what)
 
 /* ---- outbox -------------------------------------------------------------- */
 
-/* Pool lock held. */
-static int queue_msg(mg_ws_conn *c, const char *text, size_t len)
-{
-	mg_ws_msg *m;
-
-	if (c->close_code)
-		return -1;
-	m = malloc(sizeof *m + LWS_PRE + len);
-	if (!m)
-		return -1;
-	m->next = NULL;
-	m->len = len;
-	memcpy(m->data + LWS_PRE, text, len);
-	if (c->out_tail)
-		c->out_tail->next = m;
-	else
-		c->out_head = m;
-	c->out_tail = m;
-	c->out_bytes += len;
-	mg_stats_buffered((long long)len);
-	return 0;
-}
-
-int mg_ws_queue_locked(mg_ws_conn *c, const char *text, size_t len)
-{
-	mg_worker *w = c->w;
-
-	if (queue_msg(c, text, len))
-		return -1;
-	if (!c->want_write) {
-		c->want_write = 1;
-		c->wake_next = w->wake_list;
-		w->wake_list = c;
-		if (w->wake_open)
-			uv_async_send(&w->wake);
-	}
-	return 0;
-}
-
 /* Owner thread: queue and ask lws for a writable callback. Returns the
  * bytes now queued, or -1 (closing, or out of memory). */
 static long send_text(mg_ws_conn *c, const char *text, size_t len)
 {
-	long queued = -1;
+	long queued = mg_outbox_queue(&c->ob, text, len);
 
-	mg_pool_lock();
-	if (!queue_msg(c, text, len))
-		queued = (long)c->out_bytes;
-	mg_pool_unlock();
 	if (queued >= 0 && c->wsi)
 		lws_callback_on_writable(c->wsi);
 	return queued;
-}
-
-/* Pool lock held: frees the outbox and leaves the owner's wake list. */
-static void drop_outbox_locked(mg_ws_conn *c)
-{
-	mg_ws_msg *m = c->out_head;
-
-	while (m) {
-		mg_ws_msg *next = m->next;
-		free(m);
-		m = next;
-	}
-	c->out_head = c->out_tail = NULL;
-	mg_stats_buffered(-(long long)c->out_bytes);
-	c->out_bytes = 0;
-	if (c->want_write) {
-		mg_ws_conn **p = &c->w->wake_list;
-		while (*p && *p != c)
-			p = &(*p)->wake_next;
-		if (*p)
-			*p = c->wake_next;
-		c->want_write = 0;
-	}
 }
 
 static void call_ref(mg_ws_conn *c, int ref, const char *what)
@@ -141,24 +79,13 @@ static void drain_check(mg_ws_conn *c, size_t queued)
 /* One message per writable callback. Returns -1 to close. */
 static int on_writable(mg_ws_conn *c)
 {
-	mg_ws_msg *m;
+	mg_outbox_msg *m;
 	size_t queued;
 	int more, code;
 
-	mg_pool_lock();
-	m = c->out_head;
+	m = mg_outbox_pop(&c->ob, &more, &queued, &code);
 	if (m) {
-		c->out_head = m->next;
-		if (!c->out_head)
-			c->out_tail = NULL;
-		c->out_bytes -= m->len;
-	}
-	more = c->out_head != NULL;
-	queued = c->out_bytes;
-	code = c->close_code;
-	mg_pool_unlock();
-	if (m) {
-		int n = lws_write(c->wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
+		int n = lws_write(c->wsi, m->data + MG_OUTBOX_HEADROOM, m->len, LWS_WRITE_TEXT);
 		mg_stats_buffered(-(long long)m->len);
 		int short_write = n < (int)m->len;
 		free(m);
@@ -193,15 +120,12 @@ static mg_ws_conn *conn_new(mg_worker *w, struct lws *wsi)
 
 	if (!c)
 		return NULL;
+	mg_outbox_conn_open(&c->ob, &w->ob);
 	c->wsi = wsi;
 	c->w = w;
 	c->handle_ref = c->on_drain_ref = LUA_NOREF;
-	c->id = __atomic_add_fetch(&next_conn_id, 1, __ATOMIC_RELAXED);
-	c->last_seen_ms = c->last_ping_ms = now_ms();
-	c->next = w->ws_conns;
-	if (c->next)
-		c->next->prev = c;
-	w->ws_conns = c;
+	c->last_ping_ms = now_ms();
+	mg_queue_insert_head(&w->ws_conns, &c->node);
 	return c;
 }
 
@@ -218,16 +142,9 @@ static void conn_gone(mg_ws_conn **slot)
 	L = c->w->L;
 	c->wsi = NULL;
 	if (c->is_worker)
-		mg_pool_conn_gone(c);
-	mg_pool_lock();
-	drop_outbox_locked(c);
-	mg_pool_unlock();
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->w->ws_conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+		mg_pool_conn_gone(c->ob.id);
+	mg_outbox_conn_close(&c->ob);
+	mg_queue_remove(&c->node);
 	if (c->established && push_handler(c->w, "ws_close")) {
 		lua_rawgeti(L, LUA_REGISTRYINDEX, c->handle_ref);
 		call_lua(L, 1, "ws_close");
@@ -268,7 +185,7 @@ static int on_filter(struct lws *wsi, mg_ws_conn **slot)
 	c = conn_new(w, wsi);
 	if (!c || copy_token(wsi, WSI_TOKEN_GET_URI, &path) ||
 	    copy_token(wsi, WSI_TOKEN_HTTP_URI_ARGS, &query) ||
-	    mg_lws_copy_headers(wsi, &headers)) {
+	    mg_lws_copy_headers(wsi, &w->req_headers, &headers)) {
 		lua_settop(L, top);
 		goto out;
 	}
@@ -286,7 +203,7 @@ static int on_filter(struct lws *wsi, mg_ws_conn **slot)
 		mg_stats_add(&mg_global_stats.lua_errors, 1);
 	} else if (lua_isstring(L, -3)) {
 		c->is_worker = !strcmp(lua_tostring(L, -3), "worker");
-		ok = !c->is_worker || !mg_pool_join(c);
+		ok = !c->is_worker || !mg_pool_join(c->ob.id, w->index);
 	} else {
 		const char *why = lua_isstring(L, -2) ? lua_tostring(L, -2) : "refused";
 		int status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 403;
@@ -296,9 +213,7 @@ static int on_filter(struct lws *wsi, mg_ws_conn **slot)
 		 * refuses: accept, then close at once with 4000 + the HTTP
 		 * status and the reason, which a browser's onclose shows */
 		snprintf(c->refused, sizeof c->refused, "%s", why);
-		mg_pool_lock();
-		c->close_code = 4000 + (status >= 400 && status < 600 ? status : 403);
-		mg_pool_unlock();
+		mg_outbox_set_close(&c->ob, 4000 + (status >= 400 && status < 600 ? status : 403), 0);
 		ok = 1;
 	}
 	lua_settop(L, top);
@@ -328,7 +243,7 @@ static int on_receive(mg_ws_conn *c, const void *in, size_t len)
 	}
 	if (!lws_is_final_fragment(c->wsi) || lws_remaining_packet_payload(c->wsi))
 		return 0;
-	__atomic_store_n(&c->last_seen_ms, now_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&c->ob.last_seen_ms, now_ms(), __ATOMIC_RELAXED);
 	if (c->rx_too_big) {
 		static const char reason[] = "message too big";
 		mg_log(MG_LOG_WARN, "WebSocket message over %zu bytes: closing", max);
@@ -372,7 +287,7 @@ int mg_ws_callback(struct lws *wsi, int reason, mg_ws_conn **slot, void *in, siz
 		return c ? on_receive(c, in, len) : -1;
 	case LWS_CALLBACK_RECEIVE_PONG:
 		if (c)
-			__atomic_store_n(&c->last_seen_ms, now_ms(), __ATOMIC_RELAXED);
+			__atomic_store_n(&c->ob.last_seen_ms, now_ms(), __ATOMIC_RELAXED);
 		return 0;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return c ? on_writable(c) : 0;
@@ -417,21 +332,18 @@ static void deliver_events(mg_worker *w, mg_pool_event *ev)
 	}
 }
 
+static void wake_conn(mg_outbox_conn *oc)
+{
+	mg_ws_conn *c = (mg_ws_conn *)oc; /* ob is the first member */
+
+	if (c->wsi)
+		lws_callback_on_writable(c->wsi);
+}
+
 void mg_ws_on_wake(mg_worker *w)
 {
-	mg_ws_conn *c;
-
-	mg_pool_lock();
-	c = w->wake_list;
-	w->wake_list = NULL;
-	for (mg_ws_conn *p = c; p; p = p->wake_next)
-		p->want_write = 0;
-	mg_pool_unlock();
-	/* nothing frees a connection until lws runs again: the list holds */
-	for (; c; c = c->wake_next)
-		if (c->wsi)
-			lws_callback_on_writable(c->wsi);
-	deliver_events(w, mg_pool_take_events(w));
+	mg_outbox_take_wakes(&w->ob, wake_conn);
+	deliver_events(w, mg_outbox_take_events(&w->ob));
 }
 
 void mg_ws_tick(mg_worker *w)
@@ -440,23 +352,24 @@ void mg_ws_tick(mg_worker *w)
 	uint64_t now = now_ms();
 	static const char heartbeat[] = "{\"type\":\"heartbeat\"}";
 
-	for (mg_ws_conn *c = w->ws_conns; c; c = c->next) {
+	mg_queue *q;
+
+	/* nothing below frees a connection: lws closes sockets later */
+	mg_queue_foreach(q, &w->ws_conns) {
+		mg_ws_conn *c = mg_queue_data(q, mg_ws_conn, node);
 		uint64_t seen;
 
 		if (!c->is_worker || !c->established || !c->wsi)
 			continue;
-		seen = __atomic_load_n(&c->last_seen_ms, __ATOMIC_RELAXED);
+		seen = __atomic_load_n(&c->ob.last_seen_ms, __ATOMIC_RELAXED);
 		if (now - seen > (uint64_t)cfg->ws_timeout_ms) {
 			mg_log(MG_LOG_WARN, "WS worker %llu silent for %llu ms: dropping it",
-			       (unsigned long long)c->id, (unsigned long long)(now - seen));
+			       (unsigned long long)c->ob.id, (unsigned long long)(now - seen));
 			/* its requests move on now; the socket closes at the next
 			 * writable callback, or in 2 s if the peer takes nothing */
-			mg_pool_conn_gone(c);
+			mg_pool_conn_gone(c->ob.id);
 			c->is_worker = 0;
-			mg_pool_lock();
-			drop_outbox_locked(c);
-			c->close_code = MG_WS_CLOSE_SILENT;
-			mg_pool_unlock();
+			mg_outbox_set_close(&c->ob, MG_WS_CLOSE_SILENT, 1);
 			lws_callback_on_writable(c->wsi);
 			lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
 			continue;
@@ -466,8 +379,8 @@ void mg_ws_tick(mg_worker *w)
 			send_text(c, heartbeat, sizeof heartbeat - 1);
 		}
 	}
-	if (mg_pool_expire(w, (double)now))
-		deliver_events(w, mg_pool_take_events(w));
+	if (mg_pool_expire(&w->ob, (double)now))
+		deliver_events(w, mg_outbox_take_events(&w->ob));
 }
 
 /* ---- primitives -------------------------------------------------------- */
@@ -503,10 +416,7 @@ static int l_ws_close(lua_State *L)
 	if (code < 1000 || code > 4999)
 		return luaL_argerror(L, 2, "close code must be 1000..4999");
 	if (c && c->wsi) {
-		mg_pool_lock();
-		if (!c->close_code)
-			c->close_code = code;
-		mg_pool_unlock();
+		mg_outbox_set_close(&c->ob, code, 0);
 		lws_callback_on_writable(c->wsi);
 	}
 	lua_pushboolean(L, 1);
@@ -538,7 +448,7 @@ static int l_ws_tostring(lua_State *L)
 	mg_ws_conn *c = mg_ws_check(L, 1);
 
 	if (c)
-		lua_pushfstring(L, "moongate.ws (%d)", (int)c->id);
+		lua_pushfstring(L, "moongate.ws (%d)", (int)c->ob.id);
 	else
 		lua_pushliteral(L, "moongate.ws (closed)");
 	return 1;
@@ -551,7 +461,7 @@ static int l_ws_id(lua_State *L)
 
 	if (!c)
 		return 0;
-	lua_pushnumber(L, (lua_Number)c->id);
+	lua_pushnumber(L, (lua_Number)c->ob.id);
 	return 1;
 }
 

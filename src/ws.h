@@ -4,11 +4,13 @@
  *
  * Threads: an mg_ws_conn belongs to the worker thread whose lws context
  * serves its socket; only that thread touches wsi, the Lua handle, rx and
- * the callbacks. The outbox and the "wants to write" link are guarded by the
- * pool lock (pool.h), because another thread may queue a message for a pool
- * worker; that thread then wakes the owner with uv_async_send(&w->wake).
- * The owner frees the connection when lws reports it closed, after taking
- * it out of the pool's registry, so no other thread can still reach it.
+ * the callbacks. Its outbox (outbox.h, the first member) is reachable from
+ * other threads by the connection's id, because another thread may queue a
+ * message for a pool worker; outbox.c then wakes the owner. The owner frees
+ * the connection when lws reports it closed, after taking it out of the
+ * pool's registry and the outbox's table, so no other thread can reach it.
+ *
+ * Floor 5: calls pool.c, outbox.c, lws_hdr.c, stats.c, lua_host.c, log.c.
  *
  * Lua sees a connection as a handle (userdata, metatable "moongate.ws") and
  * through three functions of the worker's handler table:
@@ -24,21 +26,19 @@
 #include <stdint.h>
 #include "buf.h"
 
+#include "outbox.h"
+
 struct lws;
 struct mg_worker;
-struct mg_pool_worker;
-
-typedef struct mg_ws_msg {
-	struct mg_ws_msg *next;
-	size_t len;
-	unsigned char data[]; /* LWS_PRE bytes of headroom, then len bytes */
-} mg_ws_msg;
 
 typedef struct mg_ws_conn {
+	/* first: a handle's slot is read as an mg_outbox_conn * (outbox.h);
+	 * its id, last_seen_ms and queued output live there */
+	mg_outbox_conn ob;
 	/* owner thread only */
 	struct lws *wsi;         /* NULL once lws has closed it */
 	struct mg_worker *w;
-	struct mg_ws_conn *prev, *next; /* the owner's open connections */
+	mg_queue node;           /* on the owner's open connections (w->ws_conns) */
 	struct mg_ws_conn **handle;     /* the Lua handle's slot */
 	int handle_ref, on_drain_ref;
 	int established;
@@ -47,20 +47,7 @@ typedef struct mg_ws_conn {
 	mg_buf rx;               /* the message being assembled */
 	int rx_too_big;
 	uint64_t last_ping_ms;   /* when the last heartbeat went out */
-	uint64_t last_seen_ms;   /* atomic: read by other threads for stats */
-	uint64_t id;
-	/* guarded by the pool lock */
-	mg_ws_msg *out_head, *out_tail;
-	size_t out_bytes;
-	int close_code;          /* close once the outbox is empty */
-	int want_write;          /* linked in the owner's wake list */
-	struct mg_ws_conn *wake_next;
-	struct mg_pool_worker *pw; /* the pool's record of this worker */
 } mg_ws_conn;
-
-/* Queues text for the connection; caller holds the pool lock and may be on
- * any thread. 0, or -1 when the connection is gone or memory ran out. */
-int mg_ws_queue_locked(mg_ws_conn *c, const char *text, size_t len);
 
 /* Hands an accepted socket whose first bytes (an HTTP Upgrade request) were
  * already read to the worker's lws vhost; lws owns fd from then on, and

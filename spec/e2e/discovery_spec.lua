@@ -87,10 +87,13 @@ describe("local server presets", function()
     local port = H.free_port()
     local server = H.start { env = { OPENAI_API_KEY = "sk-must-not-leave-0123456789" }, config = string.format([[
 return { providers = { gpu = { kind = "vllm", base_url = "http://127.0.0.1:%d/v1", retries = 0 } } }]], port) }
-    finally(function() server:stop_clean() end)
+    local up
+    finally(function() -- (one finally per test: busted keeps the last one given)
+      server:stop_clean()
+      if up then up:stop() end
+    end)
     H.client.run_until(function() return false end, 500) -- the first listing fails: nothing there yet
-    local up = H.mock(nil, port)
-    finally(function() up:stop() end)
+    up = H.mock(nil, port)
     up:post("/_mock/models", { copilot = { "qwen3:latest" } })
     -- retried within seconds, not after models_ttl_s (600)
     assert.truthy(H.client.run_until(function() return ids_of(server)["qwen3:latest"] end, 9000))
