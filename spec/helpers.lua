@@ -343,6 +343,33 @@ function H.write_account(home, rec)
   assert(uv.fs_chmod(path, tonumber("600", 8)))
 end
 
+--- codex_config(home, model, port): Codex CLI's config.toml in home (its
+-- CODEX_HOME): the daemon at port as a custom provider speaking the
+-- Responses API, no retries, no update check, no analytics, no plugins
+function H.codex_config(home, model, port)
+  local f = assert(io.open(home .. "/config.toml", "w"))
+  f:write(string.format([[
+model = %q
+model_provider = "moongate"
+check_for_update_on_startup = false
+
+[model_providers.moongate]
+name = "moongate"
+base_url = "http://127.0.0.1:%d/v1"
+wire_api = "responses"
+env_key = "MOONGATE_API_KEY"
+request_max_retries = 0
+stream_max_retries = 0
+
+[analytics]
+enabled = false
+
+[features]
+plugins = false
+]], model, port))
+  f:close()
+end
+
 --- free_port() -> a port nothing listens on now
 function H.free_port()
   local t = uv.new_tcp()

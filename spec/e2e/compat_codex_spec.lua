@@ -92,27 +92,7 @@ describe("Codex CLI (codex exec) through the daemon", function()
   -- a fresh CODEX_HOME (with its config.toml) and working folder
   local function fresh(model)
     local d = gw.dirs.fresh()
-    local f = assert(io.open(d.home .. "/config.toml", "w"))
-    f:write(string.format([[
-model = %q
-model_provider = "moongate"
-check_for_update_on_startup = false
-
-[model_providers.moongate]
-name = "moongate"
-base_url = "http://127.0.0.1:%d/v1"
-wire_api = "responses"
-env_key = "MOONGATE_API_KEY"
-request_max_retries = 0
-stream_max_retries = 0
-
-[analytics]
-enabled = false
-
-[features]
-plugins = false
-]], model, gw.server.port))
-    f:close()
+    helpers.codex_config(d.home, model, gw.server.port)
     return d
   end
 

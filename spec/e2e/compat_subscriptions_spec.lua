@@ -147,27 +147,7 @@ return {
     -- shell tool runs
     local function run(prompt)
       local d = dirs.fresh()
-      local f = assert(io.open(d.home .. "/config.toml", "w"))
-      f:write(string.format([[
-model = %q
-model_provider = "moongate"
-check_for_update_on_startup = false
-
-[model_providers.moongate]
-name = "moongate"
-base_url = "http://127.0.0.1:%d/v1"
-wire_api = "responses"
-env_key = "MOONGATE_API_KEY"
-request_max_retries = 0
-stream_max_retries = 0
-
-[analytics]
-enabled = false
-
-[features]
-plugins = false
-]], CODEX_MODEL, server.port))
-      f:close()
+      H.codex_config(d.home, CODEX_MODEL, server.port)
       local env = base_env(d)
       env[#env + 1] = "CODEX_HOME=" .. d.home
       env[#env + 1] = "MOONGATE_API_KEY=sk-codex-dummy"
