@@ -44,7 +44,7 @@ function M.init(init_json, index, workers)
       .. "MOONGATE_API_KEYS: README, \"Security\")", tostring(cfg.listen))
   end
   -- for performance work: LuaJIT's sampling profiler and trace log, per
-  -- worker thread, into FILE.<worker> (see "Benchmark" in the README)
+  -- worker thread, into FILE.<worker> (docs/BENCHMARK.md)
   local prof, jitlog = os.getenv("MOONGATE_JIT_PROFILE"), os.getenv("MOONGATE_JIT_LOG")
   if prof and prof ~= "" then require("jit.p").start(os.getenv("MOONGATE_JIT_PROFILE_MODE") or "Fl", prof .. "." .. index) end
   if jitlog and jitlog ~= "" then require("jit.v").on(jitlog .. "." .. index) end
