@@ -1,6 +1,11 @@
--- The Lua layer of moongate as a rock, for embedding it in other LuaJIT
--- hosts (OpenResty-like setups). The C primitives it calls (moongate.core)
--- come from the host: build/lua/moongate/core.so, or the daemon itself.
+-- moongate as a rock: the Lua layer (moongate.*), the C primitives as a
+-- Lua module (moongate.core, lib/lua/5.1/moongate/core.so) for embedding
+-- the layer in another LuaJIT host, and the daemon itself (bin/moongate,
+-- which finds the tree's share/lua/5.1 by its own path). The host is built
+-- by CMakeLists.txt against Debian's packages (scripts/setup installs them;
+-- luv and cjson are linked in, so they are system libraries here, not
+-- rocks). From the source tree, offline:
+--   luarocks --lua-version 5.1 make --tree TREE rockspec/moongate-scm-1.rockspec
 package = "moongate"
 version = "scm-1"
 source = { url = "git+file:///moongate" }
@@ -8,10 +13,22 @@ description = {
   summary = "LLM gateway: routing, translation and provider adapters in Lua",
   license = "MIT",
 }
-dependencies = { "lua == 5.1", "lua-cjson", "luv" }
+dependencies = { "lua == 5.1" }
+-- CMake checks the rest and names the Debian package that is missing.
+external_dependencies = {
+  LUV = { header = "lua5.1/luv/luv.h" },     -- lua-luv-dev
+  CJSON = { header = "lua5.1/lua-cjson.h" }, -- lua-cjson-dev
+}
 build = {
-  type = "builtin",
-  modules = {
+  type = "cmake",
+  variables = {
+    CMAKE_BUILD_TYPE = "RelWithDebInfo",
+    CMAKE_INSTALL_PREFIX = "$(PREFIX)",
+    MOONGATE_INSTALL_LUA = "OFF",        -- luarocks installs the modules below
+    MOONGATE_INSTALL_SERVICE = "OFF",    -- no systemd unit in a rock tree
+    MOONGATE_INSTALL_CMOD_DIR = "$(LIBDIR)", -- core.so as moongate.core
+  },
+  install = { lua = {
     ["moongate.app"] = "lua/moongate/app.lua",
     ["moongate.canonical"] = "lua/moongate/canonical.lua",
     ["moongate.cli"] = "lua/moongate/cli.lua",
@@ -66,5 +83,5 @@ build = {
     ["moongate.adapters.openai_responses"] = "lua/moongate/adapters/openai_responses.lua",
     ["moongate.store"] = "lua/moongate/store.lua",
     ["moongate.keys"] = "lua/moongate/keys.lua",
-  },
+  } },
 }

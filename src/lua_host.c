@@ -6,17 +6,63 @@
 #include <lualib.h>
 #include <lua5.1/lua-cjson.h>
 #include <lua5.1/luv/luv.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef MOONGATE_LUA_DIR
 #define MOONGATE_LUA_DIR "lua"
 #endif
 
+/* Where an installed binary's modules are, relative to its prefix
+ * (PREFIX/bin/moongate): cmake --install's place, then a luarocks tree's. */
+static const char *const installed_dirs[] = { "share/moongate/lua", "share/lua/5.1", NULL };
+
+static char lua_dir[4096];
+static uv_once_t lua_dir_once = UV_ONCE_INIT;
+
+static int has_modules(const char *dir)
+{
+	char path[sizeof lua_dir + 32];
+
+	snprintf(path, sizeof path, "%s/moongate/main.lua", dir);
+	return access(path, R_OK) == 0;
+}
+
+/* Once per process: the first of installed_dirs under the binary's prefix
+ * that holds moongate/main.lua, else the build tree's (MOONGATE_LUA_DIR). */
+static void find_lua_dir(void)
+{
+	char exe[4096];
+	size_t n = sizeof exe;
+	char *slash;
+
+	snprintf(lua_dir, sizeof lua_dir, "%s", MOONGATE_LUA_DIR);
+	if (uv_exepath(exe, &n) != 0) return;
+	for (int up = 0; up < 2; up++) { /* PREFIX/bin/moongate -> PREFIX */
+		slash = strrchr(exe, '/');
+		if (!slash) return;
+		*slash = '\0';
+	}
+	for (int i = 0; installed_dirs[i]; i++) {
+		char dir[sizeof lua_dir];
+		if ((size_t)snprintf(dir, sizeof dir, "%s/%s", exe, installed_dirs[i]) >= sizeof dir)
+			continue;
+		if (has_modules(dir)) {
+			memcpy(lua_dir, dir, sizeof dir);
+			return;
+		}
+	}
+}
+
 const char *mg_lua_dir(void)
 {
 	const char *d = getenv("MOONGATE_LUA_DIR");
-	return d && *d ? d : MOONGATE_LUA_DIR;
+
+	if (d && *d) return d;
+	uv_once(&lua_dir_once, find_lua_dir);
+	return lua_dir;
 }
 
 void mg_push_pairs(lua_State *L, const mg_buf *h)

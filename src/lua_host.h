@@ -49,7 +49,12 @@ void mg_handle_mt(lua_State *L, const char *mt, lua_CFunction tostring);
  * is a function: returns 1. Otherwise pushes nothing and returns 0. */
 int mg_push_ref_fn(lua_State *L, int ref, const char *name);
 
-/* The directory holding lua/moongate: $MOONGATE_LUA_DIR or the built-in one. */
+/* The directory holding the moongate modules (moongate/main.lua, ...):
+ * $MOONGATE_LUA_DIR when set and not empty; else, found once from the
+ * binary's own path (uv_exepath), PREFIX/share/moongate/lua (cmake
+ * --install) or PREFIX/share/lua/5.1 (a luarocks tree), the first that
+ * holds moongate/main.lua; else the source tree's lua/ the binary was
+ * built from. The string is static: never free it. Safe from any thread. */
 const char *mg_lua_dir(void);
 
 #endif
