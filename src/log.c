@@ -5,13 +5,17 @@
 #include "log.h"
 #include "logq.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 static int log_level = MG_LOG_INFO;
 /* the calling thread's tag, and the start of its lines' timestamp
@@ -23,6 +27,13 @@ static _Thread_local struct {
 	time_t sec;
 	char date[20];
 } me = { "main", 4, -1, "" };
+/* the first error line's message (since a reset), and the log file's path: both behind
+ * file_lock (the path is set once, before the workers start, but read by
+ * whichever thread reopens) */
+static pthread_mutex_t file_lock = PTHREAD_MUTEX_INITIALIZER;
+static char first_error[512];
+static char *log_path;     /* owned; NULL: no log file */
+static int log_also_stdout;
 static const char *const level_names[] = { "ERROR", "WARN", "INFO", "DEBUG" };
 static const char level_cols[][6] = { "ERROR", "WARN ", "INFO ", "DEBUG" };
 
@@ -162,6 +173,16 @@ static void emit(int level, const char *msg, size_t len)
 	size_t i, used;
 	int cut;
 
+	if (level == MG_LOG_ERROR) {
+		size_t n = len < sizeof first_error - 1 ? len : sizeof first_error - 1;
+		pthread_mutex_lock(&file_lock);
+		if (!first_error[0]) {
+			memcpy(first_error, msg, n);
+			first_error[n] = 0;
+		}
+		pthread_mutex_unlock(&file_lock);
+	}
+
 	while (len && msg[len - 1] == '\n')
 		len--;
 	cut = len > MAX_MSG; /* one line is not the place for a dump */
@@ -211,6 +232,71 @@ void mg_log(int level, const char *fmt, ...)
 	if (n < 0)
 		return;
 	emit(level, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+}
+
+void mg_log_first_error(char *buf, size_t cap)
+{
+	if (!cap)
+		return;
+	pthread_mutex_lock(&file_lock);
+	snprintf(buf, cap, "%s", first_error);
+	pthread_mutex_unlock(&file_lock);
+}
+
+void mg_log_first_error_reset(void)
+{
+	pthread_mutex_lock(&file_lock);
+	first_error[0] = 0;
+	pthread_mutex_unlock(&file_lock);
+}
+
+/* opens path for appending and dup2s it over stderr (and stdout) */
+static int put_in_place(const char *path, int also_stdout)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	int e;
+
+	if (fd < 0)
+		return -1;
+	if (dup2(fd, STDERR_FILENO) < 0 || (also_stdout && dup2(fd, STDOUT_FILENO) < 0)) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+int mg_log_file_open(const char *path, int also_stdout)
+{
+	char *copy = strdup(path);
+
+	if (!copy)
+		return -1;
+	if (put_in_place(path, also_stdout)) {
+		int e = errno;
+		free(copy);
+		errno = e;
+		return -1;
+	}
+	pthread_mutex_lock(&file_lock);
+	free(log_path);
+	log_path = copy;
+	log_also_stdout = also_stdout;
+	pthread_mutex_unlock(&file_lock);
+	return 0;
+}
+
+int mg_log_file_reopen(void)
+{
+	int rc = 1;
+
+	pthread_mutex_lock(&file_lock);
+	if (log_path)
+		rc = put_in_place(log_path, log_also_stdout);
+	pthread_mutex_unlock(&file_lock);
+	return rc;
 }
 
 static int level_from_lua(lua_State *L, int idx)

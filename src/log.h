@@ -30,6 +30,22 @@ int mg_log_async_stop(void);
 /* Lines dropped because the queue was full, since the start. */
 unsigned long long mg_log_dropped(void);
 
+/* The log file (--log-file): opens path for appending and puts it in place
+ * of stderr (and of stdout too when also_stdout), so every line, the
+ * writer thread's included, goes there. Remembers path for
+ * mg_log_file_reopen. 0, or -1 with errno set (nothing changed). */
+int mg_log_file_open(const char *path, int also_stdout);
+/* Opens the remembered path again (after logrotate moved the file) and puts
+ * it in place of the old one, atomically (dup2): a line being written goes
+ * wholly to one or the other. 0; 1 when there is no log file; -1 with errno
+ * set (the old file stays). Any thread. */
+int mg_log_file_reopen(void);
+/* The first error-level line's message (no prefix) since the last
+ * mg_log_first_error_reset (or the start), cut to cap - 1 bytes; "" when
+ * there was none: the cause, not the summaries after it. Any thread. */
+void mg_log_first_error(char *buf, size_t cap);
+void mg_log_first_error_reset(void);
+
 /* Registers _log(level, msg) and _log_level([level]) on the table at -1. */
 int mg_log_open(lua_State *L);
 

@@ -1,10 +1,13 @@
 #define _GNU_SOURCE /* accept4 */
-/* _serve: start the worker threads, wait for SIGINT / SIGTERM, stop them.
+/* _serve: detach (--daemon) and write the pidfile, start the worker
+ * threads, handle signals (serve_ctl below: drain on SIGINT / SIGTERM,
+ * SIGHUP, SIGUSR1), stop every worker at once and join them.
  *
  * Threads and what they own:
  *   main thread   the mg_worker array, the signal handles and its own loop;
- *                 it only touches a worker through uv_async_send(stop_async)
- *                 and, at start-up, the mutex-guarded start_state.
+ *                 it only touches a worker through its atomics want and
+ *                 reloads followed by uv_async_send(stop_async), and, at
+ *                 start-up, the mutex-guarded start_state.
  *   worker k      its loop, lws context, Lua state and every request on them.
  *   log writer    logq.c's: started before the workers, stopped (a bounded
  *                 wait for what is queued) after them.
@@ -25,7 +28,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
+#include <lua5.1/luv/luv.h>
+#include <signal.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -230,19 +237,43 @@ static void close_pool_handles(mg_worker *w)
 	mg_outbox_thread_stop(&w->ob);
 }
 
-static void on_stop(uv_async_t *a)
+/* Calls the worker table's function `name` with no arguments, when it has
+ * one; an error in it is logged (mg_pcall) and goes no further. */
+static void call_hook(mg_worker *w, const char *name)
 {
-	mg_worker *w = a->data;
-
-	if (w->L && w->handler_ref != LUA_NOREF && mg_push_ref_fn(w->L, w->handler_ref, "shutdown") &&
-	    mg_pcall(w->L, 0, 0, "shutdown"))
+	if (w->L && w->handler_ref != LUA_NOREF && mg_push_ref_fn(w->L, w->handler_ref, name) &&
+	    mg_pcall(w->L, 0, 0, name))
 		lua_pop(w->L, 1);
+}
+
+/* One loop turn after the stop: the close callbacks of the luv handles that
+ * Lua's shutdown closed have run (they use the state), so the state may go.
+ * Its upstream engine's __gc closes the pooled upstream connections, which
+ * would otherwise keep the loop alive. */
+static void on_lua_close(uv_timer_t *t)
+{
+	mg_worker *w = t->data;
+
+	uv_close((uv_handle_t *)t, NULL);
+	w->lua_close_armed = 0;
+	if (w->L) {
+		lua_close(w->L); /* luv closes the handles it owns */
+		w->L = NULL;
+	}
+}
+
+static void stop_worker(mg_worker *w)
+{
 	close_listener(w);
 	mg_h1_close_all(w);
 	if (w->ctx)
 		destroy_lws(w);
 	close_pool_handles(w);
 	uv_close((uv_handle_t *)&w->stop_async, NULL);
+	uv_timer_init(&w->loop, &w->lua_close);
+	w->lua_close.data = w;
+	uv_timer_start(&w->lua_close, on_lua_close, 0, 0);
+	w->lua_close_armed = 1;
 	/* a leaked handle must not hang the shutdown */
 	uv_timer_init(&w->loop, &w->force_stop);
 	uv_timer_start(&w->force_stop, on_force_stop, 2000, 0);
@@ -250,8 +281,38 @@ static void on_stop(uv_async_t *a)
 	w->force_stop_armed = 1;
 }
 
+/* The main thread's word (want, reloads): each phase once, in order. */
+static void on_stop(uv_async_t *a)
+{
+	mg_worker *w = a->data;
+	int want = __atomic_load_n(&w->want, __ATOMIC_ACQUIRE);
+	unsigned reloads = __atomic_load_n(&w->reloads, __ATOMIC_ACQUIRE);
+
+	if (reloads != w->reloads_done) {
+		w->reloads_done = reloads;
+		if (w->phase == MG_PHASE_SERVING)
+			call_hook(w, "reload");
+	}
+	if (want >= MG_PHASE_DRAIN && w->phase < MG_PHASE_DRAIN) {
+		w->phase = MG_PHASE_DRAIN;
+		close_listener(w); /* new connections are refused from now on */
+	}
+	if (want >= MG_PHASE_END && w->phase < MG_PHASE_END) {
+		w->phase = MG_PHASE_END;
+		call_hook(w, "shutdown"); /* ends running exchanges, in format */
+	}
+	if (want >= MG_PHASE_STOP && w->phase < MG_PHASE_STOP) {
+		w->phase = MG_PHASE_STOP;
+		stop_worker(w);
+	}
+}
+
 static void worker_cleanup(mg_worker *w)
 {
+	if (w->lua_close_armed) { /* the loop stopped before it fired */
+		uv_close((uv_handle_t *)&w->lua_close, NULL);
+		w->lua_close_armed = 0;
+	}
 	if (w->L) {
 		lua_close(w->L); /* luv closes the handles it owns */
 		w->L = NULL;
@@ -414,10 +475,133 @@ static void raise_file_limit(void)
 	       (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_cur / 2);
 }
 
+/* The main thread while the workers serve: signals, and the way to the end.
+ *   SIGTERM / SIGINT  every worker stops accepting (MG_PHASE_DRAIN); the
+ *                     requests still running get shutdown_timeout seconds;
+ *                     then those left are ended with an error in their
+ *                     client's format (MG_PHASE_END) and get END_GRACE_MS to
+ *                     write it; then every worker is told to stop, all at
+ *                     once, and joined. A second signal stops at once.
+ *   SIGHUP            "reload requested": each worker's Lua `reload` hook.
+ *   SIGUSR1           reopens the --log-file (logrotate).
+ * All of it on the main loop, so it is single-threaded; the workers learn
+ * through their stop_async (want / reloads, atomics). */
+#define END_GRACE_MS 2000
+
+typedef struct serve_ctl {
+	uv_loop_t *loop;
+	mg_worker *ws;
+	int n;
+	double timeout_s;
+	int stopping;            /* 0 serving, then the MG_PHASE_* told */
+	uv_signal_t sigint, sigterm, sighup, sigusr1;
+	uv_timer_t poll;         /* are the running requests done yet? */
+	uv_timer_t deadline;     /* shutdown_timeout, then END_GRACE_MS */
+} serve_ctl;
+
+static long long running_requests(void)
+{
+	return __atomic_load_n(&mg_global_stats.open_requests, __ATOMIC_RELAXED);
+}
+
+static void tell_all(serve_ctl *sc, int phase)
+{
+	sc->stopping = phase;
+	for (int i = 0; i < sc->n; i++) {
+		__atomic_store_n(&sc->ws[i].want, phase, __ATOMIC_RELEASE);
+		uv_async_send(&sc->ws[i].stop_async);
+	}
+}
+
+/* every worker stops at once; the main loop ends (l_serve joins them) */
+static void finish(serve_ctl *sc)
+{
+	if (sc->stopping == MG_PHASE_STOP)
+		return;
+	if (sc->stopping < MG_PHASE_END)
+		tell_all(sc, MG_PHASE_END); /* Lua's shutdown still runs first */
+	tell_all(sc, MG_PHASE_STOP);
+	uv_timer_stop(&sc->poll);
+	uv_timer_stop(&sc->deadline);
+	uv_stop(sc->loop);
+}
+
+static void on_poll(uv_timer_t *t)
+{
+	serve_ctl *sc = t->data;
+
+	if (running_requests() > 0)
+		return;
+	mg_log(MG_LOG_INFO, "stopping: every request has finished");
+	finish(sc);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+	serve_ctl *sc = t->data;
+	long long n = running_requests();
+
+	if (sc->stopping == MG_PHASE_DRAIN) {
+		mg_log(MG_LOG_WARN, "stopping: shutdown_timeout (%g s) is over; ending %lld request%s still running",
+		       sc->timeout_s, n, n == 1 ? "" : "s");
+		tell_all(sc, MG_PHASE_END);
+		uv_timer_start(&sc->deadline, on_deadline, END_GRACE_MS, 0);
+		return;
+	}
+	mg_log(MG_LOG_WARN, "stopping: closing %lld request%s that did not end", n, n == 1 ? "" : "s");
+	finish(sc);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
+	serve_ctl *sc = s->data;
+	long long n;
+
+	if (sc->stopping) {
+		mg_log(MG_LOG_WARN, "signal %d while stopping: stopping at once", signum);
+		finish(sc);
+		return;
+	}
 	mg_log(MG_LOG_INFO, "signal %d: stopping", signum);
-	uv_stop(s->loop);
+	tell_all(sc, MG_PHASE_DRAIN);
+	n = running_requests();
+	if (n <= 0) {
+		finish(sc);
+		return;
+	}
+	mg_log(MG_LOG_INFO, "stopping: %lld request%s still running, waiting up to %g s", n,
+	       n == 1 ? "" : "s", sc->timeout_s);
+	uv_timer_start(&sc->poll, on_poll, 20, 20);
+	uv_timer_start(&sc->deadline, on_deadline, (uint64_t)(sc->timeout_s * 1000), 0);
+}
+
+static void on_hup(uv_signal_t *s, int signum)
+{
+	serve_ctl *sc = s->data;
+
+	(void)signum;
+	mg_log(MG_LOG_INFO, "SIGHUP: reload requested");
+	if (sc->stopping)
+		return;
+	for (int i = 0; i < sc->n; i++) {
+		__atomic_add_fetch(&sc->ws[i].reloads, 1, __ATOMIC_RELEASE);
+		uv_async_send(&sc->ws[i].stop_async);
+	}
+}
+
+static void on_usr1(uv_signal_t *s, int signum)
+{
+	int rc = mg_log_file_reopen();
+
+	(void)s;
+	(void)signum;
+	if (rc < 0)
+		mg_log(MG_LOG_ERROR, "SIGUSR1: cannot reopen the log file: %s (still writing to the old one)",
+		       strerror(errno));
+	else if (rc > 0)
+		mg_log(MG_LOG_INFO, "SIGUSR1: no --log-file to reopen");
+	else
+		mg_log(MG_LOG_INFO, "SIGUSR1: log file reopened");
 }
 
 static char *opt_string(lua_State *L, int idx, const char *key)
@@ -442,31 +626,175 @@ static double opt_number(lua_State *L, int idx, const char *key, double def)
 	return v;
 }
 
+/* ---- --pidfile and --daemon --------------------------------------------- */
+
+/* The pid path names, or 0 (no file, no number in it). */
+static pid_t pid_in(const char *path)
+{
+	char buf[32];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	long v;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	v = strtol(buf, NULL, 10);
+	return v > 1 && v < 1L << 30 ? (pid_t)v : 0;
+}
+
+/* 0, or -1 with the reason in err when path names a live process */
+static int pidfile_check(const char *path, char *err, size_t cap)
+{
+	pid_t pid = pid_in(path);
+
+	if (pid && pid != getpid() && (!kill(pid, 0) || errno == EPERM)) {
+		snprintf(err, cap, "the pidfile %s names a running process (pid %d)", path, (int)pid);
+		return -1;
+	}
+	return 0;
+}
+
+static int pidfile_write(const char *path, char *err, size_t cap)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	if (fd < 0 || write(fd, buf, (size_t)n) != n) {
+		snprintf(err, cap, "cannot write the pidfile %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Tells the waiting parent how the start went ("O", or "E" and why), once. */
+static void report_start(int *fd, const char *error)
+{
+	if (*fd < 0)
+		return;
+	if (!error) {
+		if (write(*fd, "O", 1) < 0)
+			(void)0; /* the parent is gone: nobody to tell */
+	} else {
+		char msg[600];
+		int n = snprintf(msg, sizeof msg, "E%s", error);
+		if (n > 0 && write(*fd, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1) < 0)
+			(void)0;
+	}
+	close(*fd);
+	*fd = -1;
+}
+
+/* The parent's side: waits until the child reports (or dies). 0 when it
+ * serves; -1 with the child's reason in err. */
+static int wait_for_child(int fd, char *err, size_t cap)
+{
+	char buf[600];
+	size_t got = 0;
+
+	for (;;) {
+		ssize_t n = read(fd, buf + got, sizeof buf - 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (got == sizeof buf - 1)
+			break;
+	}
+	close(fd);
+	buf[got] = 0;
+	if (got && buf[0] == 'O')
+		return 0;
+	snprintf(err, cap, "%.500s", got > 1 ? buf + 1 : "the daemon exited before it listened (see its log)");
+	return -1;
+}
+
+/* --daemon: fork; the parent waits for the child's word and returns 1; the
+ * child, in a session of its own with stdin from /dev/null and stdout and
+ * stderr on the log file (or /dev/null), returns 0 with *report_fd set.
+ * -1 with err: nothing forked. Called before any thread of ours exists. */
+static int detach(lua_State *L, const char *log_file, int *report_fd, char *err, size_t cap)
+{
+	int p[2], nul;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC)) {
+		snprintf(err, cap, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		snprintf(err, cap, "fork: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		return wait_for_child(p[0], err, cap) ? -1 : 1;
+	}
+	close(p[0]);
+	*report_fd = p[1];
+	setsid();
+	uv_loop_fork(luv_loop(L)); /* the command's loop (cli.c): its epoll is the parent's */
+	nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nul >= 0) {
+		dup2(nul, STDIN_FILENO);
+		if (!log_file) {
+			dup2(nul, STDOUT_FILENO);
+			dup2(nul, STDERR_FILENO);
+		}
+		close(nul);
+	}
+	if (log_file && mg_log_file_open(log_file, 1)) {
+		snprintf(err, cap, "cannot open the log file %s: %s", log_file, strerror(errno));
+		report_start(report_fd, err);
+		return -1;
+	}
+	return 0;
+}
+
 static void free_config(mg_server_config *c)
 {
 	SSL_CTX_free(c->client_ssl_ctx);
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->init_json);
+	free(c->pidfile);
+	free(c->log_file);
 }
 
 /* _serve{host, port, workers, max_body_bytes, max_header_bytes,
- *        stream_high_water, keepalive_timeout, request_timeout, tls_cert, tls_key, tls_http2, init,
- *        verbose, ws_heartbeat_ms, ws_timeout_ms, ws_queue_timeout_ms,
- *        ws_max_message} -> true | nil, message
- * Blocks until SIGINT or SIGTERM. `init` is the string every worker passes to
- * moongate.worker.init. */
+ *        stream_high_water, keepalive_timeout, request_timeout, shutdown_timeout,
+ *        tls_cert, tls_key, tls_http2, init, verbose, ws_heartbeat_ms,
+ *        ws_timeout_ms, ws_queue_timeout_ms, ws_max_message, daemon, pidfile,
+ *        log_file} -> true | nil, message
+ * Blocks until SIGINT or SIGTERM has stopped the workers (see serve_ctl).
+ * `init` is the string every worker passes to moongate.worker.init. With
+ * `daemon`, the calling process returns true as soon as its detached child
+ * listens (or nil and the child's reason); the child serves and returns as
+ * above. */
 static int l_serve(lua_State *L)
 {
 	mg_server_config c;
 	mg_worker *ws;
 	uv_loop_t loop;
-	uv_signal_t sigint, sigterm;
+	serve_ctl sc;
 	uv_mutex_t mu;
 	uv_cond_t cond;
-	char *host;
+	char *host, err[512];
 	const char *lws_debug;
-	int started = 0, failed = 0;
+	int started = 0, failed = 0, report_fd = -1, wrote_pidfile = 0;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	memset(&c, 0, sizeof c);
@@ -481,17 +809,21 @@ static int l_serve(lua_State *L)
 	c.stream_high_water = (size_t)opt_number(L, 1, "stream_high_water", 65536);
 	c.keepalive_timeout = (int)opt_number(L, 1, "keepalive_timeout", 60);
 	c.request_timeout = (int)opt_number(L, 1, "request_timeout", 30);
+	c.shutdown_timeout = opt_number(L, 1, "shutdown_timeout", 30);
 	c.ws_heartbeat_ms = (int)opt_number(L, 1, "ws_heartbeat_ms", 25000);
 	c.ws_timeout_ms = (int)opt_number(L, 1, "ws_timeout_ms", 30000);
 	c.ws_queue_timeout_ms = (int)opt_number(L, 1, "ws_queue_timeout_ms", 30000);
 	c.ws_max_message = (size_t)opt_number(L, 1, "ws_max_message", 16 * 1024 * 1024);
 	c.tls_cert = opt_string(L, 1, "tls_cert");
 	c.tls_key = opt_string(L, 1, "tls_key");
+	c.pidfile = opt_string(L, 1, "pidfile");
+	c.log_file = opt_string(L, 1, "log_file");
+	lua_getfield(L, 1, "daemon");
+	c.daemon = lua_toboolean(L, -1);
+	lua_pop(L, 1);
 	lua_getfield(L, 1, "tls_http2");
 	c.tls_http2 = lua_toboolean(L, -1);
 	lua_pop(L, 1);
-	if (c.tls_cert)
-		c.client_ssl_ctx = SSL_CTX_new(TLS_client_method());
 	c.init_json = opt_string(L, 1, "init");
 	lua_getfield(L, 1, "verbose");
 	c.verbose = lua_toboolean(L, -1);
@@ -499,10 +831,43 @@ static int l_serve(lua_State *L)
 	if (c.workers < 1 || c.workers > 256 || c.port < 0 || c.port > 65535 ||
 	    c.max_header_bytes > 65535 || !c.init_json || (!c.tls_cert != !c.tls_key) ||
 	    c.ws_heartbeat_ms < 1 || c.ws_timeout_ms < 1 || c.ws_queue_timeout_ms < 0 ||
-	    c.ws_max_message < 1) {
+	    c.ws_max_message < 1 || !(c.shutdown_timeout >= 0 && c.shutdown_timeout <= 86400)) {
 		free_config(&c);
 		return luaL_argerror(L, 1, "invalid server options");
 	}
+
+	/* what can be refused is refused here, on the caller's terminal */
+	err[0] = 0;
+	if (c.pidfile && pidfile_check(c.pidfile, err, sizeof err))
+		goto refused;
+	if (c.log_file) {
+		int fd = open(c.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fd < 0) {
+			snprintf(err, sizeof err, "cannot open the log file %s: %s", c.log_file, strerror(errno));
+			goto refused;
+		}
+		close(fd);
+	}
+	if (c.daemon) {
+		int d = detach(L, c.log_file, &report_fd, err, sizeof err);
+		if (d < 0)
+			goto refused;
+		if (d > 0) { /* the parent: the child serves */
+			free_config(&c);
+			lua_pushboolean(L, 1);
+			return 1;
+		}
+	} else if (c.log_file && mg_log_file_open(c.log_file, 0)) {
+		snprintf(err, sizeof err, "cannot open the log file %s: %s", c.log_file, strerror(errno));
+		goto refused;
+	}
+	if (c.pidfile) {
+		if (pidfile_write(c.pidfile, err, sizeof err))
+			goto refused;
+		wrote_pidfile = 1;
+	}
+	if (c.tls_cert)
+		c.client_ssl_ctx = SSL_CTX_new(TLS_client_method());
 
 	/* lws 4.1 formats every log line into one static buffer, so two threads
 	 * logging at once corrupt each other's lines: lws may log while the
@@ -517,8 +882,8 @@ static int l_serve(lua_State *L)
 	ws = calloc((size_t)c.workers, sizeof *ws);
 	if (!ws || uv_loop_init(&loop)) {
 		free(ws);
-		free_config(&c);
-		return luaL_error(L, "out of memory");
+		snprintf(err, sizeof err, "out of memory");
+		goto refused;
 	}
 	uv_mutex_init(&mu);
 	uv_cond_init(&cond);
@@ -528,11 +893,25 @@ static int l_serve(lua_State *L)
 	mg_stats_set_workers(c.workers);
 	raise_file_limit();
 	mg_h1_init(c.max_header_bytes);
-	/* before anything says "listening": a stop request from then on is ours */
-	uv_signal_init(&loop, &sigint);
-	uv_signal_init(&loop, &sigterm);
-	uv_signal_start(&sigint, on_signal, SIGINT);
-	uv_signal_start(&sigterm, on_signal, SIGTERM);
+	mg_log_first_error_reset(); /* a start that fails reports its cause */
+	/* before anything says "listening": a stop request from then on is ours,
+	 * and SIGHUP no longer ends the process */
+	memset(&sc, 0, sizeof sc);
+	sc.loop = &loop;
+	sc.ws = ws;
+	sc.timeout_s = c.shutdown_timeout;
+	uv_timer_init(&loop, &sc.poll);
+	uv_timer_init(&loop, &sc.deadline);
+	sc.poll.data = sc.deadline.data = &sc;
+	uv_signal_init(&loop, &sc.sigint);
+	uv_signal_init(&loop, &sc.sigterm);
+	uv_signal_init(&loop, &sc.sighup);
+	uv_signal_init(&loop, &sc.sigusr1);
+	sc.sigint.data = sc.sigterm.data = sc.sighup.data = sc.sigusr1.data = &sc;
+	uv_signal_start(&sc.sigint, on_signal, SIGINT);
+	uv_signal_start(&sc.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&sc.sighup, on_hup, SIGHUP);
+	uv_signal_start(&sc.sigusr1, on_usr1, SIGUSR1);
 
 	for (int i = 0; i < c.workers; i++) {
 		mg_worker *w = &ws[i];
@@ -558,37 +937,65 @@ static int l_serve(lua_State *L)
 	if (!lws_debug)
 		lws_set_log_level(0, lws_log_emit);
 	if (!failed) {
-		mg_log(MG_LOG_INFO, "moongate %s listening on %s://%s:%d with %d worker%s%s",
+		sc.n = started;
+		mg_log(MG_LOG_INFO, "moongate %s listening on %s://%s:%d with %d worker%s%s%s",
 		       MOONGATE_VERSION, c.tls_cert ? "https" : "http", c.host, c.port,
 		       c.workers, c.workers == 1 ? "" : "s",
-		       !c.tls_cert ? "" : c.tls_http2 ? " (HTTP/2 and HTTP/1.1)" : " (HTTP/1.1)");
+		       !c.tls_cert ? "" : c.tls_http2 ? " (HTTP/2 and HTTP/1.1)" : " (HTTP/1.1)",
+		       c.daemon ? " (daemon)" : "");
+		report_start(&report_fd, NULL);
 		uv_run(&loop, UV_RUN_DEFAULT);
+	} else {
+		char last[400];
+		mg_log_first_error(last, sizeof last);
+		snprintf(err, sizeof err, "could not start serving on %.100s:%d%s%.300s", c.host, c.port,
+			 last[0] ? ": " : " (see the log)", last);
+		report_start(&report_fd, err);
+		/* the workers that did start serve nothing yet: stop them too */
+		for (int i = 0; i < started; i++)
+			if (ws[i].start_state > 0) {
+				__atomic_store_n(&ws[i].want, MG_PHASE_STOP, __ATOMIC_RELEASE);
+				uv_async_send(&ws[i].stop_async);
+			}
 	}
-	uv_close((uv_handle_t *)&sigint, NULL);
-	uv_close((uv_handle_t *)&sigterm, NULL);
+	uv_close((uv_handle_t *)&sc.sigint, NULL);
+	uv_close((uv_handle_t *)&sc.sigterm, NULL);
+	uv_close((uv_handle_t *)&sc.sighup, NULL);
+	uv_close((uv_handle_t *)&sc.sigusr1, NULL);
+	uv_close((uv_handle_t *)&sc.poll, NULL);
+	uv_close((uv_handle_t *)&sc.deadline, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
-	for (int i = 0; i < started; i++) {
-		if (ws[i].start_state > 0)
-			uv_async_send(&ws[i].stop_async);
+	/* every worker was told to stop (finish, or just above) before any join:
+	 * they stop in parallel */
+	for (int i = 0; i < started; i++)
 		uv_thread_join(&ws[i].thread);
-	}
 	mg_store_clear(); /* no thread uses the stored responses any more */
 	uv_loop_close(&loop);
 	uv_cond_destroy(&cond);
 	uv_mutex_destroy(&mu);
 	free(ws);
-	free_config(&c);
+	if (wrote_pidfile && pid_in(c.pidfile) == getpid())
+		unlink(c.pidfile);
 	if (!failed)
 		mg_log(MG_LOG_INFO, "stopped");
 	mg_log_async_stop(); /* bounded: a reader that stopped reading is not waited for */
+	free_config(&c);
 	if (failed) {
 		lua_pushnil(L);
-		lua_pushfstring(L, "could not start serving on %s:%d (see the log above)",
-				c.host, c.port);
+		lua_pushstring(L, err);
 		return 2;
 	}
 	lua_pushboolean(L, 1);
 	return 1;
+
+refused:
+	report_start(&report_fd, err);
+	if (wrote_pidfile)
+		unlink(c.pidfile);
+	free_config(&c);
+	lua_pushnil(L);
+	lua_pushstring(L, err);
+	return 2;
 }
 
 int mg_server_open(lua_State *L, const luaL_Reg *preload)

@@ -2,8 +2,9 @@
  * one Lua state, and serves the shared listening port (SO_REUSEPORT).
  *
  * Thread ownership: everything in an mg_worker belongs to its thread once the
- * thread runs, except `stop_async`, which the main thread signals, and `ob`,
- * which other worker threads reach through outbox.c, under its lock. */
+ * thread runs, except `stop_async` with `want` and `reloads` (the main
+ * thread sets those atomically, then signals), and `ob`, which other worker
+ * threads reach through outbox.c, under its lock. */
 #ifndef MG_SERVER_H
 #define MG_SERVER_H
 
@@ -25,6 +26,7 @@ typedef struct mg_server_config {
 	size_t stream_high_water; /* queued bytes per stream before pausing */
 	int keepalive_timeout;    /* seconds an idle keep-alive connection lives */
 	int request_timeout;      /* seconds a request being received may go without bytes */
+	double shutdown_timeout;  /* seconds running requests get after SIGTERM */
 	int ws_heartbeat_ms;      /* a heartbeat to each pool worker this often */
 	int ws_timeout_ms;        /* drop a pool worker silent this long */
 	int ws_queue_timeout_ms;  /* a request waits this long for a free worker */
@@ -33,6 +35,9 @@ typedef struct mg_server_config {
 	int tls_http2;            /* offer h2 by ALPN (else HTTP/1.1 only) */
 	struct ssl_ctx_st *client_ssl_ctx; /* owned; lws wants one (see server.c) */
 	char *init_json;          /* owned; handed to moongate.worker.init */
+	char *pidfile;            /* owned or NULL: written once serving, removed at exit */
+	char *log_file;           /* owned or NULL: the log goes there (log.h) */
+	int daemon;               /* detach (fork, setsid) before the workers start */
 	const luaL_Reg *preload;  /* each worker state's preloaded modules */
 	int verbose;
 } mg_server_config;
@@ -42,9 +47,15 @@ typedef struct mg_worker {
 	const mg_server_config *cfg;
 	uv_thread_t thread;
 	uv_loop_t loop;
-	uv_async_t stop_async;
+	uv_async_t stop_async;  /* the main thread's word: see want and reloads */
+	int want;               /* atomic, set by the main thread: MG_PHASE_* asked for */
+	unsigned reloads;       /* atomic, bumped by the main thread per SIGHUP */
+	int phase;              /* the worker's own: MG_PHASE_* reached */
+	unsigned reloads_done;  /* the worker's own: reloads handed to Lua */
 	uv_timer_t force_stop; /* ends a shutdown that a leaked handle would hang */
 	int force_stop_armed;
+	uv_timer_t lua_close;   /* closes the Lua state one loop turn after stop */
+	int lua_close_armed;
 	struct lws_context *ctx;
 	struct lws_vhost *vhost;
 	int listen_fd;          /* our own SO_REUSEPORT socket; lws adopts accepts */
@@ -70,6 +81,11 @@ typedef struct mg_worker {
 	uv_cond_t *start_cond;
 	int start_state; /* 0 starting, 1 serving, -1 failed */
 } mg_worker;
+
+/* A worker's way to its end (want / phase): it stops accepting (DRAIN),
+ * ends what still runs with an error in the client's format (END: Lua's
+ * shutdown), then closes everything (STOP). */
+enum { MG_PHASE_SERVING = 0, MG_PHASE_DRAIN, MG_PHASE_END, MG_PHASE_STOP };
 
 /* Registry key of the lightuserdata pointing at the Lua state's mg_worker. */
 #define MG_WORKER_KEY "moongate.worker"

@@ -22,6 +22,7 @@ local canonical = require "moongate.canonical"
 local sockets = require "moongate.sockets"
 local store = require "moongate.store"
 local keys = require "moongate.keys"
+local log = require "moongate.log"
 
 local M = {}
 local App = {}
@@ -417,8 +418,23 @@ function App:count_tokens(req)
   return http.json(req, 200, { input_tokens = n })
 end
 
+--- running() -> how many exchanges (streams and chat-socket answers) are under way
+function App:running()
+  local n = 0
+  for _, x in pairs(self.active) do if not x.done then n = n + 1 end end
+  return n
+end
+
+--- shutdown(): the daemon stops (its shutdown_timeout is over, or a second
+-- signal came): what still runs ends with an error in its client's format
+-- (an error event on a started stream), then background work stops.
 function App:shutdown()
-  for _, x in pairs(self.active) do x:cancel("shutdown") end
+  local list = {}
+  for _, x in pairs(self.active) do list[#list + 1] = x end
+  for _, x in ipairs(list) do
+    local ok, err = pcall(x.stop, x, "the gateway is shutting down")
+    if not ok then log.error("shutdown: %s", tostring(err)) end
+  end
   -- providers' background work (model listings) ends before the Lua state
   for _, p in pairs(self.providers) do
     if type(p) == "table" and p.stop then p:stop() end

@@ -7,6 +7,8 @@ Usage: moongate <command> [options]
 
 Commands:
   serve     run the gateway
+  reload    ask a running daemon to reload (SIGHUP to its --pidfile)
+  stop      stop a running daemon (SIGTERM to its --pidfile), waiting for it
   check     load and validate a config file
   login     log in to a GitHub Copilot or ChatGPT subscription
   logout    remove a stored account
@@ -17,14 +19,27 @@ Run 'moongate <command> --help' for a command's options.
 ]],
   serve = [[
 Usage: moongate serve [--config FILE] [--listen HOST:PORT] [--workers N] [--verbose]
+                      [--daemon] [--pidfile FILE] [--log-file FILE]
 
   --config FILE       config file (a Lua chunk returning a table); env MOONGATE_CONFIG
   --listen HOST:PORT  address to listen on (default 127.0.0.1:8080); env MOONGATE_LISTEN
   --workers N         worker threads (default: the number of cores); env MOONGATE_WORKERS
   --verbose           log at debug level; env MOONGATE_LOG_LEVEL=debug
+  --daemon            detach: the command returns (0) once the daemon listens
+  --pidfile FILE      write the daemon's pid there (refused when it names a live
+                      process; removed at exit)
+  --log-file FILE     append the log to FILE (else stderr; with --daemon, else
+                      nowhere); SIGUSR1 reopens it (logrotate)
 
 Flags beat MOONGATE_* environment variables, which beat the config file,
 which beats the built-in defaults.
+
+Signals: SIGTERM / SIGINT stop accepting and give running requests up to
+shutdown_timeout (config, default 30 s), then end them with an error event;
+a second one stops at once. SIGHUP: reserved for reload; logged. SIGUSR1
+reopens --log-file.
+
+Exit codes: 0 stopped cleanly; 1 config or start error; 2 usage error.
 ]],
   check = [[
 Usage: moongate check --config FILE
@@ -64,6 +79,19 @@ and, when a daemon answers at the listen address (the config's, or
 (requests served, times limited, seconds it still rests). Set
 MOONGATE_API_KEY when the daemon takes inbound keys. Never prints a token.
 ]],
+  reload = [[
+Usage: moongate reload --pidfile FILE
+
+Sends SIGHUP to the daemon whose pid FILE holds. Exits 0 when it was sent,
+1 when FILE names no running process.
+]],
+  stop = [[
+Usage: moongate stop --pidfile FILE
+
+Sends SIGTERM to the daemon whose pid FILE holds and waits until it has
+exited (it drains running requests first: shutdown_timeout). Exits 0 once
+it is gone, 1 when FILE names no running process or it did not exit.
+]],
   version = [[
 Usage: moongate version
 
@@ -71,9 +99,12 @@ Prints the version.
 ]],
 }
 
-local takes_value = { config = true, listen = true, workers = true, name = true }
+local takes_value = { config = true, listen = true, workers = true, name = true, pidfile = true, ["log-file"] = true }
 local allowed = {
-  serve = { config = true, listen = true, workers = true, verbose = true },
+  serve = { config = true, listen = true, workers = true, verbose = true, daemon = true, pidfile = true,
+    ["log-file"] = true },
+  reload = { pidfile = true },
+  stop = { pidfile = true },
   check = { config = true, listen = true, workers = true, verbose = true },
   login = { name = true, headless = true },
   logout = {},
@@ -149,6 +180,9 @@ function M.parse(argv)
   end
   if cmd == "login" and flags.headless and flags.kind ~= "chatgpt" then
     return nil, "moongate login: --headless is for chatgpt (copilot always uses a device code)"
+  end
+  if (cmd == "reload" or cmd == "stop") and not flags.pidfile then
+    return nil, string.format("moongate %s: --pidfile FILE is required", cmd)
   end
   if cmd == "check" and not flags.config then
     return nil, "moongate check: --config FILE is required"

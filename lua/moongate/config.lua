@@ -17,6 +17,7 @@ function M.defaults()
     stream_high_water = 65536,
     keepalive_timeout = 60,
     request_timeout = 30,
+    shutdown_timeout = 30, -- seconds running requests get to finish after SIGTERM / SIGINT
     upstream_http2_streams = 100,
     providers = {},
     routes = {},
@@ -113,6 +114,7 @@ M.schema = {
     stream_high_water = integer(1024),
     keepalive_timeout = integer(1),
     request_timeout = integer(1),
+    shutdown_timeout = { type = "number", min = 0, max = 86400 }, -- seconds (a fraction is fine)
     upstream_http2_streams = integer(1, 2147483647), -- streams at once on one HTTP/2 upstream connection
     lua_path = "string",
     tls = { type = "table", fields = { cert = { type = "string", required = true },

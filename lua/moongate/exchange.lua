@@ -253,6 +253,12 @@ function Exchange:fail(err)
   end
 end
 
+--- stop(message): the daemon stops and this exchange outlived shutdown_timeout:
+-- a 503 in the client's format, as an error event when the stream has started
+function Exchange:stop(message)
+  return self:fail({ status = 503, message = message or "the gateway is shutting down" })
+end
+
 function Exchange:cancel(why)
   if self.done then return end
   self:finish()

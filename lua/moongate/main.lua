@@ -79,7 +79,8 @@ function commands.serve(flags)
     host = cfg.host, port = cfg.port, workers = cfg.workers,
     max_body_bytes = cfg.max_body_bytes, max_header_bytes = cfg.max_header_bytes,
     stream_high_water = cfg.stream_high_water, keepalive_timeout = cfg.keepalive_timeout,
-    request_timeout = cfg.request_timeout,
+    request_timeout = cfg.request_timeout, shutdown_timeout = cfg.shutdown_timeout,
+    daemon = flags.daemon == true, pidfile = flags.pidfile, log_file = flags["log-file"],
     tls_cert = cfg.tls and cfg.tls.cert, tls_key = cfg.tls and cfg.tls.key,
     tls_http2 = cfg.tls and cfg.tls.http2 == true,
     verbose = cfg.log_level == "debug",
@@ -89,6 +90,48 @@ function commands.serve(flags)
     init = json.encode { flags = flags },
   }
   if not ok then return fail("moongate serve: " .. serr, 1) end
+  return 0
+end
+
+-- the pid a --pidfile names -> pid | nil, message
+local function pid_from(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, tostring(err) end
+  local text = f:read("*a") or ""
+  f:close()
+  local pid = tonumber(text:match("^%s*(%d+)%s*$"))
+  if not pid or pid < 2 then return nil, path .. ": no pid in it" end
+  return pid
+end
+
+-- whether process pid exists (signal 0)
+local function alive(pid)
+  local uv = require "luv"
+  local ok, _, name = uv.kill(pid, 0)
+  return ok ~= nil or name == "EPERM"
+end
+
+function commands.reload(flags)
+  local pid, err = pid_from(flags.pidfile)
+  if not pid then return fail("moongate reload: " .. err, 1) end
+  local uv = require "luv"
+  local ok, kerr = uv.kill(pid, "sighup")
+  if not ok then return fail(string.format("moongate reload: pid %d: %s", pid, tostring(kerr)), 1) end
+  return 0
+end
+
+function commands.stop(flags)
+  local pid, err = pid_from(flags.pidfile)
+  if not pid then return fail("moongate stop: " .. err, 1) end
+  local uv = require "luv"
+  local ok, kerr = uv.kill(pid, "sigterm")
+  if not ok then return fail(string.format("moongate stop: pid %d: %s", pid, tostring(kerr)), 1) end
+  -- the daemon drains first (shutdown_timeout, 30 s by default): wait a bit longer
+  local deadline = uv.hrtime() + 120 * 1e9
+  while alive(pid) do
+    if uv.hrtime() > deadline then return fail(string.format("moongate stop: pid %d is still running", pid), 1) end
+    uv.sleep(20)
+  end
   return 0
 end
 
