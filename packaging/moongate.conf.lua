@@ -3,7 +3,7 @@
 -- PREFIX/share/moongate/moongate.conf.lua; copy it to
 -- /etc/moongate/config.lua, where the systemd unit reads it, and edit it
 -- there. Validate it with: moongate check --config /etc/moongate/config.lua
--- A reload (systemctl reload moongate, or SIGHUP) applies a change.
+-- A change takes effect at the next restart (systemctl restart moongate).
 return {
   listen = "127.0.0.1:8080",     -- behind a reverse proxy; "0.0.0.0:8080" to serve the network
   log_level = "info",            -- error | warn | info | debug

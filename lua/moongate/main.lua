@@ -104,15 +104,36 @@ local function pid_from(path)
   return pid
 end
 
--- whether process pid exists (signal 0)
+-- whether process pid exists (signal 0) and has not ended (a zombie its
+-- parent has not reaped yet has)
 local function alive(pid)
   local uv = require "luv"
   local ok, _, name = uv.kill(pid, 0)
-  return ok ~= nil or name == "EPERM"
+  if not (ok ~= nil or name == "EPERM") then return false end
+  local f = io.open("/proc/" .. pid .. "/stat", "rb")
+  local stat = f and f:read("*l") or ""
+  if f then f:close() end
+  return stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
+-- the pidfile's pid | nil, message: only a moongate process is signalled
+-- (a stale pidfile may name any process by now)
+local function daemon_pid(path)
+  local pid, err = pid_from(path)
+  if not pid then return nil, err end
+  local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
+  local cmdline = f and f:read("*a")
+  if f then f:close() end
+  -- (its command line, not its executable: a daemon may run under valgrind)
+  if cmdline and not ("\0" .. cmdline):find("[%z/]moongate%z") then
+    return nil, string.format("pid %d (%s) is not a moongate daemon; not signalled", pid,
+      (cmdline:match("^[^%z]*")))
+  end
+  return pid
 end
 
 function commands.reload(flags)
-  local pid, err = pid_from(flags.pidfile)
+  local pid, err = daemon_pid(flags.pidfile)
   if not pid then return fail("moongate reload: " .. err, 1) end
   local uv = require "luv"
   local ok, kerr = uv.kill(pid, "sighup")
@@ -121,7 +142,7 @@ function commands.reload(flags)
 end
 
 function commands.stop(flags)
-  local pid, err = pid_from(flags.pidfile)
+  local pid, err = daemon_pid(flags.pidfile)
   if not pid then return fail("moongate stop: " .. err, 1) end
   local uv = require "luv"
   local ok, kerr = uv.kill(pid, "sigterm")

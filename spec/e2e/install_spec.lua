@@ -108,7 +108,7 @@ end
 describe("cmake --install into a prefix", function()
   local prefix, cwd, lua_dir
   setup(function()
-    prefix, cwd = tmpdir(), tmpdir()
+    prefix, cwd = tmpdir() .. "/pre fix", tmpdir() -- (a space: the unit must quote its paths)
     local ok, out = run("cmake --install " .. q(build_dir) .. " --prefix " .. q(prefix))
     assert(ok, out)
     lua_dir = prefix .. "/share/moongate/lua"
@@ -116,7 +116,7 @@ describe("cmake --install into a prefix", function()
     write(cwd .. "/mark.lua", MARK_CONFIG)
   end)
   teardown(function()
-    if prefix then os.execute("rm -rf " .. q(prefix) .. " " .. q(cwd)) end
+    if prefix then os.execute("rm -rf " .. q(prefix:gsub("/pre fix$", "")) .. " " .. q(cwd)) end
   end)
 
   it("puts the binary, the modules, the example config, the unit and its user in place", function()
@@ -171,7 +171,7 @@ describe("cmake --install into a prefix", function()
       "LimitNOFILE=65536", "User=moongate", "StateDirectory=moongate", "ConfigurationDirectory=moongate",
       "Environment=MOONGATE_HOME=/var/lib/moongate", "ExecReload=/bin/kill -HUP $MAINPID",
       "Restart=on-failure", "WantedBy=multi-user.target",
-      "ExecStart=" .. prefix .. "/bin/moongate serve --config /etc/moongate/config.lua",
+      'ExecStart="' .. prefix .. '/bin/moongate" serve --config /etc/moongate/config.lua',
     } do
       assert.is_true(lines[want], want .. " is not a line of the unit:\n" .. unit)
     end
