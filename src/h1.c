@@ -410,6 +410,8 @@ static int on_message_begin(http_parser *p)
 	c->req = mg_req_new(c->w, &h1_transport, c);
 	if (!c->req)
 		return -1;
+	if (c->w->phase >= MG_PHASE_DRAIN) /* the daemon stops: the last on this connection */
+		c->req->close_after = 1;
 	c->header_bytes = 0;
 	c->last_was_value = 0;
 	c->field.len = c->value.len = 0;
@@ -795,6 +797,21 @@ int mg_h1_adopt(mg_worker *w, int fd)
 	c->reading = 1;
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	return 0;
+}
+
+void mg_h1_drain(mg_worker *w)
+{
+	mg_h1_conn *next;
+
+	for (mg_h1_conn *c = w->h1_conns; c; c = next) {
+		next = c->next;
+		if (c->closing || c->lingering)
+			continue;
+		if (c->req)
+			c->req->close_after = 1; /* Connection: close, unless its headers are out */
+		else
+			conn_close(c); /* idle between requests */
+	}
 }
 
 void mg_h1_close_all(mg_worker *w)

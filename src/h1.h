@@ -14,4 +14,10 @@ void mg_h1_close_all(struct mg_worker *w);
  * closing fd. */
 int mg_h1_adopt(struct mg_worker *w, int fd);
 
+/* The worker drains (its phase is MG_PHASE_DRAIN): idle keep-alive
+ * connections close, and the request on each other one is its last
+ * (Connection: close when its headers are not out yet); requests that begin
+ * from now on are the last too. */
+void mg_h1_drain(struct mg_worker *w);
+
 #endif

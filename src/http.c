@@ -551,6 +551,11 @@ void mg_req_dispatch(mg_req *r)
 	int origins, encs, top = lua_gettop(L), decoded = 0;
 
 	r->dispatched = 1;
+	if (r->w->phase >= MG_PHASE_END) { /* Lua's shutdown ran: nothing new starts */
+		r->close_after = 1;
+		mg_req_fail(r, 503, "the gateway is shutting down");
+		return;
+	}
 	scan_headers(&r->headers, &origin, &olen, &origins, &encs);
 	if (r->cors == MG_CORS_UNDECIDED)
 		cors_decide(r, origin, olen, origins);

@@ -27,6 +27,7 @@
 #include "ws.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -37,6 +38,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -296,6 +298,7 @@ static void on_stop(uv_async_t *a)
 	if (want >= MG_PHASE_DRAIN && w->phase < MG_PHASE_DRAIN) {
 		w->phase = MG_PHASE_DRAIN;
 		close_listener(w); /* new connections are refused from now on */
+		mg_h1_drain(w);    /* and kept-alive ones take no new work */
 	}
 	if (want >= MG_PHASE_END && w->phase < MG_PHASE_END) {
 		w->phase = MG_PHASE_END;
@@ -487,6 +490,7 @@ static void raise_file_limit(void)
  * All of it on the main loop, so it is single-threaded; the workers learn
  * through their stop_async (want / reloads, atomics). */
 #define END_GRACE_MS 2000
+#define STOP_GRACE_MS 100
 
 typedef struct serve_ctl {
 	uv_loop_t *loop;
@@ -499,9 +503,11 @@ typedef struct serve_ctl {
 	uv_timer_t deadline;     /* shutdown_timeout, then END_GRACE_MS */
 } serve_ctl;
 
+/* HTTP requests and chat-socket answers (sockets.lua counts those) */
 static long long running_requests(void)
 {
-	return __atomic_load_n(&mg_global_stats.open_requests, __ATOMIC_RELAXED);
+	return __atomic_load_n(&mg_global_stats.open_requests, __ATOMIC_RELAXED) +
+	       __atomic_load_n(&mg_global_stats.open_ws_answers, __ATOMIC_RELAXED);
 }
 
 static void tell_all(serve_ctl *sc, int phase)
@@ -513,17 +519,35 @@ static void tell_all(serve_ctl *sc, int phase)
 	}
 }
 
-/* every worker stops at once; the main loop ends (l_serve joins them) */
-static void finish(serve_ctl *sc)
+static void stop_all(serve_ctl *sc)
 {
-	if (sc->stopping == MG_PHASE_STOP)
-		return;
-	if (sc->stopping < MG_PHASE_END)
-		tell_all(sc, MG_PHASE_END); /* Lua's shutdown still runs first */
 	tell_all(sc, MG_PHASE_STOP);
 	uv_timer_stop(&sc->poll);
 	uv_timer_stop(&sc->deadline);
 	uv_stop(sc->loop);
+}
+
+static void on_stop_grace(uv_timer_t *t)
+{
+	stop_all(t->data);
+}
+
+/* every worker stops at once; the main loop ends (l_serve joins them).
+ * Lua's shutdown (MG_PHASE_END) runs first, and what it queued (error
+ * frames on WebSockets, written when their socket is writable) gets
+ * STOP_GRACE_MS of loop turns before the connections close; from END on,
+ * finish stops at once. */
+static void finish(serve_ctl *sc)
+{
+	if (sc->stopping == MG_PHASE_STOP)
+		return;
+	if (sc->stopping < MG_PHASE_END) {
+		tell_all(sc, MG_PHASE_END);
+		uv_timer_stop(&sc->poll);
+		uv_timer_start(&sc->deadline, on_stop_grace, STOP_GRACE_MS, 0);
+		return;
+	}
+	stop_all(sc);
 }
 
 static void on_poll(uv_timer_t *t)
@@ -546,6 +570,9 @@ static void on_deadline(uv_timer_t *t)
 		       sc->timeout_s, n, n == 1 ? "" : "s");
 		tell_all(sc, MG_PHASE_END);
 		uv_timer_start(&sc->deadline, on_deadline, END_GRACE_MS, 0);
+		/* what ended counts as ended at once: its error still needs a
+		 * few loop turns to be written before the stop */
+		uv_timer_start(&sc->poll, on_poll, STOP_GRACE_MS, 20);
 		return;
 	}
 	mg_log(MG_LOG_WARN, "stopping: closing %lld request%s that did not end", n, n == 1 ? "" : "s");
@@ -659,20 +686,61 @@ static int pidfile_check(const char *path, char *err, size_t cap)
 	return 0;
 }
 
-static int pidfile_write(const char *path, char *err, size_t cap)
+/* Writes our pid into path and holds an exclusive flock on it until *fd is
+ * closed (at exit): two daemons started at once both pass pidfile_check,
+ * and the second one's lock fails. 0 with *fd set; -1 with err. */
+static int pidfile_write(const char *path, int *fd, char *err, size_t cap)
 {
 	char buf[32];
 	int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 
-	if (fd < 0 || write(fd, buf, (size_t)n) != n) {
+	*fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (*fd < 0) {
 		snprintf(err, cap, "cannot write the pidfile %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
 		return -1;
 	}
-	close(fd);
+	if (flock(*fd, LOCK_EX | LOCK_NB)) {
+		if (errno == EWOULDBLOCK)
+			snprintf(err, cap, "the pidfile %s is held by another running moongate (pid %d)", path,
+				 (int)pid_in(path));
+		else
+			snprintf(err, cap, "cannot lock the pidfile %s: %s", path, strerror(errno));
+		close(*fd);
+		*fd = -1;
+		return -1;
+	}
+	if (ftruncate(*fd, 0) || write(*fd, buf, (size_t)n) != n) {
+		snprintf(err, cap, "cannot write the pidfile %s: %s", path, strerror(errno));
+		close(*fd);
+		*fd = -1;
+		return -1;
+	}
 	return 0;
+}
+
+/* The daemon keeps none of its caller's descriptors: one left open (the
+ * write end of a pipe the caller reads) would keep that reader waiting for
+ * as long as the daemon lives. Ours (libuv's, the report pipe) are all
+ * close-on-exec; what came without that flag came from the caller. */
+static void close_inherited(void)
+{
+	int fds[256], n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) && n < (int)(sizeof fds / sizeof fds[0])) {
+		int fd = atoi(e->d_name);
+		if (fd > 2 && fd != dirfd(d))
+			fds[n++] = fd;
+	}
+	closedir(d);
+	for (int i = 0; i < n; i++) {
+		int fl = fcntl(fds[i], F_GETFD);
+		if (fl >= 0 && !(fl & FD_CLOEXEC))
+			close(fds[i]);
+	}
 }
 
 /* Tells the waiting parent how the start went ("O", or "E" and why), once. */
@@ -745,6 +813,7 @@ static int detach(lua_State *L, const char *log_file, int *report_fd, char *err,
 	}
 	close(p[0]);
 	*report_fd = p[1];
+	close_inherited();
 	setsid();
 	uv_loop_fork(luv_loop(L)); /* the command's loop (cli.c): its epoll is the parent's */
 	nul = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -794,7 +863,7 @@ static int l_serve(lua_State *L)
 	uv_cond_t cond;
 	char *host, err[512];
 	const char *lws_debug;
-	int started = 0, failed = 0, report_fd = -1, wrote_pidfile = 0;
+	int started = 0, failed = 0, report_fd = -1, wrote_pidfile = 0, pid_fd = -1;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	memset(&c, 0, sizeof c);
@@ -862,7 +931,7 @@ static int l_serve(lua_State *L)
 		goto refused;
 	}
 	if (c.pidfile) {
-		if (pidfile_write(c.pidfile, err, sizeof err))
+		if (pidfile_write(c.pidfile, &pid_fd, err, sizeof err))
 			goto refused;
 		wrote_pidfile = 1;
 	}
@@ -976,6 +1045,8 @@ static int l_serve(lua_State *L)
 	free(ws);
 	if (wrote_pidfile && pid_in(c.pidfile) == getpid())
 		unlink(c.pidfile);
+	if (pid_fd >= 0)
+		close(pid_fd); /* the lock goes with it */
 	if (!failed)
 		mg_log(MG_LOG_INFO, "stopped");
 	mg_log_async_stop(); /* bounded: a reader that stopped reading is not waited for */
@@ -992,6 +1063,8 @@ refused:
 	report_start(&report_fd, err);
 	if (wrote_pidfile)
 		unlink(c.pidfile);
+	if (pid_fd >= 0)
+		close(pid_fd);
 	free_config(&c);
 	lua_pushnil(L);
 	lua_pushstring(L, err);

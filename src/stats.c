@@ -62,15 +62,17 @@ static int l_stats(lua_State *L)
 	__atomic_load(&mg_global_stats.requests, &s.requests, __ATOMIC_RELAXED);
 	__atomic_load(&mg_global_stats.open_requests, &s.open_requests, __ATOMIC_RELAXED);
 	__atomic_load(&mg_global_stats.open_streams, &s.open_streams, __ATOMIC_RELAXED);
+	__atomic_load(&mg_global_stats.open_ws_answers, &s.open_ws_answers, __ATOMIC_RELAXED);
 	__atomic_load(&mg_global_stats.buffered_bytes, &s.buffered_bytes, __ATOMIC_RELAXED);
 	__atomic_load(&mg_global_stats.buffered_peak, &s.buffered_peak, __ATOMIC_RELAXED);
 	__atomic_load(&mg_global_stats.client_disconnects, &s.client_disconnects, __ATOMIC_RELAXED);
 	__atomic_load(&mg_global_stats.lua_errors, &s.lua_errors, __ATOMIC_RELAXED);
-	lua_createtable(L, 0, 10);
+	lua_createtable(L, 0, 11);
 #define F(name) lua_pushnumber(L, (lua_Number)s.name); lua_setfield(L, -2, #name)
 	F(requests);
 	F(open_requests);
 	F(open_streams);
+	F(open_ws_answers);
 	F(buffered_bytes);
 	F(buffered_peak);
 	F(client_disconnects);
@@ -85,6 +87,14 @@ static int l_stats(lua_State *L)
 	return 1;
 }
 
+/* _ws_answers(delta): a chat-socket answer starts (+1) or ends (-1); the
+ * shutdown waits for these as for HTTP requests */
+static int l_ws_answers(lua_State *L)
+{
+	mg_stats_add(&mg_global_stats.open_ws_answers, (long long)luaL_checkinteger(L, 1));
+	return 0;
+}
+
 int mg_stats_open(lua_State *L)
 {
 	uv_once(&started_once, set_started);
@@ -92,5 +102,7 @@ int mg_stats_open(lua_State *L)
 	lua_setfield(L, -2, "_stats");
 	lua_pushcfunction(L, l_uptime);
 	lua_setfield(L, -2, "_uptime");
+	lua_pushcfunction(L, l_ws_answers);
+	lua_setfield(L, -2, "_ws_answers");
 	return 0;
 }

@@ -12,6 +12,7 @@
 typedef struct mg_stats {
 	long long requests;
 	long long open_requests;
+	long long open_ws_answers; /* chat-socket answers under way (sockets.lua) */
 	long long open_streams;
 	long long buffered_bytes;
 	long long buffered_peak;
@@ -29,7 +30,7 @@ void mg_stats_set_workers(int n);
 /* Seconds since the process started (the first mg_stats_open). */
 double mg_uptime(void);
 
-/* Registers _stats() and _uptime() on the table at -1. */
+/* Registers _stats(), _uptime() and _ws_answers(delta) on the table at -1. */
 int mg_stats_open(lua_State *L);
 
 #endif

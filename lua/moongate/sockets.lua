@@ -236,10 +236,18 @@ function Sockets:chat_message(h, conn, m)
   if x.done then
     conn.answers[key] = nil
   else
+    -- counted process-wide too: the daemon's shutdown waits for it as for
+    -- an HTTP request (server.c, running_requests)
     conn.inflight = conn.inflight + 1
+    core._ws_answers(1)
+    local counted = true
     x.on_finish = function()
       conn.answers[key] = nil
-      conn.inflight = conn.inflight - 1
+      if counted then
+        counted = false
+        conn.inflight = conn.inflight - 1
+        core._ws_answers(-1)
+      end
     end
   end
 end

@@ -7,6 +7,8 @@ local helpers = require "helpers"
 local client = helpers.client
 local json = require "moongate.json"
 local uv = require "luv"
+local W = require "support.ws_client"
+local bit = require "bit"
 
 local function echo_config(delay_ms, timeout_s)
   return string.format([[
@@ -179,6 +181,176 @@ return { providers = { up = { kind = "openai", base_url = %q, api_key = "k" } },
   end)
 end)
 
+describe("SIGTERM with chat sockets and keep-alive clients", function()
+  local function chat(ws, id, n)
+    assert(ws:send(json.encode { type = "chat_message", id = id, model = "m", message = { content = words(n) } }))
+  end
+
+  -- the messages of one answer until its last (response_complete or error)
+  local function answer_messages(ws, ms)
+    local out = {}
+    while true do
+      local text = ws:next_message(ms)
+      if not text then return out end
+      local m = json.decode(text)
+      out[#out + 1] = m
+      if m.type == "response_complete" or m.type == "error" then return out end
+    end
+  end
+
+  it("waits for a chat-socket answer that is running, then exits 0", function()
+    local s = helpers.start { config = echo_config(60, 10) }
+    local ok, err = pcall(function()
+      local ws = assert(W.connect(s.port, "/ws/tab-1"))
+      chat(ws, "a1", 12)
+      assert(ws:wait(function(x) return #x.messages > 0 end, 3000), "the answer did not start")
+      s.handle:kill("sigterm")
+      client.run_until(function() return s.log:find("still running") or s.exited end, 3000)
+      assert.matches("stopping: 1 request still running", s.log, 1, true)
+      local ms = answer_messages(ws, 5000)
+      local last = ms[#ms]
+      assert(last, "no message after SIGTERM")
+      assert.equal("response_complete", last.type, json.encode(last))
+      ws:close()
+      assert(wait_exit(s, 5000), "the daemon did not exit after the answer ended")
+      assert.equal(0, s.code)
+      assert.matches("every request has finished", s.log, 1, true)
+    end)
+    local log = s:stop_clean()
+    assert(ok, err)
+    no_sanitizer_report(log)
+  end)
+
+  it("ends a chat-socket answer that outlives shutdown_timeout with an error message", function()
+    local s = helpers.start { config = echo_config(200, 1) }
+    local ok, err = pcall(function()
+      local ws = assert(W.connect(s.port, "/ws/tab-2"))
+      chat(ws, "a2", 60)
+      assert(ws:wait(function(x) return #x.messages > 0 end, 3000), "the answer did not start")
+      local t0 = uv.hrtime()
+      s.handle:kill("sigterm")
+      local ms = answer_messages(ws, 6000)
+      local took = (uv.hrtime() - t0) / 1e6
+      local last = ms[#ms]
+      assert(last, "no error message before the socket closed")
+      assert.equal("error", last.type, json.encode(last))
+      assert.matches("shutting down", last.message)
+      assert(took >= 900 and took < 3000, "ended after " .. took .. " ms")
+      ws:close()
+      assert(wait_exit(s, 5000), "the daemon did not exit")
+      assert.equal(0, s.code)
+      assert.matches("ending 1 request still running", s.log, 1, true)
+    end)
+    local log = s:stop_clean()
+    assert(ok, err)
+    no_sanitizer_report(log)
+  end)
+
+  it("closes kept-alive connections: idle ones at once, busy ones after their answer", function()
+    local s = helpers.start { config = echo_config(100, 10) }
+    local ok, err = pcall(function()
+      local idle = assert(s:connect())
+      assert(idle:send(client.request_bytes("GET", "/health")))
+      local h = assert(idle:read_response(3000))
+      assert.equal(200, h.status)
+      local busy = assert(s:connect())
+      assert(busy:send(client.request_bytes("GET", "/health")))
+      assert.equal(200, assert(busy:read_response(3000)).status)
+      -- the next request on it runs while the daemon is told to stop
+      assert(busy:send(client.request_bytes("POST", "/v1/chat/completions",
+        json.encode { model = "m", messages = { { role = "user", content = words(10) } } })))
+      client.run_until(function() return false end, 150)
+      s.handle:kill("sigterm")
+      client.run_until(function() return s.log:find("still running") or s.exited end, 3000)
+      assert.matches("stopping: 1 request still running", s.log, 1, true)
+      assert(idle:wait(function(c) return c.eof end, 2000), "the idle kept-alive connection stayed open")
+      local res = assert(busy:read_response(5000))
+      assert.equal(200, res.status)
+      assert.equal("close", res.headers.connection)
+      assert(busy:wait(function(c) return c.eof end, 2000), "the connection stayed open after its last answer")
+      assert(wait_exit(s, 2000), "the daemon did not exit soon after the request ended")
+      assert.equal(0, s.code)
+      idle:close()
+      busy:close()
+    end)
+    local log = s:stop_clean()
+    assert(ok, err)
+    no_sanitizer_report(log)
+  end)
+
+  it("answers a request that begins after shutdown_timeout with 503 and Connection: close", function()
+    local s = helpers.start { config = echo_config(200, 1) }
+    local ok, err = pcall(function()
+      local conn = open_stream(s, "/v1/chat/completions",
+        { model = "m", stream = true, messages = { { role = "user", content = words(60) } } })
+      local late = assert(s:connect())
+      assert(late:send("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"))
+      s.handle:kill("sigterm")
+      client.run_until(function() return s.log:find("is over") or s.exited end, 4000)
+      assert.matches("shutdown_timeout (1 s) is over", s.log, 1, true)
+      local body = json.encode { model = "m", messages = { { role = "user", content = "hi" } } }
+      assert(late:send("Content-Type: application/json\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body))
+      local res = assert(late:read_response(3000))
+      assert.equal(503, res.status)
+      assert.equal("close", res.headers.connection)
+      local e = json.decode(res.body)
+      assert.matches("shutting down", e.error.message)
+      conn:close()
+      late:close()
+      assert(wait_exit(s, 5000), "the daemon did not exit")
+      assert.equal(0, s.code)
+    end)
+    local log = s:stop_clean()
+    assert(ok, err)
+    no_sanitizer_report(log)
+  end)
+end)
+
+describe("early signals", function()
+  -- SigIgn of /proc/<pid>/status has SIGPIPE (13): moongate's own start
+  -- (mg_main) is under way, its serve loop not yet
+  local function ignores_sigpipe(pid)
+    local f = io.open("/proc/" .. pid .. "/status")
+    if not f then return false end
+    local t = f:read("*a")
+    f:close()
+    local hex = t:match("SigIgn:%s*(%x+)")
+    return hex ~= nil and bit.band(tonumber(hex:sub(-4), 16), 0x1000) ~= 0
+  end
+
+  it("SIGHUP and SIGUSR1 before the daemon listens do not end it", function()
+    local args = { "serve", "--listen", "127.0.0.1:0", "--workers", "1" }
+    local env = { "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin"),
+      "MOONGATE_LUA_DIR=" .. (os.getenv("MOONGATE_LUA_DIR") or "lua") }
+    for _, name in ipairs { "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS" } do
+      if os.getenv(name) then env[#env + 1] = name .. "=" .. os.getenv(name) end
+    end
+    local errp = uv.new_pipe(false)
+    local log, code, sig = "", nil, nil
+    local h, pid = assert(uv.spawn(helpers.bin, { args = args, env = env, stdio = { nil, nil, errp } },
+      function(c, sg) code, sig = c, sg end))
+    errp:read_start(function(_, d) if d then log = log .. d end end)
+    -- a tight wait (not the loop's): the signals come within microseconds
+    -- of mg_main's first lines, long before the serve loop is set up
+    local deadline = uv.hrtime() + 10e9
+    while not ignores_sigpipe(pid) and uv.hrtime() < deadline do end
+    uv.kill(pid, "sighup")
+    uv.kill(pid, "sigusr1")
+    client.run_until(function() return code or log:find("listening", 1, true) end, 15000)
+    assert.is_nil(code, "exited with " .. tostring(code) .. " signal " .. tostring(sig) .. ": " .. log)
+    assert(log:find("listening", 1, true), log)
+    local port = tonumber(log:match("listening on http://127.0.0.1:(%d+)"))
+    assert.equal(200, assert(client.request(port, "GET", "/health")).status)
+    uv.kill(pid, "sigterm")
+    client.run_until(function() return code ~= nil end, 10000)
+    if not h:is_closing() then h:close() end
+    errp:close()
+    uv.run("nowait")
+    assert.equal(0, code)
+    no_sanitizer_report(log)
+  end)
+end)
+
 describe("SIGHUP", function()
   it("is logged and the daemon keeps serving", function()
     local s = helpers.start { workers = 2 }
@@ -235,9 +407,14 @@ describe("--daemon", function()
     return t
   end
 
+  -- (a zombie has exited: a pid 1 that is slow to reap leaves it a while)
   local function alive(p)
     local ok, _, name = uv.kill(p, 0)
-    return ok ~= nil or name == "EPERM"
+    if not (ok ~= nil or name == "EPERM") then return false end
+    local f = io.open("/proc/" .. p .. "/stat", "rb")
+    local stat = f and f:read("*l") or ""
+    if f then f:close() end
+    return stat:match("^%d+ %b() (%a)") ~= "Z"
   end
 
   local function wait_for(path, needle, ms)
@@ -316,6 +493,89 @@ describe("--daemon", function()
     assert.matches("could not start serving on 127.0.0.1:" .. port, text, 1, true)
     assert.matches("Address already in use", text, 1, true)
     assert(client.run_until(function() return read(pidfile) == nil end, 3000), "the pidfile stayed")
+  end)
+
+  -- starts the binary, not waiting -> a table whose code is set at its exit
+  local function start_run(args)
+    local r = { text = "" }
+    local out, err = uv.new_pipe(false), uv.new_pipe(false)
+    r.h = assert(uv.spawn(helpers.bin, { args = args, env = env(), stdio = { nil, out, err } },
+      function(c) r.code = c end))
+    out:read_start(function(_, d) if d then r.text = r.text .. d end end)
+    err:read_start(function(_, d) if d then r.text = r.text .. d end end)
+    r.pipes = { out, err }
+    return r
+  end
+
+  it("lets one of two daemons started at once with the same pidfile run", function()
+    local a = start_run { "serve", "--daemon", "--pidfile", pidfile, "--log-file", logfile .. ".a",
+      "--listen", "127.0.0.1:0" }
+    local b = start_run { "serve", "--daemon", "--pidfile", pidfile, "--log-file", logfile .. ".b",
+      "--listen", "127.0.0.1:0" }
+    client.run_until(function() return a.code and b.code end, 30000)
+    client.run_until(function() return false end, 30)
+    for _, r in ipairs { a, b } do
+      for _, p in ipairs { r.pipes[1], r.pipes[2], r.h } do
+        if not p:is_closing() then p:close() end
+      end
+    end
+    uv.run("nowait")
+    pid = tonumber((read(pidfile) or ""):match("^(%d+)\n$"))
+    local ok = (a.code == 0 and 1 or 0) + (b.code == 0 and 1 or 0)
+    local loser = a.code ~= 0 and a or b
+    -- stop the one the pidfile names (and, before the fix, the other too)
+    local scode, stext = run { "stop", "--pidfile", pidfile }
+    assert.equal(0, scode, stext)
+    assert.equal(1, ok, "exit codes " .. tostring(a.code) .. " and " .. tostring(b.code) .. ": " .. a.text .. b.text)
+    assert.equal(1, loser.code)
+    assert.matches("pidfile", loser.text, 1, true)
+    assert.is_nil(read(pidfile))
+  end)
+
+  it("refuses to start while another process holds the pidfile's lock", function()
+    -- a daemon between its start and its pidfile write looks like this: a
+    -- pidfile naming no live process, locked
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "int open(const char *, int, int); int flock(int, int); int close(int);")
+    local f = assert(io.open(pidfile, "wb"))
+    f:write("4194000\n")
+    f:close()
+    local fd = ffi.C.open(pidfile, 1, 0) -- O_WRONLY
+    assert(fd >= 0)
+    assert.equal(0, ffi.C.flock(fd, 2 + 4)) -- LOCK_EX | LOCK_NB
+    local code, text = run { "serve", "--daemon", "--pidfile", pidfile, "--log-file", logfile,
+      "--listen", "127.0.0.1:0" }
+    ffi.C.close(fd)
+    if code == 0 then -- before the fix: it started; stop it
+      pid = tonumber((read(pidfile) or ""):match("^(%d+)\n$"))
+      run { "stop", "--pidfile", pidfile }
+    end
+    assert.equal(1, code, text)
+    assert.matches("is held by another running moongate", text, 1, true)
+    assert.equal("4194000\n", read(pidfile))
+    os.remove(pidfile)
+  end)
+
+  it("keeps no descriptor of its caller (a pipe reader sees EOF once it has started)", function()
+    local sh = string.format("( %s serve --daemon --pidfile %s --log-file %s --listen 127.0.0.1:0 3>&1 ) | cat",
+      helpers.shell_quote(helpers.bin), helpers.shell_quote(pidfile), helpers.shell_quote(logfile))
+    local code, text
+    local t0 = uv.hrtime()
+    local out = uv.new_pipe(false)
+    local h = assert(uv.spawn("sh", { args = { "-c", sh }, env = env(), stdio = { nil, out, nil } },
+      function(c) code = c end))
+    text = ""
+    out:read_start(function(_, d) if d then text = text .. d end end)
+    client.run_until(function() return code ~= nil end, 10000)
+    local ms = (uv.hrtime() - t0) / 1e6
+    if not out:is_closing() then out:close() end
+    if not h:is_closing() then h:close() end
+    uv.run("nowait")
+    pid = tonumber((read(pidfile) or ""):match("^(%d+)\n$"))
+    assert(pid, "no daemon: " .. text)
+    local scode, stext = run { "stop", "--pidfile", pidfile }
+    assert.equal(0, scode, stext)
+    assert.equal(0, code, "the caller's pipe stayed open (" .. ms .. " ms): " .. text)
   end)
 
   it("rejects usage errors with exit code 2", function()
