@@ -578,6 +578,24 @@ describe("--daemon", function()
     assert.equal(0, code, "the caller's pipe stayed open (" .. ms .. " ms): " .. text)
   end)
 
+  it("signals only a moongate process: a stale pidfile naming another program is refused", function()
+    local sleeper = assert(uv.spawn("sleep", { args = { "30" } }, function() end))
+    local pidfile = os.tmpname()
+    local f = assert(io.open(pidfile, "w"))
+    f:write(tostring(sleeper:get_pid()), "\n")
+    f:close()
+    local code, text = run { "stop", "--pidfile", pidfile }
+    local rcode = run { "reload", "--pidfile", pidfile }
+    local alive = uv.kill(sleeper:get_pid(), 0)
+    sleeper:kill("sigkill")
+    sleeper:close()
+    os.remove(pidfile)
+    assert.equal(1, code)
+    assert.equal(1, rcode)
+    assert.matches("is not a moongate daemon; not signalled", text, 1, true)
+    assert.truthy(alive) -- untouched
+  end)
+
   it("rejects usage errors with exit code 2", function()
     local code, text = run { "reload" }
     assert.equal(2, code)
