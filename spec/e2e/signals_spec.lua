@@ -52,10 +52,20 @@ local function no_sanitizer_report(text)
   assert.is_nil(text:find("runtime error:", 1, true), text)
 end
 
+-- with_daemon(opts, fn): fn(server) against a daemon started with opts;
+-- the daemon is stopped (whatever fn did) and its log searched for a
+-- sanitizer's report
+local function with_daemon(opts, fn)
+  local s = helpers.start(opts)
+  local ok, err = pcall(fn, s)
+  local log = s:stop_clean()
+  assert(ok, err)
+  no_sanitizer_report(log)
+end
+
 describe("SIGTERM", function()
   it("lets a running stream finish, refusing new connections meanwhile, then exits 0", function()
-    local s = helpers.start { config = echo_config(60, 10) }
-    local ok, err = pcall(function()
+    with_daemon({ config = echo_config(60, 10) }, function(s)
       local conn = open_stream(s, "/v1/chat/completions",
         { model = "m", stream = true, messages = { { role = "user", content = words(12) } } })
       s.handle:kill("sigterm")
@@ -86,14 +96,10 @@ describe("SIGTERM", function()
       assert.equal(0, s.code)
       assert.matches("every request has finished", s.log, 1, true)
     end)
-    local log = s:stop_clean()
-    assert(ok, err)
-    no_sanitizer_report(log)
   end)
 
   it("ends a stream that outlives shutdown_timeout with an error event in the client's format", function()
-    local s = helpers.start { config = echo_config(200, 1) }
-    local ok, err = pcall(function()
+    with_daemon({ config = echo_config(200, 1) }, function(s)
       local an = open_stream(s, "/v1/messages", { model = "m", stream = true, max_tokens = 100,
         messages = { { role = "user", content = words(60) } } })
       local oa = open_stream(s, "/v1/chat/completions",
@@ -127,14 +133,10 @@ describe("SIGTERM", function()
       assert.equal(0, s.code)
       assert.matches("shutdown_timeout (1 s) is over; ending 2 requests still running", s.log, 1, true)
     end)
-    local log = s:stop_clean()
-    assert(ok, err)
-    no_sanitizer_report(log)
   end)
 
   it("stops at once on a second signal during the drain", function()
-    local s = helpers.start { config = echo_config(200, 30) }
-    local ok, err = pcall(function()
+    with_daemon({ config = echo_config(200, 30) }, function(s)
       local conn = open_stream(s, "/v1/chat/completions",
         { model = "m", stream = true, messages = { { role = "user", content = words(100) } } })
       s.handle:kill("sigterm")
@@ -145,9 +147,6 @@ describe("SIGTERM", function()
       assert.matches("while stopping: stopping at once", s.log, 1, true)
       conn:close()
     end)
-    local log = s:stop_clean()
-    assert(ok, err)
-    no_sanitizer_report(log)
   end)
 
   it("stops an idle daemon with 8 workers within 1 s", function()
@@ -199,8 +198,7 @@ describe("SIGTERM with chat sockets and keep-alive clients", function()
   end
 
   it("waits for a chat-socket answer that is running, then exits 0", function()
-    local s = helpers.start { config = echo_config(60, 10) }
-    local ok, err = pcall(function()
+    with_daemon({ config = echo_config(60, 10) }, function(s)
       local ws = assert(W.connect(s.port, "/ws/tab-1"))
       chat(ws, "a1", 12)
       assert(ws:wait(function(x) return #x.messages > 0 end, 3000), "the answer did not start")
@@ -216,14 +214,10 @@ describe("SIGTERM with chat sockets and keep-alive clients", function()
       assert.equal(0, s.code)
       assert.matches("every request has finished", s.log, 1, true)
     end)
-    local log = s:stop_clean()
-    assert(ok, err)
-    no_sanitizer_report(log)
   end)
 
   it("ends a chat-socket answer that outlives shutdown_timeout with an error message", function()
-    local s = helpers.start { config = echo_config(200, 1) }
-    local ok, err = pcall(function()
+    with_daemon({ config = echo_config(200, 1) }, function(s)
       local ws = assert(W.connect(s.port, "/ws/tab-2"))
       chat(ws, "a2", 60)
       assert(ws:wait(function(x) return #x.messages > 0 end, 3000), "the answer did not start")
@@ -241,14 +235,10 @@ describe("SIGTERM with chat sockets and keep-alive clients", function()
       assert.equal(0, s.code)
       assert.matches("ending 1 request still running", s.log, 1, true)
     end)
-    local log = s:stop_clean()
-    assert(ok, err)
-    no_sanitizer_report(log)
   end)
 
   it("closes kept-alive connections: idle ones at once, busy ones after their answer", function()
-    local s = helpers.start { config = echo_config(100, 10) }
-    local ok, err = pcall(function()
+    with_daemon({ config = echo_config(100, 10) }, function(s)
       local idle = assert(s:connect())
       assert(idle:send(client.request_bytes("GET", "/health")))
       local h = assert(idle:read_response(3000))
@@ -273,14 +263,10 @@ describe("SIGTERM with chat sockets and keep-alive clients", function()
       idle:close()
       busy:close()
     end)
-    local log = s:stop_clean()
-    assert(ok, err)
-    no_sanitizer_report(log)
   end)
 
   it("answers a request that begins after shutdown_timeout with 503 and Connection: close", function()
-    local s = helpers.start { config = echo_config(200, 1) }
-    local ok, err = pcall(function()
+    with_daemon({ config = echo_config(200, 1) }, function(s)
       local conn = open_stream(s, "/v1/chat/completions",
         { model = "m", stream = true, messages = { { role = "user", content = words(60) } } })
       local late = assert(s:connect())
@@ -300,9 +286,6 @@ describe("SIGTERM with chat sockets and keep-alive clients", function()
       assert(wait_exit(s, 5000), "the daemon did not exit")
       assert.equal(0, s.code)
     end)
-    local log = s:stop_clean()
-    assert(ok, err)
-    no_sanitizer_report(log)
   end)
 end)
 
