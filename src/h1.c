@@ -799,6 +799,8 @@ int mg_h1_adopt(mg_worker *w, int fd)
 	return 0;
 }
 
+#define DRAIN_IDLE_MS 50
+
 void mg_h1_drain(mg_worker *w)
 {
 	mg_h1_conn *next;
@@ -810,7 +812,10 @@ void mg_h1_drain(mg_worker *w)
 		if (c->req)
 			c->req->close_after = 1; /* Connection: close, unless its headers are out */
 		else
-			conn_close(c); /* idle between requests */
+			/* idle between requests: closed in a moment, unless a
+			 * request's first bytes are still on their way in (then
+			 * it is the connection's last) */
+			arm_timer(c, DRAIN_IDLE_MS);
 	}
 }
 
