@@ -13,7 +13,7 @@ end
 
 local function load_config(flags)
   local cfg, errs = config.resolve(flags, os.getenv, core._cpu_count(),
-    require("moongate.worker").stored_accounts(flags))
+    require("moongate.auth.store").served(flags))
   if not cfg then
     return nil, table.concat(errs, "\n")
   end

@@ -11,21 +11,13 @@ local log = require "moongate.log"
 
 local M = {}
 
---- stored_accounts(flags) -> the accounts `moongate login` stored, served
--- when there is no config file (nil with one: the file says what is served)
-function M.stored_accounts(flags)
-  local path = flags and flags.config or os.getenv("MOONGATE_CONFIG")
-  if path and path ~= "" then return nil end
-  return require("moongate.auth.store").list()
-end
-
 function M.init(init_json, index, workers)
   local init = assert(json.decode(init_json), "bad init")
   -- seeded first: resolving the config loads the provider scripts (their
   -- schemas), which may draw random numbers as they load
   local uv = require "luv"
   math.randomseed(uv.hrtime() % 2147483647 + index)
-  local cfg, errs = config.resolve(init.flags, os.getenv, workers, M.stored_accounts(init.flags))
+  local cfg, errs = config.resolve(init.flags, os.getenv, workers, require("moongate.auth.store").served(init.flags))
   if not cfg then error(table.concat(errs, "\n"), 0) end
   if index == 1 then
     for _, w in ipairs(cfg.warnings or {}) do log.warn("%s", w) end

@@ -61,12 +61,7 @@ function Auth:member(creq)
     return m
   end
   if not self.rotates then return self.members[1] end
-  local m, wait = self.pool:pick()
-  if m then return m end
-  local e = errors.new(429, string.format("provider %s: every account is rate limited; retry in %d s",
-    self.p.name, wait))
-  e.retry_after = wait
-  return nil, e
+  return self.pool:take(self.p.name, "account")
 end
 
 function Auth:headers(creq, cb, ctx)

@@ -61,13 +61,8 @@ function Auth:pick(creq)
       .. "Authorization: Bearer or x-api-key", self.p.name), { code = "missing_api_key" })
   end
   if not self.pool then return self.key end
-  local m, wait = self.pool:pick()
-  if not m then
-    local e = errors.new(429, string.format("provider %s: every key is rate limited; retry in %d s",
-      self.p.name, wait))
-    e.retry_after = wait
-    return nil, nil, e
-  end
+  local m, err = self.pool:take(self.p.name, "key")
+  if not m then return nil, nil, err end
   return m.key, m
 end
 

@@ -6,6 +6,8 @@
 --   pool.new(members [, now_ms]) -> pool; members: list of {name = "...", ...}
 --     (the caller's tables, kept as they are; name is what /stats shows)
 --   pool:pick() -> member | nil, seconds until the first one is back
+--   pool:take(provider, what) -> member | nil, the client's 429 (with
+--     retry_after) when every one rests; what: "account", "key" 
 --   pool:limited(member, seconds) -> rests it that long (at least 1 s)
 --   pool:served(member) -> counts a request it served
 --   pool:state() -> list of {name, resting_s?, limited (times), served}, for
@@ -41,6 +43,15 @@ function Pool:pick()
   end
   if best then return best.member end
   return nil, math.max(1, math.ceil((soonest - t) / 1000))
+end
+
+function Pool:take(provider, what)
+  local m, wait = self:pick()
+  if m then return m end
+  local e = require("moongate.errors").new(429, string.format("provider %s: every %s is rate limited; retry in %d s",
+    provider, what, wait))
+  e.retry_after = wait
+  return nil, e
 end
 
 local function entry(self, member)

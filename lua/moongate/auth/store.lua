@@ -215,4 +215,13 @@ function M.load_for(name, kind, field)
   return rec
 end
 
+--- served(flags) -> the stored accounts a daemon serves by itself: every
+-- one when there is no config file, none with one (the file says what is
+-- served)
+function M.served(flags)
+  local path = flags and flags.config or os.getenv("MOONGATE_CONFIG")
+  if path and path ~= "" then return nil end
+  return M.list()
+end
+
 return M

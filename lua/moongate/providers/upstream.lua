@@ -186,12 +186,6 @@ local function error_event(err)
     code = err.code, param = err.param, retry_after = err.retry_after, retryable = err.retryable }
 end
 
--- fn on the next turn of the loop
-local function later(fn)
-  local t = require("luv").new_timer()
-  t:start(0, 0, function() t:close(); fn() end)
-end
-
 --- hold(p, grant, sink, rotate) -> h: h:frame(events) -> the events to
 -- emit now | false: the upstream said, before any content, that this
 -- member is limited (p.spec.classify), and rotate() found another to serve
@@ -556,7 +550,8 @@ function M.kind(spec)
             if events == false then -- limited before any content: another member serves
               core._fetch_cancel(handle)
               handle = nil
-              later(sink.guard(function() authorize(false, grant) end)) -- (curl takes no new transfer from its callback)
+              -- (curl takes no new transfer from its own callback: on the loop's next turn)
+              require("moongate.auth.util").after(0, sink.guard(function() authorize(false, grant) end))
               return false
             end
           end
