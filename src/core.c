@@ -5,6 +5,7 @@
 #include "sse.h"
 #include "stats.h"
 #include "upstream.h"
+#include "watchdog.h"
 #include "pool.h"
 #include "store.h"
 #include "ws.h"
@@ -30,6 +31,17 @@ static int l_cpu_count(lua_State *L)
 	return 1;
 }
 
+/* _script_timeout(ms): the watchdog's budget (script_timeout_ms; 0: off),
+ * for the whole process; the worker's init hands it over (watchdog.h) */
+static int l_script_timeout(lua_State *L)
+{
+	lua_Integer ms = luaL_checkinteger(L, 1);
+
+	luaL_argcheck(L, ms >= 0 && ms <= 86400000, 1, "0..86400000 ms");
+	mg_watchdog_set_budget((unsigned)ms);
+	return 0;
+}
+
 const luaL_Reg mg_core_preload[] = {
 	{ "moongate.core", luaopen_moongate_core },
 	{ NULL, NULL }
@@ -44,6 +56,8 @@ int luaopen_moongate_core(lua_State *L)
 	lua_setfield(L, -2, "_now_ms");
 	lua_pushcfunction(L, l_cpu_count);
 	lua_setfield(L, -2, "_cpu_count");
+	lua_pushcfunction(L, l_script_timeout);
+	lua_setfield(L, -2, "_script_timeout");
 	mg_log_open(L);
 	mg_sse_open(L);
 	mg_http_open(L);

@@ -7,6 +7,7 @@
 #include "cork.h"
 #include "decode.h"
 #include "log.h"
+#include "lstate.h"
 #include "lua_host.h"
 #include "server.h"
 #include "sse.h"
@@ -49,6 +50,8 @@ mg_req *mg_req_new(mg_worker *w, const mg_transport *t, void *conn)
 	r->t = t;
 	r->conn = conn;
 	r->w = w;
+	r->ls = w->ls; /* a reload after this leaves it on this state */
+	mg_lstate_hold(r->ls);
 	mg_cork_init(&r->cork, cork_flush);
 	r->high_water = w->cfg->stream_high_water;
 	r->on_drain_ref = r->on_close_ref = r->handle_ref = LUA_NOREF;
@@ -100,16 +103,19 @@ static void log_access(const mg_req *r)
 
 void mg_req_free(mg_req *r)
 {
-	lua_State *L = r->w->L;
+	lua_State *L = r->ls->L;
 
 	if ((r->dispatched || r->line_read) && mg_log_get_level() >= MG_LOG_INFO)
 		log_access(r);
 	if (r->handle)
 		*r->handle = NULL;
 	mg_cork_forget(&r->cork);
-	luaL_unref(L, LUA_REGISTRYINDEX, r->on_drain_ref);
-	luaL_unref(L, LUA_REGISTRYINDEX, r->on_close_ref);
-	luaL_unref(L, LUA_REGISTRYINDEX, r->handle_ref);
+	if (L) { /* NULL: the state closed at the worker's end */
+		luaL_unref(L, LUA_REGISTRYINDEX, r->on_drain_ref);
+		luaL_unref(L, LUA_REGISTRYINDEX, r->on_close_ref);
+		luaL_unref(L, LUA_REGISTRYINDEX, r->handle_ref);
+	}
+	mg_lstate_release(r->ls);
 	mg_stats_buffered(-(long long)mg_req_pending(r));
 	if (r->streaming && !r->finished)
 		mg_stats_add(&mg_global_stats.open_streams, -1);
@@ -127,9 +133,9 @@ void mg_req_free(mg_req *r)
 /* Runs a Lua callback kept in the registry, with the handle as argument. */
 static void call_ref(mg_req *r, int ref, const char *what)
 {
-	lua_State *L = r->w->L;
+	lua_State *L = r->ls->L;
 
-	if (ref == LUA_NOREF || ref == LUA_REFNIL)
+	if (!L || ref == LUA_NOREF || ref == LUA_REFNIL)
 		return;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->handle_ref);
@@ -150,18 +156,20 @@ void mg_req_gone(mg_req *r)
 	mg_stats_add(&mg_global_stats.client_disconnects, 1);
 	r->on_close_ref = LUA_NOREF;
 	call_ref(r, ref, "close callback");
-	luaL_unref(r->w->L, LUA_REGISTRYINDEX, ref); /* the transport frees r after */
+	if (r->ls->L)
+		luaL_unref(r->ls->L, LUA_REGISTRYINDEX, ref); /* the transport frees r after */
 }
 
 void mg_req_drain_check(mg_req *r)
 {
 	if (r->on_drain_ref != LUA_NOREF && !r->finished &&
 	    mg_req_pending(r) <= r->high_water / 2) {
-		lua_State *L = r->w->L;
+		lua_State *L = r->ls->L;
 		int ref = r->on_drain_ref;
 		r->on_drain_ref = LUA_NOREF;
 		call_ref(r, ref, "drain callback"); /* r may be gone after this */
-		luaL_unref(L, LUA_REGISTRYINDEX, ref);
+		if (L)
+			luaL_unref(L, LUA_REGISTRYINDEX, ref);
 	}
 }
 
@@ -362,11 +370,11 @@ static void scan_headers(const mg_buf *h, const char **origin, size_t *olen, int
 static const char *error_body(mg_req *r, int status, const char *message, char *fallback, size_t cap,
 			      size_t *len, int *keep)
 {
-	lua_State *L = r->w->L;
+	lua_State *L = r->ls->L;
 	int n;
 
 	*keep = 0;
-	if (r->w->handler_ref != LUA_NOREF && mg_push_ref_fn(L, r->w->handler_ref, "error_body")) {
+	if (mg_lstate_push_fn(r->ls, "error_body")) {
 		lua_pushlstring(L, r->path.data ? r->path.data : "", r->path.len);
 		lua_pushinteger(L, status);
 		lua_pushstring(L, message);
@@ -407,12 +415,14 @@ void mg_req_fail(mg_req *r, int status, const char *message)
 	r->started = 1;
 	r->close_after = r->close_after || status >= 500 || status == 400;
 	if (start_headers(r, status, "application/json", 16, (long long)n, NULL, 0)) {
-		lua_pop(r->w->L, keep);
+		if (keep)
+			lua_pop(r->ls->L, keep);
 		r->t->abort(r);
 		return;
 	}
 	queue_body(r, body, n);
-	lua_pop(r->w->L, keep); /* the body is copied: Lua's string may go */
+	if (keep)
+		lua_pop(r->ls->L, keep); /* the body is copied: Lua's string may go */
 	r->finished = 1;
 	want_write(r);
 }
@@ -454,7 +464,7 @@ static void scan_headers(const mg_buf *h, const char **origin, size_t *olen, int
  * is kept to be echoed when it may. */
 static void cors_decide(mg_req *r, const char *origin, size_t olen, int origins)
 {
-	lua_State *L = r->w->L;
+	lua_State *L = r->ls->L;
 	int ok = 0;
 
 	if (origins <= 1 && (!origin || !olen)) {
@@ -468,7 +478,7 @@ static void cors_decide(mg_req *r, const char *origin, size_t olen, int origins)
 		r->origin_dup = 1;
 		return;
 	}
-	if (r->w->handler_ref == LUA_NOREF || !mg_push_ref_fn(L, r->w->handler_ref, "origin_allowed"))
+	if (!mg_lstate_push_fn(r->ls, "origin_allowed"))
 		return;
 	lua_pushlstring(L, origin, olen);
 	if (mg_pcall(L, 1, 1, "origin check")) {
@@ -544,18 +554,19 @@ static int decode_body(mg_req *r)
  * on_error(req, message) so the client gets it in its own format. */
 void mg_req_dispatch(mg_req *r)
 {
-	lua_State *L = r->w->L;
+	lua_State *L = r->ls->L;
 	mg_req **slot;
 	const char *origin = NULL;
 	size_t olen = 0;
-	int origins, encs, top = lua_gettop(L), decoded = 0;
+	int origins, encs, top, decoded = 0;
 
 	r->dispatched = 1;
-	if (r->w->phase >= MG_PHASE_END) { /* Lua's shutdown ran: nothing new starts */
+	if (r->w->phase >= MG_PHASE_END || !L) { /* Lua's shutdown ran: nothing new starts */
 		r->close_after = 1;
 		mg_req_fail(r, 503, "the gateway is shutting down");
 		return;
 	}
+	top = lua_gettop(L);
 	scan_headers(&r->headers, &origin, &olen, &origins, &encs);
 	if (r->cors == MG_CORS_UNDECIDED)
 		cors_decide(r, origin, olen, origins);
@@ -570,7 +581,7 @@ void mg_req_dispatch(mg_req *r)
 		}
 		decoded = !r->body_error;
 	}
-	lua_rawgeti(L, LUA_REGISTRYINDEX, r->w->handler_ref);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, r->ls->handler_ref);
 	lua_getfield(L, -1, "handle");
 
 	lua_createtable(L, 0, 10);

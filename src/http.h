@@ -38,6 +38,7 @@
 #include "cork.h"
 
 struct mg_worker;
+struct mg_lstate;
 struct mg_req;
 
 enum { MG_BODY_OK = 0, MG_BODY_TOO_LARGE, MG_HEADERS_TOO_LARGE,
@@ -74,6 +75,8 @@ typedef struct mg_req {
 	const mg_transport *t;
 	void *conn;          /* the transport's connection; NULL once gone */
 	struct mg_worker *w;
+	struct mg_lstate *ls; /* held (lstate.h): the Lua state current when the
+			       * request came; its refs below are in that state */
 	struct mg_req **handle; /* the Lua userdata's slot pointing at us */
 	int h2;
 	int hdr_sent;        /* lws: the header block has been written */

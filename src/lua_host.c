@@ -1,6 +1,7 @@
 #include "lua_host.h"
 #include "cork.h"
 #include "log.h"
+#include "watchdog.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -183,12 +184,15 @@ static void push_traceback(lua_State *L)
 int mg_pcall(lua_State *L, int nargs, int nresults, const char *what)
 {
 	int base = lua_gettop(L) - nargs, rc;
+	lua_State *outer;
 
 	push_traceback(L);
 	lua_insert(L, base);
+	outer = mg_watchdog_call_begin(L); /* timed on a worker thread */
 	mg_cork();
 	rc = lua_pcall(L, nargs, nresults, base);
 	lua_remove(L, base);
+	mg_watchdog_call_end(L, outer); /* before the flushes, which may call Lua */
 	mg_uncork();
 	if (rc)
 		mg_log(MG_LOG_ERROR, "%s: %s", what ? what : "lua",

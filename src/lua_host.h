@@ -10,6 +10,7 @@
 #include <lua.h>
 #include <uv.h>
 #include "buf.h"
+#include "watchdog.h" /* a thread whose mg_pcalls are timed registers there */
 
 /* A new state with the standard libraries, cjson and each module of
  * `preloads` (ended by a NULL name; may be NULL) preloaded, luv sharing
@@ -22,7 +23,9 @@ lua_State *mg_lua_new(uv_loop_t *loop, const char *lua_dir, const luaL_Reg *prel
 /* The only way C calls Lua. Like lua_pcall, with a traceback handler, and
  * corked (cork.h): the writes Lua asks for go out once it returns. On
  * error it logs "<what>: <message + traceback>", leaves that string on the
- * stack in place of the results, and returns non-zero. */
+ * stack in place of the results, and returns non-zero. On a worker thread
+ * the outermost call is timed (watchdog.h): one that runs past
+ * script_timeout_ms fails with "script ran longer than script_timeout_ms". */
 int mg_pcall(lua_State *L, int nargs, int nresults, const char *what);
 
 /* Pushes a table of the "name\0value\0" pairs in h; a repeated name gets

@@ -20,10 +20,12 @@
 #include "h1.h"
 #include "http_lws.h"
 #include "log.h"
+#include "lstate.h"
 #include "lua_host.h"
 #include "pool.h"
 #include "stats.h"
 #include "store.h"
+#include "watch.h"
 #include "ws.h"
 
 #include <arpa/inet.h>
@@ -239,28 +241,17 @@ static void close_pool_handles(mg_worker *w)
 	mg_outbox_thread_stop(&w->ob);
 }
 
-/* Calls the worker table's function `name` with no arguments, when it has
- * one; an error in it is logged (mg_pcall) and goes no further. */
+/* Calls function `name` of the handler table of every live Lua state (the
+ * current one and those still serving what they started), with no
+ * arguments; an error in it is logged (mg_pcall) and goes no further. */
 static void call_hook(mg_worker *w, const char *name)
 {
-	if (w->L && w->handler_ref != LUA_NOREF && mg_push_ref_fn(w->L, w->handler_ref, name) &&
-	    mg_pcall(w->L, 0, 0, name))
-		lua_pop(w->L, 1);
-}
+	mg_queue *q;
 
-/* One loop turn after the stop: the close callbacks of the luv handles that
- * Lua's shutdown closed have run (they use the state), so the state may go.
- * Its upstream engine's __gc closes the pooled upstream connections, which
- * would otherwise keep the loop alive. */
-static void on_lua_close(uv_timer_t *t)
-{
-	mg_worker *w = t->data;
-
-	uv_close((uv_handle_t *)t, NULL);
-	w->lua_close_armed = 0;
-	if (w->L) {
-		lua_close(w->L); /* luv closes the handles it owns */
-		w->L = NULL;
+	mg_queue_foreach(q, &w->states) {
+		mg_lstate *s = mg_queue_data(q, mg_lstate, node);
+		if (mg_lstate_push_fn(s, name) && mg_pcall(s->L, 0, 0, name))
+			lua_pop(s->L, 1);
 	}
 }
 
@@ -272,15 +263,116 @@ static void stop_worker(mg_worker *w)
 		destroy_lws(w);
 	close_pool_handles(w);
 	uv_close((uv_handle_t *)&w->stop_async, NULL);
-	uv_timer_init(&w->loop, &w->lua_close);
-	w->lua_close.data = w;
-	uv_timer_start(&w->lua_close, on_lua_close, 0, 0);
-	w->lua_close_armed = 1;
+	/* each state closes (its upstream engine's __gc closes the pooled
+	 * upstream connections, which would otherwise keep the loop alive) */
+	{
+		mg_queue *q;
+		mg_queue_foreach(q, &w->states)
+			mg_lstate_end(mg_queue_data(q, mg_lstate, node));
+	}
 	/* a leaked handle must not hang the shutdown */
 	uv_timer_init(&w->loop, &w->force_stop);
 	uv_timer_start(&w->force_stop, on_force_stop, 2000, 0);
 	uv_unref((uv_handle_t *)&w->force_stop);
 	w->force_stop_armed = 1;
+}
+
+/* A new Lua state for the worker, loaded: moongate.worker.init(init_json,
+ * index, workers, load, started_ns) built the app from the files as they are
+ * now and checked it (worker.lua). NULL when that failed, with why in err
+ * (cut to cap; a Lua error was logged with its traceback, a refusal was
+ * not). The state is on w->states; the caller makes it current. */
+static mg_lstate *load_state(mg_worker *w, uint64_t t0, char *err, size_t cap)
+{
+	mg_lstate *s = mg_lstate_new(&w->loop, &w->states, mg_lua_dir(), w->cfg->preload, ++w->loads);
+	lua_State *L;
+	int top;
+
+	snprintf(err, cap, "cannot make a Lua state (out of memory)");
+	if (!s)
+		return NULL;
+	L = s->L;
+	top = lua_gettop(L);
+	lua_pushlightuserdata(L, w);
+	lua_setfield(L, LUA_REGISTRYINDEX, MG_WORKER_KEY);
+	lua_pushlightuserdata(L, &w->ob);
+	lua_setfield(L, LUA_REGISTRYINDEX, MG_OUTBOX_KEY);
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "moongate.worker");
+	if (mg_pcall(L, 1, 1, "loading moongate.worker"))
+		goto failed;
+	lua_getfield(L, -1, "init");
+	lua_pushstring(L, w->cfg->init_json);
+	lua_pushinteger(L, w->index);
+	lua_pushinteger(L, w->cfg->workers);
+	lua_pushinteger(L, (lua_Integer)s->id);
+	lua_pushnumber(L, (lua_Number)t0);
+	if (mg_pcall(L, 5, 2, "moongate.worker.init"))
+		goto failed;
+	if (!lua_istable(L, -2)) { /* nil, why */
+		if (!lua_isstring(L, -1))
+			lua_pushliteral(L, "moongate.worker.init must return a table");
+		goto failed;
+	}
+	lua_pop(L, 1);
+	s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_settop(L, top);
+	return s;
+failed:
+	/* the message, without the traceback mg_pcall added */
+	{
+		const char *m = lua_tostring(L, -1);
+		const char *tb = m ? strstr(m, "\nstack traceback:") : NULL;
+		size_t n = tb ? (size_t)(tb - m) : m ? strlen(m) : 0;
+		snprintf(err, cap, "%.*s", (int)n, m ? m : "unknown error");
+	}
+	lua_settop(L, top);
+	mg_lstate_retire(s);
+	return NULL;
+}
+
+/* SIGHUP (or a watched file changed): a new state from the files as they
+ * are; once it loaded and passed its checks, new work goes to it, and the
+ * old one closes when what it serves is over. A state that fails leaves the
+ * old one serving, and the old one's Lua hears why (reload_failed). */
+static void reload(mg_worker *w)
+{
+	uint64_t t0 = uv_hrtime();
+	char err[1024];
+	mg_lstate *s = load_state(w, t0, err, sizeof err), *old = w->ls;
+
+	if (!s) {
+		mg_log(MG_LOG_ERROR, "worker %d: reload failed, the old scripts keep serving: %s", w->index, err);
+		if (mg_lstate_push_fn(old, "reload_failed")) {
+			lua_pushstring(old->L, err);
+			if (mg_pcall(old->L, 1, 0, "reload_failed"))
+				lua_pop(old->L, 1);
+		}
+		return;
+	}
+	if (old && mg_lstate_push_fn(old, "carry")) { /* the old state's word to the new */
+		if (mg_pcall(old->L, 0, 1, "carry") || !lua_isstring(old->L, -1)) {
+			lua_pop(old->L, 1);
+		} else {
+			size_t n;
+			const char *text = lua_tolstring(old->L, -1, &n);
+			if (mg_lstate_push_fn(s, "carried")) {
+				lua_pushlstring(s->L, text, n);
+				if (mg_pcall(s->L, 1, 0, "carried"))
+					lua_pop(s->L, 1);
+			}
+			lua_pop(old->L, 1);
+		}
+	}
+	w->ls = s;
+	if (old) {
+		if (mg_lstate_push_fn(old, "retire") && mg_pcall(old->L, 0, 0, "retire"))
+			lua_pop(old->L, 1);
+		mg_lstate_retire(old);
+	}
+	mg_ws_migrate(w);
+	mg_log(MG_LOG_INFO, "worker %d: reloaded in %.1f ms (Lua state %u)", w->index,
+	       (double)(uv_hrtime() - t0) / 1e6, s->id);
 }
 
 /* The main thread's word (want, reloads): each phase once, in order. */
@@ -293,7 +385,7 @@ static void on_stop(uv_async_t *a)
 	if (reloads != w->reloads_done) {
 		w->reloads_done = reloads;
 		if (w->phase == MG_PHASE_SERVING)
-			call_hook(w, "reload");
+			reload(w);
 	}
 	if (want >= MG_PHASE_DRAIN && w->phase < MG_PHASE_DRAIN) {
 		w->phase = MG_PHASE_DRAIN;
@@ -312,14 +404,9 @@ static void on_stop(uv_async_t *a)
 
 static void worker_cleanup(mg_worker *w)
 {
-	if (w->lua_close_armed) { /* the loop stopped before it fired */
-		uv_close((uv_handle_t *)&w->lua_close, NULL);
-		w->lua_close_armed = 0;
-	}
-	if (w->L) {
-		lua_close(w->L); /* luv closes the handles it owns */
-		w->L = NULL;
-	}
+	while (!mg_queue_empty(&w->states)) /* the loop stopped before they closed */
+		mg_lstate_close_now(mg_queue_data(mg_queue_head(&w->states), mg_lstate, node));
+	w->ls = NULL;
 	if (w->force_stop_armed) {
 		uv_close((uv_handle_t *)&w->force_stop, NULL);
 		w->force_stop_armed = 0;
@@ -335,29 +422,6 @@ static void worker_cleanup(mg_worker *w)
 	}
 	mg_buf_free(&w->scratch);
 	mg_buf_free(&w->req_headers);
-}
-
-static int worker_lua_init(mg_worker *w)
-{
-	lua_State *L = w->L;
-
-	lua_getglobal(L, "require");
-	lua_pushliteral(L, "moongate.worker");
-	if (mg_pcall(L, 1, 1, "loading moongate.worker"))
-		return -1;
-	lua_getfield(L, -1, "init");
-	lua_pushstring(L, w->cfg->init_json);
-	lua_pushinteger(L, w->index);
-	lua_pushinteger(L, w->cfg->workers);
-	if (mg_pcall(L, 3, 1, "moongate.worker.init"))
-		return -1;
-	if (!lua_istable(L, -1)) {
-		mg_log(MG_LOG_ERROR, "moongate.worker.init must return a table");
-		return -1;
-	}
-	w->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	lua_pop(L, 1);
-	return 0;
 }
 
 static int worker_lws_init(mg_worker *w)
@@ -419,8 +483,9 @@ static void worker_main(void *arg)
 
 	snprintf(tag, sizeof tag, "w%d", w->index);
 	mg_log_set_thread_tag(tag);
-	w->handler_ref = LUA_NOREF;
+	mg_watchdog_enter_thread(tag); /* its calls into Lua are timed (script_timeout_ms) */
 	w->listen_fd = -1;
+	mg_queue_init(&w->states);
 	if (uv_loop_init(&w->loop)) {
 		set_start_state(w, -1);
 		return;
@@ -434,15 +499,14 @@ static void worker_main(void *arg)
 	w->ws_tick_open = 1;
 	uv_timer_start(&w->ws_tick, on_ws_tick, tick_ms(w->cfg), tick_ms(w->cfg));
 	uv_unref((uv_handle_t *)&w->ws_tick);
-	w->L = mg_lua_new(&w->loop, mg_lua_dir(), w->cfg->preload);
-	if (w->L) {
-		lua_pushlightuserdata(w->L, w);
-		lua_setfield(w->L, LUA_REGISTRYINDEX, MG_WORKER_KEY);
-		lua_pushlightuserdata(w->L, &w->ob);
-		lua_setfield(w->L, LUA_REGISTRYINDEX, MG_OUTBOX_KEY);
-		mg_outbox_thread_open(&w->ob);
+	mg_outbox_thread_open(&w->ob);
+	{
+		char err[1024];
+		w->ls = load_state(w, uv_hrtime(), err, sizeof err);
+		if (!w->ls)
+			mg_log(MG_LOG_ERROR, "worker %d: %s", w->index, err);
 	}
-	if (!w->L || worker_lua_init(w) || worker_lws_init(w)) {
+	if (!w->ls || worker_lws_init(w)) {
 		mg_log(MG_LOG_ERROR, "worker %d could not start", w->index);
 		close_listener(w);
 		if (w->ctx)
@@ -501,6 +565,7 @@ typedef struct serve_ctl {
 	uv_signal_t sigint, sigterm, sighup, sigusr1;
 	uv_timer_t poll;         /* are the running requests done yet? */
 	uv_timer_t deadline;     /* shutdown_timeout, then END_GRACE_MS */
+	mg_watch *watch;         /* the config file and lua_path (watch.h), or NULL */
 } serve_ctl;
 
 /* HTTP requests and chat-socket answers (sockets.lua counts those) */
@@ -602,18 +667,29 @@ static void on_signal(uv_signal_t *s, int signum)
 	uv_timer_start(&sc->deadline, on_deadline, (uint64_t)(sc->timeout_s * 1000), 0);
 }
 
-static void on_hup(uv_signal_t *s, int signum)
+/* Each worker makes a new Lua state from the files as they are now (reload
+ * in the worker's thread). */
+static void ask_reload(serve_ctl *sc)
 {
-	serve_ctl *sc = s->data;
-
-	(void)signum;
-	mg_log(MG_LOG_INFO, "SIGHUP: reload requested");
 	if (sc->stopping)
 		return;
 	for (int i = 0; i < sc->n; i++) {
 		__atomic_add_fetch(&sc->ws[i].reloads, 1, __ATOMIC_RELEASE);
 		uv_async_send(&sc->ws[i].stop_async);
 	}
+}
+
+static void on_hup(uv_signal_t *s, int signum)
+{
+	(void)signum;
+	mg_log(MG_LOG_INFO, "SIGHUP: reloading");
+	ask_reload(s->data);
+}
+
+static void on_watched_change(void *arg, const char *file)
+{
+	mg_log(MG_LOG_INFO, "%s changed: reloading", file);
+	ask_reload(arg);
 }
 
 static void on_usr1(uv_signal_t *s, int signum)
@@ -841,13 +917,52 @@ static void free_config(mg_server_config *c)
 	free(c->init_json);
 	free(c->pidfile);
 	free(c->log_file);
+	for (int i = 0; i < c->nwatch; i++) {
+		free((char *)c->watch[i].dir);
+		free((char *)c->watch[i].name);
+	}
+	free(c->watch);
+}
+
+/* opts.watch: a list of {dir = "...", name = "file" | nil}; -1 when it is
+ * not one */
+static int opt_watch(lua_State *L, int idx, mg_server_config *c)
+{
+	int n;
+
+	lua_getfield(L, idx, "watch");
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	if (!lua_istable(L, -1) || (n = (int)lua_objlen(L, -1)) > 1024 ||
+	    !(c->watch = calloc((size_t)n + 1, sizeof *c->watch))) {
+		lua_pop(L, 1);
+		return -1;
+	}
+	for (int i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, i);
+		if (!lua_istable(L, -1)) {
+			lua_pop(L, 2);
+			return -1;
+		}
+		c->watch[c->nwatch].dir = opt_string(L, -1, "dir");
+		c->watch[c->nwatch].name = opt_string(L, -1, "name");
+		lua_pop(L, 1);
+		if (!c->watch[c->nwatch++].dir) {
+			lua_pop(L, 1);
+			return -1;
+		}
+	}
+	lua_pop(L, 1);
+	return 0;
 }
 
 /* _serve{host, port, workers, max_body_bytes, max_header_bytes,
  *        stream_high_water, keepalive_timeout, request_timeout, shutdown_timeout,
  *        tls_cert, tls_key, tls_http2, init, verbose, ws_heartbeat_ms,
  *        ws_timeout_ms, ws_queue_timeout_ms, ws_max_message, daemon, pidfile,
- *        log_file} -> true | nil, message
+ *        log_file, watch} -> true | nil, message
  * Blocks until SIGINT or SIGTERM has stopped the workers (see serve_ctl).
  * `init` is the string every worker passes to moongate.worker.init. With
  * `daemon`, the calling process returns true as soon as its detached child
@@ -863,7 +978,7 @@ static int l_serve(lua_State *L)
 	uv_cond_t cond;
 	char *host, err[512];
 	const char *lws_debug;
-	int started = 0, failed = 0, report_fd = -1, wrote_pidfile = 0, pid_fd = -1;
+	int started = 0, failed = 0, report_fd = -1, wrote_pidfile = 0, pid_fd = -1, watch_bad;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	memset(&c, 0, sizeof c);
@@ -894,13 +1009,14 @@ static int l_serve(lua_State *L)
 	c.tls_http2 = lua_toboolean(L, -1);
 	lua_pop(L, 1);
 	c.init_json = opt_string(L, 1, "init");
+	watch_bad = opt_watch(L, 1, &c);
 	lua_getfield(L, 1, "verbose");
 	c.verbose = lua_toboolean(L, -1);
 	lua_pop(L, 1);
 	if (c.workers < 1 || c.workers > 256 || c.port < 0 || c.port > 65535 ||
 	    c.max_header_bytes > 65535 || !c.init_json || (!c.tls_cert != !c.tls_key) ||
 	    c.ws_heartbeat_ms < 1 || c.ws_timeout_ms < 1 || c.ws_queue_timeout_ms < 0 ||
-	    c.ws_max_message < 1 || !(c.shutdown_timeout >= 0 && c.shutdown_timeout <= 86400)) {
+	    c.ws_max_message < 1 || !(c.shutdown_timeout >= 0 && c.shutdown_timeout <= 86400) || watch_bad) {
 		free_config(&c);
 		return luaL_argerror(L, 1, "invalid server options");
 	}
@@ -1007,6 +1123,8 @@ static int l_serve(lua_State *L)
 		lws_set_log_level(0, lws_log_emit);
 	if (!failed) {
 		sc.n = started;
+		/* before "listening": a change made once that is said is seen */
+		sc.watch = mg_watch_start(&loop, c.watch, c.nwatch, 200, on_watched_change, &sc);
 		mg_log(MG_LOG_INFO, "moongate %s listening on %s://%s:%d with %d worker%s%s%s",
 		       MOONGATE_VERSION, c.tls_cert ? "https" : "http", c.host, c.port,
 		       c.workers, c.workers == 1 ? "" : "s",
@@ -1033,6 +1151,7 @@ static int l_serve(lua_State *L)
 	uv_close((uv_handle_t *)&sc.sigusr1, NULL);
 	uv_close((uv_handle_t *)&sc.poll, NULL);
 	uv_close((uv_handle_t *)&sc.deadline, NULL);
+	mg_watch_stop(sc.watch);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	/* every worker was told to stop (finish, or just above) before any join:
 	 * they stop in parallel */
@@ -1071,10 +1190,31 @@ refused:
 	return 2;
 }
 
+/* _lua_states() -> how many Lua states this worker thread has live (the
+ * current one, and those a reload retired that still serve); 0 outside a
+ * worker thread */
+static int l_lua_states(lua_State *L)
+{
+	mg_worker *w;
+	mg_queue *q;
+	int n = 0;
+
+	lua_getfield(L, LUA_REGISTRYINDEX, MG_WORKER_KEY);
+	w = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	if (w)
+		mg_queue_foreach(q, &w->states)
+			n++;
+	lua_pushinteger(L, n);
+	return 1;
+}
+
 int mg_server_open(lua_State *L, const luaL_Reg *preload)
 {
 	lua_pushlightuserdata(L, (void *)preload);
 	lua_pushcclosure(L, l_serve, 1);
 	lua_setfield(L, -2, "_serve");
+	lua_pushcfunction(L, l_lua_states);
+	lua_setfield(L, -2, "_lua_states");
 	return 0;
 }

@@ -39,6 +39,9 @@ typedef struct mg_server_config {
 	char *log_file;           /* owned or NULL: the log goes there (log.h) */
 	int daemon;               /* detach (fork, setsid) before the workers start */
 	const luaL_Reg *preload;  /* each worker state's preloaded modules */
+	struct mg_watch_spec *watch; /* owned (dir, name strings too): what a
+				      * change to asks for a reload (watch.h) */
+	int nwatch;
 	int verbose;
 } mg_server_config;
 
@@ -54,8 +57,6 @@ typedef struct mg_worker {
 	unsigned reloads_done;  /* the worker's own: reloads handed to Lua */
 	uv_timer_t force_stop; /* ends a shutdown that a leaked handle would hang */
 	int force_stop_armed;
-	uv_timer_t lua_close;   /* closes the Lua state one loop turn after stop */
-	int lua_close_armed;
 	struct lws_context *ctx;
 	struct lws_vhost *vhost;
 	int listen_fd;          /* our own SO_REUSEPORT socket; lws adopts accepts */
@@ -70,8 +71,10 @@ typedef struct mg_worker {
 	int ws_tick_open;
 	mg_outbox_thread ob;    /* the wake handle, inbox and wake list that other
 				 * threads reach (outbox.h, under its lock) */
-	lua_State *L;
-	int handler_ref; /* registry ref: the table moongate.worker.init returned */
+	struct mg_lstate *ls;   /* the current Lua state: new work goes to it */
+	mg_queue states;        /* every live one (lstate.h): the current one,
+				 * and those a reload retired that still serve */
+	unsigned loads;         /* Lua states made so far (the next one's id - 1) */
 	mg_buf scratch;  /* http.c: each stream frame is framed here, then queued */
 	mg_buf req_headers; /* the request headers beyond lws's own tokens that the
 			     * front doors read, "name:\0" each (core._request_headers,

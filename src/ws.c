@@ -8,6 +8,7 @@
 #include "http_lws.h"
 #include "lws_hdr.h"
 #include "log.h"
+#include "lstate.h"
 #include "lua_host.h"
 #include "outbox.h"
 #include "pool.h"
@@ -28,12 +29,6 @@ _Static_assert(offsetof(mg_ws_conn, ob) == 0, "a ws handle is read as an mg_outb
 static uint64_t now_ms(void)
 {
 	return uv_hrtime() / 1000000;
-}
-
-/* Pushes the function `name` of the worker's handler table; 0 if none. */
-static int push_handler(mg_worker *w, const char *name)
-{
-	return w->L ? mg_push_ref_fn(w->L, w->handler_ref, name) : 0;
 }
 
 static void call_lua(lua_State *L, int nargs, const char *what)
@@ -59,8 +54,10 @@ static long send_text(mg_ws_conn *c, const char *text, size_t len)
 
 static void call_ref(mg_ws_conn *c, int ref, const char *what)
 {
-	lua_State *L = c->w->L;
+	lua_State *L = c->ls->L;
 
+	if (!L)
+		return;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, c->handle_ref);
 	call_lua(L, 1, what);
@@ -72,7 +69,8 @@ static void drain_check(mg_ws_conn *c, size_t queued)
 		int ref = c->on_drain_ref;
 		c->on_drain_ref = LUA_NOREF;
 		call_ref(c, ref, "ws drain callback");
-		luaL_unref(c->w->L, LUA_REGISTRYINDEX, ref);
+		if (c->ls->L)
+			luaL_unref(c->ls->L, LUA_REGISTRYINDEX, ref);
 	}
 }
 
@@ -123,6 +121,8 @@ static mg_ws_conn *conn_new(mg_worker *w, struct lws *wsi)
 	mg_outbox_conn_open(&c->ob, &w->ob);
 	c->wsi = wsi;
 	c->w = w;
+	c->ls = w->ls;
+	mg_lstate_hold(c->ls);
 	c->handle_ref = c->on_drain_ref = LUA_NOREF;
 	c->last_ping_ms = now_ms();
 	mg_queue_insert_head(&w->ws_conns, &c->node);
@@ -139,20 +139,23 @@ static void conn_gone(mg_ws_conn **slot)
 	if (!c)
 		return;
 	*slot = NULL;
-	L = c->w->L;
+	L = c->ls->L;
 	c->wsi = NULL;
 	if (c->is_worker)
 		mg_pool_conn_gone(c->ob.id);
 	mg_outbox_conn_close(&c->ob);
 	mg_queue_remove(&c->node);
-	if (c->established && push_handler(c->w, "ws_close")) {
+	if (c->established && mg_lstate_push_fn(c->ls, "ws_close")) {
 		lua_rawgeti(L, LUA_REGISTRYINDEX, c->handle_ref);
 		call_lua(L, 1, "ws_close");
 	}
 	if (c->handle)
 		*c->handle = NULL;
-	luaL_unref(L, LUA_REGISTRYINDEX, c->on_drain_ref);
-	luaL_unref(L, LUA_REGISTRYINDEX, c->handle_ref);
+	if (L) {
+		luaL_unref(L, LUA_REGISTRYINDEX, c->on_drain_ref);
+		luaL_unref(L, LUA_REGISTRYINDEX, c->handle_ref);
+	}
+	mg_lstate_release(c->ls);
 	mg_buf_free(&c->rx);
 	free(c);
 }
@@ -175,12 +178,15 @@ static int copy_token(struct lws *wsi, int token, mg_buf *b)
 static int on_filter(struct lws *wsi, mg_ws_conn **slot)
 {
 	mg_worker *w = lws_context_user(lws_get_context(wsi));
-	lua_State *L = w->L;
+	lua_State *L = w->ls ? w->ls->L : NULL;
 	mg_buf path = { 0 }, query = { 0 }, headers = { 0 };
 	mg_ws_conn *c;
-	int top = lua_gettop(L), ok = 0;
+	int top, ok = 0;
 
-	if (!slot || !push_handler(w, "ws_open"))
+	if (!slot || !L)
+		return 1;
+	top = lua_gettop(L);
+	if (!mg_lstate_push_fn(w->ls, "ws_open"))
 		return 1;
 	c = conn_new(w, wsi);
 	if (!c || copy_token(wsi, WSI_TOKEN_GET_URI, &path) ||
@@ -251,8 +257,10 @@ static int on_receive(mg_ws_conn *c, const void *in, size_t len)
 				 (unsigned char *)reason, sizeof reason - 1);
 		return -1;
 	}
-	if (push_handler(c->w, "ws_message")) {
-		lua_State *L = c->w->L;
+	if (c->ls != c->w->ls)
+		mg_ws_move(c);
+	if (mg_lstate_push_fn(c->ls, "ws_message")) {
+		lua_State *L = c->ls->L;
 		lua_rawgeti(L, LUA_REGISTRYINDEX, c->handle_ref);
 		lua_pushlstring(L, c->rx.data ? c->rx.data : "", c->rx.len);
 		c->rx.len = 0;
@@ -312,13 +320,19 @@ void mg_ws_adopt(mg_worker *w, int fd, const char *head, size_t len)
 
 static const char *const event_names[] = { "", "message", "lost", "expired" };
 
+/* Each event goes to every live Lua state of the thread: the one whose
+ * request it answers knows its id, the others pass (a reload may have left
+ * requests on an older state). */
 static void deliver_events(mg_worker *w, mg_pool_event *ev)
 {
-	lua_State *L = w->L;
-
 	while (ev) {
 		mg_pool_event *next = ev->next;
-		if (push_handler(w, "pool_event")) {
+		mg_queue *q;
+		mg_queue_foreach(q, &w->states) {
+			mg_lstate *s = mg_queue_data(q, mg_lstate, node);
+			lua_State *L = s->L;
+			if (!mg_lstate_push_fn(s, "pool_event"))
+				continue;
 			lua_pushstring(L, ev->id);
 			lua_pushstring(L, event_names[ev->kind]);
 			if (ev->kind == MG_POOL_MESSAGE)
@@ -329,6 +343,68 @@ static void deliver_events(mg_worker *w, mg_pool_event *ev)
 		}
 		free(ev);
 		ev = next;
+	}
+}
+
+/* ---- moving to a newer Lua state ----------------------------------------- */
+
+/* Moves c from its Lua state to the thread's current one, when its Lua side
+ * says it may (ws_export: nothing of it under way) and nothing of it is
+ * pending in C (a drain callback): its Lua handle is made again in the new
+ * state, which takes what the old one exported (ws_import). A move that
+ * fails half way closes the connection. */
+void mg_ws_move(mg_ws_conn *c)
+{
+	mg_lstate *from = c->ls, *to = c->w->ls;
+	lua_State *L = from->L, *L2 = to ? to->L : NULL;
+	int top, top2, old_ref;
+	size_t n;
+	const char *text;
+
+	if (from == to || !L || !L2 || !c->established || !c->wsi || c->refused[0] ||
+	    c->on_drain_ref != LUA_NOREF)
+		return;
+	top = lua_gettop(L);
+	top2 = lua_gettop(L2);
+	if (!mg_lstate_push_fn(to, "ws_import"))
+		return;
+	if (!mg_lstate_push_fn(from, "ws_export")) {
+		lua_settop(L2, top2);
+		return;
+	}
+	lua_rawgeti(L, LUA_REGISTRYINDEX, c->handle_ref);
+	if (mg_pcall(L, 1, 1, "ws_export") || !lua_isstring(L, -1)) { /* busy */
+		lua_settop(L, top);
+		lua_settop(L2, top2);
+		return;
+	}
+	text = lua_tolstring(L, -1, &n);
+	if (c->handle)
+		*c->handle = NULL; /* the old state's handle answers "closed" */
+	old_ref = c->handle_ref;
+	c->handle = (mg_ws_conn **)mg_push_handle(L2, c, WS_HANDLE_MT, &c->handle_ref);
+	lua_pushlstring(L2, text, n);
+	lua_settop(L, top);
+	luaL_unref(L, LUA_REGISTRYINDEX, old_ref);
+	c->ls = to;
+	mg_lstate_hold(to);
+	if (mg_pcall(L2, 2, 0, "ws_import")) {
+		mg_stats_add(&mg_global_stats.lua_errors, 1);
+		mg_outbox_set_close(&c->ob, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, 0);
+		lws_callback_on_writable(c->wsi);
+	}
+	lua_settop(L2, top2);
+	mg_lstate_release(from);
+}
+
+void mg_ws_migrate(mg_worker *w)
+{
+	mg_queue *q;
+
+	mg_queue_foreach(q, &w->ws_conns) {
+		mg_ws_conn *c = mg_queue_data(q, mg_ws_conn, node);
+		if (c->ls != w->ls)
+			mg_ws_move(c);
 	}
 }
 
@@ -359,6 +435,8 @@ void mg_ws_tick(mg_worker *w)
 		mg_ws_conn *c = mg_queue_data(q, mg_ws_conn, node);
 		uint64_t seen;
 
+		if (c->ls != w->ls) /* left on an older state: it may move now */
+			mg_ws_move(c);
 		if (!c->is_worker || !c->established || !c->wsi)
 			continue;
 		seen = __atomic_load_n(&c->ob.last_seen_ms, __ATOMIC_RELAXED);

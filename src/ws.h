@@ -13,10 +13,13 @@
  * Floor 5: calls pool.c, outbox.c, lws_hdr.c, stats.c, lua_host.c, log.c.
  *
  * Lua sees a connection as a handle (userdata, metatable "moongate.ws") and
- * through three functions of the worker's handler table:
+ * through functions of the worker's handler table:
  *   ws_open(h, path, query, headers) -> "worker" | "chat" | nil, reason, status
  *   ws_message(h, text)
  *   ws_close(h)
+ *   ws_export(h) -> text | nil (busy), ws_import(h, text): a move to a
+ *   newer Lua state after a reload
+ * A connection holds the Lua state its handle is in (lstate.h).
  */
 #ifndef MG_WS_H
 #define MG_WS_H
@@ -30,6 +33,7 @@
 
 struct lws;
 struct mg_worker;
+struct mg_lstate;
 
 typedef struct mg_ws_conn {
 	/* first: a handle's slot is read as an mg_outbox_conn * (outbox.h);
@@ -38,6 +42,7 @@ typedef struct mg_ws_conn {
 	/* owner thread only */
 	struct lws *wsi;         /* NULL once lws has closed it */
 	struct mg_worker *w;
+	struct mg_lstate *ls;    /* held (lstate.h): the Lua state its handle is in */
 	mg_queue node;           /* on the owner's open connections (w->ws_conns) */
 	struct mg_ws_conn **handle;     /* the Lua handle's slot */
 	int handle_ref, on_drain_ref;
@@ -63,6 +68,12 @@ int mg_ws_callback(struct lws *wsi, int reason, mg_ws_conn **slot, void *in, siz
  * close with the lws context at stop (lws_context_destroy). */
 void mg_ws_on_wake(struct mg_worker *w);
 void mg_ws_tick(struct mg_worker *w);
+
+/* After a reload: each connection of the thread moves to the current Lua
+ * state when its Lua side is idle (mg_ws_move: one connection). Those that
+ * are not move later, at a message or a tick. */
+void mg_ws_migrate(struct mg_worker *w);
+void mg_ws_move(mg_ws_conn *c);
 
 /* The handle at idx, or NULL once the connection is gone; raises on a
  * value that is not a handle. */

@@ -294,13 +294,25 @@ function App:health(req)
   return http.json(req, 200, json.encode_raw({
     status = "ok", version = core.version, auth = self.keys and "keys" or "none", uptime = math.floor(s.uptime * 1000) / 1000,
     workers = s.workers, thread = self.info.worker, ws_pool = ws_pool(),
+    reload = self:reload_state(),
   }))
+end
+
+-- /health's and /stats' reload: the last reload's outcome as this worker
+-- thread saw it, and its live Lua states (more than 1 while a retired one
+-- finishes what it serves)
+function App:reload_state()
+  local r = {}
+  for k, v in pairs(self.info.reload or { ok = true }) do r[k] = v end
+  r.lua_states = core._lua_states and core._lua_states() or nil
+  return r
 end
 
 function App:stats(req)
   local s = core._stats()
   s.ws_pool = ws_pool()
   s.response_store = self.store:stats()
+  s.reload = self:reload_state()
   -- the pools of accounts and keys (names and counts, never a credential),
   -- as this worker thread sees them
   local pools, lists = {}, {}
@@ -435,7 +447,39 @@ function App:shutdown()
     local ok, err = pcall(x.stop, x, "the gateway is shutting down")
     if not ok then log.error("shutdown: %s", tostring(err)) end
   end
-  -- providers' background work (model listings) ends before the Lua state
+  self:retire()
+end
+
+-- the pools of a provider (accounts or keys), by provider name
+local function pools(self)
+  local out = {}
+  for name, p in pairs(self.providers) do
+    local pool = type(p) == "table" and type(p.auth) == "table" and p.auth.pool
+    if type(pool) == "table" and pool.export then out[name] = pool end
+  end
+  return out
+end
+
+--- carry() -> text: what a hot reload hands the new state (carried):
+-- which members of the pools rest, and their counts. The rest of what must
+-- outlive a reload (the WS pool, stored responses) is the host's already.
+function App:carry()
+  local out = {}
+  for name, pool in pairs(pools(self)) do out[name] = pool:export() end
+  return json.encode(out)
+end
+
+--- carried(text): an older state's carry(), for the providers of the same name
+function App:carried(text)
+  local t = json.decode(text or "")
+  if type(t) ~= "table" then return end
+  for name, pool in pairs(pools(self)) do pool:import(t[name]) end
+end
+
+--- retire(): a newer Lua state took over (a hot reload), or the daemon
+-- stops: the providers' background work (model listings) ends; what this
+-- state serves goes on to its end.
+function App:retire()
   for _, p in pairs(self.providers) do
     if type(p) == "table" and p.stop then p:stop() end
   end

@@ -3,6 +3,8 @@
 -- precedence flag > environment > file > default, then validated. Every
 -- problem names the key's path. Pure: file reading and the environment are
 -- passed in, so specs drive it without the daemon.
+local operator = require "moongate.operator"
+
 local M = {}
 
 local MiB = 1024 * 1024
@@ -18,6 +20,8 @@ function M.defaults()
     keepalive_timeout = 60,
     request_timeout = 30,
     shutdown_timeout = 30, -- seconds running requests get to finish after SIGTERM / SIGINT
+    script_timeout_ms = 2000, -- a Lua call running longer is stopped (src/watchdog.h); 0: never
+    watch = true, -- a change to the config file or a script on lua_path reloads (docs/RELOAD.md)
     upstream_http2_streams = 100,
     providers = {},
     routes = {},
@@ -116,7 +120,9 @@ M.schema = {
     request_timeout = integer(1),
     shutdown_timeout = { type = "number", min = 0, max = 86400 }, -- seconds (a fraction is fine)
     upstream_http2_streams = integer(1, 2147483647), -- streams at once on one HTTP/2 upstream connection
+    script_timeout_ms = integer(0, 86400000), -- longest run of one call into Lua; 0: no limit
     lua_path = "string",
+    watch = "boolean",
     tls = { type = "table", fields = { cert = { type = "string", required = true },
                                        key = { type = "string", required = true },
                                        http2 = "boolean" } },
@@ -264,7 +270,8 @@ end
 
 --- kind_module(kind, lua_path) -> module | nil, "unknown" | nil, "load", message
 -- The module moongate.providers.<kind>, searched on lua_path first (as the
--- daemon's workers will search it). A module that raised while loading is
+-- daemon's workers will search it), and loaded from there without the JIT
+-- (moongate.operator). A module that raised while loading is
 -- forgotten again, so that the next attempt reports the same error rather
 -- than Lua's "loop or previous error".
 function M.kind_module(kind, lua_path)
@@ -274,10 +281,14 @@ function M.kind_module(kind, lua_path)
       and not package.searchpath(name, (lua_path and lua_path .. ";" or "") .. package.path) then
     return nil, "unknown"
   end
-  local saved = package.path
-  if lua_path then package.path = lua_path .. ";" .. saved end
+  local saved, saved_op = package.path, operator.path()
+  if lua_path then
+    package.path = lua_path .. ";" .. saved
+    operator.use(lua_path)
+  end
   local ok, mod = pcall(require, name)
   package.path = saved
+  if lua_path then operator.use(saved_op) end
   if not ok then
     package.loaded[name] = nil
     return nil, "load", tostring(mod)
@@ -388,7 +399,9 @@ end
 
 --- load_file(path) -> table | nil, message
 -- The file is a Lua chunk that returns a table; it runs in an environment
--- with the safe standard functions and os.getenv, nothing else.
+-- with the safe standard functions and os.getenv, nothing else. It is the
+-- operator's code: it and the functions it defines (hooks) run without the
+-- JIT, so that the watchdog can stop them (moongate.operator).
 function M.load_file(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, string.format("cannot read config %s: %s", path, err) end
@@ -396,6 +409,7 @@ function M.load_file(path)
   f:close()
   local chunk, perr = loadstring(text, "@" .. path)
   if not chunk then return nil, "config " .. perr end
+  operator.off(chunk)
   local env = {
     os = { getenv = os.getenv }, string = string, table = table, math = math,
     tonumber = tonumber, tostring = tostring, pairs = pairs, ipairs = ipairs,
@@ -549,7 +563,27 @@ function M.resolve(flags, getenv, cpu_count, accounts)
   if #errs > 0 then return nil, errs end
   cfg.host, cfg.port = M.parse_listen(cfg.listen)
   cfg.warnings, cfg.account_providers = warnings, added -- after validate(): not config keys
+  -- modules on lua_path, whenever they are required, load without the JIT
+  if cfg.lua_path then operator.use(cfg.lua_path) end
   return cfg
+end
+
+--- fixed(cfg) -> the settings the running daemon took at start, which a
+-- reload cannot change (the listening socket, the threads, the limits C
+-- holds): as one comparable table
+function M.fixed(cfg)
+  local json = require "moongate.json"
+  local ws = cfg.websocket or {}
+  return {
+    listen = cfg.listen, workers = cfg.workers, max_body_bytes = cfg.max_body_bytes,
+    max_header_bytes = cfg.max_header_bytes, stream_high_water = cfg.stream_high_water,
+    keepalive_timeout = cfg.keepalive_timeout, request_timeout = cfg.request_timeout,
+    shutdown_timeout = cfg.shutdown_timeout, tls = cfg.tls and json.encode(cfg.tls) or false,
+    watch = cfg.watch,
+    websocket = json.encode({ ws.heartbeat_interval_ms, ws.heartbeat_timeout_ms, ws.queue_timeout_ms,
+      ws.max_message_bytes }),
+    response_store = json.encode({ cfg.response_store.max_entries, cfg.response_store.max_bytes }),
+  }
 end
 
 return M

@@ -69,9 +69,50 @@ function commands.check(flags)
   return 0
 end
 
+--- watch_list(cfg, config_path) -> {{dir, name?}}: what a change to reloads
+-- (the config file's directory, for that file; each directory of lua_path
+-- and those below it, for any .lua file; at most 64 directories)
+function M.watch_list(cfg, path)
+  local uv = require "luv"
+  local list, seen = {}, {}
+  local function abs(p)
+    if p:sub(1, 1) == "/" then return p end
+    return (uv.cwd() .. "/" .. p):gsub("/%./", "/")
+  end
+  if path and path ~= "" then
+    local full = abs(path)
+    local dir, name = full:match("^(.*)/([^/]+)$")
+    list[#list + 1] = { dir = dir ~= "" and dir or "/", name = name }
+  end
+  local function walk(dir, depth)
+    if seen[dir] or #list >= 64 then return end
+    local st = uv.fs_stat(dir)
+    if not st or st.type ~= "directory" then return end
+    seen[dir] = true
+    list[#list + 1] = { dir = dir }
+    if depth >= 4 then return end
+    local h = uv.fs_scandir(dir)
+    while h do
+      local name, kind = uv.fs_scandir_next(h)
+      if not name then break end
+      if kind == "directory" and name:sub(1, 1) ~= "." then walk(dir .. "/" .. name, depth + 1) end
+    end
+  end
+  for template in (cfg.lua_path or ""):gmatch("[^;]+") do
+    local dir = template:match("^(.-)/?%?") -- what comes before the first "?"
+    if dir and dir ~= "" then walk(abs(dir):gsub("/+$", ""), 0) end
+  end
+  return list
+end
+
 function commands.serve(flags)
   local cfg, err = load_config(flags)
   if not cfg then return fail(err, 1) end
+  -- a reload reads the same file: by its full path, whatever the cwd then
+  local path = flags.config or os.getenv("MOONGATE_CONFIG")
+  if path and path ~= "" and path:sub(1, 1) ~= "/" then
+    flags.config = require("luv").cwd() .. "/" .. path
+  end
   core._log_level(cfg.log_level)
   -- before the worker threads start: the stored responses' bounds, for all of them
   core._store_limits(cfg.response_store.max_entries, cfg.response_store.max_bytes)
@@ -86,8 +127,10 @@ function commands.serve(flags)
     verbose = cfg.log_level == "debug",
     ws_heartbeat_ms = cfg.websocket.heartbeat_interval_ms, ws_timeout_ms = cfg.websocket.heartbeat_timeout_ms,
     ws_queue_timeout_ms = cfg.websocket.queue_timeout_ms, ws_max_message = cfg.websocket.max_message_bytes,
-    -- every worker resolves the same flags into its own config
-    init = json.encode { flags = flags },
+    -- every worker resolves the same flags into its own config (and again
+    -- at each reload, when it says what a reload cannot change)
+    init = json.encode { flags = flags, server = config.fixed(cfg) },
+    watch = cfg.watch and M.watch_list(cfg, flags.config or os.getenv("MOONGATE_CONFIG")) or nil,
   }
   if not ok then return fail("moongate serve: " .. serr, 1) end
   return 0

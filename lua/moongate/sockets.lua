@@ -230,7 +230,16 @@ function Sockets:chat_message(h, conn, m)
   end
   local key = {}
   local client = setmetatable({ h = h, id = creq.answer_id, conn = conn, key = key }, ChatClient)
-  local x = exchange.run(nil, ws_chat, creq, route, app.active, client)
+  local ok, x = xpcall(exchange.run, debug.traceback, nil, ws_chat, creq, route, app.active, client)
+  if not ok then -- a provider raised while starting (a script stopped by script_timeout_ms included)
+    log.error("chat socket: %s", tostring(x))
+    local started = app.active[key]
+    conn.answers[key] = nil
+    if started and not started.done then
+      return started:fail(require("moongate.errors").new(500, "internal error"))
+    end
+    return core._ws_send(h, ws_chat.message("error", creq.answer_id, { status = 500, message = "internal error" }))
+  end
   -- the answer is done: forget its close hook; one still under way holds
   -- a place until it finishes
   if x.done then
@@ -266,6 +275,21 @@ function Sockets:message(h, text)
 end
 
 --- close(h): the socket is gone; a chat socket's answers are cancelled
+--- export(h) -> text | nil: the connection moves to a newer Lua state
+-- (hot reload) unless something of it is under way here (a chat answer)
+function Sockets:export(h)
+  local conn = self.conns[h]
+  if not conn or conn.inflight > 0 or next(conn.answers) then return nil end
+  self.conns[h] = nil
+  return json.encode({ kind = conn.kind, client_id = conn.client_id })
+end
+
+--- import(h, text): a connection an older state exported
+function Sockets:import(h, text)
+  local t = json.decode(text) or {}
+  self.conns[h] = { kind = t.kind, client_id = t.client_id, answers = {}, inflight = 0 }
+end
+
 function Sockets:close(h)
   local conn = self.conns[h]
   if not conn then return end

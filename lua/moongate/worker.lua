@@ -1,37 +1,81 @@
--- Entry point of each worker thread: resolve the config and build the app.
--- C calls init(init_json, index, workers) and keeps the returned table:
+-- Entry point of each worker thread's Lua state: resolve the config, build
+-- the app, and check it. C calls init(init_json, index, workers, load,
+-- started_ns) once per state (load 1 at start, one more per hot reload;
+-- started_ns: uv.hrtime() when the host began making the state) and keeps
+-- the returned table:
 -- handle(req), on_error(req, message), origin_allowed(origin) (CORS, for
 -- http.c), error_body(path, status, message) (the errors C answers itself,
 -- in the path's shape), shutdown(); for WebSockets (ws.c)
--- ws_open(h, path, query, headers, peer address), ws_message(h, text), ws_close(h); and
--- pool_event(id, kind, data) for the WS worker pool (pool.c).
+-- ws_open(h, path, query, headers, peer address), ws_message(h, text), ws_close(h),
+-- ws_export(h) and ws_import(h, text) (a connection moving to a newer state
+-- after a reload); pool_event(id, kind, data) for the WS worker pool
+-- (pool.c); reload_failed(message): a newer state could not be made, this
+-- one goes on serving (/health shows it); retire(): a newer state took over,
+-- background work stops (what this one serves finishes on it); carry() ->
+-- text and carried(text): what the old state hands the new one at a reload.
+require "moongate.handles" -- first: every luv handle made from here on is known
 local json = require "moongate.json"
 local config = require "moongate.config"
 local log = require "moongate.log"
 
 local M = {}
 
-function M.init(init_json, index, workers)
+--- redact(message) -> the message with the token a Lua syntax error quotes
+-- left out: a broken config line may be half of a key
+function M.redact(message)
+  return (tostring(message):gsub("([^\n]-) near '[^\n]*'", "%1 near (a token not shown)"))
+end
+
+local function build(init_json, index, workers, load, started_ns)
   local init = assert(json.decode(init_json), "bad init")
   -- seeded first: resolving the config loads the provider scripts (their
   -- schemas), which may draw random numbers as they load
   local uv = require "luv"
   math.randomseed(uv.hrtime() % 2147483647 + index)
   local cfg, errs = config.resolve(init.flags, os.getenv, workers, require("moongate.auth.store").served(init.flags))
-  if not cfg then error(table.concat(errs, "\n"), 0) end
-  if index == 1 then
+  if not cfg then return nil, table.concat(errs, "\n") end
+  if index == 1 and load == 1 then
     for _, w in ipairs(cfg.warnings or {}) do log.warn("%s", w) end
+  end
+  if index == 1 and load > 1 and type(init.server) == "table" then
+    local now, names = config.fixed(cfg), {}
+    for k, v in pairs(init.server) do
+      if now[k] ~= v then names[#names + 1] = k end
+    end
+    table.sort(names)
+    if names[1] then
+      log.warn("reload: %s changed in the config; that takes a restart (the running daemon keeps the old value)",
+        table.concat(names, ", "))
+    end
   end
   if cfg.lua_path then
     package.path = cfg.lua_path .. ";" .. package.path
   end
   log.set_level(cfg.log_level)
+  if load > 1 and index == 1 then require("moongate.core")._log_level(cfg.log_level) end
   for _, p in pairs(cfg.providers) do log.add_secret(p.api_key) end
   log.add_secret(cfg.websocket.worker_token)
   local core = require "moongate.core"
+  core._script_timeout(cfg.script_timeout_ms) -- the watchdog's budget (src/watchdog.h)
   core._upstream_options { http2_streams = cfg.upstream_http2_streams }
-  local app = require("moongate.app").new(cfg, { worker = index, workers = workers })
-  if index == 1 and not app.keys and not app.host_names then
+  -- what /health says about hot reloads (this state's, and a newer one's
+  -- failure, through reload_failed)
+  local reload = { ok = true }
+  local app = require("moongate.app").new(cfg, { worker = index, workers = workers, reload = reload })
+  local bad, provider = require("moongate.selftest").run(app)
+  if bad and provider and load == 1 then
+    -- at start there is nothing better to serve: the others serve, and that
+    -- provider's requests fail (500) as they would anyway
+    if index == 1 then log.warn("the check of the scripts found a provider that fails: %s", bad) end
+  elseif bad then
+    app:retire()
+    return nil, "the check of the loaded scripts failed: " .. bad
+  end
+  if load > 1 then -- how long the new state took to make, load and check
+    reload.at = os.time()
+    reload.ms = math.floor((uv.hrtime() - started_ns) / 1e4 + 0.5) / 100
+  end
+  if index == 1 and load == 1 and not app.keys and not app.host_names then
     log.warn("listening on %s with no inbound keys: anyone who can reach it may use it (set keys or "
       .. "MOONGATE_API_KEYS: README, \"Security\")", tostring(cfg.listen))
   end
@@ -54,8 +98,28 @@ function M.init(init_json, index, workers)
     ws_open = function(h, path, query, headers, peer) return sockets:open(h, path, query, headers, peer) end,
     ws_message = function(h, text) return sockets:message(h, text) end,
     ws_close = function(h) return sockets:close(h) end,
+    ws_export = function(h) return sockets:export(h) end,
+    ws_import = function(h, text) return sockets:import(h, text) end,
     pool_event = pool.event,
+    reload_failed = function(message)
+      reload.ok, reload.at, reload.ms, reload.error = false, os.time(), nil, M.redact(message):sub(1, 500)
+    end,
+    retire = function() return app:retire() end,
+    carry = function() return app:carry() end,
+    carried = function(text) return app:carried(text) end,
   }
+end
+
+--- init(...) -> handler table | nil, why (a config the checks refuse, or
+-- scripts that fail the canned requests); a Lua error raises, with its
+-- traceback. Either message has the token a syntax error quotes left out.
+function M.init(init_json, index, workers, load, started_ns)
+  load = load or 1
+  local ok, t, err = xpcall(build, function(e) return M.redact(debug.traceback(tostring(e), 2)) end, init_json,
+    index, workers, load, started_ns or require("luv").hrtime())
+  if not ok then error(t, 0) end
+  if not t then return nil, M.redact(err) end
+  return t
 end
 
 return M

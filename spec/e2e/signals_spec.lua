@@ -335,16 +335,20 @@ describe("early signals", function()
 end)
 
 describe("SIGHUP", function()
-  it("is logged and the daemon keeps serving", function()
+  it("reloads each worker's scripts, and the daemon keeps serving (reload_spec.lua: the rest)", function()
     local s = helpers.start { workers = 2 }
-    for _ = 1, 2 do
+    for k = 1, 2 do
       s.handle:kill("sighup")
-      client.run_until(function() return false end, 100)
+      assert.is_true(client.run_until(function()
+        local _, n = s.log:gsub("reloaded in [%d.]+ ms", "")
+        return n == 2 * k
+      end, 5000))
       assert.is_false(s.exited)
       local res = assert(s:request("GET", "/health"))
       assert.equal(200, res.status)
+      assert.is_true(json.decode(res.body).reload.ok)
     end
-    local _, n = s.log:gsub("reload requested", "")
+    local _, n = s.log:gsub("SIGHUP: reloading", "")
     assert.equal(2, n)
     s:stop_clean()
   end)
@@ -434,7 +438,8 @@ describe("--daemon", function()
     -- moongate reload: SIGHUP; the daemon keeps serving
     local rcode, rtext = run { "reload", "--pidfile", pidfile }
     assert.equal(0, rcode, rtext)
-    assert(wait_for(logfile, "reload requested"), read(logfile))
+    assert(wait_for(logfile, "SIGHUP: reloading"), read(logfile))
+    assert(wait_for(logfile, "reloaded in"), read(logfile))
     assert.equal(200, assert(client.request(port, "GET", "/health")).status)
     assert(alive(pid))
 

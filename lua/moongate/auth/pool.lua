@@ -12,6 +12,7 @@
 --   pool:served(member) -> counts a request it served
 --   pool:state() -> list of {name, resting_s?, limited (times), served}, for
 --     /stats and `moongate info` (never a credential: names only)
+--   pool:export() -> table, pool:import(table): across a hot reload
 --
 -- Per Lua state (each worker thread keeps its own): a limit one thread
 -- meets rests the member there; the others meet it at their next request.
@@ -78,6 +79,29 @@ function Pool:state()
       resting_s = e.until_ms > t and math.ceil((e.until_ms - t) / 1000) or nil }
   end
   return out
+end
+
+--- export() -> {name = {until_ms, limited_at, limits, served}}: what a hot
+-- reload carries over to the new Lua state's pool (import), so a member
+-- resting now still rests there (the clock is the host's, shared by states)
+function Pool:export()
+  local out = {}
+  for _, e in ipairs(self.list) do
+    out[e.name] = { until_ms = e.until_ms, limited_at = e.limited_at, limits = e.limits, served = e.served }
+  end
+  return out
+end
+
+--- import(t): an export of the pool this one replaces; members matched by name
+function Pool:import(t)
+  for _, e in ipairs(self.list) do
+    local o = type(t) == "table" and t[e.name]
+    if type(o) == "table" then
+      for _, k in ipairs { "until_ms", "limited_at", "limits", "served" } do
+        if type(o[k]) == "number" then e[k] = o[k] end
+      end
+    end
+  end
 end
 
 --- methods(Auth): the pool's side of the auth contract, for an auth
