@@ -370,6 +370,13 @@ plugins = false
   f:close()
 end
 
+--- words(n) -> "w1 w2 ... wn": a prompt the echo provider streams back word by word
+function H.words(n)
+  local t = {}
+  for i = 1, n do t[i] = "w" .. i end
+  return table.concat(t, " ")
+end
+
 --- free_port() -> a port nothing listens on now
 function H.free_port()
   local t = uv.new_tcp()

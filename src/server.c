@@ -278,11 +278,12 @@ static void stop_worker(mg_worker *w)
 }
 
 /* A new Lua state for the worker, loaded: moongate.worker.init(init_json,
- * index, workers, load, started_ns) built the app from the files as they are
- * now and checked it (worker.lua). NULL when that failed, with why in err
+ * index, workers, load, started_ns, tolerated) built the app from the files
+ * as they are now and checked it (worker.lua; tolerated: the providers that
+ * failed the check in the state it replaces, comma-separated). NULL when that failed, with why in err
  * (cut to cap; a Lua error was logged with its traceback, a refusal was
  * not). The state is on w->states; the caller makes it current. */
-static mg_lstate *load_state(mg_worker *w, uint64_t t0, char *err, size_t cap)
+static mg_lstate *load_state(mg_worker *w, uint64_t t0, const char *tolerated, char *err, size_t cap)
 {
 	mg_lstate *s = mg_lstate_new(&w->loop, &w->states, mg_lua_dir(), w->cfg->preload, ++w->loads);
 	lua_State *L;
@@ -307,7 +308,8 @@ static mg_lstate *load_state(mg_worker *w, uint64_t t0, char *err, size_t cap)
 	lua_pushinteger(L, w->cfg->workers);
 	lua_pushinteger(L, (lua_Integer)s->id);
 	lua_pushnumber(L, (lua_Number)t0);
-	if (mg_pcall(L, 5, 2, "moongate.worker.init"))
+	lua_pushstring(L, tolerated ? tolerated : "");
+	if (mg_pcall(L, 6, 2, "moongate.worker.init"))
 		goto failed;
 	if (!lua_istable(L, -2)) { /* nil, why */
 		if (!lua_isstring(L, -1))
@@ -338,8 +340,16 @@ failed:
 static void reload(mg_worker *w)
 {
 	uint64_t t0 = uv_hrtime();
-	char err[1024];
-	mg_lstate *s = load_state(w, t0, err, sizeof err), *old = w->ls;
+	char err[1024], tolerated[1024] = "";
+	mg_lstate *s, *old = w->ls;
+
+	/* the providers that fail the check now may fail it in the new state */
+	if (mg_lstate_push_fn(old, "check_failures")) {
+		if (!mg_pcall(old->L, 0, 1, "check_failures") && lua_isstring(old->L, -1))
+			snprintf(tolerated, sizeof tolerated, "%s", lua_tostring(old->L, -1));
+		lua_pop(old->L, 1);
+	}
+	s = load_state(w, t0, tolerated, err, sizeof err);
 
 	if (!s) {
 		mg_log(MG_LOG_ERROR, "worker %d: reload failed, the old scripts keep serving: %s", w->index, err);
@@ -502,7 +512,7 @@ static void worker_main(void *arg)
 	mg_outbox_thread_open(&w->ob);
 	{
 		char err[1024];
-		w->ls = load_state(w, uv_hrtime(), err, sizeof err);
+		w->ls = load_state(w, uv_hrtime(), NULL, err, sizeof err);
 		if (!w->ls)
 			mg_log(MG_LOG_ERROR, "worker %d: %s", w->index, err);
 	}

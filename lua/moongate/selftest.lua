@@ -28,11 +28,12 @@ local function model_of(app)
   return "echo"
 end
 
--- one front door: nil, or what failed (and whether only a provider did).
--- The canned request is decoded and routed; then every provider with an
+-- one front door: nil, or what failed in the front door or the router; the
+-- providers' failures go into `failed` (provider name -> message). The
+-- canned request is decoded and routed; then every provider with an
 -- adapter translates it (the route's own and the rest: a broken script
 -- shows whatever the model).
-local function check(app, name, fd, model, providers)
+local function check(app, name, fd, model, providers, failed)
   local make = M.canned[name]
   if not make or type(fd.decode) ~= "function" then return nil end
   local body, arg = make(model)
@@ -46,23 +47,23 @@ local function check(app, name, fd, model, providers)
   for _, pname in ipairs(providers) do
     local p = app.providers[pname]
     local a = type(p) == "table" and p.adapter
-    if type(a) == "table" and type(a.request) == "function" then
+    if not failed[pname] and type(a) == "table" and type(a.request) == "function" then
       local fresh = decode() -- each its own: a translation may note things on it
       fresh.upstream_model = route and route.model or fresh.model
       local cok, err = pcall(errors.catch, a.request, fresh, p.conf)
       if not cok then
-        return string.format("front door %s: provider %s translating a canned request raised: %s", name, pname,
-          tostring(err)), pname
+        failed[pname] = string.format("front door %s: provider %s translating a canned request raised: %s", name,
+          pname, tostring(err))
       end
     end
   end
   return nil
 end
 
---- run(app) -> nil | message, provider: the front doors of M.canned, in
--- name order; provider: the failure is that provider's translation alone
--- (the caller decides: a reload keeps the old scripts, a start serves the
--- rest and lets that provider's requests fail)
+--- run(app) -> nil | message, {provider name -> message}: message when a
+-- front door or the router fails (nothing can be served right); the table
+-- holds each provider whose translation fails (its requests would fail;
+-- the caller decides what that means: worker.lua)
 function M.run(app)
   local model = model_of(app)
   local providers = {}
@@ -71,11 +72,12 @@ function M.run(app)
   local names = {}
   for name in pairs(M.canned) do names[#names + 1] = name end
   table.sort(names)
+  local failed = {}
   for _, name in ipairs(names) do
-    local err, pname = check(app, name, require("moongate.frontdoor." .. name), model, providers)
-    if err then return err, pname end
+    local err = check(app, name, require("moongate.frontdoor." .. name), model, providers, failed)
+    if err then return err, failed end
   end
-  return nil
+  return nil, failed
 end
 
 return M

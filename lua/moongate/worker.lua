@@ -1,8 +1,9 @@
 -- Entry point of each worker thread's Lua state: resolve the config, build
 -- the app, and check it. C calls init(init_json, index, workers, load,
--- started_ns) once per state (load 1 at start, one more per hot reload;
--- started_ns: uv.hrtime() when the host began making the state) and keeps
--- the returned table:
+-- started_ns, tolerated) once per state (load 1 at start, one more per hot
+-- reload; started_ns: uv.hrtime() when the host began making the state;
+-- tolerated: the replaced state's check_failures()) and keeps the returned
+-- table:
 -- handle(req), on_error(req, message), origin_allowed(origin) (CORS, for
 -- http.c), error_body(path, status, message) (the errors C answers itself,
 -- in the path's shape), shutdown(); for WebSockets (ws.c)
@@ -26,7 +27,7 @@ function M.redact(message)
   return (tostring(message):gsub("([^\n]-) near '[^\n]*'", "%1 near (a token not shown)"))
 end
 
-local function build(init_json, index, workers, load, started_ns)
+local function build(init_json, index, workers, load, started_ns, tolerated)
   local init = assert(json.decode(init_json), "bad init")
   -- seeded first: resolving the config loads the provider scripts (their
   -- schemas), which may draw random numbers as they load
@@ -62,14 +63,25 @@ local function build(init_json, index, workers, load, started_ns)
   -- failure, through reload_failed)
   local reload = { ok = true }
   local app = require("moongate.app").new(cfg, { worker = index, workers = workers, reload = reload })
-  local bad, provider = require("moongate.selftest").run(app)
-  if bad and provider and load == 1 then
-    -- at start there is nothing better to serve: the others serve, and that
-    -- provider's requests fail (500) as they would anyway
-    if index == 1 then log.warn("the check of the scripts found a provider that fails: %s", bad) end
-  elseif bad then
+  -- the check: a front door or the router that fails keeps these scripts
+  -- out; a provider that fails does too on a reload, unless it failed in
+  -- the state being replaced as well (tolerated: then nothing gets worse).
+  -- At start there is nothing better to serve: the others serve, and that
+  -- provider's requests fail (500) as they would anyway.
+  local bad, failed = require("moongate.selftest").run(app)
+  local failing, known = {}, {}
+  for name in (tolerated or ""):gmatch("[^,]+") do known[name] = true end
+  for name in pairs(failed) do failing[#failing + 1] = name end
+  table.sort(failing)
+  for _, name in ipairs(failing) do
+    if load > 1 and not known[name] and not bad then bad = failed[name] end
+  end
+  if bad then
     app:retire()
     return nil, "the check of the loaded scripts failed: " .. bad
+  end
+  if index == 1 then
+    for _, name in ipairs(failing) do log.warn("the check of the scripts: %s", failed[name]) end
   end
   if load > 1 then -- how long the new state took to make, load and check
     reload.at = os.time()
@@ -101,6 +113,8 @@ local function build(init_json, index, workers, load, started_ns)
     ws_export = function(h) return sockets:export(h) end,
     ws_import = function(h, text) return sockets:import(h, text) end,
     pool_event = pool.event,
+    -- the providers that failed the check here, for the next reload's
+    check_failures = function() return table.concat(failing, ",") end,
     reload_failed = function(message)
       reload.ok, reload.at, reload.ms, reload.error = false, os.time(), nil, M.redact(message):sub(1, 500)
     end,
@@ -113,10 +127,10 @@ end
 --- init(...) -> handler table | nil, why (a config the checks refuse, or
 -- scripts that fail the canned requests); a Lua error raises, with its
 -- traceback. Either message has the token a syntax error quotes left out.
-function M.init(init_json, index, workers, load, started_ns)
+function M.init(init_json, index, workers, load, started_ns, tolerated)
   load = load or 1
   local ok, t, err = xpcall(build, function(e) return M.redact(debug.traceback(tostring(e), 2)) end, init_json,
-    index, workers, load, started_ns or require("luv").hrtime())
+    index, workers, load, started_ns or require("luv").hrtime(), tolerated)
   if not ok then error(t, 0) end
   if not t then return nil, M.redact(err) end
   return t

@@ -121,6 +121,15 @@ local function openai_500(res)
   return e
 end
 
+-- a chat request that a runaway script fails -> the ms it took (its 500 checked)
+local function timed_500(server, model, text)
+  local t0 = now_ms()
+  local res = assert(server:request("POST", "/v1/chat/completions", chat(model, text)))
+  local took = now_ms() - t0
+  openai_500(res)
+  return took
+end
+
 -- a request sent on its own connection, read later (several at once)
 local function send(server, path, body, headers)
   local c = server:connect()
@@ -153,10 +162,7 @@ describe("a runaway script", function()
   after_each(function() healthy(server) end)
 
   it("is stopped after script_timeout_ms: its request gets a 500 in OpenAI's format", function()
-    local t0 = now_ms()
-    local res = assert(server:request("POST", "/v1/chat/completions", chat("spin", "spin")))
-    local took = now_ms() - t0
-    openai_500(res)
+    local took = timed_500(server, "spin", "spin")
     assert.is_true(took >= BUDGET - 20, "stopped after " .. took .. " ms")
     assert.is_true(took < BUDGET + SLACK, "stopped after " .. took .. " ms")
     local log = server.log
@@ -230,10 +236,7 @@ describe("a runaway script", function()
   end)
 
   it("stops a function of the config file (a hook)", function()
-    local t0 = now_ms()
-    local res = assert(server:request("POST", "/v1/chat/completions", chat("hooked", "hook-spin")))
-    local took = now_ms() - t0
-    openai_500(res)
+    local took = timed_500(server, "hooked", "hook-spin")
     assert.is_true(took < BUDGET + SLACK, "stopped after " .. took .. " ms")
     assert.matches("moongate%-spec%-[^\n]-:%d+: script ran longer than script_timeout_ms", server.log)
     res = assert(server:request("POST", "/v1/chat/completions", chat("hooked", "fine")))
@@ -242,10 +245,7 @@ describe("a runaway script", function()
   end)
 
   it("stops for good a script that catches the stop and loops on", function()
-    local t0 = now_ms()
-    local res = assert(server:request("POST", "/v1/chat/completions", chat("spin", "stubborn")))
-    local took = now_ms() - t0
-    openai_500(res)
+    local took = timed_500(server, "spin", "stubborn")
     assert.is_true(took >= 2 * BUDGET - 20, "stopped after " .. took .. " ms")
     assert.is_true(took < 2 * BUDGET + SLACK, "stopped after " .. took .. " ms")
     assert.matches("stopping it again %(it caught the first stop%)", server.log)

@@ -19,11 +19,7 @@ return {
 }]], tostring(timeout_s), delay_ms)
 end
 
-local function words(n)
-  local t = {}
-  for i = 1, n do t[i] = "w" .. i end
-  return table.concat(t, " ")
-end
+local words = helpers.words
 
 -- a streamed chat request on its own connection, once its first bytes are in
 local function open_stream(server, path, body)
