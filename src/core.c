@@ -1,4 +1,5 @@
 #include "core.h"
+#include "gate.h"
 #include "http.h"
 #include "log.h"
 #include "server.h"
@@ -67,5 +68,6 @@ int luaopen_moongate_core(lua_State *L)
 	mg_ws_open(L);
 	mg_pool_open(L);
 	mg_store_open(L);
+	mg_gate_open(L);
 	return 1;
 }

@@ -10,9 +10,13 @@
  * A response often ends inside a callback of libcurl's (the upstream's last
  * bytes arrive), where starting another transfer is refused: the pipelined
  * request that follows is therefore dispatched from the event loop, by the
- * worker's idle handle (w->h1_idle, opened on first use and closed by
+ * thread's idle handle (h1_thread.idle, opened on first use and closed by
  * mg_h1_close_all), never from inside the callback that ended the previous
  * one.
+ *
+ * Per-thread state (h1_thread) sits in the thread's context slot
+ * MG_SLOT_H1 (ctx.h): made by mg_h1_thread_init, freed in the close
+ * callback of its idle handle after mg_h1_close_all.
  *
  * A WebSocket Upgrade request is handed to the worker's lws vhost: the
  * socket (dup'ed, since our handle closes its own descriptor), with the
@@ -26,7 +30,7 @@
 #include "h1.h"
 #include "http.h"
 #include "log.h"
-#include "server.h"
+#include "ctx.h"
 #include "stats.h"
 #include "ws.h"
 
@@ -41,7 +45,7 @@ typedef struct mg_h1_conn {
 	uv_tcp_t tcp;          /* first: the handle's address is the conn's */
 	struct mg_h1_conn *prev, *next; /* the worker's open connections */
 	uv_timer_t timer;      /* header/body read timeout, keep-alive idle */
-	mg_worker *w;
+	mg_ctx *ctx;
 	http_parser parser;
 	mg_buf in;             /* received, not yet parsed */
 	size_t in_off;
@@ -69,12 +73,25 @@ typedef struct mg_h1_conn {
 	int handles_open;      /* tcp and timer: freed when both are closed */
 } mg_h1_conn;
 
+/* A worker thread's h1 state: ctx->slot[MG_SLOT_H1], owned by the thread. */
+typedef struct h1_thread {
+	mg_h1_conn *conns;     /* its open connections */
+	mg_h1_conn *deferred;  /* those whose pipelined request waits for ... */
+	uv_idle_t idle;        /* ... this, in the loop's idle phase */
+	int idle_open;
+} h1_thread;
+
+static h1_thread *h1_of(mg_ctx *ctx)
+{
+	return ctx->slot[MG_SLOT_H1];
+}
+
 static const mg_transport h1_transport;
 static http_parser_settings settings;
 
 /* a request being received may go this long without bytes */
-#define READ_TIMEOUT_MS(c) ((uint64_t)(c)->w->cfg->request_timeout * 1000)
-#define MAX_QUEUED_INPUT(c) ((c)->w->cfg->max_body_bytes + 65536)
+#define READ_TIMEOUT_MS(c) ((uint64_t)(c)->ctx->cfg->request_timeout * 1000)
+#define MAX_QUEUED_INPUT(c) ((c)->ctx->cfg->max_body_bytes + 65536)
 #define IN_KEEP 4096 /* c->in kept between requests up to this size */
 
 static void conn_close(mg_h1_conn *c);
@@ -99,7 +116,7 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void undefer(mg_h1_conn *c)
 {
-	mg_h1_conn **p = (mg_h1_conn **)&c->w->h1_deferred;
+	mg_h1_conn **p = &h1_of(c->ctx)->deferred;
 
 	while (*p && *p != c)
 		p = &(*p)->defer_next;
@@ -119,7 +136,7 @@ static void conn_close(mg_h1_conn *c)
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		c->w->h1_conns = c->next;
+		h1_of(c->ctx)->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
 	if (c->req) {
@@ -187,11 +204,11 @@ static void linger(mg_h1_conn *c)
 
 static void on_idle(uv_idle_t *h)
 {
-	mg_worker *w = h->data;
-	mg_h1_conn *list = w->h1_deferred;
+	h1_thread *t = h->data;
+	mg_h1_conn *list = t->deferred;
 
 	/* the ones waiting now; any added meanwhile wait for the next turn */
-	w->h1_deferred = NULL;
+	t->deferred = NULL;
 	for (mg_h1_conn *c = list; c; c = c->defer_next)
 		c->deferred = 2; /* a close meanwhile leaves this list alone */
 	while (list) {
@@ -202,26 +219,26 @@ static void on_idle(uv_idle_t *h)
 		if (!c->closing)
 			conn_process(c);
 	}
-	if (!w->h1_deferred)
+	if (!t->deferred)
 		uv_idle_stop(h);
 }
 
 /* Has the loop run conn_process(c) soon, from its idle phase. */
 static void defer(mg_h1_conn *c)
 {
-	mg_worker *w = c->w;
+	h1_thread *t = h1_of(c->ctx);
 
 	if (c->deferred)
 		return;
-	if (!w->h1_idle_open) {
-		uv_idle_init(&w->loop, &w->h1_idle);
-		w->h1_idle.data = w;
-		w->h1_idle_open = 1;
+	if (!t->idle_open) {
+		uv_idle_init(c->ctx->loop, &t->idle);
+		t->idle.data = t;
+		t->idle_open = 1;
 	}
 	c->deferred = 1;
-	c->defer_next = w->h1_deferred;
-	w->h1_deferred = c;
-	uv_idle_start(&w->h1_idle, on_idle);
+	c->defer_next = t->deferred;
+	t->deferred = c;
+	uv_idle_start(&t->idle, on_idle);
 }
 
 static void finish_request(mg_h1_conn *c)
@@ -237,7 +254,7 @@ static void finish_request(mg_h1_conn *c)
 	}
 	/* next request: pipelined bytes first, then the socket */
 	http_parser_pause(&c->parser, 0);
-	arm_timer(c, (uint64_t)c->w->cfg->keepalive_timeout * 1000);
+	arm_timer(c, (uint64_t)c->ctx->cfg->keepalive_timeout * 1000);
 	if (c->processing || c->in_off == c->in.len)
 		conn_process(c); /* its caller's loop goes on, or nothing waits */
 	else
@@ -407,10 +424,10 @@ static int on_message_begin(http_parser *p)
 {
 	mg_h1_conn *c = conn_of(p);
 
-	c->req = mg_req_new(c->w, &h1_transport, c);
+	c->req = mg_req_new(c->ctx, &h1_transport, c);
 	if (!c->req)
 		return -1;
-	if (c->w->phase >= MG_PHASE_DRAIN) /* the daemon stops: the last on this connection */
+	if (c->ctx->phase >= MG_PHASE_DRAIN) /* the daemon stops: the last on this connection */
 		c->req->close_after = 1;
 	c->header_bytes = 0;
 	c->last_was_value = 0;
@@ -438,7 +455,7 @@ static void set_method(mg_req *r, const http_parser *p)
 static int too_big(mg_h1_conn *c, size_t n)
 {
 	c->header_bytes += n;
-	if (c->header_bytes > c->w->cfg->max_header_bytes) {
+	if (c->header_bytes > c->ctx->cfg->max_header_bytes) {
 		c->req->body_error = MG_HEADERS_TOO_LARGE;
 		return 1;
 	}
@@ -561,7 +578,7 @@ static void ws_handoff(mg_h1_conn *c)
 	if (!rc && !uv_fileno((uv_handle_t *)&c->tcp, &fd) && (nfd = dup(fd)) >= 0)
 		fcntl(nfd, F_SETFD, FD_CLOEXEC);
 	if (nfd >= 0)
-		mg_ws_adopt(c->w, nfd, head.data, head.len);
+		mg_ws_adopt(c->ctx, nfd, head.data, head.len);
 	mg_buf_free(&head);
 	c->in.len = c->in_off = 0;
 	conn_close(c);
@@ -592,7 +609,7 @@ static int on_headers_complete(http_parser *p)
 		r->body_error = 0;
 	}
 	if (!r->body_error && (p->flags & F_CONTENTLENGTH) &&
-	    p->content_length > c->w->cfg->max_body_bytes)
+	    p->content_length > c->ctx->cfg->max_body_bytes)
 		r->body_error = MG_BODY_TOO_LARGE;
 	if (r->body_error) {
 		/* answer now and drop the connection: the rest is not read */
@@ -612,7 +629,7 @@ static int on_body(http_parser *p, const char *at, size_t n)
 	mg_h1_conn *c = conn_of(p);
 	mg_req *r = c->req;
 
-	if (r->body.len + n > c->w->cfg->max_body_bytes) {
+	if (r->body.len + n > c->ctx->cfg->max_body_bytes) {
 		r->body_error = MG_BODY_TOO_LARGE;
 		r->close_after = 1;
 		mg_buf_free(&r->body);
@@ -636,7 +653,7 @@ static void bad_request(mg_h1_conn *c, enum http_errno err)
 	int begun = r != NULL; /* on_message_begin ran: the parser is past its first byte */
 
 	if (!r) {
-		r = c->req = mg_req_new(c->w, &h1_transport, c);
+		r = c->req = mg_req_new(c->ctx, &h1_transport, c);
 		if (!r) {
 			conn_close(c);
 			return;
@@ -652,7 +669,7 @@ static void bad_request(mg_h1_conn *c, enum http_errno err)
 	if (err == HPE_HEADER_OVERFLOW) {
 		char msg[96];
 		snprintf(msg, sizeof msg, "Request header fields too large: the limit is %zu bytes.",
-			 c->w->cfg->max_header_bytes);
+			 c->ctx->cfg->max_header_bytes);
 		mg_req_fail(r, 431, msg);
 	} else {
 		/* http_parser's own words: "invalid character in content-length
@@ -762,16 +779,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 	conn_close(c);
 }
 
-int mg_h1_adopt(mg_worker *w, int fd)
+int mg_h1_adopt(mg_ctx *ctx, int fd)
 {
+	h1_thread *t = h1_of(ctx);
 	mg_h1_conn *c = calloc(1, sizeof *c);
 
 	if (!c) {
 		close(fd);
 		return -1;
 	}
-	c->w = w;
-	if (uv_tcp_init(&w->loop, &c->tcp)) {
+	c->ctx = ctx;
+	if (uv_tcp_init(ctx->loop, &c->tcp)) {
 		free(c);
 		close(fd);
 		return -1;
@@ -784,16 +802,16 @@ int mg_h1_adopt(mg_worker *w, int fd)
 		uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 		return -1;
 	}
-	uv_timer_init(&w->loop, &c->timer);
+	uv_timer_init(ctx->loop, &c->timer);
 	c->timer.data = c;
 	c->handles_open = 2;
-	c->next = w->h1_conns;
+	c->next = t->conns;
 	if (c->next)
 		c->next->prev = c;
-	w->h1_conns = c;
+	t->conns = c;
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
-	arm_timer(c, (uint64_t)w->cfg->keepalive_timeout * 1000);
+	arm_timer(c, (uint64_t)ctx->cfg->keepalive_timeout * 1000);
 	c->reading = 1;
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	return 0;
@@ -801,11 +819,11 @@ int mg_h1_adopt(mg_worker *w, int fd)
 
 #define DRAIN_IDLE_MS 50
 
-void mg_h1_drain(mg_worker *w)
+void mg_h1_drain(mg_ctx *ctx)
 {
 	mg_h1_conn *next;
 
-	for (mg_h1_conn *c = w->h1_conns; c; c = next) {
+	for (mg_h1_conn *c = h1_of(ctx)->conns; c; c = next) {
 		next = c->next;
 		if (c->closing || c->lingering)
 			continue;
@@ -819,13 +837,35 @@ void mg_h1_drain(mg_worker *w)
 	}
 }
 
-void mg_h1_close_all(mg_worker *w)
+int mg_h1_thread_init(mg_ctx *ctx)
 {
-	while (w->h1_conns)
-		conn_close(w->h1_conns);
-	if (w->h1_idle_open) {
-		w->h1_idle_open = 0;
-		uv_close((uv_handle_t *)&w->h1_idle, NULL);
+	h1_thread *t = calloc(1, sizeof *t);
+
+	if (!t)
+		return -1;
+	ctx->slot[MG_SLOT_H1] = t;
+	return 0;
+}
+
+static void on_idle_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void mg_h1_close_all(mg_ctx *ctx)
+{
+	h1_thread *t = h1_of(ctx);
+
+	if (!t)
+		return;
+	while (t->conns)
+		conn_close(t->conns);
+	ctx->slot[MG_SLOT_H1] = NULL;
+	if (t->idle_open) {
+		t->idle_open = 0;
+		uv_close((uv_handle_t *)&t->idle, on_idle_closed);
+	} else {
+		free(t);
 	}
 }
 

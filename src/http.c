@@ -9,7 +9,7 @@
 #include "log.h"
 #include "lstate.h"
 #include "lua_host.h"
-#include "server.h"
+#include "ctx.h"
 #include "sse.h"
 #include "stats.h"
 
@@ -19,6 +19,32 @@
 #include <string.h>
 
 #define REQ_HANDLE_MT "moongate.request"
+
+/* A worker thread's http state: ctx->slot[MG_SLOT_HTTP], owned by the thread. */
+typedef struct http_thread {
+	mg_buf scratch; /* each stream frame is framed here, then queued */
+} http_thread;
+
+int mg_http_thread_init(mg_ctx *ctx)
+{
+	http_thread *t = calloc(1, sizeof *t);
+
+	if (!t)
+		return -1;
+	ctx->slot[MG_SLOT_HTTP] = t;
+	return 0;
+}
+
+void mg_http_thread_stop(mg_ctx *ctx)
+{
+	http_thread *t = ctx->slot[MG_SLOT_HTTP];
+
+	if (!t)
+		return;
+	ctx->slot[MG_SLOT_HTTP] = NULL;
+	mg_buf_free(&t->scratch);
+	free(t);
+}
 
 /* ---- corking (cork.h) ---------------------------------------------------- */
 
@@ -41,7 +67,7 @@ static void want_write(mg_req *r)
 	r->t->want_write(r);
 }
 
-mg_req *mg_req_new(mg_worker *w, const mg_transport *t, void *conn)
+mg_req *mg_req_new(mg_ctx *ctx, const mg_transport *t, void *conn)
 {
 	mg_req *r = calloc(1, sizeof *r);
 
@@ -49,11 +75,11 @@ mg_req *mg_req_new(mg_worker *w, const mg_transport *t, void *conn)
 		return NULL;
 	r->t = t;
 	r->conn = conn;
-	r->w = w;
-	r->ls = w->ls; /* a reload after this leaves it on this state */
+	r->ctx = ctx;
+	r->ls = ctx->ls; /* a reload after this leaves it on this state */
 	mg_lstate_hold(r->ls);
 	mg_cork_init(&r->cork, cork_flush);
-	r->high_water = w->cfg->stream_high_water;
+	r->high_water = ctx->cfg->stream_high_water;
 	r->on_drain_ref = r->on_close_ref = r->handle_ref = LUA_NOREF;
 	if (mg_buf_reserve(&r->out, MG_OUT_HEADROOM + 512)) {
 		free(r);
@@ -515,7 +541,7 @@ static int decode_body(mg_req *r)
 		i += nl + vl + 2;
 	}
 	if (rc == MG_DECODE_OK)
-		rc = mg_decode_body(&cs, r->body.data, r->body.len, r->w->cfg->max_body_bytes, &out);
+		rc = mg_decode_body(&cs, r->body.data, r->body.len, r->ctx->cfg->max_body_bytes, &out);
 	switch (rc) {
 	case MG_DECODE_OK:
 		if (cs.n) {
@@ -561,7 +587,7 @@ void mg_req_dispatch(mg_req *r)
 	int origins, encs, top, decoded = 0;
 
 	r->dispatched = 1;
-	if (r->w->phase >= MG_PHASE_END || !L) { /* Lua's shutdown ran: nothing new starts */
+	if (r->ctx->phase >= MG_PHASE_END || !L) { /* Lua's shutdown ran: nothing new starts */
 		r->close_after = 1;
 		mg_req_fail(r, 503, "the gateway is shutting down");
 		return;
@@ -609,7 +635,7 @@ void mg_req_dispatch(mg_req *r)
 		else
 			lua_pushliteral(L, "decoded_too_large");
 		lua_setfield(L, -2, "body_error");
-		lua_pushinteger(L, (lua_Integer)r->w->cfg->max_body_bytes);
+		lua_pushinteger(L, (lua_Integer)r->ctx->cfg->max_body_bytes);
 		lua_setfield(L, -2, "max_body_bytes");
 	} else if (r->body_error == MG_BODY_DECODED_RATIO) {
 		lua_pushliteral(L, "decoded_ratio");
@@ -634,7 +660,7 @@ void mg_req_dispatch(mg_req *r)
 	} else if (r->body_error == MG_HEADERS_TOO_LARGE) {
 		lua_pushliteral(L, "headers_too_large");
 		lua_setfield(L, -2, "body_error");
-		lua_pushinteger(L, (lua_Integer)r->w->cfg->max_header_bytes);
+		lua_pushinteger(L, (lua_Integer)r->ctx->cfg->max_header_bytes);
 		lua_setfield(L, -2, "max_header_bytes");
 	} else {
 		set_string(L, "body", &r->body);
@@ -748,11 +774,12 @@ static int write_result(lua_State *L, mg_req *r)
 }
 
 /* Frames and queues one SSE or NDJSON frame; 0, or -1 out of memory. The
- * frame is made in the worker's scratch buffer (kept between frames, freed
- * with the worker), then copied into r->out with its chunk framing. */
+ * frame is made in the thread's scratch buffer (http_thread: kept between
+ * frames, freed by mg_http_thread_stop), then copied into r->out with its
+ * chunk framing. */
 static int queue_frame(mg_req *r, int sse, const char *event, size_t elen, const char *data, size_t dlen)
 {
-	mg_buf *frame = &r->w->scratch;
+	mg_buf *frame = &((http_thread *)r->ctx->slot[MG_SLOT_HTTP])->scratch;
 	int rc;
 
 	frame->len = 0;
@@ -890,16 +917,13 @@ static int l_handle_tostring(lua_State *L)
  * every header). Set once per worker, at start. */
 static int l_request_headers(lua_State *L)
 {
-	mg_worker *w;
+	mg_ctx *ctx = mg_ctx_of(L);
 	size_t i, n;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_getfield(L, LUA_REGISTRYINDEX, MG_WORKER_KEY);
-	w = lua_touserdata(L, -1);
-	lua_pop(L, 1);
-	if (!w)
+	if (!ctx)
 		return 0; /* no worker thread: no TLS listener either */
-	w->req_headers.len = 0;
+	ctx->req_headers.len = 0;
 	n = lua_objlen(L, 1);
 	for (i = 1; i <= n; i++) {
 		size_t len, k;
@@ -911,8 +935,8 @@ static int l_request_headers(lua_State *L)
 			for (k = 0; k < len; k++)
 				lower[k] = (char)((name[k] >= 'A' && name[k] <= 'Z') ? name[k] + 32 : name[k]);
 			lower[len] = ':';
-			if (mg_buf_append(&w->req_headers, lower, len + 1) ||
-			    mg_buf_append(&w->req_headers, "", 1))
+			if (mg_buf_append(&ctx->req_headers, lower, len + 1) ||
+			    mg_buf_append(&ctx->req_headers, "", 1))
 				return luaL_error(L, "out of memory");
 		}
 		lua_pop(L, 1);

@@ -37,7 +37,7 @@
 #include "buf.h"
 #include "cork.h"
 
-struct mg_worker;
+struct mg_ctx;
 struct mg_lstate;
 struct mg_req;
 
@@ -74,7 +74,7 @@ typedef struct mg_transport {
 typedef struct mg_req {
 	const mg_transport *t;
 	void *conn;          /* the transport's connection; NULL once gone */
-	struct mg_worker *w;
+	struct mg_ctx *ctx;  /* the thread it runs on (ctx.h) */
 	struct mg_lstate *ls; /* held (lstate.h): the Lua state current when the
 			       * request came; its refs below are in that state */
 	struct mg_req **handle; /* the Lua userdata's slot pointing at us */
@@ -123,7 +123,7 @@ typedef struct mg_req {
  * frame headers in front of what they send. */
 #define MG_OUT_HEADROOM 16
 
-mg_req *mg_req_new(struct mg_worker *w, const mg_transport *t, void *conn);
+mg_req *mg_req_new(struct mg_ctx *ctx, const mg_transport *t, void *conn);
 /* Adds one request header (name is lower-cased). 0, or -1 out of memory. */
 int mg_req_header(mg_req *r, const char *name, size_t nlen, const char *value, size_t vlen);
 /* Runs Lua's handler for the request. First, once per request: the Origin
@@ -179,6 +179,13 @@ static inline size_t mg_req_pending(const mg_req *r)
 {
 	return r->out.len - r->out_off;
 }
+
+/* Owner thread, at start: http.c's per-thread state (the frame scratch
+ * buffer) in ctx->slot[MG_SLOT_HTTP]. 0, or -1 out of memory. */
+int mg_http_thread_init(struct mg_ctx *ctx);
+/* Owner thread, at its very end (no request left): frees that state; the
+ * slot is NULL after. Harmless without mg_http_thread_init. */
+void mg_http_thread_stop(struct mg_ctx *ctx);
 
 /* Registers the request/response primitives on the table at -1. */
 int mg_http_open(lua_State *L);

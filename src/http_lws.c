@@ -9,7 +9,7 @@
 #include "lws_hdr.h"
 #include "http.h"
 #include "log.h"
-#include "server.h"
+#include "ctx.h"
 #include "ws.h"
 
 #include <stdlib.h>
@@ -178,14 +178,14 @@ static const struct {
 
 static int on_request(struct lws *wsi, mg_http_pss *pss, const char *uri, size_t ulen)
 {
-	mg_worker *w = lws_context_user(lws_get_context(wsi));
+	mg_ctx *ctx = lws_context_user(lws_get_context(wsi));
 	char tmp[24];
 	mg_req *r;
 	int n, expect_body = 0;
 
 	if (pss->req)
 		return -1;
-	r = mg_req_new(w, &lws_transport, wsi);
+	r = mg_req_new(ctx, &lws_transport, wsi);
 	if (!r)
 		return -1;
 	pss->req = r;
@@ -205,12 +205,12 @@ static int on_request(struct lws *wsi, mg_http_pss *pss, const char *uri, size_t
 		int m = lws_hdr_copy(wsi, r->query.data, n + 1, WSI_TOKEN_HTTP_URI_ARGS);
 		r->query.len = m > 0 ? (size_t)m : 0;
 	}
-	if (mg_lws_copy_headers(wsi, &w->req_headers, &r->headers))
+	if (mg_lws_copy_headers(wsi, &ctx->req_headers, &r->headers))
 		return -1;
 
 	if (lws_hdr_copy(wsi, tmp, sizeof tmp, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
 		unsigned long long cl = strtoull(tmp, NULL, 10);
-		if (cl > w->cfg->max_body_bytes) {
+		if (cl > ctx->cfg->max_body_bytes) {
 			r->body_error = MG_BODY_TOO_LARGE;
 			r->close_after = 1;
 		} else if (cl > 0) {
@@ -235,7 +235,7 @@ static int on_body(mg_http_pss *pss, const char *in, size_t len)
 
 	if (!r || r->dispatched)
 		return 0; /* the rest of a body we already refused */
-	if (r->body.len + len > r->w->cfg->max_body_bytes) {
+	if (r->body.len + len > r->ctx->cfg->max_body_bytes) {
 		r->body_error = MG_BODY_TOO_LARGE;
 		r->close_after = 1;
 		mg_buf_free(&r->body);

@@ -292,13 +292,3 @@ mg_outbox_conn *mg_outbox_check(lua_State *L, int idx)
 {
 	return *(mg_outbox_conn **)luaL_checkudata(L, idx, MG_WS_HANDLE_MT);
 }
-
-mg_outbox_thread *mg_outbox_thread_of(lua_State *L)
-{
-	mg_outbox_thread *t;
-
-	lua_getfield(L, LUA_REGISTRYINDEX, MG_OUTBOX_KEY);
-	t = lua_touserdata(L, -1);
-	lua_pop(L, 1);
-	return t;
-}

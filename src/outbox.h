@@ -122,9 +122,4 @@ uint64_t mg_outbox_last_seen_locked(uint64_t id);
  * raises on a value that is not one. Owner thread (the state's). */
 mg_outbox_conn *mg_outbox_check(lua_State *L, int idx);
 
-/* The worker thread a serving Lua state runs on, or NULL (the CLI's state,
- * core.so under busted). Set by server.c under MG_OUTBOX_KEY. */
-#define MG_OUTBOX_KEY "moongate.outbox"
-mg_outbox_thread *mg_outbox_thread_of(lua_State *L);
-
 #endif

@@ -3,6 +3,7 @@
  *   _pool_state   _pool_serves  _pool_models
  * Every table here is guarded by one mutex; see pool.h for the threads. */
 #include "pool.h"
+#include "ctx.h"
 #include "log.h"
 #include "lua_host.h"
 #include "outbox.h"
@@ -298,13 +299,14 @@ void mg_pool_conn_gone(uint64_t conn_id)
 
 /* ---- primitives -------------------------------------------------------- */
 
+/* The outbox of the worker thread L serves on (its context, ctx.h). */
 static mg_outbox_thread *owner_of(lua_State *L)
 {
-	mg_outbox_thread *w = mg_outbox_thread_of(L);
+	mg_ctx *ctx = mg_ctx_of(L);
 
-	if (!w)
+	if (!ctx)
 		luaL_error(L, "the WS worker pool needs a worker thread");
-	return w;
+	return &ctx->ob;
 }
 
 static const char *check_id(lua_State *L, int idx)

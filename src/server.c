@@ -17,7 +17,9 @@
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
 #include "server.h"
+#include "gate.h"
 #include "h1.h"
+#include "http.h"
 #include "http_lws.h"
 #include "log.h"
 #include "lstate.h"
@@ -88,7 +90,7 @@ static void destroy_lws(mg_worker *w)
 {
 	uv_once(&lws_teardown_once, init_teardown_lock);
 	uv_mutex_lock(&lws_teardown_lock);
-	lws_context_destroy(w->ctx);
+	lws_context_destroy(w->lws_ctx);
 	uv_mutex_unlock(&lws_teardown_lock);
 }
 
@@ -114,7 +116,7 @@ static void on_force_stop(uv_timer_t *t)
 
 static int open_listener(mg_worker *w)
 {
-	mg_server_config *c = (mg_server_config *)w->cfg;
+	mg_server_config *c = (mg_server_config *)w->ctx.cfg;
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	int one = 1, fd, fam;
@@ -178,10 +180,10 @@ static void on_accept(uv_poll_t *p, int status, int events)
 			return;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		if (!w->cfg->tls_cert) {
-			if (mg_h1_adopt(w, fd))
+		if (!w->ctx.cfg->tls_cert) {
+			if (mg_h1_adopt(&w->ctx, fd))
 				mg_log(MG_LOG_WARN, "could not take a connection");
-		} else if (!lws_adopt_socket_vhost(w->vhost, fd)) {
+		} else if (!lws_adopt_socket_vhost(w->ctx.vhost, fd)) {
 			mg_log(MG_LOG_WARN, "could not adopt a connection");
 			close(fd);
 		}
@@ -210,35 +212,15 @@ static void close_listener(mg_worker *w)
 
 static void on_wake(mg_outbox_thread *t)
 {
-	mg_ws_on_wake(t->data);
-}
-
-static void on_ws_tick(uv_timer_t *t)
-{
-	mg_ws_tick(t->data);
-}
-
-/* Heartbeats and queue expiry are checked a few times per shortest period. */
-static uint64_t tick_ms(const mg_server_config *c)
-{
-	int m = c->ws_heartbeat_ms;
-
-	if (c->ws_timeout_ms < m)
-		m = c->ws_timeout_ms;
-	if (c->ws_queue_timeout_ms < m)
-		m = c->ws_queue_timeout_ms;
-	m /= 4;
-	return (uint64_t)(m < 10 ? 10 : m > 1000 ? 1000 : m);
+	mg_ws_on_wake(t->data); /* the thread's mg_ctx */
 }
 
 static void close_pool_handles(mg_worker *w)
 {
-	mg_pool_thread_stop(&w->ob);
-	if (w->ws_tick_open) {
-		w->ws_tick_open = 0;
-		uv_close((uv_handle_t *)&w->ws_tick, NULL);
-	}
-	mg_outbox_thread_stop(&w->ob);
+	mg_pool_thread_stop(&w->ctx.ob);
+	mg_gate_thread_gone(&w->ctx.ob);
+	mg_ws_thread_stop(&w->ctx);
+	mg_outbox_thread_stop(&w->ctx.ob);
 }
 
 /* Calls function `name` of the handler table of every live Lua state (the
@@ -248,7 +230,7 @@ static void call_hook(mg_worker *w, const char *name)
 {
 	mg_queue *q;
 
-	mg_queue_foreach(q, &w->states) {
+	mg_queue_foreach(q, &w->ctx.states) {
 		mg_lstate *s = mg_queue_data(q, mg_lstate, node);
 		if (mg_lstate_push_fn(s, name) && mg_pcall(s->L, 0, 0, name))
 			lua_pop(s->L, 1);
@@ -258,8 +240,8 @@ static void call_hook(mg_worker *w, const char *name)
 static void stop_worker(mg_worker *w)
 {
 	close_listener(w);
-	mg_h1_close_all(w);
-	if (w->ctx)
+	mg_h1_close_all(&w->ctx);
+	if (w->lws_ctx)
 		destroy_lws(w);
 	close_pool_handles(w);
 	uv_close((uv_handle_t *)&w->stop_async, NULL);
@@ -267,7 +249,7 @@ static void stop_worker(mg_worker *w)
 	 * upstream connections, which would otherwise keep the loop alive) */
 	{
 		mg_queue *q;
-		mg_queue_foreach(q, &w->states)
+		mg_queue_foreach(q, &w->ctx.states)
 			mg_lstate_end(mg_queue_data(q, mg_lstate, node));
 	}
 	/* a leaked handle must not hang the shutdown */
@@ -280,12 +262,12 @@ static void stop_worker(mg_worker *w)
 /* A new Lua state for the worker, loaded: moongate.worker.init(init_json,
  * index, workers, load, started_ns, tolerated) built the app from the files
  * as they are now and checked it (worker.lua; tolerated: the providers that
- * failed the check in the state it replaces, comma-separated). NULL when that failed, with why in err
- * (cut to cap; a Lua error was logged with its traceback, a refusal was
- * not). The state is on w->states; the caller makes it current. */
+ * failed the check in the state it replaces, comma-separated). NULL when
+ * that failed, with why in err (cut to cap; a Lua error was logged with its
+ * traceback, a refusal was * not). The state is on w->ctx.states; the caller makes it current. */
 static mg_lstate *load_state(mg_worker *w, uint64_t t0, const char *tolerated, char *err, size_t cap)
 {
-	mg_lstate *s = mg_lstate_new(&w->loop, &w->states, mg_lua_dir(), w->cfg->preload, ++w->loads);
+	mg_lstate *s = mg_lstate_new(&w->loop, &w->ctx.states, mg_lua_dir(), w->ctx.cfg->preload, ++w->ctx.loads);
 	lua_State *L;
 	int top;
 
@@ -294,18 +276,16 @@ static mg_lstate *load_state(mg_worker *w, uint64_t t0, const char *tolerated, c
 		return NULL;
 	L = s->L;
 	top = lua_gettop(L);
-	lua_pushlightuserdata(L, w);
-	lua_setfield(L, LUA_REGISTRYINDEX, MG_WORKER_KEY);
-	lua_pushlightuserdata(L, &w->ob);
-	lua_setfield(L, LUA_REGISTRYINDEX, MG_OUTBOX_KEY);
+	lua_pushlightuserdata(L, &w->ctx);
+	lua_setfield(L, LUA_REGISTRYINDEX, MG_CTX_KEY);
 	lua_getglobal(L, "require");
 	lua_pushliteral(L, "moongate.worker");
 	if (mg_pcall(L, 1, 1, "loading moongate.worker"))
 		goto failed;
 	lua_getfield(L, -1, "init");
-	lua_pushstring(L, w->cfg->init_json);
-	lua_pushinteger(L, w->index);
-	lua_pushinteger(L, w->cfg->workers);
+	lua_pushstring(L, w->ctx.cfg->init_json);
+	lua_pushinteger(L, w->ctx.index);
+	lua_pushinteger(L, w->ctx.cfg->workers);
 	lua_pushinteger(L, (lua_Integer)s->id);
 	lua_pushnumber(L, (lua_Number)t0);
 	lua_pushstring(L, tolerated ? tolerated : "");
@@ -341,7 +321,7 @@ static void reload(mg_worker *w)
 {
 	uint64_t t0 = uv_hrtime();
 	char err[1024], tolerated[1024] = "";
-	mg_lstate *s, *old = w->ls;
+	mg_lstate *s, *old = w->ctx.ls;
 
 	/* the providers that fail the check now may fail it in the new state */
 	if (mg_lstate_push_fn(old, "check_failures")) {
@@ -352,7 +332,7 @@ static void reload(mg_worker *w)
 	s = load_state(w, t0, tolerated, err, sizeof err);
 
 	if (!s) {
-		mg_log(MG_LOG_ERROR, "worker %d: reload failed, the old scripts keep serving: %s", w->index, err);
+		mg_log(MG_LOG_ERROR, "worker %d: reload failed, the old scripts keep serving: %s", w->ctx.index, err);
 		if (mg_lstate_push_fn(old, "reload_failed")) {
 			lua_pushstring(old->L, err);
 			if (mg_pcall(old->L, 1, 0, "reload_failed"))
@@ -374,14 +354,14 @@ static void reload(mg_worker *w)
 			lua_pop(old->L, 1);
 		}
 	}
-	w->ls = s;
+	w->ctx.ls = s;
 	if (old) {
 		if (mg_lstate_push_fn(old, "retire") && mg_pcall(old->L, 0, 0, "retire"))
 			lua_pop(old->L, 1);
 		mg_lstate_retire(old);
 	}
-	mg_ws_migrate(w);
-	mg_log(MG_LOG_INFO, "worker %d: reloaded in %.1f ms (Lua state %u)", w->index,
+	mg_ws_migrate(&w->ctx);
+	mg_log(MG_LOG_INFO, "worker %d: reloaded in %.1f ms (Lua state %u)", w->ctx.index,
 	       (double)(uv_hrtime() - t0) / 1e6, s->id);
 }
 
@@ -394,59 +374,60 @@ static void on_stop(uv_async_t *a)
 
 	if (reloads != w->reloads_done) {
 		w->reloads_done = reloads;
-		if (w->phase == MG_PHASE_SERVING)
+		if (w->ctx.phase == MG_PHASE_SERVING)
 			reload(w);
 	}
-	if (want >= MG_PHASE_DRAIN && w->phase < MG_PHASE_DRAIN) {
-		w->phase = MG_PHASE_DRAIN;
+	if (want >= MG_PHASE_DRAIN && w->ctx.phase < MG_PHASE_DRAIN) {
+		w->ctx.phase = MG_PHASE_DRAIN;
 		close_listener(w); /* new connections are refused from now on */
-		mg_h1_drain(w);    /* and kept-alive ones take no new work */
+		mg_h1_drain(&w->ctx);    /* and kept-alive ones take no new work */
 	}
-	if (want >= MG_PHASE_END && w->phase < MG_PHASE_END) {
-		w->phase = MG_PHASE_END;
+	if (want >= MG_PHASE_END && w->ctx.phase < MG_PHASE_END) {
+		w->ctx.phase = MG_PHASE_END;
 		call_hook(w, "shutdown"); /* ends running exchanges, in format */
 	}
-	if (want >= MG_PHASE_STOP && w->phase < MG_PHASE_STOP) {
-		w->phase = MG_PHASE_STOP;
+	if (want >= MG_PHASE_STOP && w->ctx.phase < MG_PHASE_STOP) {
+		w->ctx.phase = MG_PHASE_STOP;
 		stop_worker(w);
 	}
 }
 
 static void worker_cleanup(mg_worker *w)
 {
-	while (!mg_queue_empty(&w->states)) /* the loop stopped before they closed */
-		mg_lstate_close_now(mg_queue_data(mg_queue_head(&w->states), mg_lstate, node));
-	w->ls = NULL;
+	while (!mg_queue_empty(&w->ctx.states)) /* the loop stopped before they closed */
+		mg_lstate_close_now(mg_queue_data(mg_queue_head(&w->ctx.states), mg_lstate, node));
+	w->ctx.ls = NULL;
 	if (w->force_stop_armed) {
 		uv_close((uv_handle_t *)&w->force_stop, NULL);
 		w->force_stop_armed = 0;
 	}
 	uv_run(&w->loop, UV_RUN_DEFAULT);
-	if (w->ctx) { /* finish an lws teardown that needed the loop */
+	if (w->lws_ctx) { /* finish an lws teardown that needed the loop */
 		destroy_lws(w);
 		uv_run(&w->loop, UV_RUN_DEFAULT);
 	}
 	if (uv_loop_close(&w->loop)) {
 		uv_walk(&w->loop, report_walk, NULL);
-		mg_log(MG_LOG_WARN, "worker %d: loop still had handles at exit", w->index);
+		mg_log(MG_LOG_WARN, "worker %d: loop still had handles at exit", w->ctx.index);
 	}
-	mg_buf_free(&w->scratch);
-	mg_buf_free(&w->req_headers);
+	mg_http_thread_stop(&w->ctx);
+	mg_ws_thread_free(&w->ctx);
+	mg_buf_free(&w->ctx.req_headers);
 }
 
 static int worker_lws_init(mg_worker *w)
 {
 	struct lws_context_creation_info info;
 	void *loops[1] = { &w->loop };
-	const mg_server_config *c = w->cfg;
+	const mg_server_config *c = w->ctx.cfg;
 
 	memset(&info, 0, sizeof info);
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* we listen, lws serves */
 	info.protocols = protocols;
 	info.options = LWS_SERVER_OPTION_LIBUV;
 	info.foreign_loops = loops;
-	info.user = w;
-	info.pcontext = &w->ctx;
+	info.user = &w->ctx; /* what http_lws.c and ws.c read (ctx.h) */
+	info.pcontext = &w->lws_ctx;
 	info.max_http_header_data = (unsigned short)c->max_header_bytes;
 	info.max_http_header_pool = 256;
 	info.keepalive_timeout = c->keepalive_timeout;
@@ -469,11 +450,11 @@ static int worker_lws_init(mg_worker *w)
 		 * content-length. See README "HTTPS and HTTP/2". */
 		info.alpn = c->tls_http2 ? "h2,http/1.1" : "http/1.1";
 	}
-	w->ctx = lws_create_context(&info);
-	if (!w->ctx)
+	w->lws_ctx = lws_create_context(&info);
+	if (!w->lws_ctx)
 		return -1;
-	w->vhost = lws_get_vhost_by_name(w->ctx, "default");
-	if (!w->vhost || open_listener(w))
+	w->ctx.vhost = lws_get_vhost_by_name(w->lws_ctx, "default");
+	if (!w->ctx.vhost || open_listener(w))
 		return -1;
 	if (uv_poll_init(&w->loop, &w->listen_poll, w->listen_fd)) {
 		close(w->listen_fd);
@@ -490,36 +471,37 @@ static void worker_main(void *arg)
 {
 	mg_worker *w = arg;
 	char tag[16];
+	int ok;
 
-	snprintf(tag, sizeof tag, "w%d", w->index);
+	snprintf(tag, sizeof tag, "w%d", w->ctx.index);
 	mg_log_set_thread_tag(tag);
 	mg_watchdog_enter_thread(tag); /* its calls into Lua are timed (script_timeout_ms) */
 	w->listen_fd = -1;
-	mg_queue_init(&w->states);
+	mg_queue_init(&w->ctx.states);
 	if (uv_loop_init(&w->loop)) {
 		set_start_state(w, -1);
 		return;
 	}
 	uv_async_init(&w->loop, &w->stop_async, on_stop);
 	w->stop_async.data = w;
-	mg_outbox_thread_init(&w->ob, &w->loop, w->index, on_wake, w);
-	mg_queue_init(&w->ws_conns);
-	uv_timer_init(&w->loop, &w->ws_tick);
-	w->ws_tick.data = w;
-	w->ws_tick_open = 1;
-	uv_timer_start(&w->ws_tick, on_ws_tick, tick_ms(w->cfg), tick_ms(w->cfg));
-	uv_unref((uv_handle_t *)&w->ws_tick);
-	mg_outbox_thread_open(&w->ob);
-	{
+	mg_outbox_thread_init(&w->ctx.ob, &w->loop, w->ctx.index, on_wake, &w->ctx);
+	/* each module's per-thread state, in its slot (ctx.h) */
+	ok = !mg_h1_thread_init(&w->ctx) && !mg_http_thread_init(&w->ctx) &&
+	     !mg_ws_thread_init(&w->ctx);
+	mg_outbox_thread_open(&w->ctx.ob);
+	if (!ok) {
+		mg_log(MG_LOG_ERROR, "worker %d: out of memory", w->ctx.index);
+	} else {
 		char err[1024];
-		w->ls = load_state(w, uv_hrtime(), NULL, err, sizeof err);
-		if (!w->ls)
-			mg_log(MG_LOG_ERROR, "worker %d: %s", w->index, err);
+		w->ctx.ls = load_state(w, uv_hrtime(), NULL, err, sizeof err);
+		if (!w->ctx.ls)
+			mg_log(MG_LOG_ERROR, "worker %d: %s", w->ctx.index, err);
 	}
-	if (!w->ls || worker_lws_init(w)) {
-		mg_log(MG_LOG_ERROR, "worker %d could not start", w->index);
+	if (!w->ctx.ls || worker_lws_init(w)) {
+		mg_log(MG_LOG_ERROR, "worker %d could not start", w->ctx.index);
 		close_listener(w);
-		if (w->ctx)
+		mg_h1_close_all(&w->ctx);
+		if (w->lws_ctx)
 			destroy_lws(w);
 		close_pool_handles(w);
 		uv_close((uv_handle_t *)&w->stop_async, NULL);
@@ -1110,8 +1092,9 @@ static int l_serve(lua_State *L)
 
 	for (int i = 0; i < c.workers; i++) {
 		mg_worker *w = &ws[i];
-		w->index = i + 1;
-		w->cfg = &c;
+		w->ctx.index = i + 1;
+		w->ctx.cfg = &c;
+		w->ctx.loop = &w->loop;
 		w->start_mutex = &mu;
 		w->start_cond = &cond;
 		if (uv_thread_create(&w->thread, worker_main, w)) {
@@ -1168,6 +1151,7 @@ static int l_serve(lua_State *L)
 	for (int i = 0; i < started; i++)
 		uv_thread_join(&ws[i].thread);
 	mg_store_clear(); /* no thread uses the stored responses any more */
+	mg_gate_clear();  /* nor the gate */
 	uv_loop_close(&loop);
 	uv_cond_destroy(&cond);
 	uv_mutex_destroy(&mu);
@@ -1205,15 +1189,12 @@ refused:
  * worker thread */
 static int l_lua_states(lua_State *L)
 {
-	mg_worker *w;
+	mg_ctx *ctx = mg_ctx_of(L);
 	mg_queue *q;
 	int n = 0;
 
-	lua_getfield(L, LUA_REGISTRYINDEX, MG_WORKER_KEY);
-	w = lua_touserdata(L, -1);
-	lua_pop(L, 1);
-	if (w)
-		mg_queue_foreach(q, &w->states)
+	if (ctx)
+		mg_queue_foreach(q, &ctx->states)
 			n++;
 	lua_pushinteger(L, n);
 	return 1;

@@ -7,12 +7,13 @@
 #include "http.h"
 #include "http_lws.h"
 #include "lws_hdr.h"
+#include "gate.h"
 #include "log.h"
 #include "lstate.h"
 #include "lua_host.h"
 #include "outbox.h"
 #include "pool.h"
-#include "server.h"
+#include "ctx.h"
 #include "stats.h"
 
 #include <lauxlib.h>
@@ -25,6 +26,20 @@
 
 _Static_assert(MG_OUTBOX_HEADROOM >= LWS_PRE, "outbox messages need LWS_PRE bytes of headroom");
 _Static_assert(offsetof(mg_ws_conn, ob) == 0, "a ws handle is read as an mg_outbox_conn *");
+
+/* A worker thread's ws state: ctx->slot[MG_SLOT_WS], owned by the thread. */
+typedef struct ws_thread {
+	mg_queue conns;   /* its open WebSockets (mg_ws_conn.node) */
+	uv_timer_t tick;  /* heartbeats and queue expiry */
+	int tick_open;    /* until the tick's close callback */
+	int tick_closing;
+	int freeing;      /* mg_ws_thread_free ran: the close callback frees */
+} ws_thread;
+
+static ws_thread *ws_of(mg_ctx *ctx)
+{
+	return ctx->slot[MG_SLOT_WS];
+}
 
 static uint64_t now_ms(void)
 {
@@ -65,7 +80,7 @@ static void call_ref(mg_ws_conn *c, int ref, const char *what)
 
 static void drain_check(mg_ws_conn *c, size_t queued)
 {
-	if (c->on_drain_ref != LUA_NOREF && queued <= c->w->cfg->stream_high_water / 2) {
+	if (c->on_drain_ref != LUA_NOREF && queued <= c->ctx->cfg->stream_high_water / 2) {
 		int ref = c->on_drain_ref;
 		c->on_drain_ref = LUA_NOREF;
 		call_ref(c, ref, "ws drain callback");
@@ -112,20 +127,20 @@ static int on_writable(mg_ws_conn *c)
 
 /* ---- life -------------------------------------------------------------- */
 
-static mg_ws_conn *conn_new(mg_worker *w, struct lws *wsi)
+static mg_ws_conn *conn_new(mg_ctx *ctx, struct lws *wsi)
 {
 	mg_ws_conn *c = calloc(1, sizeof *c);
 
 	if (!c)
 		return NULL;
-	mg_outbox_conn_open(&c->ob, &w->ob);
+	mg_outbox_conn_open(&c->ob, &ctx->ob);
 	c->wsi = wsi;
-	c->w = w;
-	c->ls = w->ls;
+	c->ctx = ctx;
+	c->ls = ctx->ls;
 	mg_lstate_hold(c->ls);
 	c->handle_ref = c->on_drain_ref = LUA_NOREF;
 	c->last_ping_ms = now_ms();
-	mg_queue_insert_head(&w->ws_conns, &c->node);
+	mg_queue_insert_head(&ws_of(ctx)->conns, &c->node);
 	return c;
 }
 
@@ -177,8 +192,8 @@ static int copy_token(struct lws *wsi, int token, mg_buf *b)
  * Returns non-zero to refuse. */
 static int on_filter(struct lws *wsi, mg_ws_conn **slot)
 {
-	mg_worker *w = lws_context_user(lws_get_context(wsi));
-	lua_State *L = w->ls ? w->ls->L : NULL;
+	mg_ctx *ctx = lws_context_user(lws_get_context(wsi));
+	lua_State *L = ctx->ls ? ctx->ls->L : NULL;
 	mg_buf path = { 0 }, query = { 0 }, headers = { 0 };
 	mg_ws_conn *c;
 	int top, ok = 0;
@@ -186,12 +201,12 @@ static int on_filter(struct lws *wsi, mg_ws_conn **slot)
 	if (!slot || !L)
 		return 1;
 	top = lua_gettop(L);
-	if (!mg_lstate_push_fn(w->ls, "ws_open"))
+	if (!mg_lstate_push_fn(ctx->ls, "ws_open"))
 		return 1;
-	c = conn_new(w, wsi);
+	c = conn_new(ctx, wsi);
 	if (!c || copy_token(wsi, WSI_TOKEN_GET_URI, &path) ||
 	    copy_token(wsi, WSI_TOKEN_HTTP_URI_ARGS, &query) ||
-	    mg_lws_copy_headers(wsi, &w->req_headers, &headers)) {
+	    mg_lws_copy_headers(wsi, &ctx->req_headers, &headers)) {
 		lua_settop(L, top);
 		goto out;
 	}
@@ -209,7 +224,7 @@ static int on_filter(struct lws *wsi, mg_ws_conn **slot)
 		mg_stats_add(&mg_global_stats.lua_errors, 1);
 	} else if (lua_isstring(L, -3)) {
 		c->is_worker = !strcmp(lua_tostring(L, -3), "worker");
-		ok = !c->is_worker || !mg_pool_join(c->ob.id, w->index);
+		ok = !c->is_worker || !mg_pool_join(c->ob.id, ctx->index);
 	} else {
 		const char *why = lua_isstring(L, -2) ? lua_tostring(L, -2) : "refused";
 		int status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 403;
@@ -237,7 +252,7 @@ out:
 
 static int on_receive(mg_ws_conn *c, const void *in, size_t len)
 {
-	size_t max = c->w->cfg->ws_max_message;
+	size_t max = c->ctx->cfg->ws_max_message;
 
 	if (!c->rx_too_big) {
 		if (c->rx.len + len > max) {
@@ -257,7 +272,7 @@ static int on_receive(mg_ws_conn *c, const void *in, size_t len)
 				 (unsigned char *)reason, sizeof reason - 1);
 		return -1;
 	}
-	if (c->ls != c->w->ls)
+	if (c->ls != c->ctx->ls)
 		mg_ws_move(c);
 	if (mg_lstate_push_fn(c->ls, "ws_message")) {
 		lua_State *L = c->ls->L;
@@ -309,10 +324,10 @@ int mg_ws_callback(struct lws *wsi, int reason, mg_ws_conn **slot, void *in, siz
 	}
 }
 
-void mg_ws_adopt(mg_worker *w, int fd, const char *head, size_t len)
+void mg_ws_adopt(mg_ctx *ctx, int fd, const char *head, size_t len)
 {
 	/* NULL also when the handshake ended at once (a refused socket) */
-	if (!lws_adopt_socket_vhost_readbuf(w->vhost, fd, head, len))
+	if (!lws_adopt_socket_vhost_readbuf(ctx->vhost, fd, head, len))
 		mg_log(MG_LOG_DEBUG, "WebSocket handshake over at once");
 }
 
@@ -320,21 +335,30 @@ void mg_ws_adopt(mg_worker *w, int fd, const char *head, size_t len)
 
 static const char *const event_names[] = { "", "message", "lost", "expired" };
 
+static const char *event_name(int kind)
+{
+	if (kind == MG_GATE_GRANTED)
+		return "granted";
+	if (kind == MG_GATE_TIMEOUT)
+		return "timeout";
+	return kind >= 0 && kind < (int)(sizeof event_names / sizeof *event_names) ? event_names[kind] : "";
+}
+
 /* Each event goes to every live Lua state of the thread: the one whose
  * request it answers knows its id, the others pass (a reload may have left
  * requests on an older state). */
-static void deliver_events(mg_worker *w, mg_pool_event *ev)
+static void deliver_events(mg_ctx *ctx, mg_pool_event *ev)
 {
 	while (ev) {
 		mg_pool_event *next = ev->next;
 		mg_queue *q;
-		mg_queue_foreach(q, &w->states) {
+		mg_queue_foreach(q, &ctx->states) {
 			mg_lstate *s = mg_queue_data(q, mg_lstate, node);
 			lua_State *L = s->L;
 			if (!mg_lstate_push_fn(s, "pool_event"))
 				continue;
 			lua_pushstring(L, ev->id);
-			lua_pushstring(L, event_names[ev->kind]);
+			lua_pushstring(L, event_name(ev->kind));
 			if (ev->kind == MG_POOL_MESSAGE)
 				lua_pushlstring(L, ev->data, ev->len);
 			else
@@ -355,7 +379,7 @@ static void deliver_events(mg_worker *w, mg_pool_event *ev)
  * fails half way closes the connection. */
 void mg_ws_move(mg_ws_conn *c)
 {
-	mg_lstate *from = c->ls, *to = c->w->ls;
+	mg_lstate *from = c->ls, *to = c->ctx->ls;
 	lua_State *L = from->L, *L2 = to ? to->L : NULL;
 	int top, top2, old_ref;
 	size_t n;
@@ -397,13 +421,13 @@ void mg_ws_move(mg_ws_conn *c)
 	mg_lstate_release(from);
 }
 
-void mg_ws_migrate(mg_worker *w)
+void mg_ws_migrate(mg_ctx *ctx)
 {
 	mg_queue *q;
 
-	mg_queue_foreach(q, &w->ws_conns) {
+	mg_queue_foreach(q, &ws_of(ctx)->conns) {
 		mg_ws_conn *c = mg_queue_data(q, mg_ws_conn, node);
-		if (c->ls != w->ls)
+		if (c->ls != ctx->ls)
 			mg_ws_move(c);
 	}
 }
@@ -416,26 +440,27 @@ static void wake_conn(mg_outbox_conn *oc)
 		lws_callback_on_writable(c->wsi);
 }
 
-void mg_ws_on_wake(mg_worker *w)
+void mg_ws_on_wake(mg_ctx *ctx)
 {
-	mg_outbox_take_wakes(&w->ob, wake_conn);
-	deliver_events(w, mg_outbox_take_events(&w->ob));
+	mg_outbox_take_wakes(&ctx->ob, wake_conn);
+	deliver_events(ctx, mg_outbox_take_events(&ctx->ob));
 }
 
-void mg_ws_tick(mg_worker *w)
+static void on_tick(uv_timer_t *timer)
 {
-	const mg_server_config *cfg = w->cfg;
+	mg_ctx *ctx = timer->data;
+	const mg_server_config *cfg = ctx->cfg;
 	uint64_t now = now_ms();
 	static const char heartbeat[] = "{\"type\":\"heartbeat\"}";
 
 	mg_queue *q;
 
 	/* nothing below frees a connection: lws closes sockets later */
-	mg_queue_foreach(q, &w->ws_conns) {
+	mg_queue_foreach(q, &ws_of(ctx)->conns) {
 		mg_ws_conn *c = mg_queue_data(q, mg_ws_conn, node);
 		uint64_t seen;
 
-		if (c->ls != w->ls) /* left on an older state: it may move now */
+		if (c->ls != ctx->ls) /* left on an older state: it may move now */
 			mg_ws_move(c);
 		if (!c->is_worker || !c->established || !c->wsi)
 			continue;
@@ -457,8 +482,72 @@ void mg_ws_tick(mg_worker *w)
 			send_text(c, heartbeat, sizeof heartbeat - 1);
 		}
 	}
-	if (mg_pool_expire(&w->ob, (double)now))
-		deliver_events(w, mg_outbox_take_events(&w->ob));
+	/* the gate's waiters past their time hear of it through the inbox */
+	mg_gate_tick(&ctx->ob, (double)now);
+	if (mg_pool_expire(&ctx->ob, (double)now))
+		deliver_events(ctx, mg_outbox_take_events(&ctx->ob));
+}
+
+/* Heartbeats and queue expiry are checked a few times per shortest period. */
+static uint64_t tick_ms(const mg_server_config *c)
+{
+	int m = c->ws_heartbeat_ms;
+
+	if (c->ws_timeout_ms < m)
+		m = c->ws_timeout_ms;
+	if (c->ws_queue_timeout_ms < m)
+		m = c->ws_queue_timeout_ms;
+	m /= 4;
+	return (uint64_t)(m < 10 ? 10 : m > 1000 ? 1000 : m);
+}
+
+int mg_ws_thread_init(mg_ctx *ctx)
+{
+	ws_thread *t = calloc(1, sizeof *t);
+
+	if (!t)
+		return -1;
+	mg_queue_init(&t->conns);
+	uv_timer_init(ctx->loop, &t->tick);
+	t->tick.data = ctx;
+	t->tick_open = 1;
+	uv_timer_start(&t->tick, on_tick, tick_ms(ctx->cfg), tick_ms(ctx->cfg));
+	uv_unref((uv_handle_t *)&t->tick);
+	ctx->slot[MG_SLOT_WS] = t;
+	return 0;
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+	ws_thread *t = (ws_thread *)((char *)h - offsetof(ws_thread, tick));
+
+	t->tick_open = 0;
+	if (t->freeing)
+		free(t);
+}
+
+void mg_ws_thread_stop(mg_ctx *ctx)
+{
+	ws_thread *t = ws_of(ctx);
+
+	if (!t || t->tick_closing)
+		return;
+	t->tick_closing = 1;
+	uv_close((uv_handle_t *)&t->tick, on_tick_closed);
+}
+
+void mg_ws_thread_free(mg_ctx *ctx)
+{
+	ws_thread *t = ws_of(ctx);
+
+	if (!t)
+		return;
+	mg_ws_thread_stop(ctx);
+	ctx->slot[MG_SLOT_WS] = NULL;
+	if (t->tick_open)
+		t->freeing = 1; /* on_tick_closed frees it */
+	else
+		free(t);
 }
 
 /* ---- primitives -------------------------------------------------------- */
@@ -480,7 +569,7 @@ static int l_ws_send(lua_State *L)
 
 	if (!c || !c->wsi || (queued = send_text(c, text, len)) < 0)
 		return mg_push_closed(L);
-	lua_pushboolean(L, (size_t)queued <= c->w->cfg->stream_high_water);
+	lua_pushboolean(L, (size_t)queued <= c->ctx->cfg->stream_high_water);
 	lua_pushinteger(L, (lua_Integer)queued);
 	return 2;
 }

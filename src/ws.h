@@ -32,7 +32,7 @@
 #include "outbox.h"
 
 struct lws;
-struct mg_worker;
+struct mg_ctx;
 struct mg_lstate;
 
 typedef struct mg_ws_conn {
@@ -41,9 +41,9 @@ typedef struct mg_ws_conn {
 	mg_outbox_conn ob;
 	/* owner thread only */
 	struct lws *wsi;         /* NULL once lws has closed it */
-	struct mg_worker *w;
+	struct mg_ctx *ctx;      /* its thread (ctx.h) */
 	struct mg_lstate *ls;    /* held (lstate.h): the Lua state its handle is in */
-	mg_queue node;           /* on the owner's open connections (w->ws_conns) */
+	mg_queue node;           /* on the owner's open connections (ws.c's slot) */
 	struct mg_ws_conn **handle;     /* the Lua handle's slot */
 	int handle_ref, on_drain_ref;
 	int established;
@@ -57,22 +57,34 @@ typedef struct mg_ws_conn {
 /* Hands an accepted socket whose first bytes (an HTTP Upgrade request) were
  * already read to the worker's lws vhost; lws owns fd from then on, and
  * closes it on failure. */
-void mg_ws_adopt(struct mg_worker *w, int fd, const char *head, size_t len);
+void mg_ws_adopt(struct mg_ctx *ctx, int fd, const char *head, size_t len);
 
 /* The lws callback cases for WebSocket reasons (from http_lws.c's
  * callback); `slot` is the per-connection pointer lws keeps for us. */
 int mg_ws_callback(struct lws *wsi, int reason, mg_ws_conn **slot, void *in, size_t len);
 
+/* Owner thread, at start: ws.c's per-thread state in ctx->slot[MG_SLOT_WS]:
+ * the list of open connections, and the tick (heartbeats, queue expiry, a
+ * few times per shortest period of the config's), started here. 0, or -1
+ * out of memory. */
+int mg_ws_thread_init(struct mg_ctx *ctx);
+/* Owner thread, at stop: the tick is closed. The connections close with
+ * the lws context after (lws_context_destroy), so the list stays. */
+void mg_ws_thread_stop(struct mg_ctx *ctx);
+/* Owner thread, at its very end (lws context destroyed, no connection
+ * left): the per-thread state goes, now, or in the tick's close callback
+ * if that has not run; the slot is NULL after. Harmless without init. */
+void mg_ws_thread_free(struct mg_ctx *ctx);
+
 /* Owner thread: the wake handle fired (messages queued by other threads,
- * pool events); and its periodic tick (heartbeats, queue expiry). Sockets
- * close with the lws context at stop (lws_context_destroy). */
-void mg_ws_on_wake(struct mg_worker *w);
-void mg_ws_tick(struct mg_worker *w);
+ * pool events). Sockets close with the lws context at stop
+ * (lws_context_destroy). */
+void mg_ws_on_wake(struct mg_ctx *ctx);
 
 /* After a reload: each connection of the thread moves to the current Lua
  * state when its Lua side is idle (mg_ws_move: one connection). Those that
  * are not move later, at a message or a tick. */
-void mg_ws_migrate(struct mg_worker *w);
+void mg_ws_migrate(struct mg_ctx *ctx);
 void mg_ws_move(mg_ws_conn *c);
 
 /* The handle at idx, or NULL once the connection is gone; raises on a

@@ -23,6 +23,7 @@ local sockets = require "moongate.sockets"
 local store = require "moongate.store"
 local keys = require "moongate.keys"
 local log = require "moongate.log"
+local gate = require "moongate.gate"
 
 local M = {}
 local App = {}
@@ -54,6 +55,8 @@ function M.new(cfg, info)
   }, App)
   self.host_names = sockets.host_guard(cfg) -- on loopback: the Hosts let in
   self.keys = keys.load(cfg, os.getenv) -- inbound keys: nil, none asked for
+  self.gate = gate.policy(cfg) -- nil: nothing limited
+  exchange.on_limited = function(name, retry_after) gate.cool(self.gate, name, retry_after or 1) end
   self.sockets = sockets.new(self)
   self.store = store.new() -- stored responses, shared by the worker threads
   local cors = cfg.cors and cfg.cors.allowed_origins
@@ -66,6 +69,8 @@ function M.new(cfg, info)
     ["GET /health"] = self.health,
     ["GET /stats"] = self.stats,
     ["GET /v1/models"] = self.models,
+    ["GET /openapi.json"] = self.openapi,
+    ["GET /docs"] = self.docs,
   }
   -- each front door's routes, as it describes them; the request headers
   -- they read, for the TLS transport to copy
@@ -313,6 +318,7 @@ function App:stats(req)
   s.ws_pool = ws_pool()
   s.response_store = self.store:stats()
   s.reload = self:reload_state()
+  s.gate = core._gate_state and core._gate_state() or nil -- permits, queues and waits, every thread's
   -- the pools of accounts and keys (names and counts, never a credential),
   -- as this worker thread sees them
   local pools, lists = {}, {}
@@ -355,13 +361,25 @@ end
 -- Runs the exchange and notes, for the access log, the model and the
 -- provider that answered (the first of the chain, or the one a fallback
 -- reached: the exchange notes the provider of a failure itself).
+local function start(self, req, frontdoor, creq, route, release)
+  local x = exchange.run(req, frontdoor, creq, route, self.active)
+  local function finished()
+    if #route.chain > 1 then http.note(req, nil, x:provider_name()) end
+    if release then release() end
+  end
+  if x.done then finished() else x.on_finish = finished end
+end
+
+-- Through the gate (gate.lua: the permits the policy asks for, waiting
+-- fairly between inbound keys) when one is configured, then the exchange;
+-- the permits go back when it ends.
 local function run(self, req, frontdoor, creq, route)
   http.note(req, creq.model, route.chain[1].name)
-  local x = exchange.run(req, frontdoor, creq, route, self.active)
-  if #route.chain > 1 then
-    local function note() http.note(req, nil, x:provider_name()) end
-    if x.done then note() else x.on_finish = note end
-  end
+  if not self.gate then return start(self, req, frontdoor, creq, route) end
+  gate.enter(self.gate, req, route, req.inbound and req.inbound.name or "-", function(release, err)
+    if not release then return http.error(req, frontdoor.client, err) end
+    start(self, req, frontdoor, creq, route, release)
+  end)
 end
 
 -- a model name for the access log, when the body named one
@@ -483,6 +501,25 @@ function App:retire()
   for _, p in pairs(self.providers) do
     if type(p) == "table" and p.stop then p:stop() end
   end
+end
+
+--- openapi: GET /openapi.json, the OpenAPI 3.1 document of every endpoint
+-- this app serves (moongate.openapi, made from its route tables), made once
+function App:openapi(req)
+  if not self.openapi_text then
+    local openapi = require "moongate.openapi"
+    self.openapi_text = openapi.encode(openapi.document(self, { frontdoors = M.frontdoors, version = core.version }))
+  end
+  return http.json(req, 200, self.openapi_text, { ["cache-control"] = "no-cache" })
+end
+
+--- docs: GET /docs, one self-contained page that renders /openapi.json
+-- (moongate.docs_page: nothing fetched from anywhere else, which its
+-- content-security-policy enforces)
+function App:docs(req)
+  local page = require "moongate.docs_page"
+  return core._respond(req.h, 200, "text/html; charset=utf-8", page.html,
+    { ["cache-control"] = "no-cache", ["content-security-policy"] = page.csp })
 end
 
 return M

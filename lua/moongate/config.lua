@@ -74,6 +74,7 @@ M.provider_base = {
   first_byte_timeout_ms = integer(1),
   idle_timeout_ms = integer(1),        -- longest gap between stream frames
   retries = integer(0, 10),            -- per provider, before the next in the chain
+  max_concurrent = integer(0, 1000000), -- the gate's permits for this provider (0: no limit; gate.lua)
   retry_base_ms = integer(1),
   forward_client_key = "boolean",      -- use the client's own key upstream
   insecure = "boolean",                -- skip TLS verification (tests only)
@@ -135,6 +136,12 @@ M.schema = {
     server_names = { type = "list", values = "string" }, -- Hosts let in besides localhost, on loopback
     cors = { type = "table", fields = {
       allowed_origins = { type = "list", values = "string" }, -- globs ("*": any); default: loopback pages
+    } },
+    gate = { type = "table", fields = { -- concurrency permits and fair queuing (docs/GATE.md)
+      global = integer(0, 1000000),           -- requests upstream at once, all providers (0: no limit)
+      queue_timeout_ms = integer(0, 3600000), -- a request waits this long for a permit, then 429
+      max_queue = integer(0, 1000000),        -- waiting requests per gate; past it, 429 at once
+      models = { type = "map", values = integer(1, 1000000) }, -- model glob -> permits
     } },
     response_store = { type = "table", fields = { -- least recently used out first; 0 entries: store nothing
       max_entries = integer(0, 2147483647),

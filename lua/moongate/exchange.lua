@@ -201,8 +201,16 @@ function Exchange:emit(ev)
   return more
 end
 
+--- on_limited(provider name, retry_after seconds | nil): set by the app;
+-- an upstream's 429 feeds the gate's cooldown of that provider (gate.lua)
+M.on_limited = nil
+
 --- upstream_error(ev): retry, fall back, or fail
 function Exchange:upstream_error(ev)
+  if ev.status == 429 and M.on_limited then
+    local link = self.route.chain[self.link]
+    M.on_limited(link and link.name, ev.retry_after)
+  end
   local committed = self.stream and self.stream.started
   if committed or not ev.retryable then return self:fail(ev) end
   local link = self.route.chain[self.link]

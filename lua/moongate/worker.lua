@@ -98,6 +98,7 @@ local function build(init_json, index, workers, load, started_ns, tolerated)
   if jitlog and jitlog ~= "" then require("jit.v").on(jitlog .. "." .. index) end
   local sockets = app.sockets
   local pool = require "moongate.pool"
+  local gate = require "moongate.gate"
   return {
     handle = function(req) return app:handle(req) end,
     on_error = function(req, message) return app:on_error(req, message) end,
@@ -112,7 +113,11 @@ local function build(init_json, index, workers, load, started_ns, tolerated)
     ws_close = function(h) return sockets:close(h) end,
     ws_export = function(h) return sockets:export(h) end,
     ws_import = function(h, text) return sockets:import(h, text) end,
-    pool_event = pool.event,
+    -- the host's events for this thread: the WS pool's, and the gate's
+    pool_event = function(id, kind, data)
+      if kind == "granted" or kind == "timeout" then return gate.event(id, kind) end
+      return pool.event(id, kind, data)
+    end,
     -- the providers that failed the check here, for the next reload's
     check_failures = function() return table.concat(failing, ",") end,
     reload_failed = function(message)

@@ -1,0 +1,156 @@
+-- The gate's policy: which concurrency limits a request passes before it
+-- goes upstream, and the waiting. The permits, the fair queues (round robin
+-- between inbound key names, first come first served within one) and the
+-- cooldowns are the host's (src/gate.c), shared by every worker thread and
+-- kept across a reload; this module only says which gates apply, with what
+-- limits, and waits for C's answer.
+--
+--   M.policy(cfg) -> policy | nil (no limit configured)
+--   M.enter(policy, req, route, key, cb): cb(release) once every gate let
+--     the request in (release(): give the permits back, once), or cb(nil,
+--     err) with the client's 429 (err.retry_after) when a queue is full,
+--     the wait timed out, or the provider cools down past the wait
+--   M.event(id, kind): C's word on a waiting request ("granted", "timeout")
+--   M.cool(policy, provider, seconds): a provider's 429 (Retry-After)
+local core = require "moongate.core"
+local errors = require "moongate.errors"
+
+local M = {}
+local waiting = {} -- request id -> function(kind)
+local seq = 0
+-- a waiter's id is unique to this Lua state: after a reload the old and the
+-- new state of a thread both hear each event, and only the maker acts on it
+local nonce = string.format("%x%x", math.random(0, 0x7fffffff), math.floor(require("luv").hrtime() % 0x7fffffff))
+
+local function glob(p) return "^" .. p:gsub("[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0"):gsub("%*", ".*") .. "$" end
+
+--- policy(cfg) -> {global, providers = {name = n}, models = {{pattern, n}},
+-- queue_timeout_ms, max_queue} | nil when nothing is limited
+function M.policy(cfg)
+  local g = cfg.gate or {}
+  local p = { global = g.global or 0, providers = {}, models = {},
+    queue_timeout_ms = g.queue_timeout_ms or 30000, max_queue = g.max_queue or 1000 }
+  local any = p.global > 0
+  for name, conf in pairs(cfg.providers or {}) do
+    if type(conf) == "table" and (conf.max_concurrent or 0) > 0 then
+      p.providers[name] = conf.max_concurrent
+      any = true
+    end
+  end
+  local pats = {}
+  for pat in pairs(g.models or {}) do pats[#pats + 1] = pat end
+  table.sort(pats)
+  for _, pat in ipairs(pats) do
+    p.models[#p.models + 1] = { match = glob(pat), name = pat, limit = g.models[pat] }
+    any = true
+  end
+  return any and p or nil
+end
+
+-- the gates a request passes, in one fixed order (global, provider, model),
+-- so that two requests never wait on each other's permits
+local function gates_for(policy, route)
+  local list = {}
+  if policy.global > 0 then list[#list + 1] = { "global", policy.global } end
+  local first = route.chain[1]
+  local pl = first and policy.providers[first.name]
+  if pl then list[#list + 1] = { "provider:" .. first.name, pl } end
+  for _, m in ipairs(policy.models) do
+    if (route.model or ""):find(m.match) then
+      list[#list + 1] = { "model:" .. m.name, m.limit }
+      break
+    end
+  end
+  return list
+end
+
+local function too_many(name, why, retry_s)
+  local e = errors.new(429, string.format("the gateway's %s limit is reached (%s); retry in %d s", name, why,
+    retry_s), { code = "rate_limit_exceeded" })
+  e.retry_after = retry_s
+  return e
+end
+
+--- enter(policy, req, route, key, cb): see the top
+function M.enter(policy, req, route, key, cb)
+  local list = gates_for(policy, route)
+  if not list[1] then return cb(function() end) end
+  seq = seq + 1
+  local id = string.format("gate-%s-%d", nonce, seq)
+  local held, done = {}, false
+  local function release()
+    if done then return end
+    done = true
+    for i = #held, 1, -1 do core._gate_release(held[i]) end
+    held = {}
+  end
+  local timeout_s = math.max(1, math.ceil(policy.queue_timeout_ms / 1000))
+  local step
+  local function fail(err)
+    release()
+    waiting[id] = nil
+    cb(nil, err)
+  end
+  step = function(i)
+    local g = list[i]
+    if not g then
+      waiting[id] = nil
+      return cb(release)
+    end
+    local res, why, retry_ms = core._gate_acquire(g[1], g[2], key or "-", id, policy.queue_timeout_ms,
+      policy.max_queue)
+    if res == "ok" then
+      held[#held + 1] = g[1]
+      return step(i + 1)
+    elseif res == "queued" then
+      waiting[id] = function(kind)
+        waiting[id] = nil
+        if kind == "granted" then
+          held[#held + 1] = g[1]
+          return step(i + 1)
+        end
+        fail(too_many(g[1], "waited " .. policy.queue_timeout_ms .. " ms", timeout_s))
+      end
+      -- the client leaves while it waits: out of the queue (or, granted
+      -- meanwhile, the permit goes back)
+      if req and req.h then
+        core._on_close(req.h, function()
+          if waiting[id] then
+            waiting[id] = nil
+            if not core._gate_cancel(g[1], id) then core._gate_release(g[1]) end
+            release()
+          end
+        end)
+      end
+      return
+    elseif why == "cooling" then
+      return fail(too_many(g[1], "the upstream asked to wait", math.max(1, math.ceil((retry_ms or 1000) / 1000))))
+    end
+    return fail(too_many(g[1], "its queue is full", 1))
+  end
+  step(1)
+end
+
+--- event(id, kind): "granted" | "timeout" from C (through the worker's pool_event)
+function M.event(id, kind)
+  local fn = waiting[id]
+  if fn then return fn(kind) end
+  -- nobody waits here: another state's request, or one whose client left
+  -- (its cancel found it granted and gave the permit back then)
+end
+
+--- cool(policy, provider, seconds): a provider's 429 pauses its gate
+function M.cool(policy, provider, seconds)
+  if policy and policy.providers[provider] then
+    core._gate_cool("provider:" .. provider, math.max(0, seconds or 0) * 1000)
+  end
+end
+
+--- waiting_count() -> requests of this state waiting for a permit
+function M.waiting_count()
+  local n = 0
+  for _ in pairs(waiting) do n = n + 1 end
+  return n
+end
+
+return M

@@ -1,0 +1,124 @@
+-- The gate against the real daemon: concurrency permits shared by the
+-- worker threads, handed out fairly between inbound keys, a queue timeout
+-- and a full queue answered with 429 and Retry-After in the client's
+-- format, the counts in /stats, and permits that outlive a reload.
+local helpers = require "helpers"
+local client = helpers.client
+local json = require "moongate.json"
+
+local BUSY, CALM = "sk-gate-busy-0123456789", "sk-gate-calm-0123456789"
+
+local function config(extra)
+  return string.format([[
+return {
+  keys = { { name = "busy", key = %q }, { name = "calm", key = %q } },
+  gate = { queue_timeout_ms = %d, max_queue = %d },
+  providers = { slow = { kind = "echo", chunk_delay_ms = %d, max_concurrent = %d } },
+  routes = { { match = "*", provider = "slow" } },
+}]], BUSY, CALM, extra.timeout or 30000, extra.max_queue or 1000, extra.delay or 50, extra.permits or 2)
+end
+
+local function body(text, stream)
+  return json.encode({ model = "m", messages = { { role = "user", content = text } }, stream = stream or nil })
+end
+
+-- sends a chat request on its own connection; returns the connection
+local function send(s, key, text, stream)
+  local c = s:connect()
+  assert(c:send(client.request_bytes("POST", "/v1/chat/completions", body(text, stream),
+    { Authorization = "Bearer " .. key })))
+  return c
+end
+
+local function done(c)
+  local st = c:response_state()
+  return st and st.complete
+end
+
+describe("the gate", function()
+  it("shares a provider's permits fairly: a second key is not queued behind the first one's burst", function()
+    local s = helpers.start { workers = 2, config = config { permits = 2, delay = 40 } }
+    finally(function() s:stop() end)
+    local order, conns = {}, {}
+    for i = 1, 50 do conns[#conns + 1] = { key = "busy", n = i, c = send(s, BUSY, "b" .. i .. " x x") } end
+    client.run_until(function() return false end, 100)
+    for i = 1, 5 do conns[#conns + 1] = { key = "calm", n = i, c = send(s, CALM, "c" .. i .. " x x") } end
+    assert.is_true(client.run_until(function()
+      for _, t in ipairs(conns) do
+        if not t.finished and done(t.c) then
+          t.finished = true
+          local st = t.c:response_state()
+          assert.equal(200, st.status, st.body)
+          order[#order + 1] = t
+        end
+      end
+      return #order == #conns
+    end, 60000), "not every request was answered")
+    -- the calm key's five came in order, and none waited for the busy
+    -- key's whole burst: round robin puts them within the first dozen or so
+    local calm_at, last_calm = {}, 0
+    for pos, t in ipairs(order) do
+      if t.key == "calm" then
+        calm_at[#calm_at + 1] = t.n
+        last_calm = pos
+      end
+    end
+    assert.same({ 1, 2, 3, 4, 5 }, calm_at)
+    assert.is_true(last_calm <= 20, "the calm key's last request finished at position " .. last_calm)
+    local stats = json.decode(s:request("GET", "/stats", nil, { Authorization = "Bearer " .. CALM }).body)
+    local g = stats.gate["provider:slow"]
+    assert.equal(2, g.limit)
+    assert.equal(0, g.in_use)
+    assert.equal(55, g.granted)
+    assert.is_true(g.waited >= 40, "waited: " .. g.waited)
+    for _, t in ipairs(conns) do t.c:close() end
+    s:stop_clean()
+  end)
+
+  it("answers 429 with Retry-After when the wait passes queue_timeout_ms, or the queue is full", function()
+    local s = helpers.start { workers = 2, config = config { permits = 1, timeout = 300, max_queue = 1, delay = 100 } }
+    finally(function() s:stop() end)
+    local long = send(s, BUSY, helpers.words(30), true) -- holds the one permit for 3 s
+    assert(long:wait(function(c) return c.buf:find("\r\n\r\n", 1, true) end, 5000))
+    local waiting = send(s, CALM, "hi")
+    client.run_until(function() return false end, 50)
+    -- the queue holds one: a third request is refused at once
+    local res = s:request("POST", "/v1/messages", json.encode({ model = "m", max_tokens = 5,
+      messages = { { role = "user", content = "hi" } } }), { ["x-api-key"] = CALM, ["anthropic-version"] = "2023-06-01" })
+    assert.equal(429, res.status)
+    assert.equal("error", json.decode(res.body).type) -- Anthropic's shape
+    assert.equal("rate_limit_error", json.decode(res.body).error.type)
+    assert.truthy(res.headers["retry-after"])
+    -- the waiting one times out (the thread's tick sees it within a second)
+    assert.is_true(waiting:wait(done, 3000))
+    local st = waiting:response_state()
+    assert.equal(429, st.status)
+    assert.equal("1", st.headers["retry-after"])
+    local err = json.decode(st.body).error
+    assert.equal("rate_limit_exceeded", err.code)
+    assert.matches("provider:slow", err.message)
+    -- the long stream was never disturbed
+    assert.is_true(long:wait(done, 10000))
+    assert.matches("%[DONE%]", long:response_state().body)
+    local g = json.decode(s:request("GET", "/stats", nil, { Authorization = "Bearer " .. CALM }).body).gate["provider:slow"]
+    assert.equal(1, g.timed_out)
+    assert.equal(1, g.rejected)
+    s:stop_clean()
+  end)
+
+  it("keeps its permits across a reload: a request under way still holds one", function()
+    local s = helpers.start { workers = 1, config = config { permits = 1, timeout = 5000, delay = 100 } }
+    finally(function() s:stop() end)
+    local long = send(s, BUSY, helpers.words(10), true) -- about 1 s
+    assert(long:wait(function(c) return c.buf:find("\r\n\r\n", 1, true) end, 5000))
+    s.handle:kill("sighup")
+    assert.is_true(client.run_until(function() return s.log:find("reloaded in", 1, true) ~= nil end, 5000))
+    local t0 = require("luv").hrtime()
+    local res = s:request("POST", "/v1/chat/completions", body("after"), { Authorization = "Bearer " .. CALM })
+    local waited = (require("luv").hrtime() - t0) / 1e6
+    assert.equal(200, res.status)
+    assert.is_true(waited > 300, "served after " .. waited .. " ms: the permit the stream holds was forgotten")
+    assert.is_true(long:wait(done, 10000))
+    s:stop_clean()
+  end)
+end)
