@@ -600,6 +600,12 @@ static int on_headers_complete(http_parser *p)
 	split_query(r);
 	if (p->upgrade) {
 		if (!r->body_error && p->method == HTTP_GET && wants_websocket(r)) {
+			if (c->ctx->phase >= MG_PHASE_DRAIN) { /* 503, then the connection closes */
+				r->body_error = MG_UPGRADE_DRAINING;
+				r->close_after = 1;
+				http_parser_pause(p, 1);
+				return 0;
+			}
 			c->ws_upgrade = 1;
 			http_parser_pause(p, 1);
 			return 0;

@@ -587,7 +587,8 @@ void mg_req_dispatch(mg_req *r)
 	int origins, encs, top, decoded = 0;
 
 	r->dispatched = 1;
-	if (r->ctx->phase >= MG_PHASE_END || !L) { /* Lua's shutdown ran: nothing new starts */
+	if (r->ctx->phase >= MG_PHASE_END || !L || r->body_error == MG_UPGRADE_DRAINING) {
+		/* Lua's shutdown ran, or a WebSocket would outlive the drain: nothing new starts */
 		r->close_after = 1;
 		mg_req_fail(r, 503, "the gateway is shutting down");
 		return;

@@ -44,7 +44,10 @@ struct mg_req;
 enum { MG_BODY_OK = 0, MG_BODY_TOO_LARGE, MG_HEADERS_TOO_LARGE,
        /* set by mg_req_dispatch while decoding a Content-Encoding */
        MG_BODY_DECODED_TOO_LARGE, MG_BODY_DECODED_RATIO, MG_BODY_BAD_ENCODING,
-       MG_BODY_UNSUPPORTED_ENCODING, MG_BODY_TOO_MANY_CODINGS };
+       MG_BODY_UNSUPPORTED_ENCODING, MG_BODY_TOO_MANY_CODINGS,
+       /* set by a transport: a WebSocket upgrade while the daemon drains
+        * (a new session would outlive it): answered 503 */
+       MG_UPGRADE_DRAINING };
 
 /* What the access log line says about a request besides what C knows
  * (method, path, status, time, bytes): noted by Lua through _req_note, held

@@ -191,6 +191,8 @@ static int on_request(struct lws *wsi, mg_http_pss *pss, const char *uri, size_t
 	pss->req = r;
 	r->line_read = 1; /* and every header: a client that leaves now gets a 499 line */
 	r->h2 = lws_get_network_wsi(wsi) != wsi;
+	if (ctx->phase >= MG_PHASE_DRAIN && !r->h2)
+		r->close_after = 1; /* the daemon stops: the connection's last request */
 	snprintf(r->method, sizeof r->method, "OTHER");
 	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
 		if (lws_hdr_total_length(wsi, methods[i].token) > 0) {

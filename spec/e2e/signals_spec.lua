@@ -94,6 +94,29 @@ describe("SIGTERM", function()
     end)
   end)
 
+  it("answers a WebSocket upgrade that arrives during the drain with 503 (a session would outlive it)", function()
+    with_daemon({ config = echo_config(60, 10) }, function(s)
+      local conn = open_stream(s, "/v1/chat/completions",
+        { model = "m", stream = true, messages = { { role = "user", content = words(12) } } })
+      -- an upgrade whose head is half in when the drain starts
+      local up = s:connect()
+      assert(up:send("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"))
+      client.run_until(function() return false end, 30)
+      s.handle:kill("sigterm")
+      client.run_until(function() return s.log:find("still running") end, 3000)
+      assert(up:send("Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        .. "Sec-WebSocket-Version: 13\r\n\r\n"))
+      local res = assert(up:read_response(3000))
+      assert.equal(503, res.status)
+      assert.matches("shutting down", res.body, 1, true)
+      assert.equal(200, assert(conn:read_response(8000)).status)
+      up:close()
+      conn:close()
+      assert(wait_exit(s, 5000), "the daemon did not exit after the stream ended")
+      assert.equal(0, s.code)
+    end)
+  end)
+
   it("ends a stream that outlives shutdown_timeout with an error event in the client's format", function()
     with_daemon({ config = echo_config(200, 1) }, function(s)
       local an = open_stream(s, "/v1/messages", { model = "m", stream = true, max_tokens = 100,
