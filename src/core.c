@@ -1,5 +1,6 @@
 #include "core.h"
 #include "gate.h"
+#include "rate.h"
 #include "http.h"
 #include "log.h"
 #include "server.h"
@@ -69,5 +70,6 @@ int luaopen_moongate_core(lua_State *L)
 	mg_pool_open(L);
 	mg_store_open(L);
 	mg_gate_open(L);
+	mg_rate_open(L);
 	return 1;
 }

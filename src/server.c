@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 #include "server.h"
 #include "gate.h"
+#include "rate.h"
 #include "h1.h"
 #include "http.h"
 #include "http_lws.h"
@@ -1152,6 +1153,7 @@ static int l_serve(lua_State *L)
 		uv_thread_join(&ws[i].thread);
 	mg_store_clear(); /* no thread uses the stored responses any more */
 	mg_gate_clear();  /* nor the gate */
+	mg_rate_clear();  /* nor the rate limits */
 	uv_loop_close(&loop);
 	uv_cond_destroy(&cond);
 	uv_mutex_destroy(&mu);

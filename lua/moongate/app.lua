@@ -319,6 +319,7 @@ function App:stats(req)
   s.response_store = self.store:stats()
   s.reload = self:reload_state()
   s.gate = core._gate_state and core._gate_state() or nil -- permits, queues and waits, every thread's
+  s.rate = core._rate_state and core._rate_state() or nil -- per key name: admitted, refused, tokens
   -- the pools of accounts and keys (names and counts, never a credential),
   -- as this worker thread sees them
   local pools, lists = {}, {}
@@ -362,10 +363,14 @@ end
 -- provider that answered (the first of the chain, or the one a fallback
 -- reached: the exchange notes the provider of a failure itself).
 local function start(self, req, frontdoor, creq, route, release)
+  local limits = req.inbound and req.inbound.limits
+  if limits then creq.rate_tokens = true end
   local x = exchange.run(req, frontdoor, creq, route, self.active)
   local function finished()
     if #route.chain > 1 then http.note(req, nil, x:provider_name()) end
     if release then release() end
+    -- the tokens the upstream reported count against the key's limits
+    if limits and x.tokens then core._rate_spend(req.inbound.name, limits, x.tokens) end
   end
   if x.done then finished() else x.on_finish = finished end
 end
@@ -375,6 +380,17 @@ end
 -- the permits go back when it ends.
 local function run(self, req, frontdoor, creq, route)
   http.note(req, creq.model, route.chain[1].name)
+  local limits = req.inbound and req.inbound.limits
+  if limits then -- the key's requests and tokens per minute, and its budgets
+    local ok, which, retry = core._rate_take(req.inbound.name, limits)
+    if not ok then
+      local s = math.max(1, math.ceil(retry))
+      local e = errors.new(429, string.format("The key %s is over its %s limit; retry in %d s.",
+        shown(req.inbound.name, 100), which, s), { code = "rate_limit_exceeded" })
+      e.retry_after = s
+      return http.error(req, frontdoor.client, e)
+    end
+  end
   if not self.gate then return start(self, req, frontdoor, creq, route) end
   gate.enter(self.gate, req, route, req.inbound and req.inbound.name or "-", function(release, err)
     if not release then return http.error(req, frontdoor.client, err) end

@@ -132,6 +132,9 @@ M.schema = {
     aliases = { type = "map", values = "string" },
     keys = { type = "list", values = { type = "table", fields = { -- inbound keys (README, "Security")
       key = "string", key_env = "string", name = "string", models = { type = "list", values = "string" },
+      -- rate limits of this key, shared by every worker (docs/GATE.md)
+      rpm = integer(1, 1000000000), tpm = integer(1, 1000000000000),
+      tokens_per_day = integer(1, 1000000000000000), tokens_per_month = integer(1, 1000000000000000),
     } } },
     server_names = { type = "list", values = "string" }, -- Hosts let in besides localhost, on loopback
     cors = { type = "table", fields = {

@@ -150,7 +150,11 @@ function Exchange:emit(ev)
   if (ev.type == "raw_body" or ev.type == "raw") and self.fd.on_raw then
     self.fd.on_raw(self.creq, ev) -- what passes through, for a front door that keeps answers
   end
+  if ev.type == "usage" then -- the upstream's count, for the rate limits
+    self.tokens = (tonumber(ev.input_tokens) or 0) + (tonumber(ev.output_tokens) or 0)
+  end
   if ev.type == "raw_body" then -- passthrough of a whole answer
+    if self.creq.rate_tokens then self.tokens = M.raw_tokens(ev.body) end
     self:finish()
     self.client:json(200, ev.body)
     return true
@@ -199,6 +203,14 @@ function Exchange:emit(ev)
     return false
   end
   return more
+end
+
+--- raw_tokens(body) -> the tokens a passed-through whole answer reports
+-- (OpenAI's prompt/completion_tokens, Anthropic's input/output_tokens), 0
+function M.raw_tokens(body)
+  local ok, v = pcall(json.decode, body or "")
+  local u = ok and type(v) == "table" and type(v.usage) == "table" and v.usage or {}
+  return (tonumber(u.prompt_tokens or u.input_tokens) or 0) + (tonumber(u.completion_tokens or u.output_tokens) or 0)
 end
 
 --- on_limited(provider name, retry_after seconds | nil): set by the app;

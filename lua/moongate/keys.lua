@@ -20,11 +20,12 @@ function M.same(a, b)
   return diff == 0
 end
 
---- load(cfg, getenv) -> list of {key, name, models = patterns | nil}, or nil
+--- load(cfg, getenv) -> list of {key, name, models = patterns | nil, limits =
+-- {rpm, tpm, tokens_per_day, tokens_per_month} | nil}, or nil
 -- when no key is set (every key also becomes a secret the log never shows)
 function M.load(cfg, getenv)
   local list = {}
-  local function add(key, name, models)
+  local function add(key, name, models, limits)
     if type(key) ~= "string" or key == "" then return end
     local patterns
     if models then
@@ -32,10 +33,14 @@ function M.load(cfg, getenv)
       for i, m in ipairs(models) do patterns[i] = router.glob_to_pattern(m) end
     end
     secrets.add(key)
-    list[#list + 1] = { key = key, name = name, models = patterns }
+    list[#list + 1] = { key = key, name = name, models = patterns, limits = limits }
   end
   for i, k in ipairs(cfg.keys or {}) do
-    add(k.key or (k.key_env and getenv(k.key_env)), k.name or ("key-" .. i), k.models)
+    local limits
+    if k.rpm or k.tpm or k.tokens_per_day or k.tokens_per_month then
+      limits = { rpm = k.rpm, tpm = k.tpm, tokens_per_day = k.tokens_per_day, tokens_per_month = k.tokens_per_month }
+    end
+    add(k.key or (k.key_env and getenv(k.key_env)), k.name or ("key-" .. i), k.models, limits)
   end
   local env = getenv("MOONGATE_API_KEYS")
   if env then

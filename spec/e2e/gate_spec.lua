@@ -121,4 +121,52 @@ describe("the gate", function()
     assert.is_true(long:wait(done, 10000))
     s:stop_clean()
   end)
+
+  it("holds a key to its requests per minute and tokens per minute, which refill", function()
+    local s = helpers.start { workers = 2, config = string.format([[
+return {
+  keys = { { name = "rpm", key = %q, rpm = 120 }, { name = "tpm", key = %q, tpm = 600 },
+           { name = "day", key = "sk-gate-day-0123456789", tokens_per_day = 10 } },
+  providers = { e = { kind = "echo" } },
+  routes = { { match = "*", provider = "e" } },
+}]], BUSY, CALM) }
+    finally(function() s:stop() end)
+    local function ask(key, text)
+      return s:request("POST", "/v1/chat/completions", body(text or "hi"), { Authorization = "Bearer " .. key })
+    end
+    -- 120 a minute: a burst of 120 passes, the next is refused with the wait
+    for i = 1, 120 do assert.equal(200, ask(BUSY).status, "request " .. i) end
+    local res = ask(BUSY)
+    assert.equal(429, res.status)
+    assert.equal("1", res.headers["retry-after"])
+    assert.matches("over its requests per minute limit", json.decode(res.body).error.message)
+    client.run_until(function() return false end, 700) -- 2 a second come back
+    assert.equal(200, ask(BUSY).status)
+
+    -- 600 tokens a minute (10 a second): a few long answers spend them
+    local refused
+    for _ = 1, 30 do
+      res = ask(CALM, helpers.words(80))
+      if res.status == 429 then refused = res break end
+      assert.equal(200, res.status)
+    end
+    assert.truthy(refused, "the token limit never tripped")
+    assert.matches("tokens per minute", json.decode(refused.body).error.message)
+    local wait = tonumber(refused.headers["retry-after"])
+    assert.is_true(wait >= 1 and wait <= 60, "retry-after " .. tostring(wait))
+    client.run_until(function() return false end, wait * 1000 + 300)
+    assert.equal(200, ask(CALM).status)
+
+    -- a daily budget: spent by the first answer, refused until midnight UTC
+    assert.equal(200, ask("sk-gate-day-0123456789", helpers.words(20)).status)
+    res = ask("sk-gate-day-0123456789")
+    assert.equal(429, res.status)
+    assert.matches("tokens per day", json.decode(res.body).error.message)
+    local until_midnight = 86400 - os.time() % 86400
+    assert.is_true(math.abs(tonumber(res.headers["retry-after"]) - until_midnight) <= 5)
+    local stats = json.decode(s:request("GET", "/stats", nil, { Authorization = "Bearer " .. BUSY }).body)
+    assert.equal(1, stats.rate.day.refused)
+    assert.is_true(stats.rate.rpm.admitted >= 121)
+    s:stop_clean()
+  end)
 end)
