@@ -39,6 +39,7 @@ build = {
     ["moongate.http"] = "lua/moongate/http.lua",
     ["moongate.json"] = "lua/moongate/json.lua",
     ["moongate.log"] = "lua/moongate/log.lua",
+    ["moongate.metrics"] = "lua/moongate/metrics.lua",
     ["moongate.secrets"] = "lua/moongate/secrets.lua",
     ["moongate.main"] = "lua/moongate/main.lua",
     ["moongate.providers"] = "lua/moongate/providers/init.lua",

@@ -1,10 +1,13 @@
-/* The access log line: see access.h. */
+/* The access log line in both formats, and request ids: see access.h. */
 #include "access.h"
 #include "log.h"
 
+#include <stdint.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
-#define LINE 3072 /* holds the longest line: every value is cut before */
+#define LINE 8192 /* holds the longest line, JSON's escapes too: every value is cut before */
 #define MAX_PATH_SHOWN 300 /* a longer path is cut, with "..." */
 
 typedef struct {
@@ -81,6 +84,97 @@ static void put_num(line_t *l, const char *key, unsigned long long v, int tenths
 	put(l, d + i, sizeof d - i);
 }
 
+/* ` key=` and ms in tenths, when known (>= 0) */
+static void put_ms(line_t *l, const char *key, double ms)
+{
+	if (ms >= 0)
+		put_num(l, key, (unsigned long long)(ms * 10 + 0.5), 1);
+}
+
+static void text_line(line_t *l, const mg_access *a)
+{
+	put(l, "access method=", 14);
+	put(l, a->method, strlen(a->method));
+	put_quoted(l, "path", a->path ? a->path : "", a->path ? a->path_len : 0, MAX_PATH_SHOWN);
+	put_num(l, " status=", (unsigned long long)(a->status > 0 ? a->status : 0), 0);
+	put_num(l, " ms=", a->ms > 0 ? (unsigned long long)(a->ms * 10 + 0.5) : 0, 1);
+	put_num(l, " bytes=", a->bytes, 0);
+	if (a->key)
+		put_quoted(l, "key", a->key, a->key_len, a->key_len);
+	if (a->model)
+		put_quoted(l, "model", a->model, a->model_len, a->model_len);
+	if (a->provider)
+		put_quoted(l, "provider", a->provider, a->provider_len, a->provider_len);
+	if (a->tokens_in >= 0)
+		put_num(l, " tokens_in=", (unsigned long long)a->tokens_in, 0);
+	if (a->tokens_out >= 0)
+		put_num(l, " tokens_out=", (unsigned long long)a->tokens_out, 0);
+	put_ms(l, " upstream_ms=", a->upstream_ms);
+	put_ms(l, " ttfb_ms=", a->ttfb_ms);
+	if (a->request_id)
+		put_quoted(l, "request_id", a->request_id, a->request_id_len, a->request_id_len);
+	if (a->reason)
+		put_quoted(l, "reason", a->reason, a->reason_len, a->reason_len);
+}
+
+/* `,"key":"value"` with value a JSON string of at most max input bytes
+ * (a longer one ends in "...") */
+static void put_jstr(line_t *l, const char *key, const char *s, size_t n, size_t max)
+{
+	int cut = n > max;
+
+	put(l, ",\"", 2);
+	put(l, key, strlen(key));
+	put(l, "\":", 2);
+	if (l->cap - l->len < 8)
+		return; /* never: LINE holds every value */
+	mg_log_json_str(l->p, &l->len, l->cap - 4, s, cut ? max : n);
+	if (cut) {
+		l->len--; /* its closing quote */
+		put(l, "...\"", 4);
+	}
+}
+
+/* `,"key":` and a number (tenths: v / 10 "." v % 10) */
+static void put_jnum(line_t *l, const char *key, unsigned long long v, int tenths)
+{
+	put(l, ",\"", 2);
+	put(l, key, strlen(key));
+	put_num(l, "\":", v, tenths);
+}
+
+static void put_jms(line_t *l, const char *key, double ms)
+{
+	if (ms >= 0)
+		put_jnum(l, key, (unsigned long long)(ms * 10 + 0.5), 1);
+}
+
+static void json_line(line_t *l, const mg_access *a)
+{
+	put(l, "\"msg\":\"access\"", 14);
+	put_jstr(l, "method", a->method, strlen(a->method), 16);
+	put_jstr(l, "path", a->path ? a->path : "", a->path ? a->path_len : 0, MAX_PATH_SHOWN);
+	put_jnum(l, "status", (unsigned long long)(a->status > 0 ? a->status : 0), 0);
+	put_jnum(l, "ms", a->ms > 0 ? (unsigned long long)(a->ms * 10 + 0.5) : 0, 1);
+	put_jnum(l, "bytes", a->bytes, 0);
+	if (a->key)
+		put_jstr(l, "key", a->key, a->key_len, a->key_len);
+	if (a->model)
+		put_jstr(l, "model", a->model, a->model_len, a->model_len);
+	if (a->provider)
+		put_jstr(l, "provider", a->provider, a->provider_len, a->provider_len);
+	if (a->tokens_in >= 0)
+		put_jnum(l, "tokens_in", (unsigned long long)a->tokens_in, 0);
+	if (a->tokens_out >= 0)
+		put_jnum(l, "tokens_out", (unsigned long long)a->tokens_out, 0);
+	put_jms(l, "upstream_ms", a->upstream_ms);
+	put_jms(l, "ttfb_ms", a->ttfb_ms);
+	if (a->request_id)
+		put_jstr(l, "request_id", a->request_id, a->request_id_len, a->request_id_len);
+	if (a->reason)
+		put_jstr(l, "reason", a->reason, a->reason_len, a->reason_len);
+}
+
 void mg_access_log(const mg_access *a)
 {
 	char buf[LINE];
@@ -88,19 +182,62 @@ void mg_access_log(const mg_access *a)
 
 	if (mg_log_get_level() < MG_LOG_INFO)
 		return;
-	put(&l, "access method=", 14);
-	put(&l, a->method, strlen(a->method));
-	put_quoted(&l, "path", a->path ? a->path : "", a->path ? a->path_len : 0, MAX_PATH_SHOWN);
-	put_num(&l, " status=", (unsigned long long)(a->status > 0 ? a->status : 0), 0);
-	put_num(&l, " ms=", a->ms > 0 ? (unsigned long long)(a->ms * 10 + 0.5) : 0, 1);
-	put_num(&l, " bytes=", a->bytes, 0);
-	if (a->key)
-		put_quoted(&l, "key", a->key, a->key_len, a->key_len);
-	if (a->model)
-		put_quoted(&l, "model", a->model, a->model_len, a->model_len);
-	if (a->provider)
-		put_quoted(&l, "provider", a->provider, a->provider_len, a->provider_len);
-	if (a->reason)
-		put_quoted(&l, "reason", a->reason, a->reason_len, a->reason_len);
-	mg_log_line(MG_LOG_INFO, buf, l.len);
+	if (mg_log_get_format() == MG_LOG_JSON)
+		json_line(&l, a);
+	else
+		text_line(&l, a);
+	mg_log_record(MG_LOG_INFO, buf, l.len);
+}
+
+/* ---- request ids ------------------------------------------------------- */
+
+/* the calling thread's generator (splitmix64): seeded once, then a few
+ * multiplications an id; unpredictable enough for ids, not a key */
+static _Thread_local struct {
+	int seeded;
+	uint64_t s;
+} rng;
+
+static uint64_t next64(void)
+{
+	uint64_t z;
+
+	if (!rng.seeded) {
+		if (getrandom(&rng.s, sizeof rng.s, GRND_NONBLOCK) != (ssize_t)sizeof rng.s) {
+			struct timespec ts; /* no entropy yet (early boot): the clock and the thread */
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			rng.s = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&rng ^
+				(uint64_t)ts.tv_sec;
+		}
+		rng.seeded = 1;
+	}
+	z = (rng.s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+size_t mg_access_request_id(const char *client, size_t n, char *out)
+{
+	static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	size_t i, o;
+
+	if (client && n && n <= MG_REQUEST_ID_MAX) {
+		for (i = 0; i < n && client[i] > 0x20 && client[i] < 0x7f; i++)
+			;
+		if (i == n) {
+			memcpy(out, client, n);
+			return n;
+		}
+	}
+	memcpy(out, "req_", 4);
+	o = 4;
+	for (int d = 0; d < 3; d++) { /* 8 characters from each 64 bits (62^8 < 2^48) */
+		uint64_t v = next64();
+		for (int k = 0; k < 8; k++) {
+			out[o++] = b62[v % 62];
+			v /= 62;
+		}
+	}
+	return o;
 }

@@ -3,6 +3,7 @@
 #include "rate.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "sse.h"
 #include "stats.h"
@@ -70,6 +71,7 @@ int luaopen_moongate_core(lua_State *L)
 	mg_pool_open(L);
 	mg_store_open(L);
 	mg_gate_open(L);
+	mg_metrics_open(L);
 	mg_rate_open(L);
 	return 1;
 }

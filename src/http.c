@@ -10,6 +10,7 @@
 #include "lstate.h"
 #include "lua_host.h"
 #include "ctx.h"
+#include "metrics.h"
 #include "sse.h"
 #include "stats.h"
 
@@ -97,8 +98,34 @@ int mg_req_header(mg_req *r, const char *name, size_t nlen, const char *value, s
 	return mg_buf_append_pair(&r->headers, name, nlen, value, vlen);
 }
 
+_Static_assert(sizeof ((mg_req *)0)->rid == MG_REQUEST_ID_MAX, "a request id fits mg_req's");
+
+/* Makes the request's id once: its first x-request-id when sane, else a
+ * new one (access.h). */
+static void ensure_rid(mg_req *r)
+{
+	const char *id = NULL;
+	size_t i = 0, idlen = 0;
+
+	if (r->rid_len)
+		return;
+	while (i < r->headers.len) {
+		const char *name = r->headers.data + i;
+		size_t nl = strlen(name);
+		const char *value = name + nl + 1;
+		size_t vl = strlen(value);
+		if (nl == 12 && !memcmp(name, "x-request-id", 12)) {
+			id = value;
+			idlen = vl;
+			break;
+		}
+		i += nl + vl + 2;
+	}
+	r->rid_len = (unsigned char)mg_access_request_id(id, idlen, r->rid);
+}
+
 /* The access log line of a request that was answered or handed to Lua. */
-static void log_access(const mg_req *r)
+static void log_access(mg_req *r)
 {
 	mg_access a;
 
@@ -116,6 +143,13 @@ static void log_access(const mg_req *r)
 	a.key_len = r->key_len;
 	a.reason = r->reason_len ? r->reason : NULL;
 	a.reason_len = r->reason_len;
+	ensure_rid(r);
+	a.request_id = r->rid;
+	a.request_id_len = r->rid_len;
+	a.tokens_in = r->has_tokens ? r->tokens_in : -1;
+	a.tokens_out = r->has_tokens ? r->tokens_out : -1;
+	a.upstream_ms = r->has_upstream ? r->upstream_ms : -1;
+	a.ttfb_ms = r->first_byte_ns ? (double)(r->first_byte_ns - r->started_ns) / 1e6 : -1;
 	if (!r->dispatched) { /* only a request line, some headers or part of the body */
 		a.reason = "the client left before sending the whole request";
 		a.reason_len = strlen(a.reason);
@@ -133,6 +167,11 @@ void mg_req_free(mg_req *r)
 
 	if ((r->dispatched || r->line_read) && mg_log_get_level() >= MG_LOG_INFO)
 		log_access(r);
+	if (r->dispatched || r->line_read)
+		mg_metrics_request(&(mg_metrics_req){ r->path.data, r->path.len, r->model, r->model_len,
+			r->provider, r->provider_len, r->status ? r->status : 499,
+			(double)(uv_hrtime() - r->started_ns) / 1e9,
+			r->first_byte_ns ? (double)(r->first_byte_ns - r->started_ns) / 1e9 : -1 });
 	if (r->handle)
 		*r->handle = NULL;
 	mg_cork_forget(&r->cork);
@@ -160,15 +199,18 @@ void mg_req_free(mg_req *r)
 static void call_ref(mg_req *r, int ref, const char *what)
 {
 	lua_State *L = r->ls->L;
+	mg_log_rid saved;
 
 	if (!L || ref == LUA_NOREF || ref == LUA_REFNIL)
 		return;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->handle_ref);
+	mg_log_request_swap(r->rid, r->rid_len, &saved); /* (r may be gone after the call) */
 	if (mg_pcall(L, 1, 0, what)) {
 		mg_stats_add(&mg_global_stats.lua_errors, 1);
 		lua_pop(L, 1);
 	}
+	mg_log_request_restore(&saved);
 }
 
 void mg_req_gone(mg_req *r)
@@ -326,6 +368,7 @@ static int encode_headers(mg_req *r, int status, const char *ctype, size_t ctlen
 	char cl[24];
 
 	r->status = status;
+	r->first_byte_ns = uv_hrtime();
 	if (r->t->hdr_begin(r, status) ||
 	    (ctlen && r->t->hdr_add(r, "content-type", 12, ctype, ctlen)))
 		return -1;
@@ -333,7 +376,13 @@ static int encode_headers(mg_req *r, int status, const char *ctype, size_t ctlen
 	 * and every answer depends on the Origin (a cache must know) */
 	if (r->cors == MG_CORS_ALLOWED &&
 	    (r->t->hdr_add(r, "access-control-allow-origin", 27, r->origin.data, r->origin.len) ||
-	     add_header(r, "access-control-expose-headers", "retry-after")))
+	     add_header(r, "access-control-expose-headers", "retry-after, x-request-id, request-id")))
+		return -1;
+	/* every answer says its request's id, C's errors too: x-request-id
+	 * (OpenAI's SDKs: _request_id), request-id (Anthropic's) */
+	ensure_rid(r);
+	if (r->t->hdr_add(r, "x-request-id", 12, r->rid, r->rid_len) ||
+	    r->t->hdr_add(r, "request-id", 10, r->rid, r->rid_len))
 		return -1;
 	if (add_header(r, "vary", "origin"))
 		return -1;
@@ -585,8 +634,10 @@ void mg_req_dispatch(mg_req *r)
 	const char *origin = NULL;
 	size_t olen = 0;
 	int origins, encs, top, decoded = 0;
+	mg_log_rid saved;
 
 	r->dispatched = 1;
+	ensure_rid(r);
 	if (r->ctx->phase >= MG_PHASE_END || !L || r->body_error == MG_UPGRADE_DRAINING) {
 		/* Lua's shutdown ran, or a WebSocket would outlive the drain: nothing new starts */
 		r->close_after = 1;
@@ -622,6 +673,8 @@ void mg_req_dispatch(mg_req *r)
 		set_string(L, "query", &r->query);
 	lua_pushboolean(L, r->h2);
 	lua_setfield(L, -2, "http2");
+	lua_pushlstring(L, r->rid, r->rid_len);
+	lua_setfield(L, -2, "id");
 	if (r->cors != MG_CORS_NONE) {
 		lua_pushboolean(L, r->cors == MG_CORS_ALLOWED);
 		lua_setfield(L, -2, "origin_allowed");
@@ -679,6 +732,7 @@ void mg_req_dispatch(mg_req *r)
 
 	lua_pushvalue(L, -1); /* keep req for on_error */
 	lua_insert(L, -3);    /* handler table, req, handle fn, req */
+	mg_log_request_swap(r->rid, r->rid_len, &saved); /* the lines it logs carry its id */
 	if (mg_pcall(L, 1, 0, "request handler")) {
 		mg_stats_add(&mg_global_stats.lua_errors, 1);
 		/* stack: handler table, req, message */
@@ -690,6 +744,7 @@ void mg_req_dispatch(mg_req *r)
 		if (*slot == r && !r->started)
 			mg_req_fail(r, 500, "internal error");
 	}
+	mg_log_request_restore(&saved);
 	lua_settop(L, top);
 }
 
@@ -881,15 +936,16 @@ static void note_arg(lua_State *L, int idx, char *dst, size_t cap, size_t *len)
 	*len = n;
 }
 
-/* _req_note(h, model, provider, reason, key): what the request's access log line
- * says besides what C knows; a nil argument leaves that field as it was.
- * Does nothing when the log level is below info. No secret may be passed. */
+/* _req_note(h, model, provider, reason, key, tokens_in, tokens_out, upstream_ms):
+ * what the request's access log line says besides what C knows; a nil
+ * argument leaves that field as it was (the tokens: both, or neither).
+ * Kept at any log level (the metrics' labels, metrics.h). No secret may be passed. */
 static int l_req_note(lua_State *L)
 {
 	mg_req *r = check_req(L, 1);
 	size_t n;
 
-	if (!r || mg_log_get_level() < MG_LOG_INFO)
+	if (!r) /* kept at any log level: the metrics' labels too */
 		return 0;
 	n = r->model_len;
 	note_arg(L, 2, r->model, sizeof r->model, &n);
@@ -903,6 +959,17 @@ static int l_req_note(lua_State *L)
 	n = r->key_len;
 	note_arg(L, 5, r->key, sizeof r->key, &n);
 	r->key_len = (unsigned char)n;
+	if (lua_type(L, 6) == LUA_TNUMBER && lua_type(L, 7) == LUA_TNUMBER) {
+		double tin = lua_tonumber(L, 6), tout = lua_tonumber(L, 7);
+		r->tokens_in = tin > 0 && tin < 1e15 ? (long long)tin : 0;
+		r->tokens_out = tout > 0 && tout < 1e15 ? (long long)tout : 0;
+		r->has_tokens = 1;
+	}
+	if (lua_type(L, 8) == LUA_TNUMBER) {
+		double ms = lua_tonumber(L, 8);
+		r->upstream_ms = ms > 0 && ms < 1e12 ? ms : 0;
+		r->has_upstream = 1;
+	}
 	return 0;
 }
 

@@ -116,10 +116,21 @@ typedef struct mg_req {
 	int status;              /* the response's, 0 until one starts */
 	int client_gone;         /* the client left before the response was out */
 	uint64_t started_ns;     /* uv_hrtime() at mg_req_new */
+	uint64_t first_byte_ns;  /* uv_hrtime() when the status line was queued; 0: not yet (metrics) */
 	unsigned long long bytes_sent; /* handed to the socket (or to lws) */
 	unsigned char model_len, provider_len, key_len;
 	unsigned short reason_len;
 	char model[MG_NOTE_MODEL], provider[MG_NOTE_PROVIDER], reason[MG_NOTE_REASON], key[MG_NOTE_KEY];
+	/* noted by Lua too (_req_note); has_*: they were */
+	long long tokens_in, tokens_out;
+	double upstream_ms;
+	unsigned char has_tokens, has_upstream;
+	/* the request id (access.h): the client's x-request-id or a new one,
+	 * made once (mg_req_dispatch, or the first answer C writes); it goes
+	 * back on every answer's headers, upstream (req.id), on the access line
+	 * and on each line logged while the request is handled (log.h) */
+	unsigned char rid_len; /* 0: not made yet */
+	char rid[128];         /* MG_REQUEST_ID_MAX */
 } mg_req;
 
 /* Space kept before the bytes in r->out, for transports (lws) that write

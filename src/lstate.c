@@ -2,9 +2,12 @@
 #include "lstate.h"
 #include "log.h"
 #include "lua_host.h"
+#include "metrics.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static char lstate_key; /* registry[&lstate_key] = the mg_lstate (light userdata) */
 
@@ -31,7 +34,17 @@ mg_lstate *mg_lstate_new(uv_loop_t *loop, mg_queue *live, const char *lua_dir, c
 	s->check.data = s->timer.data = s;
 	s->open_handles = 2;
 	mg_queue_insert_tail(live, &s->node);
+	mg_metrics_lua_states(1);
 	return s;
+}
+
+void mg_lstate_error(lua_State *L, char *err, size_t cap)
+{
+	const char *m = lua_tostring(L, -1);
+	const char *tb = m ? strstr(m, "\nstack traceback:") : NULL;
+	size_t n = tb ? (size_t)(tb - m) : m ? strlen(m) : 0;
+
+	snprintf(err, cap, "%.*s", (int)n, m ? m : "unknown error");
 }
 
 mg_lstate *mg_lstate_of(lua_State *L)
@@ -83,6 +96,7 @@ static void close_vm(mg_lstate *s)
 	if (!s->L)
 		return;
 	mg_queue_remove(&s->node);
+	mg_metrics_lua_states(-1);
 	lua_close(s->L); /* the upstream engine's __gc cancels its transfers */
 	s->L = NULL;
 	s->handler_ref = LUA_NOREF;

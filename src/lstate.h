@@ -45,6 +45,10 @@ typedef struct mg_lstate {
 mg_lstate *mg_lstate_new(uv_loop_t *loop, mg_queue *live, const char *lua_dir, const luaL_Reg *preloads,
 			 unsigned id);
 
+/* The error message at the top of L's stack, without the traceback
+ * mg_pcall added (a message of several lines keeps them), into err. */
+void mg_lstate_error(lua_State *L, char *err, size_t cap);
+
 /* The state whose registry points at it (from any coroutine of it), or NULL
  * for a state no mg_lstate made. */
 mg_lstate *mg_lstate_of(lua_State *L);

@@ -17,6 +17,7 @@
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
 #include "server.h"
+#include "check.h"
 #include "gate.h"
 #include "rate.h"
 #include "h1.h"
@@ -25,6 +26,7 @@
 #include "log.h"
 #include "lstate.h"
 #include "lua_host.h"
+#include "metrics.h"
 #include "pool.h"
 #include "stats.h"
 #include "store.h"
@@ -157,6 +159,7 @@ static int open_listener(mg_worker *w)
 						: ((struct sockaddr_in *)&ss)->sin_port);
 	}
 	w->listen_fd = fd;
+	__atomic_store_n(&w->shut_fd, fd, __ATOMIC_RELEASE);
 	return 0;
 bad_host:
 	mg_log(MG_LOG_ERROR, "listen: %s is not an IPv4 or IPv6 address", c->host);
@@ -195,6 +198,7 @@ static void on_listen_closed(uv_handle_t *h)
 {
 	mg_worker *w = h->data;
 
+	__atomic_store_n(&w->shut_fd, -1, __ATOMIC_RELEASE);
 	close(w->listen_fd);
 	w->listen_fd = -1;
 }
@@ -206,9 +210,26 @@ static void close_listener(mg_worker *w)
 		uv_poll_stop(&w->listen_poll);
 		uv_close((uv_handle_t *)&w->listen_poll, on_listen_closed);
 	} else if (w->listen_fd >= 0) {
+		__atomic_store_n(&w->shut_fd, -1, __ATOMIC_RELEASE);
 		close(w->listen_fd);
 		w->listen_fd = -1;
 	}
+}
+
+/* The watchdog's word (its thread): this worker is stuck in a call no hook
+ * reaches. It is taken out of service: its listening socket stops taking
+ * connections (the other workers take them), and the stop does not wait for
+ * it. */
+static void on_worker_stuck(void *arg)
+{
+	mg_worker *w = arg;
+	int fd = __atomic_load_n(&w->shut_fd, __ATOMIC_ACQUIRE);
+
+	__atomic_store_n(&w->stuck, 1, __ATOMIC_RELEASE);
+	mg_log(MG_LOG_ERROR, "worker %d is stuck in a Lua call that cannot be stopped: it takes no new connections "
+	       "from now on; restart the daemon to get it back", w->ctx.index);
+	if (fd >= 0)
+		shutdown(fd, SHUT_RDWR);
 }
 
 static void on_wake(mg_outbox_thread *t)
@@ -302,16 +323,22 @@ static mg_lstate *load_state(mg_worker *w, uint64_t t0, const char *tolerated, c
 	lua_settop(L, top);
 	return s;
 failed:
-	/* the message, without the traceback mg_pcall added */
-	{
-		const char *m = lua_tostring(L, -1);
-		const char *tb = m ? strstr(m, "\nstack traceback:") : NULL;
-		size_t n = tb ? (size_t)(tb - m) : m ? strlen(m) : 0;
-		snprintf(err, cap, "%.*s", (int)n, m ? m : "unknown error");
-	}
+	mg_lstate_error(L, err, cap);
 	lua_settop(L, top);
 	mg_lstate_retire(s);
 	return NULL;
+}
+
+/* The current state's Lua hears that a reload failed (/health shows it). */
+static void tell_failure(mg_worker *w, const char *err)
+{
+	mg_lstate *s = w->ctx.ls;
+
+	if (mg_lstate_push_fn(s, "reload_failed")) {
+		lua_pushstring(s->L, err);
+		if (mg_pcall(s->L, 1, 0, "reload_failed"))
+			lua_pop(s->L, 1);
+	}
 }
 
 /* SIGHUP (or a watched file changed): a new state from the files as they
@@ -334,11 +361,8 @@ static void reload(mg_worker *w)
 
 	if (!s) {
 		mg_log(MG_LOG_ERROR, "worker %d: reload failed, the old scripts keep serving: %s", w->ctx.index, err);
-		if (mg_lstate_push_fn(old, "reload_failed")) {
-			lua_pushstring(old->L, err);
-			if (mg_pcall(old->L, 1, 0, "reload_failed"))
-				lua_pop(old->L, 1);
-		}
+		mg_metrics_reload(0);
+		tell_failure(w, err);
 		return;
 	}
 	if (old && mg_lstate_push_fn(old, "carry")) { /* the old state's word to the new */
@@ -364,6 +388,7 @@ static void reload(mg_worker *w)
 	mg_ws_migrate(&w->ctx);
 	mg_log(MG_LOG_INFO, "worker %d: reloaded in %.1f ms (Lua state %u)", w->ctx.index,
 	       (double)(uv_hrtime() - t0) / 1e6, s->id);
+	mg_metrics_reload(1);
 }
 
 /* The main thread's word (want, reloads): each phase once, in order. */
@@ -373,10 +398,20 @@ static void on_stop(uv_async_t *a)
 	int want = __atomic_load_n(&w->want, __ATOMIC_ACQUIRE);
 	unsigned reloads = __atomic_load_n(&w->reloads, __ATOMIC_ACQUIRE);
 
+	unsigned fails = __atomic_load_n(&w->reload_fails, __ATOMIC_ACQUIRE);
+
 	if (reloads != w->reloads_done) {
 		w->reloads_done = reloads;
 		if (w->ctx.phase == MG_PHASE_SERVING)
 			reload(w);
+	}
+	if (fails != w->reload_fails_done) { /* the trial load refused one: /health says why */
+		char err[sizeof w->news->error];
+		w->reload_fails_done = fails;
+		uv_mutex_lock(&w->news->mu);
+		memcpy(err, w->news->error, sizeof err);
+		uv_mutex_unlock(&w->news->mu);
+		tell_failure(w, err);
 	}
 	if (want >= MG_PHASE_DRAIN && w->ctx.phase < MG_PHASE_DRAIN) {
 		w->ctx.phase = MG_PHASE_DRAIN;
@@ -458,6 +493,7 @@ static int worker_lws_init(mg_worker *w)
 	if (!w->ctx.vhost || open_listener(w))
 		return -1;
 	if (uv_poll_init(&w->loop, &w->listen_poll, w->listen_fd)) {
+		__atomic_store_n(&w->shut_fd, -1, __ATOMIC_RELEASE);
 		close(w->listen_fd);
 		w->listen_fd = -1;
 		return -1;
@@ -476,7 +512,9 @@ static void worker_main(void *arg)
 
 	snprintf(tag, sizeof tag, "w%d", w->ctx.index);
 	mg_log_set_thread_tag(tag);
+	__atomic_store_n(&w->shut_fd, -1, __ATOMIC_RELEASE);
 	mg_watchdog_enter_thread(tag); /* its calls into Lua are timed (script_timeout_ms) */
+	mg_watchdog_on_stuck(on_worker_stuck, w);
 	w->listen_fd = -1;
 	mg_queue_init(&w->ctx.states);
 	if (uv_loop_init(&w->loop)) {
@@ -507,15 +545,43 @@ static void worker_main(void *arg)
 		close_pool_handles(w);
 		uv_close((uv_handle_t *)&w->stop_async, NULL);
 		worker_cleanup(w);
+		__atomic_store_n(&w->exited, 1, __ATOMIC_RELEASE);
 		set_start_state(w, -1);
 		return;
 	}
 	set_start_state(w, 1);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	worker_cleanup(w);
+	__atomic_store_n(&w->exited, 1, __ATOMIC_RELEASE);
 }
 
 /* ---- main thread ------------------------------------------------------- */
+
+/* Joins every worker that ends; one the watchdog found stuck (in a call no
+ * hook reaches) is not waited for. Returns how many were left. */
+static int join_workers(mg_worker *ws, int n)
+{
+	int left, stuck;
+
+	do {
+		left = stuck = 0;
+		for (int i = 0; i < n; i++) {
+			if (ws[i].joined)
+				continue;
+			if (__atomic_load_n(&ws[i].exited, __ATOMIC_ACQUIRE)) {
+				uv_thread_join(&ws[i].thread);
+				ws[i].joined = 1;
+			} else if (__atomic_load_n(&ws[i].stuck, __ATOMIC_ACQUIRE)) {
+				stuck++;
+			} else {
+				left++;
+			}
+		}
+		if (left)
+			uv_sleep(5);
+	} while (left);
+	return stuck;
+}
 
 /* Each proxied stream holds two descriptors (client and upstream): take the
  * whole open-file limit the system allows, as servers do, and say what it
@@ -559,6 +625,11 @@ typedef struct serve_ctl {
 	uv_timer_t poll;         /* are the running requests done yet? */
 	uv_timer_t deadline;     /* shutdown_timeout, then END_GRACE_MS */
 	mg_watch *watch;         /* the config file and lua_path (watch.h), or NULL */
+	const mg_server_config *cfg;
+	mg_check *check;         /* the trial load of a reload under way (check.h), or NULL */
+	int check_again;         /* a reload was asked for while it ran */
+	uint64_t check_t0;       /* when it began */
+	mg_reload_news news;     /* a refused reload's word to the workers */
 } serve_ctl;
 
 /* HTTP requests and chat-socket answers (sockets.lua counts those) */
@@ -662,13 +733,64 @@ static void on_signal(uv_signal_t *s, int signum)
 
 /* Each worker makes a new Lua state from the files as they are now (reload
  * in the worker's thread). */
-static void ask_reload(serve_ctl *sc)
+static void tell_reload(serve_ctl *sc)
 {
-	if (sc->stopping)
-		return;
 	for (int i = 0; i < sc->n; i++) {
 		__atomic_add_fetch(&sc->ws[i].reloads, 1, __ATOMIC_RELEASE);
 		uv_async_send(&sc->ws[i].stop_async);
+	}
+}
+
+static void ask_reload(serve_ctl *sc);
+
+/* The trial load ended: the workers load the scripts, or hear why not. */
+static void on_checked(void *arg, int ok, const char *why)
+{
+	serve_ctl *sc = arg;
+
+	sc->check = NULL;
+	if (sc->stopping)
+		return;
+	if (ok) {
+		mg_log(MG_LOG_INFO, "reload: the scripts passed their trial load in %.1f ms; the workers load them",
+		       (double)(uv_hrtime() - sc->check_t0) / 1e6);
+		tell_reload(sc);
+	} else {
+		mg_log(MG_LOG_ERROR, "reload failed, the old scripts keep serving: %s", why);
+		mg_metrics_reload(0);
+		uv_mutex_lock(&sc->news.mu);
+		snprintf(sc->news.error, sizeof sc->news.error, "%s", why);
+		uv_mutex_unlock(&sc->news.mu);
+		for (int i = 0; i < sc->n; i++) {
+			__atomic_add_fetch(&sc->ws[i].reload_fails, 1, __ATOMIC_RELEASE);
+			uv_async_send(&sc->ws[i].stop_async);
+		}
+	}
+	if (sc->check_again) {
+		sc->check_again = 0;
+		ask_reload(sc);
+	}
+}
+
+/* A reload: first a trial load on a thread of its own (check.h), so that
+ * scripts that loop or hang at load never hold up a worker; the workers
+ * load them once that passed. Asked again meanwhile: once more after it. */
+static void ask_reload(serve_ctl *sc)
+{
+	unsigned budget = mg_watchdog_budget();
+	unsigned timeout = budget ? (budget * 5 > 10000 ? budget * 5 : 10000) : 30000;
+
+	if (sc->stopping)
+		return;
+	if (sc->check) {
+		sc->check_again = 1;
+		return;
+	}
+	sc->check_t0 = uv_hrtime();
+	sc->check = mg_check_start(sc->loop, sc->cfg, timeout, on_checked, sc);
+	if (!sc->check) {
+		mg_log(MG_LOG_WARN, "reload: cannot start the trial load; the workers load the scripts directly");
+		tell_reload(sc);
 	}
 }
 
@@ -971,7 +1093,7 @@ static int l_serve(lua_State *L)
 	uv_cond_t cond;
 	char *host, err[512];
 	const char *lws_debug;
-	int started = 0, failed = 0, report_fd = -1, wrote_pidfile = 0, pid_fd = -1, watch_bad;
+	int started = 0, failed = 0, report_fd = -1, wrote_pidfile = 0, pid_fd = -1, watch_bad, stuck;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	memset(&c, 0, sizeof c);
@@ -1078,6 +1200,8 @@ static int l_serve(lua_State *L)
 	sc.loop = &loop;
 	sc.ws = ws;
 	sc.timeout_s = c.shutdown_timeout;
+	sc.cfg = &c;
+	uv_mutex_init(&sc.news.mu);
 	uv_timer_init(&loop, &sc.poll);
 	uv_timer_init(&loop, &sc.deadline);
 	sc.poll.data = sc.deadline.data = &sc;
@@ -1095,6 +1219,7 @@ static int l_serve(lua_State *L)
 		mg_worker *w = &ws[i];
 		w->ctx.index = i + 1;
 		w->ctx.cfg = &c;
+		w->news = &sc.news;
 		w->ctx.loop = &w->loop;
 		w->start_mutex = &mu;
 		w->start_cond = &cond;
@@ -1146,11 +1271,19 @@ static int l_serve(lua_State *L)
 	uv_close((uv_handle_t *)&sc.poll, NULL);
 	uv_close((uv_handle_t *)&sc.deadline, NULL);
 	mg_watch_stop(sc.watch);
+	mg_check_cancel(sc.check);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	/* every worker was told to stop (finish, or just above) before any join:
 	 * they stop in parallel */
-	for (int i = 0; i < started; i++)
-		uv_thread_join(&ws[i].thread);
+	stuck = join_workers(ws, started);
+	if (stuck) { /* a thread still runs: nothing it may touch is freed */
+		mg_log(MG_LOG_ERROR, "stopped, leaving %d worker%s stuck in a Lua call that cannot be stopped", stuck,
+		       stuck == 1 ? "" : "s");
+		if (wrote_pidfile && pid_in(c.pidfile) == getpid())
+			unlink(c.pidfile);
+		mg_log_async_stop();
+		_exit(70); /* EX_SOFTWARE */
+	}
 	mg_store_clear(); /* no thread uses the stored responses any more */
 	mg_gate_clear();  /* nor the gate */
 	mg_rate_clear();  /* nor the rate limits */

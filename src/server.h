@@ -17,6 +17,13 @@ struct lws_context;
 #include <uv.h>
 #include "ctx.h"
 
+/* Why the last reload's trial load failed: written by the main thread, read
+ * by the workers, under mu. */
+typedef struct mg_reload_news {
+	uv_mutex_t mu;
+	char error[1024];
+} mg_reload_news;
+
 typedef struct mg_worker {
 	mg_ctx ctx;             /* first: what the modules see (ctx.h); the lws
 				 * context's user pointer and MG_CTX_KEY point
@@ -27,10 +34,18 @@ typedef struct mg_worker {
 	int want;               /* atomic, set by the main thread: MG_PHASE_* asked for */
 	unsigned reloads;       /* atomic, bumped by the main thread per SIGHUP */
 	unsigned reloads_done;  /* the worker's own: reloads handed to Lua */
+	unsigned reload_fails;  /* atomic, bumped by the main thread when a reload's
+				 * trial load failed (why: news->error) */
+	unsigned reload_fails_done; /* the worker's own */
+	struct mg_reload_news *news; /* the main thread's, shared */
 	uv_timer_t force_stop; /* ends a shutdown that a leaked handle would hang */
 	int force_stop_armed;
 	struct lws_context *lws_ctx;
 	int listen_fd;          /* our own SO_REUSEPORT socket; lws adopts accepts */
+	int shut_fd;            /* atomic: listen_fd while it is open, else -1 (for the watchdog) */
+	int stuck;              /* atomic, set by the watchdog: stuck in a call, not joined */
+	int exited;             /* atomic: worker_main has returned (or is about to) */
+	int joined;             /* the main thread's own */
 	uv_poll_t listen_poll;
 	int listen_poll_open;
 	/* start-up handshake with the main thread */

@@ -56,7 +56,7 @@ static int counts(const watch_dir *d, const char *file)
 	if (!file)
 		return 0;
 	if (d->name)
-		return strcmp(file, d->name) == 0;
+		return !strcmp(d->name, "*") || strcmp(file, d->name) == 0;
 	n = strlen(file);
 	return n > 4 && strcmp(file + n - 4, ".lua") == 0;
 }

@@ -16,7 +16,7 @@
 
 typedef struct mg_watch_spec {
 	const char *dir;
-	const char *name; /* the one file of dir that counts; NULL: any *.lua */
+	const char *name; /* the one file of dir that counts; "*": any; NULL: any *.lua */
 } mg_watch_spec;
 
 typedef struct mg_watch mg_watch;

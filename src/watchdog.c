@@ -58,6 +58,9 @@ typedef struct wd_slot {
 	uint64_t target;        /* the call (seq) it wants stopped */
 	/* the watchdog thread's own */
 	uint64_t stuck_logged;  /* the seq it said cannot be stopped */
+	uint64_t stuck_fired;   /* the seq on_stuck ran for */
+	void (*on_stuck)(void *arg); /* under mu */
+	void *stuck_arg;
 } wd_slot;
 
 static _Thread_local wd_slot *me; /* NULL: this thread is not registered */
@@ -247,8 +250,14 @@ static void scan(uint64_t ms, uint64_t now)
 		if (now - dl > ms * 1000000u && s->stuck_logged != seq) {
 			s->stuck_logged = seq;
 			mg_log(MG_LOG_ERROR, "%s: a Lua call has run %llu ms, past script_timeout_ms (%u ms), and cannot be stopped "
-			       "yet: it is not running interpreted Lua (a long C function, or a loop the JIT compiled)",
+			       "yet: no hook runs where it is (a long C function, a loop the JIT compiled, an xpcall "
+			       "message handler or a __gc finalizer)",
 			       s->name, (unsigned long long)(ran / 1000000u), (unsigned)ms);
+		}
+		if (s->on_stuck && s->stuck_fired != seq &&
+		    now - dl > (ms * 5 > 10000 ? ms * 5 : 10000) * (uint64_t)1000000u) {
+			s->stuck_fired = seq;
+			s->on_stuck(s->stuck_arg);
 		}
 	}
 }
@@ -362,6 +371,16 @@ int mg_watchdog_enter_thread(const char *name)
 	start_locked();
 	uv_mutex_unlock(&mu);
 	return 0;
+}
+
+void mg_watchdog_on_stuck(void (*fn)(void *arg), void *arg)
+{
+	if (!me)
+		return;
+	uv_mutex_lock(&mu);
+	me->on_stuck = fn;
+	me->stuck_arg = arg;
+	uv_mutex_unlock(&mu);
 }
 
 void mg_watchdog_leave_thread(void)

@@ -51,6 +51,13 @@ unsigned mg_watchdog_budget(void);
 int mg_watchdog_enter_thread(const char *name);
 void mg_watchdog_leave_thread(void);
 
+/* For the calling (registered) thread: fn(arg) runs, on the watchdog's
+ * thread, once per call that has run 5 budgets (at least 10 s) past its
+ * deadline without being stopped: a hang no hook reaches (an xpcall message
+ * handler or a __gc finalizer that loops, a C function that never returns).
+ * fn must be safe from another thread; it may log. */
+void mg_watchdog_on_stuck(void (*fn)(void *arg), void *arg);
+
 /* Around every C->Lua call (mg_pcall): begin returns what end needs (the
  * state of the call it nests in, or NULL); only the outermost call of a
  * registered thread starts the clock, nested ones do not restart it. The

@@ -71,6 +71,7 @@ function M.new(cfg, info)
     ["GET /v1/models"] = self.models,
     ["GET /openapi.json"] = self.openapi,
     ["GET /docs"] = self.docs,
+    ["GET /metrics"] = self.metrics,
   }
   -- each front door's routes, as it describes them; the request headers
   -- they read, for the TLS transport to copy
@@ -536,6 +537,13 @@ function App:docs(req)
   local page = require "moongate.docs_page"
   return core._respond(req.h, 200, "text/html; charset=utf-8", page.html,
     { ["cache-control"] = "no-cache", ["content-security-policy"] = page.csp })
+end
+
+--- metrics: GET /metrics, the Prometheus text format (moongate.metrics,
+-- docs/METRICS.md); the same key policy as /stats
+function App:metrics(req)
+  local metrics = require "moongate.metrics"
+  return core._respond(req.h, 200, metrics.content_type, metrics.text(), { ["cache-control"] = "no-store" })
 end
 
 return M

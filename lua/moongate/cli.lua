@@ -36,10 +36,11 @@ which beats the built-in defaults.
 
 Signals: SIGTERM / SIGINT stop accepting and give running requests up to
 shutdown_timeout (config, default 30 s), then end them with an error event;
-a second one stops at once. SIGHUP: reserved for reload; logged. SIGUSR1
-reopens --log-file.
+a second one stops at once. SIGHUP: hot reload of the config and the
+scripts (docs/RELOAD.md). SIGUSR1 reopens --log-file.
 
-Exit codes: 0 stopped cleanly; 1 config or start error; 2 usage error.
+Exit codes: 0 stopped cleanly; 1 config or start error; 2 usage error;
+70 stopped leaving a worker stuck in a call that cannot be stopped.
 ]],
   check = [[
 Usage: moongate check --config FILE

@@ -14,6 +14,7 @@ function M.defaults()
     listen = "127.0.0.1:8080",
     workers = nil, -- filled by resolve(): the number of cores
     log_level = "info",
+    log_format = "text", -- "json": one JSON object a line (docs/LOGS.md)
     max_body_bytes = 10 * MiB,
     max_header_bytes = 16384,
     stream_high_water = 65536,
@@ -114,6 +115,7 @@ M.schema = {
     listen = "string",
     workers = integer(1, 256),
     log_level = { type = "string", enum = { error = true, warn = true, info = true, debug = true } },
+    log_format = { type = "string", enum = { text = true, json = true } },
     max_body_bytes = integer(1024),
     max_header_bytes = integer(1024, 65535),
     stream_high_water = integer(1024),
@@ -439,6 +441,7 @@ M.env_vars = {
   MOONGATE_LISTEN = { "listen", "string" },
   MOONGATE_WORKERS = { "workers", "integer" },
   MOONGATE_LOG_LEVEL = { "log_level", "string" },
+  MOONGATE_LOG_FORMAT = { "log_format", "string" },
   MOONGATE_MAX_BODY_BYTES = { "max_body_bytes", "integer" },
 }
 
@@ -589,7 +592,7 @@ function M.fixed(cfg)
     max_header_bytes = cfg.max_header_bytes, stream_high_water = cfg.stream_high_water,
     keepalive_timeout = cfg.keepalive_timeout, request_timeout = cfg.request_timeout,
     shutdown_timeout = cfg.shutdown_timeout, tls = cfg.tls and json.encode(cfg.tls) or false,
-    watch = cfg.watch,
+    watch = cfg.watch, log_format = cfg.log_format,
     websocket = json.encode({ ws.heartbeat_interval_ms, ws.heartbeat_timeout_ms, ws.queue_timeout_ms,
       ws.max_message_bytes }),
     response_store = json.encode({ cfg.response_store.max_entries, cfg.response_store.max_bytes }),

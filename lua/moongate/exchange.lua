@@ -8,6 +8,7 @@ local http = require "moongate.http"
 local errors = require "moongate.errors"
 local json = require "moongate.json"
 local log = require "moongate.log"
+local metrics = require "moongate.metrics"
 local secrets = require "moongate.secrets"
 
 local M = {}
@@ -57,7 +58,12 @@ function M.run(req, frontdoor, creq, route, registry, client)
     creq.effort_from_suffix = true
   end
   creq.upstream_model = route.model
-  x:attempt()
+  -- the request's id (req.id: the client's x-request-id or C's own) goes
+  -- upstream (providers/upstream.lua) and on each line logged for it
+  x.id = req and req.id
+  creq.request_id = x.id
+  if req then log.body("request body", req.body) end -- (--verbose only)
+  log.with(x.id, x.attempt, x)
   return x
 end
 
@@ -76,13 +82,14 @@ local function new_sink(x, gen, link)
   -- exchange (if still this attempt's) with a 500 in the client's format,
   -- and the call gives `failed`
   local function guarded(fn, failed)
-    return function(...)
+    local function call(...)
       local ok, res = xpcall(fn, debug.traceback, ...)
       if ok then return res end
       log.error("provider %s: %s", link.name, res)
       if live() then x:fail(errors.new(500, "internal error in provider " .. link.name)) end
       return failed
     end
+    return function(...) return log.with(x.id, call, ...) end -- its lines carry the request's id
   end
   return {
     emit = function(ev) if not live() then return false end return x:emit(ev) end,
@@ -95,7 +102,7 @@ local function new_sink(x, gen, link)
     -- they must go through emit (a chat socket, an ended attempt)
     pipe_handle = function()
       local s = x.stream
-      if live() and s and s.started and s.kind == "sse" then return s.h end
+      if live() and s and s.started and s.kind == "sse" then x.piped = true; return s.h end
     end,
     guard = function(fn) return guarded(fn, nil) end,
     guard_value = function(fn) return guarded(fn, false) end,
@@ -109,6 +116,7 @@ function Exchange:attempt()
   end
   self.tries = self.tries + 1
   self.attempts = self.attempts + 1
+  self.attempt_ns = require("luv").hrtime() -- the access line's upstream_ms
   local gen = self.attempts
   self.gen = gen
   -- a translator's refusal (a field this provider cannot carry) is the
@@ -128,6 +136,14 @@ end
 
 function Exchange:finish()
   self.done = true
+  -- the access line's tokens (the upstream's usage) and upstream time
+  -- (ms from the last attempt's start to the end of its answer)
+  -- (not a passthrough stream's whose frames C queued itself: Lua saw
+  -- only some of them, and so maybe not the final usage)
+  local partial = self.piped and self.raw_usage
+  http.note(self.client.req, nil, nil, nil, nil, not partial and self.tokens_in or nil,
+    not partial and self.tokens_in and self.tokens_out or nil,
+    self.attempt_ns and (require("luv").hrtime() - self.attempt_ns) / 1e6 or nil)
   if self.timer and not self.timer:is_closing() then self.timer:close() end
   if self.registry then self.registry[self.client.key] = nil end
   if self.on_finish then self.on_finish() end
@@ -143,6 +159,16 @@ end
 --- emit(ev) -> more: false asks the provider to wait for on_drain
 function Exchange:emit(ev)
   if self.done then return false end
+  local usage = ev.type == "usage" and ev
+  if not usage and (ev.type == "raw_body" or (ev.type == "raw" and type(ev.data) == "string" and ev.data:find('"usage"', 1, true))) then
+    local i, o = metrics.body_usage(ev.body or ev.data) -- passed through: the usage in the upstream's words
+    usage = i and { input_tokens = i, output_tokens = o }
+    self.raw_usage = usage and ev.type == "raw"
+  end
+  if usage then -- for the access line (a stream's may come in parts: the largest counts)
+    self.tokens_in = math.max(self.tokens_in or 0, tonumber(usage.input_tokens) or 0)
+    self.tokens_out = math.max(self.tokens_out or 0, tonumber(usage.output_tokens) or 0)
+  end
   if ev.type == "error" then
     self:upstream_error(ev)
     return false
@@ -152,9 +178,11 @@ function Exchange:emit(ev)
   end
   if ev.type == "usage" then -- the upstream's count, for the rate limits
     self.tokens = (tonumber(ev.input_tokens) or 0) + (tonumber(ev.output_tokens) or 0)
+    metrics.tokens(self, ev.input_tokens, ev.output_tokens)
   end
   if ev.type == "raw_body" then -- passthrough of a whole answer
     if self.creq.rate_tokens then self.tokens = M.raw_tokens(ev.body) end
+    metrics.tokens(self, metrics.body_usage(ev.body))
     self:finish()
     self.client:json(200, ev.body)
     return true
@@ -230,10 +258,12 @@ function Exchange:upstream_error(ev)
   local wait
   if self.tries <= retries then
     wait = M.backoff(self.tries, ev.retry_after, link.provider.conf and link.provider.conf.retry_base_ms)
+    if core._metrics_retry then core._metrics_retry(link.name) end
     log.warn("provider %s failed (%s %s); retry %d in %d ms", link.name, tostring(ev.status), ev.message,
       self.tries, wait)
   elseif self.link < #self.route.chain then
     self.link, self.tries, wait = self.link + 1, 0, 0
+    if core._metrics_fallback then core._metrics_fallback(link.name) end
     log.warn("provider %s failed (%s %s); falling back to %s", link.name, tostring(ev.status), ev.message,
       self:provider_name())
   else
@@ -244,11 +274,13 @@ function Exchange:upstream_error(ev)
   self.timer = self.timer or uv.new_timer()
   self.timer:start(math.floor(wait), 0, function()
     if self.done then return end
-    local ok, err = xpcall(function() self:attempt() end, debug.traceback)
-    if not ok then
-      log.error("retry: %s", err)
-      self:fail(errors.new(500, "internal error while retrying"))
-    end
+    log.with(self.id, function()
+      local ok, err = xpcall(function() self:attempt() end, debug.traceback)
+      if not ok then
+        log.error("retry: %s", err)
+        self:fail(errors.new(500, "internal error while retrying"))
+      end
+    end)
   end)
 end
 

@@ -12,10 +12,12 @@ local M = {}
 -- a field as it was (key: the inbound key's name, never the key). C escapes
 -- the values; the reason is redacted here. req
 -- may be nil (a chat socket's answer: no access log line).
-function M.note(req, model, provider, reason, key)
-  if not req or not log.enabled("info") then return end
-  if reason then reason = log.redact(reason) end
-  core._req_note(req.h, model, provider, reason, key)
+-- tokens_in, tokens_out: the upstream's usage (both or neither);
+-- upstream_ms: the upstream's time (exchange.lua says which).
+function M.note(req, model, provider, reason, key, tokens_in, tokens_out, upstream_ms)
+  if not req then return end -- at any log level: the metrics' labels too
+  if reason then reason = log.enabled("info") and log.redact(reason) or nil end
+  core._req_note(req.h, model, provider, reason, key, tokens_in, tokens_out, upstream_ms)
 end
 
 --- empty(req, status [, headers]) -> true | nil, "closed": an answer with no
@@ -29,6 +31,7 @@ local json_headers = { ["cache-control"] = "no-store" }
 --- json(req, status, value [, headers]) -> true | nil, "closed"
 function M.json(req, status, value, headers)
   local body = type(value) == "string" and value or json.encode_raw(value)
+  if log.enabled("debug") then log.body("response body " .. status, body) end -- (--verbose)
   return core._respond(req.h, status, "application/json", body, headers or json_headers)
 end
 
@@ -76,6 +79,7 @@ end
 --- send(data [, event]) -> more | nil, "closed"
 -- more is false when the client is behind: wait for on_drain before sending more.
 function Stream:send(data, event)
+  if log.enabled("debug") then log.body(event and "stream frame " .. event or "stream frame", data) end
   if self.kind == "sse" then
     return core._stream_sse(self.h, data, event)
   end

@@ -1,8 +1,16 @@
 -- Logging for the Lua layer. Every message is redacted before it leaves:
 -- the secrets the daemon holds (moongate.secrets, by value), API keys,
--- bearer tokens and cookies never reach the log. Then its control
--- characters are escaped (\n, \r, \t, else \xHH), so that no input (a model
--- name, a worker's name, an upstream's message) can start a line of its own.
+-- bearer tokens, Authorization headers, cookies and JSON fields named like
+-- a credential (api_key, access_token, refresh_token, password, secret...)
+-- never reach the log. Then its control characters are escaped (\n, \r,
+-- \t, else \xHH), so that no input (a model name, a worker's name, an
+-- upstream's message) can start a line of its own.
+--
+-- C writes the line in the configured format (text or JSON: src/log.h),
+-- with the id of the request the thread is handling (request(id), with():
+-- each line logged meanwhile carries it). body() writes request and
+-- response bodies and stream frames at debug level (--verbose), redacted
+-- and cut at BODY_MAX. See docs/LOGS.md.
 local secrets = require "moongate.secrets"
 
 local M = {}
@@ -17,6 +25,7 @@ end
 M.add_secret = secrets.add
 
 local patterns = {
+  { "([Aa]uthorization:%s*)[^\r\n\"]+", "%1[redacted]" }, -- a header's value, whatever its scheme
   { "([Bb]earer%s+)[%w%-%._~%+/=]+", "%1[redacted]" },
   { "(sk%-ant%-)[%w%-_]+", "%1[redacted]" },
   { "(sk%-)[%w%-_]+", "%1[redacted]" },
@@ -26,13 +35,69 @@ local patterns = {
   { "([Cc]ookie:%s*)[^\r\n]+", "%1[redacted]" },
 }
 
+-- a JSON (or form) field whose value is a credential, by its name
+local function sensitive(name)
+  name = name:lower()
+  return name:find("api[_%-]?key") or name:find("passw") or name:find("secret") or name:find("token$")
+    or name == "authorization" or name == "cookie" or name == "set-cookie"
+end
+
+-- the end of the JSON string whose text starts at i (its closing quote's
+-- index; #text + 1 when it never closes); esc: inside another string, where
+-- its quotes are \" and it ends at the first of them
+local function string_end(text, i, esc)
+  if esc then
+    local j = text:find('\\"', i, true)
+    return j or #text + 1
+  end
+  while true do
+    local j = text:find('["\\]', i)
+    if not j then return #text + 1 end
+    if text:byte(j) == 34 then return j end
+    i = j + 2
+  end
+end
+
+-- the string values of fields named like a credential, replaced: "k": "v",
+-- and the same JSON inside a JSON string ({\"k\":\"v\"}, tool arguments)
+local function redact_fields(text, open, esc)
+  if not text:find(open, 1, true) then return text end
+  local pat = esc and '\\"([%w_%-%.]+)\\"%s*:%s*\\"' or '"([%w_%-%.]+)"%s*:%s*"'
+  local out, n, pos = {}, 0, 1
+  while true do
+    local s, e, name = text:find(pat, pos)
+    if not s then break end
+    n = n + 1
+    if sensitive(name) then
+      out[n] = text:sub(pos, e) .. secrets.MARK
+      pos = string_end(text, e + 1, esc)
+    else
+      out[n] = text:sub(pos, e)
+      pos = e + 1
+    end
+  end
+  if n == 0 then return text end
+  out[n + 1] = text:sub(pos)
+  return table.concat(out)
+end
+
+-- name=value in a form or query string
+local function redact_form(text)
+  if not text:find("=", 1, true) then return text end
+  return (text:gsub("([%w_%-]+)=([^&%s\"]+)", function(name, value)
+    if sensitive(name) and value ~= secrets.MARK then return name .. "=" .. secrets.MARK end
+  end))
+end
+
 --- redact(text) -> text with secrets replaced by [redacted]
 function M.redact(text)
   text = secrets.redact(tostring(text))
   for i = 1, #patterns do
     text = text:gsub(patterns[i][1], patterns[i][2])
   end
-  return text
+  text = redact_fields(text, '"', false)
+  text = redact_fields(text, '\\"', true)
+  return redact_form(text)
 end
 
 local CONTROL = "[%z\1-\31\127]"
@@ -67,6 +132,46 @@ local function emit(level, fmt, ...)
   if levels[level] > threshold then return end -- no formatting, no redaction
   local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
   sink(level, M.escape(M.redact(msg)))
+end
+
+-- The request whose work this thread is doing: C's (src/log.h), so that
+-- its own lines and Lua's carry the same id. Without the host: none.
+local swap = ok and core._log_request or function() return nil end
+
+--- request(id | nil) -> the id it replaces | nil: each line logged from now
+-- on carries id (nil: none), until the next call
+function M.request(id) return swap(id) end
+
+--- request_id() -> the current request's id | nil
+function M.request_id() return swap() end
+
+local function restore(prev, ok_, ...)
+  swap(prev)
+  if not ok_ then error((...), 0) end
+  return ...
+end
+
+--- with(id, fn, ...) -> fn(...): fn runs with id as the current request's
+-- (an error in it goes on up, after the previous id is back)
+function M.with(id, fn, ...)
+  if not id then return fn(...) end
+  return restore(swap(id), pcall(fn, ...))
+end
+
+M.BODY_MAX = 65536
+
+--- body(what, text): at debug level (--verbose) only, "<what> (N bytes):
+-- <text>", redacted, then cut at BODY_MAX (a longer one says so first)
+function M.body(what, text)
+  if threshold < levels.debug then return end
+  text = M.redact(tostring(text or ""))
+  local n = #text
+  if n > M.BODY_MAX then
+    sink("debug", M.escape(string.format("%s (%d bytes, cut at %d): %s ...[cut]", what, n, M.BODY_MAX,
+      text:sub(1, M.BODY_MAX))))
+  else
+    sink("debug", M.escape(string.format("%s (%d bytes): %s", what, n, text)))
+  end
 end
 
 function M.error(fmt, ...) emit("error", fmt, ...) end

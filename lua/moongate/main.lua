@@ -82,7 +82,16 @@ function M.watch_list(cfg, path)
   if path and path ~= "" then
     local full = abs(path)
     local dir, name = full:match("^(.*)/([^/]+)$")
-    list[#list + 1] = { dir = dir ~= "" and dir or "/", name = name }
+    local real = uv.fs_realpath(full)
+    if real and real ~= full then
+      -- a symlink (a Kubernetes ConfigMap swaps a "..data" link beside it):
+      -- any change in its directory counts, and the file it points at
+      list[#list + 1] = { dir = dir ~= "" and dir or "/", name = "*" }
+      local rdir, rname = real:match("^(.*)/([^/]+)$")
+      list[#list + 1] = { dir = rdir ~= "" and rdir or "/", name = rname }
+    else
+      list[#list + 1] = { dir = dir ~= "" and dir or "/", name = name }
+    end
   end
   local function walk(dir, depth)
     if seen[dir] or #list >= 64 then return end
@@ -114,6 +123,7 @@ function commands.serve(flags)
     flags.config = require("luv").cwd() .. "/" .. path
   end
   core._log_level(cfg.log_level)
+  core._log_format(cfg.log_format) -- every line from here on, every thread's (docs/LOGS.md)
   -- before the worker threads start: the stored responses' bounds, for all of them
   core._store_limits(cfg.response_store.max_entries, cfg.response_store.max_bytes)
   local ok, serr = core._serve {

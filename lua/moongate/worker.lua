@@ -2,8 +2,9 @@
 -- the app, and check it. C calls init(init_json, index, workers, load,
 -- started_ns, tolerated) once per state (load 1 at start, one more per hot
 -- reload; started_ns: uv.hrtime() when the host began making the state;
--- tolerated: the replaced state's check_failures()) and keeps the returned
--- table:
+-- tolerated: the replaced state's check_failures(); mode "check": the main
+-- thread's trial load before a reload, which changes nothing process-wide and
+-- keeps nothing) and keeps the returned table:
 -- handle(req), on_error(req, message), origin_allowed(origin) (CORS, for
 -- http.c), error_body(path, status, message) (the errors C answers itself,
 -- in the path's shape), shutdown(); for WebSockets (ws.c)
@@ -27,7 +28,19 @@ function M.redact(message)
   return (tostring(message):gsub("([^\n]-) near '[^\n]*'", "%1 near (a token not shown)"))
 end
 
-local function build(init_json, index, workers, load, started_ns, tolerated)
+--- public(message) -> what /health (open to anyone who reaches it) says of
+-- a failed reload: the message with every quoted value and every long
+-- word with a digit in it left out, cut at 300 bytes; the log has it whole
+function M.public(message)
+  local s = M.redact(message)
+  s = s:gsub('"[^"\n]*"', '"…"'):gsub("'[^'\n]*'", "'…'")
+  s = s:gsub("[%w_%-]+", function(w) -- a long word with a digit in it: a key, perhaps
+    if #w >= 16 and w:find("%d") then return "…" end
+  end)
+  return s:sub(1, 300)
+end
+
+local function build(init_json, index, workers, load, started_ns, tolerated, check)
   local init = assert(json.decode(init_json), "bad init")
   -- seeded first: resolving the config loads the provider scripts (their
   -- schemas), which may draw random numbers as they load
@@ -38,7 +51,7 @@ local function build(init_json, index, workers, load, started_ns, tolerated)
   if index == 1 and load == 1 then
     for _, w in ipairs(cfg.warnings or {}) do log.warn("%s", w) end
   end
-  if index == 1 and load > 1 and type(init.server) == "table" then
+  if check and type(init.server) == "table" then
     local now, names = config.fixed(cfg), {}
     for k, v in pairs(init.server) do
       if now[k] ~= v then names[#names + 1] = k end
@@ -52,13 +65,19 @@ local function build(init_json, index, workers, load, started_ns, tolerated)
   if cfg.lua_path then
     package.path = cfg.lua_path .. ";" .. package.path
   end
-  log.set_level(cfg.log_level)
-  if load > 1 and index == 1 then require("moongate.core")._log_level(cfg.log_level) end
+  log.set_level(cfg.log_level) -- this state's own
   for _, p in pairs(cfg.providers) do log.add_secret(p.api_key) end
   log.add_secret(cfg.websocket.worker_token)
   local core = require "moongate.core"
-  core._script_timeout(cfg.script_timeout_ms) -- the watchdog's budget (src/watchdog.h)
-  core._upstream_options { http2_streams = cfg.upstream_http2_streams }
+  -- what is process-wide (the log level C writes at, the watchdog's budget)
+  -- changes only once scripts that passed the check take over: at start now
+  -- (the budget then times the rest of this load), at a reload after the check
+  local function apply_globals()
+    core._log_level(cfg.log_level)
+    core._script_timeout(cfg.script_timeout_ms) -- the watchdog's budget (src/watchdog.h)
+  end
+  if load == 1 and not check then apply_globals() end
+  core._upstream_options { http2_streams = cfg.upstream_http2_streams } -- this state's engine
   -- what /health says about hot reloads (this state's, and a newer one's
   -- failure, through reload_failed)
   local reload = { ok = true }
@@ -74,15 +93,21 @@ local function build(init_json, index, workers, load, started_ns, tolerated)
   for name in pairs(failed) do failing[#failing + 1] = name end
   table.sort(failing)
   for _, name in ipairs(failing) do
-    if load > 1 and not known[name] and not bad then bad = failed[name] end
+    -- (the main thread's check only warns: each worker compares with its own)
+    if load > 1 and not check and not known[name] and not bad then bad = failed[name] end
   end
   if bad then
     app:retire()
     return nil, "the check of the loaded scripts failed: " .. bad
   end
-  if index == 1 then
+  if (index == 1 and load == 1) or check then
     for _, name in ipairs(failing) do log.warn("the check of the scripts: %s", failed[name]) end
   end
+  if check then -- the main thread's check before a reload: nothing is kept
+    app:retire()
+    return { checked = true, check_failures = function() return table.concat(failing, ",") end }
+  end
+  if load > 1 then apply_globals() end
   if load > 1 then -- how long the new state took to make, load and check
     reload.at = os.time()
     reload.ms = math.floor((uv.hrtime() - started_ns) / 1e4 + 0.5) / 100
@@ -121,7 +146,7 @@ local function build(init_json, index, workers, load, started_ns, tolerated)
     -- the providers that failed the check here, for the next reload's
     check_failures = function() return table.concat(failing, ",") end,
     reload_failed = function(message)
-      reload.ok, reload.at, reload.ms, reload.error = false, os.time(), nil, M.redact(message):sub(1, 500)
+      reload.ok, reload.at, reload.ms, reload.error = false, os.time(), nil, M.public(message)
     end,
     retire = function() return app:retire() end,
     carry = function() return app:carry() end,
@@ -132,10 +157,10 @@ end
 --- init(...) -> handler table | nil, why (a config the checks refuse, or
 -- scripts that fail the canned requests); a Lua error raises, with its
 -- traceback. Either message has the token a syntax error quotes left out.
-function M.init(init_json, index, workers, load, started_ns, tolerated)
+function M.init(init_json, index, workers, load, started_ns, tolerated, mode)
   load = load or 1
   local ok, t, err = xpcall(build, function(e) return M.redact(debug.traceback(tostring(e), 2)) end, init_json,
-    index, workers, load, started_ns or require("luv").hrtime(), tolerated)
+    index, workers, load, started_ns or require("luv").hrtime(), tolerated, mode == "check")
   if not ok then error(t, 0) end
   if not t then return nil, M.redact(err) end
   return t

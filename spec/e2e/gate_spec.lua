@@ -42,7 +42,10 @@ describe("the gate", function()
     local order, conns = {}, {}
     for i = 1, 50 do conns[#conns + 1] = { key = "busy", n = i, c = send(s, BUSY, "b" .. i .. " x x") } end
     client.run_until(function() return false end, 100)
-    for i = 1, 5 do conns[#conns + 1] = { key = "calm", n = i, c = send(s, CALM, "c" .. i .. " x x") } end
+    for i = 1, 5 do -- a little apart: two worker threads take them, so only time orders them
+      conns[#conns + 1] = { key = "calm", n = i, c = send(s, CALM, "c" .. i .. " x x") }
+      client.run_until(function() return false end, 15)
+    end
     assert.is_true(client.run_until(function()
       for _, t in ipairs(conns) do
         if not t.finished and done(t.c) then
@@ -54,8 +57,9 @@ describe("the gate", function()
       end
       return #order == #conns
     end, 60000), "not every request was answered")
-    -- the calm key's five came in order, and none waited for the busy
-    -- key's whole burst: round robin puts them within the first dozen or so
+    -- the calm key's five came in order (two permits: neighbours may end
+    -- in either order), and none waited for the busy key's whole burst:
+    -- round robin puts them within the first dozen or so
     local calm_at, last_calm = {}, 0
     for pos, t in ipairs(order) do
       if t.key == "calm" then
@@ -63,7 +67,12 @@ describe("the gate", function()
         last_calm = pos
       end
     end
-    assert.same({ 1, 2, 3, 4, 5 }, calm_at)
+    local sorted = { unpack(calm_at) }
+    table.sort(sorted)
+    assert.same({ 1, 2, 3, 4, 5 }, sorted)
+    for pos, n in ipairs(calm_at) do
+      assert.is_true(math.abs(pos - n) <= 1, "calm request " .. n .. " ended " .. pos .. "th: " .. table.concat(calm_at, " "))
+    end
     assert.is_true(last_calm <= 20, "the calm key's last request finished at position " .. last_calm)
     local stats = json.decode(s:request("GET", "/stats", nil, { Authorization = "Bearer " .. CALM }).body)
     local g = stats.gate["provider:slow"]

@@ -366,6 +366,7 @@ function M.kind(spec)
     end
     self.auth:headers(creq, function(grant, aerr)
       if not grant then return cb(nil, aerr or errors.new(401, "no credentials")) end
+      grant.headers["x-request-id"] = grant.headers["x-request-id"] or creq.request_id or log.request_id()
       core._fetch({
         url = grant.base_url .. adapter.count_path, method = "POST", body = body,
         headers = grant.headers,
@@ -443,6 +444,9 @@ function M.kind(spec)
       if self.conf.headers then
         for k, v in pairs(self.conf.headers) do headers[k] = v end
       end
+      -- the client's request id (or the gateway's), for the upstream's own
+      -- logs; a kind that makes its own (Copilot's UUIDs) keeps it
+      headers["x-request-id"] = headers["x-request-id"] or creq.request_id or log.request_id()
       local dec = plan.stream and (plan.pass and M.passthrough(plan.forward and openai_stream_end or a.stream_end)
         or a.decoder(creq)) or nil
       local piped
@@ -459,6 +463,9 @@ function M.kind(spec)
       local cbs = {
         on_done = sink.guard(function(err, code, text, st, hdrs, piped_n)
           handle = nil
+          if text and text ~= "" and log.enabled("debug") then
+            log.body(string.format("upstream %s answer %s", self.name, tostring(st)), text)
+          end
           if sink.closed() then return end
           local status = st ~= 0 and st or nil
           -- how many of the upstream's own frames the client has (a
@@ -542,6 +549,7 @@ function M.kind(spec)
       }
       if dec then -- frames come only on a stream
         cbs.on_frame = sink.guard_value(function(data, event, piped_n)
+          if log.enabled("debug") then log.body(string.format("upstream %s frame %s", self.name, event or ""), data) end
           -- (piped_n: the frames C queued itself so far, which the client has too)
           if dec.passed then dec.piped = piped_n or 0 end
           local events = adapt(self.name, dec.frame, dec, data, event)
@@ -556,7 +564,8 @@ function M.kind(spec)
             end
           end
           local more = emit_all(sink, events)
-          if plan.pass and more and not piped and dec.pipe and sink.pipe_handle then
+          -- (not under --verbose: every frame is logged, so Lua sees each)
+          if plan.pass and more and not piped and dec.pipe and sink.pipe_handle and not log.enabled("debug") then
             -- the client's stream is open: C queues the upstream's ordinary
             -- frames there itself from now on; this decoder still sees the
             -- rest (the end frames, the errors, anything malformed)
@@ -576,6 +585,7 @@ function M.kind(spec)
       -- a whole answer is bounded by default (10 minutes); a stream by its
       -- idle and first-byte timeouts (timeout_ms bounds both when set)
       opts.total_timeout_ms = self.conf.timeout_ms or (dec and 0 or 600000)
+      if log.enabled("debug") then log.body(string.format("upstream %s request %s", self.name, opts.url), plan.body) end
       handle = core._fetch(opts, cbs)
       opts.headers, opts.body, opts.url = nil, nil, nil
     end
