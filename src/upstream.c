@@ -19,6 +19,7 @@
  * transfer, which is then only marked (curl forbids removing an easy handle
  * from inside its own callbacks) and finished when curl reports it done.
  */
+#define _GNU_SOURCE /* memmem */
 #include "upstream.h"
 #include "buf.h"
 #include "cork.h"
@@ -499,9 +500,30 @@ static int error_frame(const mg_fetch *f, const char *data, size_t dlen)
 	return 0;
 }
 
+/* Whether a frame carries a usage object ("usage": {...}, not null): the
+ * upstream's token counts, which Lua reads (access line, metrics, rate
+ * limits). A key "usage" inside a JSON string would have its quotes
+ * escaped, so a match is the real key. Two frames of a stream at most. */
+static int usage_frame(const char *data, size_t dlen)
+{
+	const char *p = data, *end = data + dlen;
+
+	while ((p = memmem(p, (size_t)(end - p), "\"usage\"", 7))) {
+		size_t i = skip_space(data, (size_t)(p - data) + 7, dlen);
+		if (i < dlen && data[i] == ':') {
+			i = skip_space(data, i + 1, dlen);
+			if (i < dlen && data[i] == '{')
+				return 1;
+		}
+		p += 7;
+	}
+	return 0;
+}
+
 /* A piped fetch queues an ordinary frame (a JSON object, not of the end
- * event Lua named) on the client's stream itself; the rest, and every frame
- * while the client is behind or gone, goes to Lua. Returns 1 if queued. */
+ * event Lua named, with no usage in it) on the client's stream itself; the
+ * rest, and every frame while the client is behind or gone, goes to Lua.
+ * Returns 1 if queued. */
 static int pipe_frame(mg_fetch *f, const char *data, size_t dlen, const char *event, size_t elen)
 {
 	if (dlen < 2 || data[0] != '{' || data[dlen - 1] != '}')
@@ -511,8 +533,8 @@ static int pipe_frame(mg_fetch *f, const char *data, size_t dlen, const char *ev
 	for (int i = 0; i < f->pipe_ends; i++)
 		if (elen == f->pipe_end_len[i] && !memcmp(event, f->pipe_end[i], elen))
 			return 0;
-	/* an error frame ends the stream: Lua sees it */
-	if (error_frame(f, data, dlen))
+	/* an error frame ends the stream: Lua sees it; and the token counts */
+	if (error_frame(f, data, dlen) || usage_frame(data, dlen))
 		return 0;
 	if (mg_req_pipe_sse(*f->pipe, event, elen, data, dlen) != 0)
 		return 0;

@@ -365,7 +365,6 @@ end
 -- reached: the exchange notes the provider of a failure itself).
 local function start(self, req, frontdoor, creq, route, release)
   local limits = req.inbound and req.inbound.limits
-  if limits then creq.rate_tokens = true end
   local x = exchange.run(req, frontdoor, creq, route, self.active)
   local function finished()
     if #route.chain > 1 then http.note(req, nil, x:provider_name()) end

@@ -136,13 +136,16 @@ end
 
 function Exchange:finish()
   self.done = true
-  -- the access line's tokens (the upstream's usage) and upstream time
-  -- (ms from the last attempt's start to the end of its answer)
-  -- (not a passthrough stream's whose frames C queued itself: Lua saw
-  -- only some of them, and so maybe not the final usage)
-  local partial = self.piped and self.raw_usage
-  http.note(self.client.req, nil, nil, nil, nil, not partial and self.tokens_in or nil,
-    not partial and self.tokens_in and self.tokens_out or nil,
+  -- the tokens the upstream reported (a frame with a usage object always
+  -- reaches Lua, piped stream or not: upstream.c), counted once: on the
+  -- access line, in /metrics, and against the key's rate limits (x.tokens,
+  -- read by the app's on_finish); and the upstream time (ms from the last
+  -- attempt's start to the end of its answer)
+  if self.tokens_in or self.tokens_out then
+    self.tokens = (self.tokens_in or 0) + (self.tokens_out or 0)
+    metrics.tokens(self, self.tokens_in, self.tokens_out)
+  end
+  http.note(self.client.req, nil, nil, nil, nil, self.tokens_in, self.tokens_in and self.tokens_out or nil,
     self.attempt_ns and (require("luv").hrtime() - self.attempt_ns) / 1e6 or nil)
   if self.timer and not self.timer:is_closing() then self.timer:close() end
   if self.registry then self.registry[self.client.key] = nil end
@@ -163,7 +166,6 @@ function Exchange:emit(ev)
   if not usage and (ev.type == "raw_body" or (ev.type == "raw" and type(ev.data) == "string" and ev.data:find('"usage"', 1, true))) then
     local i, o = metrics.body_usage(ev.body or ev.data) -- passed through: the usage in the upstream's words
     usage = i and { input_tokens = i, output_tokens = o }
-    self.raw_usage = usage and ev.type == "raw"
   end
   if usage then -- for the access line (a stream's may come in parts: the largest counts)
     self.tokens_in = math.max(self.tokens_in or 0, tonumber(usage.input_tokens) or 0)
@@ -176,13 +178,7 @@ function Exchange:emit(ev)
   if (ev.type == "raw_body" or ev.type == "raw") and self.fd.on_raw then
     self.fd.on_raw(self.creq, ev) -- what passes through, for a front door that keeps answers
   end
-  if ev.type == "usage" then -- the upstream's count, for the rate limits
-    self.tokens = (tonumber(ev.input_tokens) or 0) + (tonumber(ev.output_tokens) or 0)
-    metrics.tokens(self, ev.input_tokens, ev.output_tokens)
-  end
   if ev.type == "raw_body" then -- passthrough of a whole answer
-    if self.creq.rate_tokens then self.tokens = M.raw_tokens(ev.body) end
-    metrics.tokens(self, metrics.body_usage(ev.body))
     self:finish()
     self.client:json(200, ev.body)
     return true
@@ -231,14 +227,6 @@ function Exchange:emit(ev)
     return false
   end
   return more
-end
-
---- raw_tokens(body) -> the tokens a passed-through whole answer reports
--- (OpenAI's prompt/completion_tokens, Anthropic's input/output_tokens), 0
-function M.raw_tokens(body)
-  local ok, v = pcall(json.decode, body or "")
-  local u = ok and type(v) == "table" and type(v.usage) == "table" and v.usage or {}
-  return (tonumber(u.prompt_tokens or u.input_tokens) or 0) + (tonumber(u.completion_tokens or u.output_tokens) or 0)
 end
 
 --- on_limited(provider name, retry_after seconds | nil): set by the app;

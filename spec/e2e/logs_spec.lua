@@ -287,6 +287,21 @@ describe("log_format (text) and its config", function()
     mock:stop()
   end)
 
+  it("counts the tokens of a passed-through stream (C pipes its frames; the one with the usage reaches Lua)", function()
+    local mock = helpers.mock()
+    local server = helpers.start { config = config(mock, "") }
+    mock:queue { { reply = { text = "one two three four five", stream = true } } }
+    local res = chat(server, hi(nil, { stream = true, stream_options = { include_usage = true } }),
+      { ["x-request-id"] = "pipe-id-1" })
+    assert.equal(200, res.status)
+    assert.matches('"usage":{', res.body, 1, true) -- the client got it, as the upstream wrote it
+    local line = wait_log(server, "[^\n]*access method=POST[^\n]*request_id=\"pipe%-id%-1\"[^\n]*")
+    assert.truthy(line, server.log)
+    assert.matches(" tokens_in=7 tokens_out=5 ", line)
+    server:stop_clean()
+    mock:stop()
+  end)
+
   it("refuses a log_format that is neither text nor json", function()
     local path = helpers.tmpfile('return { log_format = "xml" }')
     local p = assert(io.popen(string.format("MOONGATE_LUA_DIR=lua %s check --config %s 2>&1", helpers.bin, path)))
