@@ -71,6 +71,7 @@ typedef struct mg_h1_conn {
 	int ws_upgrade;        /* the request asks for a WebSocket: hand over */
 	uv_shutdown_t shutdown_req;
 	int handles_open;      /* tcp and timer: freed when both are closed */
+	char peer[48];         /* the client's address, found once at adopt */
 } mg_h1_conn;
 
 /* A worker thread's h1 state: ctx->slot[MG_SLOT_H1], owned by the thread. */
@@ -427,6 +428,7 @@ static int on_message_begin(http_parser *p)
 	c->req = mg_req_new(c->ctx, &h1_transport, c);
 	if (!c->req)
 		return -1;
+	memcpy(c->req->peer, c->peer, sizeof c->peer);
 	if (c->ctx->phase >= MG_PHASE_DRAIN) /* the daemon stops: the last on this connection */
 		c->req->close_after = 1;
 	c->header_bytes = 0;
@@ -811,6 +813,16 @@ int mg_h1_adopt(mg_ctx *ctx, int fd)
 	uv_timer_init(ctx->loop, &c->timer);
 	c->timer.data = c;
 	c->handles_open = 2;
+	{ /* the client's address: the gate's stand-in for a key name */
+		struct sockaddr_storage sa;
+		int len = sizeof sa;
+		if (!uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &len)) {
+			if (sa.ss_family == AF_INET6)
+				uv_ip6_name((struct sockaddr_in6 *)&sa, c->peer, sizeof c->peer);
+			else if (sa.ss_family == AF_INET)
+				uv_ip4_name((struct sockaddr_in *)&sa, c->peer, sizeof c->peer);
+		}
+	}
 	c->next = t->conns;
 	if (c->next)
 		c->next->prev = c;

@@ -673,6 +673,10 @@ void mg_req_dispatch(mg_req *r)
 		set_string(L, "query", &r->query);
 	lua_pushboolean(L, r->h2);
 	lua_setfield(L, -2, "http2");
+	if (r->peer[0]) {
+		lua_pushstring(L, r->peer);
+		lua_setfield(L, -2, "peer");
+	}
 	lua_pushlstring(L, r->rid, r->rid_len);
 	lua_setfield(L, -2, "id");
 	if (r->cors != MG_CORS_NONE) {

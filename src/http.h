@@ -82,6 +82,7 @@ typedef struct mg_req {
 			       * request came; its refs below are in that state */
 	struct mg_req **handle; /* the Lua userdata's slot pointing at us */
 	int h2;
+	char peer[48];       /* the client's address (no port), set by the transport; "" unknown */
 	int hdr_sent;        /* lws: the header block has been written */
 	int chunked;         /* HTTP/1.1 stream: chunk framing on the body */
 	int http10;          /* HTTP/1.0 client: no chunking, close at end */

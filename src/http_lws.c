@@ -191,6 +191,8 @@ static int on_request(struct lws *wsi, mg_http_pss *pss, const char *uri, size_t
 	pss->req = r;
 	r->line_read = 1; /* and every header: a client that leaves now gets a 499 line */
 	r->h2 = lws_get_network_wsi(wsi) != wsi;
+	if (!lws_get_peer_simple(wsi, r->peer, sizeof r->peer))
+		r->peer[0] = 0;
 	if (ctx->phase >= MG_PHASE_DRAIN && !r->h2)
 		r->close_after = 1; /* the daemon stops: the connection's last request */
 	snprintf(r->method, sizeof r->method, "OTHER");

@@ -392,7 +392,8 @@ local function run(self, req, frontdoor, creq, route)
     end
   end
   if not self.gate then return start(self, req, frontdoor, creq, route) end
-  gate.enter(self.gate, req, route, req.inbound and req.inbound.name or "-", function(release, err)
+  -- fair between key names; without keys, between client addresses
+  gate.enter(self.gate, req, route, req.inbound and req.inbound.name or req.peer or "-", function(release, err)
     if not release then return http.error(req, frontdoor.client, err) end
     start(self, req, frontdoor, creq, route, release)
   end)
