@@ -19,6 +19,7 @@ typedef struct waiter {
 typedef struct keyq {            /* one key name's waiters in one gate */
 	mg_queue node;           /* on the gate's ring (only while it has waiters) */
 	mg_queue waiters;
+	int n;                   /* how many */
 	char *key;               /* owned */
 } keyq;
 
@@ -64,7 +65,8 @@ static gate *find(const char *name, int make)
 	return g;
 }
 
-static keyq *find_key(gate *g, const char *key)
+/* The key's waiters in g, or NULL (make: a new, empty one on the ring). */
+static keyq *find_key(gate *g, const char *key, int make)
 {
 	mg_queue *q;
 	keyq *k;
@@ -74,6 +76,8 @@ static keyq *find_key(gate *g, const char *key)
 		if (!strcmp(k->key, key))
 			return k;
 	}
+	if (!make)
+		return NULL;
 	if (!(k = calloc(1, sizeof *k)) || !(k->key = dup_str(key))) {
 		free(k);
 		return NULL;
@@ -94,6 +98,7 @@ static void unlink_waiter(gate *g, keyq *k, waiter *w)
 {
 	mg_queue_remove(&w->node);
 	g->queued--;
+	k->n--;
 	if (mg_queue_empty(&k->waiters)) {
 		mg_queue_remove(&k->node);
 		free(k->key);
@@ -149,11 +154,14 @@ int mg_gate_acquire(const char *name, int limit, const char *key, const char *id
 		rc = MG_GATE_COOLING;
 		goto out;
 	}
-	if (!t || g->queued >= max_queue || timeout_ms <= 0) {
+	/* max_queue is each key's: a busy key fills its own queue, not the
+	 * others' (and the gate holds at most that many per key) */
+	k = find_key(g, key, 0);
+	if (!t || (k && k->n >= max_queue) || timeout_ms <= 0) {
 		g->rejected++;
 		goto out;
 	}
-	if (!(w = calloc(1, sizeof *w)) || !(w->id = dup_str(id)) || !(k = find_key(g, key))) {
+	if (!(w = calloc(1, sizeof *w)) || !(w->id = dup_str(id)) || !(k = find_key(g, key, 1))) {
 		if (w)
 			free(w->id);
 		free(w);
@@ -163,6 +171,7 @@ int mg_gate_acquire(const char *name, int limit, const char *key, const char *id
 	w->since_ms = now_ms;
 	w->deadline_ms = now_ms + timeout_ms;
 	mg_queue_insert_tail(&k->waiters, &w->node);
+	k->n++;
 	g->queued++;
 	g->waited++;
 	rc = MG_GATE_QUEUED;

@@ -31,7 +31,7 @@ enum { MG_GATE_OK = 0, MG_GATE_QUEUED, MG_GATE_FULL, MG_GATE_COOLING };
 
 /* Takes a permit of gate `name` (limit: its limit from now on, 0 for none)
  * for request id of key `key`, or queues it (timeout_ms, at most max_queue
- * waiting) to be granted on thread t. MG_GATE_COOLING: the gate cools down
+ * of that key waiting) to be granted on thread t. MG_GATE_COOLING: the gate cools down
  * for longer than the request may wait; *retry_ms says how long. */
 int mg_gate_acquire(const char *name, int limit, const char *key, const char *id, mg_outbox_thread *t,
 		    double now_ms, double timeout_ms, int max_queue, double *retry_ms);

@@ -90,7 +90,14 @@ function M.new(cfg, info)
     end
     for _, h in ipairs(fd.request_headers or {}) do names[#names + 1] = h end
   end
-  if core._request_headers then core._request_headers(names) end
+  -- each once: the TLS transport copies a header once per time it is named
+  -- (twice named, "x-api-key: k, k": every TLS request's key refused)
+  local seen, uniq = {}, {}
+  for _, n in ipairs(names) do
+    local l = n:lower()
+    if not seen[l] then seen[l], uniq[#uniq + 1] = true, n end
+  end
+  if core._request_headers then core._request_headers(uniq) end
   return self
 end
 
@@ -187,7 +194,9 @@ local function segment(path, prefix)
 end
 
 -- the paths that need no inbound key
-local open_paths = { ["/health"] = true, ["/"] = true }
+-- (/docs is a static page a browser opens, which cannot send a key; it
+-- asks for one and sends it with its fetch of /openapi.json, which needs it)
+local open_paths = { ["/health"] = true, ["/"] = true, ["/docs"] = true }
 
 function App:handle(req)
   local path = normalize(req.path)
@@ -395,7 +404,16 @@ local function run(self, req, frontdoor, creq, route)
   -- fair between key names; without keys, between client addresses
   gate.enter(self.gate, req, route, req.inbound and req.inbound.name or req.peer or "-", function(release, err)
     if not release then return http.error(req, frontdoor.client, err) end
-    start(self, req, frontdoor, creq, route, release)
+    -- a provider that raises as it starts (a script stopped by the
+    -- watchdog too) gives its permits back and gets its 500, whether the
+    -- permit came at once or after a wait (then no C frame would answer)
+    local ok, e = xpcall(start, debug.traceback, self, req, frontdoor, creq, route, release)
+    if not ok then
+      release()
+      log.error("request handler: %s", tostring(e))
+      local hok, herr = pcall(self.on_error, self, req, e)
+      if not hok then log.error("request handler: %s", tostring(herr)) end
+    end
   end)
 end
 
@@ -476,6 +494,7 @@ end
 -- signal came): what still runs ends with an error in its client's format
 -- (an error event on a started stream), then background work stops.
 function App:shutdown()
+  gate.shutdown() -- first: a permit the stops below give back must start nothing
   local list = {}
   for _, x in pairs(self.active) do list[#list + 1] = x end
   for _, x in ipairs(list) do

@@ -145,7 +145,7 @@ M.schema = {
     gate = { type = "table", fields = { -- concurrency permits and fair queuing (docs/GATE.md)
       global = integer(0, 1000000),           -- requests upstream at once, all providers (0: no limit)
       queue_timeout_ms = integer(0, 3600000), -- a request waits this long for a permit, then 429
-      max_queue = integer(0, 1000000),        -- waiting requests per gate; past it, 429 at once
+      max_queue = integer(0, 1000000),        -- waiting requests per key name at each gate; past it, 429 at once
       models = { type = "map", values = integer(1, 1000000) }, -- model glob -> permits
     } },
     response_store = { type = "table", fields = { -- least recently used out first; 0 entries: store nothing

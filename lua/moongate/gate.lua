@@ -47,20 +47,22 @@ function M.policy(cfg)
   return any and p or nil
 end
 
--- the gates a request passes, in one fixed order (global, provider, model),
--- so that two requests never wait on each other's permits
+-- the gates a request passes, in one fixed order (model, provider, then
+-- global), so that two requests never wait on each other's permits; the
+-- narrowest first, so that a request waiting for a busy or cooling
+-- provider holds no permit of the global gate the other providers need
 local function gates_for(policy, route)
   local list = {}
-  if policy.global > 0 then list[#list + 1] = { "global", policy.global } end
-  local first = route.chain[1]
-  local pl = first and policy.providers[first.name]
-  if pl then list[#list + 1] = { "provider:" .. first.name, pl } end
   for _, m in ipairs(policy.models) do
     if (route.model or ""):find(m.match) then
       list[#list + 1] = { "model:" .. m.name, m.limit }
       break
     end
   end
+  local first = route.chain[1]
+  local pl = first and policy.providers[first.name]
+  if pl then list[#list + 1] = { "provider:" .. first.name, pl } end
+  if policy.global > 0 then list[#list + 1] = { "global", policy.global } end
   return list
 end
 
@@ -108,6 +110,11 @@ function M.enter(policy, req, route, key, cb)
         if kind == "granted" then
           held[#held + 1] = g[1]
           return step(i + 1)
+        elseif kind == "shutdown" then -- out of the queue (granted meanwhile: given back)
+          if not core._gate_cancel(g[1], id) then core._gate_release(g[1]) end
+          local e = errors.new(503, "the gateway is shutting down")
+          e.retry_after = 1
+          return fail(e)
         end
         fail(too_many(g[1], "waited " .. policy.queue_timeout_ms .. " ms", timeout_s))
       end
@@ -139,10 +146,26 @@ function M.event(id, kind)
   -- (its cancel found it granted and gave the permit back then)
 end
 
+--- shutdown(): the daemon stops: every request of this state still
+-- waiting for a permit gets its 503 now (none starts after the deadline)
+function M.shutdown()
+  local list = {}
+  for id, fn in pairs(waiting) do list[#list + 1] = { id, fn } end
+  for _, w in ipairs(list) do
+    if waiting[w[1]] then
+      local ok, err = pcall(w[2], "shutdown")
+      if not ok then require("moongate.log").error("gate shutdown: %s", tostring(err)) end
+    end
+  end
+end
+
 --- cool(policy, provider, seconds): a provider's 429 pauses its gate
 function M.cool(policy, provider, seconds)
   if policy and policy.providers[provider] then
-    core._gate_cool("provider:" .. provider, math.max(0, seconds or 0) * 1000)
+    local s = tonumber(seconds) or 1
+    if s ~= s then s = 1 end
+    -- at most 5 minutes: a limited upstream is tried again by then anyway
+    core._gate_cool("provider:" .. provider, math.min(math.max(0, s), 300) * 1000)
   end
 end
 

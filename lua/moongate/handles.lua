@@ -22,11 +22,18 @@ if not uv._moongate_tracked then
   end
 end
 
+-- whether h is still a live handle that is not closing (a handle luv has
+-- finalized already answers neither: pcall)
+local function live(h)
+  local ok, closing = pcall(h.is_closing, h)
+  return ok and not closing
+end
+
 --- count() -> handles made and not yet closing (for specs)
 function M.count()
   local n = 0
   for h in pairs(open) do
-    if not h:is_closing() then n = n + 1 end
+    if live(h) then n = n + 1 end
   end
   return n
 end
@@ -34,9 +41,9 @@ end
 --- close_all(): closes every handle still open; their callbacks will not run
 function M.close_all()
   for h in pairs(open) do
-    if not h:is_closing() then
+    if live(h) then
       if h.stop then pcall(h.stop, h) end
-      h:close()
+      pcall(h.close, h)
     end
     open[h] = nil
   end

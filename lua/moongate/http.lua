@@ -4,6 +4,7 @@ local core = require "moongate.core"
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local log = require "moongate.log"
+local secrets = require "moongate.secrets"
 
 local M = {}
 
@@ -17,6 +18,9 @@ local M = {}
 function M.note(req, model, provider, reason, key, tokens_in, tokens_out, upstream_ms)
   if not req then return end -- at any log level: the metrics' labels too
   if reason then reason = log.enabled("info") and log.redact(reason) or nil end
+  -- a model name is the client's text: one that holds a secret the gateway
+  -- knows (a key pasted as the model) reaches no log line and no label
+  if model then model = secrets.redact(model) end
   core._req_note(req.h, model, provider, reason, key, tokens_in, tokens_out, upstream_ms)
 end
 
@@ -44,7 +48,10 @@ function M.error(req, client, err, headers)
   M.note(req, nil, nil, err.message)
   if err.retry_after or ((err.status == 429 or err.status == 503) and not err.upstream) then
     headers = headers or {}
-    headers["retry-after"] = tostring(err.retry_after or 1)
+    -- whole seconds, at least 1 (what the header allows)
+    local s = tonumber(err.retry_after) or 1
+    s = (s == s and s < math.huge) and math.max(1, math.ceil(s)) or 1
+    headers["retry-after"] = tostring(s)
   end
   return M.json(req, err.status, errors.body(client, err), headers)
 end

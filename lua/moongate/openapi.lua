@@ -17,7 +17,7 @@ local empty = json.empty_array -- encode with M.encode (json.encode_raw)
 -- Paths ----------------------------------------------------------------------
 
 -- the paths that need no inbound key (app.lua's open_paths)
-M.open_paths = { ["/"] = true, ["/health"] = true }
+M.open_paths = { ["/"] = true, ["/health"] = true, ["/docs"] = true }
 
 -- what App:handle serves that no route table holds: one model by id (any
 -- GET under /v1/models/, as "GET /v1/models/*" would be)

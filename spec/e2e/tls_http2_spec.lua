@@ -91,6 +91,24 @@ return { tls = { cert = %q, key = %q, http2 = true },
   end)
 end)
 
+describe("inbound keys over TLS (HTTP/1.1)", function()
+  it("takes x-api-key as sent (each request header the front doors read is copied once)", function()
+    local dir = helpers.self_signed()
+    local mock = helpers.mock()
+    local server = helpers.start { config = string.format([[
+return { tls = { cert = %q, key = %q }, keys = { { name = "t", key = "sk-tls-key-0123456789" } },
+  providers = { up = { kind = "anthropic", base_url = %q, forward_client_key = true, retries = 0 } },
+  routes = { { match = "*", provider = "up" } } }]], dir .. "/cert.pem", dir .. "/key.pem", mock.url) }
+    finally(function() server:stop(); mock:stop() end)
+    local out = sh(string.format("curl -sk --max-time 10 --http1.1 -w '\n%%{http_code}' -H 'x-api-key: sk-tls-key-0123456789' "
+      .. "-H 'anthropic-version: 2023-06-01' https://127.0.0.1:%d/v1/messages -d %q", server.port,
+      json.encode { model = "claude-x", max_tokens = 5, messages = { { role = "user", content = "hi" } } }))
+    assert.equal("200", out:match("(%d+)$"), out)
+    assert.equal("sk-tls-key-0123456789", mock:requests()[1].headers["x-api-key"])
+    server:stop_clean()
+  end)
+end)
+
 describe("TLS by default", function()
   local server, base
   setup(function()

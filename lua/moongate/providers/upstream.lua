@@ -66,6 +66,15 @@ Passthrough.__index = Passthrough
 -- d.pipe: may C pipe the rest; d.c_marks: what C must still hand it then
 -- (core._fetch_pipe); d.count: the frames the client got (an error after
 -- some carries it as `passed`)
+--- retry_after(header) -> seconds | nil: a Retry-After of delta-seconds
+-- (digits only: "inf", "1e9", "-5" and an HTTP date are not taken), capped
+-- at a day, so that no upstream can close a gate or hold a client for ever
+function M.retry_after(v)
+  local n = type(v) == "string" and tonumber(v:match("^%s*(%d+)%s*$"))
+  if not n then return nil end
+  return math.min(n, 86400)
+end
+
 function M.passthrough(marks)
   return setmetatable({ ended = false, done = false, count = 0, marks = marks, pipe = marks.pipe ~= false,
     c_marks = c_marks(marks) }, Passthrough)
@@ -486,7 +495,7 @@ function M.kind(spec)
           end
           if status and status >= 400 then
             if held then held.release() end
-            local retry_after = tonumber(hdrs and hdrs["retry-after"])
+            local retry_after = M.retry_after(hdrs and hdrs["retry-after"])
             if spec.classify then
               local body = json.decode(text or "")
               local e = type(body) == "table" and (type(body.error) == "table" and body.error or body) or {}
