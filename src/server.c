@@ -483,7 +483,7 @@ static int worker_lws_init(mg_worker *w)
 		 * streams lost) when a DATA frame with a content-length is
 		 * followed by more bytes in the same read (two requests with
 		 * bodies sent together), and never completes a body without
-		 * content-length. See README "HTTPS and HTTP/2". */
+		 * content-length. See docs/KNOWN_ISSUES.md. */
 		info.alpn = c->tls_http2 ? "h2,http/1.1" : "http/1.1";
 	}
 	w->lws_ctx = lws_create_context(&info);

@@ -12,6 +12,7 @@ local keys = require "moongate.keys"
 local exchange = require "moongate.exchange"
 local ws_chat = require "moongate.frontdoor.ws_chat"
 local router_mod = require "moongate.router"
+local gate = require "moongate.gate"
 
 local M = {}
 local Sockets = {}
@@ -110,15 +111,20 @@ function Sockets:open(h, path, query, headers, peer)
     local auth = headers.authorization
     local token = (auth and auth:match("^[Bb]earer%s+(.+)$")) or query_arg(query, "token")
     if not same(token, self.conf.worker_token) then return nil, "worker token missing or wrong", 401 end
-  elseif self.app and self.app.keys then
+  end
+  local inbound
+  if kind ~= "worker" and self.app and self.app.keys then
     -- with inbound keys, a socket wants one too (a browser, which cannot
-    -- set headers on a WebSocket, gives it as ?key=)
+    -- set headers on a WebSocket, gives it as ?key=); its answers are held
+    -- to that key's models, rate limits and place in the gate
     local k = keys.presented(headers) or query_arg(query, "key")
-    if not (k and keys.check(self.app.keys, { ["x-api-key"] = k })) then
+    inbound = k and keys.check(self.app.keys, { ["x-api-key"] = k })
+    if not inbound then
       return nil, "API key missing or wrong: send it as Authorization: Bearer, x-api-key or ?key=", 401
     end
   end
-  self.conns[h] = { kind = kind, client_id = client_id, answers = {}, inflight = 0 }
+  self.conns[h] = { kind = kind, client_id = client_id, answers = {}, inflight = 0, inbound = inbound,
+    peer = peer ~= "" and peer or nil }
   log.debug("WebSocket %s open (%s)", tostring(h), kind)
   return kind
 end
@@ -228,10 +234,45 @@ function Sockets:chat_message(h, conn, m)
   if not route then
     return core._ws_send(h, ws_chat.message("error", creq.answer_id, { message = rerr.message, status = rerr.status }))
   end
+  -- as an HTTP request is: the key's models, its rate limits, the gate
+  local inbound = conn.inbound
+  if conn.revoked then
+    return core._ws_send(h, ws_chat.message("error", creq.answer_id, { status = 401,
+      message = "the key this socket opened with is no longer accepted (the config changed)" }))
+  end
+  local function refuse(e) return core._ws_send(h, ws_chat.message("error", creq.answer_id,
+    { message = e.message, status = e.status, retry_after = e.retry_after })) end
+  if inbound and not keys.allows(inbound, creq.model) then
+    return refuse({ status = 403, message = string.format("The key %s may not use the model `%s`.", inbound.name,
+      tostring(creq.model)) })
+  end
+  local limits = inbound and inbound.limits
+  if limits then
+    local rok, which, retry = core._rate_take(inbound.name, limits)
+    if not rok then
+      local s = math.max(1, math.ceil(retry))
+      return refuse({ status = 429, retry_after = s,
+        message = string.format("The key %s is over its %s limit; retry in %d s.", inbound.name, which, s) })
+    end
+  end
+  if not app.gate then return self:chat_answer(h, conn, creq, route, limits) end
+  gate.enter(app.gate, nil, route, inbound and inbound.name or conn.peer or "-", function(release, gerr)
+    if not release then return refuse(gerr) end
+    local conn_now = self.conns[h]
+    if not conn_now then return release() end -- the socket closed while it waited
+    self:chat_answer(h, conn_now, creq, route, limits, release)
+  end)
+end
+
+-- one chat answer through the exchange; release (the gate's permits, if
+-- any) goes back when it ends, however it ends
+function Sockets:chat_answer(h, conn, creq, route, limits, release)
+  local app = self.app
   local key = {}
   local client = setmetatable({ h = h, id = creq.answer_id, conn = conn, key = key }, ChatClient)
   local ok, x = xpcall(exchange.run, debug.traceback, nil, ws_chat, creq, route, app.active, client)
   if not ok then -- a provider raised while starting (a script stopped by script_timeout_ms included)
+    if release then release() end
     log.error("chat socket: %s", tostring(x))
     local started = app.active[key]
     conn.answers[key] = nil
@@ -240,10 +281,15 @@ function Sockets:chat_message(h, conn, m)
     end
     return core._ws_send(h, ws_chat.message("error", creq.answer_id, { status = 500, message = "internal error" }))
   end
+  local function ended()
+    if release then release() end
+    if limits and x.tokens then core._rate_spend(conn.inbound.name, limits, x.tokens) end
+  end
   -- the answer is done: forget its close hook; one still under way holds
   -- a place until it finishes
   if x.done then
     conn.answers[key] = nil
+    ended()
   else
     -- counted process-wide too: the daemon's shutdown waits for it as for
     -- an HTTP request (server.c, running_requests)
@@ -252,6 +298,7 @@ function Sockets:chat_message(h, conn, m)
     local counted = true
     x.on_finish = function()
       conn.answers[key] = nil
+      ended()
       if counted then
         counted = false
         conn.inflight = conn.inflight - 1
@@ -281,13 +328,20 @@ function Sockets:export(h)
   local conn = self.conns[h]
   if not conn or conn.inflight > 0 or next(conn.answers) then return nil end
   self.conns[h] = nil
-  return json.encode({ kind = conn.kind, client_id = conn.client_id })
+  return json.encode({ kind = conn.kind, client_id = conn.client_id, key = conn.inbound and conn.inbound.name,
+    peer = conn.peer })
 end
 
 --- import(h, text): a connection an older state exported
 function Sockets:import(h, text)
   local t = json.decode(text) or {}
-  self.conns[h] = { kind = t.kind, client_id = t.client_id, answers = {}, inflight = 0 }
+  local inbound -- the key it opened with, by name, in this state's keys
+  for _, e in ipairs(self.app and self.app.keys or {}) do
+    if e.name == t.key then inbound = e break end
+  end
+  self.conns[h] = { kind = t.kind, client_id = t.client_id, answers = {}, inflight = 0, inbound = inbound, peer = t.peer,
+    -- its key is gone from the config (or keys are on now): nothing more is answered
+    revoked = (t.key and not inbound) or (not t.key and t.kind ~= "worker" and self.app and self.app.keys ~= nil) or nil }
 end
 
 function Sockets:close(h)

@@ -184,4 +184,50 @@ return {
     assert.is_true(stats.rate.rpm.admitted >= 121)
     s:stop_clean()
   end)
+
+  it("holds a chat socket's answers to its key too: models, rate limits and the gate", function()
+    local W = require "support.ws_client"
+    local s = helpers.start { workers = 1, config = string.format([[
+return {
+  keys = { { name = "small", key = %q, rpm = 2, models = { "allowed-*" } } },
+  providers = { slow = { kind = "echo", chunk_delay_ms = 100, max_concurrent = 1 } },
+  routes = { { match = "*", provider = "slow" } },
+}]], CALM) }
+    finally(function() s:stop() end)
+    local ws = assert(W.connect(s.port, "/ws/c1?key=" .. CALM))
+    local function ask(id, model)
+      ws:send(json.encode({ type = "chat_message", id = id, model = model, message = { content = "x y z" } }))
+    end
+    local function until_done(ids)
+      local got = {}
+      assert.is_true(ws:wait(function(self)
+        for _, t in ipairs(self.messages) do
+          local m = json.decode(t)
+          if m.type == "response_complete" or m.type == "error" then got[m.id] = got[m.id] or m end
+        end
+        for _, id in ipairs(ids) do if not got[id] then return false end end
+        return true
+      end, 10000))
+      return got
+    end
+    ask("f", "forbidden-model")
+    local got = until_done({ "f" })
+    assert.equal("error", got.f.type)
+    assert.matches("may not use the model", got.f.message or got.f.error or json.encode(got.f))
+    -- two a minute; one permit: the second answer waits for the first
+    ask("a", "allowed-1")
+    ask("b", "allowed-1")
+    ask("c", "allowed-1")
+    got = until_done({ "a", "b", "c" })
+    assert.equal("response_complete", got.a.type)
+    assert.equal("response_complete", got.b.type)
+    assert.equal("error", got.c.type)
+    assert.matches("requests per minute", json.encode(got.c))
+    local g = json.decode(s:request("GET", "/stats", nil, { Authorization = "Bearer " .. CALM }).body).gate["provider:slow"]
+    assert.equal(2, g.granted)
+    assert.equal(1, g.waited)
+    assert.equal(0, g.in_use)
+    ws:close()
+    s:stop_clean()
+  end)
 end)

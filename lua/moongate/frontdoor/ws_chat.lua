@@ -1,5 +1,5 @@
 -- Front door: chat sockets (/ws/{client_id}), the AI WebSocket service
--- protocol (README, "WebSockets"). Pure: a decoded chat_message in, a canonical
+-- protocol (docs/WEBSOCKETS.md). Pure: a decoded chat_message in, a canonical
 -- request out; canonical events in, socket messages (JSON text) out.
 --
 -- In:  {"type":"chat_message","message":{"role","content"},"history":[...],

@@ -1,5 +1,5 @@
 -- Provider kind "ws": the WS worker pool. Browser tabs and agents dial in on
--- /ws and serve models (README, "WebSockets"; AIProxy): the request goes out as a
+-- /ws and serve models (docs/WEBSOCKETS.md; AIProxy): the request goes out as a
 -- completion_request to the free worker that serves its model and was most
 -- recently active (C's pool picks it and queues the request when none is
 -- free); completion_chunk and completion_response messages come back as
