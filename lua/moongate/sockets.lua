@@ -113,7 +113,7 @@ function Sockets:open(h, path, query, headers, peer)
     if not same(token, self.conf.worker_token) then return nil, "worker token missing or wrong", 401 end
   end
   local inbound
-  if kind ~= "worker" and self.app and self.app.keys then
+  if not (kind == "worker" and self.conf.worker_token) and self.app and self.app.keys then
     -- with inbound keys, a socket wants one too (a browser, which cannot
     -- set headers on a WebSocket, gives it as ?key=); its answers are held
     -- to that key's models, rate limits and place in the gate
