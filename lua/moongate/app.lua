@@ -465,6 +465,17 @@ function App:count_tokens(req)
     return http.error(req, "anthropic", errors.new(403, string.format("The key %s may not use the model `%s`.",
       shown(req.inbound.name, 100), shown(creq.model, 200)), { code = "model_not_allowed" }))
   end
+  local limits = req.inbound and req.inbound.limits
+  if limits then -- a count may reach the upstream: it is a request of the key's
+    local ok, which, retry = core._rate_take(req.inbound.name, limits)
+    if not ok then
+      local s = math.max(1, math.ceil(retry))
+      local e = errors.new(429, string.format("The key %s is over its %s limit; retry in %d s.",
+        shown(req.inbound.name, 100), which, s), { code = "rate_limit_exceeded" })
+      e.retry_after = s
+      return http.error(req, "anthropic", e)
+    end
+  end
   local route, rerr = self.router:resolve(creq.model)
   if not route then return http.error(req, "anthropic", rerr) end -- as /v1/messages would
   http.note(req, nil, route.chain[1].name)

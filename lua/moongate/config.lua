@@ -384,6 +384,18 @@ function M.validate(cfg)
       end
     end
   end
+  -- a key's name is what its rate limits, metrics and logs know it by: one each
+  local named = {}
+  for i, k in ipairs(type(cfg.keys) == "table" and cfg.keys or {}) do
+    local name = type(k) == "table" and k.name
+    if type(name) == "string" then
+      if named[name] then
+        errs[#errs + 1] = string.format("keys[%d].name: %q is the name of keys[%d] too (each key's name is its own)",
+          i, name, named[name])
+      end
+      named[name] = named[name] or i
+    end
+  end
   local origins = type(cfg.cors) == "table" and type(cfg.cors.allowed_origins) == "table" and cfg.cors.allowed_origins
   for i, o in ipairs(origins or {}) do
     -- an Origin is scheme://host[:port], never with a path: "https://a.b/" would match nothing

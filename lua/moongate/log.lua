@@ -24,15 +24,22 @@ end
 -- same as secrets.add: values under 8 bytes are ignored)
 M.add_secret = secrets.add
 
+-- a word as a pattern that takes it in any case ("ab" -> "[Aa][Bb]")
+local function anycase(word)
+  return (word:gsub("%a", function(c) return "[" .. c:upper() .. c:lower() .. "]" end):gsub("%-", "%%-"))
+end
+
 local patterns = {
-  { "([Aa]uthorization:%s*)[^\r\n\"]+", "%1[redacted]" }, -- a header's value, whatever its scheme
-  { "([Bb]earer%s+)[%w%-%._~%+/=]+", "%1[redacted]" },
+  { "(" .. anycase("authorization") .. ":%s*)[^\r\n\"]+", "%1[redacted]" }, -- a header's value, whatever its scheme
+  { "(" .. anycase("proxy-authorization") .. ":%s*)[^\r\n\"]+", "%1[redacted]" },
+  { "(" .. anycase("bearer") .. "%s+)[%w%-%._~%+/=]+", "%1[redacted]" },
   { "(sk%-ant%-)[%w%-_]+", "%1[redacted]" },
   { "(sk%-)[%w%-_]+", "%1[redacted]" },
   { "(gh[opusr]_)[%w]+", "%1[redacted]" },
-  { "(\"?x%-api%-key\"?%s*[:=]%s*\"?)[^\",%s}]+", "%1[redacted]" },
+  { "(\"?" .. anycase("x-api-key") .. "\"?%s*[:=]%s*\"?)[^\",%s}]+", "%1[redacted]" },
+  { "(\"?" .. anycase("x-goog-api-key") .. "\"?%s*[:=]%s*\"?)[^\",%s}]+", "%1[redacted]" },
   { "(\"?api_key\"?%s*[:=]%s*\"?)[^\",%s}]+", "%1[redacted]" },
-  { "([Cc]ookie:%s*)[^\r\n]+", "%1[redacted]" },
+  { "(" .. anycase("cookie") .. ":%s*)[^\r\n]+", "%1[redacted]" },
 }
 
 -- a JSON (or form) field whose value is a credential, by its name
@@ -92,11 +99,13 @@ end
 --- redact(text) -> text with secrets replaced by [redacted]
 function M.redact(text)
   text = secrets.redact(tostring(text))
+  -- the JSON-aware pass first: it knows where a value with an escaped
+  -- quote in it ends, which the patterns below do not
+  text = redact_fields(text, '"', false)
+  text = redact_fields(text, '\\"', true)
   for i = 1, #patterns do
     text = text:gsub(patterns[i][1], patterns[i][2])
   end
-  text = redact_fields(text, '"', false)
-  text = redact_fields(text, '\\"', true)
   return redact_form(text)
 end
 

@@ -155,7 +155,12 @@ return {
     assert.equal(429, res.status)
     assert.equal("1", res.headers["retry-after"])
     assert.matches("over its requests per minute limit", json.decode(res.body).error.message)
-    client.run_until(function() return false end, 700) -- 2 a second come back
+    -- a token count is a request of the key's too
+    local ct = s:request("POST", "/v1/messages/count_tokens", json.encode({ model = "m",
+      messages = { { role = "user", content = "hi" } } }), { Authorization = "Bearer " .. BUSY })
+    assert.equal(429, ct.status)
+    assert.equal("error", json.decode(ct.body).type)
+    client.run_until(function() return false end, 1200) -- 2 a second come back
     assert.equal(200, ask(BUSY).status)
 
     -- 600 tokens a minute (10 a second): a few long answers spend them

@@ -34,6 +34,13 @@ return {
     assert.same({ "up", "spare" }, cfg.routes[2].provider)
   end)
 
+  it("refuses two inbound keys of one name (rate limits, metrics and logs know a key by it)", function()
+    local ok, errs = config.validate({ keys = { { key = "k-one-0123456789", name = "team" },
+      { key = "k-two-0123456789", name = "ops" }, { key = "k-three-012345678", name = "team" } } })
+    assert.is_nil(ok)
+    assert.same({ 'keys[3].name: "team" is the name of keys[1] too (each key\'s name is its own)' }, errs)
+  end)
+
   it("reports unknown keys and wrong types with the key's path", function()
     local path = helpers.tmpfile([[
 return {

@@ -23,6 +23,17 @@ describe("log.redact", function()
     assert.matches("%[redacted%]", s)
   end)
 
+  it("hides header values whatever the name's case, and a credential field with an escaped quote in it", function()
+    for _, line in ipairs { "AUTHORIZATION: Basic dXNlcjpwYXNzd29yZA==", "X-API-KEY: leakleak-0001",
+      "x-goog-api-key: leakgoog-0002", "COOKIE: session=leakcookie-0003", "Bearer\tleaktab-0004" } do
+      local out = log.redact(line)
+      assert.is_nil(out:find("leak", 1, true), out)
+      assert.is_nil(out:find("dXNlcjpw", 1, true), out)
+    end
+    local out = log.redact('{"api_key":"abc\\"leakafterquote-0005","x":1}')
+    assert.equal('{"api_key":"[redacted]","x":1}', out)
+  end)
+
   it("hides configured secrets verbatim", function()
     log.add_secret("plain-secret-value")
     assert.equal("key=[redacted]!", log.redact("key=plain-secret-value!"))
