@@ -43,7 +43,7 @@
 
 typedef struct mg_h1_conn {
 	uv_tcp_t tcp;          /* first: the handle's address is the conn's */
-	struct mg_h1_conn *prev, *next; /* the worker's open connections */
+	mg_queue node;         /* on the worker's open connections (h1_thread.conns) */
 	uv_timer_t timer;      /* header/body read timeout, keep-alive idle */
 	mg_ctx *ctx;
 	http_parser parser;
@@ -76,7 +76,7 @@ typedef struct mg_h1_conn {
 
 /* A worker thread's h1 state: ctx->slot[MG_SLOT_H1], owned by the thread. */
 typedef struct h1_thread {
-	mg_h1_conn *conns;     /* its open connections */
+	mg_queue conns;        /* its open connections (mg_h1_conn.node) */
 	mg_h1_conn *deferred;  /* those whose pipelined request waits for ... */
 	uv_idle_t idle;        /* ... this, in the loop's idle phase */
 	int idle_open;
@@ -134,12 +134,7 @@ static void conn_close(mg_h1_conn *c)
 	c->closing = 1;
 	if (c->deferred == 1)
 		undefer(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		h1_of(c->ctx)->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	mg_queue_remove(&c->node);
 	if (c->req) {
 		mg_req *r = c->req;
 		c->req = NULL;
@@ -796,6 +791,7 @@ int mg_h1_adopt(mg_ctx *ctx, int fd)
 		close(fd);
 		return -1;
 	}
+	mg_queue_init(&c->node); /* on no list yet: removing it is harmless */
 	c->ctx = ctx;
 	if (uv_tcp_init(ctx->loop, &c->tcp)) {
 		free(c);
@@ -823,10 +819,7 @@ int mg_h1_adopt(mg_ctx *ctx, int fd)
 				uv_ip4_name((struct sockaddr_in *)&sa, c->peer, sizeof c->peer);
 		}
 	}
-	c->next = t->conns;
-	if (c->next)
-		c->next->prev = c;
-	t->conns = c;
+	mg_queue_insert_head(&t->conns, &c->node);
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
 	arm_timer(c, (uint64_t)ctx->cfg->keepalive_timeout * 1000);
@@ -839,10 +832,11 @@ int mg_h1_adopt(mg_ctx *ctx, int fd)
 
 void mg_h1_drain(mg_ctx *ctx)
 {
-	mg_h1_conn *next;
+	mg_queue *q;
 
-	for (mg_h1_conn *c = h1_of(ctx)->conns; c; c = next) {
-		next = c->next;
+	/* (nothing below closes a connection: arm_timer only arms its timer) */
+	mg_queue_foreach(q, &h1_of(ctx)->conns) {
+		mg_h1_conn *c = mg_queue_data(q, mg_h1_conn, node);
 		if (c->closing || c->lingering)
 			continue;
 		if (c->req)
@@ -861,6 +855,7 @@ int mg_h1_thread_init(mg_ctx *ctx)
 
 	if (!t)
 		return -1;
+	mg_queue_init(&t->conns);
 	ctx->slot[MG_SLOT_H1] = t;
 	return 0;
 }
@@ -876,8 +871,8 @@ void mg_h1_close_all(mg_ctx *ctx)
 
 	if (!t)
 		return;
-	while (t->conns)
-		conn_close(t->conns);
+	while (!mg_queue_empty(&t->conns)) /* conn_close takes it off the list */
+		conn_close(mg_queue_data(mg_queue_head(&t->conns), mg_h1_conn, node));
 	ctx->slot[MG_SLOT_H1] = NULL;
 	if (t->idle_open) {
 		t->idle_open = 0;
