@@ -389,17 +389,8 @@ end
 -- the permits go back when it ends.
 local function run(self, req, frontdoor, creq, route)
   http.note(req, creq.model, route.chain[1].name)
-  local limits = req.inbound and req.inbound.limits
-  if limits then -- the key's requests and tokens per minute, and its budgets
-    local ok, which, retry = core._rate_take(req.inbound.name, limits)
-    if not ok then
-      local s = math.max(1, math.ceil(retry))
-      local e = errors.new(429, string.format("The key %s is over its %s limit; retry in %d s.",
-        shown(req.inbound.name, 100), which, s), { code = "rate_limit_exceeded" })
-      e.retry_after = s
-      return http.error(req, frontdoor.client, e)
-    end
-  end
+  local rerr = gate.take_rate(req.inbound) -- the key's requests and tokens per minute, its budgets
+  if rerr then return http.error(req, frontdoor.client, rerr) end
   if not self.gate then return start(self, req, frontdoor, creq, route) end
   -- fair between key names; without keys, between client addresses
   gate.enter(self.gate, req, route, req.inbound and req.inbound.name or req.peer or "-", function(release, err)
@@ -465,17 +456,8 @@ function App:count_tokens(req)
     return http.error(req, "anthropic", errors.new(403, string.format("The key %s may not use the model `%s`.",
       shown(req.inbound.name, 100), shown(creq.model, 200)), { code = "model_not_allowed" }))
   end
-  local limits = req.inbound and req.inbound.limits
-  if limits then -- a count may reach the upstream: it is a request of the key's
-    local ok, which, retry = core._rate_take(req.inbound.name, limits)
-    if not ok then
-      local s = math.max(1, math.ceil(retry))
-      local e = errors.new(429, string.format("The key %s is over its %s limit; retry in %d s.",
-        shown(req.inbound.name, 100), which, s), { code = "rate_limit_exceeded" })
-      e.retry_after = s
-      return http.error(req, "anthropic", e)
-    end
-  end
+  local rerr = gate.take_rate(req.inbound) -- a count may reach the upstream: a request of the key's
+  if rerr then return http.error(req, "anthropic", rerr) end
   local route, rerr = self.router:resolve(creq.model)
   if not route then return http.error(req, "anthropic", rerr) end -- as /v1/messages would
   http.note(req, nil, route.chain[1].name)

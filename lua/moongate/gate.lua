@@ -146,6 +146,21 @@ function M.event(id, kind)
   -- (its cancel found it granted and gave the permit back then)
 end
 
+--- take_rate(inbound) -> nil, or the client's 429 (with retry_after): the
+-- key is over one of its rate limits (src/rate.c). Takes one request of the
+-- key's when it passes; nil too for a key without limits (or none).
+function M.take_rate(inbound)
+  local limits = inbound and inbound.limits
+  if not limits then return nil end
+  local ok, which, retry = core._rate_take(inbound.name, limits)
+  if ok then return nil end
+  local s = math.max(1, math.ceil(retry))
+  local e = errors.new(429, string.format("The key %s is over its %s limit; retry in %d s.",
+    errors.shown(inbound.name, 100), which, s), { code = "rate_limit_exceeded" })
+  e.retry_after = s
+  return e
+end
+
 --- shutdown(): the daemon stops: every request of this state still
 -- waiting for a permit gets its 503 now (none starts after the deadline)
 function M.shutdown()

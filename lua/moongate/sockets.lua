@@ -247,14 +247,8 @@ function Sockets:chat_message(h, conn, m)
       tostring(creq.model)) })
   end
   local limits = inbound and inbound.limits
-  if limits then
-    local rok, which, retry = core._rate_take(inbound.name, limits)
-    if not rok then
-      local s = math.max(1, math.ceil(retry))
-      return refuse({ status = 429, retry_after = s,
-        message = string.format("The key %s is over its %s limit; retry in %d s.", inbound.name, which, s) })
-    end
-  end
+  local rerr = gate.take_rate(inbound)
+  if rerr then return refuse(rerr) end
   if not app.gate then return self:chat_answer(h, conn, creq, route, limits) end
   gate.enter(app.gate, nil, route, inbound and inbound.name or conn.peer or "-", function(release, gerr)
     if not release then return refuse(gerr) end
