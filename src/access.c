@@ -65,13 +65,12 @@ static void put_quoted(line_t *l, const char *key, const char *s, size_t n, size
 	put(l, "\"", 1);
 }
 
-/* ` key=` and v in decimal; with tenths, v / 10 "." v % 10 */
-static void put_num(line_t *l, const char *key, unsigned long long v, int tenths)
+/* v in decimal; with tenths, v / 10 "." v % 10 */
+static void put_digits(line_t *l, unsigned long long v, int tenths)
 {
 	char d[24];
 	size_t i = sizeof d;
 
-	put(l, key, strlen(key));
 	if (tenths) {
 		d[--i] = (char)('0' + v % 10);
 		d[--i] = '.';
@@ -84,37 +83,13 @@ static void put_num(line_t *l, const char *key, unsigned long long v, int tenths
 	put(l, d + i, sizeof d - i);
 }
 
-/* ` key=` and ms in tenths, when known (>= 0) */
-static void put_ms(line_t *l, const char *key, double ms)
+/* ` key=` and a number */
+static void put_num(line_t *l, const char *key, unsigned long long v, int tenths)
 {
-	if (ms >= 0)
-		put_num(l, key, (unsigned long long)(ms * 10 + 0.5), 1);
-}
-
-static void text_line(line_t *l, const mg_access *a)
-{
-	put(l, "access method=", 14);
-	put(l, a->method, strlen(a->method));
-	put_quoted(l, "path", a->path ? a->path : "", a->path ? a->path_len : 0, MAX_PATH_SHOWN);
-	put_num(l, " status=", (unsigned long long)(a->status > 0 ? a->status : 0), 0);
-	put_num(l, " ms=", a->ms > 0 ? (unsigned long long)(a->ms * 10 + 0.5) : 0, 1);
-	put_num(l, " bytes=", a->bytes, 0);
-	if (a->key)
-		put_quoted(l, "key", a->key, a->key_len, a->key_len);
-	if (a->model)
-		put_quoted(l, "model", a->model, a->model_len, a->model_len);
-	if (a->provider)
-		put_quoted(l, "provider", a->provider, a->provider_len, a->provider_len);
-	if (a->tokens_in >= 0)
-		put_num(l, " tokens_in=", (unsigned long long)a->tokens_in, 0);
-	if (a->tokens_out >= 0)
-		put_num(l, " tokens_out=", (unsigned long long)a->tokens_out, 0);
-	put_ms(l, " upstream_ms=", a->upstream_ms);
-	put_ms(l, " ttfb_ms=", a->ttfb_ms);
-	if (a->request_id)
-		put_quoted(l, "request_id", a->request_id, a->request_id_len, a->request_id_len);
-	if (a->reason)
-		put_quoted(l, "reason", a->reason, a->reason_len, a->reason_len);
+	put(l, " ", 1);
+	put(l, key, strlen(key));
+	put(l, "=", 1);
+	put_digits(l, v, tenths);
 }
 
 /* `,"key":"value"` with value a JSON string of at most max input bytes
@@ -135,44 +110,50 @@ static void put_jstr(line_t *l, const char *key, const char *s, size_t n, size_t
 	}
 }
 
-/* `,"key":` and a number (tenths: v / 10 "." v % 10) */
+/* `,"key":` and a number */
 static void put_jnum(line_t *l, const char *key, unsigned long long v, int tenths)
 {
 	put(l, ",\"", 2);
 	put(l, key, strlen(key));
-	put_num(l, "\":", v, tenths);
+	put(l, "\":", 2);
+	put_digits(l, v, tenths);
 }
 
-static void put_jms(line_t *l, const char *key, double ms)
-{
-	if (ms >= 0)
-		put_jnum(l, key, (unsigned long long)(ms * 10 + 0.5), 1);
-}
+/* A line's format: how it writes a string field and a number field. */
+typedef struct {
+	void (*str)(line_t *l, const char *key, const char *s, size_t n, size_t max);
+	void (*num)(line_t *l, const char *key, unsigned long long v, int tenths);
+} format_t;
 
-static void json_line(line_t *l, const mg_access *a)
+static const format_t text_format = { put_quoted, put_num };
+static const format_t json_format = { put_jstr, put_jnum };
+
+/* Every field after the method, in either format; ms in tenths, a time
+ * only when known (>= 0). */
+static void fields(line_t *l, const mg_access *a, const format_t *f)
 {
-	put(l, "\"msg\":\"access\"", 14);
-	put_jstr(l, "method", a->method, strlen(a->method), 16);
-	put_jstr(l, "path", a->path ? a->path : "", a->path ? a->path_len : 0, MAX_PATH_SHOWN);
-	put_jnum(l, "status", (unsigned long long)(a->status > 0 ? a->status : 0), 0);
-	put_jnum(l, "ms", a->ms > 0 ? (unsigned long long)(a->ms * 10 + 0.5) : 0, 1);
-	put_jnum(l, "bytes", a->bytes, 0);
+	f->str(l, "path", a->path ? a->path : "", a->path ? a->path_len : 0, MAX_PATH_SHOWN);
+	f->num(l, "status", (unsigned long long)(a->status > 0 ? a->status : 0), 0);
+	f->num(l, "ms", a->ms > 0 ? (unsigned long long)(a->ms * 10 + 0.5) : 0, 1);
+	f->num(l, "bytes", a->bytes, 0);
 	if (a->key)
-		put_jstr(l, "key", a->key, a->key_len, a->key_len);
+		f->str(l, "key", a->key, a->key_len, a->key_len);
 	if (a->model)
-		put_jstr(l, "model", a->model, a->model_len, a->model_len);
+		f->str(l, "model", a->model, a->model_len, a->model_len);
 	if (a->provider)
-		put_jstr(l, "provider", a->provider, a->provider_len, a->provider_len);
+		f->str(l, "provider", a->provider, a->provider_len, a->provider_len);
 	if (a->tokens_in >= 0)
-		put_jnum(l, "tokens_in", (unsigned long long)a->tokens_in, 0);
+		f->num(l, "tokens_in", (unsigned long long)a->tokens_in, 0);
 	if (a->tokens_out >= 0)
-		put_jnum(l, "tokens_out", (unsigned long long)a->tokens_out, 0);
-	put_jms(l, "upstream_ms", a->upstream_ms);
-	put_jms(l, "ttfb_ms", a->ttfb_ms);
+		f->num(l, "tokens_out", (unsigned long long)a->tokens_out, 0);
+	if (a->upstream_ms >= 0)
+		f->num(l, "upstream_ms", (unsigned long long)(a->upstream_ms * 10 + 0.5), 1);
+	if (a->ttfb_ms >= 0)
+		f->num(l, "ttfb_ms", (unsigned long long)(a->ttfb_ms * 10 + 0.5), 1);
 	if (a->request_id)
-		put_jstr(l, "request_id", a->request_id, a->request_id_len, a->request_id_len);
+		f->str(l, "request_id", a->request_id, a->request_id_len, a->request_id_len);
 	if (a->reason)
-		put_jstr(l, "reason", a->reason, a->reason_len, a->reason_len);
+		f->str(l, "reason", a->reason, a->reason_len, a->reason_len);
 }
 
 void mg_access_log(const mg_access *a)
@@ -182,10 +163,15 @@ void mg_access_log(const mg_access *a)
 
 	if (mg_log_get_level() < MG_LOG_INFO)
 		return;
-	if (mg_log_get_format() == MG_LOG_JSON)
-		json_line(&l, a);
-	else
-		text_line(&l, a);
+	if (mg_log_get_format() == MG_LOG_JSON) {
+		put(&l, "\"msg\":\"access\"", 14);
+		put_jstr(&l, "method", a->method, strlen(a->method), 16);
+		fields(&l, a, &json_format);
+	} else {
+		put(&l, "access method=", 14);
+		put(&l, a->method, strlen(a->method));
+		fields(&l, a, &text_format);
+	}
 	mg_log_record(MG_LOG_INFO, buf, l.len);
 }
 
