@@ -372,12 +372,29 @@ end
 -- Runs the exchange and notes, for the access log, the model and the
 -- provider that answered (the first of the chain, or the one a fallback
 -- reached: the exchange notes the provider of a failure itself).
-local function start(self, req, frontdoor, creq, route, release)
+local function start(self, req, frontdoor, creq, route, release, key)
   local limits = req.inbound and req.inbound.limits
   local x = exchange.run(req, frontdoor, creq, route, self.active)
+  local held = release or function() end
+  if release then
+    -- a fallback to a provider with its own gate: the permits of the
+    -- first go back, and the request waits its turn at the next
+    local policy = self.gate
+    x.regate = function(from, to, go)
+      if not gate.moves(policy, route, from, to) then return go() end
+      held()
+      held = function() end
+      gate.enter(policy, req, route, key, function(rel, err)
+        if not rel then return go(err) end
+        if x.done then return rel() end
+        held = rel
+        go()
+      end, to)
+    end
+  end
   local function finished()
     if #route.chain > 1 then http.note(req, nil, x:provider_name()) end
-    if release then release() end
+    held()
     -- the tokens the upstream reported count against the key's limits
     if limits and x.tokens then core._rate_spend(req.inbound.name, limits, x.tokens) end
   end
@@ -393,12 +410,13 @@ local function run(self, req, frontdoor, creq, route)
   if rerr then return http.error(req, frontdoor.client, rerr) end
   if not self.gate then return start(self, req, frontdoor, creq, route) end
   -- fair between key names; without keys, between client addresses
-  gate.enter(self.gate, req, route, req.inbound and req.inbound.name or req.peer or "-", function(release, err)
+  local key = req.inbound and req.inbound.name or req.peer or "-"
+  gate.enter(self.gate, req, route, key, function(release, err)
     if not release then return http.error(req, frontdoor.client, err) end
     -- a provider that raises as it starts (a script stopped by the
     -- watchdog too) gives its permits back and gets its 500, whether the
     -- permit came at once or after a wait (then no C frame would answer)
-    local ok, e = xpcall(start, debug.traceback, self, req, frontdoor, creq, route, release)
+    local ok, e = xpcall(start, debug.traceback, self, req, frontdoor, creq, route, release, key)
     if not ok then
       release()
       log.error("request handler: %s", tostring(e))

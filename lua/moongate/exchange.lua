@@ -229,35 +229,16 @@ function Exchange:emit(ev)
   return more
 end
 
+--- x.regate(from, to, go): set by the app when a gate applies: before a
+-- fallback from link `from` to link `to`, trade the permits for the new
+-- provider's, then go(nil), or go(err) with the client's 429
+
 --- on_limited(provider name, retry_after seconds | nil): set by the app;
 -- an upstream's 429 feeds the gate's cooldown of that provider (gate.lua)
 M.on_limited = nil
 
---- upstream_error(ev): retry, fall back, or fail
-function Exchange:upstream_error(ev)
-  if ev.status == 429 and M.on_limited then
-    local link = self.route.chain[self.link]
-    M.on_limited(link and link.name, ev.retry_after)
-  end
-  local committed = self.stream and self.stream.started
-  if committed or not ev.retryable then return self:fail(ev) end
-  local link = self.route.chain[self.link]
-  local retries = link.provider and link.provider.retries or 0
-  local wait
-  if self.tries <= retries then
-    wait = M.backoff(self.tries, ev.retry_after, link.provider.conf and link.provider.conf.retry_base_ms)
-    if core._metrics_retry then core._metrics_retry(link.name) end
-    log.warn("provider %s failed (%s %s); retry %d in %d ms", link.name, tostring(ev.status), ev.message,
-      self.tries, wait)
-  elseif self.link < #self.route.chain then
-    self.link, self.tries, wait = self.link + 1, 0, 0
-    if core._metrics_fallback then core._metrics_fallback(link.name) end
-    log.warn("provider %s failed (%s %s); falling back to %s", link.name, tostring(ev.status), ev.message,
-      self:provider_name())
-  else
-    return self:fail(ev)
-  end
-  self.gen = nil -- nothing more from the failed attempt
+-- the next attempt, wait ms from now (a retry's backoff, or 0: a fallback)
+local function later(self, wait)
   local uv = require "luv"
   self.timer = self.timer or uv.new_timer()
   self.timer:start(math.floor(wait), 0, function()
@@ -270,6 +251,44 @@ function Exchange:upstream_error(ev)
       end
     end)
   end)
+end
+
+--- upstream_error(ev): retry, fall back, or fail
+function Exchange:upstream_error(ev)
+  if ev.status == 429 and M.on_limited then
+    local link = self.route.chain[self.link]
+    M.on_limited(link and link.name, ev.retry_after)
+  end
+  local committed = self.stream and self.stream.started
+  if committed or not ev.retryable then return self:fail(ev) end
+  local link = self.route.chain[self.link]
+  local retries = link.provider and link.provider.retries or 0
+  local wait, fell
+  if self.tries <= retries then
+    wait = M.backoff(self.tries, ev.retry_after, link.provider.conf and link.provider.conf.retry_base_ms)
+    if core._metrics_retry then core._metrics_retry(link.name) end
+    log.warn("provider %s failed (%s %s); retry %d in %d ms", link.name, tostring(ev.status), ev.message,
+      self.tries, wait)
+  elseif self.link < #self.route.chain then
+    self.link, self.tries, wait, fell = self.link + 1, 0, 0, true
+    if core._metrics_fallback then core._metrics_fallback(link.name) end
+    log.warn("provider %s failed (%s %s); falling back to %s", link.name, tostring(ev.status), ev.message,
+      self:provider_name())
+  else
+    return self:fail(ev)
+  end
+  self.gen = nil -- nothing more from the failed attempt
+  -- a fallback to a provider behind another gate waits for its permit
+  -- first (the app's regate: gate.lua); a full queue or a timeout there
+  -- is the client's 429
+  if fell and self.regate then
+    return self.regate(self.link - 1, self.link, function(err)
+      if self.done then return end
+      if err then return self:fail(err) end
+      later(self, 0)
+    end)
+  end
+  later(self, wait)
 end
 
 --- fail(err): before the first byte an HTTP error, after it an in-format

@@ -6,10 +6,13 @@
 -- limits, and waits for C's answer.
 --
 --   M.policy(cfg) -> policy | nil (no limit configured)
---   M.enter(policy, req, route, key, cb): cb(release) once every gate let
---     the request in (release(): give the permits back, once), or cb(nil,
---     err) with the client's 429 (err.retry_after) when a queue is full,
---     the wait timed out, or the provider cools down past the wait
+--   M.enter(policy, req, route, key, cb [, link]): cb(release) once every
+--     gate let the request in (release(): give the permits back, once), or
+--     cb(nil, err) with the client's 429 (err.retry_after) when a queue is
+--     full, the wait timed out, or the provider cools down past the wait.
+--     link: the index in route.chain of the provider it goes to (1)
+--   M.moves(policy, route, from, to) -> a fallback from link `from` to
+--     `to` changes the provider gate (give the permits back, enter again)
 --   M.event(id, kind): C's word on a waiting request ("granted", "timeout")
 --   M.cool(policy, provider, seconds): a provider's 429 (Retry-After)
 local core = require "moongate.core"
@@ -51,7 +54,7 @@ end
 -- global), so that two requests never wait on each other's permits; the
 -- narrowest first, so that a request waiting for a busy or cooling
 -- provider holds no permit of the global gate the other providers need
-local function gates_for(policy, route)
+local function gates_for(policy, route, link)
   local list = {}
   for _, m in ipairs(policy.models) do
     if (route.model or ""):find(m.match) then
@@ -59,9 +62,9 @@ local function gates_for(policy, route)
       break
     end
   end
-  local first = route.chain[1]
-  local pl = first and policy.providers[first.name]
-  if pl then list[#list + 1] = { "provider:" .. first.name, pl } end
+  local to = route.chain[link or 1]
+  local pl = to and policy.providers[to.name]
+  if pl then list[#list + 1] = { "provider:" .. to.name, pl } end
   if policy.global > 0 then list[#list + 1] = { "global", policy.global } end
   return list
 end
@@ -73,9 +76,15 @@ local function too_many(name, why, retry_s)
   return e
 end
 
---- enter(policy, req, route, key, cb): see the top
-function M.enter(policy, req, route, key, cb)
-  local list = gates_for(policy, route)
+--- moves(policy, route, from, to): see the top
+function M.moves(policy, route, from, to)
+  local a, b = route.chain[from], route.chain[to]
+  return (a and policy.providers[a.name]) ~= nil or (b and policy.providers[b.name]) ~= nil
+end
+
+--- enter(policy, req, route, key, cb [, link]): see the top
+function M.enter(policy, req, route, key, cb, link)
+  local list = gates_for(policy, route, link)
   if not list[1] then return cb(function() end) end
   seq = seq + 1
   local id = string.format("gate-%s-%d", nonce, seq)

@@ -123,6 +123,56 @@ describe("the gate", function()
     s:stop_clean()
   end)
 
+  it("makes a fallback wait at its new provider's gate, and give back the first one's permits", function()
+    local dead = helpers.free_port()
+    local s = helpers.start { workers = 2, config = string.format([[
+return {
+  keys = { { name = "busy", key = %q }, { name = "calm", key = %q } },
+  gate = { queue_timeout_ms = 2000 },
+  providers = {
+    gone = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", api_key = "k", retries = 0, max_concurrent = 1 },
+    spare = { kind = "echo", chunk_delay_ms = 100, max_concurrent = 1 },
+  },
+  routes = { { match = "direct", provider = "spare" }, { match = "*", provider = { "gone", "spare" } } },
+}]], BUSY, CALM, dead) }
+    finally(function() s:stop() end)
+    local function gate_of(name)
+      return json.decode(s:request("GET", "/stats", nil, { Authorization = "Bearer " .. CALM }).body).gate[name]
+    end
+    -- the spare's one permit is held by a long stream
+    local c = s:connect()
+    assert(c:send(client.request_bytes("POST", "/v1/chat/completions", json.encode({ model = "direct", stream = true,
+      messages = { { role = "user", content = helpers.words(12) } } }), { Authorization = "Bearer " .. BUSY })))
+    assert(c:wait(function(x) return x.buf:find("\r\n\r\n", 1, true) end, 5000))
+    -- the fallback request fails at "gone" and waits for the spare's permit
+    local f = send(s, CALM, "fall back")
+    assert.is_true(client.run_until(function()
+      local g = gate_of("provider:spare")
+      return g and g.queued == 1
+    end, 5000), "the fallback did not wait at the spare's gate")
+    assert.equal(0, gate_of("provider:gone").in_use) -- given back as it fell back
+    assert.is_falsy(done(f))
+    assert.is_true(f:wait(done, 10000))
+    assert.equal(200, f:response_state().status, f:response_state().body)
+    assert.matches("fall back", f:response_state().body)
+    assert.is_true(c:wait(done, 10000))
+    local g = gate_of("provider:spare")
+    assert.equal(0, g.in_use)
+    assert.equal(2, g.granted)
+    assert.equal(0, gate_of("provider:gone").in_use)
+    -- a fallback that waits past queue_timeout_ms gets its 429
+    c = s:connect()
+    assert(c:send(client.request_bytes("POST", "/v1/chat/completions", json.encode({ model = "direct", stream = true,
+      messages = { { role = "user", content = helpers.words(40) } } }), { Authorization = "Bearer " .. BUSY })))
+    assert(c:wait(function(x) return x.buf:find("\r\n\r\n", 1, true) end, 5000))
+    f = send(s, CALM, "fall back")
+    assert.is_true(f:wait(done, 6000))
+    assert.equal(429, f:response_state().status)
+    assert.matches("provider:spare", json.decode(f:response_state().body).error.message)
+    c:close()
+    s:stop_clean()
+  end)
+
   it("keeps its permits across a reload: a request under way still holds one", function()
     local s = helpers.start { workers = 1, config = config { permits = 1, timeout = 5000, delay = 100 } }
     finally(function() s:stop() end)
