@@ -6,6 +6,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <lua5.1/lua-cjson.h>
+#include "jscan_lua.h"
 #include <lua5.1/luv/luv.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,6 +233,7 @@ lua_State *mg_lua_new(uv_loop_t *loop, const char *lua_dir, const luaL_Reg *prel
 		return NULL;
 	luaL_openlibs(L);
 	preload(L, "cjson", luaopen_cjson);
+	preload(L, "moongate.jscan", luaopen_moongate_jscan);
 	for (; preloads && preloads->name; preloads++)
 		preload(L, preloads->name, preloads->func);
 	if (loop) {

@@ -44,7 +44,7 @@ function M.foreign_fields(creq, format)
   if u then errors.refuse(400, u.message, { param = u.param }) end
   local fields, raw = creq.fields, creq.raw
   if not fields or not raw then return end
-  for k, v in pairs(raw) do
+  for k, v in pairs(json.whole(raw)) do
     local fate = fields[k]
     if v == json.null then fate = "mapped" end -- null: as if absent
     if fate == "drop" then
@@ -90,7 +90,7 @@ end
 -- the fields of a canonical request that are the client's own bytes or
 -- the gateway's bookkeeping, not the canonical form (snapshot leaves them out)
 local not_canonical = { raw = true, raw_body = true, client_key = true, fields = true,
-  untranslatable = true, dropped = true,
+  untranslatable = true, dropped = true, packed = true, tools_made = true,
   ollama_model = true, t0 = true, load_only = true } -- (the Ollama door's own notes)
 
 --- snapshot(creq) -> the canonical request as a plain table (messages made
@@ -98,6 +98,7 @@ local not_canonical = { raw = true, raw_body = true, client_key = true, fields =
 -- form left out): what fixtures compare and docs/CANONICAL.md describes
 function M.snapshot(creq)
   local _ = creq.messages -- a lazy front door decodes them now
+  _ = creq.tools -- (and its tools)
   local out = {}
   for k, v in pairs(creq) do
     if not not_canonical[k] and type(v) ~= "function" then out[k] = v end

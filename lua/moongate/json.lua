@@ -296,6 +296,72 @@ function M.is_object(t)
   return true
 end
 
+-- A request's top level without decoding the rest -------------------------
+-- A passthrough needs a body's model (and a few small fields) to route it;
+-- decoding a 170 KB agent request into tables costs more than the rest of
+-- the request together. The host's moongate.jscan (src/jscan.c) checks the
+-- whole text in one pass and indexes its top level; object() gives a table
+-- whose scalars are there at once and whose nested values are decoded the
+-- first time they are read. A host without the module decodes all at once.
+
+local has_jscan, jscan = pcall(require, "moongate.jscan")
+
+local function read_span(t, k)
+  local mt = getmetatable(t)
+  local sp = mt.spans[k]
+  if not sp then return nil end
+  -- cannot fail: the scan checked this text, nested less deep than here
+  local v = codec.decode(mt.text:sub(sp.from, sp.to))
+  rawset(t, k, v)
+  return v
+end
+
+--- object(text [, marker [, once]]) -> obj, marked | nil, why [, key]
+-- obj: the top-level JSON object of text, its nested values read when
+-- first indexed (a lazy object); marked: some string of the text begins
+-- with marker. why: "syntax" (decode(text) says what is wrong), "not_object",
+-- "duplicate" (a top-level key given twice: key; without moongate.jscan,
+-- only the keys of the list `once` are looked at).
+function M.object(text, marker, once)
+  if has_jscan then
+    local fields, spans, third = jscan.top(text, marker)
+    if fields then
+      if next(spans) then setmetatable(fields, { __index = read_span, spans = spans, text = text }) end
+      return fields, third -- marked
+    end
+    if spans == "duplicate" then return nil, "duplicate", third end -- the key
+    -- refused: a text only cjson's leniency takes ("1.") decodes below
+  end
+  local v = M.decode(text)
+  if v == nil then return nil, "syntax" end
+  if type(v) ~= "table" or not string.find(text, "^%s*{") then return nil, "not_object" end
+  local dup = once and M.duplicate_key(text, once)
+  if dup then return nil, "duplicate", dup end
+  return v, marker ~= nil and string.find(text, '"' .. marker, 1, true) ~= nil
+end
+
+--- span_kind(obj, key) -> "array" | "object" for a nested value of a lazy
+-- object not read yet (its element count second), else nil
+function M.span_kind(t, k)
+  if rawget(t, k) ~= nil then return nil end
+  local mt = getmetatable(t)
+  local sp = mt and mt.spans and mt.spans[k]
+  if sp then return sp.kind, sp.n end
+end
+
+--- whole(obj) -> obj with every nested value read (for pairs(): a
+-- translation walks every field)
+function M.whole(t)
+  local mt = type(t) == "table" and getmetatable(t)
+  if mt and mt.__index == read_span then
+    for k in pairs(mt.spans) do
+      if rawget(t, k) == nil then read_span(t, k) end
+    end
+    setmetatable(t, nil)
+  end
+  return t
+end
+
 -- Top-level keys of an object text --------------------------------------
 
 local find, byte, sub = string.find, string.byte, string.sub

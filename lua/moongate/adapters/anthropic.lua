@@ -314,7 +314,7 @@ function M.request(creq, conf)
     if req.thinking and type(th) == "table" and th.type == req.thinking.type then
       for k, v in pairs(th) do if req.thinking[k] == nil then req.thinking[k] = v end end
     end
-    for k, v in pairs(creq.raw) do
+    for k, v in pairs(json.whole(creq.raw)) do
       if req[k] == nil and not built[k] then req[k] = json.typed(v) end -- numbers in full
     end
     -- and so do the parts of output_config, metadata and thinking the

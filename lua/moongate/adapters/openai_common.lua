@@ -113,7 +113,7 @@ end
 -- of a client of the upstream's format) that the translation did not
 -- write (built: their names) go as they came, numbers in full
 function M.copy_own(req, raw, built)
-  for k, v in pairs(raw) do
+  for k, v in pairs(json.whole(raw)) do
     if req[k] == nil and not built[k] then req[k] = json.typed(v) end
   end
 end

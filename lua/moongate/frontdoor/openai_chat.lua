@@ -205,6 +205,31 @@ local function decode_messages(msgs, creq)
   if #system > 0 then creq.system = table.concat(system, "\n\n") end
 end
 
+-- the request's tools (or the legacy functions) as canonical tools -> list
+-- | nil (none) | nil, err
+local function tools_of(req)
+  local tools = is_array(req.tools) and req.tools or nil
+  if not tools and is_array(req.functions) then -- the legacy form of tools
+    tools = {}
+    for i, fn in ipairs(req.functions) do tools[i] = { type = "function", ["function"] = fn } end
+  end
+  if not tools then return nil end
+  local out = {}
+  for i, t in ipairs(tools) do
+    local fn = is_object(t) and t["function"]
+    if is_object(t) and t.type ~= nil and t.type ~= "function" then
+      -- a tool of another type (custom, ...): the upstream judges it
+      fn = { name = is_object(t[t.type]) and t[t.type].name or tostring(t.type) }
+    elseif not is_object(fn) or type(fn.name) ~= "string" then
+      return missing(string.format("tools[%d].function.name", i - 1))
+    end
+    out[i] = { name = fn.name, description = type(fn.description) == "string" and fn.description or nil,
+      parameters = fn.parameters ~= null and fn.parameters or nil, strict = fn.strict == true or nil,
+      raw = t, native = t.type ~= nil and t.type ~= "function" and t.type or nil }
+  end
+  return out
+end
+
 -- The canonical messages (and the system text drawn from them) are made the
 -- first time something reads creq.messages or creq.system: a translation
 -- does, a passthrough that forwards the client's bytes never does. What
@@ -213,6 +238,15 @@ local Lazy = { __index = function(creq, k)
   if (k == "messages" or k == "system") and rawget(creq, "messages") == nil then
     decode_messages(creq.raw.messages, creq)
     return rawget(creq, k)
+  end
+  -- tools the decode left for later (a lazy object's, unread): made now,
+  -- once; a bad one is refused as the decode would have
+  if k == "tools" and not rawget(creq, "tools_made") then
+    rawset(creq, "tools_made", true)
+    local tools, err = tools_of(creq.raw)
+    if err then errors.refuse(err.status, err.message, { param = err.param, code = err.code, type = err.type }) end
+    rawset(creq, "tools", tools)
+    return tools
   end
   if k == "fields" then return M.fields end
 end }
@@ -236,13 +270,19 @@ end
 -- Checks what the gateway reads to route and to translate; the rest
 -- (roles, content parts) is looked at only when the request is translated.
 function M.decode(body, headers)
-  local req, err = oc.body(body, { "model", "stream" })
+  local req, err = oc.body(body, { "model", "stream" }, canonical.PACKED)
   if not req then return nil, err end
-  if req.messages == nil or req.messages == null then return missing("messages") end
-  if not is_array(req.messages) then
+  local packed = err -- a string begins with canonical.PACKED
+  -- messages as the scan saw them: read (decoded) only by a translation
+  local mkind, mcount = json.span_kind(req, "messages")
+  if not mkind then
+    if req.messages == nil or req.messages == null then return missing("messages") end
+    if not is_array(req.messages) then return invalid_type("messages", "an array", req.messages) end
+    mcount = #req.messages
+  elseif mkind ~= "array" and mcount > 0 then
     return invalid_type("messages", "an array", req.messages)
   end
-  if #req.messages == 0 then
+  if mcount == 0 then
     return nil, errors.new(400, "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
       { param = "messages", code = "empty_array" })
   end
@@ -285,26 +325,13 @@ function M.decode(body, headers)
   end
   setmetatable(creq, Lazy)
   creq.raw_body = body
+  creq.packed = packed
   creq.client_key = canonical.client_key(headers)
-  local tools = is_array(req.tools) and req.tools or nil
-  if not tools and is_array(req.functions) then -- the legacy form of tools
-    tools = {}
-    for i, fn in ipairs(req.functions) do tools[i] = { type = "function", ["function"] = fn } end
-  end
-  if tools then
-    creq.tools = {}
-    for i, t in ipairs(tools) do
-      local fn = is_object(t) and t["function"]
-      if is_object(t) and t.type ~= nil and t.type ~= "function" then
-        -- a tool of another type (custom, ...): the upstream judges it
-        fn = { name = is_object(t[t.type]) and t[t.type].name or tostring(t.type) }
-      elseif not is_object(fn) or type(fn.name) ~= "string" then
-        return missing(string.format("tools[%d].function.name", i - 1))
-      end
-      creq.tools[i] = { name = fn.name, description = type(fn.description) == "string" and fn.description or nil,
-        parameters = fn.parameters ~= null and fn.parameters or nil, strict = fn.strict == true or nil,
-        raw = t, native = t.type ~= nil and t.type ~= "function" and t.type or nil }
-    end
+  -- the canonical tools are made when a translation reads them (Lazy)
+  if json.span_kind(req, "tools") == nil and json.span_kind(req, "functions") == nil then
+    local tools, terr = tools_of(req)
+    if terr then return nil, terr end
+    creq.tools, creq.tools_made = tools, true
   end
   local tc = req.tool_choice
   if (tc == nil or tc == null) and req.function_call ~= nil and req.function_call ~= null then

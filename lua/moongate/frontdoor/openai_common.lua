@@ -96,25 +96,29 @@ local function parse_error(what)
   return nil, errors.new(400, "We could not parse the JSON body of your request: " .. what)
 end
 
---- body(body, once) -> req | nil, err: the request body as a JSON object,
--- none of the keys in the list `once` given twice, with a model that is a
--- non-empty string
-function M.body(body, once)
+--- body(body, once [, marker]) -> req, marked | nil, err: the request body
+-- as a JSON object (json.object: its nested values read when first
+-- indexed), no top-level key given twice (without moongate.jscan, none of
+-- the list `once`), with a model that is a non-empty string; marked: a
+-- string in it begins with marker
+function M.body(body, once, marker)
   if body == nil or body == "" then
     return parse_error("the body is empty. The API expects a JSON object.")
   end
-  local req, perr = json.decode(body)
-  if req == nil then return parse_error(perr .. ". The API expects a JSON object.") end
-  -- (an empty array decodes to the same empty table as {}: the text says which)
-  if not (M.is_object(req) and body:find("^%s*{")) then
-    return parse_error("expected a JSON object, got " .. (type(req) == "table" and "an array" or jtype(req)) .. ".")
+  local req, why, key = json.object(body, marker, once)
+  if req == nil then
+    if why == "duplicate" then
+      return M.invalid_value(key, "the field is given twice in the request body; give it once.")
+    end
+    local v, perr = json.decode(body)
+    if v == nil then return parse_error(perr .. ". The API expects a JSON object.") end
+    -- (an empty array decodes to the same empty table as {}: the text says which)
+    return parse_error("expected a JSON object, got " .. (type(v) == "table" and "an array" or jtype(v)) .. ".")
   end
-  local dup = json.duplicate_key(body, once)
-  if dup then return M.invalid_value(dup, "the field is given twice in the request body; give it once.") end
   if not M.present(req.model) then return M.missing("model") end
   if type(req.model) ~= "string" then return M.invalid_type("model", "a string", req.model) end
   if req.model == "" then return M.invalid_value("model", "must not be empty.") end
-  return req
+  return req, why -- marked
 end
 
 -- the error of a nil, err pair
@@ -125,8 +129,14 @@ local function err_of(_, err) return err end
 -- message]}}, each looked at when present
 function M.fields(req, checks)
   for name, c in pairs(checks) do
-    local v = req[name]
-    if M.present(v) then
+    -- a nested value not read yet (a passthrough's tools) is judged by its
+    -- kind, which the scan saw: reading it would decode it
+    local kind, n = json.span_kind(req, name)
+    local v = not (kind and (c[2] == M.is_array or c[2] == M.is_object)) and req[name] or nil
+    if kind and v == nil then
+      -- (an empty one passes either: cjson reads [] and {} alike)
+      if n > 0 and (c[2] == M.is_array) ~= (kind == "array") then return err_of(M.invalid_type(name, c[1], req[name])) end
+    elseif M.present(v) then
       if not c[2](v) then return err_of(M.invalid_type(name, c[1], v)) end
       local wrong = c[3] and c[3](v)
       if wrong then return err_of(M.invalid_value(name, wrong)) end

@@ -414,10 +414,11 @@ function M.kind(spec)
     -- carries reasoning packed by the gateway (another upstream's, or this
     -- kind's under another id: canonical.pack_opaque) is translated, so
     -- that each value goes back only to its maker, unpacked.
+    local packed = creq.packed -- the front door's scan saw it (nil: it did not look)
+    if packed == nil then packed = creq.raw_body ~= nil and creq.raw_body:find('"' .. canonical.PACKED, 1, true) ~= nil end
     local pass = forward or (creq.raw_body and creq.client == a.format and self.conf.passthrough ~= false
       and not spec.shape and stream == (creq.stream or false)
-      and (not creq.effort_from_suffix or a.effort_fields ~= nil)
-      and not creq.raw_body:find('"' .. canonical.PACKED, 1, true))
+      and (not creq.effort_from_suffix or a.effort_fields ~= nil) and not packed)
     local body, err
     if pass then
       body = client_body(creq)

@@ -1,0 +1,138 @@
+-- moongate.jscan (src/jscan.c): the one-pass JSON checker a passthrough
+-- routes by. Whatever it accepts, lua-cjson (moongate.json's decoder) must
+-- decode to the same top level; what it refuses the caller decodes with
+-- cjson for cjson's own words, so a refusal is never wrong, only slower.
+local jscan = require "moongate.jscan"
+local cjson = require("cjson").new()
+cjson.decode_invalid_numbers(false)
+cjson.decode_max_depth(200)
+
+local function cj(text)
+  local ok, v = pcall(cjson.decode, text)
+  if ok then return v end
+end
+
+-- jscan's view of the top level, rebuilt as cjson would decode it
+local function rebuilt(text)
+  local fields, spans = jscan.top(text)
+  if not fields then return nil, spans end
+  local out = {}
+  for k, v in pairs(fields) do out[k] = v end
+  for k, sp in pairs(spans) do
+    out[k] = cjson.decode(text:sub(sp.from, sp.to))
+    local n = 0
+    for _ in pairs(out[k]) do n = n + 1 end
+    assert.equal(n, sp.n, "count of " .. k)
+    assert.equal(sp.kind == "array" and "[" or "{", text:sub(sp.from, sp.from))
+  end
+  return out
+end
+
+local function same(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) ~= "table" then return a == b or (a ~= a and b ~= b) end
+  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+describe("moongate.jscan", function()
+  it("indexes a request's top level: scalars decoded, nested values as spans", function()
+    local text = ' {"model":"gpt-\\u00e9","stream":true,"n":-1.5e2,"user":null,"messages":[{"role":"user"},[],3],'
+      .. '"metadata":{"a":1,"b":{}},"x\\"y":"q\\n\\ud83d\\ude00"} '
+    local f, s, marked = jscan.top(text)
+    assert.equal("gpt-é", f.model)
+    assert.is_true(f.stream)
+    assert.equal(-150, f.n)
+    assert.equal(cjson.null, f.user)
+    assert.equal("q\n😀", f['x"y'])
+    assert.same({ kind = "array", from = 72, to = 93, n = 3 }, s.messages)
+    assert.equal('[{"role":"user"},[],3]', text:sub(s.messages.from, s.messages.to))
+    assert.equal(2, s.metadata.n)
+    assert.is_false(marked)
+  end)
+
+  it("says when a string begins with the marker", function()
+    assert.is_true(select(3, jscan.top('{"a":[{"b":"mg1~xyz"}]}', "mg1~")))
+    assert.is_false(select(3, jscan.top('{"a":[{"b":"x mg1~xyz"}]}', "mg1~")))
+    assert.is_true(select(3, jscan.top('{"mg1~":1}', "mg1~")))
+  end)
+
+  it("refuses a key given twice at the top level, however it is written", function()
+    assert.same({ nil, "duplicate", "model" }, { jscan.top('{"model":"a","x":{"model":1},"model":"b"}') })
+    assert.same({ nil, "duplicate", "model" }, { jscan.top('{"model":"a","mo\\u0064el":"b"}') })
+    assert.same({ nil, "duplicate", "tools" }, { jscan.top('{"tools":[],"tools":{}}') })
+    assert.truthy(jscan.top('{"a":{"k":1,"k":2}}')) -- nested: the upstream's to judge
+  end)
+
+  it("refuses what is not a JSON object, as cjson does", function()
+    local bad = { "", " ", "[]", '"x"', "1", "{", "}", '{"a"}', '{"a":}', '{"a":1,}', '{"a":1 "b":2}', '{"a":01}',
+      '{"a":-}', '{"a":.5}', '{"a":1e}', '{"a":"\\ud800"}', '{"a":"\\udc00"}', '{"a":"\\ud800\\u0041"}', '{"a":"\\x"}',
+      '\f{"a":1}', '{"a":1}\v', '{"a":1} x', '{"a":+1}', '{"a":0x10}', '{"a":Infinity}', '{"a":NaN}', '[1,]',
+      '{"a":[1,2,]}', '{"a":tru}', '{"a":00}', '{"a":"\\uZZZZ"}', '{"a":1.5.5}', '{"a":--1}', '{"a":"x\0y"}',
+      '{"a":1}{', '{"a":"abc', '{"a":"\\', '{"a":"\\u12', '{"a":[}', '{"a":{]}', '{"a" 1}', "{'a':1}" }
+    for _, t in ipairs(bad) do
+      assert.is_nil(jscan.top(t), t)
+    end
+    -- lua-cjson's leniencies it does not share (a caller decodes those with cjson)
+    for _, t in ipairs { '{"a":1.}', '{"a":1}\0' } do assert.is_nil(jscan.top(t), t) end
+    assert.equal("not_object", select(2, jscan.top("[1]")))
+    assert.equal("syntax", select(2, jscan.top('{"a":}')))
+  end)
+
+  it("takes nesting to 200 as cjson does, not deeper", function()
+    local function nest(n) return '{"a":' .. string.rep("[", n - 1) .. string.rep("]", n - 1) .. "}" end
+    assert.truthy(jscan.top(nest(200)))
+    assert.truthy(cj(nest(200)))
+    assert.is_nil(jscan.top(nest(201)))
+    assert.is_nil(cj(nest(201)))
+  end)
+
+  it("agrees with cjson on generated texts and on every mutation of them", function()
+    math.randomseed(7)
+    local atoms = { '0', '-0', '12', '-3.25', '1e5', '2E-3', '6.02e+23', 'true', 'false', 'null', '""', '"a b"',
+      '"\\"q\\""', '"\\\\"', '"\\/"', '"\\b\\f\\n\\r\\t"', '"\\u00e9"', '"\\ud83d\\ude00"', '"é"', '"x\1y"', '[]', '{}' }
+    local function gen(d)
+      local r = math.random(1, d > 3 and 1 or 3)
+      if r == 1 then return atoms[math.random(#atoms)] end
+      local n, parts = math.random(0, 4), {}
+      if r == 2 then
+        for i = 1, n do parts[i] = gen(d + 1) end
+        return "[" .. table.concat(parts, math.random(2) == 1 and "," or " , ") .. "]"
+      end
+      for i = 1, n do parts[i] = string.format('"k%d"%s:%s', i, math.random(2) == 1 and " " or "", gen(d + 1)) end
+      return "{" .. table.concat(parts, ",") .. "}"
+    end
+    local chars = { "", "{", "}", "[", "]", ",", ":", '"', "\\", "u", "0", "-", ".", "e", " ", "\0", "\n", "\f", "a", "d8" }
+    local accepted, refused, cjson_only = 0, 0, 0
+    for round = 1, 1500 do
+      local parts = {}
+      for i = 1, math.random(1, 5) do parts[i] = string.format('"f%d":%s', i, gen(1)) end
+      local text = "{" .. table.concat(parts, ",") .. "}"
+      local texts = { text }
+      for _ = 1, 6 do -- a byte replaced, inserted or removed
+        local at = math.random(1, #text)
+        local c = chars[math.random(#chars)]
+        local how = math.random(3)
+        texts[#texts + 1] = how == 1 and text:sub(1, at - 1) .. c .. text:sub(at + 1)
+          or how == 2 and text:sub(1, at - 1) .. c .. text:sub(at) or text:sub(1, at - 1) .. text:sub(at + 1)
+      end
+      for i, t in ipairs(texts) do
+        local mine, why = rebuilt(t)
+        local theirs = cj(t)
+        if mine then
+          accepted = accepted + 1
+          assert(type(theirs) == "table", "jscan accepted what cjson refuses: " .. t)
+          assert(same(mine, theirs), "a different top level: " .. t)
+        else
+          refused = refused + 1
+          if i == 1 then assert(why == "duplicate", "jscan refused valid JSON: " .. t) end
+          if theirs ~= nil and why ~= "duplicate" then cjson_only = cjson_only + 1 end
+        end
+      end
+    end
+    assert.is_true(accepted > 2000 and refused > 2000, accepted .. " " .. refused)
+    -- only cjson's leniencies (1., a NUL after the end) may pass there alone
+    assert.is_true(cjson_only < refused / 20, cjson_only .. " of " .. refused)
+  end)
+end)

@@ -1,0 +1,355 @@
+/* The JSON checker and top-level index: see jscan.h. */
+#include "jscan.h"
+
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/* bytes that end a run of plain string bytes: the quote, the backslash, NUL */
+static const unsigned char stop[256] = { [0] = 1, ['"'] = 1, ['\\'] = 1 };
+
+/* the first byte at or after p (before end) that ends a run of plain
+ * string bytes, or end: 16 bytes a step where SSE2 is there (every x86-64) */
+static const char *plain_run(const char *p, const char *end)
+{
+#ifdef __SSE2__
+	const __m128i q = _mm_set1_epi8('"'), b = _mm_set1_epi8('\\'), z = _mm_setzero_si128();
+
+	while (end - p >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		__m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, b)), _mm_cmpeq_epi8(v, z));
+		int m = _mm_movemask_epi8(hit);
+		if (m)
+			return p + __builtin_ctz((unsigned)m);
+		p += 16;
+	}
+#endif
+	while (p < end && !stop[(unsigned char)*p])
+		p++;
+	return p;
+}
+
+typedef struct scan {
+	const char *p, *end;
+	const mg_jscan_opts *o;
+	mg_jscan_out *out;
+	int esc; /* the last string scanned held an escape */
+} scan;
+
+static const char *ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+static int hex4(const char *p, const char *end)
+{
+	int v = 0;
+
+	if (end - p < 4)
+		return -1;
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
+}
+
+/* s->p at the opening quote; leaves it past the closing one. A high
+ * surrogate must be followed by an escaped low one, and a low one never
+ * stands alone (lua-cjson refuses both). */
+static int string(scan *s)
+{
+	const char *p = s->p + 1, *end = s->end;
+
+	s->esc = 0;
+	if (s->o->marker && (size_t)(end - p) >= s->o->marker_len &&
+	    memcmp(p, s->o->marker, s->o->marker_len) == 0)
+		s->out->marked = 1;
+	for (;;) {
+		p = plain_run(p, end);
+		if (p >= end || *p == 0)
+			return -1;
+		if (*p == '"')
+			break;
+		s->esc = 1;
+		if (end - p < 2)
+			return -1;
+		switch (p[1]) {
+		case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+			p += 2;
+			break;
+		case 'u': {
+			int c = hex4(p + 2, end);
+			if (c < 0 || (c & 0xFC00) == 0xDC00)
+				return -1;
+			p += 6;
+			if ((c & 0xFC00) == 0xD800) {
+				int lo;
+				if (end - p < 2 || p[0] != '\\' || p[1] != 'u')
+					return -1;
+				lo = hex4(p + 2, end);
+				if (lo < 0 || (lo & 0xFC00) != 0xDC00)
+					return -1;
+				p += 6;
+			}
+			break;
+		}
+		default:
+			return -1;
+		}
+	}
+	s->p = p + 1;
+	return 0;
+}
+
+static int digits(const char **pp, const char *end)
+{
+	const char *p = *pp;
+
+	if (p >= end || *p < '0' || *p > '9')
+		return -1;
+	while (p < end && *p >= '0' && *p <= '9')
+		p++;
+	*pp = p;
+	return 0;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int number(scan *s)
+{
+	const char *p = s->p, *end = s->end;
+
+	if (*p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if (digits(&p, end))
+		return -1;
+	if (p < end && *p == '.') {
+		p++;
+		if (digits(&p, end))
+			return -1;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (digits(&p, end))
+			return -1;
+	}
+	s->p = p;
+	return 0;
+}
+
+static int literal(scan *s, const char *word, size_t n)
+{
+	if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+		return -1;
+	s->p += n;
+	return 0;
+}
+
+int mg_jscan(const char *text, size_t len, const mg_jscan_opts *opts, mg_jscan_out *out)
+{
+	scan s = { text, text + len, opts, out, 0 };
+	char stack[1024]; /* 'o' or 'a' per open container */
+	int depth = 0, max = opts->max_depth > 0 && opts->max_depth < 1024 ? opts->max_depth : 1023;
+	mg_jfield *f = NULL; /* the top-level field whose value is being read */
+
+	out->n = 0;
+	out->marked = 0;
+	s.p = ws(s.p, s.end);
+	if (s.p >= s.end || *s.p != '{') {
+		out->error_at = (size_t)(s.p - text);
+		return MG_JSCAN_NOT_OBJECT;
+	}
+	goto value;
+
+key:
+	s.p = ws(s.p, s.end);
+	if (s.p >= s.end || *s.p != '"')
+		goto bad;
+	{
+		const char *k = s.p;
+		if (string(&s))
+			goto bad;
+		if (depth == 1) {
+			if (out->n == out->cap) {
+				out->error_at = (size_t)(k - text);
+				return MG_JSCAN_TOO_MANY;
+			}
+			f = &out->fields[out->n++];
+			f->key_at = k + 1;
+			f->key_len = (size_t)(s.p - k - 2);
+			f->key_esc = s.esc;
+			f->count = 0;
+			f->esc = 0;
+		} else if (depth == 2) {
+			out->fields[out->n - 1].count++;
+		}
+	}
+	s.p = ws(s.p, s.end);
+	if (s.p >= s.end || *s.p != ':')
+		goto bad;
+	s.p++;
+
+value:
+	s.p = ws(s.p, s.end);
+	if (s.p >= s.end)
+		goto bad;
+	if (depth == 1)
+		f->from = (size_t)(s.p - text);
+	else if (depth == 2 && stack[1] == 'a')
+		out->fields[out->n - 1].count++;
+	switch (*s.p) {
+	case '{':
+	case '[':
+		if (depth >= max)
+			goto bad;
+		stack[depth++] = *s.p == '{' ? 'o' : 'a';
+		if (depth == 2)
+			f->type = stack[1] == 'o' ? MG_JOBJ : MG_JARR;
+		s.p = ws(s.p + 1, s.end);
+		if (s.p < s.end && *s.p == (stack[depth - 1] == 'o' ? '}' : ']')) {
+			s.p++;
+			depth--;
+			goto after;
+		}
+		if (stack[depth - 1] == 'o')
+			goto key;
+		goto value;
+	case '"':
+		if (string(&s))
+			goto bad;
+		if (depth == 1) {
+			f->type = MG_JSTR;
+			f->esc = s.esc;
+		}
+		break;
+	case 't':
+		if (literal(&s, "true", 4))
+			goto bad;
+		if (depth == 1)
+			f->type = MG_JTRUE;
+		break;
+	case 'f':
+		if (literal(&s, "false", 5))
+			goto bad;
+		if (depth == 1)
+			f->type = MG_JFALSE;
+		break;
+	case 'n':
+		if (literal(&s, "null", 4))
+			goto bad;
+		if (depth == 1)
+			f->type = MG_JNULL;
+		break;
+	default:
+		if (*s.p != '-' && (*s.p < '0' || *s.p > '9'))
+			goto bad;
+		if (number(&s))
+			goto bad;
+		if (depth == 1)
+			f->type = MG_JNUM;
+		break;
+	}
+
+after:
+	/* a value just ended, at this depth */
+	if (depth == 1)
+		f->to = (size_t)(s.p - text);
+	if (depth == 0) {
+		s.p = ws(s.p, s.end);
+		if (s.p != s.end)
+			goto bad;
+		return MG_JSCAN_OK;
+	}
+	s.p = ws(s.p, s.end);
+	if (s.p >= s.end)
+		goto bad;
+	if (*s.p == ',') {
+		s.p++;
+		if (stack[depth - 1] == 'o')
+			goto key;
+		goto value;
+	}
+	if (*s.p != (stack[depth - 1] == 'o' ? '}' : ']'))
+		goto bad;
+	s.p++;
+	depth--;
+	goto after;
+
+bad:
+	out->error_at = (size_t)(s.p - text);
+	return MG_JSCAN_SYNTAX;
+}
+
+static size_t utf8(unsigned c, char *d)
+{
+	if (c < 0x80) {
+		d[0] = (char)c;
+		return 1;
+	}
+	if (c < 0x800) {
+		d[0] = (char)(0xC0 | c >> 6);
+		d[1] = (char)(0x80 | (c & 0x3F));
+		return 2;
+	}
+	if (c < 0x10000) {
+		d[0] = (char)(0xE0 | c >> 12);
+		d[1] = (char)(0x80 | (c >> 6 & 0x3F));
+		d[2] = (char)(0x80 | (c & 0x3F));
+		return 3;
+	}
+	d[0] = (char)(0xF0 | c >> 18);
+	d[1] = (char)(0x80 | (c >> 12 & 0x3F));
+	d[2] = (char)(0x80 | (c >> 6 & 0x3F));
+	d[3] = (char)(0x80 | (c & 0x3F));
+	return 4;
+}
+
+size_t mg_junescape(const char *s, size_t len, char *dst)
+{
+	const char *p = s, *end = s + len;
+	char *d = dst;
+
+	while (p < end) {
+		if (*p != '\\') {
+			*d++ = *p++;
+			continue;
+		}
+		switch (p[1]) {
+		case 'b': *d++ = '\b'; p += 2; break;
+		case 'f': *d++ = '\f'; p += 2; break;
+		case 'n': *d++ = '\n'; p += 2; break;
+		case 'r': *d++ = '\r'; p += 2; break;
+		case 't': *d++ = '\t'; p += 2; break;
+		case 'u': {
+			unsigned c = (unsigned)hex4(p + 2, end);
+			p += 6;
+			if ((c & 0xFC00) == 0xD800) {
+				unsigned lo = (unsigned)hex4(p + 2, end);
+				c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00);
+				p += 6;
+			}
+			d += utf8(c, d);
+			break;
+		}
+		default: /* " \ / */
+			*d++ = p[1];
+			p += 2;
+		}
+	}
+	return (size_t)(d - dst);
+}

@@ -1,0 +1,150 @@
+/* moongate.jscan: the JSON checker and top-level index (jscan.h) for Lua.
+ * A module of its own, with no part of the daemon in it, so that the pure
+ * Lua layer (lua/moongate/json.lua) can use it in any host that loads C
+ * modules, and does without it elsewhere.
+ *
+ *   top(text [, marker]) -> fields, spans, marked
+ *     fields: key -> value, for each top-level key whose value is a string,
+ *       a number, a boolean or null (cjson.null: the NULL light userdata)
+ *     spans: key -> {kind = "object" | "array", from = i, to = j, n = count}
+ *       for each object or array value (text:sub(i, j), 1-based)
+ *     marked: some string in the text begins with marker
+ *   or nil, "syntax" (not JSON, nested past 200 as lua-cjson counts, too
+ *     many top-level keys) | "not_object", or nil, "duplicate", key
+ *
+ * Nothing raises on bad input; a wrong argument type does (luaL_check*). */
+#include "jscan.h"
+#include "jscan_lua.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FIELDS 256
+#define MAX_DEPTH 200 /* lua/moongate/json.lua's decode_max_depth */
+
+/* the key (unescaped when it must be) onto the stack */
+static void push_key(lua_State *L, const mg_jfield *f, char *tmp)
+{
+	if (!f->key_esc) {
+		lua_pushlstring(L, f->key_at, f->key_len);
+		return;
+	}
+	lua_pushlstring(L, tmp, mg_junescape(f->key_at, f->key_len, tmp));
+}
+
+static int l_top(lua_State *L)
+{
+	size_t len, mlen = 0;
+	const char *text = luaL_checklstring(L, 1, &len);
+	const char *marker = luaL_optlstring(L, 2, NULL, &mlen);
+	mg_jfield fields[MAX_FIELDS];
+	mg_jscan_opts o = { MAX_DEPTH, marker, mlen };
+	mg_jscan_out out = { fields, MAX_FIELDS, 0, 0, 0 };
+	int rc;
+	char small[256], *tmp = small;
+	size_t need = 0;
+
+	lua_settop(L, 2); /* the tables below are at 3 and 4 */
+	rc = mg_jscan(text, len, &o, &out);
+	if (rc != MG_JSCAN_OK) {
+		lua_pushnil(L);
+		lua_pushstring(L, rc == MG_JSCAN_NOT_OBJECT ? "not_object" : "syntax");
+		return 2;
+	}
+	/* one scratch buffer, as long as the longest escaped key or string */
+	for (size_t i = 0; i < out.n; i++) {
+		if (fields[i].key_esc && fields[i].key_len > need)
+			need = fields[i].key_len;
+		if (fields[i].esc && fields[i].to - fields[i].from > need)
+			need = fields[i].to - fields[i].from;
+	}
+	if (need > sizeof small && !(tmp = malloc(need)))
+		return luaL_error(L, "out of memory");
+	lua_createtable(L, 0, (int)out.n); /* 3: fields */
+	lua_newtable(L);                   /* 4: spans */
+	for (size_t i = 0; i < out.n; i++) {
+		const mg_jfield *f = &fields[i];
+		push_key(L, f, tmp);
+		/* given twice? */
+		lua_pushvalue(L, -1);
+		lua_rawget(L, 3);
+		lua_pushvalue(L, -2);
+		lua_rawget(L, 4);
+		if (!lua_isnil(L, -1) || !lua_isnil(L, -2)) {
+			if (tmp != small)
+				free(tmp);
+			lua_pushnil(L);
+			lua_pushliteral(L, "duplicate");
+			lua_pushvalue(L, -5);
+			return 3;
+		}
+		lua_pop(L, 2);
+		switch (f->type) {
+		case MG_JOBJ:
+		case MG_JARR:
+			lua_createtable(L, 0, 4);
+			lua_pushstring(L, f->type == MG_JOBJ ? "object" : "array");
+			lua_setfield(L, -2, "kind");
+			lua_pushnumber(L, (lua_Number)f->from + 1);
+			lua_setfield(L, -2, "from");
+			lua_pushnumber(L, (lua_Number)f->to);
+			lua_setfield(L, -2, "to");
+			lua_pushnumber(L, (lua_Number)f->count);
+			lua_setfield(L, -2, "n");
+			lua_rawset(L, 4);
+			continue;
+		case MG_JSTR:
+			if (f->esc)
+				lua_pushlstring(L, tmp, mg_junescape(text + f->from + 1, f->to - f->from - 2, tmp));
+			else
+				lua_pushlstring(L, text + f->from + 1, f->to - f->from - 2);
+			break;
+		case MG_JNUM: {
+			/* strtod, as lua-cjson reads numbers; the text ends in a
+			 * delimiter (or the closing brace), so it stops in place */
+			char num[64];
+			size_t n = f->to - f->from;
+			if (n < sizeof num) {
+				memcpy(num, text + f->from, n);
+				num[n] = 0;
+				lua_pushnumber(L, strtod(num, NULL));
+			} else {
+				char *big = malloc(n + 1);
+				if (!big) {
+					if (tmp != small)
+						free(tmp);
+					return luaL_error(L, "out of memory");
+				}
+				memcpy(big, text + f->from, n);
+				big[n] = 0;
+				lua_pushnumber(L, strtod(big, NULL));
+				free(big);
+			}
+			break;
+		}
+		case MG_JTRUE:
+			lua_pushboolean(L, 1);
+			break;
+		case MG_JFALSE:
+			lua_pushboolean(L, 0);
+			break;
+		default:
+			lua_pushlightuserdata(L, NULL);
+		}
+		lua_rawset(L, 3);
+	}
+	if (tmp != small)
+		free(tmp);
+	lua_pushboolean(L, out.marked);
+	return 3;
+}
+
+int luaopen_moongate_jscan(lua_State *L)
+{
+	lua_newtable(L);
+	lua_pushcfunction(L, l_top);
+	lua_setfield(L, -2, "top");
+	return 1;
+}
