@@ -90,7 +90,7 @@ end
 -- the fields of a canonical request that are the client's own bytes or
 -- the gateway's bookkeeping, not the canonical form (snapshot leaves them out)
 local not_canonical = { raw = true, raw_body = true, client_key = true, fields = true,
-  untranslatable = true, dropped = true, packed = true, tools_made = true,
+  untranslatable = true, dropped = true, packed = true, tools_made = true, system_made = true, need_usage = true, usage_added = true,
   ollama_model = true, t0 = true, load_only = true } -- (the Ollama door's own notes)
 
 --- snapshot(creq) -> the canonical request as a plain table (messages made

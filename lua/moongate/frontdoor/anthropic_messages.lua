@@ -291,11 +291,31 @@ local function untranslatable(creq)
   return u
 end
 
+local tools_of -- (below: the tools as canonical tools)
+
 local Lazy = { __index = function(creq, k)
   if k == "messages" then
     local list = decode_messages(creq.raw.messages, creq)
     rawset(creq, "messages", list)
     return list
+  end
+  -- the system blocks, when the decode left them unread
+  if k == "system" and not rawget(creq, "system_made") then
+    rawset(creq, "system_made", true)
+    local sys = creq.raw.system
+    if is_array(sys) then
+      rawset(creq, "system", text_of(sys, "\n\n"))
+      return rawget(creq, "system")
+    end
+    return nil
+  end
+  -- the tools, made once; a bad one is refused as the decode would have
+  if k == "tools" and not rawget(creq, "tools_made") then
+    rawset(creq, "tools_made", true)
+    local tools, err = tools_of(creq.raw)
+    if err then errors.refuse(err.status, err.message, { param = err.param, code = err.code, type = err.type }) end
+    rawset(creq, "tools", tools)
+    return tools
   end
   if k == "fields" then return M.fields end
   if k == "untranslatable" then
@@ -324,6 +344,19 @@ local function tool_of(t, i)
     cache_control = t.cache_control ~= nil or nil, defer_loading = t.defer_loading ~= nil or nil, raw = t }
 end
 
+-- the request's tools as canonical tools -> list | nil (none) | nil, err
+function tools_of(req)
+  if req.tools == nil or req.tools == null then return nil end
+  if not is_array(req.tools) then return bad("tools: Input should be a valid list") end
+  local out = {}
+  for i, t in ipairs(req.tools) do
+    local tool, err = tool_of(t, i)
+    if not tool then return nil, err end
+    out[i] = tool
+  end
+  return out
+end
+
 --- decode(body, headers [, opts]) -> canonical request | nil, err
 -- Checks what the gateway reads to route and to translate; the rest
 -- (roles, blocks) is looked at only when the request is translated.
@@ -331,12 +364,16 @@ end
 function M.decode(body, headers, opts)
   opts = opts or {}
   if body == nil or body == "" then return bad("the request body is empty; expected a JSON object") end
-  local req, perr = json.decode(body)
-  if req == nil then return bad("invalid JSON in the request body: " .. perr) end
-  -- ([] decodes to an empty table too: the text says which it was)
-  if not (is_object(req) and body:find("^%s*{")) then return bad("the request body must be a JSON object") end
-  local dup = json.duplicate_key(body, { "model", "stream" })
-  if dup then return bad(dup .. ": the field is given twice; give it once") end
+  -- the top level, its nested values decoded when first read (json.object):
+  -- a passthrough reads few of them
+  local req, why, key = json.object(body, canonical.PACKED, { "model", "stream" })
+  if req == nil then
+    if why == "duplicate" then return bad(key .. ": the field is given twice; give it once") end
+    local _, perr = json.decode(body)
+    if perr then return bad("invalid JSON in the request body: " .. perr) end
+    return bad("the request body must be a JSON object")
+  end
+  local packed = why -- a string begins with canonical.PACKED
   if req.model == nil or req.model == null or req.model == "" then return bad("model: Field required") end
   if type(req.model) ~= "string" then return bad("model: Input should be a valid string") end
   if not opts.count_only then
@@ -345,10 +382,16 @@ function M.decode(body, headers, opts)
       return bad("max_tokens: Input should be a valid integer greater than 0")
     end
   end
-  if not is_array(req.messages) then
-    return bad(req.messages == nil and "messages: Field required" or "messages: Input should be a valid list")
+  local mkind, mcount = json.span_kind(req, "messages")
+  if not mkind then
+    if not is_array(req.messages) then
+      return bad(req.messages == nil and "messages: Field required" or "messages: Input should be a valid list")
+    end
+    mcount = #req.messages
+  elseif mkind ~= "array" and mcount > 0 then
+    return bad("messages: Input should be a valid list")
   end
-  if #req.messages == 0 then return bad("messages: at least one message is required") end
+  if mcount == 0 then return bad("messages: at least one message is required") end
   if req.stream ~= nil and type(req.stream) ~= "boolean" then return bad("stream: Input should be a valid boolean") end
   for name, hi in pairs(unit_range) do
     local v = req[name]
@@ -379,7 +422,12 @@ function M.decode(body, headers, opts)
     raw = req, include_usage = true,
   }
   if is_object(req.metadata) and type(req.metadata.user_id) == "string" then creq.user = req.metadata.user_id end
-  if req.system ~= nil and req.system ~= null then
+  -- system blocks and tools not read yet (a lazy object's) are judged by
+  -- their kind now and made when a translation reads them (Lazy)
+  local skind, scount = json.span_kind(req, "system")
+  if skind then
+    if skind ~= "array" and scount > 0 then return bad("system: Input should be a valid string or list of text blocks") end
+  elseif req.system ~= nil and req.system ~= null then
     if type(req.system) ~= "string" and not is_array(req.system) then
       return bad("system: Input should be a valid string or list of text blocks")
     end
@@ -387,15 +435,15 @@ function M.decode(body, headers, opts)
     creq.system = text_of(req.system, "\n\n")
   end
   setmetatable(creq, Lazy)
-  if req.tools ~= nil and req.tools ~= null then
-    if not is_array(req.tools) then return bad("tools: Input should be a valid list") end
-    creq.tools = {}
-    for i, t in ipairs(req.tools) do
-      local tool, err = tool_of(t, i)
-      if not tool then return nil, err end
-      creq.tools[i] = tool
-    end
+  local tkind, tcount = json.span_kind(req, "tools")
+  if tkind then
+    if tkind ~= "array" and tcount > 0 then return bad("tools: Input should be a valid list") end
+  else
+    local tools, terr = tools_of(req)
+    if terr then return nil, terr end
+    creq.tools = tools
   end
+  creq.system_made, creq.tools_made = not skind, not tkind
   if is_object(req.tool_choice) then
     local tc = req.tool_choice
     creq.tool_choice = { type = tc.type, name = tc.name }
@@ -432,6 +480,7 @@ function M.decode(body, headers, opts)
     creq.format = { type = "json_schema", schema = fmt.schema, strict = true } -- Anthropic's always holds
   end
   creq.raw_body = body
+  creq.packed = packed
   creq.client_key = canonical.client_key(headers)
   creq.anthropic_beta = headers and headers["anthropic-beta"]
   return creq
