@@ -157,7 +157,7 @@ int mg_gate_acquire(const char *name, int limit, const char *key, const char *id
 	/* max_queue is each key's: a busy key fills its own queue, not the
 	 * others' (and the gate holds at most that many per key) */
 	k = find_key(g, key, 0);
-	if (!t || (k && k->n >= max_queue) || timeout_ms <= 0) {
+	if (!t || max_queue <= 0 || (k && k->n >= max_queue) || timeout_ms <= 0) {
 		g->rejected++;
 		goto out;
 	}

@@ -17,7 +17,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define OTHER_ROWS 56 /* series kept, once a metric is full, for "other" label sets */
+#define OTHER_ROWS 200 /* series kept, once a metric is full, for "other" label sets */
 #define MAX_ROWS (MG_METRICS_MAX_SERIES + OTHER_ROWS + 1) /* + the all-"other" one */
 #define MAX_LABELS 4
 
@@ -49,20 +49,20 @@ enum { F_REQUESTS, F_DURATION, F_FIRST_BYTE, F_TOKENS, F_RETRIES, F_FALLBACKS, F
 static family families[F_COUNT] = {
 	[F_REQUESTS] = { "moongate_requests_total",
 		"Requests answered, by front door, provider, model and status.",
-		0, 4, { "door", "provider", "model", "status" }, 1u << 2 | 1u << 1 },
+		0, 4, { "door", "provider", "model", "status" }, 1u << 2 },
 	[F_DURATION] = { "moongate_request_duration_seconds",
 		"Time from the request line to the last byte of the answer.",
-		1, 2, { "door", "provider" }, 1u << 1 },
+		1, 2, { "door", "provider" }, 0 },
 	[F_FIRST_BYTE] = { "moongate_time_to_first_byte_seconds",
 		"Time from the request line to the status line (a stream's starts with the upstream's first event).",
-		1, 2, { "door", "provider" }, 1u << 1 },
+		1, 2, { "door", "provider" }, 0 },
 	[F_TOKENS] = { "moongate_tokens_total",
 		"Tokens the upstreams reported, by inbound key name, model and direction (in: prompt, out: completion).",
-		0, 3, { "key", "model", "direction" }, 1u << 0 | 1u << 1 },
+		0, 3, { "key", "model", "direction" }, 1u << 1 },
 	[F_RETRIES] = { "moongate_retries_total",
-		"Retries of a provider after it failed.", 0, 1, { "provider" }, 1u << 0 },
+		"Retries of a provider after it failed.", 0, 1, { "provider" }, 0 },
 	[F_FALLBACKS] = { "moongate_fallbacks_total",
-		"Fallbacks from a provider to the next of its route's chain.", 0, 1, { "provider" }, 1u << 0 },
+		"Fallbacks from a provider to the next of its route's chain.", 0, 1, { "provider" }, 0 },
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;

@@ -12,9 +12,10 @@
  * here); the reload and Lua-state counts are atomics.
  *
  * Bounded labels: each metric keeps at most MG_METRICS_MAX_SERIES label
- * sets. Past that, a new set's free labels (model, key, provider) read
- * "other"; a few more series are kept for those, and past them every label
- * reads "other". A label value is cut to MG_METRICS_VALUE_MAX bytes, and
+ * sets. Past that, a new set's model reads "other" (the one label a client
+ * chooses among many: the door, the provider, the key name and the status
+ * are bounded by the config and the code); as many series again are kept
+ * for those, and past them every label reads "other". A label value is cut to MG_METRICS_VALUE_MAX bytes, and
  * bytes that are not UTF-8 (or are control characters) become '?'. The
  * values are what the gateway decided (a model a route matched, a
  * configured key's name), never raw client input: a model that no route

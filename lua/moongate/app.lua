@@ -375,23 +375,8 @@ end
 local function start(self, req, frontdoor, creq, route, release, key)
   local limits = req.inbound and req.inbound.limits
   local x = exchange.run(req, frontdoor, creq, route, self.active)
-  local held = release or function() end
-  if release then
-    -- a fallback to a provider with its own gate: the permits of the
-    -- first go back, and the request waits its turn at the next
-    local policy = self.gate
-    x.regate = function(from, to, go)
-      if not gate.moves(policy, route, from, to) then return go() end
-      held()
-      held = function() end
-      gate.enter(policy, req, route, key, function(rel, err)
-        if not rel then return go(err) end
-        if x.done then return rel() end
-        held = rel
-        go()
-      end, to)
-    end
-  end
+  -- the permits held, traded at a fallback to a provider with its own gate
+  local held = release and gate.permits(self.gate, route, key, release, x).release or function() end
   local function finished()
     if #route.chain > 1 then http.note(req, nil, x:provider_name()) end
     held()
@@ -406,13 +391,17 @@ end
 -- the permits go back when it ends.
 local function run(self, req, frontdoor, creq, route)
   http.note(req, creq.model, route.chain[1].name)
+  local lim = req.inbound and req.inbound.limits
+  -- tokens count against these: the upstream must say how many it used
+  if lim and (lim.tpm or lim.tokens_per_day or lim.tokens_per_month) then creq.need_usage = true end
   local rerr = gate.take_rate(req.inbound) -- the key's requests and tokens per minute, its budgets
   if rerr then return http.error(req, frontdoor.client, rerr) end
   if not self.gate then return start(self, req, frontdoor, creq, route) end
   -- fair between key names; without keys, between client addresses
   local key = req.inbound and req.inbound.name or req.peer or "-"
-  gate.enter(self.gate, req, route, key, function(release, err)
+  gate.enter(self.gate, req, route, key, function(release, err, groute)
     if not release then return http.error(req, frontdoor.client, err) end
+    route = groute -- (the rest of the chain, when its first provider cools down)
     -- a provider that raises as it starts (a script stopped by the
     -- watchdog too) gives its permits back and gets its 500, whether the
     -- permit came at once or after a wait (then no C frame would answer)

@@ -175,6 +175,11 @@ function Exchange:emit(ev)
     self:upstream_error(ev)
     return false
   end
+  -- the usage chunk the gateway asked for (providers/upstream.lua:
+  -- usage_added), counted above, is not the client's
+  if usage and ev.type == "raw" and self.creq.usage_added and ev.data:find('"choices"%s*:%s*%[%s*%]') then
+    return true
+  end
   if (ev.type == "raw_body" or ev.type == "raw") and self.fd.on_raw then
     self.fd.on_raw(self.creq, ev) -- what passes through, for a front door that keeps answers
   end
@@ -229,9 +234,11 @@ function Exchange:emit(ev)
   return more
 end
 
---- x.regate(from, to, go): set by the app when a gate applies: before a
--- fallback from link `from` to link `to`, trade the permits for the new
--- provider's, then go(nil), or go(err) with the client's 429
+--- x.regate(from, to, go): set when a gate applies (gate.permits): before
+-- a fallback from link `from` to link `to`, trade the permits for the new
+-- provider's, then go(nil), or go(err) with the client's 429 (err.cooling:
+-- that provider cools down; the next link is tried). x.on_cancel(): the
+-- client left
 
 --- on_limited(provider name, retry_after seconds | nil): set by the app;
 -- an upstream's 429 feeds the gate's cooldown of that provider (gate.lua)
@@ -282,11 +289,16 @@ function Exchange:upstream_error(ev)
   -- first (the app's regate: gate.lua); a full queue or a timeout there
   -- is the client's 429
   if fell and self.regate then
-    return self.regate(self.link - 1, self.link, function(err)
+    local function go(err)
       if self.done then return end
+      if err and err.cooling and self.link < #self.route.chain then
+        self.link = self.link + 1 -- that provider cools down: the next one
+        return self.regate(self.link - 1, self.link, go)
+      end
       if err then return self:fail(err) end
       later(self, 0)
-    end)
+    end
+    return self.regate(self.link - 1, self.link, go)
   end
   later(self, wait)
 end
@@ -320,6 +332,7 @@ end
 
 function Exchange:cancel(why)
   if self.done then return end
+  if self.on_cancel then self.on_cancel() end -- (waiting at a fallback's gate)
   self:finish()
   log.debug("request cancelled: %s", why)
   if self.job then self.job.cancel() end

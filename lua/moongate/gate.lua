@@ -6,11 +6,15 @@
 -- limits, and waits for C's answer.
 --
 --   M.policy(cfg) -> policy | nil (no limit configured)
---   M.enter(policy, req, route, key, cb [, link]): cb(release) once every
---     gate let the request in (release(): give the permits back, once), or
---     cb(nil, err) with the client's 429 (err.retry_after) when a queue is
---     full, the wait timed out, or the provider cools down past the wait.
---     link: the index in route.chain of the provider it goes to (1)
+--   M.enter(policy, req, route, key, cb [, link]) -> abort: cb(release,
+--     nil, route) once every gate let the request in (release(): give the
+--     permits back, once; route: the one given, or, when its first provider
+--     cools down and a fallback remains, the rest of its chain), or cb(nil,
+--     err) with the client's 429 (err.retry_after) when a queue is full, the
+--     wait passed queue_timeout_ms (in all, over every gate), or the
+--     provider cools down past the wait. link: the index in route.chain of
+--     the provider it goes to (1). abort(): the client left (called by
+--     itself on req's close): out of the queue, permits back, no cb
 --   M.moves(policy, route, from, to) -> a fallback from link `from` to
 --     `to` changes the provider gate (give the permits back, enter again)
 --   M.event(id, kind): C's word on a waiting request ("granted", "timeout")
@@ -64,7 +68,7 @@ local function gates_for(policy, route, link)
   end
   local to = route.chain[link or 1]
   local pl = to and policy.providers[to.name]
-  if pl then list[#list + 1] = { "provider:" .. to.name, pl } end
+  if pl then list[#list + 1] = { "provider:" .. to.name, pl, provider = true } end
   if policy.global > 0 then list[#list + 1] = { "global", policy.global } end
   return list
 end
@@ -82,69 +86,140 @@ function M.moves(policy, route, from, to)
   return (a and policy.providers[a.name]) ~= nil or (b and policy.providers[b.name]) ~= nil
 end
 
---- enter(policy, req, route, key, cb [, link]): see the top
+-- the route from its link i on (a first provider that cools down is
+-- skipped while a fallback remains)
+local function from_link(route, i)
+  local r = {}
+  for k, v in pairs(route) do r[k] = v end
+  r.chain = { unpack(route.chain, i) }
+  return r
+end
+
+-- out of gate gname's queue; when C let the waiter go already (granted, or
+-- timed out) its word is on the way: a permit it grants goes back then
+local function leave(gname, id)
+  waiting[id] = nil
+  if core._gate_cancel(gname, id) then return end
+  waiting[id] = function(kind)
+    waiting[id] = nil
+    if kind == "granted" then core._gate_release(gname) end
+  end
+end
+
+--- enter(policy, req, route, key, cb [, link]) -> abort: see the top
 function M.enter(policy, req, route, key, cb, link)
-  local list = gates_for(policy, route, link)
-  if not list[1] then return cb(function() end) end
+  local skip = link == nil -- a fallback's own entry (link given) does not skip on
   seq = seq + 1
   local id = string.format("gate-%s-%d", nonce, seq)
-  local held, done = {}, false
+  -- one deadline for the whole wait, however many gates it passes
+  local deadline = core._now_ms() + policy.queue_timeout_ms
+  local held, done, queued_at, over = {}, false, nil, false
   local function release()
     if done then return end
     done = true
     for i = #held, 1, -1 do core._gate_release(held[i]) end
     held = {}
   end
-  local timeout_s = math.max(1, math.ceil(policy.queue_timeout_ms / 1000))
-  local step
+  local function finish(...)
+    over = true
+    waiting[id] = nil
+    return cb(...)
+  end
   local function fail(err)
     release()
-    waiting[id] = nil
-    cb(nil, err)
+    finish(nil, err)
   end
+  local list, step
   step = function(i)
     local g = list[i]
-    if not g then
-      waiting[id] = nil
-      return cb(release)
+    if not g then return finish(release, nil, route) end
+    local left = deadline - core._now_ms()
+    if left <= 0 then
+      return fail(too_many(g[1], "waited " .. policy.queue_timeout_ms .. " ms",
+        math.max(1, math.ceil(policy.queue_timeout_ms / 1000))))
     end
-    local res, why, retry_ms = core._gate_acquire(g[1], g[2], key or "-", id, policy.queue_timeout_ms,
-      policy.max_queue)
+    local res, why, retry_ms = core._gate_acquire(g[1], g[2], key or "-", id, left, policy.max_queue)
     if res == "ok" then
       held[#held + 1] = g[1]
       return step(i + 1)
     elseif res == "queued" then
+      queued_at = g[1]
       waiting[id] = function(kind)
-        waiting[id] = nil
+        waiting[id], queued_at = nil, nil
         if kind == "granted" then
           held[#held + 1] = g[1]
           return step(i + 1)
         elseif kind == "shutdown" then -- out of the queue (granted meanwhile: given back)
-          if not core._gate_cancel(g[1], id) then core._gate_release(g[1]) end
+          leave(g[1], id)
           local e = errors.new(503, "the gateway is shutting down")
           e.retry_after = 1
           return fail(e)
         end
-        fail(too_many(g[1], "waited " .. policy.queue_timeout_ms .. " ms", timeout_s))
-      end
-      -- the client leaves while it waits: out of the queue (or, granted
-      -- meanwhile, the permit goes back)
-      if req and req.h then
-        core._on_close(req.h, function()
-          if waiting[id] then
-            waiting[id] = nil
-            if not core._gate_cancel(g[1], id) then core._gate_release(g[1]) end
-            release()
-          end
-        end)
+        fail(too_many(g[1], "waited " .. policy.queue_timeout_ms .. " ms",
+          math.max(1, math.ceil(policy.queue_timeout_ms / 1000))))
       end
       return
+    elseif why == "cooling" and skip and g.provider and route.chain[link + 1] then
+      -- the upstream asked to wait: the next provider of the chain serves
+      release()
+      done = false
+      route, link = from_link(route, link + 1), 1
+      list = gates_for(policy, route, link)
+      return step(1)
     elseif why == "cooling" then
-      return fail(too_many(g[1], "the upstream asked to wait", math.max(1, math.ceil((retry_ms or 1000) / 1000))))
+      local e = too_many(g[1], "the upstream asked to wait", math.max(1, math.ceil((retry_ms or 1000) / 1000)))
+      e.cooling = g.provider
+      return fail(e)
     end
     return fail(too_many(g[1], "its queue is full", 1))
   end
+  -- abort(): the request leaves (its client closed): out of the queue, the
+  -- permits it holds given back; nothing more reaches cb
+  local function abort()
+    if over then return end
+    over = true
+    if queued_at then leave(queued_at, id) end
+    release()
+  end
+  -- the client leaves while it waits
+  if req and req.h then core._on_close(req.h, abort) end
+  link = link or 1
+  list = gates_for(policy, route, link)
+  if not list[1] then
+    finish(function() end, nil, route)
+    return abort
+  end
   step(1)
+  return abort
+end
+
+--- permits(policy, route, key, release, x) -> p: the permits of the
+-- exchange x, which may change as it falls back. p.release() gives back
+-- what it holds now (when x ends); x.regate trades them, before a fallback
+-- to another provider with a gate, for that provider's (waiting its turn
+-- there); x.on_cancel takes a request that leaves during that wait out of
+-- the queue.
+function M.permits(policy, route, key, release, x)
+  local p = { current = release or function() end }
+  function p.release()
+    local r = p.current
+    p.current = function() end
+    r()
+  end
+  local abort
+  x.on_cancel = function() if abort then abort() end end
+  x.regate = function(from, to, go)
+    if not M.moves(policy, route, from, to) then return go() end
+    p.release()
+    abort = M.enter(policy, nil, route, key, function(rel, err)
+      abort = nil
+      if not rel then return go(err) end
+      if x.done then return rel() end
+      p.current = rel
+      go()
+    end, to)
+  end
+  return p
 end
 
 --- event(id, kind): "granted" | "timeout" from C (through the worker's pool_event)

@@ -40,13 +40,17 @@ local patterns = {
   { "(\"?" .. anycase("x-goog-api-key") .. "\"?%s*[:=]%s*\"?)[^\",%s}]+", "%1[redacted]" },
   { "(\"?api_key\"?%s*[:=]%s*\"?)[^\",%s}]+", "%1[redacted]" },
   { "(" .. anycase("cookie") .. ":%s*)[^\r\n]+", "%1[redacted]" },
+  { "(AKIA)[%u%d]+", "%1[redacted]" }, -- an AWS access key id
+  { "(xox[abposr]%-)[%w%-]+", "%1[redacted]" }, -- a Slack token
 }
 
 -- a JSON (or form) field whose value is a credential, by its name
 local function sensitive(name)
-  name = name:lower()
+  -- a name written with escapes ("api\u005fkey") is read as JSON reads it
+  name = name:gsub("\\u00(%x%x)", function(h) return string.char(tonumber(h, 16)) end):lower()
   return name:find("api[_%-]?key") or name:find("passw") or name:find("secret") or name:find("token$")
-    or name == "authorization" or name == "cookie" or name == "set-cookie"
+    or name:find("private[_%-]?key") or name:find("access[_%-]?key") or name:find("credential")
+    or name == "key" or name == "auth" or name == "authorization" or name == "cookie" or name == "set-cookie"
 end
 
 -- the end of the JSON string whose text starts at i (its closing quote's
@@ -69,7 +73,7 @@ end
 -- and the same JSON inside a JSON string ({\"k\":\"v\"}, tool arguments)
 local function redact_fields(text, open, esc)
   if not text:find(open, 1, true) then return text end
-  local pat = esc and '\\"([%w_%-%.]+)\\"%s*:%s*\\"' or '"([%w_%-%.]+)"%s*:%s*"'
+  local pat = esc and '\\"([%w_%-%.]+)\\"%s*:%s*\\"' or '"([%w_%-%.\\]+)"%s*:%s*"'
   local out, n, pos = {}, 0, 1
   while true do
     local s, e, name = text:find(pat, pos)

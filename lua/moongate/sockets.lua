@@ -250,17 +250,22 @@ function Sockets:chat_message(h, conn, m)
   local rerr = gate.take_rate(inbound)
   if rerr then return refuse(rerr) end
   if not app.gate then return self:chat_answer(h, conn, creq, route, limits) end
-  gate.enter(app.gate, nil, route, inbound and inbound.name or conn.peer or "-", function(release, gerr)
+  local gkey, wait = inbound and inbound.name or conn.peer or "-", {}
+  local abort = gate.enter(app.gate, nil, route, gkey, function(release, gerr, groute)
+    wait.done = true
+    conn.answers[wait] = nil
     if not release then return refuse(gerr) end
     local conn_now = self.conns[h]
     if not conn_now then return release() end -- the socket closed while it waited
-    self:chat_answer(h, conn_now, creq, route, limits, release)
+    self:chat_answer(h, conn_now, creq, groute, limits, release, gkey)
   end)
+  -- the socket closes while the answer waits: out of the queue
+  if not wait.done and self.conns[h] then conn.answers[wait] = abort end
 end
 
 -- one chat answer through the exchange; release (the gate's permits, if
 -- any) goes back when it ends, however it ends
-function Sockets:chat_answer(h, conn, creq, route, limits, release)
+function Sockets:chat_answer(h, conn, creq, route, limits, release, gkey)
   local app = self.app
   local key = {}
   local client = setmetatable({ h = h, id = creq.answer_id, conn = conn, key = key }, ChatClient)
@@ -275,6 +280,8 @@ function Sockets:chat_answer(h, conn, creq, route, limits, release)
     end
     return core._ws_send(h, ws_chat.message("error", creq.answer_id, { status = 500, message = "internal error" }))
   end
+  -- the permits held, traded at a fallback to a provider with its own gate
+  if release then release = gate.permits(app.gate, route, gkey, release, x).release end
   local function ended()
     if release then release() end
     if limits and x.tokens then core._rate_spend(conn.inbound.name, limits, x.tokens) end

@@ -173,6 +173,94 @@ return {
     s:stop_clean()
   end)
 
+  it("skips a first provider that cools down after its 429 while a fallback remains; a client that leaves a fallback's wait cancels it", function()
+    local up = helpers.mock()
+    finally(function() up:stop() end)
+    local s = helpers.start { workers = 1, config = string.format([[
+return {
+  gate = { queue_timeout_ms = 5000 },
+  providers = {
+    a = { kind = "openai", base_url = %q, api_key = "sk-a", retries = 0, max_concurrent = 2 },
+    b = { kind = "echo", chunk_delay_ms = 100, max_concurrent = 1 },
+  },
+  routes = { { match = "bonly", provider = "b" }, { match = "*", provider = { "a", "b" } } },
+}]], up.url .. "/v1") }
+    finally(function() s:stop() end)
+    up:queue { { status = 429, headers = { ["retry-after"] = "120" }, json = { error = { message = "slow down", type = "requests" } } } }
+    local function ask()
+      return s:request("POST", "/v1/chat/completions", json.encode({ model = "m", messages = { { role = "user", content = "hi there" } } }))
+    end
+    assert.equal(200, ask().status) -- a's 429, then b
+    local n = #up:requests()
+    for _ = 1, 3 do
+      local res = ask()
+      assert.equal(200, res.status, res.body) -- a cools for 120 s: b answers at once
+    end
+    assert.equal(n, #up:requests()) -- and a was not asked again
+    local g = json.decode(s:request("GET", "/stats").body).gate
+    assert.equal(0, g["provider:a"].in_use)
+    assert.equal(0, g["provider:b"].in_use)
+    -- a client that leaves while its fallback waits at b's gate: out of the queue
+    local c = s:connect()
+    assert(c:send(client.request_bytes("POST", "/v1/chat/completions", json.encode({ model = "bonly", stream = true,
+      messages = { { role = "user", content = helpers.words(20) } } }))))
+    assert(c:wait(function(x) return x.buf:find("\r\n\r\n", 1, true) end, 5000))
+    local d = s:connect()
+    assert(d:send(client.request_bytes("POST", "/v1/chat/completions", json.encode({ model = "m", stream = true,
+      messages = { { role = "user", content = "leave" } } }))))
+    assert.is_true(client.run_until(function()
+      return json.decode(s:request("GET", "/stats").body).gate["provider:b"].queued == 1
+    end, 5000))
+    d:close()
+    assert.is_true(client.run_until(function()
+      return json.decode(s:request("GET", "/stats").body).gate["provider:b"].queued == 0
+    end, 3000), "the leaving client stayed in b's queue")
+    assert.is_true(c:wait(done, 10000))
+    g = json.decode(s:request("GET", "/stats").body).gate["provider:b"]
+    assert.equal(0, g.in_use)
+    c:close()
+    s:stop_clean()
+  end)
+
+  it("refuses at once with max_queue = 0, and counts a passthrough stream's tokens for a key with token limits", function()
+    local up = helpers.mock()
+    finally(function() up:stop() end)
+    local K = "sk-gate-tokens-0123456789"
+    local s = helpers.start { workers = 1, config = string.format([[
+return {
+  keys = { { name = "t", key = %q, tokens_per_day = 1000 } },
+  gate = { max_queue = 0 },
+  providers = { up = { kind = "openai", base_url = %q, api_key = "sk-a", retries = 0 },
+    slow = { kind = "echo", chunk_delay_ms = 100, max_concurrent = 1 } },
+  routes = { { match = "slow", provider = "slow" }, { match = "*", provider = "up" } },
+}]], K, up.url .. "/v1") }
+    finally(function() s:stop() end)
+    local auth = { Authorization = "Bearer " .. K }
+    local c = s:connect()
+    assert(c:send(client.request_bytes("POST", "/v1/chat/completions", json.encode({ model = "slow", stream = true,
+      messages = { { role = "user", content = helpers.words(10) } } }), auth)))
+    assert(c:wait(function(x) return x.buf:find("\r\n\r\n", 1, true) end, 5000))
+    local res = s:request("POST", "/v1/chat/completions", json.encode({ model = "slow",
+      messages = { { role = "user", content = "hi" } } }), auth)
+    assert.equal(429, res.status) -- no queue at all: at once
+    assert.matches("queue is full", json.decode(res.body).error.message)
+    assert.is_true(c:wait(done, 10000))
+    -- a stream that did not ask for usage: the gateway asks, counts, and
+    -- keeps the usage chunk from the client
+    up:queue { { reply = { text = "one two three" } } }
+    res = s:request("POST", "/v1/chat/completions", json.encode({ model = "gpt-4o", stream = true,
+      messages = { { role = "user", content = "hi" } } }), auth)
+    assert.equal(200, res.status, res.body)
+    assert.not_matches('"usage"', res.body)
+    assert.matches("%[DONE%]", res.body)
+    local sent = json.decode(up:requests()[1].body)
+    assert.same({ include_usage = true }, sent.stream_options)
+    local rate = json.decode(s:request("GET", "/stats", nil, auth).body).rate
+    assert.is_true((rate.t.tokens_today or 0) > 0, json.encode(rate))
+    c:close()
+    s:stop_clean()
+  end)
+
   it("keeps its permits across a reload: a request under way still holds one", function()
     local s = helpers.start { workers = 1, config = config { permits = 1, timeout = 5000, delay = 100 } }
     finally(function() s:stop() end)
@@ -291,6 +379,46 @@ return {
     assert.equal(1, g.waited)
     assert.equal(0, g.in_use)
     ws:close()
+    s:stop_clean()
+  end)
+
+  it("makes a chat socket's fallback wait at its new provider's gate, and takes a closed socket out of the queue", function()
+    local W = require "support.ws_client"
+    local dead = helpers.free_port()
+    local s = helpers.start { workers = 1, config = string.format([[
+return {
+  gate = { queue_timeout_ms = 5000 },
+  providers = {
+    gone = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", api_key = "k", retries = 0 },
+    spare = { kind = "echo", chunk_delay_ms = 100, max_concurrent = 1 },
+  },
+  routes = { { match = "direct", provider = "spare" }, { match = "*", provider = { "gone", "spare" } } },
+}]], dead) }
+    finally(function() s:stop() end)
+    local function spare() return json.decode(s:request("GET", "/stats").body).gate["provider:spare"] end
+    local c = s:connect()
+    assert(c:send(client.request_bytes("POST", "/v1/chat/completions", json.encode({ model = "direct", stream = true,
+      messages = { { role = "user", content = helpers.words(15) } } }))))
+    assert(c:wait(function(x) return x.buf:find("\r\n\r\n", 1, true) end, 5000))
+    local ws = assert(W.connect(s.port, "/ws/c1"))
+    ws:send(json.encode({ type = "chat_message", id = "a", model = "m", message = { content = "fall back" } }))
+    assert.is_true(client.run_until(function() return spare().queued == 1 end, 5000), "the socket's fallback did not wait")
+    assert.equal(1, spare().in_use)
+    assert.is_true(ws:wait(function(self)
+      for _, t in ipairs(self.messages) do if json.decode(t).type == "response_complete" then return true end end
+    end, 10000))
+    -- a socket that closes while its answer waits leaves the queue
+    assert.is_true(c:wait(done, 10000))
+    c = s:connect()
+    assert(c:send(client.request_bytes("POST", "/v1/chat/completions", json.encode({ model = "direct", stream = true,
+      messages = { { role = "user", content = helpers.words(15) } } }))))
+    assert(c:wait(function(x) return x.buf:find("\r\n\r\n", 1, true) end, 5000))
+    ws:send(json.encode({ type = "chat_message", id = "b", model = "direct", message = { content = "wait" } }))
+    assert.is_true(client.run_until(function() return spare().queued == 1 end, 5000))
+    ws:close()
+    assert.is_true(client.run_until(function() return spare().queued == 0 end, 3000), "the closed socket stayed queued")
+    assert.is_true(c:wait(done, 10000))
+    assert.equal(0, spare().in_use)
     s:stop_clean()
   end)
 end)

@@ -237,6 +237,10 @@ return {
     assert.is_true(grown >= 200, grown .. " more samples") -- the first names did count
     assert.is_true(t2.moongate_metrics_label_overflow_total > 1000)
     assert.is_true(sum(t2, "moongate_requests_total", { model = "other" }) > 1000)
+    -- only the model collapses: the provider (and the key) still read
+    assert.is_true(sum(t2, "moongate_requests_total", { model = "other", provider = "e" }) > 1000)
+    assert.equal(0, sum(t2, "moongate_requests_total", { provider = "other" }))
+    assert.equal(0, sum(t2, "moongate_tokens_total", { key = "other" }))
     -- no request went uncounted
     assert.equal(2200, sum(t2, "moongate_requests_total", { door = "openai_chat" }) - sent)
     local rc, out = promtool(text2)

@@ -1648,8 +1648,11 @@ local function openai_reply(req, r, stream)
     frames[#frames + 1] = chunk({ tool_calls = { { index = i - 1, ["function"] = { arguments = c["function"].arguments } } } })
   end
   frames[#frames + 1] = chunk({}, finish)
-  frames[#frames + 1] = { json = { id = "chatcmpl-mock", object = "chat.completion.chunk", created = 1,
-    model = model_of(req), choices = {}, usage = usage } }
+  -- the usage chunk only when asked for, as OpenAI (and vLLM) send it
+  if is_object(req.stream_options) and req.stream_options.include_usage == true then
+    frames[#frames + 1] = { json = { id = "chatcmpl-mock", object = "chat.completion.chunk", created = 1,
+      model = model_of(req), choices = {}, usage = usage } }
+  end
   frames[#frames + 1] = { data = "[DONE]" }
   return { frames = frames }
 end

@@ -36,7 +36,7 @@ describe("log.redact", function()
 
   it("hides configured secrets verbatim", function()
     log.add_secret("plain-secret-value")
-    assert.equal("key=[redacted]!", log.redact("key=plain-secret-value!"))
+    assert.equal("note=[redacted]!", log.redact("note=plain-secret-value!"))
   end)
 
   it("hides what moongate.secrets knows, with no pattern of its own", function()

@@ -425,6 +425,17 @@ function M.kind(spec)
       if creq.effort_from_suffix and not forward then
         for k, v in pairs(a.effort_fields(creq, self.conf)) do body = json.set_top(body, k, v) end
       end
+      -- a key with token limits needs the upstream's count: an OpenAI
+      -- stream gives it only when asked (the exchange keeps that last
+      -- chunk from a client that did not ask)
+      if creq.need_usage and stream and not forward and a.format == "openai" and creq.client == "openai"
+        and not creq.include_usage then
+        local so = creq.raw and creq.raw.stream_options
+        local merged = { include_usage = true }
+        if type(so) == "table" then for k, v in pairs(so) do if merged[k] == nil then merged[k] = v end end end
+        body = json.set_top(body, "stream_options", json.encode(merged))
+        creq.usage_added = true
+      end
     else
       body, err = wire_text(self, a, creq, false)
       if not body then
