@@ -620,6 +620,9 @@ static int on_headers_complete(http_parser *p)
 		http_parser_pause(p, 1);
 		return 0;
 	}
+	/* the whole body in one allocation, not a doubling series of copies */
+	if ((p->flags & F_CONTENTLENGTH) && p->content_length > 0)
+		mg_buf_reserve(&r->body, (size_t)p->content_length);
 	if (c->expect_continue && !(p->flags & F_CHUNKED) && p->content_length > 0) {
 		uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
 		uv_try_write((uv_stream_t *)&c->tcp, &b, 1);

@@ -6,8 +6,9 @@
  *   top(text [, marker]) -> fields, spans, marked
  *     fields: key -> value, for each top-level key whose value is a string,
  *       a number, a boolean or null (cjson.null: the NULL light userdata)
- *     spans: key -> {kind = "object" | "array", from = i, to = j, n = count}
- *       for each object or array value (text:sub(i, j), 1-based)
+ *     spans: key -> {kind, from = i, to = j, n = count} for every key:
+ *       where its value is (text:sub(i, j), 1-based; a caller may splice
+ *       there), kind "object" | "array" (n: its count) | "scalar"
  *     marked: some string in the text begins with marker
  *   or nil, "syntax" (not JSON, nested past 200 as lua-cjson counts, too
  *     many top-level keys) | "not_object", or nil, "duplicate", key
@@ -67,12 +68,11 @@ static int l_top(lua_State *L)
 	for (size_t i = 0; i < out.n; i++) {
 		const mg_jfield *f = &fields[i];
 		push_key(L, f, tmp);
-		/* given twice? */
+		/* given twice? (spans holds every key) */
 		lua_pushvalue(L, -1);
-		lua_rawget(L, 3);
-		lua_pushvalue(L, -2);
 		lua_rawget(L, 4);
-		if (!lua_isnil(L, -1) || !lua_isnil(L, -2)) {
+		lua_pushnil(L);
+		if (!lua_isnil(L, -2)) {
 			if (tmp != small)
 				free(tmp);
 			lua_pushnil(L);
@@ -81,19 +81,22 @@ static int l_top(lua_State *L)
 			return 3;
 		}
 		lua_pop(L, 2);
+		/* spans[key]: where the value is, for every key */
+		lua_pushvalue(L, -1);
+		lua_createtable(L, 0, 4);
+		lua_pushstring(L, f->type == MG_JOBJ ? "object" : f->type == MG_JARR ? "array" : "scalar");
+		lua_setfield(L, -2, "kind");
+		lua_pushnumber(L, (lua_Number)f->from + 1);
+		lua_setfield(L, -2, "from");
+		lua_pushnumber(L, (lua_Number)f->to);
+		lua_setfield(L, -2, "to");
+		lua_pushnumber(L, (lua_Number)f->count);
+		lua_setfield(L, -2, "n");
+		lua_rawset(L, 4);
 		switch (f->type) {
 		case MG_JOBJ:
 		case MG_JARR:
-			lua_createtable(L, 0, 4);
-			lua_pushstring(L, f->type == MG_JOBJ ? "object" : "array");
-			lua_setfield(L, -2, "kind");
-			lua_pushnumber(L, (lua_Number)f->from + 1);
-			lua_setfield(L, -2, "from");
-			lua_pushnumber(L, (lua_Number)f->to);
-			lua_setfield(L, -2, "to");
-			lua_pushnumber(L, (lua_Number)f->count);
-			lua_setfield(L, -2, "n");
-			lua_rawset(L, 4);
+			lua_pop(L, 1); /* the key: no value in fields */
 			continue;
 		case MG_JSTR:
 			if (f->esc)

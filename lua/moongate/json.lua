@@ -309,7 +309,7 @@ local has_jscan, jscan = pcall(require, "moongate.jscan")
 local function read_span(t, k)
   local mt = getmetatable(t)
   local sp = mt.spans[k]
-  if not sp then return nil end
+  if not sp or sp.kind == "scalar" then return nil end
   -- cannot fail: the scan checked this text, nested less deep than here
   local v = codec.decode(mt.text:sub(sp.from, sp.to))
   rawset(t, k, v)
@@ -326,7 +326,7 @@ function M.object(text, marker, once)
   if has_jscan then
     local fields, spans, third = jscan.top(text, marker)
     if fields then
-      if next(spans) then setmetatable(fields, { __index = read_span, spans = spans, text = text }) end
+      setmetatable(fields, { __index = read_span, spans = spans, text = text })
       return fields, third -- marked
     end
     if spans == "duplicate" then return nil, "duplicate", third end -- the key
@@ -346,7 +346,7 @@ function M.span_kind(t, k)
   if rawget(t, k) ~= nil then return nil end
   local mt = getmetatable(t)
   local sp = mt and mt.spans and mt.spans[k]
-  if sp then return sp.kind, sp.n end
+  if sp and sp.kind ~= "scalar" then return sp.kind, sp.n end
 end
 
 --- whole(obj) -> obj with every nested value read (for pairs(): a
@@ -354,8 +354,8 @@ end
 function M.whole(t)
   local mt = type(t) == "table" and getmetatable(t)
   if mt and mt.__index == read_span then
-    for k in pairs(mt.spans) do
-      if rawget(t, k) == nil then read_span(t, k) end
+    for k, sp in pairs(mt.spans) do
+      if sp.kind ~= "scalar" and rawget(t, k) == nil then read_span(t, k) end
     end
     setmetatable(t, nil)
   end
@@ -479,10 +479,14 @@ function M.set_top(s, name, value)
   return sub(s, 1, i) .. M.encode(name) .. ":" .. value .. (empty and "" or ",") .. sub(s, i + 1)
 end
 
---- replace_top(text, name, json_value) -> text with the value of its
--- top-level key name replaced by json_value (JSON text), the rest byte for
--- byte as it was; nil when the key is not there
-function M.replace_top(s, name, value)
+--- replace_top(text, name, json_value [, obj]) -> text with the value of
+-- its top-level key name replaced by json_value (JSON text), the rest byte
+-- for byte as it was; nil when the key is not there. obj: the lazy object
+-- object() made of text, which knows where each value is (no search then)
+function M.replace_top(s, name, value, obj)
+  local mt = obj and getmetatable(obj)
+  local sp = mt and mt.text == s and mt.spans and mt.spans[name]
+  if sp then return sub(s, 1, sp.from - 1) .. value .. sub(s, sp.to + 1) end
   local r = M.top_level(s, { [name] = true }, true)[name]
   if not r then return nil end
   return sub(s, 1, r.from - 1) .. value .. sub(s, r.to + 1)

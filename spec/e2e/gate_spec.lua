@@ -174,9 +174,12 @@ return {
   end)
 
   it("skips a first provider that cools down after its 429 while a fallback remains; a client that leaves a fallback's wait cancels it", function()
-    local up = helpers.mock()
-    finally(function() up:stop() end)
-    local s = helpers.start { workers = 1, config = string.format([[
+    local up, s = helpers.mock(), nil
+    finally(function() -- (one finally: a second would replace the first)
+      if s then s:stop() end
+      up:stop()
+    end)
+    s = helpers.start { workers = 1, config = string.format([[
 return {
   gate = { queue_timeout_ms = 5000 },
   providers = {
@@ -185,7 +188,6 @@ return {
   },
   routes = { { match = "bonly", provider = "b" }, { match = "*", provider = { "a", "b" } } },
 }]], up.url .. "/v1") }
-    finally(function() s:stop() end)
     up:queue { { status = 429, headers = { ["retry-after"] = "120" }, json = { error = { message = "slow down", type = "requests" } } } }
     local function ask()
       return s:request("POST", "/v1/chat/completions", json.encode({ model = "m", messages = { { role = "user", content = "hi there" } } }))
@@ -223,10 +225,13 @@ return {
   end)
 
   it("refuses at once with max_queue = 0, and counts a passthrough stream's tokens for a key with token limits", function()
-    local up = helpers.mock()
-    finally(function() up:stop() end)
+    local up, s = helpers.mock(), nil
+    finally(function() -- (one finally: a second would replace the first)
+      if s then s:stop() end
+      up:stop()
+    end)
     local K = "sk-gate-tokens-0123456789"
-    local s = helpers.start { workers = 1, config = string.format([[
+    s = helpers.start { workers = 1, config = string.format([[
 return {
   keys = { { name = "t", key = %q, tokens_per_day = 1000 } },
   gate = { max_queue = 0 },
@@ -234,7 +239,6 @@ return {
     slow = { kind = "echo", chunk_delay_ms = 100, max_concurrent = 1 } },
   routes = { { match = "slow", provider = "slow" }, { match = "*", provider = "up" } },
 }]], K, up.url .. "/v1") }
-    finally(function() s:stop() end)
     local auth = { Authorization = "Bearer " .. K }
     local c = s:connect()
     assert(c:send(client.request_bytes("POST", "/v1/chat/completions", json.encode({ model = "slow", stream = true,

@@ -175,7 +175,7 @@ end
 -- (every other byte as the client wrote it)
 local function client_body(creq)
   if creq.upstream_model == creq.model then return creq.raw_body end
-  return json.replace_top(creq.raw_body, "model", json.encode(creq.upstream_model))
+  return json.replace_top(creq.raw_body, "model", json.encode(creq.upstream_model), creq.raw)
 end
 
 -- events to the sink, in order, while it takes them -> more (false: wait
