@@ -130,7 +130,7 @@ static void grant_next(gate *g, double now_ms)
 }
 
 int mg_gate_acquire(const char *name, int limit, const char *key, const char *id, mg_outbox_thread *t,
-		    double now_ms, double timeout_ms, int max_queue, double *retry_ms)
+		    double now_ms, double timeout_ms, int max_queue, int no_wait, double *retry_ms)
 {
 	gate *g;
 	keyq *k;
@@ -148,15 +148,16 @@ int mg_gate_acquire(const char *name, int limit, const char *key, const char *id
 		rc = MG_GATE_OK;
 		goto out;
 	}
-	if (g->cool_until_ms - now_ms > timeout_ms) {
+	/* max_queue is each key's: a busy key fills its own queue, not the
+	 * others' (and the gate holds at most that many per key) */
+	k = find_key(g, key, 0);
+	if (g->cool_until_ms > now_ms && (no_wait || g->cool_until_ms - now_ms > timeout_ms || !t ||
+					  max_queue <= 0 || (k && k->n >= max_queue))) {
 		*retry_ms = g->cool_until_ms - now_ms;
 		g->rejected++;
 		rc = MG_GATE_COOLING;
 		goto out;
 	}
-	/* max_queue is each key's: a busy key fills its own queue, not the
-	 * others' (and the gate holds at most that many per key) */
-	k = find_key(g, key, 0);
 	if (!t || max_queue <= 0 || (k && k->n >= max_queue) || timeout_ms <= 0) {
 		g->rejected++;
 		goto out;
@@ -320,8 +321,9 @@ static double now_ms(void)
 	return (double)uv_hrtime() / 1e6;
 }
 
-/* _gate_acquire(name, limit, key, id, timeout_ms, max_queue) ->
- *   "ok" | "queued" | nil, "full" | nil, "cooling", retry_ms */
+/* _gate_acquire(name, limit, key, id, timeout_ms, max_queue [, no_wait]) ->
+ *   "ok" | "queued" | nil, "full" | nil, "cooling", retry_ms
+ * (no_wait: a cooling gate answers "cooling" at once) */
 static int l_gate_acquire(lua_State *L)
 {
 	const char *name = luaL_checkstring(L, 1);
@@ -331,7 +333,8 @@ static int l_gate_acquire(lua_State *L)
 	double timeout = luaL_optnumber(L, 5, 0), retry;
 	int max_queue = (int)luaL_optinteger(L, 6, 100);
 	mg_ctx *ctx = mg_ctx_of(L);
-	int rc = mg_gate_acquire(name, limit, key, id, ctx ? &ctx->ob : NULL, now_ms(), timeout, max_queue, &retry);
+	int rc = mg_gate_acquire(name, limit, key, id, ctx ? &ctx->ob : NULL, now_ms(), timeout, max_queue,
+				 lua_toboolean(L, 7), &retry);
 
 	switch (rc) {
 	case MG_GATE_OK:

@@ -31,10 +31,12 @@ enum { MG_GATE_OK = 0, MG_GATE_QUEUED, MG_GATE_FULL, MG_GATE_COOLING };
 
 /* Takes a permit of gate `name` (limit: its limit from now on, 0 for none)
  * for request id of key `key`, or queues it (timeout_ms, at most max_queue
- * of that key waiting) to be granted on thread t. MG_GATE_COOLING: the gate cools down
- * for longer than the request may wait; *retry_ms says how long. */
+ * of that key waiting) to be granted on thread t. MG_GATE_COOLING: the gate
+ * cools down, and the request may not wait it out (longer than timeout_ms,
+ * no room in the key's queue, or `no_wait`: it has somewhere else to go);
+ * *retry_ms says how long. */
 int mg_gate_acquire(const char *name, int limit, const char *key, const char *id, mg_outbox_thread *t,
-		    double now_ms, double timeout_ms, int max_queue, double *retry_ms);
+		    double now_ms, double timeout_ms, int max_queue, int no_wait, double *retry_ms);
 
 /* A permit of gate name is given back: the next waiter gets it. */
 void mg_gate_release(const char *name, double now_ms);

@@ -138,7 +138,9 @@ function M.enter(policy, req, route, key, cb, link)
       return fail(too_many(g[1], "waited " .. policy.queue_timeout_ms .. " ms",
         math.max(1, math.ceil(policy.queue_timeout_ms / 1000))))
     end
-    local res, why, retry_ms = core._gate_acquire(g[1], g[2], key or "-", id, left, policy.max_queue)
+    -- a cooling provider with a fallback after it is not waited for
+    local elsewhere = skip and g.provider and route.chain[link + 1] ~= nil
+    local res, why, retry_ms = core._gate_acquire(g[1], g[2], key or "-", id, left, policy.max_queue, elsewhere)
     if res == "ok" then
       held[#held + 1] = g[1]
       return step(i + 1)

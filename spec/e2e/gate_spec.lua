@@ -188,15 +188,18 @@ return {
   },
   routes = { { match = "bonly", provider = "b" }, { match = "*", provider = { "a", "b" } } },
 }]], up.url .. "/v1") }
-    up:queue { { status = 429, headers = { ["retry-after"] = "120" }, json = { error = { message = "slow down", type = "requests" } } } }
+    -- a cooldown shorter than the queue timeout: still not waited for
+    up:queue { { status = 429, headers = { ["retry-after"] = "4" }, json = { error = { message = "slow down", type = "requests" } } } }
     local function ask()
       return s:request("POST", "/v1/chat/completions", json.encode({ model = "m", messages = { { role = "user", content = "hi there" } } }))
     end
     assert.equal(200, ask().status) -- a's 429, then b
     local n = #up:requests()
     for _ = 1, 3 do
+      local t0 = require("luv").hrtime()
       local res = ask()
-      assert.equal(200, res.status, res.body) -- a cools for 120 s: b answers at once
+      assert.equal(200, res.status, res.body) -- a cools for 4 s: b answers at once
+      assert.is_true((require("luv").hrtime() - t0) / 1e6 < 2000, "waited for the cooling provider")
     end
     assert.equal(n, #up:requests()) -- and a was not asked again
     local g = json.decode(s:request("GET", "/stats").body).gate
