@@ -7,7 +7,7 @@
 --
 -- Pinning: the proxy under test runs on CPU 0; the mock, wrk and the stream
 -- clients on CPU 1 (taskset), so the gateway and the load do not share a core.
-package.path = "lua/?.lua;spec/?.lua;" .. package.path
+package.path = "lua/?.lua;spec/?.lua;scripts/?.lua;" .. package.path
 local uv = require "luv"
 local json = require "moongate.json"
 local client = require "support.client"
@@ -146,6 +146,12 @@ end
 local function body_for(t, model)
   return (t.anthropic and an_body or oa_body):gsub('"zero"', '"' .. model .. '"')
 end
+-- an agent's turn as coding agents send it (scripts/agent_request.lua: a
+-- 15 KB system prompt, 40 tools with JSON schemas, 120 messages mixing
+-- text, tool calls and tool results): about 167 KiB, and a 1 MiB one
+local agent = require "agent_request"
+local AGENT = { openai = agent.build("openai"), anthropic = agent.build("anthropic"),
+  openai_1m = agent.build("openai", { messages = 1200, result_bytes = 1500 }) }
 
 local targets = {
   { key = "direct", name = "mock directly", port = P.mock, path = "/v1/chat/completions" },
@@ -160,9 +166,9 @@ local targets = {
 --- wrk(t, model, conns, seconds) -> {p50, p99, rps, errors, raw, user_us,
 -- sys_us}; user_us and sys_us: the CPU time t.pid used per request (when
 -- the target names its process)
-local function wrk(t, model, conns, seconds)
+local function wrk(t, model, conns, seconds, body)
   local lines = { "wrk.method = 'POST'", "wrk.headers['content-type'] = 'application/json'",
-    string.format("wrk.body = %q", body_for(t, model)) }
+    string.format("wrk.body = %q", body or body_for(t, model)) }
   for k, v in pairs(t.headers or {}) do lines[#lines + 1] = string.format("wrk.headers[%q] = %q", k, v) end
   local script = WORK .. "/wrk-" .. t.key .. ".lua"
   write(script, table.concat(lines, "\n") .. "\n")
@@ -187,6 +193,24 @@ local function wrk(t, model, conns, seconds)
     user_us = u0 and u1 and n and n > 0 and (u1 - u0) / n * 1e6 or nil,
     sys_us = s0 and s1 and n and n > 0 and (s1 - s0) / n * 1e6 or nil,
   }
+end
+
+-- FRAME_STREAMS streams of the mock's "burst" model (2,000 deltas at once),
+-- one after the other -> {us = CPU per frame of t.pid, short = streams that
+-- did not bring every delta}
+local FRAME_STREAMS = opts.quick and 10 or 25
+local function frames_cpu(t, n)
+  local body = body_for(t, "burst"):gsub("}$", ',"stream":true}')
+  local u0, s0 = cpu_s(t.pid)
+  local short = 0
+  for _ = 1, n do
+    local res = client.request(t.port, "POST", t.path, body, t.headers, 30000)
+    local got = 0
+    for _ in ((res and res.body) or ""):gmatch("tok%d+ ") do got = got + 1 end
+    if not res or res.status ~= 200 or got < 2000 then short = short + 1 end
+  end
+  local u1, s1 = cpu_s(t.pid)
+  return { us = u0 and u1 and ((u1 - u0) + (s1 - s0)) / (n * 2000) * 1e6 or nil, short = short }
 end
 
 -- streams: time to first token, gaps between tokens, many open at once ----------
@@ -340,6 +364,10 @@ http {
   upstream mock { server 127.0.0.1:%d; keepalive 256; }
   server {
     listen 127.0.0.1:%d;
+    # an agent's request (up to 1 MiB here) kept in memory, as moongate
+    # keeps it, not written to a temporary file first
+    client_max_body_size 16m;
+    client_body_buffer_size 2m;
     location / {
       proxy_pass http://mock;
       proxy_http_version 1.1;
@@ -377,6 +405,32 @@ local function main()
       local x = r.lat[t.key]
       log("  %-22s c1    p50 %.3f ms  p99 %.3f ms%s", t.name, x.p50 or -1, x.p99 or -1,
         x.user_us and string.format(", CPU per request: user %.1f us, system %.1f us", x.user_us, x.sys_us) or "")
+    end
+    -- an agent's turn (about 167 KiB), one at a time: the added latency and
+    -- the CPU each proxy spends on it; the translating target gets it in
+    -- Anthropic's format, the others in OpenAI's; and 1 MiB passed through
+    r.agent, r.agent1m = {}, {}
+    for _, t in ipairs(targets) do
+      r.agent[t.key] = wrk(t, "zero", 1, opts.duration, t.anthropic and AGENT.anthropic or AGENT.openai)
+      local x = r.agent[t.key]
+      log("  %-22s agent c1 p50 %.3f ms p99 %.3f ms%s%s", t.name, x.p50 or -1, x.p99 or -1,
+        x.user_us and string.format(", CPU per request: %.0f us", x.user_us + x.sys_us) or "",
+        x.errors > 0 and string.format(" (%d errors)", x.errors) or "")
+      if not t.anthropic and t.key ~= "portkey" then
+        r.agent1m[t.key] = wrk(t, "zero", 1, opts.duration, AGENT.openai_1m)
+        x = r.agent1m[t.key]
+        log("  %-22s 1 MiB c1 p50 %.3f ms%s", t.name, x.p50 or -1,
+          x.user_us and string.format(", CPU per request: %.0f us", x.user_us + x.sys_us) or "")
+      end
+    end
+    -- stream frames: 2,000 deltas sent at once, the proxy's CPU per frame
+    r.frames = {}
+    for _, t in ipairs(targets) do
+      if t.pid and t.key ~= "portkey" then
+        r.frames[t.key] = frames_cpu(t, FRAME_STREAMS)
+        log("  %-22s burst of 2,000 deltas: %.2f us CPU per frame (%d short)", t.name, r.frames[t.key].us or -1,
+          r.frames[t.key].short)
+      end
     end
     for _, t in ipairs(targets) do
       r.rps0[t.key] = wrk(t, "zero", 64, opts.duration)
@@ -524,6 +578,8 @@ local function main()
   local ng_args = { "-c", WORK .. "/nginx-callgrind.conf", "-e", WORK .. "/nginx-error.log" }
   count("nginx", P.nginx, "/usr/sbin/nginx", ng_args)
   count("nginx_long", P.nginx, "/usr/sbin/nginx", ng_args, nil, long_body)
+  count("moongate_agent", P.moongate, ROOT .. "/build/moongate", mg_args, mg_env, AGENT.openai)
+  count("nginx_agent", P.nginx, "/usr/sbin/nginx", ng_args, nil, AGENT.openai)
   return R
 end
 
@@ -556,7 +612,7 @@ local function report(R)
       value and string.format(value % 1 == 0 and "%d" or "%.3f", value) or "n/a", unit, target or "",
       pass == nil and "" or pass == "short" and "not tested: a quick run"
         or pass == "fd" and string.format("not tested: the open file limit here (%d) holds %d", R.fd_limit, R.streams.n)
-        or (pass and "met" or "**missed**"), note and " (" .. note .. ")" or "")
+        or (pass and "met" or "**missed**"), note and ((pass == nil and "(" or " (") .. note .. ")") or "")
     if type(pass) == "boolean" then checks[#checks + 1] = pass end
   end
   -- how the floor, nginx, fares against a latency target in the same run
@@ -665,7 +721,60 @@ local function report(R)
   row("instructions per request, nginx proxy_pass (callgrind)", ipr("nginx"), "")
   row("instructions per request, passthrough, 100-message conversation (callgrind)", ipr("moongate_long"), "")
   row("instructions per request, nginx, 100-message conversation (callgrind)", ipr("nginx_long"), "")
+  row("instructions per request, passthrough, agent request (callgrind)", ipr("moongate_agent"), "")
+  row("instructions per request, nginx, agent request (callgrind)", ipr("nginx_agent"), "")
   row("Portkey resident memory", R.portkey_rss_kb and R.portkey_rss_kb / 1024, " MiB")
+
+  -- the work agents send: a 167 KiB turn, passed through and translated,
+  -- its CPU per request against nginx's in the same run; stream frames
+  local function cpu(field, key)
+    local u, k = over(field, "user_us", key), over(field, "sys_us", key)
+    return u and k and u + k
+  end
+  local function cpu_ratio(field, a, b)
+    local vals = {}
+    for _, r in ipairs(R.rounds) do
+      local x, y = r[field] and r[field][a], r[field] and r[field][b]
+      if x and y and x.user_us and y.user_us and (y.user_us + y.sys_us) > 0 then
+        vals[#vals + 1] = (x.user_us + x.sys_us) / (y.user_us + y.sys_us)
+      end
+    end
+    return median(vals)
+  end
+  local function frame(key)
+    local vals = {}
+    for _, r in ipairs(R.rounds) do vals[#vals + 1] = r.frames and r.frames[key] and r.frames[key].us end
+    return median(vals)
+  end
+  if R.rounds[1] and R.rounds[1].agent then
+    rows[#rows + 1] = "| **agent-sized work (167 KiB turn)** | | | |"
+    local ag_pass, ag_ng = cpu("agent", "passthrough"), cpu("agent", "nginx")
+    local ag_ratio = cpu_ratio("agent", "passthrough", "nginx")
+    row("agent request passthrough, CPU per request", ag_pass, " us", "<= 2x nginx", ag_ratio and ag_ratio <= 2,
+      ag_ratio and string.format("%.1fx nginx's %.0f us", ag_ratio, ag_ng or 0))
+    local ag_add = ratio_rounds("agent", "p50", "passthrough", "direct", "minus")
+    row("agent request passthrough, added p50 c1", ag_add, " ms", "<= 0.3 ms", ag_add and ag_add <= 0.3,
+      floor_note(ratio_rounds("agent", "p50", "nginx", "direct", "minus"), 0.3))
+    local ag_tr = cpu("agent", "translating")
+    row("agent request translated (Anthropic client, OpenAI upstream), CPU", ag_tr and ag_tr / 1000, " ms", "<= 1.0 ms",
+      ag_tr and ag_tr <= 1000)
+    row("agent request, nginx proxy_pass, CPU per request", ag_ng, " us")
+    row("agent request, Portkey, CPU per request", cpu("agent", "portkey"), " us")
+    local pk_ratio = cpu_ratio("agent", "portkey", "passthrough")
+    row("agent request passthrough, Portkey's CPU / moongate's", pk_ratio, "x", ">= 30x", pk_ratio and pk_ratio >= 30)
+    row("1 MiB request passthrough, CPU per request", cpu("agent1m", "passthrough"), " us", nil, nil,
+      cpu_ratio("agent1m", "passthrough", "nginx") and string.format("%.1fx nginx's %.0f us",
+        cpu_ratio("agent1m", "passthrough", "nginx"), cpu("agent1m", "nginx") or 0))
+    local ft, fp, fn = frame("translating"), frame("passthrough"), frame("nginx")
+    row("translated stream frame, CPU (burst of 2,000)", ft, " us", "<= 2 us", ft and ft <= 2)
+    row("passthrough stream frame, CPU (burst of 2,000)", fp, " us", "<= 1.5x nginx", fp and fn and fp <= 1.5 * fn,
+      fn and string.format("nginx %.2f us", fn))
+    local small = cpu_ratio("rps0", "passthrough", "nginx")
+    row("small request passthrough, CPU / nginx's (c64)", small, "x", "<= 1.5x", small and small <= 1.5)
+    local p99_pass = ratio_rounds("lat", "p99", "passthrough", "direct", "minus")
+    local p99_ratio = p99_pass and add_p99_ng and add_p99_ng > 0 and p99_pass / add_p99_ng
+    row("small request passthrough, added p99 c1 / nginx's", p99_ratio, "x", "<= 1.5x", p99_ratio and p99_ratio <= 1.5)
+  end
 
   local md = { "# moongate benchmark", "",
     string.format("%s; %d round(s) of %d s per wrk run; medians over rounds; added = gateway minus the direct call in the same round.",

@@ -5,6 +5,7 @@
  *   "delay20" after 20 ms
  *   "paced"   streamed: 64 deltas 20 ms apart (SSE, whatever "stream" says)
  *   "hold"    streamed: one delta a second for 10 s (for many open streams)
+ *   "burst"   streamed: 2,000 deltas at once (CPU per frame)
  * Non-streamed answers are fixed JSON bodies; streamed ones end with the
  * format's own closing frames. Usage: mock PORT
  */
@@ -218,7 +219,16 @@ static int on_complete(http_parser *p)
 	const char *b = c->body ? c->body : "";
 
 	c->anthropic = strstr(c->url, "/messages") != NULL;
-	if (strstr(b, "\"paced\"") || strstr(b, "\"hold\"")) {
+	if (strstr(b, "\"burst\"")) {
+		static const char head[] = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+					   "transfer-encoding: chunked\r\n\r\n";
+		c->stream = 1;
+		c->sent = 0;
+		send_bytes(c, head, sizeof head - 1);
+		while (c->sent < 2000)
+			send_delta(c);
+		send_end(c);
+	} else if (strstr(b, "\"paced\"") || strstr(b, "\"hold\"")) {
 		static const char head[] = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
 					   "transfer-encoding: chunked\r\n\r\n";
 		int hold = strstr(b, "\"hold\"") != NULL;

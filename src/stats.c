@@ -67,7 +67,9 @@ static int l_stats(lua_State *L)
 	__atomic_load(&mg_global_stats.buffered_peak, &s.buffered_peak, __ATOMIC_RELAXED);
 	__atomic_load(&mg_global_stats.client_disconnects, &s.client_disconnects, __ATOMIC_RELAXED);
 	__atomic_load(&mg_global_stats.lua_errors, &s.lua_errors, __ATOMIC_RELAXED);
-	lua_createtable(L, 0, 11);
+	__atomic_load(&mg_global_stats.piped_frames, &s.piped_frames, __ATOMIC_RELAXED);
+	__atomic_load(&mg_global_stats.templated_frames, &s.templated_frames, __ATOMIC_RELAXED);
+	lua_createtable(L, 0, 13);
 #define F(name) lua_pushnumber(L, (lua_Number)s.name); lua_setfield(L, -2, #name)
 	F(requests);
 	F(open_requests);
@@ -77,6 +79,8 @@ static int l_stats(lua_State *L)
 	F(buffered_peak);
 	F(client_disconnects);
 	F(lua_errors);
+	F(piped_frames);
+	F(templated_frames);
 #undef F
 	lua_pushnumber(L, (lua_Number)mg_log_dropped());
 	lua_setfield(L, -2, "log_lines_dropped");

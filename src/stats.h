@@ -18,6 +18,8 @@ typedef struct mg_stats {
 	long long buffered_peak;
 	long long client_disconnects;
 	long long lua_errors;
+	long long piped_frames;     /* passthrough frames the host queued itself */
+	long long templated_frames; /* translated deltas the host wrote itself (tmpl.h) */
 } mg_stats;
 extern mg_stats mg_global_stats;
 

@@ -27,6 +27,8 @@
 #include "log.h"
 #include "lua_host.h"
 #include "sse.h"
+#include "stats.h"
+#include "tmpl.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -126,6 +128,10 @@ struct mg_fetch {
 	size_t err_val_len[4];
 	int err_keys;
 	lua_Integer piped;   /* frames queued on the client's stream by C */
+	mg_tmpl *tmpl;       /* _fetch_template: text deltas C writes itself (owned) */
+	mg_req **tmpl_to;    /* ... on this client stream's handle slot */
+	int tmpl_ref;        /* keeps that handle alive */
+	mg_buf tbuf;         /* a templated frame being made */
 	mg_fetch **slot;
 	int slot_ref;
 };
@@ -364,7 +370,10 @@ static void fetch_free(mg_fetch *f)
 		luaL_unref(L, LUA_REGISTRYINDEX, f->body_ref);
 		luaL_unref(L, LUA_REGISTRYINDEX, f->hdr_ref);
 		luaL_unref(L, LUA_REGISTRYINDEX, f->pipe_ref);
+		luaL_unref(L, LUA_REGISTRYINDEX, f->tmpl_ref);
 	}
+	mg_tmpl_free(f->tmpl);
+	mg_buf_free(&f->tbuf);
 	mg_sse_parser_free(&f->sse);
 	mg_buf_free(&f->partial);
 	mg_buf_free(&f->body);
@@ -539,7 +548,28 @@ static int pipe_frame(mg_fetch *f, const char *data, size_t dlen, const char *ev
 	if (mg_req_pipe_sse(*f->pipe, event, elen, data, dlen) != 0)
 		return 0;
 	f->piped++;
+	mg_stats_add(&mg_global_stats.piped_frames, 1);
 	return 1;
+}
+
+/* A templated fetch writes a plain text delta's client frame itself
+ * (tmpl.h). Returns 1 if queued. Any other frame, and every frame while
+ * the client is behind or gone, goes to Lua: the template is dropped then
+ * (Lua hands a new one when the stream is steady again). */
+static int tmpl_frame(mg_fetch *f, const char *data, size_t dlen, const char *event, size_t elen)
+{
+	mg_tmpl *t = f->tmpl;
+	int rc;
+
+	f->tbuf.len = 0;
+	rc = mg_tmpl_apply(t, data, dlen, event, elen, &f->tbuf);
+	if (rc == 1 && mg_req_pipe_sse(*f->tmpl_to, t->event, t->elen, f->tbuf.data, f->tbuf.len) == 0) {
+		mg_stats_add(&mg_global_stats.templated_frames, 1);
+		return 1;
+	}
+	mg_tmpl_free(t);
+	f->tmpl = NULL;
+	return 0;
 }
 
 /* Hands one frame to Lua's on_frame; a false answer pauses the transfer. */
@@ -550,6 +580,8 @@ static void deliver(mg_fetch *f, const char *data, size_t dlen, const char *even
 	if (f->cancelled)
 		return;
 	if (f->pipe && pipe_frame(f, data, dlen, event, elen))
+		return;
+	if (f->tmpl && tmpl_frame(f, data, dlen, event, elen))
 		return;
 	if (!push_cb(f, "on_frame"))
 		return;
@@ -934,7 +966,7 @@ static int l_fetch(lua_State *L)
 	if (!f)
 		return luaL_error(L, "out of memory");
 	f->up = up;
-	f->cb_ref = f->slot_ref = f->body_ref = f->hdr_ref = f->pipe_ref = LUA_NOREF;
+	f->cb_ref = f->slot_ref = f->body_ref = f->hdr_ref = f->pipe_ref = f->tmpl_ref = LUA_NOREF;
 	if (stream && strcmp(stream, "sse") && strcmp(stream, "ndjson"))
 		return luaL_argerror(L, 1, "stream must be \"sse\", \"ndjson\" or nil");
 	f->mode = !stream ? MODE_BODY : !strcmp(stream, "sse") ? MODE_SSE : MODE_NDJSON;
@@ -1176,6 +1208,77 @@ static int l_fetch_pipe(lua_State *L)
 	return 0;
 }
 
+/* a string field of the template spec, copied (NULL when absent and optional) */
+static char *spec_string(lua_State *L, const char *name, size_t *len, int optional)
+{
+	const char *s;
+	char *out;
+
+	lua_getfield(L, 3, name);
+	s = lua_tolstring(L, -1, len);
+	if (!s) {
+		lua_pop(L, 1);
+		if (!optional)
+			luaL_error(L, "_fetch_template: %s must be a string", name);
+		*len = 0;
+		return NULL;
+	}
+	if ((out = malloc(*len + 1)))
+		memcpy(out, s, *len + 1);
+	lua_pop(L, 1);
+	return out;
+}
+
+/* _fetch_template(h, req_handle, spec | nil): from now on, each upstream
+ * frame that is a plain text delta (spec.from "openai" | "anthropic",
+ * spec.kind "text" | "thinking") goes to the client stream req_handle as
+ * spec.prefix .. the delta's string (written as cjson writes it) ..
+ * spec.suffix, under SSE event spec.event (or none), without Lua; the first
+ * frame that is not one goes to Lua as before, and ends the template. nil
+ * ends it now. */
+static int l_fetch_template(lua_State *L)
+{
+	mg_fetch *f = check_fetch(L);
+	mg_req **slot;
+	mg_tmpl *t;
+	const char *from, *kind;
+
+	if (f && f->tmpl) {
+		mg_tmpl_free(f->tmpl);
+		f->tmpl = NULL;
+	}
+	if (lua_isnoneornil(L, 3) || !f || f->mode != MODE_SSE)
+		return 0;
+	slot = mg_req_check_handle(L, 2);
+	luaL_checktype(L, 3, LUA_TTABLE);
+	lua_getfield(L, 3, "from");
+	lua_getfield(L, 3, "kind");
+	from = lua_tostring(L, -2);
+	kind = lua_tostring(L, -1);
+	if (!from || !kind || (strcmp(from, "openai") && strcmp(from, "anthropic")) ||
+	    (strcmp(kind, "text") && strcmp(kind, "thinking")))
+		return luaL_error(L, "_fetch_template: from is \"openai\" or \"anthropic\", kind \"text\" or \"thinking\"");
+	if (!(t = calloc(1, sizeof *t)))
+		return luaL_error(L, "out of memory");
+	t->from = from[0] == 'o' ? MG_TMPL_OPENAI : MG_TMPL_ANTHROPIC;
+	t->kind = kind[1] == 'e' ? MG_TMPL_TEXT : MG_TMPL_THINKING;
+	lua_pop(L, 2);
+	f->tmpl = t; /* owned from here: freed with the fetch even if a field raises */
+	t->prefix = spec_string(L, "prefix", &t->plen, 0);
+	t->suffix = spec_string(L, "suffix", &t->slen, 0);
+	t->event = spec_string(L, "event", &t->elen, 1);
+	if (!t->prefix || !t->suffix || (t->elen && (memchr(t->event, '\n', t->elen) || memchr(t->event, '\r', t->elen)))) {
+		f->tmpl = NULL;
+		mg_tmpl_free(t);
+		return luaL_error(L, "_fetch_template: a prefix, a suffix, and an event name of one line");
+	}
+	luaL_unref(L, LUA_REGISTRYINDEX, f->tmpl_ref);
+	lua_pushvalue(L, 2);
+	f->tmpl_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	f->tmpl_to = slot;
+	return 0;
+}
+
 /* _upstream_options{http2_streams = N}: at most N transfers at once on one
  * HTTP/2 connection (curl's CURLMOPT_MAX_CONCURRENT_STREAMS; the server's
  * own SETTINGS limit wins when lower). For this Lua state's engine, before
@@ -1208,6 +1311,7 @@ int mg_upstream_open(lua_State *L)
 		{ "_fetch_cancel", l_fetch_cancel },
 		{ "_fetch_resume", l_fetch_resume },
 		{ "_fetch_pipe", l_fetch_pipe },
+		{ "_fetch_template", l_fetch_template },
 		{ "_upstream_options", l_upstream_options },
 		{ NULL, NULL }
 	};

@@ -104,6 +104,14 @@ local function new_sink(x, gen, link)
       local s = x.stream
       if live() and s and s.started and s.kind == "sse" then x.piped = true; return s.h end
     end,
+    -- the frame a text (or thinking) delta becomes while the client's
+    -- stream is steady (the encoder's template), and the stream's handle:
+    -- the host may write such deltas itself (core._fetch_template); nil
+    -- when it may not now, false when this client's format never allows it
+    template = function(kind)
+      if not live() then return nil end
+      return x:template(kind)
+    end,
     guard = function(fn) return guarded(fn, nil) end,
     guard_value = function(fn) return guarded(fn, false) end,
   }
@@ -126,6 +134,15 @@ function Exchange:attempt()
     return self:fail({ status = job.status, message = job.message, error_type = job.type, code = job.code, param = job.param })
   end
   self.job = job
+end
+
+function Exchange:template(kind)
+  local s = self.stream
+  if not (s and s.started and s.kind == "sse" and self.enc) then return nil end
+  if not self.enc.template then return false end
+  if log.enabled("debug") then return false end -- (--verbose: every frame is logged)
+  local t = self.enc:template(kind)
+  if t then return t, s.h end
 end
 
 -- a front door's frame is SSE data, or {data, event}

@@ -460,6 +460,11 @@ M.path = "/v1/messages"
 M.defaults = { base_url = "https://api.anthropic.com", key_env = "ANTHROPIC_API_KEY" }
 
 -- How its stream ends (message_stop) and its error frames (an error event)
+-- Its content_block_delta frames of text_delta and thinking_delta the host
+-- may match itself (src/tmpl.c): the decoder turns each into one event and
+-- keeps nothing of it.
+M.text_frames = "anthropic"
+
 M.stream_end = { events = { message_stop = true }, error_events = { error = true } }
 M.count_path = "/v1/messages/count_tokens"
 

@@ -430,6 +430,12 @@ M.defaults = { base_url = "https://api.openai.com/v1", key_env = "OPENAI_API_KEY
 
 -- How its stream ends ([DONE]) and what an error frame looks like: OpenAI's
 -- {"error": ...} or vLLM's {"object": "error", ...} (providers/upstream.lua)
+-- Its plain text and reasoning deltas the host may match itself (src/tmpl.c:
+-- a chunk of one choice whose delta holds only content, or only reasoning
+-- text): the decoder turns each into one text_delta (thinking_delta) and
+-- keeps nothing of it, so a steady stream's deltas need not come here.
+M.text_frames = "openai"
+
 M.stream_end = { data = "[DONE]", error_keys = { "error", "object=error" }, error_events = { error = true } }
 
 --- headers(conf, key) -> request headers for the upstream

@@ -569,6 +569,18 @@ function Encoder:open_block(out, kind, block)
     '{"type":"content_block_start","index":%d,"content_block":%s}', self.index, block))
 end
 
+--- enc:template(kind) -> {prefix, suffix, event} | nil: while the block a
+-- delta of kind ("text" | "thinking") goes to is open, each such delta is
+-- this frame around its JSON string, and changes nothing here; so the host
+-- may write them itself (core._fetch_template) until another event comes
+function Encoder:template(kind)
+  if self.started and self.open == kind then
+    local dt, field = kind == "text" and "text_delta" or "thinking_delta", kind == "text" and "text" or "thinking"
+    return { prefix = string.format('{"type":"content_block_delta","index":%d,"delta":{"type":"%s","%s":', self.index,
+      dt, field), suffix = "}}", event = "content_block_delta" }
+  end
+end
+
 function Encoder:event(ev)
   local out = {}
   local t = ev.type

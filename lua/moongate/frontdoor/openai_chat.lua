@@ -382,6 +382,16 @@ function Encoder:chunk(delta, finish)
     (finish and json.encode(finish) or "null") .. "}]}"
 end
 
+--- enc:template(kind) -> {prefix, suffix} | nil: once started, each text
+-- (or thinking) delta is this chunk around its JSON string, and changes
+-- nothing here; so the host may write them itself (core._fetch_template)
+function Encoder:template(kind)
+  if self.started then
+    return { prefix = self.pre .. (kind == "text" and '{"content":' or '{"reasoning_content":'),
+      suffix = '},"logprobs":null,"finish_reason":null}]}' }
+  end
+end
+
 function Encoder:ensure_started(out)
   if not self.started then
     self.started = true

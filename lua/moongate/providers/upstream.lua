@@ -470,7 +470,7 @@ function M.kind(spec)
       headers["x-request-id"] = headers["x-request-id"] or creq.request_id or log.request_id()
       local dec = plan.stream and (plan.pass and M.passthrough(plan.forward and openai_stream_end or a.stream_end)
         or a.decoder(creq)) or nil
-      local piped
+      local piped, templating -- (templating false: never ask for a template)
       -- a kind that reads limits its own way (classify) may be told one in
       -- the stream itself (the Codex backend's response.failed): its start
       -- is held until the first content, so that such a failure is still
@@ -592,6 +592,20 @@ function M.kind(spec)
             -- rest (the end frames, the errors, anything malformed)
             local h = sink.pipe_handle()
             if h then core._fetch_pipe(handle, h, dec.c_marks); piped = true end
+          end
+          -- a translated stream in a steady state (the client's text or
+          -- thinking block open): C writes the plain deltas that follow
+          -- itself, until a frame of another kind comes here again
+          if more and not plan.pass and a.text_frames and not held and templating ~= false and #events == 1
+            and (events[1].type == "text_delta" or events[1].type == "thinking_delta") then
+            local kind = events[1].type == "text_delta" and "text" or "thinking"
+            local t, h = sink.template(kind)
+            if t then
+              core._fetch_template(handle, h, { from = a.text_frames, kind = kind, prefix = t.prefix,
+                suffix = t.suffix, event = t.event })
+            elseif t == false then
+              templating = false -- this client's format has none (or every frame is logged)
+            end
           end
           if not more and not sink.closed() then
             sink.on_drain(sink.guard(function() if handle then core._fetch_resume(handle) end end))
