@@ -73,7 +73,8 @@ static int string(scan *s)
 	const char *p = s->p + 1, *end = s->end;
 
 	s->esc = 0;
-	if (s->o->marker && (size_t)(end - p) >= s->o->marker_len &&
+	/* (the first byte first: most strings do not begin with it) */
+	if (s->o->marker && p < end && *p == *s->o->marker && (size_t)(end - p) >= s->o->marker_len &&
 	    memcmp(p, s->o->marker, s->o->marker_len) == 0)
 		s->out->marked = 1;
 	for (;;) {
