@@ -1017,6 +1017,11 @@ static int l_fetch(lua_State *L)
 		f->body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDSIZE, (long)blen);
 		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDS, body);
+		/* an agent's large body in one send, not 64 KiB pieces each with
+		 * its own wait for the socket (curl copies it through this buffer
+		 * either way); at most 1 MiB, held only while it is sent */
+		if (blen > 65536)
+			curl_easy_setopt(f->easy, CURLOPT_UPLOAD_BUFFERSIZE, (long)(blen < (1 << 20) ? blen : (1 << 20)));
 	} else if (!strcmp(method, "GET")) {
 		curl_easy_setopt(f->easy, CURLOPT_HTTPGET, 1L);
 		curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, NULL);

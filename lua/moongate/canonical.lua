@@ -33,6 +33,18 @@ end
 M.format_names = { openai = "OpenAI", anthropic = "Anthropic", responses = "OpenAI Responses",
   prompt = "raw completion (prompt mode)", ollama = "Ollama" }
 
+--- lazy_tools(creq, tools_of) -> the canonical tools, made now from the
+-- client's (a door left them unread: a passthrough never needs them), once;
+-- tools_of(raw) -> list | nil | nil, err. A bad tool is refused as the
+-- door's decode would have refused it.
+function M.lazy_tools(creq, tools_of)
+  rawset(creq, "tools_made", true)
+  local tools, err = tools_of(creq.raw)
+  if err then errors.refuse(err.status, err.message, { param = err.param, code = err.code, type = err.type }) end
+  rawset(creq, "tools", tools)
+  return tools
+end
+
 --- foreign_fields(creq, format): the client's top-level fields on their
 -- way to an upstream of another format. Each has a fate in its front
 -- door's table (creq.fields, docs/TRANSLATION.md): "mapped" (the canonical

@@ -310,13 +310,7 @@ local Lazy = { __index = function(creq, k)
     return nil
   end
   -- the tools, made once; a bad one is refused as the decode would have
-  if k == "tools" and not rawget(creq, "tools_made") then
-    rawset(creq, "tools_made", true)
-    local tools, err = tools_of(creq.raw)
-    if err then errors.refuse(err.status, err.message, { param = err.param, code = err.code, type = err.type }) end
-    rawset(creq, "tools", tools)
-    return tools
-  end
+  if k == "tools" and not rawget(creq, "tools_made") then return canonical.lazy_tools(creq, tools_of) end
   if k == "fields" then return M.fields end
   if k == "untranslatable" then
     local u = untranslatable(creq)
