@@ -71,16 +71,15 @@ static int l_top(lua_State *L)
 		/* given twice? (spans holds every key) */
 		lua_pushvalue(L, -1);
 		lua_rawget(L, 4);
-		lua_pushnil(L);
-		if (!lua_isnil(L, -2)) {
+		if (!lua_isnil(L, -1)) {
 			if (tmp != small)
 				free(tmp);
 			lua_pushnil(L);
 			lua_pushliteral(L, "duplicate");
-			lua_pushvalue(L, -5);
+			lua_pushvalue(L, 5); /* the key */
 			return 3;
 		}
-		lua_pop(L, 2);
+		lua_pop(L, 1);
 		/* spans[key]: where the value is, for every key */
 		lua_pushvalue(L, -1);
 		lua_createtable(L, 0, 4);

@@ -8,21 +8,20 @@
 #define MAX_KEYS 16
 #define DEPTH 200
 
-/* the field named `name` (written without escapes), or NULL */
-static const mg_jfield *field(const mg_jscan_out *o, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (size_t i = 0; i < o->n; i++)
-		if (!o->fields[i].key_esc && o->fields[i].key_len == n && !memcmp(o->fields[i].key_at, name, n))
-			return &o->fields[i];
-	return NULL;
-}
-
+/* is f's key `name` (written without escapes)? */
 static int is(const mg_jfield *f, const char *name)
 {
 	size_t n = strlen(name);
 	return !f->key_esc && f->key_len == n && !memcmp(f->key_at, name, n);
+}
+
+/* the field named `name`, or NULL */
+static const mg_jfield *field(const mg_jscan_out *o, const char *name)
+{
+	for (size_t i = 0; i < o->n; i++)
+		if (is(&o->fields[i], name))
+			return &o->fields[i];
+	return NULL;
 }
 
 /* the value's text is exactly lit (a string with its quotes, a number) */

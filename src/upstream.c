@@ -1213,8 +1213,8 @@ static int l_fetch_pipe(lua_State *L)
 	return 0;
 }
 
-/* a string field of the template spec, copied (NULL when absent and optional) */
-static char *spec_string(lua_State *L, const char *name, size_t *len, int optional)
+/* a string field of the template spec, copied (NULL when absent) */
+static char *spec_string(lua_State *L, const char *name, size_t *len)
 {
 	const char *s;
 	char *out;
@@ -1223,8 +1223,6 @@ static char *spec_string(lua_State *L, const char *name, size_t *len, int option
 	s = lua_tolstring(L, -1, len);
 	if (!s) {
 		lua_pop(L, 1);
-		if (!optional)
-			luaL_error(L, "_fetch_template: %s must be a string", name);
 		*len = 0;
 		return NULL;
 	}
@@ -1268,15 +1266,16 @@ static int l_fetch_template(lua_State *L)
 	t->from = from[0] == 'o' ? MG_TMPL_OPENAI : MG_TMPL_ANTHROPIC;
 	t->kind = kind[1] == 'e' ? MG_TMPL_TEXT : MG_TMPL_THINKING;
 	lua_pop(L, 2);
-	f->tmpl = t; /* owned from here: freed with the fetch even if a field raises */
-	t->prefix = spec_string(L, "prefix", &t->plen, 0);
-	t->suffix = spec_string(L, "suffix", &t->slen, 0);
-	t->event = spec_string(L, "event", &t->elen, 1);
+	/* installed only once every field checks out (nothing below raises
+	 * before that) */
+	t->prefix = spec_string(L, "prefix", &t->plen);
+	t->suffix = spec_string(L, "suffix", &t->slen);
+	t->event = spec_string(L, "event", &t->elen);
 	if (!t->prefix || !t->suffix || (t->elen && (memchr(t->event, '\n', t->elen) || memchr(t->event, '\r', t->elen)))) {
-		f->tmpl = NULL;
 		mg_tmpl_free(t);
 		return luaL_error(L, "_fetch_template: a prefix, a suffix, and an event name of one line");
 	}
+	f->tmpl = t;
 	luaL_unref(L, LUA_REGISTRYINDEX, f->tmpl_ref);
 	lua_pushvalue(L, 2);
 	f->tmpl_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -147,9 +147,9 @@ return { log_level = "%%s",
     assert.truthy(a:find('"content":"ctl \\u0001 \\u001f del \\u007f "', 1, true))
   end)
 
-  it("gives an Anthropic client the same bytes from an Anthropic-format upstream it translates for", function()
-    -- (OpenAI client to an Anthropic upstream above; here the OpenAI door's
-    -- thinking and the Anthropic door's blocks in one more pairing)
+  it("leaves a passthrough's frames to the upstream: the same bytes either way", function()
+    -- (an OpenAI client to an OpenAI upstream: nothing is translated, so
+    -- no template is asked for)
     local a, b = both(openai_frames(), "/v1/chat/completions", { model = "gpt-x", stream = true,
       stream_options = { include_usage = true }, messages = { { role = "user", content = "hi" } } })
     assert.equal(b, a) -- a passthrough: the upstream's own frames either way
