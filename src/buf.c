@@ -75,3 +75,18 @@ int mg_buf_append_pair(mg_buf *b, const char *name, size_t nlen,
 	b->len += nlen + vlen + 2;
 	return 0;
 }
+
+const char *mg_buf_pair(const mg_buf *b, const char *name)
+{
+	const char *p = b->data, *end = b->data + b->len;
+
+	while (p && p < end) {
+		const char *v = p + strlen(p) + 1;
+		if (v >= end)
+			break;
+		if (!strcmp(p, name))
+			return v;
+		p = v + strlen(v) + 1;
+	}
+	return NULL;
+}

@@ -24,5 +24,7 @@ void mg_buf_free(mg_buf *b);
 /* Appends a header as "name\0value\0", the name lower-cased. 0 or -1. */
 int mg_buf_append_pair(mg_buf *b, const char *name, size_t nlen,
 		       const char *value, size_t vlen);
+/* The value of the first pair named `name` (lower-case), or NULL. */
+const char *mg_buf_pair(const mg_buf *b, const char *name);
 
 #endif

@@ -1,12 +1,17 @@
-/* Upstream HTTP: libcurl multi driven by the Lua state's libuv loop, the way
- * curl's docs/examples/multi-uv.c does, with incremental SSE / NDJSON
- * parsing in C and callbacks into Lua.
+/* Upstream HTTP over two transports: hc.c (the built-in HTTP/1.1 client)
+ * for plain http://, and libcurl multi driven by the Lua state's libuv loop
+ * the way curl's docs/examples/multi-uv.c does for the rest; incremental SSE
+ * / NDJSON parsing in C and callbacks into Lua, whichever carries it.
  *
  * Ownership and threads:
  *   mg_upstream  one per Lua state (so per worker thread), a userdata in the
  *                registry; its __gc (at lua_close) cancels every transfer
  *                and closes its handles. The uv handles are freed in their
  *                close callbacks, which never touch Lua.
+ *   mg_hc        one per mg_upstream (hc.c's engine), freed by its __gc
+ *                after every fetch; an hc.c request belongs to its fetch
+ *                (fetch_free cancels it) until hc_done, where hc.c takes it
+ *                back.
  *   mg_fetch     one per transfer, malloc'd by _fetch and freed by
  *                fetch_free() once the transfer is finished or cancelled; the
  *                Lua handle (a userdata slot) points at it until then and at
@@ -23,6 +28,7 @@
 #include "upstream.h"
 #include "buf.h"
 #include "cork.h"
+#include "hc.h"
 #include "http.h"
 #include "log.h"
 #include "lua_host.h"
@@ -74,6 +80,7 @@ typedef struct mg_upstream {
 				  * transfer still waiting to connect reads its own */
 	int nurls;
 	int no_proxy_env; /* no *_proxy variable in the environment */
+	mg_hc *hc;        /* plain http:// transfers (hc.c); owned */
 	int sweep; /* a transfer was cancelled inside a curl callback: check_done
 		    * looks for it (so it walks the list only then) */
 	uint64_t socket_warn_at; /* next "cannot open an upstream socket" may log */
@@ -91,7 +98,8 @@ typedef struct mg_sock {
 struct mg_fetch {
 	mg_fetch *prev, *next;
 	mg_upstream *up;
-	CURL *easy;
+	CURL *easy;          /* a curl transfer, or ... */
+	mg_hc_req *hreq;     /* ... one of hc.c's (plain http://), until its on_done */
 	struct curl_slist *req_headers;
 	int mode;
 	mg_sse_parser sse;
@@ -357,6 +365,10 @@ static void fetch_free(mg_fetch *f)
 			curl_easy_cleanup(f->easy);
 		}
 	}
+	if (f->hreq) {
+		mg_hc_cancel(f->hreq);
+		f->hreq = NULL;
+	}
 	curl_slist_free_all(f->req_headers);
 	if (f->gap) {
 		uv_timer_stop(f->gap);
@@ -433,13 +445,13 @@ static void deliver_headers(mg_fetch *f)
 	if (f->headers_sent)
 		return;
 	f->headers_sent = 1;
-	curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->status);
+	if (f->easy)
+		curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->status);
 	if (f->mode == MODE_SSE && f->status < 400) {
 		/* an upstream that does not stream answers a stream request with
 		 * JSON: read it whole, for Lua to turn into events (if its body
-		 * starts as an object does: see on_write) */
-		char *ct = NULL;
-		curl_easy_getinfo(f->easy, CURLINFO_CONTENT_TYPE, &ct);
+		 * starts as an object does: see take) */
+		const char *ct = mg_buf_pair(&f->resp_headers, "content-type");
 		if (ct && !strncasecmp(ct, "application/json", 16) &&
 		    (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' '))
 			f->whole = 2;
@@ -633,11 +645,9 @@ static void feed(mg_fetch *f, const char *buf, size_t len)
 
 static void arm_gap(mg_fetch *f);
 
-static size_t on_write(char *buf, size_t size, size_t n, void *ud)
+/* Answer bytes from either transport: returns len, or 0 to stop it. */
+static size_t take(mg_fetch *f, const char *buf, size_t len)
 {
-	mg_fetch *f = ud;
-	size_t len = size * n;
-
 	if (f->cancelled)
 		return 0;
 	f->got_byte = 1;
@@ -662,7 +672,7 @@ static size_t on_write(char *buf, size_t size, size_t n, void *ud)
 		}
 		return mg_buf_append(&f->body, buf, len) ? 0 : len;
 	}
-	if (f->held.len) { /* still paused by Lua: keep the order */
+	if (f->held.len || f->paused) { /* paused by Lua: keep the order */
 		mg_buf_append(&f->held, buf, len);
 	} else {
 		feed(f, buf, len);
@@ -677,30 +687,37 @@ static size_t on_write(char *buf, size_t size, size_t n, void *ud)
 	if (f->paused) {
 		if (f->gap) /* a slow client is not an idle upstream */
 			uv_timer_stop(f->gap);
-		curl_easy_pause(f->easy, CURLPAUSE_RECV);
+		if (f->easy)
+			curl_easy_pause(f->easy, CURLPAUSE_RECV);
+		else
+			mg_hc_pause(f->hreq, 1);
 	}
 	return len;
 }
 
-/* Ends the transfer: on_done(err, code, body, status, headers, piped), then free. */
-static void finish(mg_fetch *f, CURLcode rc)
+static size_t on_write(char *buf, size_t size, size_t n, void *ud)
+{
+	return take(ud, buf, size * n);
+}
+
+/* Ends the transfer: on_done(err, code, body, status, headers, piped), then
+ * free. err and code are the transport's (NULL: it went well); our own
+ * reason (f->fail) goes first. */
+static void finish(mg_fetch *f, const char *err, const char *code)
 {
 	lua_State *L = f->up->L;
 	int pushed = 0;
 
+	if (f->fail) {
+		err = f->fail;
+		code = f->fail_code;
+	}
 	if (!f->cancelled || f->fail) {
-		if (rc == CURLE_OK && !f->fail)
+		if (!err)
 			deliver_headers(f);
 		pushed = push_cb(f, "on_done");
 	}
 	if (pushed) {
-		const char *err = f->fail ? f->fail :
-			rc == CURLE_OK ? NULL : (f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
-		const char *code = f->fail ? f->fail_code :
-			rc == CURLE_OK ? NULL :
-			rc == CURLE_OPERATION_TIMEDOUT ? "ETIMEDOUT" :
-			rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ? "ECONNREFUSED" :
-			"EUPSTREAM";
 		if (err)
 			lua_pushstring(L, err);
 		else
@@ -710,7 +727,8 @@ static void finish(mg_fetch *f, CURLcode rc)
 		else
 			lua_pushnil(L);
 		lua_pushlstring(L, f->body.data ? f->body.data : "", f->body.len);
-		curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->status);
+		if (f->easy)
+			curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->status);
 		lua_pushinteger(L, f->status);
 		if (f->hdr_ref != LUA_NOREF)
 			push_resp_headers(f);
@@ -725,6 +743,15 @@ static void finish(mg_fetch *f, CURLcode rc)
 	fetch_free(f);
 }
 
+static void finish_curl(mg_fetch *f, CURLcode rc)
+{
+	finish(f, rc == CURLE_OK ? NULL : f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc),
+	       rc == CURLE_OK ? NULL :
+	       rc == CURLE_OPERATION_TIMEDOUT ? "ETIMEDOUT" :
+	       rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ? "ECONNREFUSED" :
+	       "EUPSTREAM");
+}
+
 static void check_done(mg_upstream *up)
 {
 	CURLMsg *m;
@@ -735,7 +762,7 @@ static void check_done(mg_upstream *up)
 		if (m->msg != CURLMSG_DONE)
 			continue;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&f);
-		finish(f, m->data.result);
+		finish_curl(f, m->data.result);
 	}
 	/* transfers cancelled from Lua while curl was busy with them */
 	if (!up->sweep)
@@ -746,7 +773,7 @@ static void check_done(mg_upstream *up)
 		if (f->cancelled && f->in_curl)
 			up->sweep = 1; /* still inside its callback: next time */
 		else if (f->cancelled)
-			finish(f, CURLE_ABORTED_BY_CALLBACK);
+			finish(f, "aborted", "EUPSTREAM");
 	}
 }
 
@@ -758,7 +785,7 @@ static void on_gap(uv_timer_t *t)
 			      : "upstream first-byte timeout";
 	f->fail_code = "ETIMEDOUT";
 	f->cancelled = 1;
-	finish(f, CURLE_OPERATION_TIMEDOUT);
+	finish(f, f->fail, f->fail_code);
 }
 
 static void arm_gap(mg_fetch *f)
@@ -794,6 +821,8 @@ static int l_upstream_gc(lua_State *L)
 		uv_close((uv_handle_t *)up->timer, timer_closed);
 		up->timer = NULL;
 	}
+	mg_hc_free(up->hc); /* its requests went with their fetches */
+	up->hc = NULL;
 	while (up->nspare)
 		curl_easy_cleanup(up->spare[--up->nspare]);
 	if (up->multi) {
@@ -876,6 +905,7 @@ static mg_upstream *get_upstream(lua_State *L)
 	up->loop = luv_loop(L);
 	up->no_proxy_env = !proxy_in_env();
 	up->multi = curl_multi_init();
+	up->hc = mg_hc_new(up->loop); /* none: every transfer goes to curl */
 	up->timer = malloc(sizeof *up->timer);
 	if (!up->multi || !up->timer || !up->loop) {
 		luaL_error(L, "cannot start the upstream engine (no loop or out of memory)");
@@ -924,57 +954,57 @@ static long opt_ms(lua_State *L, const char *key)
 	return v;
 }
 
-/* _fetch(opts, callbacks) -> handle
- * opts: url, method ("POST"), headers {name = value}, body, stream
- *   ("sse" | "ndjson" | nil for a whole body), connect_timeout_ms,
- *   first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms, insecure,
- *   compressed (send Accept-Encoding and decode the answer). Read during
- *   the call only: nothing keeps a reference to it, so a caller may reuse
- *   one table.
- * callbacks: on_headers(status, headers), on_frame(data, event, piped) -> more?
- *   (false pauses until _fetch_resume), on_done(err, code, body, status,
- *   headers, piped: how many frames _fetch_pipe queued itself); err is nil on success, and with an err, code is one of
- *   ETIMEDOUT, ECONNREFUSED, EUPSTREAM, ELUA (a callback raised), ETOOBIG
- *   (a whole answer over 64 MiB, a stream frame over 16 MiB). on_done
- *   never runs after _fetch_cancel.
- *   An "sse" fetch answered with a JSON content type (an upstream that does
- *   not stream) gets no on_frame: on_done has the whole body. */
-static int l_fetch(lua_State *L)
+/* hc.c's transfers: plain http:// with no proxy in the environment, no
+ * compressed answers asked for, and no `client = "curl"` in opts. */
+static int use_hc(lua_State *L, mg_upstream *up, const char *url, mg_hc_url *hu)
 {
-	mg_upstream *up;
-	mg_fetch *f;
-	const char *url, *method = "POST", *stream = NULL;
-	size_t blen = 0;
-	const char *body = NULL;
+	int yes = up->hc && up->no_proxy_env && mg_hc_parse_url(url, hu) == 0;
 
-	luaL_checktype(L, 1, LUA_TTABLE);
-	luaL_checktype(L, 2, LUA_TTABLE);
-	lua_getfield(L, 1, "url");
-	url = luaL_checkstring(L, -1);
-	lua_getfield(L, 1, "method");
-	if (lua_isstring(L, -1))
-		method = lua_tostring(L, -1);
-	lua_getfield(L, 1, "stream");
-	if (lua_isstring(L, -1))
-		stream = lua_tostring(L, -1);
-	lua_getfield(L, 1, "body"); /* stays at index 6 */
-	if (lua_type(L, 6) == LUA_TSTRING)
-		body = lua_tolstring(L, 6, &blen);
-	up = get_upstream(L);
-
-	f = calloc(1, sizeof *f);
-	if (!f)
-		return luaL_error(L, "out of memory");
-	f->up = up;
-	f->cb_ref = f->slot_ref = f->body_ref = f->hdr_ref = f->pipe_ref = f->tmpl_ref = LUA_NOREF;
-	if (stream && strcmp(stream, "sse") && strcmp(stream, "ndjson"))
-		return luaL_argerror(L, 1, "stream must be \"sse\", \"ndjson\" or nil");
-	f->mode = !stream ? MODE_BODY : !strcmp(stream, "sse") ? MODE_SSE : MODE_NDJSON;
-	f->easy = up->nspare ? up->spare[--up->nspare] : curl_easy_init();
-	if (!f->easy) {
-		free(f);
-		return luaL_error(L, "out of memory");
+	if (yes) {
+		lua_getfield(L, 1, "compressed");
+		yes = !lua_toboolean(L, -1);
+		lua_getfield(L, 1, "client");
+		yes = yes && !(lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "curl"));
+		lua_pop(L, 2);
 	}
+	return yes;
+}
+
+static int hc_head(void *ud, int status, const char *pairs, size_t len)
+{
+	mg_fetch *f = ud;
+
+	f->status = status;
+	f->resp_headers.len = 0;
+	if (mg_buf_append(&f->resp_headers, pairs, len))
+		return 0;
+	return !f->cancelled;
+}
+
+static int hc_body(void *ud, const char *data, size_t len)
+{
+	mg_fetch *f = ud;
+
+	return take(f, data, len) == len;
+}
+
+static void hc_done(void *ud, int code, const char *message)
+{
+	mg_fetch *f = ud;
+
+	f->hreq = NULL; /* hc.c frees it once this returns */
+	finish(f, code == MG_HC_OK ? NULL : message ? message : "aborted",
+	       code == MG_HC_OK ? NULL : code == MG_HC_ETIMEDOUT ? "ETIMEDOUT" :
+	       code == MG_HC_ECONNECT ? "ECONNREFUSED" : "EUPSTREAM");
+}
+
+/* A curl easy handle set up for the transfer (headers come after). */
+static int curl_setup(lua_State *L, mg_upstream *up, mg_fetch *f, const char *url,
+		      const char *method, const char *body, size_t blen)
+{
+	f->easy = up->nspare ? up->spare[--up->nspare] : curl_easy_init();
+	if (!f->easy)
+		return -1;
 	{
 		CURLU *u = parsed_url(up, url);
 		if (u)
@@ -1011,10 +1041,6 @@ static int l_fetch(lua_State *L)
 	lua_pop(L, 1);
 	curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, method);
 	if (body) {
-		/* curl reads the Lua string in place; the ref keeps it alive
-		 * (LuaJIT never moves a string) until fetch_free */
-		lua_pushvalue(L, 6);
-		f->body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDSIZE, (long)blen);
 		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDS, body);
 		/* an agent's large body in one send, not 64 KiB pieces each with
@@ -1036,17 +1062,91 @@ static int l_fetch(lua_State *L)
 	lua_pop(L, 1);
 	/* no "Expect: 100-continue" round trip; curl's own Accept stays off */
 	f->req_headers = curl_slist_append(NULL, "Expect:");
+	return 0;
+}
+
+/* _fetch(opts, callbacks) -> handle
+ * opts: url, method ("POST"), headers {name = value}, body, stream
+ *   ("sse" | "ndjson" | nil for a whole body), connect_timeout_ms,
+ *   first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms, insecure,
+ *   compressed (send Accept-Encoding and decode the answer), client
+ *   ("curl" keeps a plain http:// transfer on libcurl; by default hc.c
+ *   carries those, unless compressed or a proxy is set). Read during
+ *   the call only: nothing keeps a reference to it, so a caller may reuse
+ *   one table.
+ * callbacks: on_headers(status, headers), on_frame(data, event, piped) -> more?
+ *   (false pauses until _fetch_resume), on_done(err, code, body, status,
+ *   headers, piped: how many frames _fetch_pipe queued itself); err is nil on success, and with an err, code is one of
+ *   ETIMEDOUT, ECONNREFUSED, EUPSTREAM, ELUA (a callback raised), ETOOBIG
+ *   (a whole answer over 64 MiB, a stream frame over 16 MiB). on_done
+ *   never runs after _fetch_cancel.
+ *   An "sse" fetch answered with a JSON content type (an upstream that does
+ *   not stream) gets no on_frame: on_done has the whole body. */
+static int l_fetch(lua_State *L)
+{
+	mg_upstream *up;
+	mg_fetch *f;
+	const char *url, *method = "POST", *stream = NULL;
+	size_t blen = 0;
+	const char *body = NULL;
+	mg_hc_url hu;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_getfield(L, 1, "url");
+	url = luaL_checkstring(L, -1);
+	lua_getfield(L, 1, "method");
+	if (lua_isstring(L, -1))
+		method = lua_tostring(L, -1);
+	lua_getfield(L, 1, "stream");
+	if (lua_isstring(L, -1))
+		stream = lua_tostring(L, -1);
+	lua_getfield(L, 1, "body"); /* stays at index 6 */
+	if (lua_type(L, 6) == LUA_TSTRING)
+		body = lua_tolstring(L, 6, &blen);
+	up = get_upstream(L);
+
+	f = calloc(1, sizeof *f);
+	if (!f)
+		return luaL_error(L, "out of memory");
+	f->up = up;
+	f->cb_ref = f->slot_ref = f->body_ref = f->hdr_ref = f->pipe_ref = f->tmpl_ref = LUA_NOREF;
+	if (stream && strcmp(stream, "sse") && strcmp(stream, "ndjson"))
+		return luaL_argerror(L, 1, "stream must be \"sse\", \"ndjson\" or nil");
+	f->mode = !stream ? MODE_BODY : !strcmp(stream, "sse") ? MODE_SSE : MODE_NDJSON;
+	if (use_hc(L, up, url, &hu)) {
+		static const mg_hc_cbs hc_cbs = { hc_head, hc_body, hc_done };
+		f->hreq = mg_hc_begin(up->hc, &hu, method, &hc_cbs, f);
+		if (!f->hreq) {
+			free(f);
+			return luaL_error(L, "out of memory");
+		}
+	} else if (curl_setup(L, up, f, url, method, body, blen)) {
+		free(f);
+		return luaL_error(L, "out of memory");
+	}
+	if (body) {
+		/* the transport reads the Lua string in place; the ref keeps it
+		 * alive (LuaJIT never moves a string) until fetch_free */
+		lua_pushvalue(L, 6);
+		f->body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
 	lua_getfield(L, 1, "headers");
 	if (lua_istable(L, -1)) {
 		lua_pushnil(L);
 		while (lua_next(L, -2)) {
-			if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1))
-				add_header(f, lua_tostring(L, -2), lua_tostring(L, -1));
+			if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
+				if (f->hreq)
+					mg_hc_header(f->hreq, lua_tostring(L, -2), lua_tostring(L, -1));
+				else
+					add_header(f, lua_tostring(L, -2), lua_tostring(L, -1));
+			}
 			lua_pop(L, 1);
 		}
 	}
 	lua_pop(L, 1);
-	curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->req_headers);
+	if (f->easy)
+		curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->req_headers);
 	f->first_byte_ms = (uint64_t)opt_ms(L, "first_byte_timeout_ms");
 	f->idle_ms = (uint64_t)opt_ms(L, "idle_timeout_ms");
 	if (f->first_byte_ms || f->idle_ms) {
@@ -1066,7 +1166,9 @@ static int l_fetch(lua_State *L)
 		f->next->prev = f;
 	up->head = f;
 	arm_gap(f);
-	if (curl_multi_add_handle(up->multi, f->easy)) {
+	if (f->hreq ? mg_hc_send(f->hreq, body, blen, opt_ms(L, "connect_timeout_ms"), opt_ms(L, "total_timeout_ms"))
+		    : curl_multi_add_handle(up->multi, f->easy) != CURLM_OK) {
+		f->hreq = NULL; /* mg_hc_send let it go */
 		fetch_free(f);
 		return luaL_error(L, "cannot start the transfer");
 	}
@@ -1114,7 +1216,10 @@ static int l_fetch_resume(lua_State *L)
 		}
 		if (!f->paused && !f->cancelled) {
 			arm_gap(f);
-			curl_easy_pause(f->easy, CURLPAUSE_CONT); /* may deliver at once */
+			if (f->easy)
+				curl_easy_pause(f->easy, CURLPAUSE_CONT); /* may deliver at once */
+			else
+				mg_hc_pause(f->hreq, 0);
 		}
 		f->in_curl--;
 		check_done(up);

@@ -80,6 +80,7 @@ M.provider_base = {
   forward_client_key = "boolean",      -- use the client's own key upstream
   insecure = "boolean",                -- skip TLS verification (tests only)
   accept_compressed = "boolean",       -- ask for gzip/br/zstd answers
+  http_client = { type = "string", enum = { builtin = true, curl = true } }, -- who carries plain http:// (docs/CONFIG.md)
   default_max_tokens = integer(1),
   send_reasoning = "boolean",
   passthrough = "boolean",             -- false: always translate, even format to same format

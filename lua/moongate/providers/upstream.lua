@@ -313,7 +313,7 @@ function M.kind(spec)
       connect_timeout_ms = conf.connect_timeout_ms or 10000,
       first_byte_timeout_ms = conf.first_byte_timeout_ms or 120000,
       idle_timeout_ms = conf.idle_timeout_ms or 120000,
-      insecure = conf.insecure, compressed = self.compressed,
+      insecure = conf.insecure, compressed = self.compressed, client = conf.http_client,
     }
     if not adapter.count_path then self.count_tokens = false end -- app.lua estimates instead
     self.auth = spec.auth and spec.auth(self) or require("moongate.auth.api_key").new(self)
@@ -380,7 +380,7 @@ function M.kind(spec)
         url = grant.base_url .. adapter.count_path, method = "POST", body = body,
         headers = grant.headers,
         connect_timeout_ms = self.conf.connect_timeout_ms or 10000, total_timeout_ms = 30000,
-        insecure = self.conf.insecure, compressed = self.compressed,
+        insecure = self.conf.insecure, compressed = self.compressed, client = self.conf.http_client,
       }, {
         on_done = function(ferr, _, text, status)
           local res = json.decode(text or "")
