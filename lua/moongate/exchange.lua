@@ -15,13 +15,17 @@ local M = {}
 local Exchange = {}
 Exchange.__index = Exchange
 
+-- the longest wait before a retry: an upstream that asks for more is not
+-- retried (the next provider, or the client, gets its answer at once)
+M.RETRY_CAP_MS = 30000
+
 --- backoff(n, retry_after_s, base_ms) -> ms to wait before try n+1
 function M.backoff(n, retry_after, base)
   base = base or 250
   local d = base * 2 ^ (n - 1)
   d = d + math.random() * d / 2 -- jitter
   if retry_after and retry_after > 0 then d = math.max(d, retry_after * 1000) end
-  return math.min(d, 30000)
+  return math.min(d, M.RETRY_CAP_MS)
 end
 
 -- The client side of an exchange. An HTTP request is the usual one; a chat
@@ -288,7 +292,10 @@ function Exchange:upstream_error(ev)
   local link = self.route.chain[self.link]
   local retries = link.provider and link.provider.retries or 0
   local wait, fell
-  if self.tries <= retries then
+  -- a Retry-After past the cap: waiting the cap out would only delay the
+  -- same refusal
+  local too_long = ev.retry_after and ev.retry_after * 1000 > M.RETRY_CAP_MS
+  if self.tries <= retries and not too_long then
     wait = M.backoff(self.tries, ev.retry_after, link.provider.conf and link.provider.conf.retry_base_ms)
     if core._metrics_retry then core._metrics_retry(link.name) end
     log.warn("provider %s failed (%s %s); retry %d in %d ms", link.name, tostring(ev.status), ev.message,

@@ -73,6 +73,10 @@ describe("bad input", function()
     assert.equal("max_tokens", err.param)
     err = openai_error(post(server, '{"model":"echo","top_p":-0.5,"messages":[{"role":"user","content":"x"}]}'), 400)
     assert.matches("minimum value", err.message)
+    -- a count of 1e308 is an integer to JSON, but no API's
+    err = openai_error(post(server, '{"model":"echo","max_tokens":1e308,"messages":[{"role":"user","content":"x"}]}'), 400)
+    assert.equal("max_tokens", err.param)
+    assert.matches("maximum value. Expected a value <= 2147483647", err.message, 1, true)
   end)
 
   it("checks an Anthropic request's types and ranges, naming the field", function()
@@ -86,6 +90,11 @@ describe("bad input", function()
       return e.error.message
     end
     assert.matches("^model: Input should be a valid string", messages('"model":5'))
+    local big = assert(server:request("POST", "/v1/messages",
+      '{"model":"echo","max_tokens":1e308,"messages":[{"role":"user","content":"x"}]}'))
+    assert.equal(400, big.status)
+    assert.equal("max_tokens: Input should be less than or equal to 2147483647", json.decode(big.body).error.message)
+    assert.matches("^top_k: Input should be less than or equal to 2147483647", messages('"model":"echo","top_k":1e300'))
     assert.matches("^temperature: Input should be a valid number", messages('"model":"echo","temperature":"hot"'))
     assert.matches("^temperature: Input should be less than or equal to 1", messages('"model":"echo","temperature":1e999'))
     assert.matches("^top_p: Input should be greater", messages('"model":"echo","top_p":-1'))

@@ -533,6 +533,18 @@ return {
       assert.is_true(waited >= 1000, "waited " .. waited .. " ms")
     end)
 
+    it("answers a 429 at once, without retrying, when its Retry-After is past the retry cap", function()
+      mock:queue { { status = 429, headers = { ["retry-after"] = "999999999" }, json = { error = { message = "come back later" } } } }
+      local t0 = uv.hrtime()
+      local res = chat { model = "gpt-test", messages = { { role = "user", content = "x" } } }
+      local waited = (uv.hrtime() - t0) / 1e6
+      assert.equal(429, res.status)
+      assert.equal("86400", res.headers["retry-after"]) -- capped at a day
+      assert.equal("come back later", json.decode(res.body).error.message)
+      assert.equal(1, #mock:requests())
+      assert.is_true(waited < 1000, "waited " .. waited .. " ms")
+    end)
+
     it("keeps an upstream error's type, code and param for a client of its format, and its Retry-After only", function()
       local quota = { error = { message = "You exceeded your quota", type = "insufficient_quota",
         code = "insufficient_quota", param = json.null } }

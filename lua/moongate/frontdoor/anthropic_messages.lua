@@ -9,6 +9,7 @@ local canonical = require "moongate.canonical"
 
 local M = { client = "anthropic" }
 local null = json.null
+local INT_MAX = 2147483647 -- the largest count an API takes (32 bits)
 
 -- What this front door serves (app.lua reads it): its routes (the value
 -- names the App method; "serve" is the shared one), the prefix of its paths
@@ -375,6 +376,9 @@ function M.decode(body, headers, opts)
     if type(req.max_tokens) ~= "number" or req.max_tokens % 1 ~= 0 or req.max_tokens < 1 then
       return bad("max_tokens: Input should be a valid integer greater than 0")
     end
+    if req.max_tokens > INT_MAX then -- 1e308 is an integer to JSON
+      return bad(string.format("max_tokens: Input should be less than or equal to %d", INT_MAX))
+    end
   end
   local mkind, mcount = json.span_kind(req, "messages")
   if not mkind then
@@ -397,6 +401,9 @@ function M.decode(body, headers, opts)
   end
   if req.top_k ~= nil and req.top_k ~= null and (type(req.top_k) ~= "number" or req.top_k % 1 ~= 0 or req.top_k < 0) then
     return bad("top_k: Input should be a valid integer greater than or equal to 0")
+  end
+  if type(req.top_k) == "number" and req.top_k > INT_MAX then
+    return bad(string.format("top_k: Input should be less than or equal to %d", INT_MAX))
   end
   if req.stop_sequences ~= nil and req.stop_sequences ~= null then
     if not is_array(req.stop_sequences) then return bad("stop_sequences: Input should be a valid list") end

@@ -141,7 +141,7 @@ local function decode_options(o, creq)
   creq.top_p = number("top_p")
   local n = number("num_predict")
   -- Ollama's -1 (and -2): no limit, the upstream's default
-  if n and (n % 1 ~= 0) then want("options.num_predict", "an integer", n) end
+  if n and (n % 1 ~= 0 or n > 2147483647) then want("options.num_predict", "an integer of 32 bits", n) end
   if n and n > 0 then creq.max_tokens = n elseif n == 0 then refuse("options.num_predict", "0 asks for no answer; send 1 or more, or -1 for no limit") end
   local seed = number("seed")
   if seed then creq.seed = seed end

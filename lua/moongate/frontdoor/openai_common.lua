@@ -77,6 +77,10 @@ function M.refuse_missing(param)
     { param = param, code = "missing_required_parameter" })
 end
 
+-- the largest count (tokens, choices) a request may ask for: every API
+-- reads them as 32-bit integers, and 1e308 is an integer to JSON
+M.INT_MAX = 2147483647
+
 --- range(kind, lo, hi) -> check(v) -> nil | what is wrong (kind: "decimal"
 -- or "integer", in OpenAI's words); not a number (NaN, 1e999 read as
 -- infinity) is out of every range

@@ -145,8 +145,8 @@ local checks = {
   temperature = { "a number", is_number, range("decimal", 0, 2) },
   top_p = { "a number", is_number, range("decimal", 0, 1) },
   -- OpenAI's floor for the Responses API
-  max_output_tokens = { "an integer", is_int, range("integer", 16) },
-  max_tool_calls = { "an integer", is_int, range("integer", 1) },
+  max_output_tokens = { "an integer", is_int, range("integer", 16, oc.INT_MAX) },
+  max_tool_calls = { "an integer", is_int, range("integer", 1, oc.INT_MAX) },
   top_logprobs = { "an integer", is_int, range("integer", 0, 20) },
   instructions = { "a string", is_string },
   previous_response_id = { "a string", is_string },
