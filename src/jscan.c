@@ -354,3 +354,79 @@ size_t mg_junescape(const char *s, size_t len, char *dst)
 	}
 	return (size_t)(d - dst);
 }
+
+/* ---- UTF-8 ---------------------------------------------------------------- */
+
+/* The length of the well-formed sequence at s[0 .. n), or 0 with *seen set
+ * to the bytes of its longest well-formed start (at least 1): Unicode's
+ * "maximal subpart", so that one bad sequence is one U+FFFD. */
+static size_t utf8_seq(const unsigned char *s, size_t n, size_t *seen)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t want, i;
+
+	*seen = 1;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		want = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		want = 3;
+		if (c == 0xe0)
+			lo = 0xa0; /* no overlong */
+		else if (c == 0xed)
+			hi = 0x9f; /* no surrogate */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		want = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f; /* nothing past U+10FFFF */
+	} else
+		return 0;
+	for (i = 1; i < want; i++) {
+		if (i >= n || s[i] < lo || s[i] > hi)
+			return 0;
+		lo = 0x80, hi = 0xbf;
+		*seen = i + 1;
+	}
+	return want;
+}
+
+int mg_utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, seen;
+
+	while (i < len) {
+		size_t n;
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if (!(n = utf8_seq(p + i, len - i, &seen)))
+			return 0;
+		i += n;
+	}
+	return 1;
+}
+
+size_t mg_utf8_fix(const char *s, size_t len, char *out)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, o = 0, seen;
+
+	while (i < len) {
+		size_t n = utf8_seq(p + i, len - i, &seen);
+		if (n) {
+			memcpy(out + o, s + i, n);
+			o += n;
+			i += n;
+		} else {
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i += seen;
+		}
+	}
+	return o;
+}

@@ -60,4 +60,12 @@ int mg_jscan(const char *text, size_t len, const mg_jscan_opts *opts, mg_jscan_o
  * returns the bytes written. */
 size_t mg_junescape(const char *s, size_t len, char *dst);
 
+/* 1 when s[0 .. len) is well-formed UTF-8 (no overlong form, no surrogate,
+ * nothing past U+10FFFF), else 0. */
+int mg_utf8_valid(const char *s, size_t len);
+/* Copies s into out (at least 3 * len bytes) with each ill-formed sequence
+ * replaced by U+FFFD, one per maximal subpart as Unicode recommends;
+ * returns the bytes written. */
+size_t mg_utf8_fix(const char *s, size_t len, char *out);
+
 #endif

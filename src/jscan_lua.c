@@ -143,10 +143,32 @@ static int l_top(lua_State *L)
 	return 3;
 }
 
+/* utf8(s) -> s itself when it is well-formed UTF-8, else a copy with
+ * U+FFFD for each ill-formed sequence */
+static int l_utf8(lua_State *L)
+{
+	size_t len;
+	const char *s = luaL_checklstring(L, 1, &len);
+	char *out;
+
+	if (mg_utf8_valid(s, len)) {
+		lua_settop(L, 1);
+		return 1;
+	}
+	out = malloc(len * 3);
+	if (!out)
+		return luaL_error(L, "out of memory");
+	lua_pushlstring(L, out, mg_utf8_fix(s, len, out));
+	free(out);
+	return 1;
+}
+
 int luaopen_moongate_jscan(lua_State *L)
 {
 	lua_newtable(L);
 	lua_pushcfunction(L, l_top);
 	lua_setfield(L, -2, "top");
+	lua_pushcfunction(L, l_utf8);
+	lua_setfield(L, -2, "utf8");
 	return 1;
 }

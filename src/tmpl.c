@@ -203,7 +203,8 @@ int mg_tmpl_apply(const mg_tmpl *t, const char *data, size_t dlen, const char *e
 	int ok = t->from == MG_TMPL_OPENAI ? openai(t, data, dlen, &s, &slen)
 					   : t->from == MG_TMPL_ANTHROPIC && anthropic(t, data, dlen, ev, elen, &s, &slen);
 
-	if (!ok)
+	/* ill-formed UTF-8 goes to Lua, which writes U+FFFD for it */
+	if (!ok || !mg_utf8_valid(s, slen))
 		return 0;
 	if (mg_buf_append(out, t->prefix, t->plen) || mg_tmpl_cjson_string(s, slen, out) ||
 	    mg_buf_append(out, t->suffix, t->slen)) {

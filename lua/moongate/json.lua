@@ -492,4 +492,36 @@ function M.replace_top(s, name, value, obj)
   return sub(s, 1, r.from - 1) .. value .. sub(s, r.to + 1)
 end
 
+--- utf8(text) -> text with U+FFFD for each ill-formed UTF-8 sequence (the
+-- text itself when it has none). A translation runs an upstream's answers
+-- through it, so that a client never gets raw bytes in a JSON string;
+-- passthrough leaves them as they came.
+local FFFD = "\239\191\189"
+local function lua_utf8(s)
+  if not s:find("[\128-\255]") then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local want, lo, hi = 0, 0x80, 0xbf
+    if c < 0x80 then want = 1
+    elseif c >= 0xc2 and c <= 0xdf then want = 2
+    elseif c >= 0xe0 and c <= 0xef then want = 3
+      if c == 0xe0 then lo = 0xa0 elseif c == 0xed then hi = 0x9f end
+    elseif c >= 0xf0 and c <= 0xf4 then want = 4
+      if c == 0xf0 then lo = 0x90 elseif c == 0xf4 then hi = 0x8f end
+    end
+    local seen, ok = 1, want > 0
+    for k = 1, want - 1 do
+      local b = s:byte(i + k)
+      if not b or b < lo or b > hi then ok = false break end
+      lo, hi, seen = 0x80, 0xbf, k + 1
+    end
+    if ok then out[#out + 1] = s:sub(i, i + want - 1); i = i + want
+    else out[#out + 1] = FFFD; i = i + seen end
+  end
+  return table.concat(out)
+end
+M.utf8 = has_jscan and jscan.utf8 or lua_utf8
+M.lua_utf8 = lua_utf8 -- (for the specs: the same answers as the host's)
+
 return M

@@ -282,6 +282,30 @@ return {
       assert.same({ type = "enabled", budget_tokens = 2000 }, sent.thinking)
     end)
 
+    it("gets U+FFFD for an upstream's ill-formed UTF-8 when translating, and the bytes as they came on passthrough", function()
+      local FFFD = "\239\191\189"
+      local frames = { frames = { oa_chunk({ role = "assistant", content = "ok " }), oa_chunk({ content = "more " }),
+        oa_chunk({ content = "bad \255 " }), oa_chunk({ content = "cut \226\130" }), oa_chunk({}, "stop"), { data = "[DONE]" } } }
+      mock:queue { frames }
+      local res = messages { model = "gpt-test", max_tokens = 100, stream = true, messages = { { role = "user", content = "x" } } }
+      local text = ""
+      for _, d in ipairs(sse(res)) do
+        local ev = json.decode(d)
+        if ev.type == "content_block_delta" then text = text .. ev.delta.text end
+      end
+      assert.equal("ok more bad " .. FFFD .. " cut " .. FFFD, text)
+      assert.is_nil(res.body:find("\255", 1, true))
+      mock:queue { { json = { id = "c", object = "chat.completion", created = 1, model = "m",
+        choices = { { index = 0, message = { role = "assistant", content = "x\192\175y" }, finish_reason = "stop" } } } } }
+      res = messages { model = "gpt-test", max_tokens = 100, messages = { { role = "user", content = "x" } } }
+      assert.equal(200, res.status)
+      assert.equal("x" .. FFFD .. FFFD .. "y", json.decode(res.body).content[1].text)
+      -- passthrough: the gateway does not touch what it forwards
+      mock:queue { frames }
+      res = chat { model = "gpt-test", stream = true, messages = { { role = "user", content = "x" } } }
+      assert.truthy(res.body:find("bad \255 ", 1, true))
+    end)
+
     it("gets streamed tool calls from an OpenAI upstream as tool_use blocks", function()
       mock:queue { oa_tools_stream }
       local res = messages { model = "gpt-test", max_tokens = 100, stream = true, tools = tools_an,

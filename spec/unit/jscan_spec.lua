@@ -145,3 +145,45 @@ describe("moongate.jscan", function()
     assert.is_true(cjson_only < refused / 20, cjson_only .. " of " .. refused)
   end)
 end)
+
+describe("jscan.utf8", function()
+  local json = require "moongate.json"
+  local FFFD = "\239\191\189"
+
+  it("leaves well-formed text as it is, the same string", function()
+    for _, s in ipairs { "", "plain", "caf\195\169 \226\130\172 \240\159\152\128", "\244\143\191\191" } do
+      assert.equal(s, jscan.utf8(s))
+    end
+  end)
+
+  it("writes one U+FFFD for each ill-formed sequence, as Unicode's maximal subparts", function()
+    local cases = {
+      { "a\255b", "a" .. FFFD .. "b" },
+      { "\226\130", FFFD },                                  -- cut short: one
+      { "\226\130x", FFFD .. "x" },
+      { "\192\175", FFFD .. FFFD },                          -- overlong '/'
+      { "\237\160\128", FFFD .. FFFD .. FFFD },              -- a surrogate
+      { "\244\144\128\128", FFFD .. FFFD .. FFFD .. FFFD },  -- past U+10FFFF
+      { "\240\159\152", FFFD },
+      { "ok\128\128ok", "ok" .. FFFD .. FFFD .. "ok" },
+    }
+    for _, c in ipairs(cases) do
+      assert.equal(c[2], jscan.utf8(c[1]))
+      assert.equal(c[2], json.lua_utf8(c[1])) -- a host without the module: the same
+    end
+  end)
+
+  it("agrees with the pure Lua version on random bytes", function()
+    math.randomseed(7)
+    for _ = 1, 3000 do
+      local t = {}
+      for i = 1, math.random(0, 12) do
+        t[i] = string.char(math.random() < 0.5 and math.random(0x80, 0xff) or math.random(0x20, 0x7e))
+      end
+      local s = table.concat(t)
+      local fixed = jscan.utf8(s)
+      assert.equal(json.lua_utf8(s), fixed)
+      assert.equal(fixed, jscan.utf8(fixed)) -- the result is well-formed
+    end
+  end)
+end)

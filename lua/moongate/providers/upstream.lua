@@ -565,7 +565,8 @@ function M.kind(spec)
           end
           -- a whole answer, also one to a stream request (C reads a JSON
           -- answer whole): the client's encoder makes it a stream if asked
-          emit_all(sink, adapt(self.name, a.response, json.decode(text), creq))
+          -- (ill-formed UTF-8 becomes U+FFFD: json.utf8)
+          emit_all(sink, adapt(self.name, a.response, json.decode(json.utf8(text)), creq))
         end),
       }
       if dec then -- frames come only on a stream
@@ -573,7 +574,7 @@ function M.kind(spec)
           if log.enabled("debug") then log.body(string.format("upstream %s frame %s", self.name, event or ""), data) end
           -- (piped_n: the frames C queued itself so far, which the client has too)
           if dec.passed then dec.piped = piped_n or 0 end
-          local events = adapt(self.name, dec.frame, dec, data, event)
+          local events = adapt(self.name, dec.frame, dec, plan.pass and data or json.utf8(data), event)
           if held then
             events = held:frame(events)
             if events == false then -- limited before any content: another member serves
