@@ -67,6 +67,7 @@ typedef struct mg_h1_conn {
 	struct mg_h1_conn *defer_next;
 	int closing;
 	int lingering;         /* response out, FIN sent, draining input */
+	int peer_shut;         /* the client shut its side after a whole request: answer, then close */
 	int in_body;           /* the request's headers are in: its body arrives */
 	int ws_upgrade;        /* the request asks for a WebSocket: hand over */
 	uv_shutdown_t shutdown_req;
@@ -192,6 +193,10 @@ static void linger(mg_h1_conn *c)
 		return;
 	}
 	arm_timer(c, 2000);
+	if (c->peer_shut) { /* nothing more comes: the FIN was the end */
+		conn_close(c);
+		return;
+	}
 	if (!c->reading) {
 		c->reading = 1;
 		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -739,7 +744,7 @@ static void conn_process(mg_h1_conn *c)
 			uv_read_stop((uv_stream_t *)&c->tcp);
 			c->reading = 0;
 		}
-	} else if (!c->reading) {
+	} else if (!c->reading && !c->peer_shut) {
 		c->reading = 1;
 		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	}
@@ -781,6 +786,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 	}
 	if (nread == 0)
 		return;
+	/* A client that sent a whole request and then shut its side (a
+	 * half-close: `nc -N`, some scripts) still gets its answer, then the
+	 * connection closes. One whose answer has started and that closes is
+	 * gone: its upstream is cancelled at once. */
+	if (nread == UV_EOF && c->req && c->req->dispatched && !c->req->started && !c->lingering) {
+		c->peer_shut = 1;
+		c->req->close_after = 1;
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = 0;
+		return;
+	}
 	/* EOF or error: whatever is in flight has lost its client */
 	conn_close(c);
 }

@@ -802,6 +802,24 @@ return {
       assert.matches("idle", json.decode(sse(res)[#sse(res)]).error.message)
     end)
 
+    it("answers a client that shut its side once its request was sent (a half-close), whole and streamed", function()
+      mock:queue { { delay_ms = 300, json = { id = "c", object = "chat.completion", created = 1, model = "m",
+        choices = { { index = 0, message = { role = "assistant", content = "still here" }, finish_reason = "stop" } } } },
+        { delay_ms = 300, frames = { oa_chunk({ role = "assistant", content = "stream" }), oa_chunk({}, "stop"), { data = "[DONE]" } } } }
+      for _, stream in ipairs { false, true } do
+        local c = server:connect()
+        c:send(client.request_bytes("POST", "/v1/chat/completions", json.encode {
+          model = "gpt-test", stream = stream, messages = { { role = "user", content = "x" } } }))
+        local shut = false
+        c.tcp:shutdown(function() shut = true end)
+        assert.truthy(c:wait(function(cc) return shut and cc.eof end, 5000), "the daemon never closed")
+        assert.matches("^HTTP/1.1 200", c.buf)
+        assert.truthy(c.buf:find(stream and '"content":"stream"' or '"content":"still here"', 1, true), c.buf)
+        if stream then assert.truthy(c.buf:find("data: [DONE]", 1, true)) end
+        c:close()
+      end
+    end)
+
     it("closes the upstream connection within 100 ms of the client going away", function()
       mock:queue { { frames = { oa_chunk({ role = "assistant", content = "a" }), oa_chunk({ content = "b" }, nil, nil),
         { data = "[DONE]", delay_ms = 10000 } } } }
