@@ -59,6 +59,13 @@ void mg_buf_free(mg_buf *b)
 	b->len = b->cap = 0;
 }
 
+void mg_buf_empty(mg_buf *b, size_t keep)
+{
+	if (b->cap > keep)
+		mg_buf_free(b);
+	b->len = 0;
+}
+
 int mg_buf_append_pair(mg_buf *b, const char *name, size_t nlen,
 		       const char *value, size_t vlen)
 {

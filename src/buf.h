@@ -21,6 +21,9 @@ int mg_buf_append(mg_buf *b, const void *p, size_t n);
 int mg_buf_appendf(mg_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void mg_buf_free(mg_buf *b);
+/* Empties b; an allocation over `keep` bytes is given back, so that one
+ * large frame does not stay allocated for the rest of a stream. */
+void mg_buf_empty(mg_buf *b, size_t keep);
 /* Appends a header as "name\0value\0", the name lower-cased. 0 or -1. */
 int mg_buf_append_pair(mg_buf *b, const char *name, size_t nlen,
 		       const char *value, size_t vlen);

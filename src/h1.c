@@ -269,7 +269,7 @@ static void on_written(uv_write_t *wr, int status)
 	c->writing = 0;
 	mg_stats_buffered(-(long long)c->inflight_n);
 	c->inflight_n = 0;
-	c->inflight.len = 0;
+	mg_buf_empty(&c->inflight, 1 << 20); /* (a large frame's: not for the rest of the stream) */
 	if (c->closing)
 		return;
 	if (status < 0) {

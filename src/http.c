@@ -246,8 +246,16 @@ void mg_req_sent(mg_req *r, size_t n)
 	r->out_off += n;
 	r->bytes_sent += n;
 	mg_stats_buffered(-(long long)n);
-	if (r->out_off == r->out.len)
+	if (r->out_off == r->out.len) {
+		/* all out: a large frame's allocation is not kept for the rest
+		 * of the stream (what a stream holds is its unsent bytes) */
+		mg_buf small = { 0 };
+		if (r->out.cap > (1 << 20) && !mg_buf_reserve(&small, MG_OUT_HEADROOM + 512)) {
+			mg_buf_free(&r->out);
+			r->out = small;
+		}
 		r->out_off = r->out.len = MG_OUT_HEADROOM;
+	}
 	mg_req_drain_check(r);
 }
 

@@ -63,6 +63,9 @@ int mg_ndjson_frame(mg_buf *out, const char *data, size_t dlen)
 	return mg_buf_append(out, "\n", 1);
 }
 
+/* what a parser keeps allocated between frames: more goes back at once */
+#define KEEP 65536
+
 static void sse_line(mg_sse_parser *p, const char *l, size_t n, mg_sse_cb cb, void *ud)
 {
 	const char *colon, *v;
@@ -77,7 +80,8 @@ static void sse_line(mg_sse_parser *p, const char *l, size_t n, mg_sse_cb cb, vo
 			   p->data.data ? p->data.data : "", dl,
 			   p->id.data ? p->id.data : "", p->id.len);
 		}
-		p->data.len = p->event.len = 0;
+		mg_buf_empty(&p->data, KEEP);
+		p->event.len = 0;
 		p->has_data = 0;
 		return;
 	}
@@ -125,7 +129,7 @@ size_t mg_sse_parse(mg_sse_parser *p, const char *buf, size_t n, mg_sse_cb cb, v
 		if (p->line.len) {
 			mg_buf_append(&p->line, buf + start, i - start);
 			sse_line(p, p->line.data, p->line.len, cb, ud);
-			p->line.len = 0;
+			mg_buf_empty(&p->line, KEEP);
 		} else {
 			sse_line(p, buf + start, i - start, cb, ud);
 		}
@@ -169,7 +173,7 @@ size_t mg_ndjson_split(mg_buf *partial, int *stop, const char *buf, size_t n,
 			len--;
 		if (len)
 			cb(ud, l, len);
-		partial->len = 0;
+		mg_buf_empty(partial, KEEP);
 		i = (size_t)(nl - buf) + 1;
 	}
 	return i;
