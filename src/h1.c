@@ -36,6 +36,8 @@
 
 #include <fcntl.h>
 #include <http_parser.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -68,6 +70,7 @@ typedef struct mg_h1_conn {
 	int closing;
 	int lingering;         /* response out, FIN sent, draining input */
 	int peer_shut;         /* the client shut its side after a whole request: answer, then close */
+	int probes;            /* ... and how many times we looked whether it is still there */
 	int in_body;           /* the request's headers are in: its body arrives */
 	int ws_upgrade;        /* the request asks for a WebSocket: hand over */
 	uv_shutdown_t shutdown_req;
@@ -166,6 +169,30 @@ static void on_timeout(uv_timer_t *t)
 		return;
 	}
 	conn_close(c);
+}
+
+/* A half-closed client that has no answer yet: is its socket still there
+ * (see on_read)? The interim answer sent at its FIN makes a socket closed
+ * for good reset the connection; look soon, then once a second. */
+static void probe(uv_timer_t *t)
+{
+	mg_h1_conn *c = t->data;
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+	uv_os_fd_t fd;
+	int err = 0;
+	socklen_t elen = sizeof err;
+
+	if (c->closing || !c->req || c->req->started)
+		return; /* from the first byte of the answer, writes tell */
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+	    ((getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE) ||
+	     (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err))) {
+		conn_close(c); /* gone: what it asked for is cancelled */
+		return;
+	}
+	c->probes++;
+	uv_timer_start(&c->timer, probe, c->probes < 3 ? 20u * c->probes : 1000u, 0);
 }
 
 static void arm_timer(mg_h1_conn *c, uint64_t ms)
@@ -788,13 +815,21 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		return;
 	/* A client that sent a whole request and then shut its side (a
 	 * half-close: `nc -N`, some scripts) still gets its answer, then the
-	 * connection closes. One whose answer has started and that closes is
-	 * gone: its upstream is cancelled at once. */
-	if (nread == UV_EOF && c->req && c->req->dispatched && !c->req->started && !c->lingering) {
+	 * connection closes; probe() tells it from one that closed for good.
+	 * One whose answer has started and that closes is gone: its upstream
+	 * is cancelled at once. */
+	if (nread == UV_EOF && c->req && c->req->dispatched && !c->req->started && !c->lingering &&
+	    !c->req->http10) {
+		uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
 		c->peer_shut = 1;
 		c->req->close_after = 1;
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->reading = 0;
+		/* an interim answer, which every HTTP/1.1 client must take before
+		 * the real one (RFC 9110, 15.2): a socket closed for good answers
+		 * it with a reset, which probe() sees */
+		uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		uv_timer_start(&c->timer, probe, 5, 0);
 		return;
 	}
 	/* EOF or error: whatever is in flight has lost its client */

@@ -225,6 +225,11 @@
 -- unchecked, as is everything after POST /_mock/strict {"strict": false}.
 package.path = "lua/?.lua;spec/?.lua;" .. package.path
 local uv = require "luv"
+-- a write to a connection the daemon closed (a cancelled upstream request)
+-- must fail that write, not end the mock: SIGPIPE's default would
+local sigpipe = uv.new_signal()
+sigpipe:start("sigpipe", function() end)
+sigpipe:unref()
 local parse_request = require "support.request_parser"
 local cjson = require "cjson"
 
