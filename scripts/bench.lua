@@ -2,8 +2,10 @@
 -- and builds what it needs). In one run, on loopback, against the same C mock
 -- upstream: the mock directly, moongate passthrough (OpenAI client, OpenAI
 -- upstream), moongate translating (Anthropic client, OpenAI upstream), nginx
--- proxy_pass, Portkey's gateway. Every figure is a median over rounds and a
--- ratio to the direct call or to nginx of the same round.
+-- proxy_pass, Portkey's gateway, and claude-code-router (an Anthropic
+-- messages front end for OpenAI-compatible providers: the translated rows'
+-- peer). Every figure is a median over rounds and a ratio to the direct call
+-- or to nginx of the same round.
 --
 -- Pinning: the proxy under test runs on CPU 0; the mock, wrk and the stream
 -- clients on CPU 1 (taskset), so the gateway and the load do not share a core.
@@ -28,7 +30,7 @@ local WORK = ROOT .. "/.bench"
 local CG_FEW, CG_MANY = 300, 1300
 local STAGGERED, BURST = 50, 20 -- paced streams: started 10 ms apart, and all at once
 -- h2: nghttpx in front of the mock, HTTP/2 over TLS as the hosted APIs speak
-local P = { mock = 19501, moongate = 19502, nginx = 19503, portkey = 19504, h2 = 19505 }
+local P = { mock = 19501, moongate = 19502, nginx = 19503, portkey = 19504, h2 = 19505, ccr = 19506 }
 local function log(...) io.stderr:write(string.format(...), "\n") end
 
 local function sh(cmd)
@@ -143,7 +145,12 @@ do
   end
   long_body = json.encode { model = "zero", messages = msgs }
 end
+-- claude-code-router sends every request to its Router's default ("mock,
+-- zero") unless the model names a provider and model ("mock,burst"): "zero"
+-- goes the default way, as a Claude Code model name would, the mock's other
+-- models by name (its router counts the request's tokens either way)
 local function body_for(t, model)
+  if t.route and model ~= "zero" then model = t.route .. "," .. model end
   return (t.anthropic and an_body or oa_body):gsub('"zero"', '"' .. model .. '"')
 end
 -- an agent's turn as coding agents send it (scripts/agent_request.lua: a
@@ -160,7 +167,13 @@ local targets = {
   { key = "nginx", name = "nginx proxy_pass", port = P.nginx, path = "/v1/chat/completions" },
   { key = "portkey", name = "Portkey gateway", port = P.portkey, path = "/v1/chat/completions",
     headers = { ["x-portkey-provider"] = "openai", ["x-portkey-custom-host"] = "http://127.0.0.1:" .. P.mock .. "/v1",
-      authorization = "Bearer sk-bench" } },
+      authorization = "Bearer sk-bench" }, peer = true },
+  -- claude-code-router 2.0.0 (npm @musistudio/claude-code-router): an
+  -- Anthropic client, the mock as its OpenAI-compatible provider "mock";
+  -- its rows are CPU figures (a quick run must stay under 3 minutes: no
+  -- 20 ms mock run for it)
+  { key = "ccr", name = "claude-code-router", port = P.ccr, path = "/v1/messages", anthropic = true,
+    route = "mock", peer = true, cpu_only = true },
 }
 
 --- wrk(t, model, conns, seconds) -> {p50, p99, rps, errors, raw, user_us,
@@ -196,21 +209,28 @@ local function wrk(t, model, conns, seconds, body)
 end
 
 -- FRAME_STREAMS streams of the mock's "burst" model (2,000 deltas at once),
--- one after the other -> {us = CPU per frame of t.pid, short = streams that
--- did not bring every delta}
+-- one after the other -> {us = CPU per frame of t.pid (nil when no stream
+-- came whole), n, short = streams that did not bring every delta, why = how
+-- the first of those ended}
 local FRAME_STREAMS = opts.quick and 10 or 25
 local function frames_cpu(t, n)
   local body = body_for(t, "burst"):gsub("}$", ',"stream":true}')
   local u0, s0 = cpu_s(t.pid)
-  local short = 0
+  local short, why = 0, nil
   for _ = 1, n do
-    local res = client.request(t.port, "POST", t.path, body, t.headers, 30000)
+    local res, err = client.request(t.port, "POST", t.path, body, t.headers, 30000)
     local got = 0
     for _ in ((res and res.body) or ""):gmatch("tok%d+ ") do got = got + 1 end
-    if not res or res.status ~= 200 or got < 2000 then short = short + 1 end
+    if not res or res.status ~= 200 or got < 2000 then
+      short = short + 1
+      why = why or (not res and "no whole answer: " .. tostring(err)
+        or res.status ~= 200 and string.format("status %d: %s", res.status, (res.body or ""):sub(1, 120):gsub("[\r\n|]+", " "))
+        or string.format("%d of 2,000 deltas", got))
+    end
   end
   local u1, s1 = cpu_s(t.pid)
-  return { us = u0 and u1 and ((u1 - u0) + (s1 - s0)) / (n * 2000) * 1e6 or nil, short = short }
+  return { us = u0 and u1 and short < n and ((u1 - u0) + (s1 - s0)) / (n * 2000) * 1e6 or nil, n = n, short = short,
+    why = why }
 end
 
 -- streams: time to first token, gaps between tokens, many open at once ----------
@@ -379,8 +399,25 @@ http {
   local ng = spawn("nginx", 0, "/usr/sbin/nginx", { "-c", WORK .. "/nginx.conf", "-e", WORK .. "/nginx-error.log" })
   local pk = spawn("portkey", 0, "node", { WORK .. "/node_modules/.bin/gateway", "--port=" .. P.portkey, "--headless" },
     { "PATH=" .. os.getenv("PATH"), "NODE_ENV=production" })
+  -- claude-code-router reads $HOME/.claude-code-router/config.json: a HOME
+  -- of its own under .bench/ (TMPDIR too: it keeps a count file there). No
+  -- APIKEY, so no auth; LOG false, so no log files. `ccr start` serves in
+  -- the foreground, unless the PID file it leaves names a live process
+  -- (then it says "running" and exits): the file goes first.
+  local ccr_home = WORK .. "/ccr-home"
+  sh(string.format("mkdir -p '%s/.claude-code-router' && rm -f '%s/.claude-code-router/.claude-code-router.pid'",
+    ccr_home, ccr_home))
+  write(ccr_home .. "/.claude-code-router/config.json", json.encode {
+    PORT = P.ccr, HOST = "127.0.0.1", LOG = false,
+    Providers = { { name = "mock", api_base_url = string.format("http://127.0.0.1:%d/v1/chat/completions", P.mock),
+      api_key = "sk-bench", models = { "zero", "delay20", "burst" } } },
+    Router = { default = "mock,zero" },
+  })
+  local ccr = spawn("claude-code-router", 0, "node",
+    { WORK .. "/node_modules/@musistudio/claude-code-router/dist/cli.js", "start" },
+    { "PATH=" .. os.getenv("PATH"), "NODE_ENV=production", "HOME=" .. ccr_home, "TMPDIR=" .. ccr_home })
   for k, port in pairs(P) do wait_port(port, k) end
-  return mg, pk, ng
+  return mg, pk, ng, ccr
 end
 
 -- the run ---------------------------------------------------------------------------
@@ -389,11 +426,12 @@ local function main()
   uv.fs_mkdir(OUT, 493)
   for name, port in pairs(P) do assert_free(port, name) end
   log("pinning: proxies on CPU 0 (taskset -c 0), mock and load generators on CPU 1 (taskset -c 1)")
-  local mg, pk, ng = start_all()
+  local mg, pk, ng, ccr = start_all()
   sleep(500)
   -- the processes whose CPU time per request the c64 runs count
   for _, t in ipairs(targets) do
-    t.pid = t.gateway and mg.pid or t.key == "nginx" and child_pid(ng.pid) or t.key == "portkey" and pk.pid or nil
+    t.pid = t.gateway and mg.pid or t.key == "nginx" and child_pid(ng.pid) or t.key == "portkey" and pk.pid
+      or t.key == "ccr" and ccr.pid or nil
   end
   local R = { rounds = {} }
   R.idle_rss_kb = rss_kb(mg.pid)
@@ -416,7 +454,7 @@ local function main()
       log("  %-22s agent c1 p50 %.3f ms p99 %.3f ms%s%s", t.name, x.p50 or -1, x.p99 or -1,
         x.user_us and string.format(", CPU per request: %.0f us", x.user_us + x.sys_us) or "",
         x.errors > 0 and string.format(" (%d errors)", x.errors) or "")
-      if not t.anthropic and t.key ~= "portkey" then
+      if not t.anthropic and not t.peer then
         r.agent1m[t.key] = wrk(t, "zero", 1, opts.duration, AGENT.openai_1m)
         x = r.agent1m[t.key]
         log("  %-22s 1 MiB c1 p50 %.3f ms%s", t.name, x.p50 or -1,
@@ -428,8 +466,8 @@ local function main()
     for _, t in ipairs(targets) do
       if t.pid and t.key ~= "portkey" then
         r.frames[t.key] = frames_cpu(t, FRAME_STREAMS)
-        log("  %-22s burst of 2,000 deltas: %.2f us CPU per frame (%d short)", t.name, r.frames[t.key].us or -1,
-          r.frames[t.key].short)
+        log("  %-22s burst of 2,000 deltas: %.2f us CPU per frame (%d short%s)", t.name, r.frames[t.key].us or -1,
+          r.frames[t.key].short, r.frames[t.key].why and ", the first: " .. r.frames[t.key].why or "")
       end
     end
     for _, t in ipairs(targets) do
@@ -440,11 +478,13 @@ local function main()
     end
     R.load_rss_kb = math.max(R.load_rss_kb or 0, rss_kb(mg.pid) or 0)
     for _, t in ipairs(targets) do
-      r.rps20[t.key] = wrk(t, "delay20", 64, opts.duration)
-      log("  %-22s c64 20 ms %8.0f req/s", t.name, r.rps20[t.key].rps or -1)
+      if not t.cpu_only then
+        r.rps20[t.key] = wrk(t, "delay20", 64, opts.duration)
+        log("  %-22s c64 20 ms %8.0f req/s", t.name, r.rps20[t.key].rps or -1)
+      end
     end
     for _, t in ipairs(targets) do
-      if t.key ~= "portkey" then
+      if not t.peer then
         -- the target figure: streams that start 10 ms apart, as chat
         -- clients do, so each first token measures the path, not a queue
         local res = streams(t, STAGGERED, "paced", 20000, 10)
@@ -535,6 +575,7 @@ local function main()
   local n2 = fd_limit and math.min(opts.streams, fd_limit - 100) or opts.streams
   R.streams_h2 = hold(n2, "hold-h2", P.h2, "zero-h2")
   R.portkey_rss_kb = rss_kb(pk.pid)
+  R.ccr_rss_kb = rss_kb(ccr.pid)
   stop_all()
 
   -- instructions per request on the passthrough path (valgrind counts, not
@@ -652,7 +693,7 @@ local function report(R)
     end
   end
   for _, t in ipairs(targets) do
-    row("req/s c64 20 ms mock, " .. t.name, over("rps20", "rps", t.key), "")
+    if not t.cpu_only then row("req/s c64 20 ms mock, " .. t.name, over("rps20", "rps", t.key), "") end
   end
   -- stream figures: percentiles over the samples of every round together
   -- (a p99 of one round's 50 first tokens is the luck of one stream), the
@@ -774,6 +815,40 @@ local function report(R)
     local p99_pass = ratio_rounds("lat", "p99", "passthrough", "direct", "minus")
     local p99_ratio = p99_pass and add_p99_ng and add_p99_ng > 0 and p99_pass / add_p99_ng
     row("small request passthrough, added p99 c1 / nginx's", p99_ratio, "x", "<= 1.5x", p99_ratio and p99_ratio <= 1.5)
+
+    -- claude-code-router serves the translated rows only (an Anthropic
+    -- client, the OpenAI-format mock upstream): its CPU against moongate
+    -- translating's in the same round
+    rows[#rows + 1] = "| **claude-code-router (Anthropic client, OpenAI upstream)** | | | |"
+    local function vs_mg(v, mg)
+      return v and mg and string.format("moongate translating %.1f us", mg)
+    end
+    local sm_ccr, sm_mg = cpu("rps0", "ccr"), cpu("rps0", "translating")
+    row("small request translated, claude-code-router, CPU per request (c64)", sm_ccr, " us", nil, nil, vs_mg(sm_ccr, sm_mg))
+    local sm_ratio = cpu_ratio("rps0", "ccr", "translating")
+    row("small request translated, claude-code-router's CPU / moongate's (c64)", sm_ratio, "x", ">= 30x",
+      sm_ratio and sm_ratio >= 30)
+    local ag_ccr = cpu("agent", "ccr")
+    row("agent request translated, claude-code-router, CPU per request", ag_ccr, " us", nil, nil, vs_mg(ag_ccr, ag_tr))
+    local ag_ccr_ratio = cpu_ratio("agent", "ccr", "translating")
+    row("agent request translated, claude-code-router's CPU / moongate's", ag_ccr_ratio, "x", ">= 30x",
+      ag_ccr_ratio and ag_ccr_ratio >= 30)
+    -- its stream frames, when its streams bring every delta
+    local fr_ratios, short, n, why = {}, 0, 0, nil
+    for _, r in ipairs(R.rounds) do
+      local x, y = r.frames and r.frames.ccr, r.frames and r.frames.translating
+      if x then
+        short, n, why = short + (x.short or 0), n + (x.n or 0), why or x.why
+        if x.us and y and y.us and y.us > 0 then fr_ratios[#fr_ratios + 1] = x.us / y.us end
+      end
+    end
+    local fail = n > 0 and short > 0 and (short == n and "streams fail: " or string.format("%d of %d streams short: ", short, n))
+      .. (why or "?")
+    local fc, fr = frame("ccr"), median(fr_ratios)
+    row("translated stream frame, claude-code-router, CPU (burst of 2,000)", fc, " us", nil, nil,
+      fail or (fc and ft and string.format("moongate translating %.2f us", ft)))
+    row("translated stream frame, claude-code-router's CPU / moongate's", fr, "x", ">= 30x", fr and fr >= 30, fail or nil)
+    row("claude-code-router resident memory", R.ccr_rss_kb and R.ccr_rss_kb / 1024, " MiB")
   end
 
   local md = { "# moongate benchmark", "",
@@ -798,7 +873,7 @@ local function report(R)
   write(WORK .. "/chart.gp", string.format([[
 set terminal png size 1000,500 noenhanced
 set output "%s/chart.png"
-set multiplot layout 1,2 title "moongate vs direct, nginx and Portkey (loopback, 2 cores)"
+set multiplot layout 1,2 title "moongate vs direct, nginx, Portkey and claude-code-router (loopback, 2 cores)"
 set style data histograms
 set style fill solid 0.8
 set xtics rotate by -30
