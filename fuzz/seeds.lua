@@ -1,6 +1,6 @@
 -- Builds the fuzz targets' seed corpora from the spec fixtures:
 --   luajit fuzz/seeds.lua OUTDIR
--- OUTDIR/jscan: every JSON fixture as it is; OUTDIR/sse: each scripted
+-- OUTDIR/jscan and OUTDIR/doors: every JSON fixture as it is; OUTDIR/sse: each scripted
 -- upstream stream ({"frames": [...]}) as SSE bytes and as NDJSON lines;
 -- OUTDIR/tmpl: each of those frames' data alone.
 package.path = "lua/?.lua;" .. package.path
@@ -22,6 +22,7 @@ for path in p:lines() do
   local text = f:read("*a")
   f:close()
   write("jscan", "fixture" .. n, text)
+  write("doors", "fixture" .. n, text)
   local ok, v = pcall(cjson.decode, text)
   local frames = ok and type(v) == "table" and (v.frames or (v[1] and v)) or nil
   if type(frames) == "table" and type(frames[1]) == "table" then
