@@ -71,6 +71,7 @@ struct hc_conn {
 	char *key;          /* "host:port", malloc'd */
 	http_parser parser;
 	int reused;         /* served an earlier request */
+	int writing;        /* a request is still being written on it */
 };
 
 struct mg_hc_req {
@@ -217,7 +218,10 @@ static void req_end(mg_hc_req *r, int code, const char *msg)
 	gai_drop(r);
 	if (c) {
 		r->conn = NULL;
-		if (code == MG_HC_OK && !r->no_reuse && http_should_keep_alive(&c->parser) && !r->cancelled)
+		/* (an answer that came before its request was all sent, a 413
+		 * say: the rest of that body would reach the next request's
+		 * upstream, so the connection goes) */
+		if (code == MG_HC_OK && !r->no_reuse && !c->writing && http_should_keep_alive(&c->parser) && !r->cancelled)
 			conn_park(c);
 		else
 			conn_close(c);
@@ -454,6 +458,7 @@ static void on_written(uv_write_t *w, int status)
 	hc_conn *c = w->data;
 	mg_hc_req *r = c->req;
 
+	c->writing = 0;
 	if (!r || status >= 0 || status == UV_ECANCELED)
 		return;
 	if (retry_fresh(r))
@@ -478,7 +483,10 @@ static void start_on(mg_hc_req *r, hc_conn *c)
 	if (r->blen)
 		bufs[nb++] = uv_buf_init((char *)r->body, (unsigned)r->blen);
 	c->write.data = c;
+	c->writing = 1;
 	rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs, nb, on_written);
+	if (rc < 0)
+		c->writing = 0;
 	uv_read_stop((uv_stream_t *)&c->tcp); /* an idle one was read by on_idle_read */
 	if (rc == 0 && !r->paused)
 		rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_read, on_read);

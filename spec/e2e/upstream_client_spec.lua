@@ -26,6 +26,15 @@ local function raw_upstream()
       if not he then return end
       local head = buf:sub(1, he + 3)
       local len = tonumber(head:lower():match("\ncontent%-length: *(%d+)")) or 0
+      if t.answers[1] and t.answers[1].early and not t.answered_early then
+        -- answered on the head alone, the body left unread (a 413)
+        t.answered_early = true
+        t.requests[#t.requests + 1] = { conn = id, head = head, body = "" }
+        local a = table.remove(t.answers, 1)
+        sock:read_stop()
+        sock:write(a.bytes)
+        return
+      end
       if #buf < he + 3 + len then return end
       local body = buf:sub(he + 4, he + 3 + len)
       buf = buf:sub(he + 4 + len)
@@ -75,7 +84,7 @@ local function raw_upstream()
     serve(sock, nconn)
   end))
   function t.queue(list) for _, a in ipairs(list) do t.answers[#t.answers + 1] = a end end
-  function t.reset() t.answers, t.requests = {}, {} end
+  function t.reset() t.answers, t.requests, t.answered_early = {}, {}, nil end
   function t.stop()
     for _, sock in ipairs(t.socks) do if not sock:is_closing() then sock:close() end end
     server:close()
@@ -237,6 +246,19 @@ return { providers = { up = { kind = "openai", base_url = "http://127.0.0.1:%d/v
       for _ = 1, 3 do assert.equal(200, chat().status) end
       assert.not_equal(up.requests[1].conn, up.requests[2].conn)
       assert.not_equal(up.requests[2].conn, up.requests[3].conn)
+    end)
+
+    it("never reuses a connection whose request was still being sent when the answer came", function()
+      local err = json.encode { error = { message = "too large", type = "invalid_request_error" } }
+      up.queue { { early = true, bytes = "HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: "
+        .. #err .. "\r\n\r\n" .. err },
+        { bytes = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: " .. #COMPLETION .. "\r\n\r\n" .. COMPLETION } }
+      local big = json.encode { model = "m", messages = { { role = "user", content = string.rep("x", 8 * 1024 * 1024) } } }
+      local res = assert(server:request("POST", "/v1/chat/completions", big, nil, 15000))
+      assert.equal(413, res.status)
+      res = chat()
+      assert.equal(200, res.status)
+      assert.not_equal(up.requests[1].conn, up.requests[2].conn)
     end)
 
     it("passes a 429 through with its Retry-After", function()
