@@ -76,9 +76,10 @@ local KINDS = {
 local count = { requests = 0, ok = 0, errors = 0, left = 0, lost = 0 }
 local lost_examples = {}
 
-local running = true
+local running, quiet, parked = true, false, 0
 local function one()
   if not running then return end
+  if quiet then parked = parked + 1 return end
   local kind = KINDS[math.random(#KINDS)]
   local stream = math.random() < 0.6
   local body = cjson.encode(kind[2](stream))
@@ -201,30 +202,43 @@ every(opts.sample_s * 1000, sample)
 every(opts.reload_s * 1000, function() reloads = reloads + 1; uv.kill(pid, "sighup") end)
 every(2000, fault)
 every(1500, chat_round)
+-- Two quiet looks, with no request in flight (the clients hold back for 3 s):
+-- at the end of the warm-up (the first fifth) and at the end. Between
+-- requests the descriptors are the daemon's own and its kept-alive upstream
+-- connections, so the two compare; under load they move with what is in
+-- flight.
+local idle = {}
+local function quiet_look(label)
+  local t = { rss = rss_kib(), fds = fds() }
+  idle[label] = t
+  print(string.format("quiet look (%s): rss %d KiB, fds %d", label, t.rss, t.fds))
+end
 sample()
-client.run_until(function() return server.exited end, opts.minutes * 60000)
+local warm_ms = opts.minutes * 60000 / 5
+client.run_until(function() return server.exited end, warm_ms)
+quiet = true
+client.run_until(function() return server.exited end, 3000)
+quiet_look("after the warm-up")
+quiet = false
+for _ = 1, parked do one() end
+parked = 0
+client.run_until(function() return server.exited end, opts.minutes * 60000 - warm_ms)
 running = false
 for _, t in ipairs(timers) do t:stop() t:close() end
 client.run_until(function() return false end, 3000) -- the last requests end
 sample()
+quiet_look("at the end")
 csv:close()
 
 -- verdict ------------------------------------------------------------------------
 local died = server.exited
-local warm = math.max(2, math.floor(#samples / 5)) -- the first fifth is the warm-up
-local function avg(from, to, key)
-  local s, n = 0, 0
-  for i = math.max(1, from), math.min(#samples, to) do s, n = s + samples[i][key], n + 1 end
-  return n > 0 and s / n or 0
-end
-local n = #samples
-local rss_a, rss_b = avg(warm, warm + 2, "rss"), avg(n - 2, n, "rss")
-local fd_a, fd_b = avg(warm, warm + 2, "fds"), avg(n - 2, n, "fds")
+local a, b = idle["after the warm-up"] or { rss = 0, fds = 0 }, idle["at the end"] or { rss = 0, fds = 0 }
+local rss_a, rss_b, fd_a, fd_b = a.rss, b.rss, a.fds, b.fds
 local rss_growth = rss_a > 0 and (rss_b - rss_a) / rss_a or 0
 local fd_growth = fd_a > 0 and (fd_b - fd_a) / fd_a or 0
 local summary = string.format(
   "soak %g min, %d clients, %d reloads: %d requests (%d ok, %d errors in the client's format, %d left by the client, %d lost); "
-  .. "chat messages %d, answered %d, errors %d; RSS %.0f -> %.0f KiB after warm-up (%+.1f%%), descriptors %.0f -> %.0f (%+.1f%%)%s",
+  .. "chat messages %d, answered %d, errors %d; RSS %.0f -> %.0f KiB (quiet looks after the warm-up and at the end, %+.1f%%), descriptors %.0f -> %.0f (%+.1f%%)%s",
   opts.minutes, opts.clients, reloads, count.requests, count.ok, count.errors, count.left, count.lost,
   chats.sent, chats.answered, chats.errors, rss_a, rss_b, rss_growth * 100, fd_a, fd_b, fd_growth * 100,
   died and "; THE DAEMON DIED" or "")
