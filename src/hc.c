@@ -72,6 +72,7 @@ struct hc_conn {
 	http_parser parser;
 	int reused;         /* served an earlier request */
 	int writing;        /* a request is still being written on it */
+	int idle;           /* on hc->idle (counted in hc->nidle) */
 };
 
 struct mg_hc_req {
@@ -101,10 +102,12 @@ struct mg_hc_req {
 	int cancelled;      /* mg_hc_cancel from inside a callback */
 	int stopped;        /* a callback said stop */
 	int complete;       /* the whole answer is in */
+	int bad;            /* refused by its headers: fail_buf says why */
 	int no_reuse;       /* the connection ended, or bytes followed the answer */
 	int done_pending;   /* complete while paused: ends once resumed */
 	int in_send;        /* inside mg_hc_send: failures wait for the loop */
-	uint64_t started;
+	uint64_t started;   /* for total_ms */
+	uint64_t connect_at; /* for connect_ms: the start, or the retry's new connection */
 	int status;
 	mg_buf pairs, field, value;
 	int last_was_value;
@@ -130,8 +133,9 @@ static void conn_close(hc_conn *c)
 		c->hc->idle = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	if (!c->req) /* it was idle */
+	if (c->idle)
 		c->hc->nidle--;
+	c->idle = 0;
 	c->prev = c->next = NULL;
 	c->hc = NULL;
 	c->req = NULL;
@@ -161,12 +165,15 @@ static void conn_park(hc_conn *c)
 
 	c->req = NULL;
 	c->reused = 1;
+	c->idle = 1;
 	c->prev = NULL;
 	c->next = hc->idle;
 	if (hc->idle)
 		hc->idle->prev = c;
 	hc->idle = c;
 	hc->nidle++;
+	/* (libuv will not swap the callback of a stream it reads already) */
+	uv_read_stop((uv_stream_t *)&c->tcp);
 	uv_read_start((uv_stream_t *)&c->tcp, alloc_read, on_idle_read);
 	if (hc->nidle > IDLE_MAX) { /* the least recently used goes */
 		hc_conn *last = hc->idle;
@@ -342,6 +349,19 @@ static int on_headers_done(http_parser *p)
 	r->status = p->status_code;
 	if (r->status >= 100 && r->status < 200)
 		return 0; /* an interim answer: the real one follows */
+	{ /* a transfer coding other than chunked (gzip, chunked) would reach
+	   * the client still coded: refused */
+		const char *te = mg_buf_pair(&r->pairs, "transfer-encoding");
+		size_t n = te ? strlen(te) : 0;
+		while (n && (te[n - 1] == ' ' || te[n - 1] == '\t'))
+			n--;
+		if (te && !(n == 7 && !strncasecmp(te, "chunked", 7))) {
+			snprintf(r->fail_buf, sizeof r->fail_buf,
+				 "the upstream's answer has a transfer coding other than chunked");
+			r->bad = 1;
+			return -1;
+		}
+	}
 	r->in_cb = 1;
 	if (went_on(r, r->cb->on_head(r->ud, r->status, r->pairs.data ? r->pairs.data : "", r->pairs.len)))
 		return -1;
@@ -377,6 +397,7 @@ static const http_parser_settings answer = {
 
 static void try_connect(mg_hc_req *r);
 static void resolve(mg_hc_req *r);
+static void on_timer(uv_timer_t *t);
 static void start_on(mg_hc_req *r, hc_conn *c);
 
 /* The connection died before the answer began: a kept-alive connection
@@ -392,6 +413,18 @@ static int retry_fresh(mg_hc_req *r)
 	c->req = NULL;
 	conn_close(c);
 	r->ai = 0;
+	/* a new connection: connect_ms again, within what is left of total_ms */
+	r->connected = 0;
+	r->connect_at = uv_now(r->hc->loop);
+	if (r->connect_ms) {
+		uint64_t ms = (uint64_t)r->connect_ms;
+		if (r->total_ms) {
+			uint64_t spent = r->connect_at - r->started;
+			uint64_t left = (uint64_t)r->total_ms > spent ? (uint64_t)r->total_ms - spent : 1;
+			ms = ms < left ? ms : left;
+		}
+		uv_timer_start(r->timer, on_timer, ms, 0);
+	}
 	resolve(r);
 	return 1;
 }
@@ -429,7 +462,9 @@ static void read_answer(hc_conn *c, mg_hc_req *r, ssize_t n, const uv_buf_t *b)
 	}
 	r->got_bytes = 1;
 	http_parser_execute(&c->parser, &answer, b->base, (size_t)n);
-	if (r->cancelled || (r->stopped && !r->complete))
+	if (r->bad && !r->cancelled)
+		req_end(r, MG_HC_EUPSTREAM, r->fail_buf);
+	else if (r->cancelled || (r->stopped && !r->complete))
 		req_end(r, MG_HC_EABORT, NULL);
 	else if (r->complete)
 		answered(r);
@@ -479,6 +514,9 @@ static void start_on(mg_hc_req *r, hc_conn *c)
 	r->status = 0;
 	http_parser_init(&c->parser, HTTP_RESPONSE);
 	c->parser.data = c;
+	/* Transfer-Encoding chunked with a Content-Length: chunked wins and the
+	 * length is ignored (RFC 9112, 6.3), as curl does */
+	c->parser.allow_chunked_length = 1;
 	bufs[0] = uv_buf_init(r->head.data, (unsigned)r->head.len);
 	if (r->blen)
 		bufs[nb++] = uv_buf_init((char *)r->body, (unsigned)r->blen);
@@ -573,14 +611,16 @@ static void try_connect(mg_hc_req *r)
 static void on_timer(uv_timer_t *t)
 {
 	mg_hc_req *r = t->data;
-	uint64_t took = uv_now(r->hc->loop) - r->started;
+	uint64_t now = uv_now(r->hc->loop), took = now - r->started;
 
-	if (!r->connected && r->connect_ms && took >= (uint64_t)r->connect_ms)
+	if (!r->connected && r->connect_ms && now - r->connect_at >= (uint64_t)r->connect_ms)
 		fail(r, MG_HC_ETIMEDOUT, "Connection timed out after %ld milliseconds", r->connect_ms);
 	else if (r->total_ms && took >= (uint64_t)r->total_ms)
 		fail(r, MG_HC_ETIMEDOUT, "Operation timed out after %ld milliseconds", r->total_ms);
 	else if (r->total_ms) /* connected in time: the total limit goes on */
 		uv_timer_start(t, on_timer, (uint64_t)r->total_ms - took, 0);
+	else if (!r->connected && r->connect_ms) /* (a retry's connect, started later) */
+		uv_timer_start(t, on_timer, (uint64_t)r->connect_ms - (now - r->connect_at), 0);
 }
 
 static hc_dns *dns_find(mg_hc *hc, const char *host, int port)
@@ -819,10 +859,12 @@ int mg_hc_send(mg_hc_req *r, const char *body, size_t blen, long connect_ms, lon
 	r->connect_ms = connect_ms > 0 ? connect_ms : 0;
 	r->total_ms = total_ms > 0 ? total_ms : 0;
 	if (!r->has_host) {
-		if (r->port == 80)
-			ok = !mg_buf_appendf(&r->head, "Host: %s\r\n", r->host);
+		if (strchr(r->host, ':') && r->port == 80)
+			ok = !mg_buf_appendf(&r->head, "Host: [%s]\r\n", r->host);
 		else if (strchr(r->host, ':'))
 			ok = !mg_buf_appendf(&r->head, "Host: [%s]:%d\r\n", r->host, r->port);
+		else if (r->port == 80)
+			ok = !mg_buf_appendf(&r->head, "Host: %s\r\n", r->host);
 		else
 			ok = !mg_buf_appendf(&r->head, "Host: %s\r\n", r->key);
 	}
@@ -838,7 +880,7 @@ int mg_hc_send(mg_hc_req *r, const char *body, size_t blen, long connect_ms, lon
 	}
 	uv_timer_init(hc->loop, r->timer);
 	r->timer->data = r;
-	r->started = uv_now(hc->loop);
+	r->started = r->connect_at = uv_now(hc->loop);
 	if (r->connect_ms || r->total_ms) {
 		long first = !r->connect_ms ? r->total_ms : !r->total_ms ? r->connect_ms
 			    : r->connect_ms < r->total_ms ? r->connect_ms : r->total_ms;
@@ -856,6 +898,7 @@ int mg_hc_send(mg_hc_req *r, const char *body, size_t blen, long connect_ms, lon
 		if (c->next)
 			c->next->prev = c->prev;
 		c->prev = c->next = NULL;
+		c->idle = 0;
 		hc->nidle--;
 		r->connected = 1;
 		start_on(r, c);

@@ -49,6 +49,7 @@ local function raw_upstream()
         local p = parts[i]
         if not p then
           if a.close and not sock:is_closing() then sock:shutdown(function() if not sock:is_closing() then sock:close() end end) end
+          if a.shut and not sock:is_closing() then sock:shutdown() end -- its side only: it reads on
           return
         end
         local function write()
@@ -260,6 +261,32 @@ return { providers = { up = { kind = "openai", base_url = "http://127.0.0.1:%d/v
       assert.equal(200, res.status)
       assert.not_equal(up.requests[1].conn, up.requests[2].conn)
     end)
+
+    it("reads chunked over a Content-Length, refuses other transfer codings, and answers 502 for a status no client takes", function()
+      up.queue { { bytes = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n"
+        .. chunked(COMPLETION, 50) } }
+      local res = chat()
+      assert.equal(200, res.status)
+      assert.equal("hi there", json.decode(res.body).choices[1].message.content)
+      up.queue { { bytes = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: gzip, chunked\r\n\r\n"
+        .. chunked("not really gzip", 50), close = true } }
+      assert.equal(502, chat().status)
+      up.queue { { bytes = "HTTP/1.1 999 Odd\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}" } }
+      res = assert(server:request("POST", "/v1/chat/completions", BODY, nil, 5000))
+      assert.equal(502, res.status)
+      assert.matches("status 999", json.decode(res.body).error.message)
+    end)
+
+    if which == "builtin" then
+      it("closes a kept-alive connection as soon as the upstream hangs it up", function()
+        up.queue { { bytes = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: " .. #COMPLETION .. "\r\n\r\n"
+          .. COMPLETION, shut = true } }
+        assert.equal(200, chat().status)
+        local id = up.requests[1].conn
+        assert.truthy(client.run_until(function() return up.conns[id] == "closed" end, 1000),
+          "the idle connection stayed open after the upstream closed its side")
+      end)
+    end
 
     it("passes a 429 through with its Retry-After", function()
       local err = json.encode { error = { message = "slow down", type = "rate_limit_error" } }

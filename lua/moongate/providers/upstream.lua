@@ -489,6 +489,10 @@ function M.kind(spec)
           end
           if sink.closed() then return end
           local status = st ~= 0 and st or nil
+          if status and not err and (status < 200 or status > 599) then -- (999: no HTTP status a client takes)
+            return sink.emit({ type = "error", status = 502, message = string.format(
+              "upstream %s: malformed answer from upstream: status %d", self.name, status), retryable = false })
+          end
           -- how many of the upstream's own frames the client has (a
           -- passthrough's), for a front door that ends its stream in their numbering
           local passed
