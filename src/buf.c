@@ -1,5 +1,7 @@
 #include "buf.h"
 
+#include <malloc.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,10 +61,24 @@ void mg_buf_free(mg_buf *b)
 	b->len = b->cap = 0;
 }
 
+/* big buffers given back by this thread since its last malloc_trim */
+static _Thread_local size_t given_back;
+
 void mg_buf_empty(mg_buf *b, size_t keep)
 {
-	if (b->cap > keep)
+	if (b->cap > keep) {
+		if (b->cap >= (1u << 20))
+			given_back += b->cap;
 		mg_buf_free(b);
+		/* glibc keeps freed big blocks in its heaps once its moving mmap
+		 * threshold has risen past them: after 32 MiB of them, the pages
+		 * go back to the system (a fixed threshold would cost an mmap per
+		 * 1 MiB body instead) */
+		if (given_back >= (32u << 20)) {
+			given_back = 0;
+			malloc_trim(0);
+		}
+	}
 	b->len = 0;
 }
 

@@ -9,7 +9,6 @@
 #include "lua_host.h"
 
 #include <lauxlib.h>
-#include <malloc.h>
 #include <signal.h>
 #include <uv.h>
 
@@ -40,11 +39,6 @@ int mg_main(int argc, char **argv)
 	int code = 1;
 
 	signal(SIGPIPE, SIG_IGN);
-	/* a buffer of 1 MiB or more (a large frame, body or answer) gets its
-	 * own mapping, which goes back to the system when it is freed: glibc's
-	 * moving threshold would otherwise keep such memory in the heap for
-	 * good once one large frame passed */
-	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	if (uv_loop_init(&loop)) {
 		mg_log(MG_LOG_ERROR, "cannot create the command's libuv loop");
 		return 1;
