@@ -160,13 +160,7 @@ local function fault()
 end
 
 -- samples ----------------------------------------------------------------------
-local function rss_kib()
-  local f = io.open("/proc/" .. pid .. "/status")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return tonumber(s:match("VmRSS:%s*(%d+)"))
-end
+local function rss_kib() return H.rss_kib(pid) end
 local function fds()
   local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
   local n = tonumber(p:read("*a"))

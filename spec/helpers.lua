@@ -439,6 +439,15 @@ function H.tool_turn(messages)
   return use, result
 end
 
+--- rss_kib(pid) -> a process's resident memory in KiB, or nil when it is gone
+function H.rss_kib(pid)
+  local f = io.open("/proc/" .. pid .. "/status")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match("VmRSS:%s*(%d+)"))
+end
+
 --- upstream_fixture([settings [, opts]]) -> t: inside a describe, a mock upstream and
 -- a daemon that sends every model to it (provider "up", OpenAI kind, no
 -- retries), started in setup and stopped in teardown; t.mock and t.server

@@ -115,12 +115,7 @@ end)
 describe("a frame larger than the high water mark, to slow readers", function()
   local up = helpers.upstream_fixture("stream_high_water = 65536,")
 
-  local function rss_kib(pid)
-    local f = assert(io.open("/proc/" .. pid .. "/status"))
-    local s = f:read("*a")
-    f:close()
-    return tonumber(s:match("VmRSS:%s*(%d+)"))
-  end
+  local rss_kib = helpers.rss_kib
 
   it("holds it once per stream, and lets it go once it is out", function()
     if os.getenv("MOONGATE_WRAPPER") or os.getenv("ASAN_OPTIONS") or os.getenv("TSAN_OPTIONS") then

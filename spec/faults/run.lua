@@ -305,13 +305,7 @@ local CASES = {
 }
 
 -- running ------------------------------------------------------------------------------
-local function rss_kib()
-  local f = io.open("/proc/" .. pid .. "/status")
-  if not f then return 0 end
-  local s = f:read("*a")
-  f:close()
-  return tonumber(s:match("VmRSS:%s*(%d+)")) or 0
-end
+local function rss_kib() return H.rss_kib(pid) or 0 end
 
 local total = { sent = 0, expected = 0, lost = 0 }
 local failed_cases = {}
