@@ -151,7 +151,9 @@ describe("a frame larger than the high water mark, to slow readers", function()
     end, 20000), "a reader never got the whole frame")
     client.run_until(function() return false end, 300)
     local after = rss_kib(server.pid) - base
-    assert.is_true(held * 1024 < 5 * 11 * MiB, string.format("5 streams held %.1f MiB", held / 1024))
+    -- (the frame once per stream, and what malloc has freed but not yet
+    -- given back: it trims after 32 MiB of big blocks)
+    assert.is_true(held * 1024 < 5 * 2 * 11 * MiB, string.format("5 streams held %.1f MiB", held / 1024))
     assert.is_true(after * 1024 < 24 * MiB, string.format("%.1f MiB still held once the frames were out", after / 1024))
     assert.truthy(client.run_until(function()
       for _, c in ipairs(cs) do if not c.buf:find("data: [DONE]", 1, true) then return false end end
