@@ -820,7 +820,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 	 * is cancelled at once. */
 	if (nread == UV_EOF && c->req && c->req->dispatched && !c->req->started && !c->lingering &&
 	    !c->req->http10) {
-		uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
+		uv_buf_t cont = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
 		c->peer_shut = 1;
 		c->req->close_after = 1;
 		uv_read_stop((uv_stream_t *)&c->tcp);
@@ -828,7 +828,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		/* an interim answer, which every HTTP/1.1 client must take before
 		 * the real one (RFC 9110, 15.2): a socket closed for good answers
 		 * it with a reset, which probe() sees */
-		uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		uv_try_write((uv_stream_t *)&c->tcp, &cont, 1);
 		uv_timer_start(&c->timer, probe, 5, 0);
 		return;
 	}
