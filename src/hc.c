@@ -123,20 +123,27 @@ static void conn_closed(uv_handle_t *h)
 	free(c);
 }
 
+/* Takes c off the idle list, if it is on it. */
+static void idle_take(hc_conn *c)
+{
+	if (!c->idle)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->hc->idle = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	c->idle = 0;
+	c->hc->nidle--;
+}
+
 static void conn_close(hc_conn *c)
 {
 	if (!c->hc)
 		return;
-	if (c->prev)
-		c->prev->next = c->next;
-	else if (c->hc->idle == c)
-		c->hc->idle = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	if (c->idle)
-		c->hc->nidle--;
-	c->idle = 0;
-	c->prev = c->next = NULL;
+	idle_take(c);
 	c->hc = NULL;
 	c->req = NULL;
 	uv_close((uv_handle_t *)&c->tcp, conn_closed);
@@ -398,6 +405,8 @@ static const http_parser_settings answer = {
 static void try_connect(mg_hc_req *r);
 static void resolve(mg_hc_req *r);
 static void on_timer(uv_timer_t *t);
+static void arm_limits(mg_hc_req *r);
+static hc_dns *dns_slot(const mg_hc_req *r);
 static void start_on(mg_hc_req *r, hc_conn *c);
 
 /* The connection died before the answer began: a kept-alive connection
@@ -416,15 +425,7 @@ static int retry_fresh(mg_hc_req *r)
 	/* a new connection: connect_ms again, within what is left of total_ms */
 	r->connected = 0;
 	r->connect_at = uv_now(r->hc->loop);
-	if (r->connect_ms) {
-		uint64_t ms = (uint64_t)r->connect_ms;
-		if (r->total_ms) {
-			uint64_t spent = r->connect_at - r->started;
-			uint64_t left = (uint64_t)r->total_ms > spent ? (uint64_t)r->total_ms - spent : 1;
-			ms = ms < left ? ms : left;
-		}
-		uv_timer_start(r->timer, on_timer, ms, 0);
-	}
+	arm_limits(r);
 	resolve(r);
 	return 1;
 }
@@ -553,10 +554,7 @@ static void on_connected(uv_connect_t *cr, int status)
 	r->connected = 1;
 	if (r->ai) {
 		/* the address that answered is tried first next time */
-		hc_dns *d = NULL;
-		for (int i = 0; i < r->hc->ndns; i++)
-			if (r->hc->dns[i].port == r->port && !strcmp(r->hc->dns[i].name, r->host))
-				d = &r->hc->dns[i];
+		hc_dns *d = dns_slot(r);
 		if (d && d->n > r->ai) {
 			struct sockaddr_storage t = d->addr[0];
 			d->addr[0] = d->addr[r->ai];
@@ -608,38 +606,70 @@ static void try_connect(mg_hc_req *r)
 	}
 }
 
+/* Ms to the nearer of the two limits still running (connect_ms from
+ * connect_at while not connected, total_ms from started), or 0 for none;
+ * *which says whether the connect limit is the nearer. */
+static uint64_t next_limit(mg_hc_req *r, uint64_t now, int *connect)
+{
+	uint64_t c = 0, t = 0;
+
+	if (!r->connected && r->connect_ms) {
+		uint64_t end = r->connect_at + (uint64_t)r->connect_ms;
+		c = end > now ? end - now : 1;
+	}
+	if (r->total_ms) {
+		uint64_t end = r->started + (uint64_t)r->total_ms;
+		t = end > now ? end - now : 1;
+	}
+	*connect = c && (!t || c <= t);
+	return *connect ? c : t;
+}
+
+static void arm_limits(mg_hc_req *r)
+{
+	int connect;
+	uint64_t ms = next_limit(r, uv_now(r->hc->loop), &connect);
+
+	if (ms)
+		uv_timer_start(r->timer, on_timer, ms, 0);
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	mg_hc_req *r = t->data;
-	uint64_t now = uv_now(r->hc->loop), took = now - r->started;
+	uint64_t now = uv_now(r->hc->loop);
+	int connect;
 
 	if (!r->connected && r->connect_ms && now - r->connect_at >= (uint64_t)r->connect_ms)
 		fail(r, MG_HC_ETIMEDOUT, "Connection timed out after %ld milliseconds", r->connect_ms);
-	else if (r->total_ms && took >= (uint64_t)r->total_ms)
+	else if (r->total_ms && now - r->started >= (uint64_t)r->total_ms)
 		fail(r, MG_HC_ETIMEDOUT, "Operation timed out after %ld milliseconds", r->total_ms);
-	else if (r->total_ms) /* connected in time: the total limit goes on */
-		uv_timer_start(t, on_timer, (uint64_t)r->total_ms - took, 0);
-	else if (!r->connected && r->connect_ms) /* (a retry's connect, started later) */
-		uv_timer_start(t, on_timer, (uint64_t)r->connect_ms - (now - r->connect_at), 0);
+	else if (next_limit(r, now, &connect)) /* (connected in time: the total limit goes on) */
+		arm_limits(r);
 }
 
-static hc_dns *dns_find(mg_hc *hc, const char *host, int port)
+/* r's host and port in the DNS cache, fresh or not, or NULL */
+static hc_dns *dns_slot(const mg_hc_req *r)
 {
-	for (int i = 0; i < hc->ndns; i++) {
-		hc_dns *d = &hc->dns[i];
-		if (d->port == port && !strcmp(d->name, host))
-			return uv_now(hc->loop) < d->expires ? d : NULL;
+	for (int i = 0; i < r->hc->ndns; i++) {
+		hc_dns *d = &r->hc->dns[i];
+		if (d->port == r->port && !strcmp(d->name, r->host))
+			return d;
 	}
 	return NULL;
 }
 
+static hc_dns *dns_find(mg_hc_req *r)
+{
+	hc_dns *d = dns_slot(r);
+
+	return d && uv_now(r->hc->loop) < d->expires ? d : NULL;
+}
+
 static void dns_keep(mg_hc *hc, mg_hc_req *r)
 {
-	hc_dns *d = NULL;
+	hc_dns *d = dns_slot(r);
 
-	for (int i = 0; i < hc->ndns && !d; i++)
-		if (hc->dns[i].port == r->port && !strcmp(hc->dns[i].name, r->host))
-			d = &hc->dns[i];
 	if (!d) {
 		if (hc->ndns == DNS_SLOTS) { /* the oldest entry goes */
 			free(hc->dns[0].name);
@@ -702,7 +732,7 @@ static void resolve(mg_hc_req *r)
 		try_connect(r);
 		return;
 	}
-	if ((d = dns_find(r->hc, r->host, r->port))) {
+	if ((d = dns_find(r))) {
 		memcpy(r->addr, d->addr, sizeof r->addr);
 		r->naddr = d->n;
 		try_connect(r);
@@ -881,25 +911,13 @@ int mg_hc_send(mg_hc_req *r, const char *body, size_t blen, long connect_ms, lon
 	uv_timer_init(hc->loop, r->timer);
 	r->timer->data = r;
 	r->started = r->connect_at = uv_now(hc->loop);
-	if (r->connect_ms || r->total_ms) {
-		long first = !r->connect_ms ? r->total_ms : !r->total_ms ? r->connect_ms
-			    : r->connect_ms < r->total_ms ? r->connect_ms : r->total_ms;
-		uv_timer_start(r->timer, on_timer, (uint64_t)first, 0);
-	}
+	arm_limits(r);
 	r->in_send = 1;
 	/* a kept-alive connection to the same place, else a new one */
 	for (hc_conn *c = hc->idle; c; c = c->next) {
 		if (strcmp(c->key, r->key))
 			continue;
-		if (c->prev)
-			c->prev->next = c->next;
-		else
-			hc->idle = c->next;
-		if (c->next)
-			c->next->prev = c->prev;
-		c->prev = c->next = NULL;
-		c->idle = 0;
-		hc->nidle--;
+		idle_take(c);
 		r->connected = 1;
 		start_on(r, c);
 		r->in_send = 0;
