@@ -52,6 +52,7 @@ function M.new(cfg, info)
     end, dynamic_models = core._pool_models }),
     active = setmetatable({}, { __mode = "k" }), -- request handle -> exchange
     created = os.time(),
+    http = http, -- the answer writer the front doors' own routes use (pure modules require no host)
   }, App)
   self.host_names = sockets.host_guard(cfg) -- on loopback: the Hosts let in
   self.keys = keys.load(cfg, os.getenv) -- inbound keys: nil, none asked for
@@ -346,17 +347,10 @@ function App:stats(req)
   return http.json(req, 200, json.encode_raw(s))
 end
 
--- One shape both SDKs accept: OpenAI's keys and Anthropic's side by side.
-local function model_object(self, id)
-  return { id = id, object = "model", created = self.created, owned_by = "moongate",
-    type = "model", display_name = id, created_at = os.date("!%Y-%m-%dT%H:%M:%SZ", self.created) }
-end
+local function model_object(self, id) return router.model_object(id, self.created) end
 
 function App:models(req)
-  local data = {}
-  for i, id in ipairs(self.router:models()) do data[i] = model_object(self, id) end
-  return http.json(req, 200, { object = "list", data = data, has_more = false,
-    first_id = data[1] and data[1].id or json.null, last_id = data[#data] and data[#data].id or json.null })
+  return http.json(req, 200, router.model_list(self.router:models(), self.created))
 end
 
 function App:model(req, path)

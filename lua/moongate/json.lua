@@ -43,16 +43,7 @@ end
 -- by the same call, so a client must not be able to forge a marker: the id
 -- comes from /dev/urandom, and only a number or [] is ever swapped in, so
 -- even a guessed id could not add a key to a request.
-local function random_hex(n)
-  local f = io.open("/dev/urandom", "rb")
-  local bytes = f and f:read(n / 2)
-  if f then f:close() end
-  if not bytes or #bytes < n / 2 then -- no urandom: time and an address
-    return (tostring(os.time()) .. tostring({}):match("0x(%x+)")):sub(-n)
-  end
-  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
-local marker_id = random_hex(16)
+local marker_id = require("moongate.host").random_hex(16)
 local raw_tag = "\1raw-" .. marker_id .. ":"
 local raw_json_tag = '"\\u0001raw-' .. marker_id .. ':' -- as cjson writes it
 

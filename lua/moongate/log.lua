@@ -6,19 +6,17 @@
 -- \t, else \xHH), so that no input (a model name, a worker's name, an
 -- upstream's message) can start a line of its own.
 --
--- C writes the line in the configured format (text or JSON: src/log.h),
--- with the id of the request the thread is handling (request(id), with():
+-- The host writes the line (moongate.host; in the daemon C, in the
+-- configured format, text or JSON: src/log.h), with the id of the request the thread is handling (request(id), with():
 -- each line logged meanwhile carries it). body() writes request and
 -- response bodies and stream frames at debug level (--verbose), redacted
 -- and cut at BODY_MAX. See docs/LOGS.md.
 local secrets = require "moongate.secrets"
+local host = require "moongate.host" -- where the lines go (the daemon: C's writer)
 
 local M = {}
 
-local ok, core = pcall(require, "moongate.core")
-local sink = ok and core._log or function(level, msg)
-  io.stderr:write(level:upper(), " ", msg, "\n")
-end
+local function sink(level, msg) return host.write(level, msg) end
 
 --- add_secret(value): redact this exact string wherever it appears (the
 -- same as secrets.add: values under 8 bytes are ignored)
@@ -147,9 +145,9 @@ local function emit(level, fmt, ...)
   sink(level, M.escape(M.redact(msg)))
 end
 
--- The request whose work this thread is doing: C's (src/log.h), so that
--- its own lines and Lua's carry the same id. Without the host: none.
-local swap = ok and core._log_request or function() return nil end
+-- The request whose work this thread is doing: the host's (the daemon's is
+-- C's, src/log.h, so that its own lines and Lua's carry the same id)
+local function swap(...) return host.request_id(...) end
 
 --- request(id | nil) -> the id it replaces | nil: each line logged from now
 -- on carries id (nil: none), until the next call

@@ -1,4 +1,5 @@
 -- The command line's entry point, called by C's mg_main with argv.
+require("moongate.host").use(require "moongate.host.daemon") -- C's log, clocks and framing
 local cli = require "moongate.cli"
 local config = require "moongate.config"
 local json = require "moongate.json"

@@ -186,4 +186,21 @@ function Router:models()
   return out
 end
 
+-- One shape both SDKs accept: OpenAI's keys and Anthropic's side by side.
+local function model_object(id, created)
+  return { id = id, object = "model", created = created, owned_by = "moongate",
+    type = "model", display_name = id, created_at = os.date("!%Y-%m-%dT%H:%M:%SZ", created) }
+end
+M.model_object = model_object
+
+--- model_list(ids, created) -> GET /v1/models's answer: each id as both
+-- SDKs read a model (created: when the gateway started, epoch seconds)
+function M.model_list(ids, created)
+  local json = require "moongate.json"
+  local data = {}
+  for i, id in ipairs(ids) do data[i] = model_object(id, created) end
+  return { object = "list", data = #data > 0 and data or json.empty_array, has_more = false,
+    first_id = data[1] and data[1].id or json.null, last_id = data[#data] and data[#data].id or json.null }
+end
+
 return M

@@ -16,6 +16,7 @@
 -- background work stops (what this one serves finishes on it); carry() ->
 -- text and carried(text): what the old state hands the new one at a reload.
 require "moongate.handles" -- first: every luv handle made from here on is known
+require("moongate.host").use(require "moongate.host.daemon") -- C's log, clocks and framing
 local json = require "moongate.json"
 local config = require "moongate.config"
 local log = require "moongate.log"

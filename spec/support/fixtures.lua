@@ -2,7 +2,7 @@
 -- cases in a directory, and the subset comparison every fixture uses.
 local json = require "moongate.json"
 local errors = require "moongate.errors"
-local uv = require "luv"
+local lfs = require "lfs" -- (busted's own: these specs also run without luv, spec/unit/pure_layer_spec.lua)
 
 local M = {}
 
@@ -34,11 +34,11 @@ end
 --- list(dir) -> the names of its subdirectories, sorted
 function M.list(dir)
   local out = {}
-  local h = uv.fs_scandir(dir)
-  while h do
-    local name, kind = uv.fs_scandir_next(h)
-    if not name then break end
-    if kind == "directory" then out[#out + 1] = name end
+  if not lfs.attributes(dir, "mode") then return out end
+  for name in lfs.dir(dir) do
+    if name ~= "." and name ~= ".." and lfs.attributes(dir .. "/" .. name, "mode") == "directory" then
+      out[#out + 1] = name
+    end
   end
   table.sort(out)
   return out

@@ -53,6 +53,7 @@
 --   body = "raw bytes", frames = {{data = "..." | json = value, event = "x",
 --   delay_ms = n | pad = n (n bytes of a data line that never ends)}},
 --   drop_after = n (close the connection after n frames),
+--   bytewise_ms = n (the frames written a byte at a time, n ms apart),
 --   gzip = true (the body compressed, with content-encoding: gzip),
 --   delay_ms = n (before the status line)}
 -- or a reply, written in the format of the request (path, stream or not):
@@ -1948,8 +1949,22 @@ local function serve_script(tcp, script, record, done)
           if tcp:is_closing() then return done(false) end
           local data = f.pad and ("data: " .. string.rep("x", f.pad)) or f.raw or ((f.event and ("event: " .. f.event .. "\n") or "") ..
             "data: " .. (f.data or encode(f.json)) .. "\n\n")
-          send(tcp, data)
-          step()
+          if not script.bytewise_ms then
+            send(tcp, data)
+            return step()
+          end
+          -- a byte at a time, each in a segment of its own: the reader
+          -- sees every split a frame can have
+          tcp:nodelay(true)
+          local k = 0
+          local function byte()
+            if tcp:is_closing() then return done(false) end
+            k = k + 1
+            if k > #data then return step() end
+            send(tcp, data:sub(k, k))
+            after(script.bytewise_ms, byte)
+          end
+          byte()
         end)
       end
       step()

@@ -111,14 +111,15 @@ describe("Ollama door: decode", function()
 end)
 
 describe("Ollama door: answers", function()
+  local host = require "moongate.host"
   local saved
-  before_each(function() saved = fd.clock end)
-  after_each(function() fd.clock = saved end)
+  before_each(function() saved = { wall = host.wall, mono = host.mono } end)
+  after_each(function() host.use(saved) end)
 
-  -- a clock that says t seconds (wall) and advances by 1 ms (monotonic) each time it is read
+  -- a host clock that says t seconds (wall) and advances by 1 ms (monotonic) each time it is read
   local function fake_clock(t)
     local ns = 1e9
-    fd.clock = { wall = function() return t end, mono = function() ns = ns + 1e6 return ns end }
+    host.use { wall = function() return t end, mono = function() ns = ns + 1e6 return ns end }
   end
 
   it("writes created_at as RFC 3339 in UTC, the fraction trimmed", function()

@@ -704,24 +704,22 @@ describe("openai_responses store", function()
     assert.is_nil(keyless(a):get("resp_f"))
   end)
 
-  -- the GET and DELETE routes, with moongate.http stood in for
+  -- the GET and DELETE routes, with the app's answer writer (app.http) stood in for
   local function with_http(fn)
-    local saved = package.loaded["moongate.http"]
     local said = {}
-    package.loaded["moongate.http"] = {
+    local writer = {
       json = function(_, status, value) said[#said + 1] = { status = status, value = value } end,
       error = function(_, client, err) said[#said + 1] = { status = err.status, client = client, err = err } end,
     }
-    local ok, e = pcall(fn, said)
-    package.loaded["moongate.http"] = saved
-    assert(ok, e)
+    fn(said, writer)
   end
 
   it("answers GET and DELETE /v1/responses/{id}", function()
     local a = app()
     local r = turn(a, { model = "m", input = "x" })
     local get, del = fd.routes["GET /v1/responses/*"], fd.routes["DELETE /v1/responses/*"]
-    with_http(function(said)
+    with_http(function(said, writer)
+      a.http = writer
       get(a, {}, "/v1/responses/" .. r.id, r.id)
       assert.equal(200, said[1].status)
       local got = json.decode(said[1].value)
@@ -735,7 +733,7 @@ describe("openai_responses store", function()
       assert.equal("Response with id '" .. r.id .. "' not found.", said[3].err.message)
       del(a, {}, "/v1/responses/" .. r.id, r.id)
       assert.equal(404, said[4].status)
-      get({}, {}, "/v1/responses/x", "x") -- no store at all
+      get({ http = writer }, {}, "/v1/responses/x", "x") -- no store at all
       assert.equal(404, said[5].status)
     end)
   end)
@@ -746,7 +744,8 @@ describe("openai_responses store", function()
     fd.prepare(creq, a)
     creq.on_complete('{"id":"org/resp 1","object":"response","status":"completed","output":[]}')
     local get, del = fd.routes["GET /v1/responses/*"], fd.routes["DELETE /v1/responses/*"]
-    with_http(function(said)
+    with_http(function(said, writer)
+      a.http = writer
       get(a, {}, "/v1/responses/org%2Fresp%201", "org%2Fresp%201")
       assert.equal(200, said[1].status)
       assert.equal("org/resp 1", json.decode(said[1].value).id)

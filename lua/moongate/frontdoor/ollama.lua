@@ -7,12 +7,13 @@
 -- done_reason, the token counts and the durations in nanoseconds.
 -- No adapter speaks Ollama's format: every request is translated
 -- (docs/TRANSLATION.md, "Ollama client", says what becomes of each field).
--- Pure: no host globals; the clock it stamps answers with is luv's once it
--- serves a request in the daemon (M.clock), else os.time().
+-- Pure: the clock it stamps answers with is the host's (moongate.host); its
+-- routes that need no upstream answer through the app's writer (app.http).
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local canonical = require "moongate.canonical"
 local bit = require "bit"
+local host = require "moongate.host"
 
 local M = { client = "ollama" }
 
@@ -41,17 +42,8 @@ errors.shape(M.client, {
 })
 
 -- Clock ----------------------------------------------------------------------
--- M.clock = {wall() -> seconds since the epoch (with a fraction), mono() ->
--- monotonic nanoseconds}: set the first time the daemon serves a request
--- (luv's); nil in specs that load the module alone (os.time(), no durations).
-
-local function daemon_clock()
-  local uv = require "luv"
-  return {
-    wall = function() local s, us = uv.gettimeofday() return s + us / 1e6 end,
-    mono = uv.hrtime,
-  }
-end
+-- The host's (moongate.host): the daemon's is luv's; without one, os.time()
+-- and no durations.
 
 -- rfc3339(t) -> t (seconds, with a fraction) as Ollama writes created_at:
 -- UTC, the fraction's digits with trailing zeros trimmed (Go's
@@ -65,8 +57,8 @@ local function rfc3339(t)
 end
 M.rfc3339 = rfc3339
 
-local function wall() return M.clock and M.clock.wall() or os.time() end
-local function mono() return M.clock and M.clock.mono() or nil end
+local function wall() return host.wall() end
+local function mono() return host.mono() end
 
 -- Decoding -------------------------------------------------------------------
 
@@ -607,8 +599,6 @@ end
 
 -- The answers that need no upstream --------------------------------------------
 
-local function http() return require "moongate.http" end
-
 -- digest(name) -> 64 hex digits made of the name (Ollama's is a file's
 -- SHA-256; a routed model has no file): stable, so clients that key on it
 -- see the same model each time
@@ -639,7 +629,7 @@ local function tags(app, req)
     models[i] = { name = id, model = id, modified_at = modified_at(app), size = 0, digest = digest(id),
       details = details(app.router:resolve(id)) }
   end
-  return http().json(req, 200, { models = #models > 0 and models or json.empty_array })
+  return app.http.json(req, 200, { models = #models > 0 and models or json.empty_array })
 end
 
 -- POST /api/show {model | name}
@@ -647,12 +637,12 @@ local function show(app, req)
   local body = json.decode(req.body or "")
   local name = is_object(body) and (present(body.model) and body.model or body.name) or nil
   if type(name) ~= "string" or name == "" then
-    return http().error(req, M.client, errors.new(400, "model is required", { param = "model" }))
+    return app.http.error(req, M.client, errors.new(400, "model is required", { param = "model" }))
   end
   local route, err = resolve(app, name)
-  if not route then return http().error(req, M.client, err) end
+  if not route then return app.http.error(req, M.client, err) end
   local d = details(route)
-  return http().json(req, 200, {
+  return app.http.json(req, 200, {
     modelfile = fmt("# Served by moongate through provider %s\nFROM %s\n", route.chain[1].name, route.model),
     parameters = "", template = "{{ .Prompt }}", details = d,
     model_info = { ["general.architecture"] = d.family, ["general.basename"] = route.model },
@@ -661,14 +651,14 @@ local function show(app, req)
 end
 
 -- GET /api/version
-local function version(_, req)
-  return http().json(req, 200, { version = M.ollama_version })
+local function version(app, req)
+  return app.http.json(req, 200, { version = M.ollama_version })
 end
 
 -- GET /api/ps: the models loaded in memory. A gateway loads none: its
 -- upstreams hold the models (docs/TRANSLATION.md).
-local function ps(_, req)
-  return http().json(req, 200, { models = json.empty_array })
+local function ps(app, req)
+  return app.http.json(req, 200, { models = json.empty_array })
 end
 
 -- the answer to a request with nothing to answer (Ollama loads the model)
@@ -682,12 +672,11 @@ end
 -- served as every front door's request is (app:serve)
 local function serve(endpoint)
   return function(app, req)
-    M.clock = M.clock or daemon_clock()
     local creq, err = M.decode(req.body, req.headers, endpoint)
     if creq and creq.load_only then
       local route, rerr = resolve(app, creq.model)
-      if not route then return http().error(req, M.client, rerr) end
-      return http().json(req, 200, load_answer(creq))
+      if not route then return app.http.error(req, M.client, rerr) end
+      return app.http.json(req, 200, load_answer(creq))
     end
     return app:serve(setmetatable({ decode = function() return creq, err end }, { __index = M }), req)
   end

@@ -78,9 +78,9 @@ end
 
 -- The gateway's own routes on the store (app.lua calls them with the id
 -- as the last path segment, as the client encoded it). Their answers go
--- through moongate.http, loaded only here: decoding and encoding stay pure.
+-- through the app's writer (app.http): decoding and encoding stay pure.
 local function get_response(app, req, _, segment)
-  local http = require "moongate.http"
+  local http = app.http
   local id = path_id(segment)
   local store = owned(app.store, canonical.client_key(req.headers))
   local text = store and store:get(id)
@@ -90,7 +90,7 @@ local function get_response(app, req, _, segment)
 end
 
 local function delete_response(app, req, _, segment)
-  local http = require "moongate.http"
+  local http = app.http
   local id = path_id(segment)
   local store = owned(app.store, canonical.client_key(req.headers))
   if not (store and store:delete(id)) then

@@ -8,12 +8,17 @@
 -- (kind "openai": chat completions, or Responses with api = "responses";
 -- kind "copilot": per model); a provider may also forward a client's body
 -- as is to an endpoint it declares (completions = true, embeddings = true).
-local core = require "moongate.core"
+-- the daemon's fetch (C), found at the first request: a host without it
+-- (the nginx shim) still loads a kind to check its config fields
+local core = setmetatable({}, { __index = function(t, k)
+  setmetatable(t, { __index = require "moongate.core" })
+  return t[k]
+end })
 local json = require "moongate.json"
 local errors = require "moongate.errors"
 local log = require "moongate.log"
 local secrets = require "moongate.secrets"
-local canonical = require "moongate.canonical"
+local wire = require "moongate.wire" -- what is sent, and what an answer becomes
 local listing = require "moongate.providers.listing"
 -- a forwarded endpoint's stream (completions) ends as a chat stream does
 local openai_stream_end = require("moongate.adapters.openai").stream_end
@@ -66,14 +71,7 @@ Passthrough.__index = Passthrough
 -- d.pipe: may C pipe the rest; d.c_marks: what C must still hand it then
 -- (core._fetch_pipe); d.count: the frames the client got (an error after
 -- some carries it as `passed`)
---- retry_after(header) -> seconds | nil: a Retry-After of delta-seconds
--- (digits only: "inf", "1e9", "-5" and an HTTP date are not taken), capped
--- at a day, so that no upstream can close a gate or hold a client for ever
-function M.retry_after(v)
-  local n = type(v) == "string" and tonumber(v:match("^%s*(%d+)%s*$"))
-  if not n then return nil end
-  return math.min(n, 86400)
-end
+M.retry_after = wire.retry_after -- (the same, for the kinds that read it here)
 
 function M.passthrough(marks)
   return setmetatable({ ended = false, done = false, count = 0, marks = marks, pipe = marks.pipe ~= false,
@@ -133,51 +131,6 @@ function Passthrough:finish()
   return { { type = "done", passthrough = true } }
 end
 
--- a whole answer's text looks like a JSON object: its first and last bytes
--- past white space are braces (a passthrough forwards it undecoded; this
--- turns away an empty body, HTML, a list, a truncated object)
-local function object_text(text)
-  local first, last = text:find("^%s*{"), #text
-  while last > 0 and text:byte(last) <= 32 do last = last - 1 end
-  return first ~= nil and text:byte(last) == 125
-end
-
--- what an adapter makes of an answer or a frame; an answer it cannot read
--- (a shape it does not expect) is a malformed answer, not a gateway fault
-local function adapt(name, fn, ...)
-  local ok, events = pcall(fn, ...)
-  if ok then return events end
-  log.warn("upstream %s: an answer the adapter cannot read: %s", name, tostring(events))
-  return { { type = "error", status = 502, message = "malformed answer from upstream" } }
-end
-
--- wire_text(provider, adapter, creq [, for_count]) -> the upstream request's
--- JSON | nil, why not (a value JSON cannot carry: 1e999 in a tool schema,
--- nesting past the limit once translated): the client's fault, a 400
--- A refusal of the translator (a field the upstream's format cannot carry)
--- is the client's fault too: its error, with its param and code.
-local function wire_text(p, a, creq, for_count)
-  local ok, wire = errors.catch(a.request, creq, p.conf)
-  if not ok then return nil, wire end
-  if p.spec.shape then p.spec.shape(p, wire, creq, a) end
-  if creq.dropped and log.enabled("debug") then
-    log.debug("upstream %s: translation left out %s (docs/TRANSLATION.md)", p.name,
-      table.concat(creq.dropped, ", "))
-  end
-  if for_count then wire.max_tokens, wire.stream, wire.metadata = nil, nil, nil end
-  local text, why = json.try_encode_raw(wire)
-  if text then return text end
-  return nil, errors.new(400, "the request cannot be sent upstream: " .. why)
-end
-
--- the client's own body for an upstream of its format: as it came, with
--- the route's model in place of the client's when the route rewrites it
--- (every other byte as the client wrote it)
-local function client_body(creq)
-  if creq.upstream_model == creq.model then return creq.raw_body end
-  return json.replace_top(creq.raw_body, "model", json.encode(creq.upstream_model), creq.raw)
-end
-
 -- events to the sink, in order, while it takes them -> more (false: wait
 -- for on_drain)
 local function emit_all(sink, events)
@@ -187,12 +140,6 @@ local function emit_all(sink, events)
     more = sink.emit(ev) and more
   end
   return more
-end
-
--- an error value (errors.new's) as the sink's error event
-local function error_event(err)
-  return { type = "error", status = err.status or 502, message = err.message, error_type = err.type,
-    code = err.code, param = err.param, retry_after = err.retry_after, retryable = err.retryable }
 end
 
 --- hold(p, grant, sink, rotate) -> h: h:frame(events) -> the events to
@@ -286,7 +233,9 @@ function M.kind(spec)
   local P = {}
   P.__index = P
 
-  local mod = { schema = spec.schema }
+  -- (spec too: another host builds its providers from the same adapters,
+  -- defaults and presets, moongate.host.nginx)
+  local mod = { schema = spec.schema, spec = spec }
   function mod.new(name, conf)
     local adapter = spec.adapter
     if conf.api ~= nil then
@@ -368,9 +317,9 @@ function M.kind(spec)
     local adapter = self.adapter
     local body, err
     if creq.client == adapter.format and creq.raw_body and self.conf.passthrough ~= false then
-      body = client_body(creq)
+      body = wire.client_body(creq)
     else
-      body, err = wire_text(self, adapter, creq, true)
+      body, err = wire.wire_text(self, adapter, creq, true)
       if not body then return cb(nil, err) end
     end
     self.auth:headers(creq, function(grant, aerr)
@@ -394,56 +343,6 @@ function M.kind(spec)
         end,
       })
     end, { adapter = adapter })
-  end
-
-  -- the request as the upstream gets it, for adapter a -> plan | nil, error event
-  -- plan: {a, pass, forward, body, stream (ask the upstream for one)}
-  function P:plan(creq, a)
-    -- an endpoint this provider forwards as is (completions, embeddings):
-    -- the client's body to base_url/<endpoint>, the answer back untouched
-    local forward = creq.endpoint ~= nil and self:serves(creq.endpoint) and creq.raw_body ~= nil
-    if creq.endpoint and not forward and creq.messages == nil then
-      return nil, { type = "error", status = 404, message = string.format(
-        "provider %s does not serve /v1/%s", self.name, tostring(creq.endpoint)) }
-    end
-    local stream = creq.stream or (spec.stream_always and not forward) or false
-    -- same format on both sides and nothing to rewrite: forward the client's
-    -- body and the upstream's frames as they are
-    -- a model suffix's effort (gpt-5-high) is spliced in too, where the
-    -- adapter can say it as top-level fields (effort_fields). A body that
-    -- carries reasoning packed by the gateway (another upstream's, or this
-    -- kind's under another id: canonical.pack_opaque) is translated, so
-    -- that each value goes back only to its maker, unpacked.
-    local packed = creq.packed -- the front door's scan saw it (nil: it did not look)
-    if packed == nil then packed = creq.raw_body ~= nil and creq.raw_body:find('"' .. canonical.PACKED, 1, true) ~= nil end
-    local pass = forward or (creq.raw_body and creq.client == a.format and self.conf.passthrough ~= false
-      and not spec.shape and stream == (creq.stream or false)
-      and (not creq.effort_from_suffix or a.effort_fields ~= nil) and not packed)
-    local body, err
-    if pass then
-      body = client_body(creq)
-      if creq.effort_from_suffix and not forward then
-        for k, v in pairs(a.effort_fields(creq, self.conf)) do body = json.set_top(body, k, v) end
-      end
-      -- a key with token limits needs the upstream's count: an OpenAI
-      -- stream gives it only when asked (the exchange keeps that last
-      -- chunk from a client that did not ask)
-      if creq.need_usage and stream and not forward and a.format == "openai" and creq.client == "openai"
-        and not creq.include_usage then
-        local so = creq.raw and creq.raw.stream_options
-        local merged = { include_usage = true }
-        if type(so) == "table" then for k, v in pairs(so) do if merged[k] == nil then merged[k] = v end end end
-        body = json.set_top(body, "stream_options", json.encode(merged))
-        creq.usage_added = true
-      end
-    else
-      body, err = wire_text(self, a, creq, false)
-      if not body then
-        return nil, { type = "error", status = 400, message = err.message, error_type = err.type,
-          code = err.code, param = err.param }
-      end
-    end
-    return { a = a, pass = pass, forward = forward, body = body, stream = stream }
   end
 
   function P:start(creq, sink)
@@ -530,25 +429,7 @@ function M.kind(spec)
                 grant.member and grant.member.name or "?", grant.member and "member of the pool" or "")
               return authorize(false, grant)
             end
-            local ev = { type = "error", status = status, upstream = true,
-              message = secrets.redact(a.error_message(text) or ("upstream answered " .. status), creq.client_key),
-              retry_after = retry_after,
-              retryable = status == 429 or status >= 500 }
-            if creq.client == a.format or plan.forward then -- the same format: its type, code and param hold
-              ev.error_type, ev.code, ev.param = errors.upstream_detail(text)
-              ev.code, ev.param = secrets.redact(ev.code, creq.client_key), secrets.redact(ev.param, creq.client_key)
-            end
-            -- a prompt too long, in the words the client's own API uses
-            -- (whatever the upstream's: vLLM's and llama.cpp's differ from
-            -- OpenAI's own)
-            local overflow = (status == 400 or status == 413 or status == 422) and errors.context_overflow(text)
-            if overflow and not errors.says_overflow(creq.client, ev) then
-              local ok, est = pcall(canonical.prompt_tokens, creq)
-              local e = errors.context_error(creq.client, overflow, ok and est or nil)
-              ev.status, ev.message, ev.error_type, ev.code, ev.param = e.status, e.message, e.type, e.code, e.param
-              ev.retryable = false
-            end
-            return sink.emit(ev)
+            return sink.emit(wire.error_answer(a, creq, status, text, retry_after, plan.forward))
           end
           if self.auth.served then self.auth:served(grant) end
           if dec and text == "" then
@@ -561,7 +442,7 @@ function M.kind(spec)
           end
           if held then held.release() end -- (a start held back is not wanted now)
           if plan.pass and (not dec or plan.forward) then
-            if not object_text(text) then
+            if not wire.object_text(text) then
               return sink.emit({ type = "error", status = 502, message = "malformed answer from upstream: "
                 .. (text == "" and "an empty body" or "not a JSON object") })
             end
@@ -570,7 +451,7 @@ function M.kind(spec)
           -- a whole answer, also one to a stream request (C reads a JSON
           -- answer whole): the client's encoder makes it a stream if asked
           -- (ill-formed UTF-8 becomes U+FFFD: json.utf8)
-          emit_all(sink, adapt(self.name, a.response, json.decode(json.utf8(text)), creq))
+          emit_all(sink, wire.adapt(self.name, a.response, json.decode(json.utf8(text)), creq))
         end),
       }
       if dec then -- frames come only on a stream
@@ -578,7 +459,7 @@ function M.kind(spec)
           if log.enabled("debug") then log.body(string.format("upstream %s frame %s", self.name, event or ""), data) end
           -- (piped_n: the frames C queued itself so far, which the client has too)
           if dec.passed then dec.piped = piped_n or 0 end
-          local events = adapt(self.name, dec.frame, dec, plan.pass and data or json.utf8(data), event)
+          local events = wire.adapt(self.name, dec.frame, dec, plan.pass and data or json.utf8(data), event)
           if held then
             events = held:frame(events)
             if events == false then -- limited before any content: another member serves
@@ -635,16 +516,16 @@ function M.kind(spec)
     authorize = function(stale, previous)
       self.auth:headers(creq, sink.guard(function(grant, err)
         if cancelled or sink.closed() then return end
-        if not grant then return fail(error_event(err or errors.new(401, "no credentials"))) end
+        if not grant then return fail(wire.error_event(err or errors.new(401, "no credentials"))) end
         send(grant)
       end), { adapter = plan.a, stale = stale, previous = previous })
     end
 
     local function with_adapter(a, err)
       if cancelled or sink.closed() then return end
-      if not a then return fail(error_event(err)) end
+      if not a then return fail(wire.error_event(err)) end
       local perr
-      plan, perr = self:plan(creq, a)
+      plan, perr = wire.plan(self, creq, a)
       if not plan then return fail(perr) end
       authorize(false)
     end
