@@ -45,8 +45,10 @@ return {
     up = { kind = "openai", base_url = "%s/v1" }, -- its key from OPENAI_API_KEY
     claude = { kind = "anthropic", base_url = "%s", api_key = "sk-ant-up-secret-1234" },
     resp = { kind = "openai", api = "responses", base_url = "%s/v1", api_key = "sk-up-resp-5678" },
+    dead = { kind = "openai", base_url = "http://127.0.0.1:1/v1", api_key = "sk-dead-0000" }, -- nothing listens
   },
   routes = { { match = "claude-*", provider = "claude" }, { match = "gpt-resp", provider = "resp" },
+    { match = "dead-*", provider = "dead" },
     { match = "renamed", provider = "up", model = "gpt-upstream-name" }, { match = "gpt-*", provider = "up" } },
 }
 ]], mock.url, mock.url, mock.url)
@@ -236,6 +238,25 @@ describe("moongate in nginx", function()
     res = post("/v1/chat/completions", { model = "echo", messages = { { role = "user", content = "x" } } })
     assert.equal(404, res.status)
     assert.matches("not served here", json.decode(res.body).error.message)
+  end)
+
+  it("answers nginx's own failures in the client's format: an upstream not reached, a body too large", function()
+    for _, stream in ipairs { false, true } do
+      -- passthrough and translated, whole and streamed: never nginx's HTML page
+      local res = post("/v1/chat/completions", { model = "dead-1", stream = stream, messages = { { role = "user", content = "x" } } })
+      assert.equal(502, res.status)
+      assert.matches("upstream dead: no answer from the upstream", json.decode(res.body).error.message)
+      res = post("/v1/messages", { model = "dead-1", max_tokens = 5, stream = stream,
+        messages = { { role = "user", content = "x" } } }, anthropic_headers)
+      assert.equal(502, res.status)
+      local e = json.decode(res.body)
+      assert.equal("error", e.type)
+      assert.matches("upstream dead: no answer from the upstream", e.error.message)
+      assert.is_nil(res.body:find("sk-dead", 1, true))
+    end
+    local res = post("/v1/messages", string.rep("a", 33 * 1024 * 1024), anthropic_headers)
+    assert.equal(413, res.status)
+    assert.equal("request_too_large", json.decode(res.body).error.type)
   end)
 
   it("ends a translated stream with an error event when the upstream fails mid-stream", function()

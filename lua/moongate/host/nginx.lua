@@ -116,9 +116,18 @@ function M.init(cfg, opts)
     location = opts and opts.upstream_location or "/_moongate_upstream" }
 end
 
+-- nginx's own error answers (no upstream answered), in words for the client
+local OWN = {
+  [502] = "no answer from the upstream (it could not be reached, or it closed the connection first)",
+  [504] = "the upstream did not answer in time",
+  [413] = "the request body is larger than this gateway takes",
+  [408] = "the request did not arrive in time",
+}
+
 -- Answers ---------------------------------------------------------------------
 
 local function send(status, body, content_type, headers)
+  ngx.ctx.moongate_sent = true -- (the filters leave this answer alone)
   ngx.status = status
   ngx.header["content-type"] = content_type or "application/json"
   for k, v in pairs(headers or {}) do ngx.header[k] = v end
@@ -268,6 +277,10 @@ function M.whole(c)
   local a, creq, client = c.plan.a, c.creq, c.fd.client
   c.done = true -- (the filters leave this answer alone)
   if res.status >= 400 or res.status < 200 then
+    -- an answer not from the upstream (nginx's page: it was not reached, or not in time)
+    if OWN[res.status] and not wire.object_text(res.body or "") then
+      return fail(client, errors.new(res.status, "upstream " .. c.p.name .. ": " .. OWN[res.status]))
+    end
     if res.status < 200 or res.status > 599 or res.truncated then
       return fail(client, errors.new(502, string.format("upstream %s: no answer (status %d)", c.p.name, res.status)))
     end
@@ -287,10 +300,30 @@ function M.whole(c)
 end
 
 --- header_filter(): a translated stream's headers (its body comes through body_filter)
+
+-- is this error answer nginx's own? Nothing came from an upstream: no
+-- upstream was asked (a body too large), or the last one sent no header
+local function own_error(status)
+  if status < 400 then return false end
+  local t = ngx.var.upstream_header_time
+  return t == nil or t == "" or t:match("([^,%s]+)%s*$") == "-"
+end
+
 function M.header_filter()
-  local c = ngx.ctx.moongate
-  if not c or c.done or c.plan.pass then return end
+  local ctx = ngx.ctx
+  if ctx.moongate_sent then return end
+  local c = ctx.moongate
   local status = ngx.status
+  if own_error(status) then
+    -- an HTML page otherwise: the client's error format instead, whatever the request
+    ctx.moongate_own = { client = c and c.fd.client or errors.client_for_path(ngx.var.uri), status = status,
+      message = (c and ("upstream " .. c.p.name .. ": ") or "") .. (OWN[status] or ("the gateway answered " .. status)) }
+    ngx.header["content-type"] = "application/json"
+    ngx.header["content-length"] = nil
+    ngx.header["content-encoding"] = nil
+    return
+  end
+  if not c or c.done or c.plan.pass then return end
   ngx.header["content-length"] = nil
   ngx.header["content-encoding"] = nil
   if status < 200 or status >= 300 then
@@ -319,6 +352,11 @@ local BROKE = "the upstream stream broke off before it finished"
 
 --- body_filter(): a translated stream's bytes -> the client's frames
 function M.body_filter()
+  local own = ngx.ctx.moongate_own
+  if own then
+    ngx.arg[1] = ngx.arg[2] and errors.body(own.client, errors.new(own.status, own.message)) or nil
+    return
+  end
   local c = ngx.ctx.moongate
   if not c or c.done or not c.mode then return end
   local chunk, eof = ngx.arg[1], ngx.arg[2]
