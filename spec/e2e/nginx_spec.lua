@@ -153,6 +153,19 @@ describe("moongate in nginx", function()
     assert.equal("streamed words here", table.concat(text))
   end)
 
+  it("makes a stream of a whole answer the upstream gave to a stream request", function()
+    mock:queue { { json = { id = "c9", object = "chat.completion", created = 1, model = "m",
+      choices = { { index = 0, message = { role = "assistant", content = "all at once" }, finish_reason = "stop" } },
+      usage = { prompt_tokens = 3, completion_tokens = 3, total_tokens = 6 } } } }
+    local res = post("/v1/messages", { model = "gpt-4o", max_tokens = 50, stream = true,
+      messages = { { role = "user", content = "x" } } }, anthropic_headers)
+    assert.equal(200, res.status)
+    local data, events = client.sse_data(res.body)
+    assert.equal("message_start", events[1])
+    assert.equal("message_stop", events[#events])
+    assert.matches('"text":"all at once"', table.concat(data, "\n"), 1, true)
+  end)
+
   -- an OpenAI client's stream of the Anthropic tool-call fixture -> {reasoning, calls, finish, last}
   local function openai_tool_stream(script)
     mock:queue { script }
