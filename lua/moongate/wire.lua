@@ -148,4 +148,109 @@ function M.retry_after(v)
   return math.min(n, 86400)
 end
 
+-- The marks C needs to pipe a passthrough's ordinary frames itself
+-- (core._fetch_pipe): the events Lua must still see (its end, its
+-- failures, its errors), whether unnamed frames could be one, and the
+-- first keys of its error frames. Made once per stream_end table.
+local function c_marks(m)
+  if m.c == nil then
+    local names = {}
+    for _, set in ipairs { m.events or {}, m.failure_events or {}, m.error_events or {} } do
+      for name in pairs(set) do names[#names + 1] = name end
+    end
+    table.sort(names)
+    m.c = { events = names, unnamed = m.typed == true, error_keys = m.error_keys }
+  end
+  return m.c
+end
+
+-- Lua patterns for an error frame's first key (and value): "error" or "object=error"
+local function error_patterns(m)
+  if not m.error_patterns then
+    local pats = {}
+    for i, k in ipairs(m.error_keys or {}) do
+      local key, value = k:match("^([^=]*)=(.*)$")
+      pats[i] = value and ('^{%s*"' .. key .. '"%s*:%s*"' .. value .. '"') or ('^{%s*"' .. k .. '"')
+    end
+    m.error_patterns = pats
+  end
+  return m.error_patterns
+end
+
+local function is_error_frame(m, data, event)
+  if event == "error" or (m.error_events and m.error_events[event]) then return true end
+  for _, pat in ipairs(error_patterns(m)) do
+    if data:find(pat) then return true end
+  end
+  return false
+end
+
+local Passthrough = {}
+Passthrough.__index = Passthrough
+
+--- passthrough(marks) -> a decoder that hands frames on untouched, only
+-- watching for the end (a stream that stops before it is an error);
+-- marks: the format's stream_end (its adapter's).
+-- d.pipe: may C pipe the rest; d.c_marks: what C must still hand it then
+-- (core._fetch_pipe); d.count: the frames the client got (an error after
+-- some carries it as `passed`)
+
+function M.passthrough(marks)
+  return setmetatable({ ended = false, done = false, count = 0, marks = marks, pipe = marks.pipe ~= false,
+    c_marks = c_marks(marks) }, Passthrough)
+end
+
+-- the frame that ends the stream, then the end itself: the client's
+-- stream ends there, whatever the upstream does after it (holds the
+-- connection open, times out, resets it)
+local function last(self, data, event)
+  self.count = self.count + 1
+  self.ended, self.done = true, true
+  return { { type = "raw", data = data, event = event }, { type = "done", passthrough = true } }
+end
+
+--- passed() -> how many of the upstream's frames the client has: those
+-- this decoder handed on, and those C queued itself (piped)
+function Passthrough:passed() return self.count + (self.piped or 0) end
+
+function Passthrough:frame(data, event)
+  local m = self.marks
+  if m.data and data == m.data then
+    return last(self, data, event)
+  elseif data == "[DONE]" then
+    return {} -- not this format's end: some servers add it anyway
+  elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
+    return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200),
+      passed = self:passed() } }
+  end
+  local name = event
+  if not name and m.typed then name = data:match('^{%s*"type"%s*:%s*"([^"]*)"') end
+  if name and m.events and m.events[name] then return last(self, data, event) end
+  if name and m.failure and m.failure_events[name] then
+    -- a failure the client's format says its own way (a Responses
+    -- stream's error event: the client gets response.failed, in the
+    -- numbering of what it has)
+    self.ended, self.done = true, true
+    local ev = m.failure(data)
+    ev.passed, ev.upstream, ev.retryable = self:passed(), true, nil
+    return { ev }
+  end
+  if is_error_frame(m, data, event) then
+    self.ended = true -- an error frame the client gets as the end, without a secret the gateway holds
+    data = secrets.redact(data)
+  end
+  self.count = self.count + 1
+  return { { type = "raw", data = data, event = event } }
+end
+
+function Passthrough:finish()
+  if self.done then return {} end
+  self.done = true
+  if not self.ended then
+    return { { type = "error", status = 502, message = "the upstream stream ended before it finished",
+      passed = self:passed() } }
+  end
+  return { { type = "done", passthrough = true } }
+end
+
 return M

@@ -309,6 +309,107 @@ describe("moongate in nginx", function()
     assert.equal(table.concat(raw, "\n\n") .. "\n\n", res.body)
   end)
 
+  it("serves Ollama's /api/chat (NDJSON stream and whole) and /api/generate", function()
+    local res = post("/api/chat", { model = "claude-x", messages = { { role = "user", content = "ollama words" } } })
+    assert.equal(200, res.status)
+    assert.matches("^application/x%-ndjson", res.headers["content-type"])
+    local text, last = {}, nil
+    for line in res.body:gmatch("[^\n]+") do
+      last = json.decode(line)
+      text[#text + 1] = last.message and last.message.content or ""
+    end
+    assert.equal("ollama words", table.concat(text))
+    assert.is_true(last.done)
+    res = post("/api/chat", { model = "claude-x", stream = false, messages = { { role = "user", content = "whole" } } })
+    assert.equal(200, res.status)
+    assert.equal("whole", json.decode(res.body).message.content)
+    res = post("/api/generate", { model = "gpt-4o", stream = false, prompt = "generated" })
+    assert.equal(200, res.status)
+    assert.equal("generated", json.decode(res.body).response)
+    res = post("/api/chat", { model = "no-such", messages = { { role = "user", content = "x" } } })
+    assert.equal(404, res.status)
+    assert.is_string(json.decode(res.body).error)
+  end)
+
+  it("keeps the gateway's keys from the client on passthrough, whole and streamed, and the client's from the upstream", function()
+    local leak = { error = { message = "Incorrect API key provided: sk-from-env-abcdef", type = "invalid_request_error" } }
+    mock:queue { { status = 401, json = leak } }
+    local res = post("/v1/chat/completions", { model = "gpt-4o", messages = { { role = "user", content = "x" } } })
+    assert.equal(401, res.status)
+    assert.is_nil(res.body:find("sk-from-env", 1, true), res.body)
+    assert.matches("[redacted]", json.decode(res.body).error.message, 1, true)
+    mock:queue { { status = 401, json = leak } }
+    res = post("/v1/chat/completions", { model = "gpt-4o", stream = true, messages = { { role = "user", content = "x" } } })
+    assert.equal(401, res.status)
+    assert.is_nil(res.body:find("sk-from-env", 1, true), res.body)
+    -- an error frame mid-stream, written a byte at a time (the key split across reads)
+    mock:queue { { bytewise_ms = 1, frames = {
+      { json = { id = "c1", object = "chat.completion.chunk", choices = { { index = 0, delta = { content = "a" } } } } },
+      { json = { error = { message = "key sk-from-env-abcdef is over its quota", type = "insufficient_quota" } } } } } }
+    res = post("/v1/chat/completions", { model = "gpt-4o", stream = true, messages = { { role = "user", content = "x" } } })
+    assert.equal(200, res.status)
+    assert.is_nil(res.body:find("sk-from-env", 1, true), res.body)
+    assert.matches("key [redacted] is over its quota", res.body, 1, true)
+    -- more headers than nginx lists by default: still none of the client's goes upstream
+    local headers = { ["content-type"] = "application/json", authorization = "Bearer sk-client-key-1111", cookie = "sess=x" }
+    for i = 1, 210 do headers["x-junk-" .. i] = "1" end
+    res = post("/v1/chat/completions", { model = "claude-x", messages = { { role = "user", content = "x" } } }, headers)
+    assert.equal(200, res.status)
+    local sent = last_sent()
+    assert.is_nil(sent.headers.authorization)
+    assert.is_nil(sent.headers.cookie)
+    assert.is_nil(sent.headers["x-junk-1"])
+    assert.equal("sk-ant-up-secret-1234", sent.headers["x-api-key"])
+  end)
+
+  it("says an upstream's error in the client's own error types, with its Retry-After", function()
+    mock:queue { { status = 429, headers = { ["retry-after"] = "7" },
+      json = { type = "error", error = { type = "rate_limit_error", message = "slow down" } } } }
+    local res = post("/v1/chat/completions", { model = "claude-x", messages = { { role = "user", content = "x" } } })
+    assert.equal(429, res.status)
+    assert.equal("7", res.headers["retry-after"])
+    local e = json.decode(res.body).error
+    assert.equal("slow down", e.message)
+    assert.not_equal("error", e.type)
+    mock:queue { { status = 429, json = { error = { message = "slow", type = "rate_limit_exceeded" } } } }
+    res = post("/v1/messages", { model = "gpt-4o", max_tokens = 5, messages = { { role = "user", content = "x" } } },
+      anthropic_headers)
+    assert.equal(429, res.status)
+    assert.equal("rate_limit_error", json.decode(res.body).error.type)
+  end)
+
+  it("ends a client's stream at its last frame, with none of the upstream's own headers", function()
+    local frames = {}
+    for i, f in ipairs(tools_stream.frames) do frames[i] = f end
+    frames[#frames + 1] = { delay_ms = 3000, event = "ping", json = { type = "ping" } } -- after the end, late
+    mock:queue { { frames = frames, headers = { ["set-cookie"] = "upstream=1", ["x-upstream-secret"] = "v" } } }
+    local t0 = uv.hrtime()
+    local res = post("/v1/chat/completions", { model = "claude-x", stream = true, messages = { { role = "user", content = "x" } } })
+    assert.is_true((uv.hrtime() - t0) / 1e6 < 2500, "the stream waited for the upstream's close")
+    assert.equal(200, res.status)
+    assert.is_nil(res.headers["set-cookie"])
+    assert.is_nil(res.headers["x-upstream-secret"])
+    local data = client.sse_data(res.body)
+    assert.equal("[DONE]", data[#data])
+  end)
+
+  it("answers an upstream's redirect as a 502, and ends a passthrough stream cut short with an error frame", function()
+    mock:queue { { status = 307, headers = { location = "http://elsewhere.example/" }, json = { error = { message = "moved" } } } }
+    local res = post("/v1/messages", { model = "gpt-4o", max_tokens = 5, stream = true,
+      messages = { { role = "user", content = "x" } } }, anthropic_headers)
+    assert.equal(502, res.status)
+    assert.is_nil(res.headers.location)
+    assert.matches("redirect", json.decode(res.body).error.message)
+    mock:queue { { frames = {
+      { json = { id = "c1", object = "chat.completion.chunk", choices = { { index = 0, delta = { content = "a" } } } } },
+      { json = { id = "c1", object = "chat.completion.chunk", choices = { { index = 0, delta = { content = "b" } } } } } } } }
+    res = post("/v1/chat/completions", { model = "gpt-4o", stream = true, messages = { { role = "user", content = "x" } } })
+    assert.equal(200, res.status)
+    local data = client.sse_data(res.body)
+    assert.equal(3, #data)
+    assert.matches("broke off", json.decode(data[3]).error.message)
+  end)
+
   it("lists the models its routes serve", function()
     local res = assert(client.request(ngx_.port, "GET", "/v1/models", nil, {}, 5000))
     assert.equal(200, res.status)

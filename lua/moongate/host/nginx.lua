@@ -20,6 +20,7 @@ local config = require "moongate.config"
 local router = require "moongate.router"
 local wire = require "moongate.wire"
 local log = require "moongate.log"
+local secrets = require "moongate.secrets"
 
 local M = {}
 
@@ -39,6 +40,13 @@ local TOP = { providers = true, routes = true, aliases = true, log_level = true 
 local DOORS = { "openai_chat", "anthropic_messages", "openai_responses", "openai_completions", "ollama" }
 
 local S -- the state init() builds: {router, doors, location}
+
+-- a monotonic clock (lua-resty-core's), in nanoseconds
+local function mono_ns()
+  local ok, t = pcall(require, "resty.core.time")
+  if ok and t.monotonic_msec then return t.monotonic_msec() * 1e6 end
+  return nil
+end
 
 local ngx_levels -- ngx's log levels, by ours
 local function ngx_write(level, line)
@@ -71,7 +79,7 @@ function M.init(cfg, opts)
     host.use {
       write = ngx_write,
       wall = function() return ngx.now() end,
-      mono = function() ngx.update_time() return ngx.now() * 1e9 end,
+      mono = mono_ns,
     }
   end
   if type(cfg) == "string" then cfg = assert(config.load_file(cfg)) end
@@ -79,6 +87,11 @@ function M.init(cfg, opts)
   errs = ok and {} or errs
   for k in pairs(cfg) do
     if not TOP[k] then errs[#errs + 1] = string.format("%s: not served by the nginx host (docs/EMBEDDING.md)", k) end
+  end
+  for i, r in ipairs(type(cfg.routes) == "table" and cfg.routes or {}) do
+    if type(r) == "table" and type(r.provider) == "table" and #r.provider > 1 then
+      errs[#errs + 1] = string.format("routes[%d].provider: a fallback list is not served by the nginx host (one provider a route)", i)
+    end
   end
   local providers = {}
   for name, conf in pairs(type(cfg.providers) == "table" and cfg.providers or {}) do
@@ -114,15 +127,8 @@ function M.init(cfg, opts)
   end
   S = { router = router.new(cfg, providers), doors = doors, started = os.time(),
     location = opts and opts.upstream_location or "/_moongate_upstream" }
+  S.app = { router = S.router } -- what a front door's prepare may look at (no response store here)
 end
-
--- nginx's own error answers (no upstream answered), in words for the client
-local OWN = {
-  [502] = "no answer from the upstream (it could not be reached, or it closed the connection first)",
-  [504] = "the upstream did not answer in time",
-  [413] = "the request body is larger than this gateway takes",
-  [408] = "the request did not arrive in time",
-}
 
 -- Answers ---------------------------------------------------------------------
 
@@ -135,15 +141,22 @@ local function send(status, body, content_type, headers)
   return ngx.exit(status)
 end
 
--- a message for the client: no secret the gateway holds, by value
-local function secrets_safe(message) return require("moongate.secrets").redact(message or "upstream error") end
+-- an error value (errors.new's, or an error event: its type is "error",
+-- its error type error_type) as errors.new's, no secret in its words
+local function client_error(err)
+  local etype = err.error_type
+  if etype == nil and err.type ~= "error" then etype = err.type end
+  local e = errors.new(err.status or 502, secrets.redact(err.message or "upstream error"),
+    { type = etype, code = err.code, param = err.param })
+  e.upstream, e.passed, e.retry_after = err.upstream, err.passed, err.retry_after
+  return e
+end
 
--- an error value (errors.new's, or an error event) in the client's format
+-- an error in the client's format, as the whole answer
 local function fail(client, err)
-  local e = errors.new(err.status or 502, secrets_safe(err.message), { type = err.type or err.error_type,
-    code = err.code, param = err.param })
+  local e = client_error(err)
   local headers
-  if err.retry_after then headers = { ["retry-after"] = tostring(math.max(1, math.ceil(err.retry_after))) } end
+  if e.retry_after then headers = { ["retry-after"] = tostring(math.max(1, math.ceil(e.retry_after))) } end
   return send(e.status, errors.body(client, e), nil, headers)
 end
 
@@ -163,7 +176,7 @@ end
 
 -- the client's encoder (stream) or collector (whole) for this request
 local function client_side(c)
-  local meta = { id = nil, created = math.floor(ngx.now()) }
+  local meta = { created = math.floor(ngx.now()) }
   if c.creq.stream then c.enc = c.fd.stream_encoder(c.creq, meta) else c.col = c.fd.collector(c.creq, meta) end
 end
 
@@ -182,9 +195,7 @@ local function stream_events(c, events, out)
     if c.ended then return end
     local frames
     if ev.type == "error" then
-      local e = errors.new(ev.status or 502, secrets_safe(ev.message), { type = ev.error_type, code = ev.code, param = ev.param })
-      e.upstream, e.passed = ev.upstream, ev.passed
-      frames, c.ended = c.enc:error(e), true
+      frames, c.ended = c.enc:error(client_error(ev)), true
     else
       frames = c.enc:event(ev)
       if ev.type == "done" then c.ended = true end
@@ -193,15 +204,23 @@ local function stream_events(c, events, out)
   end
 end
 
+-- a header of a table the way nginx hands them (any case)
+local function header_of(h, name)
+  for k, v in pairs(h or {}) do
+    if type(k) == "string" and k:lower() == name then return type(v) == "table" and v[1] or v end
+  end
+end
+
 -- Phases ------------------------------------------------------------------------
 
 -- the upstream request's headers: the adapter's (with the provider's key),
 -- the provider's own, the request id; none of the client's (its key stays here)
 local function set_headers(p, creq)
-  for name in pairs(ngx.req.get_headers(200, true)) do ngx.req.clear_header(name) end
+  for name in pairs(ngx.req.get_headers(0, true)) do ngx.req.clear_header(name) end
   local h = p.adapter.headers(p.conf, p.key, creq)
   for k, v in pairs(p.conf.headers or {}) do h[k] = v end
   h["x-request-id"] = creq.request_id
+  h["accept-encoding"] = "identity" -- the answer is read here: never compressed
   for k, v in pairs(h) do ngx.req.set_header(k, v) end
 end
 
@@ -211,23 +230,30 @@ local function url_of(p, creq)
   return p.base_url .. a.path
 end
 
+-- each worker draws its own ids (the front doors' random ids use math.random)
+local seeded = false
+local function seed()
+  math.randomseed(tonumber(host.random_hex(8), 16) % 2147483647 + (ngx.worker and ngx.worker.pid() or 0))
+  seeded = true
+end
+
 --- access(): decode the client's request, route it, and make the upstream
 -- request; answers an error in the client's format itself
 function M.access()
+  if not seeded then seed() end
   local method, path = ngx.req.get_method(), ngx.var.uri
   if method == "GET" and path == "/v1/models" then return M.models() end
   local fd = S.doors[method .. " " .. path]
   if not fd then
     local client = errors.client_for_path(path)
-    return fail(client, errors.new(404, string.format("no route for %s %s", method, path)))
+    return fail(client, errors.new(404, string.format("no route for %s %s", method, errors.shown(path, 200))))
   end
   local body = request_body()
   if not body then return fail(fd.client, errors.new(500, "the request body could not be read")) end
-  local headers = ngx.req.get_headers(200)
-  local creq, err = fd.decode(body, headers)
+  local creq, err = fd.decode(body, ngx.req.get_headers(0))
   if not creq then return fail(fd.client, err) end
   if fd.prepare then
-    local _, perr = errors.catch(fd.prepare, creq, nil)
+    local _, perr = errors.catch(fd.prepare, creq, S.app)
     if perr then return fail(fd.client, perr) end
   end
   local route, rerr = S.router:resolve(creq.model)
@@ -253,7 +279,7 @@ function M.access()
   ngx.var.moongate_upstream = url_of(p, creq)
   local c = { fd = fd, creq = creq, plan = plan, p = p }
   ngx.ctx.moongate = c
-  if plan.pass or plan.stream then
+  if plan.stream then
     ngx.req.set_body_data(plan.body)
     return -- proxy_pass, and the filters below
   end
@@ -270,25 +296,52 @@ function M.models()
   return send(200, json.encode_raw(router.model_list(ids, S.started)))
 end
 
--- a whole translated answer, through the subrequest
+-- nginx's own error answers (no upstream answered), in words for the client
+local OWN = {
+  [502] = "no answer from the upstream (it could not be reached, or it closed the connection first)",
+  [504] = "the upstream did not answer in time",
+  [413] = "the request body is larger than this gateway takes",
+  [408] = "the request did not arrive in time",
+}
+
+-- what an upstream's answer status and headers rule out before its body:
+-- an error event, or nil
+local function refused_answer(name, status, encoding)
+  if status < 200 or status > 599 then
+    return { type = "error", status = 502, message = string.format("upstream %s: malformed answer from upstream: status %d", name, status) }
+  elseif status >= 300 and status < 400 then
+    return { type = "error", status = 502, message = string.format("upstream %s: answered a redirect (%d), which is not followed", name, status) }
+  elseif encoding and encoding ~= "" and encoding ~= "identity" then
+    return { type = "error", status = 502, message = string.format("upstream %s: compressed its answer (%s) unasked", name, encoding) }
+  end
+end
+
+--- whole(c): a whole (not streamed) answer, through the subrequest:
+-- passthrough (the upstream's bytes, when they are a JSON object) or
+-- translated
 function M.whole(c)
   local res = ngx.location.capture(S.location, { method = ngx.HTTP_POST, body = c.plan.body,
     vars = { moongate_upstream = ngx.var.moongate_upstream } })
-  local a, creq, client = c.plan.a, c.creq, c.fd.client
+  local a, creq, client, name = c.plan.a, c.creq, c.fd.client, c.p.name
   c.done = true -- (the filters leave this answer alone)
-  if res.status >= 400 or res.status < 200 then
-    -- an answer not from the upstream (nginx's page: it was not reached, or not in time)
-    if OWN[res.status] and not wire.object_text(res.body or "") then
-      return fail(client, errors.new(res.status, "upstream " .. c.p.name .. ": " .. OWN[res.status]))
-    end
-    if res.status < 200 or res.status > 599 or res.truncated then
-      return fail(client, errors.new(502, string.format("upstream %s: no answer (status %d)", c.p.name, res.status)))
-    end
-    local ev = wire.error_answer(a, creq, res.status, res.body, wire.retry_after(res.header["Retry-After"]))
-    return fail(client, ev)
+  local body = res.body or ""
+  -- an answer not from the upstream (nginx's page: it was not reached, or not in time)
+  if OWN[res.status] and not wire.object_text(body) then
+    return fail(client, errors.new(res.status, "upstream " .. name .. ": " .. OWN[res.status]))
   end
-  if res.truncated then return fail(client, errors.new(502, "upstream " .. c.p.name .. ": the answer was cut short")) end
-  local events = wire.adapt(c.p.name, a.response, json.decode(json.utf8(res.body)), creq)
+  local refused = refused_answer(name, res.status, header_of(res.header, "content-encoding"))
+  if refused then return fail(client, refused) end
+  if res.truncated then return fail(client, errors.new(502, "upstream " .. name .. ": the answer was cut short")) end
+  if res.status >= 400 then
+    return fail(client, wire.error_answer(a, creq, res.status, body, wire.retry_after(header_of(res.header, "retry-after"))))
+  end
+  if c.plan.pass then
+    if not wire.object_text(body) then
+      return fail(client, errors.new(502, "malformed answer from upstream: " .. (body == "" and "an empty body" or "not a JSON object")))
+    end
+    return send(200, body) -- byte for byte
+  end
+  local events = wire.adapt(name, a.response, json.decode(json.utf8(body)), creq)
   client_side(c)
   for _, ev in ipairs(events) do
     if ev.type == "error" then return fail(client, ev) end
@@ -299,8 +352,6 @@ function M.whole(c)
   return send(200, text)
 end
 
---- header_filter(): a translated stream's headers (its body comes through body_filter)
-
 -- is this error answer nginx's own? Nothing came from an upstream: no
 -- upstream was asked (a body too large), or the last one sent no header
 local function own_error(status)
@@ -309,6 +360,11 @@ local function own_error(status)
   return t == nil or t == "" or t:match("([^,%s]+)%s*$") == "-"
 end
 
+-- the upstream's headers a client gets (with the ones set here)
+local KEEP = { ["content-type"] = true, ["retry-after"] = true }
+
+--- header_filter(): a stream's headers; what its body becomes is set here
+-- (c.mode) and done by body_filter
 function M.header_filter()
   local ctx = ngx.ctx
   if ctx.moongate_sent then return end
@@ -323,34 +379,58 @@ function M.header_filter()
     ngx.header["content-encoding"] = nil
     return
   end
-  if not c or c.done or c.plan.pass then return end
-  ngx.header["content-length"] = nil
-  ngx.header["content-encoding"] = nil
-  if status < 200 or status >= 300 then
+  if not c or c.done then return end
+  local ctype = ngx.header["content-type"] or ""
+  local encoding = ngx.header["content-encoding"]
+  -- none of the upstream's other headers (cookies, its own ids, hop-by-hop)
+  for k in pairs(ngx.resp.get_headers(0, true)) do
+    if not KEEP[k:lower()] then ngx.header[k] = nil end
+  end
+  local refused = refused_answer(c.p.name, status, encoding)
+  if refused or status >= 400 then
     -- an error answer, whole: rewritten in the client's format at its end
-    c.mode = "error"
-    if status < 200 or status > 599 then ngx.status = 502 end
+    c.mode, c.buf, c.refused = "error", {}, refused
+    if refused then ngx.status = refused.status end
     ngx.header["content-type"] = "application/json"
-    c.buf = {}
     return
   end
-  local ctype = ngx.header["content-type"] or ""
-  c.mode = ctype:find("text/event-stream", 1, true) and "sse" or "whole"
-  if c.mode == "sse" then
+  if ctype:find("text/event-stream", 1, true) then
     c.parser = host.sse_parser()
-    c.dec = c.plan.a.decoder(c.creq)
+    if c.plan.pass then
+      -- the upstream's bytes as they come (no secret of the gateway's in
+      -- them); watched for the stream's end, so that one cut short still
+      -- ends with the client's error frame
+      c.mode, c.watch = "pass", wire.passthrough(c.plan.a.stream_end)
+      client_side(c)
+      return
+    end
+    c.mode, c.dec = "sse", c.plan.a.decoder(c.creq)
   else
-    c.buf = {}
+    c.mode, c.buf = "whole", {} -- a whole answer to a stream request: made a stream here
   end
   ngx.header["content-type"] = c.fd.stream_kind == "ndjson" and "application/x-ndjson" or "text/event-stream; charset=utf-8"
   ngx.header["cache-control"] = "no-cache"
   client_side(c)
 end
 
--- a translated stream's end when nginx stops without the upstream's end
+-- a stream's end when nginx stops without the upstream's end
 local BROKE = "the upstream stream broke off before it finished"
 
---- body_filter(): a translated stream's bytes -> the client's frames
+local function broke(c)
+  return { { type = "error", status = 502, message = "upstream " .. c.p.name .. ": " .. BROKE,
+    passed = c.watch and c.watch:passed() or nil } }
+end
+
+-- a passthrough stream's bytes: the client gets them as they came, but for
+-- a secret of the gateway's (the bytes that may begin one wait for the next)
+local function pass_bytes(c, chunk, last)
+  local text = (c.held or "") .. chunk
+  local keep = last and 0 or secrets.tail(text)
+  c.held = keep > 0 and text:sub(-keep) or nil
+  return secrets.redact(keep > 0 and text:sub(1, -keep - 1) or text)
+end
+
+--- body_filter(): a stream's bytes -> the client's
 function M.body_filter()
   local own = ngx.ctx.moongate_own
   if own then
@@ -360,7 +440,23 @@ function M.body_filter()
   local c = ngx.ctx.moongate
   if not c or c.done or not c.mode then return end
   local chunk, eof = ngx.arg[1], ngx.arg[2]
+  -- an upstream that failed (a reset, a timeout) ends with an empty flush
+  -- and no end: nginx has timed the upstream by then (before, the variable
+  -- says "-"), and sends no more
+  local failed = not eof and chunk == "" and ngx.var.upstream_response_time ~= "-"
   local out = {}
+  if c.mode == "pass" then
+    local ended = c.watch.ended
+    for _, f in ipairs(c.parser:feed(chunk)) do
+      if c.watch.ended then break end
+      c.watch:frame(f.data, f.event)
+    end
+    out[1] = pass_bytes(c, chunk, eof or failed or c.watch.ended)
+    if (eof or failed) and not c.watch.ended then stream_events(c, broke(c), out) end
+    ngx.arg[1] = table.concat(out)
+    if eof or failed or c.watch.ended or ended then ngx.arg[2] = true end
+    return
+  end
   if c.mode == "sse" then
     if not c.ended then
       for _, f in ipairs(c.parser:feed(chunk)) do
@@ -369,33 +465,32 @@ function M.body_filter()
       end
     end
     if eof and not c.ended then stream_events(c, c.dec:finish(), out) end
-    -- an upstream that failed (a reset, a timeout) ends with an empty
-    -- flush and no end: nginx has timed the upstream by then (before,
-    -- the variable says "-"), and sends no more. The client gets the
-    -- error frame first.
-    if not c.ended and (eof or (chunk == "" and ngx.var.upstream_response_time ~= "-")) then
-      stream_events(c, { { type = "error", status = 502, message = "upstream " .. c.p.name .. ": " .. BROKE } }, out)
-      ngx.arg[2] = true -- the client's stream ends whole (its last chunk), after the error
-    end
+    if (eof or failed) and not c.ended then stream_events(c, broke(c), out) end
     ngx.arg[1] = table.concat(out)
+    -- the client's stream ends at its last frame, whatever the upstream does after
+    if c.ended then ngx.arg[2] = true end
     return
   end
   c.buf[#c.buf + 1] = chunk
-  if not eof then
+  if not (eof or failed) then
     ngx.arg[1] = nil
     return
   end
+  ngx.arg[2] = true
   local text = table.concat(c.buf)
   local a, creq = c.plan.a, c.creq
   if c.mode == "error" then
-    local ev = wire.error_answer(a, creq, ngx.status, text)
-    local e = errors.new(ev.status, secrets_safe(ev.message), { type = ev.error_type, code = ev.code, param = ev.param })
-    ngx.arg[1] = errors.body(c.fd.client, e)
+    local ev = c.refused or wire.error_answer(a, creq, ngx.status, text)
+    ngx.arg[1] = errors.body(c.fd.client, client_error(ev))
     return
   end
   -- a whole answer to a stream request: the client's encoder makes a stream of it
-  stream_events(c, wire.adapt(c.p.name, a.response, json.decode(json.utf8(text)), creq), out)
-  if not c.ended then stream_events(c, { { type = "error", status = 502, message = BROKE } }, out) end
+  if failed then
+    stream_events(c, broke(c), out)
+  else
+    stream_events(c, wire.adapt(c.p.name, a.response, json.decode(json.utf8(text)), creq), out)
+    if not c.ended then stream_events(c, broke(c), out) end
+  end
   ngx.arg[1] = table.concat(out)
 end
 
