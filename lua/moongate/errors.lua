@@ -77,13 +77,25 @@ end
 
 --- upstream_message(text) -> the message inside an upstream's error body
 -- (OpenAI's {"error":{"message"}}, Anthropic's {"type":"error","error":{...}},
--- Ollama's {"error":"..."}, or a bare {"message"}), else the text itself
+-- Ollama's {"error":"..."}, or a bare {"message"}; a message that is an
+-- object or a list as its JSON text), else the text itself
+-- a message field as words: a string or number as it is, anything else
+-- (an object, a list: some servers nest them) as its JSON text
+local function words(v)
+  if type(v) == "string" or type(v) == "number" then return tostring(v) end
+  if type(v) ~= "table" then return nil end -- null, a boolean: no words
+  local ok, text = pcall(json.encode, v)
+  return ok and text or nil
+end
+
 function M.upstream_message(text)
   local body = json.decode(text or "")
   if type(body) == "table" then
-    if type(body.error) == "table" and body.error.message then return tostring(body.error.message) end
+    if type(body.error) == "table" and body.error.message ~= nil and words(body.error.message) then
+      return words(body.error.message)
+    end
     if type(body.error) == "string" then return body.error end
-    if body.message then return tostring(body.message) end
+    if body.message ~= nil and words(body.message) then return words(body.message) end
   end
   return (text and text ~= "") and text or nil
 end

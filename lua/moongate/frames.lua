@@ -2,7 +2,7 @@
 -- writers, with the same results as the daemon's C ones (src/sse.c), byte
 -- for byte. moongate.host hands these to a host without the C module (the
 -- nginx shim); spec/host/frames_spec.lua holds the two to the same answers.
---   sse_parser():feed(bytes)      -> {{data, event?, id?}, ...} (whole frames)
+--   sse_parser([spans]):feed(bytes) -> {{data, event?, id?, stop?}, ...} (whole frames)
 --   ndjson_splitter():feed(bytes) -> {line, ...} (CR and empty lines dropped)
 --   sse_frame(data [, event])     -> "event: e\ndata: ...\n\n"
 --   ndjson_frame(data)            -> data with CR and LF escaped, then "\n"
@@ -51,6 +51,7 @@ end
 --- parser:feed(bytes) -> the frames the bytes complete
 function Parser:feed(s)
   local out, i, n = {}, 1, #s
+  self.cut = nil
   while i <= n do
     if self.skip_lf then
       self.skip_lf = false
@@ -69,15 +70,26 @@ function Parser:feed(s)
       l = concat(self.line)
       self.line = {}
     end
+    local n0 = #out
     sse_line(self, l, out)
     if byte(s, e) == 13 then self.skip_lf = true end
+    if l == "" and self.spans then
+      -- where the blank line ends (a CRLF's LF, when it is in s)
+      local stop = (self.skip_lf and byte(s, e + 1) == 10) and e + 1 or e
+      self.cut = stop
+      if #out > n0 then out[#out].stop = stop end
+    end
     i = e + 1
   end
   return out
 end
 
-function M.sse_parser()
-  return setmetatable({ line = {}, skip_lf = false }, Parser)
+-- spans: each frame also says where its blank line ends in the bytes fed
+-- (f.stop), and parser.cut where the last blank line of a feed ends (a
+-- comment-only event's too): a host that hands on the upstream's own bytes
+-- a whole event at a time cuts there
+function M.sse_parser(spans)
+  return setmetatable({ line = {}, skip_lf = false, spans = spans }, Parser)
 end
 
 local Splitter = {}

@@ -19,8 +19,6 @@
 --                        more value, e.g. the request's own client key)
 --                        replaced by MARK; text that is not a string is
 --                        returned as it is
---   tail(text) -> how many of text's last bytes could begin a secret (a
---                        stream redacted piece by piece holds them back)
 --   count() -> how many secrets are known (for tests)
 local M = {}
 
@@ -98,18 +96,6 @@ function M.redact(text, extra)
     text = cut(text, s)
   end
   return text
-end
-
-function M.tail(text)
-  local best, n = 0, #text
-  for i = 1, #fixed do
-    local s = fixed[i]
-    local first = s:byte(1)
-    for k = math.min(#s - 1, n), best + 1, -1 do
-      if text:byte(n - k + 1) == first and text:sub(-k) == s:sub(1, k) then best = k break end
-    end
-  end
-  return best
 end
 
 function M.count()

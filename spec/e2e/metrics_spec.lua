@@ -180,9 +180,13 @@ return {
     assert.is_true(delta("moongate_tokens_total", { key = "team-a", model = "m1", direction = "out" }) >= 3 * 4 + 3)
     assert.equal(14, delta("moongate_tokens_total", { key = "team-a", model = "gpt-x", direction = "in" }))
     assert.equal(5, delta("moongate_tokens_total", { key = "team-a", model = "gpt-x", direction = "out" }))
-    -- nothing left in flight once every answer is out
-    assert.equal(0, after.moongate_streams_in_flight)
-    assert.equal(0, after.moongate_buffered_bytes)
+    -- nothing left in flight once every answer is out (the last write's
+    -- completion may come after the client has read it: under TSan it does)
+    local _, settled = scrape_until(function(t)
+      return t.moongate_streams_in_flight == 0 and t.moongate_buffered_bytes == 0
+    end)
+    assert.equal(0, settled.moongate_streams_in_flight)
+    assert.equal(0, settled.moongate_buffered_bytes)
   end)
 
   it("counts retries and fallbacks by provider", function()
@@ -278,13 +282,16 @@ describe("GET /metrics and reloads", function()
     f:write("return { providers = ")
     f:close()
     s.handle:kill("sighup")
-    assert.is_true(client.run_until(function() return select(2, reloads()) >= 1 end, 10000), "no failed reload counted")
-    local t
-    ok, failed, t = reloads()
+    -- each worker's failed load: under a sanitizer one may come seconds after the other
+    assert.is_true(client.run_until(function() return select(2, reloads()) == 2 end, 20000), "no failed reload counted")
+    ok = reloads()
     assert.equal(2, ok)
     -- the retired states close once nothing holds them: one per worker again
-    assert.is_true(client.run_until(function() return select(3, reloads()).moongate_lua_states == 2 end, 5000),
-      "lua_states: " .. tostring(t.moongate_lua_states))
+    local states
+    assert.is_true(client.run_until(function()
+      states = select(3, reloads()).moongate_lua_states
+      return states == 2
+    end, 20000), "lua_states: " .. tostring(states))
     local rc, out = promtool(assert(s:request("GET", "/metrics")).body)
     assert.equal(0, rc, out)
     s:stop_clean()

@@ -378,19 +378,34 @@ describe("moongate in nginx", function()
     assert.equal("rate_limit_error", json.decode(res.body).error.type)
   end)
 
-  it("ends a client's stream at its last frame, with none of the upstream's own headers", function()
+  it("ends a client's stream with the upstream's answer, dropping what comes after its last frame; none of the upstream's own headers", function()
     local frames = {}
     for i, f in ipairs(tools_stream.frames) do frames[i] = f end
-    frames[#frames + 1] = { delay_ms = 3000, event = "ping", json = { type = "ping" } } -- after the end, late
-    mock:queue { { frames = frames, headers = { ["set-cookie"] = "upstream=1", ["x-upstream-secret"] = "v" } } }
-    local t0 = uv.hrtime()
+    -- after the end, a while later (within proxy_read_timeout: past it,
+    -- nginx ends the request as a failed one and closes the connection)
+    frames[#frames + 1] = { delay_ms = 600, event = "ping", json = { type = "ping", late = true } }
+    mock:queue { { frames = frames, status = 201,
+      headers = { ["set-cookie"] = "upstream=1", ["x-upstream-secret"] = "v", ["x-accel-redirect"] = "/v1/models" } } }
     local res = post("/v1/chat/completions", { model = "claude-x", stream = true, messages = { { role = "user", content = "x" } } })
-    assert.is_true((uv.hrtime() - t0) / 1e6 < 2500, "the stream waited for the upstream's close")
-    assert.equal(200, res.status)
+    assert.equal(200, res.status) -- a 201 is the client's 200; X-Accel-Redirect is not followed
     assert.is_nil(res.headers["set-cookie"])
     assert.is_nil(res.headers["x-upstream-secret"])
+    assert.is_nil(res.body:find("late", 1, true))
     local data = client.sse_data(res.body)
     assert.equal("[DONE]", data[#data])
+    -- a kept-alive connection: each request answered in turn, none lost
+    -- to the upstream's timeout on the one before
+    local c = assert(client.connect(ngx_.port))
+    finally(function() c:close() end)
+    for i = 1, 2 do
+      mock:queue { { frames = frames } }
+      local body = json.encode { model = "claude-x", stream = true, messages = { { role = "user", content = "x" .. i } } }
+      c:send(client.request_bytes("POST", "/v1/chat/completions", body))
+      local r = assert(c:read_response(5000))
+      assert.equal(200, r.status)
+      data = client.sse_data(r.body)
+      assert.equal("[DONE]", data[#data])
+    end
   end)
 
   it("answers an upstream's redirect as a 502, and ends a passthrough stream cut short with an error frame", function()
@@ -408,6 +423,53 @@ describe("moongate in nginx", function()
     local data = client.sse_data(res.body)
     assert.equal(3, #data)
     assert.matches("broke off", json.decode(data[3]).error.message)
+    -- cut inside a frame: the part is dropped, the error frame stands on its own
+    local first = '{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"a"}}]}'
+    mock:queue { { bytewise_ms = 1, frames = { { data = first }, { raw = 'data: {"id":"c1","object":"chat.comp' } } } }
+    res = post("/v1/chat/completions", { model = "gpt-4o", stream = true, messages = { { role = "user", content = "x" } } })
+    assert.equal(200, res.status)
+    assert.equal("data: " .. first .. "\n\n", res.body:sub(1, #first + 8))
+    data = client.sse_data(res.body)
+    assert.equal(2, #data, res.body)
+    assert.matches("broke off", json.decode(data[2]).error.message)
+    -- a malformed frame: the client's error frame instead, and the end
+    mock:queue { { frames = { { data = first }, { data = "not json" }, { data = first } } } }
+    res = post("/v1/chat/completions", { model = "gpt-4o", stream = true, messages = { { role = "user", content = "x" } } })
+    data = client.sse_data(res.body)
+    assert.equal(2, #data, res.body)
+    assert.matches("malformed frame", json.decode(data[2]).error.message)
+  end)
+
+  it("passes a Responses stream's failure on as the client's response.failed", function()
+    mock:queue { { frames = {
+      { event = "response.created", json = { type = "response.created", sequence_number = 0,
+        response = { id = "resp_1", object = "response", status = "in_progress", output = {} } } },
+      { event = "error", json = { type = "error", sequence_number = 1, code = "server_error", message = "the model broke" } },
+      { event = "response.completed", json = { type = "response.completed", sequence_number = 2,
+        response = { id = "resp_1", object = "response", status = "completed", output = {} } } } } } }
+    local res = post("/v1/responses", { model = "gpt-resp", stream = true, input = "hi" })
+    assert.equal(200, res.status)
+    local events = {}
+    for ev in res.body:gmatch("event: ([%w%._]+)") do events[#events + 1] = ev end
+    assert.equal("response.created", events[1])
+    assert.equal("response.failed", events[#events], res.body)
+    assert.is_nil(res.body:find("response.completed", 1, true))
+    assert.matches("the model broke", res.body, 1, true)
+  end)
+
+  it("says a streamed request's upstream error with its Retry-After in whole seconds, a date dropped", function()
+    mock:queue { { status = 429, headers = { ["retry-after"] = "12" },
+      json = { error = { message = "slow", type = "rate_limit_exceeded" } } } }
+    local res = post("/v1/chat/completions", { model = "gpt-4o", stream = true, messages = { { role = "user", content = "x" } } })
+    assert.equal(429, res.status)
+    assert.equal("12", res.headers["retry-after"])
+    mock:queue { { status = 503, headers = { ["retry-after"] = "Wed, 21 Oct 2026 07:28:00 GMT" },
+      json = { error = { message = "busy", type = "server_error" } } } }
+    res = post("/v1/messages", { model = "gpt-4o", max_tokens = 5, stream = true,
+      messages = { { role = "user", content = "x" } } }, anthropic_headers)
+    assert.equal(503, res.status)
+    assert.is_nil(res.headers["retry-after"])
+    assert.equal("busy", json.decode(res.body).error.message)
   end)
 
   it("lists the models its routes serve", function()

@@ -82,14 +82,4 @@ describe("secrets", function()
     assert.equal("[redacted] [redacted] [redacted]",
       s.redact("copilot-token-0009 copilot-token-0010 chatgpt-access-0001"))
   end)
-
-  it("tells how many of a text's last bytes could begin a secret", function()
-    local s = fresh()
-    s.add("tailsecret-abcdef")
-    assert.equal(0, s.tail("nothing here\n\n"))
-    assert.equal(4, s.tail("data: tail"))
-    assert.equal(16, s.tail("x tailsecret-abcde"))
-    assert.equal(0, s.tail("x tailsecret-abcdef")) -- whole: redact() takes it
-    assert.equal(1, s.tail("ends with t"))
-  end)
 end)

@@ -21,6 +21,7 @@ local router = require "moongate.router"
 local wire = require "moongate.wire"
 local log = require "moongate.log"
 local secrets = require "moongate.secrets"
+local frames = require "moongate.frames"
 
 local M = {}
 
@@ -388,19 +389,25 @@ function M.header_filter()
   end
   local refused = refused_answer(c.p.name, status, encoding)
   if refused or status >= 400 then
-    -- an error answer, whole: rewritten in the client's format at its end
+    -- an error answer, whole: rewritten in the client's format at its end,
+    -- its Retry-After in whole seconds as the daemon says it
+    local ra = ngx.header["retry-after"]
     c.mode, c.buf, c.refused = "error", {}, refused
+    c.retry_after = wire.retry_after(type(ra) == "table" and ra[1] or ra)
+    ngx.header["retry-after"] = c.retry_after and tostring(math.max(1, math.ceil(c.retry_after))) or nil
     if refused then ngx.status = refused.status end
     ngx.header["content-type"] = "application/json"
     return
   end
+  ngx.status = 200 -- (a 201 or 203 is the client's 200)
   if ctype:find("text/event-stream", 1, true) then
     c.parser = host.sse_parser()
     if c.plan.pass then
       -- the upstream's bytes as they come (no secret of the gateway's in
       -- them); watched for the stream's end, so that one cut short still
       -- ends with the client's error frame
-      c.mode, c.watch = "pass", wire.passthrough(c.plan.a.stream_end)
+      c.mode, c.watch, c.pend, c.pend_n = "pass", wire.passthrough(c.plan.a.stream_end), {}, 0
+      c.parser = frames.sse_parser(true)
       client_side(c)
       return
     end
@@ -421,16 +428,51 @@ local function broke(c)
     passed = c.watch and c.watch:passed() or nil } }
 end
 
--- a passthrough stream's bytes: the client gets them as they came, but for
--- a secret of the gateway's (the bytes that may begin one wait for the next)
-local function pass_bytes(c, chunk, last)
-  local text = (c.held or "") .. chunk
-  local keep = last and 0 or secrets.tail(text)
-  c.held = keep > 0 and text:sub(-keep) or nil
-  return secrets.redact(keep > 0 and text:sub(1, -keep - 1) or text)
+-- the most of an upstream's event held (as the daemon's frame limit)
+local MAX_EVENT = 16 * 1024 * 1024
+
+-- a passthrough stream's bytes -> out, a whole event at a time: each as
+-- the upstream wrote it, but for an error frame (without the gateway's
+-- secrets) and a frame the watcher ends the stream with an error for (a
+-- failure event, a malformed frame: the client's error frame instead); a
+-- partial event waits for its end (c.pend), so that an error frame after a
+-- cut never lands inside one
+local function pass_events(c, chunk, out)
+  local frames = c.parser:feed(chunk)
+  local cut = c.parser.cut
+  if not cut then -- no event ends here: held (a list, not one growing string)
+    c.pend[#c.pend + 1], c.pend_n = chunk, c.pend_n + #chunk
+    if c.pend_n > MAX_EVENT then
+      stream_events(c, { { type = "error", status = 502, passed = c.watch:passed(),
+        message = "upstream " .. c.p.name .. ": an upstream stream frame is over 16 MiB" } }, out)
+    end
+    return
+  end
+  local base = c.pend_n
+  c.pend[#c.pend + 1] = chunk
+  local text = table.concat(c.pend)
+  local from = 1
+  for _, f in ipairs(frames) do
+    local span = text:sub(from, base + f.stop)
+    from = base + f.stop + 1
+    for _, ev in ipairs(c.watch:frame(f.data, f.event)) do
+      if ev.type == "raw" then
+        -- an error frame the watcher redacted is written anew; any other as it came
+        out[#out + 1] = ev.data == f.data and span or frame_text("sse", ev)
+      elseif ev.type == "error" then
+        stream_events(c, { ev }, out)
+      end
+    end
+    if c.ended or c.watch.ended then return end
+  end
+  if base + cut >= from then out[#out + 1] = text:sub(from, base + cut) end -- comments, blank lines
+  local rest = text:sub(base + cut + 1)
+  c.pend, c.pend_n = { rest }, #rest
 end
 
---- body_filter(): a stream's bytes -> the client's
+--- body_filter(): a stream's bytes -> the client's. A client's stream
+-- ends with the upstream's answer (nginx holds the request until then):
+-- what comes after its last frame is dropped; a failure ends it at once
 function M.body_filter()
   local own = ngx.ctx.moongate_own
   if own then
@@ -444,17 +486,15 @@ function M.body_filter()
   -- and no end: nginx has timed the upstream by then (before, the variable
   -- says "-"), and sends no more
   local failed = not eof and chunk == "" and ngx.var.upstream_response_time ~= "-"
+  if failed then ngx.arg[2] = true end -- the client's answer ends whole, not cut
   local out = {}
   if c.mode == "pass" then
-    local ended = c.watch.ended
-    for _, f in ipairs(c.parser:feed(chunk)) do
-      if c.watch.ended then break end
-      c.watch:frame(f.data, f.event)
+    if not c.ended then
+      pass_events(c, chunk, out)
+      if c.watch.ended then c.ended = true end
+      if (eof or failed) and not c.ended then stream_events(c, broke(c), out) end
     end
-    out[1] = pass_bytes(c, chunk, eof or failed or c.watch.ended)
-    if (eof or failed) and not c.watch.ended then stream_events(c, broke(c), out) end
     ngx.arg[1] = table.concat(out)
-    if eof or failed or c.watch.ended or ended then ngx.arg[2] = true end
     return
   end
   if c.mode == "sse" then
@@ -467,8 +507,6 @@ function M.body_filter()
     if eof and not c.ended then stream_events(c, c.dec:finish(), out) end
     if (eof or failed) and not c.ended then stream_events(c, broke(c), out) end
     ngx.arg[1] = table.concat(out)
-    -- the client's stream ends at its last frame, whatever the upstream does after
-    if c.ended then ngx.arg[2] = true end
     return
   end
   c.buf[#c.buf + 1] = chunk
@@ -476,11 +514,10 @@ function M.body_filter()
     ngx.arg[1] = nil
     return
   end
-  ngx.arg[2] = true
   local text = table.concat(c.buf)
   local a, creq = c.plan.a, c.creq
   if c.mode == "error" then
-    local ev = c.refused or wire.error_answer(a, creq, ngx.status, text)
+    local ev = c.refused or wire.error_answer(a, creq, ngx.status, text, c.retry_after)
     ngx.arg[1] = errors.body(c.fd.client, client_error(ev))
     return
   end
