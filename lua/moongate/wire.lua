@@ -22,9 +22,31 @@ end
 
 -- what an adapter makes of an answer or a frame; an answer it cannot read
 -- (a shape it does not expect) is a malformed answer, not a gateway fault
+-- a tool call's id and name as a client's SDK takes them: an id a string
+-- (a server that numbers its calls: the number's digits; none: one made
+-- here), a name a string that is not empty (else the answer is malformed)
+local function tool_calls_checked(name, events)
+  for i = 1, #events do
+    local ev = events[i]
+    if ev.type == "toolcall_start" then
+      if type(ev.name) ~= "string" or ev.name == "" then
+        log.warn("upstream %s: a tool call without a name", name)
+        return { { type = "error", status = 502, message = "malformed answer from upstream: a tool call without a name" } }
+      end
+      local id = ev.id
+      if type(id) == "number" and id == math.floor(id) and math.abs(id) < 2 ^ 53 then
+        ev.id = string.format("%d", id)
+      elseif type(id) ~= "string" or id == "" then
+        ev.id = canonical.random_id("call_", 24)
+      end
+    end
+  end
+  return events
+end
+
 function M.adapt(name, fn, ...)
   local ok, events = pcall(fn, ...)
-  if ok then return events end
+  if ok then return tool_calls_checked(name, events) end
   log.warn("upstream %s: an answer the adapter cannot read: %s", name, tostring(events))
   return { { type = "error", status = 502, message = "malformed answer from upstream" } }
 end
