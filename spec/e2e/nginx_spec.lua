@@ -438,6 +438,13 @@ describe("moongate in nginx", function()
     data = client.sse_data(res.body)
     assert.equal(2, #data, res.body)
     assert.matches("malformed frame", json.decode(data[2]).error.message)
+    -- an event that never ends: held up to 16 MiB, as the daemon holds a frame
+    mock:queue { { frames = { { data = first }, { pad = 17 * 1024 * 1024 } } } }
+    res = post("/v1/chat/completions", { model = "gpt-4o", stream = true, messages = { { role = "user", content = "x" } } })
+    assert.is_true(#res.body < 4096, "the held bytes went out")
+    data = client.sse_data(res.body)
+    assert.equal(2, #data, res.body)
+    assert.matches("over 16 MiB", json.decode(data[2]).error.message)
   end)
 
   it("passes a Responses stream's failure on as the client's response.failed", function()

@@ -443,6 +443,7 @@ local function pass_events(c, chunk, out)
   if not cut then -- no event ends here: held (a list, not one growing string)
     c.pend[#c.pend + 1], c.pend_n = chunk, c.pend_n + #chunk
     if c.pend_n > MAX_EVENT then
+      c.pend, c.pend_n = {}, 0
       stream_events(c, { { type = "error", status = 502, passed = c.watch:passed(),
         message = "upstream " .. c.p.name .. ": an upstream stream frame is over 16 MiB" } }, out)
     end
