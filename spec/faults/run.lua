@@ -211,6 +211,9 @@ local function frame(b1, payload, unmasked)
       bit.band(bit.rshift(len, 8), 255), bit.band(len, 255))
   end
   if unmasked then return head .. payload end
+  -- a large payload goes with the mask 0 (XOR in Lua would make this
+  -- process, not the daemon, the slow side of a flood)
+  if len > 4096 then return head .. "\0\0\0\0" .. payload end
   local mask = { 0x37, 0xfa, 0x21, 0x3d }
   local out = {}
   for i = 1, len do out[i] = string.char(bit.bxor(payload:byte(i), mask[(i - 1) % 4 + 1])) end
@@ -453,6 +456,7 @@ local function bad_frames(bytes, want, on_message)
       message = on_message and function(w, text) if on_message(w, text) then finish(true) end end,
       closed = function(w)
         if w.status ~= 101 then return finish(false, "no 101: " .. tostring(w.head or w.err)) end
+        if on_message then return finish(false, "closed before the answer: " .. tostring(w.close_code)) end
         if want == false and w.close_code then
           return finish(false, string.format("closed with %s %q, not without a close frame", tostring(w.close_code),
             tostring(w.close_reason)))
@@ -670,10 +674,17 @@ local function flood(ws, m)
   for _ = 1, 4 do ws:send(cjson.encode { type = "completion_chunk", request_id = m.request_id, content = FLOOD_LARGE }) end
   worker_answer(ws, m)
 end
+local function plain_count(s, needle) -- (a gsub with a 16 KiB pattern would hold this loop for seconds)
+  local n, i = 0, 1
+  while true do
+    local a, b = s:find(needle, i, true)
+    if not a then return n end
+    n, i = n + 1, b + 1
+  end
+end
 local function flooded(raw, why) -- the whole flood, then the answer
   if why or load.status(raw) ~= 200 or not load.whole(raw) then return false end
-  local _, small = raw:gsub(FLOOD_SMALL, "")
-  local _, large = raw:gsub(FLOOD_LARGE, "")
+  local small, large = plain_count(raw, '"' .. FLOOD_SMALL .. '"'), plain_count(raw, '"' .. FLOOD_LARGE .. '"')
   return small == FLOOD_N and large == 4 and raw:find('"content":"lo"', 1, true) ~= nil and raw:find("[DONE]", 1, true) ~= nil
 end
 
@@ -749,10 +760,12 @@ local WS_CASES = {
       for _, rec in ipairs(pool.conns) do errors = errors + rec.errors end
       return errors > 0 and 0 or 1, errors .. " error messages back" end }),
   -- bad frames from a client
-  { "an unmasked client frame (taken: docs/KNOWN_ISSUES.md)", nil, function()
+  -- lws 4.1.6 takes it (docs/KNOWN_ISSUES.md): the ping is answered
+  { "an unmasked WS client frame (taken)", nil, function()
       return bad_frames(frame(0x81, '{"type":"ping"}', true), nil, function(_, text)
         if text:find('"pong"', 1, true) then unmasked_served = unmasked_served + 1 return true end
-      end) end, nil, after = function() return 0, unmasked_served .. " answered" end },
+      end) end, nil, setup = function() unmasked_served = 0 end,
+    after = function() return 0, unmasked_served .. " answered" end },
   { "WS frame with reserved bits set", nil, function() return bad_frames(frame(0xC1, '{"type":"ping"}'), 1002) end },
   { "WS frame with an unknown opcode", nil, function() return bad_frames(frame(0x83, "x"), 1002) end },
   { "a fragmented WS control frame", nil, function() return bad_frames(frame(0x09, "x") .. frame(0x80, "y"), 1002) end },
