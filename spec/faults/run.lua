@@ -5,7 +5,7 @@
 -- it sent, how many ended as expected, and how many were lost (ended in
 -- anything else: no answer, half an answer, the wrong answer). Then the
 -- daemon must still serve, with its memory near where it started.
---   luajit spec/faults/run.lua [--clients N] [--requests N] [--only TEXT] [--bin PATH]
+--   luajit spec/faults/run.lua [--clients N] [--requests N] [--rounds N] [--only TEXT] [--bin PATH] [--slow]
 -- (scripts/faults builds and runs it; --asan / --tsan: under a sanitizer)
 package.path = "spec/?.lua;spec/support/?.lua;lua/?.lua;" .. package.path
 local uv = require "luv"
@@ -14,11 +14,25 @@ local client = H.client
 local load = require "load"
 local cjson = require "cjson"
 
-local opts = { clients = 16, requests = 48, rounds = 2, only = nil, bin = nil }
-for i = 1, #arg, 2 do
-  local k = arg[i]:gsub("^%-%-", "")
-  if opts[k] == nil and k ~= "only" and k ~= "bin" then error("unknown option " .. arg[i]) end
-  opts[k] = tonumber(arg[i + 1]) or arg[i + 1]
+local opts = { clients = 16, requests = 48, rounds = 2, only = nil, bin = nil, slow = false }
+do
+  local i, given = 1, {}
+  while i <= #arg do
+    local k = arg[i]:gsub("^%-%-", "")
+    if k == "slow" then -- a daemon under TSan: a quarter of the load (see below)
+      opts.slow, i = true, i + 1
+    else
+      if opts[k] == nil and k ~= "only" and k ~= "bin" then error("unknown option " .. arg[i]) end
+      opts[k], given[k], i = tonumber(arg[i + 1]) or arg[i + 1], true, i + 2
+    end
+  end
+  -- --slow: 8 clients, up to 24 requests a case, and a quarter of the big
+  -- cases' (11 MiB frames, floods): a daemon 5 to 15 times slower takes
+  -- longer than the first-byte limit to parse 8 such frames at once
+  if opts.slow then
+    if not given.clients then opts.clients = 8 end
+    if not given.requests then opts.requests = 24 end
+  end
 end
 if opts.bin then H.bin = opts.bin end
 local MiB = 1024 * 1024
@@ -667,7 +681,7 @@ end
 
 -- a flood: many small frames, then large messages (under the limit), as
 -- fast as the worker can write, then the answer
-local FLOOD_N = tonumber(os.getenv("FLOOD_N") or 100)
+local FLOOD_N = 100
 local FLOOD_SMALL, FLOOD_LARGE = string.rep("f", 16 * 1024), string.rep("F", 900 * 1024)
 local function flood(ws, m)
   for _ = 1, FLOOD_N do ws:send(cjson.encode { type = "completion_chunk", request_id = m.request_id, content = FLOOD_SMALL }) end
@@ -802,8 +816,8 @@ local function settle()
   client.run_until(function() return false end, 500)
 end
 
-print(string.format("faults: daemon pid %d (2 workers), %d clients, up to %d requests a case, %d rounds", pid,
-  opts.clients, opts.requests, opts.rounds))
+print(string.format("faults: daemon pid %d (2 workers), %d clients, up to %d requests a case, %d rounds%s", pid,
+  opts.clients, opts.requests, opts.rounds, opts.slow and " (--slow)" or ""))
 for round = 1, opts.rounds do
   if opts.rounds > 1 then print(string.format("-- round %d", round)) end
   for _, case in ipairs(CASES) do
@@ -811,7 +825,7 @@ for round = 1, opts.rounds do
     if not server.exited and (not opts.only or name:find(opts.only, 1, true)) then
       up.behave = behave or good
       up.case = name
-      local n = math.min(opts.requests, cap or opts.requests)
+      local n = math.min(opts.requests, cap and (opts.slow and math.max(1, math.floor(cap / 4)) or cap) or opts.requests)
       local sent, expected, lost, running, example = 0, 0, 0, 0, nil
       local function launch()
         if sent >= n then return end
