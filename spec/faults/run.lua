@@ -442,9 +442,16 @@ local function hello(raw, why)
 end
 local pool_error = openai_error(429, 502, 503, 504)
 local function hello_or_error(raw, why) return hello(raw, why) or pool_error(raw, why) end
+local tally = { cut = 0, moved = 0 }
 local function error_event_or_moved(raw, why) -- a stream cut by its worker, or moved whole to another
-  if hello(raw, why) then return true end
-  return stream_error(raw, why) and not raw:find("[DONE]", 1, true)
+  if hello(raw, why) then tally.moved = tally.moved + 1 return true end
+  local cut = stream_error(raw, why) and not raw:find("[DONE]", 1, true)
+  if cut then tally.cut = tally.cut + 1 end
+  return cut
+end
+local function tally_note()
+  return tally.cut + tally.moved > 0 and string.format("; %d streams ended with an error event, %d whole",
+    tally.cut, tally.moved) or ""
 end
 
 -- raw sockets with bad frames -------------------------------------------------------
@@ -612,10 +619,12 @@ local function pool_case(name, specs, make, expect, o)
       n = n + 1
       return make(model, n)
     end, expect, o.cap,
-    setup = function() pool_up(model, specs) end,
+    setup = function() tally.cut, tally.moved = 0, 0; pool_up(model, specs) end,
     after = function()
       local extra, note = 0, nil
       if o.check then extra, note = o.check() end
+      note = ((note or "") .. tally_note()):gsub("^; ", "")
+      if note == "" then note = nil end
       pool_down()
       return extra, note
     end,
@@ -646,9 +655,8 @@ local function count(field, name) -- the case's connections of spec name with fi
   end
 end
 local function vanished_note()
-  local n = 0
-  for _, rec in ipairs(pool.conns) do if rec.spec.name == "vanishing" then n = n + rec.requests end end
-  return n > 0 and 0 or 1, string.format("%d workers vanished with %d requests", count("vanished", "vanishing")(), n)
+  local n = count("vanished", "vanishing")()
+  return n > 0 and 0 or 1, string.format("%d workers vanished", n)
 end
 
 -- a request read only after pause_ms, then to the end: a client slower than its worker
