@@ -460,7 +460,9 @@ static int worker_lws_init(mg_worker *w)
 	memset(&info, 0, sizeof info);
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* we listen, lws serves */
 	info.protocols = protocols;
-	info.options = LWS_SERVER_OPTION_LIBUV;
+	/* UTF-8: a text frame that is not UTF-8 closes the socket with 1007
+	 * (RFC 6455 8.1), as the fault suite checks */
+	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
 	info.foreign_loops = loops;
 	info.user = &w->ctx; /* what http_lws.c and ws.c read (ctx.h) */
 	info.pcontext = &w->lws_ctx;

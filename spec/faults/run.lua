@@ -5,7 +5,7 @@
 -- it sent, how many ended as expected, and how many were lost (ended in
 -- anything else: no answer, half an answer, the wrong answer). Then the
 -- daemon must still serve, with its memory near where it started.
---   luajit spec/faults/run.lua [--clients N] [--requests N] [--only TEXT] [--bin PATH]
+--   luajit spec/faults/run.lua [--clients N] [--requests N] [--rounds N] [--only TEXT] [--bin PATH] [--slow]
 -- (scripts/faults builds and runs it; --asan / --tsan: under a sanitizer)
 package.path = "spec/?.lua;spec/support/?.lua;lua/?.lua;" .. package.path
 local uv = require "luv"
@@ -14,11 +14,25 @@ local client = H.client
 local load = require "load"
 local cjson = require "cjson"
 
-local opts = { clients = 16, requests = 48, rounds = 2, only = nil, bin = nil }
-for i = 1, #arg, 2 do
-  local k = arg[i]:gsub("^%-%-", "")
-  if opts[k] == nil and k ~= "only" and k ~= "bin" then error("unknown option " .. arg[i]) end
-  opts[k] = tonumber(arg[i + 1]) or arg[i + 1]
+local opts = { clients = 16, requests = 48, rounds = 2, only = nil, bin = nil, slow = false }
+do
+  local i, given = 1, {}
+  while i <= #arg do
+    local k = arg[i]:gsub("^%-%-", "")
+    if k == "slow" then -- a daemon under TSan: a quarter of the load (see below)
+      opts.slow, i = true, i + 1
+    else
+      if opts[k] == nil and k ~= "only" and k ~= "bin" then error("unknown option " .. arg[i]) end
+      opts[k], given[k], i = tonumber(arg[i + 1]) or arg[i + 1], true, i + 2
+    end
+  end
+  -- --slow: 8 clients, up to 24 requests a case, and a quarter of the big
+  -- cases' (11 MiB frames, floods): a daemon 5 to 15 times slower takes
+  -- longer than the first-byte limit to parse 8 such frames at once
+  if opts.slow then
+    if not given.clients then opts.clients = 8 end
+    if not given.requests then opts.requests = 24 end
+  end
 end
 if opts.bin then H.bin = opts.bin end
 local MiB = 1024 * 1024
@@ -131,17 +145,25 @@ dead:close()
 local server = H.start { workers = 2, config = string.format([[
 return {
   max_body_bytes = 4 * 1024 * 1024, request_timeout = 2,
+  websocket = { heartbeat_interval_ms = 250, heartbeat_timeout_ms = 1500, max_message_bytes = 1024 * 1024,
+    queue_timeout_ms = 10000, wait_for_worker_ms = 5000 },
   providers = {
+    pool = { kind = "ws" },
     up = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-faults", retries = 0,
       first_byte_timeout_ms = 1500, idle_timeout_ms = 1500 },
     an = { kind = "anthropic", base_url = "http://127.0.0.1:%d", api_key = "sk-faults-an", retries = 0,
       first_byte_timeout_ms = 1500, idle_timeout_ms = 1500 },
     dead = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", retries = 0 },
     chain = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", retries = 0 },
+    -- the big frames' provider: 8 frames of 11 MiB at once take about the
+    -- 1.5 s first-byte limit to parse, more on a busy machine
+    big = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-faults", retries = 0,
+      first_byte_timeout_ms = 20000, idle_timeout_ms = 20000 },
   },
-  routes = { { match = "claude-*", provider = "an" }, { match = "dead-*", provider = "dead" },
-    { match = "fallback-*", provider = { "dead", "up" } }, { match = "*", provider = "up" } },
-}]], up.port, up.port, dead_port, dead_port) }
+  routes = { { match = "ws-*", provider = "pool" }, { match = "claude-*", provider = "an" }, { match = "dead-*", provider = "dead" },
+    { match = "fallback-*", provider = { "dead", "up" } },
+    { match = "big-*", provider = "big" }, { match = "*", provider = "up" } },
+}]], up.port, up.port, dead_port, dead_port, up.port) }
 local port, pid = server.port, server.pid
 
 local function chat(model, stream, extra)
@@ -186,6 +208,293 @@ local function closed_or_answered(raw, why) -- what the client did, the daemon l
 end
 local function answered(raw, why) -- a whole answer, whatever its status (an error in the client's format)
   return not why and load.whole(raw) and load.status(raw) ~= nil
+end
+
+-- WebSockets ----------------------------------------------------------------------------
+-- Frames built by hand (any bits, masked or not), a parser for the daemon's
+-- frames, pool workers played on this loop, and raw sockets that send bad
+-- frames. Each pool case has a model of its own ("ws-<n>"), served only by
+-- the workers it starts.
+local bit = require "bit"
+
+-- frame(b1, payload [, unmasked]): b1 is the first byte (FIN, RSV, opcode)
+local function frame(b1, payload, unmasked)
+  local len, mb = #payload, unmasked and 0 or 0x80
+  local head
+  if len < 126 then
+    head = string.char(b1, mb + len)
+  elseif len < 65536 then
+    head = string.char(b1, mb + 126, bit.rshift(len, 8), bit.band(len, 255))
+  else
+    head = string.char(b1, mb + 127, 0, 0, 0, 0, bit.band(bit.rshift(len, 24), 255), bit.band(bit.rshift(len, 16), 255),
+      bit.band(bit.rshift(len, 8), 255), bit.band(len, 255))
+  end
+  if unmasked then return head .. payload end
+  -- a large payload goes with the mask 0 (XOR in Lua would make this
+  -- process, not the daemon, the slow side of a flood)
+  if len > 4096 then return head .. "\0\0\0\0" .. payload end
+  local mask = { 0x37, 0xfa, 0x21, 0x3d }
+  local out = {}
+  for i = 1, len do out[i] = string.char(bit.bxor(payload:byte(i), mask[(i - 1) % 4 + 1])) end
+  return head .. string.char(unpack(mask)) .. table.concat(out)
+end
+local function text_frame(s) return frame(0x81, s) end
+local function close_frame(code, reason)
+  return frame(0x88, code and (string.char(bit.rshift(code, 8), bit.band(code, 255)) .. (reason or "")) or "")
+end
+
+-- parse(state, data, on_frame): the daemon's frames (unmasked), whole ones
+-- to on_frame(opcode, payload, fin)
+local function parse_frames(st, data, on_frame)
+  st.buf = st.buf .. data
+  while true do
+    local b = st.buf
+    if #b < 2 then return end
+    local b1, b2 = b:byte(1, 2)
+    local len, off = bit.band(b2, 0x7f), 3
+    if len == 126 then
+      if #b < 4 then return end
+      len, off = b:byte(3) * 256 + b:byte(4), 5
+    elseif len == 127 then
+      if #b < 10 then return end
+      len = 0
+      for i = 3, 10 do len = len * 256 + b:byte(i) end
+      off = 11
+    end
+    if #b < off + len - 1 then return end
+    local payload = b:sub(off, off + len - 1)
+    st.buf = b:sub(off + len)
+    if on_frame(bit.band(b1, 0x0f), payload, bit.band(b1, 0x80) ~= 0) == false then return end
+  end
+end
+
+local UPGRADE = "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+  .. "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+-- ws_connect(path, h): a WebSocket on this loop. h.open(ws) after the 101,
+-- h.message(ws, text), h.closed(ws) once the TCP connection is over
+-- (ws.close_code: the code of the daemon's close frame, if one came).
+-- ws:send(text), ws:write(bytes), ws:close(code) (a close frame, then the
+-- close), ws:reset() (a TCP reset, no close frame).
+local WS = {}
+WS.__index = WS
+local function ws_connect(path, h)
+  local ws = setmetatable({ tcp = uv.new_tcp(), st = { buf = "" }, h = h, head = nil, frag = nil }, WS)
+  local function over()
+    if ws.over then return end
+    ws.over = true
+    if not ws.tcp:is_closing() then ws.tcp:close() end
+    if h.closed then h.closed(ws) end
+  end
+  ws.over_fn = over
+  ws.tcp:connect("127.0.0.1", port, function(err)
+    if err then ws.err = err return over() end
+    ws.tcp:nodelay(true)
+    ws.tcp:read_start(function(e, data)
+      if e or not data then ws.eof = e or "eof" return over() end
+      if not ws.head then
+        ws.st.buf = ws.st.buf .. data
+        local i = ws.st.buf:find("\r\n\r\n", 1, true)
+        if not i then return end
+        ws.head = ws.st.buf:sub(1, i + 3)
+        data, ws.st.buf = ws.st.buf:sub(i + 4), ""
+        ws.status = tonumber(ws.head:match("^HTTP/1%.1 (%d+)"))
+        if ws.status ~= 101 then return over() end
+        if h.open then h.open(ws) end
+      end
+      parse_frames(ws.st, data, function(op, payload, fin)
+        if ws.over then return false end
+        if op == 8 then
+          ws.close_code = #payload >= 2 and payload:byte(1) * 256 + payload:byte(2) or 1005
+          ws.close_reason = payload:sub(3)
+          ws:write(close_frame(#payload >= 2 and ws.close_code or nil))
+          ws.tcp:shutdown()
+          return false
+        elseif op == 9 then
+          ws:write(frame(0x8a, payload))
+        elseif op <= 2 then
+          ws.frag = (op == 0 and ws.frag or "") .. payload
+          if fin then
+            local text = ws.frag
+            ws.frag = nil
+            if h.message then h.message(ws, text) end
+          end
+        end
+      end)
+    end)
+    ws.tcp:write(UPGRADE:format(path))
+  end)
+  return ws
+end
+function WS:write(bytes)
+  if self.over or self.tcp:is_closing() then return end
+  self.tcp:write(bytes, function() end)
+end
+function WS:send(text) self:write(text_frame(text)) end
+function WS:close(code)
+  if self.over then return end
+  self:write(close_frame(code or 1000))
+  self.tcp:shutdown()
+  local t = uv.new_timer() -- the daemon answers and closes; if not, we do
+  t:start(2000, 0, function() t:close() self.over_fn() end)
+end
+function WS:reset()
+  if self.over then return end
+  self.over = true
+  self.tcp:close_reset()
+  if self.h.closed then self.h.closed(self) end
+end
+local function after_ms(ms, fn)
+  local t = uv.new_timer()
+  t:start(ms, 0, function() t:close() fn() end)
+end
+
+-- pool workers --------------------------------------------------------------------
+-- A case's workers: specs {n, capacity, name, on_request(ws, m, w), silent,
+-- again = true (a worker that went away comes back, as a browser tab
+-- reconnects, while the case runs)}. Each connection is kept in pool.conns
+-- with what happened to it.
+local pool = { conns = {}, live = false }
+local function worker_answer(ws, m, content)
+  if m.stream then
+    ws:send(cjson.encode { type = "completion_chunk", request_id = m.request_id, content = "hel" })
+    ws:send(cjson.encode { type = "completion_chunk", request_id = m.request_id, content = "lo" })
+  end
+  ws:send(cjson.encode { type = "completion_response", request_id = m.request_id, content = content or "hello",
+    finish_reason = "stop" })
+end
+local GOOD_WORKER = { n = 2, capacity = 8, name = "good", on_request = function(ws, m) worker_answer(ws, m) end }
+
+local function start_worker(model, spec)
+  local rec = { spec = spec, requests = 0, errors = 0 }
+  pool.conns[#pool.conns + 1] = rec
+  rec.ws = ws_connect("/ws", {
+    open = function(ws)
+      ws:send(cjson.encode { type = "client_ready", models = { model }, capacity = spec.capacity or 1, name = spec.name })
+      rec.ready = true
+    end,
+    message = function(ws, text)
+      local ok, m = pcall(cjson.decode, text)
+      if not ok or type(m) ~= "table" then return end
+      if m.type == "heartbeat" then
+        if not spec.silent then ws:send('{"type":"heartbeat_response"}') end
+      elseif m.type == "completion_request" then
+        rec.requests = rec.requests + 1
+        spec.on_request(ws, m, rec)
+      elseif m.type == "error" then
+        rec.errors = rec.errors + 1
+      end
+    end,
+    closed = function(ws)
+      rec.closed, rec.close_code = true, ws.close_code
+      if spec.again and pool.live then after_ms(spec.again_ms or 20, function()
+        if pool.live then start_worker(model, spec) end
+      end) end
+    end,
+  })
+end
+
+local function health()
+  local res = client.request(port, "GET", "/health", nil, nil, 3000)
+  local ok, v = pcall(cjson.decode, res and res.body or "")
+  return ok and type(v) == "table" and v or {}
+end
+
+-- pool_up(model, specs): connects the workers, and waits until /health
+-- shows them all ready
+local function pool_up(model, specs)
+  pool.conns, pool.live = {}, true
+  local want = 0
+  for _, spec in ipairs(specs) do -- one group after the other: the last is the most recently active
+    for _ = 1, spec.n or 1 do start_worker(model, spec) want = want + 1 end
+    client.run_until(function()
+      local n = 0
+      for _, w in ipairs((health().ws_pool or {}).workers or {}) do
+        if w.status ~= "connecting" and type(w.models) == "table" and w.models[1] == model then n = n + 1 end
+      end
+      return n >= want
+    end, 10000)
+  end
+end
+
+-- pool_down(): every worker closes (cleanly), and the pool is empty again
+local function pool_down()
+  pool.live = false
+  for _, rec in ipairs(pool.conns) do if not rec.ws.over then rec.ws:close() end end
+  client.run_until(function()
+    for _, rec in ipairs(pool.conns) do if not rec.ws.over then return false end end
+    return #((health().ws_pool or {}).workers or {}) == 0
+  end, 5000)
+end
+
+local function closes(code) -- how many of the case's connections the daemon closed with code
+  local n = 0
+  for _, rec in ipairs(pool.conns) do if rec.close_code == code then n = n + 1 end end
+  return n
+end
+
+-- expectations for requests served by the pool: the good workers' answer
+-- ("hello", whole or streamed), or an error in the client's format; never
+-- a stream that ends silently, or one that carries a vanished worker's
+-- "partial" and still ends as if whole
+local function hello(raw, why)
+  if why or load.status(raw) ~= 200 or not load.whole(raw) or raw:find("partial", 1, true) then return false end
+  if raw:find("text/event-stream", 1, true) then
+    return raw:find('"content":"hel"', 1, true) ~= nil and raw:find("[DONE]", 1, true) ~= nil
+  end
+  local ok, v = pcall(cjson.decode, raw:match("\r\n\r\n(.*)$"))
+  return ok and type(v) == "table" and v.choices and v.choices[1].message.content == "hello"
+end
+local pool_error = openai_error(429, 502, 503, 504)
+local function hello_or_error(raw, why) return hello(raw, why) or pool_error(raw, why) end
+local tally = { cut = 0, moved = 0 }
+local function error_event_or_moved(raw, why) -- a stream cut by its worker, or moved whole to another
+  if hello(raw, why) then tally.moved = tally.moved + 1 return true end
+  local cut = stream_error(raw, why) and not raw:find("[DONE]", 1, true)
+  if cut then tally.cut = tally.cut + 1 end
+  return cut
+end
+local function tally_note()
+  return tally.cut + tally.moved > 0 and string.format("; %d streams ended with an error event, %d whole",
+    tally.cut, tally.moved) or ""
+end
+
+-- raw sockets with bad frames -------------------------------------------------------
+-- bad_frames(bytes, want): connects (to a chat socket, and every other
+-- time to /ws as a pool worker), waits for the 101, sends bytes, and ends
+-- as expected when the daemon closes the connection (with a close frame of
+-- code want, when want is given) within 5 s.
+local raw_n = 0
+local function bad_frames(bytes, want, on_message)
+  return function(done)
+    raw_n = raw_n + 1
+    local path = raw_n % 2 == 0 and "/ws" or ("/ws/faults-" .. raw_n)
+    local timer = uv.new_timer()
+    local ws
+    local function finish(ok, why)
+      if timer:is_closing() then return end
+      timer:close()
+      if not ws.over then ws:reset() end
+      done(ok, why)
+    end
+    ws = ws_connect(path, {
+      open = function(w) w:write(type(bytes) == "function" and bytes() or bytes) end,
+      message = on_message and function(w, text) if on_message(w, text) then finish(true) end end,
+      closed = function(w)
+        if w.status ~= 101 then return finish(false, "no 101: " .. tostring(w.head or w.err)) end
+        if on_message then return finish(false, "closed before the answer: " .. tostring(w.close_code)) end
+        if want == false and w.close_code then
+          return finish(false, string.format("closed with %s %q, not without a close frame", tostring(w.close_code),
+            tostring(w.close_reason)))
+        elseif want and w.close_code ~= want then
+          return finish(false, string.format("closed with %s %q, not %d", tostring(w.close_code),
+            tostring(w.close_reason), want))
+        end
+        finish(true)
+      end,
+    })
+    timer:start(5000, 0, function() finish(false, "still open after 5 s") end)
+  end
 end
 
 -- the cases --------------------------------------------------------------------------
@@ -240,9 +549,9 @@ local CASES = {
       play(s, { { "HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\n" .. STREAM } }, true) end,
     function() return chat(nil, true) end, stream_ends("%[DONE%]") },
   { "an 11 MiB frame", function(s) play(s, { { BIG11 } }) end,
-    function() return chat(nil, true) end, stream_ends("%[DONE%]"), 8 },
+    function() return chat("big-f", true) end, stream_ends("%[DONE%]"), 8 },
   { "a 17 MiB frame", function(s) play(s, { { BIG17 } }) end,
-    function() return chat(nil, true) end, openai_error(502), 4 },
+    function() return chat("big-f", true) end, openai_error(502), 4 },
   { "an endless stream, left by its client", function(s)
       local t = uv.new_timer()
       s:write(SSE_HEAD)
@@ -268,7 +577,7 @@ local CASES = {
       local one = chat():gsub("Connection: close", "Connection: keep-alive")
       return one .. chat() end, function(raw, why) return not why and select(2, raw:gsub("HTTP/1%.1 200", "")) == 2 end },
   { "a slow reader of an 11 MiB frame", function(s) play(s, { { BIG11 } }) end,
-    function() return chat(nil, true), { read = false, timeout_ms = 1500 } end, closed_or_answered, 8 },
+    function() return chat("big-f", true), { read = false, timeout_ms = 1500 } end, closed_or_answered, 8 },
   { "slowloris: headers a byte at a time", good, function()
       local b, parts = chat(), {}
       for i = 2, 40 do parts[#parts + 1] = { b:sub(i, i), 100 } end
@@ -304,6 +613,203 @@ local CASES = {
     answered, 8 },
 }
 
+-- a pool case: its model, the workers it starts, what each request must end in
+local ws_cases = 0
+local function pool_case(name, specs, make, expect, o)
+  ws_cases = ws_cases + 1
+  local model = "ws-" .. ws_cases
+  o = o or {}
+  local n = 0
+  return { name, nil, function()
+      n = n + 1
+      return make(model, n)
+    end, expect, o.cap,
+    setup = function() tally.cut, tally.moved = 0, 0; pool_up(model, specs) end,
+    after = function()
+      local extra, note = 0, nil
+      if o.check then extra, note = o.check() end
+      note = ((note or "") .. tally_note()):gsub("^; ", "")
+      if note == "" then note = nil end
+      pool_down()
+      return extra, note
+    end,
+    sample_rss = o.sample_rss }
+end
+local function pool_chat(stream_every) -- make: an OpenAI request, every stream_every-th one streamed
+  return function(model, n) return chat(model, stream_every and n % stream_every == 0) end
+end
+
+local function partial(ws, m) ws:send(cjson.encode { type = "completion_chunk", request_id = m.request_id, content = "partial" }) end
+local function vanish(ws, how) if how == "reset" then ws:reset() else ws:close(1000) end end
+local function vanishing(how, when)
+  return { n = 2, capacity = 8, name = "vanishing", again = true, again_ms = 2, on_request = function(ws, m, rec)
+    rec.vanished = true
+    if when == "after" then
+      partial(ws, m)
+      after_ms(30, function() vanish(ws, how) end)
+    else
+      vanish(ws, how)
+    end
+  end }
+end
+local function count(field, name) -- the case's connections of spec name with field set
+  return function()
+    local n = 0
+    for _, rec in ipairs(pool.conns) do if rec.spec.name == name and rec[field] then n = n + 1 end end
+    return n
+  end
+end
+local function vanished_note()
+  local n = count("vanished", "vanishing")()
+  return n > 0 and 0 or 1, string.format("%d workers vanished", n)
+end
+
+-- a request read only after pause_ms, then to the end: a client slower than its worker
+local function slow_client(bytes, pause_ms, expect)
+  return function(done)
+    local tcp, raw, finished = uv.new_tcp(), {}, false
+    local timer = uv.new_timer()
+    local function finish(why)
+      if finished then return end
+      finished = true
+      timer:close()
+      if not tcp:is_closing() then tcp:close() end
+      local s = table.concat(raw)
+      done(expect(s, why), string.format("%s: %s", tostring(why), s:sub(1, 240):gsub("\r\n", " | ")))
+    end
+    timer:start(60000, 0, function() finish("timeout") end)
+    tcp:connect("127.0.0.1", port, function(err)
+      if err then return finish("connect: " .. err) end
+      tcp:write(bytes)
+      after_ms(pause_ms, function()
+        if finished then return end
+        tcp:read_start(function(e, data)
+          if e or not data then return finish(nil) end
+          raw[#raw + 1] = data
+        end)
+      end)
+    end)
+  end
+end
+
+-- a flood: many small frames, then large messages (under the limit), as
+-- fast as the worker can write, then the answer
+local FLOOD_N = 100
+local FLOOD_SMALL, FLOOD_LARGE = string.rep("f", 16 * 1024), string.rep("F", 900 * 1024)
+local function flood(ws, m)
+  for _ = 1, FLOOD_N do ws:send(cjson.encode { type = "completion_chunk", request_id = m.request_id, content = FLOOD_SMALL }) end
+  for _ = 1, 4 do ws:send(cjson.encode { type = "completion_chunk", request_id = m.request_id, content = FLOOD_LARGE }) end
+  worker_answer(ws, m)
+end
+local function plain_count(s, needle) -- (a gsub with a 16 KiB pattern would hold this loop for seconds)
+  local n, i = 0, 1
+  while true do
+    local a, b = s:find(needle, i, true)
+    if not a then return n end
+    n, i = n + 1, b + 1
+  end
+end
+local function flooded(raw, why) -- the whole flood, then the answer
+  if why or load.status(raw) ~= 200 or not load.whole(raw) then return false end
+  local small, large = plain_count(raw, '"' .. FLOOD_SMALL .. '"'), plain_count(raw, '"' .. FLOOD_LARGE .. '"')
+  return small == FLOOD_N and large == 4 and raw:find('"content":"lo"', 1, true) ~= nil and raw:find("[DONE]", 1, true) ~= nil
+end
+
+local function good_chat()
+  return function(done)
+    raw_n = raw_n + 1
+    local finished = false
+    local ws
+    local function finish(ok, why)
+      if finished then return end
+      finished = true
+      if not ws.over then ws:close() end
+      done(ok, why)
+    end
+    ws = ws_connect("/ws/after-" .. raw_n, {
+      open = function(w) w:send(cjson.encode { type = "chat_message", message = { role = "user", content = "still here" } }) end,
+      message = function(_, text)
+        local ok, m = pcall(cjson.decode, text)
+        if ok and m.type == "response_complete" then finish(m.content == "still here", text) end
+        if ok and m.type == "error" then finish(false, text) end
+      end,
+      closed = function(w) finish(false, "closed: " .. tostring(w.close_code or w.head or w.err)) end,
+    })
+    after_ms(10000, function() finish(false, "no answer in 10 s") end)
+  end
+end
+
+local unmasked_served = 0
+local WS_CASES = {
+  -- pool workers that vanish
+  pool_case("a WS worker resets before the first byte", { GOOD_WORKER, vanishing("reset", "before") },
+    pool_chat(2), hello, { check = vanished_note }),
+  pool_case("a WS worker closes before the first byte", { GOOD_WORKER, vanishing("close", "before") },
+    pool_chat(2), hello, { check = vanished_note }),
+  pool_case("a WS worker resets after the first byte", { GOOD_WORKER, vanishing("reset", "after") },
+    pool_chat(1), error_event_or_moved, { check = vanished_note }),
+  pool_case("a WS worker closes after the first byte", { GOOD_WORKER, vanishing("close", "after") },
+    pool_chat(1), error_event_or_moved, { check = vanished_note }),
+  pool_case("WS workers that stop answering heartbeats", { GOOD_WORKER,
+      { n = 2, capacity = 4, name = "silent", silent = true, on_request = function() end } },
+    pool_chat(2), hello, { check = function()
+      local n = closes(4000)
+      return n == 2 and 0 or 1, n .. " of 2 dropped with 4000" end }),
+  pool_case("WS workers silent mid-stream", { GOOD_WORKER,
+      { n = 2, capacity = 4, name = "silent", silent = true, on_request = partial } },
+    pool_chat(1), error_event_or_moved, { check = function()
+      local n = closes(4000)
+      return n == 2 and 0 or 1, n .. " of 2 dropped with 4000" end }),
+  -- pool workers that flood
+  pool_case("a WS worker floods a client that reads late", { { n = 2, capacity = 8, name = "flood", on_request = flood } },
+    function(model) return slow_client(chat(model, true), 1500, flooded) end, nil, { cap = 16, sample_rss = true }),
+  pool_case("a WS message over the size limit", { GOOD_WORKER, { n = 2, capacity = 2, name = "oversize", again = true,
+      on_request = function(ws, m, rec)
+        rec.oversize = true
+        ws:send(cjson.encode { type = "completion_chunk", request_id = m.request_id, content = string.rep("x", MiB + 1) })
+      end } },
+    pool_chat(2), hello, { check = function()
+      local sent, got = 0, 0
+      for _, rec in ipairs(pool.conns) do
+        if rec.oversize then sent = sent + 1; if rec.close_code == 1009 then got = got + 1 end end
+      end
+      return sent - got, string.format("%d of %d closed with 1009", got, sent) end }),
+  pool_case("unknown WS message types", { { n = 2, capacity = 8, name = "chatty", on_request = function(ws, m)
+        ws:send('{"type":"bogus"}')
+        ws:send("not json")
+        ws:send('{"type":"completion_chunk"}')
+        ws:send('{"type":"completion_chunk","request_id":"wsreq_nobody","content":"x"}')
+        ws:send('[1,2,3]')
+        worker_answer(ws, m)
+      end } },
+    pool_chat(2), hello, { check = function()
+      local errors = 0
+      for _, rec in ipairs(pool.conns) do errors = errors + rec.errors end
+      return errors > 0 and 0 or 1, errors .. " error messages back" end }),
+  -- bad frames from a client
+  -- lws 4.1.6 takes it (docs/KNOWN_ISSUES.md): the ping is answered
+  { "an unmasked WS client frame (taken)", nil, function()
+      return bad_frames(frame(0x81, '{"type":"ping"}', true), nil, function(_, text)
+        if text:find('"pong"', 1, true) then unmasked_served = unmasked_served + 1 return true end
+      end) end, nil, setup = function() unmasked_served = 0 end,
+    after = function() return 0, unmasked_served .. " answered" end },
+  { "WS frame with reserved bits set", nil, function() return bad_frames(frame(0xC1, '{"type":"ping"}'), 1002) end },
+  { "WS frame with an unknown opcode", nil, function() return bad_frames(frame(0x83, "x"), 1002) end },
+  { "a fragmented WS control frame", nil, function() return bad_frames(frame(0x09, "x") .. frame(0x80, "y"), 1002) end },
+  -- lws 4.1.6 closes at once, with no close frame (docs/KNOWN_ISSUES.md)
+  { "a WS control frame over 125 bytes", nil, function() return bad_frames(frame(0x89, string.rep("p", 126)), false) end },
+  { "a WS continuation without a start", nil, function() return bad_frames(frame(0x80, "x"), 1002) end },
+  { "a WS text frame with invalid UTF-8", nil, function()
+      return bad_frames(frame(0x81, '{"type":"ping","x":"\xc3\x28\xff"}'), 1007) end },
+  { "a WS close frame with a bad code", nil, function()
+      return bad_frames(close_frame(({ 999, 1005, 1006, 1016, 2999 })[raw_n % 5 + 1]), 1002) end },
+  -- lws 4.1.6 echoes 5000, and answers a one-byte close with no code (docs/KNOWN_ISSUES.md)
+  { "a WS close frame with code 5000", nil, function() return bad_frames(close_frame(5000), 5000) end },
+  { "a WS close frame of one byte", nil, function() return bad_frames(frame(0x88, "\3"), 1005) end },
+  { "a chat socket after the bad frames", nil, function() return good_chat() end },
+}
+for _, c in ipairs(WS_CASES) do CASES[#CASES + 1] = c end
+
 -- running ------------------------------------------------------------------------------
 local function rss_kib() return H.rss_kib(pid) or 0 end
 
@@ -323,8 +829,8 @@ local function settle()
   client.run_until(function() return false end, 500)
 end
 
-print(string.format("faults: daemon pid %d (2 workers), %d clients, up to %d requests a case, %d rounds", pid,
-  opts.clients, opts.requests, opts.rounds))
+print(string.format("faults: daemon pid %d (2 workers), %d clients, up to %d requests a case, %d rounds%s", pid,
+  opts.clients, opts.requests, opts.rounds, opts.slow and " (--slow)" or ""))
 for round = 1, opts.rounds do
   if opts.rounds > 1 then print(string.format("-- round %d", round)) end
   for _, case in ipairs(CASES) do
@@ -332,34 +838,59 @@ for round = 1, opts.rounds do
     if not server.exited and (not opts.only or name:find(opts.only, 1, true)) then
       up.behave = behave or good
       up.case = name
-      local n = math.min(opts.requests, cap or opts.requests)
+      local n = math.min(opts.requests, cap and (opts.slow and math.max(1, math.floor(cap / 4)) or cap) or opts.requests)
       local sent, expected, lost, running, example = 0, 0, 0, 0, nil
       local function launch()
         if sent >= n then return end
         sent = sent + 1
         running = running + 1
         local bytes, o = make()
-        load.request(port, bytes, o, function(raw, why)
+        local function ended(ok, e)
           running = running - 1
-          if expect(raw, why) then
+          if ok then
             expected = expected + 1
           else
             lost = lost + 1
-            example = example or string.format("%s: %s", tostring(why), raw:sub(1, 240):gsub("\r\n", " | "))
+            example = example or e
           end
           launch()
-        end)
+        end
+        if type(bytes) == "function" then -- a client of its own (WebSockets, a slow reader): ended(ok, example)
+          bytes(ended)
+        else
+          load.request(port, bytes, o, function(raw, why)
+            ended(expect(raw, why), string.format("%s: %s", tostring(why), raw:sub(1, 240):gsub("\r\n", " | ")))
+          end)
+        end
+      end
+      if case.setup then case.setup() end
+      local peak, rss0, sampler = 0, rss_kib(), nil
+      if case.sample_rss then -- the daemon's resident memory while the case runs
+        sampler = uv.new_timer()
+        sampler:start(0, 50, function() peak = math.max(peak, rss_kib()) end)
       end
       local t0 = uv.now()
       for _ = 1, math.min(opts.clients, n) do launch() end
       client.run_until(function() return running == 0 and sent >= n end, 120000)
+      if sampler then sampler:close() end
+      local note
+      if case.after and not server.exited then
+        local extra
+        extra, note = case.after()
+        if extra > 0 then
+          lost = lost + extra
+          example = example or ("after the case: " .. tostring(note))
+        end
+      end
+      if sampler then note = string.format("%s%d MiB more resident at the peak", note and (note .. "; ") or "",
+        (peak - rss0) / 1024) end
       if server.exited then
         lost = lost + (n - expected - lost)
         example = "THE DAEMON EXITED"
       end
       total.sent, total.expected, total.lost = total.sent + sent, total.expected + expected, total.lost + lost
-      print(string.format("%-44s sent %4d  as expected %4d  lost %d  (%.1f s)%s", name, sent, expected, lost,
-        (uv.now() - t0) / 1000, example and ("\n    e.g. " .. example) or ""))
+      print(string.format("%-44s sent %4d  as expected %4d  lost %d  (%.1f s)%s%s", name, sent, expected, lost,
+        (uv.now() - t0) / 1000, note and ("  [" .. note .. "]") or "", example and ("\n    e.g. " .. example) or ""))
       if lost > 0 then failed_cases[#failed_cases + 1] = name end
       if not base_rss then base_rss = rss_kib() end
     end
@@ -403,4 +934,9 @@ local ok = total.lost == 0 and serves and left_open == 0 and mem_ok
 if #failed_cases > 0 then print("cases with losses: " .. table.concat(failed_cases, "; ")) end
 print(string.format("%d passed, %d failed", total.expected, total.lost + ((serves and mem_ok and left_open == 0) and 0 or 1)))
 if not ok and log then io.stderr:write(log:sub(-4000), "\n") end
+if log and os.getenv("FAULTS_LOG") then -- the daemon's whole log, for a look at a failure
+  local f = assert(io.open(os.getenv("FAULTS_LOG"), "w"))
+  f:write(log)
+  f:close()
+end
 os.exit(ok and 0 or 1)
