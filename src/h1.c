@@ -700,6 +700,7 @@ void mg_h1_drain(mg_ctx *ctx)
 		mg_h1_conn *c = mg_queue_data(q, mg_h1_conn, node);
 		if (c->closing || c->lingering)
 			continue;
+		c->hp.draining = 1; /* an Upgrade whose head is still coming is answered 503 */
 		if (c->req)
 			c->req->close_after = 1; /* Connection: close, unless its headers are out */
 		else
