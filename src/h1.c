@@ -1,4 +1,6 @@
-/* Cleartext HTTP/1.1 on libuv, parsed by http-parser.
+/* Cleartext HTTP/1.1 on libuv, parsed by http-parser through h1_parse.c
+ * (which fills each mg_req and decides what is refused; h1.c reads, answers
+ * and hands over).
  *
  * One mg_h1_conn per TCP connection, owned by the worker thread that
  * accepted it and freed in the uv_close callback of its tcp handle (after
@@ -26,8 +28,8 @@
  * that follows one with a body, and cannot write to a connection whose rx it
  * flow-controls. TLS connections (HTTP/1.1 and HTTP/2) still go to lws.
  */
-#define _GNU_SOURCE /* strcasestr */
 #include "h1.h"
+#include "h1_parse.h"
 #include "http.h"
 #include "log.h"
 #include "ctx.h"
@@ -48,15 +50,10 @@ typedef struct mg_h1_conn {
 	mg_queue node;         /* on the worker's open connections (h1_thread.conns) */
 	uv_timer_t timer;      /* header/body read timeout, keep-alive idle */
 	mg_ctx *ctx;
-	http_parser parser;
+	mg_h1_parse hp;        /* the parse (h1_parse.c); hp.req is req while parsed */
 	mg_buf in;             /* received, not yet parsed */
 	size_t in_off;
 	mg_req *req;           /* being parsed, or in flight */
-	mg_buf field;          /* the header name being parsed */
-	mg_buf value;          /* its value */
-	int last_was_value;
-	size_t header_bytes;
-	int expect_continue;
 	uv_write_t wreq;
 	mg_buf inflight;       /* bytes handed to uv_write, until its callback */
 	size_t inflight_n;
@@ -71,8 +68,6 @@ typedef struct mg_h1_conn {
 	int lingering;         /* response out, FIN sent, draining input */
 	int peer_shut;         /* the client shut its side after a whole request: answer, then close */
 	int probes;            /* ... and how many times we looked whether it is still there */
-	int in_body;           /* the request's headers are in: its body arrives */
-	int ws_upgrade;        /* the request asks for a WebSocket: hand over */
 	uv_shutdown_t shutdown_req;
 	int handles_open;      /* tcp and timer: freed when both are closed */
 	char peer[48];         /* the client's address, found once at adopt */
@@ -92,7 +87,6 @@ static h1_thread *h1_of(mg_ctx *ctx)
 }
 
 static const mg_transport h1_transport;
-static http_parser_settings settings;
 
 /* a request being received may go this long without bytes */
 #define READ_TIMEOUT_MS(c) ((uint64_t)(c)->ctx->cfg->request_timeout * 1000)
@@ -113,8 +107,7 @@ static void on_handle_closed(uv_handle_t *h)
 	if (--c->handles_open)
 		return;
 	mg_buf_free(&c->in);
-	mg_buf_free(&c->field);
-	mg_buf_free(&c->value);
+	mg_h1_parse_free(&c->hp);
 	mg_buf_free(&c->inflight);
 	free(c);
 }
@@ -144,7 +137,7 @@ static void conn_close(mg_h1_conn *c)
 		c->req = NULL;
 		if (r->dispatched)
 			mg_req_gone(r);
-		else if (r->method[0] && c->parser.http_major && !c->ws_upgrade)
+		else if (r->method[0] && c->hp.parser.http_major && !c->hp.ws_upgrade)
 			r->line_read = 1; /* left mid-request: its access line says 499 */
 		mg_req_free(r);
 	}
@@ -281,7 +274,7 @@ static void finish_request(mg_h1_conn *c)
 		return;
 	}
 	/* next request: pipelined bytes first, then the socket */
-	http_parser_pause(&c->parser, 0);
+	mg_h1_parse_next(&c->hp);
 	arm_timer(c, (uint64_t)c->ctx->cfg->keepalive_timeout * 1000);
 	if (c->processing || c->in_off == c->in.len)
 		conn_process(c); /* its caller's loop goes on, or nothing waits */
@@ -441,136 +434,21 @@ static const mg_transport h1_transport = {
 	h1_hdr_begin, h1_hdr_add, h1_hdr_end, h1_want_write, h1_abort,
 };
 
-/* ---- parsing ----------------------------------------------------------- */
+/* ---- parsing (h1_parse.c) ---------------------------------------------- */
 
-static mg_h1_conn *conn_of(http_parser *p)
+static mg_req *on_begin(mg_h1_parse *p)
 {
-	return p->data;
-}
-
-static int on_message_begin(http_parser *p)
-{
-	mg_h1_conn *c = conn_of(p);
+	mg_h1_conn *c = p->ud;
 
 	c->req = mg_req_new(c->ctx, &h1_transport, c);
 	if (!c->req)
-		return -1;
+		return NULL;
 	memcpy(c->req->peer, c->peer, sizeof c->peer);
-	if (c->ctx->phase >= MG_PHASE_DRAIN) /* the daemon stops: the last on this connection */
+	p->draining = c->ctx->phase >= MG_PHASE_DRAIN;
+	if (p->draining) /* the daemon stops: the last on this connection */
 		c->req->close_after = 1;
-	c->header_bytes = 0;
-	c->last_was_value = 0;
-	c->field.len = c->value.len = 0;
-	c->expect_continue = 0;
-	c->in_body = 0;
-	p->http_major = 0; /* set again once this request line has its version */
 	arm_timer(c, READ_TIMEOUT_MS(c)); /* for the headers, all of them */
-	return 0;
-}
-
-/* The request's method, known once its URL starts: every answer from then
- * on (C's 408 and 431 too) knows a HEAD gets no body. */
-static void set_method(mg_req *r, const http_parser *p)
-{
-	const char *m = http_method_str((enum http_method)p->method);
-	size_t n = strlen(m);
-
-	if (n >= sizeof r->method)
-		n = sizeof r->method - 1;
-	memcpy(r->method, m, n);
-	r->method[n] = 0;
-}
-
-static int too_big(mg_h1_conn *c, size_t n)
-{
-	c->header_bytes += n;
-	if (c->header_bytes > c->ctx->cfg->max_header_bytes) {
-		c->req->body_error = MG_HEADERS_TOO_LARGE;
-		return 1;
-	}
-	return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t n)
-{
-	mg_h1_conn *c = conn_of(p);
-
-	if (!c->req->method[0])
-		set_method(c->req, p);
-	if (too_big(c, n))
-		return 0; /* answered 431 at headers_complete */
-	return mg_buf_append(&c->req->path, at, n);
-}
-
-static int flush_header(mg_h1_conn *c)
-{
-	mg_req *r = c->req;
-	int rc = 0;
-
-	if (!c->field.len)
-		return 0;
-	if (c->field.len == 6 && !strncasecmp(c->field.data, "expect", 6) &&
-	    c->value.len == 12 && !strncasecmp(c->value.data, "100-continue", 12))
-		c->expect_continue = 1;
-	if (!r->body_error)
-		rc = mg_req_header(r, c->field.data, c->field.len,
-				   c->value.data ? c->value.data : "", c->value.len);
-	c->field.len = c->value.len = 0;
-	return rc;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t n)
-{
-	mg_h1_conn *c = conn_of(p);
-
-	if (c->last_was_value && flush_header(c))
-		return -1;
-	c->last_was_value = 0;
-	if (too_big(c, n))
-		return 0;
-	return mg_buf_append(&c->field, at, n);
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t n)
-{
-	mg_h1_conn *c = conn_of(p);
-
-	c->last_was_value = 1;
-	if (too_big(c, n))
-		return 0;
-	return mg_buf_append(&c->value, at, n);
-}
-
-static void split_query(mg_req *r)
-{
-	char *q = r->path.data ? memchr(r->path.data, '?', r->path.len) : NULL;
-
-	if (q) {
-		size_t at = (size_t)(q - r->path.data);
-		mg_buf_append(&r->query, q + 1, r->path.len - at - 1);
-		r->path.len = at;
-	}
-	mg_buf_append(&r->path, "", 1); /* NUL-terminate */
-	r->path.len--;
-}
-
-/* A WebSocket upgrade to a path that serves one: /ws and /ws/{client_id}
- * (elsewhere the request is answered as plain HTTP: 404, 405, ...). */
-static int wants_websocket(const mg_req *r)
-{
-	size_t i = 0;
-
-	if (r->path.len < 3 || memcmp(r->path.data, "/ws", 3) ||
-	    (r->path.len > 3 && r->path.data[3] != '/'))
-		return 0;
-	while (i < r->headers.len) {
-		const char *name = r->headers.data + i;
-		const char *value = name + strlen(name) + 1;
-		if (!strcmp(name, "upgrade") && strcasestr(value, "websocket"))
-			return 1;
-		i += strlen(name) + strlen(value) + 2;
-	}
-	return 0;
+	return c->req;
 }
 
 /* Gives the connection to lws as a WebSocket: the rebuilt head first, then
@@ -598,9 +476,6 @@ static void ws_handoff(mg_h1_conn *c)
 	}
 	if (!rc)
 		rc = mg_buf_append(&head, "\r\n", 2);
-	/* http-parser paused in on_headers_complete before the head's last LF */
-	if (c->in.len > c->in_off && c->in.data[c->in_off] == '\n')
-		c->in_off++;
 	if (!rc && c->in.len > c->in_off)
 		rc = mg_buf_append(&head, c->in.data + c->in_off, c->in.len - c->in_off);
 	/* dup(), not fcntl(F_DUPFD_CLOEXEC): ThreadSanitizer follows dup only */
@@ -611,77 +486,6 @@ static void ws_handoff(mg_h1_conn *c)
 	mg_buf_free(&head);
 	c->in.len = c->in_off = 0;
 	conn_close(c);
-}
-
-/* Returns 1 to skip the body (http-parser's convention) after answering. */
-static int on_headers_complete(http_parser *p)
-{
-	mg_h1_conn *c = conn_of(p);
-	mg_req *r = c->req;
-
-	c->in_body = 1;
-	if (c->last_was_value && flush_header(c))
-		return -1;
-	set_method(r, p);
-	r->http10 = p->http_major == 1 && p->http_minor == 0;
-	if (!http_should_keep_alive(p))
-		r->close_after = 1;
-	split_query(r);
-	if (p->upgrade) {
-		if (!r->body_error && p->method == HTTP_GET && wants_websocket(r)) {
-			if (c->ctx->phase >= MG_PHASE_DRAIN) { /* 503, then the connection closes */
-				r->body_error = MG_UPGRADE_DRAINING;
-				r->close_after = 1;
-				http_parser_pause(p, 1);
-				return 0;
-			}
-			c->ws_upgrade = 1;
-			http_parser_pause(p, 1);
-			return 0;
-		}
-		/* h2c and other upgrades are not served: answer in HTTP/1.1 */
-		r->close_after = 1;
-		r->body_error = 0;
-	}
-	if (!r->body_error && (p->flags & F_CONTENTLENGTH) &&
-	    p->content_length > c->ctx->cfg->max_body_bytes)
-		r->body_error = MG_BODY_TOO_LARGE;
-	if (r->body_error) {
-		/* answer now and drop the connection: the rest is not read */
-		r->close_after = 1;
-		http_parser_pause(p, 1);
-		return 0;
-	}
-	/* the whole body in one allocation, not a doubling series of copies */
-	if ((p->flags & F_CONTENTLENGTH) && p->content_length > 0)
-		mg_buf_reserve(&r->body, (size_t)p->content_length);
-	if (c->expect_continue && !(p->flags & F_CHUNKED) && p->content_length > 0) {
-		uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
-		uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-	}
-	return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t n)
-{
-	mg_h1_conn *c = conn_of(p);
-	mg_req *r = c->req;
-
-	if (r->body.len + n > c->ctx->cfg->max_body_bytes) {
-		r->body_error = MG_BODY_TOO_LARGE;
-		r->close_after = 1;
-		mg_buf_free(&r->body);
-		http_parser_pause(p, 1);
-		return 0;
-	}
-	return mg_buf_append(&r->body, at, n);
-}
-
-static int on_message_complete(http_parser *p)
-{
-	/* one request at a time: the parser waits until this one is answered */
-	http_parser_pause(p, 1);
-	return 0;
 }
 
 /* Answers a request line or header block http-parser refused. */
@@ -701,10 +505,10 @@ static void bad_request(mg_h1_conn *c, enum http_errno err)
 	/* past the method (a URL too long for on_url to have seen it): a HEAD
 	 * is still a HEAD */
 	if (!r->method[0] && begun && err != HPE_INVALID_METHOD && err != HPE_CB_message_begin)
-		set_method(r, &c->parser);
+		mg_h1_parse_method(r, &c->hp.parser);
 	r->close_after = 1;
 	r->dispatched = 1; /* C answers; Lua never sees it */
-	if (err == HPE_HEADER_OVERFLOW) {
+	if (mg_h1_parse_refusal(err) == 431) {
 		char msg[96];
 		snprintf(msg, sizeof msg, "Request header fields too large: the limit is %zu bytes.",
 			 c->ctx->cfg->max_header_bytes);
@@ -733,12 +537,16 @@ static void conn_process(mg_h1_conn *c)
 	do {
 		c->again = 0;
 		while (!c->closing && !(c->req && c->req->dispatched) && c->in_off < c->in.len) {
-			size_t n = http_parser_execute(&c->parser, &settings,
-						       c->in.data + c->in_off, c->in.len - c->in_off);
-			enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+			size_t n = mg_h1_parse_execute(&c->hp, c->in.data + c->in_off, c->in.len - c->in_off);
+			enum http_errno err = HTTP_PARSER_ERRNO(&c->hp.parser);
 
 			c->in_off += n;
-			if (c->ws_upgrade) {
+			if (c->hp.send_continue) {
+				uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
+				c->hp.send_continue = 0;
+				uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+			}
+			if (c->hp.ws_upgrade) {
 				c->processing = 0;
 				ws_handoff(c);
 				return;
@@ -807,7 +615,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		/* a body still arriving gets READ_TIMEOUT_MS from its last bytes,
 		 * not from its first: a slow upload that keeps coming is not cut
 		 * off (the headers have one deadline: no slowloris) */
-		if (!c->closing && c->req && !c->req->dispatched && c->in_body)
+		if (!c->closing && c->req && !c->req->dispatched && c->hp.in_body)
 			arm_timer(c, READ_TIMEOUT_MS(c));
 		return;
 	}
@@ -874,8 +682,7 @@ int mg_h1_adopt(mg_ctx *ctx, int fd)
 		}
 	}
 	mg_queue_insert_head(&t->conns, &c->node);
-	http_parser_init(&c->parser, HTTP_REQUEST);
-	c->parser.data = c;
+	mg_h1_parse_init(&c->hp, ctx->cfg->max_header_bytes, ctx->cfg->max_body_bytes, on_begin, c);
 	arm_timer(c, (uint64_t)ctx->cfg->keepalive_timeout * 1000);
 	c->reading = 1;
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -893,6 +700,7 @@ void mg_h1_drain(mg_ctx *ctx)
 		mg_h1_conn *c = mg_queue_data(q, mg_h1_conn, node);
 		if (c->closing || c->lingering)
 			continue;
+		c->hp.draining = 1; /* an Upgrade whose head is still coming is answered 503 */
 		if (c->req)
 			c->req->close_after = 1; /* Connection: close, unless its headers are out */
 		else
@@ -938,15 +746,5 @@ void mg_h1_close_all(mg_ctx *ctx)
 
 void mg_h1_init(size_t max_header_bytes)
 {
-	/* http-parser's own limit sits just above ours: between the two we
-	 * answer 431 from Lua, past it from C */
-	http_parser_set_max_header_size((uint32_t)max_header_bytes + 1024);
-	http_parser_settings_init(&settings);
-	settings.on_message_begin = on_message_begin;
-	settings.on_url = on_url;
-	settings.on_header_field = on_header_field;
-	settings.on_header_value = on_header_value;
-	settings.on_headers_complete = on_headers_complete;
-	settings.on_body = on_body;
-	settings.on_message_complete = on_message_complete;
+	mg_h1_parse_setup(max_header_bytes);
 }

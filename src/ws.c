@@ -1,7 +1,8 @@
 /* WebSocket connections on libwebsockets: opening (Lua decides), message
- * assembly, the outbox and its writer, heartbeats to pool workers, the
- * thread's wake handle, and the Lua primitives _ws_send, _ws_close and
- * _ws_on_drain. See ws.h for who owns what. */
+ * assembly (ws_rx.c gathers the pieces), the outbox and its writer,
+ * heartbeats to pool workers, the thread's wake handle, and the Lua
+ * primitives _ws_send, _ws_close and _ws_on_drain. See ws.h for who owns
+ * what. */
 #include <libwebsockets.h>
 #include "ws.h"
 #include "http.h"
@@ -15,6 +16,7 @@
 #include "pool.h"
 #include "ctx.h"
 #include "stats.h"
+#include "ws_rx.h"
 
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -171,7 +173,7 @@ static void conn_gone(mg_ws_conn **slot)
 		luaL_unref(L, LUA_REGISTRYINDEX, c->handle_ref);
 	}
 	mg_lstate_release(c->ls);
-	mg_buf_free(&c->rx);
+	mg_ws_rx_free(&c->rx);
 	free(c);
 }
 
@@ -253,22 +255,25 @@ out:
 static int on_receive(mg_ws_conn *c, const void *in, size_t len)
 {
 	size_t max = c->ctx->cfg->ws_max_message;
+	int last = lws_is_final_fragment(c->wsi) && !lws_remaining_packet_payload(c->wsi);
+	int rc = mg_ws_rx_feed(&c->rx, in, len, last, !lws_frame_is_binary(c->wsi), max);
 
-	if (!c->rx_too_big) {
-		if (c->rx.len + len > max) {
-			c->rx_too_big = 1;
-			mg_buf_free(&c->rx);
-		} else if (mg_buf_append(&c->rx, in, len)) {
-			return -1;
-		}
-	}
-	if (!lws_is_final_fragment(c->wsi) || lws_remaining_packet_payload(c->wsi))
+	if (rc == MG_WS_RX_NOMEM)
+		return -1;
+	if (rc == MG_WS_RX_MORE)
 		return 0;
 	__atomic_store_n(&c->ob.last_seen_ms, now_ms(), __ATOMIC_RELAXED);
-	if (c->rx_too_big) {
+	if (rc == MG_WS_RX_TOO_BIG) {
 		static const char reason[] = "message too big";
 		mg_log(MG_LOG_WARN, "WebSocket message over %zu bytes: closing", max);
 		lws_close_reason(c->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+				 (unsigned char *)reason, sizeof reason - 1);
+		return -1;
+	}
+	if (rc == MG_WS_RX_BAD_UTF8) {
+		static const char reason[] = "text message is not UTF-8";
+		mg_log(MG_LOG_WARN, "WebSocket text message not UTF-8: closing");
+		lws_close_reason(c->wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
 				 (unsigned char *)reason, sizeof reason - 1);
 		return -1;
 	}
@@ -277,13 +282,11 @@ static int on_receive(mg_ws_conn *c, const void *in, size_t len)
 	if (mg_lstate_push_fn(c->ls, "ws_message")) {
 		lua_State *L = c->ls->L;
 		lua_rawgeti(L, LUA_REGISTRYINDEX, c->handle_ref);
-		lua_pushlstring(L, c->rx.data ? c->rx.data : "", c->rx.len);
-		c->rx.len = 0;
+		lua_pushlstring(L, c->rx.msg.data ? c->rx.msg.data : "", c->rx.msg.len);
+		mg_ws_rx_taken(&c->rx);
 		call_lua(L, 2, "ws_message");
 	}
-	c->rx.len = 0;
-	if (c->rx.cap > 65536)
-		mg_buf_free(&c->rx);
+	mg_ws_rx_taken(&c->rx);
 	return 0;
 }
 

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "buf.h"
+#include "ws_rx.h"
 
 #include "outbox.h"
 
@@ -49,8 +50,7 @@ typedef struct mg_ws_conn {
 	int established;
 	int is_worker;           /* a pool worker: heartbeats apply */
 	char refused[100];       /* why Lua refused it: closed once open */
-	mg_buf rx;               /* the message being assembled */
-	int rx_too_big;
+	mg_ws_rx rx;             /* the message being assembled (ws_rx.h) */
 	uint64_t last_ping_ms;   /* when the last heartbeat went out */
 } mg_ws_conn;
 

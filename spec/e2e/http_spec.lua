@@ -134,7 +134,7 @@ describe("HTTP for real clients", function()
 
     it("answers the errors C writes itself (431, 408) with headers only, and logs them as HEAD", function()
       local from = #server.log
-      -- a header past http-parser's limit (max_header_bytes + 1024): C's 431
+      -- a head over max_header_bytes: C's 431
       local status, headers, rest = split_head(raw(server, "HEAD /health HTTP/1.1\r\nHost: localhost\r\nX-Big: " ..
         string.rep("a", 20000) .. "\r\n\r\n", function(c) return c.eof end))
       assert.equal(431, status)
@@ -993,6 +993,90 @@ describe("a log nobody reads", function()
     pipe:close()
     os.remove(d.fifo)
     assert(ok, err)
+  end)
+end)
+
+describe("request bytes the parser refuses or drops (fuzz/h1.c found or checks them)", function()
+  local server
+  setup(function()
+    server = helpers.start { config = "return { max_header_bytes = 1024 }" }
+  end)
+  teardown(function() server:stop_clean() end)
+
+  -- the status the connection is answered with, the bytes written at once
+  -- or in pieces of `piece` bytes (separate reads)
+  local function status_of(bytes, piece)
+    local c = server:connect()
+    if piece then
+      for i = 1, #bytes, piece do
+        c:send(bytes:sub(i, i + piece - 1))
+        client.run_until(function() return false end, 20)
+      end
+    else
+      c:send(bytes)
+    end
+    c:wait(function(cc) return cc.eof or (cc.buf:find("\r\n\r\n", 1, true) and not piece) end, 5000)
+    c:wait(function(cc) return cc.eof end, 3000)
+    local status = split_head(c.buf)
+    c:close()
+    return status, c.buf
+  end
+
+  it("refuses a control byte (NUL) in a header value with 400, and stays up", function()
+    assert.equal(400, status_of("GET /health HTTP/1.1\r\nHost: localhost\r\nX-A: \0b\r\nX-B: c\r\n\r\n"))
+    assert.equal(400, status_of("GET /health HTTP/1.1\r\nHost: localhost\r\nX-A: \1\r\n\r\n"))
+    assert.equal(200, server:request("GET", "/health").status)
+  end)
+
+  it("refuses a space before a header's colon (\"Transfer-Encoding : chunked\") with 400", function()
+    -- (read as a header named "transfer-encoding ", the chunk would be the next request)
+    assert.equal(400, status_of("GET /health HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding : chunked\r\n\r\n" ..
+      "0\r\n\r\n"))
+  end)
+
+  it("drops a chunked body's trailers: they never become headers", function()
+    local body = hi
+    local bytes = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" ..
+      "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" .. string.format("%x\r\n%s\r\n", #body, body) ..
+      "0\r\nX-Request-Id: from-trailer\r\nOrigin: https://evil.example\r\nX-Last: 1\r\n\r\n"
+    for _, piece in ipairs { false, 7 } do
+      local status, buf = status_of(bytes, piece or nil)
+      local _, headers = split_head(buf)
+      assert.equal(200, status, buf)
+      assert.not_equal("from-trailer", headers["x-request-id"])
+    end
+  end)
+
+  it("answers a head over max_header_bytes with 431 however it arrives, whatever follows the limit", function()
+    -- a byte http-parser refuses, past the limit: seen first when the
+    -- head comes in one read, after the limit when it comes in pieces
+    local bytes = "GET /health HTTP/1.1\r\nHost: localhost\r\nX-A: " .. string.rep("a", 4000) .. "\1\r\n\r\n"
+    assert.equal(431, status_of(bytes))
+    assert.equal(431, status_of(bytes, 500))
+    assert.equal(431, status_of(bytes, 1000))
+    -- the same byte before the limit: 400 both ways
+    bytes = "GET /health HTTP/1.1\r\nHost: localhost\r\nX-A: " .. string.rep("a", 100) .. "\1" .. string.rep("a", 4000) .. "\r\n\r\n"
+    assert.equal(400, status_of(bytes))
+    assert.equal(400, status_of(bytes, 50))
+    -- and a head just within it is served
+    local head = "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-A: "
+    bytes = head .. string.rep("a", 1024 - #head - 4) .. "\r\n\r\n"
+    assert.equal(1024, #bytes)
+    assert.equal(200, status_of(bytes))
+    assert.equal(200, status_of(bytes, 100))
+  end)
+
+  it("refuses a head whose last LF is another byte: nothing of it reaches the WebSocket", function()
+    local up = "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    assert.equal(400, status_of(up:sub(1, -2) .. "X"))
+    assert.equal(400, status_of("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\rGET /health HTTP/1.1\r\n\r\n"))
+    -- a well-made upgrade still is one
+    local c = server:connect()
+    c:send(up)
+    c:wait(function(cc) return cc.buf:find("\r\n\r\n", 1, true) end, 5000)
+    assert.equal(101, (split_head(c.buf)))
+    c:close()
   end)
 end)
 

@@ -500,6 +500,27 @@ return {
     assert.equal(1009, ws.close_code)
   end)
 
+  it("takes a text message cut inside its UTF-8 characters, and closes with 1007 on one that is not UTF-8", function()
+    local text = "caf\195\169 \240\159\152\128 \226\130\172 end"
+    for _, fragment in ipairs { false, 1, 3 } do
+      local ws = assert(W.connect(s.port, "/ws/utf8"))
+      ws:send(json.encode({ type = "chat_message", message = { content = text } }), fragment or nil)
+      local out = collect(ws)
+      assert.equal("response_complete", out[#out].type)
+      assert.equal(text, out[#out].content)
+      ws:close()
+    end
+    -- a surrogate's encoding, then a lone continuation byte: whole, and cut
+    for _, bad in ipairs { "a\237\160\128b", "x\128" } do
+      for _, fragment in ipairs { false, 2 } do
+        local ws = assert(W.connect(s.port, "/ws/not-utf8"))
+        ws:send('{"type":"chat_message","message":{"content":"' .. bad .. '"}}', fragment or nil)
+        assert.is_true(ws:wait(function(x) return x.closed end, 5000))
+        assert.equal(1007, ws.close_code)
+      end
+    end
+  end)
+
   it("holds a bounded outbox while a chat client does not read, then delivers everything", function()
     local words = 300000
     local ws = assert(W.connect(s.port, "/ws/slow-reader"))
