@@ -79,9 +79,10 @@ end
 -- (OpenAI's {"error":{"message"}}, Anthropic's {"type":"error","error":{...}},
 -- Ollama's {"error":"..."}, or a bare {"message"}; a message that is an
 -- object or a list as its JSON text), else the text itself
--- a message field as words: a string or number as it is, anything else
--- (an object, a list: some servers nest them) as its JSON text
-local function words(v)
+--- words(v) -> a message field as words: a string or number as it is, an
+-- object or a list (some servers nest them) as its JSON text; nil for
+-- anything else (null, a boolean)
+function M.words(v)
   if type(v) == "string" or type(v) == "number" then return tostring(v) end
   if type(v) ~= "table" then return nil end -- null, a boolean: no words
   local ok, text = pcall(json.encode, v)
@@ -91,11 +92,11 @@ end
 function M.upstream_message(text)
   local body = json.decode(text or "")
   if type(body) == "table" then
-    if type(body.error) == "table" and body.error.message ~= nil and words(body.error.message) then
-      return words(body.error.message)
+    if type(body.error) == "table" and body.error.message ~= nil and M.words(body.error.message) then
+      return M.words(body.error.message)
     end
     if type(body.error) == "string" then return body.error end
-    if body.message ~= nil and words(body.message) then return words(body.message) end
+    if body.message ~= nil and M.words(body.message) then return M.words(body.message) end
   end
   return (text and text ~= "") and text or nil
 end

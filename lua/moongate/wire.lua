@@ -30,12 +30,15 @@ local function tool_calls_checked(name, events)
     local ev = events[i]
     if ev.type == "toolcall_start" then
       if type(ev.name) ~= "string" or ev.name == "" then
+        -- what came before it stands; the call and the rest are the error
         log.warn("upstream %s: a tool call without a name", name)
-        return { { type = "error", status = 502, message = "malformed answer from upstream: a tool call without a name" } }
+        for j = #events, i + 1, -1 do events[j] = nil end
+        events[i] = { type = "error", status = 502, message = "malformed answer from upstream: a tool call without a name" }
+        return events
       end
       local id = ev.id
-      if type(id) == "number" and id == math.floor(id) and math.abs(id) < 2 ^ 53 then
-        ev.id = string.format("%d", id)
+      if type(id) == "number" then
+        ev.id = (id == math.floor(id) and math.abs(id) < 2 ^ 53) and string.format("%d", id) or string.format("%.17g", id)
       elseif type(id) ~= "string" or id == "" then
         ev.id = canonical.random_id("call_", 24)
       end
@@ -242,7 +245,7 @@ function Passthrough:frame(data, event)
   elseif data == "[DONE]" then
     return {} -- not this format's end: some servers add it anyway
   elseif not (data:sub(1, 1) == "{" and data:sub(-1) == "}") then
-    return { { type = "error", status = 502, message = "malformed frame from upstream: " .. data:sub(1, 200),
+    return { { type = "error", status = 502, message = "malformed frame from upstream: " .. secrets.redact(data):sub(1, 200),
       passed = self:passed() } }
   end
   local name = event

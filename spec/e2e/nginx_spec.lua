@@ -100,6 +100,21 @@ describe("moongate in nginx", function()
       headers or { ["content-type"] = "application/json" }, 15000))
     return res
   end
+  -- a stream read to the connection's end, whether its answer ends whole or
+  -- is cut (an upstream that goes on past the client's error is stopped,
+  -- and the client's connection with it): its body, and whether it ended whole
+  local function post_to_close(path, body)
+    local c = assert(client.connect(ngx_.port))
+    c:send(client.request_bytes("POST", path, json.encode(body)))
+    local function read()
+      return client.dechunk(c.buf:sub((c.buf:find("\r\n\r\n", 1, true) or 0) + 4))
+    end
+    client.run_until(function() return c.eof or select(2, read()) end, 10000)
+    c:close()
+    local text, whole = read()
+    assert(c.eof or whole, "neither ended nor cut: " .. c.buf)
+    return text, whole
+  end
   local function last_sent()
     local reqs = mock:requests()
     return reqs[#reqs]
@@ -385,11 +400,13 @@ describe("moongate in nginx", function()
     -- nginx ends the request as a failed one and closes the connection)
     frames[#frames + 1] = { delay_ms = 600, event = "ping", json = { type = "ping", late = true } }
     mock:queue { { frames = frames, status = 201,
-      headers = { ["set-cookie"] = "upstream=1", ["x-upstream-secret"] = "v", ["x-accel-redirect"] = "/v1/models" } } }
+      headers = { ["set-cookie"] = "upstream=1", ["x-upstream-secret"] = "v", ["x-accel-redirect"] = "/v1/models",
+        ["retry-after"] = "Wed, 21 Oct 2026 07:28:00 GMT" } } }
     local res = post("/v1/chat/completions", { model = "claude-x", stream = true, messages = { { role = "user", content = "x" } } })
     assert.equal(200, res.status) -- a 201 is the client's 200; X-Accel-Redirect is not followed
     assert.is_nil(res.headers["set-cookie"])
     assert.is_nil(res.headers["x-upstream-secret"])
+    assert.is_nil(res.headers["retry-after"])
     assert.is_nil(res.body:find("late", 1, true))
     local data = client.sse_data(res.body)
     assert.equal("[DONE]", data[#data])
@@ -432,19 +449,37 @@ describe("moongate in nginx", function()
     data = client.sse_data(res.body)
     assert.equal(2, #data, res.body)
     assert.matches("broke off", json.decode(data[2]).error.message)
-    -- a malformed frame: the client's error frame instead, and the end
-    mock:queue { { frames = { { data = first }, { data = "not json" }, { data = first } } } }
-    res = post("/v1/chat/completions", { model = "gpt-4o", stream = true, messages = { { role = "user", content = "x" } } })
-    data = client.sse_data(res.body)
-    assert.equal(2, #data, res.body)
+    -- a malformed frame: the client's error frame instead, and the end;
+    -- an upstream that goes on is cut off (the client's connection with it)
+    local more = { { data = first }, { data = "not json" } }
+    for i = 1, 8 do more[#more + 1] = { delay_ms = 300, data = first } end
+    mock:queue { { frames = more } }
+    local body, whole = post_to_close("/v1/chat/completions",
+      { model = "gpt-4o", stream = true, messages = { { role = "user", content = "x" } } })
+    assert.is_false(whole) -- cut: the client's answer does not end as if whole
+    data = client.sse_data(body)
+    assert.equal(2, #data, body)
     assert.matches("malformed frame", json.decode(data[2]).error.message)
+    assert.is_nil(last_sent().finished_at_ms, "the upstream was let finish")
+    assert.is_number(last_sent().closed_at_ms)
+    -- a stream whose lines end in CRLF, a byte at a time: byte for byte to its end
+    local crlf = "data: " .. first .. "\r\n\r\n"
+    mock:queue { { bytewise_ms = 1, frames = { { raw = crlf }, { raw = "data: [DONE]\r\n\r\n" } } } }
+    res = post("/v1/chat/completions", { model = "gpt-4o", stream = true, messages = { { role = "user", content = "x" } } })
+    assert.equal(crlf .. "data: [DONE]\r\n\r\n", res.body)
     -- an event that never ends: held up to 16 MiB, as the daemon holds a frame
     mock:queue { { frames = { { data = first }, { pad = 17 * 1024 * 1024 } } } }
-    res = post("/v1/chat/completions", { model = "gpt-4o", stream = true, messages = { { role = "user", content = "x" } } })
-    assert.is_true(#res.body < 4096, "the held bytes went out")
-    data = client.sse_data(res.body)
-    assert.equal(2, #data, res.body)
+    body = post_to_close("/v1/chat/completions", { model = "gpt-4o", stream = true, messages = { { role = "user", content = "x" } } })
+    assert.is_true(#body < 4096, "the held bytes went out")
+    data = client.sse_data(body)
+    assert.equal(2, #data, body)
     assert.matches("over 16 MiB", json.decode(data[2]).error.message)
+    -- translated too (an Anthropic upstream, an OpenAI client)
+    mock:queue { { frames = { { pad = 17 * 1024 * 1024 } } } }
+    body = post_to_close("/v1/chat/completions", { model = "claude-x", stream = true, messages = { { role = "user", content = "x" } } })
+    assert.is_true(#body < 4096, "the held bytes went out")
+    data = client.sse_data(body)
+    assert.matches("over 16 MiB", json.decode(data[#data]).error.message)
   end)
 
   it("passes a Responses stream's failure on as the client's response.failed", function()
@@ -454,14 +489,16 @@ describe("moongate in nginx", function()
       { event = "error", json = { type = "error", sequence_number = 1, code = "server_error", message = "the model broke" } },
       { event = "response.completed", json = { type = "response.completed", sequence_number = 2,
         response = { id = "resp_1", object = "response", status = "completed", output = {} } } } } } }
-    local res = post("/v1/responses", { model = "gpt-resp", stream = true, input = "hi" })
-    assert.equal(200, res.status)
+    local body = post_to_close("/v1/responses", { model = "gpt-resp", stream = true, input = "hi" })
     local events = {}
-    for ev in res.body:gmatch("event: ([%w%._]+)") do events[#events + 1] = ev end
+    for ev in body:gmatch("event: ([%w%._]+)") do events[#events + 1] = ev end
     assert.equal("response.created", events[1])
-    assert.equal("response.failed", events[#events], res.body)
-    assert.is_nil(res.body:find("response.completed", 1, true))
-    assert.matches("the model broke", res.body, 1, true)
+    assert.equal("response.failed", events[#events], body)
+    assert.is_nil(body:find("response.completed", 1, true))
+    assert.matches("the model broke", body, 1, true)
+    -- the failure is the upstream's response's, under its id
+    local data = client.sse_data(body)
+    assert.equal("resp_1", json.decode(data[#data]).response.id)
   end)
 
   it("says a streamed request's upstream error with its Retry-After in whole seconds, a date dropped", function()

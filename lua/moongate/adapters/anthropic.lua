@@ -407,7 +407,7 @@ function Decoder:frame(data, event)
     return self:finish()
   elseif t == "error" then
     local e = type(ev.error) == "table" and ev.error or {}
-    out[1] = { type = "error", status = error_status[e.type] or 502, message = tostring(e.message or "upstream error"),
+    out[1] = { type = "error", status = error_status[e.type] or 502, message = errors.words(e.message) or "upstream error",
       retryable = e.type == "overloaded_error" or e.type == "api_error" }
   end
   return out

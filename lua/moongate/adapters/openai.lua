@@ -341,8 +341,8 @@ function Decoder:frame(data)
     return { { type = "error", status = 502, message = "malformed frame from upstream: " .. tostring(err or data) } }
   end
   if chunk.error then
-    local e = type(chunk.error) == "table" and chunk.error or { message = tostring(chunk.error) }
-    return { { type = "error", status = 502, message = tostring(e.message or "upstream error") } }
+    local e = type(chunk.error) == "table" and chunk.error or { message = chunk.error }
+    return { { type = "error", status = 502, message = errors.words(e.message) or "upstream error" } }
   end
   if not self.started then
     self.started = true

@@ -451,7 +451,7 @@ local retry_codes = { server_error = true, rate_limit_exceeded = true, overloade
 
 local function error_event(e, fallback)
   e = type(e) == "table" and e or {}
-  return { type = "error", status = 502, message = tostring(e.message ~= nil and e.message ~= null and e.message or fallback),
+  return { type = "error", status = 502, message = errors.words(e.message) or tostring(fallback),
     code = type(e.code) == "string" and e.code or nil, retryable = retry_codes[e.code] or nil }
 end
 

@@ -15,6 +15,7 @@
 -- Pure: no host globals.
 local json = require "moongate.json"
 local errors = require "moongate.errors"
+local secrets = require "moongate.secrets"
 local canonical = require "moongate.canonical"
 local common = require "moongate.adapters.openai_common"
 
@@ -154,14 +155,14 @@ local function str(v) return type(v) == "string" and v or nil end
 
 -- an error frame inside a stream ({"error": {...}} or {"error": "..."})
 local function frame_error(chunk)
-  local e = type(chunk.error) == "table" and chunk.error or { message = tostring(chunk.error) }
-  return { { type = "error", status = 502, message = tostring(e.message or "upstream error") } }
+  local e = type(chunk.error) == "table" and chunk.error or { message = chunk.error }
+  return { { type = "error", status = 502, message = errors.words(e.message) or "upstream error" } }
 end
 
 -- a stream decoder's frame: the JSON chunk, or the events that end it
 local function chunk_of(data)
   local chunk, err = json.decode(data)
-  if type(chunk) ~= "table" then return nil, malformed("frame (" .. tostring(err or data):sub(1, 200) .. ")") end
+  if type(chunk) ~= "table" then return nil, malformed("frame (" .. secrets.redact(tostring(err or data)):sub(1, 200) .. ")") end
   if chunk.error ~= nil and chunk.error ~= json.null then return nil, frame_error(chunk) end
   return chunk
 end

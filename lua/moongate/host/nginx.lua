@@ -5,7 +5,7 @@
 --   init_by_lua        moongate.init(config)       the daemon's config table (or its file)
 --   access_by_lua      moongate.access()           decode, route, the upstream request
 --   header_filter_by_lua moongate.header_filter()  the answer's headers in the client's format
---   body_filter_by_lua moongate.body_filter()      a translated stream, frame by frame
+--   body_filter_by_lua return moongate.body_filter()  a stream, frame by frame (its value: ngx.ERROR stops an upstream that goes on past the client's error)
 -- A whole (not streamed) translated answer is fetched in the access phase
 -- through a subrequest to the location named by `upstream_location`, so
 -- that its status can still change (an upstream error in the client's
@@ -196,7 +196,7 @@ local function stream_events(c, events, out)
     if c.ended then return end
     local frames
     if ev.type == "error" then
-      frames, c.ended = c.enc:error(client_error(ev)), true
+      frames, c.ended, c.error_end = c.enc:error(client_error(ev)), true, true
     else
       frames = c.enc:event(ev)
       if ev.type == "done" then c.ended = true end
@@ -400,6 +400,7 @@ function M.header_filter()
     return
   end
   ngx.status = 200 -- (a 201 or 203 is the client's 200)
+  ngx.header["retry-after"] = nil -- (said of errors alone, as by the daemon)
   if ctype:find("text/event-stream", 1, true) then
     c.parser = host.sse_parser()
     if c.plan.pass then
@@ -428,8 +429,15 @@ local function broke(c)
     passed = c.watch and c.watch:passed() or nil } }
 end
 
--- the most of an upstream's event held (as the daemon's frame limit)
+-- the most of an upstream's event held (as the daemon's frame limit), and
+-- of a whole answer (as the daemon's body limit)
 local MAX_EVENT = 16 * 1024 * 1024
+local MAX_BODY = 64 * 1024 * 1024
+
+local function too_big(c, what, limit)
+  return { { type = "error", status = 502, passed = c.watch and c.watch:passed() or nil,
+    message = string.format("upstream %s: %s is over %d MiB", c.p.name, what, limit / 1048576) } }
+end
 
 -- a passthrough stream's bytes -> out, a whole event at a time: each as
 -- the upstream wrote it, but for an error frame (without the gateway's
@@ -444,8 +452,7 @@ local function pass_events(c, chunk, out)
     c.pend[#c.pend + 1], c.pend_n = chunk, c.pend_n + #chunk
     if c.pend_n > MAX_EVENT then
       c.pend, c.pend_n = {}, 0
-      stream_events(c, { { type = "error", status = 502, passed = c.watch:passed(),
-        message = "upstream " .. c.p.name .. ": an upstream stream frame is over 16 MiB" } }, out)
+      stream_events(c, too_big(c, "an upstream stream frame", MAX_EVENT), out)
     end
     return
   end
@@ -456,15 +463,28 @@ local function pass_events(c, chunk, out)
   for _, f in ipairs(frames) do
     local span = text:sub(from, base + f.stop)
     from = base + f.stop + 1
+    local done = false
     for _, ev in ipairs(c.watch:frame(f.data, f.event)) do
       if ev.type == "raw" then
+        -- a front door that reads what passes (the Responses one: the id a
+        -- failure is written under)
+        if c.fd.on_raw then c.fd.on_raw(c.creq, ev) end
         -- an error frame the watcher redacted is written anew; any other as it came
         out[#out + 1] = ev.data == f.data and span or frame_text("sse", ev)
       elseif ev.type == "error" then
         stream_events(c, { ev }, out)
+      elseif ev.type == "done" then
+        done = true
       end
     end
-    if c.ended or c.watch.ended then return end
+    if c.ended or c.watch.ended then
+      -- the upstream's own error frame ends it as an error too
+      if not done then c.error_end = true end
+      -- a CRLF whose LF has not come yet: owed to the client with the next bytes
+      local last = out[#out]
+      c.lf_owed = last == span and c.parser.skip_lf and last:byte(-1) == 13 or nil
+      return
+    end
   end
   if base + cut >= from then out[#out + 1] = text:sub(from, base + cut) end -- comments, blank lines
   local rest = text:sub(base + cut + 1)
@@ -488,21 +508,41 @@ function M.body_filter()
   -- says "-"), and sends no more
   local failed = not eof and chunk == "" and ngx.var.upstream_response_time ~= "-"
   if failed then ngx.arg[2] = true end -- the client's answer ends whole, not cut
+  if c.ended and c.error_end and chunk ~= "" and not eof then
+    if c.lf_owed and chunk == "\n" then -- (its last frame's LF, alone)
+      c.lf_owed, ngx.arg[1] = nil, chunk
+      return
+    end
+    -- the client has its error, and the upstream goes on: stopped here (the
+    -- daemon cancels it), which closes the client's connection too
+    ngx.arg[1] = nil
+    return ngx.ERROR
+  end
   local out = {}
   if c.mode == "pass" then
     if not c.ended then
       pass_events(c, chunk, out)
       if c.watch.ended then c.ended = true end
       if (eof or failed) and not c.ended then stream_events(c, broke(c), out) end
+    elseif c.lf_owed and chunk ~= "" then
+      if chunk:byte(1) == 10 then out[1] = "\n" end
+      c.lf_owed = nil
     end
     ngx.arg[1] = table.concat(out)
     return
   end
   if c.mode == "sse" then
     if not c.ended then
-      for _, f in ipairs(c.parser:feed(chunk)) do
+      local frames = c.parser:feed(chunk)
+      -- bytes with no frame end in them: an open event, held by the parser
+      c.open_n = #frames > 0 and 0 or (c.open_n or 0) + #chunk
+      for _, f in ipairs(frames) do
         stream_events(c, wire.adapt(c.p.name, c.dec.frame, c.dec, json.utf8(f.data), f.event), out)
         if c.ended then break end
+      end
+      if not c.ended and c.open_n > MAX_EVENT then
+        c.parser = host.sse_parser() -- (what it held, let go)
+        stream_events(c, too_big(c, "an upstream stream frame", MAX_EVENT), out)
       end
     end
     if eof and not c.ended then stream_events(c, c.dec:finish(), out) end
@@ -511,6 +551,19 @@ function M.body_filter()
     return
   end
   c.buf[#c.buf + 1] = chunk
+  c.buf_n = (c.buf_n or 0) + #chunk
+  if c.buf_n > MAX_BODY and not (eof or failed) then
+    -- a whole answer past the limit: its end is not waited for
+    c.buf, c.buf_n, c.ended, c.error_end = {}, 0, true, true
+    ngx.arg[2] = true
+    if c.mode == "error" then
+      ngx.arg[1] = errors.body(c.fd.client, client_error(too_big(c, "an error answer", MAX_BODY)[1]))
+    else
+      stream_events(c, too_big(c, "an answer", MAX_BODY), out)
+      ngx.arg[1] = table.concat(out)
+    end
+    return
+  end
   if not (eof or failed) then
     ngx.arg[1] = nil
     return
