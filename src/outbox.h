@@ -49,7 +49,8 @@ typedef struct mg_outbox_thread {
 	uv_async_t wake;         /* other threads: "look at your inbox / wake list" */
 	int wake_open;           /* lock: wake may be signalled */
 	mg_outbox_event *inbox_head, *inbox_tail; /* lock */
-	mg_queue wake_list;      /* lock: connections with queued output */
+	mg_queue wake_list;      /* lock: connections with queued output or a
+				  * changed rx_hold */
 	void (*on_wake)(struct mg_outbox_thread *t);
 	void *data;              /* the owner's */
 } mg_outbox_thread;
@@ -74,7 +75,8 @@ typedef struct mg_outbox_conn {
 	int rx_hold;              /* the pool asks the owner not to read the
 				   * socket (flow control, pool.h); the owner
 				   * applies it when woken */
-	mg_queue wake_node;       /* on owner->wake_list while it wants a write */
+	mg_queue wake_node;       /* on owner->wake_list while it wants a write
+				   * (or to apply rx_hold) */
 	struct mg_outbox_conn *hnext; /* the id table's bucket chain */
 } mg_outbox_conn;
 
