@@ -82,18 +82,18 @@ void mg_outbox_thread_stop(mg_outbox_thread *t)
 		uv_close((uv_handle_t *)&t->wake, NULL);
 }
 
-void mg_outbox_post_locked(mg_outbox_thread *t, int kind, int status, const char *id,
-			   const char *data, size_t len)
+int mg_outbox_post_locked(mg_outbox_thread *t, int kind, int status, const char *id,
+			  const char *data, size_t len)
 {
 	size_t idlen = strlen(id);
 	mg_outbox_event *ev;
 
 	if (!t->wake_open)
-		return;
+		return -1;
 	ev = malloc(sizeof *ev + len + idlen + 2);
 	if (!ev) {
 		mg_log(MG_LOG_ERROR, "pool: out of memory; an event for %s is lost", id);
-		return;
+		return -1;
 	}
 	ev->next = NULL;
 	ev->kind = kind;
@@ -110,6 +110,7 @@ void mg_outbox_post_locked(mg_outbox_thread *t, int kind, int status, const char
 		t->inbox_head = ev;
 	t->inbox_tail = ev;
 	uv_async_send(&t->wake);
+	return 0;
 }
 
 mg_outbox_event *mg_outbox_take_events(mg_outbox_thread *t)
@@ -225,18 +226,44 @@ static int queue_locked(mg_outbox_conn *c, const char *text, size_t len)
 	return 0;
 }
 
+/* Lock held: c on its owner's wake list, and the owner woken. */
+static void want_wake_locked(mg_outbox_conn *c)
+{
+	if (mg_queue_empty(&c->wake_node)) {
+		mg_queue_insert_tail(&c->owner->wake_list, &c->wake_node);
+		if (c->owner->wake_open)
+			uv_async_send(&c->owner->wake);
+	}
+}
+
 int mg_outbox_send_locked(uint64_t id, const char *text, size_t len)
 {
 	mg_outbox_conn *c = *slot_of(id);
 
 	if (!c || queue_locked(c, text, len))
 		return -1;
-	if (mg_queue_empty(&c->wake_node)) {
-		mg_queue_insert_tail(&c->owner->wake_list, &c->wake_node);
-		if (c->owner->wake_open)
-			uv_async_send(&c->owner->wake);
-	}
+	want_wake_locked(c);
 	return 0;
+}
+
+void mg_outbox_hold_locked(uint64_t id, int hold)
+{
+	mg_outbox_conn *c = *slot_of(id);
+
+	if (!c || c->rx_hold == hold)
+		return;
+	c->rx_hold = hold;
+	want_wake_locked(c);
+}
+
+int mg_outbox_held(mg_outbox_conn *c)
+{
+	int hold;
+
+	mg_outbox_lock();
+	hold = c->rx_hold;
+	mg_outbox_unlock();
+	return hold;
 }
 
 long mg_outbox_queue(mg_outbox_conn *c, const char *text, size_t len)

@@ -49,7 +49,8 @@ typedef struct mg_outbox_thread {
 	uv_async_t wake;         /* other threads: "look at your inbox / wake list" */
 	int wake_open;           /* lock: wake may be signalled */
 	mg_outbox_event *inbox_head, *inbox_tail; /* lock */
-	mg_queue wake_list;      /* lock: connections with queued output */
+	mg_queue wake_list;      /* lock: connections with queued output or a
+				  * changed rx_hold */
 	void (*on_wake)(struct mg_outbox_thread *t);
 	void *data;              /* the owner's */
 } mg_outbox_thread;
@@ -71,7 +72,11 @@ typedef struct mg_outbox_conn {
 	mg_outbox_msg *out_head, *out_tail;
 	size_t out_bytes;
 	int close_code;           /* close once the outbox is empty */
-	mg_queue wake_node;       /* on owner->wake_list while it wants a write */
+	int rx_hold;              /* the pool asks the owner not to read the
+				   * socket (flow control, pool.h); the owner
+				   * applies it when woken */
+	mg_queue wake_node;       /* on owner->wake_list while it wants a write
+				   * (or to apply rx_hold) */
 	struct mg_outbox_conn *hnext; /* the id table's bucket chain */
 } mg_outbox_conn;
 
@@ -89,8 +94,8 @@ void mg_outbox_thread_open(mg_outbox_thread *t);
 void mg_outbox_thread_stop(mg_outbox_thread *t);
 
 /* Lock held: appends an event for t's Lua and wakes t (nothing when t is
- * stopping). */
-void mg_outbox_post_locked(mg_outbox_thread *t, int kind, int status, const char *id,
+ * stopping). 0, or -1 when nothing was posted (stopping, out of memory). */
+int mg_outbox_post_locked(mg_outbox_thread *t, int kind, int status, const char *id,
 			   const char *data, size_t len);
 /* Owner thread: takes the inbox (a list in arrival order; caller frees). */
 mg_outbox_event *mg_outbox_take_events(mg_outbox_thread *t);
@@ -105,6 +110,11 @@ void mg_outbox_conn_close(mg_outbox_conn *c);
 /* Lock held, any thread: queues text for connection id and wakes its
  * owner. 0, or -1 when it is gone or closing, or memory ran out. */
 int mg_outbox_send_locked(uint64_t id, const char *text, size_t len);
+/* Lock held, any thread: sets connection id's rx_hold and, when it changed,
+ * wakes its owner (through the wake list, as for a message). */
+void mg_outbox_hold_locked(uint64_t id, int hold);
+/* Owner thread: the connection's rx_hold. */
+int mg_outbox_held(mg_outbox_conn *c);
 /* Owner thread: queues text (the caller asks for a write). Returns the
  * bytes now queued, or -1 (closing, or out of memory). */
 long mg_outbox_queue(mg_outbox_conn *c, const char *text, size_t len);

@@ -1,5 +1,5 @@
 /* The WS worker pool's shared tables and the primitives over them:
- *   _pool_submit  _pool_cancel  _pool_ready  _pool_deliver
+ *   _pool_submit  _pool_cancel  _pool_hold  _pool_ready  _pool_deliver
  *   _pool_state   _pool_serves  _pool_models
  * Every table here is guarded by one mutex; see pool.h for the threads. */
 #include "pool.h"
@@ -21,6 +21,8 @@ typedef struct mg_pool_worker {
 	char **models;       /* owned; nmodels == 0: any model */
 	int nmodels;
 	int capacity, inflight, ready;
+	int nheld;           /* its requests with `held` set: while > 0 its
+			      * socket is not read (outbox.h, rx_hold) */
 	double last_active, connected_at; /* ms, uv_hrtime clock */
 	long long served;
 } mg_pool_worker;
@@ -33,6 +35,14 @@ typedef struct mg_pending {
 	mg_outbox_thread *owner;
 	mg_pool_worker *worker;          /* while assigned */
 	int delivered;                   /* messages passed to the owner */
+	/* flow control (docs/WEBSOCKETS.md): the worker's socket is not read
+	 * while its client is behind (client_full, set and cleared by the
+	 * owner's Lua) or while more than high_water bytes of its messages
+	 * wait in the owner's inbox (inbox: added by the worker's thread as it
+	 * posts, taken off by the owner's once its Lua had them) */
+	int client_full;
+	int held;                        /* counted in worker->nheld */
+	size_t inbox, high_water;
 	int queue_timeout_ms;
 	double deadline;                 /* while queued */
 } mg_pending;
@@ -87,10 +97,35 @@ static void q_insert(mg_pending *p, int first)
 		mg_queue_insert_tail(&queue, &p->qnode);
 }
 
+/* Sets p->held from its state, and its worker's socket on hold while one
+ * of the worker's requests is held (the worker's thread applies it). */
+static void hold_update(mg_pending *p)
+{
+	mg_pool_worker *pw = p->worker;
+	int want = pw && (p->client_full || p->inbox > p->high_water);
+
+	if (want == p->held)
+		return;
+	p->held = want;
+	pw->nheld += want ? 1 : -1;
+	if (pw->nheld == (want ? 1 : 0))
+		mg_outbox_hold_locked(pw->conn_id, want);
+}
+
+/* Before p leaves its worker: its hold is released. */
+static void unhold(mg_pending *p)
+{
+	p->client_full = 0;
+	p->inbox = 0;
+	hold_update(p);
+}
+
 /* Takes p out of every table and frees it. */
 static void drop(mg_pending *p)
 {
 	mg_pending **pp = &table[bucket(p->id)];
+
+	unhold(p);
 
 	while (*pp && *pp != p)
 		pp = &(*pp)->hnext;
@@ -174,6 +209,7 @@ static void release(mg_pending *p)
 
 	if (!pw)
 		return;
+	unhold(p);
 	p->worker = NULL;
 	pw->inflight--;
 	n = snprintf(msg, sizeof msg, "{\"type\":\"cancel_request\",\"request_id\":\"%s\"}", p->id);
@@ -218,6 +254,19 @@ int mg_pool_expire(mg_outbox_thread *w, double now)
 	}
 	mg_outbox_unlock();
 	return n;
+}
+
+void mg_pool_taken(mg_outbox_thread *t, const mg_pool_event *ev)
+{
+	mg_outbox_lock();
+	for (; ev; ev = ev->next) {
+		mg_pending *p;
+		if (ev->kind != MG_POOL_MESSAGE || !(p = find(ev->id)) || p->owner != t)
+			continue;
+		p->inbox = p->inbox > ev->len ? p->inbox - ev->len : 0;
+		hold_update(p);
+	}
+	mg_outbox_unlock();
 }
 
 int mg_pool_join(uint64_t conn_id, int thread_index)
@@ -276,6 +325,8 @@ void mg_pool_conn_gone(uint64_t conn_id)
 			mg_pending *next = p->hnext;
 			if (p->worker == pw) {
 				p->worker = NULL;
+				p->held = 0; /* pw goes: nobody to release */
+				p->client_full = 0;
 				if (!p->delivered) { /* nothing reached the client: another worker */
 					q_insert(p, 1);
 					requeued++;
@@ -363,6 +414,7 @@ static int l_pool_submit(lua_State *L)
 	p->msg_len = len;
 	mg_queue_init(&p->qnode);
 	p->owner = w;
+	p->high_water = mg_ctx_of(L)->cfg->stream_high_water;
 	p->queue_timeout_ms = timeout;
 
 	mg_outbox_lock();
@@ -420,6 +472,26 @@ static int l_pool_cancel(lua_State *L)
 	mg_outbox_unlock();
 	lua_pushboolean(L, p != NULL);
 	return 1;
+}
+
+/* _pool_hold(id, full): the owner's Lua says whether the client of request
+ * id is behind (its stream over the high-water mark: true) or drained
+ * (false). While one request of a worker is held, its socket is not read. */
+static int l_pool_hold(lua_State *L)
+{
+	mg_outbox_thread *w = owner_of(L);
+	const char *id = check_id(L, 1);
+	int full = lua_toboolean(L, 2);
+	mg_pending *p;
+
+	mg_outbox_lock();
+	p = find(id);
+	if (p && p->owner == w) {
+		p->client_full = full;
+		hold_update(p);
+	}
+	mg_outbox_unlock();
+	return 0;
 }
 
 /* _pool_ready(h [, {models = {...}, capacity = n, name = s}]) -> true | nil, "closed"
@@ -509,7 +581,10 @@ static int l_pool_deliver(lua_State *L)
 	if (pw && p && p->worker == pw) {
 		ok = 1;
 		p->delivered++;
-		mg_outbox_post_locked(p->owner, MG_POOL_MESSAGE, 0, id, text, len);
+		if (!mg_outbox_post_locked(p->owner, MG_POOL_MESSAGE, 0, id, text, len)) {
+			p->inbox += len;
+			hold_update(p);
+		}
 		if (final) {
 			pw->inflight--;
 			pw->served++;
@@ -607,6 +682,7 @@ int mg_pool_open(lua_State *L)
 	static const luaL_Reg fns[] = {
 		{ "_pool_submit", l_pool_submit },
 		{ "_pool_cancel", l_pool_cancel },
+		{ "_pool_hold", l_pool_hold },
 		{ "_pool_ready", l_pool_ready },
 		{ "_pool_deliver", l_pool_deliver },
 		{ "_pool_state", l_pool_state },

@@ -16,6 +16,15 @@
  *   A pool worker is known by its connection's id; the thread that owns the
  *   socket takes it out of the registry (mg_pool_conn_gone) when it closes.
  *   Nothing here calls Lua with the lock held.
+ *
+ * Flow control (issue #23): a worker's socket is not read while one of its
+ * requests is held: its client is behind (the owner's Lua, _pool_hold), or
+ * more than stream_high_water bytes of its messages wait in the owner's
+ * inbox (counted up by _pool_deliver on the worker's thread, down by
+ * mg_pool_taken on the owner's). The pool only sets the connection's
+ * rx_hold (outbox.h, lock held), which wakes the socket's thread; that
+ * thread alone pauses or resumes the socket (ws.c). A request that ends,
+ * is cancelled or whose thread stops releases its hold.
  */
 #ifndef MG_POOL_H
 #define MG_POOL_H
@@ -35,6 +44,11 @@ void mg_pool_thread_stop(mg_outbox_thread *t);
 /* Owner thread, from its tick: moves requests of this thread whose queue
  * time is up into its inbox as EXPIRED events. Returns how many. */
 int mg_pool_expire(mg_outbox_thread *t, double now_ms);
+
+/* Owner thread t, after its Lua had the events ev (a list, from its
+ * inbox): their bytes no longer count against their requests' inboxes,
+ * which may release a worker's hold. */
+void mg_pool_taken(mg_outbox_thread *t, const mg_pool_event *ev);
 
 /* The connection's thread, when a /ws socket closes: the worker leaves the
  * registry; its requests go back to the queue if nothing of theirs reached

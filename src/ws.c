@@ -127,6 +127,24 @@ static int on_writable(mg_ws_conn *c)
 	return 0;
 }
 
+/* ---- flow control (pool workers; ws.h) -------------------------------- */
+
+/* Owner thread: the socket is read or not as the pool's rx_hold says. */
+static void flow_apply(mg_ws_conn *c)
+{
+	int hold;
+
+	if (!c->wsi || !c->is_worker)
+		return;
+	hold = mg_outbox_held(&c->ob);
+	if (hold == c->rx_off)
+		return;
+	c->rx_off = hold;
+	lws_rx_flow_control(c->wsi, !hold);
+	/* held, the worker's pongs stay unread: it counts as heard from */
+	__atomic_store_n(&c->ob.last_seen_ms, now_ms(), __ATOMIC_RELAXED);
+}
+
 /* ---- life -------------------------------------------------------------- */
 
 static mg_ws_conn *conn_new(mg_ctx *ctx, struct lws *wsi)
@@ -287,6 +305,7 @@ static int on_receive(mg_ws_conn *c, const void *in, size_t len)
 		call_lua(L, 2, "ws_message");
 	}
 	mg_ws_rx_taken(&c->rx);
+	flow_apply(c); /* its message may have filled a request's share */
 	return 0;
 }
 
@@ -350,10 +369,9 @@ static const char *event_name(int kind)
 /* Each event goes to every live Lua state of the thread: the one whose
  * request it answers knows its id, the others pass (a reload may have left
  * requests on an older state). */
-static void deliver_events(mg_ctx *ctx, mg_pool_event *ev)
+static void deliver_events(mg_ctx *ctx, mg_pool_event *list)
 {
-	while (ev) {
-		mg_pool_event *next = ev->next;
+	for (mg_pool_event *ev = list; ev; ev = ev->next) {
 		mg_queue *q;
 		mg_queue_foreach(q, &ctx->states) {
 			mg_lstate *s = mg_queue_data(q, mg_lstate, node);
@@ -368,8 +386,15 @@ static void deliver_events(mg_ctx *ctx, mg_pool_event *ev)
 				lua_pushinteger(L, ev->status);
 			call_lua(L, 3, "pool_event");
 		}
-		free(ev);
-		ev = next;
+	}
+	/* the whole batch went to Lua (which held the requests whose client
+	 * fell behind): only now may their workers be read again */
+	if (list)
+		mg_pool_taken(&ctx->ob, list);
+	while (list) {
+		mg_pool_event *next = list->next;
+		free(list);
+		list = next;
 	}
 }
 
@@ -439,8 +464,10 @@ static void wake_conn(mg_outbox_conn *oc)
 {
 	mg_ws_conn *c = (mg_ws_conn *)oc; /* ob is the first member */
 
-	if (c->wsi)
+	if (c->wsi) {
+		flow_apply(c);
 		lws_callback_on_writable(c->wsi);
+	}
 }
 
 void mg_ws_on_wake(mg_ctx *ctx)
@@ -467,6 +494,8 @@ static void on_tick(uv_timer_t *timer)
 			mg_ws_move(c);
 		if (!c->is_worker || !c->established || !c->wsi)
 			continue;
+		if (c->rx_off) /* not read while held (flow_apply): heard from */
+			__atomic_store_n(&c->ob.last_seen_ms, now, __ATOMIC_RELAXED);
 		seen = __atomic_load_n(&c->ob.last_seen_ms, __ATOMIC_RELAXED);
 		if (now - seen > (uint64_t)cfg->ws_timeout_ms) {
 			mg_log(MG_LOG_WARN, "WS worker %llu silent for %llu ms: dropping it",

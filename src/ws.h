@@ -10,6 +10,13 @@
  * the connection when lws reports it closed, after taking it out of the
  * pool's registry and the outbox's table, so no other thread can reach it.
  *
+ * Flow control of pool workers: the pool sets a connection's rx_hold
+ * (outbox.h) from any thread and wakes the owner; only the owner calls
+ * lws_rx_flow_control, at that wake and after each message it hands to Lua
+ * (the worker's own delivery may have set it). A socket held so is not
+ * read, so its pongs are not seen: while held the worker counts as heard
+ * from, and its heartbeat timeout starts again when it is resumed.
+ *
  * Floor 5: calls pool.c, outbox.c, lws_hdr.c, stats.c, lua_host.c, log.c.
  *
  * Lua sees a connection as a handle (userdata, metatable "moongate.ws") and
@@ -49,6 +56,8 @@ typedef struct mg_ws_conn {
 	int handle_ref, on_drain_ref;
 	int established;
 	int is_worker;           /* a pool worker: heartbeats apply */
+	int rx_off;              /* its socket is not read: the pool's rx_hold
+				  * (outbox.h) as last applied (flow_apply) */
 	char refused[100];       /* why Lua refused it: closed once open */
 	mg_ws_rx rx;             /* the message being assembled (ws_rx.h) */
 	uint64_t last_ping_ms;   /* when the last heartbeat went out */

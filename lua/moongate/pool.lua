@@ -34,6 +34,18 @@ function M.cancel(id)
   return core._pool_cancel(id)
 end
 
+--- pending(id) -> whether the request is still this thread's
+function M.pending(id)
+  return pending[id] ~= nil
+end
+
+--- hold(id, full): the request's client is behind (true: its worker's
+-- socket is not read until hold(id, false)) or caught up (false)
+function M.hold(id, full)
+  if pending[id] == nil then return end
+  core._pool_hold(id, full and true or false)
+end
+
 --- event(id, kind, data): called by C (through the worker's handler table)
 function M.event(id, kind, data)
   local handler = pending[id]

@@ -7,6 +7,7 @@ local client = helpers.client
 local W = require "support.ws_client"
 local json = require "moongate.json"
 local uv = require "luv"
+local bit = require "bit"
 
 local function body(model, content, extra)
   local b = { model = model, messages = { { role = "user", content = content } } }
@@ -369,6 +370,121 @@ return { websocket = { worker_token = "tok-secret-123", allowed_origins = { "htt
     assert.equal("list", json.decode(res.body).object)
     res = s:request("GET", "/v1/chat/completions", nil, up)
     assert.equal(405, res.status)
+  end)
+end)
+
+-- Flow control (docs/WEBSOCKETS.md): a worker that streams faster than its
+-- client reads is not read while the client is behind, so the daemon holds
+-- about the high-water mark and a message or two per stream, not the flood;
+-- the held worker is not dropped for the heartbeats it cannot answer, and a
+-- client that leaves lets it go.
+describe("a WS worker flooding a client that does not read", function()
+  local s
+  local HW, MAX_MSG = 65536, 1024 * 1024
+  local SMALL, LARGE = string.rep("~", 16 * 1024), string.rep("#", 900 * 1024)
+  local N_SMALL, N_LARGE = 400, 40 -- 6.4 MB and 36 MB: far more than the kernel's socket buffers
+  setup(function()
+    s = helpers.start { workers = 2, config = string.format([[
+return {
+  stream_high_water = %d,
+  -- (a heartbeat timeout that a sanitized daemon reading 900 KiB messages
+  -- on a busy machine keeps; the hold below lasts three of them)
+  websocket = { heartbeat_interval_ms = 200, heartbeat_timeout_ms = 1000, max_message_bytes = %d },
+  providers = { pool = { kind = "ws" } },
+}]], HW, MAX_MSG) }
+  end)
+  teardown(function() s:stop_clean() end)
+
+  -- a frame with a zero mask (its payload as it is: masking 36 MB in Lua
+  -- would make the spec, not the daemon, the slow side)
+  local function zframe(payload)
+    local len, head = #payload, nil
+    if len < 65536 then
+      head = string.char(0x81, 0x80 + 126, bit.rshift(len, 8), bit.band(len, 255))
+    else
+      head = string.char(0x81, 0x80 + 127, 0, 0, 0, 0, bit.band(bit.rshift(len, 24), 255),
+        bit.band(bit.rshift(len, 16), 255), bit.band(bit.rshift(len, 8), 255), bit.band(len, 255))
+    end
+    return head .. "\0\0\0\0" .. payload
+  end
+  local function flood(m, ws)
+    local small = zframe(json.encode({ type = "completion_chunk", request_id = m.request_id, content = SMALL }))
+    local large = zframe(json.encode({ type = "completion_chunk", request_id = m.request_id, content = LARGE }))
+    for _ = 1, N_SMALL do ws.tcp:write(small) end
+    for _ = 1, N_LARGE do ws.tcp:write(large) end
+    ws.tcp:write(zframe(json.encode({ type = "completion_response", request_id = m.request_id, content = "",
+      finish_reason = "stop" })))
+  end
+  local function stream_request(c)
+    c.count_only = true
+    c.tildes, c.hashes = 0, 0
+    c.on_data = function(data)
+      c.tildes = c.tildes + select(2, data:gsub("~", ""))
+      c.hashes = c.hashes + select(2, data:gsub("#", ""))
+    end
+    c:send(client.request_bytes("POST", "/v1/chat/completions", body("flood-model", "x", { stream = true })))
+  end
+
+  it("holds the daemon's memory to about the high-water mark while the client does not read, then delivers every byte", function()
+    local w = worker(s.port, { models = { "flood-model" }, answer = flood })
+    assert.is_true(wait_workers(s, 1))
+    local sanitized = os.getenv("MOONGATE_WRAPPER") or os.getenv("ASAN_OPTIONS") or os.getenv("TSAN_OPTIONS")
+    local base = helpers.rss_kib(s.pid)
+    local c = s:connect()
+    c:pause() -- reads nothing: the kernel's buffers fill, then the daemon's
+    stream_request(c)
+    local peak, st, prev = base, nil, -1
+    -- the flood reaches the daemon, which stops reading the worker; 3 s
+    -- (three heartbeat timeouts: the held worker must not be dropped)
+    client.run_until(function()
+      peak = math.max(peak, helpers.rss_kib(s.pid))
+      return false
+    end, 3000)
+    client.run_until(function()
+      st = json.decode(s:request("GET", "/stats").body)
+      local settled = st.buffered_bytes == prev
+      prev = st.buffered_bytes
+      return settled
+    end, 5000)
+    -- one stream: the high-water mark twice (the client's queue and the
+    -- messages on their way to it) and a message or two of at most MAX_MSG
+    assert.is_true(st.buffered_bytes <= 2 * HW + 2 * MAX_MSG, "buffered " .. st.buffered_bytes)
+    assert.is_false(w.closed, "the held worker was dropped")
+    assert.equal(1, #pool_state(s).workers)
+    if not sanitized then -- (a sanitizer keeps freed memory on purpose)
+      -- (the flood is 42 MB; unflowed, the daemon held most of it)
+      assert.is_true((peak - base) * 1024 < 16 * 1024 * 1024,
+        string.format("%.1f MiB more resident while the client did not read", (peak - base) / 1024))
+    end
+    c:resume()
+    local ended = c:wait(function(cc) return cc.buf:find("data: [DONE]", 1, true) end, 60000)
+    assert.truthy(ended, "the stream never ended: " .. c.buf:sub(-300) .. "\n" .. s.log:sub(-6000))
+    assert.equal(N_SMALL * #SMALL, c.tildes)
+    assert.equal(N_LARGE * #LARGE, c.hashes)
+    c:close()
+    assert.is_false(w.closed)
+    w:close()
+  end)
+
+  it("lets a held worker go when its client leaves, and it serves the next request", function()
+    local w = worker(s.port, { models = { "flood-model" }, answer = flood })
+    assert.is_true(wait_workers(s, 1))
+    local c = s:connect()
+    c:pause()
+    stream_request(c)
+    assert.is_true(w:wait(function(x) return #x.requests == 1 end, 2000))
+    w:wait(function() return false end, 1000) -- held by now
+    c:close()
+    assert.is_true(w:wait(function(x) return #x.cancels == 1 end, 5000))
+    -- the rest of the flood is read (and dropped: its request is gone), then
+    -- the next request is served whole (a daemon under TSan takes a while)
+    w.answer = reply("after the flood")
+    local res = s:request("POST", "/v1/chat/completions", body("flood-model", "x"), nil, 60000)
+    assert.truthy(res, "no answer after the flood")
+    assert.equal(200, res.status)
+    assert.equal("after the flood", json.decode(res.body).choices[1].message.content)
+    assert.is_false(w.closed)
+    w:close()
   end)
 end)
 

@@ -633,7 +633,7 @@ local function pool_case(name, specs, make, expect, o)
       pool_down()
       return extra, note
     end,
-    sample_rss = o.sample_rss }
+    sample_rss = o.sample_rss, mem_window = o.mem_window, mem_bound = o.mem_bound, garbage = o.garbage }
 end
 local function pool_chat(stream_every) -- make: an OpenAI request, every stream_every-th one streamed
   return function(model, n) return chat(model, stream_every and n % stream_every == 0) end
@@ -665,6 +665,7 @@ local function vanished_note()
 end
 
 -- a request read only after pause_ms, then to the end: a client slower than its worker
+local slow_reading = 0 -- slow clients that started reading (the flood case's memory window)
 local function slow_client(bytes, pause_ms, expect)
   return function(done)
     local tcp, raw, finished = uv.new_tcp(), {}, false
@@ -683,6 +684,7 @@ local function slow_client(bytes, pause_ms, expect)
       tcp:write(bytes)
       after_ms(pause_ms, function()
         if finished then return end
+        slow_reading = slow_reading + 1
         tcp:read_start(function(e, data)
           if e or not data then return finish(nil) end
           raw[#raw + 1] = data
@@ -694,11 +696,13 @@ end
 
 -- a flood: many small frames, then large messages (under the limit), as
 -- fast as the worker can write, then the answer
-local FLOOD_N = 100
+-- (FAULTS_FLOOD=10: ten times as many frames and messages)
+local FLOOD_X = tonumber(os.getenv("FAULTS_FLOOD") or 1)
+local FLOOD_N, FLOOD_LARGE_N = 100 * FLOOD_X, 4 * FLOOD_X
 local FLOOD_SMALL, FLOOD_LARGE = string.rep("f", 16 * 1024), string.rep("F", 900 * 1024)
 local function flood(ws, m)
   for _ = 1, FLOOD_N do ws:send(cjson.encode { type = "completion_chunk", request_id = m.request_id, content = FLOOD_SMALL }) end
-  for _ = 1, 4 do ws:send(cjson.encode { type = "completion_chunk", request_id = m.request_id, content = FLOOD_LARGE }) end
+  for _ = 1, FLOOD_LARGE_N do ws:send(cjson.encode { type = "completion_chunk", request_id = m.request_id, content = FLOOD_LARGE }) end
   worker_answer(ws, m)
 end
 local function plain_count(s, needle) -- (a gsub with a 16 KiB pattern would hold this loop for seconds)
@@ -712,7 +716,7 @@ end
 local function flooded(raw, why) -- the whole flood, then the answer
   if why or load.status(raw) ~= 200 or not load.whole(raw) then return false end
   local small, large = plain_count(raw, '"' .. FLOOD_SMALL .. '"'), plain_count(raw, '"' .. FLOOD_LARGE .. '"')
-  return small == FLOOD_N and large == 4 and raw:find('"content":"lo"', 1, true) ~= nil and raw:find("[DONE]", 1, true) ~= nil
+  return small == FLOOD_N and large == FLOOD_LARGE_N and raw:find('"content":"lo"', 1, true) ~= nil and raw:find("[DONE]", 1, true) ~= nil
 end
 
 local function good_chat()
@@ -762,7 +766,12 @@ local WS_CASES = {
       return n == 2 and 0 or 1, n .. " of 2 dropped with 4000" end }),
   -- pool workers that flood
   pool_case("a WS worker floods a client that reads late", { { n = 2, capacity = 8, name = "flood", on_request = flood } },
-    function(model) return slow_client(chat(model, true), 1500, flooded) end, nil, { cap = 16, sample_rss = true }),
+    function(model) return slow_client(chat(model, true), 1500, flooded) end, nil, { cap = 16, sample_rss = true,
+      -- each stream's worker is held while its client is behind: per stream
+      -- 2 x 64 KiB (stream_high_water) and 2 x 1 MiB (max_message_bytes) at
+      -- most; resident, 8 MiB more for the Lua heaps' garbage
+      mem_window = true, mem_bound = function(streams) return streams * (2 * 65536 + 2 * MiB) end,
+      garbage = 8 * MiB }),
   pool_case("a WS message over the size limit", { GOOD_WORKER, { n = 2, capacity = 2, name = "oversize", again = true,
       on_request = function(ws, m, rec)
         rec.oversize = true
@@ -864,12 +873,31 @@ for round = 1, opts.rounds do
         end
       end
       if case.setup then case.setup() end
-      local peak, rss0, sampler = 0, rss_kib(), nil
+      local peak, early, early_buf, rss0, sampler = 0, 0, 0, rss_kib(), nil
+      local t0 = uv.now()
+      slow_reading = 0
       if case.sample_rss then -- the daemon's resident memory while the case runs
         sampler = uv.new_timer()
-        sampler:start(0, 50, function() peak = math.max(peak, rss_kib()) end)
+        local asking = false
+        sampler:start(0, 50, function()
+          local r = rss_kib()
+          peak = math.max(peak, r)
+          -- while its clients read nothing yet: what the daemon holds for
+          -- them, resident and in its response buffers (/stats)
+          if case.mem_window and slow_reading == 0 then
+            early = math.max(early, r)
+            if not asking then
+              asking = true
+              load.request(port, "GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", { timeout_ms = 2000 },
+                function(raw)
+                  asking = false
+                  local b = tonumber(raw:match('"buffered_bytes"%s*:%s*(%d+)'))
+                  if b then early_buf = math.max(early_buf, b) end
+                end)
+            end
+          end
+        end)
       end
-      local t0 = uv.now()
       for _ = 1, math.min(opts.clients, n) do launch() end
       client.run_until(function() return running == 0 and sent >= n end, 120000)
       if sampler then sampler:close() end
@@ -884,6 +912,25 @@ for round = 1, opts.rounds do
       end
       if sampler then note = string.format("%s%d MiB more resident at the peak", note and (note .. "; ") or "",
         (peak - rss0) / 1024) end
+      if sampler and case.mem_window then
+        note = string.format("%s, %d MiB (%.1f MiB buffered) while the clients read nothing", note, (early - rss0) / 1024,
+          early_buf / MiB)
+        -- the bound (docs/WEBSOCKETS.md) on what is buffered, and on the
+        -- resident size with the Lua heaps' garbage besides (not under a
+        -- sanitizer, which keeps freed memory on purpose)
+        local bound = case.mem_bound and case.mem_bound(math.min(opts.clients, n))
+        if bound and early_buf > bound then
+          lost = lost + 1
+          example = example or string.format("%.1f MiB buffered while the clients read nothing: over the bound, %.1f MiB",
+            early_buf / MiB, bound / MiB)
+        end
+        if bound and not (os.getenv("ASAN_OPTIONS") or os.getenv("TSAN_OPTIONS"))
+          and (early - rss0) * 1024 > bound + case.garbage then
+          lost = lost + 1
+          example = example or string.format("%d MiB more resident while the clients read nothing: over the bound, %d MiB",
+            (early - rss0) / 1024, (bound + case.garbage) / MiB)
+        end
+      end
       if server.exited then
         lost = lost + (n - expected - lost)
         example = "THE DAEMON EXITED"

@@ -66,9 +66,16 @@ function P:start(creq, sink)
   local function stop_timer()
     if timer and not timer:is_closing() then timer:close() end
   end
+  -- flow control: an emit the client's stream is behind on (false) holds
+  -- the request, so C stops reading its worker's socket until the stream
+  -- drains (pool.hold; docs/WEBSOCKETS.md); a slow client is not an idle
+  -- worker, so the idle timer waits too
+  local behind, held = false, false
   local function emit(ev)
     if sink.closed() then return false end
-    return sink.emit(ev)
+    local more = sink.emit(ev)
+    if not more then behind = true end
+    return more
   end
   local function begin()
     if not started then started = true; emit({ type = "start" }) end
@@ -134,6 +141,18 @@ function P:start(creq, sink)
       return
     end
     on_message(m)
+    if behind and not held and not sink.closed() and pool.pending(id) then
+      held = true
+      pool.hold(id, true)
+      if timer and not timer:is_closing() then timer:stop() end
+      sink.on_drain(sink.guard(function()
+        held, behind = false, false
+        if not pool.pending(id) then return end
+        arm(conf.idle_timeout_ms or 120000)
+        pool.hold(id, false)
+      end))
+    end
+    behind = false
   end)
 
   local text, why = M.message(creq, id, conf)
