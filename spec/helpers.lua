@@ -185,7 +185,8 @@ function H.mock(script, port)
 end
 
 function Mock:queue(list)
-  local res = assert(client.request(self.port, "POST", "/_mock/queue", self.json.encode(list)))
+  -- (a 15 MB script takes the mock a while to read on a busy machine)
+  local res = assert(client.request(self.port, "POST", "/_mock/queue", self.json.encode(list), nil, 60000))
   assert(res.status == 200)
 end
 
