@@ -12,6 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifndef FUZZ_SCRIPT /* (fuzz/frames.c runs its own script on this harness) */
+#define FUZZ_SCRIPT "fuzz/doors.lua"
+#endif
+
 static lua_State *L;
 
 /* LuaJIT's heap is its own mappings, which LeakSanitizer does not scan: what
@@ -35,8 +39,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	lua_pushcfunction(L, luaopen_moongate_jscan);
 	lua_setfield(L, -2, "moongate.jscan");
 	lua_pop(L, 2);
-	if (luaL_dofile(L, "fuzz/doors.lua")) {
-		fprintf(stderr, "fuzz/doors.lua: %s\n", lua_tostring(L, -1));
+	if (luaL_dofile(L, FUZZ_SCRIPT)) {
+		fprintf(stderr, FUZZ_SCRIPT ": %s\n", lua_tostring(L, -1));
 		abort();
 	}
 	lua_setglobal(L, "fuzz_one");

@@ -2,6 +2,7 @@
 --   luajit fuzz/seeds.lua OUTDIR
 -- OUTDIR/jscan and OUTDIR/doors: every JSON fixture as it is; OUTDIR/sse: each scripted
 -- upstream stream ({"frames": [...]}) as SSE bytes and as NDJSON lines;
+-- OUTDIR/frames: the fixtures and the streams as SSE bytes;
 -- OUTDIR/tmpl: each of those frames' data alone; OUTDIR/h1: each fixture as
 -- a POST body, with a content-length and chunked (with a trailer), some
 -- pipelined behind a GET, and request shapes a smuggler tries; OUTDIR/ws:
@@ -64,6 +65,7 @@ for path in p:lines() do
   f:close()
   write("jscan", "fixture" .. n, text)
   write("doors", "fixture" .. n, text)
+  write("frames", "fixture" .. n, text) -- (a whole answer, or a request: the decoders take anything)
   write("h1", "post" .. n, post("/v1/chat/completions", text))
   write("h1", "chunked" .. n, post("/v1/chat/completions", text, true))
   if n % 10 == 0 then write("h1", "pipelined" .. n, post("/v1/messages", text) .. get) end
@@ -85,6 +87,7 @@ for path in p:lines() do
       end
     end
     write("sse", "stream" .. n, table.concat(sse))
+    write("frames", "stream" .. n, table.concat(sse))
     write("sse", "lines" .. n, table.concat(nd))
   end
 end
