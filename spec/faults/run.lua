@@ -971,7 +971,10 @@ print(string.format("\n%d requests: %d as expected, %d lost; still serving: %s; 
 -- keeps freed memory on purpose.
 local mem_ok = true
 if #round_rss >= 2 and not (os.getenv("ASAN_OPTIONS") or os.getenv("TSAN_OPTIONS")) then
-  mem_ok = round_rss[#round_rss] <= round_rss[1] * 1.10 + 8 * 1024
+  -- (between rounds it moves by up to a fifth with no leak: 98 -> 120 MiB
+  -- in one 2-round run, 99, 97, 100, 111 in a 4-round one; what a round's
+  -- big frames would leak, 16 x 11 MiB, is far past it)
+  mem_ok = round_rss[#round_rss] <= round_rss[1] * 1.25 + 8 * 1024
   if not mem_ok then print("memory grew from one round to the next: a leak") end
 end
 if left_open > 0 then print("upstream requests left hanging, from: " .. table.concat(hanging, "; ")) end
