@@ -13,6 +13,7 @@ local H = require "helpers"
 local client = H.client
 local load = require "load"
 local cjson = require "cjson"
+local ws_client = require "ws_client"
 
 local opts = { clients = 16, requests = 48, rounds = 2, only = nil, bin = nil, slow = false }
 do
@@ -248,23 +249,10 @@ end
 local function parse_frames(st, data, on_frame)
   st.buf = st.buf .. data
   while true do
-    local b = st.buf
-    if #b < 2 then return end
-    local b1, b2 = b:byte(1, 2)
-    local len, off = bit.band(b2, 0x7f), 3
-    if len == 126 then
-      if #b < 4 then return end
-      len, off = b:byte(3) * 256 + b:byte(4), 5
-    elseif len == 127 then
-      if #b < 10 then return end
-      len = 0
-      for i = 3, 10 do len = len * 256 + b:byte(i) end
-      off = 11
-    end
-    if #b < off + len - 1 then return end
-    local payload = b:sub(off, off + len - 1)
-    st.buf = b:sub(off + len)
-    if on_frame(bit.band(b1, 0x0f), payload, bit.band(b1, 0x80) ~= 0) == false then return end
+    local opcode, payload, fin, rest = ws_client.split_frame(st.buf)
+    if not opcode then return end
+    st.buf = rest
+    if on_frame(opcode, payload, fin) == false then return end
   end
 end
 

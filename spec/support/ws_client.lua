@@ -95,25 +95,30 @@ function WS:deliver(text)
   self.messages[#self.messages + 1] = text
 end
 
+--- split_frame(bytes) -> opcode, payload, fin, rest: the first whole frame
+-- a server sent (unmasked), or nil while it is not all there
+function M.split_frame(b)
+  if #b < 2 then return nil end
+  local b1, b2 = b:byte(1, 2)
+  local len, off = bit.band(b2, 0x7f), 3
+  if len == 126 then
+    if #b < 4 then return nil end
+    len, off = b:byte(3) * 256 + b:byte(4), 5
+  elseif len == 127 then
+    if #b < 10 then return nil end
+    len = 0
+    for i = 3, 10 do len = len * 256 + b:byte(i) end
+    off = 11
+  end
+  if #b < off + len - 1 then return nil end
+  return bit.band(b1, 0x0f), b:sub(off, off + len - 1), bit.band(b1, 0x80) ~= 0, b:sub(off + len)
+end
+
 function WS:parse()
   while not self.closed do
-    local b = self.buf
-    if #b < 2 then return end
-    local b1, b2 = b:byte(1, 2)
-    local fin, opcode = bit.band(b1, 0x80) ~= 0, bit.band(b1, 0x0f)
-    local len, off = bit.band(b2, 0x7f), 3
-    if len == 126 then
-      if #b < 4 then return end
-      len, off = b:byte(3) * 256 + b:byte(4), 5
-    elseif len == 127 then
-      if #b < 10 then return end
-      len = 0
-      for i = 3, 10 do len = len * 256 + b:byte(i) end
-      off = 11
-    end
-    if #b < off + len - 1 then return end
-    local payload = b:sub(off, off + len - 1)
-    self.buf = b:sub(off + len)
+    local opcode, payload, fin, rest = M.split_frame(self.buf)
+    if not opcode then return end
+    self.buf = rest
     if opcode == 8 then
       self.close_code = #payload >= 2 and payload:byte(1) * 256 + payload:byte(2) or nil
       self.close_reason = payload:sub(3)
