@@ -480,9 +480,9 @@ local function pass_events(c, chunk, out)
     if c.ended or c.watch.ended then
       -- the upstream's own error frame ends it as an error too
       if not done then c.error_end = true end
-      -- a CRLF whose LF has not come yet: owed to the client with the next bytes
-      local last = out[#out]
-      c.lf_owed = last == span and c.parser.skip_lf and last:byte(-1) == 13 or nil
+      -- a CRLF whose LF has not come yet (the frame ends the bytes so far,
+      -- in a CR): owed to the client with the next bytes
+      c.lf_owed = out[#out] == span and base + f.stop == #text and c.parser.skip_lf or nil
       return
     end
   end
