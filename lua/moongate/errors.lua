@@ -92,11 +92,11 @@ end
 function M.upstream_message(text)
   local body = json.decode(text or "")
   if type(body) == "table" then
-    if type(body.error) == "table" and body.error.message ~= nil and M.words(body.error.message) then
-      return M.words(body.error.message)
-    end
+    local words = type(body.error) == "table" and M.words(body.error.message)
+    if words then return words end
     if type(body.error) == "string" then return body.error end
-    if body.message ~= nil and M.words(body.message) then return M.words(body.message) end
+    words = M.words(body.message)
+    if words then return words end
   end
   return (text and text ~= "") and text or nil
 end
