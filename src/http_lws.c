@@ -191,8 +191,7 @@ static int on_request(struct lws *wsi, mg_http_pss *pss, const char *uri, size_t
 	pss->req = r;
 	r->line_read = 1; /* and every header: a client that leaves now gets a 499 line */
 	r->h2 = lws_get_network_wsi(wsi) != wsi;
-	if (!lws_get_peer_simple(wsi, r->peer, sizeof r->peer))
-		r->peer[0] = 0;
+	mg_ws_peer(wsi, r->peer, sizeof r->peer); /* (a relayed socket's too) */
 	if (ctx->phase >= MG_PHASE_DRAIN && !r->h2)
 		r->close_after = 1; /* the daemon stops: the connection's last request */
 	snprintf(r->method, sizeof r->method, "OTHER");
@@ -278,6 +277,7 @@ int mg_http_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_WSI_DESTROY:
 		if (pss && pss->ws)
 			mg_ws_callback(wsi, (int)reason, &pss->ws, in, len);
+		mg_ws_wsi_destroyed(wsi);
 		break;
 	case LWS_CALLBACK_HTTP:
 		return on_request(wsi, pss, in, len);

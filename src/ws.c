@@ -21,6 +21,7 @@
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define WS_HANDLE_MT MG_WS_HANDLE_MT
 #define MG_WS_CLOSE_SILENT 4000 /* our close code for a worker that went silent */
@@ -237,8 +238,7 @@ static int on_filter(struct lws *wsi, mg_ws_conn **slot)
 	mg_push_pairs(L, &headers);
 	{
 		char peer[64];
-		const char *p = lws_get_peer_simple(wsi, peer, sizeof peer);
-		lua_pushstring(L, p ? p : "");
+		lua_pushstring(L, mg_ws_peer(wsi, peer, sizeof peer));
 	}
 	if (mg_pcall(L, 5, 3, "ws_open")) {
 		mg_stats_add(&mg_global_stats.lua_errors, 1);
@@ -346,11 +346,45 @@ int mg_ws_callback(struct lws *wsi, int reason, mg_ws_conn **slot, void *in, siz
 	}
 }
 
-void mg_ws_adopt(mg_ctx *ctx, int fd, const char *head, size_t len)
+int mg_ws_adopt(mg_ctx *ctx, int fd, const char *peer)
 {
-	/* NULL also when the handshake ended at once (a refused socket) */
-	if (!lws_adopt_socket_vhost_readbuf(ctx->vhost, fd, head, len))
-		mg_log(MG_LOG_DEBUG, "WebSocket handshake over at once");
+	char *copy = strdup(peer ? peer : "");
+	struct lws *wsi;
+
+	if (!copy) {
+		close(fd);
+		return -1;
+	}
+	wsi = lws_adopt_socket_vhost(ctx->vhost, fd); /* closes fd on failure */
+	if (!wsi) {
+		free(copy);
+		return -1;
+	}
+	/* lws has only read nothing yet (its first read is a loop turn away),
+	 * so no callback has looked for the peer before this */
+	lws_set_opaque_user_data(wsi, copy);
+	return 0;
+}
+
+const char *mg_ws_peer(struct lws *wsi, char *buf, size_t len)
+{
+	const char *p = lws_get_opaque_user_data(wsi);
+
+	if (p) /* a relayed cleartext socket: the client's (mg_ws_adopt) */
+		snprintf(buf, len, "%s", p);
+	else if (!lws_get_peer_simple(wsi, buf, len))
+		buf[0] = 0;
+	return buf;
+}
+
+void mg_ws_wsi_destroyed(struct lws *wsi)
+{
+	char *peer = lws_get_opaque_user_data(wsi);
+
+	if (peer) {
+		lws_set_opaque_user_data(wsi, NULL);
+		free(peer);
+	}
 }
 
 /* ---- the thread's wake handle and tick --------------------------------- */

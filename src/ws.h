@@ -63,10 +63,22 @@ typedef struct mg_ws_conn {
 	uint64_t last_ping_ms;   /* when the last heartbeat went out */
 } mg_ws_conn;
 
-/* Hands an accepted socket whose first bytes (an HTTP Upgrade request) were
- * already read to the worker's lws vhost; lws owns fd from then on, and
- * closes it on failure. */
-void mg_ws_adopt(struct mg_ctx *ctx, int fd, const char *head, size_t len);
+/* Hands lws's end of a socketpair to the worker's vhost: h1.c relays a
+ * cleartext client through the other end (its Upgrade request first) and
+ * checks the frames on the way. peer is the client's address, which
+ * ws_open is given instead of the pair's (a copy, owned by the wsi's
+ * opaque user data until mg_ws_wsi_destroyed). lws owns fd from then on;
+ * on failure (-1) it is closed. */
+int mg_ws_adopt(struct mg_ctx *ctx, int fd, const char *peer);
+
+/* The client's address for a wsi of the worker's vhost, into buf (empty
+ * if unknown): the one mg_ws_adopt was given for a relayed socket, else
+ * lws's (TLS). Every WebSocket or lws request reads its peer here. */
+const char *mg_ws_peer(struct lws *wsi, char *buf, size_t len);
+
+/* For every wsi lws destroys (LWS_CALLBACK_WSI_DESTROY, http_lws.c): frees
+ * the peer mg_ws_adopt left on it, if any. */
+void mg_ws_wsi_destroyed(struct lws *wsi);
 
 /* The lws callback cases for WebSocket reasons (from http_lws.c's
  * callback); `slot` is the per-connection pointer lws keeps for us. */

@@ -679,3 +679,44 @@ return {
     w:close()
   end)
 end)
+
+-- A cleartext socket reaches lws through h1.c's relay (a socketpair): what
+-- the Lua layer is told of its peer must still be the client's address.
+describe("WS peer address through the cleartext relay", function()
+  local s
+  local function other_address() -- this machine's first address off loopback, if it has one
+    for _, list in pairs(uv.interface_addresses()) do
+      for _, a in ipairs(list) do
+        if a.family == "inet" and not a.internal and not a.ip:find("^127%.") then return a.ip end
+      end
+    end
+  end
+  setup(function()
+    s = helpers.start { workers = 1, listen = "0.0.0.0:0", config = [[return { websocket = {} }]] }
+  end)
+  teardown(function() s:stop_clean() end)
+
+  it("takes a worker from 127.0.0.1 without a token, and refuses one from another address", function()
+    local ws = assert(W.connect(s.port, "/ws"))
+    ws:send(json.encode({ type = "client_ready" }))
+    ws:wait(function() return false end, 100)
+    assert.is_false(ws.closed) -- its peer is loopback: the client's, not the pair's ("")
+    ws:close()
+    local ip = other_address()
+    if not ip then return end -- (a machine with loopback only)
+    local far = assert(W.connect(s.port, "/ws", nil, ip))
+    far:wait(function(x) return x.closed end, 2000)
+    far:close_tcp()
+    assert.same({ 4403, "pool workers from other machines need websocket.worker_token" },
+      { far.close_code, far.close_reason })
+  end)
+
+  it("names the client's address when it refuses an unmasked frame with 1002", function()
+    local ws = assert(W.connect(s.port, "/ws/peer-check"))
+    ws.tcp:write(string.char(0x81, 2) .. "hi") -- no mask
+    ws:wait(function(x) return x.closed end, 2000)
+    ws:close_tcp()
+    assert.equal(1002, ws.close_code)
+    assert.truthy(s.log:find("WebSocket client 127.0.0.1 sent an unmasked frame", 1, true))
+  end)
+end)
