@@ -9,6 +9,9 @@
 -- the bytes the Lua heap allocated per request.
 local ROOT = (arg[0]:match("^(.*)/scripts/[^/]*$") or ".")
 package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
+-- the JSON scanner the daemon has built in (scripts/build makes it as a
+-- module too); without it a passthrough decodes the whole body
+package.cpath = ROOT .. "/build/lua/?.so;" .. package.cpath
 
 local opts = { requests = 100000, rounds = 5 }
 for i = 1, #arg do
@@ -36,6 +39,9 @@ local core = {
     return {}
   end,
   _fetch_cancel = function() end, _fetch_pipe = function() end, _fetch_resume = function() end,
+  -- (in the daemon C then writes the text deltas itself; here they keep
+  -- coming to Lua, so a translated stream's figure is an upper bound)
+  _fetch_template = function() end,
   -- the response store is C's, outside the Lua heap: a put is a copy
   _store_put = function(_, text) return #text > 0 end, _store_get = function() return nil end,
   _store_delete = function() return false end, _store_stats = function() return {} end,
@@ -55,6 +61,10 @@ local app = require("moongate.app").new(cfg, { worker = 1, workers = 1 })
 local chat = '{"model":"m","messages":[{"role":"user","content":"Say hello."}]}'
 local messages = '{"model":"m","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}'
 local responses = '{"model":"m","input":"Say hello.","max_output_tokens":64}'
+-- an agent's turn as coding agents send it (scripts/agent_request.lua, about 167 KiB)
+package.path = ROOT .. "/scripts/?.lua;" .. package.path
+local agent = require "agent_request"
+local agent_openai, agent_anthropic = agent.build("openai"), agent.build("anthropic")
 local function streamed(body) return (body:gsub("}$", ',"stream":true}')) end
 local answer = json.encode({ id = "chatcmpl-1", object = "chat.completion", created = 1, model = "m",
   choices = { { index = 0, message = { role = "assistant", content = "Hello." }, finish_reason = "stop" } },
@@ -92,6 +102,8 @@ local cases = {
       cb.on_done(nil, nil, "", 200, sse)
     end },
   { name = "translating, whole answer", path = "/v1/messages", body = messages, upstream = whole },
+  { name = "agent turn, passthrough", path = "/v1/chat/completions", body = agent_openai, upstream = whole, agent = true },
+  { name = "agent turn, translating", path = "/v1/messages", body = agent_anthropic, upstream = whole, agent = true },
   { name = "translating, stream of 64", path = "/v1/messages", body = streamed(messages), upstream = stream64 },
   -- the Responses door (its answer kept in the response store, as by default)
   { name = "Responses, whole answer", path = "/v1/responses", body = responses, upstream = whole },
@@ -118,18 +130,21 @@ print(string.format("Lua layer per request, core stubbed: %d requests a round, m
 for _, case in ipairs(cases) do
   if opts.only and not case.name:find(opts.only, 1, true) then goto next end
   local h = 0
-  for _ = 1, 2000 do h = h + 1; one(case, h) end -- warm: traces compiled, heap grown
+  -- (an agent's turn is a thousand times the work: a thousandth of the requests)
+  local n = case.agent and math.max(1, math.floor(opts.requests / 1000)) or opts.requests
+  for _ = 1, case.agent and 20 or 2000 do h = h + 1; one(case, h) end -- warm: traces compiled, heap grown
   local times = {}
   for r = 1, opts.rounds do
     local t0 = os.clock()
-    for _ = 1, opts.requests do h = h + 1; one(case, h) end
-    times[r] = (os.clock() - t0) / opts.requests * 1e6
+    for _ = 1, n do h = h + 1; one(case, h) end
+    times[r] = (os.clock() - t0) / n * 1e6
   end
   collectgarbage("collect")
   collectgarbage("stop")
   local before = collectgarbage("count")
-  for _ = 1, 1000 do h = h + 1; one(case, h) end
-  local bytes = (collectgarbage("count") - before) * 1024 / 1000
+  local m = case.agent and 10 or 1000
+  for _ = 1, m do h = h + 1; one(case, h) end
+  local bytes = (collectgarbage("count") - before) * 1024 / m
   collectgarbage("restart")
   print(string.format("  %-28s %7.2f us  %7.0f bytes allocated", case.name, median(times), bytes))
   ::next::
