@@ -368,14 +368,14 @@ end
 -- reached: the exchange notes the provider of a failure itself).
 local function start(self, req, frontdoor, creq, route, release, key)
   local limits = req.inbound and req.inbound.limits
-  local x = exchange.run(req, frontdoor, creq, route, self.active)
+  -- the tokens the upstream reported count against the key's limits
+  local spend = limits and function(tokens) core._rate_spend(req.inbound.name, limits, tokens) end
+  local x = exchange.run(req, frontdoor, creq, route, self.active, nil, spend)
   -- the permits held, traded at a fallback to a provider with its own gate
   local held = release and gate.permits(self.gate, route, key, release, x).release or function() end
   local function finished()
     if #route.chain > 1 then http.note(req, nil, x:provider_name()) end
     held()
-    -- the tokens the upstream reported count against the key's limits
-    if limits and x.tokens then core._rate_spend(req.inbound.name, limits, x.tokens) end
   end
   if x.done then finished() else x.on_finish = finished end
 end

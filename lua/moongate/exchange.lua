@@ -44,13 +44,16 @@ function HttpClient:json(status, value) return http.json(self.req, status, value
 function HttpClient:error(client, err) return http.error(self.req, client, err) end
 function HttpClient:on_close(fn) return core._on_close(self.req.h, fn) end
 
---- run(req, frontdoor, creq, route, registry [, client]) -> exchange
--- client defaults to the HTTP request req (see HttpClient above).
-function M.run(req, frontdoor, creq, route, registry, client)
+--- run(req, frontdoor, creq, route, registry [, client [, spend]]) -> exchange
+-- client defaults to the HTTP request req (see HttpClient above). spend:
+-- called with the tokens the upstream reported, once, before the answer's
+-- end goes to the client (an inbound key's limits: another worker may take
+-- the client's next request as soon as it has the answer).
+function M.run(req, frontdoor, creq, route, registry, client, spend)
   client = client or M.http_client(req)
   local x = setmetatable({
     client = client, fd = frontdoor, creq = creq, route = route,
-    done = false, registry = registry, link = 1, tries = 0, attempts = 0,
+    done = false, registry = registry, link = 1, tries = 0, attempts = 0, spend = spend,
   }, Exchange)
   -- the front door's encoder or collector is made when first needed: a
   -- passthrough answer never needs one
@@ -165,6 +168,9 @@ function Exchange:finish()
   if self.tokens_in or self.tokens_out then
     self.tokens = (self.tokens_in or 0) + (self.tokens_out or 0)
     metrics.tokens(self, self.tokens_in, self.tokens_out)
+    -- against the key's limits now, before the answer's last bytes are
+    -- written: a client's next request, on another worker, must see them
+    if self.spend then self.spend(self.tokens) end
   end
   http.note(self.client.req, nil, nil, nil, nil, self.tokens_in, self.tokens_in and self.tokens_out or nil,
     self.attempt_ns and (require("luv").hrtime() - self.attempt_ns) / 1e6 or nil)

@@ -269,7 +269,8 @@ function Sockets:chat_answer(h, conn, creq, route, limits, release, gkey)
   local app = self.app
   local key = {}
   local client = setmetatable({ h = h, id = creq.answer_id, conn = conn, key = key }, ChatClient)
-  local ok, x = xpcall(exchange.run, debug.traceback, nil, ws_chat, creq, route, app.active, client)
+  local spend = limits and function(tokens) core._rate_spend(conn.inbound.name, limits, tokens) end
+  local ok, x = xpcall(exchange.run, debug.traceback, nil, ws_chat, creq, route, app.active, client, spend)
   if not ok then -- a provider raised while starting (a script stopped by script_timeout_ms included)
     if release then release() end
     log.error("chat socket: %s", tostring(x))
@@ -284,7 +285,6 @@ function Sockets:chat_answer(h, conn, creq, route, limits, release, gkey)
   if release then release = gate.permits(app.gate, route, gkey, release, x).release end
   local function ended()
     if release then release() end
-    if limits and x.tokens then core._rate_spend(conn.inbound.name, limits, x.tokens) end
   end
   -- the answer is done: forget its close hook; one still under way holds
   -- a place until it finishes

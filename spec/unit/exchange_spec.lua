@@ -25,12 +25,12 @@ local function recorder(name, retries)
   return p
 end
 
-local function run(chain)
+local function run(chain, spend)
   local route = { model = "m", chain = {} }
   for i, p in ipairs(chain) do route.chain[i] = { name = p.name, provider = p } end
   local client = fake_client()
   local creq = { model = "m", stream = false }
-  local x = exchange.run({}, openai_chat, creq, route, {}, client)
+  local x = exchange.run({}, openai_chat, creq, route, {}, client, spend)
   return x, client
 end
 
@@ -58,6 +58,19 @@ describe("exchange sink", function()
     assert.is_true(sink.closed())
     assert.is_false(sink.emit({ type = "raw_body", body = "again" }))
     assert.equal(1, #client.sent)
+  end)
+
+  it("spends the reported tokens once, before the answer goes to the client", function()
+    local p, spent, box = recorder("a"), {}, {}
+    local _, client = run({ p }, function(tokens) spent[#spent + 1] = { tokens, #box.client.sent } end)
+    box.client = client
+    local sink = p.sinks[1]
+    assert.is_true(sink.emit({ type = "usage", input_tokens = 7, output_tokens = 5 }))
+    assert.is_true(sink.emit({ type = "raw_body", body = '{"ok":true}' }))
+    assert.equal(1, #client.sent)
+    -- (another worker may take the client's next request as soon as it has
+    -- this answer: the tokens must be counted by then)
+    assert.same({ { 12, 0 } }, spent)
   end)
 
   it("closes a failed attempt's sink when the next provider takes over", function()
