@@ -20,13 +20,11 @@
  * MG_SLOT_H1 (ctx.h): made by mg_h1_thread_init, freed in the close
  * callback of its idle handle after mg_h1_close_all.
  *
- * A WebSocket Upgrade request is handed to the worker's lws vhost through
- * a socketpair: lws adopts one end, and the connection stays open as a
- * relay between the client and the other end (c->pipe), which first
- * carries the request head rebuilt from what was parsed and any bytes read
- * after it. The relay reads every frame header the client sends
- * (ws_guard.c) and fails the connection on an unmasked frame (RFC 6455
- * 5.1), which lws 4.1.6 would take; see "relay" below.
+ * A WebSocket Upgrade request is handed to a relay (ws_relay.c) and on to
+ * the worker's lws vhost: the socket (dup'ed, since our handle closes its
+ * own descriptor), with the request head rebuilt from what was parsed and
+ * any bytes read after it. The relays are on the thread's list
+ * (h1_thread.relays) and close with its connections.
  *
  * Why not libwebsockets for this: lws 4.1.6 spins on a pipelined request
  * that follows one with a body, and cannot write to a connection whose rx it
@@ -38,8 +36,7 @@
 #include "log.h"
 #include "ctx.h"
 #include "stats.h"
-#include "ws.h"
-#include "ws_guard.h"
+#include "ws_relay.h"
 
 #include <fcntl.h>
 #include <http_parser.h>
@@ -48,7 +45,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 typedef struct mg_h1_conn {
@@ -75,25 +71,14 @@ typedef struct mg_h1_conn {
 	int peer_shut;         /* the client shut its side after a whole request: answer, then close */
 	int probes;            /* ... and how many times we looked whether it is still there */
 	uv_shutdown_t shutdown_req;
-	uv_shutdown_t pipe_shut; /* relay: the client's FIN passed on to lws */
-	int handles_open;      /* tcp, timer (and pipe): freed when all are closed */
+	int handles_open;      /* tcp and timer: freed when both are closed */
 	char peer[48];         /* the client's address, found once at adopt */
-	/* a WebSocket relayed to lws (ws_handoff); c->req is NULL from then on */
-	int relay;             /* 1 once handed over */
-	int pipe_open;         /* until the pipe's uv_close */
-	int pipe_reading;
-	int client_eof;        /* the client shut its side */
-	int failing;           /* an unmasked frame: waiting for a frame
-				* boundary of lws's to write our close */
-	int ending;            /* lws is done: the last bytes out, then FIN */
-	uv_pipe_t pipe;        /* our end of the socketpair; lws has the other */
-	mg_ws_guard from_client, to_client;
-	size_t q_lws, q_client; /* bytes queued (uv_write) towards each, not yet written */
 } mg_h1_conn;
 
 /* A worker thread's h1 state: ctx->slot[MG_SLOT_H1], owned by the thread. */
 typedef struct h1_thread {
 	mg_queue conns;        /* its open connections (mg_h1_conn.node) */
+	mg_queue relays;       /* its WebSockets being relayed (ws_relay.h) */
 	mg_h1_conn *deferred;  /* those whose pipelined request waits for ... */
 	uv_idle_t idle;        /* ... this, in the loop's idle phase */
 	int idle_open;
@@ -161,10 +146,6 @@ static void conn_close(mg_h1_conn *c)
 	}
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-	if (c->pipe_open) { /* lws sees its end close, and closes the wsi */
-		c->pipe_open = 0;
-		uv_close((uv_handle_t *)&c->pipe, on_handle_closed);
-	}
 }
 
 static void flush(mg_h1_conn *c);
@@ -473,278 +454,16 @@ static mg_req *on_begin(mg_h1_parse *p)
 	return c->req;
 }
 
-/* ---- relay: a cleartext WebSocket between the client and lws -----------
- *
- * client -> lws: each piece goes through c->from_client (ws_guard.h) and
- * only what it passes goes on. An unmasked frame (or a 64-bit length with
- * its top bit set) fails the connection (RFC 6455 5.1): nothing of that
- * frame or after it reaches lws, the client gets a close frame with code
- * 1002 (protocol error), and the connection ends.
- *
- * Where that close goes: a frame of ours may only go in between two of
- * lws's. c->to_client follows lws's answer head and frames; at a boundary
- * the close goes at once, otherwise lws's bytes keep going to the client up
- * to the end of the frame in progress (or of the 101 answer), then the
- * close, and lws's later bytes are dropped. No boundary within
- * RELAY_FAIL_MS, or lws's side ending first: the connection closes with no
- * close frame (never one cut into a frame of lws's).
- *
- * lws -> client: copied as it comes (c->to_client only measures).
- *
- * Backpressure: a side is not read while more than RELAY_HIGH bytes wait
- * to be written to the other. lws's rx flow control (pool workers, ws.c)
- * thus reaches the client: lws stops reading its end, the pair fills, our
- * queue to it grows, we stop reading the client, its TCP window closes.
- *
- * Ends: the client's FIN goes on as ours on the pair (after what is queued
- * for lws), a client error closes everything at once. lws's end closing
- * (EOF, or a write refused) ends the relay (relay_end): our end of the pair
- * closes, what is queued for the client goes out, then our FIN, then we
- * wait for the client's (at most RELAY_LINGER_MS), dropping what it sends.
- * h1's read and keep-alive timeouts do not apply (WebSocket idleness is
- * ws.c's heartbeats'): the timer is stopped, and armed only as one of the
- * deadlines here (on_timeout then closes, c->req being NULL). Draining
- * leaves relays alone, like lws's own sockets; the daemon's stop closes
- * them with every connection (mg_h1_close_all), and closing our end of the
- * pair makes lws close its wsi (ws.c tells Lua and the pool).
- */
-#define RELAY_HIGH(c) \
-	((c)->ctx->cfg->stream_high_water > 65536 ? (c)->ctx->cfg->stream_high_water : 65536)
-#define RELAY_FAIL_MS 2000
-#define RELAY_LINGER_MS 2000
-#define RELAY_END_MS 10000 /* for what is queued, to a client that takes nothing */
-
-/* A piece queued towards one side; freed by its write callback. */
-typedef struct relay_write {
-	uv_write_t req;        /* first */
-	mg_h1_conn *c;
-	size_t len;
-	int to_client;
-	char data[];
-} relay_write;
-
-static void relay_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
-static void relay_pipe_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
-static void relay_end(mg_h1_conn *c);
-
-/* Reads each side or not, as the other's queue and the state say. */
-static void relay_flow(mg_h1_conn *c)
-{
-	int client = !c->closing && !c->client_eof &&
-		     (c->failing || c->ending || c->q_lws <= RELAY_HIGH(c));
-	int lws = !c->closing && c->pipe_open && !c->ending && c->q_client <= RELAY_HIGH(c);
-
-	if (client != c->reading) {
-		if (client)
-			uv_read_start((uv_stream_t *)&c->tcp, on_alloc, relay_client_read);
-		else
-			uv_read_stop((uv_stream_t *)&c->tcp);
-		c->reading = client;
-	}
-	if (lws != c->pipe_reading) {
-		if (lws)
-			uv_read_start((uv_stream_t *)&c->pipe, on_alloc, relay_pipe_read);
-		else
-			uv_read_stop((uv_stream_t *)&c->pipe);
-		c->pipe_reading = lws;
-	}
-}
-
-static void relay_written(uv_write_t *req, int status)
-{
-	relay_write *w = (relay_write *)req;
-	mg_h1_conn *c = w->c;
-	int to_client = w->to_client;
-
-	*(to_client ? &c->q_client : &c->q_lws) -= w->len;
-	free(w);
-	if (c->closing)
-		return;
-	if (status < 0) {
-		if (to_client)
-			conn_close(c); /* the client is gone */
-		else if (status != UV_ECANCELED)
-			relay_end(c); /* lws closed its end */
-		return;
-	}
-	relay_flow(c);
-}
-
-/* Sends n bytes towards one side: straight to the kernel when nothing
- * waits before them, the rest copied and queued. -1: that side refuses. */
-static int relay_send(mg_h1_conn *c, int to_client, const char *p, size_t n)
-{
-	uv_stream_t *dst = to_client ? (uv_stream_t *)&c->tcp : (uv_stream_t *)&c->pipe;
-	size_t *q = to_client ? &c->q_client : &c->q_lws;
-	relay_write *w;
-	uv_buf_t b;
-
-	if (!n || (!to_client && !c->pipe_open))
-		return 0;
-	if (!*q) {
-		int m;
-		b = uv_buf_init((char *)p, (unsigned)n);
-		m = uv_try_write(dst, &b, 1);
-		if (m < 0 && m != UV_EAGAIN)
-			return -1;
-		if (m > 0) {
-			p += m;
-			n -= (size_t)m;
-		}
-		if (!n)
-			return 0;
-	}
-	w = malloc(sizeof *w + n);
-	if (!w)
-		return -1;
-	memcpy(w->data, p, n);
-	w->c = c;
-	w->len = n;
-	w->to_client = to_client;
-	b = uv_buf_init(w->data, (unsigned)n);
-	if (uv_write(&w->req, dst, &b, 1, relay_written)) {
-		free(w);
-		return -1;
-	}
-	*q += n;
-	return 0;
-}
-
-/* Our FIN is out (after every queued byte): wait for the client's. */
-static void relay_shut(uv_shutdown_t *req, int status)
-{
-	mg_h1_conn *c = req->data;
-
-	if (c->closing)
-		return;
-	if (status < 0 || c->client_eof) {
-		conn_close(c);
-		return;
-	}
-	c->lingering = 1;
-	arm_timer(c, RELAY_LINGER_MS);
-	relay_flow(c);
-}
-
-/* lws's side is over (or cut off): our end of the pair closes, lws closes
- * its wsi; the client gets what is queued for it, then our FIN. */
-static void relay_end(mg_h1_conn *c)
-{
-	if (c->ending || c->closing)
-		return;
-	c->ending = 1;
-	if (c->pipe_open) { /* (queued writes to lws end as cancelled) */
-		c->pipe_open = 0;
-		c->pipe_reading = 0;
-		uv_close((uv_handle_t *)&c->pipe, on_handle_closed);
-	}
-	c->shutdown_req.data = c;
-	if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, relay_shut)) {
-		conn_close(c);
-		return;
-	}
-	arm_timer(c, RELAY_END_MS);
-	relay_flow(c);
-}
-
-/* At a frame boundary of lws's: our close frame, 1002, then the end. */
-static void relay_fail_close(mg_h1_conn *c)
-{
-	static const char close_1002[4] = { (char)0x88, 0x02, 0x03, (char)0xEA };
-
-	if (relay_send(c, 1, close_1002, sizeof close_1002)) {
-		conn_close(c);
-		return;
-	}
-	relay_end(c);
-}
-
-static void relay_fail(mg_h1_conn *c)
-{
-	mg_log(MG_LOG_INFO, "WebSocket client %s sent %s at byte %llu: closing with 1002",
-	       c->peer[0] ? c->peer : "-",
-	       c->from_client.err == MG_WS_GUARD_UNMASKED ? "an unmasked frame"
-							  : "a 64-bit length with its top bit set",
-	       (unsigned long long)c->from_client.err_at);
-	c->failing = 1;
-	if (mg_ws_guard_at_boundary(&c->to_client)) {
-		relay_fail_close(c);
-		return;
-	}
-	arm_timer(c, RELAY_FAIL_MS); /* no boundary by then: closed, no close frame */
-	relay_flow(c);
-}
-
-static void relay_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
-{
-	mg_h1_conn *c = s->data;
-
-	if (c->closing)
-		return;
-	if (nread > 0) {
-		size_t ok;
-		if (c->failing || c->ending)
-			return; /* dropped: nothing more goes to lws */
-		ok = mg_ws_guard_feed(&c->from_client, b->base, (size_t)nread, 0);
-		if (relay_send(c, 0, b->base, ok)) {
-			relay_end(c);
-			return;
-		}
-		if (c->from_client.err)
-			relay_fail(c);
-		else
-			relay_flow(c);
-		return;
-	}
-	if (nread == 0)
-		return;
-	if (nread != UV_EOF || c->lingering) {
-		conn_close(c); /* reset, or the FIN we waited for */
-		return;
-	}
-	c->client_eof = 1;
-	relay_flow(c); /* stops reading it */
-	if (!c->failing && !c->ending && c->pipe_open) {
-		/* lws reads EOF after what is queued, and closes (its end
-		 * closing ends the relay) */
-		if (uv_shutdown(&c->pipe_shut, (uv_stream_t *)&c->pipe, on_shutdown))
-			relay_end(c);
-	}
-}
-
-static void relay_pipe_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
-{
-	mg_h1_conn *c = s->data;
-
-	if (c->closing || c->ending)
-		return;
-	if (nread > 0) {
-		/* failing: only up to the end of lws's frame in progress */
-		size_t n = mg_ws_guard_feed(&c->to_client, b->base, (size_t)nread, c->failing);
-		if (relay_send(c, 1, b->base, n)) {
-			conn_close(c);
-			return;
-		}
-		if (c->failing && mg_ws_guard_at_boundary(&c->to_client))
-			relay_fail_close(c);
-		else
-			relay_flow(c);
-		return;
-	}
-	if (nread < 0)
-		relay_end(c); /* EOF or an error: lws is done */
-}
-
-/* Gives the connection to lws as a WebSocket, through a socketpair this
- * connection relays (above): lws adopts one end, whose first bytes are the
- * rebuilt head, then what followed it (through the guard: those may
- * already be frames). The request is over; the connection stays. */
+/* Gives the connection to a relay and lws as a WebSocket: the rebuilt head
+ * first, then whatever followed it. Our handle and its descriptor close;
+ * the relay owns the duplicate. */
 static void ws_handoff(mg_h1_conn *c)
 {
 	mg_req *r = c->req;
 	mg_buf head = { 0 };
-	int sv[2], rc;
-	size_t i = 0, ok;
+	uv_os_fd_t fd;
+	int nfd = -1, rc;
+	size_t i = 0;
 
 	rc = mg_buf_appendf(&head, "GET %s%s", r->path.data ? r->path.data : "/",
 			    r->query.len ? "?" : "");
@@ -760,45 +479,14 @@ static void ws_handoff(mg_h1_conn *c)
 	}
 	if (!rc)
 		rc = mg_buf_append(&head, "\r\n", 2);
-	c->req = NULL;
-	if (r->dispatched)
-		mg_req_gone(r);
-	mg_req_free(r);
-	uv_timer_stop(&c->timer);
-	if (c->reading) {
-		uv_read_stop((uv_stream_t *)&c->tcp);
-		c->reading = 0;
-	}
-	c->relay = 1;
-	mg_ws_guard_init(&c->from_client, 0);
-	mg_ws_guard_init(&c->to_client, 1);
-	if (rc || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
-		goto fail;
-	uv_pipe_init(c->ctx->loop, &c->pipe, 0);
-	c->pipe.data = c;
-	c->handles_open++;
-	c->pipe_open = 1; /* conn_close closes it from here on */
-	if (uv_pipe_open(&c->pipe, sv[0])) {
-		close(sv[0]);
-		close(sv[1]);
-		goto fail;
-	}
-	if (mg_ws_adopt(c->ctx, sv[1], c->peer)) /* (closes sv[1] on failure) */
-		goto fail;
-	ok = mg_ws_guard_feed(&c->from_client, c->in.data + c->in_off, c->in.len - c->in_off, 0);
-	if (relay_send(c, 0, head.data, head.len) ||
-	    relay_send(c, 0, c->in.data + c->in_off, ok))
-		goto fail;
+	/* dup(), not fcntl(F_DUPFD_CLOEXEC): ThreadSanitizer follows dup only */
+	if (!rc && !uv_fileno((uv_handle_t *)&c->tcp, &fd) && (nfd = dup(fd)) >= 0)
+		fcntl(nfd, F_SETFD, FD_CLOEXEC);
+	if (nfd >= 0 && mg_ws_relay_start(c->ctx, &h1_of(c->ctx)->relays, nfd, c->peer, head.data, head.len,
+					  c->in.data + c->in_off, c->in.len - c->in_off))
+		mg_log(MG_LOG_DEBUG, "WebSocket relay not started");
 	mg_buf_free(&head);
-	mg_buf_free(&c->in);
-	c->in_off = 0;
-	if (c->from_client.err)
-		relay_fail(c);
-	else
-		relay_flow(c);
-	return;
-fail:
-	mg_buf_free(&head);
+	c->in.len = c->in_off = 0;
 	conn_close(c);
 }
 
@@ -1012,8 +700,8 @@ void mg_h1_drain(mg_ctx *ctx)
 	/* (nothing below closes a connection: arm_timer only arms its timer) */
 	mg_queue_foreach(q, &h1_of(ctx)->conns) {
 		mg_h1_conn *c = mg_queue_data(q, mg_h1_conn, node);
-		if (c->closing || c->lingering || c->relay)
-			continue; /* (a relay: a WebSocket, closed at stop) */
+		if (c->closing || c->lingering)
+			continue;
 		c->hp.draining = 1; /* an Upgrade whose head is still coming is answered 503 */
 		if (c->req)
 			c->req->close_after = 1; /* Connection: close, unless its headers are out */
@@ -1032,6 +720,7 @@ int mg_h1_thread_init(mg_ctx *ctx)
 	if (!t)
 		return -1;
 	mg_queue_init(&t->conns);
+	mg_queue_init(&t->relays);
 	ctx->slot[MG_SLOT_H1] = t;
 	return 0;
 }
@@ -1049,6 +738,7 @@ void mg_h1_close_all(mg_ctx *ctx)
 		return;
 	while (!mg_queue_empty(&t->conns)) /* conn_close takes it off the list */
 		conn_close(mg_queue_data(mg_queue_head(&t->conns), mg_h1_conn, node));
+	mg_ws_relay_close_all(&t->relays);
 	ctx->slot[MG_SLOT_H1] = NULL;
 	if (t->idle_open) {
 		t->idle_open = 0;
