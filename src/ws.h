@@ -1,6 +1,6 @@
 /* WebSocket connections (libwebsockets), for the worker pool (/ws) and chat
- * sockets (/ws/{client_id}), on TLS and cleartext listeners alike: h1.c
- * hands a cleartext Upgrade request to lws with the bytes it has read.
+ * sockets (/ws/{client_id}), on TLS and cleartext listeners alike: a
+ * cleartext Upgrade request parsed by h1.c reaches lws through ws_relay.c.
  *
  * Threads: an mg_ws_conn belongs to the worker thread whose lws context
  * serves its socket; only that thread touches wsi, the Lua handle, rx and
@@ -63,7 +63,7 @@ typedef struct mg_ws_conn {
 	uint64_t last_ping_ms;   /* when the last heartbeat went out */
 } mg_ws_conn;
 
-/* Hands lws's end of a socketpair to the worker's vhost: h1.c relays a
+/* Hands lws's end of a socketpair to the worker's vhost: ws_relay.c relays a
  * cleartext client through the other end (its Upgrade request first) and
  * checks the frames on the way. peer is the client's address, which
  * ws_open is given instead of the pair's (a copy, owned by the wsi's

@@ -1,5 +1,5 @@
 /* WebSocket frame headers watched in a byte stream, without keeping the
- * payloads: the guard h1.c's relay puts between a cleartext client and lws
+ * payloads: the guard ws_relay.c puts between a cleartext client and lws
  * (RFC 6455 5.1: a server must fail the connection on an unmasked client
  * frame, which lws 4.1.6 takes), and the tracker of the other direction's
  * frame boundaries (where a close frame of ours may go in).

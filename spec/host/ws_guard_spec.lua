@@ -1,4 +1,4 @@
--- src/ws_guard.c (the frame header check of h1.c's WebSocket relay),
+-- src/ws_guard.c (the frame header check of the WebSocket relay, ws_relay.c),
 -- called through the FFI in core.so: the same verdict, at the same byte,
 -- and the same frame boundaries however the stream is cut.
 local ffi = require "ffi"
