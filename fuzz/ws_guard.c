@@ -1,5 +1,5 @@
-/* Fuzz target: the WebSocket frame header guard (src/ws_guard.c) that ws_relay.c's
- * relay runs over a cleartext client's bytes, and over lws's answer in
+/* Fuzz target: the WebSocket frame header guard (src/ws_guard.c) that ws_relay.c
+ * runs over a cleartext client's bytes, and over lws's answer in
  * server mode. The first input byte picks the mode; the rest is the stream.
  * Oracles: a plain reference parse of the whole stream (every frame's end,
  * the first refused frame and why) against the guard fed whole, byte by
