@@ -204,7 +204,7 @@ ChatClient.__index = ChatClient
 local ChatStream = {}
 ChatStream.__index = ChatStream
 
-function ChatClient:stream() return setmetatable({ h = self.h, started = false }, ChatStream) end
+function ChatClient:stream() return setmetatable({ h = self.h, conn = self.conn, started = false }, ChatStream) end
 function ChatClient:json() error("chat sockets always stream") end
 function ChatClient:error(_, err)
   return core._ws_send(self.h, ws_chat.message("error", self.id, { message = err.message, status = err.status }))
@@ -213,7 +213,32 @@ function ChatClient:on_close(fn) self.conn.answers[self.key] = fn end
 
 function ChatStream:start() self.started = true; return true end
 function ChatStream:send(data) return core._ws_send(self.h, data) end
-function ChatStream:on_drain(fn) return core._ws_on_drain(self.h, fn) end
+-- A socket has one drain callback, and several answers may wait on it at
+-- once (each a provider held back while the client reads): they wait in the
+-- connection's list, and each runs once when the socket drains. (One
+-- answer's callback replacing another's left that answer stalled for good,
+-- its end never sent.)
+local function drained(conn)
+  return function(h)
+    local waiting = conn.drain_waiting
+    conn.drain_waiting = nil
+    for _, fn in ipairs(waiting or {}) do
+      local ok, err = pcall(fn, h)
+      if not ok then log.error("chat socket: %s", tostring(err)) end
+    end
+  end
+end
+function ChatStream:on_drain(fn)
+  local conn = self.conn
+  local waiting = conn.drain_waiting
+  if waiting then
+    waiting[#waiting + 1] = fn
+    return true
+  end
+  local ok, err = core._ws_on_drain(self.h, drained(conn))
+  if ok then conn.drain_waiting = { fn } end
+  return ok, err
+end
 function ChatStream:finish() return true end
 
 function Sockets:chat_message(h, conn, m)

@@ -570,6 +570,28 @@ return {
     ws:close()
   end)
 
+  it("ends every answer when two wait on one socket's drain at once (a big one, then a small one)", function()
+    -- the big answer's frames pass stream_high_water: it waits for the socket
+    -- to drain, and the small one, answered meanwhile, waits too
+    local ws = assert(W.connect(s.port, "/ws/client-drain"))
+    local big = string.rep("x", 60000)
+    for round = 1, 3 do
+      ws:send(json.encode({ type = "chat_message", id = "big" .. round, message = { content = big } }))
+      ws:send(json.encode({ type = "chat_message", id = "small" .. round, message = { content = "hi" } }))
+      local done = {}
+      ws:wait(function(x)
+        while #x.messages > 0 do
+          local m = json.decode(table.remove(x.messages, 1))
+          if m.type == "response_complete" then done[m.id] = m.content end
+        end
+        return done["big" .. round] and done["small" .. round]
+      end, 5000)
+      assert.equal(big, done["big" .. round], "round " .. round .. ": the big answer never ended")
+      assert.equal("hi", done["small" .. round])
+    end
+    ws:close()
+  end)
+
   it("serves 200 sockets at once, each its own answer", function()
     local socks = {}
     for i = 1, 200 do
