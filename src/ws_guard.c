@@ -59,6 +59,8 @@ size_t mg_ws_guard_feed(mg_ws_guard *g, const void *p, size_t n, int stop_at_bou
 		c = b[i++];
 		g->pos++;
 		if (!g->have) {
+			if (g->server && (c & 0x0f) == 0x8)
+				g->close_seen = 1;
 			g->frame_at = g->pos - 1;
 			g->need = 2;
 			g->len = 0;

@@ -37,6 +37,7 @@ typedef struct mg_ws_guard {
 	uint8_t need;      /* header bytes it has (2 until the second is read) */
 	uint8_t ext;       /* of which extended length: 0, 2 or 8 */
 	uint8_t err;       /* MG_WS_GUARD_*: once set, the guard takes nothing */
+	uint8_t close_seen; /* server mode: a close frame has begun */
 	uint64_t err_at;   /* the refused frame's first byte (stream offset) */
 } mg_ws_guard;
 

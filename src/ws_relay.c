@@ -16,8 +16,9 @@
  *
  * lws -> client: copied as it comes (r->to_client only measures).
  *
- * Backpressure: a side is not read while more than HIGH bytes wait to be
- * written to the other. lws's rx flow control (pool workers, ws.c) thus
+ * Backpressure: a side is not read while more than HIGH bytes (the
+ * config's stream_high_water) wait to be written to the other, and a read
+ * takes at most HIGH: a slow reader makes the relay hold at most twice it. lws's rx flow control (pool workers, ws.c) thus
  * reaches the client: lws stops reading its end, the pair fills, our queue
  * to it grows, we stop reading the client, its TCP window closes.
  *
@@ -32,10 +33,11 @@
  * (mg_ws_relay_close_all), and closing our end of the pair makes lws close
  * its wsi (ws.c tells Lua and the pool).
  *
- * Calls ws_guard.c, ws.c (mg_ws_adopt) and log.c; h1.c calls it. */
+ * Calls ws_guard.c, ws.c (mg_ws_adopt), log.c and stats.c; h1.c calls it. */
 #include "ws_relay.h"
 #include "ctx.h"
 #include "log.h"
+#include "stats.h"
 #include "ws.h"
 #include "ws_guard.h"
 
@@ -46,7 +48,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define HIGH(r) ((r)->ctx->cfg->stream_high_water > 65536 ? (r)->ctx->cfg->stream_high_water : 65536)
+/* a side is not read while more than this waits for the other; a read
+ * takes at most this much too, so a side holds at most twice it */
+#define HIGH(r) ((r)->ctx->cfg->stream_high_water > 4096 ? (r)->ctx->cfg->stream_high_water : 4096)
 #define FAIL_MS 2000
 #define LINGER_MS 2000
 #define END_MS 10000 /* for what is queued, to a client that takes nothing */
@@ -83,9 +87,11 @@ static _Thread_local char read_buf[65536];
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
-	(void)h;
+	relay *r = h->data;
+	size_t n = HIGH(r) < sizeof read_buf ? HIGH(r) : sizeof read_buf;
+
 	(void)suggested;
-	*b = uv_buf_init(read_buf, sizeof read_buf);
+	*b = uv_buf_init(read_buf, (unsigned)n);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -154,6 +160,7 @@ static void written(uv_write_t *req, int status)
 	int to_client = w->to_client;
 
 	*(to_client ? &r->q_client : &r->q_lws) -= w->len;
+	mg_stats_buffered(-(long long)w->len);
 	free(w);
 	if (r->closing)
 		return;
@@ -205,6 +212,7 @@ static int send_to(relay *r, int to_client, const char *p, size_t n)
 		return -1;
 	}
 	*q += n;
+	mg_stats_buffered((long long)n); /* (/stats buffered_bytes) */
 	return 0;
 }
 
@@ -251,12 +259,14 @@ static void relay_end(relay *r)
 	flow(r);
 }
 
-/* At a frame boundary of lws's: our close frame, 1002, then the end. */
+/* At a frame boundary of lws's: our close frame, 1002, then the end (only
+ * the end when lws has sent a close frame already: one is all a
+ * connection may carry). */
 static void fail_close(relay *r)
 {
 	static const char close_1002[4] = { (char)0x88, 0x02, 0x03, (char)0xEA };
 
-	if (send_to(r, 1, close_1002, sizeof close_1002)) {
+	if (!r->to_client.close_seen && send_to(r, 1, close_1002, sizeof close_1002)) {
 		relay_close(r);
 		return;
 	}

@@ -7,7 +7,7 @@ local bit = require "bit"
 ffi.cdef [[
 typedef struct mg_ws_guard {
   uint64_t pos, frame_at, left, len;
-  uint8_t server, in_head, crlf, have, need, ext, err;
+  uint8_t server, in_head, crlf, have, need, ext, err, close_seen;
   uint64_t err_at;
 } mg_ws_guard;
 void mg_ws_guard_init(mg_ws_guard *g, int server);
@@ -104,5 +104,21 @@ describe("ws_guard", function()
     assert.equal(0, tonumber(C.mg_ws_guard_feed(g, s:sub(#s - 10), 11, 1))) -- at a boundary already
     assert.equal(2, tonumber(C.mg_ws_guard_feed(g, s:sub(#s - 10), 2, 0)))
     assert.equal(3, tonumber(C.mg_ws_guard_feed(g, s:sub(#s - 8), 9, 1))) -- the rest of that frame
+  end)
+
+  it("notes a close frame of the server's, from its first byte (a close of ours must not follow it)", function()
+    local head = "HTTP/1.1 101 Switching Protocols\r\n\r\n"
+    local g = ffi.new("mg_ws_guard")
+    C.mg_ws_guard_init(g, 1)
+    C.mg_ws_guard_feed(g, head .. frame(0x81, "text") .. frame(0x89, "ping"), #head + 12, 0)
+    assert.equal(0, g.close_seen)
+    local close = frame(0x88, "\3\232")
+    C.mg_ws_guard_feed(g, close, 1, 0)
+    assert.equal(1, g.close_seen)
+    -- a client's close frame is not the server's
+    C.mg_ws_guard_init(g, 0)
+    local masked = frame(0x88, "\3\232", true)
+    C.mg_ws_guard_feed(g, masked, #masked, 0)
+    assert.equal(0, g.close_seen)
   end)
 end)
