@@ -453,19 +453,24 @@ end
 -- as expected when the daemon closes the connection (with a close frame of
 -- code want, when want is given) within 5 s.
 local raw_n = 0
+-- raw_case(done) -> path, timer, finish(ok, why), set_ws(ws): what each
+-- raw-socket case shares: its path (a chat socket, every other time /ws),
+-- its 5 s timer, and an end that runs once and resets the socket
+local function raw_case(done)
+  raw_n = raw_n + 1
+  local timer, ws = uv.new_timer(), nil
+  local function finish(ok, why)
+    if timer:is_closing() then return end
+    timer:close()
+    if not ws.over then ws:reset() end
+    done(ok, why)
+  end
+  return raw_n % 2 == 0 and "/ws" or ("/ws/faults-" .. raw_n), timer, finish, function(w) ws = w end
+end
 local function bad_frames(bytes, want, on_message, on_open)
   return function(done)
-    raw_n = raw_n + 1
-    local path = raw_n % 2 == 0 and "/ws" or ("/ws/faults-" .. raw_n)
-    local timer = uv.new_timer()
-    local ws
-    local function finish(ok, why)
-      if timer:is_closing() then return end
-      timer:close()
-      if not ws.over then ws:reset() end
-      done(ok, why)
-    end
-    ws = ws_connect(path, {
+    local path, timer, finish, set_ws = raw_case(done)
+    set_ws(ws_connect(path, {
       open = on_open or function(w) w:write(type(bytes) == "function" and bytes() or bytes) end,
       message = on_message and function(w, text) if on_message(w, text) then finish(true) end end,
       closed = function(w)
@@ -480,7 +485,7 @@ local function bad_frames(bytes, want, on_message, on_open)
         end
         finish(true)
       end,
-    })
+    }))
     timer:start(5000, 0, function() finish(false, "still open after 5 s") end)
   end
 end
@@ -504,15 +509,8 @@ end
 local function refused_frames(parts, pongs, with_head)
   pongs = pongs or 0
   return function(done)
-    raw_n = raw_n + 1
-    local path = raw_n % 2 == 0 and "/ws" or ("/ws/faults-" .. raw_n)
-    local timer, ws, seen = uv.new_timer(), nil, 0
-    local function finish(ok, why)
-      if timer:is_closing() then return end
-      timer:close()
-      if not ws.over then ws:reset() end
-      done(ok, why)
-    end
+    local path, timer, finish, set_ws = raw_case(done)
+    local ws, seen = nil, 0
     local last_sent = false
     local function write_from(i)
       if ws.over or last_sent then return end
@@ -541,6 +539,7 @@ local function refused_frames(parts, pongs, with_head)
         finish(true)
       end,
     })
+    set_ws(ws)
     timer:start(5000, 0, function() finish(false, "still open after 5 s") end)
   end
 end
