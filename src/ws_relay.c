@@ -131,26 +131,25 @@ static void client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 static void pipe_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 static void relay_end(relay *r);
 
+/* Starts or stops reading s, *on saying whether it reads now. */
+static void set_reading(uv_stream_t *s, int *on, int want, uv_read_cb cb)
+{
+	if (want == *on)
+		return;
+	if (want)
+		uv_read_start(s, on_alloc, cb);
+	else
+		uv_read_stop(s);
+	*on = want;
+}
+
 /* Reads each side or not, as the other's queue and the state say. */
 static void flow(relay *r)
 {
-	int client = !r->closing && !r->client_eof && (r->failing || r->ending || r->q_lws <= HIGH(r));
-	int lws = !r->closing && r->pipe_open && !r->ending && r->q_client <= HIGH(r);
-
-	if (client != r->reading) {
-		if (client)
-			uv_read_start((uv_stream_t *)&r->tcp, on_alloc, client_read);
-		else
-			uv_read_stop((uv_stream_t *)&r->tcp);
-		r->reading = client;
-	}
-	if (lws != r->pipe_reading) {
-		if (lws)
-			uv_read_start((uv_stream_t *)&r->pipe, on_alloc, pipe_read);
-		else
-			uv_read_stop((uv_stream_t *)&r->pipe);
-		r->pipe_reading = lws;
-	}
+	set_reading((uv_stream_t *)&r->tcp, &r->reading,
+		     !r->closing && !r->client_eof && (r->failing || r->ending || r->q_lws <= HIGH(r)), client_read);
+	set_reading((uv_stream_t *)&r->pipe, &r->pipe_reading,
+		     !r->closing && r->pipe_open && r->q_client <= HIGH(r), pipe_read);
 }
 
 static void written(uv_write_t *req, int status)
