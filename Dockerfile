@@ -17,7 +17,7 @@ RUN scripts/setup && scripts/build && cmake --install build --prefix /opt/moonga
 FROM debian:12-slim
 # curl: only for the HEALTHCHECK (libcurl4 is needed anyway).
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      libluajit-5.1-2 libuv1 lua-luv lua-cjson libcurl4 libwebsockets17 libwebsockets-evlib-uv \
+      libluajit2-5.1-2 libuv1 lua-luv lua-cjson libcurl4 libwebsockets17 libwebsockets-evlib-uv \
       libhttp-parser2.9 zlib1g libzstd1 ca-certificates curl && rm -rf /var/lib/apt/lists/* \
  && useradd --system --create-home --home-dir /home/moongate --shell /usr/sbin/nologin moongate \
  && mkdir -p /home/moongate/.config/moongate \
