@@ -107,8 +107,13 @@ function H.start(opts)
     end)
   assert(handle, "cannot start " .. H.bin .. ": " .. tostring(pid))
   s.handle, s.pid, s.stderr = handle, pid, stderr
+  -- at most 16 MiB of it: a daemon that logs without end (a request loop)
+  -- would otherwise fill the runner's memory before the spec fails
   stderr:read_start(function(_, data)
-    if data then s._log = s._log .. data end
+    if data and #s._log < 16 * 1024 * 1024 then
+      s._log = s._log .. data
+      if #s._log >= 16 * 1024 * 1024 then s._log = s._log .. "\n[the rest of the log is dropped: over 16 MiB]\n" end
+    end
   end)
   client.run_until(function()
     return s.exited or s._log:match("listening on https?://[^:]+:(%d+)")
@@ -386,6 +391,29 @@ function H.free_port()
   t:close()
   uv.run("nowait")
   return port
+end
+
+-- the sockets that hold refused ports (kept until the runner exits)
+local held = {}
+
+--- refused_port() -> a port on which a connection is refused, and stays
+-- refused: the port is bound here but never listened on, so no later
+-- bind(0) (a daemon's own listener) can be given it. A port that is only
+-- free now can be: a daemon started next may listen on it, and one whose
+-- upstream is that port then sends its requests to itself, without end.
+-- release(port) frees it (for a test that listens on it later).
+function H.refused_port()
+  local t = uv.new_tcp()
+  assert(t:bind("127.0.0.1", 0))
+  local port = t:getsockname().port
+  held[port] = t
+  return port
+end
+
+function H.release(port)
+  local t = held[port]
+  held[port] = nil
+  if t then t:close(); uv.run("nowait") end
 end
 
 --- shell_quote(s) -> s as one word for sh

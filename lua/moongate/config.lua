@@ -366,6 +366,24 @@ function M.parse_listen(s)
   return host, port
 end
 
+-- a host name that reaches this machine's loopback (or, as a listen
+-- address, every address: 0.0.0.0 and ::)
+local any_or_loopback = { ["localhost"] = true, ["::1"] = true, ["0.0.0.0"] = true, ["::"] = true }
+local function local_host(h) return any_or_loopback[h] or h:match("^127%.") ~= nil end
+
+--- self_url(url, host, port) -> does url lead to this daemon's own listening
+-- socket (host:port)? A provider there would send each request back to the
+-- daemon, which sends it on again, without end.
+local function self_url(url, host, port)
+  local scheme, h, p = url:match("^(https?)://%[([%x:]+)%]:?(%d*)")
+  if not scheme then scheme, h, p = url:match("^(https?)://([^/:?#]+):?(%d*)") end
+  if not scheme or port == 0 then return false end -- (port 0: the kernel's pick, unknown here)
+  if (tonumber(p) or (scheme == "https" and 443 or 80)) ~= port then return false end
+  h = h:lower()
+  return h == host or (local_host(h) and local_host(host))
+end
+M.self_url = self_url
+
 --- validate(cfg) -> true | nil, {messages}
 function M.validate(cfg)
   local errs = {}
@@ -379,9 +397,15 @@ function M.validate(cfg)
   end
   if type(cfg.providers) == "table" then
     local lua_path = type(cfg.lua_path) == "string" and cfg.lua_path or nil
+    local host, port = M.parse_listen(cfg.listen)
     for _, name in ipairs(sorted_keys(cfg.providers)) do
       if type(name) == "string" then
-        check_provider(join("providers", name), cfg.providers[name], lua_path, errs)
+        local p = cfg.providers[name]
+        check_provider(join("providers", name), p, lua_path, errs)
+        if host and type(p) == "table" and type(p.base_url) == "string" and self_url(p.base_url, host, port) then
+          errs[#errs + 1] = string.format("%s.base_url: %s is this daemon's own address (listen = %q): each request would be sent back to it, without end",
+            join("providers", name), p.base_url, cfg.listen)
+        end
       end
     end
   end

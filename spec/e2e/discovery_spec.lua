@@ -84,7 +84,7 @@ end)
 
 describe("local server presets", function()
   it("send no key of the environment's, switch thinking off when asked, and find a server that starts later", function()
-    local port = H.free_port()
+    local port = H.refused_port()
     local server = H.start { env = { OPENAI_API_KEY = "sk-must-not-leave-0123456789" }, config = string.format([[
 return { providers = { gpu = { kind = "vllm", base_url = "http://127.0.0.1:%d/v1", retries = 0 } } }]], port) }
     local up
@@ -93,6 +93,7 @@ return { providers = { gpu = { kind = "vllm", base_url = "http://127.0.0.1:%d/v1
       if up then up:stop() end
     end)
     H.client.run_until(function() return false end, 500) -- the first listing fails: nothing there yet
+    H.release(port)
     up = H.mock(nil, port)
     up:post("/_mock/models", { copilot = { "qwen3:latest" } })
     -- retried within seconds, not after models_ttl_s (600)

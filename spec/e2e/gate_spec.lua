@@ -124,7 +124,7 @@ describe("the gate", function()
   end)
 
   it("makes a fallback wait at its new provider's gate, and give back the first one's permits", function()
-    local dead = helpers.free_port()
+    local dead = helpers.refused_port()
     local s = helpers.start { workers = 2, config = string.format([[
 return {
   keys = { { name = "busy", key = %q }, { name = "calm", key = %q } },
@@ -391,7 +391,7 @@ return {
 
   it("makes a chat socket's fallback wait at its new provider's gate, and takes a closed socket out of the queue", function()
     local W = require "support.ws_client"
-    local dead = helpers.free_port()
+    local dead = helpers.refused_port()
     local s = helpers.start { workers = 1, config = string.format([[
 return {
   gate = { queue_timeout_ms = 5000 },

@@ -298,10 +298,7 @@ return { providers = { up = { kind = "openai", base_url = "http://127.0.0.1:%d/v
     end)
 
     it("answers 502 when nothing listens", function()
-      local dead = uv.new_tcp()
-      assert(dead:bind("127.0.0.1", 0))
-      local port = dead:getsockname().port
-      dead:close()
+      local port = helpers.refused_port()
       local s2 = helpers.start { config = string.format([[
 return { providers = { up = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", retries = 0, http_client = %q } },
   routes = { { match = "*", provider = "up" } } }]], port, which) }

@@ -139,10 +139,7 @@ local function good(sock, req)
 end
 
 -- the daemon ----------------------------------------------------------------------
-local dead = uv.new_tcp()
-assert(dead:bind("127.0.0.1", 0))
-local dead_port = dead:getsockname().port
-dead:close()
+local dead_port = H.refused_port()
 local server = H.start { workers = 2, config = string.format([[
 return {
   max_body_bytes = 4 * 1024 * 1024, request_timeout = 2,

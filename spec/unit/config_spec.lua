@@ -63,6 +63,30 @@ return {
     assert.matches('config routes[1].provider: no provider named "nope"', text, 1, true)
   end)
 
+  it("refuses a provider whose base_url is the daemon's own listen address (a request loop)", function()
+    local path = helpers.tmpfile([[
+return {
+  listen = "127.0.0.1:9300",
+  providers = { me = { kind = "openai", base_url = "http://localhost:9300/v1" },
+    other = { kind = "openai", base_url = "http://127.0.0.1:9301/v1" } },
+}]])
+    local cfg, errs = config.resolve({ config = path }, env {}, 2)
+    assert.is_nil(cfg)
+    assert.equal(1, #errs)
+    assert.matches('config providers.me.base_url: http://localhost:9300/v1 is this daemon\'s own address (listen = "127.0.0.1:9300")', errs[1], 1, true)
+    local self_url = config.self_url
+    assert.is_true(self_url("http://127.0.0.1:8080/v1", "0.0.0.0", 8080))
+    assert.is_true(self_url("http://[::1]:8080", "::", 8080))
+    assert.is_true(self_url("https://10.0.0.5/v1", "10.0.0.5", 443))
+    assert.is_true(self_url("http://127.0.0.2:8080", "127.0.0.1", 8080))
+    assert.is_false(self_url("http://127.0.0.1:8081/v1", "127.0.0.1", 8080))
+    assert.is_false(self_url("https://127.0.0.1/v1", "127.0.0.1", 80))
+    assert.is_false(self_url("http://10.0.0.6:8080", "10.0.0.5", 8080))
+    assert.is_false(self_url("http://127.0.0.1:8080", "10.0.0.5", 8080)) -- listening elsewhere than loopback
+    assert.is_false(self_url("http://127.0.0.1:0", "127.0.0.1", 0)) -- a port the kernel picks: unknown here
+    assert.is_false(self_url("unix:/tmp/x", "127.0.0.1", 8080))
+  end)
+
   it("reports a file that does not return a table, or does not parse", function()
     local _, errs = config.resolve({ config = helpers.tmpfile("return 42") }, env {}, 1)
     assert.matches("must return a table, got integer", errs[1])
