@@ -250,10 +250,7 @@ end
 -- max_streams (default 1000) at once on a connection, and passes each stream
 -- to the HTTP/1.1 server at backend_port: .url, .port, :stop()
 function H.h2_front(backend_port, max_streams)
-  local probe = uv.new_tcp() -- a free port for nghttpx to listen on
-  probe:bind("127.0.0.1", 0)
-  local port = probe:getsockname().port
-  probe:close()
+  local port = H.free_port() -- for nghttpx to listen on
   local dir = H.self_signed()
   local f = { port = port, url = "https://127.0.0.1:" .. port, exited = false }
   f.handle = H.spawn("nghttpx", { args = { "--frontend=127.0.0.1," .. port, "--backend=127.0.0.1," .. backend_port,
@@ -383,16 +380,6 @@ function H.words(n)
   return table.concat(t, " ")
 end
 
---- free_port() -> a port nothing listens on now
-function H.free_port()
-  local t = uv.new_tcp()
-  assert(t:bind("127.0.0.1", 0))
-  local port = t:getsockname().port
-  t:close()
-  uv.run("nowait")
-  return port
-end
-
 -- the sockets that hold refused ports (kept until the runner exits)
 local held = {}
 
@@ -414,6 +401,14 @@ function H.release(port)
   local t = held[port]
   held[port] = nil
   if t then t:close(); uv.run("nowait") end
+end
+
+--- free_port() -> a port nothing listens on now (nor holds: another bind
+-- may take it next, which is what a caller that listens on it wants)
+function H.free_port()
+  local port = H.refused_port()
+  H.release(port)
+  return port
 end
 
 --- shell_quote(s) -> s as one word for sh

@@ -18,9 +18,10 @@
  *
  * Backpressure: a side is not read while more than HIGH bytes (the
  * config's stream_high_water) wait to be written to the other, and a read
- * takes at most HIGH: a slow reader makes the relay hold at most twice it. lws's rx flow control (pool workers, ws.c) thus
- * reaches the client: lws stops reading its end, the pair fills, our queue
- * to it grows, we stop reading the client, its TCP window closes.
+ * takes at most HIGH: a slow reader makes the relay hold at most twice it.
+ * lws's rx flow control (pool workers, ws.c) thus reaches the client: lws
+ * stops reading its end, the pair fills, our queue to it grows, we stop
+ * reading the client, its TCP window closes.
  *
  * Ends: the client's FIN goes on as ours on the pair (after what is queued
  * for lws), a client error closes everything at once. lws's end closing

@@ -391,13 +391,13 @@ function M.validate(cfg)
     return nil, { "config: expected a table, got " .. typename(cfg) }
   end
   check(M.schema, cfg, "", errs)
+  local host, port -- the listen address, when it parses
   if type(cfg.listen) == "string" then
-    local ok, msg = M.parse_listen(cfg.listen)
-    if not ok then errs[#errs + 1] = "listen: " .. msg end
+    host, port = M.parse_listen(cfg.listen)
+    if not host then errs[#errs + 1] = "listen: " .. port end
   end
   if type(cfg.providers) == "table" then
     local lua_path = type(cfg.lua_path) == "string" and cfg.lua_path or nil
-    local host, port = M.parse_listen(cfg.listen)
     for _, name in ipairs(sorted_keys(cfg.providers)) do
       if type(name) == "string" then
         local p = cfg.providers[name]

@@ -450,10 +450,10 @@ end
 -- as expected when the daemon closes the connection (with a close frame of
 -- code want, when want is given) within 5 s.
 local raw_n = 0
--- raw_case(done) -> path, timer, finish(ok, why), set_ws(ws): what each
--- raw-socket case shares: its path (a chat socket, every other time /ws),
--- its 5 s timer, and an end that runs once and resets the socket
-local function raw_case(done)
+-- raw_case(done, connect): what each raw-socket case shares: its path (a
+-- chat socket, every other time /ws), its end (finish(ok, why): runs once
+-- and resets the socket) and its 5 s limit; connect(path, finish) -> ws
+local function raw_case(done, connect)
   raw_n = raw_n + 1
   local timer, ws = uv.new_timer(), nil
   local function finish(ok, why)
@@ -462,12 +462,12 @@ local function raw_case(done)
     if not ws.over then ws:reset() end
     done(ok, why)
   end
-  return raw_n % 2 == 0 and "/ws" or ("/ws/faults-" .. raw_n), timer, finish, function(w) ws = w end
+  ws = connect(raw_n % 2 == 0 and "/ws" or ("/ws/faults-" .. raw_n), finish)
+  timer:start(5000, 0, function() finish(false, "still open after 5 s") end)
 end
 local function bad_frames(bytes, want, on_message, on_open)
   return function(done)
-    local path, timer, finish, set_ws = raw_case(done)
-    set_ws(ws_connect(path, {
+    raw_case(done, function(path, finish) return ws_connect(path, {
       open = on_open or function(w) w:write(type(bytes) == "function" and bytes() or bytes) end,
       message = on_message and function(w, text) if on_message(w, text) then finish(true) end end,
       closed = function(w)
@@ -482,8 +482,7 @@ local function bad_frames(bytes, want, on_message, on_open)
         end
         finish(true)
       end,
-    }))
-    timer:start(5000, 0, function() finish(false, "still open after 5 s") end)
+    }) end)
   end
 end
 
@@ -505,8 +504,7 @@ local function write_parts(w, parts, i)
 end
 local function refused_frames(parts, pongs, with_head)
   pongs = pongs or 0
-  return function(done)
-    local path, timer, finish, set_ws = raw_case(done)
+  return function(done) raw_case(done, function(path, finish)
     local ws, seen = nil, 0
     local last_sent = false
     local function write_from(i)
@@ -536,9 +534,8 @@ local function refused_frames(parts, pongs, with_head)
         finish(true)
       end,
     })
-    set_ws(ws)
-    timer:start(5000, 0, function() finish(false, "still open after 5 s") end)
-  end
+    return ws
+  end) end
 end
 
 -- the cases --------------------------------------------------------------------------
