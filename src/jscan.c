@@ -296,6 +296,125 @@ bad:
 	return MG_JSCAN_SYNTAX;
 }
 
+/* The walk of an already checked text (mg_jmembers): each returns the
+ * position past what it skipped, never past end. */
+static const char *skip_string(const char *p, const char *end)
+{
+	for (p++; p < end;) {
+		p = plain_run(p, end);
+		if (p >= end || *p == '"')
+			return p < end ? p + 1 : end;
+		p += *p == '\\' ? 2 : 1; /* (a \u's hex digits are plain bytes) */
+	}
+	return end;
+}
+
+static const char *skip_value(const char *p, const char *end)
+{
+	int depth = 0;
+
+	if (p < end && *p == '"')
+		return skip_string(p, end);
+	while (p < end) {
+		switch (*p) {
+		case '"':
+			p = skip_string(p, end);
+			continue;
+		case '{':
+		case '[':
+			depth++;
+			break;
+		case '}':
+		case ']':
+			if (--depth <= 0)
+				return depth < 0 ? p : p + 1; /* (a scalar ends at its container's close) */
+			break;
+		case ',':
+		case ' ':
+		case '\t':
+		case '\n':
+		case '\r':
+			if (depth == 0)
+				return p;
+			break;
+		}
+		p++;
+	}
+	return end;
+}
+
+/* one array's elements (p at its '['), for path level lvl; returns the
+ * position past the array. idx: the outer element's index (level 1);
+ * spans are taken relative to text. */
+static const char *members(const char *text, const char *p, const char *end, const mg_jpath *path, int lvl,
+			   size_t idx, mg_jspan *spans, size_t cap, long *n)
+{
+	size_t i = 0;
+
+	p = ws(p + 1, end);
+	if (p < end && *p == ']')
+		return p + 1;
+	while (p < end) {
+		if (*p == '{') {
+			const char *hit = NULL, *hit_end = NULL;
+			int seen = 0;
+			p = ws(p + 1, end);
+			while (p < end && *p == '"') {
+				const char *k = p + 1, *v;
+				p = skip_string(p, end);
+				int match = (size_t)(p - 1 - k) == path->key_len[lvl] &&
+					    memcmp(k, path->key[lvl], path->key_len[lvl]) == 0;
+				p = ws(p, end);
+				v = p = ws(p + 1, end); /* past the colon */
+				if (match && lvl + 1 < path->depth && v < end && *v == '[') {
+					seen++;
+					p = members(text, v, end, path, lvl + 1, i, spans, cap, n);
+				} else {
+					p = skip_value(p, end);
+					if (match) {
+						seen++;
+						hit = v;
+						hit_end = p;
+					}
+				}
+				p = ws(p, end);
+				if (p < end && *p == ',')
+					p = ws(p + 1, end);
+			}
+			p++; /* the element's closing brace */
+			if (hit && seen == 1 && lvl + 1 == path->depth) {
+				const char *in = ws(hit + 1, end);
+				int ok = path->kind == MG_JSTR ? *hit == '"' : *hit == '{' && in < end && *in != '}';
+				if (ok && (size_t)*n < cap) {
+					mg_jspan *sp = &spans[(*n)++];
+					sp->from = (size_t)(hit - text);
+					sp->to = (size_t)(hit_end - text);
+					sp->i = lvl ? idx : i;
+					sp->j = lvl ? i : 0;
+				}
+			}
+		} else {
+			p = skip_value(p, end);
+		}
+		i++;
+		p = ws(p, end);
+		if (p >= end || *p != ',')
+			break;
+		p = ws(p + 1, end);
+	}
+	return p < end ? p + 1 : end; /* past the array's ']' */
+}
+
+long mg_jmembers(const char *text, size_t from, size_t to, const mg_jpath *path, mg_jspan *spans, size_t cap)
+{
+	long n = 0;
+
+	if (from >= to || text[from] != '[' || path->depth < 1 || path->depth > 2)
+		return -1;
+	members(text, text + from, text + to, path, 0, 0, spans, cap, &n);
+	return n;
+}
+
 static size_t utf8(unsigned c, char *d)
 {
 	if (c < 0x80) {

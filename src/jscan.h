@@ -55,6 +55,28 @@ typedef struct mg_jscan_out {
  * MG_JSCAN_OK or one of the errors above. */
 int mg_jscan(const char *text, size_t len, const mg_jscan_opts *opts, mg_jscan_out *out);
 
+/* The values a path reaches in an array, for a caller that leaves them
+ * undecoded. text[from .. to) is one array value of a text that mg_jscan
+ * accepted (it is not checked again). The path is one or two member names:
+ * {a} reaches member a of each element; {a, b} reaches member b of each
+ * element of the array that is member a of each element. A value counts
+ * when its kind is right (MG_JSTR: a string; MG_JOBJ: an object with at
+ * least one key) and its object holds the member once; a key written with
+ * an escape never matches. At most cap spans are filled, in text order:
+ * i and j are the element indexes (0-based; j is 0 for a path of one).
+ * Returns how many values counted, or -1 when text[from] is not '['. */
+typedef struct mg_jspan {
+	size_t from, to; /* the value: text[from .. to) */
+	size_t i, j;
+} mg_jspan;
+typedef struct mg_jpath {
+	const char *key[2];
+	size_t key_len[2];
+	int depth; /* 1 or 2 */
+	int kind;  /* MG_JSTR or MG_JOBJ */
+} mg_jpath;
+long mg_jmembers(const char *text, size_t from, size_t to, const mg_jpath *path, mg_jspan *spans, size_t cap);
+
 /* Writes the JSON string body s[0 .. len) (between its quotes, already
  * checked by mg_jscan) unescaped, as UTF-8, into dst (at least len bytes);
  * returns the bytes written. */

@@ -13,12 +13,22 @@
  *   or nil, "syntax" (not JSON, nested past 200 as lua-cjson counts, too
  *     many top-level keys) | "not_object", or nil, "duplicate", key
  *
+ *   hollow(text, from, to, path, kind, tag, base) -> hollowed, spans | nil
+ *     text:sub(from, to) is an array value of a text top() accepted; path
+ *     a list of one or two member names, kind "string" | "object" (see
+ *     mg_jmembers). In hollowed (that array's text) the k-th value the
+ *     path reaches is replaced by "<tag>str<base + k>" (a string) or
+ *     {"<tag>obj<base + k>":true} (an object); tag as JSON writes it.
+ *     spans: k -> {from, to (1-based, in text), i, j (1-based element
+ *     indexes; j nil for a path of one)}. nil when no value is reached.
+ *
  * Nothing raises on bad input; a wrong argument type does (luaL_check*). */
 #include "jscan.h"
 #include "jscan_lua.h"
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,6 +173,69 @@ static int l_utf8(lua_State *L)
 	return 1;
 }
 
+#define MAX_HOLLOW 1024 /* values that may be hollowed; those after are left whole */
+
+static int l_hollow(lua_State *L)
+{
+	size_t len, tlen;
+	const char *text = luaL_checklstring(L, 1, &len);
+	lua_Integer from = luaL_checkinteger(L, 2), to = luaL_checkinteger(L, 3);
+	const char *kind = luaL_checkstring(L, 5);
+	const char *tag = luaL_checklstring(L, 6, &tlen);
+	lua_Integer base = luaL_checkinteger(L, 7);
+	mg_jspan spans[MAX_HOLLOW];
+	mg_jpath path = { { NULL, NULL }, { 0, 0 }, 0, strcmp(kind, "object") == 0 ? MG_JOBJ : MG_JSTR };
+	long n;
+	size_t at;
+	luaL_Buffer b;
+
+	luaL_checktype(L, 4, LUA_TTABLE);
+	path.depth = (int)lua_objlen(L, 4);
+	if (path.depth < 1 || path.depth > 2)
+		return luaL_argerror(L, 4, "a path of one or two names");
+	lua_settop(L, 7);
+	for (int k = 0; k < path.depth; k++) {
+		lua_rawgeti(L, 4, k + 1); /* 8, 9: held on the stack while used */
+		path.key[k] = luaL_checklstring(L, -1, &path.key_len[k]);
+	}
+	lua_settop(L, 9);
+	if (from < 1 || to < from || (size_t)to > len)
+		return 0;
+	n = mg_jmembers(text, (size_t)from - 1, (size_t)to, &path, spans, MAX_HOLLOW);
+	if (n <= 0)
+		return 0;
+	lua_createtable(L, (int)n, 0); /* 10: spans */
+	luaL_buffinit(L, &b);
+	at = (size_t)from - 1;
+	for (long k = 0; k < n; k++) {
+		char num[48];
+		luaL_addlstring(&b, text + at, spans[k].from - at);
+		luaL_addstring(&b, path.kind == MG_JOBJ ? "{\"" : "\"");
+		luaL_addlstring(&b, tag, tlen);
+		snprintf(num, sizeof num, path.kind == MG_JOBJ ? "obj%lld\":true}" : "str%lld\"", (long long)(base + k + 1));
+		luaL_addstring(&b, num);
+		at = spans[k].to;
+	}
+	luaL_addlstring(&b, text + at, (size_t)to - at);
+	luaL_pushresult(&b); /* 11 (the buffer used the stack above 10 till now) */
+	for (long k = 0; k < n; k++) {
+		lua_createtable(L, 0, 4);
+		lua_pushnumber(L, (lua_Number)spans[k].from + 1);
+		lua_setfield(L, -2, "from");
+		lua_pushnumber(L, (lua_Number)spans[k].to);
+		lua_setfield(L, -2, "to");
+		lua_pushnumber(L, (lua_Number)spans[k].i + 1);
+		lua_setfield(L, -2, "i");
+		if (path.depth == 2) {
+			lua_pushnumber(L, (lua_Number)spans[k].j + 1);
+			lua_setfield(L, -2, "j");
+		}
+		lua_rawseti(L, 10, (int)k + 1);
+	}
+	lua_pushvalue(L, 10);
+	return 2;
+}
+
 int luaopen_moongate_jscan(lua_State *L)
 {
 	lua_newtable(L);
@@ -170,5 +243,7 @@ int luaopen_moongate_jscan(lua_State *L)
 	lua_setfield(L, -2, "top");
 	lua_pushcfunction(L, l_utf8);
 	lua_setfield(L, -2, "utf8");
+	lua_pushcfunction(L, l_hollow);
+	lua_setfield(L, -2, "hollow");
 	return 1;
 }

@@ -162,12 +162,14 @@ function M.prompt_tokens(creq)
   for _, m in ipairs(creq.messages) do
     for _, b in ipairs(m.content) do
       local t = b.text or b.arguments or b.content
+      t = json.raw_text(t) or t -- (a raw string: its text is as long, near enough)
       n = n + M.estimate_tokens(type(t) == "string" and t or nil)
     end
     n = n + 3 -- per-message framing
   end
   for _, t in ipairs(creq.tools or {}) do
-    local ok, schema = pcall(json.encode, t.parameters or t.raw or {})
+    local ok, schema = true, json.raw_text(t.parameters)
+    if not schema then ok, schema = pcall(json.encode, t.parameters or t.raw or {}) end
     n = n + M.estimate_tokens(t.name) + M.estimate_tokens(t.description) + M.estimate_tokens(ok and schema or nil) + 8
   end
   return n

@@ -3,6 +3,7 @@
 local cjson = require "cjson"
 
 local M = {}
+local byte = string.byte
 
 M.null = cjson.null
 
@@ -55,24 +56,103 @@ end
 
 M.empty_array = M.raw("[]")
 
---- encode_raw(value) -> string, with each M.raw(text) written as text
+-- Raw values: a client's JSON string or object carried upstream as its
+-- text, not decoded unless something reads it (json.object's `hollow`).
+-- A raw string is a Lua string, the marker tag .. "str" .. n, that
+-- encode_raw writes as the text; json.str(s) gives what it says. As with
+-- raw(), the id keeps clients from forging a marker: one that knew it
+-- could have another live request's text spliced into its own, so no
+-- marker ever leaves the process (encode_raw swaps each, and refuses one
+-- it cannot swap). A raw
+-- object is a table holding one key, tag .. "obj" .. n (cjson writes it as
+-- {"\u0001raw-<id>:objn":true}), that decodes itself in place when a key is
+-- read or written (pairs() or next() before that see its one key: an
+-- object, not empty, as its text is). n is unique in the process. The
+-- texts belong to the decoded request (an owner table its metatable
+-- holds), and raw_owners holds owners weakly: a request gone, its texts go.
+local raw_owners = setmetatable({}, { __mode = "v" }) -- n -> owner (n -> text)
+local raw_n = setmetatable({}, { __mode = "k" }) -- raw object -> its n
+local raw_count = 0
+local str_tag, obj_tag = raw_tag .. "str", raw_tag .. "obj"
+
+local function raw_text_of(n)
+  local owner = raw_owners[n]
+  return owner and owner[n]
+end
+
+-- the raw object h becomes the table its text decodes to (cannot fail: the
+-- text was checked)
+local function materialize(h)
+  local n = raw_n[h]
+  if not n then return end
+  raw_n[h] = nil
+  setmetatable(h, nil)
+  for k in pairs(h) do h[k] = nil end
+  for k, v in pairs(codec.decode(raw_text_of(n))) do h[k] = v end
+end
+local RawObject = {
+  __index = function(h, k) materialize(h); return rawget(h, k) end,
+  __newindex = function(h, k, v) materialize(h); rawset(h, k, v) end,
+}
+
+--- raw_text(value) -> the client's JSON text of a raw string or of a raw
+-- object not decoded yet, else nil
+function M.raw_text(v)
+  if type(v) == "string" then
+    if byte(v, 1) == 1 and v:find(str_tag, 1, true) == 1 then return raw_text_of(tonumber(v:sub(#str_tag + 1))) end
+    return nil
+  end
+  local n = raw_n[v]
+  return n and raw_text_of(n)
+end
+
+--- str(v) -> the string a raw string says (decoded now); any other value
+-- as it is
+function M.str(v)
+  local text = type(v) == "string" and byte(v, 1) == 1 and M.raw_text(v)
+  if text then return codec.decode(text) end
+  return v
+end
+
+--- encode_raw(value) -> string, with each M.raw(text) and each raw value
+-- written as its text. A marker anywhere else (a raw string joined into
+-- a longer one) is an error: the text would be lost.
 local tag_len = #raw_json_tag
+local inner_tag = raw_json_tag:sub(2) -- (without the quote)
 function M.encode_raw(value)
   local s = codec.encode(value)
-  local i = s:find(raw_json_tag, 1, true)
+  local i = s:find(inner_tag, 1, true)
   if not i then return s end
   -- each marker swapped for its text, found by plain search (a pattern
   -- tried at every byte costs more than the encoding itself)
   local out, pos = {}, 1
   while i do
-    local j = s:find('"', i + tag_len, true)
-    local text = j and s:sub(i + tag_len, j - 1)
-    if text and text:find("^[%d%.eE+%-%[%]]*$") then
-      out[#out + 1] = s:sub(pos, i - 1)
+    local q = i - 1 -- the quote before the tag
+    local j = byte(s, q) == 34 and byte(s, q - 1) ~= 92 and s:find('"', i + tag_len - 1, true)
+    local text = j and s:sub(q + tag_len, j - 1)
+    local kind, n = (text or ""):match("^(%l%l%l)(%d+)$")
+    if kind == "obj" and byte(s, q - 1) == 123 and s:sub(j + 1, j + 6) == ":true}" then
+      local t = raw_text_of(tonumber(n))
+      if not t then error("a raw object's text is gone (its table was copied)") end
+      out[#out + 1] = s:sub(pos, q - 2)
+      out[#out + 1] = t
+      pos, j = j + 7, j + 6
+    elseif kind == "str" then
+      local t = raw_text_of(tonumber(n))
+      if not t then error("a raw string's text is gone") end
+      out[#out + 1] = s:sub(pos, q - 1)
+      out[#out + 1] = t
+      pos = j + 1
+    elseif text and text:find("^[%d%.eE+%-%[%]]*$") then
+      out[#out + 1] = s:sub(pos, q - 1)
       out[#out + 1] = text
       pos = j + 1
+    elseif s:find("^[so][tb][rj]%d", i + tag_len - 1) then
+      -- a raw value joined into a longer string, or copied: a bug that
+      -- would send the marker, not the text
+      error("a raw value's marker where its text cannot go")
     end
-    i = s:find(raw_json_tag, (j or i) + 1, true)
+    i = s:find(inner_tag, (j or i) + 1, true)
   end
   out[#out + 1] = s:sub(pos)
   return table.concat(out)
@@ -176,7 +256,18 @@ end
 -- Schema says is an array (not an object) becomes [], and each number
 -- cjson would round is written in full. Tables that change are copies;
 -- value itself is left as it was. Without a schema only numbers change.
+-- The schema is read only when value holds an empty table (it may be a
+-- raw object: reading it decodes it).
+local function has_empty(v, depth)
+  if next(v) == nil then return true end
+  if depth > 200 then return false end
+  for _, x in pairs(v) do
+    if type(x) == "table" and has_empty(x, depth + 1) then return true end
+  end
+  return false
+end
 function M.typed(value, schema)
+  if schema ~= nil and not (type(value) == "table" and has_empty(value, 0)) then schema = nil end
   return typed(value, schema, schema)
 end
 
@@ -253,6 +344,7 @@ end
 -- instead of the {} a decoded-and-encoded schema gets. Copies what
 -- changes; s is left as it was.
 function M.schema(s)
+  if raw_n[s] then return s end -- a raw object: the client's text, as it was
   return schema(s, s)
 end
 
@@ -297,27 +389,68 @@ end
 
 local has_jscan, jscan = pcall(require, "moongate.jscan")
 
+-- the array at span sp of text with the values its path reaches left as
+-- raw values (h: {path, kind, keep = fn(array, i, j) -> may stay raw}),
+-- their texts held by owner
+local function hollow_array(text, sp, h, owner)
+  local hollowed, spans = jscan.hollow(text, sp.from, sp.to, h.path, h.kind, inner_tag, raw_count)
+  if not hollowed then return codec.decode(text:sub(sp.from, sp.to)) end
+  local base = raw_count
+  raw_count = raw_count + #spans
+  local v = codec.decode(hollowed)
+  local last = h.path[#h.path]
+  for k, at in ipairs(spans) do
+    local n = base + k
+    local parent = v[at.i]
+    if at.j then parent = parent[h.path[1]][at.j] end
+    local t = text:sub(at.from, at.to)
+    if h.kind == "object" then
+      local o = parent[last]
+      -- (cannot fail: the text has this one member there)
+      assert(type(o) == "table" and rawget(o, obj_tag .. n) == true, "hollowed member not where it was put")
+      raw_n[o] = n
+      setmetatable(o, RawObject)
+    end
+    if h.keep and not h.keep(parent) then
+      parent[last] = codec.decode(t) -- only some objects may hold it raw
+    else
+      owner[n], raw_owners[n] = t, owner
+    end
+  end
+  return v
+end
+
 local function read_span(t, k)
   local mt = getmetatable(t)
   local sp = mt.spans[k]
   if not sp or sp.kind == "scalar" then return nil end
   -- cannot fail: the scan checked this text, nested less deep than here
-  local v = codec.decode(mt.text:sub(sp.from, sp.to))
+  local h = has_jscan and mt.hollow and sp.kind == "array" and mt.hollow[k]
+  local v
+  if h then
+    mt.owner = mt.owner or {}
+    v = hollow_array(mt.text, sp, h, mt.owner)
+  else
+    v = codec.decode(mt.text:sub(sp.from, sp.to))
+  end
   rawset(t, k, v)
   return v
 end
 
---- object(text [, marker [, once]]) -> obj, marked | nil, why [, key]
+--- object(text [, marker [, once [, hollow]]]) -> obj, marked | nil, why [, key]
 -- obj: the top-level JSON object of text, its nested values read when
 -- first indexed (a lazy object); marked: some string of the text begins
 -- with marker. why: "syntax" (decode(text) says what is wrong), "not_object",
 -- "duplicate" (a top-level key given twice: key; without moongate.jscan,
--- only the keys of the list `once` are looked at).
-function M.object(text, marker, once)
+-- only the keys of the list `once` are looked at). hollow: {key = {path =
+-- {name [, name]}, kind = "string" | "object", keep = fn}}: in the array at
+-- top-level key, the values path reaches (jscan.hollow) of that kind are
+-- raw values (above), those in an object keep(object) refuses excepted.
+function M.object(text, marker, once, hollow)
   if has_jscan then
     local fields, spans, third = jscan.top(text, marker)
     if fields then
-      setmetatable(fields, { __index = read_span, spans = spans, text = text })
+      setmetatable(fields, { __index = read_span, spans = spans, text = text, hollow = hollow })
       return fields, third -- marked
     end
     if spans == "duplicate" then return nil, "duplicate", third end -- the key
@@ -355,7 +488,7 @@ end
 
 -- Top-level keys of an object text --------------------------------------
 
-local find, byte, sub = string.find, string.byte, string.sub
+local find, sub = string.find, string.sub
 
 -- the index of the quote that ends the string opening at i: the next quote
 -- not escaped (an even number of backslashes before it); plain finds, which

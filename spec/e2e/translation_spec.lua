@@ -82,9 +82,36 @@ return {
     assert.is_nil(up.context_management)
     assert.is_nil(up.thinking)
     assert.is_nil(up.output_config)
-    -- the tool's schema keeps its empty list and every digit
-    assert.matches('"required":%[%]', mock:requests()[1].body)
-    assert.matches('"maximum":1.2345678901234567e%+19', mock:requests()[1].body)
+    -- the tool's schema goes as the client wrote it: its empty list, every digit
+    assert.matches('"parameters":{"type":"object","properties":{},"required":[],"maximum":12345678901234567890}',
+      mock:requests()[1].body, 1, true)
+  end)
+
+  it("carries tool schemas and tool results' text to an OpenAI upstream as the client wrote them", function()
+    local schema = [[{ "type": "object", "properties": { "path": { "type": "string", "description": "a\/b \u00e9" } },
+ "required": ["path"] }]]
+    local result = [["line 1\nline \"2\" caf\u00e9 \/ \ud83d\ude00"]]
+    local body = '{"model":"gpt-test","max_tokens":64,"tools":[{"name":"read","input_schema":' .. schema .. '}],'
+      .. '"messages":[{"role":"user","content":"read it"},{"role":"assistant","content":[{"type":"tool_use",'
+      .. '"id":"toolu_1","name":"read","input":{"path":"a.txt"}}]},{"role":"user","content":[{"type":"tool_result",'
+      .. '"tool_use_id":"toolu_1","content":' .. result .. '},{"type":"text","text":"and now?"}]}]}'
+    assert.equal(200, post("/v1/messages", body).status)
+    local sent = mock:requests()[1].body
+    assert.matches('"parameters":' .. schema, sent, 1, true)
+    assert.matches('"content":' .. result, sent, 1, true)
+    local up = json.decode(sent)
+    assert.same({ role = "tool", tool_call_id = "toolu_1", content = 'line 1\nline "2" café / 😀' }, up.messages[3])
+    assert.equal("a/b é", up.tools[1]["function"].parameters.properties.path.description)
+    -- the answer's tool call is typed by that schema (read now, decoded)
+    mock:reset()
+    mock:queue { { json = { id = "c1", object = "chat.completion", created = 1, model = "gpt-test",
+      choices = { { index = 0, finish_reason = "tool_calls", message = { role = "assistant", content = json.null,
+        tool_calls = { { id = "call_1", type = "function", ["function"] = { name = "read", arguments = '{"path":"b.txt"}' } } } } } },
+      usage = { prompt_tokens = 3, completion_tokens = 2, total_tokens = 5 } } } }
+    local res = post("/v1/messages", body)
+    assert.equal(200, res.status)
+    local answer = json.decode(res.body)
+    assert.same({ path = "b.txt" }, answer.content[1].input)
   end)
 
   it("refuses by name what an upstream of the other format cannot serve, and sends nothing", function()

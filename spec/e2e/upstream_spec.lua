@@ -723,16 +723,26 @@ return {
     end)
 
     it("answers 400 for a request that cannot be sent upstream (nesting past the limit)", function()
-      -- 196 levels fit the parser's limit of 200 with the request around
-      -- them; the OpenAI request puts them one level deeper than that
+      -- a tool call's arguments (a string to an OpenAI client) become an
+      -- object in the Anthropic request, five levels down: 196 levels fit
+      -- the parser's limit of 200 alone, not there
       local deep = '{"type":"string"}'
       for _ = 1, 196 do deep = '{"type":"array","items":' .. deep .. '}' end
-      local body = '{"model":"gpt-test","max_tokens":5,"tools":[{"name":"f","input_schema":' .. deep
-        .. '}],"messages":[{"role":"user","content":"x"}]}'
-      local res = assert(server:request("POST", "/v1/messages", body))
+      local body = json.encode { model = "claude-test", messages = { { role = "user", content = "x" },
+        { role = "assistant", tool_calls = { { id = "c1", type = "function", ["function"] = { name = "f", arguments = deep } } } },
+        { role = "tool", tool_call_id = "c1", content = "ok" } } }
+      local res = assert(server:request("POST", "/v1/chat/completions", body))
       assert.equal(400, res.status)
       assert.matches("cannot be sent upstream", json.decode(res.body).error.message)
       assert.equal(0, #mock:requests())
+      -- an Anthropic client's tool schema that deep goes as the client wrote
+      -- it (docs/TRANSLATION.md, "Carried as written"): the upstream judges
+      body = '{"model":"gpt-test","max_tokens":5,"tools":[{"name":"f","input_schema":' .. deep
+        .. '}],"messages":[{"role":"user","content":"x"}]}'
+      res = assert(server:request("POST", "/v1/messages", body))
+      assert.equal(200, res.status)
+      assert.matches('"parameters":' .. deep, mock:requests()[1].body, 1, true)
+      mock:reset()
       -- counting tokens on passthrough: the client's bytes go as they came
       -- (a number JSON-in-Lua cannot carry included), the upstream judges
       local count = '{"model":"claude-test","tools":[{"name":"f",'

@@ -146,6 +146,109 @@ describe("moongate.jscan", function()
   end)
 end)
 
+describe("jscan.hollow", function()
+  local TAG = "\\u0001t-"
+  -- the array text:sub(from, to) rebuilt from hollow()'s answer: its
+  -- markers swapped back for what their spans decode to
+  local function rebuilt_array(text, from, to, path, kind)
+    local hollowed, spans = jscan.hollow(text, from, to, path, kind, TAG, 10)
+    if not hollowed then return cjson.decode(text:sub(from, to)), 0 end
+    local v = cjson.decode(hollowed)
+    for k, sp in ipairs(spans) do
+      local parent = v[sp.i]
+      if sp.j then parent = parent[path[1]][sp.j] end
+      local name = path[#path]
+      local value = cjson.decode(text:sub(sp.from, sp.to))
+      if kind == "object" then
+        assert.same({ ["\1t-obj" .. (10 + k)] = true }, parent[name])
+        assert.equal("table", type(value))
+        assert.is_not_nil(next(value), "an empty object hollowed")
+      else
+        assert.equal("\1t-str" .. (10 + k), parent[name])
+        assert.equal("string", type(value))
+      end
+      parent[name] = value
+    end
+    return v, #spans
+  end
+
+  it("leaves each tool's input_schema as a span, and nothing else", function()
+    local text = '{"tools":[{"name":"a","input_schema":{"type":"object","properties":{"x":{"type":"string"}}}},'
+      .. '{"name":"b","input_schema":{}},{"name":"c"},7,{"name":"d","input_schema" : { "type" : "object" } },'
+      .. '{"name":"e","input_sch\\u0065ma":{"type":"object"}},{"input_schema":{"a":1},"input_schema":{"b":2}}]}'
+    local _, spans = jscan.top(text)
+    local sp = spans.tools
+    local hollowed, got = jscan.hollow(text, sp.from, sp.to, { "input_schema" }, "object", TAG, 0)
+    assert.equal(2, #got) -- a and d: b's is empty, e's key escaped, the last one's given twice
+    assert.same({ 1, 5 }, { got[1].i, got[2].i })
+    assert.is_nil(got[1].j)
+    assert.equal('{"type":"object","properties":{"x":{"type":"string"}}}', text:sub(got[1].from, got[1].to))
+    assert.equal('{ "type" : "object" }', text:sub(got[2].from, got[2].to))
+    assert.matches('"input_schema":{"\\u0001t-obj1":true}', hollowed, 1, true)
+    assert.matches('"input_schema" : {"\\u0001t-obj2":true} }', hollowed, 1, true)
+    assert.same(cjson.decode(text).tools, (rebuilt_array(text, sp.from, sp.to, { "input_schema" }, "object")))
+    -- nothing reached: nil
+    assert.is_nil(jscan.hollow(text, sp.from, sp.to, { "nope" }, "object", TAG, 0))
+  end)
+
+  it("leaves each tool result's string content as a span, two levels down", function()
+    local text = '{"messages":[{"role":"user","content":"top-level string: not reached"},'
+      .. '{"role":"user","content":[{"type":"tool_result","content":"a \\"quoted\\" \\u00e9\\/x"},'
+      .. '{"type":"tool_result","content":[{"type":"text","text":"t"}]},{"type":"text","text":"hi"},'
+      .. '{"type":"tool_result","content":""}]},[],{"content":{"content":"x"}}]}'
+    local _, spans = jscan.top(text)
+    local sp = spans.messages
+    local v, n = rebuilt_array(text, sp.from, sp.to, { "content", "content" }, "string")
+    assert.equal(2, n)
+    assert.same(cjson.decode(text).messages, v)
+    local _, got = jscan.hollow(text, sp.from, sp.to, { "content", "content" }, "string", TAG, 0)
+    assert.same({ 2, 1 }, { got[1].i, got[1].j })
+    assert.same({ 2, 4 }, { got[2].i, got[2].j })
+    assert.equal('"a \\"quoted\\" \\u00e9\\/x"', text:sub(got[1].from, got[1].to))
+  end)
+
+  it("gives back what cjson decodes, on generated arrays", function()
+    math.randomseed(11)
+    local atoms = { '0', '-3.25', 'true', 'null', '""', '"a b"', '"\\"q\\""', '"\\\\"', '"\\u00e9"', '"x]}"', '[]', '{}' }
+    local function gen(d)
+      local r = math.random(1, d > 3 and 1 or 3)
+      if r == 1 then return atoms[math.random(#atoms)] end
+      local parts = {}
+      if r == 2 then
+        for i = 1, math.random(0, 4) do parts[i] = gen(d + 1) end
+        return "[" .. table.concat(parts, math.random(2) == 1 and "," or " , ") .. "]"
+      end
+      local keys = { "k", "c", "s", "x" }
+      for i = 1, math.random(0, 3) do
+        parts[i] = string.format('"%s%d"%s:%s', keys[math.random(#keys)], i, math.random(2) == 1 and " " or "", gen(d + 1))
+      end
+      -- the path's names, each at most once (a name given twice is never hollowed: above)
+      if math.random(2) == 1 then table.insert(parts, math.random(#parts + 1), '"s":' .. gen(d + 1)) end
+      if math.random(2) == 1 then
+        local inner = {}
+        for i = 1, math.random(0, 3) do inner[i] = gen(d + 1) end
+        table.insert(parts, math.random(#parts + 1), '"c" :\t[' .. table.concat(inner, ",") .. "]")
+      end
+      return "{" .. table.concat(parts, ",") .. "}"
+    end
+    local hollowed = 0
+    for _ = 1, 2000 do
+      local items = {}
+      for i = 1, math.random(0, 6) do items[i] = gen(1) end
+      local text = '{"a": [' .. table.concat(items, ", ") .. ' ] }'
+      local _, spans = jscan.top(text)
+      local sp = spans.a
+      local want = cjson.decode(text).a
+      for _, case in ipairs { { { "s" }, "object" }, { { "s" }, "string" }, { { "c", "s" }, "string" }, { { "c", "s" }, "object" } } do
+        local v, n = rebuilt_array(text, sp.from, sp.to, case[1], case[2])
+        assert(same(v, want), "a different array: " .. text)
+        hollowed = hollowed + n
+      end
+    end
+    assert.is_true(hollowed > 300, hollowed)
+  end)
+end)
+
 describe("jscan.utf8", function()
   local json = require "moongate.json"
   local FFFD = "\239\191\189"

@@ -60,3 +60,70 @@ describe("json", function()
     assert.matches('"a":{}', json.encode(v), 1, true)
   end)
 end)
+
+-- raw values (json.object's hollow): need moongate.jscan (the pure layer's
+-- specs run without it, and then nothing is raw)
+local has_jscan = pcall(require, "moongate.jscan")
+describe(has_jscan and "json raw values" or "json raw values (no moongate.jscan: skipped)", function()
+  if not has_jscan then return end
+  local hollow = {
+    tools = { path = { "input_schema" }, kind = "object" },
+    messages = { path = { "content", "content" }, kind = "string",
+      keep = function(b) return b.type == "tool_result" end },
+  }
+  local schema = '{ "type" : "object", "properties": {"p": {"type":"array","default":[]}, "n": {"maximum": 9007199254740993}} }'
+  local text = '{"model":"m","tools":[{"name":"f","input_schema":' .. schema .. '}],"messages":[{"role":"user",'
+    .. '"content":[{"type":"tool_result","tool_use_id":"t","content":"caf\\u00e9 \\/ \\"q\\""},'
+    .. '{"type":"text","text":"hi","content":"not a tool result"}]}]}'
+
+  it("carries a tool's schema and a tool result's text as the client wrote them", function()
+    local req = assert(json.object(text, nil, nil, hollow))
+    local raw_schema = req.tools[1].input_schema
+    assert.equal(schema, json.raw_text(raw_schema))
+    local content = req.messages[1].content[1].content
+    assert.equal('"caf\\u00e9 \\/ \\"q\\""', json.raw_text(content))
+    assert.equal('café / "q"', json.str(content))
+    -- only where keep() says: the text block's "content" is decoded
+    assert.equal("not a tool result", req.messages[1].content[2].content)
+    -- written back byte for byte, where a decode and encode would change it
+    local out = json.encode_raw({ a = raw_schema, b = { content } })
+    assert.equal('{"a":' .. schema .. ',"b":["caf\\u00e9 \\/ \\"q\\""]}', (out:gsub('^{"b":(.-),"a":(.*)}$', '{"a":%2,"b":%1}')))
+    assert.equal("9007199254740993", out:match('"maximum": (%d+)'))
+    assert.equal('"default":[]', out:match('"default":%[%]'))
+    -- json.schema leaves it as it is
+    assert.equal(raw_schema, json.schema(raw_schema))
+  end)
+
+  it("decodes a raw object in place when a key is read or written", function()
+    local req = assert(json.object(text, nil, nil, hollow))
+    local s = req.tools[1].input_schema
+    assert.equal("object", s.type) -- read: decoded now
+    assert.is_nil(json.raw_text(s))
+    assert.same({ "properties", "type" }, (function() local k = {} for x in pairs(s) do k[#k + 1] = x end table.sort(k) return k end)())
+    assert.matches('"type":"object"', json.encode_raw(s), 1, true)
+    local req2 = assert(json.object(text, nil, nil, hollow))
+    local s2 = req2.tools[1].input_schema
+    s2.extra = true -- written: decoded first, then set
+    assert.equal("object", s2.type)
+    assert.is_true(s2.extra)
+  end)
+
+  it("refuses to write a raw string joined into another (its text would be lost)", function()
+    local req = assert(json.object(text, nil, nil, hollow))
+    local content = req.messages[1].content[1].content
+    assert.has_error(function() json.encode_raw({ x = "see: " .. content }) end)
+    local ok, why = json.try_encode_raw({ x = content .. "!" })
+    assert.is_nil(ok)
+    assert.matches("marker", why)
+  end)
+
+  it("lets a raw value's text go with its request", function()
+    local req = assert(json.object(text, nil, nil, hollow))
+    local content = req.messages[1].content[1].content
+    assert.is_not_nil(json.raw_text(content))
+    req = nil -- luacheck: ignore
+    collectgarbage("collect")
+    collectgarbage("collect")
+    assert.is_nil(json.raw_text(content))
+  end)
+end)

@@ -89,7 +89,8 @@ describe("anthropic_messages.decode", function()
     assert.equal(3, #creq.messages)
     assert.same({ { type = "redacted_thinking", data = "x" },
       { type = "tool_call", id = "t1", name = "f", arguments = '{"a":1}' } }, creq.messages[2].content)
-    assert.equal("42", creq.messages[3].content[1].content)
+    -- (a tool result's text is carried raw: json.str reads it)
+    assert.equal("42", json.str(creq.messages[3].content[1].content))
   end)
 
   it("passes what it does not read; a translation names the message and block at fault, counted from 0", function()

@@ -352,6 +352,15 @@ function tools_of(req)
   return out
 end
 
+-- what is carried upstream as the client's text unless read (json.object's
+-- hollow): each tool's input_schema, and each tool result's content when
+-- it is a string (the bulk of an agent's turn: files, command output)
+local hollow = {
+  tools = { path = { "input_schema" }, kind = "object" },
+  messages = { path = { "content", "content" }, kind = "string",
+    keep = function(block) return block.type == "tool_result" end },
+}
+
 --- decode(body, headers [, opts]) -> canonical request | nil, err
 -- Checks what the gateway reads to route and to translate; the rest
 -- (roles, blocks) is looked at only when the request is translated.
@@ -360,8 +369,8 @@ function M.decode(body, headers, opts)
   opts = opts or {}
   if body == nil or body == "" then return bad("the request body is empty; expected a JSON object") end
   -- the top level, its nested values decoded when first read (json.object):
-  -- a passthrough reads few of them
-  local req, why, key = json.object(body, canonical.PACKED, { "model", "stream" })
+  -- a passthrough reads few of them; some stay the client's text (hollow)
+  local req, why, key = json.object(body, canonical.PACKED, { "model", "stream" }, hollow)
   if req == nil then
     if why == "duplicate" then return bad(key .. ": the field is given twice; give it once") end
     local _, perr = json.decode(body)
