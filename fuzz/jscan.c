@@ -1,7 +1,9 @@
 /* Fuzz target: the one-pass JSON checker (src/jscan.c) and its UTF-8
  * helpers. Oracles: every field it reports lies inside the text, a string
  * value unescapes within its own length, the UTF-8 repair always gives
- * well-formed text and leaves well-formed text as it was. */
+ * well-formed text and leaves well-formed text as it was; for each
+ * top-level array, mg_jmembers' spans lie inside it, in order, each a
+ * value of the kind asked for (its first byte says so). */
 #include "../src/jscan.h"
 
 #include <stdint.h>
@@ -27,6 +29,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 			const mg_jfield *f = &fields[i];
 			if (f->from >= f->to || f->to > n || f->key_at < text || f->key_at + f->key_len > text + n)
 				abort();
+			if (f->type == MG_JARR) {
+				/* the first byte of each key names the paths walked */
+				static const mg_jpath paths[] = {
+					{ { "s", NULL }, { 1, 0 }, 1, MG_JOBJ },
+					{ { "s", NULL }, { 1, 0 }, 1, MG_JSTR },
+					{ { "c", "s" }, { 1, 1 }, 2, MG_JSTR },
+					{ { "c", "s" }, { 1, 1 }, 2, MG_JOBJ },
+				};
+				mg_jspan spans[16];
+				for (size_t p = 0; p < sizeof paths / sizeof *paths; p++) {
+					long m = mg_jmembers(text, f->from, f->to, &paths[p], spans, 16);
+					size_t at = f->from;
+					if (m < 0)
+						abort();
+					for (long k = 0; k < m && k < 16; k++) {
+						const mg_jspan *sp = &spans[k];
+						if (sp->from < at || sp->to <= sp->from || sp->to > f->to)
+							abort();
+						if (text[sp->from] != (paths[p].kind == MG_JOBJ ? '{' : '"'))
+							abort();
+						at = sp->to;
+					}
+				}
+			}
 			if (f->type == MG_JSTR) {
 				size_t len = f->to - f->from - 2;
 				if (mg_junescape(text + f->from + 1, len, buf) > len)

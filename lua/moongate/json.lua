@@ -68,9 +68,14 @@ M.empty_array = M.raw("[]")
 -- {"\u0001raw-<id>:objn":true}), that decodes itself in place when a key is
 -- read or written (pairs() or next() before that see its one key: an
 -- object, not empty, as its text is). n is unique in the process. The
--- texts belong to the decoded request (an owner table its metatable
--- holds), and raw_owners holds owners weakly: a request gone, its texts go.
+-- texts belong to the decoded request (its owner table, held for as long
+-- as the request's table is), and raw_owners holds owners weakly: a
+-- request gone, its texts go. A raw value used after its request's table
+-- is gone has no text: encode_raw refuses it.
 local raw_owners = setmetatable({}, { __mode = "v" }) -- n -> owner (n -> text)
+-- a decoded request -> its owner: held as long as the request is (json.whole
+-- takes the metatable off, so the owner cannot live there)
+local raw_owner_of = setmetatable({}, { __mode = "k" })
 local raw_n = setmetatable({}, { __mode = "k" }) -- raw object -> its n
 local raw_count = 0
 local str_tag, obj_tag = raw_tag .. "str", raw_tag .. "obj"
@@ -428,8 +433,9 @@ local function read_span(t, k)
   local h = has_jscan and mt.hollow and sp.kind == "array" and mt.hollow[k]
   local v
   if h then
-    mt.owner = mt.owner or {}
-    v = hollow_array(mt.text, sp, h, mt.owner)
+    local owner = raw_owner_of[t] or {}
+    raw_owner_of[t] = owner
+    v = hollow_array(mt.text, sp, h, owner)
   else
     v = codec.decode(mt.text:sub(sp.from, sp.to))
   end

@@ -117,6 +117,17 @@ describe(has_jscan and "json raw values" or "json raw values (no moongate.jscan:
     assert.matches("marker", why)
   end)
 
+  it("keeps the texts while the request's table lives, after json.whole too", function()
+    local req = assert(json.object(text, nil, nil, hollow))
+    local content = req.messages[1].content[1].content
+    local s = req.tools[1].input_schema
+    json.whole(req) -- (takes the lazy object's metatable off)
+    collectgarbage("collect")
+    collectgarbage("collect")
+    assert.equal('["caf\\u00e9 \\/ \\"q\\"",' .. schema .. ']', json.encode_raw({ content, s }))
+    assert.is_table(req) -- (held till here)
+  end)
+
   it("lets a raw value's text go with its request", function()
     local req = assert(json.object(text, nil, nil, hollow))
     local content = req.messages[1].content[1].content
