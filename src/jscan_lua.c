@@ -22,6 +22,10 @@
  *     spans: k -> {from, to (1-based, in text), i, j (1-based element
  *     indexes; j nil for a path of one)}. nil when no value is reached.
  *
+ *   splice(s, cuts) -> s with cuts made: cuts is a flat list of 5 a cut,
+ *     a, b, src, from, to: s:sub(a, b) becomes src:sub(from, to); cuts in
+ *     order, not overlapping (json.encode_raw's; raises otherwise)
+ *
  * Nothing raises on bad input; a wrong argument type does (luaL_check*). */
 #include "jscan.h"
 #include "jscan_lua.h"
@@ -187,7 +191,6 @@ static int l_hollow(lua_State *L)
 	mg_jpath path = { { NULL, NULL }, { 0, 0 }, 0, strcmp(kind, "object") == 0 ? MG_JOBJ : MG_JSTR };
 	long n;
 	size_t at;
-	luaL_Buffer b;
 
 	luaL_checktype(L, 4, LUA_TTABLE);
 	path.depth = (int)lua_objlen(L, 4);
@@ -205,19 +208,31 @@ static int l_hollow(lua_State *L)
 	if (n <= 0)
 		return 0;
 	lua_createtable(L, (int)n, 0); /* 10: spans */
-	luaL_buffinit(L, &b);
-	at = (size_t)from - 1;
-	for (long k = 0; k < n; k++) {
-		char num[48];
-		luaL_addlstring(&b, text + at, spans[k].from - at);
-		luaL_addstring(&b, path.kind == MG_JOBJ ? "{\"" : "\"");
-		luaL_addlstring(&b, tag, tlen);
-		snprintf(num, sizeof num, path.kind == MG_JOBJ ? "obj%lld\":true}" : "str%lld\"", (long long)(base + k + 1));
-		luaL_addstring(&b, num);
-		at = spans[k].to;
+	{
+		/* the hollowed text in one buffer (see splice); only the push
+		 * below may raise (out of memory) while it is held */
+		size_t cap = (size_t)to - ((size_t)from - 1) + (size_t)n * (tlen + 32), w = 0;
+		char *out = malloc(cap);
+		if (!out)
+			return luaL_error(L, "out of memory");
+		at = (size_t)from - 1;
+		for (long k = 0; k < n; k++) {
+			memcpy(out + w, text + at, spans[k].from - at);
+			w += spans[k].from - at;
+			if (path.kind == MG_JOBJ)
+				out[w++] = '{';
+			out[w++] = '"';
+			memcpy(out + w, tag, tlen);
+			w += tlen;
+			w += (size_t)snprintf(out + w, cap - w, path.kind == MG_JOBJ ? "obj%lld\":true}" : "str%lld\"",
+					      (long long)(base + k + 1));
+			at = spans[k].to;
+		}
+		memcpy(out + w, text + at, (size_t)to - at);
+		w += (size_t)to - at;
+		lua_pushlstring(L, out, w); /* 11 */
+		free(out);
 	}
-	luaL_addlstring(&b, text + at, (size_t)to - at);
-	luaL_pushresult(&b); /* 11 (the buffer used the stack above 10 till now) */
 	for (long k = 0; k < n; k++) {
 		lua_createtable(L, 0, 4);
 		lua_pushnumber(L, (lua_Number)spans[k].from + 1);
@@ -236,6 +251,66 @@ static int l_hollow(lua_State *L)
 	return 2;
 }
 
+/* one cut of splice(): s[a - 1 .. e) becomes src[f - 1 .. t) */
+typedef struct cut {
+	size_t a, e, f, t;
+	const char *src; /* held by the cuts table */
+} cut;
+
+static int l_splice(lua_State *L)
+{
+	size_t len, at = 0, total, n, m;
+	const char *s = luaL_checklstring(L, 1, &len);
+	cut *cuts;
+	char *out, *w;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	n = lua_objlen(L, 2);
+	if (n % 5)
+		return luaL_argerror(L, 2, "cuts come 5 a cut");
+	m = n / 5;
+	lua_settop(L, 2);
+	cuts = lua_newuserdata(L, (m ? m : 1) * sizeof *cuts); /* 3: freed by the GC */
+	total = len;
+	for (size_t k = 0; k < m; k++) {
+		size_t slen;
+		lua_Integer v[5];
+		for (int x = 0; x < 5; x++)
+			lua_rawgeti(L, 2, (int)(5 * k) + x + 1); /* 4 .. 8 */
+		for (int x = 0; x < 5; x++)
+			v[x] = x == 2 ? 0 : lua_tointeger(L, 4 + x);
+		cuts[k].src = luaL_checklstring(L, 6, &slen);
+		if (v[0] < 1 || (size_t)v[0] <= at || v[1] < v[0] - 1 || (size_t)v[1] > len || v[3] < 1 || v[4] < v[3] - 1 ||
+		    (size_t)v[4] > slen)
+			return luaL_error(L, "splice: cut %d out of order or out of range", (int)k + 1);
+		cuts[k].a = (size_t)v[0];
+		cuts[k].e = (size_t)v[1];
+		cuts[k].f = (size_t)v[3];
+		cuts[k].t = (size_t)v[4];
+		at = cuts[k].e;
+		total = total - (cuts[k].e - cuts[k].a + 1) + (cuts[k].t - cuts[k].f + 1);
+		lua_settop(L, 3);
+	}
+	/* one buffer, one copy into the Lua string (a luaL_Buffer would make
+	 * and join a string per 8 KiB) */
+	out = malloc(total ? total : 1);
+	if (!out)
+		return luaL_error(L, "out of memory");
+	w = out;
+	at = 0;
+	for (size_t k = 0; k < m; k++) {
+		memcpy(w, s + at, cuts[k].a - 1 - at);
+		w += cuts[k].a - 1 - at;
+		memcpy(w, cuts[k].src + cuts[k].f - 1, cuts[k].t - cuts[k].f + 1);
+		w += cuts[k].t - cuts[k].f + 1;
+		at = cuts[k].e;
+	}
+	memcpy(w, s + at, len - at);
+	lua_pushlstring(L, out, total);
+	free(out);
+	return 1;
+}
+
 int luaopen_moongate_jscan(lua_State *L)
 {
 	lua_newtable(L);
@@ -245,5 +320,7 @@ int luaopen_moongate_jscan(lua_State *L)
 	lua_setfield(L, -2, "utf8");
 	lua_pushcfunction(L, l_hollow);
 	lua_setfield(L, -2, "hollow");
+	lua_pushcfunction(L, l_splice);
+	lua_setfield(L, -2, "splice");
 	return 1;
 }

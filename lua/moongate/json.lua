@@ -72,7 +72,9 @@ M.empty_array = M.raw("[]")
 -- as the request's table is), and raw_owners holds owners weakly: a
 -- request gone, its texts go. A raw value used after its request's table
 -- is gone has no text: encode_raw refuses it.
-local raw_owners = setmetatable({}, { __mode = "v" }) -- n -> owner (n -> text)
+-- owner: {text = the request's text, [n] = from, [-n] = to}, where
+-- text:sub(from, to) is raw value n's JSON (no copy made till needed)
+local raw_owners = setmetatable({}, { __mode = "v" }) -- n -> owner
 -- a decoded request -> its owner: held as long as the request is (json.whole
 -- takes the metatable off, so the owner cannot live there)
 local raw_owner_of = setmetatable({}, { __mode = "k" })
@@ -82,7 +84,7 @@ local str_tag, obj_tag = raw_tag .. "str", raw_tag .. "obj"
 
 local function raw_text_of(n)
   local owner = raw_owners[n]
-  return owner and owner[n]
+  return owner and owner.text:sub(owner[n], owner[-n])
 end
 
 -- the raw object h becomes the table its text decodes to (cannot fail: the
@@ -124,43 +126,44 @@ end
 -- a longer one) is an error: the text would be lost.
 local tag_len = #raw_json_tag
 local inner_tag = raw_json_tag:sub(2) -- (without the quote)
+local splice -- (below: cuts made into one string)
 function M.encode_raw(value)
   local s = codec.encode(value)
   local i = s:find(inner_tag, 1, true)
   if not i then return s end
   -- each marker swapped for its text, found by plain search (a pattern
-  -- tried at every byte costs more than the encoding itself)
-  local out, pos = {}, 1
+  -- tried at every byte costs more than the encoding itself); cuts: 5 a
+  -- cut, s:sub(a, b) to become src:sub(from, to)
+  local cuts, c = {}, 0
   while i do
     local q = i - 1 -- the quote before the tag
     local j = byte(s, q) == 34 and byte(s, q - 1) ~= 92 and s:find('"', i + tag_len - 1, true)
     local text = j and s:sub(q + tag_len, j - 1)
     local kind, n = (text or ""):match("^(%l%l%l)(%d+)$")
+    local a, b, src, from, to
     if kind == "obj" and byte(s, q - 1) == 123 and s:sub(j + 1, j + 6) == ":true}" then
-      local t = raw_text_of(tonumber(n))
-      if not t then error("a raw object's text is gone (its table was copied)") end
-      out[#out + 1] = s:sub(pos, q - 2)
-      out[#out + 1] = t
-      pos, j = j + 7, j + 6
+      a, b = q - 1, j + 6
     elseif kind == "str" then
-      local t = raw_text_of(tonumber(n))
-      if not t then error("a raw string's text is gone") end
-      out[#out + 1] = s:sub(pos, q - 1)
-      out[#out + 1] = t
-      pos = j + 1
+      a, b = q, j
     elseif text and text:find("^[%d%.eE+%-%[%]]*$") then
-      out[#out + 1] = s:sub(pos, q - 1)
-      out[#out + 1] = text
-      pos = j + 1
+      a, b, src, from, to = q, j, text, 1, #text
     elseif s:find("^[so][tb][rj]%d", i + tag_len - 1) then
       -- a raw value joined into a longer string, or copied: a bug that
       -- would send the marker, not the text
       error("a raw value's marker where its text cannot go")
     end
-    i = s:find(inner_tag, (j or i) + 1, true)
+    if a and not src then
+      local owner = raw_owners[tonumber(n)]
+      if not owner then error("a raw value's text is gone (used after its request)") end
+      src, from, to = owner.text, owner[tonumber(n)], owner[-tonumber(n)]
+    end
+    if a then
+      cuts[c + 1], cuts[c + 2], cuts[c + 3], cuts[c + 4], cuts[c + 5] = a, b, src, from, to
+      c = c + 5
+    end
+    i = s:find(inner_tag, (b or j or i) + 1, true)
   end
-  out[#out + 1] = s:sub(pos)
-  return table.concat(out)
+  return splice(s, cuts)
 end
 
 --- try_encode_raw(value) -> string | nil, why JSON cannot carry it (a
@@ -394,6 +397,18 @@ end
 
 local has_jscan, jscan = pcall(require, "moongate.jscan")
 
+-- splice(s, cuts) -> s with each cut made (encode_raw): in C, or here
+splice = has_jscan and jscan.splice or function(s, cuts)
+  local out, pos = {}, 1
+  for k = 1, #cuts, 5 do
+    out[#out + 1] = s:sub(pos, cuts[k] - 1)
+    out[#out + 1] = cuts[k + 2]:sub(cuts[k + 3], cuts[k + 4])
+    pos = cuts[k + 1] + 1
+  end
+  out[#out + 1] = s:sub(pos)
+  return table.concat(out)
+end
+
 -- the array at span sp of text with the values its path reaches left as
 -- raw values (h: {path, kind, keep = fn(array, i, j) -> may stay raw}),
 -- their texts held by owner
@@ -408,7 +423,6 @@ local function hollow_array(text, sp, h, owner)
     local n = base + k
     local parent = v[at.i]
     if at.j then parent = parent[h.path[1]][at.j] end
-    local t = text:sub(at.from, at.to)
     if h.kind == "object" then
       local o = parent[last]
       -- (cannot fail: the text has this one member there)
@@ -417,9 +431,9 @@ local function hollow_array(text, sp, h, owner)
       setmetatable(o, RawObject)
     end
     if h.keep and not h.keep(parent) then
-      parent[last] = codec.decode(t) -- only some objects may hold it raw
+      parent[last] = codec.decode(text:sub(at.from, at.to)) -- only some objects may hold it raw
     else
-      owner[n], raw_owners[n] = t, owner
+      owner[n], owner[-n], raw_owners[n] = at.from, at.to, owner
     end
   end
   return v
@@ -433,7 +447,7 @@ local function read_span(t, k)
   local h = has_jscan and mt.hollow and sp.kind == "array" and mt.hollow[k]
   local v
   if h then
-    local owner = raw_owner_of[t] or {}
+    local owner = raw_owner_of[t] or { text = mt.text }
     raw_owner_of[t] = owner
     v = hollow_array(mt.text, sp, h, owner)
   else
