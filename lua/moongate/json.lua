@@ -63,8 +63,8 @@ M.empty_array = M.raw("[]")
 -- raw(), the id keeps clients from forging a marker: one that knew it
 -- could have another live request's text spliced into its own, so no
 -- marker ever leaves the process (encode_raw swaps each, and refuses one
--- it cannot swap). A raw
--- object is a table holding one key, tag .. "obj" .. n (cjson writes it as
+-- it cannot swap). A raw object is a table holding one key, tag .. "obj"
+-- .. n (cjson writes it as
 -- {"\u0001raw-<id>:objn":true}), that decodes itself in place when a key is
 -- read or written (pairs() or next() before that see its one key: an
 -- object, not empty, as its text is). n is unique in the process. The
@@ -410,8 +410,8 @@ splice = has_jscan and jscan.splice or function(s, cuts)
 end
 
 -- the array at span sp of text with the values its path reaches left as
--- raw values (h: {path, kind, keep = fn(array, i, j) -> may stay raw}),
--- their texts held by owner
+-- raw values (h: {path, kind, keep = fn(object holding the value) -> may
+-- it stay raw}), their places held by owner
 local function hollow_array(text, sp, h, owner)
   local hollowed, spans = jscan.hollow(text, sp.from, sp.to, h.path, h.kind, inner_tag, raw_count)
   if not hollowed then return codec.decode(text:sub(sp.from, sp.to)) end
