@@ -30,24 +30,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 			if (f->from >= f->to || f->to > n || f->key_at < text || f->key_at + f->key_len > text + n)
 				abort();
 			if (f->type == MG_JARR) {
-				/* the first byte of each key names the paths walked */
+				/* paths of one and two names, one at a time and together */
 				static const mg_jpath paths[] = {
 					{ { "s", NULL }, { 1, 0 }, 1, MG_JOBJ },
 					{ { "s", NULL }, { 1, 0 }, 1, MG_JSTR },
 					{ { "c", "s" }, { 1, 1 }, 2, MG_JSTR },
 					{ { "c", "s" }, { 1, 1 }, 2, MG_JOBJ },
+					{ { "c", "k" }, { 1, 1 }, 2, MG_JSTR },
 				};
+				static const int sets[][2] = { { 0, 1 }, { 1, 1 }, { 2, 1 }, { 3, 1 }, { 0, 5 } };
 				mg_jspan spans[16];
-				for (size_t p = 0; p < sizeof paths / sizeof *paths; p++) {
-					long m = mg_jmembers(text, f->from, f->to, &paths[p], spans, 16);
+				for (size_t q = 0; q < sizeof sets / sizeof *sets; q++) {
+					const mg_jpath *ps = &paths[sets[q][0]];
+					long m = mg_jmembers(text, f->from, f->to, ps, sets[q][1], spans, 16);
 					size_t at = f->from;
-					if (m < 0)
+					if (m < 0 || m > 16)
 						abort();
-					for (long k = 0; k < m && k < 16; k++) {
+					for (long k = 0; k < m; k++) {
 						const mg_jspan *sp = &spans[k];
+						if (sp->path < 0 || sp->path >= sets[q][1])
+							abort();
 						if (sp->from < at || sp->to <= sp->from || sp->to > f->to)
 							abort();
-						if (text[sp->from] != (paths[p].kind == MG_JOBJ ? '{' : '"'))
+						if (text[sp->from] != (ps[sp->path].kind == MG_JOBJ ? '{' : '"'))
 							abort();
 						at = sp->to;
 					}

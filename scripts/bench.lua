@@ -158,6 +158,7 @@ end
 -- text, tool calls and tool results): about 167 KiB, and a 1 MiB one
 local agent = require "agent_request"
 local AGENT = { openai = agent.build("openai"), anthropic = agent.build("anthropic"),
+  openai_to_claude = agent.build("openai", { model = "claude-zero" }),
   openai_1m = agent.build("openai", { messages = 1200, result_bytes = 1500 }) }
 
 local targets = {
@@ -365,10 +366,11 @@ local function start_all()
 return {
   listen = "127.0.0.1:%d", workers = 1, log_level = "warn", upstream_http2_streams = 10000,
   providers = { up = { kind = "openai", base_url = "http://127.0.0.1:%d/v1", api_key = "sk-bench" },
-    h2 = { kind = "openai", base_url = "https://127.0.0.1:%d/v1", api_key = "sk-bench", insecure = true } },
+    h2 = { kind = "openai", base_url = "https://127.0.0.1:%d/v1", api_key = "sk-bench", insecure = true },
+    claude = { kind = "anthropic", base_url = "http://127.0.0.1:%d", api_key = "sk-bench" } },
   routes = { { match = "hold-h2", provider = "h2", model = "hold" }, { match = "zero-h2", provider = "h2", model = "zero" },
-    { match = "*", provider = "up" } },
-}]], P.moongate, P.mock, P.h2))
+    { match = "claude-zero", provider = "claude", model = "zero" }, { match = "*", provider = "up" } },
+}]], P.moongate, P.mock, P.h2, P.mock))
   local mg = start_moongate()
   write(WORK .. "/nginx.conf", string.format([[
 worker_processes 1;
@@ -454,6 +456,15 @@ local function main()
       log("  %-22s agent c1 p50 %.3f ms p99 %.3f ms%s%s", t.name, x.p50 or -1, x.p99 or -1,
         x.user_us and string.format(", CPU per request: %.0f us", x.user_us + x.sys_us) or "",
         x.errors > 0 and string.format(" (%d errors)", x.errors) or "")
+      if t.key == "translating" then -- the other way too: an OpenAI client, an Anthropic upstream
+        local oa = { key = "translating_oa", name = "moongate OpenAI to Anthropic", port = t.port,
+          path = "/v1/chat/completions", pid = t.pid }
+        r.agent.translating_oa = wrk(oa, "zero", 1, opts.duration, AGENT.openai_to_claude)
+        x = r.agent.translating_oa
+        log("  %-22s agent c1 p50 %.3f ms p99 %.3f ms%s%s", oa.name, x.p50 or -1, x.p99 or -1,
+          x.user_us and string.format(", CPU per request: %.0f us", x.user_us + x.sys_us) or "",
+          x.errors > 0 and string.format(" (%d errors)", x.errors) or "")
+      end
       if not t.anthropic and not t.peer then
         r.agent1m[t.key] = wrk(t, "zero", 1, opts.duration, AGENT.openai_1m)
         x = r.agent1m[t.key]
@@ -799,6 +810,9 @@ local function report(R)
     local ag_tr = cpu("agent", "translating")
     row("agent request translated (Anthropic client, OpenAI upstream), CPU", ag_tr and ag_tr / 1000, " ms", "<= 1.0 ms",
       ag_tr and ag_tr <= 1000)
+    local ag_oa = cpu("agent", "translating_oa")
+    row("agent request translated (OpenAI client, Anthropic upstream), CPU", ag_oa and ag_oa / 1000, " ms", "<= 1.0 ms",
+      ag_oa and ag_oa <= 1000)
     row("agent request, nginx proxy_pass, CPU per request", ag_ng, " us")
     row("agent request, Portkey, CPU per request", cpu("agent", "portkey"), " us")
     local pk_ratio = cpu_ratio("agent", "portkey", "passthrough")

@@ -53,8 +53,9 @@ local config = require "moongate.config"
 local json = require "moongate.json"
 local cfg = config.defaults()
 cfg.workers = 1
-cfg.providers = { up = { kind = "openai", base_url = "http://127.0.0.1:1/v1", api_key = "sk-bench" } }
-cfg.routes = { { match = "*", provider = "up" } }
+cfg.providers = { up = { kind = "openai", base_url = "http://127.0.0.1:1/v1", api_key = "sk-bench" },
+  claude = { kind = "anthropic", base_url = "http://127.0.0.1:1", api_key = "sk-bench" } }
+cfg.routes = { { match = "claude-*", provider = "claude" }, { match = "*", provider = "up" } }
 assert(config.validate(cfg))
 local app = require("moongate.app").new(cfg, { worker = 1, workers = 1 })
 
@@ -65,6 +66,7 @@ local responses = '{"model":"m","input":"Say hello.","max_output_tokens":64}'
 package.path = ROOT .. "/scripts/?.lua;" .. package.path
 local agent = require "agent_request"
 local agent_openai, agent_anthropic = agent.build("openai"), agent.build("anthropic")
+local agent_openai_to_claude = agent.build("openai", { model = "claude-zero" })
 local function streamed(body) return (body:gsub("}$", ',"stream":true}')) end
 local answer = json.encode({ id = "chatcmpl-1", object = "chat.completion", created = 1, model = "m",
   choices = { { index = 0, message = { role = "assistant", content = "Hello." }, finish_reason = "stop" } },
@@ -85,6 +87,10 @@ local js = { ["content-type"] = "application/json" }
 -- ordinary frames once the first is through, so Lua sees that one and the end)
 -- the upstream's whole answer, and its stream of 64 deltas, as C hands them on
 local function whole(cb) cb.on_done(nil, nil, answer, 200, js) end
+local anthropic_answer = json.encode({ id = "msg_1", type = "message", role = "assistant", model = "claude-zero",
+  content = { { type = "text", text = "Hello." } }, stop_reason = "end_turn", stop_sequence = json.null,
+  usage = { input_tokens = 3, output_tokens = 2 } })
+local function whole_anthropic(cb) cb.on_done(nil, nil, anthropic_answer, 200, js) end
 local function stream64(cb)
   for i = 1, 64 do cb.on_frame(deltas[i], nil) end
   cb.on_frame(last, nil)
@@ -104,6 +110,8 @@ local cases = {
   { name = "translating, whole answer", path = "/v1/messages", body = messages, upstream = whole },
   { name = "agent turn, passthrough", path = "/v1/chat/completions", body = agent_openai, upstream = whole, agent = true },
   { name = "agent turn, translating", path = "/v1/messages", body = agent_anthropic, upstream = whole, agent = true },
+  { name = "agent turn, translating OpenAI to Anthropic", path = "/v1/chat/completions", body = agent_openai_to_claude,
+    upstream = whole_anthropic, agent = true },
   { name = "translating, stream of 64", path = "/v1/messages", body = streamed(messages), upstream = stream64 },
   -- the Responses door (its answer kept in the response store, as by default)
   { name = "Responses, whole answer", path = "/v1/responses", body = responses, upstream = whole },

@@ -343,76 +343,124 @@ static const char *skip_value(const char *p, const char *end)
 	return end;
 }
 
-/* one array's elements (p at its '['), for path level lvl; returns the
- * position past the array. idx: the outer element's index (level 1);
- * spans are taken relative to text. */
-static const char *members(const char *text, const char *p, const char *end, const mg_jpath *path, int lvl,
-			   size_t idx, mg_jspan *spans, size_t cap, long *n)
+typedef struct walk {
+	const char *text, *end;
+	const mg_jpath *paths;
+	int npaths;
+	mg_jspan *spans;
+	size_t cap;
+	long n;
+} walk;
+
+static const char *walk_array(walk *w, const char *p, int lvl, size_t i, unsigned alive);
+
+/* the paths of alive whose name at level lvl is k[0 .. len) */
+static unsigned named(const walk *w, const char *k, size_t len, int lvl, unsigned alive)
 {
-	size_t i = 0;
+	unsigned m = 0;
+
+	for (int x = 0; x < w->npaths; x++)
+		if ((alive >> x & 1) && w->paths[x].key_len[lvl] == len && memcmp(k, w->paths[x].key[lvl], len) == 0)
+			m |= 1u << x;
+	return m;
+}
+
+/* one object (p at its '{') at level lvl, for the paths of alive, reached
+ * through element i of the outer array and j of the inner one (see
+ * mg_jspan); returns the position past it. What it gave is taken back when
+ * a member a path names is there twice. */
+static const char *walk_object(walk *w, const char *p, int lvl, size_t i, size_t j, unsigned alive)
+{
+	const char *end = w->end;
+	long before = w->n;
+	unsigned seen = 0, twice = 0;
+
+	p = ws(p + 1, end);
+	while (p < end && *p == '"') {
+		const char *k = p + 1, *v;
+		unsigned m, deeper = 0;
+		p = skip_string(p, end);
+		m = named(w, k, (size_t)(p - 1 - k), lvl, alive);
+		twice |= seen & m;
+		/* a key written with an escape may be a path's name in disguise,
+		 * given twice: this object is left whole */
+		if (memchr(k, '\\', (size_t)(p - 1 - k)))
+			twice = ~0u;
+		seen |= m;
+		p = ws(p, end);
+		v = p = ws(p + 1, end); /* past the colon */
+		for (int x = 0; x < w->npaths; x++)
+			if ((m >> x & 1) && w->paths[x].depth > lvl + 1)
+				deeper |= 1u << x;
+		if (deeper && v < end && *v == '[') {
+			p = walk_array(w, v, lvl + 1, i, deeper);
+		} else if (deeper && v < end && *v == '{') {
+			p = walk_object(w, v, lvl + 1, i, 0, deeper);
+		} else {
+			p = skip_value(p, end);
+			for (int x = 0; x < w->npaths && m; x++) {
+				const mg_jpath *pa = &w->paths[x];
+				const char *in = ws(v + 1, end);
+				if (!(m >> x & 1) || pa->depth != lvl + 1)
+					continue;
+				if (pa->kind == MG_JSTR ? *v != '"' : *v != '{' || in >= end || *in == '}')
+					continue;
+				if ((size_t)w->n < w->cap) {
+					mg_jspan *sp = &w->spans[w->n++];
+					sp->from = (size_t)(v - w->text);
+					sp->to = (size_t)(p - w->text);
+					sp->i = i;
+					sp->j = j;
+					sp->path = x;
+				}
+				break; /* (one span per value) */
+			}
+		}
+		p = ws(p, end);
+		if (p < end && *p == ',')
+			p = ws(p + 1, end);
+	}
+	if (twice)
+		w->n = before;
+	return p < end ? p + 1 : end; /* past the closing brace */
+}
+
+/* one array's elements (p at its '[') at level lvl; i: the outer array's
+ * element this one is in (level 1); returns the position past it */
+static const char *walk_array(walk *w, const char *p, int lvl, size_t i, unsigned alive)
+{
+	const char *end = w->end;
+	size_t k = 0;
 
 	p = ws(p + 1, end);
 	if (p < end && *p == ']')
 		return p + 1;
 	while (p < end) {
-		if (*p == '{') {
-			const char *hit = NULL, *hit_end = NULL;
-			int seen = 0;
-			p = ws(p + 1, end);
-			while (p < end && *p == '"') {
-				const char *k = p + 1, *v;
-				p = skip_string(p, end);
-				int match = (size_t)(p - 1 - k) == path->key_len[lvl] &&
-					    memcmp(k, path->key[lvl], path->key_len[lvl]) == 0;
-				p = ws(p, end);
-				v = p = ws(p + 1, end); /* past the colon */
-				if (match && lvl + 1 < path->depth && v < end && *v == '[') {
-					seen++;
-					p = members(text, v, end, path, lvl + 1, i, spans, cap, n);
-				} else {
-					p = skip_value(p, end);
-					if (match) {
-						seen++;
-						hit = v;
-						hit_end = p;
-					}
-				}
-				p = ws(p, end);
-				if (p < end && *p == ',')
-					p = ws(p + 1, end);
-			}
-			p++; /* the element's closing brace */
-			if (hit && seen == 1 && lvl + 1 == path->depth) {
-				const char *in = ws(hit + 1, end);
-				int ok = path->kind == MG_JSTR ? *hit == '"' : *hit == '{' && in < end && *in != '}';
-				if (ok && (size_t)*n < cap) {
-					mg_jspan *sp = &spans[(*n)++];
-					sp->from = (size_t)(hit - text);
-					sp->to = (size_t)(hit_end - text);
-					sp->i = lvl ? idx : i;
-					sp->j = lvl ? i : 0;
-				}
-			}
-		} else {
+		if (*p == '{')
+			p = walk_object(w, p, lvl, lvl ? i : k, lvl ? k + 1 : 0, alive);
+		else
 			p = skip_value(p, end);
-		}
-		i++;
+		k++;
 		p = ws(p, end);
 		if (p >= end || *p != ',')
 			break;
 		p = ws(p + 1, end);
 	}
-	return p < end ? p + 1 : end; /* past the array's ']' */
+	return p < end ? p + 1 : end; /* past the closing bracket */
 }
 
-long mg_jmembers(const char *text, size_t from, size_t to, const mg_jpath *path, mg_jspan *spans, size_t cap)
+long mg_jmembers(const char *text, size_t from, size_t to, const mg_jpath *paths, int npaths, mg_jspan *spans,
+		 size_t cap)
 {
-	long n = 0;
+	walk w = { text, text + to, paths, npaths, spans, cap, 0 };
 
-	if (from >= to || text[from] != '[' || path->depth < 1 || path->depth > 2)
+	if (from >= to || text[from] != '[' || npaths < 1 || npaths > 8)
 		return -1;
-	members(text, text + from, text + to, path, 0, 0, spans, cap, &n);
-	return n;
+	for (int x = 0; x < npaths; x++)
+		if (paths[x].depth < 1 || paths[x].depth > 2)
+			return -1;
+	walk_array(&w, text + from, 0, 0, (1u << npaths) - 1);
+	return w.n;
 }
 
 static size_t utf8(unsigned c, char *d)

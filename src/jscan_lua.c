@@ -13,14 +13,15 @@
  *   or nil, "syntax" (not JSON, nested past 200 as lua-cjson counts, too
  *     many top-level keys) | "not_object", or nil, "duplicate", key
  *
- *   hollow(text, from, to, path, kind, tag, base) -> hollowed, spans | nil
- *     text:sub(from, to) is an array value of a text top() accepted; path
- *     a list of one or two member names, kind "string" | "object" (see
- *     mg_jmembers). In hollowed (that array's text) the k-th value the
- *     path reaches is replaced by "<tag>str<base + k>" (a string) or
- *     {"<tag>obj<base + k>":true} (an object); tag as JSON writes it.
- *     spans: k -> {from, to (1-based, in text), i, j (1-based element
- *     indexes; j nil for a path of one)}. nil when no value is reached.
+ *   hollow(text, from, to, paths, tag, base) -> hollowed, spans | nil
+ *     text:sub(from, to) is an array value of a text top() accepted; paths
+ *     a list of up to 8 paths, each a list of one or two member names with
+ *     kind = "string" | "object" (see mg_jmembers). In hollowed (that
+ *     array's text) the k-th value reached is replaced by
+ *     "<tag>str<base + k>" (a string) or {"<tag>obj<base + k>":true} (an
+ *     object); tag as JSON writes it. spans: k -> {from, to (1-based, in
+ *     text), p (the path's index), i, j (1-based element indexes; j 0
+ *     through an object, nil for a path of one)}. nil when none is reached.
  *
  *   splice(s, cuts) -> s with cuts made: cuts is a flat list of 5 a cut,
  *     a, b, src, from, to: s:sub(a, b) becomes src:sub(from, to); cuts in
@@ -177,77 +178,113 @@ static int l_utf8(lua_State *L)
 	return 1;
 }
 
+/* A buffer of at least n bytes, left on the stack: the one this Lua state
+ * keeps in its registry (grown as needed, up to 1 MiB), or a larger one of
+ * this call's own. Either way the GC owns it: nothing leaks when a push
+ * after it raises (out of memory). */
+#define SCRATCH_KEPT (1u << 20)
+static char scratch_key;
+
+static char *scratch(lua_State *L, size_t n)
+{
+	if (n > SCRATCH_KEPT)
+		return lua_newuserdata(L, n);
+	lua_pushlightuserdata(L, &scratch_key);
+	lua_rawget(L, LUA_REGISTRYINDEX);
+	if (lua_type(L, -1) != LUA_TUSERDATA || lua_objlen(L, -1) < n) {
+		lua_pop(L, 1);
+		lua_newuserdata(L, n < 65536 ? 65536 : n);
+		lua_pushlightuserdata(L, &scratch_key);
+		lua_pushvalue(L, -2);
+		lua_rawset(L, LUA_REGISTRYINDEX);
+	}
+	return lua_touserdata(L, -1);
+}
+
 #define MAX_HOLLOW 1024 /* values that may be hollowed; those after are left whole */
 
 static int l_hollow(lua_State *L)
 {
-	size_t len, tlen;
+	size_t len, tlen, at;
 	const char *text = luaL_checklstring(L, 1, &len);
 	lua_Integer from = luaL_checkinteger(L, 2), to = luaL_checkinteger(L, 3);
-	const char *kind = luaL_checkstring(L, 5);
-	const char *tag = luaL_checklstring(L, 6, &tlen);
-	lua_Integer base = luaL_checkinteger(L, 7);
+	const char *tag = luaL_checklstring(L, 5, &tlen);
+	lua_Number base = luaL_checknumber(L, 6);
 	mg_jspan spans[MAX_HOLLOW];
-	mg_jpath path = { { NULL, NULL }, { 0, 0 }, 0, strcmp(kind, "object") == 0 ? MG_JOBJ : MG_JSTR };
+	mg_jpath paths[8];
+	int npaths;
 	long n;
-	size_t at;
 
 	luaL_checktype(L, 4, LUA_TTABLE);
-	path.depth = (int)lua_objlen(L, 4);
-	if (path.depth < 1 || path.depth > 2)
-		return luaL_argerror(L, 4, "a path of one or two names");
-	lua_settop(L, 7);
-	for (int k = 0; k < path.depth; k++) {
-		lua_rawgeti(L, 4, k + 1); /* 8, 9: held on the stack while used */
-		path.key[k] = luaL_checklstring(L, -1, &path.key_len[k]);
+	luaL_argcheck(L, base >= 0 && base < 1e15, 6, "a count from 0 to 10^15");
+	npaths = (int)lua_objlen(L, 4);
+	if (npaths < 1 || npaths > 8)
+		return luaL_argerror(L, 4, "one to eight paths");
+	lua_settop(L, 6);
+	for (int x = 0; x < npaths; x++) {
+		const char *kind;
+		lua_rawgeti(L, 4, x + 1); /* 7: the path (held by the list) */
+		if (!lua_istable(L, 7))
+			return luaL_argerror(L, 4, "each path a list of names");
+		paths[x].depth = (int)lua_objlen(L, 7);
+		if (paths[x].depth < 1 || paths[x].depth > 2)
+			return luaL_argerror(L, 4, "a path of one or two names");
+		for (int k = 0; k < paths[x].depth; k++) {
+			lua_rawgeti(L, 7, k + 1);
+			paths[x].key[k] = luaL_checklstring(L, -1, &paths[x].key_len[k]); /* (held by the path) */
+			lua_pop(L, 1);
+		}
+		paths[x].key[1] = paths[x].depth > 1 ? paths[x].key[1] : NULL;
+		lua_getfield(L, 7, "kind");
+		kind = lua_tostring(L, -1);
+		paths[x].kind = kind && strcmp(kind, "object") == 0 ? MG_JOBJ : MG_JSTR;
+		lua_settop(L, 6);
 	}
-	lua_settop(L, 9);
 	if (from < 1 || to < from || (size_t)to > len)
 		return 0;
-	n = mg_jmembers(text, (size_t)from - 1, (size_t)to, &path, spans, MAX_HOLLOW);
+	n = mg_jmembers(text, (size_t)from - 1, (size_t)to, paths, npaths, spans, MAX_HOLLOW);
 	if (n <= 0)
 		return 0;
-	lua_createtable(L, (int)n, 0); /* 10: spans */
+	lua_createtable(L, (int)n, 0); /* 7: spans */
 	{
-		/* the hollowed text in one buffer (see splice); only the push
-		 * below may raise (out of memory) while it is held */
+		/* the hollowed text in one buffer (see splice) */
 		size_t cap = (size_t)to - ((size_t)from - 1) + (size_t)n * (tlen + 32), w = 0;
-		char *out = malloc(cap);
-		if (!out)
-			return luaL_error(L, "out of memory");
+		char *out = scratch(L, cap); /* 8 */
 		at = (size_t)from - 1;
 		for (long k = 0; k < n; k++) {
+			int obj = paths[spans[k].path].kind == MG_JOBJ;
 			memcpy(out + w, text + at, spans[k].from - at);
 			w += spans[k].from - at;
-			if (path.kind == MG_JOBJ)
+			if (obj)
 				out[w++] = '{';
 			out[w++] = '"';
 			memcpy(out + w, tag, tlen);
 			w += tlen;
-			w += (size_t)snprintf(out + w, cap - w, path.kind == MG_JOBJ ? "obj%lld\":true}" : "str%lld\"",
-					      (long long)(base + k + 1));
+			w += (size_t)snprintf(out + w, cap - w, obj ? "obj%.0f\":true}" : "str%.0f\"", base + (double)k + 1);
 			at = spans[k].to;
 		}
 		memcpy(out + w, text + at, (size_t)to - at);
 		w += (size_t)to - at;
-		lua_pushlstring(L, out, w); /* 11 */
-		free(out);
+		lua_pushlstring(L, out, w); /* 9 */
+		lua_remove(L, 8);           /* 8 */
 	}
 	for (long k = 0; k < n; k++) {
-		lua_createtable(L, 0, 4);
+		lua_createtable(L, 0, 5);
 		lua_pushnumber(L, (lua_Number)spans[k].from + 1);
 		lua_setfield(L, -2, "from");
 		lua_pushnumber(L, (lua_Number)spans[k].to);
 		lua_setfield(L, -2, "to");
+		lua_pushnumber(L, (lua_Number)spans[k].path + 1);
+		lua_setfield(L, -2, "p");
 		lua_pushnumber(L, (lua_Number)spans[k].i + 1);
 		lua_setfield(L, -2, "i");
-		if (path.depth == 2) {
-			lua_pushnumber(L, (lua_Number)spans[k].j + 1);
+		if (paths[spans[k].path].depth == 2) {
+			lua_pushnumber(L, (lua_Number)spans[k].j);
 			lua_setfield(L, -2, "j");
 		}
-		lua_rawseti(L, 10, (int)k + 1);
+		lua_rawseti(L, 7, (int)k + 1);
 	}
-	lua_pushvalue(L, 10);
+	lua_pushvalue(L, 7);
 	return 2;
 }
 
@@ -279,7 +316,9 @@ static int l_splice(lua_State *L)
 			lua_rawgeti(L, 2, (int)(5 * k) + x + 1); /* 4 .. 8 */
 		for (int x = 0; x < 5; x++)
 			v[x] = x == 2 ? 0 : lua_tointeger(L, 4 + x);
-		cuts[k].src = luaL_checklstring(L, 6, &slen);
+		if (lua_type(L, 6) != LUA_TSTRING) /* (a number made a string here would go with the stack slot) */
+			return luaL_error(L, "splice: cut %d: the text to put is not a string", (int)k + 1);
+		cuts[k].src = lua_tolstring(L, 6, &slen); /* (held by the cuts table) */
 		if (v[0] < 1 || (size_t)v[0] <= at || v[1] < v[0] - 1 || (size_t)v[1] > len || v[3] < 1 || v[4] < v[3] - 1 ||
 		    (size_t)v[4] > slen)
 			return luaL_error(L, "splice: cut %d out of order or out of range", (int)k + 1);
@@ -293,9 +332,7 @@ static int l_splice(lua_State *L)
 	}
 	/* one buffer, one copy into the Lua string (a luaL_Buffer would make
 	 * and join a string per 8 KiB) */
-	out = malloc(total ? total : 1);
-	if (!out)
-		return luaL_error(L, "out of memory");
+	out = scratch(L, total ? total : 1);
 	w = out;
 	at = 0;
 	for (size_t k = 0; k < m; k++) {
@@ -307,7 +344,6 @@ static int l_splice(lua_State *L)
 	}
 	memcpy(w, s + at, len - at);
 	lua_pushlstring(L, out, total);
-	free(out);
 	return 1;
 }
 

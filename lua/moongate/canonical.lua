@@ -162,7 +162,7 @@ function M.prompt_tokens(creq)
   for _, m in ipairs(creq.messages) do
     for _, b in ipairs(m.content) do
       local t = b.text or b.arguments or b.content
-      t = json.raw_text(t) or t -- (a raw string: its text is as long, near enough)
+      t = json.str(t) -- (a raw string: decoded for this estimate)
       n = n + M.estimate_tokens(type(t) == "string" and t or nil)
     end
     n = n + 3 -- per-message framing
@@ -170,7 +170,8 @@ function M.prompt_tokens(creq)
   for _, t in ipairs(creq.tools or {}) do
     local ok, schema = true, json.raw_text(t.parameters)
     if not schema then ok, schema = pcall(json.encode, t.parameters or t.raw or {}) end
-    n = n + M.estimate_tokens(t.name) + M.estimate_tokens(t.description) + M.estimate_tokens(ok and schema or nil) + 8
+    n = n + M.estimate_tokens(t.name) + M.estimate_tokens(json.str(t.description))
+      + M.estimate_tokens(ok and schema or nil) + 8
   end
   return n
 end

@@ -95,7 +95,9 @@ local function materialize(h)
   raw_n[h] = nil
   setmetatable(h, nil)
   for k in pairs(h) do h[k] = nil end
-  for k, v in pairs(codec.decode(raw_text_of(n))) do h[k] = v end
+  local text = raw_text_of(n)
+  if not text then error("a raw value's text is gone (used after its request)") end
+  for k, v in pairs(codec.decode(text)) do h[k] = v end
 end
 local RawObject = {
   __index = function(h, k) materialize(h); return rawget(h, k) end,
@@ -352,7 +354,18 @@ end
 -- instead of the {} a decoded-and-encoded schema gets. Copies what
 -- changes; s is left as it was.
 function M.schema(s)
-  if raw_n[s] then return s end -- a raw object: the client's text, as it was
+  local n = raw_n[s]
+  if n then -- a raw object: the client's text, as it was, in a raw object of
+    -- its own (s itself may be read, and so decoded, before it is written)
+    local owner = raw_owners[n]
+    if not owner then error("a raw value's text is gone (used after its request)") end
+    raw_count = raw_count + 1
+    local c = raw_count
+    owner[c], owner[-c], raw_owners[c] = owner[n], owner[-n], owner
+    local copy = setmetatable({ [obj_tag .. c] = true }, RawObject)
+    raw_n[copy] = c
+    return copy
+  end
   return schema(s, s)
 end
 
@@ -409,30 +422,51 @@ splice = has_jscan and jscan.splice or function(s, cuts)
   return table.concat(out)
 end
 
--- the array at span sp of text with the values its path reaches left as
--- raw values (h: {path, kind, keep = fn(object holding the value) -> may
--- it stay raw}), their places held by owner
-local function hollow_array(text, sp, h, owner)
-  local hollowed, spans = jscan.hollow(text, sp.from, sp.to, h.path, h.kind, inner_tag, raw_count)
+-- the array at span sp of text with the values its paths reach left as
+-- raw values (specs: a list of {path, kind, keep = fn(object holding the
+-- value) -> may it stay raw}), their places held by owner
+local c_paths = setmetatable({}, { __mode = "k" }) -- specs -> jscan.hollow's paths
+local function hollow_array(text, sp, specs, owner)
+  local paths = c_paths[specs]
+  if not paths then
+    paths = {}
+    for x, h in ipairs(specs) do paths[x] = { h.path[1], h.path[2], kind = h.kind } end
+    c_paths[specs] = paths
+  end
+  local hollowed, spans = jscan.hollow(text, sp.from, sp.to, paths, inner_tag, raw_count)
   if not hollowed then return codec.decode(text:sub(sp.from, sp.to)) end
   local base = raw_count
   raw_count = raw_count + #spans
   local v = codec.decode(hollowed)
-  local last = h.path[#h.path]
+  -- each value where the scan put it, or the whole array decoded instead
+  -- (cannot happen: jscan.hollow leaves alone an object whose member might
+  -- be given twice, which is where cjson and the scan could differ)
+  local places = {}
   for k, at in ipairs(spans) do
-    local n = base + k
+    local h = specs[at.p]
     local parent = v[at.i]
-    if at.j then parent = parent[h.path[1]][at.j] end
-    if h.kind == "object" then
-      local o = parent[last]
-      -- (cannot fail: the text has this one member there)
-      assert(type(o) == "table" and rawget(o, obj_tag .. n) == true, "hollowed member not where it was put")
-      raw_n[o] = n
-      setmetatable(o, RawObject)
+    if at.j and type(parent) == "table" then -- (a path of two: through an array's element j, or an object)
+      parent = parent[h.path[1]]
+      if at.j > 0 and type(parent) == "table" then parent = parent[at.j] end
     end
+    local last = h.path[#h.path]
+    local x = type(parent) == "table" and parent[last]
+    if h.kind == "object" and not (type(x) == "table" and rawget(x, obj_tag .. (base + k)) == true)
+      or h.kind == "string" and x ~= str_tag .. (base + k) then
+      return codec.decode(text:sub(sp.from, sp.to))
+    end
+    places[k] = parent
+  end
+  for k, at in ipairs(spans) do
+    local n, h, parent = base + k, specs[at.p], places[k]
+    local last = h.path[#h.path]
     if h.keep and not h.keep(parent) then
       parent[last] = codec.decode(text:sub(at.from, at.to)) -- only some objects may hold it raw
     else
+      if h.kind == "object" then
+        raw_n[parent[last]] = n
+        setmetatable(parent[last], RawObject)
+      end
       owner[n], owner[-n], raw_owners[n] = at.from, at.to, owner
     end
   end
@@ -462,10 +496,11 @@ end
 -- first indexed (a lazy object); marked: some string of the text begins
 -- with marker. why: "syntax" (decode(text) says what is wrong), "not_object",
 -- "duplicate" (a top-level key given twice: key; without moongate.jscan,
--- only the keys of the list `once` are looked at). hollow: {key = {path =
--- {name [, name]}, kind = "string" | "object", keep = fn}}: in the array at
--- top-level key, the values path reaches (jscan.hollow) of that kind are
--- raw values (above), those in an object keep(object) refuses excepted.
+-- only the keys of the list `once` are looked at). hollow: {key = {{path =
+-- {name [, name]}, kind = "string" | "object", keep = fn}, ...}}: in the
+-- array at top-level key, the values each path reaches (jscan.hollow:
+-- through an object or each element of an array) of its kind are raw
+-- values (above), those in an object keep(object) refuses excepted.
 function M.object(text, marker, once, hollow)
   if has_jscan then
     local fields, spans, third = jscan.top(text, marker)

@@ -16,15 +16,17 @@ return {
   providers = {
     up = { kind = "openai", base_url = %q, retries = 0 },
     claude = { kind = "anthropic", base_url = %q, retries = 0 },
+    resp = { kind = "openai", api = "responses", base_url = %q, retries = 0 },
   },
   routes = {
+    { match = "resp-*", provider = "resp" },
     { match = "claude-*", provider = "claude" },
     { match = "big", provider = "claude", model = "claude-big-1" },
     { match = "gpt-test", provider = "up" },
     { match = "*", provider = "up" },
   },
   aliases = { sonnet = "claude-sonnet-4" },
-}]], mock.url .. "/v1", mock.url) }
+}]], mock.url .. "/v1", mock.url, mock.url .. "/v1") }
   end)
   teardown(function()
     if server then server:stop_clean() end
@@ -112,6 +114,36 @@ return {
     assert.equal(200, res.status)
     local answer = json.decode(res.body)
     assert.same({ path = "b.txt" }, answer.content[1].input)
+  end)
+
+  it("carries an OpenAI client's tool schemas and tool messages' text to an Anthropic upstream as written", function()
+    local schema = [[{ "type": "object", "properties": { "q": { "type": "string", "maxLength": 12345678901234567890 } } }]]
+    local result = [["found: caf\u00e9 \/ \"x\""]]
+    local body = '{"model":"claude-test","max_tokens":64,"tools":[{"type":"function","function":{"name":"search",'
+      .. '"parameters":' .. schema .. '}}],"messages":[{"role":"user","content":"look"},{"role":"assistant",'
+      .. '"content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"search","arguments":"{\\"q\\":\\"x\\"}"}}]},'
+      .. '{"role":"tool","tool_call_id":"call_1","content":' .. result .. '},{"role":"user","content":"and?"}]}'
+    local res = post("/v1/chat/completions", body)
+    assert.equal(200, res.status)
+    local sent = mock:requests()[1].body
+    assert.equal("/v1/messages", mock:requests()[1].path)
+    assert.matches('"input_schema":' .. schema, sent, 1, true)
+    assert.matches('"content":' .. result, sent, 1, true)
+    local up = json.decode(sent)
+    assert.same({ type = "tool_result", tool_use_id = "call_1", content = 'found: café / "x"' }, up.messages[3].content[1])
+    assert.same({ q = "x" }, up.messages[2].content[1].input)
+  end)
+
+  it("writes a strict tool's schema to a Responses upstream as the client wrote it, after judging it", function()
+    local schema = '{"type":"object","properties":{},"required":[],"additionalProperties":false,"maxProperties":12345678901234567890}'
+    local body = '{"model":"resp-test","max_tokens":10,"tools":[{"name":"noargs","strict":true,"input_schema":' .. schema
+      .. '}],"messages":[{"role":"user","content":"hi"}]}'
+    local res = post("/v1/messages", body)
+    assert.equal(200, res.status)
+    local got = mock:requests()[1]
+    assert.equal("/v1/responses", got.path)
+    assert.matches('"parameters":' .. schema, got.body, 1, true)
+    assert.is_true(json.decode(got.body).tools[1].strict) -- (judged: every object closed, every property required)
   end)
 
   it("refuses by name what an upstream of the other format cannot serve, and sends nothing", function()

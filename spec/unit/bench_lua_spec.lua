@@ -12,6 +12,6 @@ describe("scripts/bench_lua.lua", function()
       assert.is_true(tonumber(us) > 0, name)
       assert.is_true(tonumber(bytes) > 0, name)
     end
-    assert.equal(8, n, out)
+    assert.equal(9, n, out)
   end)
 end)

@@ -148,18 +148,23 @@ end)
 
 describe("jscan.hollow", function()
   local TAG = "\\u0001t-"
-  -- the array text:sub(from, to) rebuilt from hollow()'s answer: its
-  -- markers swapped back for what their spans decode to
-  local function rebuilt_array(text, from, to, path, kind)
-    local hollowed, spans = jscan.hollow(text, from, to, path, kind, TAG, 10)
+  -- the array text:sub(from, to) rebuilt from hollow()'s answer for paths
+  -- (each a list of names with a kind): its markers swapped back for what
+  -- their spans decode to -> the array, how many spans
+  local function rebuilt_paths(text, from, to, paths)
+    local hollowed, spans = jscan.hollow(text, from, to, paths, TAG, 10)
     if not hollowed then return cjson.decode(text:sub(from, to)), 0 end
-    local v = cjson.decode(hollowed)
+    local v, last = cjson.decode(hollowed), 0
     for k, sp in ipairs(spans) do
+      assert.is_true(sp.from > last, "spans in text order")
+      last = sp.to
+      local path = paths[sp.p]
       local parent = v[sp.i]
-      if sp.j then parent = parent[path[1]][sp.j] end
+      if sp.j then parent = parent[path[1]] end
+      if sp.j and sp.j > 0 then parent = parent[sp.j] end
       local name = path[#path]
       local value = cjson.decode(text:sub(sp.from, sp.to))
-      if kind == "object" then
+      if path.kind == "object" then
         assert.same({ ["\1t-obj" .. (10 + k)] = true }, parent[name])
         assert.equal("table", type(value))
         assert.is_not_nil(next(value), "an empty object hollowed")
@@ -171,6 +176,38 @@ describe("jscan.hollow", function()
     end
     return v, #spans
   end
+  local function rebuilt_array(text, from, to, path, kind)
+    return rebuilt_paths(text, from, to, { { path[1], path[2], kind = kind } })
+  end
+  -- the top-level array `key` of text, hollowed for one path: n values
+  -- reached, the array as cjson decodes it -> the spans
+  local function reaches(text, key, path, kind, n)
+    local _, spans = jscan.top(text)
+    local sp = spans[key]
+    local v, got = rebuilt_array(text, sp.from, sp.to, path, kind)
+    assert.equal(n, got)
+    assert.same(cjson.decode(text)[key], v)
+    return select(2, jscan.hollow(text, sp.from, sp.to, { { path[1], path[2], kind = kind } }, TAG, 0))
+  end
+
+  it("walks several paths at once: a tool's schema and description", function()
+    local text = '{"tools":[{"name":"a","description":"finds \\"x\\"","input_schema":{"type":"object"}},'
+      .. '{"description":7,"input_schema":{"type":"object"}},{"description":"d","description":"e"},'
+      .. '{"type":"function","function":{"description":"f","parameters":{"type":"object"}}}]}'
+    local _, spans = jscan.top(text)
+    local sp = spans.tools
+    local paths = { { "input_schema", kind = "object" }, { "description", kind = "string" } }
+    local v, n = rebuilt_paths(text, sp.from, sp.to, paths)
+    assert.equal(3, n) -- a's two, the second's schema (its description is no string); the third names one twice
+    assert.same(cjson.decode(text).tools, v)
+    local _, got = jscan.hollow(text, sp.from, sp.to, paths, TAG, 0)
+    assert.same({ 2, 1, 1 }, { got[1].p, got[2].p, got[3].p })
+    -- through an object, two names under the same first one
+    paths = { { "function", "parameters", kind = "object" }, { "function", "description", kind = "string" } }
+    v, n = rebuilt_paths(text, sp.from, sp.to, paths)
+    assert.equal(2, n)
+    assert.same(cjson.decode(text).tools, v)
+  end)
 
   it("leaves each tool's input_schema as a span, and nothing else", function()
     local text = '{"tools":[{"name":"a","input_schema":{"type":"object","properties":{"x":{"type":"string"}}}},'
@@ -178,7 +215,7 @@ describe("jscan.hollow", function()
       .. '{"name":"e","input_sch\\u0065ma":{"type":"object"}},{"input_schema":{"a":1},"input_schema":{"b":2}}]}'
     local _, spans = jscan.top(text)
     local sp = spans.tools
-    local hollowed, got = jscan.hollow(text, sp.from, sp.to, { "input_schema" }, "object", TAG, 0)
+    local hollowed, got = jscan.hollow(text, sp.from, sp.to, { { "input_schema", kind = "object" } }, TAG, 0)
     assert.equal(2, #got) -- a and d: b's is empty, e's key escaped, the last one's given twice
     assert.same({ 1, 5 }, { got[1].i, got[2].i })
     assert.is_nil(got[1].j)
@@ -188,7 +225,7 @@ describe("jscan.hollow", function()
     assert.matches('"input_schema" : {"\\u0001t-obj2":true} }', hollowed, 1, true)
     assert.same(cjson.decode(text).tools, (rebuilt_array(text, sp.from, sp.to, { "input_schema" }, "object")))
     -- nothing reached: nil
-    assert.is_nil(jscan.hollow(text, sp.from, sp.to, { "nope" }, "object", TAG, 0))
+    assert.is_nil(jscan.hollow(text, sp.from, sp.to, { { "nope", kind = "object" } }, TAG, 0))
   end)
 
   it("leaves each tool result's string content as a span, two levels down", function()
@@ -196,15 +233,32 @@ describe("jscan.hollow", function()
       .. '{"role":"user","content":[{"type":"tool_result","content":"a \\"quoted\\" \\u00e9\\/x"},'
       .. '{"type":"tool_result","content":[{"type":"text","text":"t"}]},{"type":"text","text":"hi"},'
       .. '{"type":"tool_result","content":""}]},[],{"content":{"content":"x"}}]}'
-    local _, spans = jscan.top(text)
-    local sp = spans.messages
-    local v, n = rebuilt_array(text, sp.from, sp.to, { "content", "content" }, "string")
-    assert.equal(2, n)
-    assert.same(cjson.decode(text).messages, v)
-    local _, got = jscan.hollow(text, sp.from, sp.to, { "content", "content" }, "string", TAG, 0)
+    -- the two tool results' strings, and "x" through an object
+    local got = reaches(text, "messages", { "content", "content" }, "string", 3)
     assert.same({ 2, 1 }, { got[1].i, got[1].j })
     assert.same({ 2, 4 }, { got[2].i, got[2].j })
     assert.equal('"a \\"quoted\\" \\u00e9\\/x"', text:sub(got[1].from, got[1].to))
+  end)
+
+  it("goes through an object on the way (an OpenAI tool's function.parameters)", function()
+    local text = '{"tools":[{"type":"function","function":{"name":"a","parameters":{"type":"object"}}},'
+      .. '{"type":"function","function":{"name":"b"}},{"function":[{"parameters":{"x":1}}]}]}'
+    -- through the object of the first, the array of the third
+    local got = reaches(text, "tools", { "function", "parameters" }, "object", 2)
+    assert.same({ 1, 0 }, { got[1].i, got[1].j })
+    assert.same({ 3, 1 }, { got[2].i, got[2].j })
+  end)
+
+  it("takes nothing through a member given twice (cjson keeps the last one)", function()
+    local text = '{"messages":[{"role":"user","content":[{"type":"tool_result","content":"A"}],'
+      .. '"content":[{"type":"text","content":"B"}]},{"content":[{"content":"C"}]}]}'
+    reaches(text, "messages", { "content", "content" }, "string", 1) -- C alone
+    -- a key written with an escape may be the same name: nothing taken there
+    text = '{"messages":[{"content":[{"content":"A"}],"cont\\u0065nt":[{"content":"B"}]},{"content":[{"content":"C"}]}]}'
+    reaches(text, "messages", { "content", "content" }, "string", 1)
+    local obj = '{"tools":[{"function":{"parameters":{"a":1}},"function":{"parameters":{"b":2}}}]}'
+    local _, spans = jscan.top(obj)
+    assert.is_nil(jscan.hollow(obj, spans.tools.from, spans.tools.to, { { "function", "parameters", kind = "object" } }, TAG, 0))
   end)
 
   it("gives back what cjson decodes, on generated arrays", function()
@@ -228,6 +282,12 @@ describe("jscan.hollow", function()
         local inner = {}
         for i = 1, math.random(0, 3) do inner[i] = gen(d + 1) end
         table.insert(parts, math.random(#parts + 1), '"c" :\t[' .. table.concat(inner, ",") .. "]")
+      elseif math.random(3) == 1 then
+        table.insert(parts, math.random(#parts + 1), '"c":' .. gen(d + 1))
+      end
+      -- a path's name given twice (nothing taken through it, or of it)
+      if math.random(6) == 1 then
+        table.insert(parts, math.random(#parts + 1), (math.random(2) == 1 and '"s":' or '"c":') .. gen(d + 1))
       end
       return "{" .. table.concat(parts, ",") .. "}"
     end
@@ -243,6 +303,11 @@ describe("jscan.hollow", function()
         local v, n = rebuilt_array(text, sp.from, sp.to, case[1], case[2])
         assert(same(v, want), "a different array: " .. text)
         hollowed = hollowed + n
+      end
+      for _, paths in ipairs { { { "s", kind = "object" }, { "c", kind = "string" } },
+        { { "c", "s", kind = "string" }, { "c", "x", kind = "object" }, { "s", kind = "string" } } } do
+        local v = rebuilt_paths(text, sp.from, sp.to, paths)
+        assert(same(v, want), "a different array (several paths): " .. text)
       end
     end
     assert.is_true(hollowed > 300, hollowed)

@@ -67,9 +67,9 @@ local has_jscan = pcall(require, "moongate.jscan")
 describe(has_jscan and "json raw values" or "json raw values (no moongate.jscan: skipped)", function()
   if not has_jscan then return end
   local hollow = {
-    tools = { path = { "input_schema" }, kind = "object" },
-    messages = { path = { "content", "content" }, kind = "string",
-      keep = function(b) return b.type == "tool_result" end },
+    tools = { { path = { "input_schema" }, kind = "object" } },
+    messages = { { path = { "content", "content" }, kind = "string",
+      keep = function(b) return b.type == "tool_result" end } },
   }
   local schema = '{ "type" : "object", "properties": {"p": {"type":"array","default":[]}, "n": {"maximum": 9007199254740993}} }'
   local text = '{"model":"m","tools":[{"name":"f","input_schema":' .. schema .. '}],"messages":[{"role":"user",'
@@ -90,8 +90,26 @@ describe(has_jscan and "json raw values" or "json raw values (no moongate.jscan:
     assert.equal('{"a":' .. schema .. ',"b":["caf\\u00e9 \\/ \\"q\\""]}', (out:gsub('^{"b":(.-),"a":(.*)}$', '{"a":%2,"b":%1}')))
     assert.equal("9007199254740993", out:match('"maximum": (%d+)'))
     assert.equal('"default":[]', out:match('"default":%[%]'))
-    -- json.schema leaves it as it is
-    assert.equal(raw_schema, json.schema(raw_schema))
+    -- json.schema gives a raw object of its own with the same text: the
+    -- schema may be read (decoded in place) before the request is written
+    local copy = json.schema(raw_schema)
+    assert.are_not.equal(raw_schema, copy)
+    assert.equal(schema, json.raw_text(copy))
+    assert.equal("object", raw_schema.type)
+    assert.equal(schema, json.raw_text(copy))
+    assert.equal('{"p":' .. schema .. '}', json.encode_raw({ p = copy }))
+  end)
+
+  it("decodes nothing raw where a member might be given twice, as cjson keeps the last", function()
+    local dup = '{"model":"m","tools":[{"name":"f","input_schema":{"a":1},"input_sch\\u0065ma":{"b":2}}],'
+      .. '"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"tool_result","content":"X"}],'
+      .. '"content":[{"type":"tool_result","content":"Y"}]},{"role":"user","content":[{"type":"tool_result","content":"Z"}],'
+      .. '"cont\\u0065nt":[{"type":"text","text":"KEPT"}]}]}'
+    local req = assert(json.object(dup, nil, nil, hollow))
+    assert.same({ b = 2 }, req.tools[1].input_schema)
+    assert.is_nil(json.raw_text(req.tools[1].input_schema))
+    assert.same({ { type = "tool_result", content = "Y" } }, req.messages[1].content)
+    assert.same({ { type = "text", text = "KEPT" } }, req.messages[2].content)
   end)
 
   it("decodes a raw object in place when a key is read or written", function()

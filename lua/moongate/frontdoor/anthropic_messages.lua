@@ -353,12 +353,13 @@ function tools_of(req)
 end
 
 -- what is carried upstream as the client's text unless read (json.object's
--- hollow): each tool's input_schema, and each tool result's content when
--- it is a string (the bulk of an agent's turn: files, command output)
+-- hollow, docs/TRANSLATION.md): each tool's input_schema and description,
+-- and each tool result's content when it is a string (the bulk of an
+-- agent's turn: files, command output)
 local hollow = {
-  tools = { path = { "input_schema" }, kind = "object" },
-  messages = { path = { "content", "content" }, kind = "string",
-    keep = function(block) return block.type == "tool_result" end },
+  tools = { { path = { "input_schema" }, kind = "object" }, { path = { "description" }, kind = "string" } },
+  messages = { { path = { "content", "content" }, kind = "string",
+    keep = function(block) return block.type == "tool_result" end } },
 }
 
 --- decode(body, headers [, opts]) -> canonical request | nil, err

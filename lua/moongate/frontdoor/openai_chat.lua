@@ -260,11 +260,19 @@ local function format_of(rf)
   return invalid_value("response_format.type", string.format("'%s' is not one of 'text', 'json_object', 'json_schema'.", tostring(rf.type)))
 end
 
+-- what is carried upstream as the client's text unless read (json.object's
+-- hollow, docs/TRANSLATION.md): each function tool's parameters and
+-- description, and each tool message's content when it is a string
+local hollow = {
+  tools = { { path = { "function", "parameters" }, kind = "object" }, { path = { "function", "description" }, kind = "string" } },
+  messages = { { path = { "content" }, kind = "string", keep = function(m) return m.role == "tool" end } },
+}
+
 --- decode(body, headers) -> canonical request | nil, err
 -- Checks what the gateway reads to route and to translate; the rest
 -- (roles, content parts) is looked at only when the request is translated.
 function M.decode(body, headers)
-  local req, err = oc.body(body, { "model", "stream" }, canonical.PACKED)
+  local req, err = oc.body(body, { "model", "stream" }, canonical.PACKED, hollow)
   if not req then return nil, err end
   local packed = err -- a string begins with canonical.PACKED
   -- messages as the scan saw them: read (decoded) only by a translation

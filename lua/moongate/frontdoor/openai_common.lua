@@ -104,12 +104,12 @@ end
 -- as a JSON object (json.object: its nested values read when first
 -- indexed), no top-level key given twice (without moongate.jscan, none of
 -- the list `once`), with a model that is a non-empty string; marked: a
--- string in it begins with marker
-function M.body(body, once, marker)
+-- string in it begins with marker; hollow: what json.object leaves raw
+function M.body(body, once, marker, hollow)
   if body == nil or body == "" then
     return parse_error("the body is empty. The API expects a JSON object.")
   end
-  local req, why, key = json.object(body, marker, once)
+  local req, why, key = json.object(body, marker, once, hollow)
   if req == nil then
     if why == "duplicate" then
       return M.invalid_value(key, "the field is given twice in the request body; give it once.")
