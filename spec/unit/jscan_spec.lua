@@ -179,34 +179,26 @@ describe("jscan.hollow", function()
   local function rebuilt_array(text, from, to, path, kind)
     return rebuilt_paths(text, from, to, { { path[1], path[2], kind = kind } })
   end
-  -- the top-level array `key` of text, hollowed for one path: n values
+  -- the top-level array `key` of text, hollowed for paths: n values
   -- reached, the array as cjson decodes it -> the spans
-  local function reaches(text, key, path, kind, n)
+  local function reaches(text, key, paths, n)
     local _, spans = jscan.top(text)
     local sp = spans[key]
-    local v, got = rebuilt_array(text, sp.from, sp.to, path, kind)
+    local v, got = rebuilt_paths(text, sp.from, sp.to, paths)
     assert.equal(n, got)
     assert.same(cjson.decode(text)[key], v)
-    return select(2, jscan.hollow(text, sp.from, sp.to, { { path[1], path[2], kind = kind } }, TAG, 0))
+    return select(2, jscan.hollow(text, sp.from, sp.to, paths, TAG, 0))
   end
 
   it("walks several paths at once: a tool's schema and description", function()
     local text = '{"tools":[{"name":"a","description":"finds \\"x\\"","input_schema":{"type":"object"}},'
       .. '{"description":7,"input_schema":{"type":"object"}},{"description":"d","description":"e"},'
       .. '{"type":"function","function":{"description":"f","parameters":{"type":"object"}}}]}'
-    local _, spans = jscan.top(text)
-    local sp = spans.tools
-    local paths = { { "input_schema", kind = "object" }, { "description", kind = "string" } }
-    local v, n = rebuilt_paths(text, sp.from, sp.to, paths)
-    assert.equal(3, n) -- a's two, the second's schema (its description is no string); the third names one twice
-    assert.same(cjson.decode(text).tools, v)
-    local _, got = jscan.hollow(text, sp.from, sp.to, paths, TAG, 0)
+    -- a's two, the second's schema (its description is no string); the third names one twice
+    local got = reaches(text, "tools", { { "input_schema", kind = "object" }, { "description", kind = "string" } }, 3)
     assert.same({ 2, 1, 1 }, { got[1].p, got[2].p, got[3].p })
     -- through an object, two names under the same first one
-    paths = { { "function", "parameters", kind = "object" }, { "function", "description", kind = "string" } }
-    v, n = rebuilt_paths(text, sp.from, sp.to, paths)
-    assert.equal(2, n)
-    assert.same(cjson.decode(text).tools, v)
+    reaches(text, "tools", { { "function", "parameters", kind = "object" }, { "function", "description", kind = "string" } }, 2)
   end)
 
   it("leaves each tool's input_schema as a span, and nothing else", function()
@@ -234,7 +226,7 @@ describe("jscan.hollow", function()
       .. '{"type":"tool_result","content":[{"type":"text","text":"t"}]},{"type":"text","text":"hi"},'
       .. '{"type":"tool_result","content":""}]},[],{"content":{"content":"x"}}]}'
     -- the two tool results' strings, and "x" through an object
-    local got = reaches(text, "messages", { "content", "content" }, "string", 3)
+    local got = reaches(text, "messages", { { "content", "content", kind = "string" } }, 3)
     assert.same({ 2, 1 }, { got[1].i, got[1].j })
     assert.same({ 2, 4 }, { got[2].i, got[2].j })
     assert.equal('"a \\"quoted\\" \\u00e9\\/x"', text:sub(got[1].from, got[1].to))
@@ -244,7 +236,7 @@ describe("jscan.hollow", function()
     local text = '{"tools":[{"type":"function","function":{"name":"a","parameters":{"type":"object"}}},'
       .. '{"type":"function","function":{"name":"b"}},{"function":[{"parameters":{"x":1}}]}]}'
     -- through the object of the first, the array of the third
-    local got = reaches(text, "tools", { "function", "parameters" }, "object", 2)
+    local got = reaches(text, "tools", { { "function", "parameters", kind = "object" } }, 2)
     assert.same({ 1, 0 }, { got[1].i, got[1].j })
     assert.same({ 3, 1 }, { got[2].i, got[2].j })
   end)
@@ -252,10 +244,10 @@ describe("jscan.hollow", function()
   it("takes nothing through a member given twice (cjson keeps the last one)", function()
     local text = '{"messages":[{"role":"user","content":[{"type":"tool_result","content":"A"}],'
       .. '"content":[{"type":"text","content":"B"}]},{"content":[{"content":"C"}]}]}'
-    reaches(text, "messages", { "content", "content" }, "string", 1) -- C alone
+    reaches(text, "messages", { { "content", "content", kind = "string" } }, 1) -- C alone
     -- a key written with an escape may be the same name: nothing taken there
     text = '{"messages":[{"content":[{"content":"A"}],"cont\\u0065nt":[{"content":"B"}]},{"content":[{"content":"C"}]}]}'
-    reaches(text, "messages", { "content", "content" }, "string", 1)
+    reaches(text, "messages", { { "content", "content", kind = "string" } }, 1)
     local obj = '{"tools":[{"function":{"parameters":{"a":1}},"function":{"parameters":{"b":2}}}]}'
     local _, spans = jscan.top(obj)
     assert.is_nil(jscan.hollow(obj, spans.tools.from, spans.tools.to, { { "function", "parameters", kind = "object" } }, TAG, 0))
