@@ -216,7 +216,7 @@ static int l_hollow(lua_State *L)
 	long n;
 
 	luaL_checktype(L, 4, LUA_TTABLE);
-	luaL_argcheck(L, base >= 0 && base < 1e15, 6, "a count from 0 to 10^15");
+	luaL_argcheck(L, base >= 0 && base < 1e15, 6, "a count from 0 to 10^15"); /* (no overflow below) */
 	npaths = (int)lua_objlen(L, 4);
 	if (npaths < 1 || npaths > 8)
 		return luaL_argerror(L, 4, "one to eight paths");
@@ -260,7 +260,7 @@ static int l_hollow(lua_State *L)
 			out[w++] = '"';
 			memcpy(out + w, tag, tlen);
 			w += tlen;
-			w += (size_t)snprintf(out + w, cap - w, obj ? "obj%.0f\":true}" : "str%.0f\"", base + (double)k + 1);
+			w += (size_t)snprintf(out + w, cap - w, obj ? "obj%lld\":true}" : "str%lld\"", (long long)base + k + 1);
 			at = spans[k].to;
 		}
 		memcpy(out + w, text + at, (size_t)to - at);

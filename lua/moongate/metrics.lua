@@ -128,7 +128,14 @@ end
 -- quotes would be escaped.
 function M.body_usage(text)
   if type(text) ~= "string" then return nil end
-  local s, e = text:find('"usage"%s*:%s*{')
+  -- (a plain search for the key, then the pattern there: a pattern tried
+  -- at every byte of a long answer costs more than the rest)
+  local s, e = text:find('"usage"', 1, true)
+  while s do
+    local _, pe = text:find('^%s*:%s*{', e + 1)
+    if pe then e = pe break end
+    s, e = text:find('"usage"', e + 1, true)
+  end
   if not s then return nil end
   -- the object's end: braces nest (token details), strings hold none here
   local depth, i = 1, e + 1
