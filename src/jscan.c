@@ -401,7 +401,7 @@ static const char *walk_object(walk *w, const char *p, int lvl, size_t i, size_t
 			for (int x = 0; x < w->npaths && m; x++) {
 				const mg_jpath *pa = &w->paths[x];
 				const char *in = ws(v + 1, end);
-				if (!(m >> x & 1) || pa->depth != lvl + 1)
+				if (!(m >> x & 1) || pa->depth != lvl + 1 || v >= end)
 					continue;
 				if (pa->kind == MG_JSTR ? *v != '"' : *v != '{' || in >= end || *in == '}')
 					continue;
