@@ -73,6 +73,7 @@ struct hc_conn {
 	int reused;         /* served an earlier request */
 	int writing;        /* a request is still being written on it */
 	int idle;           /* on hc->idle (counted in hc->nidle) */
+	int reading;        /* libuv reads it (conn_read) */
 };
 
 struct mg_hc_req {
@@ -149,7 +150,7 @@ static void conn_close(hc_conn *c)
 	uv_close((uv_handle_t *)&c->tcp, conn_closed);
 }
 
-static void on_idle_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void on_conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
 static void alloc_read(uv_handle_t *h, size_t want, uv_buf_t *b)
 {
@@ -163,6 +164,24 @@ static void alloc_read(uv_handle_t *h, size_t want, uv_buf_t *b)
 	}
 	b->base = c->hc->rbuf;
 	b->len = sizeof c->hc->rbuf;
+}
+
+/* Reading on or off. One callback serves an idle connection and one with
+ * a request (on_conn_read): swapping callbacks takes a stop and a start,
+ * and libuv then asks epoll to add the descriptor again (EEXIST, then a
+ * modify: two system calls each time, twice a request). */
+static int conn_read(hc_conn *c, int on)
+{
+	int rc = 0;
+
+	if (on && !c->reading) {
+		rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_read, on_conn_read);
+		c->reading = rc == 0;
+	} else if (!on && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = 0;
+	}
+	return rc;
 }
 
 /* A connection whose answer ended cleanly waits for the next request. */
@@ -179,9 +198,7 @@ static void conn_park(hc_conn *c)
 		hc->idle->prev = c;
 	hc->idle = c;
 	hc->nidle++;
-	/* (libuv will not swap the callback of a stream it reads already) */
-	uv_read_stop((uv_stream_t *)&c->tcp);
-	uv_read_start((uv_stream_t *)&c->tcp, alloc_read, on_idle_read);
+	conn_read(c, 1); /* (a hang-up while idle ends it: on_idle_read) */
 	if (hc->nidle > IDLE_MAX) { /* the least recently used goes */
 		hc_conn *last = hc->idle;
 		while (last->next)
@@ -435,7 +452,7 @@ static void answered(mg_hc_req *r)
 {
 	if (r->paused) {
 		r->done_pending = 1;
-		uv_read_stop((uv_stream_t *)&r->conn->tcp);
+		conn_read(r->conn, 0);
 		return;
 	}
 	req_end(r, MG_HC_OK, NULL);
@@ -487,6 +504,14 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	mg_uncork();
 }
 
+static void on_conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	if (((hc_conn *)s)->idle)
+		on_idle_read(s, n, b);
+	else
+		on_read(s, n, b);
+}
+
 /* ---- sending -------------------------------------------------------------- */
 
 static void on_written(uv_write_t *w, int status)
@@ -526,9 +551,10 @@ static void start_on(mg_hc_req *r, hc_conn *c)
 	rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs, nb, on_written);
 	if (rc < 0)
 		c->writing = 0;
-	uv_read_stop((uv_stream_t *)&c->tcp); /* an idle one was read by on_idle_read */
-	if (rc == 0 && !r->paused)
-		rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_read, on_read);
+	if (rc < 0 || r->paused)
+		conn_read(c, 0);
+	else
+		rc = conn_read(c, 1);
 	if (rc < 0 && !retry_fresh(r))
 		fail(r, MG_HC_EUPSTREAM, "Send failure: %s", uv_strerror(rc));
 }
@@ -938,10 +964,7 @@ void mg_hc_pause(mg_hc_req *r, int paused)
 	}
 	if (!r->conn || !r->connected || r->complete)
 		return;
-	if (paused)
-		uv_read_stop((uv_stream_t *)&r->conn->tcp);
-	else
-		uv_read_start((uv_stream_t *)&r->conn->tcp, alloc_read, on_read);
+	conn_read(r->conn, !paused);
 }
 
 void mg_hc_cancel(mg_hc_req *r)
