@@ -450,6 +450,10 @@ static int retry_fresh(mg_hc_req *r)
 /* The answer is in: the request ends now, or once the caller reads again. */
 static void answered(mg_hc_req *r)
 {
+	/* (an answer before its request was all sent: the connection goes,
+	 * decided now, as the write may end while the caller pauses) */
+	if (r->conn && r->conn->writing)
+		r->no_reuse = 1;
 	if (r->paused) {
 		r->done_pending = 1;
 		conn_read(r->conn, 0);
