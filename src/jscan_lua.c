@@ -201,17 +201,50 @@ static char *scratch(lua_State *L, size_t n)
 	return lua_touserdata(L, -1);
 }
 
+/* A piece put in place of s[a .. e) (0-based, e past the end). */
+typedef struct cut {
+	size_t a, e;
+	const char *put;
+	size_t put_len;
+} cut;
+
+/* Pushes s[lo .. hi) with each cut made (in order, inside it, none
+ * overlapping): one buffer and one copy into the Lua string (a luaL_Buffer
+ * would make and join a string per 8 KiB). */
+static void push_cut(lua_State *L, const char *s, size_t lo, size_t hi, const cut *cuts, size_t m)
+{
+	size_t total = hi - lo, at = lo;
+	char *out, *w;
+
+	for (size_t k = 0; k < m; k++)
+		total = total - (cuts[k].e - cuts[k].a) + cuts[k].put_len;
+	w = out = scratch(L, total ? total : 1);
+	for (size_t k = 0; k < m; k++) {
+		memcpy(w, s + at, cuts[k].a - at);
+		w += cuts[k].a - at;
+		memcpy(w, cuts[k].put, cuts[k].put_len);
+		w += cuts[k].put_len;
+		at = cuts[k].e;
+	}
+	memcpy(w, s + at, hi - at);
+	lua_pushlstring(L, out, total);
+	lua_remove(L, -2); /* the scratch buffer */
+}
+
 #define MAX_HOLLOW 1024 /* values that may be hollowed; those after are left whole */
 
 static int l_hollow(lua_State *L)
 {
-	size_t len, tlen, at;
+	size_t len, tlen;
 	const char *text = luaL_checklstring(L, 1, &len);
 	lua_Integer from = luaL_checkinteger(L, 2), to = luaL_checkinteger(L, 3);
 	const char *tag = luaL_checklstring(L, 5, &tlen);
 	lua_Number base = luaL_checknumber(L, 6);
 	mg_jspan spans[MAX_HOLLOW];
-	mg_jpath paths[8];
+	mg_jpath paths[8] = { { { NULL, NULL }, { 0, 0 }, 0, 0 } };
+	cut *cuts;
+	char *marks;
+	size_t w = 0, mark_cap;
 	int npaths;
 	long n;
 
@@ -234,7 +267,6 @@ static int l_hollow(lua_State *L)
 			paths[x].key[k] = luaL_checklstring(L, -1, &paths[x].key_len[k]); /* (held by the path) */
 			lua_pop(L, 1);
 		}
-		paths[x].key[1] = paths[x].depth > 1 ? paths[x].key[1] : NULL;
 		lua_getfield(L, 7, "kind");
 		kind = lua_tostring(L, -1);
 		paths[x].kind = kind && strcmp(kind, "object") == 0 ? MG_JOBJ : MG_JSTR;
@@ -246,28 +278,22 @@ static int l_hollow(lua_State *L)
 	if (n <= 0)
 		return 0;
 	lua_createtable(L, (int)n, 0); /* 7: spans */
-	{
-		/* the hollowed text in one buffer (see splice) */
-		size_t cap = (size_t)to - ((size_t)from - 1) + (size_t)n * (tlen + 32), w = 0;
-		char *out = scratch(L, cap); /* 8 */
-		at = (size_t)from - 1;
-		for (long k = 0; k < n; k++) {
-			int obj = paths[spans[k].path].kind == MG_JOBJ;
-			memcpy(out + w, text + at, spans[k].from - at);
-			w += spans[k].from - at;
-			if (obj)
-				out[w++] = '{';
-			out[w++] = '"';
-			memcpy(out + w, tag, tlen);
-			w += tlen;
-			w += (size_t)snprintf(out + w, cap - w, obj ? "obj%lld\":true}" : "str%lld\"", (long long)base + k + 1);
-			at = spans[k].to;
-		}
-		memcpy(out + w, text + at, (size_t)to - at);
-		w += (size_t)to - at;
-		lua_pushlstring(L, out, w); /* 9 */
-		lua_remove(L, 8);           /* 8 */
+	/* 8: the cuts, and their markers after them (the GC frees both) */
+	mark_cap = (size_t)n * (tlen + 32);
+	cuts = lua_newuserdata(L, (size_t)n * sizeof *cuts + mark_cap);
+	marks = (char *)(cuts + n);
+	for (long k = 0; k < n; k++) {
+		int obj = paths[spans[k].path].kind == MG_JOBJ;
+		size_t at = w;
+		if (obj)
+			marks[w++] = '{';
+		marks[w++] = '"';
+		memcpy(marks + w, tag, tlen);
+		w += tlen;
+		w += (size_t)snprintf(marks + w, mark_cap - w, obj ? "obj%lld\":true}" : "str%lld\"", (long long)base + k + 1);
+		cuts[k] = (cut){ spans[k].from, spans[k].to, marks + at, w - at };
 	}
+	push_cut(L, text, (size_t)from - 1, (size_t)to, cuts, (size_t)n); /* 9: the hollowed text */
 	for (long k = 0; k < n; k++) {
 		lua_createtable(L, 0, 5);
 		lua_pushnumber(L, (lua_Number)spans[k].from + 1);
@@ -288,18 +314,11 @@ static int l_hollow(lua_State *L)
 	return 2;
 }
 
-/* one cut of splice(): s[a - 1 .. e) becomes src[f - 1 .. t) */
-typedef struct cut {
-	size_t a, e, f, t;
-	const char *src; /* held by the cuts table */
-} cut;
-
 static int l_splice(lua_State *L)
 {
-	size_t len, at = 0, total, n, m;
+	size_t len, at = 0, n, m;
 	const char *s = luaL_checklstring(L, 1, &len);
 	cut *cuts;
-	char *out, *w;
 
 	luaL_checktype(L, 2, LUA_TTABLE);
 	n = lua_objlen(L, 2);
@@ -308,42 +327,26 @@ static int l_splice(lua_State *L)
 	m = n / 5;
 	lua_settop(L, 2);
 	cuts = lua_newuserdata(L, (m ? m : 1) * sizeof *cuts); /* 3: freed by the GC */
-	total = len;
 	for (size_t k = 0; k < m; k++) {
 		size_t slen;
 		lua_Integer v[5];
+		const char *src;
 		for (int x = 0; x < 5; x++)
 			lua_rawgeti(L, 2, (int)(5 * k) + x + 1); /* 4 .. 8 */
 		for (int x = 0; x < 5; x++)
 			v[x] = x == 2 ? 0 : lua_tointeger(L, 4 + x);
 		if (lua_type(L, 6) != LUA_TSTRING) /* (a number made a string here would go with the stack slot) */
 			return luaL_error(L, "splice: cut %d: the text to put is not a string", (int)k + 1);
-		cuts[k].src = lua_tolstring(L, 6, &slen); /* (held by the cuts table) */
+		src = lua_tolstring(L, 6, &slen); /* (held by the cuts table) */
 		if (v[0] < 1 || (size_t)v[0] <= at || v[1] < v[0] - 1 || (size_t)v[1] > len || v[3] < 1 || v[4] < v[3] - 1 ||
 		    (size_t)v[4] > slen)
 			return luaL_error(L, "splice: cut %d out of order or out of range", (int)k + 1);
-		cuts[k].a = (size_t)v[0];
-		cuts[k].e = (size_t)v[1];
-		cuts[k].f = (size_t)v[3];
-		cuts[k].t = (size_t)v[4];
-		at = cuts[k].e;
-		total = total - (cuts[k].e - cuts[k].a + 1) + (cuts[k].t - cuts[k].f + 1);
+		/* s:sub(a, b) becomes src:sub(f, t) */
+		cuts[k] = (cut){ (size_t)v[0] - 1, (size_t)v[1], src + v[3] - 1, (size_t)(v[4] - v[3] + 1) };
+		at = (size_t)v[1];
 		lua_settop(L, 3);
 	}
-	/* one buffer, one copy into the Lua string (a luaL_Buffer would make
-	 * and join a string per 8 KiB) */
-	out = scratch(L, total ? total : 1);
-	w = out;
-	at = 0;
-	for (size_t k = 0; k < m; k++) {
-		memcpy(w, s + at, cuts[k].a - 1 - at);
-		w += cuts[k].a - 1 - at;
-		memcpy(w, cuts[k].src + cuts[k].f - 1, cuts[k].t - cuts[k].f + 1);
-		w += cuts[k].t - cuts[k].f + 1;
-		at = cuts[k].e;
-	}
-	memcpy(w, s + at, len - at);
-	lua_pushlstring(L, out, total);
+	push_cut(L, s, 0, len, cuts, m);
 	return 1;
 }
 

@@ -59,21 +59,19 @@ M.empty_array = M.raw("[]")
 -- Raw values: a client's JSON string or object carried upstream as its
 -- text, not decoded unless something reads it (json.object's `hollow`).
 -- A raw string is a Lua string, the marker tag .. "str" .. n, that
--- encode_raw writes as the text; json.str(s) gives what it says. As with
+-- encode_raw writes as the text; json.str(s) gives what it says. A raw
+-- object is a table holding one key, tag .. "obj" .. n (cjson writes it as
+-- {"\u0001raw-<id>:objn":true}), that decodes itself in place when a key
+-- is read or written (pairs() or next() before that see its one key: an
+-- object, not empty, as its text is). n is unique in the process. As with
 -- raw(), the id keeps clients from forging a marker: one that knew it
 -- could have another live request's text spliced into its own, so no
 -- marker ever leaves the process (encode_raw swaps each, and refuses one
--- it cannot swap). A raw object is a table holding one key, tag .. "obj"
--- .. n (cjson writes it as
--- {"\u0001raw-<id>:objn":true}), that decodes itself in place when a key is
--- read or written (pairs() or next() before that see its one key: an
--- object, not empty, as its text is). n is unique in the process. The
--- texts belong to the decoded request (its owner table, held for as long
--- as the request's table is), and raw_owners holds owners weakly: a
--- request gone, its texts go. A raw value used after its request's table
--- is gone has no text: encode_raw refuses it.
--- owner: {text = the request's text, [n] = from, [-n] = to}, where
--- text:sub(from, to) is raw value n's JSON (no copy made till needed)
+-- it cannot swap). The texts belong to the decoded request: its owner
+-- table, {text = the request's text, [n] = from, [-n] = to} (raw value n
+-- is text:sub(from, to), no copy made till needed), held for as long as
+-- the request's table is; raw_owners holds owners weakly. A raw value
+-- used after its request is gone has no text: reading or writing it fails.
 local raw_owners = setmetatable({}, { __mode = "v" }) -- n -> owner
 -- a decoded request -> its owner: held as long as the request is (json.whole
 -- takes the metatable off, so the owner cannot live there)
@@ -82,27 +80,43 @@ local raw_n = setmetatable({}, { __mode = "k" }) -- raw object -> its n
 local raw_count = 0
 local str_tag, obj_tag = raw_tag .. "str", raw_tag .. "obj"
 
+-- raw value n is owner.text:sub(from, to) from now on
+local function raw_keep(owner, n, from, to)
+  owner[n], owner[-n], raw_owners[n] = from, to, owner
+end
+
+-- where raw value n is: its request's text, from, to, and the owner
+local function raw_place(n)
+  local owner = raw_owners[n]
+  if not owner then error("a raw value's text is gone (used after its request)") end
+  return owner.text, owner[n], owner[-n], owner
+end
+
 local function raw_text_of(n)
   local owner = raw_owners[n]
   return owner and owner.text:sub(owner[n], owner[-n])
 end
 
--- the raw object h becomes the table its text decodes to (cannot fail: the
--- text was checked)
+-- the raw object h becomes the table its text decodes to
 local function materialize(h)
   local n = raw_n[h]
   if not n then return end
+  local text, from, to = raw_place(n)
   raw_n[h] = nil
   setmetatable(h, nil)
   for k in pairs(h) do h[k] = nil end
-  local text = raw_text_of(n)
-  if not text then error("a raw value's text is gone (used after its request)") end
-  for k, v in pairs(codec.decode(text)) do h[k] = v end
+  for k, v in pairs(codec.decode(text:sub(from, to))) do h[k] = v end
 end
 local RawObject = {
   __index = function(h, k) materialize(h); return rawget(h, k) end,
   __newindex = function(h, k, v) materialize(h); rawset(h, k, v) end,
 }
+
+-- t, a table holding its one key obj_tag .. n, becomes raw object n
+local function raw_object(t, n)
+  raw_n[t] = n
+  return setmetatable(t, RawObject)
+end
 
 --- raw_text(value) -> the client's JSON text of a raw string or of a raw
 -- object not decoded yet, else nil
@@ -154,11 +168,7 @@ function M.encode_raw(value)
       -- would send the marker, not the text
       error("a raw value's marker where its text cannot go")
     end
-    if a and not src then
-      local owner = raw_owners[tonumber(n)]
-      if not owner then error("a raw value's text is gone (used after its request)") end
-      src, from, to = owner.text, owner[tonumber(n)], owner[-tonumber(n)]
-    end
+    if a and not src then src, from, to = raw_place(tonumber(n)) end
     if a then
       cuts[c + 1], cuts[c + 2], cuts[c + 3], cuts[c + 4], cuts[c + 5] = a, b, src, from, to
       c = c + 5
@@ -357,14 +367,10 @@ function M.schema(s)
   local n = raw_n[s]
   if n then -- a raw object: the client's text, as it was, in a raw object of
     -- its own (s itself may be read, and so decoded, before it is written)
-    local owner = raw_owners[n]
-    if not owner then error("a raw value's text is gone (used after its request)") end
+    local _, from, to, owner = raw_place(n)
     raw_count = raw_count + 1
-    local c = raw_count
-    owner[c], owner[-c], raw_owners[c] = owner[n], owner[-n], owner
-    local copy = setmetatable({ [obj_tag .. c] = true }, RawObject)
-    raw_n[copy] = c
-    return copy
+    raw_keep(owner, raw_count, from, to)
+    return raw_object({ [obj_tag .. raw_count] = true }, raw_count)
   end
   return schema(s, s)
 end
@@ -463,11 +469,8 @@ local function hollow_array(text, sp, specs, owner)
     if h.keep and not h.keep(parent) then
       parent[last] = codec.decode(text:sub(at.from, at.to)) -- only some objects may hold it raw
     else
-      if h.kind == "object" then
-        raw_n[parent[last]] = n
-        setmetatable(parent[last], RawObject)
-      end
-      owner[n], owner[-n], raw_owners[n] = at.from, at.to, owner
+      if h.kind == "object" then raw_object(parent[last], n) end
+      raw_keep(owner, n, at.from, at.to)
     end
   end
   return v
