@@ -35,6 +35,7 @@ build = {
     ["moongate.config"] = "lua/moongate/config.lua",
     ["moongate.errors"] = "lua/moongate/errors.lua",
     ["moongate.exchange"] = "lua/moongate/exchange.lua",
+    ["moongate.fast"] = "lua/moongate/fast.lua",
     ["moongate.frontdoor.openai_chat"] = "lua/moongate/frontdoor/openai_chat.lua",
     ["moongate.http"] = "lua/moongate/http.lua",
     ["moongate.json"] = "lua/moongate/json.lua",

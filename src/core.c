@@ -8,6 +8,7 @@
 #include "sse.h"
 #include "stats.h"
 #include "upstream.h"
+#include "fast.h"
 #include "watchdog.h"
 #include "pool.h"
 #include "store.h"
@@ -67,6 +68,7 @@ int luaopen_moongate_core(lua_State *L)
 	mg_server_open(L, mg_core_preload);
 	mg_stats_open(L);
 	mg_upstream_open(L);
+	mg_fast_open(L);
 	mg_ws_open(L);
 	mg_pool_open(L);
 	mg_store_open(L);

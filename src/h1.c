@@ -33,6 +33,7 @@
 #include "h1.h"
 #include "h1_parse.h"
 #include "http.h"
+#include "fast.h"
 #include "log.h"
 #include "ctx.h"
 #include "stats.h"
@@ -555,7 +556,8 @@ static void conn_process(mg_h1_conn *c)
 			}
 			if (err == HPE_PAUSED && c->req) {
 				uv_timer_stop(&c->timer);
-				mg_req_dispatch(c->req); /* may answer and finish at once */
+				if (!mg_fast_try(c->req)) /* (no Lua call when it takes it) */
+					mg_req_dispatch(c->req); /* may answer and finish at once */
 			} else if (err != HPE_OK && err != HPE_PAUSED) {
 				bad_request(c, err);
 			}

@@ -172,6 +172,11 @@ void mg_req_free(mg_req *r)
 			r->provider, r->provider_len, r->status ? r->status : 499,
 			(double)(uv_hrtime() - r->started_ns) / 1e9,
 			r->first_byte_ns ? (double)(r->first_byte_ns - r->started_ns) / 1e9 : -1 });
+	if (r->c_gone) {
+		void (*gone)(mg_req *) = r->c_gone;
+		r->c_gone = NULL;
+		gone(r);
+	}
 	if (r->handle)
 		*r->handle = NULL;
 	mg_cork_forget(&r->cork);
@@ -222,6 +227,11 @@ void mg_req_gone(mg_req *r)
 		return;
 	r->client_gone = 1;
 	mg_stats_add(&mg_global_stats.client_disconnects, 1);
+	if (r->c_gone) { /* a C server of it (fast.c) */
+		void (*gone)(mg_req *) = r->c_gone;
+		r->c_gone = NULL;
+		gone(r);
+	}
 	r->on_close_ref = LUA_NOREF;
 	call_ref(r, ref, "close callback");
 	if (r->ls->L)
@@ -354,7 +364,8 @@ static int add_header(mg_req *r, const char *name, const char *value)
 }
 
 /* Status line and headers through the transport. `L`/`hidx` name an optional
- * Lua table of extra headers. content_length < 0 means a stream. */
+ * Lua table of extra headers (no L and hidx -1: cache-control: no-store).
+ * content_length < 0 means a stream. */
 static int encode_headers(mg_req *r, int status, const char *ctype, size_t ctlen,
 			  long long content_length, lua_State *L, int hidx);
 
@@ -411,6 +422,8 @@ static int encode_headers(mg_req *r, int status, const char *ctype, size_t ctlen
 	}
 	if (!r->h2 && r->close_after && add_header(r, "connection", "close"))
 		return -1;
+	if (!L && hidx < 0 && add_header(r, "cache-control", "no-store"))
+		return -1; /* (a JSON answer C writes, as Lua's http.json does) */
 	if (L && lua_istable(L, hidx)) {
 		lua_pushnil(L);
 		while (lua_next(L, hidx)) {
@@ -633,9 +646,45 @@ static int decode_body(mg_req *r)
 	return 0;
 }
 
+void mg_req_dispatch(mg_req *r)
+{
+	mg_req_dispatch_with(r, NULL, NULL);
+}
+
+void mg_req_begin(mg_req *r)
+{
+	r->dispatched = 1;
+	ensure_rid(r);
+}
+
+int mg_req_respond(mg_req *r, int status, const char *ctype, const char *body, size_t blen)
+{
+	if (!r->conn || r->started)
+		return -1;
+	r->started = 1;
+	if (start_headers(r, status, ctype, strlen(ctype), (long long)blen, NULL, -1))
+		return -1;
+	queue_body(r, body, blen);
+	r->finished = 1;
+	want_write(r);
+	return 0;
+}
+
+void mg_req_note_c(mg_req *r, const char *model, size_t mlen, const char *provider, size_t plen)
+{
+	if (mlen > sizeof r->model)
+		mlen = sizeof r->model;
+	memcpy(r->model, model, mlen);
+	r->model_len = (unsigned char)mlen;
+	if (plen > sizeof r->provider)
+		plen = sizeof r->provider;
+	memcpy(r->provider, provider, plen);
+	r->provider_len = (unsigned char)plen;
+}
+
 /* Builds the Lua request table and calls handle(req); an error there goes to
  * on_error(req, message) so the client gets it in its own format. */
-void mg_req_dispatch(mg_req *r)
+void mg_req_dispatch_with(mg_req *r, void (*extra)(lua_State *L, void *ud), void *ud)
 {
 	lua_State *L = r->ls->L;
 	mg_req **slot;
@@ -739,6 +788,8 @@ void mg_req_dispatch(mg_req *r)
 		lua_setfield(L, -2, "content-length");
 	}
 	lua_setfield(L, -2, "headers");
+	if (extra)
+		extra(L, ud);
 	mg_buf_free(&r->body);
 	mg_buf_free(&r->headers);
 

@@ -132,6 +132,10 @@ typedef struct mg_req {
 	 * and on each line logged while the request is handled (log.h) */
 	unsigned char rid_len; /* 0: not made yet */
 	char rid[128];         /* MG_REQUEST_ID_MAX */
+	/* a C server of the request (fast.c), told once when the client goes
+	 * or the request is freed, whichever comes first; c_ud is its own */
+	void (*c_gone)(struct mg_req *r);
+	void *c_ud;
 } mg_req;
 
 /* Space kept before the bytes in r->out, for transports (lws) that write
@@ -148,6 +152,18 @@ int mg_req_header(mg_req *r, const char *name, size_t nlen, const char *value, s
  * anything, reaches Lua as req.body_error, and the connection closes after
  * the answer. */
 void mg_req_dispatch(mg_req *r);
+/* The same, with extra(L, ud) called on the request table (at -1) before
+ * handle(req) runs: fields a C server that gave the request up adds. */
+void mg_req_dispatch_with(mg_req *r, void (*extra)(lua_State *L, void *ud), void *ud);
+/* For a C server of the request (fast.c): marks it dispatched (it gets its
+ * access line and metrics) and makes its id (r->rid). */
+void mg_req_begin(mg_req *r);
+/* Answers it whole from C: status, content type, body (copied), with
+ * cache-control: no-store and the headers every answer gets. 0, or -1 when
+ * the client is gone or an answer started. */
+int mg_req_respond(mg_req *r, int status, const char *ctype, const char *body, size_t blen);
+/* What _req_note notes of the model and the provider, from C (cut to fit). */
+void mg_req_note_c(mg_req *r, const char *model, size_t mlen, const char *provider, size_t plen);
 /* The transport sent `n` bytes from r->out: account, maybe fire on_drain
  * (which runs Lua: the request may have more queued, or be finished, after). */
 void mg_req_sent(mg_req *r, size_t n);

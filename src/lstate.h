@@ -37,6 +37,8 @@ typedef struct mg_lstate {
 	uv_timer_t timer;      /* lua_close, one loop turn later */
 	int open_handles;      /* of check and timer: the struct goes with the last */
 	mg_queue node;         /* on the thread's list of live states */
+	void *fast;            /* fast.c's routes (a userdata of this state's,
+				* freed with it; fast.c sets and clears this) */
 } mg_lstate;
 
 /* A new state on `loop` (mg_lua_new with lua_dir and preloads), put on the

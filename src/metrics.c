@@ -521,11 +521,8 @@ static const char *opt_string(lua_State *L, int idx, size_t *len)
 /* _metrics_tokens(key, model, input, output): tokens an upstream reported;
  * key: the inbound key's name (never the key), nil without keys; model:
  * the name a route matched */
-static int l_metrics_tokens(lua_State *L)
+void mg_metrics_tokens(const char *key, size_t klen, const char *model, size_t mlen, double in, double out)
 {
-	size_t klen, mlen;
-	const char *key = opt_string(L, 1, &klen), *model = opt_string(L, 2, &mlen);
-	lua_Number in = luaL_optnumber(L, 3, 0), out = luaL_optnumber(L, 4, 0);
 	labels l = { 3 };
 
 	set_label(&l, 0, key, klen);
@@ -538,6 +535,14 @@ static int l_metrics_tokens(lua_State *L)
 		set_label_z(&l, 2, "out");
 		count(F_TOKENS, &l, out);
 	}
+}
+
+static int l_metrics_tokens(lua_State *L)
+{
+	size_t klen, mlen;
+	const char *key = opt_string(L, 1, &klen), *model = opt_string(L, 2, &mlen);
+
+	mg_metrics_tokens(key, klen, model, mlen, luaL_optnumber(L, 3, 0), luaL_optnumber(L, 4, 0));
 	return 0;
 }
 

@@ -51,6 +51,9 @@ typedef struct mg_metrics_req {
  * route matched it), else it reads "unknown" (or "none" when none was
  * named). Any thread. */
 void mg_metrics_request(const mg_metrics_req *q);
+/* Tokens an upstream reported (_metrics_tokens' figures): key, the inbound
+ * key's name (NULL without keys); model, the name a route matched. */
+void mg_metrics_tokens(const char *key, size_t klen, const char *model, size_t mlen, double in, double out);
 
 /* The front door a path belongs to ("openai_chat", "anthropic_messages",
  * ..., "health", "other"): a static string. path may be NULL. */

@@ -51,9 +51,6 @@
 #define MAX_BODY (64 * 1024 * 1024)  /* a whole answer */
 #define MAX_FRAME (16 * 1024 * 1024) /* one stream frame, or one line of it, unfinished */
 
-enum { MODE_BODY, MODE_SSE, MODE_NDJSON };
-
-typedef struct mg_fetch mg_fetch;
 
 #define SPARE_EASY 32
 #define KEEP_IDLE 256 /* idle upstream connections kept per thread */
@@ -142,9 +139,12 @@ struct mg_fetch {
 	mg_buf tbuf;         /* a templated frame being made */
 	mg_fetch **slot;
 	int slot_ref;
+	mg_fetch_done_fn c_done; /* a C caller's (mg_fetch_start): no Lua callbacks */
+	void *c_ud;
 };
 
 static void check_done(mg_upstream *up);
+static void fetch_header(mg_fetch *f, const char *name, const char *value);
 
 /* ---- curl <-> libuv ----------------------------------------------------- */
 
@@ -397,6 +397,8 @@ static void fetch_free(mg_fetch *f)
 /* Pushes callback `name` of f; returns 0 if there is none (nothing pushed). */
 static int push_cb(mg_fetch *f, const char *name)
 {
+	if (f->cb_ref == LUA_NOREF) /* a C caller's (mg_fetch_start) */
+		return 0;
 	return mg_push_ref_fn(f->up->L, f->cb_ref, name);
 }
 
@@ -712,7 +714,14 @@ static void finish(mg_fetch *f, const char *err, const char *code)
 		err = f->fail;
 		code = f->fail_code;
 	}
-	if (!f->cancelled || f->fail) {
+	if (f->c_done && (!f->cancelled || f->fail)) {
+		if (f->easy)
+			curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->status);
+		f->in_curl++;
+		f->c_done(f->c_ud, err, code, (int)f->status, f->body.data ? f->body.data : "", f->body.len,
+			  f->resp_headers.data ? f->resp_headers.data : "", f->resp_headers.len);
+		f->in_curl--;
+	} else if (!f->cancelled || f->fail) {
 		if (!err)
 			deliver_headers(f);
 		pushed = push_cb(f, "on_done");
@@ -954,22 +963,6 @@ static long opt_ms(lua_State *L, const char *key)
 	return v;
 }
 
-/* hc.c's transfers: plain http:// with no proxy in the environment, no
- * compressed answers asked for, and no `client = "curl"` in opts. */
-static int use_hc(lua_State *L, mg_upstream *up, const char *url, mg_hc_url *hu)
-{
-	int yes = up->hc && up->no_proxy_env && mg_hc_parse_url(url, hu) == 0;
-
-	if (yes) {
-		lua_getfield(L, 1, "compressed");
-		yes = !lua_toboolean(L, -1);
-		lua_getfield(L, 1, "client");
-		yes = yes && !(lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "curl"));
-		lua_pop(L, 2);
-	}
-	return yes;
-}
-
 static int hc_head(void *ud, int status, const char *pairs, size_t len)
 {
 	mg_fetch *f = ud;
@@ -999,9 +992,10 @@ static void hc_done(void *ud, int code, const char *message)
 }
 
 /* A curl easy handle set up for the transfer (headers come after). */
-static int curl_setup(lua_State *L, mg_upstream *up, mg_fetch *f, const char *url,
-		      const char *method, const char *body, size_t blen)
+static int curl_setup(mg_upstream *up, mg_fetch *f, const mg_fetch_req *q)
 {
+	const char *url = q->url, *method = q->method;
+
 	f->easy = up->nspare ? up->spare[--up->nspare] : curl_easy_init();
 	if (!f->easy)
 		return -1;
@@ -1035,34 +1029,112 @@ static int curl_setup(lua_State *L, mg_upstream *up, mg_fetch *f, const char *ur
 	 * connection, not 20); if HTTP/1.1, each then opens its own */
 	if (!strncmp(url, "https://", 8))
 		curl_easy_setopt(f->easy, CURLOPT_PIPEWAIT, 1L);
-	lua_getfield(L, 1, "compressed");
-	if (lua_toboolean(L, -1)) /* every encoding this libcurl decodes */
+	if (q->compressed) /* every encoding this libcurl decodes */
 		curl_easy_setopt(f->easy, CURLOPT_ACCEPT_ENCODING, "");
-	lua_pop(L, 1);
 	curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, method);
-	if (body) {
-		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDSIZE, (long)blen);
-		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDS, body);
+	if (q->body) {
+		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDSIZE, (long)q->blen);
+		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDS, q->body);
 		/* an agent's large body in one send, not 64 KiB pieces each with
 		 * its own wait for the socket (curl copies it through this buffer
 		 * either way); at most 1 MiB, held only while it is sent */
-		if (blen > 65536)
-			curl_easy_setopt(f->easy, CURLOPT_UPLOAD_BUFFERSIZE, (long)(blen < (1 << 20) ? blen : (1 << 20)));
+		if (q->blen > 65536)
+			curl_easy_setopt(f->easy, CURLOPT_UPLOAD_BUFFERSIZE,
+					 (long)(q->blen < (1 << 20) ? q->blen : (1 << 20)));
 	} else if (!strcmp(method, "GET")) {
 		curl_easy_setopt(f->easy, CURLOPT_HTTPGET, 1L);
 		curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, NULL);
 	}
-	curl_easy_setopt(f->easy, CURLOPT_CONNECTTIMEOUT_MS, opt_ms(L, "connect_timeout_ms"));
-	curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, opt_ms(L, "total_timeout_ms"));
-	lua_getfield(L, 1, "insecure");
-	if (lua_toboolean(L, -1)) {
+	curl_easy_setopt(f->easy, CURLOPT_CONNECTTIMEOUT_MS, q->connect_ms);
+	curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, q->total_ms);
+	if (q->insecure) {
 		curl_easy_setopt(f->easy, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(f->easy, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
-	lua_pop(L, 1);
 	/* no "Expect: 100-continue" round trip; curl's own Accept stays off */
 	f->req_headers = curl_slist_append(NULL, "Expect:");
 	return 0;
+}
+
+/* A transfer for q on up's transports, not started: hc.c's for plain
+ * http:// with no proxy in the environment, no compressed answer asked for
+ * and no q->curl; libcurl's for the rest. NULL when out of memory. */
+static mg_fetch *fetch_new(mg_upstream *up, const mg_fetch_req *q)
+{
+	mg_fetch *f = calloc(1, sizeof *f);
+	mg_hc_url hu;
+
+	if (!f)
+		return NULL;
+	f->up = up;
+	f->cb_ref = f->slot_ref = f->body_ref = f->hdr_ref = f->pipe_ref = f->tmpl_ref = LUA_NOREF;
+	f->mode = q->mode;
+	if (up->hc && up->no_proxy_env && !q->compressed && !q->curl && mg_hc_parse_url(q->url, &hu) == 0) {
+		static const mg_hc_cbs hc_cbs = { hc_head, hc_body, hc_done };
+		f->hreq = mg_hc_begin(up->hc, &hu, q->method, &hc_cbs, f);
+		if (!f->hreq) {
+			free(f);
+			return NULL;
+		}
+	} else if (curl_setup(up, f, q)) {
+		if (f->easy)
+			curl_easy_cleanup(f->easy);
+		free(f);
+		return NULL;
+	}
+	for (const char *const *h = q->headers; h && h[0]; h += 2)
+		fetch_header(f, h[0], h[1]);
+	return f;
+}
+
+static void fetch_header(mg_fetch *f, const char *name, const char *value)
+{
+	if (f->hreq)
+		mg_hc_header(f->hreq, name, value);
+	else
+		add_header(f, name, value);
+}
+
+/* Starts f (its headers all added): 0, or -1 when it cannot (f is freed). */
+static int fetch_go(mg_fetch *f, const mg_fetch_req *q)
+{
+	mg_upstream *up = f->up;
+
+	if (f->easy)
+		curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->req_headers);
+	f->first_byte_ms = (uint64_t)q->first_byte_ms;
+	f->idle_ms = (uint64_t)q->idle_ms;
+	if (f->first_byte_ms || f->idle_ms) {
+		f->gap = malloc(sizeof *f->gap);
+		if (f->gap) {
+			uv_timer_init(up->loop, f->gap);
+			f->gap->data = f;
+		}
+	}
+	f->next = up->head;
+	if (f->next)
+		f->next->prev = f;
+	up->head = f;
+	arm_gap(f);
+	if (f->hreq ? mg_hc_send(f->hreq, q->body, q->blen, q->connect_ms, q->total_ms)
+		    : curl_multi_add_handle(up->multi, f->easy) != CURLM_OK) {
+		f->hreq = NULL; /* mg_hc_send let it go */
+		fetch_free(f);
+		return -1;
+	}
+	return 0;
+}
+
+mg_fetch *mg_fetch_start(lua_State *L, const mg_fetch_req *q, mg_fetch_done_fn done, void *ud)
+{
+	mg_upstream *up = get_upstream(L);
+	mg_fetch *f = up ? fetch_new(up, q) : NULL;
+
+	if (!f)
+		return NULL;
+	f->c_done = done;
+	f->c_ud = ud;
+	return fetch_go(f, q) ? NULL : f;
 }
 
 /* _fetch(opts, callbacks) -> handle
@@ -1086,46 +1158,40 @@ static int l_fetch(lua_State *L)
 {
 	mg_upstream *up;
 	mg_fetch *f;
-	const char *url, *method = "POST", *stream = NULL;
-	size_t blen = 0;
-	const char *body = NULL;
-	mg_hc_url hu;
+	const char *stream = NULL;
+	mg_fetch_req q = { .method = "POST" };
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	luaL_checktype(L, 2, LUA_TTABLE);
 	lua_getfield(L, 1, "url");
-	url = luaL_checkstring(L, -1);
+	q.url = luaL_checkstring(L, -1);
 	lua_getfield(L, 1, "method");
 	if (lua_isstring(L, -1))
-		method = lua_tostring(L, -1);
+		q.method = lua_tostring(L, -1);
 	lua_getfield(L, 1, "stream");
 	if (lua_isstring(L, -1))
 		stream = lua_tostring(L, -1);
 	lua_getfield(L, 1, "body"); /* stays at index 6 */
 	if (lua_type(L, 6) == LUA_TSTRING)
-		body = lua_tolstring(L, 6, &blen);
-	up = get_upstream(L);
-
-	f = calloc(1, sizeof *f);
-	if (!f)
-		return luaL_error(L, "out of memory");
-	f->up = up;
-	f->cb_ref = f->slot_ref = f->body_ref = f->hdr_ref = f->pipe_ref = f->tmpl_ref = LUA_NOREF;
+		q.body = lua_tolstring(L, 6, &q.blen);
 	if (stream && strcmp(stream, "sse") && strcmp(stream, "ndjson"))
 		return luaL_argerror(L, 1, "stream must be \"sse\", \"ndjson\" or nil");
-	f->mode = !stream ? MODE_BODY : !strcmp(stream, "sse") ? MODE_SSE : MODE_NDJSON;
-	if (use_hc(L, up, url, &hu)) {
-		static const mg_hc_cbs hc_cbs = { hc_head, hc_body, hc_done };
-		f->hreq = mg_hc_begin(up->hc, &hu, method, &hc_cbs, f);
-		if (!f->hreq) {
-			free(f);
-			return luaL_error(L, "out of memory");
-		}
-	} else if (curl_setup(L, up, f, url, method, body, blen)) {
-		free(f);
+	q.mode = !stream ? MODE_BODY : !strcmp(stream, "sse") ? MODE_SSE : MODE_NDJSON;
+	q.connect_ms = opt_ms(L, "connect_timeout_ms");
+	q.first_byte_ms = opt_ms(L, "first_byte_timeout_ms");
+	q.idle_ms = opt_ms(L, "idle_timeout_ms");
+	q.total_ms = opt_ms(L, "total_timeout_ms");
+	lua_getfield(L, 1, "compressed");
+	q.compressed = lua_toboolean(L, -1);
+	lua_getfield(L, 1, "insecure");
+	q.insecure = lua_toboolean(L, -1);
+	lua_getfield(L, 1, "client");
+	q.curl = lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "curl");
+	lua_pop(L, 3);
+	up = get_upstream(L);
+	if (!(f = fetch_new(up, &q)))
 		return luaL_error(L, "out of memory");
-	}
-	if (body) {
+	if (q.body) {
 		/* the transport reads the Lua string in place; the ref keeps it
 		 * alive (LuaJIT never moves a string) until fetch_free */
 		lua_pushvalue(L, 6);
@@ -1135,44 +1201,33 @@ static int l_fetch(lua_State *L)
 	if (lua_istable(L, -1)) {
 		lua_pushnil(L);
 		while (lua_next(L, -2)) {
-			if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
-				if (f->hreq)
-					mg_hc_header(f->hreq, lua_tostring(L, -2), lua_tostring(L, -1));
-				else
-					add_header(f, lua_tostring(L, -2), lua_tostring(L, -1));
-			}
+			if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1))
+				fetch_header(f, lua_tostring(L, -2), lua_tostring(L, -1));
 			lua_pop(L, 1);
 		}
 	}
 	lua_pop(L, 1);
-	if (f->easy)
-		curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->req_headers);
-	f->first_byte_ms = (uint64_t)opt_ms(L, "first_byte_timeout_ms");
-	f->idle_ms = (uint64_t)opt_ms(L, "idle_timeout_ms");
-	if (f->first_byte_ms || f->idle_ms) {
-		f->gap = malloc(sizeof *f->gap);
-		if (f->gap) {
-			uv_timer_init(up->loop, f->gap);
-			f->gap->data = f;
-		}
-	}
-
 	lua_pushvalue(L, 2);
 	f->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	f->slot = (mg_fetch **)mg_push_handle(L, f, FETCH_MT, &f->slot_ref);
-
-	f->next = up->head;
-	if (f->next)
-		f->next->prev = f;
-	up->head = f;
-	arm_gap(f);
-	if (f->hreq ? mg_hc_send(f->hreq, body, blen, opt_ms(L, "connect_timeout_ms"), opt_ms(L, "total_timeout_ms"))
-		    : curl_multi_add_handle(up->multi, f->easy) != CURLM_OK) {
-		f->hreq = NULL; /* mg_hc_send let it go */
-		fetch_free(f);
+	if (fetch_go(f, &q))
 		return luaL_error(L, "cannot start the transfer");
-	}
 	return 1;
+}
+
+void mg_fetch_stop(mg_fetch *f)
+{
+	if (!f || f->cancelled)
+		return;
+	f->cancelled = 1;
+	if (f->slot) {
+		*f->slot = NULL;
+		f->slot = NULL;
+	}
+	if (!f->in_curl)
+		fetch_free(f); /* removing the easy handle closes its connection */
+	else
+		f->up->sweep = 1;
 }
 
 static mg_fetch *check_fetch(lua_State *L)
@@ -1183,19 +1238,7 @@ static mg_fetch *check_fetch(lua_State *L)
 /* _fetch_cancel(h): stop now; the connection is closed, on_done never runs */
 static int l_fetch_cancel(lua_State *L)
 {
-	mg_fetch *f = check_fetch(L);
-
-	if (!f || f->cancelled)
-		return 0;
-	f->cancelled = 1;
-	if (f->slot) {
-		*f->slot = NULL;
-		f->slot = NULL;
-	}
-	if (!f->in_curl)
-		fetch_free(f); /* removing the easy handle closes its connection */
-	else
-		f->up->sweep = 1;
+	mg_fetch_stop(check_fetch(L));
 	return 0;
 }
 

@@ -24,6 +24,7 @@ local store = require "moongate.store"
 local keys = require "moongate.keys"
 local log = require "moongate.log"
 local gate = require "moongate.gate"
+local fast = require "moongate.fast"
 
 local M = {}
 local App = {}
@@ -58,6 +59,13 @@ function M.new(cfg, info)
   self.keys = keys.load(cfg, os.getenv) -- inbound keys: nil, none asked for
   self.gate = gate.policy(cfg) -- nil: nothing limited
   exchange.on_limited = function(name, retry_after) gate.cool(self.gate, name, retry_after or 1) end
+  -- the fast path (fast.lua, src/fast.c): chat requests passed through
+  -- whole, served in C on the routes published below (self:serve)
+  if core._fast_config then
+    self.fast = fast.config(self, openai_chat, log.enabled("debug") and "debug" or nil)
+    core._fast_config(self.fast)
+    self.fast_routes, self.fast_n = {}, 0
+  end
   self.sockets = sockets.new(self)
   self.store = store.new() -- stored responses, shared by the worker threads
   local cors = cfg.cors and cfg.cors.allowed_origins
@@ -331,6 +339,8 @@ function App:stats(req)
   s.reload = self:reload_state()
   s.gate = core._gate_state and core._gate_state() or nil -- permits, queues and waits, every thread's
   s.rate = core._rate_state and core._rate_state() or nil -- per key name: admitted, refused, tokens
+  -- this worker thread's fast path: routes kept, requests served in C and handed to Lua
+  s.fast_path = core._fast_state and core._fast_state() or nil
   -- the pools of accounts and keys (names and counts, never a credential),
   -- as this worker thread sees them
   local pools, lists = {}, {}
@@ -442,6 +452,17 @@ function App:serve(fd, req)
     if aerr then
       http.note(req, model_of(creq), route.chain[1].name)
       return http.error(req, fd.client, aerr)
+    end
+  end
+  if req.first then
+    creq.first_answer = req.first -- the fast path's answer: the first attempt's
+  elseif self.fast and not self.fast_routes[creq.model] and fd == openai_chat then
+    -- requests for this model that C can judge need no Lua from now on
+    local f = fast.route(fd, creq, route)
+    if f then
+      if self.fast_n >= fast.MAX_ROUTES then self.fast_routes, self.fast_n = {}, 0 end
+      self.fast_routes[creq.model], self.fast_n = true, self.fast_n + 1
+      core._fast_route(creq.model, f)
     end
   end
   run(self, req, fd, creq, route)

@@ -127,6 +127,9 @@ function Router:resolve(model)
     local name, effort = models.normalize(model, self.aliases, self.is_exact)
     local r = match(self, name)
     k = { name = name, effort = effort, route = r and route_for(self, r, name, model, effort) }
+    -- the config's answer for a name never changes with this router (the
+    -- fast path may keep it: fast.lua)
+    if k.route then k.route.fixed = true end
     if self.known_n >= KNOWN_MAX then self.known, self.known_n = {}, 0 end
     self.known[model], self.known_n = k, self.known_n + 1
   end

@@ -72,6 +72,13 @@ function Auth:headers(creq, cb, ctx)
   cb({ headers = ctx.adapter.headers(self.conf, key, creq), base_url = self.p.base_url, member = member })
 end
 
+--- static_headers(adapter) -> the headers every request gets, when they
+-- never change (one key of the provider's own, or none), else nil
+function Auth:static_headers(adapter)
+  if self.pool or self.conf.forward_client_key then return nil end
+  return adapter.headers(self.conf, self.key, nil)
+end
+
 pool.methods(Auth)
 
 return M

@@ -46,6 +46,13 @@ local checks = {
   user = { "a string", is_string },
 }
 
+-- the checks above as the fast path's rules (fast.lua), and the fields
+-- decode() reads beyond them: a request that carries one of those (not
+-- null) takes Lua's path
+M.fast_checks = checks
+M.fast_slow = { "stop", "reasoning_effort", "stream_options", "response_format", "functions", "function_call",
+  "tool_choice", "modalities" }
+
 -- The fate of each top-level field on its way to an upstream of another
 -- format (canonical.foreign_fields, docs/TRANSLATION.md): "mapped", "drop",
 -- or why it is refused.

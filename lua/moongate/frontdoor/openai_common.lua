@@ -84,14 +84,20 @@ M.INT_MAX = 2147483647
 --- range(kind, lo, hi) -> check(v) -> nil | what is wrong (kind: "decimal"
 -- or "integer", in OpenAI's words); not a number (NaN, 1e999 read as
 -- infinity) is out of every range
+-- each range's bounds, for the fast path's rules (fast.lua)
+M.bounds = setmetatable({}, { __mode = "k" })
+
 function M.range(kind, lo, hi)
-  return function(v)
+  local fn
+  fn = function(v)
     if v ~= v or (lo and v < lo) then
       return string.format("%s below minimum value. Expected a value >= %s, but got %s instead.", kind, lo, v)
     elseif hi and v > hi or v == math.huge then
       return string.format("%s above maximum value. Expected a value <= %s, but got %s instead.", kind, hi or lo, v)
     end
   end
+  M.bounds[fn] = { lo = lo, hi = hi }
+  return fn
 end
 
 -- Checks ---------------------------------------------------------------------

@@ -242,6 +242,27 @@ function M.kind(spec)
     end, { adapter = adapter })
   end
 
+  --- fast(creq) -> what C needs to send this passthrough itself
+  -- (src/fast.c): {url, headers, connect_ms, first_byte_ms, idle_ms,
+  -- total_ms, insecure, compressed, curl}, or nil when a request of this
+  -- provider needs a script (a kind's own shaping, credentials that change,
+  -- a format that differs, an answer that must be read)
+  function P:fast(creq)
+    local a, conf = self.adapter, self.conf
+    if spec.target or spec.shape or spec.stream_always or spec.classify or a.url or not a.path
+      or conf.passthrough == false or a.format ~= creq.client or creq.endpoint or not self.auth.static_headers
+      or self.auth.refreshable then
+      return nil
+    end
+    local headers = self.auth:static_headers(a)
+    if not headers then return nil end
+    if conf.headers then for k, v in pairs(conf.headers) do headers[k] = v end end
+    local o = self.fetch_opts
+    return { url = self.base_url .. a.path, headers = headers, connect_ms = o.connect_timeout_ms,
+      first_byte_ms = o.first_byte_timeout_ms, idle_ms = o.idle_timeout_ms, total_ms = conf.timeout_ms or 600000,
+      insecure = o.insecure, compressed = o.compressed, curl = o.client == "curl" }
+  end
+
   function P:start(creq, sink)
     local job, cancelled, handle = {}, false, nil
     function job.cancel()
@@ -395,6 +416,15 @@ function M.kind(spec)
           end
           return more or sink.closed()
         end)
+      end
+      -- the answer C's fast path got for this request (src/fast.c): this
+      -- attempt's, once, when it was this provider's
+      local first = creq.first_answer
+      if first then
+        creq.first_answer = nil
+        if first.provider == self.name and not dec then
+          return cbs.on_done(first.err, first.code, first.body, first.status, first.headers, 0)
+        end
       end
       -- the provider's one options table: C reads it during the call only
       local opts = self.fetch_opts
