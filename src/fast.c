@@ -30,6 +30,7 @@
 #include "lstate.h"
 #include "lua_host.h"
 #include "metrics.h"
+#include "queue.h"
 #include "upstream.h"
 
 #include <lauxlib.h>
@@ -90,6 +91,7 @@ typedef struct mg_fast {
 } mg_fast;
 
 typedef struct fast_req {
+	mg_queue node;         /* on this thread's list of live ones */
 	mg_req *r;
 	mg_fast *F;
 	mg_fetch *f;
@@ -100,6 +102,9 @@ typedef struct fast_req {
 	char provider[MG_NOTE_PROVIDER];
 	char rid[MG_REQUEST_ID_MAX + 1]; /* r->rid, NUL-terminated, for the upstream */
 } fast_req;
+
+/* the requests this thread serves on the fast path now (mg_fast_shutdown) */
+static _Thread_local mg_queue live;
 
 /* ---- routes ----------------------------------------------------------- */
 
@@ -371,6 +376,7 @@ static int object_text(const char *s, size_t n)
 
 static void fast_req_free(fast_req *q)
 {
+	mg_queue_remove(&q->node);
 	mg_buf_free(&q->body);
 	free(q->headers);
 	free(q);
@@ -536,6 +542,7 @@ int mg_fast_try(mg_req *r)
 
 	if (!(q = calloc(1, sizeof *q)))
 		return 0;
+	mg_queue_init(&q->node);
 	for (nh = 0; rt->headers[nh]; nh++)
 		;
 	if (!(q->headers = malloc((nh + 1) * sizeof *q->headers))) {
@@ -582,7 +589,25 @@ int mg_fast_try(mg_req *r)
 	}
 	r->c_gone = on_gone;
 	r->c_ud = q;
+	if (!live.next)
+		mg_queue_init(&live);
+	mg_queue_insert_tail(&live, &q->node);
 	return 1;
+}
+
+void mg_fast_shutdown(void)
+{
+	while (live.next && live.next != &live) {
+		fast_req *q = mg_queue_data(live.next, fast_req, node);
+		mg_req *r = q->r;
+		r->c_gone = NULL;
+		r->c_ud = NULL;
+		if (q->f && r->ls->L)
+			mg_fetch_stop(q->f);
+		fast_req_free(q);
+		r->close_after = 1;
+		mg_req_fail(r, 503, "the gateway is shutting down");
+	}
 }
 
 /* ---- primitives ------------------------------------------------------- */

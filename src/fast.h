@@ -12,6 +12,11 @@ struct mg_req;
  * (nothing was done to it). */
 int mg_fast_try(struct mg_req *r);
 
+/* The worker's shutdown_timeout is over (its thread): each request still
+ * waiting on the fast path gets 503 in its client's format, as Lua's
+ * shutdown hook gives the requests on its path. */
+void mg_fast_shutdown(void);
+
 /* Registers _fast_config, _fast_route and _fast_state on the table at -1. */
 int mg_fast_open(lua_State *L);
 

@@ -21,6 +21,7 @@
 #include "gate.h"
 #include "rate.h"
 #include "h1.h"
+#include "fast.h"
 #include "http.h"
 #include "http_lws.h"
 #include "log.h"
@@ -421,6 +422,7 @@ static void on_stop(uv_async_t *a)
 	if (want >= MG_PHASE_END && w->ctx.phase < MG_PHASE_END) {
 		w->ctx.phase = MG_PHASE_END;
 		call_hook(w, "shutdown"); /* ends running exchanges, in format */
+		mg_fast_shutdown();       /* and those on the fast path */
 	}
 	if (want >= MG_PHASE_STOP && w->ctx.phase < MG_PHASE_STOP) {
 		w->ctx.phase = MG_PHASE_STOP;

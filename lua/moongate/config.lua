@@ -24,6 +24,7 @@ function M.defaults()
     script_timeout_ms = 2000, -- a Lua call running longer is stopped (src/watchdog.h); 0: never
     watch = true, -- a change to the config file or a script on lua_path reloads (docs/RELOAD.md)
     upstream_http2_streams = 100,
+    fast_path = true, -- whole chat passthroughs served in C once their route is known (docs/BENCHMARK.md)
     providers = {},
     routes = {},
     aliases = {},
@@ -127,6 +128,7 @@ M.schema = {
     script_timeout_ms = integer(0, 86400000), -- longest run of one call into Lua; 0: no limit
     lua_path = "string",
     watch = "boolean",
+    fast_path = "boolean",
     tls = { type = "table", fields = { cert = { type = "string", required = true },
                                        key = { type = "string", required = true },
                                        http2 = "boolean" } },

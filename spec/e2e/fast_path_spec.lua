@@ -233,6 +233,24 @@ return {
     d:stop_clean()
   end)
 
+  it("answers 503 in the client's format to a request still waiting when shutdown_timeout is over", function()
+    local d = helpers.start { config = string.format([[
+return { shutdown_timeout = 0.5, providers = { up = { kind = "openai", base_url = %q, api_key = "k" } },
+  routes = { { match = "*", provider = "up" } } }]], mock.url .. "/v1") }
+    assert.equal(200, d:request("POST", "/v1/chat/completions", body("slow")).status) -- publishes
+    mock:queue { { delay_ms = 5000, json = answer } }
+    local c = assert(client.connect(d.port))
+    c:send(client.request_bytes("POST", "/v1/chat/completions", body("slow")))
+    assert.is_true(client.run_until(function() return #mock:requests() >= 2 end, 3000))
+    d.handle:kill("sigterm")
+    local res = assert(c:read_response(4000))
+    assert.equal(503, res.status)
+    assert.matches("shutting down", json.decode(res.body).error.message)
+    assert.is_true(client.run_until(function() return d.exited end, 5000))
+    assert.equal(0, d.code)
+    c:close()
+  end)
+
   it("never keeps a model the WS pool serves: it goes when the worker goes", function()
     local w = assert(W.connect(s.port, "/ws", { authorization = "Bearer sk-in-plain" }))
     w.on_message = function(text, self)
