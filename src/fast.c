@@ -223,9 +223,10 @@ static int host_known(const mg_fast *F, const char *host)
 		return 1;
 	if (!host || !*host)
 		return 1; /* (Lua lets a request without a Host in too) */
-	if (*host == '[') {
+	if (*host == '[') { /* an IPv6 literal: hex digits and colons only, as Lua's guard reads it */
 		const char *e = strchr(host, ']');
-		if (!e || (size_t)(e - host - 1) >= sizeof name)
+		if (!e || e == host + 1 || (size_t)(e - host - 1) >= sizeof name ||
+		    strspn(host + 1, "0123456789abcdefABCDEF:") != (size_t)(e - host - 1))
 			return 0;
 		n = (size_t)(e - host - 1);
 		memcpy(name, host + 1, n);
@@ -304,18 +305,18 @@ static size_t skip_ws(const char *s, size_t i, size_t n)
 }
 
 /* The first "key" : digits in s[0 .. n): its value, or -1 */
-static long long count_of(const char *s, size_t n, const char *key)
+static double count_of(const char *s, size_t n, const char *key)
 {
 	size_t kl = strlen(key);
 
 	for (const char *p = s; (p = memmem(p, n - (size_t)(p - s), key, kl)); p++) {
 		size_t i = skip_ws(s, (size_t)(p - s) + kl, n);
-		long long v = 0;
+		double v = 0;
 		size_t d = 0;
 		if (i >= n || s[i] != ':')
 			continue;
 		i = skip_ws(s, i + 1, n);
-		while (i + d < n && s[i + d] >= '0' && s[i + d] <= '9' && d < 18)
+		while (i + d < n && s[i + d] >= '0' && s[i + d] <= '9')
 			v = v * 10 + (s[i + d++] - '0');
 		if (d)
 			return v;
@@ -324,7 +325,7 @@ static long long count_of(const char *s, size_t n, const char *key)
 }
 
 /* metrics.lua's body_usage in C: the "usage" object of a whole answer. */
-static int body_usage(const char *s, size_t n, long long *in, long long *out)
+static int body_usage(const char *s, size_t n, double *in, double *out)
 {
 	const char *p = s;
 	size_t start = 0, i, depth = 1;
@@ -355,10 +356,14 @@ static int body_usage(const char *s, size_t n, long long *in, long long *out)
 	if (*out < 0)
 		*out = count_of(s, n, "\"output_tokens\"");
 	if (*in >= 0) {
-		long long c = count_of(s, n, "\"cache_creation_input_tokens\""), r = count_of(s, n, "\"cache_read_input_tokens\"");
+		double c = count_of(s, n, "\"cache_creation_input_tokens\""), r = count_of(s, n, "\"cache_read_input_tokens\"");
 		*in += (c > 0 ? c : 0) + (r > 0 ? r : 0);
 	}
-	return *in >= 0 || *out >= 0;
+	if (*in < 0 && *out < 0)
+		return 0;
+	*in = *in < 0 ? 0 : *in; /* (one of them alone: the other is 0, as in Lua) */
+	*out = *out < 0 ? 0 : *out;
+	return 1;
 }
 
 /* wire.lua's object_text: the text is a JSON object (first and last bytes
@@ -388,6 +393,8 @@ static void on_gone(mg_req *r)
 	fast_req *q = r->c_ud;
 
 	r->c_ud = NULL;
+	r->upstream_ms = (double)(uv_hrtime() - q->t0) / 1e6;
+	r->has_upstream = 1;
 	if (q->f && r->ls->L) /* (a closed state's engine ended it already) */
 		mg_fetch_stop(q->f);
 	fast_req_free(q);
@@ -397,6 +404,7 @@ typedef struct first_answer {
 	const char *provider, *err, *code, *body, *pairs;
 	size_t plen, blen, hlen;
 	int status;
+	double ms; /* how long it took */
 } first_answer;
 
 /* req.first: the answer the fast path got, for Lua's path to take as its
@@ -419,6 +427,8 @@ static void push_first(lua_State *L, void *ud)
 	}
 	lua_pushinteger(L, a->status);
 	lua_setfield(L, -2, "status");
+	lua_pushnumber(L, a->ms);
+	lua_setfield(L, -2, "ms");
 	lua_pushlstring(L, a->body, a->blen);
 	lua_setfield(L, -2, "body");
 	h.data = (char *)a->pairs;
@@ -433,7 +443,7 @@ static void on_done(void *ud, const char *err, const char *code, int status, con
 {
 	fast_req *q = ud;
 	mg_req *r = q->r;
-	long long in = -1, out = -1;
+	double in = -1, out = -1;
 
 	q->f = NULL;
 	r->c_gone = NULL;
@@ -442,12 +452,11 @@ static void on_done(void *ud, const char *err, const char *code, int status, con
 	r->has_upstream = 1;
 	if (!err && status >= 200 && status < 300 && object_text(body, blen)) {
 		q->F->served++;
-		if (body_usage(body, blen, &in, &out)) {
-			r->tokens_in = in > 0 ? in : 0;
-			r->tokens_out = out > 0 ? out : 0;
-			r->has_tokens = in >= 0;
-			mg_metrics_tokens(r->key_len ? r->key : NULL, r->key_len, r->model, r->model_len,
-					  (double)r->tokens_in, (double)r->tokens_out);
+		if (body_usage(body, blen, &in, &out)) { /* as _req_note and _metrics_tokens take them */
+			r->tokens_in = in < 1e15 ? (long long)in : 0;
+			r->tokens_out = out < 1e15 ? (long long)out : 0;
+			r->has_tokens = 1;
+			mg_metrics_tokens(r->key_len ? r->key : NULL, r->key_len, r->model, r->model_len, in, out);
 		}
 		fast_req_free(q);
 		mg_req_respond(r, 200, "application/json", body, blen); /* (r may be gone after) */
@@ -456,7 +465,7 @@ static void on_done(void *ud, const char *err, const char *code, int status, con
 	/* Lua's path takes it from here, with this answer as its first try's */
 	q->F->handed++;
 	{
-		first_answer a = { q->provider, err, code, body, pairs, q->plen, blen, plen, status };
+		first_answer a = { q->provider, err, code, body, pairs, q->plen, blen, plen, status, r->upstream_ms };
 		r->has_upstream = 0; /* (Lua notes its own) */
 		mg_req_dispatch_with(r, push_first, &a); /* (r may be gone after) */
 	}
@@ -485,15 +494,24 @@ int mg_fast_try(mg_req *r)
 		size_t nl = strlen(name);
 		const char *value = name + nl + 1;
 		i += nl + strlen(value) + 2;
-		if (nl == 4 && !memcmp(name, "host", 4))
+		/* one of these given twice: Lua reads them joined (", "), so it judges */
+		if (nl == 4 && !memcmp(name, "host", 4)) {
+			if (host)
+				return 0;
 			host = value;
-		else if (nl == 13 && !memcmp(name, "authorization", 13))
+		} else if (nl == 13 && !memcmp(name, "authorization", 13)) {
+			if (auth)
+				return 0;
 			auth = value;
-		else if (nl == 9 && !memcmp(name, "x-api-key", 9))
+		} else if (nl == 9 && !memcmp(name, "x-api-key", 9)) {
+			if (xkey)
+				return 0;
 			xkey = value;
-		else if (nl == 14 && !memcmp(name, "x-goog-api-key", 14))
+		} else if (nl == 14 && !memcmp(name, "x-goog-api-key", 14)) {
+			if (gkey)
+				return 0;
 			gkey = value;
-		else if ((nl == 6 && !memcmp(name, "origin", 6)) ||
+		} else if ((nl == 6 && !memcmp(name, "origin", 6)) ||
 			 (nl == 16 && !memcmp(name, "content-encoding", 16)))
 			return 0; /* CORS and decoding: Lua's path */
 	}
@@ -845,7 +863,7 @@ static int l_fast_route(lua_State *L)
 			if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
 				rt->headers[i++] = strdup(lua_tostring(L, -2));
 				rt->headers[i++] = strdup(lua_tostring(L, -1));
-				has_rid |= !strcasecmp(lua_tostring(L, -2), "x-request-id");
+				has_rid |= !strcmp(lua_tostring(L, -2), "x-request-id"); /* (as Lua's headers["x-request-id"]) */
 			}
 			lua_pop(L, 1);
 		}

@@ -128,6 +128,34 @@ return {
     assert.equal(11, tokens() - before)
   end)
 
+  it("notes what Lua's path notes: output tokens alone, and the upstream time of an answer it hands over", function()
+    chat(body("fixed-note")) -- publishes
+    local function access(id)
+      local line
+      client.run_until(function()
+        for l in s.log:gmatch("[^\n]+") do
+          local v = l:sub(1, 1) == "{" and json.decode(l)
+          if v and v.msg == "access" and v.request_id == id then line = v end
+        end
+        return line ~= nil
+      end, 3000)
+      return assert(line, "no access line for " .. id)
+    end
+    mock:queue { { json = { id = "c", object = "chat.completion", created = 1, model = "m",
+      choices = { { index = 0, message = { role = "assistant", content = "x" }, finish_reason = "stop" } },
+      usage = { completion_tokens = 7 } } } }
+    local _, served = counted(s, function() return chat(body("fixed-note"), { ["x-request-id"] = "note-1" }) end)
+    assert.equal(1, served)
+    local a = access("note-1")
+    assert.equal(0, a.tokens_in)
+    assert.equal(7, a.tokens_out)
+    mock:queue { { delay_ms = 300, status = 400, json = { error = { message = "no", type = "invalid_request_error" } } } }
+    local res, _, handed = counted(s, function() return chat(body("fixed-note"), { ["x-request-id"] = "note-2" }) end)
+    assert.equal(400, res.status)
+    assert.equal(1, handed)
+    assert.is_true(access("note-2").upstream_ms >= 290)
+  end)
+
   it("leaves to Lua what only Lua can judge, and Lua answers as before", function()
     chat(body("fixed-judge")) -- publishes
     mock:reset()
@@ -163,6 +191,25 @@ return {
       else assert.equal(200, res.status) end
       mock:reset()
     end
+  end)
+
+  it("leaves to Lua a Host it cannot read as Lua does, and a Host or key given twice", function()
+    chat(body("fixed-twice")) -- publishes
+    local function raw(headers)
+      local res, served = counted(s, function()
+        return assert(client.request(s.port, "POST", "/v1/chat/completions", body("fixed-twice"), headers, 10000))
+      end)
+      return res.status, served
+    end
+    mock:queue { { json = answer } }
+    assert.same({ 200, 1 }, { raw { authorization = "Bearer sk-in-plain", host = "localhost" } })
+    -- a bracketed name that is not an IPv6 literal; two Hosts; two keys
+    assert.same({ 403, 0 }, { raw { authorization = "Bearer sk-in-plain", host = "[localhost]:80" } })
+    assert.same({ 403, 0 }, { raw { authorization = "Bearer sk-in-plain", host = "evil.example", Host = "localhost" } })
+    assert.same({ 401, 0 }, { raw { authorization = "Bearer nope", Authorization = "Bearer sk-in-plain" } })
+    assert.same({ 401, 0 }, { raw { ["x-api-key"] = "nope", ["X-Api-Key"] = "sk-in-plain" } })
+    mock:queue { { json = answer } }
+    assert.same({ 200, 1 }, { raw { ["x-api-key"] = "sk-in-plain", host = "[::1]:8080" } })
   end)
 
   it("hands a failed answer to Lua as its first try: a retry, and an upstream's error in the client's format", function()
