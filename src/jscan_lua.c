@@ -27,7 +27,16 @@
  *     a, b, src, from, to: s:sub(a, b) becomes src:sub(from, to); cuts in
  *     order, not overlapping (json.encode_raw's; raises otherwise)
  *
+ *   unmark(s, tag, owners) -> s with each raw value's marker (json.lua:
+ *     "<tag>strN" or {"<tag>objN":true}) replaced by its text, and each
+ *     "<tag><number or list text>" by that text; owners[N] = {text = ...,
+ *     [N] = from, [-N] = to} says where value N's text is. nil, "gone"
+ *     when a marker's value has no owner; nil, "misplaced" when a marker
+ *     stands where no text can go (joined into a longer string)
+ *     (json.encode_raw's, in one pass: its Lua loop is the fallback)
+ *
  * Nothing raises on bad input; a wrong argument type does (luaL_check*). */
+#define _GNU_SOURCE /* memmem */
 #include "jscan.h"
 #include "jscan_lua.h"
 
@@ -350,6 +359,111 @@ static int l_splice(lua_State *L)
 	return 1;
 }
 
+/* Whether s[0 .. n) starts as a raw marker's name does: "str", "obj" (or
+ * any [so][tb][rj]) and a digit */
+static int marker_like(const char *s, size_t n)
+{
+	return n >= 4 && (s[0] == 's' || s[0] == 'o') && (s[1] == 't' || s[1] == 'b') && (s[2] == 'r' || s[2] == 'j') &&
+	       s[3] >= '0' && s[3] <= '9';
+}
+
+/* the number of a marker named kind .. digits (all of t): 0 when t is not one */
+static lua_Integer marker_number(const char *t, size_t n, const char *kind)
+{
+	lua_Integer v = 0;
+
+	if (n < 4 || memcmp(t, kind, 3))
+		return 0;
+	for (size_t i = 3; i < n; i++) {
+		if (t[i] < '0' || t[i] > '9' || v > 100000000)
+			return 0;
+		v = v * 10 + (t[i] - '0');
+	}
+	return v;
+}
+
+static int l_unmark(lua_State *L)
+{
+	size_t len, tlen, cap = 0, m = 0, p = 0;
+	const char *s = luaL_checklstring(L, 1, &len);
+	const char *tag = luaL_checklstring(L, 2, &tlen), *x;
+	cut *cuts;
+
+	luaL_checktype(L, 3, LUA_TTABLE);
+	if (!tlen)
+		return luaL_argerror(L, 2, "an empty tag");
+	lua_settop(L, 3);
+	/* room for every marker first: nothing is allocated once texts are pointed at */
+	for (x = s; (x = memmem(x, len - (size_t)(x - s), tag, tlen)); x += tlen)
+		cap++;
+	cuts = lua_newuserdata(L, (cap ? cap : 1) * sizeof *cuts); /* 4: freed by the GC */
+	while (p < len && (x = memmem(s + p, len - p, tag, tlen))) {
+		size_t at = (size_t)(x - s), after = at + tlen, j = 0, a = 0, e = 0, next = at + 1;
+		const char *put = NULL, *t = s + after, *q;
+		size_t put_len = 0, tl = 0;
+		lua_Integer n = 0;
+		int quoted = at >= 1 && s[at - 1] == '"' && !(at >= 2 && s[at - 2] == '\\');
+
+		if (quoted && (q = memchr(s + after, '"', len - after))) {
+			j = (size_t)(q - s);
+			tl = j - after;
+			next = j + 1;
+			if ((n = marker_number(t, tl, "obj")) && at >= 2 && s[at - 2] == '{' && j + 7 <= len &&
+			    !memcmp(s + j + 1, ":true}", 6)) {
+				a = at - 2; /* {"<tag>objN":true} */
+				e = j + 7;
+			} else if ((n = marker_number(t, tl, "str"))) {
+				a = at - 1; /* "<tag>strN" */
+				e = j + 1;
+			} else if (strspn(t, "0123456789.eE+-[]") >= tl) {
+				n = 0; /* M.raw's own text, in the marker */
+				a = at - 1;
+				e = j + 1;
+				put = t;
+				put_len = tl;
+			}
+		}
+		if (!e) {
+			if (marker_like(t, len - after)) {
+				lua_pushnil(L);
+				lua_pushliteral(L, "misplaced");
+				return 2;
+			}
+			p = next;
+			continue;
+		}
+		if (!put) { /* the text of raw value n: owners[n] = {text = ..., [n] = from, [-n] = to} */
+			lua_Integer from, to;
+			size_t olen;
+			const char *otext;
+			lua_rawgeti(L, 3, (int)n);
+			if (!lua_istable(L, -1)) {
+				lua_pushnil(L);
+				lua_pushliteral(L, "gone");
+				return 2;
+			}
+			lua_getfield(L, -1, "text");
+			lua_rawgeti(L, -2, (int)n);
+			lua_rawgeti(L, -3, (int)-n);
+			otext = lua_tolstring(L, -3, &olen);
+			from = lua_tointeger(L, -2);
+			to = lua_tointeger(L, -1);
+			lua_pop(L, 4);
+			if (!otext || from < 1 || to < from - 1 || (size_t)to > olen) {
+				lua_pushnil(L);
+				lua_pushliteral(L, "gone");
+				return 2;
+			}
+			put = otext + from - 1; /* (the owner, so its text, lives as long as the request) */
+			put_len = (size_t)(to - from + 1);
+		}
+		cuts[m++] = (cut){ a, e, put, put_len };
+		p = e;
+	}
+	push_cut(L, s, 0, len, cuts, m);
+	return 1;
+}
+
 int luaopen_moongate_jscan(lua_State *L)
 {
 	lua_newtable(L);
@@ -361,5 +475,7 @@ int luaopen_moongate_jscan(lua_State *L)
 	lua_setfield(L, -2, "hollow");
 	lua_pushcfunction(L, l_splice);
 	lua_setfield(L, -2, "splice");
+	lua_pushcfunction(L, l_unmark);
+	lua_setfield(L, -2, "unmark");
 	return 1;
 }

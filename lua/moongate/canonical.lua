@@ -11,7 +11,15 @@ function M.text(blocks, sep)
   for _, b in ipairs(blocks or {}) do
     if b.type == "text" then out[#out + 1] = b.text end
   end
-  return table.concat(out, sep)
+  return M.join(out, sep)
+end
+
+--- join(list, sep) -> the texts of list joined by sep; one text alone is
+-- itself (a raw string stays raw: json.lua), several are their words
+function M.join(list, sep)
+  if #list == 1 then return list[1] end
+  for i = 1, #list do list[i] = json.str(list[i]) end
+  return table.concat(list, sep)
 end
 
 --- data_url(url) -> mime, base64 data of a data: URL, or nil
@@ -158,7 +166,7 @@ end
 --- prompt_tokens(creq) -> estimate over the system prompt, all messages
 -- and the tools' definitions
 function M.prompt_tokens(creq)
-  local n = M.estimate_tokens(creq.system)
+  local n = M.estimate_tokens(json.str(creq.system))
   for _, m in ipairs(creq.messages) do
     for _, b in ipairs(m.content) do
       local t = b.text or b.arguments or b.content

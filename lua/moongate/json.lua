@@ -143,10 +143,17 @@ end
 local tag_len = #raw_json_tag
 local inner_tag = raw_json_tag:sub(2) -- (without the quote)
 local splice -- (below: cuts made into one string)
+local unmark -- (moongate.jscan's, below: the same in one C pass)
 function M.encode_raw(value)
   local s = codec.encode(value)
   local i = s:find(inner_tag, 1, true)
   if not i then return s end
+  if unmark then
+    local out, why = unmark(s, inner_tag, raw_owners)
+    if out then return out end
+    if why == "gone" then error("a raw value's text is gone (used after its request)") end
+    error("a raw value's marker where its text cannot go")
+  end
   -- each marker swapped for its text, found by plain search (a pattern
   -- tried at every byte costs more than the encoding itself); cuts: 5 a
   -- cut, s:sub(a, b) to become src:sub(from, to)
@@ -417,6 +424,7 @@ end
 local has_jscan, jscan = pcall(require, "moongate.jscan")
 
 -- splice(s, cuts) -> s with each cut made (encode_raw): in C, or here
+unmark = has_jscan and jscan.unmark
 splice = has_jscan and jscan.splice or function(s, cuts)
   local out, pos = {}, 1
   for k = 1, #cuts, 5 do
@@ -520,6 +528,20 @@ function M.object(text, marker, once, hollow)
   local dup = once and M.duplicate_key(text, once)
   if dup then return nil, "duplicate", dup end
   return v, marker ~= nil and string.find(text, '"' .. marker, 1, true) ~= nil
+end
+
+--- raw_top(obj, key) -> a raw string (above) for the top-level string at
+-- key of a lazy object, when it is not empty and has its text; else nil.
+-- (Its value as read stays in obj: a passthrough never needs the marker.)
+function M.raw_top(t, k)
+  local mt = getmetatable(t)
+  local sp = mt and mt.__index == read_span and mt.spans[k]
+  if not (sp and sp.kind == "scalar" and sp.to - sp.from > 1 and byte(mt.text, sp.from) == 34) then return nil end
+  local owner = raw_owner_of[t] or { text = mt.text }
+  raw_owner_of[t] = owner
+  raw_count = raw_count + 1
+  raw_keep(owner, raw_count, sp.from, sp.to)
+  return str_tag .. raw_count
 end
 
 --- span_kind(obj, key) -> "array" | "object" for a nested value of a lazy

@@ -116,6 +116,32 @@ return {
     assert.same({ path = "b.txt" }, answer.content[1].input)
   end)
 
+  it("carries a system prompt as the client wrote it, and joins several in their words", function()
+    local sys = [["be \u0062rief \/ caf\u00e9"]]
+    -- an Anthropic client's string system prompt to an OpenAI upstream
+    assert.equal(200, post("/v1/messages", '{"model":"gpt-test","max_tokens":9,"system":' .. sys
+      .. ',"messages":[{"role":"user","content":"hi"}]}').status)
+    assert.matches('"content":' .. sys, mock:requests()[1].body, 1, true)
+    assert.same({ role = "system", content = "be brief / café" }, json.decode(mock:requests()[1].body).messages[1])
+    -- an OpenAI client's system message to an Anthropic upstream
+    mock:reset()
+    assert.equal(200, post("/v1/chat/completions", '{"model":"claude-test","max_tokens":9,"messages":[{"role":"system",'
+      .. '"content":' .. sys .. '},{"role":"user","content":"hi"}]}').status)
+    assert.matches('"system":' .. sys, mock:requests()[1].body, 1, true)
+    -- two system messages, an empty one, and one later in the conversation: words, joined
+    mock:reset()
+    assert.equal(200, post("/v1/chat/completions", '{"model":"claude-test","max_tokens":9,"messages":[{"role":"system",'
+      .. '"content":' .. sys .. '},{"role":"developer","content":"and \\u0074wo"},{"role":"system","content":""},'
+      .. '{"role":"user","content":"hi"},{"role":"system","content":"la\\u0074er"}]}').status)
+    local up = json.decode(mock:requests()[1].body)
+    assert.equal("be brief / café\n\nand two\n\n\n\nlater", up.system)
+    -- an empty one alone is none
+    mock:reset()
+    assert.equal(200, post("/v1/chat/completions", '{"model":"claude-test","max_tokens":9,"messages":[{"role":"system",'
+      .. '"content":""},{"role":"user","content":"hi"}]}').status)
+    assert.is_nil(json.decode(mock:requests()[1].body).system)
+  end)
+
   it("carries an OpenAI client's tool schemas and tool messages' text to an Anthropic upstream as written", function()
     local schema = [[{ "type": "object", "properties": { "q": { "type": "string", "maxLength": 12345678901234567890 } } }]]
     local result = [["found: caf\u00e9 \/ \"x\""]]

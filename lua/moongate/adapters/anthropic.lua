@@ -216,7 +216,7 @@ function M.request(creq, conf)
     model = creq.upstream_model or creq.model,
     messages = msgs,
     max_tokens = max_tokens,
-    system = #system > 0 and table.concat(system, "\n\n") or nil,
+    system = #system > 0 and canonical.join(system, "\n\n") or nil,
     stream = creq.stream or nil,
     temperature = creq.temperature,
     top_p = creq.top_p,

@@ -55,7 +55,7 @@ local not_text = {
 
 -- a block's text (nil: nothing of it goes in the prompt)
 local function block_text(b, creq)
-  if b.type == "text" then return b.text end
+  if b.type == "text" then return json.str(b.text) end
   if b.type == "thinking" or b.type == "redacted_thinking" then
     canonical.dropped(creq, "thinking") -- a completion back end takes no reasoning back
     return nil
@@ -86,7 +86,7 @@ function M.messages(creq)
   end
   if creq.reasoning then canonical.dropped(creq, "reasoning") end
   local out = {}
-  if creq.system and creq.system ~= "" then out[1] = { role = "system", content = creq.system } end
+  if creq.system and creq.system ~= "" then out[1] = { role = "system", content = json.str(creq.system) } end
   for _, m in ipairs(creq.messages) do
     local texts = {}
     for _, b in ipairs(m.content) do

@@ -442,8 +442,9 @@ function M.decode(body, headers, opts)
     if type(req.system) ~= "string" and not is_array(req.system) then
       return bad("system: Input should be a valid string or list of text blocks")
     end
-    -- blocks are separate paragraphs
-    creq.system = text_of(req.system, "\n\n")
+    -- blocks are separate paragraphs; a string goes upstream as the
+    -- client wrote it (a raw string, json.raw_top) unless something reads it
+    creq.system = json.raw_top(req, "system") or text_of(req.system, "\n\n")
   end
   setmetatable(creq, Lazy)
   local tkind, tcount = json.span_kind(req, "tools")

@@ -164,10 +164,12 @@ local function decode_messages(msgs, creq)
     end
     local blocks = decode_content(m.content, i, creq)
     if m.role == "system" or m.role == "developer" then
+      local text = text_of(blocks, "\n\n")
+      if json.raw_text(text) == '""' then text = "" end -- (an empty one is none)
       if #list == 0 then
-        system[#system + 1] = text_of(blocks, "\n\n")
+        system[#system + 1] = text -- (raw, the client's text, when it is the one)
       else
-        list[#list + 1] = { role = "system", content = { { type = "text", text = text_of(blocks, "\n\n") } } }
+        list[#list + 1] = { role = "system", content = { { type = "text", text = json.str(text) } } }
       end
     elseif m.role == "tool" or m.role == "function" then
       local id = m.role == "tool" and m.tool_call_id or m.name
@@ -209,7 +211,7 @@ local function decode_messages(msgs, creq)
       list[#list + 1] = { role = m.role, content = blocks }
     end
   end
-  if #system > 0 then creq.system = table.concat(system, "\n\n") end
+  if #system > 0 then creq.system = canonical.join(system, "\n\n") end
 end
 
 -- the request's tools (or the legacy functions) as canonical tools -> list
@@ -272,7 +274,8 @@ end
 -- description, and each tool message's content when it is a string
 local hollow = {
   tools = { { path = { "function", "parameters" }, kind = "object" }, { path = { "function", "description" }, kind = "string" } },
-  messages = { { path = { "content" }, kind = "string", keep = function(m) return m.role == "tool" end } },
+  messages = { { path = { "content" }, kind = "string",
+    keep = function(m) return m.role == "tool" or m.role == "system" or m.role == "developer" end } },
 }
 
 --- decode(body, headers) -> canonical request | nil, err
