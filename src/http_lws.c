@@ -8,6 +8,7 @@
 #include "http_lws.h"
 #include "lws_hdr.h"
 #include "http.h"
+#include "fast.h"
 #include "log.h"
 #include "ctx.h"
 #include "ws.h"
@@ -286,7 +287,8 @@ int mg_http_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
 		if (pss->req && !pss->req->dispatched) {
 			lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
-			mg_req_dispatch(pss->req);
+			if (!mg_fast_try(pss->req)) /* (no Lua call when it takes it) */
+				mg_req_dispatch(pss->req);
 		}
 		return 0;
 	case LWS_CALLBACK_HTTP_WRITEABLE:

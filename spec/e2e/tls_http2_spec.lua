@@ -39,6 +39,29 @@ return { tls = { cert = %q, key = %q, http2 = true },
     assert.equal("over h2", json.decode(text).choices[1].message.content)
   end)
 
+  it("serves a passthrough on the fast path over HTTP/2 and HTTP/1.1 (src/fast.c), as Lua's path does", function()
+    local function served()
+      local text = curl("", "/stats")
+      return json.decode(text).fast_path.served
+    end
+    local body = json.encode { model = "up-fast", messages = { { role = "user", content = "x" } } }
+    mock:queue { { json = { id = "c", object = "chat.completion", created = 1, model = "m",
+      choices = { { index = 0, message = { role = "assistant", content = "lua's" }, finish_reason = "stop" } } } } }
+    local text, _, code = curl("--http2", "/v1/chat/completions", body) -- Lua's path: publishes the route
+    assert.equal(200, code)
+    local before = served()
+    for _, v in ipairs { "--http2", "--http1.1" } do
+      mock:queue { { json = { id = "c", object = "chat.completion", created = 1, model = "m",
+        choices = { { index = 0, message = { role = "assistant", content = "fast " .. v }, finish_reason = "stop" } } } } }
+      local t, version, c = curl(v, "/v1/chat/completions", body)
+      assert.equal(200, c)
+      assert.equal(v == "--http2" and "2" or "1.1", version)
+      assert.equal("fast " .. v, json.decode(t).choices[1].message.content)
+    end
+    assert.equal(before + 2, served())
+    assert.equal(json.decode(text).choices[1].message.content, "lua's")
+  end)
+
   it("streams over HTTP/2", function()
     local text, version, code = curl("--http2 -N", "/v1/chat/completions",
       json.encode { model = "echo", stream = true, messages = { { role = "user", content = "a b c" } } })
