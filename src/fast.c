@@ -475,7 +475,9 @@ static void on_done(void *ud, const char *err, const char *code, int status, con
 int mg_fast_try(mg_req *r)
 {
 	mg_fast *F = r->ls->fast;
-	const char *host = NULL, *auth = NULL, *xkey = NULL, *gkey = NULL;
+	static const char *const watched[4] = { "host", "authorization", "x-api-key", "x-goog-api-key" };
+	const char *seen[4] = { NULL, NULL, NULL, NULL };
+	int k;
 	mg_jfield fields[MAX_FIELDS];
 	mg_jscan_opts jo;
 	mg_jscan_out out = { fields, MAX_FIELDS, 0, 0, 0 };
@@ -495,35 +497,27 @@ int mg_fast_try(mg_req *r)
 		const char *value = name + nl + 1;
 		i += nl + strlen(value) + 2;
 		/* one of these given twice: Lua reads them joined (", "), so it judges */
-		if (nl == 4 && !memcmp(name, "host", 4)) {
-			if (host)
-				return 0;
-			host = value;
-		} else if (nl == 13 && !memcmp(name, "authorization", 13)) {
-			if (auth)
-				return 0;
-			auth = value;
-		} else if (nl == 9 && !memcmp(name, "x-api-key", 9)) {
-			if (xkey)
-				return 0;
-			xkey = value;
-		} else if (nl == 14 && !memcmp(name, "x-goog-api-key", 14)) {
-			if (gkey)
-				return 0;
-			gkey = value;
-		} else if ((nl == 6 && !memcmp(name, "origin", 6)) ||
-			 (nl == 16 && !memcmp(name, "content-encoding", 16)))
+		for (k = 0; k < 4; k++) {
+			if (nl == strlen(watched[k]) && !memcmp(name, watched[k], nl)) {
+				if (seen[k])
+					return 0;
+				seen[k] = value;
+				break;
+			}
+		}
+		if (k == 4 && ((nl == 6 && !memcmp(name, "origin", 6)) ||
+			       (nl == 16 && !memcmp(name, "content-encoding", 16))))
 			return 0; /* CORS and decoding: Lua's path */
 	}
-	if (!host_known(F, host))
+	if (!host_known(F, seen[0]))
 		return 0;
 	if (F->keys) {
 		size_t klen = 0;
-		const char *k = presented(auth, xkey, gkey, &klen);
-		if (!k)
+		const char *given = presented(seen[1], seen[2], seen[3], &klen);
+		if (!given)
 			return 0;
 		for (int j = 0; j < F->nkeys; j++) /* every one, whichever matches */
-			if (same_bytes(k, klen, F->keys[j].key, F->keys[j].len) && !key)
+			if (same_bytes(given, klen, F->keys[j].key, F->keys[j].len) && !key)
 				key = &F->keys[j];
 		if (!key || key->slow)
 			return 0;
@@ -650,14 +644,8 @@ static mg_fast *get_fast(lua_State *L, int make)
 		return NULL;
 	if (ls->fast || !make)
 		return ls->fast;
-	F = lua_newuserdata(L, sizeof *F);
-	memset(F, 0, sizeof *F);
+	F = mg_registry_udata(L, FAST_MT, sizeof *F, l_fast_gc);
 	F->ls = ls;
-	lua_newtable(L);
-	lua_pushcfunction(L, l_fast_gc);
-	lua_setfield(L, -2, "__gc");
-	lua_setmetatable(L, -2);
-	lua_setfield(L, LUA_REGISTRYINDEX, FAST_MT);
 	ls->fast = F;
 	return F;
 }

@@ -113,6 +113,19 @@ int mg_push_closed(lua_State *L)
 	return 3;
 }
 
+void *mg_registry_udata(lua_State *L, const char *key, size_t size, lua_CFunction gc)
+{
+	void *p = lua_newuserdata(L, size);
+
+	memset(p, 0, size);
+	lua_newtable(L);
+	lua_pushcfunction(L, gc);
+	lua_setfield(L, -2, "__gc");
+	lua_setmetatable(L, -2);
+	lua_setfield(L, LUA_REGISTRYINDEX, key);
+	return p;
+}
+
 void mg_set_funcs(lua_State *L, const luaL_Reg *fns)
 {
 	for (; fns->name; fns++) {

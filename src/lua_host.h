@@ -41,6 +41,11 @@ void **mg_push_handle(lua_State *L, void *ptr, const char *mt, int *ref);
 /* Pushes nil, "closed", "ECLOSED" (a handle whose object is gone): 3. */
 int mg_push_closed(lua_State *L);
 
+/* A zeroed userdata of `size` bytes kept in the registry under `key`,
+ * with `gc` as its __gc (called at lua_close at the latest): one per state,
+ * for a module's per-state struct. Returns it (the caller fills it). */
+void *mg_registry_udata(lua_State *L, const char *key, size_t size, lua_CFunction gc);
+
 /* Sets each function of fns (ended by a NULL name) on the table at -1. */
 void mg_set_funcs(lua_State *L, const luaL_Reg *fns);
 

@@ -903,13 +903,7 @@ static mg_upstream *get_upstream(lua_State *L)
 	lua_pop(L, 1);
 	if (up)
 		return up;
-	up = lua_newuserdata(L, sizeof *up);
-	memset(up, 0, sizeof *up);
-	lua_newtable(L);
-	lua_pushcfunction(L, l_upstream_gc);
-	lua_setfield(L, -2, "__gc");
-	lua_setmetatable(L, -2);
-	lua_setfield(L, LUA_REGISTRYINDEX, UPSTREAM_KEY);
+	up = mg_registry_udata(L, UPSTREAM_KEY, sizeof *up, l_upstream_gc);
 	up->L = L;
 	up->loop = luv_loop(L);
 	up->no_proxy_env = !proxy_in_env();
