@@ -19,9 +19,10 @@
  *     kind = "string" | "object" (see mg_jmembers). In hollowed (that
  *     array's text) the k-th value reached is replaced by
  *     "<tag>str<base + k>" (a string) or {"<tag>obj<base + k>":true} (an
- *     object); tag as JSON writes it. spans: k -> {from, to (1-based, in
- *     text), p (the path's index), i, j (1-based element indexes; j 0
- *     through an object, nil for a path of one)}. nil when none is reached.
+ *     object); tag as JSON writes it. spans: 5 numbers for the k-th value
+ *     at 5(k-1)+1 .. 5k: from, to (1-based, in text), p (the path's index),
+ *     i, j (1-based element indexes; j 0 through an object, -1 for a path
+ *     of one). nil when none is reached.
  *
  *   splice(s, cuts) -> s with cuts made: cuts is a flat list of 5 a cut,
  *     a, b, src, from, to: s:sub(a, b) becomes src:sub(from, to); cuts in
@@ -42,7 +43,6 @@
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -286,38 +286,46 @@ static int l_hollow(lua_State *L)
 	n = mg_jmembers(text, (size_t)from - 1, (size_t)to, paths, npaths, spans, MAX_HOLLOW);
 	if (n <= 0)
 		return 0;
-	lua_createtable(L, (int)n, 0); /* 7: spans */
+	lua_createtable(L, (int)(5 * n), 0); /* 7: spans */
 	/* 8: the cuts, and their markers after them (the GC frees both) */
 	mark_cap = (size_t)n * (tlen + 32);
 	cuts = lua_newuserdata(L, (size_t)n * sizeof *cuts + mark_cap);
 	marks = (char *)(cuts + n);
 	for (long k = 0; k < n; k++) {
 		int obj = paths[spans[k].path].kind == MG_JOBJ;
-		size_t at = w;
+		size_t at = w, d = 0;
+		unsigned long long num = (unsigned long long)base + (unsigned long long)k + 1;
+		char digits[24];
 		if (obj)
 			marks[w++] = '{';
 		marks[w++] = '"';
 		memcpy(marks + w, tag, tlen);
 		w += tlen;
-		w += (size_t)snprintf(marks + w, mark_cap - w, obj ? "obj%lld\":true}" : "str%lld\"", (long long)base + k + 1);
+		memcpy(marks + w, obj ? "obj" : "str", 3);
+		w += 3;
+		do { /* the number, written backwards then copied in order */
+			digits[d++] = (char)('0' + num % 10);
+			num /= 10;
+		} while (num);
+		while (d)
+			marks[w++] = digits[--d];
+		if (obj) {
+			memcpy(marks + w, "\":true}", 7);
+			w += 7;
+		} else {
+			marks[w++] = '"';
+		}
 		cuts[k] = (cut){ spans[k].from, spans[k].to, marks + at, w - at };
 	}
 	push_cut(L, text, (size_t)from - 1, (size_t)to, cuts, (size_t)n); /* 9: the hollowed text */
-	for (long k = 0; k < n; k++) {
-		lua_createtable(L, 0, 5);
-		lua_pushnumber(L, (lua_Number)spans[k].from + 1);
-		lua_setfield(L, -2, "from");
-		lua_pushnumber(L, (lua_Number)spans[k].to);
-		lua_setfield(L, -2, "to");
-		lua_pushnumber(L, (lua_Number)spans[k].path + 1);
-		lua_setfield(L, -2, "p");
-		lua_pushnumber(L, (lua_Number)spans[k].i + 1);
-		lua_setfield(L, -2, "i");
-		if (paths[spans[k].path].depth == 2) {
-			lua_pushnumber(L, (lua_Number)spans[k].j);
-			lua_setfield(L, -2, "j");
+	for (long k = 0; k < n; k++) { /* 5 numbers a span: from, to, p, i, j (-1: none) */
+		lua_Number v[5] = { (lua_Number)spans[k].from + 1, (lua_Number)spans[k].to, (lua_Number)spans[k].path + 1,
+				    (lua_Number)spans[k].i + 1,
+				    paths[spans[k].path].depth == 2 ? (lua_Number)spans[k].j : -1 };
+		for (int x = 0; x < 5; x++) {
+			lua_pushnumber(L, v[x]);
+			lua_rawseti(L, 7, (int)(5 * k) + x + 1);
 		}
-		lua_rawseti(L, 7, (int)k + 1);
 	}
 	lua_pushvalue(L, 7);
 	return 2;

@@ -454,21 +454,23 @@ local function hollow_array(text, sp, specs, owner)
     for x, h in ipairs(specs) do paths[x] = { h.path[1], h.path[2], kind = h.kind } end
     c_paths[specs] = paths
   end
+  -- spans: 5 numbers a value (from, to, p, i, j: jscan.hollow)
   local hollowed, spans = jscan.hollow(text, sp.from, sp.to, paths, inner_tag, raw_count)
   if not hollowed then return codec.decode(text:sub(sp.from, sp.to)) end
-  local base = raw_count
-  raw_count = raw_count + #spans
+  local base, count = raw_count, #spans / 5
+  raw_count = raw_count + count
   local v = codec.decode(hollowed)
   -- each value where the scan put it, or the whole array decoded instead
   -- (cannot happen: jscan.hollow leaves alone an object whose member might
   -- be given twice, which is where cjson and the scan could differ)
   local places = {}
-  for k, at in ipairs(spans) do
-    local h = specs[at.p]
-    local parent = v[at.i]
-    if at.j and type(parent) == "table" then -- (a path of two: through an array's element j, or an object)
+  for k = 1, count do
+    local o = 5 * (k - 1)
+    local h, j = specs[spans[o + 3]], spans[o + 5]
+    local parent = v[spans[o + 4]]
+    if j >= 0 and type(parent) == "table" then -- (a path of two: through an array's element j, or an object)
       parent = parent[h.path[1]]
-      if at.j > 0 and type(parent) == "table" then parent = parent[at.j] end
+      if j > 0 and type(parent) == "table" then parent = parent[j] end
     end
     local last = h.path[#h.path]
     local x = type(parent) == "table" and parent[last]
@@ -478,14 +480,15 @@ local function hollow_array(text, sp, specs, owner)
     end
     places[k] = parent
   end
-  for k, at in ipairs(spans) do
-    local n, h, parent = base + k, specs[at.p], places[k]
+  for k = 1, count do
+    local o = 5 * (k - 1)
+    local n, h, parent = base + k, specs[spans[o + 3]], places[k]
     local last = h.path[#h.path]
     if h.keep and not h.keep(parent) then
-      parent[last] = codec.decode(text:sub(at.from, at.to)) -- only some objects may hold it raw
+      parent[last] = codec.decode(text:sub(spans[o + 1], spans[o + 2])) -- only some objects may hold it raw
     else
       if h.kind == "object" then raw_object(parent[last], n) end
-      raw_keep(owner, n, at.from, at.to)
+      raw_keep(owner, n, spans[o + 1], spans[o + 2])
     end
   end
   return v

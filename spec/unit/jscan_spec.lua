@@ -148,11 +148,25 @@ end)
 
 describe("jscan.hollow", function()
   local TAG = "\\u0001t-"
+  -- jscan.hollow with its spans as tables: {from, to, p, i, j (nil: a
+  -- path of one)}, from its flat list of 5 numbers a span
+  local function hollow(...)
+    local h, flat = jscan.hollow(...)
+    if not h then return h end
+    assert.equal(0, #flat % 5)
+    local out = {}
+    for k = 1, #flat / 5 do
+      local o = 5 * (k - 1)
+      out[k] = { from = flat[o + 1], to = flat[o + 2], p = flat[o + 3], i = flat[o + 4],
+        j = flat[o + 5] >= 0 and flat[o + 5] or nil }
+    end
+    return h, out
+  end
   -- the array text:sub(from, to) rebuilt from hollow()'s answer for paths
   -- (each a list of names with a kind): its markers swapped back for what
   -- their spans decode to -> the array, how many spans
   local function rebuilt_paths(text, from, to, paths)
-    local hollowed, spans = jscan.hollow(text, from, to, paths, TAG, 10)
+    local hollowed, spans = hollow(text, from, to, paths, TAG, 10)
     if not hollowed then return cjson.decode(text:sub(from, to)), 0 end
     local v, last = cjson.decode(hollowed), 0
     for k, sp in ipairs(spans) do
@@ -187,7 +201,7 @@ describe("jscan.hollow", function()
     local v, got = rebuilt_paths(text, sp.from, sp.to, paths)
     assert.equal(n, got)
     assert.same(cjson.decode(text)[key], v)
-    return select(2, jscan.hollow(text, sp.from, sp.to, paths, TAG, 0))
+    return select(2, hollow(text, sp.from, sp.to, paths, TAG, 0))
   end
 
   it("walks several paths at once: a tool's schema and description", function()
@@ -207,7 +221,7 @@ describe("jscan.hollow", function()
       .. '{"name":"e","input_sch\\u0065ma":{"type":"object"}},{"input_schema":{"a":1},"input_schema":{"b":2}}]}'
     local _, spans = jscan.top(text)
     local sp = spans.tools
-    local hollowed, got = jscan.hollow(text, sp.from, sp.to, { { "input_schema", kind = "object" } }, TAG, 0)
+    local hollowed, got = hollow(text, sp.from, sp.to, { { "input_schema", kind = "object" } }, TAG, 0)
     assert.equal(2, #got) -- a and d: b's is empty, e's key escaped, the last one's given twice
     assert.same({ 1, 5 }, { got[1].i, got[2].i })
     assert.is_nil(got[1].j)
@@ -217,7 +231,7 @@ describe("jscan.hollow", function()
     assert.matches('"input_schema" : {"\\u0001t-obj2":true} }', hollowed, 1, true)
     assert.same(cjson.decode(text).tools, (rebuilt_array(text, sp.from, sp.to, { "input_schema" }, "object")))
     -- nothing reached: nil
-    assert.is_nil(jscan.hollow(text, sp.from, sp.to, { { "nope", kind = "object" } }, TAG, 0))
+    assert.is_nil(hollow(text, sp.from, sp.to, { { "nope", kind = "object" } }, TAG, 0))
   end)
 
   it("leaves each tool result's string content as a span, two levels down", function()
@@ -250,7 +264,7 @@ describe("jscan.hollow", function()
     reaches(text, "messages", { { "content", "content", kind = "string" } }, 1)
     local obj = '{"tools":[{"function":{"parameters":{"a":1}},"function":{"parameters":{"b":2}}}]}'
     local _, spans = jscan.top(obj)
-    assert.is_nil(jscan.hollow(obj, spans.tools.from, spans.tools.to, { { "function", "parameters", kind = "object" } }, TAG, 0))
+    assert.is_nil(hollow(obj, spans.tools.from, spans.tools.to, { { "function", "parameters", kind = "object" } }, TAG, 0))
   end)
 
   it("gives back what cjson decodes, on generated arrays", function()
