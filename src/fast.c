@@ -26,6 +26,7 @@
 #include "ctx.h"
 #include "http.h"
 #include "jscan.h"
+#include "jscan_lua.h"
 #include "log.h"
 #include "lstate.h"
 #include "lua_host.h"
@@ -86,7 +87,6 @@ typedef struct mg_fast {
 	int nkeys;
 	char marker[64];
 	size_t marker_len;
-	int max_depth;
 	unsigned long long served, handed;
 } mg_fast;
 
@@ -472,6 +472,40 @@ static void on_done(void *ud, const char *err, const char *code, int status, con
 	fast_req_free(q);
 }
 
+typedef struct scan_ud {
+	const char *text;
+	const mg_jscan_out *out;
+	const mg_fast *F;
+} scan_ud;
+
+/* req.top = {fields, spans, marked, marker}: what jscan.top(body, marker)
+ * would give, from C's scan (json.prescanned) */
+static void push_scan(lua_State *L, void *ud)
+{
+	const scan_ud *s = ud;
+
+	lua_createtable(L, 3, 1);
+	if (mg_jscan_push_top(L, s->text, s->out) != 3 || lua_isnil(L, -3)) {
+		lua_pop(L, 4); /* (cannot happen: duplicates were sent to Lua unscanned) */
+		return;
+	}
+	lua_rawseti(L, -4, 3);
+	lua_rawseti(L, -3, 2);
+	lua_rawseti(L, -2, 1);
+	lua_pushlstring(L, s->F->marker, s->F->marker_len);
+	lua_setfield(L, -2, "marker");
+	lua_setfield(L, -2, "top");
+}
+
+/* C scanned the body but does not serve it: Lua's path, with the scan */
+static int decline(mg_req *r, const mg_jscan_out *out)
+{
+	scan_ud s = { r->body.data, out, r->ls->fast };
+
+	mg_req_dispatch_with(r, push_scan, &s); /* (r may be gone after) */
+	return 1;
+}
+
 int mg_fast_try(mg_req *r)
 {
 	mg_fast *F = r->ls->fast;
@@ -522,35 +556,39 @@ int mg_fast_try(mg_req *r)
 		if (!key || key->slow)
 			return 0;
 	}
-	jo.max_depth = F->max_depth;
+	jo.max_depth = MG_JSCAN_LUA_DEPTH; /* as top()'s: Lua takes this scan if C declines (decline) */
 	jo.marker = F->marker_len ? F->marker : NULL;
 	jo.marker_len = F->marker_len;
 	if (!r->body.len || mg_jscan(r->body.data, r->body.len, &jo, &out) != MG_JSCAN_OK || out.marked)
 		return 0;
 	for (i = 0; i < out.n; i++) {
 		const mg_jfield *f = &fields[i];
-		const fast_rule *ru;
 		if (f->key_esc)
 			return 0;
 		for (size_t j = 0; j < i; j++) /* given twice: Lua's words */
 			if (fields[j].key_len == f->key_len && !memcmp(fields[j].key_at, f->key_at, f->key_len))
 				return 0;
+	}
+	/* from here on, a request C does not serve goes to Lua with this scan */
+	for (i = 0; i < out.n; i++) {
+		const mg_jfield *f = &fields[i];
+		const fast_rule *ru;
 		if (f->key_len == 5 && !memcmp(f->key_at, "model", 5))
 			model = f;
 		else if (f->key_len == 8 && !memcmp(f->key_at, "messages", 8))
 			messages = f;
 		else if (f->key_len == 6 && !memcmp(f->key_at, "stream", 6)) {
 			if (f->type != MG_JFALSE && f->type != MG_JNULL)
-				return 0; /* a stream: Lua's path */
+				return decline(r, &out); /* a stream: Lua's path */
 		} else if ((ru = rule_of(F, f->key_at, f->key_len)) && !rule_ok(ru, r->body.data, f))
-			return 0;
+			return decline(r, &out);
 	}
 	if (!model || model->type != MG_JSTR || model->esc || !messages || messages->type != MG_JARR ||
 	    !messages->count)
-		return 0;
+		return decline(r, &out);
 	rt = route_find(F, r->body.data + model->from + 1, model->to - model->from - 2);
 	if (!rt)
-		return 0;
+		return decline(r, &out);
 
 	if (!(q = calloc(1, sizeof *q)))
 		return 0;
@@ -690,7 +728,7 @@ static int bool_field(lua_State *L, int t, const char *name)
 
 /* _fast_config(opts | nil): this state's fast path, its routes dropped.
  * opts: {hosts = {name, ...} | nil (any Host), keys = {{key, name, slow}}
- * | nil (no inbound keys), rules = {{name, kind, lo, hi}}, marker, max_depth};
+ * | nil (no inbound keys), rules = {{name, kind, lo, hi}}, marker};
  * nil turns it off. */
 static int l_fast_config(lua_State *L)
 {
@@ -779,9 +817,6 @@ static int l_fast_config(lua_State *L)
 		}
 	}
 	lua_pop(L, 1);
-	F->max_depth = (int)num_field(L, 1, "max_depth");
-	if (F->max_depth <= 0)
-		F->max_depth = 1000;
 	F->on = 1;
 	return 0;
 }

@@ -47,7 +47,7 @@
 #include <string.h>
 
 #define MAX_FIELDS 256
-#define MAX_DEPTH 200 /* lua/moongate/json.lua's decode_max_depth */
+#define MAX_DEPTH MG_JSCAN_LUA_DEPTH
 
 /* the key (unescaped when it must be) onto the stack */
 static void push_key(lua_State *L, const mg_jfield *f, char *tmp)
@@ -59,25 +59,14 @@ static void push_key(lua_State *L, const mg_jfield *f, char *tmp)
 	lua_pushlstring(L, tmp, mg_junescape(f->key_at, f->key_len, tmp));
 }
 
-static int l_top(lua_State *L)
+int mg_jscan_push_top(lua_State *L, const char *text, const mg_jscan_out *scan)
 {
-	size_t len, mlen = 0;
-	const char *text = luaL_checklstring(L, 1, &len);
-	const char *marker = luaL_optlstring(L, 2, NULL, &mlen);
-	mg_jfield fields[MAX_FIELDS];
-	mg_jscan_opts o = { MAX_DEPTH, marker, mlen };
-	mg_jscan_out out = { fields, MAX_FIELDS, 0, 0, 0 };
-	int rc;
+	const mg_jfield *fields = scan->fields;
+	mg_jscan_out out = *scan;
 	char small[256], *tmp = small;
 	size_t need = 0;
+	int t_fields = lua_gettop(L) + 1, t_spans = t_fields + 1;
 
-	lua_settop(L, 2); /* the tables below are at 3 and 4 */
-	rc = mg_jscan(text, len, &o, &out);
-	if (rc != MG_JSCAN_OK) {
-		lua_pushnil(L);
-		lua_pushstring(L, rc == MG_JSCAN_NOT_OBJECT ? "not_object" : "syntax");
-		return 2;
-	}
 	/* one scratch buffer, as long as the longest escaped key or string */
 	for (size_t i = 0; i < out.n; i++) {
 		if (fields[i].key_esc && fields[i].key_len > need)
@@ -94,13 +83,13 @@ static int l_top(lua_State *L)
 		push_key(L, f, tmp);
 		/* given twice? (spans holds every key) */
 		lua_pushvalue(L, -1);
-		lua_rawget(L, 4);
+		lua_rawget(L, t_spans);
 		if (!lua_isnil(L, -1)) {
 			if (tmp != small)
 				free(tmp);
 			lua_pushnil(L);
 			lua_pushliteral(L, "duplicate");
-			lua_pushvalue(L, 5); /* the key */
+			lua_pushvalue(L, t_spans + 1); /* the key */
 			return 3;
 		}
 		lua_pop(L, 1);
@@ -115,7 +104,7 @@ static int l_top(lua_State *L)
 		lua_setfield(L, -2, "to");
 		lua_pushnumber(L, (lua_Number)f->count);
 		lua_setfield(L, -2, "n");
-		lua_rawset(L, 4);
+		lua_rawset(L, t_spans);
 		switch (f->type) {
 		case MG_JOBJ:
 		case MG_JARR:
@@ -159,12 +148,32 @@ static int l_top(lua_State *L)
 		default:
 			lua_pushlightuserdata(L, NULL);
 		}
-		lua_rawset(L, 3);
+		lua_rawset(L, t_fields);
 	}
 	if (tmp != small)
 		free(tmp);
 	lua_pushboolean(L, out.marked);
 	return 3;
+}
+
+static int l_top(lua_State *L)
+{
+	size_t len, mlen = 0;
+	const char *text = luaL_checklstring(L, 1, &len);
+	const char *marker = luaL_optlstring(L, 2, NULL, &mlen);
+	mg_jfield fields[MAX_FIELDS];
+	mg_jscan_opts o = { MAX_DEPTH, marker, mlen };
+	mg_jscan_out out = { fields, MAX_FIELDS, 0, 0, 0 };
+	int rc;
+
+	lua_settop(L, 2);
+	rc = mg_jscan(text, len, &o, &out);
+	if (rc != MG_JSCAN_OK) {
+		lua_pushnil(L);
+		lua_pushstring(L, rc == MG_JSCAN_NOT_OBJECT ? "not_object" : "syntax");
+		return 2;
+	}
+	return mg_jscan_push_top(L, text, &out);
 }
 
 /* utf8(s) -> s itself when it is well-formed UTF-8, else a copy with
@@ -375,19 +384,21 @@ static int marker_like(const char *s, size_t n)
 	       s[3] >= '0' && s[3] <= '9';
 }
 
-/* the number of a marker named kind .. digits (all of t): 0 when t is not one */
-static lua_Integer marker_number(const char *t, size_t n, const char *kind)
+/* the number of a marker named kind .. digits (all of t): -1 when t is not
+ * one; a number past 2^53 (no raw value has one) reads as -2 ("gone") */
+static double marker_number(const char *t, size_t n, const char *kind)
 {
-	lua_Integer v = 0;
+	double v = 0;
 
 	if (n < 4 || memcmp(t, kind, 3))
-		return 0;
+		return -1;
 	for (size_t i = 3; i < n; i++) {
-		if (t[i] < '0' || t[i] > '9' || v > 100000000)
-			return 0;
-		v = v * 10 + (t[i] - '0');
+		if (t[i] < '0' || t[i] > '9')
+			return -1;
+		if (v < 9007199254740992.0)
+			v = v * 10 + (t[i] - '0');
 	}
-	return v;
+	return v < 9007199254740992.0 ? v : -2;
 }
 
 static int l_unmark(lua_State *L)
@@ -405,26 +416,30 @@ static int l_unmark(lua_State *L)
 	for (x = s; (x = memmem(x, len - (size_t)(x - s), tag, tlen)); x += tlen)
 		cap++;
 	cuts = lua_newuserdata(L, (cap ? cap : 1) * sizeof *cuts); /* 4: freed by the GC */
+	/* 5: each text a cut points into, held till push_cut has copied it (its
+	 * owner may be held only weakly, and push_cut allocates); sized now,
+	 * so that setting its entries allocates nothing */
+	lua_createtable(L, (int)(cap ? cap : 1), 0);
 	while (p < len && (x = memmem(s + p, len - p, tag, tlen))) {
 		size_t at = (size_t)(x - s), after = at + tlen, j = 0, a = 0, e = 0, next = at + 1;
 		const char *put = NULL, *t = s + after, *q;
 		size_t put_len = 0, tl = 0;
-		lua_Integer n = 0;
+		double n = -1;
 		int quoted = at >= 1 && s[at - 1] == '"' && !(at >= 2 && s[at - 2] == '\\');
 
 		if (quoted && (q = memchr(s + after, '"', len - after))) {
 			j = (size_t)(q - s);
 			tl = j - after;
 			next = j + 1;
-			if ((n = marker_number(t, tl, "obj")) && at >= 2 && s[at - 2] == '{' && j + 7 <= len &&
+			if ((n = marker_number(t, tl, "obj")) != -1 && at >= 2 && s[at - 2] == '{' && j + 7 <= len &&
 			    !memcmp(s + j + 1, ":true}", 6)) {
 				a = at - 2; /* {"<tag>objN":true} */
 				e = j + 7;
-			} else if ((n = marker_number(t, tl, "str"))) {
+			} else if ((n = marker_number(t, tl, "str")) != -1) {
 				a = at - 1; /* "<tag>strN" */
 				e = j + 1;
 			} else if (strspn(t, "0123456789.eE+-[]") >= tl) {
-				n = 0; /* M.raw's own text, in the marker */
+				/* M.raw's own text, in the marker */
 				a = at - 1;
 				e = j + 1;
 				put = t;
@@ -441,28 +456,33 @@ static int l_unmark(lua_State *L)
 			continue;
 		}
 		if (!put) { /* the text of raw value n: owners[n] = {text = ..., [n] = from, [-n] = to} */
-			lua_Integer from, to;
+			lua_Number from, to;
 			size_t olen;
 			const char *otext;
-			lua_rawgeti(L, 3, (int)n);
-			if (!lua_istable(L, -1)) {
+			lua_pushnumber(L, n);
+			lua_rawget(L, 3);
+			if (n < 0 || !lua_istable(L, -1)) {
 				lua_pushnil(L);
 				lua_pushliteral(L, "gone");
 				return 2;
 			}
 			lua_getfield(L, -1, "text");
-			lua_rawgeti(L, -2, (int)n);
-			lua_rawgeti(L, -3, (int)-n);
-			otext = lua_tolstring(L, -3, &olen);
-			from = lua_tointeger(L, -2);
-			to = lua_tointeger(L, -1);
-			lua_pop(L, 4);
-			if (!otext || from < 1 || to < from - 1 || (size_t)to > olen) {
+			lua_pushnumber(L, n);
+			lua_rawget(L, -3);
+			lua_pushnumber(L, -n);
+			lua_rawget(L, -4);
+			otext = lua_type(L, -3) == LUA_TSTRING ? lua_tolstring(L, -3, &olen) : NULL;
+			from = lua_tonumber(L, -2);
+			to = lua_tonumber(L, -1);
+			if (!otext || from < 1 || to < from - 1 || to > (lua_Number)olen) {
 				lua_pushnil(L);
 				lua_pushliteral(L, "gone");
 				return 2;
 			}
-			put = otext + from - 1; /* (the owner, so its text, lives as long as the request) */
+			lua_pushvalue(L, -3);
+			lua_rawseti(L, 5, (int)m + 1); /* held (above) */
+			lua_pop(L, 4);
+			put = otext + (size_t)from - 1;
 			put_len = (size_t)(to - from + 1);
 		}
 		cuts[m++] = (cut){ a, e, put, put_len };

@@ -428,6 +428,7 @@ local function model_of(creq) return type(creq) == "table" and type(creq.model) 
 -- before it runs (fd.accepts(creq, route): an endpoint its provider lacks);
 -- either answers an error to stop it.
 function App:serve(fd, req)
+  if req.top then json.prescanned(req.body, req.top) end -- (C's scan of it: src/fast.c)
   local creq, err = fd.decode(req.body, req.headers)
   if not creq then return http.error(req, fd.client, err) end
   if req.inbound and not keys.allows(req.inbound, creq.model) then

@@ -58,7 +58,7 @@ function M.config(app, door, level)
       list[i] = { key = e.key, name = e.name, slow = e.limits ~= nil or e.models ~= nil }
     end
   end
-  return { hosts = hosts, keys = list, rules = rules, marker = canonical.PACKED, max_depth = 200 }
+  return { hosts = hosts, keys = list, rules = rules, marker = canonical.PACKED }
 end
 
 --- route(door, creq, route) -> what core._fast_route takes for creq.model,

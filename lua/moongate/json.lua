@@ -522,9 +522,24 @@ end
 -- array at top-level key, the values each path reaches (jscan.hollow:
 -- through an object or each element of an array) of its kind are raw
 -- values (above), those in an object keep(object) refuses excepted.
+local pre_text, pre_top -- a scan the host made of one text already (prescanned)
+
+--- prescanned(text, top): the next object(text, marker) takes top =
+-- {fields, spans, marked, marker = marker} (what jscan.top(text, marker)
+-- gives, from the host's own scan: src/fast.c) instead of scanning again
+function M.prescanned(text, top)
+  pre_text, pre_top = text, top
+end
+
 function M.object(text, marker, once, hollow)
   if has_jscan then
-    local fields, spans, third = jscan.top(text, marker)
+    local fields, spans, third
+    if pre_text == text and pre_top.marker == marker then
+      fields, spans, third = pre_top[1], pre_top[2], pre_top[3]
+    else
+      fields, spans, third = jscan.top(text, marker)
+    end
+    pre_text, pre_top = nil, nil
     if fields then
       setmetatable(fields, { __index = read_span, spans = spans, text = text, hollow = hollow })
       return fields, third -- marked

@@ -62,6 +62,19 @@ return { tls = { cert = %q, key = %q, http2 = true },
     assert.equal(json.decode(text).choices[1].message.content, "lua's")
   end)
 
+  it("guards the Host over HTTP/2 as over HTTP/1.1: :authority is the Host", function()
+    for _, v in ipairs { "--http2", "--http1.1" } do
+      local out = sh(string.format("curl -sk --max-time 10 %s --resolve evil.example:%d:127.0.0.1 -w '\\n%%{http_code}' "
+        .. "https://evil.example:%d/v1/chat/completions -d %q", v, server.port, server.port,
+        json.encode { model = "echo", messages = { { role = "user", content = "x" } } }))
+      assert.matches("\n403$", out, nil, false)
+      assert.matches("host_not_allowed", out, 1, true)
+    end
+    local _, _, code = curl("--http2", "/v1/chat/completions",
+      json.encode { model = "echo", messages = { { role = "user", content = "x" } } })
+    assert.equal(200, code)
+  end)
+
   it("streams over HTTP/2", function()
     local text, version, code = curl("--http2 -N", "/v1/chat/completions",
       json.encode { model = "echo", stream = true, messages = { { role = "user", content = "a b c" } } })

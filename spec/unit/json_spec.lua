@@ -173,8 +173,10 @@ describe("encode_raw's C pass (jscan.unmark)", function()
     local req = assert(json.object(body, nil, nil, { tools = {
       { path = { "input_schema" }, kind = "object" }, { path = { "description" }, kind = "string" } } }))
     local t = req.tools
+    local tag = json.raw("") -- (the marker's prefix: forged markers below)
     local pieces = { t[1].input_schema, t[1].description, t[2].input_schema, t[2].description,
-      json.raw("12345678901234567890"), json.raw("[]"), json.raw(""), "plain", "\1", 7, json.null }
+      json.raw("12345678901234567890"), json.raw("[]"), json.raw(""), "plain", "\1", 7, json.null,
+      tag .. "str0", tag .. "str1000000010", tag .. "str123456789012345678901234", tag .. "obj7", tag .. "strx" }
     math.randomseed(7)
     local n = 0
     for _ = 1, 2000 do
@@ -199,5 +201,25 @@ describe("encode_raw's C pass (jscan.unmark)", function()
       end
     end
     assert.is_true(n > 500)
+  end)
+end)
+
+describe("json.prescanned", function()
+  local json = require "moongate.json"
+  local ok_jscan, jscan = pcall(require, "moongate.jscan")
+  if not ok_jscan then
+    pending("needs build/lua/moongate/jscan.so")
+    return
+  end
+  it("hands the host's scan of a text to the next object() of that text and marker, once", function()
+    local text = '{"model":"m","messages":[1]}'
+    local fields, spans, marked = jscan.top(text, "MARK")
+    fields.model = "from the host's scan" -- (to tell it from a scan of its own)
+    json.prescanned(text, { fields, spans, marked, marker = "MARK" })
+    assert.equal("from the host's scan", (json.object(text, "MARK")).model)
+    assert.equal("m", (json.object(text, "MARK")).model) -- once
+    json.prescanned(text, { fields, spans, marked, marker = "MARK" })
+    assert.equal("m", (json.object(text, "OTHER")).model) -- another marker: its own scan
+    assert.same({ 1 }, json.object(text, "MARK").messages)
   end)
 end)

@@ -301,3 +301,19 @@ describe("kind prompt", function()
     assert.equal(2, #calls.warn)
   end)
 end)
+
+describe("prompt mode: a system prompt carried as the client wrote it", function()
+  it("reaches the template in words, in the messages and in creq.system", function()
+    local door = require "moongate.frontdoor.anthropic_messages"
+    local creq = assert(door.decode('{"model":"local","max_tokens":5,"system":"be \\u0062rief  ",'
+      .. '"messages":[{"role":"user","content":"hi"}]}', {}))
+    assert.is_string(json.raw_text(creq.system)) -- (carried raw)
+    local seen
+    local text = prompt.prompt(creq, { template = function(msgs, c)
+      seen = c.system
+      return msgs[1].content .. "|" .. c.system .. "|" .. #c.system
+    end })
+    assert.equal("be brief  |be brief  |10", text)
+    assert.equal("be brief  ", seen)
+  end)
+end)

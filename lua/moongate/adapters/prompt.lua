@@ -99,6 +99,13 @@ function M.messages(creq)
   return out
 end
 
+-- what a template sees of creq: its system prompt in words (carried as
+-- the client's text otherwise, a raw string: json.lua), the rest as it is
+local function template_view(creq)
+  if json.raw_text(creq.system) == nil then return creq end
+  return setmetatable({ system = json.str(creq.system) }, { __index = creq })
+end
+
 --- prompt(creq, conf) -> the prompt text: conf.template (or the default)
 -- applied to messages(creq). A template that fails or gives no string is
 -- the operator's error: raised as such (the client gets a 500, the log the
@@ -106,7 +113,7 @@ end
 function M.prompt(creq, conf)
   local template = conf and conf.template or M.default_template
   local msgs = M.messages(creq)
-  local ok, text = pcall(template, msgs, creq)
+  local ok, text = pcall(template, msgs, template_view(creq))
   if not ok then error("the prompt template failed: " .. tostring(text), 0) end
   if type(text) ~= "string" then
     error("the prompt template gave a " .. type(text) .. ", not a string", 0)
