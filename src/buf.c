@@ -37,6 +37,44 @@ int mg_buf_append(mg_buf *b, const void *p, size_t n)
 	return 0;
 }
 
+int mg_buf_cat(mg_buf *b, ...)
+{
+	va_list ap;
+	size_t total = 0, len = b->len;
+	const char *s;
+
+	va_start(ap, b);
+	while ((s = va_arg(ap, const char *)))
+		total += strlen(s);
+	va_end(ap);
+	if (mg_buf_reserve(b, total))
+		return -1;
+	va_start(ap, b);
+	while ((s = va_arg(ap, const char *))) {
+		size_t n = strlen(s);
+		memcpy(b->data + len, s, n);
+		len += n;
+	}
+	va_end(ap);
+	b->len = len;
+	return 0;
+}
+
+size_t mg_fmt_u(char *out, unsigned long long v)
+{
+	char tmp[24];
+	size_t n = 0, k = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		out[k++] = tmp[--n];
+	out[k] = 0;
+	return k;
+}
+
 int mg_buf_appendf(mg_buf *b, const char *fmt, ...)
 {
 	va_list ap;

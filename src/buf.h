@@ -20,6 +20,11 @@ int mg_buf_reserve(mg_buf *b, size_t extra);
 int mg_buf_append(mg_buf *b, const void *p, size_t n);
 int mg_buf_appendf(mg_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Appends the pieces, each a NUL-terminated string, ending with NULL: the
+ * hot paths' header lines without printf. 0, or -1 (b unchanged). */
+int mg_buf_cat(mg_buf *b, ...) __attribute__((sentinel));
+/* v in decimal into out (room for 21 bytes, NUL written): its length */
+size_t mg_fmt_u(char *out, unsigned long long v);
 void mg_buf_free(mg_buf *b);
 /* Empties b; an allocation over `keep` bytes is given back, so that one
  * large frame does not stay allocated for the rest of a stream. */

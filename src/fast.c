@@ -309,10 +309,15 @@ static double count_of(const char *s, size_t n, const char *key)
 {
 	size_t kl = strlen(key);
 
-	for (const char *p = s; (p = memmem(p, n - (size_t)(p - s), key, kl)); p++) {
-		size_t i = skip_ws(s, (size_t)(p - s) + kl, n);
+	/* (a plain loop: the usage object is short, and memmem's set-up costs
+	 * more than the search) */
+	for (size_t at = 0; at + kl <= n; at++) {
+		const char *p = s + at;
+		size_t i, d = 0;
 		double v = 0;
-		size_t d = 0;
+		if (*p != '"' || memcmp(p, key, kl))
+			continue;
+		i = skip_ws(s, at + kl, n);
 		if (i >= n || s[i] != ':')
 			continue;
 		i = skip_ws(s, i + 1, n);

@@ -411,12 +411,10 @@ static const char *reason(int status)
 
 static int h1_hdr_begin(mg_req *r, int status)
 {
-	char line[128];
-	int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nserver: moongate\r\n",
-			 status, reason(status));
-	if (n < 0 || (size_t)n >= sizeof line)
-		return -1;
-	return mg_buf_append(&r->out, line, (size_t)n);
+	char code[24];
+
+	mg_fmt_u(code, (unsigned)status);
+	return mg_buf_cat(&r->out, "HTTP/1.1 ", code, " ", reason(status), "\r\nserver: moongate\r\n", (char *)NULL);
 }
 
 static int h1_hdr_add(mg_req *r, const char *name, size_t nlen, const char *value, size_t vlen)

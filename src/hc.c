@@ -870,14 +870,16 @@ mg_hc_req *mg_hc_begin(mg_hc *hc, const mg_hc_url *u, const char *method,
 	r->host = strndup(u->host, u->hostlen);
 	r->key = malloc(u->hostlen + 8);
 	if (!r->host || !r->key ||
-	    mg_buf_appendf(&r->head, "%s %s HTTP/1.1\r\n", method, u->path)) {
+	    mg_buf_cat(&r->head, method, " ", u->path, " HTTP/1.1\r\n", (char *)NULL)) {
 		free(r->host);
 		free(r->key);
 		mg_buf_free(&r->head);
 		free(r);
 		return NULL;
 	}
-	snprintf(r->key, u->hostlen + 8, "%s:%d", r->host, r->port);
+	memcpy(r->key, r->host, u->hostlen); /* host:port */
+	r->key[u->hostlen] = ':';
+	mg_fmt_u(r->key + u->hostlen + 1, (unsigned)r->port); /* (at most 5 digits and the NUL: room for 7) */
 	r->skip_body = !strcmp(method, "HEAD");
 	r->next = hc->live;
 	if (r->next)
@@ -919,18 +921,24 @@ int mg_hc_send(mg_hc_req *r, const char *body, size_t blen, long connect_ms, lon
 	r->connect_ms = connect_ms > 0 ? connect_ms : 0;
 	r->total_ms = total_ms > 0 ? total_ms : 0;
 	if (!r->has_host) {
+		char port[8];
+		mg_fmt_u(port, (unsigned)r->port);
 		if (strchr(r->host, ':') && r->port == 80)
-			ok = !mg_buf_appendf(&r->head, "Host: [%s]\r\n", r->host);
+			ok = !mg_buf_cat(&r->head, "Host: [", r->host, "]\r\n", (char *)NULL);
 		else if (strchr(r->host, ':'))
-			ok = !mg_buf_appendf(&r->head, "Host: [%s]:%d\r\n", r->host, r->port);
+			ok = !mg_buf_cat(&r->head, "Host: [", r->host, "]:", port, "\r\n", (char *)NULL);
 		else if (r->port == 80)
-			ok = !mg_buf_appendf(&r->head, "Host: %s\r\n", r->host);
+			ok = !mg_buf_cat(&r->head, "Host: ", r->host, "\r\n", (char *)NULL);
 		else
-			ok = !mg_buf_appendf(&r->head, "Host: %s\r\n", r->key);
+			ok = !mg_buf_cat(&r->head, "Host: ", r->key, "\r\n", (char *)NULL);
 	}
 	/* a body's length; a POST without one says 0 */
 	if (ok && (body || !(r->skip_body || !strncmp(r->head.data, "GET ", 4) || !strncmp(r->head.data, "DELETE ", 7))))
-		ok = !mg_buf_appendf(&r->head, "Content-Length: %zu\r\n", r->blen);
+	{
+		char n[24];
+		mg_fmt_u(n, r->blen);
+		ok = !mg_buf_cat(&r->head, "Content-Length: ", n, "\r\n", (char *)NULL);
+	}
 	ok = ok && !mg_buf_append(&r->head, "\r\n", 2);
 	r->timer = ok ? malloc(sizeof *r->timer) : NULL;
 	if (!r->timer) {

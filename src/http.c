@@ -408,7 +408,7 @@ static int encode_headers(mg_req *r, int status, const char *ctype, size_t ctlen
 	if (status == 204 || status == 304) {
 		/* no body, and no content-length either (RFC 9110 8.6) */
 	} else if (content_length >= 0) {
-		snprintf(cl, sizeof cl, "%lld", content_length);
+		mg_fmt_u(cl, (unsigned long long)content_length);
 		if (add_header(r, "content-length", cl))
 			return -1;
 	} else if (!r->h2) {

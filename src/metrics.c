@@ -294,7 +294,7 @@ void mg_metrics_request(const mg_metrics_req *q)
 		model = "unknown";
 		model_len = 7;
 	}
-	snprintf(status, sizeof status, "%d", q->status);
+	mg_fmt_u(status, (unsigned)q->status);
 	set_label_z(&l, 0, door);
 	set_label(&l, 1, q->provider_len ? q->provider : NULL, q->provider_len);
 	set_label(&l, 2, model, model_len);
