@@ -859,9 +859,11 @@ void mg_hc_free(mg_hc *hc)
 mg_hc_req *mg_hc_begin(mg_hc *hc, const mg_hc_url *u, const char *method,
 		       const mg_hc_cbs *cbs, void *ud)
 {
-	mg_hc_req *r = calloc(1, sizeof *r);
+	mg_hc_req *r;
 
-	if (!r)
+	if (u->port < 1 || u->port > 65535) /* (mg_hc_parse_url's range: r->key has room for 5 digits) */
+		return NULL;
+	if (!(r = calloc(1, sizeof *r)))
 		return NULL;
 	r->hc = hc;
 	r->cb = cbs;

@@ -317,3 +317,17 @@ describe("prompt mode: a system prompt carried as the client wrote it", function
     assert.equal("be brief  ", seen)
   end)
 end)
+
+describe("prompt mode: the template's creq", function()
+  it("holds every field of the request when its system prompt was carried raw", function()
+    local door = require "moongate.frontdoor.anthropic_messages"
+    local creq = assert(door.decode('{"model":"local","max_tokens":5,"temperature":0.5,"system":"sys",'
+      .. '"messages":[{"role":"user","content":"hi"}]}', {}))
+    local keys = {}
+    prompt.prompt(creq, { template = function(_, c)
+      for k in pairs(c) do keys[k] = true end
+      return c.system .. c.temperature
+    end })
+    assert.is_true(keys.system and keys.messages and keys.temperature and keys.model)
+  end)
+end)

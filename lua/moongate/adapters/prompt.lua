@@ -99,11 +99,14 @@ function M.messages(creq)
   return out
 end
 
--- what a template sees of creq: its system prompt in words (carried as
--- the client's text otherwise, a raw string: json.lua), the rest as it is
+-- what a template sees of creq: a copy with its system prompt in words
+-- (carried as the client's text otherwise, a raw string: json.lua)
 local function template_view(creq)
   if json.raw_text(creq.system) == nil then return creq end
-  return setmetatable({ system = json.str(creq.system) }, { __index = creq })
+  local view = {}
+  for k, v in pairs(creq) do view[k] = v end
+  view.system = json.str(creq.system)
+  return setmetatable(view, getmetatable(creq))
 end
 
 --- prompt(creq, conf) -> the prompt text: conf.template (or the default)
