@@ -12,7 +12,9 @@
  * that is a JSON object goes back as it came, its usage counted for the
  * access line and the metrics. Anything else is handed to Lua with the
  * answer (req.first): Lua's path then runs as if its own first attempt
- * had got it (retries, fallbacks, the client's error format).
+ * had got it (retries, fallbacks, the client's error format). A request C
+ * scanned but does not serve goes to Lua with the scan (req.top), and one
+ * still waiting at the end of shutdown_timeout gets 503 (mg_fast_shutdown).
  *
  * Ownership: mg_fast is a userdata of the Lua state that published it (its
  * __gc frees the routes; s->fast points at it until then). A fast_req
