@@ -98,11 +98,9 @@ typedef struct fast_req {
 	mg_fast *F;
 	mg_fetch *f;
 	mg_buf body;           /* the body with its model rewritten (else unused) */
-	char **headers;        /* the route's, with this request's id */
 	uint64_t t0;
 	size_t plen;
 	char provider[MG_NOTE_PROVIDER];
-	char rid[MG_REQUEST_ID_MAX + 1]; /* r->rid, NUL-terminated, for the upstream */
 } fast_req;
 
 /* the requests this thread serves on the fast path now (mg_fast_shutdown) */
@@ -390,7 +388,6 @@ static void fast_req_free(fast_req *q)
 {
 	mg_queue_remove(&q->node);
 	mg_buf_free(&q->body);
-	free(q->headers);
 	free(q);
 }
 
@@ -450,15 +447,15 @@ static void on_done(void *ud, const char *err, const char *code, int status, con
 {
 	fast_req *q = ud;
 	mg_req *r = q->r;
-	double in = -1, out = -1;
+	double in = -1, out = -1, ms = (double)(uv_hrtime() - q->t0) / 1e6;
 
 	q->f = NULL;
 	r->c_gone = NULL;
 	r->c_ud = NULL;
-	r->upstream_ms = (double)(uv_hrtime() - q->t0) / 1e6;
-	r->has_upstream = 1;
 	if (!err && status >= 200 && status < 300 && object_text(body, blen)) {
 		q->F->served++;
+		r->upstream_ms = ms;
+		r->has_upstream = 1;
 		if (body_usage(body, blen, &in, &out)) { /* as _req_note and _metrics_tokens take them */
 			r->tokens_in = in < 1e15 ? (long long)in : 0;
 			r->tokens_out = out < 1e15 ? (long long)out : 0;
@@ -472,9 +469,8 @@ static void on_done(void *ud, const char *err, const char *code, int status, con
 	/* Lua's path takes it from here, with this answer as its first try's */
 	q->F->handed++;
 	{
-		first_answer a = { q->provider, err, code, body, pairs, q->plen, blen, plen, status, r->upstream_ms };
-		r->has_upstream = 0; /* (Lua notes its own) */
-		mg_req_dispatch_with(r, push_first, &a); /* (r may be gone after) */
+		first_answer a = { q->provider, err, code, body, pairs, q->plen, blen, plen, status, ms };
+		mg_req_dispatch_with(r, push_first, &a); /* (r may be gone after; Lua notes the time) */
 	}
 	fast_req_free(q);
 }
@@ -600,18 +596,7 @@ int mg_fast_try(mg_req *r)
 	if (!(q = calloc(1, sizeof *q)))
 		return 0;
 	mg_queue_init(&q->node);
-	for (nh = 0; rt->headers[nh]; nh++)
-		;
-	if (!(q->headers = malloc((nh + 1) * sizeof *q->headers))) {
-		free(q);
-		return 0;
-	}
 	mg_req_begin(r);
-	memcpy(q->headers, rt->headers, (nh + 1) * sizeof *q->headers);
-	memcpy(q->rid, r->rid, r->rid_len);
-	q->rid[r->rid_len] = 0;
-	if (rt->rid_slot >= 0)
-		q->headers[rt->rid_slot] = q->rid;
 	if (rt->upstream_model &&
 	    (mg_buf_append(&q->body, r->body.data, model->from) ||
 	     mg_buf_append(&q->body, rt->upstream_model, rt->umlen) ||
@@ -630,8 +615,19 @@ int mg_fast_try(mg_req *r)
 		r->key_len = (unsigned char)kl;
 	}
 	q->t0 = uv_hrtime();
+	for (nh = 0; rt->headers[nh]; nh++)
+		;
 	{
-		mg_fetch_req fq = { .url = rt->url, .method = "POST", .headers = (const char *const *)q->headers,
+		/* the route's headers with this request's id: read during the
+		 * call only (mg_fetch_start copies them), so on the stack */
+		const char *hv[nh + 1];
+		char rid[MG_REQUEST_ID_MAX + 1];
+		memcpy(hv, rt->headers, (nh + 1) * sizeof *hv);
+		memcpy(rid, r->rid, r->rid_len);
+		rid[r->rid_len] = 0;
+		if (rt->rid_slot >= 0)
+			hv[rt->rid_slot] = rid;
+		mg_fetch_req fq = { .url = rt->url, .method = "POST", .headers = hv,
 				    .body = q->body.len ? q->body.data : r->body.data,
 				    .blen = q->body.len ? q->body.len : r->body.len, .mode = MODE_BODY,
 				    .connect_ms = rt->connect_ms, .first_byte_ms = rt->first_byte_ms,

@@ -303,10 +303,16 @@ describe("kind prompt", function()
 end)
 
 describe("prompt mode: a system prompt carried as the client wrote it", function()
-  it("reaches the template in words, in the messages and in creq.system", function()
+  -- an Anthropic client's request through its front door: its string
+  -- system prompt carried raw (json.raw_top)
+  local function decoded(system, extra)
     local door = require "moongate.frontdoor.anthropic_messages"
-    local creq = assert(door.decode('{"model":"local","max_tokens":5,"system":"be \\u0062rief  ",'
-      .. '"messages":[{"role":"user","content":"hi"}]}', {}))
+    return assert(door.decode('{"model":"local","max_tokens":5,' .. (extra or "") .. '"system":' .. system
+      .. ',"messages":[{"role":"user","content":"hi"}]}', {}))
+  end
+
+  it("reaches the template in words, in the messages and in creq.system", function()
+    local creq = decoded('"be \\u0062rief  "')
     assert.is_string(json.raw_text(creq.system)) -- (carried raw)
     local seen
     local text = prompt.prompt(creq, { template = function(msgs, c)
@@ -316,13 +322,9 @@ describe("prompt mode: a system prompt carried as the client wrote it", function
     assert.equal("be brief  |be brief  |10", text)
     assert.equal("be brief  ", seen)
   end)
-end)
 
-describe("prompt mode: the template's creq", function()
-  it("holds every field of the request when its system prompt was carried raw", function()
-    local door = require "moongate.frontdoor.anthropic_messages"
-    local creq = assert(door.decode('{"model":"local","max_tokens":5,"temperature":0.5,"system":"sys",'
-      .. '"messages":[{"role":"user","content":"hi"}]}', {}))
+  it("gives the template a creq that holds every field of the request", function()
+    local creq = decoded('"sys"', '"temperature":0.5,')
     local keys = {}
     prompt.prompt(creq, { template = function(_, c)
       for k in pairs(c) do keys[k] = true end
