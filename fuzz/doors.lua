@@ -3,7 +3,8 @@
 -- translated for an OpenAI and an Anthropic upstream. A door answers bad
 -- input with an error value (its 400); a translation refuses with a
 -- refusal (errors.refuse). Any other Lua error would be the client's 500:
--- it is a failure here.
+-- it is a failure here. And each top-level array the scan accepts,
+-- jscan.decode decodes as cjson does.
 package.path = "lua/?.lua;" .. package.path
 local errors = require "moongate.errors"
 local doors = {
@@ -19,12 +20,43 @@ local adapters = {
   anthropic = require "moongate.adapters.anthropic",
 }
 local headers = { ["content-type"] = "application/json" }
+local jscan = require "moongate.jscan"
+local cjson = require("cjson").new()
+cjson.decode_max_depth(200)
+
+-- jscan.decode builds the tables cjson would: the same values, and pairs()
+-- walks them in the same order
+local function alike(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) ~= "table" then return a == b or (a ~= a and b ~= b) end
+  local ka, kb = next(a), next(b)
+  while ka ~= nil or kb ~= nil do
+    if ka ~= kb or not alike(a[ka], b[kb]) then return false end
+    ka, kb = next(a, ka), next(b, kb)
+  end
+  return true
+end
+local function decodes_as_cjson(bytes)
+  local _, spans = jscan.top(bytes)
+  if type(spans) ~= "table" then return end
+  for key, sp in pairs(spans) do
+    if sp.kind == "array" then
+      local mine = jscan.decode(bytes, sp.from, sp.to, {}, "s", "o", 0)
+      local ok, theirs = pcall(cjson.decode, bytes:sub(sp.from, sp.to))
+      if not (ok and mine ~= nil and alike(mine, theirs)) then
+        return "jscan.decode and cjson differ on the array " .. tostring(key)
+      end
+    end
+  end
+end
 
 local function fails(where, e)
   return string.format("%s raised: %s", where, tostring(e))
 end
 
 return function(bytes)
+  local differ = decodes_as_cjson(bytes)
+  if differ then return differ end
   for name, door in pairs(doors) do
     local ok, creq, err = pcall(door.decode, bytes, headers, name == "ollama" and "chat" or nil)
     if not ok then -- (the app calls decode without a catch: even a refusal would be a 500)

@@ -65,27 +65,18 @@ static int hex4(const char *p, const char *end)
 	return v;
 }
 
-/* s->p at the opening quote; leaves it past the closing one. A high
- * surrogate must be followed by an escaped low one, and a low one never
- * stands alone (lua-cjson refuses both). */
-static int string(scan *s)
+const char *mg_jstr_end(const char *p, const char *end, int *esc)
 {
-	const char *p = s->p + 1, *end = s->end;
-
-	s->esc = 0;
-	/* (the first byte first: most strings do not begin with it) */
-	if (s->o->marker && p < end && *p == *s->o->marker && (size_t)(end - p) >= s->o->marker_len &&
-	    memcmp(p, s->o->marker, s->o->marker_len) == 0)
-		s->out->marked = 1;
-	for (;;) {
+	*esc = 0;
+	for (p++;;) {
 		p = plain_run(p, end);
 		if (p >= end || *p == 0)
-			return -1;
+			return NULL;
 		if (*p == '"')
-			break;
-		s->esc = 1;
+			return p + 1;
+		*esc = 1;
 		if (end - p < 2)
-			return -1;
+			return NULL;
 		switch (p[1]) {
 		case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
 			p += 2;
@@ -93,24 +84,38 @@ static int string(scan *s)
 		case 'u': {
 			int c = hex4(p + 2, end);
 			if (c < 0 || (c & 0xFC00) == 0xDC00)
-				return -1;
+				return NULL;
 			p += 6;
 			if ((c & 0xFC00) == 0xD800) {
 				int lo;
 				if (end - p < 2 || p[0] != '\\' || p[1] != 'u')
-					return -1;
+					return NULL;
 				lo = hex4(p + 2, end);
 				if (lo < 0 || (lo & 0xFC00) != 0xDC00)
-					return -1;
+					return NULL;
 				p += 6;
 			}
 			break;
 		}
 		default:
-			return -1;
+			return NULL;
 		}
 	}
-	s->p = p + 1;
+}
+
+/* s->p at the opening quote; leaves it past the closing one */
+static int string(scan *s)
+{
+	const char *p = s->p + 1, *end = s->end;
+
+	/* (the first byte first: most strings do not begin with it) */
+	if (s->o->marker && p < end && *p == *s->o->marker && (size_t)(end - p) >= s->o->marker_len &&
+	    memcmp(p, s->o->marker, s->o->marker_len) == 0)
+		s->out->marked = 1;
+	p = mg_jstr_end(s->p, end, &s->esc);
+	if (!p)
+		return -1;
+	s->p = p;
 	return 0;
 }
 
@@ -127,28 +132,35 @@ static int digits(const char **pp, const char *end)
 }
 
 /* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-static int number(scan *s)
+const char *mg_jnum_end(const char *p, const char *end)
 {
-	const char *p = s->p, *end = s->end;
-
-	if (*p == '-')
+	if (p < end && *p == '-')
 		p++;
 	if (p < end && *p == '0')
 		p++;
 	else if (digits(&p, end))
-		return -1;
+		return NULL;
 	if (p < end && *p == '.') {
 		p++;
 		if (digits(&p, end))
-			return -1;
+			return NULL;
 	}
 	if (p < end && (*p == 'e' || *p == 'E')) {
 		p++;
 		if (p < end && (*p == '+' || *p == '-'))
 			p++;
 		if (digits(&p, end))
-			return -1;
+			return NULL;
 	}
+	return p;
+}
+
+static int number(scan *s)
+{
+	const char *p = mg_jnum_end(s->p, s->end);
+
+	if (!p)
+		return -1;
 	s->p = p;
 	return 0;
 }
@@ -296,8 +308,8 @@ bad:
 	return MG_JSCAN_SYNTAX;
 }
 
-/* The walk of an already checked text (mg_jmembers): each returns the
- * position past what it skipped, never past end. */
+/* Skipping over an already checked text: each returns the position past
+ * what it skipped, never past end. */
 static const char *skip_string(const char *p, const char *end)
 {
 	for (p++; p < end;) {
@@ -343,124 +355,14 @@ static const char *skip_value(const char *p, const char *end)
 	return end;
 }
 
-typedef struct walk {
-	const char *text, *end;
-	const mg_jpath *paths;
-	int npaths;
-	mg_jspan *spans;
-	size_t cap;
-	long n;
-} walk;
-
-static const char *walk_array(walk *w, const char *p, int lvl, size_t i, unsigned alive);
-
-/* the paths of alive whose name at level lvl is k[0 .. len) */
-static unsigned named(const walk *w, const char *k, size_t len, int lvl, unsigned alive)
+const char *mg_jws(const char *p, const char *end)
 {
-	unsigned m = 0;
-
-	for (int x = 0; x < w->npaths; x++)
-		if ((alive >> x & 1) && w->paths[x].key_len[lvl] == len && memcmp(k, w->paths[x].key[lvl], len) == 0)
-			m |= 1u << x;
-	return m;
+	return ws(p, end);
 }
 
-/* one object (p at its '{') at level lvl, for the paths of alive, reached
- * through element i of the outer array and j of the inner one (see
- * mg_jspan); returns the position past it. What it gave is taken back when
- * a member a path names is there twice. */
-static const char *walk_object(walk *w, const char *p, int lvl, size_t i, size_t j, unsigned alive)
+const char *mg_jskip(const char *p, const char *end)
 {
-	const char *end = w->end;
-	long before = w->n;
-	unsigned seen = 0, twice = 0;
-
-	p = ws(p + 1, end);
-	while (p < end && *p == '"') {
-		const char *k = p + 1, *v;
-		unsigned m, deeper = 0;
-		p = skip_string(p, end);
-		m = named(w, k, (size_t)(p - 1 - k), lvl, alive);
-		twice |= seen & m;
-		/* a key written with an escape may be a path's name in disguise,
-		 * given twice: this object is left whole */
-		if (memchr(k, '\\', (size_t)(p - 1 - k)))
-			twice = ~0u;
-		seen |= m;
-		p = ws(p, end);
-		v = p = ws(p + 1, end); /* past the colon */
-		for (int x = 0; x < w->npaths; x++)
-			if ((m >> x & 1) && w->paths[x].depth > lvl + 1)
-				deeper |= 1u << x;
-		if (deeper && v < end && *v == '[') {
-			p = walk_array(w, v, lvl + 1, i, deeper);
-		} else if (deeper && v < end && *v == '{') {
-			p = walk_object(w, v, lvl + 1, i, 0, deeper);
-		} else {
-			p = skip_value(p, end);
-			for (int x = 0; x < w->npaths && m; x++) {
-				const mg_jpath *pa = &w->paths[x];
-				const char *in = ws(v + 1, end);
-				if (!(m >> x & 1) || pa->depth != lvl + 1 || v >= end)
-					continue;
-				if (pa->kind == MG_JSTR ? *v != '"' : *v != '{' || in >= end || *in == '}')
-					continue;
-				if ((size_t)w->n < w->cap) {
-					mg_jspan *sp = &w->spans[w->n++];
-					sp->from = (size_t)(v - w->text);
-					sp->to = (size_t)(p - w->text);
-					sp->i = i;
-					sp->j = j;
-					sp->path = x;
-				}
-				break; /* (one span per value) */
-			}
-		}
-		p = ws(p, end);
-		if (p < end && *p == ',')
-			p = ws(p + 1, end);
-	}
-	if (twice)
-		w->n = before;
-	return p < end ? p + 1 : end; /* past the closing brace */
-}
-
-/* one array's elements (p at its '[') at level lvl; i: the outer array's
- * element this one is in (level 1); returns the position past it */
-static const char *walk_array(walk *w, const char *p, int lvl, size_t i, unsigned alive)
-{
-	const char *end = w->end;
-	size_t k = 0;
-
-	p = ws(p + 1, end);
-	if (p < end && *p == ']')
-		return p + 1;
-	while (p < end) {
-		if (*p == '{')
-			p = walk_object(w, p, lvl, lvl ? i : k, lvl ? k + 1 : 0, alive);
-		else
-			p = skip_value(p, end);
-		k++;
-		p = ws(p, end);
-		if (p >= end || *p != ',')
-			break;
-		p = ws(p + 1, end);
-	}
-	return p < end ? p + 1 : end; /* past the closing bracket */
-}
-
-long mg_jmembers(const char *text, size_t from, size_t to, const mg_jpath *paths, int npaths, mg_jspan *spans,
-		 size_t cap)
-{
-	walk w = { text, text + to, paths, npaths, spans, cap, 0 };
-
-	if (from >= to || text[from] != '[' || npaths < 1 || npaths > 8)
-		return -1;
-	for (int x = 0; x < npaths; x++)
-		if (paths[x].depth < 1 || paths[x].depth > 2)
-			return -1;
-	walk_array(&w, text + from, 0, 0, (1u << npaths) - 1);
-	return w.n;
+	return skip_value(p, end);
 }
 
 static size_t utf8(unsigned c, char *d)

@@ -55,33 +55,19 @@ typedef struct mg_jscan_out {
  * MG_JSCAN_OK or one of the errors above. */
 int mg_jscan(const char *text, size_t len, const mg_jscan_opts *opts, mg_jscan_out *out);
 
-/* The values paths reach in an array, for a caller that leaves them
- * undecoded. text[from .. to) is one array value of a text that mg_jscan
- * accepted (it is not checked again). A path is one or two member names:
- * {a} reaches member a of each element; {a, b} reaches member b of the
- * object that is member a of each element, or of each element of the
- * array that is. A value counts when its kind is right (MG_JSTR: a string;
- * MG_JOBJ: an object with at least one key); nothing counts in an object
- * that holds a member some path names twice (cjson keeps the last one) or
- * any key written with an escape (it may be such a name, given twice).
- * At most cap spans are filled,
- * in text order: path is the path's index, i the outer element's index
- * (0-based), j the inner array's element's index + 1 (0 through an object,
- * or for a path of one). Returns how many spans were filled, or -1 when
- * text[from] is not '[' or a path is not one or two names (npaths <= 8). */
-typedef struct mg_jspan {
-	size_t from, to; /* the value: text[from .. to) */
-	size_t i, j;     /* (above) */
-	int path;
-} mg_jspan;
-typedef struct mg_jpath {
-	const char *key[2];
-	size_t key_len[2];
-	int depth; /* 1 or 2 */
-	int kind;  /* MG_JSTR or MG_JOBJ */
-} mg_jpath;
-long mg_jmembers(const char *text, size_t from, size_t to, const mg_jpath *paths, int npaths, mg_jspan *spans,
-		 size_t cap);
+/* Tokens, for a caller that walks a text itself (jdecode.c). Each takes p
+ * at the token's first byte and never reads at or past end.
+ * mg_jstr_end: p at a string's opening quote -> past its closing one, or
+ *   NULL when the string breaks the grammar (as mg_jscan judges it); *esc
+ *   says it holds a backslash escape.
+ * mg_jnum_end: -> past the number, or NULL when none starts at p.
+ * mg_jws: -> past the whitespace at p.
+ * mg_jskip: -> past the value at p, of a text mg_jscan accepted (not
+ *   checked again; at worst end). */
+const char *mg_jstr_end(const char *p, const char *end, int *esc);
+const char *mg_jnum_end(const char *p, const char *end);
+const char *mg_jws(const char *p, const char *end);
+const char *mg_jskip(const char *p, const char *end);
 
 /* Writes the JSON string body s[0 .. len) (between its quotes, already
  * checked by mg_jscan) unescaped, as UTF-8, into dst (at least len bytes);

@@ -13,16 +13,18 @@
  *   or nil, "syntax" (not JSON, nested past 200 as lua-cjson counts, too
  *     many top-level keys) | "not_object", or nil, "duplicate", key
  *
- *   hollow(text, from, to, paths, tag, base) -> hollowed, spans | nil
- *     text:sub(from, to) is an array value of a text top() accepted; paths
- *     a list of up to 8 paths, each a list of one or two member names with
- *     kind = "string" | "object" (see mg_jmembers). In hollowed (that
- *     array's text) the k-th value reached is replaced by
- *     "<tag>str<base + k>" (a string) or {"<tag>obj<base + k>":true} (an
- *     object); tag as JSON writes it. spans: 5 numbers for the k-th value
- *     at 5(k-1)+1 .. 5k: from, to (1-based, in text), p (the path's index),
- *     i, j (1-based element indexes; j 0 through an object, -1 for a path
- *     of one). nil when none is reached.
+ *   decode(text, from, to, paths, str_tag, obj_tag, base) -> value, spans, used | nil
+ *     text:sub(from, to) is an array value of a text top() accepted; value
+ *     is what cjson decodes it to, but for the values paths reach (up to
+ *     8, each a list of one or two member names, kind = "string" |
+ *     "object", and when = {key, value, ...}: only where the object
+ *     holding the value has member key equal to one of the values; see
+ *     jdecode.h): in place of each, str_tag .. n (a string) or
+ *     {[obj_tag .. n] = true} (an object). spans: 4 entries a value left
+ *     so: from, to (1-based, in text), n, the marker (false: a member
+ *     given again took its place, as cjson keeps the last one). n runs from base + 1
+ *     to base + used (some may be unused). nil when the text is not an
+ *     array there.
  *
  *   splice(s, cuts) -> s with cuts made: cuts is a flat list of 5 a cut,
  *     a, b, src, from, to: s:sub(a, b) becomes src:sub(from, to); cuts in
@@ -38,6 +40,7 @@
  *
  * Nothing raises on bad input; a wrong argument type does (luaL_check*). */
 #define _GNU_SOURCE /* memmem */
+#include "jdecode.h"
 #include "jscan.h"
 #include "jscan_lua.h"
 
@@ -249,95 +252,82 @@ static void push_cut(lua_State *L, const char *s, size_t lo, size_t hi, const cu
 	lua_remove(L, -2); /* the scratch buffer */
 }
 
-#define MAX_HOLLOW 1024 /* values that may be hollowed; those after are left whole */
-
-static int l_hollow(lua_State *L)
+/* a string field of table t (at idx) or NULL; held by t */
+static const char *str_field(lua_State *L, int idx, int k, size_t *len)
 {
-	size_t len, tlen;
+	const char *v;
+
+	lua_rawgeti(L, idx, k);
+	v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, len) : NULL;
+	lua_pop(L, 1);
+	return v;
+}
+
+static int l_decode(lua_State *L)
+{
+	size_t len;
 	const char *text = luaL_checklstring(L, 1, &len);
 	lua_Integer from = luaL_checkinteger(L, 2), to = luaL_checkinteger(L, 3);
-	const char *tag = luaL_checklstring(L, 5, &tlen);
-	lua_Number base = luaL_checknumber(L, 6);
-	mg_jspan spans[MAX_HOLLOW];
-	mg_jpath paths[8] = { { { NULL, NULL }, { 0, 0 }, 0, 0 } };
-	cut *cuts;
-	char *marks;
-	size_t w = 0, mark_cap;
+	mg_jdpath paths[MG_JDECODE_PATHS];
+	mg_jdecode_in in;
+	long used;
 	int npaths;
-	long n;
 
 	luaL_checktype(L, 4, LUA_TTABLE);
-	luaL_argcheck(L, base >= 0 && base < 1e15, 6, "a count from 0 to 10^15"); /* (no overflow below) */
+	memset(&in, 0, sizeof in);
+	in.str_tag = luaL_checklstring(L, 5, &in.str_tag_len);
+	in.obj_tag = luaL_checklstring(L, 6, &in.obj_tag_len);
+	in.base = luaL_checknumber(L, 7);
+	luaL_argcheck(L, in.str_tag_len <= 64 && in.obj_tag_len <= 64, 5, "a tag of at most 64 bytes");
+	luaL_argcheck(L, in.base >= 0 && in.base < 1e15 && in.base == (lua_Number)(long long)in.base, 7,
+		      "a whole number from 0 to 10^15"); /* (the numbers stay whole and short) */
 	npaths = (int)lua_objlen(L, 4);
-	if (npaths < 1 || npaths > 8)
-		return luaL_argerror(L, 4, "one to eight paths");
-	lua_settop(L, 6);
+	if (npaths > MG_JDECODE_PATHS)
+		return luaL_argerror(L, 4, "at most eight paths");
+	lua_settop(L, 7);
+	memset(paths, 0, sizeof paths);
 	for (int x = 0; x < npaths; x++) {
+		mg_jdpath *pa = &paths[x];
 		const char *kind;
-		lua_rawgeti(L, 4, x + 1); /* 7: the path (held by the list) */
-		if (!lua_istable(L, 7))
+		lua_rawgeti(L, 4, x + 1); /* 8: the path (held by the list, and it holds its strings) */
+		if (!lua_istable(L, 8))
 			return luaL_argerror(L, 4, "each path a list of names");
-		paths[x].depth = (int)lua_objlen(L, 7);
-		if (paths[x].depth < 1 || paths[x].depth > 2)
+		pa->depth = (int)lua_objlen(L, 8);
+		if (pa->depth < 1 || pa->depth > 2)
 			return luaL_argerror(L, 4, "a path of one or two names");
-		for (int k = 0; k < paths[x].depth; k++) {
-			lua_rawgeti(L, 7, k + 1);
-			paths[x].key[k] = luaL_checklstring(L, -1, &paths[x].key_len[k]); /* (held by the path) */
-			lua_pop(L, 1);
-		}
-		lua_getfield(L, 7, "kind");
+		for (int k = 0; k < pa->depth; k++)
+			if (!(pa->key[k] = str_field(L, 8, k + 1, &pa->key_len[k])))
+				return luaL_argerror(L, 4, "a path of names");
+		lua_getfield(L, 8, "kind");
 		kind = lua_tostring(L, -1);
-		paths[x].kind = kind && strcmp(kind, "object") == 0 ? MG_JOBJ : MG_JSTR;
-		lua_settop(L, 6);
+		pa->kind = kind && strcmp(kind, "object") == 0 ? 'o' : 's';
+		lua_getfield(L, 8, "when"); /* 10: {key, value, ...} or nil */
+		if (lua_istable(L, 10)) {
+			pa->nwhen = (int)lua_objlen(L, 10) - 1;
+			if (pa->nwhen < 1 || pa->nwhen > 8 || !(pa->when_key = str_field(L, 10, 1, &pa->when_key_len)))
+				return luaL_argerror(L, 4, "when: a key and one to eight strings");
+			for (int k = 0; k < pa->nwhen; k++)
+				if (!(pa->when[k] = str_field(L, 10, k + 2, &pa->when_len[k])))
+					return luaL_argerror(L, 4, "when: a key and one to eight strings");
+		}
+		lua_settop(L, 7);
 	}
 	if (from < 1 || to < from || (size_t)to > len)
 		return 0;
-	n = mg_jmembers(text, (size_t)from - 1, (size_t)to, paths, npaths, spans, MAX_HOLLOW);
-	if (n <= 0)
+	in.text = text;
+	in.from = (size_t)from - 1;
+	in.to = (size_t)to;
+	in.paths = paths;
+	in.npaths = npaths;
+	in.scratch = scratch(L, in.to - in.from + 1); /* 8 */
+	lua_newtable(L);                               /* 9: spans */
+	in.spans = 9;
+	used = mg_jdecode(L, &in); /* 10: the array */
+	if (used < 0)
 		return 0;
-	lua_createtable(L, (int)(5 * n), 0); /* 7: spans */
-	/* 8: the cuts, and their markers after them (the GC frees both) */
-	mark_cap = (size_t)n * (tlen + 32);
-	cuts = lua_newuserdata(L, (size_t)n * sizeof *cuts + mark_cap);
-	marks = (char *)(cuts + n);
-	for (long k = 0; k < n; k++) {
-		int obj = paths[spans[k].path].kind == MG_JOBJ;
-		size_t at = w, d = 0;
-		unsigned long long num = (unsigned long long)base + (unsigned long long)k + 1;
-		char digits[24];
-		if (obj)
-			marks[w++] = '{';
-		marks[w++] = '"';
-		memcpy(marks + w, tag, tlen);
-		w += tlen;
-		memcpy(marks + w, obj ? "obj" : "str", 3);
-		w += 3;
-		do { /* the number, written backwards then copied in order */
-			digits[d++] = (char)('0' + num % 10);
-			num /= 10;
-		} while (num);
-		while (d)
-			marks[w++] = digits[--d];
-		if (obj) {
-			memcpy(marks + w, "\":true}", 7);
-			w += 7;
-		} else {
-			marks[w++] = '"';
-		}
-		cuts[k] = (cut){ spans[k].from, spans[k].to, marks + at, w - at };
-	}
-	push_cut(L, text, (size_t)from - 1, (size_t)to, cuts, (size_t)n); /* 9: the hollowed text */
-	for (long k = 0; k < n; k++) { /* 5 numbers a span: from, to, p, i, j (-1: none) */
-		lua_Number v[5] = { (lua_Number)spans[k].from + 1, (lua_Number)spans[k].to, (lua_Number)spans[k].path + 1,
-				    (lua_Number)spans[k].i + 1,
-				    paths[spans[k].path].depth == 2 ? (lua_Number)spans[k].j : -1 };
-		for (int x = 0; x < 5; x++) {
-			lua_pushnumber(L, v[x]);
-			lua_rawseti(L, 7, (int)(5 * k) + x + 1);
-		}
-	}
-	lua_pushvalue(L, 7);
-	return 2;
+	lua_pushvalue(L, 9);
+	lua_pushnumber(L, (lua_Number)used);
+	return 3;
 }
 
 static int l_splice(lua_State *L)
@@ -499,8 +489,8 @@ int luaopen_moongate_jscan(lua_State *L)
 	lua_setfield(L, -2, "top");
 	lua_pushcfunction(L, l_utf8);
 	lua_setfield(L, -2, "utf8");
-	lua_pushcfunction(L, l_hollow);
-	lua_setfield(L, -2, "hollow");
+	lua_pushcfunction(L, l_decode);
+	lua_setfield(L, -2, "decode");
 	lua_pushcfunction(L, l_splice);
 	lua_setfield(L, -2, "splice");
 	lua_pushcfunction(L, l_unmark);

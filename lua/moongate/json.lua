@@ -444,51 +444,28 @@ splice = has_jscan and jscan.splice or function(s, cuts)
 end
 
 -- the array at span sp of text with the values its paths reach left as
--- raw values (specs: a list of {path, kind, keep = fn(object holding the
--- value) -> may it stay raw}), their places held by owner
-local c_paths = setmetatable({}, { __mode = "k" }) -- specs -> jscan.hollow's paths
+-- raw values (specs: a list of {path, kind, when = {key, value, ...}: only
+-- in an object whose member key is one of the values}), their places held
+-- by owner: decoded by jscan.decode in one pass, as cjson would but for
+-- those values
+local c_paths = setmetatable({}, { __mode = "k" }) -- specs -> jscan.decode's paths
 local function hollow_array(text, sp, specs, owner)
   local paths = c_paths[specs]
   if not paths then
     paths = {}
-    for x, h in ipairs(specs) do paths[x] = { h.path[1], h.path[2], kind = h.kind } end
+    for x, h in ipairs(specs) do paths[x] = { h.path[1], h.path[2], kind = h.kind, when = h.when } end
     c_paths[specs] = paths
   end
-  -- spans: 5 numbers a value (from, to, p, i, j: jscan.hollow)
-  local hollowed, spans = jscan.hollow(text, sp.from, sp.to, paths, inner_tag, raw_count)
-  if not hollowed then return codec.decode(text:sub(sp.from, sp.to)) end
-  local base, count = raw_count, #spans / 5
-  raw_count = raw_count + count
-  local v = codec.decode(hollowed)
-  -- each value where the scan put it, or the whole array decoded instead
-  -- (cannot happen: jscan.hollow leaves alone an object whose member might
-  -- be given twice, which is where cjson and the scan could differ)
-  local places = {}
-  for k = 1, count do
-    local o = 5 * (k - 1)
-    local h, j = specs[spans[o + 3]], spans[o + 5]
-    local parent = v[spans[o + 4]]
-    if j >= 0 and type(parent) == "table" then -- (a path of two: through an array's element j, or an object)
-      parent = parent[h.path[1]]
-      if j > 0 and type(parent) == "table" then parent = parent[j] end
-    end
-    local last = h.path[#h.path]
-    local x = type(parent) == "table" and parent[last]
-    if h.kind == "object" and not (type(x) == "table" and rawget(x, obj_tag .. (base + k)) == true)
-      or h.kind == "string" and x ~= str_tag .. (base + k) then
-      return codec.decode(text:sub(sp.from, sp.to))
-    end
-    places[k] = parent
-  end
-  for k = 1, count do
-    local o = 5 * (k - 1)
-    local n, h, parent = base + k, specs[spans[o + 3]], places[k]
-    local last = h.path[#h.path]
-    if h.keep and not h.keep(parent) then
-      parent[last] = codec.decode(text:sub(spans[o + 1], spans[o + 2])) -- only some objects may hold it raw
-    else
-      if h.kind == "object" then raw_object(parent[last], n) end
-      raw_keep(owner, n, spans[o + 1], spans[o + 2])
+  -- spans: 4 entries a raw value: from, to, n, its marker (false: none
+  -- holds it, a member given twice)
+  local v, spans, used = jscan.decode(text, sp.from, sp.to, paths, str_tag, obj_tag, raw_count)
+  if not v then return codec.decode(text:sub(sp.from, sp.to)) end -- (cannot happen: the scan checked it)
+  raw_count = raw_count + used
+  for k = 1, #spans, 4 do
+    local n, m = spans[k + 2], spans[k + 3]
+    if m then
+      if type(m) == "table" then raw_object(m, n) end
+      raw_keep(owner, n, spans[k], spans[k + 1])
     end
   end
   return v
@@ -518,10 +495,11 @@ end
 -- with marker. why: "syntax" (decode(text) says what is wrong), "not_object",
 -- "duplicate" (a top-level key given twice: key; without moongate.jscan,
 -- only the keys of the list `once` are looked at). hollow: {key = {{path =
--- {name [, name]}, kind = "string" | "object", keep = fn}, ...}}: in the
--- array at top-level key, the values each path reaches (jscan.hollow:
--- through an object or each element of an array) of its kind are raw
--- values (above), those in an object keep(object) refuses excepted.
+-- {name [, name]}, kind = "string" | "object", when = {name, value, ...}},
+-- ...}}: in the array at top-level key, the values each path reaches
+-- (jscan.decode: through an object or each element of an array) of its
+-- kind are raw values (above); with when, only those in an object whose
+-- member name is one of the values.
 local pre_text, pre_top -- a scan the host made of one text already (prescanned)
 
 --- prescanned(text, top): the next object(text, marker) takes top =

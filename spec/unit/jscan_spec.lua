@@ -146,130 +146,134 @@ describe("moongate.jscan", function()
   end)
 end)
 
-describe("jscan.hollow", function()
-  local TAG = "\\u0001t-"
-  -- jscan.hollow with its spans as tables: {from, to, p, i, j (nil: a
-  -- path of one)}, from its flat list of 5 numbers a span
-  local function hollow(...)
-    local h, flat = jscan.hollow(...)
-    if not h then return h end
-    assert.equal(0, #flat % 5)
-    local out = {}
-    for k = 1, #flat / 5 do
-      local o = 5 * (k - 1)
-      out[k] = { from = flat[o + 1], to = flat[o + 2], p = flat[o + 3], i = flat[o + 4],
-        j = flat[o + 5] >= 0 and flat[o + 5] or nil }
-    end
-    return h, out
-  end
-  -- the array text:sub(from, to) rebuilt from hollow()'s answer for paths
-  -- (each a list of names with a kind): its markers swapped back for what
-  -- their spans decode to -> the array, how many spans
-  local function rebuilt_paths(text, from, to, paths)
-    local hollowed, spans = hollow(text, from, to, paths, TAG, 10)
-    if not hollowed then return cjson.decode(text:sub(from, to)), 0 end
-    local v, last = cjson.decode(hollowed), 0
-    for k, sp in ipairs(spans) do
-      assert.is_true(sp.from > last, "spans in text order")
-      last = sp.to
-      local path = paths[sp.p]
-      local parent = v[sp.i]
-      if sp.j then parent = parent[path[1]] end
-      if sp.j and sp.j > 0 then parent = parent[sp.j] end
-      local name = path[#path]
-      local value = cjson.decode(text:sub(sp.from, sp.to))
-      if path.kind == "object" then
-        assert.same({ ["\1t-obj" .. (10 + k)] = true }, parent[name])
-        assert.equal("table", type(value))
-        assert.is_not_nil(next(value), "an empty object hollowed")
+describe("jscan.decode", function()
+  local STR, OBJ = "\1t-str", "\1t-obj"
+  -- jscan.decode's answer with its spans as tables {from, to, n, marker}
+  local function decode(text, from, to, paths, base)
+    local v, flat, used = jscan.decode(text, from, to, paths, STR, OBJ, base or 0)
+    if v == nil then return nil end
+    assert.equal(0, #flat % 4)
+    local spans, orphans = {}, 0
+    for k = 1, #flat, 4 do
+      if flat[k + 3] then
+        spans[#spans + 1] = { from = flat[k], to = flat[k + 1], n = flat[k + 2], marker = flat[k + 3] }
       else
-        assert.equal("\1t-str" .. (10 + k), parent[name])
+        orphans = orphans + 1
+      end
+    end
+    return v, spans, used, orphans
+  end
+  -- do a and b hold the same, and does pairs() walk each of their tables
+  -- in the same order (the same calls made them)?
+  local function alike(a, b)
+    if type(a) ~= type(b) then return false end
+    if type(a) ~= "table" then return a == b or (a ~= a and b ~= b) end
+    local ka, kb = next(a), next(b)
+    while ka ~= nil or kb ~= nil do
+      if ka ~= kb or not alike(a[ka], b[kb]) then return false end
+      ka, kb = next(a, ka), next(b, kb)
+    end
+    return true
+  end
+  -- the array, each marker swapped back for what its span decodes to:
+  -- must be what cjson decodes -> the spans
+  local function rebuilt(text, key, paths, want_n)
+    local _, top = jscan.top(text)
+    local sp = top[key]
+    local v, spans, used = decode(text, sp.from, sp.to, paths, 10)
+    assert.is_table(v, text)
+    local seen = {}
+    for _, s in ipairs(spans) do
+      assert.is_true(s.n > 10 and s.n <= 10 + used and not seen[s.n])
+      seen[s.n] = true
+      local value = cjson.decode(text:sub(s.from, s.to))
+      -- find the marker in v and put the value there
+      local function swap(t)
+        for k, x in pairs(t) do
+          if x == s.marker then t[k] = value return true end
+          if type(x) == "table" and swap(x) then return true end
+        end
+      end
+      if type(s.marker) == "table" then
+        assert.same({ [OBJ .. s.n] = true }, s.marker)
+        assert.equal("table", type(value))
+        assert.is_not_nil(next(value), "an empty object left raw")
+      else
+        assert.equal(STR .. s.n, s.marker)
         assert.equal("string", type(value))
       end
-      parent[name] = value
+      assert.is_true(swap(v), "the marker is in the array")
     end
-    return v, #spans
-  end
-  local function rebuilt_array(text, from, to, path, kind)
-    return rebuilt_paths(text, from, to, { { path[1], path[2], kind = kind } })
-  end
-  -- the top-level array `key` of text, hollowed for paths: n values
-  -- reached, the array as cjson decodes it -> the spans
-  local function reaches(text, key, paths, n)
-    local _, spans = jscan.top(text)
-    local sp = spans[key]
-    local v, got = rebuilt_paths(text, sp.from, sp.to, paths)
-    assert.equal(n, got)
     assert.same(cjson.decode(text)[key], v)
-    return select(2, hollow(text, sp.from, sp.to, paths, TAG, 0))
+    if want_n then assert.equal(want_n, #spans, text) end
+    return spans
   end
 
-  it("walks several paths at once: a tool's schema and description", function()
+  it("decodes an array as cjson does, tables walked in the same order", function()
+    local texts = { '[]', ' [ 1 , "a" ] ', '[{"b":1,"a":2,"c":{"z":null,"y":[true,false]}},"\\u00e9\\ud83d\\ude00\\n\\/"]',
+      '[-0,1e400,-1.5E-3,12345678901234567890,0.1]', '[{"k":1,"k":2,"\\u006b":3}]', '[{},[],[[]],{"":""}]' }
+    for _, t in ipairs(texts) do
+      local v = decode(t, 1, #t, {})
+      assert.is_true(alike(cjson.decode(t), v), t)
+    end
+    -- a span inside a longer text
+    local text = '{"x":1,"a":[1,{"b":"c"}],"y":2}'
+    local _, top = jscan.top(text)
+    assert.same({ 1, { b = "c" } }, (decode(text, top.a.from, top.a.to, {})))
+  end)
+
+  it("answers nil where the text is no array, or not JSON", function()
+    for _, t in ipairs { '{}', '1', '[1,]', '[1 2]', '["\\ud800"]', '["\\x"]', '[01]', '[tru]', '[1', '["a\0b"]', '[{"a"}]',
+      '[{"a":1,}]', '[1] x', '[1.]', '[' .. string.rep("[", 200) .. string.rep("]", 200) .. ']' } do
+      assert.is_nil((decode(t, 1, #t, {})), t)
+    end
+    local deep = '[' .. string.rep("[", 199) .. string.rep("]", 199) .. ']'
+    assert.is_table((decode(deep, 1, #deep, {})))
+  end)
+
+  it("leaves a tool's schema and description raw, not an empty schema", function()
     local text = '{"tools":[{"name":"a","description":"finds \\"x\\"","input_schema":{"type":"object"}},'
-      .. '{"description":7,"input_schema":{"type":"object"}},{"description":"d","description":"e"},'
+      .. '{"description":7,"input_schema":{ }},{"description":"d","description":"e"},'
       .. '{"type":"function","function":{"description":"f","parameters":{"type":"object"}}}]}'
-    -- a's two, the second's schema (its description is no string); the third names one twice
-    local got = reaches(text, "tools", { { "input_schema", kind = "object" }, { "description", kind = "string" } }, 3)
-    assert.same({ 2, 1, 1 }, { got[1].p, got[2].p, got[3].p })
+    local spans = rebuilt(text, "tools", { { "input_schema", kind = "object" }, { "description", kind = "string" } }, 3)
+    -- a's two, and the third's last description (cjson keeps the last one)
+    assert.equal('"finds \\"x\\""', text:sub(spans[1].from, spans[1].to))
+    assert.equal('{"type":"object"}', text:sub(spans[2].from, spans[2].to))
+    assert.equal('"e"', text:sub(spans[3].from, spans[3].to))
     -- through an object, two names under the same first one
-    reaches(text, "tools", { { "function", "parameters", kind = "object" }, { "function", "description", kind = "string" } }, 2)
+    rebuilt(text, "tools", { { "function", "parameters", kind = "object" }, { "function", "description", kind = "string" } }, 2)
   end)
 
-  it("leaves each tool's input_schema as a span, and nothing else", function()
-    local text = '{"tools":[{"name":"a","input_schema":{"type":"object","properties":{"x":{"type":"string"}}}},'
-      .. '{"name":"b","input_schema":{}},{"name":"c"},7,{"name":"d","input_schema" : { "type" : "object" } },'
-      .. '{"name":"e","input_sch\\u0065ma":{"type":"object"}},{"input_schema":{"a":1},"input_schema":{"b":2}}]}'
-    local _, spans = jscan.top(text)
-    local sp = spans.tools
-    local hollowed, got = hollow(text, sp.from, sp.to, { { "input_schema", kind = "object" } }, TAG, 0)
-    assert.equal(2, #got) -- a and d: b's is empty, e's key escaped, the last one's given twice
-    assert.same({ 1, 5 }, { got[1].i, got[2].i })
-    assert.is_nil(got[1].j)
-    assert.equal('{"type":"object","properties":{"x":{"type":"string"}}}', text:sub(got[1].from, got[1].to))
-    assert.equal('{ "type" : "object" }', text:sub(got[2].from, got[2].to))
-    assert.matches('"input_schema":{"\\u0001t-obj1":true}', hollowed, 1, true)
-    assert.matches('"input_schema" : {"\\u0001t-obj2":true} }', hollowed, 1, true)
-    assert.same(cjson.decode(text).tools, (rebuilt_array(text, sp.from, sp.to, { "input_schema" }, "object")))
-    -- nothing reached: nil
-    assert.is_nil(hollow(text, sp.from, sp.to, { { "nope", kind = "object" } }, TAG, 0))
+  it("leaves a value raw only in an object whose member `when` names says so", function()
+    local text = '{"messages":[{"role":"user","content":"u"},{"role":"tool","content":"t"},{"content":"x","role":"system"},'
+      .. '{"role":"assistant","content":"a"},{"content":"n"},{"role":7,"content":"r"}]}'
+    local spans = rebuilt(text, "messages", { { "content", kind = "string", when = { "role", "tool", "system" } } }, 2)
+    assert.equal('"t"', text:sub(spans[1].from, spans[1].to))
+    assert.equal('"x"', text:sub(spans[2].from, spans[2].to)) -- (its role after it)
+    text = '{"messages":[{"role":"user","content":[{"type":"tool_result","content":"a \\"quoted\\" \\u00e9\\/x"},'
+      .. '{"type":"tool_result","content":[{"type":"text","text":"t"}]},{"type":"text","text":"hi","content":"no"},'
+      .. '{"content":"","type":"tool_result"}]},[],{"content":{"content":"x","type":"tool_result"}}]}'
+    spans = rebuilt(text, "messages", { { "content", "content", kind = "string", when = { "type", "tool_result" } } }, 3)
+    assert.equal('"a \\"quoted\\" \\u00e9\\/x"', text:sub(spans[1].from, spans[1].to))
   end)
 
-  it("leaves each tool result's string content as a span, two levels down", function()
-    local text = '{"messages":[{"role":"user","content":"top-level string: not reached"},'
-      .. '{"role":"user","content":[{"type":"tool_result","content":"a \\"quoted\\" \\u00e9\\/x"},'
-      .. '{"type":"tool_result","content":[{"type":"text","text":"t"}]},{"type":"text","text":"hi"},'
-      .. '{"type":"tool_result","content":""}]},[],{"content":{"content":"x"}}]}'
-    -- the two tool results' strings, and "x" through an object
-    local got = reaches(text, "messages", { { "content", "content", kind = "string" } }, 3)
-    assert.same({ 2, 1 }, { got[1].i, got[1].j })
-    assert.same({ 2, 4 }, { got[2].i, got[2].j })
-    assert.equal('"a \\"quoted\\" \\u00e9\\/x"', text:sub(got[1].from, got[1].to))
-  end)
-
-  it("goes through an object on the way (an OpenAI tool's function.parameters)", function()
-    local text = '{"tools":[{"type":"function","function":{"name":"a","parameters":{"type":"object"}}},'
-      .. '{"type":"function","function":{"name":"b"}},{"function":[{"parameters":{"x":1}}]}]}'
-    -- through the object of the first, the array of the third
-    local got = reaches(text, "tools", { { "function", "parameters", kind = "object" } }, 2)
-    assert.same({ 1, 0 }, { got[1].i, got[1].j })
-    assert.same({ 3, 1 }, { got[2].i, got[2].j })
-  end)
-
-  it("takes nothing through a member given twice (cjson keeps the last one)", function()
-    local text = '{"messages":[{"role":"user","content":[{"type":"tool_result","content":"A"}],'
-      .. '"content":[{"type":"text","content":"B"}]},{"content":[{"content":"C"}]}]}'
-    reaches(text, "messages", { { "content", "content", kind = "string" } }, 1) -- C alone
-    -- a key written with an escape may be the same name: nothing taken there
-    text = '{"messages":[{"content":[{"content":"A"}],"cont\\u0065nt":[{"content":"B"}]},{"content":[{"content":"C"}]}]}'
-    reaches(text, "messages", { { "content", "content", kind = "string" } }, 1)
-    local obj = '{"tools":[{"function":{"parameters":{"a":1}},"function":{"parameters":{"b":2}}}]}'
-    local _, spans = jscan.top(obj)
-    assert.is_nil(hollow(obj, spans.tools.from, spans.tools.to, { { "function", "parameters", kind = "object" } }, TAG, 0))
+  it("keeps what cjson keeps of a member given twice, however it is written: the last", function()
+    local text = '{"m":[{"content":[{"content":"A"}],"content":[{"content":"B"}]},{"c\\u006fntent":"x","content":"C"},'
+      .. '{"content":"D","content":7}]}'
+    local paths = { { "content", "content", kind = "string" }, { "content", kind = "string" } }
+    local spans = rebuilt(text, "m", paths)
+    local texts = {}
+    for _, s in ipairs(spans) do texts[#texts + 1] = text:sub(s.from, s.to) end
+    -- A went with its array (its span says so: false), D was given again as 7
+    assert.same({ '"B"', '"C"' }, texts)
+    local _, top = jscan.top(text)
+    assert.equal(1, select(4, decode(text, top.m.from, top.m.to, paths)))
   end)
 
   it("gives back what cjson decodes, on generated arrays", function()
     math.randomseed(11)
-    local atoms = { '0', '-3.25', 'true', 'null', '""', '"a b"', '"\\"q\\""', '"\\\\"', '"\\u00e9"', '"x]}"', '[]', '{}' }
+    local atoms = { '0', '-3.25', '1e5', 'true', 'null', '""', '"a b"', '"\\"q\\""', '"\\\\"', '"\\u00e9"', '"\\ud83d\\ude00"',
+      '"x]}"', '[]', '{}', '{ }' }
     local function gen(d)
       local r = math.random(1, d > 3 and 1 or 3)
       if r == 1 then return atoms[math.random(#atoms)] end
@@ -278,12 +282,12 @@ describe("jscan.hollow", function()
         for i = 1, math.random(0, 4) do parts[i] = gen(d + 1) end
         return "[" .. table.concat(parts, math.random(2) == 1 and "," or " , ") .. "]"
       end
-      local keys = { "k", "c", "s", "x" }
+      local keys = { "k", "c", "s", "x", "t" }
       for i = 1, math.random(0, 3) do
         parts[i] = string.format('"%s%d"%s:%s', keys[math.random(#keys)], i, math.random(2) == 1 and " " or "", gen(d + 1))
       end
-      -- the path's names, each at most once (a name given twice is never hollowed: above)
       if math.random(2) == 1 then table.insert(parts, math.random(#parts + 1), '"s":' .. gen(d + 1)) end
+      if math.random(3) == 1 then table.insert(parts, math.random(#parts + 1), '"t":' .. (math.random(2) == 1 and '"y"' or '"n"')) end
       if math.random(2) == 1 then
         local inner = {}
         for i = 1, math.random(0, 3) do inner[i] = gen(d + 1) end
@@ -291,32 +295,27 @@ describe("jscan.hollow", function()
       elseif math.random(3) == 1 then
         table.insert(parts, math.random(#parts + 1), '"c":' .. gen(d + 1))
       end
-      -- a path's name given twice (nothing taken through it, or of it)
+      -- a path's name given twice, or written with an escape
       if math.random(6) == 1 then
-        table.insert(parts, math.random(#parts + 1), (math.random(2) == 1 and '"s":' or '"c":') .. gen(d + 1))
+        table.insert(parts, math.random(#parts + 1), (math.random(2) == 1 and '"s":' or '"\\u0073":') .. gen(d + 1))
       end
       return "{" .. table.concat(parts, ",") .. "}"
     end
-    local hollowed = 0
+    local raw = 0
     for _ = 1, 2000 do
       local items = {}
       for i = 1, math.random(0, 6) do items[i] = gen(1) end
       local text = '{"a": [' .. table.concat(items, ", ") .. ' ] }'
-      local _, spans = jscan.top(text)
-      local sp = spans.a
+      local _, top = jscan.top(text)
       local want = cjson.decode(text).a
-      for _, case in ipairs { { { "s" }, "object" }, { { "s" }, "string" }, { { "c", "s" }, "string" }, { { "c", "s" }, "object" } } do
-        local v, n = rebuilt_array(text, sp.from, sp.to, case[1], case[2])
-        assert(same(v, want), "a different array: " .. text)
-        hollowed = hollowed + n
-      end
-      for _, paths in ipairs { { { "s", kind = "object" }, { "c", kind = "string" } },
-        { { "c", "s", kind = "string" }, { "c", "x", kind = "object" }, { "s", kind = "string" } } } do
-        local v = rebuilt_paths(text, sp.from, sp.to, paths)
-        assert(same(v, want), "a different array (several paths): " .. text)
+      assert(alike(want, (decode(text, top.a.from, top.a.to, {}))), "a different array: " .. text)
+      for _, paths in ipairs { { { "s", kind = "object" } }, { { "s", kind = "string" } }, { { "c", "s", kind = "string" } },
+        { { "c", "s", kind = "object", when = { "t", "y" } } }, { { "s", kind = "object" }, { "c", kind = "string" } },
+        { { "c", "s", kind = "string" }, { "c", "x", kind = "object" }, { "s", kind = "string", when = { "t", "y", "n" } } } } do
+        raw = raw + #rebuilt(text, "a", paths)
       end
     end
-    assert.is_true(hollowed > 300, hollowed)
+    assert.is_true(raw > 1000, raw)
   end)
 end)
 

@@ -69,7 +69,7 @@ describe(has_jscan and "json raw values" or "json raw values (no moongate.jscan:
   local hollow = {
     tools = { { path = { "input_schema" }, kind = "object" } },
     messages = { { path = { "content", "content" }, kind = "string",
-      keep = function(b) return b.type == "tool_result" end } },
+      when = { "type", "tool_result" } } },
   }
   local schema = '{ "type" : "object", "properties": {"p": {"type":"array","default":[]}, "n": {"maximum": 9007199254740993}} }'
   local text = '{"model":"m","tools":[{"name":"f","input_schema":' .. schema .. '}],"messages":[{"role":"user",'
@@ -100,15 +100,19 @@ describe(has_jscan and "json raw values" or "json raw values (no moongate.jscan:
     assert.equal('{"p":' .. schema .. '}', json.encode_raw({ p = copy }))
   end)
 
-  it("decodes nothing raw where a member might be given twice, as cjson keeps the last", function()
+  it("keeps the last of a member given twice, as cjson does, raw where a path reaches it", function()
     local dup = '{"model":"m","tools":[{"name":"f","input_schema":{"a":1},"input_sch\\u0065ma":{"b":2}}],'
       .. '"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"tool_result","content":"X"}],'
       .. '"content":[{"type":"tool_result","content":"Y"}]},{"role":"user","content":[{"type":"tool_result","content":"Z"}],'
       .. '"cont\\u0065nt":[{"type":"text","text":"KEPT"}]}]}'
     local req = assert(json.object(dup, nil, nil, hollow))
-    assert.same({ b = 2 }, req.tools[1].input_schema)
-    assert.is_nil(json.raw_text(req.tools[1].input_schema))
-    assert.same({ { type = "tool_result", content = "Y" } }, req.messages[1].content)
+    assert.equal('{"b":2}', json.raw_text(req.tools[1].input_schema))
+    assert.equal(2, req.tools[1].input_schema.b)
+    assert.is_nil(req.tools[1].input_schema.a)
+    local blocks = req.messages[1].content
+    assert.equal(1, #blocks)
+    assert.equal("Y", json.str(blocks[1].content))
+    assert.same({ type = "tool_result", content = "Y" }, json.decode(json.encode_raw(blocks[1])))
     assert.same({ { type = "text", text = "KEPT" } }, req.messages[2].content)
   end)
 

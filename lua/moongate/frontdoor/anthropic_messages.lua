@@ -359,7 +359,7 @@ end
 local hollow = {
   tools = { { path = { "input_schema" }, kind = "object" }, { path = { "description" }, kind = "string" } },
   messages = { { path = { "content", "content" }, kind = "string",
-    keep = function(block) return block.type == "tool_result" end } },
+    when = { "type", "tool_result" } } },
 }
 
 --- decode(body, headers [, opts]) -> canonical request | nil, err

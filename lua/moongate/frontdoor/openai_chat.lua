@@ -275,7 +275,7 @@ end
 local hollow = {
   tools = { { path = { "function", "parameters" }, kind = "object" }, { path = { "function", "description" }, kind = "string" } },
   messages = { { path = { "content" }, kind = "string",
-    keep = function(m) return m.role == "tool" or m.role == "system" or m.role == "developer" end } },
+    when = { "role", "tool", "system", "developer" } } },
 }
 
 --- decode(body, headers) -> canonical request | nil, err
