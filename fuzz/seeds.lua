@@ -3,7 +3,8 @@
 -- OUTDIR/jscan and OUTDIR/doors: every JSON fixture as it is; OUTDIR/sse: each scripted
 -- upstream stream ({"frames": [...]}) as SSE bytes and as NDJSON lines;
 -- OUTDIR/frames: the fixtures and the streams as SSE bytes;
--- OUTDIR/tmpl: each of those frames' data alone; OUTDIR/h1: each fixture as
+-- OUTDIR/tmpl: each of those frames' data alone, and after the one before
+-- it (cut by a 0xff byte); OUTDIR/h1: each fixture as
 -- a POST body, with a content-length and chunked (with a trailer), some
 -- pipelined behind a GET, and request shapes a smuggler tries; OUTDIR/ws:
 -- each fixture as a text message (fuzz/ws.c's framing), some in pairs.
@@ -74,7 +75,7 @@ for path in p:lines() do
   local ok, v = pcall(cjson.decode, text)
   local frames = ok and type(v) == "table" and (v.frames or (v[1] and v)) or nil
   if type(frames) == "table" and type(frames[1]) == "table" then
-    local sse, nd = {}, {}
+    local sse, nd, last = {}, {}, nil
     for i, fr in ipairs(frames) do
       if type(fr) == "table" then
         local data = fr.json ~= nil and cjson.encode(fr.json) or fr.data ~= nil and
@@ -83,6 +84,10 @@ for path in p:lines() do
           sse[#sse + 1] = (fr.event and ("event: " .. fr.event .. "\n") or "") .. "data: " .. data .. "\n\n"
           nd[#nd + 1] = data .. "\n"
           write("tmpl", "frame" .. n .. "_" .. i, data)
+          -- and after the one before it (the template's shortcut for a
+          -- frame like the last one)
+          if last then write("tmpl", "pair" .. n .. "_" .. i, last .. "\255" .. data) end
+          last = data
         end
       end
     end

@@ -27,16 +27,6 @@ int mg_buf_reserve(mg_buf *b, size_t extra)
 	return 0;
 }
 
-int mg_buf_append(mg_buf *b, const void *p, size_t n)
-{
-	if (mg_buf_reserve(b, n))
-		return -1;
-	if (n)
-		memcpy(b->data + b->len, p, n);
-	b->len += n;
-	return 0;
-}
-
 int mg_buf_cat(mg_buf *b, ...)
 {
 	va_list ap;

@@ -109,17 +109,15 @@ static int openai(const mg_tmpl *t, const char *d, size_t n, const char **s, siz
 }
 
 /* Anthropic: {"type": "content_block_delta", "index": N, "delta": {"type":
- * "text_delta", "text": S}} (thinking_delta, "thinking" for thinking) */
-static int anthropic(const mg_tmpl *t, const char *d, size_t n, const char *ev, size_t elen,
-		     const char **s, size_t *slen)
+ * "text_delta", "text": S}} (thinking_delta, "thinking" for thinking); its
+ * SSE event (when named) content_block_delta, which the caller checks */
+static int anthropic(const mg_tmpl *t, const char *d, size_t n, const char **s, size_t *slen)
 {
 	mg_jfield top[MAX_KEYS], dl[MAX_KEYS];
 	mg_jscan_out o = { 0 }, od = { 0 };
 	const mg_jfield *delta, *str;
 	const char *dt = t->kind == MG_TMPL_TEXT ? "\"text_delta\"" : "\"thinking_delta\"";
 
-	if (elen && !(elen == 19 && !memcmp(ev, "content_block_delta", 19)))
-		return 0;
 	if (!scan(d, n, top, &o) || o.n != 3 || !value_is(d, field(&o, "type"), "\"content_block_delta\"") ||
 	    !field(&o, "index") || field(&o, "index")->type != MG_JNUM)
 		return 0;
@@ -196,12 +194,57 @@ int mg_tmpl_cjson_string(const char *s, size_t len, mg_buf *out)
 	return rc;
 }
 
-int mg_tmpl_apply(const mg_tmpl *t, const char *data, size_t dlen, const char *ev, size_t elen, mg_buf *out)
+/* Is d the frame t took last but for its string (a non-empty one)? The
+ * same bytes before and after a string token read as the same JSON around
+ * it: what came before ends where a value may start, and a string ends
+ * where it ends. */
+static int seen_before(const mg_tmpl *t, const char *d, size_t n, const char **s, size_t *slen)
+{
+	const char *e, *at;
+	int esc;
+
+	if (!t->seen || n < t->pre + t->post + 3 || memcmp(d, t->seen, t->pre) != 0 || d[t->pre] != '"')
+		return 0;
+	at = d + n - t->post;
+	e = mg_jstr_end(d + t->pre, at, &esc);
+	if (e != at || memcmp(at, t->seen + t->pre, t->post) != 0)
+		return 0;
+	*s = d + t->pre + 1;
+	*slen = (size_t)(at - *s - 1);
+	return 1;
+}
+
+/* t takes d (whose string is s[0 .. slen)) as the frame it saw last */
+static void remember(mg_tmpl *t, const char *d, size_t n, const char *s, size_t slen)
+{
+	size_t pre = (size_t)(s - 1 - d), post = n - pre - slen - 2;
+	char *seen = malloc(pre + post ? pre + post : 1);
+
+	if (!seen)
+		return; /* (the next frame is checked in full) */
+	memcpy(seen, d, pre);
+	memcpy(seen + pre, s + slen + 1, post);
+	free(t->seen);
+	t->seen = seen;
+	t->pre = pre;
+	t->post = post;
+}
+
+int mg_tmpl_apply(mg_tmpl *t, const char *data, size_t dlen, const char *ev, size_t elen, mg_buf *out)
 {
 	const char *s;
 	size_t slen, mark = out->len;
-	int ok = t->from == MG_TMPL_OPENAI ? openai(t, data, dlen, &s, &slen)
-					   : t->from == MG_TMPL_ANTHROPIC && anthropic(t, data, dlen, ev, elen, &s, &slen);
+	int ok;
+
+	if (t->from == MG_TMPL_ANTHROPIC && elen && !(elen == 19 && !memcmp(ev, "content_block_delta", 19)))
+		return 0;
+	ok = seen_before(t, data, dlen, &s, &slen);
+	if (!ok) {
+		ok = t->from == MG_TMPL_OPENAI ? openai(t, data, dlen, &s, &slen)
+					       : t->from == MG_TMPL_ANTHROPIC && anthropic(t, data, dlen, &s, &slen);
+		if (ok)
+			remember(t, data, dlen, s, slen);
+	}
 
 	/* ill-formed UTF-8 goes to Lua, which writes U+FFFD for it */
 	if (!ok || !mg_utf8_valid(s, slen))
@@ -221,5 +264,6 @@ void mg_tmpl_free(mg_tmpl *t)
 	free(t->prefix);
 	free(t->suffix);
 	free(t->event);
+	free(t->seen);
 	free(t);
 }

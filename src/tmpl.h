@@ -33,12 +33,19 @@ typedef struct mg_tmpl {
 	size_t plen, slen;
 	char *event;           /* the client frame's SSE event name, or NULL */
 	size_t elen;
+	/* the last frame taken, without its string (mg_tmpl_apply's own):
+	 * seen[0 .. pre) came before the string, seen[pre .. pre + post) after */
+	char *seen;
+	size_t pre, post;
 } mg_tmpl;
 
 /* If data (an upstream frame's SSE data, its event name ev) is a plain
  * delta of t's kind, appends the client frame's data to out and returns 1;
- * else returns 0 and leaves out as it was (-1: out of memory). */
-int mg_tmpl_apply(const mg_tmpl *t, const char *data, size_t dlen, const char *ev, size_t elen, mg_buf *out);
+ * else returns 0 and leaves out as it was (-1: out of memory). A frame
+ * that is the last one taken but for its string (most of a stream's: the
+ * same id, model and index) is taken without checking its JSON again,
+ * only its string. */
+int mg_tmpl_apply(mg_tmpl *t, const char *data, size_t dlen, const char *ev, size_t elen, mg_buf *out);
 
 /* Appends the JSON string body s[0 .. len) (checked JSON, between its
  * quotes) to out as lua-cjson writes that string: quotes around it, '"',

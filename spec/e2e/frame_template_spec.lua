@@ -30,6 +30,15 @@ local function openai_frames()
   f[#f + 1] = oa_chunk('{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}')
   f[#f + 1] = oa_chunk('{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a\\":1}"}}]}')
   for _, s in ipairs(TRICKY) do f[#f + 1] = oa_chunk('{"content":' .. s .. '}') end
+  -- the host takes a frame like the last one but for its string without
+  -- checking it again: these differ only after the string, or in its spacing
+  f[#f + 1] = oa_chunk('{"content":"then a key after it ","role":"assistant"}')
+  f[#f + 1] = oa_chunk('{"content":"plain again "}')
+  -- (usage on a delta, as vLLM's continuous usage sends it: Lua's to count)
+  local with_usage = oa_chunk('{"content":"with usage "}')
+  with_usage.data = with_usage.data:gsub("}$", ',"usage":{"prompt_tokens":5,"completion_tokens":9,"total_tokens":14}}')
+  f[#f + 1] = with_usage
+  f[#f + 1] = oa_chunk('{"content" : "spaced "}')
   f[#f + 1] = oa_chunk('{"content":"odd key "}', '"x_unknown":1,')
   f[#f + 1] = oa_chunk('{"content":"refusal null ","refusal":null}')
   f[#f + 1] = oa_chunk('{"content":""}')
