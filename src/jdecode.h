@@ -28,7 +28,11 @@
  * element, or of each element of the array that is. The value counts when
  * it is a string (kind 's') or an object with at least one key (kind 'o'),
  * and, when when_key is set, the object holding it has member when_key
- * equal to one of the when strings. */
+ * equal to one of the when strings. Where two paths name the same member,
+ * the one that goes further in takes it when it is an array or object,
+ * else the first whose kind fits (its when alone is judged). A value is
+ * decoded, not left raw, while 64 others wait on their objects' ends (an
+ * object giving one key over and over). */
 typedef struct mg_jdpath {
 	const char *key[2];
 	size_t key_len[2];
