@@ -7,8 +7,9 @@
 -- peer). Every figure is a median over rounds and a ratio to the direct call
 -- or to nginx of the same round.
 --
--- Pinning: the proxy under test runs on CPU 0; the mock, wrk and the stream
--- clients on CPU 1 (taskset), so the gateway and the load do not share a core.
+-- Pinning: the proxy under test runs on CPU 0; the mock and wrk on CPU 1
+-- (taskset), so the gateway and the load do not share a core. The stream
+-- clients run in this process, not pinned (docs/BENCHMARK.md says why).
 package.path = "lua/?.lua;spec/?.lua;scripts/?.lua;" .. package.path
 local uv = require "luv"
 local json = require "moongate.json"
