@@ -535,7 +535,7 @@ static void on_written(uv_write_t *w, int status)
 static void start_on(mg_hc_req *r, hc_conn *c)
 {
 	uv_buf_t bufs[2];
-	unsigned nb = 1;
+	unsigned nb = 1, first = 0;
 	int rc;
 
 	r->conn = c;
@@ -551,10 +551,27 @@ static void start_on(mg_hc_req *r, hc_conn *c)
 	if (r->blen)
 		bufs[nb++] = uv_buf_init((char *)r->body, (unsigned)r->blen);
 	c->write.data = c;
-	c->writing = 1;
-	rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs, nb, on_written);
-	if (rc < 0)
-		c->writing = 0;
+	/* written at once when the socket takes it all (most requests): a
+	 * uv_write that completes at once still has libuv ask epoll to modify
+	 * the descriptor, one system call a request for nothing */
+	rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, nb);
+	for (unsigned k = 0; rc > 0 && k < nb; k++) { /* what is left of the bufs */
+		size_t took = (size_t)rc < bufs[k].len ? (size_t)rc : bufs[k].len;
+		bufs[k].base += took;
+		bufs[k].len -= took;
+		rc -= (int)took;
+	}
+	while (first < nb && bufs[first].len == 0)
+		first++;
+	if (rc == 0 || rc == UV_EAGAIN) {
+		rc = 0;
+		if (first < nb) {
+			c->writing = 1;
+			rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs + first, nb - first, on_written);
+			if (rc < 0)
+				c->writing = 0;
+		}
+	}
 	if (rc < 0 || r->paused)
 		conn_read(c, 0);
 	else
