@@ -5,7 +5,7 @@
 -- refusal (errors.refuse). Any other Lua error would be the client's 500:
 -- it is a failure here. And each top-level array the scan accepts,
 -- jscan.decode decodes as cjson does.
-package.path = "lua/?.lua;" .. package.path
+package.path = "lua/?.lua;spec/?.lua;" .. package.path
 local errors = require "moongate.errors"
 local doors = {
   openai_chat = require "moongate.frontdoor.openai_chat",
@@ -25,13 +25,7 @@ local cjson = require("cjson").new()
 cjson.decode_max_depth(200)
 
 -- jscan.decode builds what cjson would: the same values
-local function same(a, b)
-  if type(a) ~= type(b) then return false end
-  if type(a) ~= "table" then return a == b or (a ~= a and b ~= b) end
-  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
-end
+local same = require "support.same"
 local function decodes_as_cjson(bytes)
   local _, spans = jscan.top(bytes)
   if type(spans) ~= "table" then return end

@@ -35,13 +35,7 @@ local function rebuilt(text)
   return out
 end
 
-local function same(a, b)
-  if type(a) ~= type(b) then return false end
-  if type(a) ~= "table" then return a == b or (a ~= a and b ~= b) end
-  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
-end
+local same = require "support.same"
 
 describe("moongate.jscan", function()
   it("indexes a request's top level: scalars decoded, nested values as spans", function()
