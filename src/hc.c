@@ -435,6 +435,7 @@ static int retry_fresh(mg_hc_req *r)
 	if (!c || !c->reused || r->got_bytes || r->retried)
 		return 0;
 	r->retried = 1;
+	r->no_reuse = 0; /* (it was the old connection's: the new one may stay) */
 	r->conn = NULL;
 	c->req = NULL;
 	conn_close(c);

@@ -228,16 +228,18 @@ return { providers = { up = { kind = "openai", base_url = "http://127.0.0.1:%d/v
       assert.matches("^a<error:.*idle.*>$", text_of(res))
     end)
 
-    it("sends a request again on a new connection when a kept-alive one turns out closed", function()
-      up.queue { { bytes = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: " .. #COMPLETION .. "\r\n\r\n" .. COMPLETION },
-        { drop = true },
-        { bytes = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: " .. #COMPLETION .. "\r\n\r\n" .. COMPLETION } }
+    it("sends a request again on a new connection when a kept-alive one turns out closed, and keeps that one", function()
+      local ok = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: " .. #COMPLETION .. "\r\n\r\n" .. COMPLETION
+      up.queue { { bytes = ok }, { drop = true }, { bytes = ok }, { bytes = ok } }
       assert.equal(200, chat().status)
       local res = chat()
       assert.equal(200, res.status)
       assert.equal(3, #up.requests)
       assert.equal(up.requests[1].conn, up.requests[2].conn)
       assert.not_equal(up.requests[2].conn, up.requests[3].conn)
+      -- the new connection ended its answer cleanly: the next request takes it
+      assert.equal(200, chat().status)
+      assert.equal(up.requests[3].conn, up.requests[4].conn)
     end)
 
     it("never reuses a connection that sent bytes after its answer, or said close", function()
