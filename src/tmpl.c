@@ -214,18 +214,26 @@ static int seen_before(const mg_tmpl *t, const char *d, size_t n, const char **s
 	return 1;
 }
 
-/* t takes d (whose string is s[0 .. slen)) as the frame it saw last */
+/* t takes d (whose string is s[0 .. slen)) as the frame it saw last, in
+ * the buffer it keeps (an upstream whose frames all differ, such as one
+ * that adds a random field to each, comes here for every frame) */
 static void remember(mg_tmpl *t, const char *d, size_t n, const char *s, size_t slen)
 {
 	size_t pre = (size_t)(s - 1 - d), post = n - pre - slen - 2;
-	char *seen = malloc(pre + post ? pre + post : 1);
 
-	if (!seen)
-		return; /* (the next frame is checked in full) */
-	memcpy(seen, d, pre);
-	memcpy(seen + pre, s + slen + 1, post);
-	free(t->seen);
-	t->seen = seen;
+	if (pre + post > t->seen_cap || !t->seen) {
+		char *seen = realloc(t->seen, pre + post ? pre + post : 1);
+		if (!seen) { /* (the next frame is checked in full) */
+			free(t->seen);
+			t->seen = NULL;
+			t->seen_cap = 0;
+			return;
+		}
+		t->seen = seen;
+		t->seen_cap = pre + post;
+	}
+	memcpy(t->seen, d, pre);
+	memcpy(t->seen + pre, s + slen + 1, post);
 	t->pre = pre;
 	t->post = post;
 }

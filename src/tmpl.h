@@ -36,7 +36,7 @@ typedef struct mg_tmpl {
 	/* the last frame taken, without its string (mg_tmpl_apply's own):
 	 * seen[0 .. pre) came before the string, seen[pre .. pre + post) after */
 	char *seen;
-	size_t pre, post;
+	size_t pre, post, seen_cap;
 } mg_tmpl;
 
 /* If data (an upstream frame's SSE data, its event name ev) is a plain
